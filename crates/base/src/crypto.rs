@@ -1,0 +1,214 @@
+//! The signing primitive (Contract §1.3 and §10): Ed25519 over the canonical
+//! JSON of a payload without its `signature` field; signatures travel as
+//! `ed25519:<base64url-nopad>`.
+
+use std::fmt;
+
+use data_encoding::BASE64URL_NOPAD;
+use ed25519_dalek::{Signer, SigningKey, Verifier};
+use serde_json::Value;
+
+use crate::canonical::{CanonicalError, to_canonical_bytes};
+use crate::ids::{ED25519_PREFIX, IdError, NodeId};
+
+/// Name of the field that carries a document's own signature.
+pub const SIGNATURE_FIELD: &str = "signature";
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SignatureError {
+    #[error("payload cannot be canonicalised: {0}")]
+    Canonical(#[from] CanonicalError),
+    #[error("only JSON objects carry a `signature` field")]
+    NotAnObject,
+    #[error("the payload has no `signature` field")]
+    Missing,
+    #[error("signature `{0}` is malformed: expected `ed25519:` and 86 base64url characters")]
+    Malformed(String),
+    #[error("the signature does not match the payload and the signer's key")]
+    Mismatch,
+    #[error(transparent)]
+    BadKey(#[from] IdError),
+}
+
+/// A device's Ed25519 signing key. Its public half is the node's identity.
+#[derive(Clone)]
+pub struct DeviceKey(SigningKey);
+
+impl DeviceKey {
+    /// A fresh key from the operating system's random generator.
+    pub fn generate() -> Self {
+        Self(SigningKey::generate(&mut rand_core::OsRng))
+    }
+
+    /// The key whose 32-byte secret seed is `seed` (the on-disk form, M01 §4).
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        Self(SigningKey::from_bytes(&seed))
+    }
+
+    pub fn seed(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        NodeId::from_bytes(self.0.verifying_key().to_bytes())
+    }
+
+    /// Sign raw bytes; the result is in the wire form `ed25519:<b64>`.
+    pub fn sign_bytes(&self, message: &[u8]) -> String {
+        encode_signature(&self.0.sign(message).to_bytes())
+    }
+
+    /// Sign the canonical form of `payload` as it is (nothing stripped).
+    /// Used for synthetic envelopes such as the HTTP request of §5.1.
+    pub fn sign_canonical(&self, payload: &Value) -> Result<String, SignatureError> {
+        Ok(self.sign_bytes(&to_canonical_bytes(payload)?))
+    }
+}
+
+impl fmt::Debug for DeviceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DeviceKey({}, secret redacted)", self.node_id().short())
+    }
+}
+
+fn encode_signature(bytes: &[u8; 64]) -> String {
+    format!("{ED25519_PREFIX}{}", BASE64URL_NOPAD.encode(bytes))
+}
+
+fn decode_signature(text: &str) -> Result<ed25519_dalek::Signature, SignatureError> {
+    let malformed = || SignatureError::Malformed(text.to_owned());
+    let body = text.strip_prefix(ED25519_PREFIX).ok_or_else(malformed)?;
+    let bytes = BASE64URL_NOPAD
+        .decode(body.as_bytes())
+        .map_err(|_| malformed())?;
+    let bytes: [u8; 64] = bytes.try_into().map_err(|_| malformed())?;
+    Ok(ed25519_dalek::Signature::from_bytes(&bytes))
+}
+
+/// Check `signature` (wire form) over raw `message` by `signer`.
+pub fn verify_bytes(
+    message: &[u8],
+    signature: &str,
+    signer: &NodeId,
+) -> Result<(), SignatureError> {
+    let sig = decode_signature(signature)?;
+    signer
+        .verifying_key()?
+        .verify(message, &sig)
+        .map_err(|_| SignatureError::Mismatch)
+}
+
+/// Check `signature` over the canonical form of `payload` as it is.
+pub fn verify_canonical(
+    payload: &Value,
+    signature: &str,
+    signer: &NodeId,
+) -> Result<(), SignatureError> {
+    verify_bytes(&to_canonical_bytes(payload)?, signature, signer)
+}
+
+/// Sign a document (§10): drop any old `signature`, sign the canonical rest,
+/// then put the new signature back in.
+pub fn sign_value(mut payload: Value, key: &DeviceKey) -> Result<Value, SignatureError> {
+    let map = payload.as_object_mut().ok_or(SignatureError::NotAnObject)?;
+    map.remove(SIGNATURE_FIELD);
+    let signature = key.sign_canonical(&payload)?;
+    if let Some(map) = payload.as_object_mut() {
+        map.insert(SIGNATURE_FIELD.to_owned(), Value::String(signature));
+    }
+    Ok(payload)
+}
+
+/// Verify a document signed with [`sign_value`] against `signer`'s key.
+///
+/// Verification always runs on the JSON as received, never on a re-encoded
+/// struct, so fields this build does not know still count.
+pub fn verify_value(payload: &Value, signer: &NodeId) -> Result<(), SignatureError> {
+    let map = payload.as_object().ok_or(SignatureError::NotAnObject)?;
+    let signature = match map.get(SIGNATURE_FIELD) {
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(SignatureError::Malformed("<not a string>".into())),
+        None => return Err(SignatureError::Missing),
+    };
+    let mut unsigned = map.clone();
+    unsigned.remove(SIGNATURE_FIELD);
+    verify_canonical(&Value::Object(unsigned), &signature, signer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// RFC 8032 §7.1, TEST 1: the secret seed, its public key, and the
+    /// signature of the empty message.
+    const RFC8032_SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+    const RFC8032_PUBLIC: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+    const RFC8032_SIG_EMPTY: &str = "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b";
+
+    fn hex32(text: &str) -> [u8; 32] {
+        data_encoding::HEXLOWER
+            .decode(text.as_bytes())
+            .unwrap()
+            .try_into()
+            .unwrap()
+    }
+
+    pub(crate) fn fixed_key() -> DeviceKey {
+        DeviceKey::from_seed(hex32(RFC8032_SEED))
+    }
+
+    #[test]
+    fn rfc8032_vector() {
+        let key = fixed_key();
+        assert_eq!(key.node_id().as_bytes(), &hex32(RFC8032_PUBLIC));
+        let expected = data_encoding::HEXLOWER
+            .decode(RFC8032_SIG_EMPTY.as_bytes())
+            .unwrap();
+        let expected: [u8; 64] = expected.try_into().unwrap();
+        assert_eq!(key.sign_bytes(b""), encode_signature(&expected));
+        assert_eq!(
+            key.node_id().full(),
+            "ed25519:11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
+        );
+    }
+
+    #[test]
+    fn sign_then_verify_and_tamper_detection() {
+        let key = fixed_key();
+        let doc = sign_value(json!({"b": [1.5, "x"], "a": {"n": null}}), &key).unwrap();
+        verify_value(&doc, &key.node_id()).unwrap();
+
+        let mut tampered = doc.clone();
+        tampered["b"][0] = json!(1.25);
+        assert_eq!(
+            verify_value(&tampered, &key.node_id()),
+            Err(SignatureError::Mismatch)
+        );
+
+        let other = DeviceKey::generate().node_id();
+        assert_eq!(verify_value(&doc, &other), Err(SignatureError::Mismatch));
+
+        let mut unsigned = doc.clone();
+        unsigned.as_object_mut().unwrap().remove("signature");
+        assert_eq!(
+            verify_value(&unsigned, &key.node_id()),
+            Err(SignatureError::Missing)
+        );
+
+        let mut garbled = doc;
+        garbled["signature"] = json!("ed25519:xyz");
+        assert!(matches!(
+            verify_value(&garbled, &key.node_id()),
+            Err(SignatureError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn equal_numbers_sign_identically() {
+        let key = fixed_key();
+        let a = sign_value(serde_json::from_str(r#"{"v":1.0}"#).unwrap(), &key).unwrap();
+        let b = sign_value(serde_json::from_str(r#"{"v":1}"#).unwrap(), &key).unwrap();
+        assert_eq!(a["signature"], b["signature"]);
+    }
+}

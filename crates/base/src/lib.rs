@@ -1,0 +1,31 @@
+//! The primitives of Capability Contract v1.0 that every other crate speaks.
+//!
+//! This crate owns the contract's *byte-level* rules and nothing else:
+//! canonical JSON (§1.2), the signing primitive (§1.3, §10), BLAKE3 ids
+//! (§1.4), identifier forms (GLOSSARY), timestamps (§1.1), the closed set of
+//! error codes (§9), schema hashes (§11), the event envelope (§7.1) and the
+//! interop constants of the GLOSSARY.
+//!
+//! Architecture invariant: no file or network IO happens here. The only
+//! outside resource touched is the operating system's random generator
+//! (key generation, ULIDs).
+
+pub mod canonical;
+pub mod constants;
+pub mod crypto;
+pub mod error_code;
+pub mod event;
+pub mod hash;
+pub mod ids;
+pub mod schema;
+pub mod time;
+
+pub use canonical::{CanonicalError, to_canonical_bytes};
+pub use crypto::{DeviceKey, SignatureError, sign_value, verify_value};
+pub use error_code::ErrorCode;
+pub use hash::Blake3Id;
+pub use ids::{CommunityId, IdError, NodeId};
+pub use time::Timestamp;
+
+/// The contract revision this build implements (carried in node manifests).
+pub const CONTRACT_VERSION: &str = "1.0";
