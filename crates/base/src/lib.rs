@@ -17,6 +17,7 @@ pub mod error_code;
 pub mod event;
 pub mod hash;
 pub mod ids;
+pub mod kinds;
 pub mod schema;
 pub mod time;
 
@@ -25,6 +26,7 @@ pub use crypto::{DeviceKey, SignatureError, sign_value, verify_value};
 pub use error_code::ErrorCode;
 pub use hash::Blake3Id;
 pub use ids::{CommunityId, IdError, NodeId};
+pub use kinds::{Profile, Stability, TrustLevel};
 pub use time::Timestamp;
 
 /// The contract revision this build implements (carried in node manifests).

@@ -1,1 +1,103 @@
+//! X04: the node's configuration.
+//!
+//! Owns `config.toml` (its schema, defaults, validation and atomic saving),
+//! the XDG directory layout of the GLOSSARY, and `HEARTHNET_<SECTION>_<KEY>`
+//! environment overrides. Every other crate receives a [`Config`]; none reads
+//! files, flags or environment variables for its settings.
+//!
+//! Errors name the file (or environment variable), the key, the value and
+//! what was expected; unknown keys are errors, never silently dropped.
 
+mod env;
+mod error;
+mod locate;
+mod paths;
+mod schema;
+
+pub use env::Env;
+pub use error::{ConfigError, Origin};
+pub use paths::BaseDirs;
+pub use schema::*;
+
+use std::path::{Path, PathBuf};
+
+/// Sections of the file, in the order they are written.
+pub const SECTIONS: [&str; 15] = [
+    "identity",
+    "community",
+    "transport",
+    "bus",
+    "discovery",
+    "events",
+    "file",
+    "embedding",
+    "llm",
+    "rag",
+    "market",
+    "chat",
+    "emergency",
+    "ui",
+    "observability",
+];
+
+/// A loaded, validated configuration plus where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub config: Config,
+    /// The file it was read from, or would be written to.
+    pub path: PathBuf,
+    /// Whether that file existed (otherwise every value is a default).
+    pub file_existed: bool,
+    pub dirs: BaseDirs,
+}
+
+impl LoadedConfig {
+    /// Resolved locations of everything the node keeps on disk.
+    pub fn paths(&self) -> NodePaths {
+        NodePaths::resolve(&self.config, &self.dirs)
+    }
+}
+
+/// Load the configuration: `explicit` (from `--config`), else
+/// `$HEARTHNET_CONFIG`, else `<CONFIG>/config.toml`. A missing file at the
+/// default location means "all defaults"; a missing explicit file is an
+/// error.
+pub fn load(explicit: Option<&Path>, env: &Env) -> Result<LoadedConfig, ConfigError> {
+    let dirs = BaseDirs::from_env(env)?;
+    let (path, must_exist) = match (explicit, env.get("HEARTHNET_CONFIG")) {
+        (Some(p), _) => (p.to_path_buf(), true),
+        (None, Some(p)) if !p.is_empty() => (PathBuf::from(p), true),
+        _ => (dirs.config.join("config.toml"), false),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => None,
+        Err(source) => return Err(ConfigError::Read { path, source }),
+    };
+    let config = schema::parse(text.as_deref(), &path, env)?;
+    Ok(LoadedConfig {
+        config,
+        file_existed: text.is_some(),
+        path,
+        dirs,
+    })
+}
+
+/// Write `config` to `path` atomically (temporary file, fsync, rename), so a
+/// crash leaves either the old file or the new one, never half of either.
+pub fn save(config: &Config, path: &Path) -> Result<(), ConfigError> {
+    let text = config.to_toml()?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        std::io::Write::write_all(&mut tmp, text.as_bytes())?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    };
+    write().map_err(|source| ConfigError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}

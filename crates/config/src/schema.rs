@@ -1,0 +1,891 @@
+//! The schema of `config.toml`: one struct per section, every field with a
+//! default that runs out of the box, and the validation serde cannot do.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use hearthnet_base::{CommunityId, Profile};
+use serde::{Deserialize, Serialize};
+
+use crate::SECTIONS;
+use crate::env::Env;
+use crate::error::{ConfigError, Origin};
+use crate::locate::line_of;
+use crate::paths::BaseDirs;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub identity: IdentityConfig,
+    pub community: CommunityConfig,
+    pub transport: TransportConfig,
+    pub bus: BusConfig,
+    pub discovery: DiscoveryConfig,
+    pub events: EventsConfig,
+    pub file: FileConfig,
+    pub embedding: EmbeddingConfig,
+    pub llm: LlmConfig,
+    pub rag: RagConfig,
+    pub market: MarketConfig,
+    pub chat: ChatConfig,
+    pub emergency: EmergencyConfig,
+    pub ui: UiConfig,
+    pub observability: ObservabilityConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// Where the device key lives; default `<DATA>/keys`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys_dir: Option<PathBuf>,
+    /// Create a device key at start-up when none exists.
+    pub auto_generate: bool,
+    /// Shown to neighbours; empty means the host name.
+    pub display_name: String,
+    /// Declared in the node manifest; absent means detected from hardware.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            keys_dir: None,
+            auto_generate: true,
+            display_name: String::new(),
+            profile: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommunityConfig {
+    /// Full CommunityID; set by `hearthnet init`. Absent: not yet onboarded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub community_id: Option<String>,
+    /// Default `<DATA>/communities/<community_id>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransportConfig {
+    /// Local API for the CLI and UI: plain HTTP, loopback only.
+    pub api_host: String,
+    /// 0 picks a free port (tests); the node records the one it got.
+    pub api_port: u16,
+    /// Peer API: HTTPS with key-bound certificates, on the LAN.
+    pub peer_host: String,
+    pub peer_port: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve peers over plain HTTP too. Only for closed test networks.
+    pub allow_plain_http: bool,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: u64,
+    /// How far a signed request's timestamp may be from our clock.
+    pub request_skew_seconds: u64,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        Self {
+            api_host: "127.0.0.1".into(),
+            api_port: hearthnet_base::constants::DEFAULT_API_PORT,
+            peer_host: "0.0.0.0".into(),
+            peer_port: hearthnet_base::constants::DEFAULT_PEER_PORT,
+            tls_cert: None,
+            tls_key: None,
+            allow_plain_http: false,
+            max_body_bytes: 16 * 1024 * 1024,
+            request_skew_seconds: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BusConfig {
+    pub prefer_local: bool,
+    /// Above this share of `max_concurrent` in use, route to a peer instead.
+    pub local_load_threshold: f64,
+    pub default_timeout_seconds: u64,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self {
+            prefer_local: true,
+            local_load_threshold: 0.8,
+            default_timeout_seconds: hearthnet_base::constants::RPC_DEFAULT_TIMEOUT_SECONDS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoveryConfig {
+    pub mdns_enabled: bool,
+    pub udp_enabled: bool,
+    pub udp_multicast_group: String,
+    /// Interfaces to announce on; empty means every suitable one.
+    pub interfaces: Vec<String>,
+    /// Peers reached directly, as `host:port` (other sites, over a VPN).
+    pub static_peers: Vec<String>,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self {
+            mdns_enabled: true,
+            udp_enabled: true,
+            udp_multicast_group: "239.255.42.42".into(),
+            interfaces: Vec::new(),
+            static_peers: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    pub sync_interval_seconds: u64,
+    pub emergency_sync_interval_seconds: u64,
+    /// Largest accepted event, canonical bytes.
+    pub max_event_bytes: u64,
+    /// How far in the future an event's wall clock may be.
+    pub max_future_skew_seconds: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            sync_interval_seconds: 300,
+            emergency_sync_interval_seconds: 30,
+            max_event_bytes: 64 * 1024,
+            max_future_skew_seconds: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub enabled: bool,
+    /// Default `<DATA>/blobs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blobs_dir: Option<PathBuf>,
+    /// Share of the disk in use above which unpinned blobs are collected.
+    pub gc_threshold: f64,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            blobs_dir: None,
+            gc_threshold: hearthnet_base::constants::BLOB_GC_DISK_THRESHOLD,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddingConfig {
+    pub enabled: bool,
+    pub model: String,
+    /// Local directory with `model.safetensors`, `config.json`,
+    /// `tokenizer.json`. Nothing is ever downloaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_dir: Option<PathBuf>,
+}
+
+impl Default for EmbeddingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            model: "bge-small-en-v1.5".into(),
+            model_dir: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmConfig {
+    pub backends: Vec<LlmBackendConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LlmBackendKind {
+    /// An OpenAI-compatible server: llama.cpp server, Ollama, vLLM.
+    OpenaiCompatible,
+    /// A small GGUF model run in-process on the CPU.
+    Gguf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmBackendConfig {
+    pub name: String,
+    pub kind: LlmBackendKind,
+    /// The model name offered on the bus.
+    pub model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_path: Option<PathBuf>,
+    /// Name of the environment variable holding an API key; the key itself
+    /// never goes into the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    #[serde(default = "default_llm_concurrency")]
+    pub max_concurrent: u32,
+}
+
+fn default_llm_concurrency() -> u32 {
+    2
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RagConfig {
+    pub enabled: bool,
+    /// Default `<CACHE>/embeddings`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub corpora_dir: Option<PathBuf>,
+}
+
+impl Default for RagConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            corpora_dir: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MarketConfig {
+    pub enabled: bool,
+    pub default_ttl_seconds: u64,
+    pub max_ttl_seconds: u64,
+}
+
+impl Default for MarketConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            default_ttl_seconds: 7 * 86_400,
+            max_ttl_seconds: 30 * 86_400,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatConfig {
+    pub enabled: bool,
+    pub store_and_forward: bool,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            store_and_forward: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmergencyConfig {
+    pub enabled: bool,
+    /// Hosts probed to tell whether the internet is reachable.
+    pub probe_targets: Vec<String>,
+}
+
+impl Default for EmergencyConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            probe_targets: ["1.1.1.1", "8.8.8.8", "cloudflare.com", "quad9.net"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    pub enabled: bool,
+    pub host: String,
+    pub port: u16,
+    pub launch_browser: bool,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            host: "127.0.0.1".into(),
+            port: hearthnet_base::constants::DEFAULT_UI_PORT,
+            launch_browser: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObservabilityConfig {
+    pub log_level: LogLevel,
+    /// Default `<LOG>` (`$XDG_STATE_HOME/hearthnet/log`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_dir: Option<PathBuf>,
+    pub metrics_enabled: bool,
+}
+
+impl Default for ObservabilityConfig {
+    fn default() -> Self {
+        Self {
+            log_level: LogLevel::Info,
+            log_dir: None,
+            metrics_enabled: true,
+        }
+    }
+}
+
+impl Config {
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        let body = toml::to_string_pretty(self).map_err(|e| ConfigError::Encode(e.to_string()))?;
+        Ok(format!(
+            "# HearthNet node configuration. Every key is optional; see the README\n\
+             # for what each one does. HEARTHNET_<SECTION>_<KEY> overrides a key.\n\n{body}"
+        ))
+    }
+
+    /// The community this node belongs to, if it has joined one.
+    pub fn community_id(&self) -> Option<CommunityId> {
+        self.community
+            .community_id
+            .as_deref()
+            .and_then(|id| CommunityId::parse(id).ok())
+    }
+}
+
+/// Where the node keeps everything, with config overrides applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodePaths {
+    pub data_dir: PathBuf,
+    pub keys_dir: PathBuf,
+    pub communities_dir: PathBuf,
+    /// `<DATA>/communities/<id>` once a community is set.
+    pub state_dir: Option<PathBuf>,
+    pub blobs_dir: PathBuf,
+    pub corpora_dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub runtime_dir: PathBuf,
+}
+
+impl NodePaths {
+    pub fn resolve(config: &Config, dirs: &BaseDirs) -> Self {
+        let communities_dir = dirs.data.join("communities");
+        let state_dir = config.community.state_dir.clone().or_else(|| {
+            config
+                .community_id()
+                .map(|id| communities_dir.join(community_dir_name(&id)))
+        });
+        Self {
+            keys_dir: config
+                .identity
+                .keys_dir
+                .clone()
+                .unwrap_or_else(|| dirs.data.join("keys")),
+            state_dir,
+            communities_dir,
+            blobs_dir: config
+                .file
+                .blobs_dir
+                .clone()
+                .unwrap_or_else(|| dirs.data.join("blobs")),
+            corpora_dir: config
+                .rag
+                .corpora_dir
+                .clone()
+                .unwrap_or_else(|| dirs.cache.join("embeddings")),
+            log_dir: config
+                .observability
+                .log_dir
+                .clone()
+                .unwrap_or_else(|| dirs.log.clone()),
+            runtime_dir: dirs.runtime.clone(),
+            data_dir: dirs.data.clone(),
+        }
+    }
+}
+
+/// The directory name of a community: its full id, with the `:` that some
+/// filesystems refuse replaced by `_`.
+pub fn community_dir_name(id: &CommunityId) -> String {
+    id.full().replace(':', "_")
+}
+
+/// Parse `text` (None: no file), apply environment overrides, deserialize,
+/// validate.
+pub(crate) fn parse(text: Option<&str>, path: &Path, env: &Env) -> Result<Config, ConfigError> {
+    let file_origin = |key: &str| Origin::File {
+        path: path.to_path_buf(),
+        line: text.and_then(|t| line_of(t, key)),
+    };
+    let mut table: toml::Table = match text {
+        None => toml::Table::new(),
+        Some(text) => toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            origin: Origin::File {
+                path: path.to_path_buf(),
+                line: e.span().map(|s| text[..s.start].lines().count().max(1)),
+            },
+            message: e.message().to_owned(),
+        })?,
+    };
+    let overrides = apply_env_overrides(&mut table, env)?;
+    let origin_of = |key: &str| match overrides.get(key) {
+        Some(var) => Origin::EnvVar(var.clone()),
+        None => file_origin(key),
+    };
+
+    let value = toml::Value::Table(table.clone());
+    let config: Config = serde_path_to_error::deserialize(value).map_err(|err| {
+        let key = err.path().to_string();
+        let message = err.inner().message().to_owned();
+        if let Some(rest) = message.strip_prefix("unknown field ") {
+            let name = rest.split('`').nth(1).unwrap_or(rest).to_owned();
+            let full = if key == "." { name } else { key };
+            let known = rest.split_once(", expected").map(|(_, k)| k).unwrap_or("");
+            return ConfigError::UnknownKey {
+                origin: origin_of(&full),
+                key: full,
+                hint: if known.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (known keys here:{known})")
+                },
+            };
+        }
+        ConfigError::Invalid {
+            origin: origin_of(&key),
+            value: render_value(&table, &key),
+            key,
+            expected: message,
+        }
+    })?;
+
+    if let Some(problem) = validate(&config).into_iter().next() {
+        return Err(ConfigError::Invalid {
+            origin: origin_of(&problem.key),
+            value: render_value(&table, &problem.key),
+            key: problem.key,
+            expected: problem.expected,
+        });
+    }
+    Ok(config)
+}
+
+/// `HEARTHNET_<SECTION>_<KEY>=value`: the value is read as a TOML value
+/// (`7081`, `true`, `["a", "b"]`), or as a string when it is not one.
+/// Returns which dotted keys came from which variable.
+fn apply_env_overrides(
+    table: &mut toml::Table,
+    env: &Env,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    const NOT_OVERRIDES: [&str; 1] = ["HEARTHNET_CONFIG"];
+    let mut overrides = BTreeMap::new();
+    for (var, raw) in env.iter() {
+        let Some(rest) = var.strip_prefix("HEARTHNET_") else {
+            continue;
+        };
+        if NOT_OVERRIDES.contains(&var) {
+            continue;
+        }
+        let rest = rest.to_ascii_lowercase();
+        let section = SECTIONS
+            .iter()
+            .find(|s| rest.starts_with(&format!("{s}_")))
+            .ok_or_else(|| ConfigError::UnknownKey {
+                origin: Origin::EnvVar(var.to_owned()),
+                key: rest.clone(),
+                hint: format!(
+                    " (overrides are HEARTHNET_<SECTION>_<KEY> with a section of: {})",
+                    SECTIONS.join(", ")
+                ),
+            })?;
+        let key = rest[section.len() + 1..].to_owned();
+        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+        let entry = table
+            .entry(section.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let toml::Value::Table(section_table) = entry else {
+            return Err(ConfigError::Invalid {
+                origin: Origin::EnvVar(var.to_owned()),
+                key: section.to_string(),
+                value: entry.to_string(),
+                expected: "a table".into(),
+            });
+        };
+        section_table.insert(key.clone(), value);
+        overrides.insert(format!("{section}.{key}"), var.to_owned());
+    }
+    Ok(overrides)
+}
+
+fn render_value(table: &toml::Table, dotted: &str) -> String {
+    let mut current: Option<&toml::Value> = None;
+    for part in dotted.split('.') {
+        let (name, index) = match part.split_once('[') {
+            Some((n, i)) => (n, i.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        let next = match current {
+            None => table.get(name),
+            Some(toml::Value::Table(t)) => t.get(name),
+            _ => None,
+        };
+        current = match (next, index) {
+            (Some(toml::Value::Array(a)), Some(i)) => a.get(i),
+            (v, _) => v,
+        };
+    }
+    current.map_or_else(|| "(missing)".to_owned(), |v| v.to_string())
+}
+
+struct Problem {
+    key: String,
+    expected: String,
+}
+
+fn problem(key: &str, expected: impl Into<String>) -> Problem {
+    Problem {
+        key: key.to_owned(),
+        expected: expected.into(),
+    }
+}
+
+/// Checks serde's types cannot express, in file order.
+fn validate(c: &Config) -> Vec<Problem> {
+    let mut out = Vec::new();
+    if let Some(id) = &c.community.community_id
+        && let Err(e) = CommunityId::parse(id)
+    {
+        out.push(problem(
+            "community.community_id",
+            format!("a full community id ({e})"),
+        ));
+    }
+    match c.transport.api_host.parse::<IpAddr>() {
+        Ok(ip) if ip.is_loopback() => {}
+        _ => out.push(problem(
+            "transport.api_host",
+            "a loopback address such as 127.0.0.1 (the local API is for this machine only; peers use peer_host)",
+        )),
+    }
+    if c.transport.peer_host.parse::<IpAddr>().is_err() {
+        out.push(problem(
+            "transport.peer_host",
+            "an IP address such as 0.0.0.0 or 192.168.1.20",
+        ));
+    }
+    let ports = [
+        ("transport.api_port", c.transport.api_port),
+        ("transport.peer_port", c.transport.peer_port),
+        ("ui.port", c.ui.port),
+    ];
+    for (i, (key, port)) in ports.iter().enumerate() {
+        if *port == 0 {
+            continue;
+        }
+        if let Some((other, _)) = ports[..i].iter().find(|(_, p)| p == port) {
+            out.push(problem(key, format!("a port different from {other}")));
+        }
+        if *port == hearthnet_base::constants::DISCOVERY_UDP_PORT {
+            out.push(problem(
+                key,
+                "a port other than 42424, which UDP discovery uses",
+            ));
+        }
+    }
+    if c.transport.max_body_bytes < 1024 {
+        out.push(problem("transport.max_body_bytes", "at least 1024 bytes"));
+    }
+    if !(0.0..=1.0).contains(&c.bus.local_load_threshold) {
+        out.push(problem(
+            "bus.local_load_threshold",
+            "a number between 0 and 1",
+        ));
+    }
+    if c.bus.default_timeout_seconds == 0 {
+        out.push(problem(
+            "bus.default_timeout_seconds",
+            "a positive number of seconds",
+        ));
+    }
+    match c.discovery.udp_multicast_group.parse::<IpAddr>() {
+        Ok(ip) if ip.is_multicast() => {}
+        _ => out.push(problem(
+            "discovery.udp_multicast_group",
+            "an IPv4 multicast address such as 239.255.42.42",
+        )),
+    }
+    for (i, peer) in c.discovery.static_peers.iter().enumerate() {
+        let valid = peer.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !valid {
+            out.push(problem(
+                &format!("discovery.static_peers[{i}]"),
+                "`host:port`, e.g. `192.168.1.20:7443`",
+            ));
+        }
+    }
+    if c.events.sync_interval_seconds == 0 {
+        out.push(problem(
+            "events.sync_interval_seconds",
+            "a positive number of seconds",
+        ));
+    }
+    if c.events.emergency_sync_interval_seconds == 0 {
+        out.push(problem(
+            "events.emergency_sync_interval_seconds",
+            "a positive number of seconds",
+        ));
+    }
+    if c.events.max_event_bytes < 1024 {
+        out.push(problem("events.max_event_bytes", "at least 1024 bytes"));
+    }
+    if !(c.file.gc_threshold > 0.0 && c.file.gc_threshold <= 1.0) {
+        out.push(problem(
+            "file.gc_threshold",
+            "a number above 0 and at most 1",
+        ));
+    }
+    for (i, b) in c.llm.backends.iter().enumerate() {
+        let key = |k: &str| format!("llm.backends[{i}].{k}");
+        if b.name.trim().is_empty() {
+            out.push(problem(&key("name"), "a non-empty name"));
+        }
+        if b.model.trim().is_empty() {
+            out.push(problem(&key("model"), "the model name offered on the bus"));
+        }
+        match b.kind {
+            LlmBackendKind::OpenaiCompatible => {
+                let ok = b
+                    .url
+                    .as_deref()
+                    .is_some_and(|u| u.starts_with("http://") || u.starts_with("https://"));
+                if !ok {
+                    out.push(problem(
+                        &key("url"),
+                        "an http:// or https:// URL of the server",
+                    ));
+                }
+            }
+            LlmBackendKind::Gguf => {
+                if b.model_path.is_none() {
+                    out.push(problem(&key("model_path"), "the path of a .gguf file"));
+                }
+            }
+        }
+        if b.max_concurrent == 0 {
+            out.push(problem(&key("max_concurrent"), "at least 1"));
+        }
+    }
+    if c.market.max_ttl_seconds == 0 {
+        out.push(problem(
+            "market.max_ttl_seconds",
+            "a positive number of seconds",
+        ));
+    }
+    if c.market.default_ttl_seconds == 0 || c.market.default_ttl_seconds > c.market.max_ttl_seconds
+    {
+        out.push(problem(
+            "market.default_ttl_seconds",
+            format!(
+                "between 1 and market.max_ttl_seconds ({})",
+                c.market.max_ttl_seconds
+            ),
+        ));
+    }
+    if c.ui.host.parse::<IpAddr>().is_err() {
+        out.push(problem("ui.host", "an IP address such as 127.0.0.1"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_text(text: &str) -> Result<Config, ConfigError> {
+        parse(
+            Some(text),
+            Path::new("/etc/hn/config.toml"),
+            &Env::default(),
+        )
+    }
+
+    #[test]
+    fn empty_file_and_no_file_give_defaults() {
+        assert_eq!(parse_text("").unwrap(), Config::default());
+        assert_eq!(
+            parse(None, Path::new("x"), &Env::default()).unwrap(),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn default_config_round_trips_through_toml() {
+        let mut c = Config::default();
+        c.identity.display_name = "Küche \"Nord\"".into();
+        c.identity.profile = Some(Profile::Spark);
+        c.llm.backends.push(LlmBackendConfig {
+            name: "ollama".into(),
+            kind: LlmBackendKind::OpenaiCompatible,
+            model: "qwen2.5-0.5b".into(),
+            url: Some("http://127.0.0.1:11434".into()),
+            model_path: None,
+            api_key_env: None,
+            max_concurrent: 2,
+        });
+        let text = c.to_toml().unwrap();
+        assert_eq!(parse_text(&text).unwrap(), c);
+        for section in SECTIONS {
+            assert!(
+                text.contains(&format!("[{section}]")) || section == "llm",
+                "{section} missing:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_type_names_file_line_key_value_and_expectation() {
+        let err =
+            parse_text("[ui]\nport = 1\n\n[transport]\napi_port = \"seventy\"\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("/etc/hn/config.toml:5: key `transport.api_port` = \"seventy\""),
+            "{msg}"
+        );
+        assert!(msg.contains("u16"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_keys_and_sections_are_errors() {
+        let msg = parse_text("[transport]\napi_prot = 7081\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("unknown key `transport.api_prot`"), "{msg}");
+        assert!(msg.contains("api_port"), "{msg}");
+        assert!(msg.contains("config.toml:2"), "{msg}");
+        let msg = parse_text("[transprt]\n").unwrap_err().to_string();
+        assert!(msg.contains("unknown key `transprt`"), "{msg}");
+    }
+
+    #[test]
+    fn semantic_validation_names_the_key() {
+        let msg = parse_text("[transport]\napi_host = \"0.0.0.0\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("`transport.api_host` = \"0.0.0.0\": expected a loopback address"),
+            "{msg}"
+        );
+        let msg = parse_text("[ui]\nport = 7080\n").unwrap_err().to_string();
+        assert!(
+            msg.contains("`ui.port` = 7080: expected a port different from transport.api_port"),
+            "{msg}"
+        );
+        let msg = parse_text("[[llm.backends]]\nname = \"x\"\nkind = \"gguf\"\nmodel = \"m\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("llm.backends[0].model_path"), "{msg}");
+        let msg = parse_text("[observability]\nlog_level = \"loud\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("`observability.log_level` = \"loud\"") && msg.contains("info"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_point_at_the_line() {
+        let msg = parse_text("[ui]\nport = = 3\n").unwrap_err().to_string();
+        assert!(
+            msg.starts_with("/etc/hn/config.toml:2: not valid TOML"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn environment_overrides_win_and_are_named_in_errors() {
+        let env = Env::from_pairs([
+            ("HEARTHNET_TRANSPORT_API_PORT", "7181"),
+            ("HEARTHNET_UI_LAUNCH_BROWSER", "true"),
+            ("HEARTHNET_IDENTITY_DISPLAY_NAME", "garage pc"),
+            ("HEARTHNET_CONFIG", "/ignored/here"),
+        ]);
+        let c = parse(
+            Some("[transport]\napi_port = 7080\n"),
+            Path::new("c.toml"),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(c.transport.api_port, 7181);
+        assert!(c.ui.launch_browser);
+        assert_eq!(c.identity.display_name, "garage pc");
+
+        let env = Env::from_pairs([("HEARTHNET_BUS_LOCAL_LOAD_THRESHOLD", "3")]);
+        let msg = parse(None, Path::new("c.toml"), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.starts_with("environment variable HEARTHNET_BUS_LOCAL_LOAD_THRESHOLD: key `bus.local_load_threshold` = 3"), "{msg}");
+
+        let env = Env::from_pairs([("HEARTHNET_TRANSPRT_PORT", "1")]);
+        let msg = parse(None, Path::new("c.toml"), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("HEARTHNET_TRANSPRT_PORT") && msg.contains("section of"),
+            "{msg}"
+        );
+        let env = Env::from_pairs([("HEARTHNET_UI_PROT", "1")]);
+        let msg = parse(None, Path::new("c.toml"), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("environment variable HEARTHNET_UI_PROT: unknown key `ui.prot`"),
+            "{msg}"
+        );
+    }
+}
