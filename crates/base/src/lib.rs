@@ -6,15 +6,15 @@
 //! error codes (§9), schema hashes (§11), the event envelope (§7.1) and the
 //! interop constants of the GLOSSARY.
 //!
-//! Architecture invariant: no file or network IO happens here. The only
-//! outside resource touched is the operating system's random generator
-//! (key generation, ULIDs).
+//! Architecture invariant: no network IO happens here, and the only file IO
+//! is [`fsio::atomic_write`], the one way every crate replaces a document.
 
 pub mod canonical;
 pub mod constants;
 pub mod crypto;
 pub mod error_code;
 pub mod event;
+pub mod fsio;
 pub mod hash;
 pub mod ids;
 pub mod kinds;

@@ -83,21 +83,14 @@ pub fn load(explicit: Option<&Path>, env: &Env) -> Result<LoadedConfig, ConfigEr
     })
 }
 
-/// Write `config` to `path` atomically (temporary file, fsync, rename), so a
-/// crash leaves either the old file or the new one, never half of either.
+/// Write `config` to `path` atomically, so a crash leaves either the old
+/// file or the new one, never half of either.
 pub fn save(config: &Config, path: &Path) -> Result<(), ConfigError> {
     let text = config.to_toml()?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        std::io::Write::write_all(&mut tmp, text.as_bytes())?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(path).map_err(|e| e.error)?;
-        Ok(())
-    };
-    write().map_err(|source| ConfigError::Write {
-        path: path.to_path_buf(),
-        source,
+    hearthnet_base::fsio::atomic_write(path, text.as_bytes(), 0o644).map_err(|source| {
+        ConfigError::Write {
+            path: path.to_path_buf(),
+            source,
+        }
     })
 }
