@@ -64,11 +64,7 @@ impl LoadedConfig {
 /// error.
 pub fn load(explicit: Option<&Path>, env: &Env) -> Result<LoadedConfig, ConfigError> {
     let dirs = BaseDirs::from_env(env)?;
-    let (path, must_exist) = match (explicit, env.get("HEARTHNET_CONFIG")) {
-        (Some(p), _) => (p.to_path_buf(), true),
-        (None, Some(p)) if !p.is_empty() => (PathBuf::from(p), true),
-        _ => (dirs.config.join("config.toml"), false),
-    };
+    let (path, must_exist) = config_path(explicit, env, &dirs);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => Some(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => None,
@@ -81,6 +77,16 @@ pub fn load(explicit: Option<&Path>, env: &Env) -> Result<LoadedConfig, ConfigEr
         path,
         dirs,
     })
+}
+
+/// Which file to read, and whether it must exist: `explicit`, else
+/// `$HEARTHNET_CONFIG` (both must exist), else `<CONFIG>/config.toml`.
+pub fn config_path(explicit: Option<&Path>, env: &Env, dirs: &BaseDirs) -> (PathBuf, bool) {
+    match (explicit, env.get("HEARTHNET_CONFIG")) {
+        (Some(p), _) => (p.to_path_buf(), true),
+        (None, Some(p)) if !p.is_empty() => (PathBuf::from(p), true),
+        _ => (dirs.config.join("config.toml"), false),
+    }
 }
 
 /// Write `config` to `path` atomically, so a crash leaves either the old

@@ -79,6 +79,13 @@ impl KeyStore {
         if mode & 0o077 != 0 {
             return Err(KeyError::Permissions { path, mode });
         }
+        self.load_ignoring_mode()
+    }
+
+    /// Read and check the key without looking at its permissions: for
+    /// diagnostics, which report permissions separately.
+    pub fn load_ignoring_mode(&self) -> Result<DeviceKey, KeyError> {
+        let path = self.secret_path();
         let seed = read_exactly_32(&path)?;
         let key = DeviceKey::from_seed(seed);
         let public = self.public_path();
