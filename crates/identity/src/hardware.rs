@@ -168,6 +168,42 @@ pub fn free_space(path: &Path) -> Option<u64> {
     Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
+/// This machine's host name, for a default display name.
+pub fn host_name() -> String {
+    let uname = rustix::system::uname();
+    let name = uname.nodename().to_string_lossy().trim().to_owned();
+    if name.is_empty() {
+        "hearthnet-node".into()
+    } else {
+        name
+    }
+}
+
+/// Interface names of container and VM bridges: addresses there are not
+/// where neighbours can reach us.
+const VIRTUAL_INTERFACE_PREFIXES: [&str; 7] =
+    ["docker", "br-", "veth", "virbr", "cni", "flannel", "podman"];
+
+/// IPv4 addresses of this machine that neighbours on the LAN can reach:
+/// not loopback, not link-local, not on a container or VM bridge.
+pub fn lan_ipv4_addresses() -> Vec<std::net::Ipv4Addr> {
+    let Ok(interfaces) = if_addrs::get_if_addrs() else {
+        return Vec::new();
+    };
+    interfaces
+        .into_iter()
+        .filter(|i| {
+            !VIRTUAL_INTERFACE_PREFIXES
+                .iter()
+                .any(|p| i.name.starts_with(p))
+        })
+        .filter_map(|i| match i.ip() {
+            std::net::IpAddr::V4(v4) if !v4.is_loopback() && !v4.is_link_local() => Some(v4),
+            _ => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

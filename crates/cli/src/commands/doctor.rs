@@ -1,0 +1,57 @@
+//! `hearthnet doctor`: run the checks, print ✓/✗ with a `fix:` under each
+//! failure (or JSON). Exit 0 all pass, 1 any fail, 2 doctor itself broke.
+
+use std::path::Path;
+
+use anyhow::anyhow;
+use hearthnet_config::Env;
+use hearthnet_observability::doctor::{self, COLD_CHECKS, CheckResult, DoctorContext};
+
+use crate::cli::DoctorArgs;
+use crate::exit::{CliError, CliResult, ExitStatus};
+use crate::printer::{DIM, FAIL, FIX, PASS};
+
+pub fn run(config: Option<&Path>, env: &Env, args: DoctorArgs) -> CliResult {
+    let results = std::panic::catch_unwind(|| -> Result<Vec<CheckResult>, CliError> {
+        let ctx =
+            DoctorContext::load(config, env).map_err(|e| CliError::new(ExitStatus::Usage, e))?;
+        doctor::run(COLD_CHECKS, &ctx, args.check.as_deref())
+            .map_err(|e| CliError::new(ExitStatus::Usage, e))
+    })
+    .map_err(|_| {
+        CliError::new(
+            ExitStatus::Usage,
+            anyhow!("doctor itself crashed; please report this"),
+        )
+    })??;
+
+    if args.json {
+        let ok = results.iter().all(|r| r.ok);
+        println!("{}", serde_json::json!({ "ok": ok, "checks": results }));
+    } else {
+        print_report(&results);
+    }
+    Ok(if results.iter().all(|r| r.ok) {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    })
+}
+
+fn print_report(results: &[CheckResult]) {
+    let width = results.iter().map(|r| r.name.len()).max().unwrap_or(0);
+    for r in results {
+        if r.ok {
+            anstream::println!(
+                "{PASS}✓{PASS:#} {:width$}  {DIM}{}{DIM:#}",
+                r.name,
+                r.detail
+            );
+        } else {
+            anstream::println!("{FAIL}✗{FAIL:#} {:width$}  {}", r.name, r.detail);
+        }
+        if let Some(fix) = &r.fix {
+            anstream::println!("    {FIX}fix:{FIX:#} {fix}");
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! `hearthnet init` (spec §3.1, M13 create and join flows).
+//!
+//! Order: directories, device key (created only if absent, never
+//! replaced), display name and profile (saved to config.toml at once), then
+//! create a community (genesis manifest and event, invite or identity QR)
+//! or join one (show our identity QR, check the invite we are given).
+
+use std::path::Path;
+
+use anyhow::{Context, anyhow};
+use hearthnet_base::{DeviceKey, NodeId, Profile, Timestamp, TrustLevel};
+use hearthnet_config::{Env, LoadedConfig, NodePaths};
+use hearthnet_identity::hardware::{self, HardwareFacts};
+use hearthnet_identity::{CommunityManifest, CommunityPolicy, Endpoint, Genesis, KeyStore};
+use hearthnet_onboarding::{IdentityCard, Invite, InviteRequest, Qr};
+
+use crate::cli::InitArgs;
+use crate::exit::{CliError, CliResult, ExitStatus};
+use crate::printer::{self, EMPHASIS};
+use crate::prompt::Prompter;
+
+/// How long an invite made during `init` stays valid.
+const INIT_INVITE_TTL_SECONDS: i64 = 24 * 3600;
+/// Pixels per QR module in saved PNGs.
+const PNG_SCALE: usize = 8;
+
+pub fn run(config: Option<&Path>, env: &Env, args: InitArgs) -> CliResult {
+    let mut loaded = hearthnet_config::load(config, env)?;
+    let paths = loaded.paths();
+    if let Some(manifest) = existing_community(&loaded, &paths)? {
+        printer::status(format!(
+            "already a member of \"{}\" ({}); nothing to do",
+            manifest.name,
+            manifest.community_id.short()
+        ));
+        printer::hint(
+            "`hearthnet erase` starts over; the device key is kept unless you ask otherwise",
+        );
+        return Ok(ExitStatus::Success);
+    }
+    create_dirs(&loaded, &paths)?;
+    let key = load_or_create_key(&paths)?;
+
+    let mut prompter = (!args.non_interactive).then(Prompter::stdin);
+    let name = display_name(&args, prompter.as_mut())?;
+    let profile = profile(&args, &paths, prompter.as_mut())?;
+    loaded.config.identity.display_name = name.clone();
+    loaded.config.identity.profile = Some(profile);
+    hearthnet_config::save(&loaded.config, &loaded.path)?;
+
+    let join = match prompter.as_mut() {
+        Some(p) => {
+            p.choose(
+                "Create a new community or join one",
+                &["create", "join"],
+                "create",
+            )? == "join"
+        }
+        None => false,
+    };
+    if join {
+        return join_community(&key, &name, &paths, prompter.as_mut());
+    }
+    create_community(&mut loaded, &paths, &key, &name, prompter.as_mut())
+}
+
+/// The community this node already belongs to. A stored manifest that no
+/// longer verifies is an error, never a reason to found a new community
+/// over it.
+fn existing_community(
+    loaded: &LoadedConfig,
+    paths: &NodePaths,
+) -> Result<Option<CommunityManifest>, CliError> {
+    let (Some(_), Some(state_dir)) = (loaded.config.community_id(), paths.state_dir.as_deref())
+    else {
+        return Ok(None);
+    };
+    let path = state_dir.join(hearthnet_identity::community::MANIFEST_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    CommunityManifest::load(state_dir).map(Some).map_err(|e| {
+        CliError::new(
+            ExitStatus::Auth,
+            anyhow!(
+                "the community manifest {} does not verify ({e}); it was damaged or tampered with. \
+                 Restore it from a backup or another member, or start over with `hearthnet erase`",
+                path.display()
+            ),
+        )
+    })
+}
+
+fn create_dirs(loaded: &LoadedConfig, paths: &NodePaths) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    for dir in [&paths.data_dir, &paths.log_dir, &loaded.dirs.cache] {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+fn load_or_create_key(paths: &NodePaths) -> Result<DeviceKey, CliError> {
+    let store = KeyStore::new(&paths.keys_dir);
+    let (key, created) = store.load_or_create().map_err(|e| match e {
+        hearthnet_identity::KeyError::Permissions { .. } => CliError::new(ExitStatus::Auth, e),
+        other => CliError::from(other),
+    })?;
+    let verb = if created { "created" } else { "using existing" };
+    printer::status(format!(
+        "{verb} device key {} ({})",
+        store.secret_path().display(),
+        key.node_id().short()
+    ));
+    Ok(key)
+}
+
+fn display_name(
+    args: &InitArgs,
+    prompter: Option<&mut Prompter<impl std::io::BufRead>>,
+) -> Result<String, CliError> {
+    let default = args.name.clone().unwrap_or_else(hardware::host_name);
+    let name = match (prompter, &args.name) {
+        (Some(p), None) => p.ask("Display name for this node", &default)?,
+        _ => default,
+    };
+    let name = name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 64 {
+        return Err(CliError::new(
+            ExitStatus::Usage,
+            anyhow!("a display name has 1 to 64 characters"),
+        ));
+    }
+    Ok(name)
+}
+
+fn profile(
+    args: &InitArgs,
+    paths: &NodePaths,
+    prompter: Option<&mut Prompter<impl std::io::BufRead>>,
+) -> Result<Profile, CliError> {
+    if let Some(p) = args.profile {
+        return Ok(p.into());
+    }
+    let choice = HardwareFacts::detect(&paths.data_dir).suggest_profile();
+    printer::status(format!(
+        "detected profile {EMPHASIS}{}{EMPHASIS:#}: {}",
+        choice.profile,
+        choice.reasons.join("; ")
+    ));
+    let Some(p) = prompter else {
+        return Ok(choice.profile);
+    };
+    let names: Vec<&str> = Profile::ALL.iter().map(|p| p.as_str()).collect();
+    let answer = p.choose("Profile", &names, choice.profile.as_str())?;
+    Ok(Profile::parse(&answer).unwrap_or(choice.profile))
+}
+
+fn create_community(
+    loaded: &mut LoadedConfig,
+    paths: &NodePaths,
+    key: &DeviceKey,
+    display_name: &str,
+    mut prompter: Option<&mut Prompter<impl std::io::BufRead>>,
+) -> CliResult {
+    let default_name: String = format!("{display_name}'s community")
+        .chars()
+        .take(64)
+        .collect();
+    let community_name = match prompter.as_deref_mut() {
+        Some(p) => p.ask("Community name", &default_name)?,
+        None => default_name,
+    };
+    let genesis = Genesis::create(key, &community_name, CommunityPolicy::default())
+        .map_err(|e| CliError::new(ExitStatus::Usage, e))?;
+    let community_id = genesis.manifest.community_id;
+    loaded.config.community.community_id = Some(community_id.full());
+    let state_dir = loaded
+        .paths()
+        .state_dir
+        .context("community state directory unresolved")?;
+    genesis.write_to(&state_dir)?;
+    hearthnet_config::save(&loaded.config, &loaded.path)?;
+    printer::status(format!(
+        "founded \"{}\" ({}); manifest at {}",
+        genesis.manifest.name,
+        community_id.short(),
+        state_dir
+            .join(hearthnet_identity::community::MANIFEST_FILE)
+            .display()
+    ));
+
+    let invitee = match prompter {
+        Some(p) => ask_invitee(p)?,
+        None => None,
+    };
+    let (text, png, caption) = match invitee {
+        Some(invitee) => {
+            let invite = make_invite(loaded, &genesis.manifest, key, invitee)?;
+            let caption = format!(
+                "invite for {} as member, valid until {}",
+                invitee.short(),
+                invite.expires_at
+            );
+            (invite.encode(), paths.data_dir.join("invite.png"), caption)
+        }
+        None => {
+            let card = IdentityCard {
+                node_id_full: key.node_id(),
+                display_name: display_name.to_owned(),
+            };
+            let caption = "this node's identity card; invite others with `hearthnet invite create`"
+                .to_owned();
+            (card.encode(), paths.data_dir.join("node-id.png"), caption)
+        }
+    };
+    show_qr(&text, &png, &caption)?;
+    print_summary(key, display_name, Some(&genesis.manifest), &loaded.path);
+    Ok(ExitStatus::Success)
+}
+
+/// Ask for the first invitee's device id; empty answer skips.
+fn ask_invitee(p: &mut Prompter<impl std::io::BufRead>) -> Result<Option<NodeId>, CliError> {
+    loop {
+        let answer = p.ask(
+            "Invite a first member now? Paste their device id (hearthnet-id://… or ed25519:…), Enter to skip",
+            "",
+        )?;
+        if answer.is_empty() {
+            return Ok(None);
+        }
+        match IdentityCard::node_id_from_text(&answer) {
+            Some(id) => return Ok(Some(id)),
+            None => printer::hint(
+                "that is neither a hearthnet-id:// card nor a full ed25519: device id",
+            ),
+        }
+    }
+}
+
+fn make_invite(
+    loaded: &LoadedConfig,
+    community: &CommunityManifest,
+    key: &DeviceKey,
+    invitee: NodeId,
+) -> Result<Invite, CliError> {
+    let invite = Invite::create(
+        InviteRequest {
+            community,
+            invitee,
+            level: TrustLevel::Member,
+            bootstrap_endpoints: bootstrap_endpoints(loaded),
+            expires_at: Timestamp::now().plus_seconds(INIT_INVITE_TTL_SECONDS),
+        },
+        key,
+    )
+    .map_err(|e| CliError::new(ExitStatus::from(e.code()), e))?;
+    Ok(invite)
+}
+
+/// Where an invitee can reach us: the configured peer address, or every
+/// LAN address of this machine when the node listens on all of them.
+fn bootstrap_endpoints(loaded: &LoadedConfig) -> Vec<Endpoint> {
+    let t = &loaded.config.transport;
+    let endpoint = |host: String| Endpoint {
+        transport: "https".into(),
+        host,
+        port: t.peer_port,
+    };
+    match t.peer_host.parse::<std::net::IpAddr>() {
+        Ok(ip) if !ip.is_unspecified() => vec![endpoint(ip.to_string())],
+        _ => hardware::lan_ipv4_addresses()
+            .into_iter()
+            .take(3)
+            .map(|ip| endpoint(ip.to_string()))
+            .collect(),
+    }
+}
+
+fn join_community(
+    key: &DeviceKey,
+    display_name: &str,
+    paths: &NodePaths,
+    prompter: Option<&mut Prompter<impl std::io::BufRead>>,
+) -> CliResult {
+    let card = IdentityCard {
+        node_id_full: key.node_id(),
+        display_name: display_name.to_owned(),
+    };
+    show_qr(
+        &card.encode(),
+        &paths.data_dir.join("node-id.png"),
+        "show this to a member so they can invite this device",
+    )?;
+    let Some(p) = prompter else {
+        return Err(anyhow!("joining needs an invite; run `hearthnet init` interactively").into());
+    };
+    let text = p.ask("Paste the invite you received (hearthnet://v1/…)", "")?;
+    let invite = Invite::decode(&text).map_err(|e| CliError::new(ExitStatus::from(e.code()), e))?;
+    invite
+        .check_for(&key.node_id(), Timestamp::now())
+        .map_err(|e| CliError::new(ExitStatus::from(e.code()), e))?;
+    printer::status(format!(
+        "the invite from {} to \"{}\" ({}) is valid until {}",
+        invite.inviter_node_id.short(),
+        invite.community_name,
+        invite.community_id.short(),
+        invite.expires_at
+    ));
+    Err(CliError::new(
+        ExitStatus::Failure,
+        anyhow!(
+            "redeeming an invite over the network is not built yet (it comes with onboarding); \
+             nothing was changed, your key and settings are kept, run `hearthnet init` again later"
+        ),
+    ))
+}
+
+fn show_qr(text: &str, png: &Path, caption: &str) -> Result<(), CliError> {
+    let qr = Qr::new(text)?;
+    qr.write_png(png, PNG_SCALE)?;
+    println!("{}", qr.to_terminal());
+    println!("{text}");
+    printer::status(format!("{caption}; QR saved as {}", png.display()));
+    Ok(())
+}
+
+fn print_summary(
+    key: &DeviceKey,
+    name: &str,
+    community: Option<&CommunityManifest>,
+    config: &Path,
+) {
+    println!("node       {}  ({name})", key.node_id().short());
+    println!("node id    {}", key.node_id().full());
+    if let Some(c) = community {
+        println!("community  {}  \"{}\"", c.community_id.short(), c.name);
+    }
+    println!("config     {}", config.display());
+    printer::hint("start the node with `hearthnet run`; check it with `hearthnet doctor`");
+}
