@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 //! Checks this crate against the checked-in vectors in
 //! `testdata/vectors/signing.json`, whose expected values were produced
 //! independently of this code (see the file's `about`).

@@ -1,0 +1,144 @@
+//! A sandbox per test: its own HOME (so its own XDG directories), a clean
+//! environment, and helpers to run the real `hearthnet` binary in it.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Sandbox {
+    pub home: tempfile::TempDir,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Self {
+        Self {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        Self {
+            home: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.home().join(".local/share/hearthnet")
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.home().join(".config/hearthnet/config.toml")
+    }
+
+    pub fn key_file(&self) -> PathBuf {
+        self.data_dir().join("keys/device.ed25519")
+    }
+
+    /// A `hearthnet` command in this sandbox, with nothing inherited that
+    /// could point it at the real home or change its behaviour.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearthnet"));
+        cmd.args(args)
+            .env_clear()
+            .env("HOME", self.home())
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("NO_COLOR", "1");
+        cmd
+    }
+
+    /// Run to completion with `stdin` as input (None: stdin closed).
+    pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Run {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hearthnet");
+        {
+            let mut input = child.stdin.take().expect("stdin");
+            if let Some(text) = stdin {
+                let _ = input.write_all(text.as_bytes());
+            }
+        }
+        Run::from(wait_bounded(child, Duration::from_secs(60)))
+    }
+
+    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = self.command(args);
+        cmd.envs(env.iter().copied()).stdin(Stdio::null());
+        Run::from(cmd.output().expect("run hearthnet"))
+    }
+
+    pub fn init_non_interactive(&self, name: &str) -> Run {
+        let run = self.run(&["init", "--non-interactive", "--name", name], None);
+        assert_eq!(run.code, 0, "{run:?}");
+        run
+    }
+}
+
+/// Wait for `child`, killing it if it outlives `limit`.
+pub fn wait_bounded(mut child: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if start.elapsed() > limit => {
+                let _ = child.kill();
+                break;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(_) => break,
+        }
+    }
+    child.wait_with_output().expect("collect output")
+}
+
+/// The QR payload of a PNG written by `hearthnet`.
+pub fn decode_qr_png(path: &Path) -> String {
+    let bytes = std::fs::read(path).expect("png readable");
+    let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    let mut reader = decoder.read_info().expect("png header");
+    let mut buf = vec![0; reader.output_buffer_size().expect("size")];
+    let info = reader.next_frame(&mut buf).expect("png frame");
+    let (w, h) = (info.width as usize, info.height as usize);
+    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| buf[y * w + x]);
+    let grids = img.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code in {}", path.display());
+    grids[0].decode().expect("QR decodes").1
+}
+
+/// The first line of `text` starting with `prefix`.
+pub fn line_starting(text: &str, prefix: &str) -> String {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starting with {prefix} in:\n{text}"))
+        .to_owned()
+}
