@@ -18,6 +18,7 @@ pub mod fsio;
 pub mod hash;
 pub mod ids;
 pub mod kinds;
+pub mod request;
 pub mod schema;
 pub mod time;
 
