@@ -12,6 +12,7 @@ mod env;
 mod error;
 mod locate;
 mod paths;
+pub mod runtime;
 mod schema;
 
 pub use env::Env;

@@ -1,0 +1,249 @@
+//! A client of a running node's local HTTP API (SYSTEM.md item 4): every
+//! request signed with the device key as Contract §5.1 says, errors decoded
+//! into the contract's codes, streams read frame by frame.
+//!
+//! Blocking on purpose: the CLI starts in a millisecond and exits, and a
+//! thread waiting on a socket is all it needs. The node itself uses an
+//! async stack; this crate must never depend on it.
+
+mod sse;
+
+use std::io::BufReader;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hearthnet_base::request::{self, SignedHeaders};
+use hearthnet_base::{CommunityId, DeviceKey, ErrorCode};
+use hearthnet_config::LoadedConfig;
+use hearthnet_config::runtime::RuntimeInfo;
+use hearthnet_identity::{KeyError, KeyStore};
+use serde_json::Value;
+
+pub use sse::{Frame, FrameReader};
+
+/// A wire error as the node reported it (Contract §5.4).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WireError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub retry_after_ms: Option<u64>,
+    pub body: Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no HearthNet node is running at {addr}; start one with `hearthnet run`")]
+    NotRunning { addr: SocketAddr },
+    #[error("{}: {}", .0.code, .0.message)]
+    Wire(WireError),
+    #[error("the node at {addr} gave an unusable response: {reason}")]
+    BadResponse { addr: SocketAddr, reason: String },
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("this node has no community yet; run `hearthnet init`")]
+    NoCommunity,
+    #[error("cannot sign the request: {0}")]
+    Sign(#[from] hearthnet_base::SignatureError),
+}
+
+pub struct LocalClient {
+    addr: SocketAddr,
+    key: DeviceKey,
+    community: CommunityId,
+    agent: ureq::Agent,
+}
+
+/// A call's answer: one JSON document, or a stream of frames.
+pub enum CallReply {
+    Json(Value),
+    Stream(FrameReader<Box<dyn std::io::BufRead + Send>>),
+}
+
+impl LocalClient {
+    /// The node this configuration describes: its address from the runtime
+    /// file of a running node, else the configured API port.
+    pub fn for_config(loaded: &LoadedConfig) -> Result<Self, ClientError> {
+        let paths = loaded.paths();
+        let key = KeyStore::new(&paths.keys_dir).load()?;
+        let community = loaded.config.community_id().ok_or(ClientError::NoCommunity)?;
+        let addr = RuntimeInfo::read(&paths.runtime_dir).map_or_else(
+            || {
+                let t = &loaded.config.transport;
+                let ip = t.api_host.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+                SocketAddr::new(ip, t.api_port)
+            },
+            |info| info.api,
+        );
+        Ok(Self::new(addr, key, community))
+    }
+
+    pub fn new(addr: SocketAddr, key: DeviceKey, community: CommunityId) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(2)))
+            .build()
+            .into();
+        Self {
+            addr,
+            key,
+            community,
+            agent,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A signed GET of a plain endpoint (`path` without query string).
+    pub fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, ClientError> {
+        let headers = SignedHeaders::sign(
+            &self.key,
+            self.community,
+            path,
+            request::ENDPOINT_VERSION,
+            &Value::Object(Default::default()),
+        )?;
+        let mut req = self.agent.get(self.url(path));
+        for (k, v) in query {
+            req = req.query(*k, v);
+        }
+        for (name, value) in headers.to_pairs() {
+            req = req.header(name, value);
+        }
+        let resp = req.call().map_err(|e| self.transport_error(e))?;
+        self.json_reply(resp)
+    }
+
+    /// An unsigned GET (`/health`, `/ready`, `/manifest`), returning the
+    /// status code and body.
+    pub fn get_unsigned(&self, path: &str) -> Result<(u16, Value), ClientError> {
+        let resp = self.agent.get(self.url(path)).call().map_err(|e| self.transport_error(e))?;
+        let status = resp.status().as_u16();
+        let body = self.read_json(resp)?;
+        Ok((status, body))
+    }
+
+    /// Call `capability@version` through `/bus/v1/call`.
+    pub fn call(
+        &self,
+        capability: &str,
+        version: &str,
+        body: &Value,
+        stream: bool,
+        timeout: Option<Duration>,
+    ) -> Result<CallReply, ClientError> {
+        self.call_signed_by(&self.key, capability, version, body, stream, timeout)
+    }
+
+    /// Like [`call`](Self::call), signed by `signer` instead of the device
+    /// key (tests of refused callers).
+    pub fn call_signed_by(
+        &self,
+        signer: &DeviceKey,
+        capability: &str,
+        version: &str,
+        body: &Value,
+        stream: bool,
+        timeout: Option<Duration>,
+    ) -> Result<CallReply, ClientError> {
+        let headers = SignedHeaders::sign(signer, self.community, capability, version, body)?;
+        self.send_call(&headers, body, stream, timeout)
+    }
+
+    /// Send a call with the given headers as they are (tests of replays).
+    pub fn send_call(
+        &self,
+        headers: &SignedHeaders,
+        body: &Value,
+        stream: bool,
+        timeout: Option<Duration>,
+    ) -> Result<CallReply, ClientError> {
+        let accept = if stream { "text/event-stream" } else { "application/json" };
+        let mut req = self
+            .agent
+            .post(self.url("/bus/v1/call"))
+            .header("accept", accept)
+            .header("content-type", "application/json");
+        for (name, value) in headers.to_pairs() {
+            req = req.header(name, value);
+        }
+        if let Some(t) = timeout {
+            req = req.header(request::TIMEOUT_MS, t.as_millis().to_string());
+        }
+        let bytes = serde_json::to_vec(body).map_err(|e| self.bad(e.to_string()))?;
+        let resp = req.send(&bytes[..]).map_err(|e| self.transport_error(e))?;
+        let is_stream = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if resp.status().as_u16() == 200 && is_stream {
+            let reader: Box<dyn std::io::BufRead + Send> =
+                Box::new(BufReader::new(resp.into_body().into_reader()));
+            return Ok(CallReply::Stream(FrameReader::new(reader)));
+        }
+        self.json_reply(resp).map(CallReply::Json)
+    }
+
+    fn json_reply(&self, resp: ureq::http::Response<ureq::Body>) -> Result<Value, ClientError> {
+        let status = resp.status().as_u16();
+        let body = self.read_json(resp)?;
+        if status == 200 {
+            return Ok(body);
+        }
+        Err(ClientError::Wire(self.wire_error(status, body)?))
+    }
+
+    fn read_json(&self, resp: ureq::http::Response<ureq::Body>) -> Result<Value, ClientError> {
+        let text = resp
+            .into_body()
+            .read_to_string()
+            .map_err(|e| self.bad(format!("reading the body: {e}")))?;
+        serde_json::from_str(&text).map_err(|e| self.bad(format!("not JSON ({e}): {}", snippet(&text))))
+    }
+
+    fn wire_error(&self, status: u16, body: Value) -> Result<WireError, ClientError> {
+        parse_wire_error(&body).ok_or_else(|| self.bad(format!("HTTP {status} without a contract error: {body}")))
+    }
+
+    fn bad(&self, reason: String) -> ClientError {
+        ClientError::BadResponse { addr: self.addr, reason }
+    }
+
+    fn transport_error(&self, e: ureq::Error) -> ClientError {
+        match e {
+            ureq::Error::Io(ref io)
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::ConnectionRefused
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::NotFound
+                ) =>
+            {
+                ClientError::NotRunning { addr: self.addr }
+            }
+            ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => ClientError::NotRunning { addr: self.addr },
+            other => self.bad(other.to_string()),
+        }
+    }
+}
+
+/// Decode a contract error body (§5.4) or `error` frame.
+pub fn parse_wire_error(body: &Value) -> Option<WireError> {
+    let code = body.get("error")?.as_str()?.parse().ok()?;
+    Some(WireError {
+        code,
+        message: body.get("message").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        retry_after_ms: body.get("retry_after_ms").and_then(Value::as_u64),
+        body: body.clone(),
+    })
+}
+
+fn snippet(text: &str) -> String {
+    text.chars().take(200).collect()
+}
