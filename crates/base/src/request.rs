@@ -99,14 +99,17 @@ impl SignedHeaders {
     }
 
     /// Parse from a header lookup (lower-case names).
-    pub fn from_lookup<'a>(get: impl Fn(&'static str) -> Option<&'a str>) -> Result<Self, HeaderError> {
+    pub fn from_lookup<'a>(
+        get: impl Fn(&'static str) -> Option<&'a str>,
+    ) -> Result<Self, HeaderError> {
         let need = |name: &'static str| get(name).ok_or(HeaderError::Missing(name));
         Ok(Self {
             capability: need(CAPABILITY)?.to_owned(),
             version: need(CAPABILITY_VERSION)?.to_owned(),
             request_id: need(REQUEST_ID)?.to_owned(),
             from: NodeId::parse(need(FROM)?).map_err(|e| HeaderError::BadId(FROM, e))?,
-            community: CommunityId::parse(need(COMMUNITY)?).map_err(|e| HeaderError::BadId(COMMUNITY, e))?,
+            community: CommunityId::parse(need(COMMUNITY)?)
+                .map_err(|e| HeaderError::BadId(COMMUNITY, e))?,
             timestamp: Timestamp::parse(need(TIMESTAMP)?).map_err(HeaderError::BadTimestamp)?,
             signature: need(SIGNATURE)?.to_owned(),
         })
@@ -128,7 +131,11 @@ mod tests {
         let parsed = SignedHeaders::from_lookup(|n| map.get(n).map(String::as_str)).unwrap();
         assert_eq!(parsed, h);
         parsed.verify(&body).unwrap();
-        assert!(parsed.verify(&json!({"params": {}, "input": {"text": "hallo!"}})).is_err());
+        assert!(
+            parsed
+                .verify(&json!({"params": {}, "input": {"text": "hallo!"}}))
+                .is_err()
+        );
 
         let mut other_cap = parsed.clone();
         other_cap.capability = "llm.chat".into();

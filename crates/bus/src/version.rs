@@ -31,7 +31,10 @@ impl FromStr for Version {
         let err = || VersionError(s.to_owned());
         let (major, minor) = s.split_once('.').ok_or_else(err)?;
         let num = |p: &str| {
-            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || (p.len() > 1 && p.starts_with('0')) {
+            if p.is_empty()
+                || !p.bytes().all(|b| b.is_ascii_digit())
+                || (p.len() > 1 && p.starts_with('0'))
+            {
                 return Err(err());
             }
             p.parse::<u32>().map_err(|_| err())

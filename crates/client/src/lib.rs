@@ -65,11 +65,17 @@ impl LocalClient {
     pub fn for_config(loaded: &LoadedConfig) -> Result<Self, ClientError> {
         let paths = loaded.paths();
         let key = KeyStore::new(&paths.keys_dir).load()?;
-        let community = loaded.config.community_id().ok_or(ClientError::NoCommunity)?;
+        let community = loaded
+            .config
+            .community_id()
+            .ok_or(ClientError::NoCommunity)?;
         let addr = RuntimeInfo::read(&paths.runtime_dir).map_or_else(
             || {
                 let t = &loaded.config.transport;
-                let ip = t.api_host.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+                let ip = t
+                    .api_host
+                    .parse()
+                    .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
                 SocketAddr::new(ip, t.api_port)
             },
             |info| info.api,
@@ -122,7 +128,11 @@ impl LocalClient {
     /// An unsigned GET (`/health`, `/ready`, `/manifest`), returning the
     /// status code and body.
     pub fn get_unsigned(&self, path: &str) -> Result<(u16, Value), ClientError> {
-        let resp = self.agent.get(self.url(path)).call().map_err(|e| self.transport_error(e))?;
+        let resp = self
+            .agent
+            .get(self.url(path))
+            .call()
+            .map_err(|e| self.transport_error(e))?;
         let status = resp.status().as_u16();
         let body = self.read_json(resp)?;
         Ok((status, body))
@@ -163,7 +173,11 @@ impl LocalClient {
         stream: bool,
         timeout: Option<Duration>,
     ) -> Result<CallReply, ClientError> {
-        let accept = if stream { "text/event-stream" } else { "application/json" };
+        let accept = if stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        };
         let mut req = self
             .agent
             .post(self.url("/bus/v1/call"))
@@ -204,15 +218,20 @@ impl LocalClient {
             .into_body()
             .read_to_string()
             .map_err(|e| self.bad(format!("reading the body: {e}")))?;
-        serde_json::from_str(&text).map_err(|e| self.bad(format!("not JSON ({e}): {}", snippet(&text))))
+        serde_json::from_str(&text)
+            .map_err(|e| self.bad(format!("not JSON ({e}): {}", snippet(&text))))
     }
 
     fn wire_error(&self, status: u16, body: Value) -> Result<WireError, ClientError> {
-        parse_wire_error(&body).ok_or_else(|| self.bad(format!("HTTP {status} without a contract error: {body}")))
+        parse_wire_error(&body)
+            .ok_or_else(|| self.bad(format!("HTTP {status} without a contract error: {body}")))
     }
 
     fn bad(&self, reason: String) -> ClientError {
-        ClientError::BadResponse { addr: self.addr, reason }
+        ClientError::BadResponse {
+            addr: self.addr,
+            reason,
+        }
     }
 
     fn transport_error(&self, e: ureq::Error) -> ClientError {
@@ -227,7 +246,9 @@ impl LocalClient {
             {
                 ClientError::NotRunning { addr: self.addr }
             }
-            ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => ClientError::NotRunning { addr: self.addr },
+            ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => {
+                ClientError::NotRunning { addr: self.addr }
+            }
             other => self.bad(other.to_string()),
         }
     }
@@ -238,7 +259,11 @@ pub fn parse_wire_error(body: &Value) -> Option<WireError> {
     let code = body.get("error")?.as_str()?.parse().ok()?;
     Some(WireError {
         code,
-        message: body.get("message").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        message: body
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
         retry_after_ms: body.get("retry_after_ms").and_then(Value::as_u64),
         body: body.clone(),
     })

@@ -25,7 +25,10 @@ pub struct FrameReader<R> {
 
 impl<R: BufRead> FrameReader<R> {
     pub fn new(input: R) -> Self {
-        Self { input, finished: false }
+        Self {
+            input,
+            finished: false,
+        }
     }
 }
 
@@ -88,7 +91,9 @@ mod tests {
     fn reads_frames_until_the_terminal_one() {
         let text = ": comment\nevent: token\ndata: {\"text\":\"Sie \"}\n\nevent: token\ndata: {\"text\":\"x\"}\n\n\
                     event: done\ndata: {\"ms\":3}\n\nevent: token\ndata: {}\n\n";
-        let frames: Vec<Frame> = FrameReader::new(text.as_bytes()).map(Result::unwrap).collect();
+        let frames: Vec<Frame> = FrameReader::new(text.as_bytes())
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(frames.len(), 3);
         assert_eq!(frames[0].data["text"], "Sie ");
         assert_eq!(frames[2].event, "done");
@@ -96,9 +101,10 @@ mod tests {
 
     #[test]
     fn a_cut_stream_ends_without_a_terminal_frame() {
-        let frames: Vec<Frame> = FrameReader::new("event: token\ndata: {\"text\":\"a\"}\n\nevent: tok".as_bytes())
-            .map(Result::unwrap)
-            .collect();
+        let frames: Vec<Frame> =
+            FrameReader::new("event: token\ndata: {\"text\":\"a\"}\n\nevent: tok".as_bytes())
+                .map(Result::unwrap)
+                .collect();
         assert_eq!(frames.len(), 1);
     }
 }

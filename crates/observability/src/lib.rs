@@ -10,4 +10,5 @@
 //! its own probe, removed at once.
 
 pub mod doctor;
+pub mod metrics;
 pub mod sockets;

@@ -1,0 +1,735 @@
+//! The bus itself: the registry of entries, routing, admission (trust,
+//! capacity), execution with deadline and cancellation, and the record of
+//! every call (health, metrics, trace ring).
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use hearthnet_base::constants::STREAM_WINDOW_FRAMES;
+use hearthnet_base::{ErrorCode, NodeId, Stability, Timestamp, TrustLevel};
+use hearthnet_observability::metrics::Metrics;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::descriptor::{CapabilityDescriptor, DescriptorError, Trust};
+use crate::health::Health;
+use crate::service::{Call, CallError, FrameSink, Item, Service};
+use crate::trace::{TraceRecord, TraceRing};
+use crate::version::Version;
+
+/// Routing preferences (from `[bus]` in config.toml).
+#[derive(Debug, Clone)]
+pub struct BusSettings {
+    pub prefer_local: bool,
+    pub local_load_threshold: f64,
+    pub default_timeout: Duration,
+}
+
+impl Default for BusSettings {
+    fn default() -> Self {
+        Self {
+            prefer_local: true,
+            local_load_threshold: 0.8,
+            default_timeout: Duration::from_secs(
+                hearthnet_base::constants::RPC_DEFAULT_TIMEOUT_SECONDS,
+            ),
+        }
+    }
+}
+
+struct Entry {
+    node_id: NodeId,
+    descriptor: CapabilityDescriptor,
+    service: Arc<dyn Service>,
+    permits: Arc<Semaphore>,
+    in_flight: AtomicU32,
+    health: Mutex<Health>,
+}
+
+impl Entry {
+    fn load(&self) -> f64 {
+        f64::from(self.in_flight.load(Ordering::Relaxed))
+            / f64::from(self.descriptor.max_concurrent.max(1))
+    }
+
+    /// M03 §5.4: lower is better.
+    fn score(&self, is_local: bool) -> f64 {
+        let (p50, success) = self
+            .health
+            .lock()
+            .map_or((0.0, 1.0), |h| (h.p50_ms(), h.success_rate()));
+        let latency = if p50 > 0.0 { p50 } else { 500.0 };
+        let bonus = if is_local { -50.0 } else { 0.0 };
+        latency * (1.0 + self.load()) + (1.0 - success) * 1000.0 + bonus
+    }
+}
+
+/// A capability call as it arrives from the transport, after the caller's
+/// signature and membership were checked.
+#[derive(Debug, Clone)]
+pub struct InboundCall {
+    pub capability: String,
+    pub version: Version,
+    /// `{"params": {...}, "input": {...}}`
+    pub body: Value,
+    pub caller: NodeId,
+    pub caller_level: TrustLevel,
+    pub trace_id: String,
+    pub timeout: Option<Duration>,
+    pub stream: bool,
+}
+
+/// A running call. Dropping it cancels the call: that is how a caller who
+/// disconnects stops the provider.
+pub struct CallStream {
+    rx: mpsc::Receiver<Item>,
+    streaming: bool,
+    _cancel_on_drop: DropGuard,
+}
+
+impl CallStream {
+    /// Whether the capability streams frames (and the caller asked for them).
+    pub fn is_streaming(&self) -> bool {
+        self.streaming
+    }
+
+    /// The next frame or the terminal outcome; `None` after the terminal one.
+    pub async fn next(&mut self) -> Option<Item> {
+        self.rx.recv().await
+    }
+
+    /// Wait for the terminal outcome, ignoring frames.
+    pub async fn outcome(mut self) -> Result<Value, CallError> {
+        while let Some(item) = self.rx.recv().await {
+            match item {
+                Item::Frame(_) => {}
+                Item::Done(v) => return Ok(v),
+                Item::Failed(e) => return Err(e),
+            }
+        }
+        Err(CallError::new(
+            ErrorCode::InternalError,
+            "the call ended without an outcome",
+        ))
+    }
+}
+
+/// What `caps` shows of one entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct EntryInfo {
+    pub name: String,
+    pub version: String,
+    pub stability: Stability,
+    pub node: String,
+    pub local: bool,
+    pub params: Value,
+    pub schema_hash: String,
+    pub success_rate: f64,
+    pub p50_ms: f64,
+    pub in_flight: u32,
+    pub max_concurrent: u32,
+    pub quarantined: bool,
+    pub streaming: bool,
+}
+
+pub struct Bus {
+    node_id: NodeId,
+    settings: BusSettings,
+    entries: RwLock<Vec<Arc<Entry>>>,
+    traces: Arc<TraceRing>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    in_flight_total: Arc<AtomicU32>,
+}
+
+impl Bus {
+    pub fn new(node_id: NodeId, settings: BusSettings, metrics: Arc<Metrics>) -> Self {
+        Self {
+            node_id,
+            settings,
+            entries: RwLock::new(Vec::new()),
+            traces: Arc::new(TraceRing::default()),
+            metrics,
+            shutdown: CancellationToken::new(),
+            in_flight_total: Arc::new(AtomicU32::new(0)),
+        }
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// Register every capability `service` offers.
+    pub fn register(&self, service: Arc<dyn Service>) -> Result<(), DescriptorError> {
+        let descriptors = service.descriptors();
+        for d in &descriptors {
+            d.validate()?;
+        }
+        let mut entries = self.entries.write().map_err(|_| poisoned())?;
+        for descriptor in descriptors {
+            entries.retain(|e| {
+                !(e.descriptor.name == descriptor.name
+                    && e.descriptor.version == descriptor.version)
+            });
+            tracing::info!(capability = %descriptor.name, version = %descriptor.version, "capability registered");
+            entries.push(Arc::new(Entry {
+                node_id: self.node_id,
+                permits: Arc::new(Semaphore::new(descriptor.max_concurrent as usize)),
+                descriptor,
+                service: service.clone(),
+                in_flight: AtomicU32::new(0),
+                health: Mutex::new(Health::default()),
+            }));
+        }
+        Ok(())
+    }
+
+    pub fn capability_count(&self) -> usize {
+        self.entries.read().map_or(0, |e| e.len())
+    }
+
+    pub fn in_flight_total(&self) -> u32 {
+        self.in_flight_total.load(Ordering::Relaxed)
+    }
+
+    pub fn recent_traces(&self, n: usize, capability: Option<&str>) -> Vec<TraceRecord> {
+        self.traces.recent(n, capability)
+    }
+
+    /// Descriptors of the local capabilities, for the node manifest.
+    pub fn local_descriptors(&self) -> Vec<CapabilityDescriptor> {
+        self.entries
+            .read()
+            .map(|e| {
+                e.iter()
+                    .filter(|e| e.node_id == self.node_id)
+                    .map(|e| e.descriptor.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn entries(&self) -> Vec<EntryInfo> {
+        let now = Instant::now();
+        let Ok(entries) = self.entries.read() else {
+            return Vec::new();
+        };
+        entries
+            .iter()
+            .map(|e| {
+                let (success_rate, p50_ms, quarantined) =
+                    e.health.lock().map_or((1.0, 0.0, false), |h| {
+                        (h.success_rate(), h.p50_ms(), h.is_quarantined(now))
+                    });
+                EntryInfo {
+                    name: e.descriptor.name.clone(),
+                    version: e.descriptor.version.to_string(),
+                    stability: e.descriptor.stability,
+                    node: e.node_id.full(),
+                    local: e.node_id == self.node_id,
+                    params: e.descriptor.params.clone(),
+                    schema_hash: e.descriptor.schema_hash().to_string(),
+                    success_rate,
+                    p50_ms,
+                    in_flight: e.in_flight.load(Ordering::Relaxed),
+                    max_concurrent: e.descriptor.max_concurrent,
+                    quarantined,
+                    streaming: e.descriptor.is_streaming(),
+                }
+            })
+            .collect()
+    }
+
+    /// End every call in flight with an `error` frame and refuse new ones.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Route, admit and start a call. Errors before the call starts come
+    /// back here (→ an HTTP error status); afterwards they arrive as the
+    /// stream's terminal item.
+    pub fn call(&self, req: InboundCall) -> Result<CallStream, CallError> {
+        if self.shutdown.is_cancelled() {
+            return Err(
+                CallError::new(ErrorCode::Partition, "the node is shutting down").retry_after(1000),
+            );
+        }
+        let params = req.body.get("params").cloned().unwrap_or_else(|| json!({}));
+        let input = req.body.get("input").cloned().unwrap_or_else(|| json!({}));
+        if !params.is_object() || !input.is_object() {
+            return Err(CallError::bad_request(
+                "the body must be {\"params\": {...}, \"input\": {...}}",
+            ));
+        }
+        let (entry, permit) = self.route(&req, &params)?;
+        check_trust(&entry.descriptor, &req, self.node_id)?;
+        Ok(self.start(entry, permit, req, params, input))
+    }
+
+    fn route(
+        &self,
+        req: &InboundCall,
+        params: &Value,
+    ) -> Result<(Arc<Entry>, OwnedSemaphorePermit), CallError> {
+        let entries = self
+            .entries
+            .read()
+            .map_err(|_| CallError::new(ErrorCode::InternalError, "registry lock"))?;
+        let same_name: Vec<&Arc<Entry>> = entries
+            .iter()
+            .filter(|e| e.descriptor.name == req.capability)
+            .collect();
+        let versioned: Vec<&Arc<Entry>> = same_name
+            .iter()
+            .copied()
+            .filter(|e| e.descriptor.version.satisfies(req.version))
+            .collect();
+        if versioned.is_empty() {
+            let alternatives: Vec<String> = same_name
+                .iter()
+                .map(|e| format!("{}@{}", e.descriptor.name, e.descriptor.version))
+                .collect();
+            let mut err = CallError::new(
+                ErrorCode::NotFound,
+                format!("nobody offers {}@{}", req.capability, req.version),
+            );
+            if !alternatives.is_empty() {
+                err = err.with("alt_capabilities", json!(alternatives));
+            }
+            return Err(err);
+        }
+        let compatible: Vec<&Arc<Entry>> = versioned
+            .into_iter()
+            .filter(|e| e.service.params_compatible(&e.descriptor.params, params))
+            .collect();
+        if compatible.is_empty() {
+            return Err(CallError::new(
+                ErrorCode::NotFound,
+                format!(
+                    "nobody offers {}@{} with params {params}",
+                    req.capability, req.version
+                ),
+            ));
+        }
+        let now = Instant::now();
+        let healthy: Vec<&Arc<Entry>> = compatible
+            .iter()
+            .copied()
+            .filter(|e| e.health.lock().map_or(true, |h| !h.is_quarantined(now)))
+            .collect();
+        if healthy.is_empty() {
+            return Err(CallError::new(
+                ErrorCode::Partition,
+                format!(
+                    "every provider of {} is quarantined after repeated failures",
+                    req.capability
+                ),
+            )
+            .retry_after(hearthnet_base::constants::HEALTH_QUARANTINE_SECONDS * 1000));
+        }
+        let mut ranked: Vec<&Arc<Entry>> = healthy.clone();
+        let local_first = self.settings.prefer_local
+            && ranked
+                .iter()
+                .find(|e| e.node_id == self.node_id)
+                .is_some_and(|e| e.load() < self.settings.local_load_threshold);
+        ranked.sort_by(|a, b| {
+            let key = |e: &Arc<Entry>| {
+                let local = e.node_id == self.node_id;
+                (
+                    if local_first && local {
+                        f64::MIN
+                    } else {
+                        e.score(local)
+                    },
+                    e.load(),
+                )
+            };
+            key(a)
+                .partial_cmp(&key(b))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        for entry in ranked {
+            if let Ok(permit) = entry.permits.clone().try_acquire_owned() {
+                if let Ok(mut h) = entry.health.lock() {
+                    h.on_selected(now);
+                }
+                return Ok((entry.clone(), permit));
+            }
+        }
+        let p50 = healthy
+            .iter()
+            .filter_map(|e| e.health.lock().ok().map(|h| h.p50_ms()))
+            .fold(0.0, f64::max);
+        Err(CallError::new(
+            ErrorCode::CapacityExceeded,
+            format!(
+                "every provider of {} is at its max_concurrent",
+                req.capability
+            ),
+        )
+        .retry_after((p50 as u64).clamp(100, 30_000)))
+    }
+
+    fn start(
+        &self,
+        entry: Arc<Entry>,
+        permit: OwnedSemaphorePermit,
+        req: InboundCall,
+        params: Value,
+        input: Value,
+    ) -> CallStream {
+        let (tx, rx) = mpsc::channel(STREAM_WINDOW_FRAMES as usize);
+        let caller_gone = CancellationToken::new();
+        let handler_cancel = CancellationToken::new();
+        let frames = Arc::new(AtomicU64::new(0));
+        let streaming = req.stream && entry.descriptor.is_streaming();
+        let call = Call {
+            capability: req.capability.clone(),
+            version: req.version,
+            params,
+            input,
+            caller: req.caller,
+            trace_id: req.trace_id.clone(),
+            stream: streaming,
+            frames: FrameSink::new(tx.clone(), frames.clone()),
+            cancel: handler_cancel.clone(),
+        };
+        let deadline = req
+            .timeout
+            .unwrap_or(entry.descriptor.timeout)
+            .min(Duration::from_secs(3600));
+        let shutdown = self.shutdown.clone();
+        let metrics = self.metrics.clone();
+        let in_flight_total = self.in_flight_total.clone();
+        let gauge = metrics.in_flight(&entry.descriptor.name);
+        let traces = self.traces.clone();
+        let caller_gone_task = caller_gone.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let ts = Timestamp::now();
+            entry.in_flight.fetch_add(1, Ordering::Relaxed);
+            in_flight_total.fetch_add(1, Ordering::Relaxed);
+            gauge.inc();
+            let handler = entry.service.clone().handle(call);
+            let outcome = tokio::select! {
+                r = tokio::time::timeout(deadline, handler) => match r {
+                    Ok(Ok(v)) => Some(Item::Done(v)),
+                    Ok(Err(e)) => Some(Item::Failed(e)),
+                    Err(_) => Some(Item::Failed(CallError::new(
+                        ErrorCode::Timeout,
+                        format!("{} did not finish within {} ms", entry.descriptor.name, deadline.as_millis()),
+                    ))),
+                },
+                _ = caller_gone_task.cancelled() => None,
+                _ = shutdown.cancelled() => Some(Item::Failed(
+                    CallError::new(ErrorCode::Partition, "the node is shutting down").retry_after(1000),
+                )),
+            };
+            handler_cancel.cancel();
+            let result = match &outcome {
+                Some(Item::Done(_)) => "ok".to_owned(),
+                Some(Item::Failed(e)) => e.code.as_str().to_owned(),
+                _ => "cancelled".to_owned(),
+            };
+            if let Some(item) = outcome {
+                let _ = tx.send(item).await;
+            }
+            drop(tx);
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            entry.in_flight.fetch_sub(1, Ordering::Relaxed);
+            in_flight_total.fetch_sub(1, Ordering::Relaxed);
+            gauge.dec();
+            drop(permit);
+            let provider_failed = matches!(
+                result.as_str(),
+                "internal_error" | "timeout" | "not_implemented"
+            );
+            if result != "cancelled" && result != "partition" {
+                let quarantined = entry
+                    .health
+                    .lock()
+                    .map(|mut h| h.record(!provider_failed, ms, Instant::now()))
+                    .unwrap_or(false);
+                if quarantined {
+                    metrics.quarantines.inc();
+                    tracing::warn!(capability = %entry.descriptor.name, "provider quarantined");
+                }
+            }
+            metrics.record_call(&entry.descriptor.name, &result, ms);
+            tracing::info!(
+                trace_id = %req.trace_id, capability = %entry.descriptor.name,
+                caller = %req.caller.short(), result = %result, ms = ms,
+                "call finished"
+            );
+            traces.push(TraceRecord {
+                ts: ts.to_string(),
+                trace_id: req.trace_id,
+                capability: req.capability,
+                version: req.version.to_string(),
+                from_node: req.caller.full(),
+                to_node: entry.node_id.full(),
+                is_local: true,
+                result,
+                ms,
+                stream: streaming,
+                frames: frames.load(Ordering::Relaxed),
+            });
+        });
+        CallStream {
+            rx,
+            streaming,
+            _cancel_on_drop: caller_gone.drop_guard(),
+        }
+    }
+}
+
+fn check_trust(d: &CapabilityDescriptor, req: &InboundCall, us: NodeId) -> Result<(), CallError> {
+    let allowed = match d.trust {
+        Trust::Level(needed) => req.caller_level >= needed,
+        Trust::SelfOnly => req.caller == us,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(CallError::new(
+            ErrorCode::Unauthorized,
+            format!(
+                "{} needs trust level {:?}; the caller is {}",
+                d.name, d.trust, req.caller_level
+            ),
+        ))
+    }
+}
+
+fn poisoned() -> DescriptorError {
+    DescriptorError::Invalid("registry".into(), "lock poisoned by a panic".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::descriptor::Trust;
+    use futures_util::future::BoxFuture;
+    use hearthnet_base::DeviceKey;
+    use std::sync::atomic::AtomicBool;
+
+    /// `input.mode`: "ok" (echo), "fail", "sleep" (input.ms), "stream"
+    /// (input.n frames every input.ms).
+    struct TestService {
+        max_concurrent: u32,
+        trust: Trust,
+        dropped: Arc<AtomicBool>,
+    }
+
+    struct SetOnDrop(Arc<AtomicBool>);
+    impl Drop for SetOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    impl Service for TestService {
+        fn descriptors(&self) -> Vec<CapabilityDescriptor> {
+            vec![CapabilityDescriptor {
+                name: "experimental.test".into(),
+                version: Version::new(1, 2),
+                stability: Stability::Experimental,
+                request_schema: json!({"type": "object"}),
+                response_schema: None,
+                stream_schema: Some(json!({"type": "object"})),
+                params: json!({"model": "m1"}),
+                max_concurrent: self.max_concurrent,
+                trust: self.trust,
+                timeout: Duration::from_secs(5),
+                idempotent: true,
+            }]
+        }
+
+        fn handle(self: Arc<Self>, call: Call) -> BoxFuture<'static, Result<Value, CallError>> {
+            Box::pin(async move {
+                let _guard = SetOnDrop(self.dropped.clone());
+                let ms = call.input["ms"].as_u64().unwrap_or(0);
+                match call.input["mode"].as_str().unwrap_or("ok") {
+                    "fail" => Err(CallError::new(ErrorCode::InternalError, "boom")),
+                    "sleep" => {
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                        Ok(json!({"slept": ms}))
+                    }
+                    "stream" => {
+                        for i in 0..call.input["n"].as_u64().unwrap_or(1) {
+                            call.frames
+                                .send("token", json!({"i": i}))
+                                .await
+                                .map_err(|_| CallError::new(ErrorCode::InternalError, "gone"))?;
+                            tokio::time::sleep(Duration::from_millis(ms)).await;
+                        }
+                        Ok(json!({"ms": 1}))
+                    }
+                    _ => Ok(json!({"output": call.input})),
+                }
+            })
+        }
+    }
+
+    fn bus_with(max_concurrent: u32, trust: Trust) -> (Bus, Arc<AtomicBool>) {
+        let bus = Bus::new(
+            DeviceKey::generate().node_id(),
+            BusSettings::default(),
+            Arc::new(Metrics::new()),
+        );
+        let dropped = Arc::new(AtomicBool::new(false));
+        bus.register(Arc::new(TestService {
+            max_concurrent,
+            trust,
+            dropped: dropped.clone(),
+        }))
+        .unwrap();
+        (bus, dropped)
+    }
+
+    fn call(input: Value) -> InboundCall {
+        InboundCall {
+            capability: "experimental.test".into(),
+            version: Version::new(1, 0),
+            body: json!({"params": {}, "input": input}),
+            caller: DeviceKey::generate().node_id(),
+            caller_level: TrustLevel::Member,
+            trace_id: ulid::Ulid::new().to_string(),
+            timeout: None,
+            stream: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn local_call_round_trips_and_is_traced() {
+        let (bus, _) = bus_with(2, Trust::Level(TrustLevel::Member));
+        let out = bus
+            .call(call(json!({"text": "hi"})))
+            .unwrap()
+            .outcome()
+            .await
+            .unwrap();
+        assert_eq!(out["output"]["text"], "hi");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let traces = bus.recent_traces(10, None);
+        assert_eq!(traces.len(), 1);
+        assert_eq!(traces[0].result, "ok");
+        assert_eq!(bus.in_flight_total(), 0);
+    }
+
+    #[tokio::test]
+    async fn unknown_versions_and_params_are_not_found() {
+        let (bus, _) = bus_with(2, Trust::Level(TrustLevel::Member));
+        let mut req = call(json!({}));
+        req.version = Version::new(2, 0);
+        let err = bus.call(req).err().unwrap();
+        assert_eq!(err.code, ErrorCode::NotFound);
+        assert_eq!(
+            err.extra["alt_capabilities"],
+            json!(["experimental.test@1.2"])
+        );
+        let mut req = call(json!({}));
+        req.version = Version::new(1, 3);
+        assert_eq!(bus.call(req).err().unwrap().code, ErrorCode::NotFound);
+        let mut req = call(json!({}));
+        req.body["params"] = json!({"model": "other"});
+        assert_eq!(bus.call(req).err().unwrap().code, ErrorCode::NotFound);
+    }
+
+    #[tokio::test]
+    async fn capacity_is_refused_not_queued() {
+        let (bus, _) = bus_with(1, Trust::Level(TrustLevel::Member));
+        let busy = bus.call(call(json!({"mode": "sleep", "ms": 300}))).unwrap();
+        let err = bus.call(call(json!({}))).err().unwrap();
+        assert_eq!(err.code, ErrorCode::CapacityExceeded);
+        assert!(err.retry_after_ms.unwrap() >= 100);
+        busy.outcome().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        bus.call(call(json!({}))).unwrap().outcome().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn deadlines_end_calls_with_timeout() {
+        let (bus, dropped) = bus_with(1, Trust::Level(TrustLevel::Member));
+        let mut req = call(json!({"mode": "sleep", "ms": 5000}));
+        req.timeout = Some(Duration::from_millis(50));
+        let err = bus.call(req).unwrap().outcome().await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::Timeout);
+        assert!(dropped.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn dropping_the_stream_cancels_the_provider_promptly() {
+        let (bus, dropped) = bus_with(1, Trust::Level(TrustLevel::Member));
+        let mut stream = bus
+            .call(call(json!({"mode": "stream", "n": 1000, "ms": 20})))
+            .unwrap();
+        assert!(matches!(stream.next().await, Some(Item::Frame(_))));
+        let t = Instant::now();
+        drop(stream);
+        while !dropped.load(Ordering::SeqCst) {
+            assert!(
+                t.elapsed() < Duration::from_millis(200),
+                "provider still running"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(bus.in_flight_total(), 0);
+        assert_eq!(bus.recent_traces(1, None)[0].result, "cancelled");
+    }
+
+    #[tokio::test]
+    async fn failures_decrement_in_flight_and_lead_to_quarantine() {
+        let (bus, _) = bus_with(4, Trust::Level(TrustLevel::Member));
+        for _ in 0..10 {
+            let err = bus
+                .call(call(json!({"mode": "fail"})))
+                .unwrap()
+                .outcome()
+                .await
+                .unwrap_err();
+            assert_eq!(err.code, ErrorCode::InternalError);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(bus.in_flight_total(), 0);
+        let err = bus.call(call(json!({}))).err().unwrap();
+        assert_eq!(err.code, ErrorCode::Partition);
+        assert!(bus.entries()[0].quarantined);
+    }
+
+    #[tokio::test]
+    async fn trust_levels_gate_calls() {
+        let (bus, _) = bus_with(1, Trust::Level(TrustLevel::Trusted));
+        assert_eq!(
+            bus.call(call(json!({}))).err().unwrap().code,
+            ErrorCode::Unauthorized
+        );
+        let mut req = call(json!({}));
+        req.caller_level = TrustLevel::Anchor;
+        assert!(bus.call(req).is_ok());
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_calls_in_flight_with_an_error() {
+        let (bus, _) = bus_with(1, Trust::Level(TrustLevel::Member));
+        let mut stream = bus
+            .call(call(json!({"mode": "stream", "n": 1000, "ms": 20})))
+            .unwrap();
+        assert!(matches!(stream.next().await, Some(Item::Frame(_))));
+        bus.shutdown();
+        let mut last = None;
+        while let Some(item) = stream.next().await {
+            last = Some(item);
+        }
+        assert!(matches!(last, Some(Item::Failed(e)) if e.code == ErrorCode::Partition));
+        assert_eq!(
+            bus.call(call(json!({}))).err().unwrap().code,
+            ErrorCode::Partition
+        );
+    }
+}

@@ -1,0 +1,223 @@
+//! Capability descriptors: what a service offers, with the schemas whose
+//! hash (Contract §11) tells two implementations they speak alike.
+
+use std::time::Duration;
+
+use hearthnet_base::schema::schema_hash;
+use hearthnet_base::{Blake3Id, Stability, TrustLevel};
+use hearthnet_identity::CapabilitySpec;
+use serde_json::Value;
+
+use crate::version::Version;
+
+/// Who may call a capability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// At least this level in the community.
+    Level(TrustLevel),
+    /// Only this node itself (e.g. `chat.history`).
+    SelfOnly,
+}
+
+#[derive(Debug, Clone)]
+pub struct CapabilityDescriptor {
+    pub name: String,
+    pub version: Version,
+    pub stability: Stability,
+    pub request_schema: Value,
+    pub response_schema: Option<Value>,
+    /// Schema of stream frames; `Some` makes the capability streaming.
+    pub stream_schema: Option<Value>,
+    /// Instance parameters, e.g. `{"model": "qwen2.5-7b-instruct"}`.
+    pub params: Value,
+    pub max_concurrent: u32,
+    pub trust: Trust,
+    /// Deadline when the caller names none.
+    pub timeout: Duration,
+    pub idempotent: bool,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DescriptorError {
+    #[error(
+        "capability `{0}` is outside the allocated namespaces (Contract §3.1); unallocated names start with `experimental.`"
+    )]
+    Namespace(String),
+    #[error("capability `{0}`: {1}")]
+    Invalid(String, String),
+}
+
+/// Prefixes owned by this release's services (Contract §3.1).
+const ALLOCATED: [&str; 9] = [
+    "llm.",
+    "embed.",
+    "rag.",
+    "file.",
+    "market.",
+    "chat.",
+    "community.",
+    "federation.",
+    "experimental.",
+];
+
+impl CapabilityDescriptor {
+    pub fn schema_hash(&self) -> Blake3Id {
+        schema_hash(
+            &self.name,
+            &self.version.to_string(),
+            &self.request_schema,
+            self.response_schema.as_ref(),
+            self.stream_schema.as_ref(),
+        )
+        // Schemas are our own literals; a number out of range is a bug we
+        // would see in every test, so hash the name alone rather than panic.
+        .unwrap_or_else(|_| Blake3Id::of(self.name.as_bytes()))
+    }
+
+    pub fn is_streaming(&self) -> bool {
+        self.stream_schema.is_some()
+    }
+
+    /// Check the name's namespace and the basic shape.
+    pub fn validate(&self) -> Result<(), DescriptorError> {
+        let name = &self.name;
+        let well_formed = !name.is_empty()
+            && name.split('.').count() >= 2
+            && name.split('.').all(|part| {
+                !part.is_empty()
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            });
+        if !well_formed {
+            return Err(DescriptorError::Invalid(
+                name.clone(),
+                "names are dotted lowercase, e.g. llm.chat".into(),
+            ));
+        }
+        if !ALLOCATED.iter().any(|p| name.starts_with(p)) {
+            return Err(DescriptorError::Namespace(name.clone()));
+        }
+        if self.max_concurrent == 0 {
+            return Err(DescriptorError::Invalid(
+                name.clone(),
+                "max_concurrent must be at least 1".into(),
+            ));
+        }
+        if !self.request_schema.is_object() {
+            return Err(DescriptorError::Invalid(
+                name.clone(),
+                "request_schema must be a JSON Schema object".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The subset that goes into a node manifest (Contract §6.1).
+    pub fn spec(&self) -> CapabilitySpec {
+        CapabilitySpec {
+            name: self.name.clone(),
+            version: self.version.to_string(),
+            stability: self.stability,
+            schema_hash: self.schema_hash().to_string(),
+            params: self.params.clone(),
+            max_concurrent: self.max_concurrent,
+        }
+    }
+}
+
+/// The default `params_compatible` (M03 §5.5): every requested parameter
+/// the offer also names must be equal, except that a requested `model` may
+/// also match any entry of the offer's `models` catalogue (Contract §4.1).
+/// Parameters the offer does not name are the caller's business.
+pub fn default_params_compatible(offered: &Value, requested: &Value) -> bool {
+    let (Some(offered), Some(requested)) = (offered.as_object(), requested.as_object()) else {
+        return true;
+    };
+    requested.iter().all(|(key, wanted)| {
+        let in_catalogue = || {
+            offered
+                .get(&format!("{key}s"))
+                .and_then(Value::as_array)
+                .is_some_and(|all| all.contains(wanted))
+        };
+        match offered.get(key) {
+            Some(have) => have == wanted || in_catalogue(),
+            None => in_catalogue() || !offered.contains_key(&format!("{key}s")),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    pub(crate) fn echo_like(name: &str) -> CapabilityDescriptor {
+        CapabilityDescriptor {
+            name: name.into(),
+            version: Version::new(1, 0),
+            stability: Stability::Experimental,
+            request_schema: json!({"type": "object"}),
+            response_schema: Some(json!({"type": "object"})),
+            stream_schema: None,
+            params: json!({}),
+            max_concurrent: 2,
+            trust: Trust::Level(TrustLevel::Member),
+            timeout: Duration::from_secs(30),
+            idempotent: true,
+        }
+    }
+
+    #[test]
+    fn namespaces_are_enforced() {
+        assert!(echo_like("experimental.echo").validate().is_ok());
+        assert!(echo_like("llm.chat").validate().is_ok());
+        assert_eq!(
+            echo_like("ocr.page").validate(),
+            Err(DescriptorError::Namespace("ocr.page".into()))
+        );
+        assert!(matches!(
+            echo_like("Echo").validate(),
+            Err(DescriptorError::Invalid(..))
+        ));
+    }
+
+    #[test]
+    fn schema_hash_is_stable_and_changes_with_the_schema() {
+        let a = echo_like("experimental.echo");
+        assert_eq!(
+            a.schema_hash(),
+            echo_like("experimental.echo").schema_hash()
+        );
+        let mut b = echo_like("experimental.echo");
+        b.request_schema = json!({"type": "object", "required": ["input"]});
+        assert_ne!(a.schema_hash(), b.schema_hash());
+    }
+
+    #[test]
+    fn params_match_models_and_catalogues() {
+        let offered = json!({"model": "qwen", "models": ["qwen", "llama"], "ctx": 8192});
+        assert!(default_params_compatible(
+            &offered,
+            &json!({"model": "llama"})
+        ));
+        assert!(default_params_compatible(
+            &offered,
+            &json!({"model": "qwen", "ctx": 8192})
+        ));
+        assert!(!default_params_compatible(
+            &offered,
+            &json!({"model": "mistral"})
+        ));
+        assert!(!default_params_compatible(&offered, &json!({"ctx": 4096})));
+        assert!(default_params_compatible(
+            &offered,
+            &json!({"temperature": 0.2})
+        ));
+        assert!(default_params_compatible(
+            &json!({}),
+            &json!({"anything": 1})
+        ));
+    }
+}

@@ -1,0 +1,146 @@
+//! The one trait every service implements, and what a handler receives.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures_util::future::BoxFuture;
+use hearthnet_base::{ErrorCode, NodeId};
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::descriptor::{CapabilityDescriptor, default_params_compatible};
+use crate::version::Version;
+
+/// One stream frame (Contract §5.3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    pub event: String,
+    pub data: Value,
+}
+
+/// A contract error raised by the bus or a handler (Contract §5.4).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub retry_after_ms: Option<u64>,
+    /// Further body fields: `alt_capabilities`, `alt_nodes`,
+    /// `schema_hash_expected`.
+    pub extra: Map<String, Value>,
+}
+
+impl CallError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            retry_after_ms: None,
+            extra: Map::new(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+
+    pub fn retry_after(mut self, ms: u64) -> Self {
+        self.retry_after_ms = Some(ms);
+        self
+    }
+
+    pub fn with(mut self, key: &str, value: Value) -> Self {
+        self.extra.insert(key.to_owned(), value);
+        self
+    }
+
+    /// The JSON body of §5.4 (also the data of an `error` frame).
+    pub fn to_body(&self) -> Value {
+        let mut body = self.extra.clone();
+        body.insert("error".into(), json!(self.code));
+        if !self.message.is_empty() {
+            body.insert("message".into(), json!(self.message));
+        }
+        if let Some(ms) = self.retry_after_ms {
+            body.insert("retry_after_ms".into(), json!(ms));
+        }
+        Value::Object(body)
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+/// What travels from a running call to whoever answers the caller.
+#[derive(Debug)]
+pub enum Item {
+    Frame(Frame),
+    /// Success: the response body (non-stream) or the `done` data.
+    Done(Value),
+    Failed(CallError),
+}
+
+/// Where a handler writes stream frames. Bounded (`STREAM_WINDOW_FRAMES`):
+/// a slow reader makes `send` wait instead of piling frames up in memory.
+#[derive(Clone)]
+pub struct FrameSink {
+    tx: mpsc::Sender<Item>,
+    count: Arc<AtomicU64>,
+}
+
+/// The caller went away or the call was cancelled; stop working.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gone;
+
+impl FrameSink {
+    pub(crate) fn new(tx: mpsc::Sender<Item>, count: Arc<AtomicU64>) -> Self {
+        Self { tx, count }
+    }
+
+    pub async fn send(&self, event: &str, data: Value) -> Result<(), Gone> {
+        self.tx
+            .send(Item::Frame(Frame {
+                event: event.to_owned(),
+                data,
+            }))
+            .await
+            .map_err(|_| Gone)?;
+        self.count.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// One call, as a handler sees it.
+pub struct Call {
+    pub capability: String,
+    /// The version the caller asked for.
+    pub version: Version,
+    pub params: Value,
+    pub input: Value,
+    pub caller: NodeId,
+    pub trace_id: String,
+    /// The caller wants frames (`Accept: text/event-stream`).
+    pub stream: bool,
+    pub frames: FrameSink,
+    /// Cancelled when the caller leaves, the deadline passes or the node
+    /// stops; blocking work should check it.
+    pub cancel: CancellationToken,
+}
+
+/// A provider of capabilities. Every service of the node implements it.
+pub trait Service: Send + Sync + 'static {
+    /// What this service offers; registered once at start-up.
+    fn descriptors(&self) -> Vec<CapabilityDescriptor>;
+
+    /// Whether an offer with `offered` params can serve `requested` ones.
+    fn params_compatible(&self, offered: &Value, requested: &Value) -> bool {
+        default_params_compatible(offered, requested)
+    }
+
+    /// Serve one call. Returns the response body (non-stream) or the data
+    /// of the `done` frame (stream); frames go to `call.frames`.
+    fn handle(self: Arc<Self>, call: Call) -> BoxFuture<'static, Result<Value, CallError>>;
+}

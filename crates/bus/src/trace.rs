@@ -1,0 +1,110 @@
+//! The trace ring buffer (X03 §5): the last `TRACE_RING_BUFFER` calls,
+//! newest last, for `/trace/recent`.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use hearthnet_base::constants::TRACE_RING_BUFFER;
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TraceRecord {
+    pub ts: String,
+    pub trace_id: String,
+    pub capability: String,
+    pub version: String,
+    pub from_node: String,
+    pub to_node: String,
+    pub is_local: bool,
+    /// `ok`, `cancelled`, or a contract error code.
+    pub result: String,
+    pub ms: f64,
+    pub stream: bool,
+    pub frames: u64,
+}
+
+pub struct TraceRing {
+    records: Mutex<VecDeque<TraceRecord>>,
+    capacity: usize,
+}
+
+impl Default for TraceRing {
+    fn default() -> Self {
+        Self::with_capacity(TRACE_RING_BUFFER)
+    }
+}
+
+impl TraceRing {
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            records: Mutex::new(VecDeque::with_capacity(capacity.min(1024))),
+            capacity,
+        }
+    }
+
+    pub fn push(&self, record: TraceRecord) {
+        if let Ok(mut r) = self.records.lock() {
+            if r.len() == self.capacity {
+                r.pop_front();
+            }
+            r.push_back(record);
+        }
+    }
+
+    /// The newest `n` records matching `capability` (if given), oldest first.
+    pub fn recent(&self, n: usize, capability: Option<&str>) -> Vec<TraceRecord> {
+        let Ok(r) = self.records.lock() else {
+            return Vec::new();
+        };
+        let mut out: Vec<TraceRecord> = r
+            .iter()
+            .rev()
+            .filter(|t| capability.is_none_or(|c| t.capability == c))
+            .take(n)
+            .cloned()
+            .collect();
+        out.reverse();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(i: usize, cap: &str) -> TraceRecord {
+        TraceRecord {
+            ts: String::new(),
+            trace_id: i.to_string(),
+            capability: cap.into(),
+            version: "1.0".into(),
+            from_node: String::new(),
+            to_node: String::new(),
+            is_local: true,
+            result: "ok".into(),
+            ms: 1.0,
+            stream: false,
+            frames: 0,
+        }
+    }
+
+    #[test]
+    fn keeps_the_newest_and_filters() {
+        let ring = TraceRing::with_capacity(3);
+        for i in 0..5 {
+            ring.push(record(i, if i % 2 == 0 { "a.x" } else { "b.y" }));
+        }
+        let ids: Vec<String> = ring
+            .recent(10, None)
+            .into_iter()
+            .map(|t| t.trace_id)
+            .collect();
+        assert_eq!(ids, ["2", "3", "4"]);
+        let ids: Vec<String> = ring
+            .recent(1, Some("a.x"))
+            .into_iter()
+            .map(|t| t.trace_id)
+            .collect();
+        assert_eq!(ids, ["4"]);
+    }
+}

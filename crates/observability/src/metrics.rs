@@ -1,0 +1,170 @@
+//! Prometheus metrics of a running node (X03 §4), rendered in the text
+//! exposition format on `/metrics`.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    pub capability: String,
+    /// `ok` or a contract error code.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CapabilityLabel {
+    pub capability: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+/// Every metric the node exports. Cheap to update from any thread.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub requests: Family<CallLabels, Counter>,
+    pub duration_ms: Family<CapabilityLabel, Histogram>,
+    pub in_flight: Family<CapabilityLabel, Gauge>,
+    pub peers: Gauge,
+    pub event_log_head: Gauge,
+    pub rate_limited: Family<CapabilityLabel, Counter>,
+    pub signature_failures: Family<ReasonLabel, Counter>,
+    pub quarantines: Counter,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 10_000.0, 60_000.0,
+    ])
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("hearthnet");
+        let requests = Family::<CallLabels, Counter>::default();
+        let duration_ms = Family::<CapabilityLabel, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let in_flight = Family::<CapabilityLabel, Gauge>::default();
+        let peers = Gauge::default();
+        let event_log_head = Gauge::default();
+        let rate_limited = Family::<CapabilityLabel, Counter>::default();
+        let signature_failures = Family::<ReasonLabel, Counter>::default();
+        let quarantines = Counter::default();
+        registry.register("requests", "Capability calls by result", requests.clone());
+        registry.register(
+            "request_duration_ms",
+            "Capability call latency in milliseconds",
+            duration_ms.clone(),
+        );
+        registry.register("active_calls", "Calls in flight", in_flight.clone());
+        registry.register("nodes_online", "Peers currently visible", peers.clone());
+        registry.register(
+            "event_log_lamport_head",
+            "Head Lamport of the community event log",
+            event_log_head.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Requests refused by rate limits",
+            rate_limited.clone(),
+        );
+        registry.register(
+            "signature_failures",
+            "Requests refused for their signature",
+            signature_failures.clone(),
+        );
+        registry.register(
+            "quarantines",
+            "Capability entries put in quarantine",
+            quarantines.clone(),
+        );
+        Self {
+            registry: Mutex::new(registry),
+            requests,
+            duration_ms,
+            in_flight,
+            peers,
+            event_log_head,
+            rate_limited,
+            signature_failures,
+            quarantines,
+        }
+    }
+
+    pub fn record_call(&self, capability: &str, result: &str, ms: f64) {
+        self.requests
+            .get_or_create(&CallLabels {
+                capability: capability.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
+        self.duration_ms
+            .get_or_create(&CapabilityLabel {
+                capability: capability.to_owned(),
+            })
+            .observe(ms);
+    }
+
+    pub fn in_flight(&self, capability: &str) -> Gauge {
+        self.in_flight
+            .get_or_create(&CapabilityLabel {
+                capability: capability.to_owned(),
+            })
+            .clone()
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Ok(registry) = self.registry.lock() {
+            let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::new();
+        m.record_call("experimental.echo", "ok", 3.0);
+        m.record_call("experimental.echo", "timeout", 30_000.0);
+        m.in_flight("experimental.echo").inc();
+        let text = m.render();
+        assert!(
+            text.contains(
+                "hearthnet_requests_total{capability=\"experimental.echo\",result=\"ok\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "hearthnet_request_duration_ms_count{capability=\"experimental.echo\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("hearthnet_active_calls{capability=\"experimental.echo\"} 1"),
+            "{text}"
+        );
+        assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    }
+}
