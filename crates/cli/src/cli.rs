@@ -29,6 +29,124 @@ pub enum Command {
     Version,
     /// Diagnose this node: keys, config, disk, ports, clock.
     Doctor(DoctorArgs),
+    /// Start the node and serve until SIGINT or SIGTERM.
+    Run(RunArgs),
+    /// Show the running node: identity, community, capabilities, load.
+    Status(JsonArgs),
+    /// List the capabilities the node can reach.
+    Caps(CapsArgs),
+    /// Call a capability once and print the answer.
+    Call(CallArgs),
+    /// Show the node's structured log.
+    Log(LogArgs),
+    /// Inspect recent calls from the node's trace ring buffer.
+    #[command(subcommand)]
+    Trace(TraceCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Do not serve the web UI (headless anchors, Raspberry Pis).
+    #[arg(long)]
+    pub no_ui: bool,
+    /// Log at debug level.
+    #[arg(long)]
+    pub debug: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JsonArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CapsArgs {
+    /// Only capabilities offered by other nodes.
+    #[arg(long, conflicts_with = "local_only")]
+    pub remote_only: bool,
+    /// Only capabilities this node offers.
+    #[arg(long)]
+    pub local_only: bool,
+    /// Only names matching this pattern (`*` matches anything, e.g. `llm.*`).
+    #[arg(long, value_name = "PATTERN")]
+    pub name: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// The capability, optionally with the minimum version: `llm.chat@1.0`.
+    #[arg(value_name = "NAME[@VERSION]")]
+    pub target: String,
+    /// The request body: JSON text, `@FILE` to read a file, or `-` for stdin.
+    #[arg(long, value_name = "JSON")]
+    pub body: String,
+    /// Stream frames as they arrive (token text to stdout, others as JSON lines).
+    #[arg(long)]
+    pub stream: bool,
+    /// Give up after this many seconds (default: the capability's own deadline).
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Keep printing new lines as they are written, across daily rotation.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Only lines at this level or above.
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    pub level: Option<LevelArg>,
+    /// Only lines from this component (a prefix such as `hearthnet_bus`).
+    #[arg(long, value_name = "NAME")]
+    pub component: Option<String>,
+    /// Print the raw JSON lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LevelArg {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LevelArg {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Trace => "trace",
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TraceCommand {
+    /// The last N calls (default 20), oldest first.
+    Recent(TraceRecentArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TraceRecentArgs {
+    /// How many calls.
+    #[arg(default_value_t = 20)]
+    pub n: usize,
+    /// Only calls of this capability.
+    #[arg(long, value_name = "NAME")]
+    pub capability: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

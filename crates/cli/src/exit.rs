@@ -86,6 +86,20 @@ impl<E: Into<anyhow::Error>> From<E> for CliError {
     }
 }
 
+impl CliError {
+    /// A failed exchange with the node, with the exit code its kind maps to.
+    pub fn from_client(e: hearthnet_client::ClientError) -> Self {
+        use hearthnet_client::ClientError;
+        let status = match &e {
+            ClientError::NotRunning { .. } => ExitStatus::NoNode,
+            ClientError::Wire(w) => ExitStatus::from(w.code),
+            ClientError::Key(hearthnet_identity::KeyError::Permissions { .. }) => ExitStatus::Auth,
+            _ => ExitStatus::Failure,
+        };
+        Self::new(status, e)
+    }
+}
+
 pub type CliResult = Result<ExitStatus, CliError>;
 
 #[cfg(test)]

@@ -28,3 +28,62 @@ pub fn error(err: &anyhow::Error) {
         anstream::eprintln!("  {DIM}caused by:{DIM:#} {cause}");
     }
 }
+
+/// Width of the terminal on stdout, if stdout is one.
+pub fn terminal_width() -> Option<usize> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    rustix::termios::tcgetwinsize(std::io::stdout())
+        .ok()
+        .map(|w| usize::from(w.ws_col))
+        .filter(|w| *w > 0)
+}
+
+/// Print an aligned table on stdout. When it would overflow the terminal,
+/// the `shrink` column is cut (with `…`) to make it fit.
+pub fn table(headers: &[&str], rows: &[Vec<String>], shrink: usize) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    if let Some(max) = terminal_width() {
+        let total: usize = widths.iter().sum::<usize>() + 2 * (widths.len().saturating_sub(1));
+        if total > max && shrink < widths.len() {
+            let excess = total - max;
+            widths[shrink] = widths[shrink]
+                .saturating_sub(excess)
+                .max(headers[shrink].len())
+                .max(3);
+        }
+    }
+    let render = |cells: Vec<String>| {
+        let mut line = String::new();
+        for (i, cell) in cells.into_iter().enumerate() {
+            let w = widths[i];
+            let cell = if cell.chars().count() > w {
+                let mut cut: String = cell.chars().take(w.saturating_sub(1)).collect();
+                cut.push('…');
+                cut
+            } else {
+                cell
+            };
+            if i + 1 == widths.len() {
+                line.push_str(&cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        line.trim_end().to_owned()
+    };
+    anstream::println!(
+        "{EMPHASIS}{}{EMPHASIS:#}",
+        render(headers.iter().map(|h| h.to_string()).collect())
+    );
+    for row in rows {
+        println!("{}", render(row.clone()));
+    }
+}

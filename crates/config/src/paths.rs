@@ -20,7 +20,9 @@ pub struct BaseDirs {
     pub cache: PathBuf,
     /// `$XDG_STATE_HOME/hearthnet/log`
     pub log: PathBuf,
-    /// `$XDG_RUNTIME_DIR/hearthnet`, or `<DATA>/run` where there is none.
+    /// `<DATA>/run`: the lock and address of the node running on this data
+    /// directory. Beside the data, not in `$XDG_RUNTIME_DIR`, so two nodes
+    /// with two data directories never share it.
     pub runtime: PathBuf,
 }
 

@@ -1,11 +1,18 @@
 //! One module per subcommand; each entry function stays small and
 //! delegates to helpers that tests can call without argument parsing.
 
+mod call;
+mod caps;
 mod doctor;
 mod init;
+mod log;
+mod node_client;
+mod run;
+mod status;
+mod trace;
 mod version;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, TraceCommand};
 use crate::exit::CliResult;
 
 pub fn dispatch(cli: Cli) -> CliResult {
@@ -14,5 +21,11 @@ pub fn dispatch(cli: Cli) -> CliResult {
         Command::Init(args) => init::run(cli.config.as_deref(), &env, args),
         Command::Version => version::run(),
         Command::Doctor(args) => doctor::run(cli.config.as_deref(), &env, args),
+        Command::Run(args) => run::run(cli.config.as_deref(), &env, args),
+        Command::Status(args) => status::run(cli.config.as_deref(), &env, args),
+        Command::Caps(args) => caps::run(cli.config.as_deref(), &env, args),
+        Command::Call(args) => call::run(cli.config.as_deref(), &env, args),
+        Command::Log(args) => log::run(cli.config.as_deref(), &env, args),
+        Command::Trace(TraceCommand::Recent(args)) => trace::run(cli.config.as_deref(), &env, args),
     }
 }

@@ -1,0 +1,261 @@
+//! The running node: [`run`] composes every component in the order of the
+//! spec's §5 — the canonical wiring, in one place — serves until SIGINT or
+//! SIGTERM, and shuts down gracefully (calls in flight end with an `error`
+//! frame, logs are flushed, exit within 5 s).
+//!
+//! Components that later issues add slot into [`run`] at their step; the
+//! steps not built yet are named where they will go, and none is faked.
+
+mod diagnostics;
+mod lock;
+mod view;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearthnet_bus::{Bus, BusSettings};
+use hearthnet_config::LoadedConfig;
+use hearthnet_config::runtime::RuntimeInfo;
+use hearthnet_identity::{CommunityManifest, KeyError, KeyStore, ManifestError};
+use hearthnet_observability::metrics::Metrics;
+use hearthnet_transport::{ApiState, Listener};
+use tokio_util::sync::CancellationToken;
+
+pub use diagnostics::ECHO;
+
+/// How `hearthnet run` was asked to run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Raise the log level to debug.
+    pub debug: bool,
+    /// Do not serve the web UI.
+    pub no_ui: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("this node has not joined a community yet; run `hearthnet init` first")]
+    NoCommunity,
+    #[error("the community manifest does not verify: {0}")]
+    Manifest(#[from] ManifestError),
+    #[error("{0}")]
+    AlreadyRunning(String),
+    #[error("cannot listen on {addr}: {source}{holder}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+        holder: String,
+    },
+    #[error(transparent)]
+    Log(#[from] hearthnet_observability::logging::LogError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+/// Start the node and serve until a shutdown signal.
+pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
+    let paths = loaded.paths();
+    let config = &loaded.config;
+
+    // 1. Observability: logs first, so every later step is recorded.
+    let level = format!("{:?}", config.observability.log_level).to_lowercase();
+    let _log_guard = hearthnet_observability::logging::init(&paths.log_dir, &level, options.debug)?;
+    let metrics = Arc::new(Metrics::new());
+
+    // 2. Identity: the device key must exist; `init` creates it.
+    let key = KeyStore::new(&paths.keys_dir).load()?;
+
+    // 3. Community: without one the node cannot serve anyone.
+    let community_id = config.community_id().ok_or(NodeError::NoCommunity)?;
+    let state_dir = paths.state_dir.clone().ok_or(NodeError::NoCommunity)?;
+    let community = CommunityManifest::load(&state_dir).map_err(|e| match e {
+        ManifestError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            NodeError::NoCommunity
+        }
+        other => NodeError::Manifest(other),
+    })?;
+    let community_json = read_json(&state_dir.join(hearthnet_identity::community::MANIFEST_FILE))?;
+
+    // One node per data directory.
+    let _lock = lock::NodeLock::acquire(&paths.runtime_dir)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("hearthnet")
+        .build()
+        .map_err(|source| NodeError::Io {
+            context: "cannot start the async runtime".into(),
+            source,
+        })?;
+
+    runtime.block_on(async {
+        // 4. Core state: event log, snapshots, replay (events issue).
+        // 5. Blobs: blob store (files issue).
+
+        // 6. Bus.
+        let bus = Arc::new(Bus::new(
+            key.node_id(),
+            BusSettings {
+                prefer_local: config.bus.prefer_local,
+                local_load_threshold: config.bus.local_load_threshold,
+                default_timeout: Duration::from_secs(config.bus.default_timeout_seconds),
+            },
+            metrics.clone(),
+        ));
+
+        // 7. Peer registry and discovery (discovery issue).
+
+        // 8. Services, each optional by config. Until the real services
+        //    land, the diagnostic echo is the one capability.
+        bus.register(Arc::new(diagnostics::Echo)).map_err(|e| NodeError::Io {
+            context: "cannot register the diagnostic capability".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+
+        // 9. Emergency detector (emergency issue).
+
+        // 10. Transport server: bind before anything is announced, so a
+        //     taken port fails start-up instead of half-starting.
+        let api_addr = SocketAddr::new(
+            config.transport.api_host.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+            config.transport.api_port,
+        );
+        let api_listener = bind(api_addr).await?;
+        let api_bound = local_addr(&api_listener)?;
+        let peer_listener = if config.transport.allow_plain_http {
+            let addr = SocketAddr::new(
+                config.transport.peer_host.parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
+                config.transport.peer_port,
+            );
+            Some(bind(addr).await?)
+        } else {
+            tracing::info!("peer API over HTTPS arrives with the transport security work; serving the local API only");
+            None
+        };
+        let peer_bound = peer_listener.as_ref().map(local_addr).transpose()?;
+
+        let view = Arc::new(view::NodeState::new(
+            key.clone(),
+            loaded.config.clone(),
+            community.clone(),
+            community_json,
+            bus.clone(),
+            paths.clone(),
+            api_bound,
+            peer_bound,
+        ));
+        let state = Arc::new(ApiState::new(
+            bus.clone(),
+            view.clone(),
+            metrics.clone(),
+            key.clone(),
+            community_id,
+            usize::try_from(config.transport.max_body_bytes).unwrap_or(usize::MAX),
+            Duration::from_secs(config.transport.request_skew_seconds),
+        ));
+        let router = hearthnet_transport::router(state);
+        let stop_serving = CancellationToken::new();
+        let mut servers = Vec::new();
+        servers.push(tokio::spawn(hearthnet_transport::serve(api_listener, router.clone(), stop_serving.clone())));
+        if let Some(listener) = peer_listener {
+            servers.push(tokio::spawn(hearthnet_transport::serve(listener, router, stop_serving.clone())));
+        }
+
+        // 11. UI (web UI issue); `--no-ui` will skip it.
+        let _ = options.no_ui;
+        // 12–14. Peer events, manifest publishing, event sync (later issues).
+
+        let info = RuntimeInfo {
+            pid: std::process::id(),
+            api: api_bound,
+            peer: peer_bound,
+            node_id: key.node_id().full(),
+        };
+        info.write(&paths.runtime_dir).map_err(|source| NodeError::Io {
+            context: format!("cannot write {}", RuntimeInfo::path(&paths.runtime_dir).display()),
+            source,
+        })?;
+        view.mark_ready();
+        tracing::info!(api = %api_bound, node = %key.node_id().short(), community = %community.name, "node ready");
+
+        // 15. Run until told to stop.
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        view.mark_stopping();
+        bus.shutdown();
+        // Let error frames reach callers before connections close.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop_serving.cancel();
+        for server in servers {
+            let _ = tokio::time::timeout(Duration::from_secs(4), server).await;
+        }
+        RuntimeInfo::remove(&paths.runtime_dir);
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+async fn bind(addr: SocketAddr) -> Result<Listener, NodeError> {
+    Listener::bind(addr).await.map_err(|source| {
+        let holders = hearthnet_observability::sockets::holders(
+            hearthnet_observability::sockets::Protocol::Tcp,
+            addr.port(),
+        );
+        let holder = if holders.is_empty() {
+            String::new()
+        } else {
+            let names: Vec<String> = holders.iter().map(ToString::to_string).collect();
+            format!(
+                " (held by {}); stop it or choose another port in config.toml",
+                names.join(", ")
+            )
+        };
+        NodeError::Bind {
+            addr,
+            source,
+            holder,
+        }
+    })
+}
+
+fn local_addr(l: &Listener) -> Result<SocketAddr, NodeError> {
+    l.local_addr().map_err(|source| NodeError::Io {
+        context: "cannot read the bound address".into(),
+        source,
+    })
+}
+
+fn read_json(path: &std::path::Path) -> Result<serde_json::Value, NodeError> {
+    let bytes = std::fs::read(path).map_err(|source| NodeError::Io {
+        context: format!("cannot read {}", path.display()),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| NodeError::Io {
+        context: format!("cannot parse {}", path.display()),
+        source: std::io::Error::other(e),
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the node cannot be stopped cleanly;
+        // fall back to Ctrl-C handling alone.
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}

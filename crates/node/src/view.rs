@@ -1,0 +1,191 @@
+//! The node as the transport sees it: manifests, membership, readiness
+//! and the status document.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Instant;
+
+use hearthnet_base::{DeviceKey, NodeId, Profile, Timestamp, TrustLevel};
+use hearthnet_bus::Bus;
+use hearthnet_config::{Config, NodePaths};
+use hearthnet_identity::hardware::{self, HardwareFacts};
+use hearthnet_identity::{
+    CommunityManifest, Endpoint, HardwareSpec, NodeManifest, NodeManifestContent,
+};
+use hearthnet_transport::NodeView;
+use serde_json::{Value, json};
+
+const STARTING: u8 = 0;
+const READY: u8 = 1;
+const STOPPING: u8 = 2;
+
+pub struct NodeState {
+    key: DeviceKey,
+    display_name: String,
+    profile: Profile,
+    community: CommunityManifest,
+    community_json: Value,
+    bus: Arc<Bus>,
+    hardware: HardwareSpec,
+    endpoints: Vec<Endpoint>,
+    api: SocketAddr,
+    started: Instant,
+    phase: AtomicU8,
+}
+
+impl NodeState {
+    #[allow(clippy::too_many_arguments)] // one constructor, called once by the wiring
+    pub fn new(
+        key: DeviceKey,
+        config: Config,
+        community: CommunityManifest,
+        community_json: Value,
+        bus: Arc<Bus>,
+        paths: NodePaths,
+        api: SocketAddr,
+        peer: Option<SocketAddr>,
+    ) -> Self {
+        let facts = HardwareFacts::detect(&paths.data_dir);
+        let profile = config
+            .identity
+            .profile
+            .unwrap_or_else(|| facts.suggest_profile().profile);
+        let display_name = if config.identity.display_name.is_empty() {
+            hardware::host_name()
+        } else {
+            config.identity.display_name.clone()
+        };
+        let endpoints = peer
+            .map(|addr| {
+                let hosts: Vec<String> = if addr.ip().is_unspecified() {
+                    hardware::lan_ipv4_addresses()
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect()
+                } else {
+                    vec![addr.ip().to_string()]
+                };
+                hosts
+                    .into_iter()
+                    .map(|host| Endpoint {
+                        transport: if config.transport.allow_plain_http {
+                            "http"
+                        } else {
+                            "https"
+                        }
+                        .into(),
+                        host,
+                        port: addr.port(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            key,
+            display_name,
+            profile,
+            community,
+            community_json,
+            bus,
+            hardware: HardwareSpec::from(&facts),
+            endpoints,
+            api,
+            started: Instant::now(),
+            phase: AtomicU8::new(STARTING),
+        }
+    }
+
+    pub fn mark_ready(&self) {
+        self.phase.store(READY, Ordering::SeqCst);
+    }
+
+    pub fn mark_stopping(&self) {
+        self.phase.store(STOPPING, Ordering::SeqCst);
+    }
+
+    fn uptime(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+}
+
+impl NodeView for NodeState {
+    fn node_manifest(&self) -> Value {
+        let content = NodeManifestContent {
+            display_name: self.display_name.clone(),
+            community_id: self.community.community_id,
+            profile: self.profile,
+            endpoints: self.endpoints.clone(),
+            hardware: self.hardware.clone(),
+            capabilities: self
+                .bus
+                .local_descriptors()
+                .iter()
+                .map(|d| d.spec())
+                .collect(),
+            uptime_seconds: self.uptime(),
+            load: json!({"in_flight_total": self.bus.in_flight_total()}),
+        };
+        match NodeManifest::issue(content, &self.key, Timestamp::now()) {
+            Ok((_, signed)) => signed,
+            Err(e) => json!({"error": "internal_error", "message": e.to_string()}),
+        }
+    }
+
+    fn community_manifest(&self) -> Value {
+        self.community_json.clone()
+    }
+
+    fn level_of(&self, node: &NodeId) -> TrustLevel {
+        self.community.level_of(node)
+    }
+
+    fn is_revoked(&self, node: &NodeId) -> bool {
+        self.community.is_revoked(node)
+    }
+
+    /// Ready once every component is started and at least one capability is
+    /// registered. X01 also asks for a peer; a household's only node must be
+    /// usable on its own, so the peer count is reported, not required.
+    fn readiness(&self) -> (bool, Value) {
+        let phase = self.phase.load(Ordering::SeqCst);
+        let capabilities = self.bus.capability_count();
+        let ready = phase == READY && capabilities > 0;
+        let state = match phase {
+            STARTING => "starting",
+            READY => "ready",
+            _ => "stopping",
+        };
+        (
+            ready,
+            json!({"ready": ready, "state": state, "capabilities": capabilities, "peers": 0}),
+        )
+    }
+
+    fn status(&self) -> Value {
+        let caps: Vec<String> = self
+            .bus
+            .local_descriptors()
+            .iter()
+            .map(|d| format!("{}@{}", d.name, d.version))
+            .collect();
+        json!({
+            "node": {
+                "id": self.key.node_id(),
+                "short_id": self.key.node_id().short(),
+                "display_name": self.display_name,
+                "profile": self.profile,
+            },
+            "community": {
+                "id": self.community.community_id,
+                "short_id": self.community.community_id.short(),
+                "name": self.community.name,
+                "members": self.community.members.len(),
+            },
+            "uptime_seconds": self.uptime(),
+            "api": self.api.to_string(),
+            "capabilities": {"count": caps.len(), "names": caps},
+            "in_flight": self.bus.in_flight_total(),
+        })
+    }
+}

@@ -1,0 +1,261 @@
+//! Who is asking: signed-request verification (Contract §5.1, SYSTEM.md
+//! item 4), replay protection and rate limits (X01 §7).
+//!
+//! A request is accepted only if its headers are complete, it names our
+//! community, its timestamp is within the skew window, its signature
+//! checks out against the `From` key, the signer is a member (and not
+//! revoked), and its request id was not seen in the window before. The
+//! window bounds how long a captured request is worth anything; the
+//! replay cache makes it worthless inside the window too.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderMap;
+use hearthnet_base::constants::{
+    RATE_LIMIT_HARD_RPS_PER_CAP, RATE_LIMIT_HARD_RPS_TOTAL, RATE_LIMIT_SOFT_RPS_PER_CAP,
+    RATE_LIMIT_SOFT_RPS_TOTAL,
+};
+use hearthnet_base::request::SignedHeaders;
+use hearthnet_base::{CommunityId, ErrorCode, NodeId, Timestamp, TrustLevel};
+use hearthnet_bus::CallError;
+use hearthnet_observability::metrics::{CapabilityLabel, Metrics, ReasonLabel};
+use serde_json::Value;
+
+use crate::NodeView;
+
+/// Who may use an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Any member of the community.
+    Member,
+    /// Only this node's own key (local introspection).
+    OwnKey,
+}
+
+pub struct Caller {
+    pub id: NodeId,
+    pub level: TrustLevel,
+    pub headers: SignedHeaders,
+}
+
+/// Why a request is refused.
+pub enum Refusal {
+    Error(CallError),
+    /// Over the hard rate limit: close without an answer (X01 §7).
+    Drop,
+}
+
+impl From<CallError> for Refusal {
+    fn from(e: CallError) -> Self {
+        Self::Error(e)
+    }
+}
+
+pub struct Authenticator {
+    node_id: NodeId,
+    community: CommunityId,
+    skew: Duration,
+    seen: Mutex<HashMap<(NodeId, String), Instant>>,
+    windows: Mutex<RateWindows>,
+}
+
+#[derive(Default)]
+struct RateWindows {
+    second: u64,
+    per_capability: HashMap<(NodeId, String), u32>,
+    per_peer: HashMap<NodeId, u32>,
+}
+
+impl Authenticator {
+    pub fn new(node_id: NodeId, community: CommunityId, skew: Duration) -> Self {
+        Self {
+            node_id,
+            community,
+            skew,
+            seen: Mutex::new(HashMap::new()),
+            windows: Mutex::new(RateWindows::default()),
+        }
+    }
+
+    pub fn authenticate(
+        &self,
+        view: &dyn NodeView,
+        metrics: &Metrics,
+        headers: &HeaderMap,
+        endpoint: Option<&str>,
+        body: &Value,
+        access: Access,
+    ) -> Result<Caller, Refusal> {
+        let lookup = |name: &'static str| headers.get(name).and_then(|v| v.to_str().ok());
+        let signed = SignedHeaders::from_lookup(lookup).map_err(|e| {
+            CallError::new(
+                ErrorCode::Unauthorized,
+                format!("a signed request is required: {e}"),
+            )
+        })?;
+        let fail = |reason: &str, code: ErrorCode, message: String| {
+            metrics
+                .signature_failures
+                .get_or_create(&ReasonLabel {
+                    reason: reason.to_owned(),
+                })
+                .inc();
+            Refusal::Error(CallError::new(code, message))
+        };
+        if let Some(path) = endpoint
+            && signed.capability != path
+        {
+            return Err(fail(
+                "wrong_endpoint",
+                ErrorCode::InvalidSignature,
+                format!(
+                    "the request was signed for `{}`, not `{path}`",
+                    signed.capability
+                ),
+            ));
+        }
+        if signed.community != self.community {
+            return Err(fail(
+                "foreign_community",
+                ErrorCode::Unauthorized,
+                format!(
+                    "this node serves community {}, not {}",
+                    self.community.short(),
+                    signed.community.short()
+                ),
+            ));
+        }
+        let now = Timestamp::now().unix();
+        let age = now - signed.timestamp.unix();
+        if age.unsigned_abs() > self.skew.as_secs() {
+            return Err(fail(
+                "stale",
+                ErrorCode::Expired,
+                format!(
+                    "the request is stamped {}, {age} s from this node's clock; the window is ±{} s (check both clocks)",
+                    signed.timestamp,
+                    self.skew.as_secs()
+                ),
+            ));
+        }
+        if signed.verify(body).is_err() {
+            return Err(fail(
+                "mismatch",
+                ErrorCode::InvalidSignature,
+                "the signature does not match the request and the From key".into(),
+            ));
+        }
+        if view.is_revoked(&signed.from) {
+            return Err(fail(
+                "revoked",
+                ErrorCode::Revoked,
+                format!("{} was revoked", signed.from.short()),
+            ));
+        }
+        let level = view.level_of(&signed.from);
+        if level == TrustLevel::Unknown {
+            return Err(fail(
+                "not_member",
+                ErrorCode::Unauthorized,
+                format!("{} is not a member of this community", signed.from.short()),
+            ));
+        }
+        if access == Access::OwnKey && signed.from != self.node_id {
+            return Err(fail(
+                "not_self",
+                ErrorCode::Unauthorized,
+                "this endpoint answers only to the node's own key".into(),
+            ));
+        }
+        self.check_replay(&signed)
+            .map_err(|m| fail("replay", ErrorCode::Unauthorized, m))?;
+        if signed.from != self.node_id {
+            self.check_rate(&signed.from, &signed.capability, metrics)?;
+        }
+        Ok(Caller {
+            id: signed.from,
+            level,
+            headers: signed,
+        })
+    }
+
+    fn check_replay(&self, signed: &SignedHeaders) -> Result<(), String> {
+        let Ok(mut seen) = self.seen.lock() else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let keep = self.skew * 2 + Duration::from_secs(1);
+        if seen.len() > 4096 {
+            seen.retain(|_, at| now.duration_since(*at) < keep);
+        }
+        let key = (signed.from, signed.request_id.clone());
+        match seen.get(&key) {
+            Some(at) if now.duration_since(*at) < keep => Err(format!(
+                "request id {} was already used: a replayed request",
+                signed.request_id
+            )),
+            _ => {
+                seen.insert(key, now);
+                Ok(())
+            }
+        }
+    }
+
+    fn check_rate(
+        &self,
+        peer: &NodeId,
+        capability: &str,
+        metrics: &Metrics,
+    ) -> Result<(), Refusal> {
+        let Ok(mut w) = self.windows.lock() else {
+            return Ok(());
+        };
+        let second = Timestamp::now().unix() as u64;
+        if w.second != second {
+            *w = RateWindows {
+                second,
+                ..RateWindows::default()
+            };
+        }
+        let per_cap = {
+            let c = w
+                .per_capability
+                .entry((*peer, capability.to_owned()))
+                .or_insert(0);
+            *c += 1;
+            *c
+        };
+        let total = {
+            let c = w.per_peer.entry(*peer).or_insert(0);
+            *c += 1;
+            *c
+        };
+        if per_cap > RATE_LIMIT_HARD_RPS_PER_CAP || total > RATE_LIMIT_HARD_RPS_TOTAL {
+            metrics
+                .rate_limited
+                .get_or_create(&CapabilityLabel {
+                    capability: capability.to_owned(),
+                })
+                .inc();
+            return Err(Refusal::Drop);
+        }
+        if per_cap > RATE_LIMIT_SOFT_RPS_PER_CAP || total > RATE_LIMIT_SOFT_RPS_TOTAL {
+            metrics
+                .rate_limited
+                .get_or_create(&CapabilityLabel {
+                    capability: capability.to_owned(),
+                })
+                .inc();
+            return Err(Refusal::Error(
+                CallError::new(
+                    ErrorCode::RateLimited,
+                    format!("over the rate budget for {capability}"),
+                )
+                .retry_after(1000),
+            ));
+        }
+        Ok(())
+    }
+}
