@@ -24,7 +24,11 @@ pub fn run(config: Option<&Path>, env: &Env, args: CapsArgs) -> CliResult {
         .into_iter()
         .filter(|c| {
             let local = c["local"].as_bool().unwrap_or(false);
-            !(args.remote_only && local) && !(args.local_only && !local)
+            if local {
+                !args.remote_only
+            } else {
+                !args.local_only
+            }
         })
         .filter(|c| {
             args.name
