@@ -67,13 +67,25 @@ impl SignedHeaders {
         version: &str,
         body: &Value,
     ) -> Result<Self, SignatureError> {
+        Self::sign_at(key, community, capability, version, body, Timestamp::now())
+    }
+
+    /// Like [`sign`](Self::sign) with an explicit timestamp.
+    pub fn sign_at(
+        key: &DeviceKey,
+        community: CommunityId,
+        capability: &str,
+        version: &str,
+        body: &Value,
+        timestamp: Timestamp,
+    ) -> Result<Self, SignatureError> {
         let mut headers = Self {
             capability: capability.to_owned(),
             version: version.to_owned(),
             request_id: ulid::Ulid::new().to_string(),
             from: key.node_id(),
             community,
-            timestamp: Timestamp::now(),
+            timestamp,
             signature: String::new(),
         };
         headers.signature = key.sign_canonical(&envelope(&headers, body))?;

@@ -142,3 +142,99 @@ pub fn line_starting(text: &str, prefix: &str) -> String {
         .unwrap_or_else(|| panic!("no line starting with {prefix} in:\n{text}"))
         .to_owned()
 }
+
+/// A `hearthnet run` process in a sandbox, stopped (SIGTERM, then SIGKILL)
+/// when dropped.
+pub struct RunningNode {
+    pub child: Option<Child>,
+    pub api: std::net::SocketAddr,
+}
+
+impl Sandbox {
+    /// Start the node on a free local API port and wait until `/ready`.
+    pub fn start_node(&self, extra_env: &[(&str, &str)]) -> RunningNode {
+        let runtime_file = self.data_dir().join("run/node.json");
+        let _ = std::fs::remove_file(&runtime_file);
+        let child = self
+            .command(&["run", "--no-ui"])
+            .env("HEARTHNET_TRANSPORT_API_PORT", "0")
+            .env("HEARTHNET_EMERGENCY_ENABLED", "false")
+            .envs(extra_env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hearthnet run");
+        let mut node = RunningNode {
+            child: Some(child),
+            api: "127.0.0.1:1".parse().unwrap(),
+        };
+        let start = Instant::now();
+        loop {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "node did not become ready"
+            );
+            if let Some(child) = node.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                let mut err = String::new();
+                let _ = std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err);
+                panic!("node exited early with {status}: {err}");
+            }
+            if let Ok(text) = std::fs::read_to_string(&runtime_file)
+                && let Ok(info) = serde_json::from_str::<serde_json::Value>(&text)
+                && let Some(api) = info["api"].as_str().and_then(|a| a.parse().ok())
+            {
+                node.api = api;
+                if let Ok(resp) = ureq::get(format!("http://{api}/ready")).call()
+                    && resp.status() == 200
+                {
+                    return node;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// A signed client of this sandbox's node, as the CLI builds it.
+    pub fn client(&self) -> hearthnet_client::LocalClient {
+        let env = hearthnet_config::Env::from_pairs([("HOME", self.home().to_str().unwrap())]);
+        let loaded = hearthnet_config::load(None, &env).expect("config loads");
+        hearthnet_client::LocalClient::for_config(&loaded).expect("client")
+    }
+}
+
+impl RunningNode {
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    /// SIGTERM, and the exit status with how long it took.
+    pub fn terminate(&mut self) -> (Option<i32>, Duration) {
+        let mut child = self.child.take().expect("running");
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+        let start = Instant::now();
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return (status.code(), start.elapsed());
+            }
+            if start.elapsed() > Duration::from_secs(15) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return (None, start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for RunningNode {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
