@@ -8,7 +8,7 @@
 //! window bounds how long a captured request is worth anything; the
 //! replay cache makes it worthless inside the window too.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -57,8 +57,36 @@ pub struct Authenticator {
     node_id: NodeId,
     community: CommunityId,
     skew: Duration,
-    seen: Mutex<HashMap<(NodeId, String), Instant>>,
+    seen: Mutex<SeenIds>,
     windows: Mutex<RateWindows>,
+}
+
+/// Request ids seen recently, in two generations that rotate every
+/// `keep`: an id is remembered for at least `keep` and at most twice that,
+/// with O(1) work per request however busy the node is.
+#[derive(Default)]
+struct SeenIds {
+    current: HashSet<(NodeId, String)>,
+    previous: HashSet<(NodeId, String)>,
+    rotated: Option<Instant>,
+}
+
+impl SeenIds {
+    /// False if the id was already seen.
+    fn insert(&mut self, from: NodeId, request_id: &str, now: Instant, keep: Duration) -> bool {
+        match self.rotated {
+            Some(at) if now.duration_since(at) < keep => {}
+            _ => {
+                self.previous = std::mem::take(&mut self.current);
+                self.rotated = Some(now);
+            }
+        }
+        let key = (from, request_id.to_owned());
+        if self.previous.contains(&key) {
+            return false;
+        }
+        self.current.insert(key)
+    }
 }
 
 #[derive(Default)]
@@ -74,7 +102,7 @@ impl Authenticator {
             node_id,
             community,
             skew,
-            seen: Mutex::new(HashMap::new()),
+            seen: Mutex::new(SeenIds::default()),
             windows: Mutex::new(RateWindows::default()),
         }
     }
@@ -185,21 +213,16 @@ impl Authenticator {
         let Ok(mut seen) = self.seen.lock() else {
             return Ok(());
         };
-        let now = Instant::now();
+        // A request id must stay remembered as long as its timestamp can be
+        // accepted: twice the skew, plus a second of rounding.
         let keep = self.skew * 2 + Duration::from_secs(1);
-        if seen.len() > 4096 {
-            seen.retain(|_, at| now.duration_since(*at) < keep);
-        }
-        let key = (signed.from, signed.request_id.clone());
-        match seen.get(&key) {
-            Some(at) if now.duration_since(*at) < keep => Err(format!(
+        if seen.insert(signed.from, &signed.request_id, Instant::now(), keep) {
+            Ok(())
+        } else {
+            Err(format!(
                 "request id {} was already used: a replayed request",
                 signed.request_id
-            )),
-            _ => {
-                seen.insert(key, now);
-                Ok(())
-            }
+            ))
         }
     }
 

@@ -265,7 +265,14 @@ async fn bus_call(State(s): Shared, headers: HeaderMap, body: Body) -> Response 
         return resp;
     }
     match stream.outcome().await {
-        Ok(value) => signed_json(&s.key, &trace_id, value),
+        Ok(value) if must_sign_response(&caller.headers.capability) => {
+            signed_json(&s.key, &trace_id, value)
+        }
+        Ok(value) => {
+            let mut resp = axum::Json(value).into_response();
+            insert_identity(resp.headers_mut(), &trace_id, &s.key);
+            resp
+        }
         Err(e) => fail(e),
     }
 }
@@ -277,6 +284,14 @@ fn insert_identity(h: &mut HeaderMap, request_id: &str, key: &DeviceKey) {
     if let Ok(v) = HeaderValue::from_str(&key.node_id().full()) {
         h.insert(request::FROM, v);
     }
+}
+
+/// Contract §5.2: responses of mutating capabilities must be signed (their
+/// callers must verify); for the others signing is optional and costs a
+/// signature per call, so we skip it.
+fn must_sign_response(capability: &str) -> bool {
+    const MUTATING_SUFFIXES: [&str; 5] = [".post", ".invite", ".revoke", ".ingest", ".expire"];
+    capability == "chat.send" || MUTATING_SUFFIXES.iter().any(|s| capability.ends_with(s))
 }
 
 /// A JSON response signed by this node (Contract §5.2): the signature
