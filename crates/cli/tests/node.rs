@@ -297,6 +297,17 @@ fn refused_requests_get_the_contract_codes() {
         ErrorCode::Expired
     );
 
+    // Metrics are for members, in the Prometheus text format.
+    let m = client.get_text("/metrics").unwrap();
+    assert!(
+        m.contains("hearthnet_requests_total{capability=\"experimental.echo\",result=\"ok\"}"),
+        "{m}"
+    );
+    assert!(
+        m.contains("hearthnet_signature_failures_total{reason=\"mismatch\"} 1"),
+        "{m}"
+    );
+
     // Local introspection answers only to the node's own key; /health needs nothing.
     let (status, _) = client.get_unsigned("/health").unwrap();
     assert_eq!(status, 200);

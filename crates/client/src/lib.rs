@@ -105,8 +105,30 @@ impl LocalClient {
         format!("http://{}{path}", self.addr)
     }
 
-    /// A signed GET of a plain endpoint (`path` without query string).
+    /// A signed GET of a plain endpoint returning JSON (`path` without
+    /// query string).
     pub fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, ClientError> {
+        let resp = self.signed_get(path, query)?;
+        self.json_reply(resp)
+    }
+
+    /// A signed GET of an endpoint returning text (`/metrics`).
+    pub fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let resp = self.signed_get(path, &[])?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            return self.json_reply(resp).map(|v| v.to_string());
+        }
+        resp.into_body()
+            .read_to_string()
+            .map_err(|e| self.bad(format!("reading the body: {e}")))
+    }
+
+    fn signed_get(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
         let headers = SignedHeaders::sign(
             &self.key,
             self.community,
@@ -121,8 +143,7 @@ impl LocalClient {
         for (name, value) in headers.to_pairs() {
             req = req.header(name, value);
         }
-        let resp = req.call().map_err(|e| self.transport_error(e))?;
-        self.json_reply(resp)
+        req.call().map_err(|e| self.transport_error(e))
     }
 
     /// An unsigned GET (`/health`, `/ready`, `/manifest`), returning the

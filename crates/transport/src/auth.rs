@@ -232,10 +232,20 @@ impl Authenticator {
         capability: &str,
         metrics: &Metrics,
     ) -> Result<(), Refusal> {
+        self.check_rate_at(peer, capability, metrics, Timestamp::now().unix() as u64)
+    }
+
+    /// Fixed one-second windows: `second` is the window of this request.
+    fn check_rate_at(
+        &self,
+        peer: &NodeId,
+        capability: &str,
+        metrics: &Metrics,
+        second: u64,
+    ) -> Result<(), Refusal> {
         let Ok(mut w) = self.windows.lock() else {
             return Ok(());
         };
-        let second = Timestamp::now().unix() as u64;
         if w.second != second {
             *w = RateWindows {
                 second,
@@ -280,5 +290,70 @@ impl Authenticator {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearthnet_base::DeviceKey;
+
+    fn authenticator() -> Authenticator {
+        let us = DeviceKey::generate().node_id();
+        Authenticator::new(us, CommunityId::of_root(us), Duration::from_secs(60))
+    }
+
+    #[test]
+    fn soft_then_hard_rate_limits_per_capability_and_peer() {
+        let auth = authenticator();
+        let metrics = Metrics::new();
+        let peer = DeviceKey::generate().node_id();
+        let outcome =
+            |cap: &str, second: u64| match auth.check_rate_at(&peer, cap, &metrics, second) {
+                Ok(()) => "ok",
+                Err(Refusal::Error(e))
+                    if e.code == ErrorCode::RateLimited && e.retry_after_ms.is_some() =>
+                {
+                    "soft"
+                }
+                Err(Refusal::Error(_)) => "other",
+                Err(Refusal::Drop) => "drop",
+            };
+        let first: Vec<&str> = (0..RATE_LIMIT_HARD_RPS_PER_CAP + 1)
+            .map(|_| outcome("llm.chat", 7))
+            .collect();
+        let soft = RATE_LIMIT_SOFT_RPS_PER_CAP as usize;
+        assert!(first[..soft].iter().all(|o| *o == "ok"), "{first:?}");
+        assert!(
+            first[soft..first.len() - 1].iter().all(|o| *o == "soft"),
+            "{first:?}"
+        );
+        assert_eq!(*first.last().unwrap(), "drop");
+        // The next second starts a fresh budget.
+        assert_eq!(outcome("llm.chat", 8), "ok");
+        // The per-peer budget counts every capability together.
+        for _ in 0..RATE_LIMIT_SOFT_RPS_TOTAL {
+            outcome("embed.text", 9);
+        }
+        assert_eq!(outcome("rag.query", 9), "soft");
+    }
+
+    #[test]
+    fn request_ids_are_single_use_and_forgotten_after_the_window() {
+        let mut seen = SeenIds::default();
+        let peer = DeviceKey::generate().node_id();
+        let t0 = Instant::now();
+        let keep = Duration::from_secs(121);
+        assert!(seen.insert(peer, "01A", t0, keep));
+        assert!(!seen.insert(peer, "01A", t0 + Duration::from_secs(1), keep));
+        assert!(
+            !seen.insert(peer, "01A", t0 + Duration::from_secs(150), keep),
+            "still within two generations"
+        );
+        assert!(seen.insert(peer, "01A", t0 + Duration::from_secs(400), keep));
+        assert!(
+            seen.insert(DeviceKey::generate().node_id(), "01A", t0, keep),
+            "ids are per sender"
+        );
     }
 }
