@@ -264,10 +264,18 @@ fn join_checks_signature_expiry_and_addressee() {
     assert!(stolen.stderr.contains("addressed to"), "{stolen:?}");
 
     // A flipped character anywhere in the payload breaks it.
-    let mut forged = invite.clone().into_bytes();
-    let i = forged.len() - 20;
-    forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
-    let forged = String::from_utf8(forged).unwrap();
-    let refused = b.run(&["init"], Some(&format!("Bob\n\njoin\n{forged}\n")));
-    assert_eq!(refused.code, 4, "{refused:?}");
+    let prefix = "hearthnet://v1/".len();
+    for i in [
+        prefix,
+        prefix + 40,
+        invite.len() / 2,
+        invite.len() - 20,
+        invite.len() - 1,
+    ] {
+        let mut forged = invite.clone().into_bytes();
+        forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        let refused = b.run(&["init"], Some(&format!("Bob\n\njoin\n{forged}\n")));
+        assert_eq!(refused.code, 4, "flip at {i}: {refused:?}");
+    }
 }

@@ -28,6 +28,8 @@ pub struct Invite {
 pub enum OnboardingError {
     #[error("this is not a HearthNet invite: {0}")]
     InviteInvalid(String),
+    #[error("the invite is damaged or was altered ({0}); ask the inviter for a new one")]
+    Garbled(String),
     #[error("the invite's signature does not check out ({0}); ask the inviter for a new one")]
     BadSignature(SignatureError),
     #[error("the invite expired at {expires_at}; ask the inviter for a new one")]
@@ -45,7 +47,7 @@ impl OnboardingError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::InviteInvalid(_) | Self::BadLevel(_) => ErrorCode::BadRequest,
-            Self::BadSignature(_) => ErrorCode::InvalidSignature,
+            Self::BadSignature(_) | Self::Garbled(_) => ErrorCode::InvalidSignature,
             Self::InviteExpired { .. } => ErrorCode::Expired,
             Self::InviteeMismatch { .. } => ErrorCode::Unauthorized,
         }
@@ -91,11 +93,16 @@ impl Invite {
 
     /// Parse an invite link and check that its inviter signed it.
     pub fn decode(text: &str) -> Result<Self, OnboardingError> {
-        let value = crate::decode_link(text, SCHEME).ok_or_else(|| {
-            OnboardingError::InviteInvalid("expected text starting with `hearthnet://v1/`".into())
-        })?;
+        if !text.trim().starts_with(&format!("{SCHEME}://v1/")) {
+            return Err(OnboardingError::InviteInvalid(
+                "expected text starting with `hearthnet://v1/`".into(),
+            ));
+        }
+        // It claims to be an invite; one that does not decode was altered.
+        let value = crate::decode_link(text, SCHEME)
+            .ok_or_else(|| OnboardingError::Garbled("its payload does not decode".into()))?;
         let invite: Invite = serde_json::from_value(value.clone())
-            .map_err(|e| OnboardingError::InviteInvalid(e.to_string()))?;
+            .map_err(|e| OnboardingError::Garbled(e.to_string()))?;
         if invite.schema_version != INVITE_SCHEMA_VERSION {
             return Err(OnboardingError::InviteInvalid(format!(
                 "schema_version {} is not supported",
