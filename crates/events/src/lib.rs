@@ -1,0 +1,27 @@
+//! X02: the community's event log.
+//!
+//! Owns the SQLite database of signed events (`<state_dir>/events.sqlite`),
+//! the validation every event passes before it is stored (signature,
+//! community, type and data shape, size, clocks, and whether its author may
+//! write it at that point of history), the Lamport clock (§7.3), replay in
+//! `(lamport, event_id)` order into the community view (§7.4), snapshots
+//! (§7.5), and the set-reconciliation side of sync ([`sync`]).
+//!
+//! Architecture invariant: nothing reaches the database except through the
+//! log's own thread, and nothing is stored that failed validation.
+
+pub mod log;
+pub mod snapshot;
+pub mod sync;
+pub mod types;
+pub mod view;
+
+pub use log::{AppendReport, EventLog, EventLogError, Limits, LogPaths, Query, StoredEvent};
+pub use view::CommunityView;
+
+/// Why an event was refused; `code` is stable, `detail` is for people.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Reject {
+    pub code: &'static str,
+    pub detail: String,
+}

@@ -1,0 +1,1094 @@
+//! The event log: one SQLite database per community (WAL, `synchronous =
+//! FULL`: an append acknowledged is on disk), owned by one thread that also
+//! owns the community view, so validation, insertion and the fold happen
+//! as one step and never race.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use hearthnet_base::event::{Event, NewEvent};
+use hearthnet_base::{CommunityId, DeviceKey, Timestamp, to_canonical_bytes};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+
+use crate::snapshot::{self, SnapshotStore};
+use crate::view::CommunityView;
+use crate::{Reject, types};
+
+/// How far past our head a received Lamport may be before it is absurd: a
+/// peer cannot have seen that many events we have not.
+pub const MAX_LAMPORT_LEAD: u64 = 1_000_000;
+
+/// What the log accepts, from config.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_event_bytes: usize,
+    pub max_future_skew_seconds: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_event_bytes: 64 * 1024,
+            max_future_skew_seconds: 300,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventLogError {
+    #[error("event log {}: {source}", path.display())]
+    Db {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("the event log thread has stopped")]
+    Closed,
+    #[error("event rejected ({}): {}", .0.code, .0.detail)]
+    Rejected(Reject),
+    #[error("cannot build the event: {0}")]
+    Build(String),
+}
+
+/// The outcome of offering events to the log.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AppendReport {
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub rejected: Vec<(String, Reject)>,
+    pub head: u64,
+}
+
+/// A stored event as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub event: Event,
+    /// The envelope exactly as received (what the signature covers).
+    pub json: Value,
+}
+
+/// A query over the log.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    pub event_type: Option<String>,
+    pub author: Option<String>,
+    /// Inclusive Lamport range.
+    pub lamport_from: Option<u64>,
+    pub lamport_to: Option<u64>,
+    /// Cursor: only events stored after this local sequence number.
+    pub after_seq: Option<i64>,
+    pub limit: Option<usize>,
+}
+
+pub(crate) struct Core {
+    conn: Connection,
+    path: PathBuf,
+    community: CommunityId,
+    limits: Limits,
+    pub(crate) view: CommunityView,
+    published: Arc<std::sync::RwLock<Arc<CommunityView>>>,
+    clock: u64,
+    snapshots: Option<SnapshotStore>,
+    snapshot_key: Option<DeviceKey>,
+}
+
+type Job = Box<dyn FnOnce(&mut Core) + Send>;
+
+/// Handle to the log; cheap to clone, usable from async and blocking code.
+#[derive(Clone)]
+pub struct EventLog {
+    jobs: mpsc::Sender<Job>,
+    view: Arc<std::sync::RwLock<Arc<CommunityView>>>,
+    path: PathBuf,
+}
+
+/// Where a community's log and snapshots live.
+pub struct LogPaths {
+    pub database: PathBuf,
+    pub snapshots: Option<PathBuf>,
+}
+
+impl LogPaths {
+    pub fn in_state_dir(state_dir: &Path) -> Self {
+        Self {
+            database: state_dir.join("events.sqlite"),
+            snapshots: Some(state_dir.join("snapshots")),
+        }
+    }
+}
+
+impl EventLog {
+    /// Open (or create) the log. `genesis` seeds an empty log; `key` signs
+    /// the snapshots this node writes and checks the ones it finds.
+    pub fn open(
+        paths: LogPaths,
+        community: CommunityId,
+        limits: Limits,
+        genesis: Option<Value>,
+        key: Option<DeviceKey>,
+    ) -> Result<Self, EventLogError> {
+        let path = paths.database.clone();
+        let db_err = |source| EventLogError::Db {
+            path: path.clone(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| db_err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+        }
+        let conn = Connection::open(&path).map_err(db_err)?;
+        conn.execute_batch(SCHEMA).map_err(db_err)?;
+        let snapshots = paths.snapshots.map(SnapshotStore::new);
+        let view = CommunityView::new(community);
+        let published = Arc::new(std::sync::RwLock::new(Arc::new(view.clone())));
+        let mut core = Core {
+            conn,
+            path: path.clone(),
+            community,
+            limits,
+            view,
+            published: published.clone(),
+            clock: 0,
+            snapshots,
+            snapshot_key: key,
+        };
+        core.load()?;
+        if core.view.count == 0
+            && let Some(genesis) = genesis
+        {
+            let report = core.append_received(vec![genesis]);
+            if let Some((_, r)) = report.rejected.into_iter().next() {
+                return Err(EventLogError::Rejected(r));
+            }
+        }
+        let (jobs, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("hearthnet-events".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    job(&mut core);
+                }
+            })
+            .map_err(|e| db_err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+        Ok(Self {
+            jobs,
+            view: published,
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The community as of the last append.
+    pub fn view(&self) -> Arc<CommunityView> {
+        self.view
+            .read()
+            .map(|v| v.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    fn submit<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Core) -> R + Send + 'static,
+    ) -> Result<tokio::sync::oneshot::Receiver<R>, EventLogError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move |core| {
+                let _ = tx.send(f(core));
+            }))
+            .map_err(|_| EventLogError::Closed)?;
+        Ok(rx)
+    }
+
+    /// Run `f` on the log's thread and wait for it (from async code).
+    pub(crate) async fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Core) -> R + Send + 'static,
+    ) -> Result<R, EventLogError> {
+        self.submit(f)?.await.map_err(|_| EventLogError::Closed)
+    }
+
+    /// Run `f` on the log's thread and wait for it (from blocking code).
+    pub(crate) fn run_blocking<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Core) -> R + Send + 'static,
+    ) -> Result<R, EventLogError> {
+        self.submit(f)?
+            .blocking_recv()
+            .map_err(|_| EventLogError::Closed)
+    }
+
+    /// Author, sign and store a new event (Lamport: `++clock`).
+    pub async fn append_local(
+        &self,
+        event_type: &str,
+        data: Value,
+        key: &DeviceKey,
+    ) -> Result<Event, EventLogError> {
+        let (event_type, key) = (event_type.to_owned(), key.clone());
+        self.run(move |core| core.append_local(&event_type, data, &key))
+            .await?
+    }
+
+    pub fn append_local_blocking(
+        &self,
+        event_type: &str,
+        data: Value,
+        key: &DeviceKey,
+    ) -> Result<Event, EventLogError> {
+        let (event_type, key) = (event_type.to_owned(), key.clone());
+        self.run_blocking(move |core| core.append_local(&event_type, data, &key))?
+    }
+
+    /// Offer events from a peer: each is validated; valid new ones are
+    /// stored in one transaction, in replay order.
+    pub async fn append_received(&self, events: Vec<Value>) -> Result<AppendReport, EventLogError> {
+        self.run(move |core| core.append_received(events)).await
+    }
+
+    pub fn append_received_blocking(
+        &self,
+        events: Vec<Value>,
+    ) -> Result<AppendReport, EventLogError> {
+        self.run_blocking(move |core| core.append_received(events))
+    }
+
+    pub async fn query(&self, q: Query) -> Result<Vec<StoredEvent>, EventLogError> {
+        self.run(move |core| core.query(&q)).await?
+    }
+
+    pub fn query_blocking(&self, q: Query) -> Result<Vec<StoredEvent>, EventLogError> {
+        self.run_blocking(move |core| core.query(&q))?
+    }
+
+    pub async fn head(&self) -> Result<u64, EventLogError> {
+        Ok(self.view().head)
+    }
+
+    /// `PRAGMA integrity_check`: `Ok(())` when the database is sound.
+    pub fn integrity_check_blocking(&self) -> Result<Result<(), String>, EventLogError> {
+        self.run_blocking(|core| core.integrity_check())?
+    }
+
+    /// Bytes the log uses on disk (database, WAL and snapshots).
+    pub fn disk_bytes(&self) -> u64 {
+        let file = |suffix: &str| {
+            let mut p = self.path.clone().into_os_string();
+            p.push(suffix);
+            std::fs::metadata(PathBuf::from(p)).map_or(0, |m| m.len())
+        };
+        file("") + file("-wal") + file("-shm")
+    }
+
+    /// `(lamport, event_id)` of every stored event: the set sync reconciles.
+    pub async fn ids(&self) -> Result<Vec<(u64, String)>, EventLogError> {
+        self.run(|core| core.ids()).await?
+    }
+
+    /// Stored events by id, in replay order (unknown ids are skipped).
+    pub async fn by_ids(&self, ids: Vec<String>) -> Result<Vec<StoredEvent>, EventLogError> {
+        self.run(move |core| core.by_ids(&ids)).await?
+    }
+}
+
+const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = FULL;
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    lamport INTEGER NOT NULL,
+    author TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    wall_clock TEXT NOT NULL,
+    envelope BLOB NOT NULL,
+    received_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_replay ON events(lamport, event_id);
+CREATE INDEX IF NOT EXISTS events_type ON events(event_type, lamport);
+CREATE INDEX IF NOT EXISTS events_author ON events(author, lamport);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+";
+
+impl Core {
+    fn db<T>(&self, r: rusqlite::Result<T>) -> Result<T, EventLogError> {
+        r.map_err(|source| EventLogError::Db {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Rebuild the view: from a snapshot that checks out, else from the
+    /// first event.
+    fn load(&mut self) -> Result<(), EventLogError> {
+        let stored: Option<String> = self.db(self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'community_id'",
+                [],
+                |r| r.get(0),
+            )
+            .optional())?;
+        match stored {
+            Some(id) if id != self.community.full() => {
+                return Err(EventLogError::Rejected(Reject {
+                    code: "wrong_community",
+                    detail: format!("{} belongs to community {id}", self.path.display()),
+                }));
+            }
+            Some(_) => {}
+            None => {
+                self.db(self.conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('community_id', ?1)",
+                    params![self.community.full()],
+                ))?;
+            }
+        }
+        self.view = CommunityView::new(self.community);
+        let restored = match (&self.snapshots, &self.snapshot_key) {
+            (Some(store), Some(key)) => {
+                snapshot::restore(store, &self.conn, &key.node_id(), self.community)
+            }
+            _ => None,
+        };
+        let from = match restored {
+            Some(view) => {
+                let covered = view.head;
+                self.view = view;
+                Some(covered)
+            }
+            None => None,
+        };
+        self.replay_from(from)?;
+        let clock: Option<String> = self.db(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'clock'", [], |r| {
+                r.get(0)
+            })
+            .optional())?;
+        self.clock = clock
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0)
+            .max(self.view.head);
+        self.publish();
+        Ok(())
+    }
+
+    /// Fold stored events with Lamport above `after` (all when `None`).
+    fn replay_from(&mut self, after: Option<u64>) -> Result<(), EventLogError> {
+        let mut stmt = self.db(self.conn.prepare(
+            "SELECT envelope FROM events WHERE lamport > ?1 OR ?2 ORDER BY lamport, event_id",
+        ))?;
+        let rows = stmt
+            .query_map(
+                params![after.map_or(-1, |a| a as i64), after.is_none()],
+                |r| r.get::<_, Vec<u8>>(0),
+            )
+            .map_err(|source| EventLogError::Db {
+                path: self.path.clone(),
+                source,
+            })?;
+        let fresh = CommunityView::new(self.community);
+        let mut view = match after {
+            Some(_) => std::mem::replace(&mut self.view, fresh),
+            None => fresh,
+        };
+        for row in rows {
+            let bytes = row.map_err(|source| EventLogError::Db {
+                path: self.path.clone(),
+                source,
+            })?;
+            // Stored events were validated on the way in; replay trusts them.
+            if let Ok(e) = serde_json::from_slice::<Event>(&bytes) {
+                view.apply(&e);
+            }
+        }
+        drop(stmt);
+        self.view = view;
+        Ok(())
+    }
+
+    fn publish(&self) {
+        if let Ok(mut v) = self.published.write() {
+            *v = Arc::new(self.view.clone());
+        }
+    }
+
+    fn append_local(
+        &mut self,
+        event_type: &str,
+        data: Value,
+        key: &DeviceKey,
+    ) -> Result<Event, EventLogError> {
+        let lamport = self.clock + 1;
+        let event = Event::create(
+            NewEvent {
+                community_id: self.community,
+                lamport,
+                event_type,
+                data,
+            },
+            key,
+        )
+        .map_err(|e| EventLogError::Build(e.to_string()))?;
+        let report = self.append_received(vec![event.to_value()]);
+        match report.rejected.into_iter().next() {
+            Some((_, r)) => Err(EventLogError::Rejected(r)),
+            None => Ok(event),
+        }
+    }
+
+    /// Every check an event from outside must pass before it is stored.
+    fn validate(&self, value: &Value, now: Timestamp) -> Result<Event, Reject> {
+        let size = to_canonical_bytes(value)
+            .map(|b| b.len())
+            .unwrap_or(usize::MAX);
+        if size > self.limits.max_event_bytes {
+            return Err(Reject {
+                code: "too_large",
+                detail: format!("{size} bytes; the limit is {}", self.limits.max_event_bytes),
+            });
+        }
+        let event = Event::verify(value).map_err(|e| Reject {
+            code: match e {
+                hearthnet_base::event::EventError::Signature(_) => "invalid_signature",
+                _ => "malformed",
+            },
+            detail: e.to_string(),
+        })?;
+        if event.community_id != self.community {
+            return Err(Reject {
+                code: "wrong_community",
+                detail: format!("event of community {}", event.community_id.short()),
+            });
+        }
+        if event.schema_version != hearthnet_base::event::EVENT_SCHEMA_VERSION {
+            return Err(Reject {
+                code: "schema_unknown",
+                detail: format!("schema_version {}", event.schema_version),
+            });
+        }
+        if !types::is_known(&event.event_type) {
+            return Err(Reject {
+                code: "schema_unknown",
+                detail: format!("event type {}", event.event_type),
+            });
+        }
+        types::check_data(&event.event_type, &event.data).map_err(|detail| Reject {
+            code: "bad_data",
+            detail,
+        })?;
+        if event.wall_clock.unix() > now.unix() + self.limits.max_future_skew_seconds {
+            return Err(Reject {
+                code: "clock_ahead",
+                detail: format!("wall clock {} is ahead of ours ({now})", event.wall_clock),
+            });
+        }
+        if event.lamport > self.view.head.saturating_add(MAX_LAMPORT_LEAD)
+            || event.lamport > hearthnet_base::canonical::MAX_SAFE_INTEGER
+        {
+            return Err(Reject {
+                code: "lamport_ahead",
+                detail: format!(
+                    "Lamport {} is absurdly far ahead of our head {}",
+                    event.lamport, self.view.head
+                ),
+            });
+        }
+        self.view.authorize(&event)?;
+        Ok(event)
+    }
+
+    fn exists(&self, event_id: &str) -> Result<bool, EventLogError> {
+        self.db(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM events WHERE event_id = ?1",
+                params![event_id],
+                |_| Ok(()),
+            )
+            .optional())
+            .map(|r| r.is_some())
+    }
+
+    fn append_received(&mut self, events: Vec<Value>) -> AppendReport {
+        // Replay order, so an author's joining precedes their first post.
+        let mut events = events;
+        events.sort_by(|a, b| {
+            let key = |v: &Value| {
+                (
+                    v["lamport"].as_u64().unwrap_or(u64::MAX),
+                    v["event_id"].as_str().unwrap_or("").to_owned(),
+                )
+            };
+            key(a).cmp(&key(b))
+        });
+        let now = Timestamp::now();
+        let mut report = AppendReport::default();
+        let mut out_of_order = false;
+        let mut to_store: Vec<(Event, Vec<u8>)> = Vec::new();
+        let before = self.view.clone();
+        for value in events {
+            let id = value["event_id"].as_str().unwrap_or("?").to_owned();
+            match self.exists(&id) {
+                Ok(true) => {
+                    report.duplicates += 1;
+                    continue;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    report.rejected.push((
+                        id,
+                        Reject {
+                            code: "db_error",
+                            detail: e.to_string(),
+                        },
+                    ));
+                    continue;
+                }
+            }
+            if to_store.iter().any(|(e, _)| e.event_id == id) {
+                report.duplicates += 1;
+                continue;
+            }
+            match self.validate(&value, now) {
+                Ok(event) => {
+                    out_of_order |= !self.view.is_in_order(&event);
+                    self.view.apply(&event);
+                    let bytes = serde_json::to_vec(&value).unwrap_or_default();
+                    to_store.push((event, bytes));
+                }
+                Err(r) => {
+                    tracing::warn!(event_id = %id, code = r.code, detail = %r.detail, "event rejected");
+                    report.rejected.push((id, r));
+                }
+            }
+        }
+        if let Err(e) = self.store(&to_store) {
+            // Nothing of this batch is stored: undo the fold as well.
+            self.view = before;
+            for (event, _) in to_store {
+                report.rejected.push((
+                    event.event_id,
+                    Reject {
+                        code: "db_error",
+                        detail: e.to_string(),
+                    },
+                ));
+            }
+            report.head = self.view.head;
+            return report;
+        }
+        report.accepted = to_store.len() as u64;
+        if out_of_order {
+            // An event older than what was already folded: fold again in
+            // replay order so every node ends in the same state.
+            let _ = self.replay_from(None);
+        }
+        report.head = self.view.head;
+        self.publish();
+        self.maybe_snapshot();
+        report
+    }
+
+    /// Store validated events and advance the clock, in one transaction.
+    fn store(&mut self, events: &[(Event, Vec<u8>)]) -> Result<(), EventLogError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let received_at = Timestamp::now().unix();
+        let mut clock = self.clock;
+        for (e, _) in events {
+            // §7.3: a received Lamport moves our clock past it.
+            clock = clock.max(e.lamport);
+        }
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|source| EventLogError::Db { path, source })?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO events (event_id, lamport, author, event_type, wall_clock, envelope, received_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(|source| EventLogError::Db { path: self.path.clone(), source })?;
+            for (e, bytes) in events {
+                insert
+                    .execute(params![
+                        e.event_id,
+                        e.lamport as i64,
+                        e.author.full(),
+                        e.event_type,
+                        e.wall_clock.to_string(),
+                        bytes,
+                        received_at
+                    ])
+                    .map_err(|source| EventLogError::Db {
+                        path: self.path.clone(),
+                        source,
+                    })?;
+            }
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('clock', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![clock.to_string()],
+            )
+            .map_err(|source| EventLogError::Db { path: self.path.clone(), source })?;
+        }
+        tx.commit().map_err(|source| EventLogError::Db {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.clock = clock;
+        Ok(())
+    }
+
+    fn maybe_snapshot(&mut self) {
+        let (Some(store), Some(key)) = (&self.snapshots, &self.snapshot_key) else {
+            return;
+        };
+        let last = store.latest_lamport().unwrap_or(0);
+        if self.view.head >= last + hearthnet_base::constants::SNAPSHOT_LAG_LAMPORT
+            && let Err(e) = snapshot::write(store, &self.conn, &self.view, key)
+        {
+            tracing::warn!(error = %e, "cannot write a snapshot");
+        }
+    }
+
+    fn query(&self, q: &Query) -> Result<Vec<StoredEvent>, EventLogError> {
+        let mut sql = String::from("SELECT seq, envelope FROM events WHERE 1");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(t) = &q.event_type {
+            sql.push_str(" AND event_type = ?");
+            args.push(t.clone().into());
+        }
+        if let Some(a) = &q.author {
+            sql.push_str(" AND author = ?");
+            args.push(a.clone().into());
+        }
+        if let Some(l) = q.lamport_from {
+            sql.push_str(" AND lamport >= ?");
+            args.push((l as i64).into());
+        }
+        if let Some(l) = q.lamport_to {
+            sql.push_str(" AND lamport <= ?");
+            args.push((l as i64).into());
+        }
+        if let Some(s) = q.after_seq {
+            sql.push_str(" AND seq > ?");
+            args.push(s.into());
+            sql.push_str(" ORDER BY seq");
+        } else {
+            sql.push_str(" ORDER BY lamport, event_id");
+        }
+        if let Some(n) = q.limit {
+            sql.push_str(&format!(" LIMIT {n}"));
+        }
+        let mut stmt = self.db(self.conn.prepare(&sql))?;
+        let rows = self.db(stmt.query_map(rusqlite::params_from_iter(args), |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+        }))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, bytes) = self.db(row)?;
+            if let Ok(json) = serde_json::from_slice::<Value>(&bytes)
+                && let Ok(event) = serde_json::from_value::<Event>(json.clone())
+            {
+                out.push(StoredEvent { seq, event, json });
+            }
+        }
+        Ok(out)
+    }
+
+    fn ids(&self) -> Result<Vec<(u64, String)>, EventLogError> {
+        let mut stmt = self.db(self
+            .conn
+            .prepare("SELECT lamport, event_id FROM events ORDER BY lamport, event_id"))?;
+        let rows = self.db(stmt.query_map([], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+        }))?;
+        rows.map(|r| self.db(r)).collect()
+    }
+
+    fn by_ids(&self, ids: &[String]) -> Result<Vec<StoredEvent>, EventLogError> {
+        let mut stmt = self.db(self
+            .conn
+            .prepare_cached("SELECT seq, envelope FROM events WHERE event_id = ?1"))?;
+        let mut out = Vec::new();
+        for id in ids {
+            let row: Option<(i64, Vec<u8>)> = self.db(stmt
+                .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional())?;
+            if let Some((seq, bytes)) = row
+                && let Ok(json) = serde_json::from_slice::<Value>(&bytes)
+                && let Ok(event) = serde_json::from_value::<Event>(json.clone())
+            {
+                out.push(StoredEvent { seq, event, json });
+            }
+        }
+        out.sort_by(|a, b| {
+            (a.event.lamport, &a.event.event_id).cmp(&(b.event.lamport, &b.event.event_id))
+        });
+        Ok(out)
+    }
+
+    fn integrity_check(&self) -> Result<Result<(), String>, EventLogError> {
+        let result: String = self.db(self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0)))?;
+        Ok(if result == "ok" { Ok(()) } else { Err(result) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearthnet_base::TrustLevel;
+    use hearthnet_identity::{CommunityPolicy, Genesis};
+    use serde_json::json;
+
+    struct World {
+        dir: tempfile::TempDir,
+        founder: DeviceKey,
+        genesis: Genesis,
+    }
+
+    impl World {
+        fn new() -> Self {
+            let founder = DeviceKey::generate();
+            let genesis = Genesis::create(&founder, "Demo", CommunityPolicy::default()).unwrap();
+            Self {
+                dir: tempfile::tempdir().unwrap(),
+                founder,
+                genesis,
+            }
+        }
+
+        fn community(&self) -> CommunityId {
+            self.genesis.manifest.community_id
+        }
+
+        fn open(&self, name: &str) -> EventLog {
+            EventLog::open(
+                LogPaths::in_state_dir(&self.dir.path().join(name)),
+                self.community(),
+                Limits::default(),
+                Some(self.genesis.created_event.to_value()),
+                Some(self.founder.clone()),
+            )
+            .unwrap()
+        }
+
+        fn event(&self, key: &DeviceKey, lamport: u64, event_type: &str, data: Value) -> Value {
+            Event::create(
+                NewEvent {
+                    community_id: self.community(),
+                    lamport,
+                    event_type,
+                    data,
+                },
+                key,
+            )
+            .unwrap()
+            .to_value()
+        }
+
+        /// Invite and join `who` at `level`, starting at Lamport `at`.
+        fn admit(&self, log: &EventLog, who: &DeviceKey, level: &str, at: u64) {
+            let invite = self.event(
+                &self.founder,
+                at,
+                "community.member.invited",
+                json!({
+                    "invitee_node_id": who.node_id(), "display_name": "x", "initial_level": level,
+                    "expires_at": Timestamp::now().plus_seconds(3600)
+                }),
+            );
+            let joined = self.event(
+                who,
+                at + 1,
+                "community.member.joined",
+                json!({
+                    "invite_event_id": invite["event_id"], "node_manifest": {}
+                }),
+            );
+            let report = log.append_received_blocking(vec![joined, invite]).unwrap();
+            assert_eq!(report.accepted, 2, "{report:?}");
+        }
+
+        fn post(&self, key: &DeviceKey, lamport: u64, title: &str) -> Value {
+            self.event(key, lamport, "market.post.created", json!({
+                "client_id": title, "category": "offer", "title": title, "body": "b", "ttl_seconds": 60
+            }))
+        }
+    }
+
+    #[test]
+    fn genesis_local_appends_and_lamport_rules() {
+        let w = World::new();
+        let log = w.open("a");
+        assert_eq!(log.view().count, 1);
+        assert_eq!(
+            log.view().level_of(&w.founder.node_id()),
+            TrustLevel::Anchor
+        );
+        let e1 = log
+            .append_local_blocking(
+                "file.cid.unpinned",
+                json!({"cid": hearthnet_base::Blake3Id::of(b"x")}),
+                &w.founder,
+            )
+            .unwrap();
+        assert_eq!(e1.lamport, 1);
+        // A received event far ahead moves our clock past it (§7.3).
+        let ahead = w.post(&w.founder, 40, "ahead");
+        assert_eq!(
+            log.append_received_blocking(vec![ahead]).unwrap().accepted,
+            1
+        );
+        let e2 = log
+            .append_local_blocking(
+                "file.cid.unpinned",
+                json!({"cid": hearthnet_base::Blake3Id::of(b"y")}),
+                &w.founder,
+            )
+            .unwrap();
+        assert_eq!(e2.lamport, 41);
+        assert_eq!(log.view().head, 41);
+        let all = log.query_blocking(Query::default()).unwrap();
+        assert_eq!(
+            all.iter().map(|e| e.event.lamport).collect::<Vec<_>>(),
+            [0, 1, 40, 41]
+        );
+        let by_type = log
+            .query_blocking(Query {
+                event_type: Some("market.post.created".into()),
+                ..Query::default()
+            })
+            .unwrap();
+        assert_eq!(by_type.len(), 1);
+    }
+
+    #[test]
+    fn members_join_through_invites_and_strangers_are_refused() {
+        let w = World::new();
+        let log = w.open("a");
+        let bob = DeviceKey::generate();
+        assert_eq!(
+            log.append_received_blocking(vec![w.post(&bob, 2, "too early")])
+                .unwrap()
+                .rejected[0]
+                .1
+                .code,
+            "unknown_author"
+        );
+        w.admit(&log, &bob, "member", 1);
+        assert_eq!(log.view().level_of(&bob.node_id()), TrustLevel::Member);
+        assert_eq!(
+            log.append_received_blocking(vec![w.post(&bob, 5, "hello")])
+                .unwrap()
+                .accepted,
+            1
+        );
+        // The same invite cannot be used twice, nor by someone else.
+        let eve = DeviceKey::generate();
+        let invite_id = log
+            .query_blocking(Query {
+                event_type: Some("community.member.invited".into()),
+                ..Query::default()
+            })
+            .unwrap()[0]
+            .event
+            .event_id
+            .clone();
+        let stolen = w.event(
+            &eve,
+            9,
+            "community.member.joined",
+            json!({"invite_event_id": invite_id, "node_manifest": {}}),
+        );
+        assert_eq!(
+            log.append_received_blocking(vec![stolen]).unwrap().rejected[0]
+                .1
+                .code,
+            "unauthorized"
+        );
+    }
+
+    #[test]
+    fn forged_events_are_rejected_and_never_stored() {
+        let w = World::new();
+        let log = w.open("a");
+        let other = World::new();
+        let mut bad_sig = w.post(&w.founder, 3, "x");
+        bad_sig["signature"] = w.post(&w.founder, 3, "y")["signature"].clone();
+        let mut tampered = w.post(&w.founder, 4, "original");
+        tampered["data"]["title"] = json!("changed");
+        let foreign = other.post(&other.founder, 5, "other community");
+        let stranger = w.post(&DeviceKey::generate(), 6, "stranger");
+        let huge = w.post(&w.founder, 7, &"x".repeat(70_000));
+        let absurd = w.post(&w.founder, MAX_LAMPORT_LEAD + 100, "far ahead");
+        let future = {
+            let mut v = w.post(&w.founder, 8, "future");
+            v["wall_clock"] = json!(Timestamp::now().plus_seconds(3600));
+            hearthnet_base::sign_value(v, &w.founder).unwrap()
+        };
+        let unknown_type = w.event(&w.founder, 9, "federation.peer.added", json!({}));
+        let bad_data = w.event(
+            &w.founder,
+            10,
+            "chat.message.sent",
+            json!({"client_id": "c", "recipient": "nobody", "body": "b"}),
+        );
+        let report = log
+            .append_received_blocking(vec![
+                bad_sig,
+                tampered,
+                foreign,
+                stranger,
+                huge,
+                absurd,
+                future,
+                unknown_type,
+                bad_data,
+            ])
+            .unwrap();
+        let mut codes: Vec<&str> = report.rejected.iter().map(|(_, r)| r.code).collect();
+        codes.sort();
+        assert_eq!(
+            codes,
+            [
+                "bad_data",
+                "clock_ahead",
+                "invalid_signature",
+                "invalid_signature",
+                "lamport_ahead",
+                "schema_unknown",
+                "too_large",
+                "unknown_author",
+                "wrong_community"
+            ]
+        );
+        assert_eq!(report.accepted, 0);
+        assert_eq!(
+            log.query_blocking(Query::default()).unwrap().len(),
+            1,
+            "only the genesis"
+        );
+    }
+
+    #[test]
+    fn revocation_needs_three_trusted_cosigners_and_stops_the_author() {
+        let w = World::new();
+        let log = w.open("a");
+        let (t1, t2, bad) = (
+            DeviceKey::generate(),
+            DeviceKey::generate(),
+            DeviceKey::generate(),
+        );
+        w.admit(&log, &t1, "trusted", 1);
+        w.admit(&log, &t2, "trusted", 3);
+        w.admit(&log, &bad, "member", 5);
+        assert_eq!(
+            log.append_received_blocking(vec![w.post(&bad, 8, "before")])
+                .unwrap()
+                .accepted,
+            1
+        );
+        let intent = json!({"target_node_id": bad.node_id(), "reason": "compromised"});
+        let cosign = |k: &DeviceKey| json!({"node_id": k.node_id(), "signature": k.sign_canonical(&intent).unwrap()});
+        let mut data = intent.clone();
+        data["co_signers"] = json!([cosign(&w.founder), cosign(&t1)]);
+        let two = w.event(&w.founder, 10, "community.member.revoked", data.clone());
+        assert_eq!(
+            log.append_received_blocking(vec![two]).unwrap().rejected[0]
+                .1
+                .code,
+            "unauthorized"
+        );
+        data["co_signers"] = json!([cosign(&w.founder), cosign(&t1), cosign(&t2)]);
+        let three = w.event(&w.founder, 11, "community.member.revoked", data);
+        assert_eq!(
+            log.append_received_blocking(vec![three]).unwrap().accepted,
+            1
+        );
+        assert!(log.view().is_revoked(&bad.node_id()));
+        let after = log
+            .append_received_blocking(vec![w.post(&bad, 12, "after")])
+            .unwrap();
+        assert_eq!(after.rejected[0].1.code, "revoked_author");
+        // Its event from before the revocation stays valid history.
+        let late_but_earlier = w.post(&bad, 9, "written before, arrived late");
+        assert_eq!(
+            log.append_received_blocking(vec![late_but_earlier])
+                .unwrap()
+                .accepted,
+            1
+        );
+    }
+
+    #[test]
+    fn arrival_order_does_not_change_the_result() {
+        let w = World::new();
+        let bob = DeviceKey::generate();
+        let a = w.open("a");
+        w.admit(&a, &bob, "member", 1);
+        let posts: Vec<Value> = (0..20)
+            .map(|i| {
+                w.post(
+                    if i % 2 == 0 { &bob } else { &w.founder },
+                    3 + i / 3,
+                    &format!("p{i}"),
+                )
+            })
+            .collect();
+        for p in posts.iter().rev() {
+            a.append_received_blocking(vec![p.clone()]).unwrap();
+        }
+        let b = w.open("b");
+        w.admit(&b, &bob, "member", 1);
+        b.append_received_blocking(posts.clone()).unwrap();
+        let (va, vb) = (a.view(), b.view());
+        assert_eq!(va.members, vb.members);
+        assert_eq!((va.head, va.count, &va.last), (vb.head, vb.count, &vb.last));
+        // Offering everything again changes nothing.
+        let again = b.append_received_blocking(posts).unwrap();
+        assert_eq!((again.accepted, again.duplicates), (0, 20));
+    }
+
+    #[test]
+    fn snapshots_bound_start_up_and_bad_ones_are_rebuilt() {
+        let w = World::new();
+        let state = w.dir.path().join("a");
+        let log = w.open("a");
+        let bob = DeviceKey::generate();
+        w.admit(&log, &bob, "member", 1);
+        let posts: Vec<Value> = (0..1100)
+            .map(|i| w.post(&w.founder, 3 + i, &format!("p{i}")))
+            .collect();
+        log.append_received_blocking(posts).unwrap();
+        drop(log);
+        let snaps: Vec<_> = std::fs::read_dir(state.join("snapshots"))
+            .unwrap()
+            .flatten()
+            .collect();
+        assert_eq!(snaps.len(), 1, "one snapshot after 1000 Lamports");
+        let expected = w.open("a").view();
+        assert_eq!(expected.count, 1103);
+        assert_eq!(expected.level_of(&bob.node_id()), TrustLevel::Member);
+
+        // A tampered snapshot is discarded and the view rebuilt from the log.
+        let snap = snaps[0].path();
+        let text = std::fs::read_to_string(&snap).unwrap();
+        std::fs::write(&snap, text.replace("\"Demo\"", "\"Evil\"")).unwrap();
+        let rebuilt = w.open("a").view();
+        assert_eq!(rebuilt.name, "Demo");
+        assert_eq!(*rebuilt, *expected);
+        assert!(!snap.exists(), "the bad snapshot was removed");
+    }
+}
