@@ -103,6 +103,7 @@ async fn start_hello_world() -> anyhow::Result<SocketAddr> {
         listener,
         router,
         CancellationToken::new(),
+        None,
     ));
     Ok(addr)
 }

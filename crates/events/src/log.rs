@@ -92,6 +92,7 @@ pub(crate) struct Core {
     clock: u64,
     snapshots: Option<SnapshotStore>,
     snapshot_key: Option<DeviceKey>,
+    changes: tokio::sync::watch::Sender<i64>,
 }
 
 type Job = Box<dyn FnOnce(&mut Core) + Send>;
@@ -100,6 +101,7 @@ type Job = Box<dyn FnOnce(&mut Core) + Send>;
 #[derive(Clone)]
 pub struct EventLog {
     jobs: mpsc::Sender<Job>,
+    changes: tokio::sync::watch::Receiver<i64>,
     view: Arc<std::sync::RwLock<Arc<CommunityView>>>,
     path: PathBuf,
 }
@@ -143,6 +145,7 @@ impl EventLog {
         let snapshots = paths.snapshots.map(SnapshotStore::new);
         let view = CommunityView::new(community);
         let published = Arc::new(std::sync::RwLock::new(Arc::new(view.clone())));
+        let (changes, changes_rx) = tokio::sync::watch::channel(0i64);
         let mut core = Core {
             conn,
             path: path.clone(),
@@ -153,6 +156,7 @@ impl EventLog {
             clock: 0,
             snapshots,
             snapshot_key: key,
+            changes,
         };
         core.load()?;
         if core.view.count == 0
@@ -174,6 +178,7 @@ impl EventLog {
             .map_err(|e| db_err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
         Ok(Self {
             jobs,
+            changes: changes_rx,
             view: published,
             path,
         })
@@ -181,6 +186,12 @@ impl EventLog {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Changes whenever events are stored (the value: the last local
+    /// sequence number); for long-polls.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.changes.clone()
     }
 
     /// The community as of the last append.
@@ -640,11 +651,13 @@ impl Core {
             )
             .map_err(|source| EventLogError::Db { path: self.path.clone(), source })?;
         }
+        let last_seq = tx.last_insert_rowid();
         tx.commit().map_err(|source| EventLogError::Db {
             path: self.path.clone(),
             source,
         })?;
         self.clock = clock;
+        self.changes.send_replace(last_seq);
         Ok(())
     }
 

@@ -66,6 +66,10 @@ pub struct NodeManifest {
     pub load: Value,
     pub issued_at: Timestamp,
     pub expires_at: Timestamp,
+    /// Sync protocols this node speaks, best first (our extension; peers
+    /// that do not list it speak the reference's heads protocol).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sync: Vec<String>,
     pub signature: String,
 }
 
@@ -79,6 +83,7 @@ pub struct NodeManifestContent {
     pub capabilities: Vec<CapabilitySpec>,
     pub uptime_seconds: u64,
     pub load: Value,
+    pub sync: Vec<String>,
 }
 
 impl NodeManifest {
@@ -88,7 +93,7 @@ impl NodeManifest {
         key: &DeviceKey,
         now: Timestamp,
     ) -> Result<(Self, Value), ManifestError> {
-        let unsigned = serde_json::json!({
+        let mut unsigned = serde_json::json!({
             "version": 1,
             "contract_version": hearthnet_base::CONTRACT_VERSION,
             "node_id": key.node_id(),
@@ -103,6 +108,9 @@ impl NodeManifest {
             "issued_at": now,
             "expires_at": now.plus_seconds(MANIFEST_TTL_SECONDS),
         });
+        if !content.sync.is_empty() {
+            unsigned["sync"] = serde_json::json!(content.sync);
+        }
         let signed = sign_value(unsigned, key).map_err(ManifestError::Signature)?;
         Ok((serde_json::from_value(signed.clone())?, signed))
     }
@@ -151,6 +159,7 @@ mod tests {
             capabilities: vec![],
             uptime_seconds: 12,
             load: serde_json::json!({"cpu": 0.12, "in_flight_total": 0}),
+            sync: vec!["negentropy/1".into()],
         }
     }
 

@@ -122,6 +122,61 @@ impl Service for Echo {
     }
 }
 
+/// `experimental.event.append@1.0`, diagnostic: append an event of a known
+/// type with the given `data`, authored by this node. Only the node's own
+/// key may call it (tests, benchmarks, operators checking sync); services
+/// write their own events.
+pub const EVENT_APPEND: &str = "experimental.event.append";
+
+pub struct EventAppend {
+    pub log: hearthnet_events::EventLog,
+    pub key: hearthnet_base::DeviceKey,
+}
+
+impl Service for EventAppend {
+    fn descriptors(&self) -> Vec<CapabilityDescriptor> {
+        vec![CapabilityDescriptor {
+            name: EVENT_APPEND.into(),
+            version: Version::new(1, 0),
+            stability: Stability::Experimental,
+            request_schema: json!({
+                "type": "object",
+                "properties": {"input": {"type": "object", "required": ["event_type", "data"],
+                    "properties": {"event_type": {"type": "string"}, "data": {"type": "object"}}}}
+            }),
+            response_schema: Some(json!({"type": "object"})),
+            stream_schema: None,
+            params: json!({}),
+            max_concurrent: 16,
+            trust: Trust::SelfOnly,
+            timeout: Duration::from_secs(hearthnet_base::constants::RPC_DEFAULT_TIMEOUT_SECONDS),
+            idempotent: false,
+        }]
+    }
+
+    fn handle(self: Arc<Self>, call: Call) -> BoxFuture<'static, Result<Value, CallError>> {
+        Box::pin(async move {
+            let event_type = call.input["event_type"]
+                .as_str()
+                .ok_or_else(|| CallError::bad_request("input.event_type (a string) is required"))?
+                .to_owned();
+            let data = call.input.get("data").cloned().unwrap_or(Value::Null);
+            match self.log.append_local(&event_type, data, &self.key).await {
+                Ok(e) => Ok(
+                    json!({"output": {"event_id": e.event_id, "lamport": e.lamport}, "meta": {}}),
+                ),
+                Err(hearthnet_events::EventLogError::Rejected(r)) => {
+                    Err(CallError::bad_request(format!("{}: {}", r.code, r.detail)))
+                }
+                Err(e) => Err(CallError::new(
+                    hearthnet_base::ErrorCode::InternalError,
+                    e.to_string(),
+                )),
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@
 
 mod diagnostics;
 mod lock;
+mod sync;
 mod view;
 
 use std::net::SocketAddr;
@@ -51,6 +52,10 @@ pub enum NodeError {
     },
     #[error(transparent)]
     Log(#[from] hearthnet_observability::logging::LogError),
+    #[error(transparent)]
+    Events(#[from] hearthnet_events::EventLogError),
+    #[error(transparent)]
+    Tls(#[from] hearthnet_transport::tls::TlsError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -96,7 +101,21 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
         })?;
 
     runtime.block_on(async {
-        // 4. Core state: event log, snapshots, replay (events issue).
+        // 4. Core state: the event log (replayed from its newest sound
+        //    snapshot), seeded with the genesis event on first start.
+        let genesis = read_json(&state_dir.join(hearthnet_identity::community::GENESIS_FILE)).ok();
+        let log = hearthnet_events::EventLog::open(
+            hearthnet_events::LogPaths::in_state_dir(&state_dir),
+            community_id,
+            hearthnet_events::Limits {
+                max_event_bytes: usize::try_from(config.events.max_event_bytes).unwrap_or(usize::MAX),
+                max_future_skew_seconds: i64::try_from(config.events.max_future_skew_seconds).unwrap_or(i64::MAX),
+            },
+            genesis,
+            Some(key.clone()),
+        )?;
+        metrics.event_log_head.set(log.view().head as i64);
+
         // 5. Blobs: blob store (files issue).
 
         // 6. Bus.
@@ -114,10 +133,14 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
 
         // 8. Services, each optional by config. Until the real services
         //    land, the diagnostic echo is the one capability.
-        bus.register(Arc::new(diagnostics::Echo)).map_err(|e| NodeError::Io {
-            context: "cannot register the diagnostic capability".into(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        let register = |service: Arc<dyn hearthnet_bus::Service>| {
+            bus.register(service).map_err(|e| NodeError::Io {
+                context: "cannot register a diagnostic capability".into(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        };
+        register(Arc::new(diagnostics::Echo))?;
+        register(Arc::new(diagnostics::EventAppend { log: log.clone(), key: key.clone() }))?;
 
         // 9. Emergency detector (emergency issue).
 
@@ -129,20 +152,39 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
         );
         let api_listener = bind(api_addr).await?;
         let api_bound = local_addr(&api_listener)?;
-        let peer_listener = if config.transport.allow_plain_http {
-            let addr = SocketAddr::new(
-                config.transport.peer_host.parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
-                config.transport.peer_port,
-            );
-            Some(bind(addr).await?)
-        } else {
-            tracing::info!("peer API over HTTPS arrives with the transport security work; serving the local API only");
-            None
+        // Peers: HTTPS with key-bound certificates; plain HTTP only when
+        // configured for a closed test network.
+        let peer_listener = bind(SocketAddr::new(
+            config.transport.peer_host.parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
+            config.transport.peer_port,
+        ))
+        .await?;
+        let tls_identity = Arc::new(hearthnet_transport::tls::TlsIdentity::new(&key)?);
+        let membership: hearthnet_transport::tls::Membership = {
+            let log = log.clone();
+            Arc::new(move |id| log.view().level_of(id) >= hearthnet_base::TrustLevel::Member)
         };
+        let peer_tls = if config.transport.allow_plain_http {
+            tracing::warn!("peer API over plain HTTP (transport.allow_plain_http): only for closed test networks");
+            None
+        } else {
+            Some(Arc::new(hearthnet_transport::tls::server_config(&tls_identity, membership.clone())?))
+        };
+        let peer_listener = Some(peer_listener);
         let peer_bound = peer_listener.as_ref().map(local_addr).transpose()?;
 
+        let peer_client = hearthnet_transport::peer_client::PeerClient::new(
+            key.clone(),
+            community_id,
+            tls_identity.clone(),
+            membership.clone(),
+            config.transport.allow_plain_http,
+        );
+        let syncer = Arc::new(sync::Syncer::new(log.clone(), peer_client));
         let view = Arc::new(view::NodeState::new(
             key.clone(),
+            log.clone(),
+            syncer.clone(),
             loaded.config.clone(),
             community.clone(),
             community_json,
@@ -159,18 +201,40 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
             community_id,
             usize::try_from(config.transport.max_body_bytes).unwrap_or(usize::MAX),
             Duration::from_secs(config.transport.request_skew_seconds),
-        ));
+        )
+        .with_sync(Arc::new(sync::SyncHandle(syncer.clone()))));
         let router = hearthnet_transport::router(state);
         let stop_serving = CancellationToken::new();
         let mut servers = Vec::new();
-        servers.push(tokio::spawn(hearthnet_transport::serve(api_listener, router.clone(), stop_serving.clone())));
+        servers.push(tokio::spawn(hearthnet_transport::serve(api_listener, router.clone(), stop_serving.clone(), None)));
         if let Some(listener) = peer_listener {
-            servers.push(tokio::spawn(hearthnet_transport::serve(listener, router, stop_serving.clone())));
+            servers.push(tokio::spawn(hearthnet_transport::serve(listener, router, stop_serving.clone(), peer_tls)));
         }
 
         // 11. UI (web UI issue); `--no-ui` will skip it.
         let _ = options.no_ui;
-        // 12–14. Peer events, manifest publishing, event sync (later issues).
+        // 12–13. Peer events, manifest publishing (discovery issue).
+        // 14. Periodic event sync with the static peers.
+        servers.push(tokio::spawn(syncer.clone().run_periodic(
+            config.discovery.static_peers.clone(),
+            Duration::from_secs(config.events.sync_interval_seconds),
+            stop_serving.clone(),
+        )));
+        {
+            let metrics = metrics.clone();
+            let mut changes = log.changes();
+            let log = log.clone();
+            let stop = stop_serving.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        r = changes.changed() => if r.is_err() { return },
+                        _ = stop.cancelled() => return,
+                    }
+                    metrics.event_log_head.set(log.view().head as i64);
+                }
+            });
+        }
 
         let info = RuntimeInfo {
             pid: std::process::id(),

@@ -9,11 +9,14 @@ use std::time::Instant;
 use hearthnet_base::{DeviceKey, NodeId, Profile, Timestamp, TrustLevel};
 use hearthnet_bus::Bus;
 use hearthnet_config::{Config, NodePaths};
+use hearthnet_events::EventLog;
 use hearthnet_identity::hardware::{self, HardwareFacts};
 use hearthnet_identity::{
     CommunityManifest, Endpoint, HardwareSpec, NodeManifest, NodeManifestContent,
 };
 use hearthnet_transport::NodeView;
+
+use crate::sync::Syncer;
 use serde_json::{Value, json};
 
 const STARTING: u8 = 0;
@@ -22,6 +25,8 @@ const STOPPING: u8 = 2;
 
 pub struct NodeState {
     key: DeviceKey,
+    log: EventLog,
+    syncer: Arc<Syncer>,
     display_name: String,
     profile: Profile,
     community: CommunityManifest,
@@ -38,6 +43,8 @@ impl NodeState {
     #[allow(clippy::too_many_arguments)] // one constructor, called once by the wiring
     pub fn new(
         key: DeviceKey,
+        log: EventLog,
+        syncer: Arc<Syncer>,
         config: Config,
         community: CommunityManifest,
         community_json: Value,
@@ -83,6 +90,8 @@ impl NodeState {
             .unwrap_or_default();
         Self {
             key,
+            log,
+            syncer,
             display_name,
             profile,
             community,
@@ -125,6 +134,10 @@ impl NodeView for NodeState {
                 .collect(),
             uptime_seconds: self.uptime(),
             load: json!({"in_flight_total": self.bus.in_flight_total()}),
+            sync: vec![
+                crate::sync::PROTOCOL_V2.into(),
+                crate::sync::PROTOCOL_V1.into(),
+            ],
         };
         match NodeManifest::issue(content, &self.key, Timestamp::now()) {
             Ok((_, signed)) => signed,
@@ -132,16 +145,24 @@ impl NodeView for NodeState {
         }
     }
 
+    /// The manifest as the log has it now, signed by us when we are an
+    /// anchor; otherwise the last one an anchor signed.
     fn community_manifest(&self) -> Value {
+        let view = self.log.view();
+        if view.level_of(&self.key.node_id()) == TrustLevel::Anchor
+            && let Ok(signed) = view.manifest(&self.key)
+        {
+            return signed;
+        }
         self.community_json.clone()
     }
 
     fn level_of(&self, node: &NodeId) -> TrustLevel {
-        self.community.level_of(node)
+        self.log.view().level_of(node)
     }
 
     fn is_revoked(&self, node: &NodeId) -> bool {
-        self.community.is_revoked(node)
+        self.log.view().is_revoked(node)
     }
 
     /// Ready once every component is started and at least one capability is
@@ -163,6 +184,7 @@ impl NodeView for NodeState {
     }
 
     fn status(&self) -> Value {
+        let view = self.log.view();
         let caps: Vec<String> = self
             .bus
             .local_descriptors()
@@ -180,8 +202,14 @@ impl NodeView for NodeState {
                 "id": self.community.community_id,
                 "short_id": self.community.community_id.short(),
                 "name": self.community.name,
-                "members": self.community.members.len(),
+                "members": view.members.keys().filter(|m| !view.is_revoked(m)).count(),
             },
+            "events": {
+                "head_lamport": view.head,
+                "count": view.count,
+                "disk_bytes": self.log.disk_bytes(),
+            },
+            "sync": {"peers": self.syncer.states()},
             "uptime_seconds": self.uptime(),
             "api": self.api.to_string(),
             "capabilities": {"count": caps.len(), "names": caps},

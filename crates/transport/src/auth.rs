@@ -24,6 +24,7 @@ use hearthnet_observability::metrics::{CapabilityLabel, Metrics, ReasonLabel};
 use serde_json::Value;
 
 use crate::NodeView;
+use crate::server::PeerIdentity;
 
 /// Who may use an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +33,17 @@ pub enum Access {
     Member,
     /// Only this node's own key (local introspection).
     OwnKey,
+}
+
+/// A request as presented for authentication.
+pub struct Presented<'a> {
+    pub headers: &'a HeaderMap,
+    /// The path, for plain endpoints (their signed `capability`).
+    pub endpoint: Option<&'a str>,
+    pub body: &'a Value,
+    pub access: Access,
+    /// The peer proven by the TLS connection, if any.
+    pub connection: Option<PeerIdentity>,
 }
 
 pub struct Caller {
@@ -111,11 +123,15 @@ impl Authenticator {
         &self,
         view: &dyn NodeView,
         metrics: &Metrics,
-        headers: &HeaderMap,
-        endpoint: Option<&str>,
-        body: &Value,
-        access: Access,
+        req: Presented<'_>,
     ) -> Result<Caller, Refusal> {
+        let Presented {
+            headers,
+            endpoint,
+            body,
+            access,
+            connection,
+        } = req;
         let lookup = |name: &'static str| headers.get(name).and_then(|v| v.to_str().ok());
         let signed = SignedHeaders::from_lookup(lookup).map_err(|e| {
             CallError::new(
@@ -188,6 +204,19 @@ impl Authenticator {
                 "not_member",
                 ErrorCode::Unauthorized,
                 format!("{} is not a member of this community", signed.from.short()),
+            ));
+        }
+        if let Some(PeerIdentity(peer)) = connection
+            && peer != signed.from
+        {
+            return Err(fail(
+                "connection_mismatch",
+                ErrorCode::Unauthorized,
+                format!(
+                    "signed by {} over the TLS connection of {}",
+                    signed.from.short(),
+                    peer.short()
+                ),
             ));
         }
         if access == Access::OwnKey && signed.from != self.node_id {

@@ -10,15 +10,46 @@
 //! node *is* (manifests, status, readiness) it asks a [`NodeView`].
 
 mod auth;
+pub mod peer_client;
 mod routes;
 mod server;
 mod sse;
+pub mod tls;
 
+use futures_util::future::BoxFuture;
 use hearthnet_base::{NodeId, TrustLevel};
+use hearthnet_bus::CallError;
 use serde_json::Value;
 
 pub use routes::{ApiState, router};
-pub use server::{Listener, serve};
+pub use server::{Listener, PeerIdentity, serve};
+
+/// The event-log side of the sync and pub-sub endpoints (X02, Contract
+/// §7.6 and §8), implemented by the node.
+pub trait SyncEndpoints: Send + Sync + 'static {
+    /// `GET /sync/v1/heads`
+    fn heads(&self) -> BoxFuture<'static, Value>;
+    /// `POST /sync/v1/events`: `{accepted, rejected, rejected_reasons, new_head_lamport}`
+    fn receive(&self, events: Vec<Value>) -> BoxFuture<'static, Result<Value, CallError>>;
+    /// `POST /sync/v2/reconcile`: one negentropy round, answered.
+    fn reconcile(&self, message: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, CallError>>;
+    /// `POST /sync/v2/fetch`: events by the hex hashes reconciliation named.
+    fn fetch(&self, hashes: Vec<String>) -> BoxFuture<'static, Result<Vec<Value>, CallError>>;
+    /// `GET /pubsub/v1/subscribe`: the next messages of `topic` after
+    /// `last_seq`, waiting up to `timeout`.
+    fn subscribe(
+        &self,
+        topic: String,
+        last_seq: i64,
+        timeout: std::time::Duration,
+    ) -> BoxFuture<'static, Result<Value, CallError>>;
+    /// `POST /local/v1/sync` (own key only): one sync round with `peer` now.
+    fn sync_now(
+        &self,
+        peer: String,
+        protocol: Option<String>,
+    ) -> BoxFuture<'static, Result<Value, CallError>>;
+}
 
 /// What the transport needs to know about the node it serves.
 pub trait NodeView: Send + Sync + 'static {

@@ -17,8 +17,9 @@ use hearthnet_observability::metrics::Metrics;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::NodeView;
-use crate::auth::{Access, Authenticator, Caller, Refusal};
+use crate::auth::{Access, Authenticator, Caller, Presented, Refusal};
+use crate::server::PeerIdentity;
+use crate::{NodeView, SyncEndpoints};
 
 /// Everything the handlers share.
 pub struct ApiState {
@@ -27,6 +28,7 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     pub key: DeviceKey,
     pub max_body_bytes: usize,
+    pub sync: Option<Arc<dyn SyncEndpoints>>,
     pub(crate) auth: Authenticator,
 }
 
@@ -47,7 +49,14 @@ impl ApiState {
             metrics,
             key,
             max_body_bytes,
+            sync: None,
         }
+    }
+
+    /// Serve the sync and pub-sub endpoints through `sync`.
+    pub fn with_sync(mut self, sync: Arc<dyn SyncEndpoints>) -> Self {
+        self.sync = Some(sync);
+        self
     }
 }
 
@@ -68,6 +77,12 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/local/v1/status", get(local_status))
         .route("/local/v1/caps", get(local_caps))
         .route("/bus/v1/call", post(bus_call))
+        .route("/sync/v1/heads", get(sync_heads))
+        .route("/sync/v1/events", post(sync_events))
+        .route("/sync/v2/reconcile", post(sync_reconcile))
+        .route("/sync/v2/fetch", post(sync_fetch))
+        .route("/pubsub/v1/subscribe", get(pubsub_subscribe))
+        .route("/local/v1/sync", post(local_sync))
         .fallback(not_found)
         .with_state(state)
 }
@@ -98,21 +113,27 @@ fn refusal_response(r: Refusal, headers: &HeaderMap) -> Response {
     }
 }
 
+type Peer = Option<axum::Extension<PeerIdentity>>;
+
 fn authorize(
     state: &ApiState,
     headers: &HeaderMap,
     path: &str,
     access: Access,
+    peer: Peer,
 ) -> Result<Caller, Box<Response>> {
     state
         .auth
         .authenticate(
             state.view.as_ref(),
             &state.metrics,
-            headers,
-            Some(path),
-            &json!({}),
-            access,
+            Presented {
+                headers,
+                endpoint: Some(path),
+                body: &json!({}),
+                access,
+                connection: peer.map(|p| p.0),
+            },
         )
         .map_err(|r| Box::new(refusal_response(r, headers)))
 }
@@ -142,15 +163,15 @@ async fn manifest(State(s): Shared) -> Response {
     axum::Json(s.view.node_manifest()).into_response()
 }
 
-async fn community_manifest(State(s): Shared, headers: HeaderMap) -> Response {
-    match authorize(&s, &headers, "/community/manifest", Access::Member) {
+async fn community_manifest(State(s): Shared, peer: Peer, headers: HeaderMap) -> Response {
+    match authorize(&s, &headers, "/community/manifest", Access::Member, peer) {
         Ok(_) => axum::Json(s.view.community_manifest()).into_response(),
         Err(r) => *r,
     }
 }
 
-async fn metrics(State(s): Shared, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&s, &headers, "/metrics", Access::Member) {
+async fn metrics(State(s): Shared, peer: Peer, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&s, &headers, "/metrics", Access::Member, peer) {
         return *r;
     }
     let mut resp = s.metrics.render().into_response();
@@ -169,10 +190,11 @@ struct TraceQuery {
 
 async fn trace_recent(
     State(s): Shared,
+    peer: Peer,
     headers: HeaderMap,
     Query(q): Query<TraceQuery>,
 ) -> Response {
-    if let Err(r) = authorize(&s, &headers, "/trace/recent", Access::Member) {
+    if let Err(r) = authorize(&s, &headers, "/trace/recent", Access::Member, peer) {
         return *r;
     }
     let n =
@@ -181,21 +203,21 @@ async fn trace_recent(
     axum::Json(json!({"traces": s.bus.recent_traces(n, q.capability.as_deref())})).into_response()
 }
 
-async fn local_status(State(s): Shared, headers: HeaderMap) -> Response {
-    match authorize(&s, &headers, "/local/v1/status", Access::OwnKey) {
+async fn local_status(State(s): Shared, peer: Peer, headers: HeaderMap) -> Response {
+    match authorize(&s, &headers, "/local/v1/status", Access::OwnKey, peer) {
         Ok(_) => axum::Json(s.view.status()).into_response(),
         Err(r) => *r,
     }
 }
 
-async fn local_caps(State(s): Shared, headers: HeaderMap) -> Response {
-    match authorize(&s, &headers, "/local/v1/caps", Access::OwnKey) {
+async fn local_caps(State(s): Shared, peer: Peer, headers: HeaderMap) -> Response {
+    match authorize(&s, &headers, "/local/v1/caps", Access::OwnKey, peer) {
         Ok(_) => axum::Json(json!({"capabilities": s.bus.entries()})).into_response(),
         Err(r) => *r,
     }
 }
 
-async fn bus_call(State(s): Shared, headers: HeaderMap, body: Body) -> Response {
+async fn bus_call(State(s): Shared, peer: Peer, headers: HeaderMap, body: Body) -> Response {
     let request_id = headers
         .get(request::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
@@ -217,10 +239,13 @@ async fn bus_call(State(s): Shared, headers: HeaderMap, body: Body) -> Response 
     let caller = match s.auth.authenticate(
         s.view.as_ref(),
         &s.metrics,
-        &headers,
-        None,
-        &body,
-        Access::Member,
+        Presented {
+            headers: &headers,
+            endpoint: None,
+            body: &body,
+            access: Access::Member,
+            connection: peer.map(|p| p.0),
+        },
     ) {
         Ok(c) => c,
         Err(r) => return refusal_response(r, &headers),
@@ -315,4 +340,209 @@ fn signed_json(key: &DeviceKey, request_id: &str, body: Value) -> Response {
         h.insert(request::SIGNATURE, v);
     }
     resp
+}
+
+/// Read a JSON body and authenticate the request that carries it.
+async fn signed_body(
+    s: &ApiState,
+    peer: Peer,
+    headers: &HeaderMap,
+    body: Body,
+    path: &str,
+    access: Access,
+) -> Result<Value, Box<Response>> {
+    let bytes = axum::body::to_bytes(body, s.max_body_bytes)
+        .await
+        .map_err(|_| {
+            Box::new(error_response(
+                &CallError::bad_request(format!(
+                    "the body is larger than {} bytes or was cut off",
+                    s.max_body_bytes
+                )),
+                None,
+            ))
+        })?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        Box::new(error_response(
+            &CallError::bad_request(format!("the body is not JSON: {e}")),
+            None,
+        ))
+    })?;
+    s.auth
+        .authenticate(
+            s.view.as_ref(),
+            &s.metrics,
+            Presented {
+                headers,
+                endpoint: Some(path),
+                body: &value,
+                access,
+                connection: peer.map(|p| p.0),
+            },
+        )
+        .map_err(|r| Box::new(refusal_response(r, headers)))?;
+    Ok(value)
+}
+
+fn sync_of(s: &ApiState) -> Result<Arc<dyn SyncEndpoints>, Box<Response>> {
+    s.sync.clone().ok_or_else(|| {
+        Box::new(error_response(
+            &CallError::new(ErrorCode::NotImplemented, "this node keeps no event log"),
+            None,
+        ))
+    })
+}
+
+fn json_or_error(r: Result<Value, CallError>) -> Response {
+    match r {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => error_response(&e, None),
+    }
+}
+
+async fn sync_heads(State(s): Shared, peer: Peer, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&s, &headers, "/sync/v1/heads", Access::Member, peer) {
+        return *r;
+    }
+    match sync_of(&s) {
+        Ok(sync) => axum::Json(sync.heads().await).into_response(),
+        Err(r) => *r,
+    }
+}
+
+async fn sync_events(State(s): Shared, peer: Peer, headers: HeaderMap, body: Body) -> Response {
+    let value = match signed_body(&s, peer, &headers, body, "/sync/v1/events", Access::Member).await
+    {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let sync = match sync_of(&s) {
+        Ok(sync) => sync,
+        Err(r) => return *r,
+    };
+    if value
+        .get("community_id")
+        .is_some_and(|c| *c != json!(s.view.community_manifest()["community_id"]))
+    {
+        return error_response(
+            &CallError::new(ErrorCode::Unauthorized, "events of another community"),
+            None,
+        );
+    }
+    let Some(events) = value.get("events").and_then(Value::as_array).cloned() else {
+        return error_response(
+            &CallError::bad_request("expected {\"events\": [...]}"),
+            None,
+        );
+    };
+    json_or_error(sync.receive(events).await)
+}
+
+async fn sync_reconcile(State(s): Shared, peer: Peer, headers: HeaderMap, body: Body) -> Response {
+    let value = match signed_body(
+        &s,
+        peer,
+        &headers,
+        body,
+        "/sync/v2/reconcile",
+        Access::Member,
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let sync = match sync_of(&s) {
+        Ok(sync) => sync,
+        Err(r) => return *r,
+    };
+    let Some(message) = value["message"].as_str().and_then(hex_decode) else {
+        return error_response(
+            &CallError::bad_request("expected {\"message\": <hex>}"),
+            None,
+        );
+    };
+    json_or_error(
+        sync.reconcile(message)
+            .await
+            .map(|m| json!({"message": hex_encode(&m)})),
+    )
+}
+
+async fn sync_fetch(State(s): Shared, peer: Peer, headers: HeaderMap, body: Body) -> Response {
+    let value = match signed_body(&s, peer, &headers, body, "/sync/v2/fetch", Access::Member).await
+    {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let sync = match sync_of(&s) {
+        Ok(sync) => sync,
+        Err(r) => return *r,
+    };
+    let hashes: Vec<String> = value["hashes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h.as_str().map(str::to_owned))
+        .collect();
+    json_or_error(
+        sync.fetch(hashes)
+            .await
+            .map(|events| json!({"events": events})),
+    )
+}
+
+#[derive(Deserialize)]
+struct SubscribeQuery {
+    topic: String,
+    last_seq: Option<i64>,
+    timeout: Option<u64>,
+}
+
+async fn pubsub_subscribe(
+    State(s): Shared,
+    peer: Peer,
+    headers: HeaderMap,
+    Query(q): Query<SubscribeQuery>,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers, "/pubsub/v1/subscribe", Access::Member, peer) {
+        return *r;
+    }
+    let sync = match sync_of(&s) {
+        Ok(sync) => sync,
+        Err(r) => return *r,
+    };
+    let timeout = Duration::from_secs(q.timeout.unwrap_or(30).min(60));
+    json_or_error(
+        sync.subscribe(q.topic, q.last_seq.unwrap_or(0), timeout)
+            .await,
+    )
+}
+
+async fn local_sync(State(s): Shared, peer: Peer, headers: HeaderMap, body: Body) -> Response {
+    let value = match signed_body(&s, peer, &headers, body, "/local/v1/sync", Access::OwnKey).await
+    {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let sync = match sync_of(&s) {
+        Ok(sync) => sync,
+        Err(r) => return *r,
+    };
+    let Some(peer_addr) = value["peer"].as_str() else {
+        return error_response(
+            &CallError::bad_request("expected {\"peer\": \"host:port\"}"),
+            None,
+        );
+    };
+    let protocol = value["protocol"].as_str().map(str::to_owned);
+    json_or_error(sync.sync_now(peer_addr.to_owned(), protocol).await)
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    data_encoding::HEXLOWER.encode(bytes)
+}
+
+fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    data_encoding::HEXLOWER.decode(text.as_bytes()).ok()
 }

@@ -51,17 +51,31 @@ impl std::fmt::Display for Dropped {
 
 impl std::error::Error for Dropped {}
 
+/// The node a request came from, proven by its TLS client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerIdentity(pub hearthnet_base::NodeId);
+
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serve `router` on `listener` until `shutdown` is cancelled, then let
-/// open responses finish for a moment and return.
-pub async fn serve(listener: Listener, router: Router, shutdown: CancellationToken) {
+/// open responses finish for a moment and return. With `tls`, every
+/// connection must complete a mutual-TLS handshake first, and its requests
+/// carry the peer's [`PeerIdentity`].
+pub async fn serve(
+    listener: Listener,
+    router: Router,
+    shutdown: CancellationToken,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = shutdown.cancelled() => break,
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.inner.accept() => match r {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -74,28 +88,66 @@ pub async fn serve(listener: Listener, router: Router, shutdown: CancellationTok
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
-        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-            let router = router.clone();
-            async move {
-                let resp = match router.oneshot(req.map(axum::body::Body::new)).await {
-                    Ok(resp) => resp,
-                    Err(never) => match never {},
-                };
-                if resp.extensions().get::<DropConnection>().is_some() {
-                    return Err(Dropped);
-                }
-                Ok::<_, Dropped>(resp)
-            }
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+        let watcher = graceful.watcher();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let _ = conn.await;
+            match acceptor {
+                None => drive(TokioIo::new(stream), router, None, watcher).await,
+                Some(acceptor) => {
+                    let tls =
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(tls)) => tls,
+                            Ok(Err(e)) => {
+                                tracing::info!(peer = %peer, error = %e, "TLS handshake refused");
+                                return;
+                            }
+                            Err(_) => return,
+                        };
+                    let identity = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(crate::tls::node_id_of)
+                        .map(PeerIdentity);
+                    drive(TokioIo::new(tls), router, identity, watcher).await;
+                }
+            }
             drop(permit);
         });
     }
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
+}
+
+async fn drive<IO>(
+    io: IO,
+    router: Router,
+    identity: Option<PeerIdentity>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        let router = router.clone();
+        if let Some(id) = identity {
+            req.extensions_mut().insert(id);
+        }
+        async move {
+            let resp = match router.oneshot(req.map(axum::body::Body::new)).await {
+                Ok(resp) => resp,
+                Err(never) => match never {},
+            };
+            if resp.extensions().get::<DropConnection>().is_some() {
+                return Err(Dropped);
+            }
+            Ok::<_, Dropped>(resp)
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(io, service);
+    let _ = watcher.watch(conn).await;
 }

@@ -158,6 +158,8 @@ impl Sandbox {
         let child = self
             .command(&["run", "--no-ui"])
             .env("HEARTHNET_TRANSPORT_API_PORT", "0")
+            .env("HEARTHNET_TRANSPORT_PEER_PORT", "0")
+            .env("HEARTHNET_TRANSPORT_PEER_HOST", "127.0.0.1")
             .env("HEARTHNET_EMERGENCY_ENABLED", "false")
             .envs(extra_env.iter().copied())
             .stdin(Stdio::null())

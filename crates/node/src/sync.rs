@@ -1,0 +1,464 @@
+//! Event sync between nodes (X02 §6, SYSTEM.md item 2).
+//!
+//! Between our nodes: negentropy reconciliation over `(lamport, event id)`
+//! (`/sync/v2/reconcile`), then a push of what the peer lacks
+//! (`/sync/v1/events`) and a fetch of what we lack (`/sync/v2/fetch`), in
+//! batches, each event validated on arrival. Chosen when the peer's signed
+//! manifest lists `negentropy/1` in `sync`.
+//!
+//! With other nodes: the reference's endpoints, without its flaw. Instead
+//! of "everything above the peer's head Lamport", which skips events
+//! written concurrently below it, we push every event stored since our last
+//! successful push to that peer, by local arrival order, so an event that
+//! reached us late is still passed on. Both sides doing this converge.
+//!
+//! Every round is idempotent (duplicates are no-ops) and a broken round
+//! only means the next one does the rest.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use hearthnet_base::{ErrorCode, NodeId, Timestamp};
+use hearthnet_bus::CallError;
+use hearthnet_events::sync::{IdSet, Initiator, answer};
+use hearthnet_events::{EventLog, Query};
+use hearthnet_identity::NodeManifest;
+use hearthnet_transport::SyncEndpoints;
+use hearthnet_transport::peer_client::{PeerClient, PeerError};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+pub const PROTOCOL_V2: &str = "negentropy/1";
+pub const PROTOCOL_V1: &str = "heads/1";
+/// Events per push or fetch request.
+const BATCH: usize = 500;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PeerSyncState {
+    pub node_id: Option<String>,
+    pub protocol: Option<String>,
+    pub last_round: Option<Timestamp>,
+    pub last_ok: Option<Timestamp>,
+    pub rounds: u64,
+    pub events_in: u64,
+    pub events_out: u64,
+    pub errors: u64,
+    pub last_error: Option<String>,
+    /// v1: our events up to this local sequence number reached the peer.
+    #[serde(skip)]
+    pushed_seq: i64,
+}
+
+/// What one round did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoundReport {
+    pub peer: String,
+    pub node_id: Option<String>,
+    pub protocol: String,
+    pub events_in: u64,
+    pub events_out: u64,
+    pub rejected: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub ms: u64,
+}
+
+pub struct Syncer {
+    log: EventLog,
+    client: PeerClient,
+    peers: Mutex<HashMap<String, PeerSyncState>>,
+    cache: Mutex<Option<(u64, Arc<IdSet>)>>,
+}
+
+fn internal(e: impl std::fmt::Display) -> CallError {
+    CallError::new(ErrorCode::InternalError, e.to_string())
+}
+
+fn peer_error(e: PeerError) -> CallError {
+    match e {
+        PeerError::Unreachable { .. } => CallError::new(ErrorCode::Partition, e.to_string()),
+        other => CallError::new(ErrorCode::BadRequest, other.to_string()),
+    }
+}
+
+impl Syncer {
+    pub fn new(log: EventLog, client: PeerClient) -> Self {
+        Self {
+            log,
+            client,
+            peers: Mutex::new(HashMap::new()),
+            cache: Mutex::new(None),
+        }
+    }
+
+    pub fn states(&self) -> HashMap<String, PeerSyncState> {
+        self.peers.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// Our id set, rebuilt only when the log grew.
+    async fn id_set(&self) -> Result<Arc<IdSet>, CallError> {
+        let count = self.log.view().count;
+        if let Ok(cache) = self.cache.lock()
+            && let Some((n, set)) = cache.as_ref()
+            && *n == count
+        {
+            return Ok(set.clone());
+        }
+        let ids = self.log.ids().await.map_err(internal)?;
+        let set = Arc::new(IdSet::new(&ids).map_err(internal)?);
+        if let Ok(mut cache) = self.cache.lock() {
+            *cache = Some((ids.len() as u64, set.clone()));
+        }
+        Ok(set)
+    }
+
+    /// One round with `addr`; `protocol` forces `v1` or `v2`.
+    pub async fn round(
+        &self,
+        addr: &str,
+        protocol: Option<&str>,
+    ) -> Result<RoundReport, CallError> {
+        let started = Instant::now();
+        let traffic_before = self.client.traffic();
+        let outcome = self.round_inner(addr, protocol).await;
+        let traffic_after = self.client.traffic();
+        let mut peers = self.peers.lock().map_err(internal)?;
+        let state = peers.entry(addr.to_owned()).or_default();
+        state.rounds += 1;
+        state.last_round = Some(Timestamp::now());
+        match outcome {
+            Ok(mut report) => {
+                state.last_ok = state.last_round;
+                state.node_id = report.node_id.clone();
+                state.protocol = Some(report.protocol.clone());
+                state.events_in += report.events_in;
+                state.events_out += report.events_out;
+                report.ms = started.elapsed().as_millis() as u64;
+                report.bytes_sent = traffic_after.0 - traffic_before.0;
+                report.bytes_received = traffic_after.1 - traffic_before.1;
+                tracing::info!(peer = addr, protocol = %report.protocol, events_in = report.events_in, events_out = report.events_out, ms = report.ms, "sync round");
+                Ok(report)
+            }
+            Err(e) => {
+                state.errors += 1;
+                state.last_error = Some(e.to_string());
+                tracing::warn!(peer = addr, error = %e, "sync round failed");
+                Err(e)
+            }
+        }
+    }
+
+    async fn round_inner(
+        &self,
+        addr: &str,
+        protocol: Option<&str>,
+    ) -> Result<RoundReport, CallError> {
+        let manifest = self
+            .client
+            .get(addr, None, "/manifest")
+            .await
+            .map_err(peer_error)?;
+        let peer_id = manifest.peer;
+        let verified = NodeManifest::verify(&manifest.body, Timestamp::now())
+            .map_err(|e| CallError::new(ErrorCode::InvalidSignature, format!("{addr}: {e}")))?;
+        if peer_id.is_some_and(|id| id != verified.node_id) {
+            return Err(CallError::new(
+                ErrorCode::InvalidSignature,
+                format!("{addr}: manifest of another node"),
+            ));
+        }
+        let offers_v2 = manifest.body["sync"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|v| v == PROTOCOL_V2));
+        let use_v2 = match protocol {
+            Some("v1") => false,
+            Some("v2") => true,
+            _ => offers_v2,
+        };
+        let expected = Some(verified.node_id);
+        let mut report = RoundReport {
+            peer: addr.to_owned(),
+            node_id: Some(verified.node_id.full()),
+            protocol: if use_v2 { PROTOCOL_V2 } else { PROTOCOL_V1 }.into(),
+            events_in: 0,
+            events_out: 0,
+            rejected: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+            ms: 0,
+        };
+        if use_v2 {
+            self.reconcile_with(addr, expected, &mut report).await?;
+        } else {
+            self.push_since(addr, expected, &mut report).await?;
+        }
+        Ok(report)
+    }
+
+    async fn reconcile_with(
+        &self,
+        addr: &str,
+        expected: Option<NodeId>,
+        report: &mut RoundReport,
+    ) -> Result<(), CallError> {
+        let set = self.id_set().await?;
+        let (have, need) = {
+            let (mut init, mut message) = Initiator::new(&set).map_err(internal)?;
+            loop {
+                let reply = self
+                    .client
+                    .post(
+                        addr,
+                        expected,
+                        "/sync/v2/reconcile",
+                        &json!({"message": hex(&message)}),
+                    )
+                    .await
+                    .map_err(peer_error)?;
+                let answer = reply.body["message"]
+                    .as_str()
+                    .and_then(unhex)
+                    .ok_or_else(|| internal("bad reconcile answer"))?;
+                match init.step(&answer).map_err(internal)? {
+                    Some(next) => message = next,
+                    None => break,
+                }
+            }
+            (init.have, init.need)
+        };
+        // Push what they lack, in replay order.
+        let ids: Vec<String> = have
+            .iter()
+            .filter_map(|h| set.event_id(h).map(str::to_owned))
+            .collect();
+        for chunk in ids.chunks(BATCH) {
+            let events = self.log.by_ids(chunk.to_vec()).await.map_err(internal)?;
+            let values: Vec<Value> = events.into_iter().map(|e| e.json).collect();
+            report.events_out += self.push(addr, expected, values).await?;
+        }
+        // Fetch what we lack.
+        let hashes: Vec<String> = need.iter().map(|h| hex(h)).collect();
+        for chunk in hashes.chunks(BATCH) {
+            let reply = self
+                .client
+                .post(addr, expected, "/sync/v2/fetch", &json!({"hashes": chunk}))
+                .await
+                .map_err(peer_error)?;
+            let events = reply.body["events"].as_array().cloned().unwrap_or_default();
+            let appended = self.log.append_received(events).await.map_err(internal)?;
+            report.events_in += appended.accepted;
+            report.rejected += appended.rejected.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// v1: push everything stored since the last successful push.
+    async fn push_since(
+        &self,
+        addr: &str,
+        expected: Option<NodeId>,
+        report: &mut RoundReport,
+    ) -> Result<(), CallError> {
+        let mut after = self
+            .peers
+            .lock()
+            .map_err(internal)?
+            .get(addr)
+            .map_or(0, |s| s.pushed_seq);
+        loop {
+            let batch = self
+                .log
+                .query(Query {
+                    after_seq: Some(after),
+                    limit: Some(BATCH),
+                    ..Query::default()
+                })
+                .await
+                .map_err(internal)?;
+            let Some(last) = batch.last().map(|e| e.seq) else {
+                break;
+            };
+            let values: Vec<Value> = batch.into_iter().map(|e| e.json).collect();
+            report.events_out += self.push(addr, expected, values).await?;
+            after = last;
+            if let Ok(mut peers) = self.peers.lock() {
+                peers.entry(addr.to_owned()).or_default().pushed_seq = last;
+            }
+        }
+        Ok(())
+    }
+
+    async fn push(
+        &self,
+        addr: &str,
+        expected: Option<NodeId>,
+        events: Vec<Value>,
+    ) -> Result<u64, CallError> {
+        let body = json!({"community_id": self.log.view().community_id, "events": events});
+        let reply = self
+            .client
+            .post(addr, expected, "/sync/v1/events", &body)
+            .await
+            .map_err(peer_error)?;
+        Ok(reply.body["accepted"].as_u64().unwrap_or(0))
+    }
+
+    /// Sync with every static peer every `interval`, starting now.
+    pub async fn run_periodic(
+        self: Arc<Self>,
+        peers: Vec<String>,
+        interval: Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        if peers.is_empty() {
+            return;
+        }
+        let mut ticker = tokio::time::interval(interval);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.cancelled() => return,
+            }
+            for peer in &peers {
+                let _ = self.round(peer, None).await;
+            }
+        }
+    }
+}
+
+/// Pub-sub topics (Contract §8) and the event types behind them.
+fn topic_types(topic: &str) -> Option<Vec<&'static str>> {
+    Some(match topic {
+        "community.member.added" => vec!["community.member.joined"],
+        "community.member.revoked" => vec!["community.member.revoked"],
+        "node.manifest.updated" => vec!["node.manifest.updated"],
+        "marketplace.post.created" => vec!["market.post.created"],
+        "marketplace.post.expired" => vec!["market.post.expired"],
+        t if t.starts_with("chat.message.") => vec!["chat.message.sent"],
+        _ => return None,
+    })
+}
+
+/// The endpoints' futures must be `'static`, so they hold the syncer by `Arc`.
+pub struct SyncHandle(pub Arc<Syncer>);
+
+impl SyncEndpoints for SyncHandle {
+    fn heads(&self) -> BoxFuture<'static, Value> {
+        let view = self.0.log.view();
+        Box::pin(async move {
+            json!({
+                view.community_id.full(): view.head,
+                "community_id": view.community_id,
+                "head": view.head,
+                "sync": [PROTOCOL_V2, PROTOCOL_V1],
+            })
+        })
+    }
+
+    fn receive(&self, events: Vec<Value>) -> BoxFuture<'static, Result<Value, CallError>> {
+        let log = self.0.log.clone();
+        Box::pin(async move {
+            let report = log.append_received(events).await.map_err(internal)?;
+            let reasons: Vec<Value> = report
+                .rejected
+                .iter()
+                .map(|(id, r)| json!({"event_id": id, "reason": r.code, "detail": r.detail}))
+                .collect();
+            Ok(json!({
+                "accepted": report.accepted,
+                "duplicates": report.duplicates,
+                "rejected": report.rejected.len(),
+                "rejected_reasons": reasons,
+                "new_head_lamport": report.head,
+            }))
+        })
+    }
+
+    fn reconcile(&self, message: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, CallError>> {
+        let this = self.0.clone();
+        Box::pin(async move {
+            let set = this.id_set().await?;
+            answer(&set, &message).map_err(|e| CallError::bad_request(e.to_string()))
+        })
+    }
+
+    fn fetch(&self, hashes: Vec<String>) -> BoxFuture<'static, Result<Vec<Value>, CallError>> {
+        let this = self.0.clone();
+        Box::pin(async move {
+            let set = this.id_set().await?;
+            let ids: Vec<String> = hashes
+                .iter()
+                .take(BATCH * 4)
+                .filter_map(|h| unhex(h).and_then(|b| <[u8; 32]>::try_from(b).ok()))
+                .filter_map(|h| set.event_id(&h).map(str::to_owned))
+                .collect();
+            let events = this.log.by_ids(ids).await.map_err(internal)?;
+            Ok(events.into_iter().map(|e| e.json).collect())
+        })
+    }
+
+    fn subscribe(
+        &self,
+        topic: String,
+        last_seq: i64,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Value, CallError>> {
+        let log = self.0.log.clone();
+        Box::pin(async move {
+            let types = topic_types(&topic)
+                .ok_or_else(|| CallError::new(ErrorCode::NotFound, format!("no topic {topic}")))?;
+            let recipient = topic.strip_prefix("chat.message.").map(str::to_owned);
+            let deadline = Instant::now() + timeout;
+            let mut changes = log.changes();
+            loop {
+                let batch = log
+                    .query(Query {
+                        after_seq: Some(last_seq),
+                        ..Query::default()
+                    })
+                    .await
+                    .map_err(internal)?;
+                let last = batch.last().map_or(last_seq, |e| e.seq);
+                let messages: Vec<Value> = batch
+                    .into_iter()
+                    .filter(|e| types.contains(&e.event.event_type.as_str()))
+                    .filter(|e| {
+                        recipient
+                            .as_deref()
+                            .is_none_or(|r| e.event.data["recipient"] == r)
+                    })
+                    .map(|e| json!({"seq": e.seq, "payload": e.json}))
+                    .collect();
+                if !messages.is_empty() {
+                    return Ok(json!({"topic": topic, "messages": messages, "last_seq": last}));
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() || tokio::time::timeout(left, changes.changed()).await.is_err() {
+                    return Ok(json!({"topic": topic, "timeout": true, "last_seq": last}));
+                }
+            }
+        })
+    }
+
+    fn sync_now(
+        &self,
+        peer: String,
+        protocol: Option<String>,
+    ) -> BoxFuture<'static, Result<Value, CallError>> {
+        let this = self.0.clone();
+        Box::pin(async move {
+            let report = this.round(&peer, protocol.as_deref()).await?;
+            serde_json::to_value(report).map_err(internal)
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    data_encoding::HEXLOWER.encode(bytes)
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    data_encoding::HEXLOWER.decode(text.as_bytes()).ok()
+}
