@@ -101,9 +101,14 @@ pub fn run(config: Option<&Path>, env: &Env, args: LogArgs) -> CliResult {
         return Ok(ExitStatus::Success);
     }
     let mut backlog: Vec<String> = Vec::new();
+    let mut last_read: Option<Tail> = None;
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap_or_default();
-        backlog.extend(text.lines().filter_map(|l| filter.render(l)));
+        // Follow on from exactly what was read, so a line written while
+        // the backlog prints is neither lost nor shown twice.
+        let complete = text.rfind('\n').map_or(0, |i| i + 1);
+        last_read = Some(Tail::at(file.clone(), complete as u64));
+        backlog.extend(text[..complete].lines().filter_map(|l| filter.render(l)));
         if backlog.len() > BACKLOG_LINES * 4 {
             backlog.drain(..backlog.len() - BACKLOG_LINES);
         }
@@ -113,7 +118,7 @@ pub fn run(config: Option<&Path>, env: &Env, args: LogArgs) -> CliResult {
         anstream::println!("{line}");
     }
     if args.follow {
-        follow(&dir, files.last().cloned(), &filter);
+        follow(&dir, last_read, &filter);
     }
     Ok(ExitStatus::Success)
 }
@@ -141,21 +146,11 @@ struct Tail {
 }
 
 impl Tail {
-    fn at_end(path: PathBuf) -> Self {
-        let meta = std::fs::metadata(&path).ok();
-        Self {
-            offset: meta.as_ref().map_or(0, |m| m.len()),
-            inode: meta.map_or(0, |m| m.ino()),
-            path,
-            partial: String::new(),
-        }
-    }
-
-    fn from_start(path: PathBuf) -> Self {
+    fn at(path: PathBuf, offset: u64) -> Self {
         let inode = std::fs::metadata(&path).map_or(0, |m| m.ino());
         Self {
             path,
-            offset: 0,
+            offset,
             inode,
             partial: String::new(),
         }
@@ -189,8 +184,8 @@ impl Tail {
     }
 }
 
-fn follow(dir: &Path, last: Option<PathBuf>, filter: &Filter) {
-    let mut tail = last.map(Tail::at_end);
+fn follow(dir: &Path, start: Option<Tail>, filter: &Filter) {
+    let mut tail = start;
     let stdout = std::io::stdout();
     loop {
         if let Some(t) = tail.as_mut() {
@@ -216,7 +211,7 @@ fn follow(dir: &Path, last: Option<PathBuf>, filter: &Filter) {
                         }
                     }
                 }
-                tail = Some(Tail::from_start(next));
+                tail = Some(Tail::at(next, 0));
             }
             None => std::thread::sleep(POLL),
         }
