@@ -39,6 +39,8 @@ pub enum Command {
     Call(CallArgs),
     /// Show the node's structured log.
     Log(LogArgs),
+    /// Sync the event log with peers now (default: the configured static peers).
+    Sync(SyncArgs),
     /// Inspect recent calls from the node's trace ring buffer.
     #[command(subcommand)]
     Trace(TraceCommand),
@@ -91,6 +93,19 @@ pub struct CallArgs {
     /// Give up after this many seconds (default: the capability's own deadline).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// A peer's HTTPS address, `host:port`; repeat for several.
+    #[arg(long = "peer", value_name = "HOST:PORT")]
+    pub peers: Vec<String>,
+    /// Force a protocol: `v2` (set reconciliation) or `v1` (reference heads/events).
+    #[arg(long, value_parser = ["v1", "v2"])]
+    pub protocol: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -132,6 +132,10 @@ fn test_status_against_mock_node_returns_table() {
     assert_eq!(lines[2], "uptime        1 h 2 min");
     assert_eq!(lines[4], "capabilities  2: llm.chat@1.0, embed.text@1.0");
     assert_eq!(lines[5], "in flight     3");
+    assert_eq!(
+        lines[6], "event log     -",
+        "a node without an event log says so"
+    );
 }
 
 #[test]

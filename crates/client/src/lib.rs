@@ -146,6 +146,27 @@ impl LocalClient {
         req.call().map_err(|e| self.transport_error(e))
     }
 
+    /// A signed POST of a JSON body to a plain endpoint.
+    pub fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        let headers = SignedHeaders::sign(
+            &self.key,
+            self.community,
+            path,
+            request::ENDPOINT_VERSION,
+            body,
+        )?;
+        let mut req = self
+            .agent
+            .post(self.url(path))
+            .header("content-type", "application/json");
+        for (name, value) in headers.to_pairs() {
+            req = req.header(name, value);
+        }
+        let bytes = serde_json::to_vec(body).map_err(|e| self.bad(e.to_string()))?;
+        let resp = req.send(&bytes[..]).map_err(|e| self.transport_error(e))?;
+        self.json_reply(resp)
+    }
+
     /// An unsigned GET (`/health`, `/ready`, `/manifest`), returning the
     /// status code and body.
     pub fn get_unsigned(&self, path: &str) -> Result<(u16, Value), ClientError> {

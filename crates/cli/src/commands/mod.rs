@@ -9,6 +9,7 @@ mod log;
 mod node_client;
 mod run;
 mod status;
+mod sync;
 mod trace;
 mod version;
 
@@ -26,6 +27,7 @@ pub fn dispatch(cli: Cli) -> CliResult {
         Command::Caps(args) => caps::run(cli.config.as_deref(), &env, args),
         Command::Call(args) => call::run(cli.config.as_deref(), &env, args),
         Command::Log(args) => log::run(cli.config.as_deref(), &env, args),
+        Command::Sync(args) => sync::run(cli.config.as_deref(), &env, args),
         Command::Trace(TraceCommand::Recent(args)) => trace::run(cli.config.as_deref(), &env, args),
     }
 }

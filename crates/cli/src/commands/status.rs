@@ -62,6 +62,22 @@ fn print_status(s: &Value) -> Option<()> {
             format!("{}: {}", caps.len(), caps.join(", ")),
         ),
         ("in flight", num_at("/in_flight")?.to_string()),
+        (
+            "event log",
+            match (
+                num_at("/events/head_lamport"),
+                num_at("/events/count"),
+                num_at("/events/disk_bytes"),
+            ) {
+                (Some(head), Some(count), Some(bytes)) => {
+                    format!(
+                        "head Lamport {head}, {count} events, {:.1} MiB",
+                        bytes as f64 / 1_048_576.0
+                    )
+                }
+                _ => "-".to_owned(),
+            },
+        ),
     ];
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in rows {

@@ -9,7 +9,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct Sandbox {
-    pub home: tempfile::TempDir,
+    home_dir: PathBuf,
+    /// Owns (and finally removes) the directory, unless borrowed via `at`.
+    _temp: Option<tempfile::TempDir>,
 }
 
 pub struct Run {
@@ -40,13 +42,23 @@ impl std::fmt::Debug for Run {
 
 impl Sandbox {
     pub fn new() -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
         Self {
-            home: tempfile::tempdir().expect("temp dir"),
+            home_dir: temp.path().to_path_buf(),
+            _temp: Some(temp),
+        }
+    }
+
+    /// Another handle on an existing sandbox's HOME, which it does not own.
+    pub fn at(home: &Path) -> Self {
+        Self {
+            home_dir: home.to_path_buf(),
+            _temp: None,
         }
     }
 
     pub fn home(&self) -> &Path {
-        self.home.path()
+        &self.home_dir
     }
 
     pub fn data_dir(&self) -> PathBuf {

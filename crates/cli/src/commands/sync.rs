@@ -1,0 +1,77 @@
+//! `hearthnet sync [--peer HOST:PORT]… [--protocol v1|v2]`: one sync round
+//! with each peer now, through the running node.
+
+use std::path::Path;
+
+use anyhow::anyhow;
+use hearthnet_config::Env;
+use serde_json::{Value, json};
+
+use super::node_client;
+use crate::cli::SyncArgs;
+use crate::exit::{CliError, CliResult, ExitStatus};
+use crate::printer;
+
+pub fn run(config: Option<&Path>, env: &Env, args: SyncArgs) -> CliResult {
+    let peers = if args.peers.is_empty() {
+        hearthnet_config::load(config, env)?
+            .config
+            .discovery
+            .static_peers
+    } else {
+        args.peers.clone()
+    };
+    if peers.is_empty() {
+        return Err(CliError::new(
+            ExitStatus::Usage,
+            anyhow!("no peers: pass --peer HOST:PORT or set discovery.static_peers"),
+        ));
+    }
+    let client = node_client::connect(config, env)?;
+    let mut rows = Vec::new();
+    let mut reports = Vec::new();
+    let mut failure = None;
+    for peer in &peers {
+        match client.post(
+            "/local/v1/sync",
+            &json!({"peer": peer, "protocol": args.protocol}),
+        ) {
+            Ok(report) => {
+                rows.push(vec![
+                    peer.clone(),
+                    report["protocol"].as_str().unwrap_or_default().to_owned(),
+                    report["events_in"].to_string(),
+                    report["events_out"].to_string(),
+                    report["bytes_sent"].to_string(),
+                    report["bytes_received"].to_string(),
+                    report["ms"].to_string(),
+                ]);
+                reports.push(report);
+            }
+            Err(e) => {
+                let err = CliError::from_client(e);
+                printer::status(format!("{peer}: {}", err.error));
+                reports.push(json!({"peer": peer, "error": err.error.to_string()}));
+                failure = Some(err.status);
+            }
+        }
+    }
+    if args.json {
+        println!("{}", Value::Array(reports));
+    } else if !rows.is_empty() {
+        printer::table(
+            &[
+                "PEER",
+                "PROTOCOL",
+                "IN",
+                "OUT",
+                "BYTES_OUT",
+                "BYTES_IN",
+                "MS",
+            ],
+            &rows,
+            0,
+        );
+    }
+    Ok(failure.unwrap_or(ExitStatus::Success))
+}

@@ -1,0 +1,472 @@
+//! The community's event log across real nodes: mutual TLS on loopback,
+//! partition and heal, refusals, forged events, crash safety.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{RunningNode, Sandbox};
+use hearthnet_base::event::{Event, NewEvent};
+use hearthnet_base::{CommunityId, DeviceKey, Timestamp};
+use hearthnet_client::CallReply;
+use hearthnet_events::{EventLog, Limits, LogPaths};
+use serde_json::{Value, json};
+
+struct Member {
+    sb: Sandbox,
+    key: DeviceKey,
+}
+
+fn state_dir(sb: &Sandbox, community: CommunityId) -> std::path::PathBuf {
+    sb.data_dir()
+        .join("communities")
+        .join(hearthnet_config::community_dir_name(&community))
+}
+
+fn open_log(sb: &Sandbox, community: CommunityId) -> EventLog {
+    let state = state_dir(sb, community);
+    let genesis = serde_json::from_slice(&std::fs::read(state.join("genesis.json")).unwrap()).ok();
+    EventLog::open(
+        LogPaths::in_state_dir(&state),
+        community,
+        Limits::default(),
+        genesis,
+        None,
+    )
+    .unwrap()
+}
+
+/// A founder and `n` more members, set up offline: the founder's
+/// community files are copied to each, and every log holds the invites
+/// and joins of all of them (as after onboarding).
+fn found_community(n: usize, level: &str) -> (CommunityId, Vec<Member>) {
+    let founder = Sandbox::new();
+    founder.init_non_interactive("founder");
+    let founder_key = hearthnet_identity::KeyStore::new(founder.data_dir().join("keys"))
+        .load()
+        .unwrap();
+    let community = CommunityId::of_root(founder_key.node_id());
+    let mut members = vec![Member {
+        sb: founder,
+        key: founder_key.clone(),
+    }];
+    for i in 0..n {
+        let sb = Sandbox::new();
+        let (key, _) = hearthnet_identity::KeyStore::new(sb.data_dir().join("keys"))
+            .load_or_create()
+            .unwrap();
+        std::fs::create_dir_all(sb.config_file().parent().unwrap()).unwrap();
+        std::fs::write(
+            sb.config_file(),
+            format!(
+                "[identity]\ndisplay_name = \"member{i}\"\n\n[community]\ncommunity_id = \"{}\"\n",
+                community.full()
+            ),
+        )
+        .unwrap();
+        let from = state_dir(&members[0].sb, community);
+        let to = state_dir(&sb, community);
+        std::fs::create_dir_all(&to).unwrap();
+        for f in ["manifest.json", "genesis.json"] {
+            std::fs::copy(from.join(f), to.join(f)).unwrap();
+        }
+        members.push(Member { sb, key });
+    }
+    let mut admissions = Vec::new();
+    for (i, m) in members.iter().enumerate().skip(1) {
+        let at = 2 * i as u64 - 1;
+        let invite = Event::create(
+            NewEvent {
+                community_id: community,
+                lamport: at,
+                event_type: "community.member.invited",
+                data: json!({"invitee_node_id": m.key.node_id(), "display_name": "m", "initial_level": level,
+                             "expires_at": Timestamp::now().plus_seconds(3600)}),
+            },
+            &founder_key,
+        )
+        .unwrap();
+        let joined = Event::create(
+            NewEvent {
+                community_id: community,
+                lamport: at + 1,
+                event_type: "community.member.joined",
+                data: json!({"invite_event_id": invite.event_id, "node_manifest": {}}),
+            },
+            &m.key,
+        )
+        .unwrap();
+        admissions.push(invite.to_value());
+        admissions.push(joined.to_value());
+    }
+    for m in &members {
+        let log = open_log(&m.sb, community);
+        assert_eq!(
+            log.append_received_blocking(admissions.clone())
+                .unwrap()
+                .accepted,
+            admissions.len() as u64
+        );
+    }
+    (community, members)
+}
+
+fn peer_addr(sb: &Sandbox) -> String {
+    let info: Value =
+        serde_json::from_slice(&std::fs::read(sb.data_dir().join("run/node.json")).unwrap())
+            .unwrap();
+    info["peer"].as_str().unwrap().to_owned()
+}
+
+fn append(sb: &Sandbox, title: &str) -> Value {
+    let body = json!({"input": {"event_type": "market.post.created",
+        "data": {"client_id": title, "category": "offer", "title": title, "body": "b", "ttl_seconds": 60}}});
+    match sb
+        .client()
+        .call("experimental.event.append", "1.0", &body, false, None)
+        .unwrap()
+    {
+        CallReply::Json(v) => v["output"].clone(),
+        CallReply::Stream(_) => panic!("not a stream"),
+    }
+}
+
+fn sync(sb: &Sandbox, peer: &str, protocol: &str) -> common::Run {
+    sb.run(
+        &["sync", "--peer", peer, "--protocol", protocol, "--json"],
+        None,
+    )
+}
+
+fn event_ids(sb: &Sandbox, community: CommunityId) -> BTreeSet<String> {
+    let log = open_log(sb, community);
+    let ids = log
+        .query_blocking(hearthnet_events::Query::default())
+        .unwrap();
+    ids.into_iter().map(|e| e.event.event_id).collect()
+}
+
+fn partition_write_heal(protocol: &str) {
+    let (community, members) = found_community(2, "member");
+    let mut nodes: Vec<RunningNode> = members.iter().map(|m| m.sb.start_node(&[])).collect();
+    let addrs: Vec<String> = members.iter().map(|m| peer_addr(&m.sb)).collect();
+
+    // Apart, every node writes; their Lamport values interleave (each
+    // starts from the same head), the case head-based sync loses.
+    let writers: Vec<_> = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let sb_home = m.sb.home().to_path_buf();
+            std::thread::spawn(move || {
+                let sb = Sandbox::at(&sb_home);
+                let lamports: Vec<u64> = (0..15)
+                    .map(|k| {
+                        append(&sb, &format!("n{i}-{k}"))["lamport"]
+                            .as_u64()
+                            .unwrap()
+                    })
+                    .collect();
+                lamports
+            })
+        })
+        .collect();
+    let lamports: Vec<Vec<u64>> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+    assert_eq!(
+        lamports[0], lamports[1],
+        "the same Lamport values on both sides"
+    );
+
+    // Heal: rounds until every node holds the same set, within a bound.
+    let started = Instant::now();
+    let order = [(0, 1), (1, 2), (2, 0), (0, 2), (1, 0), (2, 1)];
+    let mut converged = false;
+    while started.elapsed() < Duration::from_secs(30) {
+        for (from, to) in order {
+            let r = sync(&members[from].sb, &addrs[to], protocol);
+            assert_eq!(r.code, 0, "{r:?}");
+            assert!(
+                r.stdout.contains(if protocol == "v2" {
+                    "negentropy/1"
+                } else {
+                    "heads/1"
+                }),
+                "{r:?}"
+            );
+        }
+        let heads: Vec<u64> = members
+            .iter()
+            .map(|m| {
+                let s: Value =
+                    serde_json::from_str(&m.sb.run(&["status", "--json"], None).stdout).unwrap();
+                s["events"]["count"].as_u64().unwrap()
+            })
+            .collect();
+        if heads.iter().all(|c| *c == heads[0]) && heads[0] == 1 + 4 + 45 {
+            converged = true;
+            break;
+        }
+    }
+    eprintln!("{protocol}: converged in {:?}", started.elapsed());
+    assert!(converged, "no convergence within 30 s");
+    for n in &mut nodes {
+        assert_eq!(n.terminate().0, Some(0));
+    }
+    let sets: Vec<BTreeSet<String>> = members
+        .iter()
+        .map(|m| event_ids(&m.sb, community))
+        .collect();
+    assert_eq!(sets[0].len(), 50);
+    assert_eq!(sets[0], sets[1]);
+    assert_eq!(sets[1], sets[2]);
+}
+
+#[test]
+fn three_nodes_converge_after_a_partition_by_reconciliation() {
+    partition_write_heal("v2");
+}
+
+#[test]
+fn three_nodes_converge_after_a_partition_by_the_v1_fallback() {
+    partition_write_heal("v1");
+}
+
+#[test]
+fn strangers_revoked_members_and_other_communities_are_refused() {
+    let (community, members) = found_community(4, "trusted");
+    let [a, b, c, d, revoked] = &members[..] else {
+        unreachable!()
+    };
+    // Revoke the last member: three trusted co-signers.
+    let intent = json!({"target_node_id": revoked.key.node_id(), "reason": "compromised"});
+    let cosign = |k: &DeviceKey| json!({"node_id": k.node_id(), "signature": k.sign_canonical(&intent).unwrap()});
+    let mut data = intent.clone();
+    data["co_signers"] = json!([cosign(&a.key), cosign(&b.key), cosign(&c.key)]);
+    for m in [a, b, c, d] {
+        let log = open_log(&m.sb, community);
+        let e = Event::create(
+            NewEvent {
+                community_id: community,
+                lamport: 20,
+                event_type: "community.member.revoked",
+                data: data.clone(),
+            },
+            &a.key,
+        )
+        .unwrap();
+        let _ = log.append_received_blocking(vec![e.to_value()]).unwrap();
+    }
+    let node_a = a.sb.start_node(&[]);
+    let addr_a = peer_addr(&a.sb);
+    let before = event_ids(&a.sb, community);
+
+    // A revoked member (its own log does not know it was revoked).
+    let revoked_before = event_ids(&revoked.sb, community);
+    let node_r = revoked.sb.start_node(&[]);
+    let r = sync(&revoked.sb, &addr_a, "v2");
+    assert_ne!(r.code, 0, "{r:?}");
+    // A key that was never admitted, talking TLS to A directly: refused
+    // in the handshake, before any request is read.
+    let outsider = DeviceKey::generate();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let refused = rt.block_on(async {
+        let identity = Arc::new(hearthnet_transport::tls::TlsIdentity::new(&outsider).unwrap());
+        let client = hearthnet_transport::peer_client::PeerClient::new(
+            outsider.clone(),
+            community,
+            identity,
+            Arc::new(|_| true),
+            false,
+        );
+        client.get(&addr_a, None, "/sync/v1/heads").await
+    });
+    assert!(refused.is_err(), "an outsider got an answer");
+    // The same request from a member works, so the refusal is about the key.
+    let admitted = rt.block_on(async {
+        let identity = Arc::new(hearthnet_transport::tls::TlsIdentity::new(&b.key).unwrap());
+        let client = hearthnet_transport::peer_client::PeerClient::new(
+            b.key.clone(),
+            community,
+            identity,
+            Arc::new(|_| true),
+            false,
+        );
+        client.get(&addr_a, None, "/sync/v1/heads").await
+    });
+    assert_eq!(admitted.unwrap().body["community_id"], json!(community));
+    // A node of another community.
+    let (other_community, others) = found_community(0, "member");
+    let stranger = &others[0];
+    let node_s = stranger.sb.start_node(&[]);
+    let r2 = sync(&stranger.sb, &addr_a, "v1");
+    assert_ne!(r2.code, 0, "{r2:?}");
+    drop((node_r, node_s, node_a));
+    assert_eq!(
+        event_ids(&a.sb, community),
+        before,
+        "nothing was written to A"
+    );
+    assert_eq!(
+        event_ids(&revoked.sb, community),
+        revoked_before,
+        "nothing was served to the revoked member"
+    );
+    let stranger_ids = event_ids(&stranger.sb, other_community);
+    assert!(
+        stranger_ids.iter().all(|id| !before.contains(id)),
+        "nothing of A's log was served"
+    );
+}
+
+#[test]
+fn forged_events_from_a_member_are_rejected_over_the_wire() {
+    let (community, members) = found_community(1, "member");
+    let (a, b) = (&members[0], &members[1]);
+    let _node = a.sb.start_node(&[]);
+    let addr = peer_addr(&a.sb);
+    let before = event_ids(&a.sb, community);
+    let post = |key: &DeviceKey, lamport: u64, title: &str| {
+        Event::create(NewEvent { community_id: community, lamport, event_type: "market.post.created",
+            data: json!({"client_id": title, "category": "offer", "title": title, "body": "b", "ttl_seconds": 60}) }, key)
+            .unwrap()
+            .to_value()
+    };
+    let mut bad_sig = post(&b.key, 10, "x");
+    bad_sig["signature"] = post(&b.key, 10, "y")["signature"].clone();
+    let mut tampered = post(&b.key, 11, "original");
+    tampered["data"]["title"] = json!("changed");
+    let other = DeviceKey::generate();
+    let wrong_community = Event::create(NewEvent { community_id: CommunityId::of_root(other.node_id()), lamport: 12,
+        event_type: "market.post.created", data: json!({"client_id": "w", "category": "offer", "title": "w", "body": "b", "ttl_seconds": 60}) }, &b.key)
+        .unwrap().to_value();
+    let non_member = post(&other, 13, "stranger");
+    let oversized = post(&b.key, 14, &"x".repeat(100_000));
+    let absurd = post(&b.key, 5_000_000, "far ahead");
+    let forged = vec![
+        bad_sig,
+        tampered,
+        wrong_community,
+        non_member,
+        oversized,
+        absurd,
+    ];
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let reply = rt.block_on(async {
+        let identity = Arc::new(hearthnet_transport::tls::TlsIdentity::new(&b.key).unwrap());
+        let client = hearthnet_transport::peer_client::PeerClient::new(
+            b.key.clone(),
+            community,
+            identity,
+            Arc::new(|_| true),
+            false,
+        );
+        client
+            .post(&addr, None, "/sync/v1/events", &json!({"events": forged}))
+            .await
+    });
+    let reply = reply.unwrap();
+    assert_eq!(reply.peer, Some(a.key.node_id()), "TLS proved who answered");
+    assert_eq!(reply.body["accepted"], 0, "{}", reply.body);
+    assert_eq!(reply.body["rejected"], 6, "{}", reply.body);
+    let mut reasons: Vec<String> = reply.body["rejected_reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap().to_owned())
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            "invalid_signature",
+            "invalid_signature",
+            "lamport_ahead",
+            "too_large",
+            "unknown_author",
+            "wrong_community"
+        ]
+    );
+    drop(_node);
+    assert_eq!(event_ids(&a.sb, community), before, "none was stored");
+}
+
+#[test]
+fn acknowledged_appends_survive_sigkill() {
+    let sb = Sandbox::new();
+    sb.init_non_interactive("crash");
+    let key = hearthnet_identity::KeyStore::new(sb.data_dir().join("keys"))
+        .load()
+        .unwrap();
+    let community = CommunityId::of_root(key.node_id());
+    let mut acknowledged = BTreeSet::new();
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    let mut random = move |limit: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % limit
+    };
+    let rounds = 50;
+    let started = Instant::now();
+    for round in 0..rounds {
+        let mut node = sb.start_node(&[]);
+        let client = sb.client();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                let mut k = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let body = json!({"input": {"event_type": "file.cid.unpinned",
+                        "data": {"cid": hearthnet_base::Blake3Id::of(format!("{round}-{k}").as_bytes())}}});
+                    match client.call("experimental.event.append", "1.0", &body, false, None) {
+                        Ok(CallReply::Json(v)) => {
+                            acked.push(v["output"]["event_id"].as_str().unwrap().to_owned())
+                        }
+                        _ => break,
+                    }
+                    k += 1;
+                }
+                acked
+            })
+        };
+        std::thread::sleep(Duration::from_millis(20 + random(150)));
+        let pid = rustix::process::Pid::from_raw(node.pid()).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
+        let _ = node.child.take().map(|mut c| c.wait());
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        acknowledged.extend(writer.join().unwrap());
+    }
+    let log = open_log(&sb, community);
+    assert_eq!(log.integrity_check_blocking().unwrap(), Ok(()));
+    let stored: BTreeSet<String> = log
+        .query_blocking(hearthnet_events::Query::default())
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event.event_id)
+        .collect();
+    let missing: Vec<&String> = acknowledged.difference(&stored).collect();
+    eprintln!(
+        "{rounds} kill rounds in {:?}: {} acknowledged appends, all checked",
+        started.elapsed(),
+        acknowledged.len()
+    );
+    assert!(acknowledged.len() > rounds, "the writer made progress");
+    assert!(missing.is_empty(), "lost after SIGKILL: {missing:?}");
+}
