@@ -213,6 +213,24 @@ fn partition_write_heal(protocol: &str) {
     }
     eprintln!("{protocol}: converged in {:?}", started.elapsed());
     assert!(converged, "no convergence within 30 s");
+    // Each node reports its sync state per peer.
+    let status: Value =
+        serde_json::from_str(&members[0].sb.run(&["status", "--json"], None).stdout).unwrap();
+    let peers = status["sync"]["peers"].as_object().unwrap();
+    assert_eq!(peers.len(), 2, "{status}");
+    for (addr, state) in peers {
+        assert!(addrs.contains(addr));
+        assert!(state["rounds"].as_u64().unwrap() >= 1);
+        assert_eq!(
+            state["protocol"],
+            if protocol == "v2" {
+                "negentropy/1"
+            } else {
+                "heads/1"
+            }
+        );
+        assert!(state["last_ok"].is_string());
+    }
     for n in &mut nodes {
         assert_eq!(n.terminate().0, Some(0));
     }
@@ -469,4 +487,47 @@ fn acknowledged_appends_survive_sigkill() {
     );
     assert!(acknowledged.len() > rounds, "the writer made progress");
     assert!(missing.is_empty(), "lost after SIGKILL: {missing:?}");
+}
+
+#[test]
+fn pubsub_long_poll_delivers_new_events() {
+    let sb = Sandbox::new();
+    sb.init_non_interactive("pubsub");
+    let _node = sb.start_node(&[]);
+    let waiter = {
+        let home = sb.home().to_path_buf();
+        std::thread::spawn(move || {
+            let client = Sandbox::at(&home).client();
+            let started = Instant::now();
+            let query = [
+                ("topic", "marketplace.post.created".to_owned()),
+                ("last_seq", "0".into()),
+                ("timeout", "10".into()),
+            ];
+            let reply = client.get("/pubsub/v1/subscribe", &query).unwrap();
+            (reply, started.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    append(&sb, "Wasserkanister");
+    let (reply, waited) = waiter.join().unwrap();
+    assert!(
+        waited >= Duration::from_millis(250),
+        "it waited for the event ({waited:?})"
+    );
+    assert!(
+        waited < Duration::from_secs(5),
+        "and returned when it came ({waited:?})"
+    );
+    let messages = reply["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1, "{reply}");
+    assert_eq!(messages[0]["payload"]["data"]["title"], "Wasserkanister");
+    let last_seq = reply["last_seq"].as_i64().unwrap();
+    let query = [
+        ("topic", "marketplace.post.created".to_owned()),
+        ("last_seq", last_seq.to_string()),
+        ("timeout", "1".into()),
+    ];
+    let quiet = sb.client().get("/pubsub/v1/subscribe", &query).unwrap();
+    assert_eq!(quiet["timeout"], true, "{quiet}");
 }

@@ -19,6 +19,25 @@ pub mod view;
 pub use log::{AppendReport, EventLog, EventLogError, Limits, LogPaths, Query, StoredEvent};
 pub use view::CommunityView;
 
+/// A materialised view: state built by folding events in replay order
+/// (§7.4). The community view is one; each service keeps its own.
+pub trait Fold {
+    /// Whether this view cares about events of `event_type`.
+    fn wants(&self, event_type: &str) -> bool;
+    /// Fold one event in; events arrive in `(lamport, event_id)` order.
+    fn apply(&mut self, event: &hearthnet_base::event::Event);
+}
+
+impl Fold for CommunityView {
+    fn wants(&self, event_type: &str) -> bool {
+        event_type.starts_with("community.")
+    }
+
+    fn apply(&mut self, event: &hearthnet_base::event::Event) {
+        CommunityView::apply(self, event);
+    }
+}
+
 /// Why an event was refused; `code` is stable, `detail` is for people.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Reject {

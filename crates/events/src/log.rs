@@ -295,6 +295,16 @@ impl EventLog {
         file("") + file("-wal") + file("-shm")
     }
 
+    /// Replay every stored event, in replay order, into `fold` (a service's
+    /// materialised view) and hand it back. Services then follow new events
+    /// with a [`Query::after_seq`] cursor and [`EventLog::changes`].
+    pub fn replay_into<F: crate::Fold + Send + 'static>(
+        &self,
+        fold: F,
+    ) -> Result<(F, i64), EventLogError> {
+        self.run_blocking(move |core| core.replay_into(fold))?
+    }
+
     /// `(lamport, event_id)` of every stored event: the set sync reconciles.
     pub async fn ids(&self) -> Result<Vec<(u64, String)>, EventLogError> {
         self.run(|core| core.ids()).await?
@@ -718,6 +728,25 @@ impl Core {
         Ok(out)
     }
 
+    fn replay_into<F: crate::Fold>(&self, mut fold: F) -> Result<(F, i64), EventLogError> {
+        let mut stmt = self.db(self
+            .conn
+            .prepare("SELECT seq, envelope FROM events ORDER BY lamport, event_id"))?;
+        let rows =
+            self.db(stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))))?;
+        let mut last_seq = 0;
+        for row in rows {
+            let (seq, bytes) = self.db(row)?;
+            last_seq = last_seq.max(seq);
+            if let Ok(e) = serde_json::from_slice::<Event>(&bytes)
+                && fold.wants(&e.event_type)
+            {
+                fold.apply(&e);
+            }
+        }
+        Ok((fold, last_seq))
+    }
+
     fn ids(&self) -> Result<Vec<(u64, String)>, EventLogError> {
         let mut stmt = self.db(self
             .conn
@@ -892,6 +921,43 @@ mod tests {
             })
             .unwrap();
         assert_eq!(by_type.len(), 1);
+    }
+
+    #[test]
+    fn services_fold_events_in_replay_order() {
+        struct Titles(Vec<String>);
+        impl crate::Fold for Titles {
+            fn wants(&self, t: &str) -> bool {
+                t == "market.post.created"
+            }
+            fn apply(&mut self, e: &Event) {
+                self.0
+                    .push(e.data["title"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+        let w = World::new();
+        let log = w.open("a");
+        log.append_received_blocking(vec![
+            w.post(&w.founder, 9, "late"),
+            w.post(&w.founder, 2, "early"),
+        ])
+        .unwrap();
+        log.append_local_blocking(
+            "file.cid.unpinned",
+            json!({"cid": hearthnet_base::Blake3Id::of(b"z")}),
+            &w.founder,
+        )
+        .unwrap();
+        let (titles, last_seq) = log.replay_into(Titles(Vec::new())).unwrap();
+        assert_eq!(titles.0, ["early", "late"]);
+        assert_eq!(last_seq, 4, "the cursor to follow from");
+        let newer = log
+            .query_blocking(Query {
+                after_seq: Some(last_seq),
+                ..Query::default()
+            })
+            .unwrap();
+        assert!(newer.is_empty());
     }
 
     #[test]
