@@ -62,6 +62,8 @@ pub struct RoundReport {
     pub rejected: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// Body bytes of the reconciliation rounds alone (v2).
+    pub reconcile_bytes: u64,
     pub ms: u64,
 }
 
@@ -187,6 +189,7 @@ impl Syncer {
             rejected: 0,
             bytes_sent: 0,
             bytes_received: 0,
+            reconcile_bytes: 0,
             ms: 0,
         };
         if use_v2 {
@@ -204,6 +207,7 @@ impl Syncer {
         report: &mut RoundReport,
     ) -> Result<(), CallError> {
         let set = self.id_set().await?;
+        let before = self.client.traffic();
         let (have, need) = {
             let (mut init, mut message) = Initiator::new(&set).map_err(internal)?;
             loop {
@@ -228,6 +232,8 @@ impl Syncer {
             }
             (init.have, init.need)
         };
+        let after = self.client.traffic();
+        report.reconcile_bytes = (after.0 - before.0) + (after.1 - before.1);
         // Push what they lack, in replay order.
         let ids: Vec<String> = have
             .iter()

@@ -229,7 +229,10 @@ impl Authenticator {
         self.check_replay(&signed)
             .map_err(|m| fail("replay", ErrorCode::Unauthorized, m))?;
         if signed.from != self.node_id {
-            self.check_rate(&signed.from, &signed.capability, metrics)?;
+            // Budgets per capability are for capability calls; sync and the
+            // other endpoints count only toward the peer's total budget.
+            let capability = endpoint.is_none().then_some(signed.capability.as_str());
+            self.check_rate(&signed.from, capability, metrics)?;
         }
         Ok(Caller {
             id: signed.from,
@@ -258,7 +261,7 @@ impl Authenticator {
     fn check_rate(
         &self,
         peer: &NodeId,
-        capability: &str,
+        capability: Option<&str>,
         metrics: &Metrics,
     ) -> Result<(), Refusal> {
         self.check_rate_at(peer, capability, metrics, Timestamp::now().unix() as u64)
@@ -268,7 +271,7 @@ impl Authenticator {
     fn check_rate_at(
         &self,
         peer: &NodeId,
-        capability: &str,
+        capability: Option<&str>,
         metrics: &Metrics,
         second: u64,
     ) -> Result<(), Refusal> {
@@ -281,14 +284,18 @@ impl Authenticator {
                 ..RateWindows::default()
             };
         }
-        let per_cap = {
-            let c = w
-                .per_capability
-                .entry((*peer, capability.to_owned()))
-                .or_insert(0);
-            *c += 1;
-            *c
+        let per_cap = match capability {
+            Some(capability) => {
+                let c = w
+                    .per_capability
+                    .entry((*peer, capability.to_owned()))
+                    .or_insert(0);
+                *c += 1;
+                *c
+            }
+            None => 0,
         };
+        let capability = capability.unwrap_or("endpoints");
         let total = {
             let c = w.per_peer.entry(*peer).or_insert(0);
             *c += 1;
@@ -338,7 +345,7 @@ mod tests {
         let metrics = Metrics::new();
         let peer = DeviceKey::generate().node_id();
         let outcome =
-            |cap: &str, second: u64| match auth.check_rate_at(&peer, cap, &metrics, second) {
+            |cap: &str, second: u64| match auth.check_rate_at(&peer, Some(cap), &metrics, second) {
                 Ok(()) => "ok",
                 Err(Refusal::Error(e))
                     if e.code == ErrorCode::RateLimited && e.retry_after_ms.is_some() =>
