@@ -24,13 +24,22 @@ const TOTAL: u64 = 100_000;
 const OWN: u64 = 1_000;
 
 fn main() -> anyhow::Result<()> {
-    let binary = PathBuf::from(std::env::args().nth(1).context("usage: hearthnet-eventbench PATH_TO_HEARTHNET")?);
+    let binary = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .context("usage: hearthnet-eventbench PATH_TO_HEARTHNET")?,
+    );
     append_rate()?;
     sync_figures(&binary)?;
     Ok(())
 }
 
-fn post(key: &DeviceKey, community: CommunityId, lamport: u64, title: &str) -> anyhow::Result<Value> {
+fn post(
+    key: &DeviceKey,
+    community: CommunityId,
+    lamport: u64,
+    title: &str,
+) -> anyhow::Result<Value> {
     Ok(Event::create(
         NewEvent {
             community_id: community,
@@ -48,7 +57,13 @@ fn append_rate() -> anyhow::Result<()> {
     let key = DeviceKey::generate();
     let genesis = Genesis::create(&key, "bench", CommunityPolicy::default())?;
     let community = genesis.manifest.community_id;
-    let log = EventLog::open(LogPaths::in_state_dir(dir.path()), community, Limits::default(), Some(genesis.created_event.to_value()), None)?;
+    let log = EventLog::open(
+        LogPaths::in_state_dir(dir.path()),
+        community,
+        Limits::default(),
+        Some(genesis.created_event.to_value()),
+        None,
+    )?;
     let t = Instant::now();
     for i in 0..APPENDS {
         let data = json!({"client_id": i.to_string(), "category": "offer", "title": "t", "body": "Wasserkanister, 20 l, abzugeben", "ttl_seconds": 86400});
@@ -65,7 +80,10 @@ fn append_rate() -> anyhow::Result<()> {
     let body = serde_json::to_vec(&post(&key, community, 1, "t")?)?;
     let t = Instant::now();
     for i in 0..APPENDS {
-        conn.execute("INSERT INTO t (id, lamport, body) VALUES (?1, ?2, ?3)", rusqlite::params![i.to_string(), i as i64, body])?;
+        conn.execute(
+            "INSERT INTO t (id, lamport, body) VALUES (?1, ?2, ?3)",
+            rusqlite::params![i.to_string(), i as i64, body],
+        )?;
     }
     let bare = APPENDS as f64 / t.elapsed().as_secs_f64();
     println!("== append rate ({APPENDS} appends, WAL + synchronous=FULL, one transaction each) ==");
@@ -84,7 +102,9 @@ impl Home {
         self.dir.join(".local/share/hearthnet")
     }
     fn state(&self, community: CommunityId) -> PathBuf {
-        self.data().join("communities").join(hearthnet_config::community_dir_name(&community))
+        self.data()
+            .join("communities")
+            .join(hearthnet_config::community_dir_name(&community))
     }
     fn cmd(&self, binary: &Path, args: &[&str]) -> Command {
         let mut c = Command::new(binary);
@@ -102,7 +122,11 @@ impl Home {
     fn start(&self, binary: &Path) -> anyhow::Result<(Child, String)> {
         let info = self.data().join("run/node.json");
         let _ = std::fs::remove_file(&info);
-        let child = self.cmd(binary, &["run", "--no-ui"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+        let child = self
+            .cmd(binary, &["run", "--no-ui"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(60) {
             if let Ok(v) = std::fs::read(&info).map(|b| serde_json::from_slice::<Value>(&b))
@@ -118,7 +142,9 @@ impl Home {
     fn count(&self, binary: &Path) -> anyhow::Result<u64> {
         let out = self.cmd(binary, &["status", "--json"]).output()?;
         let v: Value = serde_json::from_slice(&out.stdout)?;
-        v["events"]["count"].as_u64().ok_or_else(|| anyhow!("no count in {v}"))
+        v["events"]["count"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("no count in {v}"))
     }
 }
 
@@ -131,9 +157,19 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
 }
 
 fn sync_figures(binary: &Path) -> anyhow::Result<()> {
-    println!("\n== sync: A holds {TOTAL} events, B {} of them plus {OWN} of its own ==", TOTAL - OWN);
+    println!(
+        "\n== sync: A holds {TOTAL} events, B {} of them plus {OWN} of its own ==",
+        TOTAL - OWN
+    );
     let root = tempfile::tempdir()?;
-    let (a, b) = (Home { dir: root.path().join("a") }, Home { dir: root.path().join("b") });
+    let (a, b) = (
+        Home {
+            dir: root.path().join("a"),
+        },
+        Home {
+            dir: root.path().join("b"),
+        },
+    );
     let founder = DeviceKey::generate();
     let genesis = Genesis::create(&founder, "bench", CommunityPolicy::default())?;
     let community = genesis.manifest.community_id;
@@ -143,13 +179,30 @@ fn sync_figures(binary: &Path) -> anyhow::Result<()> {
         genesis.write_to(&home.state(community))?;
         let config = home.dir.join(".config/hearthnet/config.toml");
         std::fs::create_dir_all(config.parent().context("config dir")?)?;
-        std::fs::write(config, format!("[community]\ncommunity_id = \"{}\"\n", community.full()))?;
+        std::fs::write(
+            config,
+            format!("[community]\ncommunity_id = \"{}\"\n", community.full()),
+        )?;
     }
     let t = Instant::now();
-    let invite = Event::create(NewEvent { community_id: community, lamport: 1, event_type: "community.member.invited",
-        data: json!({"invitee_node_id": bkey.node_id(), "initial_level": "member", "expires_at": Timestamp::now().plus_seconds(3600)}) }, &founder)?;
-    let joined = Event::create(NewEvent { community_id: community, lamport: 2, event_type: "community.member.joined",
-        data: json!({"invite_event_id": invite.event_id, "node_manifest": {}}) }, &bkey)?;
+    let invite = Event::create(
+        NewEvent {
+            community_id: community,
+            lamport: 1,
+            event_type: "community.member.invited",
+            data: json!({"invitee_node_id": bkey.node_id(), "initial_level": "member", "expires_at": Timestamp::now().plus_seconds(3600)}),
+        },
+        &founder,
+    )?;
+    let joined = Event::create(
+        NewEvent {
+            community_id: community,
+            lamport: 2,
+            event_type: "community.member.joined",
+            data: json!({"invite_event_id": invite.event_id, "node_manifest": {}}),
+        },
+        &bkey,
+    )?;
     let mut common = vec![invite.to_value(), joined.to_value()];
     for i in 0..(TOTAL - OWN - 2 - 1) {
         common.push(post(&founder, community, 3 + i, &format!("c{i}"))?);
@@ -162,17 +215,34 @@ fn sync_figures(binary: &Path) -> anyhow::Result<()> {
         only_b.push(post(&bkey, community, TOTAL + i, &format!("b{i}"))?);
     }
     for (home, own) in [(&a, only_a), (&b, only_b)] {
-        let log = EventLog::open(LogPaths::in_state_dir(&home.state(community)), community, Limits::default(), Some(genesis.created_event.to_value()), None)?;
+        let log = EventLog::open(
+            LogPaths::in_state_dir(&home.state(community)),
+            community,
+            Limits::default(),
+            Some(genesis.created_event.to_value()),
+            None,
+        )?;
         for chunk in common.chunks(5000) {
             log.append_received_blocking(chunk.to_vec())?;
         }
         log.append_received_blocking(own)?;
-        println!("{}: {} events", if home.dir.ends_with("a") { "A" } else { "B" }, log.view().count);
+        println!(
+            "{}: {} events",
+            if home.dir.ends_with("a") { "A" } else { "B" },
+            log.view().count
+        );
     }
     println!("(set-up: {:.1} s)", t.elapsed().as_secs_f64());
 
     for protocol in ["v2", "v1"] {
-        let (ac, bc) = (Home { dir: root.path().join(format!("a-{protocol}")) }, Home { dir: root.path().join(format!("b-{protocol}")) });
+        let (ac, bc) = (
+            Home {
+                dir: root.path().join(format!("a-{protocol}")),
+            },
+            Home {
+                dir: root.path().join(format!("b-{protocol}")),
+            },
+        );
         copy_dir(&a.dir, &ac.dir)?;
         copy_dir(&b.dir, &bc.dir)?;
         let (mut na, pa) = ac.start(binary)?;
@@ -181,16 +251,31 @@ fn sync_figures(binary: &Path) -> anyhow::Result<()> {
         let mut rounds = Vec::new();
         // v2 converges in one round started by B; v1 only pushes, so both
         // sides push once.
-        let plan: Vec<(&Home, &str)> = if protocol == "v2" { vec![(&bc, &pa)] } else { vec![(&bc, &pa), (&ac, &pb)] };
+        let plan: Vec<(&Home, &str)> = if protocol == "v2" {
+            vec![(&bc, &pa)]
+        } else {
+            vec![(&bc, &pa), (&ac, &pb)]
+        };
         for (home, peer) in plan {
-            let out = home.cmd(binary, &["sync", "--peer", peer, "--protocol", protocol, "--json"]).output()?;
-            let v: Value = serde_json::from_slice(&out.stdout).with_context(|| String::from_utf8_lossy(&out.stderr).into_owned())?;
+            let out = home
+                .cmd(
+                    binary,
+                    &["sync", "--peer", peer, "--protocol", protocol, "--json"],
+                )
+                .output()?;
+            let v: Value = serde_json::from_slice(&out.stdout)
+                .with_context(|| String::from_utf8_lossy(&out.stderr).into_owned())?;
             rounds.push(v[0].clone());
         }
         let elapsed = t.elapsed();
         let (ca, cb) = (ac.count(binary)?, bc.count(binary)?);
         let _ = (na.kill(), nb.kill(), na.wait(), nb.wait());
-        let sum = |k: &str| rounds.iter().map(|r| r[k].as_u64().unwrap_or(0)).sum::<u64>();
+        let sum = |k: &str| {
+            rounds
+                .iter()
+                .map(|r| r[k].as_u64().unwrap_or(0))
+                .sum::<u64>()
+        };
         let all_ids = 2 * TOTAL * 16;
         println!(
             "{protocol}: converged={} in {:.2} s; events out {} in {}; body bytes {} ; reconciliation bytes {} ({:.2} % of exchanging all {TOTAL}+{TOTAL} 16-byte ids = {all_ids} bytes)",

@@ -578,7 +578,10 @@ impl Core {
             }
             match self.validate(&value, now) {
                 Ok(event) => {
-                    out_of_order |= !self.view.is_in_order(&event);
+                    // Only the view's own events depend on order; the rest
+                    // fold the same in any order (head, count, last).
+                    out_of_order |= !self.view.is_in_order(&event)
+                        && crate::Fold::wants(&self.view, &event.event_type);
                     self.view.apply(&event);
                     let bytes = serde_json::to_vec(&value).unwrap_or_default();
                     to_store.push((event, bytes));
