@@ -415,6 +415,15 @@ fn forged_events_from_a_member_are_rejected_over_the_wire() {
             "wrong_community"
         ]
     );
+    let metrics = a.sb.client().get_text("/metrics").unwrap();
+    assert!(
+        metrics.contains("hearthnet_events_rejected_total{reason=\"invalid_signature\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hearthnet_events_rejected_total{reason=\"lamport_ahead\"} 1"),
+        "{metrics}"
+    );
     drop(_node);
     assert_eq!(event_ids(&a.sb, community), before, "none was stored");
 }
@@ -530,4 +539,74 @@ fn pubsub_long_poll_delivers_new_events() {
     ];
     let quiet = sb.client().get("/pubsub/v1/subscribe", &query).unwrap();
     assert_eq!(quiet["timeout"], true, "{quiet}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn static_peers_sync_by_themselves_while_both_sides_write() {
+    let (community, members) = found_community(1, "member");
+    let ports = [free_port(), free_port()];
+    let nodes: Vec<RunningNode> = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let own = ports[i].to_string();
+            let peer = format!("[\"127.0.0.1:{}\"]", ports[1 - i]);
+            m.sb.start_node(&[
+                ("HEARTHNET_TRANSPORT_PEER_PORT", own.as_str()),
+                ("HEARTHNET_DISCOVERY_STATIC_PEERS", peer.as_str()),
+                ("HEARTHNET_EVENTS_SYNC_INTERVAL_SECONDS", "1"),
+            ])
+        })
+        .collect();
+    // Both sides keep writing while the periodic rounds run.
+    let writers: Vec<_> = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let home = m.sb.home().to_path_buf();
+            std::thread::spawn(move || {
+                let sb = Sandbox::at(&home);
+                for k in 0..20 {
+                    append(&sb, &format!("w{i}-{k}"));
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let expected = 1 + 2 + 40;
+    let started = Instant::now();
+    loop {
+        let counts: Vec<u64> = members
+            .iter()
+            .map(|m| {
+                let s: Value =
+                    serde_json::from_str(&m.sb.run(&["status", "--json"], None).stdout).unwrap();
+                s["events"]["count"].as_u64().unwrap()
+            })
+            .collect();
+        if counts.iter().all(|c| *c == expected) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "not converged: {counts:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(nodes);
+    assert_eq!(
+        event_ids(&members[0].sb, community),
+        event_ids(&members[1].sb, community)
+    );
 }

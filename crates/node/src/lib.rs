@@ -180,7 +180,7 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
             membership.clone(),
             config.transport.allow_plain_http,
         );
-        let syncer = Arc::new(sync::Syncer::new(log.clone(), peer_client));
+        let syncer = Arc::new(sync::Syncer::new(log.clone(), peer_client, metrics.clone()));
         let view = Arc::new(view::NodeState::new(
             key.clone(),
             log.clone(),

@@ -69,6 +69,7 @@ pub struct RoundReport {
 
 pub struct Syncer {
     log: EventLog,
+    metrics: Arc<hearthnet_observability::metrics::Metrics>,
     client: PeerClient,
     peers: Mutex<HashMap<String, PeerSyncState>>,
     cache: Mutex<Option<(u64, Arc<IdSet>)>>,
@@ -86,9 +87,14 @@ fn peer_error(e: PeerError) -> CallError {
 }
 
 impl Syncer {
-    pub fn new(log: EventLog, client: PeerClient) -> Self {
+    pub fn new(
+        log: EventLog,
+        client: PeerClient,
+        metrics: Arc<hearthnet_observability::metrics::Metrics>,
+    ) -> Self {
         Self {
             log,
+            metrics,
             client,
             peers: Mutex::new(HashMap::new()),
             cache: Mutex::new(None),
@@ -254,10 +260,23 @@ impl Syncer {
                 .map_err(peer_error)?;
             let events = reply.body["events"].as_array().cloned().unwrap_or_default();
             let appended = self.log.append_received(events).await.map_err(internal)?;
+            self.count_rejected(&appended);
             report.events_in += appended.accepted;
             report.rejected += appended.rejected.len() as u64;
         }
         Ok(())
+    }
+
+    /// Every rejected event is counted by reason (X02: never stored, always counted).
+    fn count_rejected(&self, report: &hearthnet_events::AppendReport) {
+        for (_, r) in &report.rejected {
+            self.metrics
+                .events_rejected
+                .get_or_create(&hearthnet_observability::metrics::ReasonLabel {
+                    reason: r.code.to_owned(),
+                })
+                .inc();
+        }
     }
 
     /// v1: push everything stored since the last successful push.
@@ -364,9 +383,10 @@ impl SyncEndpoints for SyncHandle {
     }
 
     fn receive(&self, events: Vec<Value>) -> BoxFuture<'static, Result<Value, CallError>> {
-        let log = self.0.log.clone();
+        let this = self.0.clone();
         Box::pin(async move {
-            let report = log.append_received(events).await.map_err(internal)?;
+            let report = this.log.append_received(events).await.map_err(internal)?;
+            this.count_rejected(&report);
             let reasons: Vec<Value> = report
                 .rejected
                 .iter()

@@ -37,6 +37,7 @@ pub struct Metrics {
     pub event_log_head: Gauge,
     pub rate_limited: Family<CapabilityLabel, Counter>,
     pub signature_failures: Family<ReasonLabel, Counter>,
+    pub events_rejected: Family<ReasonLabel, Counter>,
     pub quarantines: Counter,
 }
 
@@ -65,6 +66,7 @@ impl Metrics {
         let rate_limited = Family::<CapabilityLabel, Counter>::default();
         let signature_failures = Family::<ReasonLabel, Counter>::default();
         let quarantines = Counter::default();
+        let events_rejected = Family::<ReasonLabel, Counter>::default();
         registry.register("requests", "Capability calls by result", requests.clone());
         registry.register(
             "request_duration_ms",
@@ -93,6 +95,11 @@ impl Metrics {
             "Capability entries put in quarantine",
             quarantines.clone(),
         );
+        registry.register(
+            "events_rejected",
+            "Events refused by validation, by reason",
+            events_rejected.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             requests,
@@ -102,6 +109,7 @@ impl Metrics {
             event_log_head,
             rate_limited,
             signature_failures,
+            events_rejected,
             quarantines,
         }
     }
