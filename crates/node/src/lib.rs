@@ -215,9 +215,16 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
         let _ = options.no_ui;
         // 12–13. Peer events, manifest publishing (discovery issue).
         // 14. Periodic event sync with the static peers.
+        // Until the emergency detector (step 9) feeds it, the node is
+        // never in emergency mode.
+        let (_emergency_tx, emergency) = tokio::sync::watch::channel(false);
         servers.push(tokio::spawn(syncer.clone().run_periodic(
             config.discovery.static_peers.clone(),
-            Duration::from_secs(config.events.sync_interval_seconds),
+            sync::Schedule {
+                normal: Duration::from_secs(config.events.sync_interval_seconds),
+                emergency: Duration::from_secs(config.events.emergency_sync_interval_seconds),
+            },
+            emergency,
             stop_serving.clone(),
         )));
         {

@@ -330,25 +330,48 @@ impl Syncer {
         Ok(reply.body["accepted"].as_u64().unwrap_or(0))
     }
 
-    /// Sync with every static peer every `interval`, starting now.
+    /// Sync with every static peer now and then every
+    /// `schedule.interval(emergency)`, where `emergency` follows the
+    /// emergency detector (M09): more often when the internet is gone and
+    /// the neighbourhood depends on itself.
     pub async fn run_periodic(
         self: Arc<Self>,
         peers: Vec<String>,
-        interval: Duration,
+        schedule: Schedule,
+        mut emergency: tokio::sync::watch::Receiver<bool>,
         stop: tokio_util::sync::CancellationToken,
     ) {
         if peers.is_empty() {
             return;
         }
-        let mut ticker = tokio::time::interval(interval);
         loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = stop.cancelled() => return,
-            }
             for peer in &peers {
                 let _ = self.round(peer, None).await;
             }
+            let wait = schedule.interval(*emergency.borrow());
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                // Entering or leaving emergency mode reschedules at once.
+                r = emergency.changed() => if r.is_err() { return },
+                _ = stop.cancelled() => return,
+            }
+        }
+    }
+}
+
+/// How often the periodic sync runs (`[events]` in config.toml).
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    pub normal: Duration,
+    pub emergency: Duration,
+}
+
+impl Schedule {
+    pub fn interval(&self, emergency: bool) -> Duration {
+        if emergency {
+            self.emergency
+        } else {
+            self.normal
         }
     }
 }
@@ -487,4 +510,59 @@ fn hex(bytes: &[u8]) -> String {
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
     data_encoding::HEXLOWER.decode(text.as_bytes()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearthnet_base::DeviceKey;
+    use hearthnet_identity::{CommunityPolicy, Genesis};
+    use hearthnet_transport::tls::TlsIdentity;
+
+    #[tokio::test]
+    async fn emergency_mode_syncs_more_often() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = DeviceKey::generate();
+        let genesis = Genesis::create(&key, "t", CommunityPolicy::default()).unwrap();
+        let community = genesis.manifest.community_id;
+        let log = EventLog::open(
+            hearthnet_events::LogPaths::in_state_dir(dir.path()),
+            community,
+            hearthnet_events::Limits::default(),
+            Some(genesis.created_event.to_value()),
+            None,
+        )
+        .unwrap();
+        let identity = Arc::new(TlsIdentity::new(&key).unwrap());
+        let client = PeerClient::new(key, community, identity, Arc::new(|_| true), false);
+        let syncer = Arc::new(Syncer::new(
+            log,
+            client,
+            Arc::new(hearthnet_observability::metrics::Metrics::new()),
+        ));
+        // Nobody listens on port 1 on loopback: every round fails at once.
+        let peer = "127.0.0.1:1".to_owned();
+        let (flag, emergency) = tokio::sync::watch::channel(false);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let schedule = Schedule {
+            normal: Duration::from_secs(3600),
+            emergency: Duration::from_millis(40),
+        };
+        let task = tokio::spawn(syncer.clone().run_periodic(
+            vec![peer.clone()],
+            schedule,
+            emergency,
+            stop.clone(),
+        ));
+        let rounds = || syncer.states().get(&peer).map_or(0, |s| s.rounds);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(rounds(), 1, "one round at start, then the normal hour");
+        flag.send_replace(true);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let in_emergency = rounds();
+        assert!(in_emergency >= 4, "emergency mode: {in_emergency} rounds");
+        assert!(syncer.states()[&peer].errors >= 4);
+        stop.cancel();
+        task.await.unwrap();
+    }
 }
