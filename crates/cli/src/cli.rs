@@ -39,6 +39,9 @@ pub enum Command {
     Call(CallArgs),
     /// Show the node's structured log.
     Log(LogArgs),
+    /// Invite a device into the community, or redeem an invite on this one.
+    #[command(subcommand)]
+    Invite(InviteCommand),
     /// Sync the event log with peers now (default: the configured static peers).
     Sync(SyncArgs),
     /// Inspect recent calls from the node's trace ring buffer.
@@ -93,6 +96,39 @@ pub struct CallArgs {
     /// Give up after this many seconds (default: the capability's own deadline).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InviteCommand {
+    /// Invite one device (through the running node); prints the invite as
+    /// text and QR code and saves the QR as PNG.
+    Create(InviteCreateArgs),
+    /// Join the community of an invite: its text, a file holding it, or the
+    /// saved QR PNG.
+    Redeem(InviteRedeemArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InviteCreateArgs {
+    /// The invitee's device id (`ed25519:…` full form, or its `hearthnet-id://` card).
+    #[arg(long, value_name = "NODEID")]
+    pub node_id: String,
+    /// The level the invitee joins at.
+    #[arg(long, value_parser = ["member", "trusted"], default_value = "member")]
+    pub level: String,
+    /// Hours until the invite expires.
+    #[arg(long, value_name = "HOURS", default_value_t = 24.0)]
+    pub ttl: f64,
+    /// A name for the invitee, shown to the community.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InviteRedeemArgs {
+    /// `hearthnet://v1/…`, or a file holding it, or the QR code PNG.
+    #[arg(value_name = "TEXT_OR_PATH")]
+    pub invite: String,
 }
 
 #[derive(Debug, Args)]

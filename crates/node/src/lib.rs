@@ -6,6 +6,7 @@
 //! Components that later issues add slot into [`run`] at their step; the
 //! steps not built yet are named where they will go, and none is faked.
 
+mod community;
 mod diagnostics;
 mod lock;
 mod sync;
@@ -141,6 +142,12 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
         };
         register(Arc::new(diagnostics::Echo))?;
         register(Arc::new(diagnostics::EventAppend { log: log.clone(), key: key.clone() }))?;
+        let invite_endpoints = Arc::new(std::sync::OnceLock::new());
+        register(Arc::new(community::Invites {
+            log: log.clone(),
+            key: key.clone(),
+            endpoints: invite_endpoints.clone(),
+        }))?;
 
         // 9. Emergency detector (emergency issue).
 
@@ -168,10 +175,16 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
             tracing::warn!("peer API over plain HTTP (transport.allow_plain_http): only for closed test networks");
             None
         } else {
-            Some(Arc::new(hearthnet_transport::tls::server_config(&tls_identity, membership.clone())?))
+            // Any device may complete the handshake (an invitee must reach
+            // the redemption endpoint); everything else checks membership
+            // per request, so a stranger is served nothing.
+            Some(Arc::new(hearthnet_transport::tls::server_config(&tls_identity, Arc::new(|_| true))?))
         };
         let peer_listener = Some(peer_listener);
         let peer_bound = peer_listener.as_ref().map(local_addr).transpose()?;
+        if let Some(addr) = peer_bound {
+            let _ = invite_endpoints.set(view::peer_endpoints(addr, config.transport.allow_plain_http));
+        }
 
         let peer_client = hearthnet_transport::peer_client::PeerClient::new(
             key.clone(),
@@ -180,7 +193,7 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
             membership.clone(),
             config.transport.allow_plain_http,
         );
-        let syncer = Arc::new(sync::Syncer::new(log.clone(), peer_client, metrics.clone()));
+        let syncer = Arc::new(sync::Syncer::new(log.clone(), community_json.clone(), peer_client, metrics.clone()));
         let view = Arc::new(view::NodeState::new(
             key.clone(),
             log.clone(),

@@ -69,6 +69,8 @@ pub struct RoundReport {
 
 pub struct Syncer {
     log: EventLog,
+    /// The root-signed genesis manifest, handed to new members.
+    genesis_manifest: Value,
     metrics: Arc<hearthnet_observability::metrics::Metrics>,
     client: PeerClient,
     peers: Mutex<HashMap<String, PeerSyncState>>,
@@ -89,11 +91,13 @@ fn peer_error(e: PeerError) -> CallError {
 impl Syncer {
     pub fn new(
         log: EventLog,
+        genesis_manifest: Value,
         client: PeerClient,
         metrics: Arc<hearthnet_observability::metrics::Metrics>,
     ) -> Self {
         Self {
             log,
+            genesis_manifest,
             metrics,
             client,
             peers: Mutex::new(HashMap::new()),
@@ -359,6 +363,106 @@ impl Syncer {
     }
 }
 
+/// The membership history a new member needs before it can sync: every
+/// `community.*` event.
+const MEMBERSHIP_TYPES: [&str; 7] = [
+    "community.created",
+    "community.member.invited",
+    "community.member.joined",
+    "community.member.revoked",
+    "community.member.promoted",
+    "community.member.demoted",
+    "community.policy.updated",
+];
+
+impl Syncer {
+    /// Redeem an invite (M13): the invite is ours to honour, addressed to
+    /// `from`, unexpired and unused; `joined` is `from`'s own event naming
+    /// it. On success `from` is a member and gets what it needs to start.
+    async fn redeem(&self, from: NodeId, text: &str, joined: Value) -> Result<Value, CallError> {
+        use hearthnet_onboarding::Invite;
+        let invite = Invite::decode(text).map_err(|e| CallError::new(e.code(), e.to_string()))?;
+        let view = self.log.view();
+        if invite.community_id != view.community_id {
+            return Err(CallError::new(
+                ErrorCode::Unauthorized,
+                "the invite is for another community",
+            ));
+        }
+        invite
+            .check_for(&from, Timestamp::now())
+            .map_err(|e| CallError::new(e.code(), e.to_string()))?;
+        if view.level_of(&invite.inviter_node_id) < hearthnet_base::TrustLevel::Member {
+            return Err(CallError::new(
+                ErrorCode::Unauthorized,
+                "the inviter is not a member",
+            ));
+        }
+        let recorded = view.invites.get(&invite.invite_event_id).ok_or_else(|| {
+            CallError::new(
+                ErrorCode::NotFound,
+                "this node has not seen the invite's event yet; try the inviter's node",
+            )
+        })?;
+        if recorded.used {
+            return Err(CallError::new(
+                ErrorCode::Unauthorized,
+                "the invite was already used",
+            ));
+        }
+        if recorded.invitee != from {
+            return Err(CallError::new(
+                ErrorCode::Unauthorized,
+                "the invite event names another node",
+            ));
+        }
+        let valid_join = joined["author"] == json!(from)
+            && joined["event_type"] == "community.member.joined"
+            && joined["data"]["invite_event_id"] == invite.invite_event_id.as_str();
+        if !valid_join {
+            return Err(CallError::bad_request(
+                "`joined` must be your community.member.joined event naming this invite",
+            ));
+        }
+        let report = self
+            .log
+            .append_received(vec![joined])
+            .await
+            .map_err(internal)?;
+        self.count_rejected(&report);
+        if let Some((_, r)) = report.rejected.first() {
+            return Err(CallError::new(
+                ErrorCode::Unauthorized,
+                format!("{}: {}", r.code, r.detail),
+            ));
+        }
+        if report.accepted == 0 {
+            return Err(CallError::new(
+                ErrorCode::Unauthorized,
+                "the invite was already used",
+            ));
+        }
+        let mut events = Vec::new();
+        for t in MEMBERSHIP_TYPES {
+            let found = self
+                .log
+                .query(Query {
+                    event_type: Some(t.into()),
+                    ..Query::default()
+                })
+                .await
+                .map_err(internal)?;
+            events.extend(found.into_iter().map(|e| e.json));
+        }
+        tracing::info!(member = %from.short(), "invite redeemed");
+        Ok(json!({
+            "community_id": view.community_id,
+            "genesis_manifest": self.genesis_manifest,
+            "events": events,
+        }))
+    }
+}
+
 /// How often the periodic sync runs (`[events]` in config.toml).
 #[derive(Debug, Clone, Copy)]
 pub struct Schedule {
@@ -491,6 +595,16 @@ impl SyncEndpoints for SyncHandle {
         })
     }
 
+    fn redeem(
+        &self,
+        from: NodeId,
+        invite: String,
+        joined: Value,
+    ) -> BoxFuture<'static, Result<Value, CallError>> {
+        let this = self.0.clone();
+        Box::pin(async move { this.redeem(from, &invite, joined).await })
+    }
+
     fn sync_now(
         &self,
         peer: String,
@@ -537,6 +651,7 @@ mod tests {
         let client = PeerClient::new(key, community, identity, Arc::new(|_| true), false);
         let syncer = Arc::new(Syncer::new(
             log,
+            json!({}),
             client,
             Arc::new(hearthnet_observability::metrics::Metrics::new()),
         ));

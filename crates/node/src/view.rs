@@ -64,29 +64,7 @@ impl NodeState {
             config.identity.display_name.clone()
         };
         let endpoints = peer
-            .map(|addr| {
-                let hosts: Vec<String> = if addr.ip().is_unspecified() {
-                    hardware::lan_ipv4_addresses()
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect()
-                } else {
-                    vec![addr.ip().to_string()]
-                };
-                hosts
-                    .into_iter()
-                    .map(|host| Endpoint {
-                        transport: if config.transport.allow_plain_http {
-                            "http"
-                        } else {
-                            "https"
-                        }
-                        .into(),
-                        host,
-                        port: addr.port(),
-                    })
-                    .collect()
-            })
+            .map(|addr| peer_endpoints(addr, config.transport.allow_plain_http))
             .unwrap_or_default();
         Self {
             key,
@@ -116,6 +94,27 @@ impl NodeState {
     fn uptime(&self) -> u64 {
         self.started.elapsed().as_secs()
     }
+}
+
+/// Where neighbours reach a peer listener bound to `addr`: the address
+/// itself, or every LAN address when bound to all interfaces.
+pub fn peer_endpoints(addr: SocketAddr, plain_http: bool) -> Vec<Endpoint> {
+    let hosts: Vec<String> = if addr.ip().is_unspecified() {
+        hardware::lan_ipv4_addresses()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    } else {
+        vec![addr.ip().to_string()]
+    };
+    hosts
+        .into_iter()
+        .map(|host| Endpoint {
+            transport: if plain_http { "http" } else { "https" }.into(),
+            host,
+            port: addr.port(),
+        })
+        .collect()
 }
 
 impl NodeView for NodeState {

@@ -5,7 +5,7 @@ use hearthnet_base::{
     CommunityId, DeviceKey, ErrorCode, NodeId, SignatureError, Timestamp, TrustLevel, sign_value,
     verify_value,
 };
-use hearthnet_identity::{CommunityManifest, Endpoint};
+use hearthnet_identity::Endpoint;
 use serde::{Deserialize, Serialize};
 
 pub const SCHEME: &str = "hearthnet";
@@ -21,6 +21,11 @@ pub struct Invite {
     pub initial_level: TrustLevel,
     pub bootstrap_endpoints: Vec<Endpoint>,
     pub expires_at: Timestamp,
+    /// The `community.member.invited` event this invite stands for; the
+    /// joiner's `community.member.joined` names it.
+    pub invite_event_id: String,
+    /// Its Lamport: the joined event comes after it.
+    pub invite_lamport: u64,
     pub signature: String,
 }
 
@@ -56,11 +61,14 @@ impl OnboardingError {
 
 /// What an inviter decides about a new invite.
 pub struct InviteRequest<'a> {
-    pub community: &'a CommunityManifest,
+    pub community_id: CommunityId,
+    pub community_name: &'a str,
     pub invitee: NodeId,
     pub level: TrustLevel,
     pub bootstrap_endpoints: Vec<Endpoint>,
     pub expires_at: Timestamp,
+    pub invite_event_id: &'a str,
+    pub invite_lamport: u64,
 }
 
 impl Invite {
@@ -74,13 +82,15 @@ impl Invite {
         }
         let unsigned = serde_json::json!({
             "schema_version": INVITE_SCHEMA_VERSION,
-            "community_id": request.community.community_id,
-            "community_name": request.community.name,
+            "community_id": request.community_id,
+            "community_name": request.community_name,
             "inviter_node_id": inviter.node_id(),
             "invitee_node_id": request.invitee,
             "initial_level": request.level,
             "bootstrap_endpoints": request.bootstrap_endpoints,
             "expires_at": request.expires_at,
+            "invite_event_id": request.invite_event_id,
+            "invite_lamport": request.invite_lamport,
         });
         let signed = sign_value(unsigned, inviter).map_err(OnboardingError::BadSignature)?;
         serde_json::from_value(signed).map_err(|e| OnboardingError::InviteInvalid(e.to_string()))
@@ -153,7 +163,8 @@ mod tests {
     fn invite(founder: &DeviceKey, g: &Genesis, invitee: NodeId, now: Timestamp) -> Invite {
         Invite::create(
             InviteRequest {
-                community: &g.manifest,
+                community_id: g.manifest.community_id,
+                community_name: &g.manifest.name,
                 invitee,
                 level: TrustLevel::Member,
                 bootstrap_endpoints: vec![Endpoint {
@@ -162,6 +173,8 @@ mod tests {
                     port: 7443,
                 }],
                 expires_at: now.plus_seconds(86_400),
+                invite_event_id: "01HXR3F7J8Q2W0KQ5M1N9ZB6TC",
+                invite_lamport: 1,
             },
             founder,
         )

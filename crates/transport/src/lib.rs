@@ -43,6 +43,15 @@ pub trait SyncEndpoints: Send + Sync + 'static {
         last_seq: i64,
         timeout: std::time::Duration,
     ) -> BoxFuture<'static, Result<Value, CallError>>;
+    /// `POST /onboarding/v1/redeem`: `from` redeems `invite` with its signed
+    /// `community.member.joined` event; answers with what a new member
+    /// needs (community manifest, genesis and membership history).
+    fn redeem(
+        &self,
+        from: NodeId,
+        invite: String,
+        joined: Value,
+    ) -> BoxFuture<'static, Result<Value, CallError>>;
     /// `POST /local/v1/sync` (own key only): one sync round with `peer` now.
     fn sync_now(
         &self,

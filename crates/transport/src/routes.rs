@@ -83,7 +83,12 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/sync/v2/fetch", post(sync_fetch))
         .route("/pubsub/v1/subscribe", get(pubsub_subscribe))
         .route("/local/v1/sync", post(local_sync))
+        .route("/onboarding/v1/redeem", post(onboarding_redeem))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            members_only_over_tls,
+        ))
         .with_state(state)
 }
 
@@ -340,6 +345,68 @@ fn signed_json(key: &DeviceKey, request_id: &str, body: Value) -> Response {
         h.insert(request::SIGNATURE, v);
     }
     resp
+}
+
+/// Over TLS, a device that is not (or no longer) a member reaches nothing
+/// but invite redemption: not even the unsigned endpoints.
+async fn members_only_over_tls(
+    State(s): Shared,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(PeerIdentity(peer)) = req.extensions().get::<PeerIdentity>().copied()
+        && s.view.level_of(&peer) == hearthnet_base::TrustLevel::Unknown
+        && req.uri().path() != "/onboarding/v1/redeem"
+    {
+        return error_response(
+            &CallError::new(
+                ErrorCode::Unauthorized,
+                format!("{} is not a member of this community", peer.short()),
+            ),
+            None,
+        );
+    }
+    next.run(req).await
+}
+
+async fn onboarding_redeem(
+    State(s): Shared,
+    peer: Peer,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let from = peer.as_ref().map(|p| p.0.0);
+    let value = match signed_body(
+        &s,
+        peer,
+        &headers,
+        body,
+        "/onboarding/v1/redeem",
+        Access::Invitee,
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let sync = match sync_of(&s) {
+        Ok(sync) => sync,
+        Err(r) => return *r,
+    };
+    let signer = headers
+        .get(request::FROM)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| hearthnet_base::NodeId::parse(v).ok());
+    let (Some(signer), Some(invite)) = (from.or(signer), value["invite"].as_str()) else {
+        return error_response(
+            &CallError::bad_request("expected {\"invite\": \"hearthnet://v1/…\", \"joined\": {…}}"),
+            None,
+        );
+    };
+    json_or_error(
+        sync.redeem(signer, invite.to_owned(), value["joined"].clone())
+            .await,
+    )
 }
 
 /// Read a JSON body and authenticate the request that carries it.

@@ -8,19 +8,17 @@
 use std::path::Path;
 
 use anyhow::{Context, anyhow};
-use hearthnet_base::{DeviceKey, NodeId, Profile, Timestamp, TrustLevel};
+use hearthnet_base::{DeviceKey, Profile};
 use hearthnet_config::{Env, LoadedConfig, NodePaths};
 use hearthnet_identity::hardware::{self, HardwareFacts};
-use hearthnet_identity::{CommunityManifest, CommunityPolicy, Endpoint, Genesis, KeyStore};
-use hearthnet_onboarding::{IdentityCard, Invite, InviteRequest, Qr};
+use hearthnet_identity::{CommunityManifest, CommunityPolicy, Genesis, KeyStore};
+use hearthnet_onboarding::{IdentityCard, Qr};
 
 use crate::cli::InitArgs;
 use crate::exit::{CliError, CliResult, ExitStatus};
 use crate::printer::{self, EMPHASIS};
 use crate::prompt::Prompter;
 
-/// How long an invite made during `init` stays valid.
-const INIT_INVITE_TTL_SECONDS: i64 = 24 * 3600;
 /// Pixels per QR module in saved PNGs.
 const PNG_SCALE: usize = 8;
 
@@ -59,7 +57,7 @@ pub fn run(config: Option<&Path>, env: &Env, args: InitArgs) -> CliResult {
         None => false,
     };
     if join {
-        return join_community(&key, &name, &paths, prompter.as_mut());
+        return join_community((config, env), &key, &name, &paths, prompter.as_mut());
     }
     create_community(&mut loaded, &paths, &key, &name, prompter.as_mut())
 }
@@ -164,13 +162,13 @@ fn create_community(
     paths: &NodePaths,
     key: &DeviceKey,
     display_name: &str,
-    mut prompter: Option<&mut Prompter<impl std::io::BufRead>>,
+    prompter: Option<&mut Prompter<impl std::io::BufRead>>,
 ) -> CliResult {
     let default_name: String = format!("{display_name}'s community")
         .chars()
         .take(64)
         .collect();
-    let community_name = match prompter.as_deref_mut() {
+    let community_name = match prompter {
         Some(p) => p.ask("Community name", &default_name)?,
         None => default_name,
     };
@@ -193,94 +191,19 @@ fn create_community(
             .display()
     ));
 
-    let invitee = match prompter {
-        Some(p) => ask_invitee(p)?,
-        None => None,
+    let card = IdentityCard {
+        node_id_full: key.node_id(),
+        display_name: display_name.to_owned(),
     };
-    let (text, png, caption) = match invitee {
-        Some(invitee) => {
-            let invite = make_invite(loaded, &genesis.manifest, key, invitee)?;
-            let caption = format!(
-                "invite for {} as member, valid until {}",
-                invitee.short(),
-                invite.expires_at
-            );
-            (invite.encode(), paths.data_dir.join("invite.png"), caption)
-        }
-        None => {
-            let card = IdentityCard {
-                node_id_full: key.node_id(),
-                display_name: display_name.to_owned(),
-            };
-            let caption = "this node's identity card; invite others with `hearthnet invite create`"
-                .to_owned();
-            (card.encode(), paths.data_dir.join("node-id.png"), caption)
-        }
-    };
-    show_qr(&text, &png, &caption)?;
+    let (text, png) = (card.encode(), paths.data_dir.join("node-id.png"));
+    let caption = "this node's identity card; once it runs, invite others with `hearthnet invite create --node-id <their id>`";
+    show_qr(&text, &png, caption)?;
     print_summary(key, display_name, Some(&genesis.manifest), &loaded.path);
     Ok(ExitStatus::Success)
 }
 
-/// Ask for the first invitee's device id; empty answer skips.
-fn ask_invitee(p: &mut Prompter<impl std::io::BufRead>) -> Result<Option<NodeId>, CliError> {
-    loop {
-        let answer = p.ask(
-            "Invite a first member now? Paste their device id (hearthnet-id://… or ed25519:…), Enter to skip",
-            "",
-        )?;
-        if answer.is_empty() {
-            return Ok(None);
-        }
-        match IdentityCard::node_id_from_text(&answer) {
-            Some(id) => return Ok(Some(id)),
-            None => printer::hint(
-                "that is neither a hearthnet-id:// card nor a full ed25519: device id",
-            ),
-        }
-    }
-}
-
-fn make_invite(
-    loaded: &LoadedConfig,
-    community: &CommunityManifest,
-    key: &DeviceKey,
-    invitee: NodeId,
-) -> Result<Invite, CliError> {
-    let invite = Invite::create(
-        InviteRequest {
-            community,
-            invitee,
-            level: TrustLevel::Member,
-            bootstrap_endpoints: bootstrap_endpoints(loaded),
-            expires_at: Timestamp::now().plus_seconds(INIT_INVITE_TTL_SECONDS),
-        },
-        key,
-    )
-    .map_err(|e| CliError::new(ExitStatus::from(e.code()), e))?;
-    Ok(invite)
-}
-
-/// Where an invitee can reach us: the configured peer address, or every
-/// LAN address of this machine when the node listens on all of them.
-fn bootstrap_endpoints(loaded: &LoadedConfig) -> Vec<Endpoint> {
-    let t = &loaded.config.transport;
-    let endpoint = |host: String| Endpoint {
-        transport: "https".into(),
-        host,
-        port: t.peer_port,
-    };
-    match t.peer_host.parse::<std::net::IpAddr>() {
-        Ok(ip) if !ip.is_unspecified() => vec![endpoint(ip.to_string())],
-        _ => hardware::lan_ipv4_addresses()
-            .into_iter()
-            .take(3)
-            .map(|ip| endpoint(ip.to_string()))
-            .collect(),
-    }
-}
-
 fn join_community(
+    (config, env): (Option<&Path>, &Env),
     key: &DeviceKey,
     display_name: &str,
     paths: &NodePaths,
@@ -299,27 +222,10 @@ fn join_community(
         return Err(anyhow!("joining needs an invite; run `hearthnet init` interactively").into());
     };
     let text = p.ask("Paste the invite you received (hearthnet://v1/…)", "")?;
-    let invite = Invite::decode(&text).map_err(|e| CliError::new(ExitStatus::from(e.code()), e))?;
-    invite
-        .check_for(&key.node_id(), Timestamp::now())
-        .map_err(|e| CliError::new(ExitStatus::from(e.code()), e))?;
-    printer::status(format!(
-        "the invite from {} to \"{}\" ({}) is valid until {}",
-        invite.inviter_node_id.short(),
-        invite.community_name,
-        invite.community_id.short(),
-        invite.expires_at
-    ));
-    Err(CliError::new(
-        ExitStatus::Failure,
-        anyhow!(
-            "redeeming an invite over the network is not built yet (it comes with onboarding); \
-             nothing was changed, your key and settings are kept, run `hearthnet init` again later"
-        ),
-    ))
+    super::invite::redeem_text(config, env, &text)
 }
 
-fn show_qr(text: &str, png: &Path, caption: &str) -> Result<(), CliError> {
+pub(crate) fn show_qr(text: &str, png: &Path, caption: &str) -> Result<(), CliError> {
     let qr = Qr::new(text)?;
     qr.write_png(png, PNG_SCALE)?;
     println!("{}", qr.to_terminal());

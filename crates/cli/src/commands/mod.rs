@@ -5,6 +5,7 @@ mod call;
 mod caps;
 mod doctor;
 mod init;
+mod invite;
 mod log;
 mod node_client;
 mod run;
@@ -13,7 +14,7 @@ mod sync;
 mod trace;
 mod version;
 
-use crate::cli::{Cli, Command, TraceCommand};
+use crate::cli::{Cli, Command, InviteCommand, TraceCommand};
 use crate::exit::CliResult;
 
 pub fn dispatch(cli: Cli) -> CliResult {
@@ -27,6 +28,12 @@ pub fn dispatch(cli: Cli) -> CliResult {
         Command::Caps(args) => caps::run(cli.config.as_deref(), &env, args),
         Command::Call(args) => call::run(cli.config.as_deref(), &env, args),
         Command::Log(args) => log::run(cli.config.as_deref(), &env, args),
+        Command::Invite(InviteCommand::Create(args)) => {
+            invite::create(cli.config.as_deref(), &env, args)
+        }
+        Command::Invite(InviteCommand::Redeem(args)) => {
+            invite::redeem(cli.config.as_deref(), &env, &args.invite)
+        }
         Command::Sync(args) => sync::run(cli.config.as_deref(), &env, args),
         Command::Trace(TraceCommand::Recent(args)) => trace::run(cli.config.as_deref(), &env, args),
     }

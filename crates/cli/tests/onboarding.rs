@@ -1,0 +1,150 @@
+//! Invites and joining (M13) between real nodes over loopback TLS.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Sandbox, decode_qr_png, line_starting};
+use serde_json::{Value, json};
+
+fn count(sb: &Sandbox) -> u64 {
+    let s: Value = serde_json::from_str(&sb.run(&["status", "--json"], None).stdout).unwrap();
+    s["events"]["count"].as_u64().unwrap_or(0)
+}
+
+/// A fresh device shows its identity card and stops at the invite prompt.
+fn fresh_device(name: &str) -> (Sandbox, String) {
+    let sb = Sandbox::new();
+    let shown = sb.run(&["init"], Some(&format!("{name}\n\njoin\n")));
+    assert_eq!(shown.code, 2, "{shown:?}");
+    let card = line_starting(&shown.stdout, "hearthnet-id://");
+    assert_eq!(decode_qr_png(&sb.data_dir().join("node-id.png")), card);
+    (sb, card)
+}
+
+fn invite(founder: &Sandbox, card: &str, extra: &[&str]) -> (String, std::path::PathBuf) {
+    let mut args = vec!["invite", "create", "--node-id", card];
+    args.extend_from_slice(extra);
+    let run = founder.run(&args, None);
+    assert_eq!(run.code, 0, "{run:?}");
+    let text = line_starting(&run.stdout, "hearthnet://v1/");
+    let png = std::fs::read_dir(founder.data_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("invite-")
+        })
+        .max_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap())
+        .unwrap();
+    (text, png)
+}
+
+#[test]
+fn an_invited_device_joins_and_receives_the_history() {
+    let founder = Sandbox::new();
+    founder.init_non_interactive("founder");
+    let _a = founder.start_node(&[]);
+    for i in 0..5 {
+        let body = json!({"input": {"event_type": "file.cid.unpinned",
+            "data": {"cid": hearthnet_base::Blake3Id::of(format!("history {i}").as_bytes())}}});
+        let r = founder.run(
+            &[
+                "call",
+                "experimental.event.append",
+                "--body",
+                &body.to_string(),
+            ],
+            None,
+        );
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+
+    // Bob redeems from the saved QR code.
+    let (bob, card) = fresh_device("Bob");
+    let (text, png) = invite(&founder, &card, &[]);
+    assert_eq!(decode_qr_png(&png), text);
+    let joined = bob.run(&["invite", "redeem", png.to_str().unwrap()], None);
+    assert_eq!(joined.code, 0, "{joined:?}");
+    assert!(
+        joined.stderr.contains("joined \"founder's community\""),
+        "{joined:?}"
+    );
+    let config = std::fs::read_to_string(bob.config_file()).unwrap();
+    assert!(config.contains("community_id"), "{config}");
+
+    // His node fetches the history from the inviter by itself.
+    let _b = bob.start_node(&[]);
+    let want = count(&founder);
+    let started = Instant::now();
+    while count(&bob) != want {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "bob has {} of {want}",
+            count(&bob)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let bob_status: Value =
+        serde_json::from_str(&bob.run(&["status", "--json"], None).stdout).unwrap();
+    assert_eq!(bob_status["community"]["members"], 2);
+
+    // The same invite cannot be used again, even by its addressee on a
+    // device that forgot it joined; nor by anyone else.
+    let again = Sandbox::new();
+    std::fs::create_dir_all(again.data_dir().join("keys")).unwrap();
+    std::fs::copy(
+        bob.data_dir().join("keys/device.ed25519"),
+        again.data_dir().join("keys/device.ed25519"),
+    )
+    .unwrap();
+    let replay = again.run(&["invite", "redeem", &text], None);
+    assert_eq!(replay.code, 4, "{replay:?}");
+    assert!(replay.stderr.contains("already used"), "{replay:?}");
+    let (carol, _) = fresh_device("Carol");
+    let stolen = carol.run(&["invite", "redeem", &text], None);
+    assert_eq!(stolen.code, 4, "{stolen:?}");
+    assert!(stolen.stderr.contains("addressed to"), "{stolen:?}");
+}
+
+#[test]
+fn init_joins_with_an_invite_and_bad_invites_fail_with_4() {
+    let founder = Sandbox::new();
+    founder.init_non_interactive("founder");
+    let _a = founder.start_node(&[]);
+
+    let (eve, card) = fresh_device("Eve");
+    let (text, _) = invite(&founder, &card, &["--level", "trusted"]);
+    // A flipped character anywhere in the payload breaks it.
+    let prefix = "hearthnet://v1/".len();
+    for i in [
+        prefix,
+        prefix + 40,
+        text.len() / 2,
+        text.len() - 20,
+        text.len() - 1,
+    ] {
+        let mut forged = text.clone().into_bytes();
+        forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        let refused = eve.run(&["invite", "redeem", &forged], None);
+        assert_eq!(refused.code, 4, "flip at {i}: {refused:?}");
+    }
+    // The join path of init.
+    let joined = eve.run(&["init"], Some(&format!("Eve\n\njoin\n{text}\n")));
+    assert_eq!(joined.code, 0, "{joined:?}");
+    assert!(joined.stderr.contains("as trusted"), "{joined:?}");
+
+    // An invite that has expired.
+    let (dave, card) = fresh_device("Dave");
+    let (short_lived, _) = invite(&founder, &card, &["--ttl", "0.0003"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let late = dave.run(&["invite", "redeem", &short_lived], None);
+    assert_eq!(late.code, 4, "{late:?}");
+    assert!(late.stderr.contains("expired"), "{late:?}");
+}
