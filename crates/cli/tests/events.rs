@@ -610,3 +610,60 @@ fn static_peers_sync_by_themselves_while_both_sides_write() {
         event_ids(&members[1].sb, community)
     );
 }
+
+#[test]
+fn a_revoked_member_loses_access_on_every_node_after_sync() {
+    let (community, members) = found_community(3, "trusted");
+    let [a, b, c, d] = &members[..] else {
+        unreachable!()
+    };
+    let _na = a.sb.start_node(&[]);
+    let _nb = b.sb.start_node(&[]);
+    let _nd = d.sb.start_node(&[]);
+    let (addr_a, addr_b) = (peer_addr(&a.sb), peer_addr(&b.sb));
+    assert_eq!(sync(&d.sb, &addr_b, "v2").code, 0, "D is welcome before");
+
+    let intent =
+        json!({"client_id": "rev-1", "target_node_id": d.key.node_id(), "reason": "compromised"});
+    let cosign = |k: &DeviceKey| json!({"node_id": k.node_id(), "signature": k.sign_canonical(&intent).unwrap()});
+    let revoke = |signers: Vec<Value>| {
+        let mut input = intent.clone();
+        input["co_signers"] = json!(signers);
+        a.sb.run(
+            &[
+                "call",
+                "community.revoke@1.0",
+                "--body",
+                &json!({"input": input}).to_string(),
+            ],
+            None,
+        )
+    };
+    let two = revoke(vec![cosign(&a.key), cosign(&b.key)]);
+    assert_eq!(two.code, 4, "two co-signers are not enough: {two:?}");
+    let forged = revoke(vec![
+        cosign(&a.key),
+        cosign(&b.key),
+        json!({"node_id": c.key.node_id(), "signature": a.key.sign_canonical(&intent).unwrap()}),
+    ]);
+    assert_eq!(
+        forged.code, 4,
+        "a signature that is not C's does not count: {forged:?}"
+    );
+    let three = revoke(vec![cosign(&a.key), cosign(&b.key), cosign(&c.key)]);
+    assert_eq!(three.code, 0, "{three:?}");
+
+    // A refuses D at once; B after it synced with A.
+    assert_ne!(sync(&d.sb, &addr_a, "v2").code, 0);
+    assert_eq!(sync(&a.sb, &addr_b, "v2").code, 0);
+    let refused = sync(&d.sb, &addr_b, "v2");
+    assert_ne!(refused.code, 0, "{refused:?}");
+    assert!(
+        refused.stderr.contains("not a member") || refused.stderr.contains("revoked"),
+        "{refused:?}"
+    );
+    let status: Value =
+        serde_json::from_str(&b.sb.run(&["status", "--json"], None).stdout).unwrap();
+    assert_eq!(status["community"]["members"], 3, "{status}");
+    let _ = community;
+}

@@ -1,5 +1,5 @@
 //! The `community.*` capabilities (Contract §4.17–§4.18) this node serves.
-//! Today: `community.invite@1.0`.
+//! `community.invite@1.0` and `community.revoke@1.0`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,6 +120,84 @@ impl Service for Invites {
                 "output": {"invite_blob": invite.encode()},
                 "meta": {"event_id": event.event_id, "lamport": event.lamport, "expires_at": expires_at}
             }))
+        })
+    }
+}
+
+/// `community.revoke@1.0`: record a `community.member.revoked` event
+/// authored by this node, carrying the co-signatures of at least
+/// `min_signatures_to_revoke` distinct trusted members over
+/// `{client_id, target_node_id, reason}`; the log checks them. Only the
+/// node's own key may call it, for the same reason as invites.
+pub struct Revocations {
+    pub log: EventLog,
+    pub key: DeviceKey,
+}
+
+impl Service for Revocations {
+    fn descriptors(&self) -> Vec<CapabilityDescriptor> {
+        vec![CapabilityDescriptor {
+            name: "community.revoke".into(),
+            version: Version::new(1, 0),
+            stability: Stability::Stable,
+            request_schema: json!({
+                "type": "object",
+                "properties": {"input": {"type": "object", "required": ["client_id", "target_node_id", "reason", "co_signers"], "properties": {
+                    "client_id": {"type": "string"},
+                    "target_node_id": {"type": "string"},
+                    "reason": {"enum": ["compromised", "inactive", "policy_violation", "other"]},
+                    "co_signers": {"type": "array", "items": {"type": "object", "required": ["node_id", "signature"]}}
+                }}}
+            }),
+            response_schema: Some(json!({"type": "object"})),
+            stream_schema: None,
+            params: json!({}),
+            max_concurrent: 4,
+            trust: Trust::SelfOnly,
+            timeout: Duration::from_secs(10),
+            idempotent: true,
+        }]
+    }
+
+    fn handle(self: Arc<Self>, call: Call) -> BoxFuture<'static, Result<Value, CallError>> {
+        Box::pin(async move {
+            let input = &call.input;
+            let field = |k: &str| {
+                input[k].as_str().map(str::to_owned).ok_or_else(|| {
+                    CallError::bad_request(format!("input.{k} (a string) is required"))
+                })
+            };
+            let (client_id, target, reason) = (
+                field("client_id")?,
+                field("target_node_id")?,
+                field("reason")?,
+            );
+            if !matches!(
+                reason.as_str(),
+                "compromised" | "inactive" | "policy_violation" | "other"
+            ) {
+                return Err(CallError::bad_request(
+                    "reason is compromised, inactive, policy_violation or other",
+                ));
+            }
+            let co_signers = input["co_signers"].clone();
+            if !co_signers.is_array() {
+                return Err(CallError::bad_request("input.co_signers must be an array"));
+            }
+            let data = json!({"client_id": client_id, "target_node_id": target, "reason": reason, "co_signers": co_signers});
+            let event = self
+                .log
+                .append_local("community.member.revoked", data, &self.key)
+                .await
+                .map_err(|e| match e {
+                    hearthnet_events::EventLogError::Rejected(r) => {
+                        CallError::new(ErrorCode::Unauthorized, format!("{}: {}", r.code, r.detail))
+                    }
+                    other => CallError::new(ErrorCode::InternalError, other.to_string()),
+                })?;
+            Ok(
+                json!({"output": {"event_id": event.event_id, "lamport": event.lamport}, "meta": {}}),
+            )
         })
     }
 }

@@ -143,6 +143,7 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
         register(Arc::new(diagnostics::Echo))?;
         register(Arc::new(diagnostics::EventAppend { log: log.clone(), key: key.clone() }))?;
         let invite_endpoints = Arc::new(std::sync::OnceLock::new());
+        register(Arc::new(community::Revocations { log: log.clone(), key: key.clone() }))?;
         register(Arc::new(community::Invites {
             log: log.clone(),
             key: key.clone(),
