@@ -129,25 +129,33 @@ impl LocalClient {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
-        let headers = SignedHeaders::sign(
-            &self.key,
-            self.community,
-            path,
-            request::ENDPOINT_VERSION,
-            &Value::Object(Default::default()),
-        )?;
         let mut req = self.agent.get(self.url(path));
         for (k, v) in query {
             req = req.query(*k, v);
         }
-        for (name, value) in headers.to_pairs() {
-            req = req.header(name, value);
-        }
+        let req = self.signed(req, path, &Value::Object(Default::default()))?;
         req.call().map_err(|e| self.transport_error(e))
     }
 
     /// A signed POST of a JSON body to a plain endpoint.
     pub fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        let req = self
+            .agent
+            .post(self.url(path))
+            .header("content-type", "application/json");
+        let req = self.signed(req, path, body)?;
+        let bytes = serde_json::to_vec(body).map_err(|e| self.bad(e.to_string()))?;
+        let resp = req.send(&bytes[..]).map_err(|e| self.transport_error(e))?;
+        self.json_reply(resp)
+    }
+
+    /// Add the §5.1 headers for a plain endpoint (`capability` = path).
+    fn signed<B>(
+        &self,
+        mut req: ureq::RequestBuilder<B>,
+        path: &str,
+        body: &Value,
+    ) -> Result<ureq::RequestBuilder<B>, ClientError> {
         let headers = SignedHeaders::sign(
             &self.key,
             self.community,
@@ -155,16 +163,10 @@ impl LocalClient {
             request::ENDPOINT_VERSION,
             body,
         )?;
-        let mut req = self
-            .agent
-            .post(self.url(path))
-            .header("content-type", "application/json");
         for (name, value) in headers.to_pairs() {
             req = req.header(name, value);
         }
-        let bytes = serde_json::to_vec(body).map_err(|e| self.bad(e.to_string()))?;
-        let resp = req.send(&bytes[..]).map_err(|e| self.transport_error(e))?;
-        self.json_reply(resp)
+        Ok(req)
     }
 
     /// An unsigned GET (`/health`, `/ready`, `/manifest`), returning the

@@ -95,12 +95,7 @@ impl Service for Invites {
                     &self.key,
                 )
                 .await
-                .map_err(|e| match e {
-                    hearthnet_events::EventLogError::Rejected(r) => {
-                        CallError::new(ErrorCode::Unauthorized, format!("{}: {}", r.code, r.detail))
-                    }
-                    other => CallError::new(ErrorCode::InternalError, other.to_string()),
-                })?;
+                .map_err(refused)?;
             let view = self.log.view();
             let invite = Invite::create(
                 InviteRequest {
@@ -189,15 +184,20 @@ impl Service for Revocations {
                 .log
                 .append_local("community.member.revoked", data, &self.key)
                 .await
-                .map_err(|e| match e {
-                    hearthnet_events::EventLogError::Rejected(r) => {
-                        CallError::new(ErrorCode::Unauthorized, format!("{}: {}", r.code, r.detail))
-                    }
-                    other => CallError::new(ErrorCode::InternalError, other.to_string()),
-                })?;
+                .map_err(refused)?;
             Ok(
                 json!({"output": {"event_id": event.event_id, "lamport": event.lamport}, "meta": {}}),
             )
         })
+    }
+}
+
+/// The log refusing an event is the caller not being allowed to write it.
+fn refused(e: hearthnet_events::EventLogError) -> CallError {
+    match e {
+        hearthnet_events::EventLogError::Rejected(r) => {
+            CallError::new(ErrorCode::Unauthorized, format!("{}: {}", r.code, r.detail))
+        }
+        other => CallError::new(ErrorCode::InternalError, other.to_string()),
     }
 }

@@ -376,7 +376,7 @@ async fn onboarding_redeem(
     body: Body,
 ) -> Response {
     let from = peer.as_ref().map(|p| p.0.0);
-    let value = match signed_body(
+    let (value, sync) = match sync_request(
         &s,
         peer,
         &headers,
@@ -386,11 +386,7 @@ async fn onboarding_redeem(
     )
     .await
     {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    let sync = match sync_of(&s) {
-        Ok(sync) => sync,
+        Ok(found) => found,
         Err(r) => return *r,
     };
     let signer = headers
@@ -451,6 +447,19 @@ async fn signed_body(
     Ok(value)
 }
 
+/// A signed JSON request to one of the event log's endpoints.
+async fn sync_request(
+    s: &ApiState,
+    peer: Peer,
+    headers: &HeaderMap,
+    body: Body,
+    path: &str,
+    access: Access,
+) -> Result<(Value, Arc<dyn SyncEndpoints>), Box<Response>> {
+    let value = signed_body(s, peer, headers, body, path, access).await?;
+    Ok((value, sync_of(s)?))
+}
+
 fn sync_of(s: &ApiState) -> Result<Arc<dyn SyncEndpoints>, Box<Response>> {
     s.sync.clone().ok_or_else(|| {
         Box::new(error_response(
@@ -478,15 +487,11 @@ async fn sync_heads(State(s): Shared, peer: Peer, headers: HeaderMap) -> Respons
 }
 
 async fn sync_events(State(s): Shared, peer: Peer, headers: HeaderMap, body: Body) -> Response {
-    let value = match signed_body(&s, peer, &headers, body, "/sync/v1/events", Access::Member).await
-    {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    let sync = match sync_of(&s) {
-        Ok(sync) => sync,
-        Err(r) => return *r,
-    };
+    let (value, sync) =
+        match sync_request(&s, peer, &headers, body, "/sync/v1/events", Access::Member).await {
+            Ok(found) => found,
+            Err(r) => return *r,
+        };
     if value
         .get("community_id")
         .is_some_and(|c| *c != json!(s.view.community_manifest()["community_id"]))
@@ -506,7 +511,7 @@ async fn sync_events(State(s): Shared, peer: Peer, headers: HeaderMap, body: Bod
 }
 
 async fn sync_reconcile(State(s): Shared, peer: Peer, headers: HeaderMap, body: Body) -> Response {
-    let value = match signed_body(
+    let (value, sync) = match sync_request(
         &s,
         peer,
         &headers,
@@ -516,11 +521,7 @@ async fn sync_reconcile(State(s): Shared, peer: Peer, headers: HeaderMap, body: 
     )
     .await
     {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    let sync = match sync_of(&s) {
-        Ok(sync) => sync,
+        Ok(found) => found,
         Err(r) => return *r,
     };
     let Some(message) = value["message"].as_str().and_then(hex_decode) else {
@@ -537,15 +538,11 @@ async fn sync_reconcile(State(s): Shared, peer: Peer, headers: HeaderMap, body: 
 }
 
 async fn sync_fetch(State(s): Shared, peer: Peer, headers: HeaderMap, body: Body) -> Response {
-    let value = match signed_body(&s, peer, &headers, body, "/sync/v2/fetch", Access::Member).await
-    {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    let sync = match sync_of(&s) {
-        Ok(sync) => sync,
-        Err(r) => return *r,
-    };
+    let (value, sync) =
+        match sync_request(&s, peer, &headers, body, "/sync/v2/fetch", Access::Member).await {
+            Ok(found) => found,
+            Err(r) => return *r,
+        };
     let hashes: Vec<String> = value["hashes"]
         .as_array()
         .into_iter()
@@ -587,15 +584,11 @@ async fn pubsub_subscribe(
 }
 
 async fn local_sync(State(s): Shared, peer: Peer, headers: HeaderMap, body: Body) -> Response {
-    let value = match signed_body(&s, peer, &headers, body, "/local/v1/sync", Access::OwnKey).await
-    {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    let sync = match sync_of(&s) {
-        Ok(sync) => sync,
-        Err(r) => return *r,
-    };
+    let (value, sync) =
+        match sync_request(&s, peer, &headers, body, "/local/v1/sync", Access::OwnKey).await {
+            Ok(found) => found,
+            Err(r) => return *r,
+        };
     let Some(peer_addr) = value["peer"].as_str() else {
         return error_response(
             &CallError::bad_request("expected {\"peer\": \"host:port\"}"),
