@@ -201,3 +201,80 @@ fn plain_output_when_piped_and_bad_check_name_is_usage() {
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("keys_present"), "{run:?}");
 }
+
+#[test]
+fn running_checks_join_when_a_node_answers() {
+    let sb = Sandbox::new();
+    sb.init_non_interactive("doc");
+    let healthy = sb.start_node(&[]);
+    let run = sb.run(&["doctor"], None);
+    for name in [
+        "event_log",
+        "peers_visible",
+        "sync_recency",
+        "recent_error_rate",
+    ] {
+        assert!(check_line(&run, name).starts_with('✓'), "{name}: {run:?}");
+    }
+    assert!(
+        check_line(&run, "event_log").contains("head Lamport 0, 1 events"),
+        "{run:?}"
+    );
+    drop(healthy);
+
+    // A peer that never answers, and a provider that keeps timing out.
+    let _node = sb.start_node(&[
+        ("HEARTHNET_DISCOVERY_STATIC_PEERS", "[\"127.0.0.1:1\"]"),
+        ("HEARTHNET_EVENTS_SYNC_INTERVAL_SECONDS", "1"),
+    ]);
+    let slow = r#"{"input": {"text": "x", "repeat": 2, "interval_ms": 1000}}"#;
+    for _ in 0..3 {
+        assert_eq!(
+            sb.run(
+                &[
+                    "call",
+                    "experimental.echo",
+                    "--timeout",
+                    "0.05",
+                    "--body",
+                    slow
+                ],
+                None
+            )
+            .code,
+            7
+        );
+    }
+    let run = sb.run(&["doctor"], None);
+    assert_eq!(run.code, 1, "{run:?}");
+    let line = check_line(&run, "sync_recency");
+    assert!(
+        line.starts_with('✗') && line.contains("127.0.0.1:1: last good sync never"),
+        "{run:?}"
+    );
+    assert!(
+        check_line(&run, "peers_visible").starts_with('✗'),
+        "{run:?}"
+    );
+    let line = check_line(&run, "recent_error_rate");
+    assert!(
+        line.starts_with('✗') && line.contains("3 of the last 3 calls"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout.contains("fix: see `hearthnet trace recent`"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn a_running_check_without_a_node_says_how_to_start_one() {
+    let sb = Sandbox::new();
+    sb.init_non_interactive("doc");
+    let run = sb.run(&["doctor", "--check", "event_log"], None);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains("fix: start it with `hearthnet run`"),
+        "{run:?}"
+    );
+}

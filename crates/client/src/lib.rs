@@ -46,6 +46,9 @@ pub enum ClientError {
     Sign(#[from] hearthnet_base::SignatureError),
 }
 
+/// How long a plain endpoint may take to start answering.
+const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub struct LocalClient {
     addr: SocketAddr,
     key: DeviceKey,
@@ -84,9 +87,12 @@ impl LocalClient {
     }
 
     pub fn new(addr: SocketAddr, key: DeviceKey, community: CommunityId) -> Self {
+        // A request the node does not answer in time is not waited on
+        // forever; capability calls set their own deadline instead.
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(2)))
+            .timeout_recv_response(Some(DEFAULT_RESPONSE_TIMEOUT))
             .build()
             .into();
         Self {
@@ -95,6 +101,19 @@ impl LocalClient {
             community,
             agent,
         }
+    }
+
+    /// The same client, giving up on any answer after `timeout` (for
+    /// diagnostics, which must not hang on a wedged or foreign listener).
+    pub fn with_response_timeout(mut self, timeout: Duration) -> Self {
+        self.agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(timeout))
+            .timeout_recv_response(Some(timeout))
+            .timeout_recv_body(Some(timeout))
+            .build()
+            .into();
+        self
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -222,9 +241,14 @@ impl LocalClient {
         } else {
             "application/json"
         };
+        // The capability's deadline (ours or its own) decides, not the
+        // client's response timeout; long-polls pass theirs explicitly.
         let mut req = self
             .agent
             .post(self.url("/bus/v1/call"))
+            .config()
+            .timeout_recv_response(timeout.map(|t| t + Duration::from_secs(5)))
+            .build()
             .header("accept", accept)
             .header("content-type", "application/json");
         for (name, value) in headers.to_pairs() {

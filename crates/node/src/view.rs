@@ -35,6 +35,7 @@ pub struct NodeState {
     hardware: HardwareSpec,
     endpoints: Vec<Endpoint>,
     api: SocketAddr,
+    sync_interval_seconds: u64,
     started: Instant,
     phase: AtomicU8,
 }
@@ -78,6 +79,7 @@ impl NodeState {
             hardware: HardwareSpec::from(&facts),
             endpoints,
             api,
+            sync_interval_seconds: config.events.sync_interval_seconds,
             started: Instant::now(),
             phase: AtomicU8::new(STARTING),
         }
@@ -208,7 +210,7 @@ impl NodeView for NodeState {
                 "count": view.count,
                 "disk_bytes": self.log.disk_bytes(),
             },
-            "sync": {"peers": self.syncer.states()},
+            "sync": {"interval_seconds": self.sync_interval_seconds, "peers": self.syncer.states()},
             "uptime_seconds": self.uptime(),
             "api": self.api.to_string(),
             "capabilities": {"count": caps.len(), "names": caps},

@@ -27,6 +27,17 @@ pub struct DoctorContext {
     pub config: Config,
     pub config_error: Option<String>,
     pub paths: NodePaths,
+    /// What the running node reported, when one answered.
+    pub node: Option<NodeSnapshot>,
+}
+
+/// A running node's own account of itself, for the running checks.
+#[derive(Debug, Clone)]
+pub struct NodeSnapshot {
+    /// `/local/v1/status`
+    pub status: serde_json::Value,
+    /// `/trace/recent`, newest last.
+    pub traces: Vec<serde_json::Value>,
 }
 
 impl DoctorContext {
@@ -46,6 +57,7 @@ impl DoctorContext {
             config,
             config_error,
             paths,
+            node: None,
         })
     }
 
@@ -148,6 +160,180 @@ pub const COLD_CHECKS: &[Check] = &[
         run: clock,
     },
 ];
+
+/// The checks that need a running node; the CLI adds them when one answers.
+pub const RUNNING_CHECKS: &[Check] = &[
+    Check {
+        name: "event_log",
+        verifies: "the node's event log is open",
+        run: event_log,
+    },
+    Check {
+        name: "peers_visible",
+        verifies: "configured peers answered recently",
+        run: peers_visible,
+    },
+    Check {
+        name: "sync_recency",
+        verifies: "every configured peer synced recently",
+        run: sync_recency,
+    },
+    Check {
+        name: "recent_error_rate",
+        verifies: "under 20 % of the last 100 calls failed in the provider",
+        run: recent_error_rate,
+    },
+];
+
+fn no_node() -> Outcome {
+    fail(
+        "no node answered on the local API",
+        "start it with `hearthnet run`",
+    )
+}
+
+fn event_log(ctx: &DoctorContext) -> Outcome {
+    let Some(node) = &ctx.node else {
+        return no_node();
+    };
+    let e = &node.status["events"];
+    match (
+        e["head_lamport"].as_u64(),
+        e["count"].as_u64(),
+        e["disk_bytes"].as_u64(),
+    ) {
+        (Some(head), Some(count), Some(bytes)) => Outcome::Pass(format!(
+            "head Lamport {head}, {count} events, {}",
+            human_bytes(bytes)
+        )),
+        _ => fail(
+            "the node reports no event log",
+            "see `hearthnet log --level warn` for why it did not open",
+        ),
+    }
+}
+
+/// Every peer the running node syncs with (as it reports them, plus the
+/// configured static peers), with the seconds since its last good round.
+fn peer_ages(ctx: &DoctorContext) -> Vec<(String, Option<i64>, Option<String>)> {
+    let Some(node) = &ctx.node else {
+        return Vec::new();
+    };
+    let now = Timestamp::now().unix();
+    let reported = node.status["sync"]["peers"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let mut addrs: Vec<String> = reported.keys().cloned().collect();
+    for configured in &ctx.config.discovery.static_peers {
+        if !addrs.contains(configured) {
+            addrs.push(configured.clone());
+        }
+    }
+    addrs
+        .into_iter()
+        .map(|addr| {
+            let state = reported.get(&addr).cloned().unwrap_or_default();
+            let age = state["last_ok"]
+                .as_str()
+                .and_then(|t| Timestamp::parse(t).ok())
+                .map(|t| now - t.unix());
+            let error = state["last_error"].as_str().map(str::to_owned);
+            (addr, age, error)
+        })
+        .collect()
+}
+
+/// A peer is current within two of the node's sync intervals and a minute.
+fn fresh_limit(ctx: &DoctorContext) -> i64 {
+    let interval = ctx
+        .node
+        .as_ref()
+        .and_then(|n| n.status["sync"]["interval_seconds"].as_u64())
+        .unwrap_or(ctx.config.events.sync_interval_seconds);
+    i64::try_from(interval).unwrap_or(i64::MAX / 4) * 2 + 60
+}
+
+fn peers_visible(ctx: &DoctorContext) -> Outcome {
+    if ctx.node.is_none() {
+        return no_node();
+    }
+    let ages = peer_ages(ctx);
+    if ages.is_empty() {
+        return Outcome::Pass(
+            "no peers to sync with yet (static peers or discovery bring them)".into(),
+        );
+    }
+    let limit = fresh_limit(ctx);
+    let visible = ages
+        .iter()
+        .filter(|(_, age, _)| age.is_some_and(|a| a <= limit))
+        .count();
+    if visible > 0 {
+        Outcome::Pass(format!(
+            "{visible} of {} peers answered recently",
+            ages.len()
+        ))
+    } else {
+        fail(
+            format!("none of the {} peers answered recently", ages.len()),
+            "check the network and that the peers run: `hearthnet sync --peer HOST:PORT` shows the error",
+        )
+    }
+}
+
+fn sync_recency(ctx: &DoctorContext) -> Outcome {
+    if ctx.node.is_none() {
+        return no_node();
+    }
+    let limit = fresh_limit(ctx);
+    let stale: Vec<String> = peer_ages(ctx)
+        .into_iter()
+        .filter(|(_, age, _)| age.is_none_or(|a| a > limit))
+        .map(|(addr, age, error)| {
+            let when = age.map_or("never".to_owned(), |a| format!("{a} s ago"));
+            format!(
+                "{addr}: last good sync {when}{}",
+                error.map(|e| format!(" ({e})")).unwrap_or_default()
+            )
+        })
+        .collect();
+    if stale.is_empty() {
+        Outcome::Pass(format!("every peer synced within {limit} s"))
+    } else {
+        fail(
+            stale.join("; "),
+            "make the peer reachable, or remove it from discovery.static_peers",
+        )
+    }
+}
+
+fn recent_error_rate(ctx: &DoctorContext) -> Outcome {
+    let Some(node) = &ctx.node else {
+        return no_node();
+    };
+    let calls = node.traces.len();
+    let failed = node
+        .traces
+        .iter()
+        .filter(|t| {
+            matches!(
+                t["result"].as_str(),
+                Some("internal_error" | "timeout" | "not_implemented")
+            )
+        })
+        .count();
+    if calls == 0 || (failed as f64) < 0.2 * calls as f64 {
+        Outcome::Pass(format!(
+            "{failed} of the last {calls} calls failed in the provider"
+        ))
+    } else {
+        fail(
+            format!("{failed} of the last {calls} calls failed in the provider"),
+            "see `hearthnet trace recent` and `hearthnet log --level warn`",
+        )
+    }
+}
 
 fn keys_present(ctx: &DoctorContext) -> Outcome {
     let path = ctx.keys().secret_path();
@@ -383,20 +569,26 @@ pub struct UnknownCheck {
     pub known: String,
 }
 
-/// Run every check, or only the one named `only`.
+/// Run every check of `lists`, or only the one named `only`.
 pub fn run(
-    checks: &[Check],
+    lists: &[&[Check]],
     ctx: &DoctorContext,
     only: Option<&str>,
 ) -> Result<Vec<CheckResult>, UnknownCheck> {
+    let all = lists.iter().flat_map(|l| l.iter());
     let selected: Vec<&Check> = match only {
-        None => checks.iter().collect(),
+        None => all.collect(),
         Some(name) => {
-            let found: Vec<&Check> = checks.iter().filter(|c| c.name == name).collect();
+            let found: Vec<&Check> = all.filter(|c| c.name == name).collect();
             if found.is_empty() {
                 return Err(UnknownCheck {
                     name: name.to_owned(),
-                    known: checks.iter().map(|c| c.name).collect::<Vec<_>>().join(", "),
+                    known: lists
+                        .iter()
+                        .flat_map(|l| l.iter())
+                        .map(|c| c.name)
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 });
             }
             found
@@ -416,7 +608,7 @@ mod tests {
     }
 
     fn result(ctx: &DoctorContext, name: &str) -> CheckResult {
-        run(COLD_CHECKS, ctx, Some(name)).unwrap().remove(0)
+        run(&[COLD_CHECKS], ctx, Some(name)).unwrap().remove(0)
     }
 
     #[test]
@@ -475,7 +667,12 @@ mod tests {
     #[test]
     fn unknown_check_lists_the_known_ones() {
         let home = tempfile::tempdir().unwrap();
-        let err = run(COLD_CHECKS, &context(home.path()), Some("nope")).unwrap_err();
+        let err = run(
+            &[COLD_CHECKS, RUNNING_CHECKS],
+            &context(home.path()),
+            Some("nope"),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("keys_present, keys_loadable"));
     }
 

@@ -5,7 +5,9 @@ use std::path::Path;
 
 use anyhow::anyhow;
 use hearthnet_config::Env;
-use hearthnet_observability::doctor::{self, COLD_CHECKS, CheckResult, DoctorContext};
+use hearthnet_observability::doctor::{
+    self, COLD_CHECKS, Check, CheckResult, DoctorContext, NodeSnapshot, RUNNING_CHECKS,
+};
 
 use crate::cli::DoctorArgs;
 use crate::exit::{CliError, CliResult, ExitStatus};
@@ -13,9 +15,20 @@ use crate::printer::{DIM, FAIL, FIX, PASS};
 
 pub fn run(config: Option<&Path>, env: &Env, args: DoctorArgs) -> CliResult {
     let results = std::panic::catch_unwind(|| -> Result<Vec<CheckResult>, CliError> {
-        let ctx =
+        let mut ctx =
             DoctorContext::load(config, env).map_err(|e| CliError::new(ExitStatus::Usage, e))?;
-        doctor::run(COLD_CHECKS, &ctx, args.check.as_deref())
+        ctx.node = snapshot(config, env);
+        let wants_running = args
+            .check
+            .as_deref()
+            .is_some_and(|c| RUNNING_CHECKS.iter().any(|k| k.name == c));
+        // The running checks join in when a node answers (or are asked for).
+        let lists: &[&[Check]] = if ctx.node.is_some() || wants_running {
+            &[COLD_CHECKS, RUNNING_CHECKS]
+        } else {
+            &[COLD_CHECKS]
+        };
+        doctor::run(lists, &ctx, args.check.as_deref())
             .map_err(|e| CliError::new(ExitStatus::Usage, e))
     })
     .map_err(|_| {
@@ -36,6 +49,21 @@ pub fn run(config: Option<&Path>, env: &Env, args: DoctorArgs) -> CliResult {
     } else {
         ExitStatus::Failure
     })
+}
+
+/// What the running node says of itself, if one answers.
+fn snapshot(config: Option<&Path>, env: &Env) -> Option<NodeSnapshot> {
+    let loaded = hearthnet_config::load(config, env).ok()?;
+    let client = hearthnet_client::LocalClient::for_config(&loaded)
+        .ok()?
+        .with_response_timeout(std::time::Duration::from_secs(3));
+    let status = client.get("/local/v1/status", &[]).ok()?;
+    let traces = client
+        .get("/trace/recent", &[("n", "100".into())])
+        .ok()
+        .and_then(|t| t["traces"].as_array().cloned())
+        .unwrap_or_default();
+    Some(NodeSnapshot { status, traces })
 }
 
 fn print_report(results: &[CheckResult]) {
