@@ -92,6 +92,8 @@ pub(crate) struct Core {
     clock: u64,
     snapshots: Option<SnapshotStore>,
     snapshot_key: Option<DeviceKey>,
+    /// Lamport of the newest snapshot on disk (read once, kept current).
+    last_snapshot: u64,
     changes: tokio::sync::watch::Sender<i64>,
 }
 
@@ -154,6 +156,7 @@ impl EventLog {
             view,
             published: published.clone(),
             clock: 0,
+            last_snapshot: snapshots.as_ref().and_then(SnapshotStore::latest_lamport).unwrap_or(0),
             snapshots,
             snapshot_key: key,
             changes,
@@ -552,7 +555,6 @@ impl Core {
         let mut report = AppendReport::default();
         let mut out_of_order = false;
         let mut to_store: Vec<(Event, Vec<u8>)> = Vec::new();
-        let before = self.view.clone();
         for value in events {
             let id = value["event_id"].as_str().unwrap_or("?").to_owned();
             match self.exists(&id) {
@@ -593,8 +595,8 @@ impl Core {
             }
         }
         if let Err(e) = self.store(&to_store) {
-            // Nothing of this batch is stored: undo the fold as well.
-            self.view = before;
+            // Nothing of this batch is stored: fold the view again from what is.
+            let _ = self.replay_from(None);
             for (event, _) in to_store {
                 report.rejected.push((
                     event.event_id,
@@ -678,11 +680,12 @@ impl Core {
         let (Some(store), Some(key)) = (&self.snapshots, &self.snapshot_key) else {
             return;
         };
-        let last = store.latest_lamport().unwrap_or(0);
-        if self.view.head >= last + hearthnet_base::constants::SNAPSHOT_LAG_LAMPORT
-            && let Err(e) = snapshot::write(store, &self.conn, &self.view, key)
-        {
-            tracing::warn!(error = %e, "cannot write a snapshot");
+        if self.view.head < self.last_snapshot + hearthnet_base::constants::SNAPSHOT_LAG_LAMPORT {
+            return;
+        }
+        match snapshot::write(store, &self.conn, &self.view, key) {
+            Ok(()) => self.last_snapshot = self.view.head,
+            Err(e) => tracing::warn!(error = %e, "cannot write a snapshot"),
         }
     }
 

@@ -76,9 +76,7 @@ pub fn write(
     let lamport = view.head;
     let (digest, count) = covered(conn, lamport).map_err(|e| e.to_string())?;
     if count != view.count {
-        // The view does not hold exactly the events up to its head (one is
-        // still being stored): try again at the next append.
-        return Ok(());
+        return Err(format!("the view folds {} events but the log holds {count} up to Lamport {lamport}", view.count));
     }
     let unsigned = json!({
         "schema_version": 1,
