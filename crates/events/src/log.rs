@@ -156,7 +156,10 @@ impl EventLog {
             view,
             published: published.clone(),
             clock: 0,
-            last_snapshot: snapshots.as_ref().and_then(SnapshotStore::latest_lamport).unwrap_or(0),
+            last_snapshot: snapshots
+                .as_ref()
+                .and_then(SnapshotStore::latest_lamport)
+                .unwrap_or(0),
             snapshots,
             snapshot_key: key,
             changes,

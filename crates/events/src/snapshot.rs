@@ -76,7 +76,10 @@ pub fn write(
     let lamport = view.head;
     let (digest, count) = covered(conn, lamport).map_err(|e| e.to_string())?;
     if count != view.count {
-        return Err(format!("the view folds {} events but the log holds {count} up to Lamport {lamport}", view.count));
+        return Err(format!(
+            "the view folds {} events but the log holds {count} up to Lamport {lamport}",
+            view.count
+        ));
     }
     let unsigned = json!({
         "schema_version": 1,

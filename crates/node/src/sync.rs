@@ -109,6 +109,11 @@ impl Syncer {
         self.peers.lock().map(|p| p.clone()).unwrap_or_default()
     }
 
+    /// Peers whose latest round succeeded: the ones this node can reach.
+    pub fn peers_reachable(&self) -> usize {
+        self.peers.lock().map(|p| reachable(&p)).unwrap_or(0)
+    }
+
     /// Our id set, rebuilt only when the log grew.
     async fn id_set(&self) -> Result<Arc<IdSet>, CallError> {
         let count = self.log.view().count;
@@ -140,9 +145,13 @@ impl Syncer {
         let state = peers.entry(addr.to_owned()).or_default();
         state.rounds += 1;
         state.last_round = Some(Timestamp::now());
+        if outcome.is_ok() {
+            state.last_ok = state.last_round;
+        }
+        self.metrics.peers.set(reachable(&peers) as i64);
+        let state = peers.entry(addr.to_owned()).or_default();
         match outcome {
             Ok(mut report) => {
-                state.last_ok = state.last_round;
                 state.node_id = report.node_id.clone();
                 state.protocol = Some(report.protocol.clone());
                 state.events_in += report.events_in;
@@ -361,6 +370,13 @@ impl Syncer {
             }
         }
     }
+}
+
+fn reachable(states: &HashMap<String, PeerSyncState>) -> usize {
+    states
+        .values()
+        .filter(|s| s.last_ok.is_some() && s.last_ok == s.last_round)
+        .count()
 }
 
 /// The membership history a new member needs before it can sync: every

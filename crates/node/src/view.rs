@@ -180,7 +180,7 @@ impl NodeView for NodeState {
         };
         (
             ready,
-            json!({"ready": ready, "state": state, "capabilities": capabilities, "peers": 0}),
+            json!({"ready": ready, "state": state, "capabilities": capabilities, "peers": self.syncer.peers_reachable()}),
         )
     }
 
