@@ -56,24 +56,15 @@ pub struct NodeManifest {
     pub version: u32,
     pub contract_version: String,
     pub node_id: NodeId,
-    pub display_name: String,
-    pub community_id: CommunityId,
-    pub profile: Profile,
-    pub endpoints: Vec<Endpoint>,
-    pub hardware: HardwareSpec,
-    pub capabilities: Vec<CapabilitySpec>,
-    pub uptime_seconds: u64,
-    pub load: Value,
+    #[serde(flatten)]
+    pub content: NodeManifestContent,
     pub issued_at: Timestamp,
     pub expires_at: Timestamp,
-    /// Sync protocols this node speaks, best first (our extension; peers
-    /// that do not list it speak the reference's heads protocol).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub sync: Vec<String>,
     pub signature: String,
 }
 
 /// The parts of a node manifest its owner decides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeManifestContent {
     pub display_name: String,
     pub community_id: CommunityId,
@@ -83,6 +74,9 @@ pub struct NodeManifestContent {
     pub capabilities: Vec<CapabilitySpec>,
     pub uptime_seconds: u64,
     pub load: Value,
+    /// Sync protocols this node speaks, best first (our extension; peers
+    /// that do not list it speak the reference's heads protocol).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sync: Vec<String>,
 }
 
@@ -93,24 +87,15 @@ impl NodeManifest {
         key: &DeviceKey,
         now: Timestamp,
     ) -> Result<(Self, Value), ManifestError> {
-        let mut unsigned = serde_json::json!({
-            "version": 1,
-            "contract_version": hearthnet_base::CONTRACT_VERSION,
-            "node_id": key.node_id(),
-            "display_name": content.display_name,
-            "community_id": content.community_id,
-            "profile": content.profile,
-            "endpoints": content.endpoints,
-            "hardware": content.hardware,
-            "capabilities": content.capabilities,
-            "uptime_seconds": content.uptime_seconds,
-            "load": content.load,
-            "issued_at": now,
-            "expires_at": now.plus_seconds(MANIFEST_TTL_SECONDS),
-        });
-        if !content.sync.is_empty() {
-            unsigned["sync"] = serde_json::json!(content.sync);
-        }
+        let unsigned = serde_json::to_value(NodeManifest {
+            version: 1,
+            contract_version: hearthnet_base::CONTRACT_VERSION.into(),
+            node_id: key.node_id(),
+            content,
+            issued_at: now,
+            expires_at: now.plus_seconds(MANIFEST_TTL_SECONDS),
+            signature: String::new(),
+        })?;
         let signed = sign_value(unsigned, key).map_err(ManifestError::Signature)?;
         Ok((serde_json::from_value(signed.clone())?, signed))
     }
