@@ -75,14 +75,6 @@ impl ErrorCode {
             Self::Partition => 503,
         }
     }
-
-    /// Whether §9 says a caller may retry (with backoff or `retry_after_ms`).
-    pub fn retryable(self) -> bool {
-        matches!(
-            self,
-            Self::Timeout | Self::Partition | Self::CapacityExceeded | Self::RateLimited
-        )
-    }
 }
 
 impl fmt::Display for ErrorCode {

@@ -46,9 +46,7 @@ fn open_log(sb: &Sandbox, community: CommunityId) -> EventLog {
 fn found_community(n: usize, level: &str) -> (CommunityId, Vec<Member>) {
     let founder = Sandbox::new();
     founder.init_non_interactive("founder");
-    let founder_key = hearthnet_identity::KeyStore::new(founder.data_dir().join("keys"))
-        .load()
-        .unwrap();
+    let founder_key = founder.key();
     let community = CommunityId::of_root(founder_key.node_id());
     let mut members = vec![Member {
         sb: founder,
@@ -198,14 +196,7 @@ fn partition_write_heal(protocol: &str) {
                 "{r:?}"
             );
         }
-        let heads: Vec<u64> = members
-            .iter()
-            .map(|m| {
-                let s: Value =
-                    serde_json::from_str(&m.sb.run(&["status", "--json"], None).stdout).unwrap();
-                s["events"]["count"].as_u64().unwrap()
-            })
-            .collect();
+        let heads: Vec<u64> = members.iter().map(|m| m.sb.event_count()).collect();
         if heads.iter().all(|c| *c == heads[0]) && heads[0] == 1 + 4 + 45 {
             converged = true;
             break;
@@ -437,9 +428,7 @@ fn forged_events_from_a_member_are_rejected_over_the_wire() {
 fn acknowledged_appends_survive_sigkill() {
     let sb = Sandbox::new();
     sb.init_non_interactive("crash");
-    let key = hearthnet_identity::KeyStore::new(sb.data_dir().join("keys"))
-        .load()
-        .unwrap();
+    let key = sb.key();
     let community = CommunityId::of_root(key.node_id());
     let mut acknowledged = BTreeSet::new();
     let mut seed = std::time::SystemTime::now()
@@ -592,14 +581,7 @@ fn static_peers_sync_by_themselves_while_both_sides_write() {
     let expected = 1 + 2 + 40;
     let started = Instant::now();
     loop {
-        let counts: Vec<u64> = members
-            .iter()
-            .map(|m| {
-                let s: Value =
-                    serde_json::from_str(&m.sb.run(&["status", "--json"], None).stdout).unwrap();
-                s["events"]["count"].as_u64().unwrap()
-            })
-            .collect();
+        let counts: Vec<u64> = members.iter().map(|m| m.sb.event_count()).collect();
         if counts.iter().all(|c| *c == expected) {
             break;
         }
@@ -618,7 +600,7 @@ fn static_peers_sync_by_themselves_while_both_sides_write() {
 
 #[test]
 fn a_revoked_member_loses_access_on_every_node_after_sync() {
-    let (community, members) = found_community(3, "trusted");
+    let (_, members) = found_community(3, "trusted");
     let [a, b, c, d] = &members[..] else {
         unreachable!()
     };
@@ -670,5 +652,4 @@ fn a_revoked_member_loses_access_on_every_node_after_sync() {
     let status: Value =
         serde_json::from_str(&b.sb.run(&["status", "--json"], None).stdout).unwrap();
     assert_eq!(status["community"]["members"], 3, "{status}");
-    let _ = community;
 }

@@ -254,9 +254,7 @@ fn refused_requests_get_the_contract_codes() {
     let sb = node_sandbox();
     let node = sb.start_node(&[]);
     let client = sb.client();
-    let key = hearthnet_identity::KeyStore::new(sb.data_dir().join("keys"))
-        .load()
-        .unwrap();
+    let key = sb.key();
     let community = hearthnet_base::CommunityId::of_root(key.node_id());
     let body = echo("x");
 
@@ -380,9 +378,7 @@ fn a_caller_that_disconnects_cancels_the_provider_within_200_ms() {
     let sb = node_sandbox();
     let node = sb.start_node(&[]);
     let client = sb.client();
-    let key = hearthnet_identity::KeyStore::new(sb.data_dir().join("keys"))
-        .load()
-        .unwrap();
+    let key = sb.key();
     let community = hearthnet_base::CommunityId::of_root(key.node_id());
     let body = json!({"params": {}, "input": {"text": "t", "repeat": 10000, "interval_ms": 20}});
     let headers = SignedHeaders::sign(&key, community, "experimental.echo", "1.0", &body).unwrap();
@@ -457,9 +453,7 @@ fn sigterm_ends_streams_with_an_error_frame() {
         panic!("expected a stream");
     };
     frames.next().unwrap().unwrap();
-    let pid = node.pid();
     let reader = std::thread::spawn(move || frames.map(Result::unwrap).last());
-    let _ = pid;
     let (code, took) = node.terminate();
     assert_eq!(code, Some(0));
     assert!(took < Duration::from_secs(5), "{took:?}");

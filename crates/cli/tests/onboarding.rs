@@ -9,11 +9,6 @@ use std::time::{Duration, Instant};
 use common::{Sandbox, decode_qr_png, line_starting};
 use serde_json::{Value, json};
 
-fn count(sb: &Sandbox) -> u64 {
-    let s: Value = serde_json::from_str(&sb.run(&["status", "--json"], None).stdout).unwrap();
-    s["events"]["count"].as_u64().unwrap_or(0)
-}
-
 /// A fresh device shows its identity card and stops at the invite prompt.
 fn fresh_device(name: &str) -> (Sandbox, String) {
     let sb = Sandbox::new();
@@ -80,13 +75,13 @@ fn an_invited_device_joins_and_receives_the_history() {
 
     // His node fetches the history from the inviter by itself.
     let _b = bob.start_node(&[]);
-    let want = count(&founder);
+    let want = founder.event_count();
     let started = Instant::now();
-    while count(&bob) != want {
+    while bob.event_count() != want {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "bob has {} of {want}",
-            count(&bob)
+            bob.event_count()
         );
         std::thread::sleep(Duration::from_millis(100));
     }

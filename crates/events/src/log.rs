@@ -190,10 +190,6 @@ impl EventLog {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Changes whenever events are stored (the value: the last local
     /// sequence number); for long-polls.
     pub fn changes(&self) -> tokio::sync::watch::Receiver<i64> {
@@ -280,10 +276,6 @@ impl EventLog {
 
     pub fn query_blocking(&self, q: Query) -> Result<Vec<StoredEvent>, EventLogError> {
         self.run_blocking(move |core| core.query(&q))?
-    }
-
-    pub async fn head(&self) -> Result<u64, EventLogError> {
-        Ok(self.view().head)
     }
 
     /// `PRAGMA integrity_check`: `Ok(())` when the database is sound.

@@ -126,10 +126,6 @@ pub fn is_known(event_type: &str) -> bool {
     TYPES.iter().any(|(t, _)| *t == event_type)
 }
 
-pub fn all() -> impl Iterator<Item = &'static str> {
-    TYPES.iter().map(|(t, _)| *t)
-}
-
 /// Check `data` against its type's required fields; `Err` names the field.
 pub fn check_data(event_type: &str, data: &Value) -> Result<(), String> {
     let Some((_, fields)) = TYPES.iter().find(|(t, _)| *t == event_type) else {

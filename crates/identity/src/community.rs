@@ -124,25 +124,6 @@ impl CommunityManifest {
         Err(ManifestError::Signature(last_error))
     }
 
-    pub fn is_revoked(&self, node: &NodeId) -> bool {
-        self.revoked.iter().any(|r| &r.node_id == node)
-    }
-
-    /// The trust level of `node`, `Unknown` for strangers and revoked ones.
-    pub fn level_of(&self, node: &NodeId) -> TrustLevel {
-        if self.is_revoked(node) {
-            return TrustLevel::Unknown;
-        }
-        self.members
-            .iter()
-            .find(|m| &m.node_id == node)
-            .map_or(TrustLevel::Unknown, |m| m.level)
-    }
-
-    pub fn is_member(&self, node: &NodeId) -> bool {
-        self.level_of(node) >= TrustLevel::Member
-    }
-
     /// Read and verify `<state_dir>/manifest.json`.
     pub fn load(state_dir: &Path) -> Result<Self, ManifestError> {
         let path = state_dir.join(MANIFEST_FILE);
@@ -245,7 +226,10 @@ mod tests {
         assert_eq!(g.manifest.name, "Niederrhein Demo");
         assert_eq!(g.manifest.community_id.root_key(), founder.node_id());
         assert_eq!(g.manifest.members.len(), 1);
-        assert_eq!(g.manifest.level_of(&founder.node_id()), TrustLevel::Anchor);
+        assert_eq!(
+            (g.manifest.members[0].node_id, g.manifest.members[0].level),
+            (founder.node_id(), TrustLevel::Anchor)
+        );
         assert_eq!(g.manifest.head_lamport, 0);
         assert_eq!(g.created_event.event_type, "community.created");
         assert_eq!(g.created_event.lamport, 0);
@@ -254,7 +238,6 @@ mod tests {
             json!(founder.node_id())
         );
         Event::verify(&g.created_event.to_value()).unwrap();
-        assert!(!g.manifest.is_member(&DeviceKey::generate().node_id()));
     }
 
     #[test]

@@ -80,7 +80,6 @@ fn fail(detail: impl Into<String>, fix: impl Into<String>) -> Outcome {
 
 pub struct Check {
     pub name: &'static str,
-    pub verifies: &'static str,
     pub run: fn(&DoctorContext) -> Outcome,
 }
 
@@ -111,52 +110,42 @@ impl Check {
 pub const COLD_CHECKS: &[Check] = &[
     Check {
         name: "keys_present",
-        verifies: "the device key file exists",
         run: keys_present,
     },
     Check {
         name: "keys_loadable",
-        verifies: "the device key parses as Ed25519",
         run: keys_loadable,
     },
     Check {
         name: "key_permissions",
-        verifies: "only the owner can read the device key",
         run: key_permissions,
     },
     Check {
         name: "config_valid",
-        verifies: "config.toml parses and validates",
         run: config_valid,
     },
     Check {
         name: "data_dir_writable",
-        verifies: "the data directory accepts writes",
         run: data_dir_writable,
     },
     Check {
         name: "disk_space",
-        verifies: "at least 1 GiB free for data",
         run: disk_space,
     },
     Check {
         name: "api_port",
-        verifies: "the local API port is free or ours",
         run: api_port,
     },
     Check {
         name: "peer_port",
-        verifies: "the peer port is free or ours",
         run: peer_port,
     },
     Check {
         name: "mdns_socket",
-        verifies: "UDP 5353 can be shared for mDNS",
         run: mdns_socket,
     },
     Check {
         name: "clock",
-        verifies: "the system clock is plausible",
         run: clock,
     },
 ];
@@ -165,22 +154,18 @@ pub const COLD_CHECKS: &[Check] = &[
 pub const RUNNING_CHECKS: &[Check] = &[
     Check {
         name: "event_log",
-        verifies: "the node's event log is open",
         run: event_log,
     },
     Check {
         name: "peers_visible",
-        verifies: "configured peers answered recently",
         run: peers_visible,
     },
     Check {
         name: "sync_recency",
-        verifies: "every configured peer synced recently",
         run: sync_recency,
     },
     Check {
         name: "recent_error_rate",
-        verifies: "under 20 % of the last 100 calls failed in the provider",
         run: recent_error_rate,
     },
 ];

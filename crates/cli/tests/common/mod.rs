@@ -211,6 +211,21 @@ impl Sandbox {
         }
     }
 
+    /// This sandbox's device key.
+    pub fn key(&self) -> hearthnet_base::DeviceKey {
+        hearthnet_identity::KeyStore::new(self.data_dir().join("keys"))
+            .load()
+            .expect("device key")
+    }
+
+    /// Events in the running node's log, from `status --json`.
+    pub fn event_count(&self) -> u64 {
+        let status: serde_json::Value =
+            serde_json::from_str(&self.run(&["status", "--json"], None).stdout)
+                .expect("status JSON");
+        status["events"]["count"].as_u64().unwrap_or(0)
+    }
+
     /// A signed client of this sandbox's node, as the CLI builds it.
     pub fn client(&self) -> hearthnet_client::LocalClient {
         let env = hearthnet_config::Env::from_pairs([("HOME", self.home().to_str().unwrap())]);
