@@ -113,6 +113,22 @@ fn found_community(n: usize, level: &str) -> (CommunityId, Vec<Member>) {
     (community, members)
 }
 
+/// A peer client speaking TLS as `key`, accepting any server (the tests
+/// look at what the server does).
+fn peer_client(
+    key: &DeviceKey,
+    community: CommunityId,
+) -> hearthnet_transport::peer_client::PeerClient {
+    let identity = Arc::new(hearthnet_transport::tls::TlsIdentity::new(key).unwrap());
+    hearthnet_transport::peer_client::PeerClient::new(
+        key.clone(),
+        community,
+        identity,
+        Arc::new(|_| true),
+        false,
+    )
+}
+
 fn peer_addr(sb: &Sandbox) -> String {
     let info: Value =
         serde_json::from_slice(&std::fs::read(sb.data_dir().join("run/node.json")).unwrap())
@@ -291,27 +307,13 @@ fn strangers_revoked_members_and_other_communities_are_refused() {
         .build()
         .unwrap();
     let refused = rt.block_on(async {
-        let identity = Arc::new(hearthnet_transport::tls::TlsIdentity::new(&outsider).unwrap());
-        let client = hearthnet_transport::peer_client::PeerClient::new(
-            outsider.clone(),
-            community,
-            identity,
-            Arc::new(|_| true),
-            false,
-        );
+        let client = peer_client(&outsider, community);
         client.get(&addr_a, None, "/sync/v1/heads").await
     });
     assert!(refused.is_err(), "an outsider got an answer");
     // The same request from a member works, so the refusal is about the key.
     let admitted = rt.block_on(async {
-        let identity = Arc::new(hearthnet_transport::tls::TlsIdentity::new(&b.key).unwrap());
-        let client = hearthnet_transport::peer_client::PeerClient::new(
-            b.key.clone(),
-            community,
-            identity,
-            Arc::new(|_| true),
-            false,
-        );
+        let client = peer_client(&b.key, community);
         client.get(&addr_a, None, "/sync/v1/heads").await
     });
     assert_eq!(admitted.unwrap().body["community_id"], json!(community));
@@ -377,14 +379,7 @@ fn forged_events_from_a_member_are_rejected_over_the_wire() {
         .build()
         .unwrap();
     let reply = rt.block_on(async {
-        let identity = Arc::new(hearthnet_transport::tls::TlsIdentity::new(&b.key).unwrap());
-        let client = hearthnet_transport::peer_client::PeerClient::new(
-            b.key.clone(),
-            community,
-            identity,
-            Arc::new(|_| true),
-            false,
-        );
+        let client = peer_client(&b.key, community);
         client
             .post(&addr, None, "/sync/v1/events", &json!({"events": forged}))
             .await
