@@ -184,24 +184,56 @@ pub fn host_name() -> String {
 const VIRTUAL_INTERFACE_PREFIXES: [&str; 7] =
     ["docker", "br-", "veth", "virbr", "cni", "flannel", "podman"];
 
-/// IPv4 addresses of this machine that neighbours on the LAN can reach:
-/// not loopback, not link-local, not on a container or VM bridge.
-pub fn lan_ipv4_addresses() -> Vec<std::net::Ipv4Addr> {
+/// A network interface neighbours can reach us on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LanInterface {
+    pub name: String,
+    pub addr: std::net::Ipv4Addr,
+    pub index: Option<u32>,
+}
+
+/// The interfaces to announce and listen on (see [`is_lan_interface`]).
+pub fn lan_interfaces(configured: &[String]) -> Vec<LanInterface> {
     let Ok(interfaces) = if_addrs::get_if_addrs() else {
         return Vec::new();
     };
     interfaces
         .into_iter()
-        .filter(|i| {
-            !VIRTUAL_INTERFACE_PREFIXES
-                .iter()
-                .any(|p| i.name.starts_with(p))
-        })
         .filter_map(|i| match i.ip() {
-            std::net::IpAddr::V4(v4) if !v4.is_loopback() && !v4.is_link_local() => Some(v4),
+            std::net::IpAddr::V4(addr) if is_lan_interface(&i.name, i.ip(), configured) => {
+                Some(LanInterface {
+                    name: i.name,
+                    addr,
+                    index: i.index,
+                })
+            }
             _ => None,
         })
         .collect()
+}
+
+/// With `configured` empty: any IPv4 interface except loopback,
+/// link-local addresses and container or VM bridges (whose neighbours are
+/// not the household's). Otherwise exactly the named interfaces, loopback
+/// included if named.
+pub fn is_lan_interface(name: &str, ip: std::net::IpAddr, configured: &[String]) -> bool {
+    let std::net::IpAddr::V4(addr) = ip else {
+        return false;
+    };
+    if !configured.is_empty() {
+        return configured.iter().any(|c| c == name);
+    }
+    !addr.is_loopback()
+        && !addr.is_link_local()
+        && !VIRTUAL_INTERFACE_PREFIXES
+            .iter()
+            .any(|p| name.starts_with(p))
+}
+
+/// IPv4 addresses of this machine that neighbours on the LAN can reach
+/// (see [`lan_interfaces`]).
+pub fn lan_ipv4_addresses() -> Vec<std::net::Ipv4Addr> {
+    lan_interfaces(&[]).into_iter().map(|i| i.addr).collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,446 @@
+//! Discovery (M02): finding the neighbours. mDNS and UDP multicast hear
+//! *sightings* — unsigned hints that a node of some community listens at
+//! some address. Each new sighting leads to a fetch of that node's signed
+//! manifest over mutual TLS; only a member of our community whose manifest
+//! verifies enters the [`PeerRegistry`]. Static peers from config take the
+//! same path. Manifests are refetched before they expire (they live 30 s
+//! and are re-issued on every fetch), peers that stop answering are pruned,
+//! and revoked members are dropped at once.
+//!
+//! Owns: the registry, the announcers and listeners, the status of each
+//! discovery transport. Knows nothing of HTTP: fetching a manifest and
+//! asking about membership go through [`Contact`].
+
+mod announcement;
+mod mdns;
+mod registry;
+mod udp;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hearthnet_base::constants::{
+    DISCOVERY_UDP_INTERVAL_ACTIVE_SECONDS, DISCOVERY_UDP_INTERVAL_STABLE_SECONDS,
+};
+use hearthnet_base::{CommunityId, NodeId, Timestamp};
+use hearthnet_identity::NodeManifest;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use announcement::{Announcement, SERVICE_TYPE};
+pub use registry::{Peer, PeerEvent, PeerRegistry, Source};
+
+/// How often manifests near expiry are refetched and the registry pruned.
+const REFRESH_EVERY: Duration = Duration::from_secs(5);
+/// Refetch a manifest this close to its expiry (M02 §4.2).
+const REFETCH_BEFORE_EXPIRY_SECONDS: i64 = 10;
+/// Peers whose manifest expired this long ago are dropped (M02 §4.2, §4.3).
+const PRUNE_GRACE_SECONDS: i64 = 90;
+const PRUNE_GRACE_EMERGENCY_SECONDS: i64 = 30;
+/// Do not ask the same address again sooner than this.
+const RETRY_ADDRESS_AFTER: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error("UDP discovery port {port} cannot be used: {reason}")]
+    SocketInUse { port: u16, reason: String },
+    #[error("mDNS cannot start: {0}")]
+    MdnsUnavailable(String),
+}
+
+/// What discovery needs to know about us and how to behave.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub node: NodeId,
+    pub community: CommunityId,
+    pub display_name: String,
+    pub mdns_enabled: bool,
+    pub mdns_port: u16,
+    pub udp_enabled: bool,
+    pub udp_group: Ipv4Addr,
+    pub udp_port: u16,
+    /// Interfaces to use; empty means every LAN interface.
+    pub interfaces: Vec<String>,
+    /// `host:port` of peers reached directly.
+    pub static_peers: Vec<String>,
+}
+
+/// Our announcement as of now (capabilities change while running).
+pub type AnnouncementSource = Arc<dyn Fn() -> Announcement + Send + Sync>;
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Discovery's way to a node: fetch its manifest, ask the event log about
+/// its membership.
+pub trait Contact: Send + Sync + 'static {
+    /// `GET /manifest` at `addr`: the JSON and the node proven by TLS.
+    fn fetch_manifest(
+        &self,
+        addr: SocketAddr,
+        expected: Option<NodeId>,
+    ) -> BoxFuture<Result<(Value, Option<NodeId>), String>>;
+    fn is_member(&self, node: &NodeId) -> bool;
+}
+
+/// A hint that a node listens at `addr`.
+#[derive(Debug, Clone)]
+pub struct Sighting {
+    pub node_short: Option<String>,
+    pub community_short: Option<String>,
+    pub addr: SocketAddr,
+    pub source: Source,
+}
+
+/// How each discovery transport fares, for `status` and `doctor`.
+#[derive(Default)]
+pub struct Status {
+    udp_sent: AtomicU64,
+    udp_received: AtomicU64,
+    udp_malformed: AtomicU64,
+    mdns_resolved: AtomicU64,
+    foreign_sightings: AtomicU64,
+    manifests_rejected: AtomicU64,
+    udp: Mutex<TransportState>,
+    mdns: Mutex<TransportState>,
+}
+
+#[derive(Default, Clone)]
+struct TransportState {
+    state: &'static str,
+    error: Option<String>,
+    interfaces: Vec<String>,
+}
+
+impl Status {
+    fn set(slot: &Mutex<TransportState>, f: impl FnOnce(&mut TransportState)) {
+        if let Ok(mut s) = slot.lock() {
+            f(&mut s);
+        }
+    }
+
+    fn set_udp_interfaces(&self, interfaces: Vec<String>) {
+        Self::set(&self.udp, |s| {
+            s.state = "running";
+            s.interfaces = interfaces;
+        });
+    }
+
+    fn set_mdns_ok(&self, interfaces: Vec<String>) {
+        Self::set(&self.mdns, |s| {
+            s.state = "running";
+            s.error = None;
+            s.interfaces = interfaces;
+        });
+    }
+
+    fn set_mdns_error(&self, error: String) {
+        Self::set(&self.mdns, |s| {
+            s.state = "failed";
+            s.error = Some(error);
+        });
+    }
+
+    fn json(slot: &Mutex<TransportState>) -> Value {
+        let s = slot.lock().map(|s| s.clone()).unwrap_or_default();
+        json!({
+            "state": if s.state.is_empty() { "starting" } else { s.state },
+            "error": s.error,
+            "interfaces": s.interfaces,
+        })
+    }
+
+    /// `{"mdns": {...}, "udp": {...}, "counters": {...}}`
+    pub fn to_json(&self) -> Value {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        json!({
+            "mdns": Self::json(&self.mdns),
+            "udp": Self::json(&self.udp),
+            "counters": {
+                "udp_sent": n(&self.udp_sent),
+                "udp_received": n(&self.udp_received),
+                "udp_malformed": n(&self.udp_malformed),
+                "mdns_resolved": n(&self.mdns_resolved),
+                "foreign_sightings": n(&self.foreign_sightings),
+                "manifests_rejected": n(&self.manifests_rejected),
+            },
+        })
+    }
+}
+
+/// State shared by the discovery tasks.
+struct Context {
+    settings: Settings,
+    registry: Arc<PeerRegistry>,
+    status: Arc<Status>,
+    announcement: AnnouncementSource,
+    sightings: mpsc::Sender<Sighting>,
+    emergency: watch::Receiver<bool>,
+}
+
+impl Context {
+    /// M02 §3.4: fast while we know fewer than two peers or the internet is
+    /// gone (M09), slow once the neighbourhood is settled.
+    fn udp_interval(&self) -> Duration {
+        let fast = self.registry.len() < 2 || *self.emergency.borrow();
+        Duration::from_secs(if fast {
+            DISCOVERY_UDP_INTERVAL_ACTIVE_SECONDS
+        } else {
+            DISCOVERY_UDP_INTERVAL_STABLE_SECONDS
+        })
+    }
+
+    /// A node of our community we have not verified yet.
+    fn is_stranger(&self, s: &Sighting) -> bool {
+        let ours = s.community_short.as_deref() == Some(&self.settings.community.short());
+        let us = s.node_short.as_deref() == Some(&self.settings.node.short());
+        ours && !us
+            && s.node_short
+                .as_deref()
+                .is_some_and(|n| self.registry.by_short(n).is_none())
+    }
+}
+
+/// Running discovery: the registry and the transports' status.
+pub struct Discovery {
+    pub registry: Arc<PeerRegistry>,
+    pub status: Arc<Status>,
+}
+
+impl Discovery {
+    /// Start every enabled transport. A transport that cannot start is
+    /// logged and shown in the status, never fatal (M02 §5): the node goes
+    /// on with whichever works.
+    pub fn start(
+        settings: Settings,
+        contact: Arc<dyn Contact>,
+        announcement: AnnouncementSource,
+        emergency: watch::Receiver<bool>,
+        stop: CancellationToken,
+    ) -> Self {
+        let registry = Arc::new(PeerRegistry::default());
+        let status = Arc::new(Status::default());
+        let (tx, rx) = mpsc::channel(256);
+        let ctx = Arc::new(Context {
+            settings,
+            registry: registry.clone(),
+            status: status.clone(),
+            announcement,
+            sightings: tx,
+            emergency,
+        });
+        let disabled = |slot: &Mutex<TransportState>| Status::set(slot, |s| s.state = "disabled");
+        if ctx.settings.udp_enabled {
+            match udp::bind(&ctx.settings) {
+                Ok(socket) => {
+                    tokio::spawn(udp::run(socket, ctx.clone(), stop.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "UDP discovery unavailable");
+                    Status::set(&status.udp, |s| {
+                        s.state = "failed";
+                        s.error = Some(e.to_string());
+                    });
+                }
+            }
+        } else {
+            disabled(&status.udp);
+        }
+        if ctx.settings.mdns_enabled {
+            match mdns::start(&ctx) {
+                Ok(daemon) => {
+                    tokio::spawn(mdns::run(daemon, ctx.clone(), stop.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "mDNS discovery unavailable");
+                    status.set_mdns_error(e.to_string());
+                }
+            }
+        } else {
+            disabled(&status.mdns);
+        }
+        tokio::spawn(verify_sightings(
+            ctx.clone(),
+            contact.clone(),
+            rx,
+            stop.clone(),
+        ));
+        tokio::spawn(refresh(ctx, contact, stop));
+        Self { registry, status }
+    }
+}
+
+/// Turn sightings into verified peers.
+async fn verify_sightings(
+    ctx: Arc<Context>,
+    contact: Arc<dyn Contact>,
+    mut rx: mpsc::Receiver<Sighting>,
+    stop: CancellationToken,
+) {
+    let mut last_try: HashMap<SocketAddr, Instant> = HashMap::new();
+    loop {
+        let sighting = tokio::select! {
+            s = rx.recv() => match s { Some(s) => s, None => return },
+            _ = stop.cancelled() => return,
+        };
+        let ours = ctx.settings.community.short();
+        if sighting
+            .community_short
+            .as_deref()
+            .is_some_and(|c| c != ours)
+        {
+            ctx.status.foreign_sightings.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        if sighting.node_short.as_deref() == Some(&ctx.settings.node.short()) {
+            continue;
+        }
+        if let Some(known) = sighting
+            .node_short
+            .as_deref()
+            .and_then(|n| ctx.registry.by_short(n))
+            && known.addr == sighting.addr
+        {
+            ctx.registry.heard(&known.node_id, sighting.source);
+            continue;
+        }
+        let now = Instant::now();
+        if last_try
+            .get(&sighting.addr)
+            .is_some_and(|t| now.duration_since(*t) < RETRY_ADDRESS_AFTER)
+        {
+            continue;
+        }
+        last_try.insert(sighting.addr, now);
+        last_try.retain(|_, t| now.duration_since(*t) < RETRY_ADDRESS_AFTER);
+        tokio::spawn(contact_peer(ctx.clone(), contact.clone(), sighting, None));
+    }
+}
+
+/// Fetch and check the manifest at `sighting.addr`; admit or refresh the
+/// peer. Returns whether the peer is (still) verified.
+async fn contact_peer(
+    ctx: Arc<Context>,
+    contact: Arc<dyn Contact>,
+    sighting: Sighting,
+    expected: Option<NodeId>,
+) -> bool {
+    let fetched = contact.fetch_manifest(sighting.addr, expected).await;
+    let verdict = fetched.and_then(|(json, tls_node)| {
+        check_manifest(&ctx.settings, contact.as_ref(), &sighting, &json, tls_node)
+    });
+    match verdict {
+        Ok(manifest) => {
+            ctx.registry.upsert(Peer {
+                node_id: manifest.node_id,
+                display_name: manifest.content.display_name.clone(),
+                addr: sighting.addr,
+                manifest,
+                sources: [sighting.source].into(),
+                first_verified: Timestamp::now(),
+            });
+            true
+        }
+        Err(reason) => {
+            ctx.status
+                .manifests_rejected
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(addr = %sighting.addr, source = ?sighting.source, %reason, "not a peer");
+            false
+        }
+    }
+}
+
+fn check_manifest(
+    settings: &Settings,
+    contact: &dyn Contact,
+    sighting: &Sighting,
+    json: &Value,
+    tls_node: Option<NodeId>,
+) -> Result<NodeManifest, String> {
+    let manifest = NodeManifest::verify(json, Timestamp::now()).map_err(|e| e.to_string())?;
+    let node = manifest.node_id;
+    if manifest.content.community_id != settings.community {
+        return Err(format!("{} belongs to another community", node.short()));
+    }
+    if node == settings.node {
+        return Err("that is this node".into());
+    }
+    if tls_node.is_some_and(|t| t != node) {
+        return Err("the manifest is not the TLS peer's".into());
+    }
+    if sighting
+        .node_short
+        .as_deref()
+        .is_some_and(|s| s != node.short())
+    {
+        return Err("the manifest is not the announced node's".into());
+    }
+    if !contact.is_member(&node) {
+        return Err(format!("{} is not a member (or was revoked)", node.short()));
+    }
+    Ok(manifest)
+}
+
+/// Keep manifests fresh, drop the silent and the revoked, retry static
+/// peers.
+async fn refresh(ctx: Arc<Context>, contact: Arc<dyn Contact>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(REFRESH_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let now = Timestamp::now();
+        for peer in ctx.registry.all() {
+            if !contact.is_member(&peer.node_id) {
+                ctx.registry.remove(&peer.node_id, "no longer a member");
+                continue;
+            }
+            let due = peer.manifest.expires_at.unix() - now.unix() <= REFETCH_BEFORE_EXPIRY_SECONDS;
+            if due {
+                let source = peer.sources.iter().next().copied().unwrap_or(Source::Udp);
+                let sighting = Sighting {
+                    node_short: Some(peer.node_id.short()),
+                    community_short: None,
+                    addr: peer.addr,
+                    source,
+                };
+                tokio::spawn(contact_peer(
+                    ctx.clone(),
+                    contact.clone(),
+                    sighting,
+                    Some(peer.node_id),
+                ));
+            }
+        }
+        let grace = if *ctx.emergency.borrow() {
+            PRUNE_GRACE_EMERGENCY_SECONDS
+        } else {
+            PRUNE_GRACE_SECONDS
+        };
+        ctx.registry.prune_expired(now, grace);
+        let known: Vec<SocketAddr> = ctx.registry.all().iter().map(|p| p.addr).collect();
+        for entry in &ctx.settings.static_peers {
+            let Ok(mut addrs) = tokio::net::lookup_host(entry.as_str()).await else {
+                tracing::debug!(peer = %entry, "static peer does not resolve");
+                continue;
+            };
+            if let Some(addr) = addrs.next()
+                && !known.contains(&addr)
+            {
+                let _ = ctx.sightings.try_send(Sighting {
+                    node_short: None,
+                    community_short: None,
+                    addr,
+                    source: Source::Static,
+                });
+            }
+        }
+    }
+}
