@@ -19,6 +19,7 @@ use crate::health::Health;
 use crate::service::{Call, CallError, FrameSink, Item, Service};
 use crate::trace::{TraceRecord, TraceRing};
 use crate::version::Version;
+use hearthnet_identity::CapabilitySpec;
 
 /// Routing preferences (from `[bus]` in config.toml).
 #[derive(Debug, Clone)]
@@ -43,13 +44,42 @@ impl Default for BusSettings {
 struct Entry {
     node_id: NodeId,
     descriptor: CapabilityDescriptor,
+    /// Ours, or as the offering peer's manifest states it.
+    schema_hash: String,
     service: Arc<dyn Service>,
     permits: Arc<Semaphore>,
     in_flight: AtomicU32,
     health: Mutex<Health>,
+    /// For a peer's entry: until when its manifest vouches for it.
+    valid_until: Mutex<Option<Instant>>,
 }
 
 impl Entry {
+    fn new(
+        node_id: NodeId,
+        descriptor: CapabilityDescriptor,
+        schema_hash: String,
+        service: Arc<dyn Service>,
+        valid_until: Option<Instant>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            node_id,
+            permits: Arc::new(Semaphore::new(descriptor.max_concurrent as usize)),
+            descriptor,
+            schema_hash,
+            service,
+            in_flight: AtomicU32::new(0),
+            health: Mutex::new(Health::default()),
+            valid_until: Mutex::new(valid_until),
+        })
+    }
+
+    fn is_fresh(&self, now: Instant) -> bool {
+        self.valid_until
+            .lock()
+            .map_or(false, |v| v.is_none_or(|until| now < until))
+    }
+
     fn load(&self) -> f64 {
         f64::from(self.in_flight.load(Ordering::Relaxed))
             / f64::from(self.descriptor.max_concurrent.max(1))
@@ -175,20 +205,84 @@ impl Bus {
                     && e.descriptor.version == descriptor.version)
             });
             tracing::info!(capability = %descriptor.name, version = %descriptor.version, "capability registered");
-            entries.push(Arc::new(Entry {
-                node_id: self.node_id,
-                permits: Arc::new(Semaphore::new(descriptor.max_concurrent as usize)),
+            let hash = descriptor.schema_hash().to_string();
+            entries.push(Entry::new(
+                self.node_id,
                 descriptor,
-                service: service.clone(),
-                in_flight: AtomicU32::new(0),
-                health: Mutex::new(Health::default()),
-            }));
+                hash,
+                service.clone(),
+                None,
+            ));
         }
         Ok(())
     }
 
+    /// Set what peer `node` offers, as its manifest (valid for `valid_for`)
+    /// lists it; `provider` carries calls there. Entries that stay keep
+    /// their health record; the ones no longer offered go.
+    pub fn set_remote(
+        &self,
+        node: NodeId,
+        offers: &[CapabilitySpec],
+        valid_for: Duration,
+        provider: Arc<dyn Service>,
+    ) {
+        let until = Instant::now() + valid_for;
+        let Ok(mut entries) = self.entries.write() else {
+            return;
+        };
+        let mut kept: Vec<Arc<Entry>> = Vec::new();
+        for spec in offers {
+            let Ok(version) = spec.version.parse::<Version>() else {
+                tracing::debug!(peer = %node.short(), capability = %spec.name, version = %spec.version, "unusable version in a peer's manifest");
+                continue;
+            };
+            let existing = entries.iter().find(|e| {
+                e.node_id == node
+                    && e.descriptor.name == spec.name
+                    && e.descriptor.version == version
+                    && e.schema_hash == spec.schema_hash
+                    && e.descriptor.params == spec.params
+            });
+            match existing {
+                Some(e) => {
+                    if let Ok(mut v) = e.valid_until.lock() {
+                        *v = Some(until);
+                    }
+                    kept.push(e.clone());
+                }
+                None => kept.push(Entry::new(
+                    node,
+                    CapabilityDescriptor::offered_by_peer(
+                        spec,
+                        version,
+                        self.settings.default_timeout,
+                    ),
+                    spec.schema_hash.clone(),
+                    provider.clone(),
+                    Some(until),
+                )),
+            }
+        }
+        entries.retain(|e| e.node_id != node);
+        entries.extend(kept);
+    }
+
+    /// Forget everything peer `node` offered.
+    pub fn remove_remote(&self, node: &NodeId) {
+        if *node == self.node_id {
+            return;
+        }
+        if let Ok(mut entries) = self.entries.write() {
+            entries.retain(|e| e.node_id != *node);
+        }
+    }
+
+    /// Capabilities this node itself offers.
     pub fn capability_count(&self) -> usize {
-        self.entries.read().map_or(0, |e| e.len())
+        self.entries.read().map_or(0, |e| {
+            e.iter().filter(|e| e.node_id == self.node_id).count()
+        })
     }
 
     pub fn in_flight_total(&self) -> u32 {
@@ -219,6 +313,7 @@ impl Bus {
         };
         entries
             .iter()
+            .filter(|e| e.is_fresh(now))
             .map(|e| {
                 let (success_rate, p50_ms, quarantined) =
                     e.health.lock().map_or((1.0, 0.0, false), |h| {
@@ -231,7 +326,7 @@ impl Bus {
                     node: e.node_id.full(),
                     local: e.node_id == self.node_id,
                     params: e.descriptor.params.clone(),
-                    schema_hash: e.descriptor.schema_hash().to_string(),
+                    schema_hash: e.schema_hash.clone(),
                     success_rate,
                     p50_ms,
                     in_flight: e.in_flight.load(Ordering::Relaxed),
@@ -264,23 +359,33 @@ impl Bus {
                 "the body must be {\"params\": {...}, \"input\": {...}}",
             ));
         }
-        let (entry, permit) = self.route(&req, &params)?;
-        check_trust(&entry.descriptor, &req, self.node_id)?;
-        Ok(self.start(entry, permit, req, params, input))
+        let (entry, permit, fallbacks) = self.route(&req, &params)?;
+        if entry.node_id == self.node_id {
+            check_trust(&entry.descriptor, &req, self.node_id)?;
+        }
+        Ok(self.start(entry, permit, fallbacks, req, params, input))
     }
 
+    /// The chosen entry with its permit, and the other viable ones best
+    /// first (where a call goes if the chosen peer turns out to be gone).
     fn route(
         &self,
         req: &InboundCall,
         params: &Value,
-    ) -> Result<(Arc<Entry>, OwnedSemaphorePermit), CallError> {
+    ) -> Result<(Arc<Entry>, OwnedSemaphorePermit, Vec<Arc<Entry>>), CallError> {
         let entries = self
             .entries
             .read()
             .map_err(|_| CallError::new(ErrorCode::InternalError, "registry lock"))?;
+        let now = Instant::now();
+        // Only this node's own calls (its CLI, UI and services) are carried
+        // to peers; a peer's call is served here or not at all, so calls
+        // never bounce between nodes.
+        let may_forward = req.caller == self.node_id;
         let same_name: Vec<&Arc<Entry>> = entries
             .iter()
             .filter(|e| e.descriptor.name == req.capability)
+            .filter(|e| e.node_id == self.node_id || (may_forward && e.is_fresh(now)))
             .collect();
         let versioned: Vec<&Arc<Entry>> = same_name
             .iter()
@@ -314,7 +419,6 @@ impl Bus {
                 ),
             ));
         }
-        let now = Instant::now();
         let healthy: Vec<&Arc<Entry>> = compatible
             .iter()
             .copied()
@@ -352,12 +456,13 @@ impl Bus {
                 .partial_cmp(&key(b))
                 .unwrap_or(std::cmp::Ordering::Equal)
         });
-        for entry in ranked {
+        for (i, entry) in ranked.iter().enumerate() {
             if let Ok(permit) = entry.permits.clone().try_acquire_owned() {
                 if let Ok(mut h) = entry.health.lock() {
                     h.on_selected(now);
                 }
-                return Ok((entry.clone(), permit));
+                let fallbacks = ranked[i + 1..].iter().map(|e| (*e).clone()).collect();
+                return Ok(((*entry).clone(), permit, fallbacks));
             }
         }
         let p50 = healthy
@@ -378,112 +483,187 @@ impl Bus {
         &self,
         entry: Arc<Entry>,
         permit: OwnedSemaphorePermit,
+        fallbacks: Vec<Arc<Entry>>,
         req: InboundCall,
         params: Value,
         input: Value,
     ) -> CallStream {
         let (tx, rx) = mpsc::channel(STREAM_WINDOW_FRAMES as usize);
         let caller_gone = CancellationToken::new();
-        let handler_cancel = CancellationToken::new();
         let frames = Arc::new(AtomicU64::new(0));
-        let streaming = req.stream && entry.descriptor.is_streaming();
-        let call = Call {
-            capability: req.capability.clone(),
-            version: req.version,
-            params,
-            input,
-            caller: req.caller,
-            trace_id: req.trace_id.clone(),
-            stream: streaming,
-            frames: FrameSink::new(tx.clone(), frames.clone()),
-            cancel: handler_cancel.clone(),
-        };
+        // A peer decides by itself whether it streams; relay what it sends.
+        let streaming =
+            req.stream && (entry.descriptor.is_streaming() || entry.node_id != self.node_id);
         let deadline = req
             .timeout
             .unwrap_or(entry.descriptor.timeout)
             .min(Duration::from_secs(3600));
-        let shutdown = self.shutdown.clone();
-        let metrics = self.metrics.clone();
-        let in_flight_total = self.in_flight_total.clone();
-        let gauge = metrics.in_flight(&entry.descriptor.name);
-        let traces = self.traces.clone();
-        let caller_gone_task = caller_gone.clone();
+        let call = Attempt {
+            req,
+            params,
+            input,
+            streaming,
+            deadline_at: tokio::time::Instant::now() + deadline,
+            deadline,
+            frames: frames.clone(),
+            tx: tx.clone(),
+            caller_gone: caller_gone.clone(),
+            shutdown: self.shutdown.clone(),
+            metrics: self.metrics.clone(),
+            traces: self.traces.clone(),
+            in_flight_total: self.in_flight_total.clone(),
+            us: self.node_id,
+        };
         tokio::spawn(async move {
-            let started = Instant::now();
-            let ts = Timestamp::now();
-            entry.in_flight.fetch_add(1, Ordering::Relaxed);
-            in_flight_total.fetch_add(1, Ordering::Relaxed);
-            gauge.inc();
-            let handler = entry.service.clone().handle(call);
-            let outcome = tokio::select! {
-                r = tokio::time::timeout(deadline, handler) => match r {
-                    Ok(Ok(v)) => Some(Item::Done(v)),
-                    Ok(Err(e)) => Some(Item::Failed(e)),
-                    Err(_) => Some(Item::Failed(CallError::new(
-                        ErrorCode::Timeout,
-                        format!("{} did not finish within {} ms", entry.descriptor.name, deadline.as_millis()),
-                    ))),
-                },
-                _ = caller_gone_task.cancelled() => None,
-                _ = shutdown.cancelled() => Some(Item::Failed(
-                    CallError::new(ErrorCode::Partition, "the node is shutting down").retry_after(1000),
-                )),
-            };
-            handler_cancel.cancel();
-            let result = match &outcome {
-                Some(Item::Done(_)) => "ok".to_owned(),
-                Some(Item::Failed(e)) => e.code.as_str().to_owned(),
-                _ => "cancelled".to_owned(),
+            let (mut entry, mut permit) = (entry, permit);
+            let mut fallbacks = fallbacks.into_iter();
+            let outcome = loop {
+                let outcome = call.run(&entry, permit).await;
+                // Fail over only while nothing has reached the caller: a
+                // peer that is gone or full gets the call handed on, once
+                // per remaining provider.
+                let handed_on = match &outcome {
+                    Some(Item::Failed(e))
+                        if entry.node_id != call.us
+                            && call.frames.load(Ordering::Relaxed) == 0
+                            && matches!(
+                                e.code,
+                                ErrorCode::Partition | ErrorCode::CapacityExceeded
+                            ) =>
+                    {
+                        fallbacks.by_ref().find_map(|next| {
+                            let p = next.permits.clone().try_acquire_owned().ok()?;
+                            Some((next, p))
+                        })
+                    }
+                    _ => None,
+                };
+                match handed_on {
+                    Some((next, p)) => {
+                        tracing::info!(trace_id = %call.req.trace_id, capability = %call.req.capability, from = %entry.node_id.short(), to = %next.node_id.short(), "failing over");
+                        (entry, permit) = (next, p);
+                    }
+                    None => break outcome,
+                }
             };
             if let Some(item) = outcome {
                 let _ = tx.send(item).await;
             }
-            drop(tx);
-            let ms = started.elapsed().as_secs_f64() * 1000.0;
-            entry.in_flight.fetch_sub(1, Ordering::Relaxed);
-            in_flight_total.fetch_sub(1, Ordering::Relaxed);
-            gauge.dec();
-            drop(permit);
-            let provider_failed = matches!(
-                result.as_str(),
-                "internal_error" | "timeout" | "not_implemented"
-            );
-            if result != "cancelled" && result != "partition" {
-                let quarantined = entry
-                    .health
-                    .lock()
-                    .map(|mut h| h.record(!provider_failed, ms, Instant::now()))
-                    .unwrap_or(false);
-                if quarantined {
-                    metrics.quarantines.inc();
-                    tracing::warn!(capability = %entry.descriptor.name, "provider quarantined");
-                }
-            }
-            metrics.record_call(&entry.descriptor.name, &result, ms);
-            tracing::info!(
-                trace_id = %req.trace_id, capability = %entry.descriptor.name,
-                caller = %req.caller.short(), result = %result, ms = ms,
-                "call finished"
-            );
-            traces.push(TraceRecord {
-                ts: ts.to_string(),
-                trace_id: req.trace_id,
-                capability: req.capability,
-                version: req.version.to_string(),
-                from_node: req.caller.full(),
-                to_node: entry.node_id.full(),
-                is_local: true,
-                result,
-                ms,
-                stream: streaming,
-                frames: frames.load(Ordering::Relaxed),
-            });
         });
         CallStream {
             rx,
             streaming,
             _cancel_on_drop: caller_gone.drop_guard(),
         }
+    }
+}
+
+/// One call's journey, possibly over several providers.
+struct Attempt {
+    req: InboundCall,
+    params: Value,
+    input: Value,
+    streaming: bool,
+    deadline_at: tokio::time::Instant,
+    deadline: Duration,
+    frames: Arc<AtomicU64>,
+    tx: mpsc::Sender<Item>,
+    caller_gone: CancellationToken,
+    shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
+    traces: Arc<TraceRing>,
+    in_flight_total: Arc<AtomicU32>,
+    us: NodeId,
+}
+
+impl Attempt {
+    /// Run the call on `entry` and record it (health, metrics, trace). The
+    /// outcome is `None` when the caller left.
+    async fn run(&self, entry: &Arc<Entry>, permit: OwnedSemaphorePermit) -> Option<Item> {
+        let req = &self.req;
+        let handler_cancel = CancellationToken::new();
+        let call = Call {
+            capability: req.capability.clone(),
+            version: req.version,
+            params: self.params.clone(),
+            input: self.input.clone(),
+            caller: req.caller,
+            trace_id: req.trace_id.clone(),
+            stream: self.streaming,
+            frames: FrameSink::new(self.tx.clone(), self.frames.clone()),
+            cancel: handler_cancel.clone(),
+        };
+        let gauge = self.metrics.in_flight(&entry.descriptor.name);
+        let started = Instant::now();
+        let ts = Timestamp::now();
+        entry.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.in_flight_total.fetch_add(1, Ordering::Relaxed);
+        gauge.inc();
+        let handler = entry.service.clone().handle(call);
+        let outcome = tokio::select! {
+            r = tokio::time::timeout_at(self.deadline_at, handler) => match r {
+                Ok(Ok(v)) => Some(Item::Done(v)),
+                Ok(Err(e)) => Some(Item::Failed(e)),
+                Err(_) => Some(Item::Failed(CallError::new(
+                    ErrorCode::Timeout,
+                    format!("{} did not finish within {} ms", entry.descriptor.name, self.deadline.as_millis()),
+                ))),
+            },
+            _ = self.caller_gone.cancelled() => None,
+            _ = self.shutdown.cancelled() => Some(Item::Failed(
+                CallError::new(ErrorCode::Partition, "the node is shutting down").retry_after(1000),
+            )),
+        };
+        handler_cancel.cancel();
+        let result = match &outcome {
+            Some(Item::Done(_)) => "ok".to_owned(),
+            Some(Item::Failed(e)) => e.code.as_str().to_owned(),
+            _ => "cancelled".to_owned(),
+        };
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        entry.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.in_flight_total.fetch_sub(1, Ordering::Relaxed);
+        gauge.dec();
+        drop(permit);
+        let is_local = entry.node_id == self.us;
+        // A local `partition` is our own shutdown; a peer's is the peer
+        // being unreachable, which its health must remember.
+        let provider_failed = matches!(
+            result.as_str(),
+            "internal_error" | "timeout" | "not_implemented"
+        ) || (!is_local && result == "partition");
+        if result != "cancelled" && (result != "partition" || !is_local) {
+            let quarantined = entry
+                .health
+                .lock()
+                .map(|mut h| h.record(!provider_failed, ms, Instant::now()))
+                .unwrap_or(false);
+            if quarantined {
+                self.metrics.quarantines.inc();
+                tracing::warn!(capability = %entry.descriptor.name, node = %entry.node_id.short(), "provider quarantined");
+            }
+        }
+        self.metrics
+            .record_call(&entry.descriptor.name, &result, ms);
+        tracing::info!(
+            trace_id = %req.trace_id, capability = %entry.descriptor.name,
+            caller = %req.caller.short(), provider = %entry.node_id.short(), result = %result, ms = ms,
+            "call finished"
+        );
+        self.traces.push(TraceRecord {
+            ts: ts.to_string(),
+            trace_id: req.trace_id.clone(),
+            capability: req.capability.clone(),
+            version: req.version.to_string(),
+            from_node: req.caller.full(),
+            to_node: entry.node_id.full(),
+            is_local,
+            result,
+            ms,
+            stream: self.streaming,
+            frames: self.frames.load(Ordering::Relaxed),
+        });
+        outcome
     }
 }
 
@@ -731,5 +911,146 @@ mod tests {
             bus.call(call(json!({}))).err().unwrap().code,
             ErrorCode::Partition
         );
+    }
+
+    /// A peer as the bus sees it: answers, or is gone (`partition`).
+    struct FakePeer {
+        reachable: bool,
+        served: AtomicU32,
+    }
+
+    impl Service for FakePeer {
+        fn descriptors(&self) -> Vec<CapabilityDescriptor> {
+            Vec::new()
+        }
+
+        fn handle(self: Arc<Self>, _call: Call) -> BoxFuture<'static, Result<Value, CallError>> {
+            Box::pin(async move {
+                self.served.fetch_add(1, Ordering::SeqCst);
+                if self.reachable {
+                    Ok(json!({"from": "peer"}))
+                } else {
+                    Err(CallError::new(ErrorCode::Partition, "connection refused"))
+                }
+            })
+        }
+    }
+
+    fn remote_spec() -> CapabilitySpec {
+        CapabilitySpec {
+            name: "experimental.remote".into(),
+            version: "1.0".into(),
+            stability: Stability::Experimental,
+            schema_hash: "blake3:00".into(),
+            params: json!({}),
+            max_concurrent: 4,
+        }
+    }
+
+    fn own_call(bus: &Bus) -> InboundCall {
+        InboundCall {
+            capability: "experimental.remote".into(),
+            caller: bus.node_id(),
+            ..call(json!({}))
+        }
+    }
+
+    fn peer(reachable: bool) -> Arc<FakePeer> {
+        Arc::new(FakePeer {
+            reachable,
+            served: AtomicU32::new(0),
+        })
+    }
+
+    #[tokio::test]
+    async fn peers_serve_our_own_calls_only() {
+        let (bus, _) = bus_with(2, Trust::Level(TrustLevel::Member));
+        let provider = peer(true);
+        bus.set_remote(
+            DeviceKey::generate().node_id(),
+            &[remote_spec()],
+            Duration::from_secs(30),
+            provider.clone(),
+        );
+        assert_eq!(bus.capability_count(), 1, "remote entries are not ours");
+        let out = bus.call(own_call(&bus)).unwrap().outcome().await.unwrap();
+        assert_eq!(out["from"], "peer");
+        // Another node's call is never forwarded: no loops between nodes.
+        let foreign = InboundCall {
+            caller: DeviceKey::generate().node_id(),
+            ..own_call(&bus)
+        };
+        assert_eq!(bus.call(foreign).err().unwrap().code, ErrorCode::NotFound);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let trace = &bus.recent_traces(1, None)[0];
+        assert!(!trace.is_local);
+        assert_eq!(provider.served.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_gone_peer_hands_the_call_to_the_next() {
+        let (bus, _) = bus_with(2, Trust::Level(TrustLevel::Member));
+        let (dead, alive) = (peer(false), peer(true));
+        let (dead_id, alive_id) = (
+            DeviceKey::generate().node_id(),
+            DeviceKey::generate().node_id(),
+        );
+        bus.set_remote(
+            dead_id,
+            &[remote_spec()],
+            Duration::from_secs(30),
+            dead.clone(),
+        );
+        bus.set_remote(
+            alive_id,
+            &[remote_spec()],
+            Duration::from_secs(30),
+            alive.clone(),
+        );
+        for _ in 0..6 {
+            let out = bus.call(own_call(&bus)).unwrap().outcome().await.unwrap();
+            assert_eq!(out["from"], "peer");
+        }
+        assert_eq!(alive.served.load(Ordering::SeqCst), 6);
+        // The dead one was tried, then ranked last by its failures.
+        let tried_dead = dead.served.load(Ordering::SeqCst);
+        assert!((1..6).contains(&tried_dead), "{tried_dead}");
+        // When nobody is left, the caller hears `partition`.
+        bus.remove_remote(&alive_id);
+        let err = bus
+            .call(own_call(&bus))
+            .unwrap()
+            .outcome()
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(err.code, ErrorCode::Partition);
+        bus.remove_remote(&dead_id);
+        assert_eq!(
+            bus.call(own_call(&bus)).err().unwrap().code,
+            ErrorCode::NotFound
+        );
+    }
+
+    #[tokio::test]
+    async fn expired_manifests_stop_routing() {
+        let (bus, _) = bus_with(2, Trust::Level(TrustLevel::Member));
+        let node = DeviceKey::generate().node_id();
+        bus.set_remote(
+            node,
+            &[remote_spec()],
+            Duration::from_millis(30),
+            peer(true),
+        );
+        assert!(bus.call(own_call(&bus)).is_ok());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            bus.call(own_call(&bus)).err().unwrap().code,
+            ErrorCode::NotFound
+        );
+        assert!(bus.entries().iter().all(|e| e.local));
+        // A fresh manifest brings it back.
+        bus.set_remote(node, &[remote_spec()], Duration::from_secs(30), peer(true));
+        assert!(bus.call(own_call(&bus)).is_ok());
     }
 }

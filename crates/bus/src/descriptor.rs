@@ -113,6 +113,25 @@ impl CapabilityDescriptor {
         Ok(())
     }
 
+    /// A peer's capability as far as its manifest tells: name, version,
+    /// params and capacity. The schemas stay with the peer, which checks
+    /// calls against them (and the caller's trust level) itself.
+    pub fn offered_by_peer(spec: &CapabilitySpec, version: Version, timeout: Duration) -> Self {
+        Self {
+            name: spec.name.clone(),
+            version,
+            stability: spec.stability,
+            request_schema: serde_json::json!({"type": "object"}),
+            response_schema: None,
+            stream_schema: None,
+            params: spec.params.clone(),
+            max_concurrent: spec.max_concurrent.max(1),
+            trust: Trust::Level(TrustLevel::Member),
+            timeout,
+            idempotent: false,
+        }
+    }
+
     /// The subset that goes into a node manifest (Contract §6.1).
     pub fn spec(&self) -> CapabilitySpec {
         CapabilitySpec {
