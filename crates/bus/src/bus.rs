@@ -77,7 +77,7 @@ impl Entry {
     fn is_fresh(&self, now: Instant) -> bool {
         self.valid_until
             .lock()
-            .map_or(false, |v| v.is_none_or(|until| now < until))
+            .is_ok_and(|v| v.is_none_or(|until| now < until))
     }
 
     fn load(&self) -> f64 {
@@ -96,6 +96,9 @@ impl Entry {
         latency * (1.0 + self.load()) + (1.0 - success) * 1000.0 + bonus
     }
 }
+
+/// The chosen entry, its capacity permit, and the fallbacks best first.
+type Routed = (Arc<Entry>, OwnedSemaphorePermit, Vec<Arc<Entry>>);
 
 /// A capability call as it arrives from the transport, after the caller's
 /// signature and membership were checked.
@@ -368,11 +371,7 @@ impl Bus {
 
     /// The chosen entry with its permit, and the other viable ones best
     /// first (where a call goes if the chosen peer turns out to be gone).
-    fn route(
-        &self,
-        req: &InboundCall,
-        params: &Value,
-    ) -> Result<(Arc<Entry>, OwnedSemaphorePermit, Vec<Arc<Entry>>), CallError> {
+    fn route(&self, req: &InboundCall, params: &Value) -> Result<Routed, CallError> {
         let entries = self
             .entries
             .read()
