@@ -21,14 +21,14 @@ for cmd in status version; do
 done
 
 echo "== signed calls on loopback =="
-HEARTHNET_TRANSPORT_API_PORT=0 HEARTHNET_TRANSPORT_PEER_PORT=0 HEARTHNET_TRANSPORT_PEER_HOST=127.0.0.1 HEARTHNET_OBSERVABILITY_LOG_LEVEL=warn "$bin" run --no-ui >/dev/null 2>&1 &
+HEARTHNET_DISCOVERY_MDNS_ENABLED=false HEARTHNET_DISCOVERY_UDP_ENABLED=false HEARTHNET_TRANSPORT_API_PORT=0 HEARTHNET_TRANSPORT_PEER_PORT=0 HEARTHNET_TRANSPORT_PEER_HOST=127.0.0.1 HEARTHNET_OBSERVABILITY_LOG_LEVEL=warn "$bin" run --no-ui >/dev/null 2>&1 &
 node=$!
 for _ in $(seq 100); do [ -s "$HOME/.local/share/hearthnet/run/node.json" ] && break; sleep 0.05; done
 "$loadgen" "${LOADGEN_SECONDS:-5}"
 
 echo "== idle RSS of 'hearthnet run --no-ui' after 60 s =="
 kill "$node"; wait "$node" 2>/dev/null || true
-HEARTHNET_TRANSPORT_API_PORT=0 HEARTHNET_TRANSPORT_PEER_PORT=0 HEARTHNET_TRANSPORT_PEER_HOST=127.0.0.1 "$bin" run --no-ui >/dev/null 2>&1 &
+HEARTHNET_DISCOVERY_MDNS_ENABLED=false HEARTHNET_DISCOVERY_UDP_ENABLED=false HEARTHNET_TRANSPORT_API_PORT=0 HEARTHNET_TRANSPORT_PEER_PORT=0 HEARTHNET_TRANSPORT_PEER_HOST=127.0.0.1 "$bin" run --no-ui >/dev/null 2>&1 &
 node=$!
 sleep 60
 grep -E "VmRSS|VmHWM" /proc/$node/status

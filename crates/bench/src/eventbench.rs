@@ -116,6 +116,10 @@ impl Home {
             .env("HEARTHNET_TRANSPORT_PEER_PORT", "0")
             .env("HEARTHNET_TRANSPORT_PEER_HOST", "127.0.0.1")
             .env("HEARTHNET_EMERGENCY_ENABLED", "false")
+            // Tests and benchmarks never announce on the host's real network;
+            // discovery is tested inside network namespaces (tests/discovery.rs).
+            .env("HEARTHNET_DISCOVERY_MDNS_ENABLED", "false")
+            .env("HEARTHNET_DISCOVERY_UDP_ENABLED", "false")
             .env("HEARTHNET_OBSERVABILITY_LOG_LEVEL", "warn");
         c
     }

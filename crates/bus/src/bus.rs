@@ -590,6 +590,7 @@ impl Attempt {
             trace_id: req.trace_id.clone(),
             stream: self.streaming,
             frames: FrameSink::new(self.tx.clone(), self.frames.clone()),
+            deadline: self.deadline_at,
             cancel: handler_cancel.clone(),
         };
         let gauge = self.metrics.in_flight(&entry.descriptor.name);

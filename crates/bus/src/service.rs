@@ -125,6 +125,9 @@ pub struct Call {
     /// The caller wants frames (`Accept: text/event-stream`).
     pub stream: bool,
     pub frames: FrameSink,
+    /// When the caller stops waiting (the bus enforces it; a handler that
+    /// asks someone else passes on what is left).
+    pub deadline: tokio::time::Instant,
     /// Cancelled when the caller leaves, the deadline passes or the node
     /// stops; blocking work should check it.
     pub cancel: CancellationToken,

@@ -9,6 +9,7 @@
 mod community;
 mod diagnostics;
 mod lock;
+mod peers;
 mod sync;
 mod view;
 
@@ -130,7 +131,8 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
             metrics.clone(),
         ));
 
-        // 7. Peer registry and discovery (discovery issue).
+        // 7. Peer registry and discovery: started at step 12, once the peer
+        //    port is bound, so nobody is told of a port that is not there.
 
         // 8. Services, each optional by config. Until the real services
         //    land, the diagnostic echo is the one capability.
@@ -187,14 +189,29 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
             let _ = invite_endpoints.set(view::peer_endpoints(addr, config.transport.allow_plain_http));
         }
 
-        let peer_client = hearthnet_transport::peer_client::PeerClient::new(
+        let peer_client = Arc::new(hearthnet_transport::peer_client::PeerClient::new(
             key.clone(),
             community_id,
             tls_identity.clone(),
             membership.clone(),
             config.transport.allow_plain_http,
-        );
-        let syncer = Arc::new(sync::Syncer::new(log.clone(), community_json.clone(), peer_client, metrics.clone()));
+        ));
+        let syncer = Arc::new(sync::Syncer::new(log.clone(), community_json.clone(), peer_client.clone(), metrics.clone()));
+
+        // 12. Discovery (M02) announces the bound peer port; verified peers'
+        //     capabilities join the bus. Until the emergency detector
+        //     (step 9) feeds it, the node is never in emergency mode.
+        let stop_serving = CancellationToken::new();
+        let (_emergency_tx, emergency) = tokio::sync::watch::channel(false);
+        let discovery = start_discovery(&loaded, &key, &community, &bus, &log, &peer_client, peer_bound, emergency.clone(), stop_serving.clone());
+        let new_peer = Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(peers::follow(
+            discovery.registry.clone(),
+            bus.clone(),
+            peer_client.clone(),
+            new_peer.clone(),
+            stop_serving.clone(),
+        ));
         let view = Arc::new(view::NodeState::new(
             key.clone(),
             log.clone(),
@@ -206,6 +223,8 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
             paths.clone(),
             api_bound,
             peer_bound,
+            discovery.registry.clone(),
+            discovery.status.clone(),
         ));
         let state = Arc::new(ApiState::new(
             bus.clone(),
@@ -218,7 +237,6 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
         )
         .with_sync(Arc::new(sync::SyncHandle(syncer.clone()))));
         let router = hearthnet_transport::router(state);
-        let stop_serving = CancellationToken::new();
         let mut servers = Vec::new();
         servers.push(tokio::spawn(hearthnet_transport::serve(api_listener, router.clone(), stop_serving.clone(), None)));
         if let Some(listener) = peer_listener {
@@ -227,13 +245,26 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
 
         // 11. UI (web UI issue); `--no-ui` will skip it.
         let _ = options.no_ui;
-        // 12–13. Peer events, manifest publishing (discovery issue).
-        // 14. Periodic event sync with the static peers.
-        // Until the emergency detector (step 9) feeds it, the node is
-        // never in emergency mode.
-        let (_emergency_tx, emergency) = tokio::sync::watch::channel(false);
+        // 13. Manifests are issued fresh on every fetch (valid 30 s);
+        //     discovery refetches its peers' before they expire.
+        // 14. Periodic event sync with every verified and static peer, and
+        //     at once with a peer that just appeared.
+        let sync_peers = {
+            let registry = discovery.registry.clone();
+            let statics = config.discovery.static_peers.clone();
+            move || {
+                let mut addrs: Vec<String> = registry.all().iter().map(|p| p.addr.to_string()).collect();
+                for s in &statics {
+                    if !addrs.contains(s) {
+                        addrs.push(s.clone());
+                    }
+                }
+                addrs
+            }
+        };
         servers.push(tokio::spawn(syncer.clone().run_periodic(
-            config.discovery.static_peers.clone(),
+            sync_peers,
+            new_peer,
             sync::Schedule {
                 normal: Duration::from_secs(config.events.sync_interval_seconds),
                 emergency: Duration::from_secs(config.events.emergency_sync_interval_seconds),
@@ -285,6 +316,58 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Start M02 discovery for this node: what it announces comes from the bus
+/// (capability names) and the bound peer port.
+#[allow(clippy::too_many_arguments)] // the wiring's parts, named once
+fn start_discovery(
+    loaded: &LoadedConfig,
+    key: &hearthnet_base::DeviceKey,
+    community: &CommunityManifest,
+    bus: &Arc<Bus>,
+    log: &hearthnet_events::EventLog,
+    client: &Arc<hearthnet_transport::peer_client::PeerClient>,
+    peer_bound: Option<SocketAddr>,
+    emergency: tokio::sync::watch::Receiver<bool>,
+    stop: CancellationToken,
+) -> hearthnet_discovery::Discovery {
+    let config = &loaded.config;
+    let udp_group = config.discovery.udp_multicast_group.parse().unwrap_or_else(|_| {
+        tracing::warn!(group = %config.discovery.udp_multicast_group, "discovery.udp_multicast_group is not IPv4; using 239.255.42.42");
+        std::net::Ipv4Addr::new(239, 255, 42, 42)
+    });
+    let port = peer_bound.map_or(0, |a| a.port());
+    let settings = hearthnet_discovery::Settings {
+        node: key.node_id(),
+        community: community.community_id,
+        display_name: view::display_name(config),
+        // Without a peer port there is nothing to announce.
+        mdns_enabled: config.discovery.mdns_enabled && port != 0,
+        mdns_port: hearthnet_base::constants::MDNS_PORT,
+        udp_enabled: config.discovery.udp_enabled && port != 0,
+        udp_group,
+        udp_port: hearthnet_base::constants::DISCOVERY_UDP_PORT,
+        interfaces: config.discovery.interfaces.clone(),
+        static_peers: config.discovery.static_peers.clone(),
+    };
+    let announcement: hearthnet_discovery::AnnouncementSource = {
+        let bus = bus.clone();
+        let (node, community) = (key.node_id().short(), community.community_id.short());
+        Arc::new(move || {
+            let caps: Vec<String> = bus
+                .local_descriptors()
+                .into_iter()
+                .map(|d| d.name)
+                .collect();
+            hearthnet_discovery::Announcement::new(node.clone(), community.clone(), port, &caps)
+        })
+    };
+    let contact = Arc::new(peers::PeerContact {
+        client: client.clone(),
+        log: log.clone(),
+    });
+    hearthnet_discovery::Discovery::start(settings, contact, announcement, emergency, stop)
 }
 
 async fn bind(addr: SocketAddr) -> Result<Listener, NodeError> {

@@ -72,7 +72,7 @@ pub struct Syncer {
     /// The root-signed genesis manifest, handed to new members.
     genesis_manifest: Value,
     metrics: Arc<hearthnet_observability::metrics::Metrics>,
-    client: PeerClient,
+    client: Arc<PeerClient>,
     peers: Mutex<HashMap<String, PeerSyncState>>,
     cache: Mutex<Option<(u64, Arc<IdSet>)>>,
 }
@@ -92,7 +92,7 @@ impl Syncer {
     pub fn new(
         log: EventLog,
         genesis_manifest: Value,
-        client: PeerClient,
+        client: Arc<PeerClient>,
         metrics: Arc<hearthnet_observability::metrics::Metrics>,
     ) -> Self {
         Self {
@@ -343,27 +343,27 @@ impl Syncer {
         Ok(reply.body["accepted"].as_u64().unwrap_or(0))
     }
 
-    /// Sync with every static peer now and then every
+    /// Sync with every peer `peers()` names now and then every
     /// `schedule.interval(emergency)`, where `emergency` follows the
     /// emergency detector (M09): more often when the internet is gone and
-    /// the neighbourhood depends on itself.
+    /// the neighbourhood depends on itself. `new_peer` starts a round at
+    /// once.
     pub async fn run_periodic(
         self: Arc<Self>,
-        peers: Vec<String>,
+        peers: impl Fn() -> Vec<String> + Send + 'static,
+        new_peer: Arc<tokio::sync::Notify>,
         schedule: Schedule,
         mut emergency: tokio::sync::watch::Receiver<bool>,
         stop: tokio_util::sync::CancellationToken,
     ) {
-        if peers.is_empty() {
-            return;
-        }
         loop {
-            for peer in &peers {
-                let _ = self.round(peer, None).await;
+            for peer in peers() {
+                let _ = self.round(&peer, None).await;
             }
             let wait = schedule.interval(*emergency.borrow());
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
+                _ = new_peer.notified() => {}
                 // Entering or leaving emergency mode reschedules at once.
                 r = emergency.changed() => if r.is_err() { return },
                 _ = stop.cancelled() => return,
@@ -668,7 +668,7 @@ mod tests {
         let syncer = Arc::new(Syncer::new(
             log,
             json!({}),
-            client,
+            Arc::new(client),
             Arc::new(hearthnet_observability::metrics::Metrics::new()),
         ));
         // Nobody listens on port 1 on loopback: every round fails at once.
@@ -679,8 +679,13 @@ mod tests {
             normal: Duration::from_secs(3600),
             emergency: Duration::from_millis(40),
         };
+        let peers = {
+            let peer = peer.clone();
+            move || vec![peer.clone()]
+        };
         let task = tokio::spawn(syncer.clone().run_periodic(
-            vec![peer.clone()],
+            peers,
+            Arc::new(tokio::sync::Notify::new()),
             schedule,
             emergency,
             stop.clone(),

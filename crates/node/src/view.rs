@@ -17,6 +17,7 @@ use hearthnet_identity::{
 use hearthnet_transport::NodeView;
 
 use crate::sync::Syncer;
+use hearthnet_discovery::PeerRegistry;
 use serde_json::{Value, json};
 
 const STARTING: u8 = 0;
@@ -36,6 +37,8 @@ pub struct NodeState {
     endpoints: Vec<Endpoint>,
     api: SocketAddr,
     sync_interval_seconds: u64,
+    registry: Arc<PeerRegistry>,
+    discovery: Arc<hearthnet_discovery::Status>,
     started: Instant,
     phase: AtomicU8,
 }
@@ -53,17 +56,15 @@ impl NodeState {
         paths: NodePaths,
         api: SocketAddr,
         peer: Option<SocketAddr>,
+        registry: Arc<PeerRegistry>,
+        discovery: Arc<hearthnet_discovery::Status>,
     ) -> Self {
         let facts = HardwareFacts::detect(&paths.data_dir);
         let profile = config
             .identity
             .profile
             .unwrap_or_else(|| facts.suggest_profile().profile);
-        let display_name = if config.identity.display_name.is_empty() {
-            hardware::host_name()
-        } else {
-            config.identity.display_name.clone()
-        };
+        let display_name = display_name(&config);
         let endpoints = peer
             .map(|addr| peer_endpoints(addr, config.transport.allow_plain_http))
             .unwrap_or_default();
@@ -80,6 +81,8 @@ impl NodeState {
             endpoints,
             api,
             sync_interval_seconds: config.events.sync_interval_seconds,
+            registry,
+            discovery,
             started: Instant::now(),
             phase: AtomicU8::new(STARTING),
         }
@@ -95,6 +98,15 @@ impl NodeState {
 
     fn uptime(&self) -> u64 {
         self.started.elapsed().as_secs()
+    }
+}
+
+/// The configured display name, or the host's name.
+pub fn display_name(config: &Config) -> String {
+    if config.identity.display_name.is_empty() {
+        hardware::host_name()
+    } else {
+        config.identity.display_name.clone()
     }
 }
 
@@ -210,6 +222,18 @@ impl NodeView for NodeState {
                 "count": view.count,
                 "disk_bytes": self.log.disk_bytes(),
             },
+            "peers": self.registry.all().iter().map(|p| json!({
+                "node_id": p.node_id,
+                "short_id": p.node_id.short(),
+                "display_name": p.display_name,
+                "addr": p.addr.to_string(),
+                "sources": p.sources,
+                "profile": p.manifest.content.profile,
+                "capabilities": p.manifest.content.capabilities.iter().map(|c| format!("{}@{}", c.name, c.version)).collect::<Vec<_>>(),
+                "first_verified": p.first_verified,
+                "manifest_expires_at": p.manifest.expires_at,
+            })).collect::<Vec<_>>(),
+            "discovery": self.discovery.to_json(),
             "sync": {"interval_seconds": self.sync_interval_seconds, "peers": self.syncer.states()},
             "uptime_seconds": self.uptime(),
             "api": self.api.to_string(),

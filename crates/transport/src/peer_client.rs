@@ -117,14 +117,6 @@ impl PeerClient {
         path: &str,
         body: &Value,
     ) -> Result<PeerReply, PeerError> {
-        let unreachable = |reason: String| PeerError::Unreachable {
-            addr: addr.to_owned(),
-            reason,
-        };
-        let bad = |reason: String| PeerError::BadAnswer {
-            addr: addr.to_owned(),
-            reason,
-        };
         let (path_only, _) = path.split_once('?').unwrap_or((path, ""));
         let headers = SignedHeaders::sign(
             &self.key,
@@ -133,12 +125,121 @@ impl PeerClient {
             request::ENDPOINT_VERSION,
             body,
         )
-        .map_err(|e| bad(e.to_string()))?;
+        .map_err(|e| bad(addr, e.to_string()))?;
         let payload = if method == hyper::Method::GET {
             Vec::new()
         } else {
-            serde_json::to_vec(body).map_err(|e| bad(e.to_string()))?
+            serde_json::to_vec(body).map_err(|e| bad(addr, e.to_string()))?
         };
+        let (peer, resp) = self
+            .open(
+                addr,
+                expected,
+                method,
+                path,
+                &headers,
+                &[],
+                payload,
+                REQUEST_TIMEOUT,
+            )
+            .await?;
+        let status = resp.status().as_u16();
+        let bytes = tokio::time::timeout(REQUEST_TIMEOUT, read_all(resp.into_body()))
+            .await
+            .map_err(|_| unreachable(addr, "no answer in time".into()))?
+            .map_err(|e| unreachable(addr, e))?;
+        self.bytes_received
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        if status != 200 {
+            return Err(PeerError::Refused {
+                addr: addr.to_owned(),
+                status,
+                body: String::from_utf8_lossy(&bytes).chars().take(300).collect(),
+            });
+        }
+        let body =
+            serde_json::from_slice(&bytes).map_err(|e| bad(addr, format!("not JSON: {e}")))?;
+        Ok(PeerReply { peer, body })
+    }
+
+    /// Call a capability on the peer `node` at `addr` (`POST /bus/v1/call`,
+    /// signed as Contract §5.1 says). A streamed answer is handed over frame
+    /// by frame as it arrives.
+    #[allow(clippy::too_many_arguments)] // the wire call's own parameters
+    pub async fn call(
+        &self,
+        addr: &str,
+        node: NodeId,
+        capability: &str,
+        version: &str,
+        body: &Value,
+        stream: bool,
+        timeout: Duration,
+    ) -> Result<CallReply, PeerError> {
+        let headers = SignedHeaders::sign(&self.key, self.community, capability, version, body)
+            .map_err(|e| bad(addr, e.to_string()))?;
+        let payload = serde_json::to_vec(body).map_err(|e| bad(addr, e.to_string()))?;
+        let accept = if stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        };
+        let extra = [
+            ("accept", accept.to_owned()),
+            (request::TIMEOUT_MS, timeout.as_millis().to_string()),
+        ];
+        let (_, resp) = self
+            .open(
+                addr,
+                Some(node),
+                hyper::Method::POST,
+                "/bus/v1/call",
+                &headers,
+                &extra,
+                payload,
+                timeout,
+            )
+            .await?;
+        let status = resp.status().as_u16();
+        let is_stream = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if status == 200 && is_stream {
+            return Ok(CallReply::Frames(FrameStream {
+                body: resp.into_body(),
+                buf: Vec::new(),
+            }));
+        }
+        let bytes = read_all(resp.into_body())
+            .await
+            .map_err(|e| unreachable(addr, e))?;
+        self.bytes_received
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        let value: Value =
+            serde_json::from_slice(&bytes).map_err(|e| bad(addr, format!("not JSON: {e}")))?;
+        Ok(if status == 200 {
+            CallReply::Done(value)
+        } else {
+            CallReply::Failed(value)
+        })
+    }
+
+    /// Connect (TLS unless configured plain), send one request, and return
+    /// the response with its body still unread.
+    #[allow(clippy::too_many_arguments)]
+    async fn open(
+        &self,
+        addr: &str,
+        expected: Option<NodeId>,
+        method: hyper::Method,
+        path: &str,
+        headers: &SignedHeaders,
+        extra: &[(&str, String)],
+        payload: Vec<u8>,
+        wait: Duration,
+    ) -> Result<(Option<NodeId>, hyper::Response<hyper::body::Incoming>), PeerError> {
         let mut req = hyper::Request::builder()
             .method(method)
             .uri(path)
@@ -147,16 +248,19 @@ impl PeerClient {
         for (name, value) in headers.to_pairs() {
             req = req.header(name, value);
         }
+        for (name, value) in extra {
+            req = req.header(*name, value);
+        }
         self.bytes_sent
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
         let req = req
             .body(Full::new(Bytes::from(payload)))
-            .map_err(|e| bad(e.to_string()))?;
+            .map_err(|e| bad(addr, e.to_string()))?;
 
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
             .await
-            .map_err(|_| unreachable("connection timed out".into()))?
-            .map_err(|e| unreachable(e.to_string()))?;
+            .map_err(|_| unreachable(addr, "connection timed out".into()))?
+            .map_err(|e| unreachable(addr, e.to_string()))?;
         let _ = tcp.set_nodelay(true);
         let exchange = async {
             if self.plain {
@@ -181,25 +285,103 @@ impl PeerClient {
             let resp = exchange(TokioIo::new(tls), req).await?;
             Ok((peer, resp))
         };
-        let (peer, (status, bytes)) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        tokio::time::timeout(wait, exchange)
             .await
-            .map_err(|_| unreachable("no answer in time".into()))?
-            .map_err(unreachable)?;
-        self.bytes_received
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        if status != 200 {
-            return Err(PeerError::Refused {
-                addr: addr.to_owned(),
-                status,
-                body: String::from_utf8_lossy(&bytes).chars().take(300).collect(),
-            });
-        }
-        let body = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
-        Ok(PeerReply { peer, body })
+            .map_err(|_| unreachable(addr, "no answer in time".into()))?
+            .map_err(|e| unreachable(addr, e))
     }
 }
 
-async fn exchange<IO>(io: IO, req: hyper::Request<Full>) -> Result<(u16, Bytes), String>
+/// A capability call's answer from a peer.
+pub enum CallReply {
+    /// The JSON response body (non-streamed success).
+    Done(Value),
+    /// A Contract §5.4 error body.
+    Failed(Value),
+    /// Frames as they arrive, the last one `done` or `error`.
+    Frames(FrameStream),
+}
+
+/// Server-sent events read incrementally from a peer's response.
+pub struct FrameStream {
+    body: hyper::body::Incoming,
+    buf: Vec<u8>,
+}
+
+impl FrameStream {
+    /// The next `(event, data)`; `None` when the peer closed the stream.
+    pub async fn next(&mut self) -> Option<Result<(String, Value), String>> {
+        loop {
+            if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = self.buf.drain(..end + 2).collect();
+                match parse_frame(&block) {
+                    Some(frame) => return Some(frame),
+                    None => continue, // a comment or keep-alive
+                }
+            }
+            if self.buf.len() > MAX_FRAME_BYTES {
+                return Some(Err("a frame larger than the limit".into()));
+            }
+            match self.body.frame().await? {
+                Ok(frame) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+                Err(e) => return Some(Err(e.to_string())),
+            }
+        }
+    }
+}
+
+/// The largest single frame accepted from a peer.
+const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+
+fn parse_frame(block: &[u8]) -> Option<Result<(String, Value), String>> {
+    let text = std::str::from_utf8(block).ok()?;
+    let mut event = None;
+    let mut data = String::new();
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("event:") {
+            event = Some(v.trim().to_owned());
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data.push_str(v.trim_start());
+        }
+    }
+    let event = event?;
+    Some(
+        serde_json::from_str(&data)
+            .map(|d| (event, d))
+            .map_err(|e| format!("a frame that is not JSON: {e}")),
+    )
+}
+
+fn unreachable(addr: &str, reason: String) -> PeerError {
+    PeerError::Unreachable {
+        addr: addr.to_owned(),
+        reason,
+    }
+}
+
+fn bad(addr: &str, reason: String) -> PeerError {
+    PeerError::BadAnswer {
+        addr: addr.to_owned(),
+        reason,
+    }
+}
+
+async fn read_all(body: hyper::body::Incoming) -> Result<Bytes, String> {
+    http_body_util::Limited::new(body, MAX_RESPONSE_BYTES)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| format!("reading the answer: {e}"))
+}
+
+async fn exchange<IO>(
+    io: IO,
+    req: hyper::Request<Full>,
+) -> Result<hyper::Response<hyper::body::Incoming>, String>
 where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -209,12 +391,5 @@ where
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let body = http_body_util::Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
-        .collect()
-        .await
-        .map_err(|e| format!("reading the answer: {e}"))?
-        .to_bytes();
-    Ok((status, body))
+    sender.send_request(req).await.map_err(|e| e.to_string())
 }
