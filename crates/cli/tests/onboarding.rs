@@ -6,38 +6,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Sandbox, decode_qr_png, line_starting};
+use common::{Sandbox, decode_qr_png, invite};
 use serde_json::{Value, json};
 
-/// A fresh device shows its identity card and stops at the invite prompt.
 fn fresh_device(name: &str) -> (Sandbox, String) {
     let sb = Sandbox::new();
-    let shown = sb.run(&["init"], Some(&format!("{name}\n\njoin\n")));
-    assert_eq!(shown.code, 2, "{shown:?}");
-    let card = line_starting(&shown.stdout, "hearthnet-id://");
-    assert_eq!(decode_qr_png(&sb.data_dir().join("node-id.png")), card);
+    let card = sb.identity_card(name);
     (sb, card)
-}
-
-fn invite(founder: &Sandbox, card: &str, extra: &[&str]) -> (String, std::path::PathBuf) {
-    let mut args = vec!["invite", "create", "--node-id", card];
-    args.extend_from_slice(extra);
-    let run = founder.run(&args, None);
-    assert_eq!(run.code, 0, "{run:?}");
-    let text = line_starting(&run.stdout, "hearthnet://v1/");
-    let png = std::fs::read_dir(founder.data_dir())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("invite-")
-        })
-        .max_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap())
-        .unwrap();
-    (text, png)
 }
 
 #[test]

@@ -363,6 +363,9 @@ pub struct ObservabilityConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_dir: Option<PathBuf>,
     pub metrics_enabled: bool,
+    /// Offer the diagnostic capabilities `experimental.echo` and
+    /// `experimental.event.append`.
+    pub diagnostics: bool,
 }
 
 impl Default for ObservabilityConfig {
@@ -371,6 +374,7 @@ impl Default for ObservabilityConfig {
             log_level: LogLevel::Info,
             log_dir: None,
             metrics_enabled: true,
+            diagnostics: true,
         }
     }
 }

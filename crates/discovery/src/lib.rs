@@ -45,6 +45,11 @@ const PRUNE_GRACE_SECONDS: i64 = 90;
 const PRUNE_GRACE_EMERGENCY_SECONDS: i64 = 30;
 /// Do not ask the same address again sooner than this.
 const RETRY_ADDRESS_AFTER: Duration = Duration::from_secs(3);
+/// How long a sighting that did not verify is retried (every refresh):
+/// the node may be a member we have not heard of yet, until sync tells us.
+const RETRY_SIGHTING_FOR: Duration = Duration::from_secs(300);
+/// At most this many such sightings are remembered.
+const MAX_PENDING: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
@@ -181,6 +186,8 @@ struct Context {
     announcement: AnnouncementSource,
     sightings: mpsc::Sender<Sighting>,
     emergency: watch::Receiver<bool>,
+    /// Sightings that did not verify yet, with when they first failed.
+    pending: Mutex<HashMap<SocketAddr, (Sighting, Instant)>>,
 }
 
 impl Context {
@@ -210,6 +217,8 @@ impl Context {
 pub struct Discovery {
     pub registry: Arc<PeerRegistry>,
     pub status: Arc<Status>,
+    ctx: Arc<Context>,
+    contact: Arc<dyn Contact>,
 }
 
 impl Discovery {
@@ -233,6 +242,7 @@ impl Discovery {
             announcement,
             sightings: tx,
             emergency,
+            pending: Mutex::new(HashMap::new()),
         });
         let disabled = |slot: &Mutex<TransportState>| Status::set(slot, |s| s.state = "disabled");
         if ctx.settings.udp_enabled {
@@ -270,8 +280,28 @@ impl Discovery {
             rx,
             stop.clone(),
         ));
-        tokio::spawn(refresh(ctx, contact, stop));
-        Self { registry, status }
+        tokio::spawn(refresh(ctx.clone(), contact.clone(), stop));
+        Self {
+            registry,
+            status,
+            ctx,
+            contact,
+        }
+    }
+
+    /// A call to `node` found it unreachable: ask for its manifest now and
+    /// drop it if that fails too, instead of waiting for it to expire.
+    pub fn suspect(&self, node: NodeId) {
+        let (ctx, contact) = (self.ctx.clone(), self.contact.clone());
+        tokio::spawn(async move {
+            let Some(peer) = ctx.registry.get(&node) else {
+                return;
+            };
+            if contact.fetch_manifest(peer.addr, Some(node)).await.is_err() {
+                ctx.registry
+                    .remove(&node, "unreachable after a failed call");
+            }
+        });
     }
 }
 
@@ -334,6 +364,15 @@ async fn contact_peer(
     let verdict = fetched.and_then(|(json, tls_node)| {
         check_manifest(&ctx.settings, contact.as_ref(), &sighting, &json, tls_node)
     });
+    if let Ok(mut pending) = ctx.pending.lock() {
+        if verdict.is_ok() {
+            pending.remove(&sighting.addr);
+        } else if pending.len() < MAX_PENDING {
+            pending
+                .entry(sighting.addr)
+                .or_insert_with(|| (sighting.clone(), Instant::now()));
+        }
+    }
     match verdict {
         Ok(manifest) => {
             ctx.registry.upsert(Peer {
@@ -425,6 +464,17 @@ async fn refresh(ctx: Arc<Context>, contact: Arc<dyn Contact>, stop: Cancellatio
             PRUNE_GRACE_SECONDS
         };
         ctx.registry.prune_expired(now, grace);
+        let retry: Vec<Sighting> = ctx
+            .pending
+            .lock()
+            .map(|mut p| {
+                p.retain(|_, (_, since)| since.elapsed() < RETRY_SIGHTING_FOR);
+                p.values().map(|(s, _)| s.clone()).collect()
+            })
+            .unwrap_or_default();
+        for sighting in retry {
+            let _ = ctx.sightings.try_send(sighting);
+        }
         let known: Vec<SocketAddr> = ctx.registry.all().iter().map(|p| p.addr).collect();
         for entry in &ctx.settings.static_peers {
             let Ok(mut addrs) = tokio::net::lookup_host(entry.as_str()).await else {

@@ -1,9 +1,12 @@
-//! UDP multicast discovery (M02 §3.4): the fallback where mDNS is blocked
-//! or absent. One socket listens on the group's port (shared with other
-//! processes through `SO_REUSEPORT`) joined on every LAN interface; the
-//! same socket sends our announcement out of each interface in turn.
+//! UDP discovery (M02 §3.4): the fallback where mDNS is blocked or absent.
+//! One socket listens on the discovery port (shared with other processes
+//! through `SO_REUSEPORT`), joined to the multicast group on every LAN
+//! interface; the same socket sends our announcement out of each interface
+//! to the group *and* to the subnet's broadcast address, because Wi-Fi
+//! access points and switches that filter multicast (the usual reason mDNS
+//! fails) still pass broadcast.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +38,7 @@ pub(crate) fn bind(settings: &Settings) -> Result<UdpSocket, DiscoveryError> {
     // Other nodes on this host (tests, several users) hear us too; our
     // own datagrams are recognised by node id and dropped.
     socket.set_multicast_loop_v4(true).map_err(fail)?;
+    socket.set_broadcast(true).map_err(fail)?;
     socket.set_nonblocking(true).map_err(fail)?;
     UdpSocket::from_std(socket.into()).map_err(fail)
 }
@@ -42,7 +46,8 @@ pub(crate) fn bind(settings: &Settings) -> Result<UdpSocket, DiscoveryError> {
 /// Listen and announce until `stop`.
 pub(crate) async fn run(socket: UdpSocket, ctx: Arc<Context>, stop: CancellationToken) {
     let (settings, status) = (&ctx.settings, &ctx.status);
-    let mut joined: BTreeSet<Ipv4Addr> = BTreeSet::new();
+    // Interface address → its broadcast address.
+    let mut joined: BTreeMap<Ipv4Addr, Option<Ipv4Addr>> = BTreeMap::new();
     let mut buf = vec![0u8; 2048];
     let mut next_announce = tokio::time::Instant::now();
     loop {
@@ -84,18 +89,18 @@ pub(crate) async fn run(socket: UdpSocket, ctx: Arc<Context>, stop: Cancellation
 fn join_new_interfaces(
     socket: &UdpSocket,
     settings: &Settings,
-    joined: &mut BTreeSet<Ipv4Addr>,
+    joined: &mut BTreeMap<Ipv4Addr, Option<Ipv4Addr>>,
     status: &Status,
 ) {
     for interface in lan_interfaces(&settings.interfaces) {
-        if joined.contains(&interface.addr) {
+        if joined.contains_key(&interface.addr) {
             continue;
         }
         match socket.join_multicast_v4(settings.udp_group, interface.addr) {
             Ok(()) => {
                 tracing::info!(interface = %interface.name, addr = %interface.addr, group = %settings.udp_group, "UDP discovery listening");
-                joined.insert(interface.addr);
-                status.set_udp_interfaces(joined.iter().map(ToString::to_string).collect());
+                joined.insert(interface.addr, interface.broadcast);
+                status.set_udp_interfaces(joined.keys().map(ToString::to_string).collect());
             }
             Err(e) => {
                 tracing::warn!(interface = %interface.name, error = %e, "cannot join the discovery group")
@@ -107,27 +112,38 @@ fn join_new_interfaces(
 async fn send_everywhere(
     socket: &UdpSocket,
     settings: &Settings,
-    interfaces: &BTreeSet<Ipv4Addr>,
+    interfaces: &BTreeMap<Ipv4Addr, Option<Ipv4Addr>>,
     ours: &Announcement,
     status: &Status,
 ) {
     let datagram = ours.to_datagram();
     let group = SocketAddr::new(settings.udp_group.into(), settings.udp_port);
-    for addr in interfaces {
+    for (addr, broadcast) in interfaces {
         // Choose the outgoing interface per datagram (one socket, many
         // interfaces): socket2 reaches the option tokio does not expose.
         let chosen = socket2::SockRef::from(socket).set_multicast_if_v4(addr);
-        let sent = match chosen {
+        let to_group = match chosen {
             Ok(()) => socket.send_to(&datagram, group).await.map(|_| ()),
             Err(e) => Err(e),
         };
-        match sent {
-            Ok(()) => {
-                status
-                    .udp_sent
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let to_broadcast = match broadcast {
+            Some(b) => socket
+                .send_to(&datagram, SocketAddr::new((*b).into(), settings.udp_port))
+                .await
+                .map(|_| ()),
+            None => Ok(()),
+        };
+        for sent in [to_group, to_broadcast] {
+            match sent {
+                Ok(()) => {
+                    status
+                        .udp_sent
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::debug!(interface = %addr, error = %e, "UDP announcement not sent")
+                }
             }
-            Err(e) => tracing::debug!(interface = %addr, error = %e, "UDP announcement not sent"),
         }
     }
 }

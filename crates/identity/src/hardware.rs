@@ -189,6 +189,8 @@ const VIRTUAL_INTERFACE_PREFIXES: [&str; 7] =
 pub struct LanInterface {
     pub name: String,
     pub addr: std::net::Ipv4Addr,
+    /// The subnet's broadcast address, where the interface has one.
+    pub broadcast: Option<std::net::Ipv4Addr>,
     pub index: Option<u32>,
 }
 
@@ -199,11 +201,12 @@ pub fn lan_interfaces(configured: &[String]) -> Vec<LanInterface> {
     };
     interfaces
         .into_iter()
-        .filter_map(|i| match i.ip() {
-            std::net::IpAddr::V4(addr) if is_lan_interface(&i.name, i.ip(), configured) => {
+        .filter_map(|i| match &i.addr {
+            if_addrs::IfAddr::V4(v4) if is_lan_interface(&i.name, i.ip(), configured) => {
                 Some(LanInterface {
+                    addr: v4.ip,
+                    broadcast: v4.broadcast,
                     name: i.name,
-                    addr,
                     index: i.index,
                 })
             }

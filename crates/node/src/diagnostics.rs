@@ -22,7 +22,10 @@ const MAX_INTERVAL_MS: u64 = 60_000;
 /// Enough for 64 concurrent callers (the load benchmark).
 const MAX_CONCURRENT: u32 = 64;
 
-pub struct Echo;
+pub struct Echo {
+    /// Named in every answer, so a caller sees which node served it.
+    pub node: hearthnet_base::NodeId,
+}
 
 struct EchoInput {
     text: String,
@@ -114,10 +117,10 @@ impl Service for Echo {
             }
             let ms = started.elapsed().as_millis() as u64;
             if call.stream {
-                return Ok(json!({"frames": sent, "ms": ms}));
+                return Ok(json!({"frames": sent, "ms": ms, "node": self.node.short()}));
             }
             let text = input.text.repeat(sent as usize);
-            Ok(json!({"output": {"text": text}, "meta": {"ms": ms}}))
+            Ok(json!({"output": {"text": text}, "meta": {"ms": ms, "node": self.node.short()}}))
         })
     }
 }
@@ -189,7 +192,10 @@ mod tests {
         assert!(parse(&json!({"text": "hi", "repeat": "3"})).is_err());
         assert!(parse(&json!({"text": "hi", "interval_ms": 60_001})).is_err());
         assert!(parse(&json!({"text": "x".repeat(MAX_TEXT_BYTES + 1)})).is_err());
-        let desc = &Echo.descriptors()[0];
+        let echo = Echo {
+            node: hearthnet_base::DeviceKey::generate().node_id(),
+        };
+        let desc = &echo.descriptors()[0];
         desc.validate().unwrap();
     }
 }

@@ -134,16 +134,17 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
         // 7. Peer registry and discovery: started at step 12, once the peer
         //    port is bound, so nobody is told of a port that is not there.
 
-        // 8. Services, each optional by config. Until the real services
-        //    land, the diagnostic echo is the one capability.
+        // 8. Services, each optional by config (the diagnostic ones too).
         let register = |service: Arc<dyn hearthnet_bus::Service>| {
             bus.register(service).map_err(|e| NodeError::Io {
                 context: "cannot register a diagnostic capability".into(),
                 source: std::io::Error::other(e.to_string()),
             })
         };
-        register(Arc::new(diagnostics::Echo))?;
-        register(Arc::new(diagnostics::EventAppend { log: log.clone(), key: key.clone() }))?;
+        if config.observability.diagnostics {
+            register(Arc::new(diagnostics::Echo { node: key.node_id() }))?;
+            register(Arc::new(diagnostics::EventAppend { log: log.clone(), key: key.clone() }))?;
+        }
         let invite_endpoints = Arc::new(std::sync::OnceLock::new());
         register(Arc::new(community::Revocations { log: log.clone(), key: key.clone() }))?;
         register(Arc::new(community::Invites {
@@ -203,10 +204,10 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
         //     (step 9) feeds it, the node is never in emergency mode.
         let stop_serving = CancellationToken::new();
         let (_emergency_tx, emergency) = tokio::sync::watch::channel(false);
-        let discovery = start_discovery(&loaded, &key, &community, &bus, &log, &peer_client, peer_bound, emergency.clone(), stop_serving.clone());
+        let discovery = Arc::new(start_discovery(&loaded, &key, &community, &bus, &log, &peer_client, peer_bound, emergency.clone(), stop_serving.clone()));
         let new_peer = Arc::new(tokio::sync::Notify::new());
         tokio::spawn(peers::follow(
-            discovery.registry.clone(),
+            discovery.clone(),
             bus.clone(),
             peer_client.clone(),
             new_peer.clone(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use hearthnet_base::{ErrorCode, NodeId, Timestamp};
 use hearthnet_bus::{Bus, Call, CallError, CapabilityDescriptor, Service};
-use hearthnet_discovery::{Contact, Peer, PeerEvent, PeerRegistry};
+use hearthnet_discovery::{Contact, Discovery, Peer, PeerEvent};
 use hearthnet_events::EventLog;
 use hearthnet_transport::peer_client::{CallReply, PeerClient, PeerError};
 use serde_json::{Value, json};
@@ -50,6 +50,7 @@ pub struct RemoteNode {
     client: Arc<PeerClient>,
     node: NodeId,
     addr: String,
+    discovery: Arc<Discovery>,
 }
 
 impl Service for RemoteNode {
@@ -79,7 +80,12 @@ impl Service for RemoteNode {
                     timeout,
                 )
                 .await
-                .map_err(|e| unreachable(&self.node, e))?;
+                .map_err(|e| {
+                    if matches!(e, PeerError::Unreachable { .. }) {
+                        self.discovery.suspect(self.node);
+                    }
+                    unreachable(&self.node, e)
+                })?;
             match reply {
                 CallReply::Done(value) => Ok(value),
                 CallReply::Failed(body) => Err(error_from_body(&body)),
@@ -141,12 +147,13 @@ fn error_from_body(body: &Value) -> CallError {
 /// Keep the bus's remote entries in step with the registry, and wake sync
 /// when someone new appears.
 pub async fn follow(
-    registry: Arc<PeerRegistry>,
+    discovery: Arc<Discovery>,
     bus: Arc<Bus>,
     client: Arc<PeerClient>,
     new_peer: Arc<Notify>,
     stop: CancellationToken,
 ) {
+    let registry = discovery.registry.clone();
     let mut events = registry.subscribe();
     let offer = |peer: &Peer| {
         let left = peer.manifest.expires_at.unix() - Timestamp::now().unix();
@@ -158,6 +165,7 @@ pub async fn follow(
                 client: client.clone(),
                 node: peer.node_id,
                 addr: peer.addr.to_string(),
+                discovery: discovery.clone(),
             }),
         );
     };

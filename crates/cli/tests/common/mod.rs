@@ -8,8 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod netns;
+
 pub struct Sandbox {
     home_dir: PathBuf,
+    /// Run every command inside this network namespace.
+    netns: Option<String>,
     /// Owns (and finally removes) the directory, unless borrowed via `at`.
     _temp: Option<tempfile::TempDir>,
 }
@@ -45,7 +49,16 @@ impl Sandbox {
         let temp = tempfile::tempdir().expect("temp dir");
         Self {
             home_dir: temp.path().to_path_buf(),
+            netns: None,
             _temp: Some(temp),
+        }
+    }
+
+    /// A sandbox whose commands (and node) run inside network namespace `ns`.
+    pub fn in_netns(ns: &str) -> Self {
+        Self {
+            netns: Some(ns.to_owned()),
+            ..Self::new()
         }
     }
 
@@ -53,6 +66,7 @@ impl Sandbox {
     pub fn at(home: &Path) -> Self {
         Self {
             home_dir: home.to_path_buf(),
+            netns: None,
             _temp: None,
         }
     }
@@ -76,7 +90,15 @@ impl Sandbox {
     /// A `hearthnet` command in this sandbox, with nothing inherited that
     /// could point it at the real home or change its behaviour.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearthnet"));
+        let bin = env!("CARGO_BIN_EXE_hearthnet");
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, bin]);
+                c
+            }
+            None => Command::new(bin),
+        };
         cmd.args(args)
             .env_clear()
             .env("HOME", self.home())
@@ -200,7 +222,12 @@ impl Sandbox {
                 let _ = std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err);
                 panic!("node exited early with {status}: {err}");
             }
-            if let Ok(text) = std::fs::read_to_string(&runtime_file)
+            if self.netns.is_some() {
+                // The API listens on the namespace's loopback: ask from there.
+                if self.run(&["status", "--json"], None).code == 0 {
+                    return node;
+                }
+            } else if let Ok(text) = std::fs::read_to_string(&runtime_file)
                 && let Ok(info) = serde_json::from_str::<serde_json::Value>(&text)
                 && let Some(api) = info["api"].as_str().and_then(|a| a.parse().ok())
             {
@@ -270,4 +297,37 @@ impl Drop for RunningNode {
             let _ = child.wait();
         }
     }
+}
+
+impl Sandbox {
+    /// `init` on a fresh device: it shows its identity card and stops at
+    /// the invite prompt; returns the card.
+    pub fn identity_card(&self, name: &str) -> String {
+        let shown = self.run(&["init"], Some(&format!("{name}\n\njoin\n")));
+        assert_eq!(shown.code, 2, "{shown:?}");
+        let card = line_starting(&shown.stdout, "hearthnet-id://");
+        assert_eq!(decode_qr_png(&self.data_dir().join("node-id.png")), card);
+        card
+    }
+}
+
+/// `invite create` on the founder's node for `card`: the invite text and
+/// the QR PNG it saved.
+pub fn invite(founder: &Sandbox, card: &str, extra: &[&str]) -> (String, PathBuf) {
+    let mut args = vec!["invite", "create", "--node-id", card];
+    args.extend_from_slice(extra);
+    let run = founder.run(&args, None);
+    assert_eq!(run.code, 0, "{run:?}");
+    let text = line_starting(&run.stdout, "hearthnet://v1/");
+    let png = std::fs::read_dir(founder.data_dir())
+        .expect("data dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("invite-"))
+        })
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .expect("an invite PNG");
+    (text, png)
 }
