@@ -274,3 +274,38 @@ fn a_node_of_another_community_is_never_a_peer() {
     let refused = stranger.run(&["sync", "--peer", &addr], None);
     assert_ne!(refused.code, 0, "{refused:?}");
 }
+
+#[test]
+fn doctor_reports_each_discovery_transport() {
+    let Some(lan) = Lan::create(1) else { return };
+    let sb = Sandbox::in_netns(&lan.nodes[0]);
+    sb.init_non_interactive("doc");
+    // Another program holds the UDP discovery port without sharing it.
+    let mut holder = std::process::Command::new("ip")
+        .args(["netns", "exec", &lan.nodes[0], "python3", "-c"])
+        .arg("import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', 42424))\nprint('bound', flush=True)\ntime.sleep(120)")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "bound");
+    let _node = sb.start_node(&discovery_env(true, true));
+    let run = sb.run(&["doctor", "--check", "udp_discovery"], None);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("42424"), "{run:?}");
+    assert!(
+        run.stdout.contains("python3"),
+        "the holder is named: {run:?}"
+    );
+    wait_until(Duration::from_secs(10), "mDNS publishes", || {
+        let mdns = sb.run(&["doctor", "--check", "mdns"], None);
+        mdns.code == 0 && mdns.stdout.contains("10.77.0.1")
+    });
+}

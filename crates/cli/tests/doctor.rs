@@ -213,9 +213,16 @@ fn running_checks_join_when_a_node_answers() {
         "peers_visible",
         "sync_recency",
         "recent_error_rate",
+        "mdns",
+        "udp_discovery",
     ] {
         assert!(check_line(&run, name).starts_with('✓'), "{name}: {run:?}");
     }
+    // The sandbox keeps discovery off the host's network.
+    assert!(
+        check_line(&run, "udp_discovery").contains("off (discovery.udp_enabled = false)"),
+        "{run:?}"
+    );
     assert!(
         check_line(&run, "event_log").contains("head Lamport 0, 1 events"),
         "{run:?}"

@@ -168,6 +168,14 @@ pub const RUNNING_CHECKS: &[Check] = &[
         name: "recent_error_rate",
         run: recent_error_rate,
     },
+    Check {
+        name: "mdns",
+        run: mdns,
+    },
+    Check {
+        name: "udp_discovery",
+        run: udp_discovery,
+    },
 ];
 
 fn no_node() -> Outcome {
@@ -290,6 +298,57 @@ fn sync_recency(ctx: &DoctorContext) -> Outcome {
             stale.join("; "),
             "make the peer reachable, or remove it from discovery.static_peers",
         )
+    }
+}
+
+fn mdns(ctx: &DoctorContext) -> Outcome {
+    discovery_transport(
+        ctx,
+        "mdns",
+        "discovery.mdns_enabled",
+        "another responder may hold UDP 5353 exclusively, or no LAN interface is up; name one in discovery.interfaces, or rely on UDP discovery",
+    )
+}
+
+fn udp_discovery(ctx: &DoctorContext) -> Outcome {
+    let port = crate::sockets::holders(
+        crate::sockets::Protocol::Udp,
+        hearthnet_base::constants::DISCOVERY_UDP_PORT,
+    );
+    let fix = if port.is_empty() {
+        "check that UDP 42424 is free and a LAN interface is up (discovery.interfaces)".to_owned()
+    } else {
+        let names: Vec<String> = port.iter().map(ToString::to_string).collect();
+        format!(
+            "UDP 42424 is held by {}; stop it (HearthNet shares the port only with programs that set SO_REUSEPORT)",
+            names.join(", ")
+        )
+    };
+    discovery_transport(ctx, "udp", "discovery.udp_enabled", &fix)
+}
+
+/// A discovery transport as the running node reports it.
+fn discovery_transport(ctx: &DoctorContext, which: &str, key: &str, fix: &str) -> Outcome {
+    let Some(node) = &ctx.node else {
+        return no_node();
+    };
+    let t = &node.status["discovery"][which];
+    let interfaces: Vec<&str> = t["interfaces"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|i| i.as_str()).collect())
+        .unwrap_or_default();
+    match t["state"].as_str() {
+        Some("running") => Outcome::Pass(format!("announcing on {}", interfaces.join(", "))),
+        Some("disabled") => Outcome::Pass(format!("off ({key} = false)")),
+        Some("starting") => Outcome::Pass("starting".into()),
+        Some(_) => fail(
+            t["error"].as_str().unwrap_or("failed to start").to_owned(),
+            fix,
+        ),
+        None => fail(
+            "the node does not report discovery",
+            "update the node: `hearthnet version` on both",
+        ),
     }
 }
 
