@@ -309,3 +309,50 @@ fn doctor_reports_each_discovery_transport() {
         mdns.code == 0 && mdns.stdout.contains("10.77.0.1")
     });
 }
+
+#[test]
+fn members_who_join_across_the_lan_find_the_history_by_themselves() {
+    let Some(lan) = Lan::create(3) else { return };
+    let founder = Sandbox::in_netns(&lan.nodes[0]);
+    founder.init_non_interactive("founder");
+    let env = discovery_env(true, true);
+    let _a = founder.start_node(&env);
+    for i in 0..3 {
+        let body = json!({"input": {"event_type": "file.cid.unpinned",
+            "data": {"cid": hearthnet_base::Blake3Id::of(format!("history {i}").as_bytes())}}});
+        let r = founder.run(
+            &[
+                "call",
+                "experimental.event.append",
+                "--body",
+                &body.to_string(),
+            ],
+            None,
+        );
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+
+    // One joins through `init`, the other redeems the saved QR code.
+    let by_init = Sandbox::in_netns(&lan.nodes[1]);
+    let card = by_init.identity_card("Bob");
+    let (text, _) = invite(&founder, &card, &[]);
+    let joined = by_init.run(&["init"], Some(&format!("Bob\n\njoin\n{text}\n")));
+    assert_eq!(joined.code, 0, "{joined:?}");
+    let by_qr = Sandbox::in_netns(&lan.nodes[2]);
+    let card = by_qr.identity_card("Carol");
+    let (_, png) = invite(&founder, &card, &[]);
+    let joined = by_qr.run(&["invite", "redeem", png.to_str().unwrap()], None);
+    assert_eq!(joined.code, 0, "{joined:?}");
+
+    // Without static peers, discovery brings them the founder, and sync
+    // the history.
+    let _b = by_init.start_node(&env);
+    let _c = by_qr.start_node(&env);
+    let want = founder.event_count();
+    for sb in [&by_init, &by_qr] {
+        wait_until(Duration::from_secs(30), "the history arrives", || {
+            sb.event_count() == want
+        });
+        assert_eq!(status(sb)["community"]["members"], 3);
+    }
+}

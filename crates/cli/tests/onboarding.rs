@@ -63,6 +63,11 @@ fn an_invited_device_joins_and_receives_the_history() {
     let bob_status: Value =
         serde_json::from_str(&bob.run(&["status", "--json"], None).stdout).unwrap();
     assert_eq!(bob_status["community"]["members"], 2);
+    // The inviter, a static peer since the redemption, is a verified peer.
+    let peers = bob_status["peers"].as_array().unwrap();
+    assert_eq!(peers.len(), 1, "{bob_status}");
+    assert_eq!(peers[0]["short_id"], founder.key().node_id().short());
+    assert_eq!(peers[0]["sources"], json!(["static"]));
 
     // The same invite cannot be used again, even by its addressee on a
     // device that forgot it joined; nor by anyone else.
