@@ -45,9 +45,12 @@ const PRUNE_GRACE_SECONDS: i64 = 90;
 const PRUNE_GRACE_EMERGENCY_SECONDS: i64 = 30;
 /// Do not ask the same address again sooner than this.
 const RETRY_ADDRESS_AFTER: Duration = Duration::from_secs(3);
-/// How long a sighting that did not verify is retried (every refresh):
-/// the node may be a member we have not heard of yet, until sync tells us.
-const RETRY_SIGHTING_FOR: Duration = Duration::from_secs(300);
+/// A sighting that did not verify is retried after this, doubling up to
+/// [`RETRY_BACKOFF_CAP`], and at once when our membership list changes
+/// (the node may be a member we have not heard of yet, until sync tells
+/// us; or a revoked one that keeps announcing itself).
+const RETRY_BACKOFF_FIRST: Duration = Duration::from_secs(5);
+const RETRY_BACKOFF_CAP: Duration = Duration::from_secs(300);
 /// At most this many such sightings are remembered.
 const MAX_PENDING: usize = 64;
 
@@ -91,6 +94,8 @@ pub trait Contact: Send + Sync + 'static {
         expected: Option<NodeId>,
     ) -> BoxFuture<Result<(Value, Option<NodeId>), String>>;
     fn is_member(&self, node: &NodeId) -> bool;
+    /// Changes whenever someone joins or is revoked.
+    fn membership_version(&self) -> u64;
 }
 
 /// A hint that a node listens at `addr`.
@@ -186,8 +191,16 @@ struct Context {
     announcement: AnnouncementSource,
     sightings: mpsc::Sender<Sighting>,
     emergency: watch::Receiver<bool>,
-    /// Sightings that did not verify yet, with when they first failed.
-    pending: Mutex<HashMap<SocketAddr, (Sighting, Instant)>>,
+    /// Sightings that did not verify yet.
+    pending: Mutex<HashMap<SocketAddr, Pending>>,
+}
+
+struct Pending {
+    sighting: Sighting,
+    failures: u32,
+    next_try: Instant,
+    /// `Contact::membership_version` at the last failure.
+    membership: u64,
 }
 
 impl Context {
@@ -340,6 +353,13 @@ async fn verify_sightings(
             continue;
         }
         let now = Instant::now();
+        let backing_off = ctx.pending.lock().is_ok_and(|p| {
+            p.get(&sighting.addr)
+                .is_some_and(|p| now < p.next_try && p.membership == contact.membership_version())
+        });
+        if backing_off {
+            continue;
+        }
         if last_try
             .get(&sighting.addr)
             .is_some_and(|t| now.duration_since(*t) < RETRY_ADDRESS_AFTER)
@@ -367,10 +387,19 @@ async fn contact_peer(
     if let Ok(mut pending) = ctx.pending.lock() {
         if verdict.is_ok() {
             pending.remove(&sighting.addr);
-        } else if pending.len() < MAX_PENDING {
-            pending
-                .entry(sighting.addr)
-                .or_insert_with(|| (sighting.clone(), Instant::now()));
+        } else if pending.len() < MAX_PENDING || pending.contains_key(&sighting.addr) {
+            let entry = pending.entry(sighting.addr).or_insert_with(|| Pending {
+                sighting: sighting.clone(),
+                failures: 0,
+                next_try: Instant::now(),
+                membership: 0,
+            });
+            entry.failures += 1;
+            let backoff = RETRY_BACKOFF_FIRST
+                .saturating_mul(1 << entry.failures.min(10).saturating_sub(1))
+                .min(RETRY_BACKOFF_CAP);
+            entry.next_try = Instant::now() + backoff;
+            entry.membership = contact.membership_version();
         }
     }
     match verdict {
@@ -464,12 +493,21 @@ async fn refresh(ctx: Arc<Context>, contact: Arc<dyn Contact>, stop: Cancellatio
             PRUNE_GRACE_SECONDS
         };
         ctx.registry.prune_expired(now, grace);
+        let membership = contact.membership_version();
         let retry: Vec<Sighting> = ctx
             .pending
             .lock()
-            .map(|mut p| {
-                p.retain(|_, (_, since)| since.elapsed() < RETRY_SIGHTING_FOR);
-                p.values().map(|(s, _)| s.clone()).collect()
+            .map(|mut pending| {
+                let due: Vec<Sighting> = pending
+                    .values_mut()
+                    .filter(|p| Instant::now() >= p.next_try || p.membership != membership)
+                    .map(|p| {
+                        // Let the sighting through the back-off check.
+                        p.membership = u64::MAX;
+                        p.sighting.clone()
+                    })
+                    .collect();
+                due
             })
             .unwrap_or_default();
         for sighting in retry {

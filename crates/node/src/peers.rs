@@ -43,6 +43,11 @@ impl Contact for PeerContact {
         let view = self.log.view();
         view.level_of(node) >= hearthnet_base::TrustLevel::Member && !view.is_revoked(node)
     }
+
+    fn membership_version(&self) -> u64 {
+        let view = self.log.view();
+        (view.members.len() + view.revoked.len()) as u64
+    }
 }
 
 /// A peer's capabilities, called over the network.
