@@ -28,6 +28,10 @@ fn discovery_env(mdns: bool, udp: bool) -> Vec<(&'static str, &'static str)> {
 /// A founder on the LAN's first host and `n - 1` members who joined by
 /// invite, one per further host. No node is left running.
 fn community(lan: &Lan, n: usize) -> Vec<Sandbox> {
+    community_at_level(lan, n, "member")
+}
+
+fn community_at_level(lan: &Lan, n: usize, level: &str) -> Vec<Sandbox> {
     let founder = Sandbox::in_netns(&lan.nodes[0]);
     founder.init_non_interactive("founder");
     let mut members = Vec::new();
@@ -36,7 +40,7 @@ fn community(lan: &Lan, n: usize) -> Vec<Sandbox> {
         for i in 1..n {
             let sb = Sandbox::in_netns(&lan.nodes[i]);
             let card = sb.identity_card(&format!("member{i}"));
-            let (text, _) = invite(&founder, &card, &[]);
+            let (text, _) = invite(&founder, &card, &["--level", level]);
             let joined = sb.run(&["invite", "redeem", &text], None);
             assert_eq!(joined.code, 0, "{joined:?}");
             members.push(sb);
@@ -355,4 +359,60 @@ fn members_who_join_across_the_lan_find_the_history_by_themselves() {
         });
         assert_eq!(status(sb)["community"]["members"], 3);
     }
+}
+
+#[test]
+fn a_revoked_member_is_dropped_by_every_node() {
+    let Some(lan) = Lan::create(4) else { return };
+    let nodes = community_at_level(&lan, 4, "trusted");
+    let mut env = discovery_env(true, true);
+    env.push(("HEARTHNET_EVENTS_SYNC_INTERVAL_SECONDS", "2"));
+    let (_running, _) = start_and_meet(&nodes, &env);
+    let (a, revoked) = (&nodes[0], &nodes[3]);
+    let target = revoked.key().node_id();
+
+    // Three trusted members co-sign; the founder's node records it.
+    let intent = json!({"client_id": "rev-lan", "target_node_id": target, "reason": "compromised"});
+    let co_signers: Vec<Value> = nodes[..3]
+        .iter()
+        .map(|sb| {
+            let key = sb.key();
+            json!({"node_id": key.node_id(), "signature": key.sign_canonical(&intent).unwrap()})
+        })
+        .collect();
+    let mut input = intent.clone();
+    input["co_signers"] = json!(co_signers);
+    let r = a.run(
+        &[
+            "call",
+            "community.revoke@1.0",
+            "--body",
+            &json!({"input": input}).to_string(),
+        ],
+        None,
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+
+    // Every other node learns it by sync and stops counting it a peer,
+    // though it keeps announcing itself.
+    let gone = target.short();
+    for sb in &nodes[..3] {
+        wait_until(
+            Duration::from_secs(30),
+            "the revoked node is dropped",
+            || !peers(sb).contains(&gone),
+        );
+    }
+    std::thread::sleep(Duration::from_secs(6));
+    for sb in &nodes[..3] {
+        assert!(!peers(sb).contains(&gone));
+        assert_eq!(status(sb)["community"]["members"], 3);
+    }
+    // Nor does any node answer it.
+    let addr = status(&nodes[1])["peers"][0]["addr"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let refused = revoked.run(&["sync", "--peer", &addr], None);
+    assert_ne!(refused.code, 0, "{refused:?}");
 }
