@@ -1,0 +1,680 @@
+//! The store on disk: atomic chunk and manifest writes, verified reads,
+//! quarantine, pins and least-recently-used collection.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use hearthnet_base::Blake3Id;
+use hearthnet_base::constants::CHUNK_SIZE_BYTES;
+use serde::Serialize;
+
+use crate::{BlobError, ChunkRef, Manifest};
+
+/// GC stops once the disk is back under this share (M07 §5.3).
+const GC_TARGET: f64 = 0.7;
+
+/// How full the disk holding the store is.
+#[derive(Debug, Clone, Copy)]
+pub struct DiskUsage {
+    pub used: u64,
+    pub total: u64,
+}
+
+impl DiskUsage {
+    fn fraction(self) -> f64 {
+        if self.total == 0 {
+            0.0
+        } else {
+            self.used as f64 / self.total as f64
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BlobInfo {
+    pub cid: Blake3Id,
+    pub size_bytes: u64,
+    pub chunks: usize,
+    pub pinned: bool,
+    /// Unix seconds of the last use (LRU order for collection).
+    pub last_used: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GcReport {
+    pub blobs_removed: Vec<Blake3Id>,
+    pub bytes_freed: u64,
+}
+
+pub struct BlobStore {
+    root: PathBuf,
+    gc_threshold: f64,
+    /// Serialises changes to `pinned.txt`, and GC against them.
+    pins: Mutex<BTreeSet<Blake3Id>>,
+    tmp_seq: AtomicU64,
+}
+
+impl BlobStore {
+    /// Open (creating) the store at `root`; leftovers of interrupted writes
+    /// in `tmp/` are removed.
+    pub fn open(root: &Path, gc_threshold: f64) -> Result<Self, BlobError> {
+        for dir in [
+            root.to_path_buf(),
+            root.join("tmp"),
+            root.join("quarantine"),
+        ] {
+            fs::create_dir_all(&dir)
+                .map_err(|e| BlobError::io(format!("cannot create {}", dir.display()), e))?;
+        }
+        if let Ok(entries) = fs::read_dir(root.join("tmp")) {
+            for entry in entries.flatten() {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        let pins = match fs::read_to_string(root.join("pinned.txt")) {
+            Ok(text) => text
+                .lines()
+                .filter_map(|l| Blake3Id::parse(l.trim()).ok())
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
+            Err(e) => return Err(BlobError::io("cannot read pinned.txt", e)),
+        };
+        Ok(Self {
+            root: root.to_path_buf(),
+            gc_threshold,
+            pins: Mutex::new(pins),
+            tmp_seq: AtomicU64::new(0),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path_of(&self, cid: &Blake3Id, suffix: &str) -> PathBuf {
+        let hex = cid.to_string();
+        let hex = hex.trim_start_matches("blake3:");
+        self.root
+            .join(&hex[..2])
+            .join(format!("{}{suffix}", &hex[2..]))
+    }
+
+    fn chunk_path(&self, cid: &Blake3Id) -> PathBuf {
+        self.path_of(cid, ".bin")
+    }
+
+    fn manifest_path(&self, cid: &Blake3Id) -> PathBuf {
+        self.path_of(cid, ".manifest.json")
+    }
+
+    pub fn has_chunk(&self, cid: &Blake3Id) -> bool {
+        self.chunk_path(cid).is_file()
+    }
+
+    /// Store a chunk whose bytes must hash to `cid`; false if it was
+    /// already there.
+    pub fn write_chunk(&self, cid: &Blake3Id, bytes: &[u8]) -> Result<bool, BlobError> {
+        let actual = Blake3Id::of(bytes);
+        if actual != *cid {
+            return Err(BlobError::HashMismatch {
+                expected: *cid,
+                actual,
+            });
+        }
+        let path = self.chunk_path(cid);
+        if path.is_file() {
+            return Ok(false);
+        }
+        self.write_atomically(&path, bytes)?;
+        Ok(true)
+    }
+
+    /// Write to `tmp/`, flush to disk, then rename into place: readers see
+    /// the whole file or nothing, even if the process dies midway.
+    fn write_atomically(&self, path: &Path, bytes: &[u8]) -> Result<(), BlobError> {
+        let tmp = self.root.join("tmp").join(format!(
+            "{}.{}",
+            std::process::id(),
+            self.tmp_seq.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .map_err(|e| BlobError::io(format!("cannot write {}", tmp.display()), e))?;
+            file.write_all(bytes)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| BlobError::io(format!("cannot write {}", tmp.display()), e))?;
+            let dir = path.parent().unwrap_or(&self.root);
+            fs::create_dir_all(dir)
+                .and_then(|()| fs::rename(&tmp, path))
+                .and_then(|()| File::open(dir)?.sync_all())
+                .map_err(|e| BlobError::io(format!("cannot store {}", path.display()), e))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// A chunk's bytes, verified. A chunk whose bytes no longer match is
+    /// moved to `quarantine/` and reported missing, so it is fetched again.
+    pub fn read_chunk(&self, cid: &Blake3Id) -> Result<Vec<u8>, BlobError> {
+        let path = self.chunk_path(cid);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(BlobError::NotFound(*cid));
+            }
+            Err(e) => return Err(BlobError::io(format!("cannot read {}", path.display()), e)),
+        };
+        let actual = Blake3Id::of(&bytes);
+        if actual != *cid {
+            let hex = cid.to_string();
+            let dest = self.root.join("quarantine").join(format!(
+                "{}.{}",
+                hex.trim_start_matches("blake3:"),
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+            ));
+            tracing::warn!(chunk = %cid.short(), "chunk damaged on disk; quarantined");
+            let _ = fs::rename(&path, dest);
+            return Err(BlobError::NotFound(*cid));
+        }
+        Ok(bytes)
+    }
+
+    /// Commit a blob: every chunk must be present; then its manifest
+    /// appears, and the blob with it.
+    pub fn write_manifest(&self, manifest: &Manifest) -> Result<(), BlobError> {
+        if let Some(missing) = manifest.chunks.iter().find(|c| !self.has_chunk(&c.cid)) {
+            return Err(BlobError::NotFound(missing.cid));
+        }
+        let bytes = serde_json::to_vec(&manifest.to_wire())
+            .map_err(|e| BlobError::ManifestInvalid(e.to_string()))?;
+        self.write_atomically(&self.manifest_path(&manifest.cid), &bytes)
+    }
+
+    /// A stored blob's manifest. Reading it counts as a use (LRU).
+    pub fn manifest(&self, cid: &Blake3Id) -> Result<Manifest, BlobError> {
+        let path = self.manifest_path(cid);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(BlobError::NotFound(*cid));
+            }
+            Err(e) => return Err(BlobError::io(format!("cannot read {}", path.display()), e)),
+        };
+        let value = serde_json::from_slice(&bytes)
+            .map_err(|e| BlobError::ManifestInvalid(e.to_string()))?;
+        let manifest = Manifest::from_wire(&value)?;
+        if manifest.cid != *cid {
+            return Err(BlobError::ManifestInvalid(format!(
+                "{} holds the manifest of {}",
+                path.display(),
+                manifest.cid
+            )));
+        }
+        touch(&path);
+        Ok(manifest)
+    }
+
+    pub fn has_blob(&self, cid: &Blake3Id) -> bool {
+        self.manifest_path(cid).is_file()
+    }
+
+    /// Indices of the chunks of `manifest` this store lacks.
+    pub fn missing_chunks(&self, manifest: &Manifest) -> Vec<usize> {
+        manifest
+            .chunks
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !self.has_chunk(&c.cid))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Chunk and store `reader`'s bytes, calling `progress(bytes so far)`;
+    /// memory use is one chunk whatever the size.
+    pub fn add(
+        &self,
+        reader: &mut dyn Read,
+        mut progress: impl FnMut(u64),
+    ) -> Result<Manifest, BlobError> {
+        let mut chunks = Vec::new();
+        let mut buf = vec![0u8; CHUNK_SIZE_BYTES];
+        let mut total = 0u64;
+        loop {
+            let n = read_full(reader, &mut buf)
+                .map_err(|e| BlobError::io("cannot read the input", e))?;
+            if n == 0 {
+                break;
+            }
+            let cid = Blake3Id::of(&buf[..n]);
+            self.write_chunk(&cid, &buf[..n])?;
+            chunks.push(ChunkRef {
+                cid,
+                size_bytes: n as u64,
+            });
+            total += n as u64;
+            progress(total);
+            if n < buf.len() {
+                break;
+            }
+        }
+        let manifest = Manifest::new(chunks);
+        self.write_manifest(&manifest)?;
+        Ok(manifest)
+    }
+
+    /// Write blob `cid` to `out` (atomically: a temporary file beside it,
+    /// renamed when complete), every chunk verified on the way.
+    pub fn export(
+        &self,
+        cid: &Blake3Id,
+        out: &Path,
+        mut progress: impl FnMut(u64),
+    ) -> Result<Manifest, BlobError> {
+        let manifest = self.manifest(cid)?;
+        let dir = match out.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = out
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.{}.part", std::process::id()));
+        let result = (|| {
+            let mut file = File::create(&tmp)
+                .map_err(|e| BlobError::io(format!("cannot create {}", tmp.display()), e))?;
+            let mut done = 0;
+            for chunk in &manifest.chunks {
+                let bytes = self.read_chunk(&chunk.cid)?;
+                file.write_all(&bytes)
+                    .map_err(|e| BlobError::io(format!("cannot write {}", tmp.display()), e))?;
+                done += bytes.len() as u64;
+                progress(done);
+            }
+            file.sync_all()
+                .and_then(|()| fs::rename(&tmp, out))
+                .map_err(|e| BlobError::io(format!("cannot write {}", out.display()), e))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map(|()| manifest)
+    }
+
+    fn manifests(&self) -> Vec<(Blake3Id, PathBuf)> {
+        let mut found = Vec::new();
+        let Ok(shards) = fs::read_dir(&self.root) else {
+            return found;
+        };
+        for shard in shards.flatten() {
+            let prefix = shard.file_name().to_string_lossy().into_owned();
+            if prefix.len() != 2 {
+                continue;
+            }
+            let Ok(files) = fs::read_dir(shard.path()) else {
+                continue;
+            };
+            for file in files.flatten() {
+                let name = file.file_name().to_string_lossy().into_owned();
+                if let Some(rest) = name.strip_suffix(".manifest.json")
+                    && let Ok(cid) = Blake3Id::parse(&format!("blake3:{prefix}{rest}"))
+                {
+                    found.push((cid, file.path()));
+                }
+            }
+        }
+        found
+    }
+
+    /// Every stored blob, least recently used first.
+    pub fn list(&self) -> Vec<BlobInfo> {
+        let pins = self.pins.lock().map(|p| p.clone()).unwrap_or_default();
+        self.list_with(&pins)
+    }
+
+    fn list_with(&self, pins: &BTreeSet<Blake3Id>) -> Vec<BlobInfo> {
+        let mut blobs: Vec<BlobInfo> = self
+            .manifests()
+            .into_iter()
+            .filter_map(|(cid, path)| {
+                let value = serde_json::from_slice(&fs::read(&path).ok()?).ok()?;
+                let manifest = Manifest::from_wire(&value).ok()?;
+                Some(BlobInfo {
+                    cid,
+                    size_bytes: manifest.size_bytes,
+                    chunks: manifest.chunks.len(),
+                    pinned: pins.contains(&cid),
+                    last_used: mtime(&path),
+                })
+            })
+            .collect();
+        blobs.sort_by_key(|b| (b.last_used, b.cid.to_string()));
+        blobs
+    }
+
+    /// Bytes of chunks and manifests on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        let mut total = 0;
+        let Ok(shards) = fs::read_dir(&self.root) else {
+            return 0;
+        };
+        for shard in shards.flatten() {
+            if shard.file_name().len() != 2 {
+                continue;
+            }
+            if let Ok(files) = fs::read_dir(shard.path()) {
+                total += files
+                    .flatten()
+                    .filter_map(|f| f.metadata().ok())
+                    .map(|m| m.len())
+                    .sum::<u64>();
+            }
+        }
+        total
+    }
+
+    pub fn is_pinned(&self, cid: &Blake3Id) -> bool {
+        self.pins.lock().is_ok_and(|p| p.contains(cid))
+    }
+
+    /// Pin a stored blob (never collected); false if it already was.
+    pub fn pin(&self, cid: &Blake3Id) -> Result<bool, BlobError> {
+        if !self.has_blob(cid) {
+            return Err(BlobError::NotFound(*cid));
+        }
+        self.change_pins(|p| p.insert(*cid))
+    }
+
+    /// Unpin; false if it was not pinned.
+    pub fn unpin(&self, cid: &Blake3Id) -> Result<bool, BlobError> {
+        self.change_pins(|p| p.remove(cid))
+    }
+
+    fn change_pins(
+        &self,
+        f: impl FnOnce(&mut BTreeSet<Blake3Id>) -> bool,
+    ) -> Result<bool, BlobError> {
+        let mut pins = self
+            .pins
+            .lock()
+            .map_err(|_| BlobError::ManifestInvalid("pin list lock poisoned".into()))?;
+        let mut next = pins.clone();
+        if !f(&mut next) {
+            return Ok(false);
+        }
+        let text: Vec<String> = next.iter().map(ToString::to_string).collect();
+        hearthnet_base::fsio::atomic_write(
+            &self.root.join("pinned.txt"),
+            text.join("\n").as_bytes(),
+            0o600,
+        )
+        .map_err(|e| BlobError::io("cannot write pinned.txt", e))?;
+        *pins = next;
+        Ok(true)
+    }
+
+    /// The filesystem's usage where the store lives.
+    pub fn disk_usage(&self) -> Option<DiskUsage> {
+        let stat = rustix::fs::statvfs(&self.root).ok()?;
+        let total = stat.f_blocks.saturating_mul(stat.f_frsize);
+        let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+        Some(DiskUsage {
+            used: total.saturating_sub(free),
+            total,
+        })
+    }
+
+    /// When the disk is fuller than the threshold, remove unpinned blobs,
+    /// least recently used first, until it is under 70 % (M07 §5.3).
+    /// Chunks another remaining blob uses stay.
+    pub fn gc(&self) -> Result<GcReport, BlobError> {
+        self.gc_with(&mut || self.disk_usage())
+    }
+
+    /// [`gc`](Self::gc) against a given view of the disk (for tests and
+    /// quotas).
+    pub fn gc_with(
+        &self,
+        usage: &mut dyn FnMut() -> Option<DiskUsage>,
+    ) -> Result<GcReport, BlobError> {
+        let mut report = GcReport::default();
+        let Some(start) = usage() else {
+            return Ok(report);
+        };
+        if start.fraction() <= self.gc_threshold {
+            return Ok(report);
+        }
+        // Hold the pins for the whole pass: nothing gets pinned midway.
+        let pins = self
+            .pins
+            .lock()
+            .map_err(|_| BlobError::ManifestInvalid("pin list lock poisoned".into()))?;
+        let blobs = self.list_with(&pins);
+        let manifests: Vec<Manifest> = blobs
+            .iter()
+            .filter_map(|b| self.manifest_quietly(&b.cid))
+            .collect();
+        let mut in_use: HashSet<Blake3Id> = manifests
+            .iter()
+            .flat_map(|m| m.chunks.iter().map(|c| c.cid))
+            .collect();
+        for (info, manifest) in blobs.iter().zip(&manifests) {
+            if usage().is_some_and(|u| u.fraction() < GC_TARGET) {
+                break;
+            }
+            if pins.contains(&info.cid) {
+                continue;
+            }
+            let _ = fs::remove_file(self.manifest_path(&info.cid));
+            let still_used: HashSet<Blake3Id> = manifests
+                .iter()
+                .filter(|m| m.cid != info.cid && self.has_blob(&m.cid))
+                .flat_map(|m| m.chunks.iter().map(|c| c.cid))
+                .collect();
+            for chunk in &manifest.chunks {
+                if !still_used.contains(&chunk.cid) && in_use.remove(&chunk.cid) {
+                    let path = self.chunk_path(&chunk.cid);
+                    if let Ok(m) = fs::metadata(&path) {
+                        report.bytes_freed += m.len();
+                    }
+                    let _ = fs::remove_file(path);
+                }
+            }
+            report.blobs_removed.push(info.cid);
+        }
+        if !report.blobs_removed.is_empty() {
+            tracing::info!(
+                blobs = report.blobs_removed.len(),
+                bytes = report.bytes_freed,
+                "collected unpinned blobs"
+            );
+        }
+        Ok(report)
+    }
+
+    /// A manifest without counting it as a use.
+    fn manifest_quietly(&self, cid: &Blake3Id) -> Option<Manifest> {
+        let value = serde_json::from_slice(&fs::read(self.manifest_path(cid)).ok()?).ok()?;
+        Manifest::from_wire(&value).ok()
+    }
+}
+
+/// Read until `buf` is full or the input ends.
+fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+fn mtime(path: &Path) -> u64 {
+    fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Mark a use: reads do not change mtime by themselves (M07 §5.3 assumes
+/// they do), so set it.
+fn touch(path: &Path) {
+    if let Ok(file) = File::options().write(true).open(path) {
+        let _ = file.set_modified(SystemTime::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, BlobStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(&dir.path().join("blobs"), 0.8).unwrap();
+        (dir, store)
+    }
+
+    fn data(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    }
+
+    #[test]
+    fn add_then_export_returns_the_same_bytes_at_every_size() {
+        let (dir, store) = store();
+        for len in [
+            0,
+            1,
+            CHUNK_SIZE_BYTES - 1,
+            CHUNK_SIZE_BYTES,
+            CHUNK_SIZE_BYTES * 3 + 17,
+        ] {
+            let input = data(len, 3);
+            let mut seen = 0;
+            let m = store.add(&mut &input[..], |n| seen = n).unwrap();
+            assert_eq!(seen, len as u64);
+            assert_eq!(m.size_bytes, len as u64);
+            assert_eq!(m.chunks.len(), len.div_ceil(CHUNK_SIZE_BYTES));
+            let out = dir.path().join(format!("out-{len}"));
+            store.export(&m.cid, &out, |_| {}).unwrap();
+            assert_eq!(fs::read(&out).unwrap(), input);
+            assert!(store.has_blob(&m.cid));
+        }
+        assert!(
+            fs::read_dir(store.root().join("tmp"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn wrong_bytes_are_refused_and_damage_is_quarantined() {
+        let (_dir, store) = store();
+        let good = data(1000, 1);
+        let cid = Blake3Id::of(&good);
+        let mut flipped = good.clone();
+        flipped[500] ^= 1;
+        assert!(matches!(
+            store.write_chunk(&cid, &flipped),
+            Err(BlobError::HashMismatch { .. })
+        ));
+        assert!(!store.has_chunk(&cid));
+        assert!(store.write_chunk(&cid, &good).unwrap());
+        assert!(!store.write_chunk(&cid, &good).unwrap(), "already there");
+        // The disk flips a bit behind our back.
+        fs::write(store.chunk_path(&cid), &flipped).unwrap();
+        assert!(matches!(
+            store.read_chunk(&cid),
+            Err(BlobError::NotFound(_))
+        ));
+        assert!(!store.has_chunk(&cid));
+        assert_eq!(
+            fs::read_dir(store.root().join("quarantine"))
+                .unwrap()
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_manifest_appears_only_with_all_its_chunks() {
+        let (_dir, store) = store();
+        let input = data(CHUNK_SIZE_BYTES + 10, 9);
+        let m = store.add(&mut &input[..], |_| {}).unwrap();
+        let other = BlobStore::open(&store.root().with_file_name("other"), 0.8).unwrap();
+        assert!(matches!(
+            other.write_manifest(&m),
+            Err(BlobError::NotFound(_))
+        ));
+        assert_eq!(other.missing_chunks(&m), vec![0, 1]);
+        let first = store.read_chunk(&m.chunks[0].cid).unwrap();
+        other.write_chunk(&m.chunks[0].cid, &first).unwrap();
+        assert_eq!(other.missing_chunks(&m), vec![1]);
+        assert!(!other.has_blob(&m.cid));
+    }
+
+    #[test]
+    fn gc_evicts_least_recently_used_unpinned_blobs_and_never_pinned_ones() {
+        let (_dir, store) = store();
+        let blobs: Vec<Manifest> = (0..4)
+            .map(|i| {
+                store
+                    .add(&mut &data(CHUNK_SIZE_BYTES, i)[..], |_| {})
+                    .unwrap()
+            })
+            .collect();
+        // Oldest use first: 0, 1, 2, 3; then 0 is used again.
+        for (i, m) in blobs.iter().enumerate() {
+            let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000 + i as u64);
+            File::options()
+                .write(true)
+                .open(store.manifest_path(&m.cid))
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        }
+        store.manifest(&blobs[0].cid).unwrap();
+        store.pin(&blobs[1].cid).unwrap();
+        // A disk the size of 5 chunks: 4 stored is 80 %+ (over 0.8 needs > 4).
+        let total = 5 * CHUNK_SIZE_BYTES as u64;
+        let mut usage = || {
+            Some(DiskUsage {
+                used: store.disk_bytes() + CHUNK_SIZE_BYTES as u64 / 2,
+                total,
+            })
+        };
+        let report = store.gc_with(&mut usage).unwrap();
+        // Needs two removals to get under 70 %: 2 then 3 (1 is pinned, 0 was used).
+        assert_eq!(report.blobs_removed, vec![blobs[2].cid, blobs[3].cid]);
+        assert!(store.has_blob(&blobs[0].cid) && store.has_blob(&blobs[1].cid));
+        assert_eq!(report.bytes_freed, 2 * CHUNK_SIZE_BYTES as u64);
+        // Pins survive a reopen.
+        let reopened = BlobStore::open(store.root(), 0.8).unwrap();
+        assert!(reopened.is_pinned(&blobs[1].cid));
+        assert!(reopened.unpin(&blobs[1].cid).unwrap());
+        assert!(
+            !BlobStore::open(store.root(), 0.8)
+                .unwrap()
+                .is_pinned(&blobs[1].cid)
+        );
+    }
+}
