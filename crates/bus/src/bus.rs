@@ -113,6 +113,8 @@ pub struct InboundCall {
     pub trace_id: String,
     pub timeout: Option<Duration>,
     pub stream: bool,
+    /// Only this node may serve it (e.g. the peer known to hold a blob).
+    pub target: Option<NodeId>,
 }
 
 /// A running call. Dropping it cancels the call: that is how a caller who
@@ -309,6 +311,15 @@ impl Bus {
             .unwrap_or_default()
     }
 
+    /// What peers may call here: the local capabilities not reserved to
+    /// this node itself (for the node manifest and announcements).
+    pub fn offered_descriptors(&self) -> Vec<CapabilityDescriptor> {
+        self.local_descriptors()
+            .into_iter()
+            .filter(|d| d.trust != Trust::SelfOnly)
+            .collect()
+    }
+
     pub fn entries(&self) -> Vec<EntryInfo> {
         let now = Instant::now();
         let Ok(entries) = self.entries.read() else {
@@ -385,6 +396,7 @@ impl Bus {
             .iter()
             .filter(|e| e.descriptor.name == req.capability)
             .filter(|e| e.node_id == self.node_id || (may_forward && e.is_fresh(now)))
+            .filter(|e| req.target.is_none_or(|t| t == e.node_id))
             .collect();
         let versioned: Vec<&Arc<Entry>> = same_name
             .iter()
@@ -781,6 +793,7 @@ mod tests {
             trace_id: ulid::Ulid::new().to_string(),
             timeout: None,
             stream: true,
+            target: None,
         }
     }
 

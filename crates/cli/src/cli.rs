@@ -47,6 +47,46 @@ pub enum Command {
     /// Inspect recent calls from the node's trace ring buffer.
     #[command(subcommand)]
     Trace(TraceCommand),
+    /// Share files with the community: add, get, list, pin.
+    #[command(subcommand)]
+    File(FileCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FileCommand {
+    /// Store a file in the node's blob store and tell the community; prints its CID.
+    Add(FileAddArgs),
+    /// Fetch a blob (from the peers that hold it, if needed) and write it to a file.
+    Get(FileGetArgs),
+    /// List the blobs this node stores.
+    Ls(JsonArgs),
+    /// Keep a blob: garbage collection never removes a pinned blob.
+    Pin(CidArg),
+    /// Let garbage collection remove a blob again when the disk fills up.
+    Unpin(CidArg),
+}
+
+#[derive(Debug, Args)]
+pub struct FileAddArgs {
+    pub path: std::path::PathBuf,
+    /// Pin it at once.
+    #[arg(long)]
+    pub pin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FileGetArgs {
+    /// The blob's CID, `blake3:` and 64 hex digits.
+    pub cid: String,
+    /// Where to write it (default: the CID's first 16 hex digits, here).
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CidArg {
+    /// The blob's CID, `blake3:` and 64 hex digits.
+    pub cid: String,
 }
 
 #[derive(Debug, Args)]

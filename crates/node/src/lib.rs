@@ -57,6 +57,8 @@ pub enum NodeError {
     #[error(transparent)]
     Events(#[from] hearthnet_events::EventLogError),
     #[error(transparent)]
+    Blobs(#[from] hearthnet_blobs::BlobError),
+    #[error(transparent)]
     Tls(#[from] hearthnet_transport::tls::TlsError),
     #[error("{context}: {source}")]
     Io {
@@ -103,6 +105,7 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
         })?;
 
     runtime.block_on(async {
+        let stop_serving = CancellationToken::new();
         // 4. Core state: the event log (replayed from its newest sound
         //    snapshot), seeded with the genesis event on first start.
         let genesis = read_json(&state_dir.join(hearthnet_identity::community::GENESIS_FILE)).ok();
@@ -118,7 +121,12 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
         )?;
         metrics.event_log_head.set(log.view().head as i64);
 
-        // 5. Blobs: blob store (files issue).
+        // 5. Blobs: the content-addressed store (M07).
+        let blobs = if config.file.enabled {
+            Some(Arc::new(hearthnet_blobs::BlobStore::open(&paths.blobs_dir, config.file.gc_threshold)?))
+        } else {
+            None
+        };
 
         // 6. Bus.
         let bus = Arc::new(Bus::new(
@@ -147,6 +155,19 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
         }
         let invite_endpoints = Arc::new(std::sync::OnceLock::new());
         register(Arc::new(community::Revocations { log: log.clone(), key: key.clone() }))?;
+        if let Some(store) = &blobs {
+            let holders = Arc::new(hearthnet_files::Holders::default());
+            holders.follow(log.clone(), stop_serving.clone());
+            let service = Arc::new(hearthnet_files::FileService {
+                store: store.clone(),
+                holders,
+                log: log.clone(),
+                key: key.clone(),
+                bus: std::sync::OnceLock::new(),
+            });
+            let _ = service.bus.set(Arc::downgrade(&bus));
+            register(service)?;
+        }
         register(Arc::new(community::Invites {
             log: log.clone(),
             key: key.clone(),
@@ -202,7 +223,6 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
         // 12. Discovery (M02) announces the bound peer port; verified peers'
         //     capabilities join the bus. Until the emergency detector
         //     (step 9) feeds it, the node is never in emergency mode.
-        let stop_serving = CancellationToken::new();
         let (_emergency_tx, emergency) = tokio::sync::watch::channel(false);
         let discovery = Arc::new(start_discovery(&loaded, &key, &community, &bus, &log, &peer_client, peer_bound, emergency.clone(), stop_serving.clone()));
         let new_peer = Arc::new(tokio::sync::Notify::new());
@@ -226,6 +246,7 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
             peer_bound,
             discovery.registry.clone(),
             discovery.status.clone(),
+            blobs.clone(),
         ));
         let state = Arc::new(ApiState::new(
             bus.clone(),

@@ -39,6 +39,7 @@ pub struct NodeState {
     sync_interval_seconds: u64,
     registry: Arc<PeerRegistry>,
     discovery: Arc<hearthnet_discovery::Status>,
+    blobs: Option<Arc<hearthnet_blobs::BlobStore>>,
     started: Instant,
     phase: AtomicU8,
 }
@@ -58,6 +59,7 @@ impl NodeState {
         peer: Option<SocketAddr>,
         registry: Arc<PeerRegistry>,
         discovery: Arc<hearthnet_discovery::Status>,
+        blobs: Option<Arc<hearthnet_blobs::BlobStore>>,
     ) -> Self {
         let facts = HardwareFacts::detect(&paths.data_dir);
         let profile = config
@@ -83,6 +85,7 @@ impl NodeState {
             sync_interval_seconds: config.events.sync_interval_seconds,
             registry,
             discovery,
+            blobs,
             started: Instant::now(),
             phase: AtomicU8::new(STARTING),
         }
@@ -141,7 +144,7 @@ impl NodeView for NodeState {
             hardware: self.hardware.clone(),
             capabilities: self
                 .bus
-                .local_descriptors()
+                .offered_descriptors()
                 .iter()
                 .map(|d| d.spec())
                 .collect(),
@@ -234,6 +237,15 @@ impl NodeView for NodeState {
                 "manifest_expires_at": p.manifest.expires_at,
             })).collect::<Vec<_>>(),
             "discovery": self.discovery.to_json(),
+            "files": self.blobs.as_ref().map(|store| {
+                let blobs = store.list();
+                json!({
+                    "dir": store.root(),
+                    "blobs": blobs.len(),
+                    "pinned": blobs.iter().filter(|b| b.pinned).count(),
+                    "disk_bytes": store.disk_bytes(),
+                })
+            }),
             "sync": {"interval_seconds": self.sync_interval_seconds, "peers": self.syncer.states()},
             "uptime_seconds": self.uptime(),
             "api": self.api.to_string(),

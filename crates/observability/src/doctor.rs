@@ -591,7 +591,8 @@ fn clock(ctx: &DoctorContext) -> Outcome {
     Outcome::Pass(format!("{now} UTC"))
 }
 
-fn human_bytes(bytes: u64) -> String {
+/// `1.5 GiB`: sizes for people.
+pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;

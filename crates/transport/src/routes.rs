@@ -278,6 +278,7 @@ async fn bus_call(State(s): Shared, peer: Peer, headers: HeaderMap, body: Body) 
         trace_id: trace_id.clone(),
         timeout,
         stream: wants_stream,
+        target: None,
     };
     let stream = match s.bus.call(call) {
         Ok(stream) => stream,

@@ -4,6 +4,7 @@
 mod call;
 mod caps;
 mod doctor;
+mod file;
 mod init;
 mod invite;
 mod log;
@@ -14,7 +15,7 @@ mod sync;
 mod trace;
 mod version;
 
-use crate::cli::{Cli, Command, InviteCommand, TraceCommand};
+use crate::cli::{Cli, Command, FileCommand, InviteCommand, TraceCommand};
 use crate::exit::CliResult;
 
 pub fn dispatch(cli: Cli) -> CliResult {
@@ -36,5 +37,15 @@ pub fn dispatch(cli: Cli) -> CliResult {
         }
         Command::Sync(args) => sync::run(cli.config.as_deref(), &env, args),
         Command::Trace(TraceCommand::Recent(args)) => trace::run(cli.config.as_deref(), &env, args),
+        Command::File(command) => {
+            let config = cli.config.as_deref();
+            match command {
+                FileCommand::Add(args) => file::add(config, &env, args),
+                FileCommand::Get(args) => file::get(config, &env, args),
+                FileCommand::Ls(args) => file::ls(config, &env, args),
+                FileCommand::Pin(args) => file::pin(config, &env, &args.cid, true),
+                FileCommand::Unpin(args) => file::pin(config, &env, &args.cid, false),
+            }
+        }
     }
 }

@@ -1,0 +1,111 @@
+//! Who holds which blob: folded from `file.cid.advertised` and
+//! `file.cid.unpinned` events, plus direct `file.advertise` calls.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use hearthnet_base::event::Event;
+use hearthnet_base::{Blake3Id, NodeId};
+use hearthnet_events::{EventLog, Fold, Query};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Default)]
+pub struct Holders {
+    map: Mutex<HashMap<Blake3Id, BTreeSet<NodeId>>>,
+}
+
+impl Holders {
+    pub fn add(&self, cid: Blake3Id, node: NodeId) {
+        if let Ok(mut map) = self.map.lock() {
+            map.entry(cid).or_default().insert(node);
+        }
+    }
+
+    fn remove(&self, cid: &Blake3Id, node: &NodeId) {
+        if let Ok(mut map) = self.map.lock()
+            && let Some(set) = map.get_mut(cid)
+        {
+            set.remove(node);
+            if set.is_empty() {
+                map.remove(cid);
+            }
+        }
+    }
+
+    pub fn of(&self, cid: &Blake3Id) -> Vec<NodeId> {
+        self.map
+            .lock()
+            .map(|m| {
+                m.get(cid)
+                    .map(|s| s.iter().copied().collect())
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default()
+    }
+
+    fn apply(&self, event: &Event) {
+        let Some(cid) = event.data["cid"]
+            .as_str()
+            .and_then(|c| Blake3Id::parse(c).ok())
+        else {
+            return;
+        };
+        match event.event_type.as_str() {
+            "file.cid.advertised" => self.add(cid, event.author),
+            "file.cid.unpinned" => self.remove(&cid, &event.author),
+            _ => {}
+        }
+    }
+
+    /// Fold the whole log in, then follow it until `stop` (in the
+    /// background: replaying a long log takes a while).
+    pub fn follow(self: &Arc<Self>, log: EventLog, stop: CancellationToken) {
+        struct Replay(Arc<Holders>);
+        impl Fold for Replay {
+            fn wants(&self, event_type: &str) -> bool {
+                event_type.starts_with("file.cid.")
+            }
+            fn apply(&mut self, event: &Event) {
+                self.0.apply(event);
+            }
+        }
+        let holders = self.clone();
+        tokio::spawn(async move {
+            let mut changes = log.changes();
+            let replay = {
+                let (log, holders) = (log.clone(), holders.clone());
+                tokio::task::spawn_blocking(move || log.replay_into(Replay(holders))).await
+            };
+            let mut seq = match replay {
+                Ok(Ok((_, seq))) => seq,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "cannot replay file events; holders unknown");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot replay file events; holders unknown");
+                    return;
+                }
+            };
+            loop {
+                let Ok(new) = log
+                    .query(Query {
+                        after_seq: Some(seq),
+                        ..Query::default()
+                    })
+                    .await
+                else {
+                    return;
+                };
+                for stored in new {
+                    seq = seq.max(stored.seq);
+                    holders.apply(&stored.event);
+                }
+                tokio::select! {
+                    r = changes.changed() => if r.is_err() { return },
+                    _ = stop.cancelled() => return,
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,429 @@
+//! M07: the file service. Offers the contract's `file.read@1.0`,
+//! `file.list@1.0` and `file.advertise@1.0` to members, and to this node's
+//! own CLI `file.local.add`, `file.local.get`, `file.local.list` and
+//! `file.local.pin` (self only, streamed `progress` frames). Keeps
+//! [`Holders`] (who holds what, from `file.cid.*` events) and fetches blobs
+//! from peers through the bus ([`fetch`]). Blob bytes live in
+//! `hearthnet-blobs`; this crate moves them.
+//!
+//! Our extension to `file.read`: `input.chunks`, a list of chunk indices,
+//! streams the manifest and only those chunks (`[]`: the manifest alone),
+//! so several holders can each serve a share of one blob.
+
+mod fetch;
+mod holders;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use hearthnet_base::{Blake3Id, DeviceKey, ErrorCode, NodeId, Stability, TrustLevel};
+use hearthnet_blobs::{BlobError, BlobStore, encode_b64};
+use hearthnet_bus::{
+    Bus, Call, CallError, CapabilityDescriptor, FrameSink, Service, Trust, Version,
+};
+use hearthnet_events::EventLog;
+use serde_json::{Value, json};
+
+pub use fetch::fetch;
+pub use holders::Holders;
+
+pub const READ: &str = "file.read";
+pub const LIST: &str = "file.list";
+pub const ADVERTISE: &str = "file.advertise";
+pub const LOCAL_ADD: &str = "file.local.add";
+pub const LOCAL_GET: &str = "file.local.get";
+pub const LOCAL_LIST: &str = "file.local.list";
+pub const LOCAL_PIN: &str = "file.local.pin";
+const READ_TIMEOUT_SECONDS: u64 = 300;
+/// Progress frames at most this often.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+pub struct FileService {
+    pub store: Arc<BlobStore>,
+    pub holders: Arc<Holders>,
+    pub log: EventLog,
+    pub key: DeviceKey,
+    /// To reach peers; set once the bus exists (the bus owns this service).
+    pub bus: std::sync::OnceLock<std::sync::Weak<Bus>>,
+}
+
+fn blob_error(e: BlobError) -> CallError {
+    CallError::new(e.code(), e.to_string())
+}
+
+fn internal(e: impl std::fmt::Display) -> CallError {
+    CallError::new(ErrorCode::InternalError, e.to_string())
+}
+
+fn cid_field(input: &Value, key: &str) -> Result<Blake3Id, CallError> {
+    input[key]
+        .as_str()
+        .and_then(|c| Blake3Id::parse(c).ok())
+        .ok_or_else(|| {
+            CallError::bad_request(format!(
+                "input.{key} must be a CID (blake3:<64 hex digits>)"
+            ))
+        })
+}
+
+#[allow(clippy::too_many_arguments)] // a descriptor literal, named fields
+fn descriptor(
+    name: &str,
+    input: Value,
+    streaming: bool,
+    trust: Trust,
+    max_concurrent: u32,
+    timeout_seconds: u64,
+    stability: Stability,
+) -> CapabilityDescriptor {
+    CapabilityDescriptor {
+        name: name.into(),
+        version: Version::new(1, 0),
+        stability,
+        request_schema: json!({"type": "object", "required": ["input"], "properties": {"params": {"type": "object"}, "input": input}}),
+        response_schema: Some(json!({"type": "object"})),
+        stream_schema: streaming.then(|| json!({"type": "object"})),
+        params: json!({}),
+        max_concurrent,
+        trust,
+        timeout: Duration::from_secs(timeout_seconds),
+        idempotent: true,
+    }
+}
+
+/// Sends `progress` frames, no more often than [`PROGRESS_EVERY`].
+struct Progress {
+    frames: FrameSink,
+    stage: &'static str,
+    last: std::sync::Mutex<Option<Instant>>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Progress {
+    fn report(&self, current: u64, total: u64) {
+        let due = self.last.lock().is_ok_and(|mut last| {
+            let due = current == total || last.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY);
+            if due {
+                *last = Some(Instant::now());
+            }
+            due
+        });
+        if due {
+            let frames = self.frames.clone();
+            let data = json!({"current": current, "total": total, "stage": self.stage});
+            // Progress is best effort: never wait for a slow reader.
+            self.runtime.spawn(async move {
+                let _ = frames.send("progress", data).await;
+            });
+        }
+    }
+}
+
+impl FileService {
+    fn bus(&self) -> Result<Arc<Bus>, CallError> {
+        self.bus
+            .get()
+            .and_then(std::sync::Weak::upgrade)
+            .ok_or_else(|| CallError::new(ErrorCode::Partition, "the node is shutting down"))
+    }
+
+    async fn blocking<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&BlobStore) -> Result<R, BlobError> + Send + 'static,
+    ) -> Result<R, CallError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(internal)?
+            .map_err(blob_error)
+    }
+
+    /// Tell the community we hold `cid` (`file.cid.advertised`).
+    async fn advertise_held(&self, cid: Blake3Id, size: u64) {
+        self.holders.add(cid, self.key.node_id());
+        let data = json!({"cid": cid, "sizes_bytes": size});
+        if let Err(e) = self
+            .log
+            .append_local("file.cid.advertised", data, &self.key)
+            .await
+        {
+            tracing::warn!(blob = %cid.short(), error = %e, "cannot record file.cid.advertised");
+        }
+    }
+
+    /// Run GC when the disk is over the threshold; tell the community what
+    /// this node no longer holds.
+    async fn collect(&self) {
+        let Ok(report) = self.blocking(|s| s.gc()).await else {
+            return;
+        };
+        for cid in report.blobs_removed {
+            let _ = self
+                .log
+                .append_local("file.cid.unpinned", json!({"cid": cid}), &self.key)
+                .await;
+        }
+    }
+
+    async fn read(self: Arc<Self>, call: Call) -> Result<Value, CallError> {
+        let started = Instant::now();
+        let cid = cid_field(&call.input, "cid")?;
+        if !self.store.has_blob(&cid) {
+            // A chunk by its own CID: one JSON answer.
+            let bytes = self.blocking(move |s| s.read_chunk(&cid)).await?;
+            return Ok(
+                json!({"output": {"cid": cid, "size_bytes": bytes.len(), "data_b64": encode_b64(&bytes)},
+                "meta": {"ms": started.elapsed().as_millis() as u64}}),
+            );
+        }
+        if !call.stream {
+            return Err(CallError::bad_request(
+                "a blob is read as a stream: ask with Accept: text/event-stream",
+            ));
+        }
+        let manifest = self.blocking(move |s| s.manifest(&cid)).await?;
+        let indices: Vec<usize> = match call.input.get("chunks") {
+            None | Some(Value::Null) => (0..manifest.chunks.len()).collect(),
+            Some(Value::Array(list)) => list
+                .iter()
+                .map(|v| {
+                    v.as_u64()
+                        .map(|i| i as usize)
+                        .filter(|i| *i < manifest.chunks.len())
+                })
+                .collect::<Option<Vec<usize>>>()
+                .ok_or_else(|| {
+                    CallError::bad_request("input.chunks must list chunk indices of this blob")
+                })?,
+            Some(_) => return Err(CallError::bad_request("input.chunks must be an array")),
+        };
+        let gone = || CallError::new(ErrorCode::Partition, "the caller left");
+        call.frames
+            .send("manifest", manifest.to_wire())
+            .await
+            .map_err(|_| gone())?;
+        for i in &indices {
+            let chunk = manifest.chunks[*i].clone();
+            let cid = chunk.cid;
+            let bytes = self.blocking(move |s| s.read_chunk(&cid)).await?;
+            let frame = json!({"i": i, "cid": chunk.cid, "size_bytes": bytes.len(), "data_b64": encode_b64(&bytes)});
+            call.frames.send("chunk", frame).await.map_err(|_| gone())?;
+        }
+        Ok(json!({"chunks": indices.len(), "ms": started.elapsed().as_millis() as u64}))
+    }
+
+    async fn add(self: Arc<Self>, call: Call) -> Result<Value, CallError> {
+        let path = PathBuf::from(
+            call.input["path"]
+                .as_str()
+                .ok_or_else(|| CallError::bad_request("input.path (a file path) is required"))?,
+        );
+        let pin = call.input["pin"].as_bool().unwrap_or(false);
+        let file = std::fs::File::open(&path)
+            .map_err(|e| CallError::bad_request(format!("cannot read {}: {e}", path.display())))?;
+        let total = file.metadata().map_or(0, |m| m.len());
+        let progress = Progress {
+            frames: call.frames.clone(),
+            stage: "hashing",
+            last: Default::default(),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let manifest = self
+            .blocking(move |s| {
+                let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+                s.add(&mut reader, |n| progress.report(n, total))
+            })
+            .await?;
+        let cid = manifest.cid;
+        if pin {
+            self.blocking(move |s| s.pin(&cid)).await?;
+        }
+        self.advertise_held(cid, manifest.size_bytes).await;
+        self.collect().await;
+        Ok(
+            json!({"cid": cid, "size_bytes": manifest.size_bytes, "chunks": manifest.chunks.len(), "pinned": pin}),
+        )
+    }
+
+    async fn get(self: Arc<Self>, call: Call) -> Result<Value, CallError> {
+        let cid = cid_field(&call.input, "cid")?;
+        let out = call.input["out"].as_str().map(PathBuf::from);
+        let mut from = Vec::new();
+        if !self.store.has_blob(&cid) {
+            let us = self.key.node_id();
+            let holders: Vec<NodeId> = self
+                .holders
+                .of(&cid)
+                .into_iter()
+                .filter(|h| *h != us)
+                .collect();
+            if holders.is_empty() {
+                return Err(CallError::new(
+                    ErrorCode::NotFound,
+                    format!("{cid} is not here and no peer has advertised it"),
+                ));
+            }
+            let progress = Progress {
+                frames: call.frames.clone(),
+                stage: "fetching",
+                last: Default::default(),
+                runtime: tokio::runtime::Handle::current(),
+            };
+            let (manifest, served_by) = fetch(&self.bus()?, &self.store, cid, &holders, &|n, t| {
+                progress.report(n, t)
+            })
+            .await?;
+            from = served_by;
+            self.advertise_held(cid, manifest.size_bytes).await;
+        }
+        let manifest = match out {
+            Some(out) => {
+                let progress = Progress {
+                    frames: call.frames.clone(),
+                    stage: "writing",
+                    last: Default::default(),
+                    runtime: tokio::runtime::Handle::current(),
+                };
+                let total = self.store.manifest(&cid).map_err(blob_error)?.size_bytes;
+                self.blocking(move |s| s.export(&cid, &out, |n| progress.report(n, total)))
+                    .await?
+            }
+            None => self.blocking(move |s| s.manifest(&cid)).await?,
+        };
+        self.collect().await;
+        Ok(json!({"cid": cid, "size_bytes": manifest.size_bytes,
+            "from": from.iter().map(NodeId::full).collect::<Vec<_>>()}))
+    }
+}
+
+impl Service for FileService {
+    fn descriptors(&self) -> Vec<CapabilityDescriptor> {
+        let member = Trust::Level(TrustLevel::Member);
+        let cid = json!({"type": "string", "pattern": "^blake3:[0-9a-f]{64}$"});
+        vec![
+            descriptor(
+                READ,
+                json!({"type": "object", "required": ["cid"], "properties": {"cid": cid, "chunks": {"type": "array", "items": {"type": "integer", "minimum": 0}}}}),
+                true,
+                member,
+                8,
+                READ_TIMEOUT_SECONDS,
+                Stability::Stable,
+            ),
+            descriptor(
+                LIST,
+                json!({"type": "object", "properties": {"prefix": {"type": "string"}}}),
+                false,
+                member,
+                4,
+                5,
+                Stability::Stable,
+            ),
+            descriptor(
+                ADVERTISE,
+                json!({"type": "object", "required": ["cids"], "properties": {"cids": {"type": "array", "items": cid}}}),
+                false,
+                member,
+                16,
+                5,
+                Stability::Stable,
+            ),
+            descriptor(
+                LOCAL_ADD,
+                json!({"type": "object", "required": ["path"], "properties": {"path": {"type": "string"}, "pin": {"type": "boolean"}}}),
+                true,
+                Trust::SelfOnly,
+                4,
+                3600,
+                Stability::Beta,
+            ),
+            descriptor(
+                LOCAL_GET,
+                json!({"type": "object", "required": ["cid"], "properties": {"cid": cid, "out": {"type": "string"}}}),
+                true,
+                Trust::SelfOnly,
+                4,
+                3600,
+                Stability::Beta,
+            ),
+            descriptor(
+                LOCAL_LIST,
+                json!({"type": "object"}),
+                false,
+                Trust::SelfOnly,
+                4,
+                10,
+                Stability::Beta,
+            ),
+            descriptor(
+                LOCAL_PIN,
+                json!({"type": "object", "required": ["cid", "pinned"], "properties": {"cid": cid, "pinned": {"type": "boolean"}}}),
+                false,
+                Trust::SelfOnly,
+                4,
+                10,
+                Stability::Beta,
+            ),
+        ]
+    }
+
+    fn handle(self: Arc<Self>, call: Call) -> BoxFuture<'static, Result<Value, CallError>> {
+        Box::pin(async move {
+            match call.capability.as_str() {
+                READ => self.read(call).await,
+                LOCAL_ADD => self.add(call).await,
+                LOCAL_GET => self.get(call).await,
+                LIST => {
+                    let prefix = call.input["prefix"].as_str().unwrap_or("").to_owned();
+                    let cids: Vec<String> = self
+                        .blocking(|s| Ok(s.list()))
+                        .await?
+                        .into_iter()
+                        .map(|b| b.cid.to_string())
+                        .filter(|c| c.starts_with(&prefix))
+                        .collect();
+                    Ok(json!({"output": {"cids": cids}, "meta": {}}))
+                }
+                ADVERTISE => {
+                    let cids = call.input["cids"].as_array().ok_or_else(|| {
+                        CallError::bad_request("input.cids must be an array of CIDs")
+                    })?;
+                    let mut recorded = 0;
+                    for c in cids {
+                        let cid = c
+                            .as_str()
+                            .and_then(|c| Blake3Id::parse(c).ok())
+                            .ok_or_else(|| CallError::bad_request(format!("{c} is not a CID")))?;
+                        self.holders.add(cid, call.caller);
+                        recorded += 1;
+                    }
+                    Ok(json!({"output": {"recorded": recorded}, "meta": {}}))
+                }
+                LOCAL_LIST => {
+                    let blobs = self.blocking(|s| Ok(s.list())).await?;
+                    let bytes = self.store.disk_bytes();
+                    Ok(json!({"blobs": blobs, "disk_bytes": bytes}))
+                }
+                LOCAL_PIN => {
+                    let cid = cid_field(&call.input, "cid")?;
+                    let pinned = call.input["pinned"].as_bool().ok_or_else(|| {
+                        CallError::bad_request("input.pinned must be true or false")
+                    })?;
+                    let changed = self
+                        .blocking(move |s| if pinned { s.pin(&cid) } else { s.unpin(&cid) })
+                        .await?;
+                    if !pinned && changed {
+                        self.collect().await;
+                    }
+                    Ok(json!({"cid": cid, "pinned": pinned, "changed": changed}))
+                }
+                other => Err(CallError::new(
+                    ErrorCode::NotFound,
+                    format!("{other} is not a file capability"),
+                )),
+            }
+        })
+    }
+}
