@@ -273,6 +273,23 @@ impl Bus {
         entries.extend(kept);
     }
 
+    /// The peers with entries on this bus.
+    pub fn remote_nodes(&self) -> Vec<NodeId> {
+        let mut nodes: Vec<NodeId> = self
+            .entries
+            .read()
+            .map(|e| {
+                e.iter()
+                    .map(|e| e.node_id)
+                    .filter(|n| *n != self.node_id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        nodes.sort_by_key(NodeId::full);
+        nodes.dedup();
+        nodes
+    }
+
     /// Forget everything peer `node` offered.
     pub fn remove_remote(&self, node: &NodeId) {
         if *node == self.node_id {
@@ -530,19 +547,25 @@ impl Bus {
             let mut fallbacks = fallbacks.into_iter();
             let outcome = loop {
                 let outcome = call.run(&entry, permit).await;
-                // Fail over only while nothing has reached the caller: a
-                // peer that is gone or full gets the call handed on, once
-                // per remaining provider.
+                // Only a call the peer never started is handed on (nothing
+                // runs twice), only while time is left, and only to a
+                // provider still fresh and healthy on another node.
                 let handed_on = match &outcome {
                     Some(Item::Failed(e))
                         if entry.node_id != call.us
+                            && e.not_started
                             && call.frames.load(Ordering::Relaxed) == 0
-                            && matches!(
-                                e.code,
-                                ErrorCode::Partition | ErrorCode::CapacityExceeded
-                            ) =>
+                            && tokio::time::Instant::now() < call.deadline_at =>
                     {
+                        let now = Instant::now();
+                        let failed = entry.node_id;
                         fallbacks.by_ref().find_map(|next| {
+                            let usable = next.node_id != failed
+                                && next.is_fresh(now)
+                                && next.health.lock().is_ok_and(|h| !h.is_quarantined(now));
+                            if !usable {
+                                return None;
+                            }
                             let p = next.permits.clone().try_acquire_owned().ok()?;
                             Some((next, p))
                         })
@@ -943,7 +966,7 @@ mod tests {
                 if self.reachable {
                     Ok(json!({"from": "peer"}))
                 } else {
-                    Err(CallError::new(ErrorCode::Partition, "connection refused"))
+                    Err(CallError::new(ErrorCode::Partition, "connection refused").before_start())
                 }
             })
         }
@@ -1065,5 +1088,53 @@ mod tests {
         // A fresh manifest brings it back.
         bus.set_remote(node, &[remote_spec()], Duration::from_secs(30), peer(true));
         assert!(bus.call(own_call(&bus)).is_ok());
+    }
+
+    /// A peer that may have run the call (the answer was lost) is not
+    /// asked again elsewhere: nothing runs twice.
+    struct LostPeer(AtomicU32);
+
+    impl Service for LostPeer {
+        fn descriptors(&self) -> Vec<CapabilityDescriptor> {
+            Vec::new()
+        }
+
+        fn handle(self: Arc<Self>, _call: Call) -> BoxFuture<'static, Result<Value, CallError>> {
+            Box::pin(async move {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                Err(CallError::new(ErrorCode::Partition, "the answer was lost"))
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_that_may_have_run_is_not_handed_on() {
+        let (bus, _) = bus_with(2, Trust::Level(TrustLevel::Member));
+        let (first, second) = (
+            Arc::new(LostPeer(AtomicU32::new(0))),
+            Arc::new(LostPeer(AtomicU32::new(0))),
+        );
+        bus.set_remote(
+            DeviceKey::generate().node_id(),
+            &[remote_spec()],
+            Duration::from_secs(30),
+            first.clone(),
+        );
+        bus.set_remote(
+            DeviceKey::generate().node_id(),
+            &[remote_spec()],
+            Duration::from_secs(30),
+            second.clone(),
+        );
+        let err = bus
+            .call(own_call(&bus))
+            .unwrap()
+            .outcome()
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(err.code, ErrorCode::Partition);
+        let runs = first.0.load(Ordering::SeqCst) + second.0.load(Ordering::SeqCst);
+        assert_eq!(runs, 1, "exactly one provider ran it");
     }
 }

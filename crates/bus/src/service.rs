@@ -28,6 +28,10 @@ pub struct CallError {
     /// Further body fields: `alt_capabilities`, `alt_nodes`,
     /// `schema_hash_expected`.
     pub extra: Map<String, Value>,
+    /// The provider never started on the call (it could not be reached,
+    /// or refused it before running it): another provider may take it
+    /// without running it twice. Not part of the wire body.
+    pub not_started: bool,
 }
 
 impl CallError {
@@ -37,7 +41,14 @@ impl CallError {
             message: message.into(),
             retry_after_ms: None,
             extra: Map::new(),
+            not_started: false,
         }
+    }
+
+    /// Mark as refused before the provider started (see `not_started`).
+    pub fn before_start(mut self) -> Self {
+        self.not_started = true;
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {

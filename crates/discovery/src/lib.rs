@@ -51,8 +51,16 @@ const RETRY_ADDRESS_AFTER: Duration = Duration::from_secs(3);
 /// us; or a revoked one that keeps announcing itself).
 const RETRY_BACKOFF_FIRST: Duration = Duration::from_secs(5);
 const RETRY_BACKOFF_CAP: Duration = Duration::from_secs(300);
-/// At most this many such sightings are remembered.
+/// At most this many such sightings are remembered, each for at most
+/// [`PENDING_FOR`].
 const MAX_PENDING: usize = 64;
+const PENDING_FOR: Duration = Duration::from_secs(3600);
+/// Manifest fetches at once: unsigned announcements must not make us open
+/// connections without limit.
+const MAX_FETCHES: usize = 8;
+/// A static peer's name is looked up again after this.
+const RESOLVE_STATIC_EVERY: Duration = Duration::from_secs(60);
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
@@ -193,10 +201,16 @@ struct Context {
     emergency: watch::Receiver<bool>,
     /// Sightings that did not verify yet.
     pending: Mutex<HashMap<SocketAddr, Pending>>,
+    /// Bounds the manifest fetches in flight.
+    fetches: Arc<tokio::sync::Semaphore>,
+    /// Peers whose manifest is being refetched (or checked after a
+    /// failed call) right now.
+    refreshing: Mutex<std::collections::HashSet<NodeId>>,
 }
 
 struct Pending {
     sighting: Sighting,
+    since: Instant,
     failures: u32,
     next_try: Instant,
     /// `Contact::membership_version` at the last failure.
@@ -215,11 +229,13 @@ impl Context {
         })
     }
 
-    /// A node of our community we have not verified yet.
+    /// A node of our community we have not verified yet, nor failed to.
     fn is_stranger(&self, s: &Sighting) -> bool {
         let ours = s.community_short.as_deref() == Some(&self.settings.community.short());
         let us = s.node_short.as_deref() == Some(&self.settings.node.short());
+        let failed = self.pending.lock().is_ok_and(|p| p.contains_key(&s.addr));
         ours && !us
+            && !failed
             && s.node_short
                 .as_deref()
                 .is_some_and(|n| self.registry.by_short(n).is_none())
@@ -232,6 +248,7 @@ pub struct Discovery {
     pub status: Arc<Status>,
     ctx: Arc<Context>,
     contact: Arc<dyn Contact>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Discovery {
@@ -256,12 +273,15 @@ impl Discovery {
             sightings: tx,
             emergency,
             pending: Mutex::new(HashMap::new()),
+            fetches: Arc::new(tokio::sync::Semaphore::new(MAX_FETCHES)),
+            refreshing: Mutex::new(std::collections::HashSet::new()),
         });
+        let mut tasks = Vec::new();
         let disabled = |slot: &Mutex<TransportState>| Status::set(slot, |s| s.state = "disabled");
         if ctx.settings.udp_enabled {
             match udp::bind(&ctx.settings) {
                 Ok(socket) => {
-                    tokio::spawn(udp::run(socket, ctx.clone(), stop.clone()));
+                    tasks.push(tokio::spawn(udp::run(socket, ctx.clone(), stop.clone())));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "UDP discovery unavailable");
@@ -277,7 +297,7 @@ impl Discovery {
         if ctx.settings.mdns_enabled {
             match mdns::start(&ctx) {
                 Ok(daemon) => {
-                    tokio::spawn(mdns::run(daemon, ctx.clone(), stop.clone()));
+                    tasks.push(tokio::spawn(mdns::run(daemon, ctx.clone(), stop.clone())));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "mDNS discovery unavailable");
@@ -287,34 +307,109 @@ impl Discovery {
         } else {
             disabled(&status.mdns);
         }
-        tokio::spawn(verify_sightings(
+        tasks.push(tokio::spawn(verify_sightings(
             ctx.clone(),
             contact.clone(),
             rx,
             stop.clone(),
-        ));
-        tokio::spawn(refresh(ctx.clone(), contact.clone(), stop));
+        )));
+        tasks.push(tokio::spawn(refresh(ctx.clone(), contact.clone(), stop)));
         Self {
             registry,
             status,
             ctx,
             contact,
+            tasks: Mutex::new(tasks),
+        }
+    }
+
+    /// Wait (after `stop`) for the transports to say goodbye: the mDNS
+    /// unregistration goes out before the process ends.
+    pub async fn stopped(&self) {
+        let tasks = self
+            .tasks
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        for task in tasks {
+            let _ = task.await;
         }
     }
 
     /// A call to `node` found it unreachable: ask for its manifest now and
-    /// drop it if that fails too, instead of waiting for it to expire.
+    /// drop it if that fails too, instead of waiting for it to expire. Its
+    /// last sighting is kept for retries, so it comes back when it answers
+    /// again even where mDNS announces nothing new.
     pub fn suspect(&self, node: NodeId) {
+        let Some(peer) = self.ctx.registry.get(&node) else {
+            return;
+        };
+        if !self.ctx.start_refreshing(node) {
+            return;
+        }
         let (ctx, contact) = (self.ctx.clone(), self.contact.clone());
         tokio::spawn(async move {
-            let Some(peer) = ctx.registry.get(&node) else {
-                return;
-            };
-            if contact.fetch_manifest(peer.addr, Some(node)).await.is_err() {
+            let answered = contact.fetch_manifest(peer.addr, Some(node)).await.is_ok();
+            ctx.stop_refreshing(&node);
+            if !answered {
                 ctx.registry
                     .remove(&node, "unreachable after a failed call");
+                let source = peer.sources.iter().next().copied().unwrap_or(Source::Udp);
+                ctx.remember_failure(
+                    Sighting {
+                        node_short: Some(node.short()),
+                        community_short: None,
+                        addr: peer.addr,
+                        source,
+                    },
+                    contact.membership_version(),
+                );
             }
         });
+    }
+}
+
+impl Context {
+    /// True if nobody was refreshing `node` yet (and now we are).
+    fn start_refreshing(&self, node: NodeId) -> bool {
+        self.refreshing.lock().is_ok_and(|mut r| r.insert(node))
+    }
+
+    fn stop_refreshing(&self, node: &NodeId) {
+        if let Ok(mut r) = self.refreshing.lock() {
+            r.remove(node);
+        }
+    }
+
+    /// Keep a sighting that did not verify, backing off its retries.
+    fn remember_failure(&self, sighting: Sighting, membership: u64) {
+        let Ok(mut pending) = self.pending.lock() else {
+            return;
+        };
+        pending.retain(|_, p| p.since.elapsed() < PENDING_FOR);
+        if pending.len() >= MAX_PENDING && !pending.contains_key(&sighting.addr) {
+            // Forget the one that failed most (the likeliest junk).
+            if let Some(worst) = pending
+                .iter()
+                .max_by_key(|(_, p)| (p.failures, std::cmp::Reverse(p.since)))
+                .map(|(a, _)| *a)
+            {
+                pending.remove(&worst);
+            }
+        }
+        let entry = pending.entry(sighting.addr).or_insert_with(|| Pending {
+            sighting,
+            since: Instant::now(),
+            failures: 0,
+            next_try: Instant::now(),
+            membership: 0,
+        });
+        entry.failures += 1;
+        let backoff = RETRY_BACKOFF_FIRST
+            .saturating_mul(1 << entry.failures.min(10).saturating_sub(1))
+            .min(RETRY_BACKOFF_CAP);
+        entry.next_try = Instant::now() + backoff;
+        entry.membership = membership;
     }
 }
 
@@ -343,11 +438,13 @@ async fn verify_sightings(
         if sighting.node_short.as_deref() == Some(&ctx.settings.node.short()) {
             continue;
         }
+        // A known peer heard at another address (a second interface):
+        // move only when the current address stopped answering.
         if let Some(known) = sighting
             .node_short
             .as_deref()
             .and_then(|n| ctx.registry.by_short(n))
-            && known.addr == sighting.addr
+            && (known.addr == sighting.addr || !near_expiry(&known, Timestamp::now()))
         {
             ctx.registry.heard(&known.node_id, sighting.source);
             continue;
@@ -368,7 +465,16 @@ async fn verify_sightings(
         }
         last_try.insert(sighting.addr, now);
         last_try.retain(|_, t| now.duration_since(*t) < RETRY_ADDRESS_AFTER);
-        tokio::spawn(contact_peer(ctx.clone(), contact.clone(), sighting, None));
+        // Bounded: a flood of sightings cannot open connections without
+        // limit; the dropped ones come again with the next announcement.
+        let Ok(permit) = ctx.fetches.clone().try_acquire_owned() else {
+            continue;
+        };
+        let (ctx, contact) = (ctx.clone(), contact.clone());
+        tokio::spawn(async move {
+            contact_peer(ctx, contact, sighting, None).await;
+            drop(permit);
+        });
     }
 }
 
@@ -384,23 +490,12 @@ async fn contact_peer(
     let verdict = fetched.and_then(|(json, tls_node)| {
         check_manifest(&ctx.settings, contact.as_ref(), &sighting, &json, tls_node)
     });
-    if let Ok(mut pending) = ctx.pending.lock() {
-        if verdict.is_ok() {
+    if verdict.is_ok() {
+        if let Ok(mut pending) = ctx.pending.lock() {
             pending.remove(&sighting.addr);
-        } else if pending.len() < MAX_PENDING || pending.contains_key(&sighting.addr) {
-            let entry = pending.entry(sighting.addr).or_insert_with(|| Pending {
-                sighting: sighting.clone(),
-                failures: 0,
-                next_try: Instant::now(),
-                membership: 0,
-            });
-            entry.failures += 1;
-            let backoff = RETRY_BACKOFF_FIRST
-                .saturating_mul(1 << entry.failures.min(10).saturating_sub(1))
-                .min(RETRY_BACKOFF_CAP);
-            entry.next_try = Instant::now() + backoff;
-            entry.membership = contact.membership_version();
         }
+    } else {
+        ctx.remember_failure(sighting.clone(), contact.membership_version());
     }
     match verdict {
         Ok(manifest) => {
@@ -459,6 +554,7 @@ fn check_manifest(
 /// peers.
 async fn refresh(ctx: Arc<Context>, contact: Arc<dyn Contact>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(REFRESH_EVERY);
+    let mut resolved: HashMap<String, Instant> = HashMap::new();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -470,8 +566,7 @@ async fn refresh(ctx: Arc<Context>, contact: Arc<dyn Contact>, stop: Cancellatio
                 ctx.registry.remove(&peer.node_id, "no longer a member");
                 continue;
             }
-            let due = peer.manifest.expires_at.unix() - now.unix() <= REFETCH_BEFORE_EXPIRY_SECONDS;
-            if due {
+            if near_expiry(&peer, now) && ctx.start_refreshing(peer.node_id) {
                 let source = peer.sources.iter().next().copied().unwrap_or(Source::Udp);
                 let sighting = Sighting {
                     node_short: Some(peer.node_id.short()),
@@ -479,12 +574,14 @@ async fn refresh(ctx: Arc<Context>, contact: Arc<dyn Contact>, stop: Cancellatio
                     addr: peer.addr,
                     source,
                 };
-                tokio::spawn(contact_peer(
-                    ctx.clone(),
-                    contact.clone(),
-                    sighting,
-                    Some(peer.node_id),
-                ));
+                let (ctx, contact) = (ctx.clone(), contact.clone());
+                tokio::spawn(async move {
+                    let node = peer.node_id;
+                    if let Ok(_permit) = ctx.fetches.clone().acquire_owned().await {
+                        contact_peer(ctx.clone(), contact, sighting, Some(node)).await;
+                    }
+                    ctx.stop_refreshing(&node);
+                });
             }
         }
         let grace = if *ctx.emergency.borrow() {
@@ -513,22 +610,41 @@ async fn refresh(ctx: Arc<Context>, contact: Arc<dyn Contact>, stop: Cancellatio
         for sighting in retry {
             let _ = ctx.sightings.try_send(sighting);
         }
-        let known: Vec<SocketAddr> = ctx.registry.all().iter().map(|p| p.addr).collect();
+        // Static peers: names are looked up off this loop (DNS may be the
+        // thing that is down), each at most once a minute; one that does
+        // not verify is retried from `pending` meanwhile.
         for entry in &ctx.settings.static_peers {
-            let Ok(mut addrs) = tokio::net::lookup_host(entry.as_str()).await else {
-                tracing::debug!(peer = %entry, "static peer does not resolve");
-                continue;
-            };
-            if let Some(addr) = addrs.next()
-                && !known.contains(&addr)
+            if resolved
+                .get(entry)
+                .is_some_and(|t: &Instant| t.elapsed() < RESOLVE_STATIC_EVERY)
             {
+                continue;
+            }
+            resolved.insert(entry.clone(), Instant::now());
+            let (ctx, entry) = (ctx.clone(), entry.clone());
+            tokio::spawn(async move {
+                let lookup =
+                    tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(entry.as_str()))
+                        .await;
+                let Some(addr) = lookup.ok().and_then(Result::ok).and_then(|mut a| a.next()) else {
+                    tracing::debug!(peer = %entry, "static peer does not resolve");
+                    return;
+                };
+                if ctx.registry.all().iter().any(|p| p.addr == addr) {
+                    return;
+                }
                 let _ = ctx.sightings.try_send(Sighting {
                     node_short: None,
                     community_short: None,
                     addr,
                     source: Source::Static,
                 });
-            }
+            });
         }
     }
+}
+
+/// Within [`REFETCH_BEFORE_EXPIRY_SECONDS`] of its manifest's expiry.
+fn near_expiry(peer: &Peer, now: Timestamp) -> bool {
+    peer.manifest.expires_at.unix() - now.unix() <= REFETCH_BEFORE_EXPIRY_SECONDS
 }

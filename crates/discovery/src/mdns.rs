@@ -36,6 +36,7 @@ pub(crate) async fn run(daemon: ServiceDaemon, ctx: Arc<Context>, stop: Cancella
         Err(e) => {
             ctx.status.set_mdns_error(e.to_string());
             tracing::warn!(error = %e, "mDNS browsing unavailable");
+            let _ = daemon.shutdown();
             return;
         }
     };
@@ -91,11 +92,14 @@ fn fullname(ctx: &Context, ours: &Announcement) -> String {
 
 /// `<display_name>-<first 4 characters of the short NodeID>` (M02 §3.3).
 fn instance_name(display_name: &str, node_short: &str) -> String {
-    let name: String = display_name
-        .chars()
-        .map(|c| if c == '.' { '-' } else { c })
-        .take(40)
-        .collect();
+    // A DNS label holds 63 bytes: keep whole characters within 40 bytes.
+    let mut name = String::new();
+    for c in display_name.chars().map(|c| if c == '.' { '-' } else { c }) {
+        if name.len() + c.len_utf8() > 40 {
+            break;
+        }
+        name.push(c);
+    }
     format!("{name}-{}", node_short.chars().take(4).collect::<String>())
 }
 

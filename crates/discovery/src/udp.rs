@@ -50,11 +50,21 @@ pub(crate) async fn run(socket: UdpSocket, ctx: Arc<Context>, stop: Cancellation
     let mut joined: BTreeMap<Ipv4Addr, Option<Ipv4Addr>> = BTreeMap::new();
     let mut buf = vec![0u8; 2048];
     let mut next_announce = tokio::time::Instant::now();
+    // When we last answered a stranger early: at most once a second, and
+    // never one that failed to verify (see `is_stranger`), so a node nobody
+    // can verify does not set everyone announcing fast.
+    let mut answered_early: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep_until(next_announce) => {
                 join_new_interfaces(&socket, settings, &mut joined, status);
+                if joined.is_empty() {
+                    Status::set(&status.udp, |s| {
+                        s.state = "failed";
+                        s.error = Some("no LAN interface to announce on (see discovery.interfaces)".into());
+                    });
+                }
                 let ours = (ctx.announcement)();
                 send_everywhere(&socket, settings, &joined, &ours, status).await;
                 next_announce = tokio::time::Instant::now() + ctx.udp_interval();
@@ -74,7 +84,9 @@ pub(crate) async fn run(socket: UdpSocket, ctx: Arc<Context>, stop: Cancellation
                 };
                 // A stranger answers our next announcement sooner: the
                 // time to be seen is one round trip, not one interval.
-                if ctx.is_stranger(&sighting) {
+                let may_answer = answered_early.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+                if may_answer && ctx.is_stranger(&sighting) {
+                    answered_early = Some(tokio::time::Instant::now());
                     let soon = tokio::time::Instant::now() + Duration::from_millis(200);
                     next_announce = next_announce.min(soon);
                 }

@@ -334,6 +334,8 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
         for server in servers {
             let _ = tokio::time::timeout(Duration::from_secs(4), server).await;
         }
+        // mDNS says goodbye, so neighbours forget us at once.
+        let _ = tokio::time::timeout(Duration::from_secs(1), discovery.stopped()).await;
         RuntimeInfo::remove(&paths.runtime_dir);
         tracing::info!("stopped");
         Ok(())

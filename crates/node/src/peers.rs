@@ -17,6 +17,8 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
+const MANIFEST_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Discovery's access to other nodes: our TLS client and our event log.
 pub struct PeerContact {
     pub client: Arc<PeerClient>,
@@ -31,11 +33,17 @@ impl Contact for PeerContact {
     ) -> hearthnet_discovery::BoxFuture<Result<(Value, Option<NodeId>), String>> {
         let client = self.client.clone();
         Box::pin(async move {
-            client
-                .get(&addr.to_string(), expected, "/manifest")
-                .await
-                .map(|reply| (reply.body, reply.peer))
-                .map_err(|e| e.to_string())
+            // A peer that stalls must not hold a fetch slot for long.
+            let target = addr.to_string();
+            let fetch = client.get(&target, expected, "/manifest");
+            match tokio::time::timeout(MANIFEST_FETCH_TIMEOUT, fetch).await {
+                Ok(reply) => reply
+                    .map(|reply| (reply.body, reply.peer))
+                    .map_err(|e| e.to_string()),
+                Err(_) => Err(format!(
+                    "{addr} sent no manifest within {MANIFEST_FETCH_TIMEOUT:?}"
+                )),
+            }
         })
     }
 
@@ -67,16 +75,23 @@ impl Service for RemoteNode {
     fn handle(self: Arc<Self>, call: Call) -> BoxFuture<'static, Result<Value, CallError>> {
         Box::pin(async move {
             let body = json!({"params": call.params, "input": call.input});
-            // The bus holds the deadline; the peer gets what is left of it
-            // as its own, so it stops working when we stop waiting.
-            let timeout = call
+            // The bus holds the deadline; the peer gets a little less of
+            // what is left, so its own `timeout` answer arrives in time.
+            let left = call
                 .deadline
-                .saturating_duration_since(tokio::time::Instant::now())
-                .max(Duration::from_millis(1));
+                .saturating_duration_since(tokio::time::Instant::now());
+            let timeout = (left - left / 10).max(Duration::from_millis(1));
+            // Where the peer is now (its address may have changed since
+            // this entry was made).
+            let addr = self
+                .discovery
+                .registry
+                .get(&self.node)
+                .map_or_else(|| self.addr.clone(), |p| p.addr.to_string());
             let reply = self
                 .client
                 .call(
-                    &self.addr,
+                    &addr,
                     self.node,
                     &call.capability,
                     &call.version.to_string(),
@@ -89,7 +104,7 @@ impl Service for RemoteNode {
                     if matches!(e, PeerError::Unreachable { .. }) {
                         self.discovery.suspect(self.node);
                     }
-                    unreachable(&self.node, e)
+                    peer_failure(&self.node, e, call.deadline)
                 })?;
             match reply {
                 CallReply::Done(value) => Ok(value),
@@ -123,12 +138,23 @@ impl Service for RemoteNode {
     }
 }
 
-fn unreachable(node: &NodeId, e: PeerError) -> CallError {
-    let code = match e {
-        PeerError::Unreachable { .. } => ErrorCode::Partition,
-        _ => ErrorCode::InternalError,
-    };
-    CallError::new(code, format!("peer {}: {e}", node.short()))
+/// What a failed exchange with a peer means for the caller: unreachable
+/// (nothing started there; another provider may take the call), out of
+/// time, or unknown (the call may have run).
+fn peer_failure(node: &NodeId, e: PeerError, deadline: tokio::time::Instant) -> CallError {
+    let message = format!("peer {}: {e}", node.short());
+    match e {
+        PeerError::Unreachable { .. } => {
+            CallError::new(ErrorCode::Partition, message).before_start()
+        }
+        PeerError::Lost { .. } if tokio::time::Instant::now() >= deadline => {
+            CallError::new(ErrorCode::Timeout, message)
+        }
+        PeerError::Lost { .. } => CallError::new(ErrorCode::Partition, message),
+        PeerError::Refused { .. } | PeerError::BadAnswer { .. } => {
+            CallError::new(ErrorCode::InternalError, message)
+        }
+    }
 }
 
 /// Rebuild a Contract §5.4 error a peer sent.
@@ -146,6 +172,13 @@ fn error_from_body(body: &Value) -> CallError {
             err = err.with(key, v.clone());
         }
     }
+    // Refusals that come before a provider runs anything.
+    if matches!(
+        code,
+        ErrorCode::CapacityExceeded | ErrorCode::NotFound | ErrorCode::RateLimited
+    ) {
+        err = err.before_start();
+    }
     err
 }
 
@@ -161,11 +194,13 @@ pub async fn follow(
     let registry = discovery.registry.clone();
     let mut events = registry.subscribe();
     let offer = |peer: &Peer| {
-        let left = peer.manifest.expires_at.unix() - Timestamp::now().unix();
+        // Never longer than a manifest lives, whatever the peer's clock.
+        let left = (peer.manifest.expires_at.unix() - Timestamp::now().unix())
+            .clamp(0, hearthnet_base::constants::MANIFEST_TTL_SECONDS);
         bus.set_remote(
             peer.node_id,
             &peer.manifest.content.capabilities,
-            Duration::from_secs(left.max(0).unsigned_abs()),
+            Duration::from_secs(left.unsigned_abs()),
             Arc::new(RemoteNode {
                 client: client.clone(),
                 node: peer.node_id,
@@ -187,9 +222,17 @@ pub async fn follow(
             Ok(PeerEvent::Updated(peer)) => offer(&peer),
             Ok(PeerEvent::Removed(node)) => bus.remove_remote(&node),
             Err(broadcast::error::RecvError::Lagged(_)) => {
-                for peer in registry.all() {
-                    offer(&peer);
+                // Missed events: rebuild from the registry, removals too.
+                let peers = registry.all();
+                for node in bus.remote_nodes() {
+                    if !peers.iter().any(|p| p.node_id == node) {
+                        bus.remove_remote(&node);
+                    }
                 }
+                for peer in &peers {
+                    offer(peer);
+                }
+                new_peer.notify_one();
             }
             Err(broadcast::error::RecvError::Closed) => return,
         }

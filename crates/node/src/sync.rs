@@ -83,7 +83,9 @@ fn internal(e: impl std::fmt::Display) -> CallError {
 
 fn peer_error(e: PeerError) -> CallError {
     match e {
-        PeerError::Unreachable { .. } => CallError::new(ErrorCode::Partition, e.to_string()),
+        PeerError::Unreachable { .. } | PeerError::Lost { .. } => {
+            CallError::new(ErrorCode::Partition, e.to_string())
+        }
         other => CallError::new(ErrorCode::BadRequest, other.to_string()),
     }
 }

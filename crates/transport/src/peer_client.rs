@@ -24,8 +24,13 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
+    /// The request never reached the peer (connection, TLS).
     #[error("cannot reach {addr}: {reason}")]
     Unreachable { addr: String, reason: String },
+    /// The request went out but no (complete) answer came back: whether
+    /// the peer acted on it is unknown.
+    #[error("{addr} did not answer: {reason}")]
+    Lost { addr: String, reason: String },
     #[error("{addr} refused the request: HTTP {status}: {body}")]
     Refused {
         addr: String,
@@ -146,8 +151,8 @@ impl PeerClient {
         let status = resp.status().as_u16();
         let bytes = tokio::time::timeout(REQUEST_TIMEOUT, read_all(resp.into_body()))
             .await
-            .map_err(|_| unreachable(addr, "no answer in time".into()))?
-            .map_err(|e| unreachable(addr, e))?;
+            .map_err(|_| lost(addr, "no answer in time".into()))?
+            .map_err(|e| lost(addr, e))?;
         self.bytes_received
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         if status != 200 {
@@ -207,14 +212,12 @@ impl PeerClient {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
         if status == 200 && is_stream {
-            return Ok(CallReply::Frames(FrameStream {
-                body: resp.into_body(),
-                buf: Vec::new(),
-            }));
+            return Ok(CallReply::Frames(FrameStream::new(resp.into_body())));
         }
-        let bytes = read_all(resp.into_body())
+        let bytes = tokio::time::timeout(timeout, read_all(resp.into_body()))
             .await
-            .map_err(|e| unreachable(addr, e))?;
+            .map_err(|_| lost(addr, "the answer did not arrive in time".into()))?
+            .map_err(|e| lost(addr, e))?;
         self.bytes_received
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         let value: Value =
@@ -262,9 +265,12 @@ impl PeerClient {
             .map_err(|_| unreachable(addr, "connection timed out".into()))?
             .map_err(|e| unreachable(addr, e.to_string()))?;
         let _ = tcp.set_nodelay(true);
+        // Set once the request may have left: from then on a failure
+        // leaves the peer's side unknown.
+        let sent = std::sync::atomic::AtomicBool::new(false);
         let exchange = async {
             if self.plain {
-                let resp = exchange(TokioIo::new(tcp), req).await?;
+                let resp = exchange(TokioIo::new(tcp), req, &sent).await?;
                 return Ok::<_, String>((None, resp));
             }
             let config = client_config(&self.identity, self.member.clone(), expected)
@@ -282,13 +288,20 @@ impl PeerClient {
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .and_then(crate::tls::node_id_of);
-            let resp = exchange(TokioIo::new(tls), req).await?;
+            let resp = exchange(TokioIo::new(tls), req, &sent).await?;
             Ok((peer, resp))
         };
-        tokio::time::timeout(wait, exchange)
-            .await
-            .map_err(|_| unreachable(addr, "no answer in time".into()))?
-            .map_err(|e| unreachable(addr, e))
+        let result = tokio::time::timeout(wait, exchange).await;
+        let failed = |reason: String| {
+            if sent.load(Ordering::SeqCst) {
+                lost(addr, reason)
+            } else {
+                unreachable(addr, reason)
+            }
+        };
+        result
+            .map_err(|_| failed("no answer in time".into()))?
+            .map_err(failed)
     }
 }
 
@@ -306,23 +319,46 @@ pub enum CallReply {
 pub struct FrameStream {
     body: hyper::body::Incoming,
     buf: Vec<u8>,
+    /// Bytes of `buf` already searched for a frame end.
+    scanned: usize,
 }
 
+/// A peer silent this long in the middle of a stream is taken as gone.
+const STREAM_IDLE: Duration = Duration::from_secs(120);
+
 impl FrameStream {
+    fn new(body: hyper::body::Incoming) -> Self {
+        Self {
+            body,
+            buf: Vec::new(),
+            scanned: 0,
+        }
+    }
+
     /// The next `(event, data)`; `None` when the peer closed the stream.
     pub async fn next(&mut self) -> Option<Result<(String, Value), String>> {
         loop {
-            if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
-                let block: Vec<u8> = self.buf.drain(..end + 2).collect();
+            // Search only what arrived since the last look (one byte back,
+            // for a "\n\n" split across reads).
+            let from = self.scanned.saturating_sub(1);
+            if let Some(at) = self.buf[from..].windows(2).position(|w| w == b"\n\n") {
+                let end = from + at + 2;
+                let block: Vec<u8> = self.buf.drain(..end).collect();
+                self.scanned = 0;
                 match parse_frame(&block) {
                     Some(frame) => return Some(frame),
                     None => continue, // a comment or keep-alive
                 }
             }
+            self.scanned = self.buf.len();
             if self.buf.len() > MAX_FRAME_BYTES {
                 return Some(Err("a frame larger than the limit".into()));
             }
-            match self.body.frame().await? {
+            let next = match tokio::time::timeout(STREAM_IDLE, self.body.frame()).await {
+                Ok(next) => next?,
+                Err(_) => return Some(Err(format!("no data for {} s", STREAM_IDLE.as_secs()))),
+            };
+            match next {
                 Ok(frame) => {
                     if let Ok(data) = frame.into_data() {
                         self.buf.extend_from_slice(&data);
@@ -363,6 +399,13 @@ fn unreachable(addr: &str, reason: String) -> PeerError {
     }
 }
 
+fn lost(addr: &str, reason: String) -> PeerError {
+    PeerError::Lost {
+        addr: addr.to_owned(),
+        reason,
+    }
+}
+
 fn bad(addr: &str, reason: String) -> PeerError {
     PeerError::BadAnswer {
         addr: addr.to_owned(),
@@ -381,6 +424,7 @@ async fn read_all(body: hyper::body::Incoming) -> Result<Bytes, String> {
 async fn exchange<IO>(
     io: IO,
     req: hyper::Request<Full>,
+    sent: &std::sync::atomic::AtomicBool,
 ) -> Result<hyper::Response<hyper::body::Incoming>, String>
 where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
@@ -391,5 +435,6 @@ where
     tokio::spawn(async move {
         let _ = conn.await;
     });
+    sent.store(true, Ordering::SeqCst);
     sender.send_request(req).await.map_err(|e| e.to_string())
 }
