@@ -15,7 +15,8 @@ use serde::Serialize;
 
 use crate::{BlobError, ChunkRef, Manifest};
 
-/// GC stops once the disk is back under this share (M07 §5.3).
+/// GC stops once the disk is back under this share (M07 §5.3), or under
+/// the threshold's 7/8 when the threshold is set lower than 0.8.
 const GC_TARGET: f64 = 0.7;
 
 /// How full the disk holding the store is.
@@ -249,29 +250,42 @@ impl BlobStore {
         mut progress: impl FnMut(u64),
     ) -> Result<Manifest, BlobError> {
         let mut chunks = Vec::new();
+        // Chunks this add created, removed again if it fails (a full disk
+        // must not stay full of a blob that never appeared).
+        let mut created = Vec::new();
         let mut buf = vec![0u8; CHUNK_SIZE_BYTES];
         let mut total = 0u64;
-        loop {
-            let n = read_full(reader, &mut buf)
-                .map_err(|e| BlobError::io("cannot read the input", e))?;
-            if n == 0 {
-                break;
+        let result = (|| {
+            loop {
+                let n = read_full(reader, &mut buf)
+                    .map_err(|e| BlobError::io("cannot read the input", e))?;
+                if n == 0 {
+                    break;
+                }
+                let cid = Blake3Id::of(&buf[..n]);
+                if self.write_chunk(&cid, &buf[..n])? {
+                    created.push(cid);
+                }
+                chunks.push(ChunkRef {
+                    cid,
+                    size_bytes: n as u64,
+                });
+                total += n as u64;
+                progress(total);
+                if n < buf.len() {
+                    break;
+                }
             }
-            let cid = Blake3Id::of(&buf[..n]);
-            self.write_chunk(&cid, &buf[..n])?;
-            chunks.push(ChunkRef {
-                cid,
-                size_bytes: n as u64,
-            });
-            total += n as u64;
-            progress(total);
-            if n < buf.len() {
-                break;
+            let manifest = Manifest::new(std::mem::take(&mut chunks));
+            self.write_manifest(&manifest)?;
+            Ok(manifest)
+        })();
+        if result.is_err() {
+            for cid in &created {
+                let _ = fs::remove_file(self.chunk_path(cid));
             }
         }
-        let manifest = Manifest::new(chunks);
-        self.write_manifest(&manifest)?;
-        Ok(manifest)
+        result
     }
 
     /// Write blob `cid` to `out` (atomically: a temporary file beside it,
@@ -456,6 +470,7 @@ impl BlobStore {
         if start.fraction() <= self.gc_threshold {
             return Ok(report);
         }
+        let target = GC_TARGET.min(self.gc_threshold * 0.875);
         // Hold the pins for the whole pass: nothing gets pinned midway.
         let pins = self
             .pins
@@ -471,7 +486,7 @@ impl BlobStore {
             .flat_map(|m| m.chunks.iter().map(|c| c.cid))
             .collect();
         for (info, manifest) in blobs.iter().zip(&manifests) {
-            if usage().is_some_and(|u| u.fraction() < GC_TARGET) {
+            if usage().is_some_and(|u| u.fraction() < target) {
                 break;
             }
             if pins.contains(&info.cid) {

@@ -130,10 +130,7 @@ fn peer_client(
 }
 
 fn peer_addr(sb: &Sandbox) -> String {
-    let info: Value =
-        serde_json::from_slice(&std::fs::read(sb.data_dir().join("run/node.json")).unwrap())
-            .unwrap();
-    info["peer"].as_str().unwrap().to_owned()
+    sb.peer_addr()
 }
 
 fn append(sb: &Sandbox, title: &str) -> Value {

@@ -253,28 +253,44 @@ impl FileService {
         let mut from = Vec::new();
         if !self.store.has_blob(&cid) {
             let us = self.key.node_id();
-            let holders: Vec<NodeId> = self
+            let bus = self.bus()?;
+            let advertised: Vec<NodeId> = self
                 .holders
                 .of(&cid)
                 .into_iter()
                 .filter(|h| *h != us)
                 .collect();
-            if holders.is_empty() {
-                return Err(CallError::new(
-                    ErrorCode::NotFound,
-                    format!("{cid} is not here and no peer has advertised it"),
-                ));
-            }
+            // Peers that did not advertise it (or whose advertisement has
+            // not synced yet) may hold it too (M07 §5.5): asked second.
+            let others: Vec<NodeId> = bus
+                .entries()
+                .into_iter()
+                .filter(|e| e.name == READ && !e.local)
+                .filter_map(|e| NodeId::parse(&e.node).ok())
+                .filter(|n| !advertised.contains(n))
+                .collect();
             let progress = Progress {
                 frames: call.frames.clone(),
                 stage: "fetching",
                 last: Default::default(),
                 runtime: tokio::runtime::Handle::current(),
             };
-            let (manifest, served_by) = fetch(&self.bus()?, &self.store, cid, &holders, &|n, t| {
-                progress.report(n, t)
-            })
-            .await?;
+            let report = |n, t| progress.report(n, t);
+            let mut outcome = Err(CallError::new(
+                ErrorCode::NotFound,
+                format!("{cid} is not here and no peer has advertised it"),
+            ));
+            for holders in [advertised, others] {
+                if holders.is_empty() {
+                    continue;
+                }
+                // Chunks from a failed first try stay: the second resumes.
+                outcome = fetch(&bus, &self.store, cid, &holders, &report).await;
+                if outcome.is_ok() {
+                    break;
+                }
+            }
+            let (manifest, served_by) = outcome?;
             from = served_by;
             self.advertise_held(cid, manifest.size_bytes).await;
         }

@@ -187,10 +187,43 @@ pub struct RunningNode {
 impl Sandbox {
     /// Start the node on a free local API port and wait until `/ready`.
     pub fn start_node(&self, extra_env: &[(&str, &str)]) -> RunningNode {
+        self.start_node_from(self.command(&["run", "--no-ui"]), extra_env)
+    }
+
+    /// Start the node with its blob store on a fresh tmpfs of `size`
+    /// (e.g. `2m`), mounted in a private mount namespace only it sees.
+    /// `None` where mounting is not allowed.
+    pub fn start_node_with_small_disk(
+        &self,
+        size: &str,
+        extra_env: &[(&str, &str)],
+    ) -> Option<RunningNode> {
+        let blobs = self.data_dir().join("blobs");
+        std::fs::create_dir_all(&blobs).expect("blobs dir");
+        let probe = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "true"])
+            .output();
+        if !probe.is_ok_and(|o| o.status.success()) {
+            return None;
+        }
+        let script = format!(
+            "mount -t tmpfs -o size={size} tmpfs '{}' && exec '{}' run --no-ui",
+            blobs.display(),
+            env!("CARGO_BIN_EXE_hearthnet")
+        );
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .env_clear()
+            .env("HOME", self.home())
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("NO_COLOR", "1");
+        Some(self.start_node_from(cmd, extra_env))
+    }
+
+    fn start_node_from(&self, mut cmd: Command, extra_env: &[(&str, &str)]) -> RunningNode {
         let runtime_file = self.data_dir().join("run/node.json");
         let _ = std::fs::remove_file(&runtime_file);
-        let child = self
-            .command(&["run", "--no-ui"])
+        let child = cmd
             .env("HEARTHNET_TRANSPORT_API_PORT", "0")
             .env("HEARTHNET_TRANSPORT_PEER_PORT", "0")
             .env("HEARTHNET_TRANSPORT_PEER_HOST", "127.0.0.1")
@@ -240,6 +273,15 @@ impl Sandbox {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
+    }
+
+    /// The running node's peer (TLS) address, from its runtime file.
+    pub fn peer_addr(&self) -> String {
+        let info: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(self.data_dir().join("run/node.json")).expect("node.json"),
+        )
+        .expect("node.json is JSON");
+        info["peer"].as_str().expect("a peer address").to_owned()
     }
 
     /// This sandbox's device key.

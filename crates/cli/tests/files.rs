@@ -1,0 +1,396 @@
+//! Files (M07) between real nodes on loopback TLS: the blob store, the
+//! `file` commands, verified fetch from several holders, resume, GC and a
+//! full disk.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{RunningNode, Sandbox, invite};
+use serde_json::Value;
+
+const CHUNK: usize = 262_144;
+
+/// Deterministic, incompressible-looking bytes (never committed).
+fn write_data(path: &Path, len: usize, seed: u64) {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut left = len;
+    let mut block = vec![0u8; 1 << 16];
+    while left > 0 {
+        for b in block.iter_mut() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *b = state as u8;
+        }
+        let n = left.min(block.len());
+        file.write_all(&block[..n]).unwrap();
+        left -= n;
+    }
+    file.flush().unwrap();
+}
+
+fn same_bytes(a: &Path, b: &Path) -> bool {
+    use std::io::Read;
+    let (mut fa, mut fb) = (
+        std::io::BufReader::new(std::fs::File::open(a).unwrap()),
+        std::io::BufReader::new(std::fs::File::open(b).unwrap()),
+    );
+    let (mut ba, mut bb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let na = fa.read(&mut ba).unwrap();
+        let mut nb = 0;
+        while nb < na {
+            let n = fb.read(&mut bb[nb..na]).unwrap();
+            if n == 0 {
+                return false;
+            }
+            nb += n;
+        }
+        if ba[..na] != bb[..na] {
+            return false;
+        }
+        if na == 0 {
+            return fb.read(&mut bb).unwrap() == 0;
+        }
+    }
+}
+
+fn add(sb: &Sandbox, path: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["file", "add", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let run = sb.run(&args, None);
+    assert_eq!(run.code, 0, "{run:?}");
+    run.stdout.trim().to_owned()
+}
+
+fn get(sb: &Sandbox, cid: &str, out: &Path) -> common::Run {
+    sb.run(&["file", "get", cid, "--out", out.to_str().unwrap()], None)
+}
+
+fn ls(sb: &Sandbox) -> Vec<Value> {
+    let run = sb.run(&["file", "ls", "--json"], None);
+    assert_eq!(run.code, 0, "{run:?}");
+    serde_json::from_str(&run.stdout).unwrap()
+}
+
+/// Sync often, so `file.cid.advertised` events travel quickly.
+const FAST_SYNC: (&str, &str) = ("HEARTHNET_EVENTS_SYNC_INTERVAL_SECONDS", "1");
+
+/// A founder running a node, and members who joined by invite, each with
+/// the founder as static peer (plus `also` peers), running.
+fn community(members: usize) -> (Vec<Sandbox>, Vec<RunningNode>) {
+    let founder = Sandbox::new();
+    founder.init_non_interactive("founder");
+    let mut running = vec![founder.start_node(&[FAST_SYNC])];
+    let mut all = vec![founder];
+    for i in 0..members {
+        let sb = Sandbox::new();
+        let card = sb.identity_card(&format!("member{i}"));
+        let (text, _) = invite(&all[0], &card, &[]);
+        let joined = sb.run(&["invite", "redeem", &text], None);
+        assert_eq!(joined.code, 0, "{joined:?}");
+        all.push(sb);
+    }
+    // Everyone lists everyone running before them as static peers.
+    let mut peers = vec![all[0].peer_addr()];
+    for sb in &all[1..] {
+        let list = format!(
+            "[{}]",
+            peers
+                .iter()
+                .map(|p| format!("\"{p}\""))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        running.push(sb.start_node(&[FAST_SYNC, ("HEARTHNET_DISCOVERY_STATIC_PEERS", &list)]));
+        peers.push(sb.peer_addr());
+    }
+    (all, running)
+}
+
+/// `file get` until the advertisement has synced, at most 20 s.
+fn get_when_known(sb: &Sandbox, cid: &str, out: &Path) -> common::Run {
+    let started = Instant::now();
+    loop {
+        let run = get(sb, cid, out);
+        if run.code != 6 || started.elapsed() > Duration::from_secs(20) {
+            return run;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn files_round_trip_at_every_size_and_travel_between_nodes() {
+    let (nodes, _running) = community(2);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cids = Vec::new();
+    for (i, len) in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 7]
+        .into_iter()
+        .enumerate()
+    {
+        let input = dir.path().join(format!("in-{len}"));
+        write_data(&input, len, i as u64);
+        let cid = add(&nodes[0], &input, &[]);
+        assert!(cid.starts_with("blake3:") && cid.len() == 71, "{cid}");
+        let out = dir.path().join(format!("out-{len}"));
+        let run = get(&nodes[0], &cid, &out);
+        assert_eq!(run.code, 0, "{run:?}");
+        assert!(same_bytes(&input, &out), "{len} bytes differ");
+        cids.push(cid);
+    }
+    let unique: std::collections::BTreeSet<&String> = cids.iter().collect();
+    assert_eq!(unique.len(), cids.len());
+
+    // A 5 MiB file added on A reaches B and C, byte for byte.
+    let input = dir.path().join("shared");
+    write_data(&input, 5 * 1024 * 1024 + 3, 99);
+    let cid = add(&nodes[0], &input, &[]);
+    for (i, sb) in nodes[1..].iter().enumerate() {
+        let out = dir.path().join(format!("shared-{i}"));
+        let run = get_when_known(sb, &cid, &out);
+        assert_eq!(run.code, 0, "{run:?}");
+        assert!(run.stderr.contains("fetched from"), "{run:?}");
+        assert!(same_bytes(&input, &out));
+        assert!(ls(sb).iter().any(|b| b["cid"] == cid.as_str()));
+    }
+    // Unknown CIDs and bad arguments fail clearly.
+    let nobody = get(
+        &nodes[1],
+        &format!("blake3:{}", "0".repeat(64)),
+        &dir.path().join("x"),
+    );
+    assert_eq!(nobody.code, 6, "{nobody:?}");
+    let garbled = nodes[1].run(&["file", "get", "blake3:xyz"], None);
+    assert_eq!(garbled.code, 2, "{garbled:?}");
+    let missing = nodes[1].run(&["file", "add", "/nonexistent/file"], None);
+    assert_eq!(missing.code, 2, "{missing:?}");
+}
+
+#[test]
+fn a_file_over_one_gibibyte_round_trips() {
+    let sb = Sandbox::new();
+    sb.init_non_interactive("big");
+    let _node = sb.start_node(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("big");
+    let len = (1usize << 30) + 1;
+    write_data(&input, len, 7);
+    let started = Instant::now();
+    let cid = add(&sb, &input, &["--pin"]);
+    let added = started.elapsed();
+    let out = dir.path().join("big-out");
+    let run = get(&sb, &cid, &out);
+    assert_eq!(run.code, 0, "{run:?}");
+    eprintln!(
+        "1 GiB + 1 B: add {added:?}, get {:?}",
+        started.elapsed() - added
+    );
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), len as u64);
+    assert!(same_bytes(&input, &out));
+    let listed = ls(&sb);
+    let blob = listed.iter().find(|b| b["cid"] == cid.as_str()).unwrap();
+    assert_eq!(blob["chunks"], 4097);
+    assert_eq!(blob["pinned"], true);
+}
+
+fn chunk_files(blobs: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for shard in std::fs::read_dir(blobs).into_iter().flatten().flatten() {
+        if shard.file_name().len() != 2 {
+            continue;
+        }
+        for f in std::fs::read_dir(shard.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if f.file_name().to_string_lossy().ends_with(".bin") {
+                found.push(f.path());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_corrupted_chunk_is_caught_and_the_fetch_completes_from_another_holder() {
+    let (nodes, _running) = community(2);
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("doc");
+    write_data(&input, 8 * CHUNK, 5);
+    let cid = add(a, &input, &[]);
+    let run = get_when_known(b, &cid, &dir.path().join("at-b"));
+    assert_eq!(run.code, 0, "{run:?}");
+
+    // The disk under A rots: every chunk of A's copy now has wrong bytes.
+    let chunks = chunk_files(&a.data_dir().join("blobs"));
+    assert_eq!(chunks.len(), 8);
+    for chunk in &chunks {
+        let mut bytes = std::fs::read(chunk).unwrap();
+        bytes[100] ^= 0xff;
+        std::fs::write(chunk, bytes).unwrap();
+    }
+    // C (static peers A and B) fetches: A is caught at its first chunk,
+    // B supplies the rest, and the bytes are right.
+    let out = dir.path().join("at-c");
+    let run = get_when_known(c, &cid, &out);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(same_bytes(&input, &out));
+    let quarantined = std::fs::read_dir(a.data_dir().join("blobs/quarantine"))
+        .unwrap()
+        .count();
+    assert!(quarantined >= 1, "A quarantined what it found damaged");
+}
+
+#[test]
+fn an_interrupted_fetch_resumes_without_fetching_again() {
+    let (nodes, mut running) = community(1);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("movie");
+    let chunks = 1024; // 256 MiB
+    write_data(&input, chunks * CHUNK, 11);
+    let cid = add(a, &input, &[]);
+    // Let the advertisement reach B.
+    let probe = dir.path().join("probe");
+    let started = Instant::now();
+    let mut fetching = loop {
+        let child = b
+            .command(&["file", "get", &cid, "--out", probe.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        if !chunk_files(&b.data_dir().join("blobs")).is_empty() {
+            break child;
+        }
+        let out = common::wait_bounded(child, Duration::from_secs(1));
+        assert!(started.elapsed() < Duration::from_secs(20), "{out:?}");
+    };
+    // Kill B's node midway.
+    let mut have = 0;
+    while have < chunks / 10 {
+        have = chunk_files(&b.data_dir().join("blobs")).len();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut node_b = running.pop().unwrap();
+    let _ = node_b.child.as_mut().unwrap().kill();
+    let _ = node_b.child.as_mut().unwrap().wait();
+    let _ = fetching.kill();
+    let _ = fetching.wait();
+    let kept = chunk_files(&b.data_dir().join("blobs")).len();
+    assert!(
+        kept > 0 && kept < chunks,
+        "killed midway: {kept} of {chunks}"
+    );
+
+    // Restarted, B fetches only what it lacks.
+    let list = format!("[\"{}\"]", a.peer_addr());
+    let _node_b = b.start_node(&[FAST_SYNC, ("HEARTHNET_DISCOVERY_STATIC_PEERS", &list)]);
+    let out = dir.path().join("movie-out");
+    let run = get_when_known(b, &cid, &out);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(same_bytes(&input, &out));
+    let traces: Vec<Value> = serde_json::from_str(
+        &a.run(
+            &[
+                "trace",
+                "recent",
+                "1000",
+                "--capability",
+                "file.read",
+                "--json",
+            ],
+            None,
+        )
+        .stdout,
+    )
+    .unwrap();
+    // Frames A sent: one manifest per call plus the chunks.
+    let frames: u64 = traces
+        .iter()
+        .map(|t| t["frames"].as_u64().unwrap_or(0))
+        .sum();
+    let calls = traces.len() as u64;
+    let chunks_sent = frames - calls;
+    eprintln!(
+        "{kept} chunks kept at the kill; A sent {chunks_sent} chunk frames in {calls} calls for {chunks} chunks"
+    );
+    assert!(
+        chunks_sent < chunks as u64 + (kept as u64) / 2,
+        "the chunks B kept were fetched again: {chunks_sent} sent for {chunks}"
+    );
+}
+
+#[test]
+fn gc_never_removes_a_pinned_blob() {
+    let sb = Sandbox::new();
+    sb.init_non_interactive("gc");
+    // A threshold every disk is over: each add collects what it may.
+    let _node = sb.start_node(&[("HEARTHNET_FILE_GC_THRESHOLD", "0.000001")]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cids = Vec::new();
+    for (i, pin) in [true, false, true].into_iter().enumerate() {
+        let path = dir.path().join(format!("f{i}"));
+        write_data(&path, CHUNK + i, i as u64);
+        cids.push(add(&sb, &path, if pin { &["--pin"] } else { &[] }));
+    }
+    let held: Vec<String> = ls(&sb)
+        .iter()
+        .map(|b| b["cid"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        held.contains(&cids[0]) && held.contains(&cids[2]),
+        "pinned blobs stay: {held:?}"
+    );
+    assert!(
+        !held.contains(&cids[1]),
+        "the unpinned one is collected: {held:?}"
+    );
+    // Unpinned, it goes at the next collection; its event tells the others.
+    let run = sb.run(&["file", "unpin", &cids[0]], None);
+    assert_eq!(run.code, 0, "{run:?}");
+    let held: Vec<String> = ls(&sb)
+        .iter()
+        .map(|b| b["cid"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(held, vec![cids[2].clone()]);
+}
+
+#[test]
+fn a_full_disk_gives_exit_5_and_leaves_the_store_consistent() {
+    let sb = Sandbox::new();
+    sb.init_non_interactive("full");
+    let Some(_node) = sb.start_node_with_small_disk("2m", &[]) else {
+        eprintln!("SKIPPED: cannot mount in a private namespace here (needs CAP_SYS_ADMIN)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    write_data(&small, 512 * 1024, 1);
+    let kept = add(&sb, &small, &["--pin"]);
+    let big = dir.path().join("big");
+    write_data(&big, 4 * 1024 * 1024, 2);
+    let run = sb.run(&["file", "add", big.to_str().unwrap()], None);
+    assert_eq!(run.code, 5, "{run:?}");
+    assert!(run.stderr.contains("full"), "{run:?}");
+    // Only the first blob is there, whole; the failed one left no chunks
+    // behind, so there is room again.
+    let held = ls(&sb);
+    assert_eq!(held.len(), 1, "{held:?}");
+    let out = dir.path().join("small-out");
+    assert_eq!(get(&sb, &kept, &out).code, 0);
+    assert!(same_bytes(&small, &out));
+    let another = dir.path().join("another");
+    write_data(&another, 256 * 1024, 3);
+    add(&sb, &another, &[]);
+}
