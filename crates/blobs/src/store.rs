@@ -242,6 +242,18 @@ impl BlobStore {
             .collect()
     }
 
+    /// Read every chunk of `manifest` (quarantining any that no longer
+    /// match) and return the indices this store lacks afterwards.
+    pub fn verify(&self, manifest: &Manifest) -> Vec<usize> {
+        manifest
+            .chunks
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| self.read_chunk(&c.cid).is_err())
+            .map(|(i, _)| i)
+            .collect()
+    }
+
     /// Chunk and store `reader`'s bytes, calling `progress(bytes so far)`;
     /// memory use is one chunk whatever the size.
     pub fn add(

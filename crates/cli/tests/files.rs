@@ -200,6 +200,12 @@ fn a_file_over_one_gibibyte_round_trips() {
     assert_eq!(blob["pinned"], true);
 }
 
+fn peer_count(sb: &Sandbox) -> usize {
+    let status: Value =
+        serde_json::from_str(&sb.run(&["status", "--json"], None).stdout).unwrap_or_default();
+    status["peers"].as_array().map_or(0, Vec::len)
+}
+
 fn chunk_files(blobs: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     for shard in std::fs::read_dir(blobs).into_iter().flatten().flatten() {
@@ -221,7 +227,7 @@ fn chunk_files(blobs: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn a_corrupted_chunk_is_caught_and_the_fetch_completes_from_another_holder() {
-    let (nodes, _running) = community(2);
+    let (nodes, mut running) = community(2);
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("doc");
@@ -248,6 +254,25 @@ fn a_corrupted_chunk_is_caught_and_the_fetch_completes_from_another_holder() {
         .unwrap()
         .count();
     assert!(quarantined >= 1, "A quarantined what it found damaged");
+
+    // A itself reads its copy: the damage is found, the chunks come back
+    // from its peers, and the file written is whole. (Without discovery on
+    // loopback, A learns of B and C as static peers.)
+    drop(running.remove(0));
+    let list = format!("[\"{}\",\"{}\"]", b.peer_addr(), c.peer_addr());
+    let _a = a.start_node(&[FAST_SYNC, ("HEARTHNET_DISCOVERY_STATIC_PEERS", &list)]);
+    let started = Instant::now();
+    while peer_count(a) < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "A never saw B and C"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = dir.path().join("at-a");
+    let run = get(a, &cid, &out);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(same_bytes(&input, &out));
 }
 
 #[test]

@@ -252,65 +252,93 @@ impl FileService {
         let out = call.input["out"].as_str().map(PathBuf::from);
         let mut from = Vec::new();
         if !self.store.has_blob(&cid) {
-            let us = self.key.node_id();
-            let bus = self.bus()?;
-            let advertised: Vec<NodeId> = self
-                .holders
-                .of(&cid)
-                .into_iter()
-                .filter(|h| *h != us)
-                .collect();
-            // Peers that did not advertise it (or whose advertisement has
-            // not synced yet) may hold it too (M07 §5.5): asked second.
-            let others: Vec<NodeId> = bus
-                .entries()
-                .into_iter()
-                .filter(|e| e.name == READ && !e.local)
-                .filter_map(|e| NodeId::parse(&e.node).ok())
-                .filter(|n| !advertised.contains(n))
-                .collect();
+            from = self.fetch_from_peers(&call, cid).await?;
+        }
+        let Some(out) = out else {
+            let manifest = self.blocking(move |s| s.manifest(&cid)).await?;
+            return Ok(json!({"cid": cid, "size_bytes": manifest.size_bytes, "from": []}));
+        };
+        let mut refetched = false;
+        let manifest = loop {
             let progress = Progress {
                 frames: call.frames.clone(),
-                stage: "fetching",
+                stage: "writing",
                 last: Default::default(),
                 runtime: tokio::runtime::Handle::current(),
             };
-            let report = |n, t| progress.report(n, t);
-            let mut outcome = Err(CallError::new(
-                ErrorCode::NotFound,
-                format!("{cid} is not here and no peer has advertised it"),
-            ));
-            for holders in [advertised, others] {
-                if holders.is_empty() {
-                    continue;
+            let total = self.store.manifest(&cid).map_err(blob_error)?.size_bytes;
+            let target = out.clone();
+            match self
+                .blocking(move |s| s.export(&cid, &target, |n| progress.report(n, total)))
+                .await
+            {
+                Ok(manifest) => break manifest,
+                // A chunk found damaged (now quarantined): fetch it again
+                // where a peer has it, once.
+                Err(e) if e.code == ErrorCode::NotFound && !refetched => {
+                    // Find every damaged chunk in one pass, then fetch them
+                    // all at once.
+                    let damaged = self
+                        .blocking(move |s| {
+                            let manifest = s.manifest(&cid)?;
+                            Ok(s.verify(&manifest))
+                        })
+                        .await?;
+                    tracing::warn!(blob = %cid.short(), chunks = damaged.len(), "damaged chunks; fetching them again from peers");
+                    refetched = true;
+                    from = self.fetch_from_peers(&call, cid).await?;
                 }
-                // Chunks from a failed first try stay: the second resumes.
-                outcome = fetch(&bus, &self.store, cid, &holders, &report).await;
-                if outcome.is_ok() {
-                    break;
-                }
+                Err(e) => return Err(e),
             }
-            let (manifest, served_by) = outcome?;
-            from = served_by;
-            self.advertise_held(cid, manifest.size_bytes).await;
-        }
-        let manifest = match out {
-            Some(out) => {
-                let progress = Progress {
-                    frames: call.frames.clone(),
-                    stage: "writing",
-                    last: Default::default(),
-                    runtime: tokio::runtime::Handle::current(),
-                };
-                let total = self.store.manifest(&cid).map_err(blob_error)?.size_bytes;
-                self.blocking(move |s| s.export(&cid, &out, |n| progress.report(n, total)))
-                    .await?
-            }
-            None => self.blocking(move |s| s.manifest(&cid)).await?,
         };
         self.collect().await;
         Ok(json!({"cid": cid, "size_bytes": manifest.size_bytes,
             "from": from.iter().map(NodeId::full).collect::<Vec<_>>()}))
+    }
+
+    /// Fetch what this store lacks of `cid` from the peers: those that
+    /// advertised it first, then any other peer serving `file.read` (their
+    /// advertisement may not have synced yet; M07 §5.5). Returns who served.
+    async fn fetch_from_peers(&self, call: &Call, cid: Blake3Id) -> Result<Vec<NodeId>, CallError> {
+        let us = self.key.node_id();
+        let bus = self.bus()?;
+        let advertised: Vec<NodeId> = self
+            .holders
+            .of(&cid)
+            .into_iter()
+            .filter(|h| *h != us)
+            .collect();
+        let others: Vec<NodeId> = bus
+            .entries()
+            .into_iter()
+            .filter(|e| e.name == READ && !e.local)
+            .filter_map(|e| NodeId::parse(&e.node).ok())
+            .filter(|n| !advertised.contains(n))
+            .collect();
+        let progress = Progress {
+            frames: call.frames.clone(),
+            stage: "fetching",
+            last: Default::default(),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let report = |n, t| progress.report(n, t);
+        let mut outcome = Err(CallError::new(
+            ErrorCode::NotFound,
+            format!("{cid} is not here and no peer has it"),
+        ));
+        for holders in [advertised, others] {
+            if holders.is_empty() {
+                continue;
+            }
+            // Chunks from a failed first try stay: the second resumes.
+            outcome = fetch(&bus, &self.store, cid, &holders, &report).await;
+            if outcome.is_ok() {
+                break;
+            }
+        }
+        let (manifest, served_by) = outcome?;
+        self.advertise_held(cid, manifest.size_bytes).await;
+        Ok(served_by)
     }
 }
 
