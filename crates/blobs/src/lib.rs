@@ -8,7 +8,8 @@
 //! writes in progress and `quarantine/` chunks found damaged.
 //!
 //! Invariants: a chunk file appears (by rename) only once its bytes hash
-//! to its name, and a manifest only once all its chunks are present, so a
+//! to its name and are on disk, and a manifest only once all its chunks
+//! are present and durable, so a
 //! partial chunk or blob is never visible; every read verifies the hash
 //! again, and a chunk that no longer matches is moved to `quarantine/`
 //! and reported missing. Owns no network and no events: the file service
@@ -18,7 +19,7 @@ mod manifest;
 mod store;
 
 pub use manifest::{ChunkRef, Manifest};
-pub use store::{BlobInfo, BlobStore, DiskUsage, GcReport};
+pub use store::{BlobInfo, BlobStore, ChunkWriter, DiskUsage, GcReport};
 
 use hearthnet_base::{Blake3Id, ErrorCode};
 

@@ -131,13 +131,32 @@ impl BlobStore {
         if path.is_file() {
             return Ok(false);
         }
-        self.write_atomically(&path, bytes)?;
+        // The directory entry is made durable when a manifest commits
+        // the chunk (`write_manifest`), once per directory, not per chunk.
+        self.write_atomically(&path, bytes, false)?;
         Ok(true)
+    }
+
+    /// A writer that stores many chunks with one flush to disk per batch
+    /// instead of one per chunk (see [`ChunkWriter`]).
+    pub fn writer(&self) -> ChunkWriter {
+        ChunkWriter {
+            root: self.root.clone(),
+            prefix: format!(
+                "{}.w{}",
+                std::process::id(),
+                self.tmp_seq.fetch_add(1, Ordering::Relaxed)
+            ),
+            staged: Vec::new(),
+            staged_bytes: 0,
+            created: Vec::new(),
+        }
     }
 
     /// Write to `tmp/`, flush to disk, then rename into place: readers see
     /// the whole file or nothing, even if the process dies midway.
-    fn write_atomically(&self, path: &Path, bytes: &[u8]) -> Result<(), BlobError> {
+    /// `sync_dir` also makes the rename itself durable.
+    fn write_atomically(&self, path: &Path, bytes: &[u8], sync_dir: bool) -> Result<(), BlobError> {
         let tmp = self.root.join("tmp").join(format!(
             "{}.{}",
             std::process::id(),
@@ -155,7 +174,13 @@ impl BlobStore {
             let dir = path.parent().unwrap_or(&self.root);
             fs::create_dir_all(dir)
                 .and_then(|()| fs::rename(&tmp, path))
-                .and_then(|()| File::open(dir)?.sync_all())
+                .and_then(|()| {
+                    if sync_dir {
+                        File::open(dir)?.sync_all()
+                    } else {
+                        Ok(())
+                    }
+                })
                 .map_err(|e| BlobError::io(format!("cannot store {}", path.display()), e))
         })();
         if result.is_err() {
@@ -198,9 +223,21 @@ impl BlobStore {
         if let Some(missing) = manifest.chunks.iter().find(|c| !self.has_chunk(&c.cid)) {
             return Err(BlobError::NotFound(missing.cid));
         }
+        // The chunks' directory entries first: after a crash, a manifest
+        // never names a chunk that is not there.
+        let dirs: BTreeSet<PathBuf> = manifest
+            .chunks
+            .iter()
+            .filter_map(|c| self.chunk_path(&c.cid).parent().map(Path::to_path_buf))
+            .collect();
+        for dir in dirs {
+            File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| BlobError::io(format!("cannot sync {}", dir.display()), e))?;
+        }
         let bytes = serde_json::to_vec(&manifest.to_wire())
             .map_err(|e| BlobError::ManifestInvalid(e.to_string()))?;
-        self.write_atomically(&self.manifest_path(&manifest.cid), &bytes)
+        self.write_atomically(&self.manifest_path(&manifest.cid), &bytes, true)
     }
 
     /// A stored blob's manifest. Reading it counts as a use (LRU).
@@ -262,9 +299,7 @@ impl BlobStore {
         mut progress: impl FnMut(u64),
     ) -> Result<Manifest, BlobError> {
         let mut chunks = Vec::new();
-        // Chunks this add created, removed again if it fails (a full disk
-        // must not stay full of a blob that never appeared).
-        let mut created = Vec::new();
+        let mut writer = self.writer();
         let mut buf = vec![0u8; CHUNK_SIZE_BYTES];
         let mut total = 0u64;
         let result = (|| {
@@ -275,9 +310,7 @@ impl BlobStore {
                     break;
                 }
                 let cid = Blake3Id::of(&buf[..n]);
-                if self.write_chunk(&cid, &buf[..n])? {
-                    created.push(cid);
-                }
+                writer.put(&cid, &buf[..n])?;
                 chunks.push(ChunkRef {
                     cid,
                     size_bytes: n as u64,
@@ -288,20 +321,23 @@ impl BlobStore {
                     break;
                 }
             }
+            writer.flush()?;
             let manifest = Manifest::new(std::mem::take(&mut chunks));
             self.write_manifest(&manifest)?;
             Ok(manifest)
         })();
         if result.is_err() {
-            for cid in &created {
+            // A full disk must not stay full of a blob that never appeared.
+            for cid in writer.created() {
                 let _ = fs::remove_file(self.chunk_path(cid));
             }
         }
         result
     }
 
-    /// Write blob `cid` to `out` (atomically: a temporary file beside it,
-    /// renamed when complete), every chunk verified on the way.
+    /// Write blob `cid` to `out` (a temporary file beside it, renamed when
+    /// complete, so `out` is never half-written), every chunk verified on
+    /// the way.
     pub fn export(
         &self,
         cid: &Blake3Id,
@@ -329,8 +365,9 @@ impl BlobStore {
                 done += bytes.len() as u64;
                 progress(done);
             }
-            file.sync_all()
-                .and_then(|()| fs::rename(&tmp, out))
+            // Like cp or curl, leave flushing the copy to the kernel: the
+            // blob itself is safe in the store.
+            fs::rename(&tmp, out)
                 .map_err(|e| BlobError::io(format!("cannot write {}", out.display()), e))
         })();
         if result.is_err() {
@@ -565,6 +602,92 @@ fn mtime(path: &Path) -> u64 {
 fn touch(path: &Path) {
     if let Ok(file) = File::options().write(true).open(path) {
         let _ = file.set_modified(SystemTime::now());
+    }
+}
+
+/// Chunks written in batches: each goes to `tmp/` unflushed; every
+/// [`BATCH_BYTES`] (and at [`flush`](Self::flush)) one `syncfs` makes the
+/// batch durable and only then are its chunks renamed into place. So a
+/// chunk still appears only once its bytes are on disk, at the cost of one
+/// flush per batch rather than per chunk. Unflushed chunks are dropped with
+/// the writer.
+pub struct ChunkWriter {
+    root: PathBuf,
+    prefix: String,
+    /// (temporary file, final path)
+    staged: Vec<(PathBuf, PathBuf)>,
+    staged_bytes: usize,
+    created: Vec<Blake3Id>,
+}
+
+/// Bytes staged before a flush: 64 chunks.
+const BATCH_BYTES: usize = 64 * CHUNK_SIZE_BYTES;
+
+impl ChunkWriter {
+    /// Stage a chunk whose bytes must hash to `cid`; false if the store
+    /// (or this batch) already has it.
+    pub fn put(&mut self, cid: &Blake3Id, bytes: &[u8]) -> Result<bool, BlobError> {
+        let actual = Blake3Id::of(bytes);
+        if actual != *cid {
+            return Err(BlobError::HashMismatch {
+                expected: *cid,
+                actual,
+            });
+        }
+        let hex = cid.to_string();
+        let hex = hex.trim_start_matches("blake3:");
+        let dest = self.root.join(&hex[..2]).join(format!("{}.bin", &hex[2..]));
+        if dest.is_file() || self.staged.iter().any(|(_, d)| *d == dest) {
+            return Ok(false);
+        }
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("{}.{}", self.prefix, self.staged.len()));
+        if let Err(e) = fs::write(&tmp, bytes) {
+            let _ = fs::remove_file(&tmp);
+            return Err(BlobError::io(format!("cannot write {}", tmp.display()), e));
+        }
+        self.staged.push((tmp, dest));
+        self.staged_bytes += bytes.len();
+        self.created.push(*cid);
+        if self.staged_bytes >= BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(true)
+    }
+
+    /// Make the staged chunks durable and visible.
+    pub fn flush(&mut self) -> Result<(), BlobError> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        let root = File::open(&self.root)
+            .map_err(|e| BlobError::io(format!("cannot open {}", self.root.display()), e))?;
+        rustix::fs::syncfs(&root).map_err(|e| {
+            BlobError::io(format!("cannot flush {}", self.root.display()), e.into())
+        })?;
+        for (tmp, dest) in self.staged.drain(..) {
+            let dir = dest.parent().unwrap_or(&self.root);
+            fs::create_dir_all(dir)
+                .and_then(|()| fs::rename(&tmp, &dest))
+                .map_err(|e| BlobError::io(format!("cannot store {}", dest.display()), e))?;
+        }
+        self.staged_bytes = 0;
+        Ok(())
+    }
+
+    /// Chunks this writer added to the store (flushed or not).
+    pub fn created(&self) -> &[Blake3Id] {
+        &self.created
+    }
+}
+
+impl Drop for ChunkWriter {
+    fn drop(&mut self) {
+        for (tmp, _) in &self.staged {
+            let _ = fs::remove_file(tmp);
+        }
     }
 }
 

@@ -207,43 +207,64 @@ async fn stream_chunks(
     let call = read_call(bus, holder, json!({"cid": manifest.cid, "chunks": share}));
     let mut stream = bus.call(call)?;
     let wanted: BTreeSet<usize> = share.iter().copied().collect();
+    let mut writer = Some(store.writer());
     let mut received = 0;
-    while let Some(item) = stream.next().await {
+    let outcome = loop {
+        let Some(item) = stream.next().await else {
+            break Ok(());
+        };
         let frame = match item {
             Item::Frame(f) => f,
-            Item::Done(_) => return Ok(received),
-            Item::Failed(e) => return Err(e),
+            Item::Done(_) => break Ok(()),
+            Item::Failed(e) => break Err(e),
         };
         if frame.event != "chunk" {
             continue;
         }
         let Some(i) = frame.data["i"].as_u64().map(|i| i as usize) else {
-            return Err(CallError::bad_request("a chunk frame without `i`"));
+            break Err(CallError::bad_request("a chunk frame without `i`"));
         };
         let Some(expected) = manifest.chunks.get(i).filter(|_| wanted.contains(&i)) else {
-            return Err(CallError::bad_request(format!(
+            break Err(CallError::bad_request(format!(
                 "chunk {i} was not asked for"
             )));
         };
-        let bytes = frame.data["data_b64"]
-            .as_str()
-            .and_then(decode_b64)
-            .ok_or_else(|| {
-                CallError::bad_request(format!("chunk {i}: `data_b64` is not Base64"))
-            })?;
-        let (store, cid) = (store.clone(), expected.cid);
+        let Some(bytes) = frame.data["data_b64"].as_str().and_then(decode_b64) else {
+            break Err(CallError::bad_request(format!(
+                "chunk {i}: `data_b64` is not Base64"
+            )));
+        };
+        let cid = expected.cid;
         let size = bytes.len() as u64;
+        let Some(mut w) = writer.take() else {
+            break Err(internal("the chunk writer is gone"));
+        };
         // A chunk that does not hash to its CID ends this holder's part.
-        tokio::task::spawn_blocking(move || store.write_chunk(&cid, &bytes))
-            .await
-            .map_err(internal)?
-            .map_err(|e| {
-                tracing::warn!(holder = %holder.short(), chunk = i, error = %e, "bad chunk from a holder");
-                CallError::new(e.code(), format!("chunk {i} from {}: {e}", holder.short()))
-            })?;
+        let (w, stored) = tokio::task::spawn_blocking(move || {
+            let r = w.put(&cid, &bytes);
+            (w, r)
+        })
+        .await
+        .map_err(internal)?;
+        writer = Some(w);
+        if let Err(e) = stored {
+            tracing::warn!(holder = %holder.short(), chunk = i, error = %e, "bad chunk from a holder");
+            break Err(CallError::new(
+                e.code(),
+                format!("chunk {i} from {}: {e}", holder.short()),
+            ));
+        }
         received += 1;
         let now = have.fetch_add(size, Ordering::Relaxed) + size;
         progress(now, manifest.size_bytes);
+    };
+    // Keep what verified, even when the holder failed: a later round (or
+    // a later fetch) resumes from there.
+    if let Some(mut w) = writer {
+        tokio::task::spawn_blocking(move || w.flush())
+            .await
+            .map_err(internal)?
+            .map_err(|e| CallError::new(e.code(), e.to_string()))?;
     }
-    Ok(received)
+    outcome.map(|()| received)
 }
