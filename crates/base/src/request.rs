@@ -20,6 +20,9 @@ pub const TIMESTAMP: &str = "x-hearthnet-timestamp";
 pub const SIGNATURE: &str = "x-hearthnet-signature";
 /// Our extension: the caller's deadline for this call, in milliseconds.
 pub const TIMEOUT_MS: &str = "x-hearthnet-timeout-ms";
+/// Our extension: the full NodeID of the one node that should serve a
+/// call (honoured for the node's own calls).
+pub const TARGET_NODE: &str = "x-hearthnet-target-node";
 
 /// The version used for signed requests to plain endpoints.
 pub const ENDPOINT_VERSION: &str = "1.0";

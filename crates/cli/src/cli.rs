@@ -136,6 +136,9 @@ pub struct CallArgs {
     /// Give up after this many seconds (default: the capability's own deadline).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
+    /// Only this node (its full NodeID) may serve the call.
+    #[arg(long, value_name = "NODEID")]
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -421,3 +421,83 @@ fn a_full_disk_gives_exit_5_and_leaves_the_store_consistent() {
     write_data(&another, 256 * 1024, 3);
     add(&sb, &another, &[]);
 }
+
+/// Every peer address of `nodes` but `i`'s, as a static-peer list.
+fn others(nodes: &[Sandbox], i: usize) -> String {
+    let list: Vec<String> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| *j != i)
+        .map(|(_, sb)| format!("\"{}\"", sb.peer_addr()))
+        .collect();
+    format!("[{}]", list.join(","))
+}
+
+#[test]
+fn put_offers_a_blob_to_a_chosen_node_and_wants_a_trusted_caller() {
+    let (nodes, mut running) = community(2);
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    // The founder learns of the others as static peers (restarted on the
+    // same port, where they know it).
+    let list = others(&nodes, 0);
+    let port = a.peer_addr().rsplit(':').next().unwrap().to_owned();
+    drop(running.remove(0));
+    let _a = a.start_node(&[
+        FAST_SYNC,
+        ("HEARTHNET_DISCOVERY_STATIC_PEERS", &list),
+        ("HEARTHNET_TRANSPORT_PEER_PORT", &port),
+    ]);
+    let started = Instant::now();
+    while peer_count(a) < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "A never saw B and C"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("flyer");
+    write_data(&input, 3 * CHUNK + 1, 8);
+    let cid = add(a, &input, &[]);
+    let read = a.run(
+        &[
+            "call",
+            "file.read",
+            "--stream",
+            "--body",
+            &serde_json::json!({"input": {"cid": cid, "chunks": []}}).to_string(),
+        ],
+        None,
+    );
+    assert_eq!(read.code, 0, "{read:?}");
+    let manifest: Value = serde_json::from_str(read.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(manifest["event"], "manifest");
+    let body = serde_json::json!({"input": {"manifest": manifest["data"]}}).to_string();
+    let b_id = b.key().node_id().full();
+
+    // The founder (an anchor) offers it to B: B needs all four chunks,
+    // takes them, and holds the blob.
+    let put = |from: &Sandbox| {
+        from.run(
+            &[
+                "call", "file.put", "--node", &b_id, "--stream", "--body", &body,
+            ],
+            None,
+        )
+    };
+    let first = put(a);
+    assert_eq!(first.code, 0, "{first:?}");
+    assert!(first.stdout.contains(r#""needed":[0,1,2,3]"#), "{first:?}");
+    assert!(ls(b).iter().any(|x| x["cid"] == cid.as_str()));
+    let out = dir.path().join("at-b");
+    assert_eq!(get(b, &cid, &out).code, 0);
+    assert!(same_bytes(&input, &out));
+    // Offered again, nothing is needed.
+    let again = put(a);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(again.stdout.contains(r#""needed":[]"#), "{again:?}");
+    // A plain member may not push blobs onto another node's disk.
+    let refused = put(c);
+    assert_eq!(refused.code, 4, "{refused:?}");
+    assert!(refused.stderr.contains("unauthorized"), "{refused:?}");
+}

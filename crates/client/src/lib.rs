@@ -54,6 +54,8 @@ pub struct LocalClient {
     key: DeviceKey,
     community: CommunityId,
     agent: ureq::Agent,
+    /// Calls go to this node only (see `request::TARGET_NODE`).
+    target: Option<String>,
 }
 
 /// A call's answer: one JSON document, or a stream of frames.
@@ -100,7 +102,14 @@ impl LocalClient {
             key,
             community,
             agent,
+            target: None,
         }
+    }
+
+    /// Have every call served by `node` (its full NodeID) or not at all.
+    pub fn with_target(mut self, node: String) -> Self {
+        self.target = Some(node);
+        self
     }
 
     /// The same client, giving up on any answer after `timeout` (for
@@ -256,6 +265,9 @@ impl LocalClient {
         }
         if let Some(t) = timeout {
             req = req.header(request::TIMEOUT_MS, t.as_millis().to_string());
+        }
+        if let Some(node) = &self.target {
+            req = req.header(request::TARGET_NODE, node);
         }
         let bytes = serde_json::to_vec(body).map_err(|e| self.bad(e.to_string()))?;
         let resp = req.send(&bytes[..]).map_err(|e| self.transport_error(e))?;

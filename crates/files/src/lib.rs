@@ -9,6 +9,13 @@
 //! Our extension to `file.read`: `input.chunks`, a list of chunk indices,
 //! streams the manifest and only those chunks (`[]`: the manifest alone),
 //! so several holders can each serve a share of one blob.
+//!
+//! `file.put@1.0` (trusted callers) answers the offered manifest with
+//! `ready {"needed": [indices]}`, then *pulls* those chunks from the caller
+//! with `file.read` and ends with `done {"received", "ms"}`: the contract's
+//! exchange, except that the chunks travel as the answer to our request
+//! instead of on the caller's request stream, which HTTP as the contract
+//! uses it (server-sent events) cannot carry.
 
 mod fetch;
 mod holders;
@@ -32,11 +39,15 @@ pub use holders::Holders;
 pub const READ: &str = "file.read";
 pub const LIST: &str = "file.list";
 pub const ADVERTISE: &str = "file.advertise";
+pub const PUT: &str = "file.put";
 pub const LOCAL_ADD: &str = "file.local.add";
 pub const LOCAL_GET: &str = "file.local.get";
 pub const LOCAL_LIST: &str = "file.local.list";
 pub const LOCAL_PIN: &str = "file.local.pin";
 const READ_TIMEOUT_SECONDS: u64 = 300;
+const PUT_TIMEOUT_SECONDS: u64 = 600;
+/// `file.put` is refused when less than this would stay free (M07 §5.7).
+const PUT_MIN_FREE_BYTES: u64 = 1 << 30;
 /// Progress frames at most this often.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
@@ -214,6 +225,50 @@ impl FileService {
         Ok(json!({"chunks": indices.len(), "ms": started.elapsed().as_millis() as u64}))
     }
 
+    async fn put(self: Arc<Self>, call: Call) -> Result<Value, CallError> {
+        let started = Instant::now();
+        let manifest = hearthnet_blobs::Manifest::from_wire(&call.input["manifest"])
+            .map_err(|e| CallError::bad_request(format!("input.manifest: {e}")))?;
+        let cid = manifest.cid;
+        let needed: Vec<usize> = if self.store.has_blob(&cid) {
+            Vec::new()
+        } else {
+            let m = manifest.clone();
+            self.blocking(move |s| Ok(s.missing_chunks(&m))).await?
+        };
+        let needed_bytes: u64 = needed.iter().map(|i| manifest.chunks[*i].size_bytes).sum();
+        if let Some(usage) = self.store.disk_usage() {
+            let free = usage.total.saturating_sub(usage.used);
+            if free.saturating_sub(needed_bytes) < PUT_MIN_FREE_BYTES {
+                return Err(CallError::new(
+                    ErrorCode::CapacityExceeded,
+                    format!(
+                        "taking {needed_bytes} bytes would leave less than 1 GiB free on this node's disk"
+                    ),
+                ));
+            }
+        }
+        let gone = || CallError::new(ErrorCode::Partition, "the caller left");
+        call.frames
+            .send("ready", json!({"needed": needed}))
+            .await
+            .map_err(|_| gone())?;
+        if !needed.is_empty() {
+            let progress = Progress {
+                frames: call.frames.clone(),
+                stage: "receiving",
+                last: Default::default(),
+                runtime: tokio::runtime::Handle::current(),
+            };
+            fetch(&self.bus()?, &self.store, cid, &[call.caller], &|n, t| {
+                progress.report(n, t)
+            })
+            .await?;
+            self.advertise_held(cid, manifest.size_bytes).await;
+        }
+        Ok(json!({"received": needed.len(), "ms": started.elapsed().as_millis() as u64}))
+    }
+
     async fn add(self: Arc<Self>, call: Call) -> Result<Value, CallError> {
         let path = PathBuf::from(
             call.input["path"]
@@ -375,6 +430,16 @@ impl Service for FileService {
                 Stability::Stable,
             ),
             descriptor(
+                PUT,
+                json!({"type": "object", "required": ["manifest"], "properties": {"manifest": {"type": "object"}}}),
+                true,
+                // Disk-poisoning risk: trusted members only (M07 §4.2).
+                Trust::Level(TrustLevel::Trusted),
+                2,
+                PUT_TIMEOUT_SECONDS,
+                Stability::Stable,
+            ),
+            descriptor(
                 LOCAL_ADD,
                 json!({"type": "object", "required": ["path"], "properties": {"path": {"type": "string"}, "pin": {"type": "boolean"}}}),
                 true,
@@ -417,6 +482,7 @@ impl Service for FileService {
         Box::pin(async move {
             match call.capability.as_str() {
                 READ => self.read(call).await,
+                PUT => self.put(call).await,
                 LOCAL_ADD => self.add(call).await,
                 LOCAL_GET => self.get(call).await,
                 LIST => {

@@ -268,6 +268,19 @@ async fn bus_call(State(s): Shared, peer: Peer, headers: HeaderMap, body: Body) 
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/event-stream"));
+    let target = match headers.get(request::TARGET_NODE).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(text)) => match hearthnet_base::NodeId::parse(text) {
+            Ok(node) => Some(node),
+            Err(e) => {
+                return fail(CallError::bad_request(format!(
+                    "{} is not a NodeID: {e}",
+                    request::TARGET_NODE
+                )));
+            }
+        },
+        Some(Err(_)) => return fail(CallError::bad_request("the target node header is not text")),
+    };
     let trace_id = caller.headers.request_id.clone();
     let call = InboundCall {
         capability: caller.headers.capability.clone(),
@@ -278,7 +291,7 @@ async fn bus_call(State(s): Shared, peer: Peer, headers: HeaderMap, body: Body) 
         trace_id: trace_id.clone(),
         timeout,
         stream: wants_stream,
-        target: None,
+        target,
     };
     let stream = match s.bus.call(call) {
         Ok(stream) => stream,

@@ -27,7 +27,12 @@ pub fn run(config: Option<&Path>, env: &Env, args: CallArgs) -> CliResult {
         }
         None => None,
     };
-    let client = node_client::connect(config, env)?;
+    let mut client = node_client::connect(config, env)?;
+    if let Some(node) = args.node {
+        let node = hearthnet_base::NodeId::parse(&node)
+            .map_err(|e| usage(anyhow!("--node: `{node}` is not a full NodeID: {e}")))?;
+        client = client.with_target(node.full());
+    }
     let reply = client
         .call(&name, &version, &body, args.stream, timeout)
         .map_err(CliError::from_client)?;
