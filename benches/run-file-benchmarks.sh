@@ -35,6 +35,10 @@ echo "== $size_mib MiB of random bytes =="
 head -c "$((size_mib * 1024 * 1024))" /dev/urandom > "$work/www/blob"
 sync
 
+echo "== the disk: durable writes (dd conv=fdatasync) =="
+dd if=/dev/zero of="$work/dd" bs=1M count="$size_mib" conv=fdatasync 2>&1 | tail -1
+rm -f "$work/dd"
+
 echo "== hash and store: 'hearthnet file add' beside 'b3sum' =="
 t0=$(date +%s.%N); b3sum "$work/www/blob" >/dev/null; t1=$(date +%s.%N)
 echo "b3sum:               $(elapsed "$t0" "$t1") s ($(rate "$(elapsed "$t0" "$t1")"))"
