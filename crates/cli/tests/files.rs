@@ -67,7 +67,10 @@ fn add(sb: &Sandbox, path: &Path, extra: &[&str]) -> String {
     let run = sb.run(&args, None);
     assert_eq!(run.code, 0, "{run:?}");
     // Piped: no progress bar, just the summary.
-    assert!(!run.stderr.contains("eta") && !run.stderr.contains('\r'), "{run:?}");
+    assert!(
+        !run.stderr.contains("eta") && !run.stderr.contains('\r'),
+        "{run:?}"
+    );
     run.stdout.trim().to_owned()
 }
 
