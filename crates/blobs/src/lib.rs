@@ -56,7 +56,11 @@ impl BlobError {
 
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         let context = context.into();
-        if source.raw_os_error() == Some(28) || source.kind() == std::io::ErrorKind::StorageFull {
+        // ENOSPC, or EDQUOT (a user's quota is as full as a disk).
+        if matches!(source.raw_os_error(), Some(28 | 122))
+            || source.kind() == std::io::ErrorKind::StorageFull
+            || source.kind() == std::io::ErrorKind::QuotaExceeded
+        {
             return Self::DiskFull(context);
         }
         Self::Io { context, source }

@@ -18,6 +18,10 @@ use crate::{BlobError, ChunkRef, Manifest};
 /// GC stops once the disk is back under this share (M07 §5.3), or under
 /// the threshold's 7/8 when the threshold is set lower than 0.8.
 const GC_TARGET: f64 = 0.7;
+/// Blobs used this recently (just added, fetched or read) are never
+/// collected, nor are unreferenced chunks this young (a fetch in progress
+/// or waiting to resume).
+const GC_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// How full the disk holding the store is.
 #[derive(Debug, Clone, Copy)]
@@ -57,6 +61,8 @@ pub struct BlobStore {
     gc_threshold: f64,
     /// Serialises changes to `pinned.txt`, and GC against them.
     pins: Mutex<BTreeSet<Blake3Id>>,
+    /// Held while a manifest is committed and while chunks are removed.
+    commits: Mutex<()>,
     tmp_seq: AtomicU64,
 }
 
@@ -89,6 +95,7 @@ impl BlobStore {
             root: root.to_path_buf(),
             gc_threshold,
             pins: Mutex::new(pins),
+            commits: Mutex::new(()),
             tmp_seq: AtomicU64::new(0),
         })
     }
@@ -220,6 +227,7 @@ impl BlobStore {
     /// Commit a blob: every chunk must be present; then its manifest
     /// appears, and the blob with it.
     pub fn write_manifest(&self, manifest: &Manifest) -> Result<(), BlobError> {
+        let _commits = self.commit_lock();
         if let Some(missing) = manifest.chunks.iter().find(|c| !self.has_chunk(&c.cid)) {
             return Err(BlobError::NotFound(missing.cid));
         }
@@ -250,18 +258,36 @@ impl BlobStore {
             }
             Err(e) => return Err(BlobError::io(format!("cannot read {}", path.display()), e)),
         };
-        let value = serde_json::from_slice(&bytes)
-            .map_err(|e| BlobError::ManifestInvalid(e.to_string()))?;
-        let manifest = Manifest::from_wire(&value)?;
-        if manifest.cid != *cid {
-            return Err(BlobError::ManifestInvalid(format!(
-                "{} holds the manifest of {}",
-                path.display(),
-                manifest.cid
-            )));
+        let parsed = serde_json::from_slice(&bytes)
+            .map_err(|e| BlobError::ManifestInvalid(e.to_string()))
+            .and_then(|value| Manifest::from_wire(&value))
+            .and_then(|m| {
+                if m.cid == *cid {
+                    Ok(m)
+                } else {
+                    Err(BlobError::ManifestInvalid(format!("it holds {}", m.cid)))
+                }
+            });
+        match parsed {
+            Ok(manifest) => {
+                touch(&path);
+                Ok(manifest)
+            }
+            // Damaged on disk: out of the way, and missing (fetched again
+            // where peers have it).
+            Err(e) => {
+                tracing::warn!(blob = %cid.short(), error = %e, "manifest damaged on disk; quarantined");
+                let hex = cid.to_string();
+                let _ = fs::rename(
+                    &path,
+                    self.root.join("quarantine").join(format!(
+                        "{}.manifest.json",
+                        hex.trim_start_matches("blake3:")
+                    )),
+                );
+                Err(BlobError::NotFound(*cid))
+            }
         }
-        touch(&path);
-        Ok(manifest)
     }
 
     pub fn has_blob(&self, cid: &Blake3Id) -> bool {
@@ -327,9 +353,19 @@ impl BlobStore {
             Ok(manifest)
         })();
         if result.is_err() {
-            // A full disk must not stay full of a blob that never appeared.
+            // A full disk must not stay full of a blob that never appeared;
+            // chunks a committed blob shares stay.
+            let _commits = self.commit_lock();
+            let named: HashSet<Blake3Id> = self
+                .manifests()
+                .iter()
+                .filter_map(|(cid, _)| self.manifest_quietly(cid))
+                .flat_map(|m| m.chunks.into_iter().map(|c| c.cid))
+                .collect();
             for cid in writer.created() {
-                let _ = fs::remove_file(self.chunk_path(cid));
+                if !named.contains(cid) {
+                    self.remove_chunk(cid);
+                }
             }
         }
         result
@@ -353,9 +389,16 @@ impl BlobStore {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.{}.part", std::process::id()));
+        let tmp = dir.join(format!(
+            ".{name}.{}.{}.part",
+            std::process::id(),
+            self.tmp_seq.fetch_add(1, Ordering::Relaxed)
+        ));
         let result = (|| {
-            let mut file = File::create(&tmp)
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
                 .map_err(|e| BlobError::io(format!("cannot create {}", tmp.display()), e))?;
             let mut done = 0;
             for chunk in &manifest.chunks {
@@ -520,45 +563,61 @@ impl BlobStore {
             return Ok(report);
         }
         let target = GC_TARGET.min(self.gc_threshold * 0.875);
-        // Hold the pins for the whole pass: nothing gets pinned midway.
+        // No manifest is committed while chunks are being removed (a
+        // commit checks its chunks under this lock), and nothing gets
+        // pinned midway.
+        let _commits = self.commit_lock();
         let pins = self
             .pins
             .lock()
             .map_err(|_| BlobError::ManifestInvalid("pin list lock poisoned".into()))?;
-        let blobs = self.list_with(&pins);
-        let manifests: Vec<Manifest> = blobs
-            .iter()
-            .filter_map(|b| self.manifest_quietly(&b.cid))
+        let now = SystemTime::now();
+        let recent = |unix: u64| {
+            let used = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(unix);
+            now.duration_since(used).map_or(true, |age| age < GC_GRACE)
+        };
+        let blobs: Vec<(BlobInfo, Manifest)> = self
+            .list_with(&pins)
+            .into_iter()
+            .filter_map(|info| self.manifest_quietly(&info.cid).map(|m| (info, m)))
             .collect();
-        let mut in_use: HashSet<Blake3Id> = manifests
-            .iter()
-            .flat_map(|m| m.chunks.iter().map(|c| c.cid))
-            .collect();
-        for (info, manifest) in blobs.iter().zip(&manifests) {
-            if usage().is_some_and(|u| u.fraction() < target) {
+        let mut references: std::collections::HashMap<Blake3Id, usize> = Default::default();
+        for (_, m) in &blobs {
+            for c in &m.chunks {
+                *references.entry(c.cid).or_default() += 1;
+            }
+        }
+        // Freed space as the store counts it: some filesystems show it
+        // late, and re-reading would evict far past the target.
+        let over = |freed: u64| {
+            let used = start.used.saturating_sub(freed);
+            start.total > 0 && used as f64 / start.total as f64 >= target
+        };
+        for (info, manifest) in &blobs {
+            if !over(report.bytes_freed) {
                 break;
             }
-            if pins.contains(&info.cid) {
+            // Pinned, or used in the last minutes (just added or fetched,
+            // being read): kept.
+            if pins.contains(&info.cid) || recent(info.last_used) {
                 continue;
             }
             let _ = fs::remove_file(self.manifest_path(&info.cid));
-            let still_used: HashSet<Blake3Id> = manifests
-                .iter()
-                .filter(|m| m.cid != info.cid && self.has_blob(&m.cid))
-                .flat_map(|m| m.chunks.iter().map(|c| c.cid))
-                .collect();
             for chunk in &manifest.chunks {
-                if !still_used.contains(&chunk.cid) && in_use.remove(&chunk.cid) {
-                    let path = self.chunk_path(&chunk.cid);
-                    if let Ok(m) = fs::metadata(&path) {
-                        report.bytes_freed += m.len();
-                    }
-                    let _ = fs::remove_file(path);
+                let left = references.get_mut(&chunk.cid).map(|n| {
+                    *n -= 1;
+                    *n
+                });
+                if left == Some(0) {
+                    report.bytes_freed += self.remove_chunk(&chunk.cid);
                 }
             }
             report.blobs_removed.push(info.cid);
         }
-        if !report.blobs_removed.is_empty() {
+        if over(report.bytes_freed) {
+            report.bytes_freed += self.remove_debris(&references, &recent);
+        }
+        if !report.blobs_removed.is_empty() || report.bytes_freed > 0 {
             tracing::info!(
                 blobs = report.blobs_removed.len(),
                 bytes = report.bytes_freed,
@@ -566,6 +625,63 @@ impl BlobStore {
             );
         }
         Ok(report)
+    }
+
+    /// Remove a chunk file; the bytes it held.
+    fn remove_chunk(&self, cid: &Blake3Id) -> u64 {
+        let path = self.chunk_path(cid);
+        let len = fs::metadata(&path).map_or(0, |m| m.len());
+        match fs::remove_file(&path) {
+            Ok(()) => len,
+            Err(_) => 0,
+        }
+    }
+
+    /// Chunks no manifest names (left by a fetch that never finished, kept
+    /// for resuming) once they are older than the grace window, and the
+    /// quarantine.
+    fn remove_debris(
+        &self,
+        references: &std::collections::HashMap<Blake3Id, usize>,
+        recent: &dyn Fn(u64) -> bool,
+    ) -> u64 {
+        let mut freed = 0;
+        for shard in fs::read_dir(&self.root).into_iter().flatten().flatten() {
+            let prefix = shard.file_name().to_string_lossy().into_owned();
+            if prefix.len() != 2 {
+                continue;
+            }
+            for file in fs::read_dir(shard.path()).into_iter().flatten().flatten() {
+                let name = file.file_name().to_string_lossy().into_owned();
+                let Some(rest) = name.strip_suffix(".bin") else {
+                    continue;
+                };
+                let Ok(cid) = Blake3Id::parse(&format!("blake3:{prefix}{rest}")) else {
+                    continue;
+                };
+                if references.get(&cid).copied().unwrap_or(0) == 0 && !recent(mtime(&file.path())) {
+                    freed += self.remove_chunk(&cid);
+                }
+            }
+        }
+        for file in fs::read_dir(self.root.join("quarantine"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let len = file.metadata().map_or(0, |m| m.len());
+            if fs::remove_file(file.path()).is_ok() {
+                freed += len;
+            }
+        }
+        freed
+    }
+
+    /// Serialises manifest commits against chunk removal.
+    fn commit_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.commits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A manifest without counting it as a use.
@@ -667,11 +783,14 @@ impl ChunkWriter {
         rustix::fs::syncfs(&root).map_err(|e| {
             BlobError::io(format!("cannot flush {}", self.root.display()), e.into())
         })?;
-        for (tmp, dest) in self.staged.drain(..) {
+        while let Some((tmp, dest)) = self.staged.first() {
             let dir = dest.parent().unwrap_or(&self.root);
             fs::create_dir_all(dir)
-                .and_then(|()| fs::rename(&tmp, &dest))
+                .and_then(|()| fs::rename(tmp, dest))
                 .map_err(|e| BlobError::io(format!("cannot store {}", dest.display()), e))?;
+            // Only a renamed chunk leaves the list; the rest are cleaned
+            // up with the writer.
+            self.staged.remove(0);
         }
         self.staged_bytes = 0;
         Ok(())

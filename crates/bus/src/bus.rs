@@ -237,7 +237,16 @@ impl Bus {
             return;
         };
         let mut kept: Vec<Arc<Entry>> = Vec::new();
-        for spec in offers {
+        // What only a node itself may call is never taken from a peer: a
+        // call meant for this node must not reach another.
+        let own_only: Vec<String> = entries
+            .iter()
+            .filter(|e| e.node_id == self.node_id && e.descriptor.trust == Trust::SelfOnly)
+            .map(|e| e.descriptor.name.clone())
+            .collect();
+        for spec in offers.iter().filter(|s| {
+            !s.name.split('.').any(|part| part == "local") && !own_only.contains(&s.name)
+        }) {
             let Ok(version) = spec.version.parse::<Version>() else {
                 tracing::debug!(peer = %node.short(), capability = %spec.name, version = %spec.version, "unusable version in a peer's manifest");
                 continue;

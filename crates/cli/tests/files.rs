@@ -293,22 +293,44 @@ fn an_interrupted_fetch_resumes_without_fetching_again() {
     let probe = dir.path().join("probe");
     let started = Instant::now();
     let mut fetching = loop {
-        let child = b
+        let mut child = b
             .command(&["file", "get", &cid, "--out", probe.to_str().unwrap()])
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(300));
-        if !chunk_files(&b.data_dir().join("blobs")).is_empty() {
+        // Running until chunks appear: fetching. Exited: B did not know
+        // the holder yet (exit 6); try again.
+        let t = Instant::now();
+        let mut exited = false;
+        while t.elapsed() < Duration::from_secs(30) {
+            if child.try_wait().unwrap().is_some() {
+                exited = true;
+                break;
+            }
+            if !chunk_files(&b.data_dir().join("blobs")).is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !exited {
             break child;
         }
-        let out = common::wait_bounded(child, Duration::from_secs(1));
-        assert!(started.elapsed() < Duration::from_secs(20), "{out:?}");
+        let _ = child.wait();
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "B never started fetching"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     };
     // Kill B's node midway.
     let mut have = 0;
+    let started = Instant::now();
     while have < chunks / 5 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the fetch stalled at {have}"
+        );
         have = chunk_files(&b.data_dir().join("blobs")).len();
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -363,6 +385,27 @@ fn an_interrupted_fetch_resumes_without_fetching_again() {
     );
 }
 
+/// Make every blob of `sb` look last used an hour ago (GC spares what
+/// was used in the last ten minutes).
+fn age_blobs(sb: &Sandbox) {
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for shard in std::fs::read_dir(sb.data_dir().join("blobs"))
+        .unwrap()
+        .flatten()
+    {
+        for f in std::fs::read_dir(shard.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if f.file_name().to_string_lossy().ends_with(".manifest.json") {
+                let file = std::fs::File::options().write(true).open(f.path()).unwrap();
+                file.set_modified(hour_ago).unwrap();
+            }
+        }
+    }
+}
+
 #[test]
 fn gc_never_removes_a_pinned_blob() {
     let sb = Sandbox::new();
@@ -375,6 +418,13 @@ fn gc_never_removes_a_pinned_blob() {
         let path = dir.path().join(format!("f{i}"));
         write_data(&path, CHUNK + i, i as u64);
         cids.push(add(&sb, &path, if pin { &["--pin"] } else { &[] }));
+        let held: Vec<String> = ls(&sb)
+            .iter()
+            .map(|b| b["cid"].as_str().unwrap().to_owned())
+            .collect();
+        // What was just added is never collected at once.
+        assert!(held.contains(&cids[i]), "{held:?}");
+        age_blobs(&sb);
     }
     let held: Vec<String> = ls(&sb)
         .iter()
@@ -388,7 +438,7 @@ fn gc_never_removes_a_pinned_blob() {
         !held.contains(&cids[1]),
         "the unpinned one is collected: {held:?}"
     );
-    // Unpinned, it goes at the next collection; its event tells the others.
+    // Unpinned, it goes at the next collection.
     let run = sb.run(&["file", "unpin", &cids[0]], None);
     assert_eq!(run.code, 0, "{run:?}");
     let held: Vec<String> = ls(&sb)
@@ -396,6 +446,28 @@ fn gc_never_removes_a_pinned_blob() {
         .map(|b| b["cid"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(held, vec![cids[2].clone()]);
+}
+
+#[test]
+fn a_full_disk_during_a_fetch_gives_exit_5() {
+    let a = Sandbox::new();
+    a.init_non_interactive("roomy");
+    let _na = a.start_node(&[]);
+    let b = Sandbox::new();
+    let card = b.identity_card("cramped");
+    let (text, _) = invite(&a, &card, &[]);
+    assert_eq!(b.run(&["invite", "redeem", &text], None).code, 0);
+    let Some(_nb) = b.start_node_with_small_disk("2m", &[FAST_SYNC]) else {
+        eprintln!("SKIPPED: cannot mount in a private namespace here (needs CAP_SYS_ADMIN)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("big");
+    write_data(&input, 4 * 1024 * 1024, 4);
+    let cid = add(&a, &input, &[]);
+    let run = get_when_known(&b, &cid, &dir.path().join("out"));
+    assert_eq!(run.code, 5, "{run:?}");
+    assert!(run.stderr.contains("full"), "{run:?}");
 }
 
 #[test]

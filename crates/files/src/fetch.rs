@@ -19,6 +19,13 @@ use serde_json::{Value, json};
 const PARALLEL_HOLDERS: usize = 4;
 /// A chunk that failed this often fails the fetch (M07 §5.6).
 const ATTEMPTS_PER_CHUNK: u32 = 3;
+/// Chunks asked of one holder in one call (16 MiB): bounded calls keep
+/// the deadline per call meaningful on slow links, and the budget of 10
+/// calls a second per peer still allows 160 MiB/s from each holder.
+const CHUNKS_PER_CALL: usize = 64;
+/// The manifest comes first and is small: a holder that does not send it
+/// promptly is skipped.
+const MANIFEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Fetch blob `cid` into `store` from `holders`. `progress` receives the
 /// bytes of the blob present so far.
@@ -42,13 +49,8 @@ pub async fn fetch(
         let missing = tokio::task::spawn_blocking(move || store2.missing_chunks(&m2))
             .await
             .map_err(internal)?;
-        let present: u64 = manifest
-            .chunks
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !missing.contains(i))
-            .map(|(_, c)| c.size_bytes)
-            .sum();
+        let missing_bytes: u64 = missing.iter().map(|i| manifest.chunks[*i].size_bytes).sum();
+        let present = manifest.size_bytes - missing_bytes;
         have.store(present, Ordering::Relaxed);
         progress(present, manifest.size_bytes);
         if missing.is_empty() {
@@ -65,12 +67,21 @@ pub async fn fetch(
                 ),
             ));
         }
-        // Stripes: holder k streams chunks k, k+n, k+2n, … in one call.
+        // Stripes: holder k streams chunks k, k+n, k+2n, … (a bounded
+        // batch of them per round).
         let workers: Vec<NodeId> = healthy.iter().copied().take(PARALLEL_HOLDERS).collect();
         let n = workers.len();
         let mut rounds = Vec::new();
+        let mut attempted = BTreeSet::new();
         for (k, holder) in workers.iter().enumerate() {
-            let share: Vec<usize> = missing.iter().copied().skip(k).step_by(n).collect();
+            let share: Vec<usize> = missing
+                .iter()
+                .copied()
+                .skip(k)
+                .step_by(n)
+                .take(CHUNKS_PER_CALL)
+                .collect();
+            attempted.extend(share.iter().copied());
             let (bus, store, manifest, have) =
                 (bus.clone(), store.clone(), manifest.clone(), have.clone());
             let holder = *holder;
@@ -92,7 +103,13 @@ pub async fn fetch(
                     tracing::warn!(holder = %holder.short(), blob = %cid.short(), "holder ended early; others take over");
                     healthy.retain(|h| *h != holder);
                 }
-                Err(e) => {
+                Err(Failure::Local(e)) => return Err(e),
+                // Over the holder's rate budget: wait as told, keep it.
+                Err(Failure::Holder(e)) if e.code == ErrorCode::RateLimited => {
+                    let wait = e.retry_after_ms.unwrap_or(1000).min(10_000);
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
+                Err(Failure::Holder(e)) => {
                     tracing::warn!(holder = %holder.short(), blob = %cid.short(), error = %e, "holder dropped from this fetch");
                     healthy.retain(|h| *h != holder);
                 }
@@ -103,7 +120,7 @@ pub async fn fetch(
         let still = tokio::task::spawn_blocking(move || store2.missing_chunks(&m2))
             .await
             .map_err(internal)?;
-        for i in still {
+        for i in still.into_iter().filter(|i| attempted.contains(i)) {
             let n = failures.entry(i).or_default();
             *n += 1;
             if *n >= ATTEMPTS_PER_CHUNK {
@@ -156,7 +173,8 @@ async fn manifest_from(
     );
     for holder in holders {
         // `chunks: []` asks for the manifest alone (our extension).
-        let call = read_call(bus, *holder, json!({"cid": cid, "chunks": []}));
+        let mut call = read_call(bus, *holder, json!({"cid": cid, "chunks": []}));
+        call.timeout = Some(MANIFEST_TIMEOUT);
         let mut stream = match bus.call(call) {
             Ok(s) => s,
             Err(e) => {
@@ -203,9 +221,9 @@ async fn stream_chunks(
     share: &[usize],
     have: &AtomicU64,
     progress: &(dyn Fn(u64, u64) + Send + Sync),
-) -> Result<usize, CallError> {
+) -> Result<usize, Failure> {
     let call = read_call(bus, holder, json!({"cid": manifest.cid, "chunks": share}));
-    let mut stream = bus.call(call)?;
+    let mut stream = bus.call(call).map_err(Failure::Holder)?;
     let wanted: BTreeSet<usize> = share.iter().copied().collect();
     let mut writer = Some(store.writer());
     let mut received = 0;
@@ -245,14 +263,20 @@ async fn stream_chunks(
             (w, r)
         })
         .await
-        .map_err(internal)?;
+        .map_err(|e| Failure::Local(internal(e)))?;
         writer = Some(w);
-        if let Err(e) = stored {
-            tracing::warn!(holder = %holder.short(), chunk = i, error = %e, "bad chunk from a holder");
-            break Err(CallError::new(
-                e.code(),
-                format!("chunk {i} from {}: {e}", holder.short()),
-            ));
+        match stored {
+            Ok(_) => {}
+            Err(e @ hearthnet_blobs::BlobError::HashMismatch { .. }) => {
+                tracing::warn!(holder = %holder.short(), chunk = i, error = %e, "bad chunk from a holder");
+                break Err(CallError::new(
+                    e.code(),
+                    format!("chunk {i} from {}: {e}", holder.short()),
+                ));
+            }
+            // Our disk, not the holder: the whole fetch stops (a full disk
+            // is `capacity_exceeded`).
+            Err(e) => return Err(Failure::Local(CallError::new(e.code(), e.to_string()))),
         }
         received += 1;
         let now = have.fetch_add(size, Ordering::Relaxed) + size;
@@ -263,8 +287,14 @@ async fn stream_chunks(
     if let Some(mut w) = writer {
         tokio::task::spawn_blocking(move || w.flush())
             .await
-            .map_err(internal)?
-            .map_err(|e| CallError::new(e.code(), e.to_string()))?;
+            .map_err(|e| Failure::Local(internal(e)))?
+            .map_err(|e| Failure::Local(CallError::new(e.code(), e.to_string())))?;
     }
-    outcome.map(|()| received)
+    outcome.map(|()| received).map_err(Failure::Holder)
+}
+
+/// Why a holder's part ended: the holder's doing, or ours (the disk).
+enum Failure {
+    Holder(CallError),
+    Local(CallError),
 }

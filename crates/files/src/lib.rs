@@ -197,17 +197,25 @@ impl FileService {
         let manifest = self.blocking(move |s| s.manifest(&cid)).await?;
         let indices: Vec<usize> = match call.input.get("chunks") {
             None | Some(Value::Null) => (0..manifest.chunks.len()).collect(),
-            Some(Value::Array(list)) => list
-                .iter()
-                .map(|v| {
-                    v.as_u64()
-                        .map(|i| i as usize)
-                        .filter(|i| *i < manifest.chunks.len())
-                })
-                .collect::<Option<Vec<usize>>>()
-                .ok_or_else(|| {
-                    CallError::bad_request("input.chunks must list chunk indices of this blob")
-                })?,
+            Some(Value::Array(list)) => {
+                let indices = list
+                    .iter()
+                    .map(|v| {
+                        v.as_u64()
+                            .map(|i| i as usize)
+                            .filter(|i| *i < manifest.chunks.len())
+                    })
+                    .collect::<Option<Vec<usize>>>();
+                // Strictly increasing: each chunk at most once per call.
+                match indices {
+                    Some(i) if i.windows(2).all(|w| w[0] < w[1]) => i,
+                    _ => {
+                        return Err(CallError::bad_request(
+                            "input.chunks must list chunk indices of this blob, increasing, each once",
+                        ));
+                    }
+                }
+            }
             Some(_) => return Err(CallError::bad_request("input.chunks must be an array")),
         };
         let gone = || CallError::new(ErrorCode::Partition, "the caller left");
@@ -311,7 +319,8 @@ impl FileService {
         }
         let Some(out) = out else {
             let manifest = self.blocking(move |s| s.manifest(&cid)).await?;
-            return Ok(json!({"cid": cid, "size_bytes": manifest.size_bytes, "from": []}));
+            return Ok(json!({"cid": cid, "size_bytes": manifest.size_bytes,
+                "from": from.iter().map(NodeId::full).collect::<Vec<_>>()}));
         };
         let mut refetched = false;
         let manifest = loop {

@@ -43,8 +43,8 @@ impl Lan {
         if let Err(e) = ip(&["netns", "add", &bridge]) {
             // CI sets this: there a skip would hide that nothing was tested.
             assert!(
-                std::env::var_os("HEARTHNET_REQUIRE_NETNS").is_none(),
-                "HEARTHNET_REQUIRE_NETNS is set but no namespace can be made: {e}"
+                std::env::var_os("HEARTHNET_REQUIRE_PRIVILEGED_TESTS").is_none(),
+                "HEARTHNET_REQUIRE_PRIVILEGED_TESTS is set but no namespace can be made: {e}"
             );
             eprintln!("SKIPPED: network namespace tests need CAP_NET_ADMIN (run as root): {e}");
             return None;
