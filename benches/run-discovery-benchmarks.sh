@@ -88,3 +88,10 @@ PY
 }
 echo "local  (host 1 -> host 1): $(calls 1)"
 echo "remote (host 0 -> host 1): $(calls 0)"
+
+echo "== signed echo throughput, host 0 -> host 1 (remote) beside host 1 itself (local) =="
+echo "   (a peer's calls are held to 10 per second and capability, X01 §7; refusals are counted, and honoured)"
+echo "-- local (host 1)"
+hn 1 "$loadgen" "${LOADGEN_SECONDS:-5}" 1 16
+echo "-- remote (host 0 -> host 1)"
+hn 0 "$loadgen" "${LOADGEN_SECONDS:-5}" 1 16

@@ -78,14 +78,16 @@ fn main() -> anyhow::Result<()> {
             ),
         ];
         println!(
-            "{:<36} {:>6} {:>10} {:>9} {:>9}",
-            "target", "conc", "calls/s", "p50 ms", "p99 ms"
+            "{:<36} {:>6} {:>10} {:>9} {:>9} {:>10}",
+            "target", "conc", "calls/s", "p50 ms", "p99 ms", "refused/s"
         );
         for &concurrency in &levels {
             for (name, target) in &targets {
-                let (rate, p50, p99) =
-                    run_row(target, concurrency, Duration::from_secs(seconds)).await?;
-                println!("{name:<36} {concurrency:>6} {rate:>10.0} {p50:>9.3} {p99:>9.3}");
+                let row = run_row(target, concurrency, Duration::from_secs(seconds)).await?;
+                println!(
+                    "{name:<36} {concurrency:>6} {:>10.0} {:>9.3} {:>9.3} {:>10.1}",
+                    row.rate, row.p50, row.p99, row.refused
+                );
             }
         }
         Ok(())
@@ -108,11 +110,17 @@ async fn start_hello_world() -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
-async fn run_row(
-    target: &Target,
-    concurrency: usize,
-    length: Duration,
-) -> anyhow::Result<(f64, f64, f64)> {
+/// Answered calls per second with their latency percentiles, and calls
+/// per second refused for the rate budget (`rate_limited`, honoured by
+/// waiting `retry_after_ms` as a client should).
+struct Row {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    refused: f64,
+}
+
+async fn run_row(target: &Target, concurrency: usize, length: Duration) -> anyhow::Result<Row> {
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(concurrency)
         .build_http();
@@ -125,17 +133,27 @@ async fn run_row(
         let body = body.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
+            let mut refused = 0u64;
             while Instant::now() < end {
                 let t = Instant::now();
-                one_call(&client, &target, &body).await?;
-                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+                match one_call(&client, &target, &body).await? {
+                    None => latencies.push(t.elapsed().as_secs_f64() * 1000.0),
+                    Some(wait) => {
+                        refused += 1;
+                        tokio::time::sleep(wait.min(end.saturating_duration_since(Instant::now())))
+                            .await;
+                    }
+                }
             }
-            Ok::<_, anyhow::Error>(latencies)
+            Ok::<_, anyhow::Error>((latencies, refused))
         }));
     }
     let mut all = Vec::new();
+    let mut refused = 0;
     for t in tasks {
-        all.extend(t.await??);
+        let (latencies, r) = t.await??;
+        all.extend(latencies);
+        refused += r;
     }
     all.sort_by(f64::total_cmp);
     let pick = |q: f64| {
@@ -143,18 +161,20 @@ async fn run_row(
             .copied()
             .unwrap_or(0.0)
     };
-    Ok((
-        all.len() as f64 / length.as_secs_f64(),
-        pick(0.5),
-        pick(0.99),
-    ))
+    Ok(Row {
+        rate: all.len() as f64 / length.as_secs_f64(),
+        p50: pick(0.5),
+        p99: pick(0.99),
+        refused: refused as f64 / length.as_secs_f64(),
+    })
 }
 
+/// `None` when answered, `Some(wait)` when refused for the rate budget.
 async fn one_call(
     client: &HttpClient,
     target: &Target,
     body: &serde_json::Value,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<Duration>> {
     let bytes = Bytes::from(serde_json::to_vec(body)?);
     let mut req = hyper::Request::post(&target.url).header("content-type", "application/json");
     if let Some((key, community)) = &target.signer {
@@ -165,9 +185,16 @@ async fn one_call(
     }
     let resp = client.request(req.body(Full::new(bytes))?).await?;
     let status = resp.status();
-    let _ = resp.into_body().collect().await?;
+    let answer = resp.into_body().collect().await?.to_bytes();
+    if status == hyper::StatusCode::TOO_MANY_REQUESTS {
+        let wait = serde_json::from_slice::<serde_json::Value>(&answer)
+            .ok()
+            .and_then(|v| v["retry_after_ms"].as_u64())
+            .unwrap_or(1000);
+        return Ok(Some(Duration::from_millis(wait)));
+    }
     if !status.is_success() {
         return Err(anyhow!("{} answered {status}", target.url));
     }
-    Ok(())
+    Ok(None)
 }
