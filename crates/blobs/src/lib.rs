@@ -36,6 +36,9 @@ pub enum BlobError {
     DiskFull(String),
     #[error("invalid manifest: {0}")]
     ManifestInvalid(String),
+    /// The caller gave up (its progress callback said stop).
+    #[error("cancelled")]
+    Cancelled,
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -50,6 +53,7 @@ impl BlobError {
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::HashMismatch { .. } | Self::ManifestInvalid(_) => ErrorCode::BadRequest,
             Self::DiskFull(_) => ErrorCode::CapacityExceeded,
+            Self::Cancelled => ErrorCode::Partition,
             Self::Io { .. } => ErrorCode::InternalError,
         }
     }

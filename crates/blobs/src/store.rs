@@ -322,7 +322,7 @@ impl BlobStore {
     pub fn add(
         &self,
         reader: &mut dyn Read,
-        mut progress: impl FnMut(u64),
+        mut progress: impl FnMut(u64) -> Result<(), BlobError>,
     ) -> Result<Manifest, BlobError> {
         let mut chunks = Vec::new();
         let mut writer = self.writer();
@@ -342,7 +342,7 @@ impl BlobStore {
                     size_bytes: n as u64,
                 });
                 total += n as u64;
-                progress(total);
+                progress(total)?;
                 if n < buf.len() {
                     break;
                 }
@@ -378,7 +378,7 @@ impl BlobStore {
         &self,
         cid: &Blake3Id,
         out: &Path,
-        mut progress: impl FnMut(u64),
+        mut progress: impl FnMut(u64) -> Result<(), BlobError>,
     ) -> Result<Manifest, BlobError> {
         let manifest = self.manifest(cid)?;
         let dir = match out.parent() {
@@ -406,7 +406,7 @@ impl BlobStore {
                 file.write_all(&bytes)
                     .map_err(|e| BlobError::io(format!("cannot write {}", tmp.display()), e))?;
                 done += bytes.len() as u64;
-                progress(done);
+                progress(done)?;
             }
             // Like cp or curl, leave flushing the copy to the kernel: the
             // blob itself is safe in the store.
@@ -838,12 +838,17 @@ mod tests {
         ] {
             let input = data(len, 3);
             let mut seen = 0;
-            let m = store.add(&mut &input[..], |n| seen = n).unwrap();
+            let m = store
+                .add(&mut &input[..], |n| {
+                    seen = n;
+                    Ok(())
+                })
+                .unwrap();
             assert_eq!(seen, len as u64);
             assert_eq!(m.size_bytes, len as u64);
             assert_eq!(m.chunks.len(), len.div_ceil(CHUNK_SIZE_BYTES));
             let out = dir.path().join(format!("out-{len}"));
-            store.export(&m.cid, &out, |_| {}).unwrap();
+            store.export(&m.cid, &out, |_| Ok(())).unwrap();
             assert_eq!(fs::read(&out).unwrap(), input);
             assert!(store.has_blob(&m.cid));
         }
@@ -888,7 +893,7 @@ mod tests {
     fn a_manifest_appears_only_with_all_its_chunks() {
         let (_dir, store) = store();
         let input = data(CHUNK_SIZE_BYTES + 10, 9);
-        let m = store.add(&mut &input[..], |_| {}).unwrap();
+        let m = store.add(&mut &input[..], |_| Ok(())).unwrap();
         let other = BlobStore::open(&store.root().with_file_name("other"), 0.8).unwrap();
         assert!(matches!(
             other.write_manifest(&m),
@@ -907,7 +912,7 @@ mod tests {
         let blobs: Vec<Manifest> = (0..4)
             .map(|i| {
                 store
-                    .add(&mut &data(CHUNK_SIZE_BYTES, i)[..], |_| {})
+                    .add(&mut &data(CHUNK_SIZE_BYTES, i)[..], |_| Ok(()))
                     .unwrap()
             })
             .collect();

@@ -107,12 +107,23 @@ fn descriptor(
 /// Sends `progress` frames, no more often than [`PROGRESS_EVERY`].
 struct Progress {
     frames: FrameSink,
+    cancel: tokio_util::sync::CancellationToken,
     stage: &'static str,
     last: std::sync::Mutex<Option<Instant>>,
     runtime: tokio::runtime::Handle,
 }
 
 impl Progress {
+    /// Report, and stop the blocking work once the caller has left: an
+    /// abandoned `file get` must not still write its file afterwards.
+    fn report_or_stop(&self, current: u64, total: u64) -> Result<(), BlobError> {
+        if self.cancel.is_cancelled() {
+            return Err(BlobError::Cancelled);
+        }
+        self.report(current, total);
+        Ok(())
+    }
+
     fn report(&self, current: u64, total: u64) {
         let due = self.last.lock().is_ok_and(|mut last| {
             let due = current == total || last.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY);
@@ -264,6 +275,7 @@ impl FileService {
         if !needed.is_empty() {
             let progress = Progress {
                 frames: call.frames.clone(),
+                cancel: call.cancel.clone(),
                 stage: "receiving",
                 last: Default::default(),
                 runtime: tokio::runtime::Handle::current(),
@@ -289,6 +301,7 @@ impl FileService {
         let total = file.metadata().map_or(0, |m| m.len());
         let progress = Progress {
             frames: call.frames.clone(),
+            cancel: call.cancel.clone(),
             stage: "hashing",
             last: Default::default(),
             runtime: tokio::runtime::Handle::current(),
@@ -296,7 +309,7 @@ impl FileService {
         let manifest = self
             .blocking(move |s| {
                 let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-                s.add(&mut reader, |n| progress.report(n, total))
+                s.add(&mut reader, |n| progress.report_or_stop(n, total))
             })
             .await?;
         let cid = manifest.cid;
@@ -326,6 +339,7 @@ impl FileService {
         let manifest = loop {
             let progress = Progress {
                 frames: call.frames.clone(),
+                cancel: call.cancel.clone(),
                 stage: "writing",
                 last: Default::default(),
                 runtime: tokio::runtime::Handle::current(),
@@ -333,7 +347,7 @@ impl FileService {
             let total = self.store.manifest(&cid).map_err(blob_error)?.size_bytes;
             let target = out.clone();
             match self
-                .blocking(move |s| s.export(&cid, &target, |n| progress.report(n, total)))
+                .blocking(move |s| s.export(&cid, &target, |n| progress.report_or_stop(n, total)))
                 .await
             {
                 Ok(manifest) => break manifest,
@@ -381,6 +395,7 @@ impl FileService {
             .collect();
         let progress = Progress {
             frames: call.frames.clone(),
+            cancel: call.cancel.clone(),
             stage: "fetching",
             last: Default::default(),
             runtime: tokio::runtime::Handle::current(),
