@@ -160,21 +160,27 @@ impl BlobStore {
         }
     }
 
+    /// A new file `<dir>/<prefix><pid>.<n>.part` no one else has open.
+    fn create_temp(&self, dir: &Path, prefix: &str) -> Result<(PathBuf, File), BlobError> {
+        let tmp = dir.join(format!(
+            "{prefix}{}.{}.part",
+            std::process::id(),
+            self.tmp_seq.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| BlobError::io(format!("cannot create {}", tmp.display()), e))?;
+        Ok((tmp, file))
+    }
+
     /// Write to `tmp/`, flush to disk, then rename into place: readers see
     /// the whole file or nothing, even if the process dies midway.
     /// `sync_dir` also makes the rename itself durable.
     fn write_atomically(&self, path: &Path, bytes: &[u8], sync_dir: bool) -> Result<(), BlobError> {
-        let tmp = self.root.join("tmp").join(format!(
-            "{}.{}",
-            std::process::id(),
-            self.tmp_seq.fetch_add(1, Ordering::Relaxed)
-        ));
+        let (tmp, mut file) = self.create_temp(&self.root.join("tmp"), "")?;
         let result = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .map_err(|e| BlobError::io(format!("cannot write {}", tmp.display()), e))?;
             file.write_all(bytes)
                 .and_then(|()| file.sync_all())
                 .map_err(|e| BlobError::io(format!("cannot write {}", tmp.display()), e))?;
@@ -389,17 +395,8 @@ impl BlobStore {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp = dir.join(format!(
-            ".{name}.{}.{}.part",
-            std::process::id(),
-            self.tmp_seq.fetch_add(1, Ordering::Relaxed)
-        ));
+        let (tmp, mut file) = self.create_temp(&dir, &format!(".{name}."))?;
         let result = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .map_err(|e| BlobError::io(format!("cannot create {}", tmp.display()), e))?;
             let mut done = 0;
             for chunk in &manifest.chunks {
                 let bytes = self.read_chunk(&chunk.cid)?;

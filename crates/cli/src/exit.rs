@@ -98,6 +98,31 @@ impl CliError {
         };
         Self::new(status, e)
     }
+
+    /// A stream's terminal `error` frame, with the exit code its wire
+    /// error maps to.
+    pub fn from_error_frame(data: &serde_json::Value) -> Self {
+        match hearthnet_client::parse_wire_error(data) {
+            Some(wire) => Self::new(
+                ExitStatus::from(wire.code),
+                anyhow::anyhow!("{}: {}", wire.code, wire.message),
+            ),
+            None => Self::new(
+                ExitStatus::Failure,
+                anyhow::anyhow!("malformed error frame: {data}"),
+            ),
+        }
+    }
+
+    /// A stream that stopped before its `done` or `error` frame.
+    pub fn stream_cut() -> Self {
+        Self::new(
+            ExitStatus::Unavailable,
+            anyhow::anyhow!(
+                "the stream ended without a done or error frame; the node may have gone away"
+            ),
+        )
+    }
 }
 
 pub type CliResult = Result<ExitStatus, CliError>;

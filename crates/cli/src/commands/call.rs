@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use hearthnet_client::{CallReply, parse_wire_error};
+use hearthnet_client::CallReply;
 use hearthnet_config::Env;
 use serde_json::{Value, json};
 
@@ -112,16 +112,7 @@ fn print_stream(
                 if mid_line {
                     let _ = writeln!(out);
                 }
-                let wire = parse_wire_error(&frame.data).ok_or_else(|| {
-                    CliError::new(
-                        ExitStatus::Failure,
-                        anyhow!("malformed error frame: {}", frame.data),
-                    )
-                })?;
-                return Err(CliError::new(
-                    ExitStatus::from(wire.code),
-                    anyhow!("{}: {}", wire.code, wire.message),
-                ));
+                return Err(CliError::from_error_frame(&frame.data));
             }
             _ => {
                 if mid_line {
@@ -132,10 +123,7 @@ fn print_stream(
             }
         }
     }
-    Err(CliError::new(
-        ExitStatus::Unavailable,
-        anyhow!("the stream ended without a done or error frame; the node may have gone away"),
-    ))
+    Err(CliError::stream_cut())
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
-use hearthnet_client::{CallReply, LocalClient, parse_wire_error};
+use hearthnet_client::{CallReply, LocalClient};
 use hearthnet_config::Env;
 use hearthnet_observability::doctor::human_bytes;
 use serde_json::{Value, json};
@@ -180,22 +180,10 @@ fn streamed(client: &LocalClient, capability: &str, input: Value) -> Result<Valu
                 if let Some(bar) = &bar {
                     bar.abandon();
                 }
-                let wire = parse_wire_error(&frame.data).ok_or_else(|| {
-                    CliError::new(
-                        ExitStatus::Failure,
-                        anyhow!("malformed error frame: {}", frame.data),
-                    )
-                })?;
-                return Err(CliError::new(
-                    ExitStatus::from(wire.code),
-                    anyhow!("{}: {}", wire.code, wire.message),
-                ));
+                return Err(CliError::from_error_frame(&frame.data));
             }
             _ => {}
         }
     }
-    Err(CliError::new(
-        ExitStatus::Unavailable,
-        anyhow!("the stream ended without a done or error frame; the node may have gone away"),
-    ))
+    Err(CliError::stream_cut())
 }
