@@ -9,16 +9,34 @@ use hearthnet_base::{Blake3Id, NodeId};
 use hearthnet_events::{EventLog, Fold, Query};
 use tokio_util::sync::CancellationToken;
 
+/// Direct `file.advertise` records kept at most (they are hints from any
+/// member, in memory only; signed events are always folded in).
+const MAX_DIRECT: usize = 100_000;
+
 #[derive(Default)]
 pub struct Holders {
     map: Mutex<HashMap<Blake3Id, BTreeSet<NodeId>>>,
+    direct: std::sync::atomic::AtomicUsize,
 }
 
 impl Holders {
+    /// Record `node` as holding `cid` (from an event, or this node itself).
     pub fn add(&self, cid: Blake3Id, node: NodeId) {
         if let Ok(mut map) = self.map.lock() {
             map.entry(cid).or_default().insert(node);
         }
+    }
+
+    /// A member's direct `file.advertise`: recorded while there is room;
+    /// false when the record was refused.
+    pub fn add_direct(&self, cid: Blake3Id, node: NodeId) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.direct.fetch_add(1, Ordering::Relaxed) >= MAX_DIRECT {
+            self.direct.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        self.add(cid, node);
+        true
     }
 
     fn remove(&self, cid: &Blake3Id, node: &NodeId) {

@@ -530,8 +530,9 @@ impl Service for FileService {
                             .as_str()
                             .and_then(|c| Blake3Id::parse(c).ok())
                             .ok_or_else(|| CallError::bad_request(format!("{c} is not a CID")))?;
-                        self.holders.add(cid, call.caller);
-                        recorded += 1;
+                        if self.holders.add_direct(cid, call.caller) {
+                            recorded += 1;
+                        }
                     }
                     Ok(json!({"output": {"recorded": recorded}, "meta": {}}))
                 }
