@@ -105,11 +105,7 @@ impl BlobStore {
     }
 
     fn path_of(&self, cid: &Blake3Id, suffix: &str) -> PathBuf {
-        let hex = cid.to_string();
-        let hex = hex.trim_start_matches("blake3:");
-        self.root
-            .join(&hex[..2])
-            .join(format!("{}{suffix}", &hex[2..]))
+        path_in(&self.root, cid, suffix)
     }
 
     fn chunk_path(&self, cid: &Blake3Id) -> PathBuf {
@@ -122,26 +118,6 @@ impl BlobStore {
 
     pub fn has_chunk(&self, cid: &Blake3Id) -> bool {
         self.chunk_path(cid).is_file()
-    }
-
-    /// Store a chunk whose bytes must hash to `cid`; false if it was
-    /// already there.
-    pub fn write_chunk(&self, cid: &Blake3Id, bytes: &[u8]) -> Result<bool, BlobError> {
-        let actual = Blake3Id::of(bytes);
-        if actual != *cid {
-            return Err(BlobError::HashMismatch {
-                expected: *cid,
-                actual,
-            });
-        }
-        let path = self.chunk_path(cid);
-        if path.is_file() {
-            return Ok(false);
-        }
-        // The directory entry is made durable when a manifest commits
-        // the chunk (`write_manifest`), once per directory, not per chunk.
-        self.write_atomically(&path, bytes, false)?;
-        Ok(true)
     }
 
     /// A writer that stores many chunks with one flush to disk per batch
@@ -177,8 +153,7 @@ impl BlobStore {
 
     /// Write to `tmp/`, flush to disk, then rename into place: readers see
     /// the whole file or nothing, even if the process dies midway.
-    /// `sync_dir` also makes the rename itself durable.
-    fn write_atomically(&self, path: &Path, bytes: &[u8], sync_dir: bool) -> Result<(), BlobError> {
+    fn write_atomically(&self, path: &Path, bytes: &[u8]) -> Result<(), BlobError> {
         let (tmp, mut file) = self.create_temp(&self.root.join("tmp"), "")?;
         let result = (|| {
             file.write_all(bytes)
@@ -187,13 +162,7 @@ impl BlobStore {
             let dir = path.parent().unwrap_or(&self.root);
             fs::create_dir_all(dir)
                 .and_then(|()| fs::rename(&tmp, path))
-                .and_then(|()| {
-                    if sync_dir {
-                        File::open(dir)?.sync_all()
-                    } else {
-                        Ok(())
-                    }
-                })
+                .and_then(|()| File::open(dir)?.sync_all())
                 .map_err(|e| BlobError::io(format!("cannot store {}", path.display()), e))
         })();
         if result.is_err() {
@@ -251,7 +220,7 @@ impl BlobStore {
         }
         let bytes = serde_json::to_vec(&manifest.to_wire())
             .map_err(|e| BlobError::ManifestInvalid(e.to_string()))?;
-        self.write_atomically(&self.manifest_path(&manifest.cid), &bytes, true)
+        self.write_atomically(&self.manifest_path(&manifest.cid), &bytes)
     }
 
     /// A stored blob's manifest. Reading it counts as a use (LRU).
@@ -688,6 +657,13 @@ impl BlobStore {
     }
 }
 
+/// `<root>/<aa>/<rest><suffix>`: where a CID's file lives.
+fn path_in(root: &Path, cid: &Blake3Id, suffix: &str) -> PathBuf {
+    let hex = cid.to_string();
+    let hex = hex.trim_start_matches("blake3:");
+    root.join(&hex[..2]).join(format!("{}{suffix}", &hex[2..]))
+}
+
 /// Read until `buf` is full or the input ends.
 fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
@@ -747,9 +723,7 @@ impl ChunkWriter {
                 actual,
             });
         }
-        let hex = cid.to_string();
-        let hex = hex.trim_start_matches("blake3:");
-        let dest = self.root.join(&hex[..2]).join(format!("{}.bin", &hex[2..]));
+        let dest = path_in(&self.root, cid, ".bin");
         if dest.is_file() || self.staged.iter().any(|(_, d)| *d == dest) {
             return Ok(false);
         }
@@ -811,6 +785,14 @@ impl Drop for ChunkWriter {
 mod tests {
     use super::*;
 
+    /// One chunk through a writer, flushed.
+    fn put(store: &BlobStore, cid: &Blake3Id, bytes: &[u8]) -> Result<bool, BlobError> {
+        let mut writer = store.writer();
+        let new = writer.put(cid, bytes)?;
+        writer.flush()?;
+        Ok(new)
+    }
+
     fn store() -> (tempfile::TempDir, BlobStore) {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(&dir.path().join("blobs"), 0.8).unwrap();
@@ -865,12 +847,12 @@ mod tests {
         let mut flipped = good.clone();
         flipped[500] ^= 1;
         assert!(matches!(
-            store.write_chunk(&cid, &flipped),
+            put(&store, &cid, &flipped),
             Err(BlobError::HashMismatch { .. })
         ));
         assert!(!store.has_chunk(&cid));
-        assert!(store.write_chunk(&cid, &good).unwrap());
-        assert!(!store.write_chunk(&cid, &good).unwrap(), "already there");
+        assert!(put(&store, &cid, &good).unwrap());
+        assert!(!put(&store, &cid, &good).unwrap(), "already there");
         // The disk flips a bit behind our back.
         fs::write(store.chunk_path(&cid), &flipped).unwrap();
         assert!(matches!(
@@ -898,7 +880,7 @@ mod tests {
         ));
         assert_eq!(other.missing_chunks(&m), vec![0, 1]);
         let first = store.read_chunk(&m.chunks[0].cid).unwrap();
-        other.write_chunk(&m.chunks[0].cid, &first).unwrap();
+        put(&other, &m.chunks[0].cid, &first).unwrap();
         assert_eq!(other.missing_chunks(&m), vec![1]);
         assert!(!other.has_blob(&m.cid));
     }
