@@ -958,9 +958,9 @@ mod tests {
         );
     }
 
-    /// A peer as the bus sees it: answers, or is gone (`partition`).
+    /// A peer as the bus sees it: answers, or fails with `failure`.
     struct FakePeer {
-        reachable: bool,
+        failure: Option<CallError>,
         served: AtomicU32,
     }
 
@@ -972,10 +972,9 @@ mod tests {
         fn handle(self: Arc<Self>, _call: Call) -> BoxFuture<'static, Result<Value, CallError>> {
             Box::pin(async move {
                 self.served.fetch_add(1, Ordering::SeqCst);
-                if self.reachable {
-                    Ok(json!({"from": "peer"}))
-                } else {
-                    Err(CallError::new(ErrorCode::Partition, "connection refused").before_start())
+                match &self.failure {
+                    None => Ok(json!({"from": "peer"})),
+                    Some(e) => Err(e.clone()),
                 }
             })
         }
@@ -1000,9 +999,13 @@ mod tests {
         }
     }
 
+    /// A peer that answers, or one that cannot be reached (the call never
+    /// started there).
     fn peer(reachable: bool) -> Arc<FakePeer> {
+        let failure = (!reachable)
+            .then(|| CallError::new(ErrorCode::Partition, "connection refused").before_start());
         Arc::new(FakePeer {
-            reachable,
+            failure,
             served: AtomicU32::new(0),
         })
     }
@@ -1101,28 +1104,16 @@ mod tests {
 
     /// A peer that may have run the call (the answer was lost) is not
     /// asked again elsewhere: nothing runs twice.
-    struct LostPeer(AtomicU32);
-
-    impl Service for LostPeer {
-        fn descriptors(&self) -> Vec<CapabilityDescriptor> {
-            Vec::new()
-        }
-
-        fn handle(self: Arc<Self>, _call: Call) -> BoxFuture<'static, Result<Value, CallError>> {
-            Box::pin(async move {
-                self.0.fetch_add(1, Ordering::SeqCst);
-                Err(CallError::new(ErrorCode::Partition, "the answer was lost"))
-            })
-        }
-    }
-
     #[tokio::test]
     async fn a_call_that_may_have_run_is_not_handed_on() {
         let (bus, _) = bus_with(2, Trust::Level(TrustLevel::Member));
-        let (first, second) = (
-            Arc::new(LostPeer(AtomicU32::new(0))),
-            Arc::new(LostPeer(AtomicU32::new(0))),
-        );
+        let lost = || {
+            Arc::new(FakePeer {
+                failure: Some(CallError::new(ErrorCode::Partition, "the answer was lost")),
+                served: AtomicU32::new(0),
+            })
+        };
+        let (first, second) = (lost(), lost());
         bus.set_remote(
             DeviceKey::generate().node_id(),
             &[remote_spec()],
@@ -1143,7 +1134,7 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(err.code, ErrorCode::Partition);
-        let runs = first.0.load(Ordering::SeqCst) + second.0.load(Ordering::SeqCst);
+        let runs = first.served.load(Ordering::SeqCst) + second.served.load(Ordering::SeqCst);
         assert_eq!(runs, 1, "exactly one provider ran it");
     }
 }

@@ -321,20 +321,7 @@ fn members_who_join_across_the_lan_find_the_history_by_themselves() {
     founder.init_non_interactive("founder");
     let env = discovery_env(true, true);
     let _a = founder.start_node(&env);
-    for i in 0..3 {
-        let body = json!({"input": {"event_type": "file.cid.unpinned",
-            "data": {"cid": hearthnet_base::Blake3Id::of(format!("history {i}").as_bytes())}}});
-        let r = founder.run(
-            &[
-                "call",
-                "experimental.event.append",
-                "--body",
-                &body.to_string(),
-            ],
-            None,
-        );
-        assert_eq!(r.code, 0, "{r:?}");
-    }
+    founder.write_history(3);
 
     // One joins through `init`, the other redeems the saved QR code.
     let by_init = Sandbox::in_netns(&lan.nodes[1]);

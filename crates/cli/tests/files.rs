@@ -205,12 +205,6 @@ fn a_file_over_one_gibibyte_round_trips() {
     assert_eq!(blob["pinned"], true);
 }
 
-fn peer_count(sb: &Sandbox) -> usize {
-    let status: Value =
-        serde_json::from_str(&sb.run(&["status", "--json"], None).stdout).unwrap_or_default();
-    status["peers"].as_array().map_or(0, Vec::len)
-}
-
 fn chunk_files(blobs: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     for shard in std::fs::read_dir(blobs).into_iter().flatten().flatten() {
@@ -266,14 +260,7 @@ fn a_corrupted_chunk_is_caught_and_the_fetch_completes_from_another_holder() {
     drop(running.remove(0));
     let list = format!("[\"{}\",\"{}\"]", b.peer_addr(), c.peer_addr());
     let _a = a.start_node(&[FAST_SYNC, ("HEARTHNET_DISCOVERY_STATIC_PEERS", &list)]);
-    let started = Instant::now();
-    while peer_count(a) < 2 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "A never saw B and C"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    a.wait_for_peers(2);
     let out = dir.path().join("at-a");
     let run = get(a, &cid, &out);
     assert_eq!(run.code, 0, "{run:?}");
@@ -524,14 +511,7 @@ fn put_offers_a_blob_to_a_chosen_node_and_wants_a_trusted_caller() {
         ("HEARTHNET_DISCOVERY_STATIC_PEERS", &list),
         ("HEARTHNET_TRANSPORT_PEER_PORT", &port),
     ]);
-    let started = Instant::now();
-    while peer_count(a) < 2 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "A never saw B and C"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    a.wait_for_peers(2);
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("flyer");
     write_data(&input, 3 * CHUNK + 1, 8);

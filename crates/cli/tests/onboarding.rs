@@ -20,20 +20,7 @@ fn an_invited_device_joins_and_receives_the_history() {
     let founder = Sandbox::new();
     founder.init_non_interactive("founder");
     let _a = founder.start_node(&[]);
-    for i in 0..5 {
-        let body = json!({"input": {"event_type": "file.cid.unpinned",
-            "data": {"cid": hearthnet_base::Blake3Id::of(format!("history {i}").as_bytes())}}});
-        let r = founder.run(
-            &[
-                "call",
-                "experimental.event.append",
-                "--body",
-                &body.to_string(),
-            ],
-            None,
-        );
-        assert_eq!(r.code, 0, "{r:?}");
-    }
+    founder.write_history(5);
 
     // Bob redeems from the saved QR code.
     let (bob, card) = fresh_device("Bob");

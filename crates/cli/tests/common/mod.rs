@@ -358,6 +358,46 @@ impl Sandbox {
     }
 }
 
+impl Sandbox {
+    /// Append `n` events through the running node (diagnostic capability):
+    /// history for others to sync.
+    pub fn write_history(&self, n: usize) {
+        for i in 0..n {
+            let body = serde_json::json!({"input": {"event_type": "file.cid.unpinned",
+                "data": {"cid": hearthnet_base::Blake3Id::of(format!("history {i}").as_bytes())}}});
+            let r = self.run(
+                &[
+                    "call",
+                    "experimental.event.append",
+                    "--body",
+                    &body.to_string(),
+                ],
+                None,
+            );
+            assert_eq!(r.code, 0, "{r:?}");
+        }
+    }
+
+    /// Peers in `status --json` (0 when the node does not answer).
+    pub fn peer_count(&self) -> usize {
+        let status: serde_json::Value =
+            serde_json::from_str(&self.run(&["status", "--json"], None).stdout).unwrap_or_default();
+        status["peers"].as_array().map_or(0, Vec::len)
+    }
+
+    /// Wait until the node has verified `n` peers, at most 20 s.
+    pub fn wait_for_peers(&self, n: usize) {
+        let started = Instant::now();
+        while self.peer_count() < n {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "fewer than {n} peers after 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 /// `invite create` on the founder's node for `card`: the invite text and
 /// the QR PNG it saved.
 pub fn invite(founder: &Sandbox, card: &str, extra: &[&str]) -> (String, PathBuf) {
