@@ -8,9 +8,10 @@
 //! writes in progress and `quarantine/` chunks found damaged.
 //!
 //! Invariants: a chunk file appears (by rename) only once its bytes hash
-//! to its name and are on disk, and a manifest only once all its chunks
-//! are present and durable, so a
-//! partial chunk or blob is never visible; every read verifies the hash
+//! to its name, and a manifest only once all its chunks are present, so a
+//! partial chunk or blob is never visible. What only this node has is on
+//! disk before it appears; copies fetched from peers reach the disk at the
+//! next [`BlobStore::sync`] ([`Durability`]). Every read verifies the hash
 //! again, and a chunk that no longer matches is moved to `quarantine/`
 //! and reported missing. Owns no network and no events: the file service
 //! builds on it.
@@ -19,7 +20,7 @@ mod manifest;
 mod store;
 
 pub use manifest::{ChunkRef, Manifest};
-pub use store::{BlobInfo, BlobStore, ChunkWriter, DiskUsage, GcReport};
+pub use store::{BlobInfo, BlobStore, ChunkWriter, DiskUsage, Durability, GcReport};
 
 use hearthnet_base::{Blake3Id, ErrorCode};
 

@@ -23,6 +23,19 @@ const GC_TARGET: f64 = 0.7;
 /// or waiting to resume).
 const GC_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// When a write reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Before it becomes visible: for what only this node has (an added
+    /// file), which a crash must not lose.
+    BeforeVisible,
+    /// At the next [`BlobStore::sync`]: for copies fetched from peers.
+    /// Visible at once (complete and verified, so a killed process loses
+    /// nothing); a power cut before the sync can lose or damage what peers
+    /// still hold, which reads detect and fetches replace.
+    AtNextSync,
+}
+
 /// How full the disk holding the store is.
 #[derive(Debug, Clone, Copy)]
 pub struct DiskUsage {
@@ -121,9 +134,10 @@ impl BlobStore {
     }
 
     /// A writer that stores many chunks with one flush to disk per batch
-    /// instead of one per chunk (see [`ChunkWriter`]).
-    pub fn writer(&self) -> ChunkWriter {
+    /// instead of one per chunk, or none (see [`ChunkWriter`]).
+    pub fn writer(&self, durability: Durability) -> ChunkWriter {
         ChunkWriter {
+            durability,
             root: self.root.clone(),
             prefix: format!(
                 "{}.w{}",
@@ -151,18 +165,31 @@ impl BlobStore {
         Ok((tmp, file))
     }
 
-    /// Write to `tmp/`, flush to disk, then rename into place: readers see
-    /// the whole file or nothing, even if the process dies midway.
-    fn write_atomically(&self, path: &Path, bytes: &[u8]) -> Result<(), BlobError> {
+    /// Write to `tmp/`, flush to disk (when `durability` says now), then
+    /// rename into place: readers see the whole file or nothing, even if
+    /// the process dies midway.
+    fn write_atomically(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        durability: Durability,
+    ) -> Result<(), BlobError> {
+        let now = durability == Durability::BeforeVisible;
         let (tmp, mut file) = self.create_temp(&self.root.join("tmp"), "")?;
         let result = (|| {
             file.write_all(bytes)
-                .and_then(|()| file.sync_all())
+                .and_then(|()| if now { file.sync_all() } else { Ok(()) })
                 .map_err(|e| BlobError::io(format!("cannot write {}", tmp.display()), e))?;
             let dir = path.parent().unwrap_or(&self.root);
             fs::create_dir_all(dir)
                 .and_then(|()| fs::rename(&tmp, path))
-                .and_then(|()| File::open(dir)?.sync_all())
+                .and_then(|()| {
+                    if now {
+                        File::open(dir)?.sync_all()
+                    } else {
+                        Ok(())
+                    }
+                })
                 .map_err(|e| BlobError::io(format!("cannot store {}", path.display()), e))
         })();
         if result.is_err() {
@@ -201,26 +228,39 @@ impl BlobStore {
 
     /// Commit a blob: every chunk must be present; then its manifest
     /// appears, and the blob with it.
-    pub fn write_manifest(&self, manifest: &Manifest) -> Result<(), BlobError> {
+    pub fn write_manifest(
+        &self,
+        manifest: &Manifest,
+        durability: Durability,
+    ) -> Result<(), BlobError> {
         let _commits = self.commit_lock();
         if let Some(missing) = manifest.chunks.iter().find(|c| !self.has_chunk(&c.cid)) {
             return Err(BlobError::NotFound(missing.cid));
         }
         // The chunks' directory entries first: after a crash, a manifest
         // never names a chunk that is not there.
-        let dirs: BTreeSet<PathBuf> = manifest
-            .chunks
-            .iter()
-            .filter_map(|c| self.chunk_path(&c.cid).parent().map(Path::to_path_buf))
-            .collect();
-        for dir in dirs {
-            File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| BlobError::io(format!("cannot sync {}", dir.display()), e))?;
+        if durability == Durability::BeforeVisible {
+            let dirs: BTreeSet<PathBuf> = manifest
+                .chunks
+                .iter()
+                .filter_map(|c| self.chunk_path(&c.cid).parent().map(Path::to_path_buf))
+                .collect();
+            for dir in dirs {
+                File::open(&dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| BlobError::io(format!("cannot sync {}", dir.display()), e))?;
+            }
         }
         let bytes = serde_json::to_vec(&manifest.to_wire())
             .map_err(|e| BlobError::ManifestInvalid(e.to_string()))?;
-        self.write_atomically(&self.manifest_path(&manifest.cid), &bytes)
+        let path = self.manifest_path(&manifest.cid);
+        self.write_atomically(&path, &bytes, durability)
+    }
+
+    /// Make every write so far durable (one `syncfs` of the store's file
+    /// system).
+    pub fn sync(&self) -> Result<(), BlobError> {
+        sync_file_system(&self.root)
     }
 
     /// A stored blob's manifest. Reading it counts as a use (LRU).
@@ -300,7 +340,7 @@ impl BlobStore {
         mut progress: impl FnMut(u64) -> Result<(), BlobError>,
     ) -> Result<Manifest, BlobError> {
         let mut chunks = Vec::new();
-        let mut writer = self.writer();
+        let mut writer = self.writer(Durability::BeforeVisible);
         let mut buf = vec![0u8; CHUNK_SIZE_BYTES];
         let mut total = 0u64;
         let result = (|| {
@@ -324,7 +364,7 @@ impl BlobStore {
             }
             writer.flush()?;
             let manifest = Manifest::new(std::mem::take(&mut chunks));
-            self.write_manifest(&manifest)?;
+            self.write_manifest(&manifest, Durability::BeforeVisible)?;
             Ok(manifest)
         })();
         if result.is_err() {
@@ -694,13 +734,15 @@ fn touch(path: &Path) {
     }
 }
 
-/// Chunks written in batches: each goes to `tmp/` unflushed; every
-/// [`BATCH_BYTES`] (and at [`flush`](Self::flush)) one `syncfs` makes the
-/// batch durable and only then are its chunks renamed into place. So a
-/// chunk still appears only once its bytes are on disk, at the cost of one
-/// flush per batch rather than per chunk. Unflushed chunks are dropped with
-/// the writer.
+/// Chunks written in batches: each goes to `tmp/` unflushed. With
+/// [`Durability::BeforeVisible`], every [`BATCH_BYTES`] (and at
+/// [`flush`](Self::flush)) one `syncfs` makes the batch durable and only
+/// then are its chunks renamed into place: a chunk appears only once its
+/// bytes are on disk, at the cost of one flush per batch rather than per
+/// chunk. With [`Durability::AtNextSync`] each chunk is renamed into place
+/// as soon as it is written. Unflushed chunks are dropped with the writer.
 pub struct ChunkWriter {
+    durability: Durability,
     root: PathBuf,
     prefix: String,
     /// (temporary file, final path)
@@ -738,39 +780,47 @@ impl ChunkWriter {
         self.staged.push((tmp, dest));
         self.staged_bytes += bytes.len();
         self.created.push(*cid);
-        if self.staged_bytes >= BATCH_BYTES {
+        if self.staged_bytes >= BATCH_BYTES || self.durability == Durability::AtNextSync {
             self.flush()?;
         }
         Ok(true)
     }
 
-    /// Make the staged chunks durable and visible.
+    /// Make the staged chunks visible (durable first, if so asked).
     pub fn flush(&mut self) -> Result<(), BlobError> {
         if self.staged.is_empty() {
             return Ok(());
         }
-        let root = File::open(&self.root)
-            .map_err(|e| BlobError::io(format!("cannot open {}", self.root.display()), e))?;
-        rustix::fs::syncfs(&root).map_err(|e| {
-            BlobError::io(format!("cannot flush {}", self.root.display()), e.into())
-        })?;
-        while let Some((tmp, dest)) = self.staged.first() {
+        if self.durability == Durability::BeforeVisible {
+            sync_file_system(&self.root)?;
+        }
+        let mut renamed = 0;
+        let outcome = self.staged.iter().try_for_each(|(tmp, dest)| {
             let dir = dest.parent().unwrap_or(&self.root);
             fs::create_dir_all(dir)
                 .and_then(|()| fs::rename(tmp, dest))
                 .map_err(|e| BlobError::io(format!("cannot store {}", dest.display()), e))?;
-            // Only a renamed chunk leaves the list; the rest are cleaned
-            // up with the writer.
-            self.staged.remove(0);
-        }
+            renamed += 1;
+            Ok(())
+        });
+        // Only renamed chunks leave the list; the rest are cleaned up with
+        // the writer.
+        self.staged.drain(..renamed);
         self.staged_bytes = 0;
-        Ok(())
+        outcome
     }
 
     /// Chunks this writer added to the store (flushed or not).
     pub fn created(&self) -> &[Blake3Id] {
         &self.created
     }
+}
+
+fn sync_file_system(root: &Path) -> Result<(), BlobError> {
+    let dir = File::open(root)
+        .map_err(|e| BlobError::io(format!("cannot open {}", root.display()), e))?;
+    rustix::fs::syncfs(&dir)
+        .map_err(|e| BlobError::io(format!("cannot flush {}", root.display()), e.into()))
 }
 
 impl Drop for ChunkWriter {
@@ -787,7 +837,7 @@ mod tests {
 
     /// One chunk through a writer, flushed.
     fn put(store: &BlobStore, cid: &Blake3Id, bytes: &[u8]) -> Result<bool, BlobError> {
-        let mut writer = store.writer();
+        let mut writer = store.writer(Durability::BeforeVisible);
         let new = writer.put(cid, bytes)?;
         writer.flush()?;
         Ok(new)
@@ -875,7 +925,7 @@ mod tests {
         let m = store.add(&mut &input[..], |_| Ok(())).unwrap();
         let other = BlobStore::open(&store.root().with_file_name("other"), 0.8).unwrap();
         assert!(matches!(
-            other.write_manifest(&m),
+            other.write_manifest(&m, Durability::BeforeVisible),
             Err(BlobError::NotFound(_))
         ));
         assert_eq!(other.missing_chunks(&m), vec![0, 1]);
@@ -883,6 +933,38 @@ mod tests {
         put(&other, &m.chunks[0].cid, &first).unwrap();
         assert_eq!(other.missing_chunks(&m), vec![1]);
         assert!(!other.has_blob(&m.cid));
+    }
+
+    #[test]
+    fn a_replica_is_visible_at_once_and_a_blob_with_it() {
+        let (_dir, store) = store();
+        let source = store.root().with_file_name("source");
+        let source = BlobStore::open(&source, 0.8).unwrap();
+        let input = [
+            data(CHUNK_SIZE_BYTES, 5),
+            data(CHUNK_SIZE_BYTES, 6),
+            data(3, 7),
+        ]
+        .concat();
+        let m = source.add(&mut &input[..], |_| Ok(())).unwrap();
+        let mut writer = store.writer(Durability::AtNextSync);
+        for (i, chunk) in m.chunks.iter().enumerate() {
+            let bytes = source.read_chunk(&chunk.cid).unwrap();
+            assert!(writer.put(&chunk.cid, &bytes).unwrap());
+            // No flush needed: each chunk appears as it is written.
+            assert_eq!(store.missing_chunks(&m).len(), m.chunks.len() - i - 1);
+        }
+        drop(writer);
+        store.write_manifest(&m, Durability::AtNextSync).unwrap();
+        store.sync().unwrap();
+        assert!(store.has_blob(&m.cid));
+        assert!(store.verify(&m).is_empty());
+        assert!(
+            fs::read_dir(store.root().join("tmp"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{RunningNode, Sandbox};
+use common::{RunningNode, Sandbox, peer_client};
 use hearthnet_base::event::{Event, NewEvent};
 use hearthnet_base::{CommunityId, DeviceKey, Timestamp};
 use hearthnet_client::CallReply;
@@ -111,22 +111,6 @@ fn found_community(n: usize, level: &str) -> (CommunityId, Vec<Member>) {
         );
     }
     (community, members)
-}
-
-/// A peer client speaking TLS as `key`, accepting any server (the tests
-/// look at what the server does).
-fn peer_client(
-    key: &DeviceKey,
-    community: CommunityId,
-) -> hearthnet_transport::peer_client::PeerClient {
-    let identity = Arc::new(hearthnet_transport::tls::TlsIdentity::new(key).unwrap());
-    hearthnet_transport::peer_client::PeerClient::new(
-        key.clone(),
-        community,
-        identity,
-        Arc::new(|_| true),
-        false,
-    )
 }
 
 fn peer_addr(sb: &Sandbox) -> String {

@@ -10,8 +10,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{RunningNode, Sandbox, invite};
-use serde_json::Value;
+use common::{RunningNode, Sandbox, invite, peer_client};
+use hearthnet_base::{CommunityId, DeviceKey};
+use hearthnet_transport::peer_client::PeerError;
+use serde_json::{Value, json};
 
 const CHUNK: usize = 262_144;
 
@@ -176,6 +178,62 @@ fn files_round_trip_at_every_size_and_travel_between_nodes() {
     assert_eq!(garbled.code, 2, "{garbled:?}");
     let missing = nodes[1].run(&["file", "add", "/nonexistent/file"], None);
     assert_eq!(missing.code, 2, "{missing:?}");
+}
+
+/// The raw chunk route our nodes fetch through (`/blobs/v1/chunks`): the
+/// asked chunks' exact bytes to a member, clear refusals of bad requests,
+/// nothing for a key outside the community.
+#[test]
+fn raw_chunks_go_to_members_only_and_exactly_as_asked() {
+    let (nodes, _running) = community(1);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    write_data(&input, 3 * CHUNK + 5, 11);
+    let cid = add(&nodes[0], &input, &[]);
+    let bytes = std::fs::read(&input).unwrap();
+    let status: Value =
+        serde_json::from_str(&nodes[0].run(&["status", "--json"], None).stdout).unwrap();
+    let community: CommunityId = serde_json::from_value(status["community"]["id"].clone()).unwrap();
+    let holder = nodes[0].key().node_id();
+    let addr = nodes[0].peer_addr();
+    let wait = Duration::from_secs(10);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let member = peer_client(&nodes[1].key(), community);
+        let asked = json!({"cid": cid, "chunks": [1, 3]});
+        let mut reader = member.chunks(&addr, holder, &asked, wait).await.unwrap();
+        let mut got = Vec::new();
+        while let Some(item) = reader.next().await {
+            got.push(item.unwrap());
+        }
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].0, &got[0].1[..]), (1, &bytes[CHUNK..2 * CHUNK]));
+        assert_eq!((got[1].0, &got[1].1[..]), (3, &bytes[3 * CHUNK..]));
+
+        let unknown = format!("blake3:{}", "0".repeat(64));
+        for (request, expected) in [
+            (json!({"cid": cid, "chunks": [2, 2]}), 400),
+            (json!({"cid": cid, "chunks": [4]}), 400),
+            (json!({"chunks": [0]}), 400),
+            (json!({"cid": unknown}), 404),
+        ] {
+            match member.chunks(&addr, holder, &request, wait).await.err() {
+                Some(PeerError::Refused { status, body, .. }) => {
+                    assert_eq!(status, expected, "{request}: {body}");
+                    assert!(body.contains("\"error\""), "{body}");
+                }
+                other => panic!("{request}: {other:?}"),
+            }
+        }
+        let outsider = peer_client(&DeviceKey::generate(), community);
+        let refused = outsider
+            .chunks(&addr, holder, &json!({"cid": cid}), wait)
+            .await;
+        assert!(refused.is_err(), "an outsider got chunks");
+    });
 }
 
 #[test]

@@ -3,17 +3,38 @@
 //! streamed from all of them at once, each chunk verified as it arrives.
 //! A holder that fails or sends a bad chunk is dropped and what it still
 //! owed goes to the others; chunks already stored are never fetched again,
-//! so a fetch cut off midway resumes where it stopped.
+//! so a fetch cut off midway resumes where it stopped. Chunks travel as
+//! raw bytes through a [`ChunkSource`] where the holder offers that, else
+//! as `file.read` frames over the bus.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use hearthnet_base::{Blake3Id, ErrorCode, NodeId, TrustLevel};
-use hearthnet_blobs::{BlobStore, Manifest, decode_b64};
+use hearthnet_blobs::{BlobStore, Durability, Manifest, decode_b64};
 use hearthnet_bus::{Bus, CallError, InboundCall, Item, Version};
 use serde_json::{Value, json};
+
+use crate::Chunks;
+
+/// A way to a holder's chunks as raw bytes (the node's `/blobs/v1/chunks`
+/// client), faster than `file.read` frames.
+pub trait ChunkSource: Send + Sync {
+    /// Chunks `indices` of blob `cid` from `holder`, as they arrive;
+    /// `Ok(None)` when the holder does not offer raw chunks.
+    fn chunks(
+        &self,
+        holder: NodeId,
+        cid: Blake3Id,
+        indices: Vec<usize>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Option<Chunks>, CallError>>;
+}
 
 /// Holders streamed from at once.
 const PARALLEL_HOLDERS: usize = 4;
@@ -31,6 +52,7 @@ const MANIFEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// bytes of the blob present so far.
 pub async fn fetch(
     bus: &Arc<Bus>,
+    source: Option<&Arc<dyn ChunkSource>>,
     store: &Arc<BlobStore>,
     cid: Blake3Id,
     holders: &[NodeId],
@@ -86,8 +108,13 @@ pub async fn fetch(
                 (bus.clone(), store.clone(), manifest.clone(), have.clone());
             let holder = *holder;
             rounds.push(async move {
-                let outcome =
-                    stream_chunks(&bus, &store, &manifest, holder, &share, &have, progress).await;
+                let outcome = match chunks_from(&bus, source, &manifest, holder, &share).await {
+                    Ok(chunks) => {
+                        store_chunks(chunks, &store, &manifest, holder, &share, &have, progress)
+                            .await
+                    }
+                    Err(e) => Err(Failure::Holder(e)),
+                };
                 (holder, share, outcome)
             });
         }
@@ -136,7 +163,7 @@ pub async fn fetch(
     }
     let store2 = store.clone();
     let m2 = manifest.clone();
-    tokio::task::spawn_blocking(move || store2.write_manifest(&m2))
+    tokio::task::spawn_blocking(move || store2.write_manifest(&m2, Durability::AtNextSync))
         .await
         .map_err(internal)?
         .map_err(|e| CallError::new(e.code(), e.to_string()))?;
@@ -211,10 +238,62 @@ async fn manifest_from(
     Err(last)
 }
 
-/// Stream `share` (chunk indices) from `holder`, verifying and storing
-/// each; the count stored, or why the holder failed.
-async fn stream_chunks(
+/// Chunks `share` of `manifest` from `holder`: raw bytes where it offers
+/// them, else `file.read` frames over the bus.
+async fn chunks_from(
     bus: &Bus,
+    source: Option<&Arc<dyn ChunkSource>>,
+    manifest: &Manifest,
+    holder: NodeId,
+    share: &[usize],
+) -> Result<Chunks, CallError> {
+    let timeout = Duration::from_secs(crate::READ_TIMEOUT_SECONDS);
+    if let Some(source) = source
+        && let Some(chunks) = source
+            .chunks(holder, manifest.cid, share.to_vec(), timeout)
+            .await?
+    {
+        return Ok(chunks);
+    }
+    let call = read_call(bus, holder, json!({"cid": manifest.cid, "chunks": share}));
+    let stream = bus.call(call)?;
+    Ok(
+        futures_util::stream::unfold(Some(stream), |stream| async move {
+            let mut stream = stream?;
+            loop {
+                let frame = match stream.next().await? {
+                    Item::Frame(f) => f,
+                    Item::Done(_) => return None,
+                    Item::Failed(e) => return Some((Err(e), None)),
+                };
+                if frame.event != "chunk" {
+                    continue;
+                }
+                let Some(i) = frame.data["i"].as_u64().map(|i| i as usize) else {
+                    return Some((
+                        Err(CallError::bad_request("a chunk frame without `i`")),
+                        None,
+                    ));
+                };
+                let Some(bytes) = frame.data["data_b64"].as_str().and_then(decode_b64) else {
+                    let e = CallError::bad_request(format!("chunk {i}: `data_b64` is not Base64"));
+                    return Some((Err(e), None));
+                };
+                return Some((Ok((i, Bytes::from(bytes))), Some(stream)));
+            }
+        })
+        .boxed(),
+    )
+}
+
+/// Chunks waiting for the disk while more arrive (1 MiB).
+const WRITE_AHEAD: usize = 4;
+
+/// Verify and store `chunks` (asked for: `share`) as they arrive, the
+/// network and the disk working at once; the count stored, or why the
+/// holder failed.
+async fn store_chunks(
+    mut chunks: Chunks,
     store: &Arc<BlobStore>,
     manifest: &Manifest,
     holder: NodeId,
@@ -222,79 +301,146 @@ async fn stream_chunks(
     have: &AtomicU64,
     progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<usize, Failure> {
-    let call = read_call(bus, holder, json!({"cid": manifest.cid, "chunks": share}));
-    let mut stream = bus.call(call).map_err(Failure::Holder)?;
     let wanted: BTreeSet<usize> = share.iter().copied().collect();
-    let mut writer = Some(store.writer());
-    let mut received = 0;
-    let outcome = loop {
-        let Some(item) = stream.next().await else {
-            break Ok(());
-        };
-        let frame = match item {
-            Item::Frame(f) => f,
-            Item::Done(_) => break Ok(()),
-            Item::Failed(e) => break Err(e),
-        };
-        if frame.event != "chunk" {
-            continue;
+    let (to_disk, mut arriving) =
+        tokio::sync::mpsc::channel::<(usize, Blake3Id, Bytes)>(WRITE_AHEAD);
+    let store = store.clone();
+    // Stops at the first chunk that fails; what it stored so far stays,
+    // even when the holder failed, so a later round (or fetch) resumes.
+    let disk = tokio::task::spawn_blocking(move || {
+        let mut writer = store.writer(Durability::AtNextSync);
+        let mut stored = 0;
+        while let Some((i, cid, bytes)) = arriving.blocking_recv() {
+            if let Err(e) = writer.put(&cid, &bytes) {
+                return (stored, Err((i, e)));
+            }
+            stored += 1;
         }
-        let Some(i) = frame.data["i"].as_u64().map(|i| i as usize) else {
-            break Err(CallError::bad_request("a chunk frame without `i`"));
+        (stored, writer.flush().map_err(|e| (usize::MAX, e)))
+    });
+    let outcome = loop {
+        let (i, bytes) = match chunks.next().await {
+            None => break Ok(()),
+            Some(Ok(chunk)) => chunk,
+            Some(Err(e)) => break Err(e),
         };
         let Some(expected) = manifest.chunks.get(i).filter(|_| wanted.contains(&i)) else {
             break Err(CallError::bad_request(format!(
                 "chunk {i} was not asked for"
             )));
         };
-        let Some(bytes) = frame.data["data_b64"].as_str().and_then(decode_b64) else {
-            break Err(CallError::bad_request(format!(
-                "chunk {i}: `data_b64` is not Base64"
-            )));
-        };
-        let cid = expected.cid;
         let size = bytes.len() as u64;
-        let Some(mut w) = writer.take() else {
-            break Err(internal("the chunk writer is gone"));
-        };
-        // A chunk that does not hash to its CID ends this holder's part.
-        let (w, stored) = tokio::task::spawn_blocking(move || {
-            let r = w.put(&cid, &bytes);
-            (w, r)
-        })
-        .await
-        .map_err(|e| Failure::Local(internal(e)))?;
-        writer = Some(w);
-        match stored {
-            Ok(_) => {}
-            Err(e @ hearthnet_blobs::BlobError::HashMismatch { .. }) => {
-                tracing::warn!(holder = %holder.short(), chunk = i, error = %e, "bad chunk from a holder");
-                break Err(CallError::new(
-                    e.code(),
-                    format!("chunk {i} from {}: {e}", holder.short()),
-                ));
-            }
-            // Our disk, not the holder: the whole fetch stops (a full disk
-            // is `capacity_exceeded`).
-            Err(e) => return Err(Failure::Local(CallError::new(e.code(), e.to_string()))),
+        if to_disk.send((i, expected.cid, bytes)).await.is_err() {
+            break Ok(()); // the disk side stopped: its reason follows
         }
-        received += 1;
         let now = have.fetch_add(size, Ordering::Relaxed) + size;
         progress(now, manifest.size_bytes);
     };
-    // Keep what verified, even when the holder failed: a later round (or
-    // a later fetch) resumes from there.
-    if let Some(mut w) = writer {
-        tokio::task::spawn_blocking(move || w.flush())
-            .await
-            .map_err(|e| Failure::Local(internal(e)))?
-            .map_err(|e| Failure::Local(CallError::new(e.code(), e.to_string())))?;
+    drop(to_disk);
+    let (stored, written) = disk.await.map_err(|e| Failure::Local(internal(e)))?;
+    match written {
+        Ok(()) => {}
+        // A chunk that does not hash to its CID ends this holder's part.
+        Err((i, e @ hearthnet_blobs::BlobError::HashMismatch { .. })) => {
+            tracing::warn!(holder = %holder.short(), chunk = i, error = %e, "bad chunk from a holder");
+            return Err(Failure::Holder(CallError::new(
+                e.code(),
+                format!("chunk {i} from {}: {e}", holder.short()),
+            )));
+        }
+        // Our disk, not the holder: the whole fetch stops (a full disk is
+        // `capacity_exceeded`).
+        Err((_, e)) => return Err(Failure::Local(CallError::new(e.code(), e.to_string()))),
     }
-    outcome.map(|()| received).map_err(Failure::Holder)
+    outcome.map(|()| stored).map_err(Failure::Holder)
 }
 
 /// Why a holder's part ended: the holder's doing, or ours (the disk).
 enum Failure {
     Holder(CallError),
     Local(CallError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearthnet_base::DeviceKey;
+    use hearthnet_base::constants::CHUNK_SIZE_BYTES;
+
+    /// A store holding a 3-chunk blob, and an empty one to fetch into.
+    fn stores() -> (tempfile::TempDir, Arc<BlobStore>, Arc<BlobStore>, Manifest) {
+        let dir = tempfile::tempdir().unwrap();
+        let source = BlobStore::open(&dir.path().join("source"), 0.8).unwrap();
+        let input: Vec<u8> = (0..2 * CHUNK_SIZE_BYTES + 9)
+            .map(|i| (i / 7 % 251) as u8)
+            .collect();
+        let manifest = source.add(&mut &input[..], |_| Ok(())).unwrap();
+        let target = BlobStore::open(&dir.path().join("target"), 0.8).unwrap();
+        (dir, Arc::new(source), Arc::new(target), manifest)
+    }
+
+    fn chunk(
+        source: &BlobStore,
+        manifest: &Manifest,
+        i: usize,
+    ) -> Result<(usize, Bytes), CallError> {
+        Ok((
+            i,
+            Bytes::from(source.read_chunk(&manifest.chunks[i].cid).unwrap()),
+        ))
+    }
+
+    async fn store(
+        items: Vec<Result<(usize, Bytes), CallError>>,
+        target: &Arc<BlobStore>,
+        manifest: &Manifest,
+        share: &[usize],
+    ) -> Result<usize, Failure> {
+        let holder = DeviceKey::generate().node_id();
+        let have = AtomicU64::new(0);
+        let chunks = futures_util::stream::iter(items).boxed();
+        store_chunks(chunks, target, manifest, holder, share, &have, &|_, _| {}).await
+    }
+
+    #[tokio::test]
+    async fn a_bad_chunk_ends_the_holders_part_and_what_came_before_stays() {
+        let (_dir, source, target, manifest) = stores();
+        let mut bad = chunk(&source, &manifest, 1).unwrap();
+        bad.1 = Bytes::from(vec![0u8; bad.1.len()]);
+        let items = vec![
+            chunk(&source, &manifest, 0),
+            Ok(bad),
+            chunk(&source, &manifest, 2),
+        ];
+        match store(items, &target, &manifest, &[0, 1, 2]).await {
+            Err(Failure::Holder(e)) => assert!(e.message.contains("chunk 1"), "{e}"),
+            other => panic!("expected the holder to fail, got {:?}", other.ok()),
+        }
+        assert_eq!(target.missing_chunks(&manifest), vec![1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_chunk_not_asked_for_or_a_broken_stream_is_the_holders_failure() {
+        let (_dir, source, target, manifest) = stores();
+        let items = vec![chunk(&source, &manifest, 2)];
+        assert!(matches!(
+            store(items, &target, &manifest, &[0, 1]).await,
+            Err(Failure::Holder(_))
+        ));
+        assert_eq!(target.missing_chunks(&manifest), vec![0, 1, 2]);
+        let cut = CallError::new(ErrorCode::Partition, "the stream broke");
+        let items = vec![chunk(&source, &manifest, 0), Err(cut)];
+        assert!(matches!(
+            store(items, &target, &manifest, &[0, 1]).await,
+            Err(Failure::Holder(e)) if e.code == ErrorCode::Partition
+        ));
+        // The chunk that arrived before the break is kept: a resume skips it.
+        assert_eq!(target.missing_chunks(&manifest), vec![1, 2]);
+        let rest = vec![chunk(&source, &manifest, 1), chunk(&source, &manifest, 2)];
+        assert!(matches!(
+            store(rest, &target, &manifest, &[1, 2]).await,
+            Ok(2)
+        ));
+        assert!(target.missing_chunks(&manifest).is_empty());
+    }
 }

@@ -8,7 +8,15 @@
 //!
 //! Our extension to `file.read`: `input.chunks`, a list of chunk indices,
 //! streams the manifest and only those chunks (`[]`: the manifest alone),
-//! so several holders can each serve a share of one blob.
+//! so several holders can each serve a share of one blob. The same request
+//! is served as raw bytes by [`FileService::serve_chunks`] (the node's
+//! `/blobs/v1/chunks`), which fetches use first through a [`ChunkSource`];
+//! `file.read` stays the contract's way and the fallback.
+//!
+//! Fetched copies are committed with
+//! [`AtNextSync`](hearthnet_blobs::Durability::AtNextSync): visible
+//! as soon as they are complete and verified, and advertised to the
+//! community only once a sync has put them on disk.
 //!
 //! `file.put@1.0` (trusted callers) answers the offered manifest with
 //! `ready {"needed": [indices]}`, then *pulls* those chunks from the caller
@@ -24,16 +32,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
 use hearthnet_base::{Blake3Id, DeviceKey, ErrorCode, NodeId, Stability, TrustLevel};
-use hearthnet_blobs::{BlobError, BlobStore, encode_b64};
+use hearthnet_blobs::{BlobError, BlobStore, Manifest, encode_b64};
 use hearthnet_bus::{
     Bus, Call, CallError, CapabilityDescriptor, FrameSink, Service, Trust, Version,
 };
 use hearthnet_events::EventLog;
 use serde_json::{Value, json};
 
-pub use fetch::fetch;
+pub use fetch::{ChunkSource, fetch};
 pub use holders::Holders;
 
 pub const READ: &str = "file.read";
@@ -50,6 +61,14 @@ const PUT_TIMEOUT_SECONDS: u64 = 600;
 const PUT_MIN_FREE_BYTES: u64 = 1 << 30;
 /// Progress frames at most this often.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+/// Chunks read ahead of a slow reader, per stream (1 MiB).
+const READ_AHEAD: usize = 4;
+/// Raw chunk streams served at once (like `file.read`'s `max_concurrent`).
+const MAX_SERVED_STREAMS: usize = 8;
+
+/// Chunks of a blob as they are read or received: `(index, bytes)`, or
+/// the error that ends the stream.
+pub type Chunks = BoxStream<'static, Result<(usize, Bytes), CallError>>;
 
 pub struct FileService {
     pub store: Arc<BlobStore>,
@@ -58,6 +77,9 @@ pub struct FileService {
     pub key: DeviceKey,
     /// To reach peers; set once the bus exists (the bus owns this service).
     pub bus: std::sync::OnceLock<std::sync::Weak<Bus>>,
+    /// Raw chunk transfer to peers; set once the peer client exists.
+    pub chunk_source: std::sync::OnceLock<Arc<dyn ChunkSource>>,
+    served_streams: Arc<tokio::sync::Semaphore>,
 }
 
 fn blob_error(e: BlobError) -> CallError {
@@ -66,6 +88,29 @@ fn blob_error(e: BlobError) -> CallError {
 
 fn internal(e: impl std::fmt::Display) -> CallError {
     CallError::new(ErrorCode::InternalError, e.to_string())
+}
+
+/// The chunk indices `input.chunks` asks for (all when absent): indices
+/// of `manifest`, strictly increasing, so each chunk at most once per call.
+fn selection(input: &Value, manifest: &Manifest) -> Result<Vec<usize>, CallError> {
+    match input.get("chunks") {
+        None | Some(Value::Null) => Ok((0..manifest.chunks.len()).collect()),
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|v| {
+                v.as_u64()
+                    .map(|i| i as usize)
+                    .filter(|i| *i < manifest.chunks.len())
+            })
+            .collect::<Option<Vec<usize>>>()
+            .filter(|i| i.windows(2).all(|w| w[0] < w[1]))
+            .ok_or_else(|| {
+                CallError::bad_request(
+                    "input.chunks must list chunk indices of this blob, increasing, each once",
+                )
+            }),
+        Some(_) => Err(CallError::bad_request("input.chunks must be an array")),
+    }
 }
 
 fn cid_field(input: &Value, key: &str) -> Result<Blake3Id, CallError> {
@@ -144,6 +189,80 @@ impl Progress {
 }
 
 impl FileService {
+    pub fn new(
+        store: Arc<BlobStore>,
+        holders: Arc<Holders>,
+        log: EventLog,
+        key: DeviceKey,
+    ) -> Self {
+        Self {
+            store,
+            holders,
+            log,
+            key,
+            bus: std::sync::OnceLock::new(),
+            chunk_source: std::sync::OnceLock::new(),
+            served_streams: Arc::new(tokio::sync::Semaphore::new(MAX_SERVED_STREAMS)),
+        }
+    }
+
+    /// Chunks `indices` of `manifest`, read and verified on a blocking
+    /// thread a few ahead of the reader; a reader that goes away stops it.
+    fn chunk_stream(&self, manifest: Manifest, indices: Vec<usize>) -> Chunks {
+        let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            for i in indices {
+                let item = store
+                    .read_chunk(&manifest.chunks[i].cid)
+                    .map(|bytes| (i, Bytes::from(bytes)))
+                    .map_err(blob_error);
+                let failed = item.is_err();
+                if tx.blocking_send(item).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        })
+        .boxed()
+    }
+
+    /// The raw-bytes side of `file.read` (`{"cid", "chunks"}` asks the
+    /// same), for the node's `/blobs/v1/chunks`: members only, checked
+    /// there.
+    pub fn serve_chunks(
+        self: &Arc<Self>,
+        request: Value,
+    ) -> BoxFuture<'static, Result<Chunks, CallError>> {
+        let this = self.clone();
+        Box::pin(async move {
+            let cid = cid_field(&request, "cid")?;
+            let permit = this
+                .served_streams
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| {
+                    CallError::new(
+                        ErrorCode::CapacityExceeded,
+                        format!("{MAX_SERVED_STREAMS} chunk streams are already being served"),
+                    )
+                    .retry_after(500)
+                })?;
+            let manifest = this.blocking(move |s| s.manifest(&cid)).await?;
+            let indices = selection(&request, &manifest)?;
+            let chunks = this.chunk_stream(manifest, indices);
+            // The permit is held while the stream lives.
+            Ok(chunks
+                .map(move |item| {
+                    let _held = &permit;
+                    item
+                })
+                .boxed())
+        })
+    }
+
     fn bus(&self) -> Result<Arc<Bus>, CallError> {
         self.bus
             .get()
@@ -173,6 +292,20 @@ impl FileService {
         {
             tracing::warn!(blob = %cid.short(), error = %e, "cannot record file.cid.advertised");
         }
+    }
+
+    /// A fetched copy reaches the disk before the community is told this
+    /// node holds it; the caller has its answer before that.
+    fn settle(self: &Arc<Self>, cid: Blake3Id, size: u64) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            match this.blocking(|s| s.sync()).await {
+                Ok(()) => this.advertise_held(cid, size).await,
+                Err(e) => {
+                    tracing::warn!(blob = %cid.short(), error = %e, "a fetched blob could not be flushed to disk; not advertised");
+                }
+            }
+        });
     }
 
     /// Run GC when the disk is over the threshold; tell the community what
@@ -206,42 +339,20 @@ impl FileService {
             ));
         }
         let manifest = self.blocking(move |s| s.manifest(&cid)).await?;
-        let indices: Vec<usize> = match call.input.get("chunks") {
-            None | Some(Value::Null) => (0..manifest.chunks.len()).collect(),
-            Some(Value::Array(list)) => {
-                let indices = list
-                    .iter()
-                    .map(|v| {
-                        v.as_u64()
-                            .map(|i| i as usize)
-                            .filter(|i| *i < manifest.chunks.len())
-                    })
-                    .collect::<Option<Vec<usize>>>();
-                // Strictly increasing: each chunk at most once per call.
-                match indices {
-                    Some(i) if i.windows(2).all(|w| w[0] < w[1]) => i,
-                    _ => {
-                        return Err(CallError::bad_request(
-                            "input.chunks must list chunk indices of this blob, increasing, each once",
-                        ));
-                    }
-                }
-            }
-            Some(_) => return Err(CallError::bad_request("input.chunks must be an array")),
-        };
+        let indices = selection(&call.input, &manifest)?;
+        let count = indices.len();
         let gone = || CallError::new(ErrorCode::Partition, "the caller left");
         call.frames
             .send("manifest", manifest.to_wire())
             .await
             .map_err(|_| gone())?;
-        for i in &indices {
-            let chunk = manifest.chunks[*i].clone();
-            let cid = chunk.cid;
-            let bytes = self.blocking(move |s| s.read_chunk(&cid)).await?;
-            let frame = json!({"i": i, "cid": chunk.cid, "size_bytes": bytes.len(), "data_b64": encode_b64(&bytes)});
+        let mut chunks = self.chunk_stream(manifest.clone(), indices);
+        while let Some(item) = chunks.next().await {
+            let (i, bytes) = item?;
+            let frame = json!({"i": i, "cid": manifest.chunks[i].cid, "size_bytes": bytes.len(), "data_b64": encode_b64(&bytes)});
             call.frames.send("chunk", frame).await.map_err(|_| gone())?;
         }
-        Ok(json!({"chunks": indices.len(), "ms": started.elapsed().as_millis() as u64}))
+        Ok(json!({"chunks": count, "ms": started.elapsed().as_millis() as u64}))
     }
 
     async fn put(self: Arc<Self>, call: Call) -> Result<Value, CallError> {
@@ -280,11 +391,16 @@ impl FileService {
                 last: Default::default(),
                 runtime: tokio::runtime::Handle::current(),
             };
-            fetch(&self.bus()?, &self.store, cid, &[call.caller], &|n, t| {
-                progress.report(n, t)
-            })
+            fetch(
+                &self.bus()?,
+                self.chunk_source.get(),
+                &self.store,
+                cid,
+                &[call.caller],
+                &|n, t| progress.report(n, t),
+            )
             .await?;
-            self.advertise_held(cid, manifest.size_bytes).await;
+            self.settle(cid, manifest.size_bytes);
         }
         Ok(json!({"received": needed.len(), "ms": started.elapsed().as_millis() as u64}))
     }
@@ -377,7 +493,11 @@ impl FileService {
     /// Fetch what this store lacks of `cid` from the peers: those that
     /// advertised it first, then any other peer serving `file.read` (their
     /// advertisement may not have synced yet; M07 §5.5). Returns who served.
-    async fn fetch_from_peers(&self, call: &Call, cid: Blake3Id) -> Result<Vec<NodeId>, CallError> {
+    async fn fetch_from_peers(
+        self: &Arc<Self>,
+        call: &Call,
+        cid: Blake3Id,
+    ) -> Result<Vec<NodeId>, CallError> {
         let us = self.key.node_id();
         let bus = self.bus()?;
         let advertised: Vec<NodeId> = self
@@ -410,13 +530,14 @@ impl FileService {
                 continue;
             }
             // Chunks from a failed first try stay: the second resumes.
-            outcome = fetch(&bus, &self.store, cid, &holders, &report).await;
+            let source = self.chunk_source.get();
+            outcome = fetch(&bus, source, &self.store, cid, &holders, &report).await;
             if outcome.is_ok() {
                 break;
             }
         }
         let (manifest, served_by) = outcome?;
-        self.advertise_held(cid, manifest.size_bytes).await;
+        self.settle(cid, manifest.size_bytes);
         Ok(served_by)
     }
 }

@@ -6,6 +6,7 @@
 //! Components that later issues add slot into [`run`] at their step; the
 //! steps not built yet are named where they will go, and none is faked.
 
+mod chunks;
 mod community;
 mod diagnostics;
 mod lock;
@@ -155,18 +156,14 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
         }
         let invite_endpoints = Arc::new(std::sync::OnceLock::new());
         register(Arc::new(community::Revocations { log: log.clone(), key: key.clone() }))?;
+        let mut files = None;
         if let Some(store) = &blobs {
             let holders = Arc::new(hearthnet_files::Holders::default());
             holders.follow(log.clone(), stop_serving.clone());
-            let service = Arc::new(hearthnet_files::FileService {
-                store: store.clone(),
-                holders,
-                log: log.clone(),
-                key: key.clone(),
-                bus: std::sync::OnceLock::new(),
-            });
+            let service = Arc::new(hearthnet_files::FileService::new(store.clone(), holders, log.clone(), key.clone()));
             let _ = service.bus.set(Arc::downgrade(&bus));
-            register(service)?;
+            register(service.clone())?;
+            files = Some(service);
         }
         register(Arc::new(community::Invites {
             log: log.clone(),
@@ -225,6 +222,9 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
         //     (step 9) feeds it, the node is never in emergency mode.
         let (_emergency_tx, emergency) = tokio::sync::watch::channel(false);
         let discovery = Arc::new(start_discovery(&loaded, &key, &community, &bus, &log, &peer_client, peer_bound, emergency.clone(), stop_serving.clone()));
+        if let Some(files) = &files {
+            let _ = files.chunk_source.set(Arc::new(chunks::PeerChunks { client: peer_client.clone(), discovery: discovery.clone() }));
+        }
         let new_peer = Arc::new(tokio::sync::Notify::new());
         tokio::spawn(peers::follow(
             discovery.clone(),
@@ -248,7 +248,7 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
             discovery.status.clone(),
             blobs.clone(),
         ));
-        let state = Arc::new(ApiState::new(
+        let mut state = ApiState::new(
             bus.clone(),
             view.clone(),
             metrics.clone(),
@@ -257,7 +257,11 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
             usize::try_from(config.transport.max_body_bytes).unwrap_or(usize::MAX),
             Duration::from_secs(config.transport.request_skew_seconds),
         )
-        .with_sync(Arc::new(sync::SyncHandle(syncer.clone()))));
+        .with_sync(Arc::new(sync::SyncHandle(syncer.clone())));
+        if let Some(files) = files {
+            state = state.with_blobs(Arc::new(chunks::ServedChunks(files)));
+        }
+        let state = Arc::new(state);
         let router = hearthnet_transport::router(state);
         let mut servers = Vec::new();
         servers.push(tokio::spawn(hearthnet_transport::serve(api_listener, router.clone(), stop_serving.clone(), None)));

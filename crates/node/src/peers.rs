@@ -141,7 +141,11 @@ impl Service for RemoteNode {
 /// What a failed exchange with a peer means for the caller: unreachable
 /// (nothing started there; another provider may take the call), out of
 /// time, or unknown (the call may have run).
-fn peer_failure(node: &NodeId, e: PeerError, deadline: tokio::time::Instant) -> CallError {
+pub(crate) fn peer_failure(
+    node: &NodeId,
+    e: PeerError,
+    deadline: tokio::time::Instant,
+) -> CallError {
     let message = format!("peer {}: {e}", node.short());
     match e {
         PeerError::Unreachable { .. } => {
@@ -158,7 +162,7 @@ fn peer_failure(node: &NodeId, e: PeerError, deadline: tokio::time::Instant) -> 
 }
 
 /// Rebuild a Contract §5.4 error a peer sent.
-fn error_from_body(body: &Value) -> CallError {
+pub(crate) fn error_from_body(body: &Value) -> CallError {
     let code = body["error"]
         .as_str()
         .and_then(|c| serde_json::from_value::<ErrorCode>(json!(c)).ok())

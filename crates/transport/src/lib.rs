@@ -10,6 +10,7 @@
 //! node *is* (manifests, status, readiness) it asks a [`NodeView`].
 
 mod auth;
+pub mod bulk;
 pub mod peer_client;
 mod routes;
 mod server;
@@ -58,6 +59,19 @@ pub trait SyncEndpoints: Send + Sync + 'static {
         peer: String,
         protocol: Option<String>,
     ) -> BoxFuture<'static, Result<Value, CallError>>;
+}
+
+/// The blob store's side of `POST /blobs/v1/chunks` ([`bulk`]),
+/// implemented by the node.
+pub trait BlobEndpoints: Send + Sync + 'static {
+    /// The chunks `request` (`{"cid", "chunks": [indices]}`) asks for, as
+    /// `caller` may have them; an error before the first chunk is answered
+    /// as JSON.
+    fn chunks(
+        &self,
+        caller: NodeId,
+        request: Value,
+    ) -> BoxFuture<'static, Result<bulk::ServedChunks, CallError>>;
 }
 
 /// What the transport needs to know about the node it serves.

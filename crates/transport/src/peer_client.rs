@@ -13,6 +13,7 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
+use crate::bulk::{self, ChunkReader};
 use crate::tls::{Membership, TlsIdentity, client_config};
 
 type Full = http_body_util::Full<Bytes>;
@@ -226,6 +227,57 @@ impl PeerClient {
             CallReply::Done(value)
         } else {
             CallReply::Failed(value)
+        })
+    }
+
+    /// Ask the peer `node` for chunks of a blob (`POST /blobs/v1/chunks`,
+    /// [`bulk`]); the answer's records are read as they arrive. `wait`
+    /// bounds the time until the answer starts.
+    pub async fn chunks(
+        &self,
+        addr: &str,
+        node: NodeId,
+        request: &Value,
+        wait: Duration,
+    ) -> Result<ChunkReader<hyper::body::Incoming>, PeerError> {
+        let headers = SignedHeaders::sign(
+            &self.key,
+            self.community,
+            bulk::CHUNKS_PATH,
+            request::ENDPOINT_VERSION,
+            request,
+        )
+        .map_err(|e| bad(addr, e.to_string()))?;
+        let payload = serde_json::to_vec(request).map_err(|e| bad(addr, e.to_string()))?;
+        let (_, resp) = self
+            .open(
+                addr,
+                Some(node),
+                hyper::Method::POST,
+                bulk::CHUNKS_PATH,
+                &headers,
+                &[("accept", bulk::CONTENT_TYPE.to_owned())],
+                payload,
+                wait,
+            )
+            .await?;
+        let status = resp.status().as_u16();
+        let is_chunks = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v == bulk::CONTENT_TYPE);
+        if status == 200 && is_chunks {
+            return Ok(ChunkReader::new(resp.into_body()));
+        }
+        let bytes = tokio::time::timeout(wait, read_all(resp.into_body()))
+            .await
+            .map_err(|_| lost(addr, "the answer did not arrive in time".into()))?
+            .map_err(|e| lost(addr, e))?;
+        Err(PeerError::Refused {
+            addr: addr.to_owned(),
+            status,
+            body: String::from_utf8_lossy(&bytes).chars().take(2000).collect(),
         })
     }
 

@@ -18,8 +18,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{Access, Authenticator, Caller, Presented, Refusal};
+use crate::bulk;
 use crate::server::PeerIdentity;
-use crate::{NodeView, SyncEndpoints};
+use crate::{BlobEndpoints, NodeView, SyncEndpoints};
 
 /// Everything the handlers share.
 pub struct ApiState {
@@ -29,6 +30,7 @@ pub struct ApiState {
     pub key: DeviceKey,
     pub max_body_bytes: usize,
     pub sync: Option<Arc<dyn SyncEndpoints>>,
+    pub blobs: Option<Arc<dyn BlobEndpoints>>,
     pub(crate) auth: Authenticator,
 }
 
@@ -50,12 +52,19 @@ impl ApiState {
             key,
             max_body_bytes,
             sync: None,
+            blobs: None,
         }
     }
 
     /// Serve the sync and pub-sub endpoints through `sync`.
     pub fn with_sync(mut self, sync: Arc<dyn SyncEndpoints>) -> Self {
         self.sync = Some(sync);
+        self
+    }
+
+    /// Serve chunk bytes (`/blobs/v1/chunks`) through `blobs`.
+    pub fn with_blobs(mut self, blobs: Arc<dyn BlobEndpoints>) -> Self {
+        self.blobs = Some(blobs);
         self
     }
 }
@@ -84,6 +93,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/pubsub/v1/subscribe", get(pubsub_subscribe))
         .route("/local/v1/sync", post(local_sync))
         .route("/onboarding/v1/redeem", post(onboarding_redeem))
+        .route(bulk::CHUNKS_PATH, post(blob_chunks))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -427,7 +437,7 @@ async fn signed_body(
     body: Body,
     path: &str,
     access: Access,
-) -> Result<Value, Box<Response>> {
+) -> Result<(Value, Caller), Box<Response>> {
     let bytes = axum::body::to_bytes(body, s.max_body_bytes)
         .await
         .map_err(|_| {
@@ -445,7 +455,8 @@ async fn signed_body(
             None,
         ))
     })?;
-    s.auth
+    let caller = s
+        .auth
         .authenticate(
             s.view.as_ref(),
             &s.metrics,
@@ -458,7 +469,7 @@ async fn signed_body(
             },
         )
         .map_err(|r| Box::new(refusal_response(r, headers)))?;
-    Ok(value)
+    Ok((value, caller))
 }
 
 /// A signed JSON request to one of the event log's endpoints.
@@ -470,7 +481,7 @@ async fn sync_request(
     path: &str,
     access: Access,
 ) -> Result<(Value, Arc<dyn SyncEndpoints>), Box<Response>> {
-    let value = signed_body(s, peer, headers, body, path, access).await?;
+    let (value, _) = signed_body(s, peer, headers, body, path, access).await?;
     Ok((value, sync_of(s)?))
 }
 
@@ -568,6 +579,33 @@ async fn sync_fetch(State(s): Shared, peer: Peer, headers: HeaderMap, body: Body
             .await
             .map(|events| json!({"events": events})),
     )
+}
+
+/// `POST /blobs/v1/chunks` (members): chunks of a blob as raw bytes
+/// ([`bulk`]); errors before the first byte are ordinary JSON answers.
+async fn blob_chunks(State(s): Shared, peer: Peer, headers: HeaderMap, body: Body) -> Response {
+    let (request, caller) =
+        match signed_body(&s, peer, &headers, body, bulk::CHUNKS_PATH, Access::Member).await {
+            Ok(found) => found,
+            Err(r) => return *r,
+        };
+    let Some(blobs) = s.blobs.clone() else {
+        return error_response(
+            &CallError::new(ErrorCode::NotFound, "this node serves no chunks"),
+            None,
+        );
+    };
+    match blobs.chunks(caller.id, request).await {
+        Ok(chunks) => {
+            let mut resp = Response::new(bulk::body(chunks));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(bulk::CONTENT_TYPE),
+            );
+            resp
+        }
+        Err(e) => error_response(&e, None),
+    }
 }
 
 #[derive(Deserialize)]

@@ -139,6 +139,23 @@ impl Sandbox {
 }
 
 /// Wait for `child`, killing it if it outlives `limit`.
+/// A peer client speaking TLS as `key`, accepting any server (the tests
+/// look at what the server does).
+pub fn peer_client(
+    key: &hearthnet_base::DeviceKey,
+    community: hearthnet_base::CommunityId,
+) -> hearthnet_transport::peer_client::PeerClient {
+    let identity =
+        std::sync::Arc::new(hearthnet_transport::tls::TlsIdentity::new(key).expect("TLS identity"));
+    hearthnet_transport::peer_client::PeerClient::new(
+        key.clone(),
+        community,
+        identity,
+        std::sync::Arc::new(|_| true),
+        false,
+    )
+}
+
 pub fn wait_bounded(mut child: Child, limit: Duration) -> Output {
     let start = Instant::now();
     loop {

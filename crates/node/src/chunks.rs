@@ -1,0 +1,105 @@
+//! Raw chunk transfer between the file service and the transport
+//! (`/blobs/v1/chunks`): [`PeerChunks`] fetches from peers, [`ServedChunks`]
+//! answers them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use hearthnet_base::{Blake3Id, ErrorCode, NodeId};
+use hearthnet_bus::CallError;
+use hearthnet_discovery::Discovery;
+use hearthnet_files::{ChunkSource, Chunks, FileService};
+use hearthnet_transport::bulk::{self, ChunkStreamError};
+use hearthnet_transport::peer_client::{PeerClient, PeerError};
+use serde_json::{Value, json};
+
+use crate::peers::{error_from_body, peer_failure};
+
+/// Chunks from verified peers, by their current address.
+pub struct PeerChunks {
+    pub client: Arc<PeerClient>,
+    pub discovery: Arc<Discovery>,
+}
+
+impl ChunkSource for PeerChunks {
+    fn chunks(
+        &self,
+        holder: NodeId,
+        cid: Blake3Id,
+        indices: Vec<usize>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Option<Chunks>, CallError>> {
+        let client = self.client.clone();
+        let discovery = self.discovery.clone();
+        Box::pin(async move {
+            // Not a verified peer (yet): the bus's way decides.
+            let Some(peer) = discovery.registry.get(&holder) else {
+                return Ok(None);
+            };
+            let deadline = tokio::time::Instant::now() + timeout;
+            let request = json!({"cid": cid, "chunks": indices});
+            match client
+                .chunks(&peer.addr.to_string(), holder, &request, timeout)
+                .await
+            {
+                Ok(reader) => Ok(Some(
+                    reader
+                        .into_stream()
+                        .map(move |item| {
+                            item.map(|(i, bytes)| (i as usize, bytes))
+                                .map_err(|e| stream_error(holder, e))
+                        })
+                        .boxed(),
+                )),
+                // A node without the route (another implementation).
+                Err(PeerError::Refused { status: 404, .. }) => Ok(None),
+                Err(PeerError::Refused { status, body, .. }) => {
+                    Err(match serde_json::from_str::<Value>(&body) {
+                        Ok(body) => error_from_body(&body),
+                        Err(_) => CallError::new(
+                            ErrorCode::InternalError,
+                            format!("peer {} refused chunks: HTTP {status}", holder.short()),
+                        ),
+                    })
+                }
+                Err(e) => {
+                    if matches!(e, PeerError::Unreachable { .. }) {
+                        discovery.suspect(holder);
+                    }
+                    Err(peer_failure(&holder, e, deadline))
+                }
+            }
+        })
+    }
+}
+
+fn stream_error(holder: NodeId, e: ChunkStreamError) -> CallError {
+    match e {
+        ChunkStreamError::Reported(body) => error_from_body(&body),
+        ChunkStreamError::Broken(why) => CallError::new(
+            ErrorCode::Partition,
+            format!("the chunk stream from {} broke: {why}", holder.short()),
+        ),
+    }
+}
+
+/// This node's chunks, for its peers.
+pub struct ServedChunks(pub Arc<FileService>);
+
+impl hearthnet_transport::BlobEndpoints for ServedChunks {
+    fn chunks(
+        &self,
+        _caller: NodeId,
+        request: Value,
+    ) -> BoxFuture<'static, Result<bulk::ServedChunks, CallError>> {
+        let chunks = self.0.serve_chunks(request);
+        Box::pin(async move {
+            Ok(chunks
+                .await?
+                .map(|item| item.map(|(i, bytes)| (i as u32, bytes)))
+                .boxed())
+        })
+    }
+}
