@@ -20,7 +20,7 @@ mod manifest;
 mod store;
 
 pub use manifest::{ChunkRef, Manifest};
-pub use store::{BlobInfo, BlobStore, ChunkWriter, DiskUsage, Durability, GcReport};
+pub use store::{BlobInfo, BlobStore, ChunkWriter, DiskUsage, Durability, GcReport, VerifiedChunk};
 
 use hearthnet_base::{Blake3Id, ErrorCode};
 

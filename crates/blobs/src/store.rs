@@ -754,17 +754,41 @@ pub struct ChunkWriter {
 /// Bytes staged before a flush: 64 chunks.
 const BATCH_BYTES: usize = 64 * CHUNK_SIZE_BYTES;
 
+/// Bytes found to hash to their CID: checked where it suits the caller
+/// (another thread than the one writing), stored by
+/// [`ChunkWriter::put_verified`].
+pub struct VerifiedChunk<B> {
+    cid: Blake3Id,
+    bytes: B,
+}
+
+impl<B: AsRef<[u8]>> VerifiedChunk<B> {
+    pub fn new(cid: Blake3Id, bytes: B) -> Result<Self, BlobError> {
+        let actual = Blake3Id::of(bytes.as_ref());
+        if actual != cid {
+            return Err(BlobError::HashMismatch {
+                expected: cid,
+                actual,
+            });
+        }
+        Ok(Self { cid, bytes })
+    }
+}
+
 impl ChunkWriter {
     /// Stage a chunk whose bytes must hash to `cid`; false if the store
     /// (or this batch) already has it.
     pub fn put(&mut self, cid: &Blake3Id, bytes: &[u8]) -> Result<bool, BlobError> {
-        let actual = Blake3Id::of(bytes);
-        if actual != *cid {
-            return Err(BlobError::HashMismatch {
-                expected: *cid,
-                actual,
-            });
-        }
+        self.put_verified(&VerifiedChunk::new(*cid, bytes)?)
+    }
+
+    /// Stage a chunk already verified; false if the store (or this batch)
+    /// already has it.
+    pub fn put_verified<B: AsRef<[u8]>>(
+        &mut self,
+        chunk: &VerifiedChunk<B>,
+    ) -> Result<bool, BlobError> {
+        let (cid, bytes) = (&chunk.cid, chunk.bytes.as_ref());
         let dest = path_in(&self.root, cid, ".bin");
         if dest.is_file() || self.staged.iter().any(|(_, d)| *d == dest) {
             return Ok(false);

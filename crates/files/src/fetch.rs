@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use hearthnet_base::{Blake3Id, ErrorCode, NodeId, TrustLevel};
-use hearthnet_blobs::{BlobStore, Durability, Manifest, decode_b64};
+use hearthnet_blobs::{BlobStore, Durability, Manifest, VerifiedChunk, decode_b64};
 use hearthnet_bus::{Bus, CallError, InboundCall, Item, Version};
 use serde_json::{Value, json};
 
@@ -40,10 +40,15 @@ pub trait ChunkSource: Send + Sync {
 const PARALLEL_HOLDERS: usize = 4;
 /// A chunk that failed this often fails the fetch (M07 §5.6).
 const ATTEMPTS_PER_CHUNK: u32 = 3;
-/// Chunks asked of one holder in one call (16 MiB): bounded calls keep
-/// the deadline per call meaningful on slow links, and the budget of 10
-/// calls a second per peer still allows 160 MiB/s from each holder.
+/// Chunks asked of one holder in one `file.read` call (16 MiB): bounded
+/// calls keep the deadline per call meaningful on slow links, and the
+/// budget of 10 calls a second per peer still allows 160 MiB/s from each
+/// holder.
 const CHUNKS_PER_CALL: usize = 64;
+/// Chunks asked in one raw request (256 MiB): it has no deadline, only an
+/// idle timeout, and each new request empties the pipeline once, so fewer
+/// are faster; bounded still, so holders are rebalanced between rounds.
+const RAW_CHUNKS_PER_CALL: usize = 1024;
 /// The manifest comes first and is small: a holder that does not send it
 /// promptly is skipped.
 const MANIFEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -94,31 +99,33 @@ pub async fn fetch(
         let workers: Vec<NodeId> = healthy.iter().copied().take(PARALLEL_HOLDERS).collect();
         let n = workers.len();
         let mut rounds = Vec::new();
-        let mut attempted = BTreeSet::new();
         for (k, holder) in workers.iter().enumerate() {
             let share: Vec<usize> = missing
                 .iter()
                 .copied()
                 .skip(k)
                 .step_by(n)
-                .take(CHUNKS_PER_CALL)
+                .take(RAW_CHUNKS_PER_CALL)
                 .collect();
-            attempted.extend(share.iter().copied());
             let (bus, store, manifest, have) =
                 (bus.clone(), store.clone(), manifest.clone(), have.clone());
             let holder = *holder;
             rounds.push(async move {
-                let outcome = match chunks_from(&bus, source, &manifest, holder, &share).await {
-                    Ok(chunks) => {
-                        store_chunks(chunks, &store, &manifest, holder, &share, &have, progress)
-                            .await
+                match chunks_from(&bus, source, &manifest, holder, share).await {
+                    Ok((chunks, share)) => {
+                        let outcome = store_chunks(
+                            chunks, &store, &manifest, holder, &share, &have, progress,
+                        )
+                        .await;
+                        (holder, share, outcome)
                     }
-                    Err(e) => Err(Failure::Holder(e)),
-                };
-                (holder, share, outcome)
+                    Err((e, share)) => (holder, share, Err(Failure::Holder(e))),
+                }
             });
         }
+        let mut attempted = BTreeSet::new();
         for (holder, share, outcome) in futures_util::future::join_all(rounds).await {
+            attempted.extend(share.iter().copied());
             match outcome {
                 Ok(received) if received == share.len() => {
                     served_by.insert(holder);
@@ -238,56 +245,67 @@ async fn manifest_from(
     Err(last)
 }
 
-/// Chunks `share` of `manifest` from `holder`: raw bytes where it offers
-/// them, else `file.read` frames over the bus.
+/// Chunks of `manifest` from `holder`, the ones of `share` that one call
+/// asks for (all of them as raw bytes where the holder offers that, else
+/// the first [`CHUNKS_PER_CALL`] as `file.read` frames over the bus); with
+/// the share actually asked, or its failure.
 async fn chunks_from(
     bus: &Bus,
     source: Option<&Arc<dyn ChunkSource>>,
     manifest: &Manifest,
     holder: NodeId,
-    share: &[usize],
-) -> Result<Chunks, CallError> {
+    mut share: Vec<usize>,
+) -> Result<(Chunks, Vec<usize>), (CallError, Vec<usize>)> {
     let timeout = Duration::from_secs(crate::READ_TIMEOUT_SECONDS);
-    if let Some(source) = source
-        && let Some(chunks) = source
-            .chunks(holder, manifest.cid, share.to_vec(), timeout)
-            .await?
-    {
-        return Ok(chunks);
+    if let Some(source) = source {
+        match source
+            .chunks(holder, manifest.cid, share.clone(), timeout)
+            .await
+        {
+            Ok(Some(chunks)) => return Ok((chunks, share)),
+            Ok(None) => {}
+            Err(e) => return Err((e, share)),
+        }
     }
+    share.truncate(CHUNKS_PER_CALL);
     let call = read_call(bus, holder, json!({"cid": manifest.cid, "chunks": share}));
-    let stream = bus.call(call)?;
-    Ok(
-        futures_util::stream::unfold(Some(stream), |stream| async move {
-            let mut stream = stream?;
-            loop {
-                let frame = match stream.next().await? {
-                    Item::Frame(f) => f,
-                    Item::Done(_) => return None,
-                    Item::Failed(e) => return Some((Err(e), None)),
-                };
-                if frame.event != "chunk" {
-                    continue;
-                }
-                let Some(i) = frame.data["i"].as_u64().map(|i| i as usize) else {
-                    return Some((
-                        Err(CallError::bad_request("a chunk frame without `i`")),
-                        None,
-                    ));
-                };
-                let Some(bytes) = frame.data["data_b64"].as_str().and_then(decode_b64) else {
-                    let e = CallError::bad_request(format!("chunk {i}: `data_b64` is not Base64"));
-                    return Some((Err(e), None));
-                };
-                return Some((Ok((i, Bytes::from(bytes))), Some(stream)));
+    let stream = match bus.call(call) {
+        Ok(stream) => stream,
+        Err(e) => return Err((e, share)),
+    };
+    let chunks = futures_util::stream::unfold(Some(stream), |stream| async move {
+        let mut stream = stream?;
+        loop {
+            let frame = match stream.next().await? {
+                Item::Frame(f) => f,
+                Item::Done(_) => return None,
+                Item::Failed(e) => return Some((Err(e), None)),
+            };
+            if frame.event != "chunk" {
+                continue;
             }
-        })
-        .boxed(),
-    )
+            let Some(i) = frame.data["i"].as_u64().map(|i| i as usize) else {
+                return Some((
+                    Err(CallError::bad_request("a chunk frame without `i`")),
+                    None,
+                ));
+            };
+            let Some(bytes) = frame.data["data_b64"].as_str().and_then(decode_b64) else {
+                let e = CallError::bad_request(format!("chunk {i}: `data_b64` is not Base64"));
+                return Some((Err(e), None));
+            };
+            return Some((Ok((i, Bytes::from(bytes))), Some(stream)));
+        }
+    })
+    .boxed();
+    Ok((chunks, share))
 }
 
-/// Chunks waiting for the disk while more arrive (1 MiB).
+/// Chunks waiting for each writer while more arrive (1 MiB).
 const WRITE_AHEAD: usize = 4;
+/// Threads writing one holder's chunks: copying into the page cache is
+/// the slowest step of a fetch, and it scales with cores.
+const WRITERS: usize = 2;
 
 /// Verify and store `chunks` (asked for: `share`) as they arrive, the
 /// network and the disk working at once; the count stored, or why the
@@ -302,22 +320,28 @@ async fn store_chunks(
     progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<usize, Failure> {
     let wanted: BTreeSet<usize> = share.iter().copied().collect();
-    let (to_disk, mut arriving) =
-        tokio::sync::mpsc::channel::<(usize, Blake3Id, Bytes)>(WRITE_AHEAD);
-    let store = store.clone();
-    // Stops at the first chunk that fails; what it stored so far stays,
-    // even when the holder failed, so a later round (or fetch) resumes.
-    let disk = tokio::task::spawn_blocking(move || {
-        let mut writer = store.writer(Durability::AtNextSync);
-        let mut stored = 0;
-        while let Some((i, cid, bytes)) = arriving.blocking_recv() {
-            if let Err(e) = writer.put(&cid, &bytes) {
-                return (stored, Err((i, e)));
-            }
-            stored += 1;
-        }
-        (stored, writer.flush().map_err(|e| (usize::MAX, e)))
-    });
+    // Writers stop at the first chunk that fails; what they stored so far
+    // stays, even when the holder failed, so a later round (or fetch)
+    // resumes.
+    let (to_disk, disks): (Vec<_>, Vec<_>) = (0..WRITERS)
+        .map(|_| {
+            let (tx, mut arriving) =
+                tokio::sync::mpsc::channel::<VerifiedChunk<Bytes>>(WRITE_AHEAD);
+            let store = store.clone();
+            let disk = tokio::task::spawn_blocking(move || {
+                let mut writer = store.writer(Durability::AtNextSync);
+                let mut stored = 0;
+                while let Some(chunk) = arriving.blocking_recv() {
+                    writer.put_verified(&chunk)?;
+                    stored += 1;
+                }
+                writer.flush().map(|()| stored)
+            });
+            (tx, disk)
+        })
+        .unzip();
+    let mut next_writer = (0..WRITERS).cycle();
+    // Hashing here and writing there: the two run at once.
     let outcome = loop {
         let (i, bytes) = match chunks.next().await {
             None => break Ok(()),
@@ -330,27 +354,33 @@ async fn store_chunks(
             )));
         };
         let size = bytes.len() as u64;
-        if to_disk.send((i, expected.cid, bytes)).await.is_err() {
+        let chunk = match VerifiedChunk::new(expected.cid, bytes) {
+            Ok(chunk) => chunk,
+            // A chunk that does not hash to its CID ends this holder's part.
+            Err(e) => {
+                tracing::warn!(holder = %holder.short(), chunk = i, error = %e, "bad chunk from a holder");
+                break Err(CallError::new(
+                    e.code(),
+                    format!("chunk {i} from {}: {e}", holder.short()),
+                ));
+            }
+        };
+        let writer = next_writer.next().unwrap_or(0);
+        if to_disk[writer].send(chunk).await.is_err() {
             break Ok(()); // the disk side stopped: its reason follows
         }
         let now = have.fetch_add(size, Ordering::Relaxed) + size;
         progress(now, manifest.size_bytes);
     };
     drop(to_disk);
-    let (stored, written) = disk.await.map_err(|e| Failure::Local(internal(e)))?;
-    match written {
-        Ok(()) => {}
-        // A chunk that does not hash to its CID ends this holder's part.
-        Err((i, e @ hearthnet_blobs::BlobError::HashMismatch { .. })) => {
-            tracing::warn!(holder = %holder.short(), chunk = i, error = %e, "bad chunk from a holder");
-            return Err(Failure::Holder(CallError::new(
-                e.code(),
-                format!("chunk {i} from {}: {e}", holder.short()),
-            )));
-        }
-        // Our disk, not the holder: the whole fetch stops (a full disk is
-        // `capacity_exceeded`).
-        Err((_, e)) => return Err(Failure::Local(CallError::new(e.code(), e.to_string()))),
+    // Our disk, not the holder: a failure there stops the whole fetch (a
+    // full disk is `capacity_exceeded`).
+    let mut stored = 0;
+    for disk in disks {
+        stored += disk
+            .await
+            .map_err(|e| Failure::Local(internal(e)))?
+            .map_err(|e| Failure::Local(CallError::new(e.code(), e.to_string())))?;
     }
     outcome.map(|()| stored).map_err(Failure::Holder)
 }
