@@ -60,7 +60,8 @@ pub enum FileCommand {
     Get(FileGetArgs),
     /// List the blobs this node stores.
     Ls(JsonArgs),
-    /// Keep a blob: garbage collection never removes a pinned blob.
+    /// Keep a blob here, fetching it from peers if needed: garbage
+    /// collection never removes a pinned blob.
     Pin(CidArg),
     /// Let garbage collection remove a blob again when the disk fills up.
     Unpin(CidArg),

@@ -155,17 +155,28 @@ fn files_round_trip_at_every_size_and_travel_between_nodes() {
     let unique: std::collections::BTreeSet<&String> = cids.iter().collect();
     assert_eq!(unique.len(), cids.len());
 
-    // A 5 MiB file added on A reaches B and C, byte for byte.
+    // A 5 MiB file added on A reaches B and C, byte for byte: B gets it,
+    // C pins it (which fetches it), then writes it out from its own copy.
     let input = dir.path().join("shared");
     write_data(&input, 5 * 1024 * 1024 + 3, 99);
     let cid = add(&nodes[0], &input, &[]);
-    for (i, sb) in nodes[1..].iter().enumerate() {
-        let out = dir.path().join(format!("shared-{i}"));
-        let run = get_when_known(sb, &cid, &out);
-        assert_eq!(run.code, 0, "{run:?}");
-        assert!(run.stderr.contains("fetched from"), "{run:?}");
-        assert!(same_bytes(&input, &out));
-        assert!(ls(sb).iter().any(|b| b["cid"] == cid.as_str()));
+    let out = dir.path().join("shared-b");
+    let run = get_when_known(&nodes[1], &cid, &out);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("fetched from"), "{run:?}");
+    assert!(same_bytes(&input, &out));
+    let pinned = nodes[2].run(&["file", "pin", &cid], None);
+    assert_eq!(pinned.code, 0, "{pinned:?}");
+    assert!(pinned.stderr.contains("fetched from"), "{pinned:?}");
+    let out = dir.path().join("shared-c");
+    let run = get(&nodes[2], &cid, &out);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(!run.stderr.contains("fetched from"), "{run:?}");
+    assert!(same_bytes(&input, &out));
+    for sb in &nodes[1..] {
+        let held = ls(sb);
+        let blob = held.iter().find(|b| b["cid"] == cid.as_str()).unwrap();
+        assert_eq!(blob["pinned"], sb.home() == nodes[2].home());
     }
     // Unknown CIDs and bad arguments fail clearly.
     let nobody = get(

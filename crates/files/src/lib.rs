@@ -490,6 +490,27 @@ impl FileService {
             "from": from.iter().map(NodeId::full).collect::<Vec<_>>()}))
     }
 
+    /// Pin or unpin; pinning a blob that is not here fetches it first, so
+    /// this node keeps a copy for the community.
+    async fn pin(self: Arc<Self>, call: Call) -> Result<Value, CallError> {
+        let cid = cid_field(&call.input, "cid")?;
+        let pinned = call.input["pinned"]
+            .as_bool()
+            .ok_or_else(|| CallError::bad_request("input.pinned must be true or false"))?;
+        let mut from = Vec::new();
+        if pinned && !self.store.has_blob(&cid) {
+            from = self.fetch_from_peers(&call, cid).await?;
+        }
+        let changed = self
+            .blocking(move |s| if pinned { s.pin(&cid) } else { s.unpin(&cid) })
+            .await?;
+        if !pinned && changed {
+            self.collect().await;
+        }
+        Ok(json!({"cid": cid, "pinned": pinned, "changed": changed,
+            "from": from.iter().map(NodeId::full).collect::<Vec<_>>()}))
+    }
+
     /// Fetch what this store lacks of `cid` from the peers: those that
     /// advertised it first, then any other peer serving `file.read` (their
     /// advertisement may not have synced yet; M07 §5.5). Returns who served.
@@ -614,10 +635,10 @@ impl Service for FileService {
             descriptor(
                 LOCAL_PIN,
                 json!({"type": "object", "required": ["cid", "pinned"], "properties": {"cid": cid, "pinned": {"type": "boolean"}}}),
-                false,
+                true,
                 Trust::SelfOnly,
                 4,
-                10,
+                3600,
                 Stability::Beta,
             ),
         ]
@@ -662,19 +683,7 @@ impl Service for FileService {
                     let bytes = self.store.disk_bytes();
                     Ok(json!({"blobs": blobs, "disk_bytes": bytes}))
                 }
-                LOCAL_PIN => {
-                    let cid = cid_field(&call.input, "cid")?;
-                    let pinned = call.input["pinned"].as_bool().ok_or_else(|| {
-                        CallError::bad_request("input.pinned must be true or false")
-                    })?;
-                    let changed = self
-                        .blocking(move |s| if pinned { s.pin(&cid) } else { s.unpin(&cid) })
-                        .await?;
-                    if !pinned && changed {
-                        self.collect().await;
-                    }
-                    Ok(json!({"cid": cid, "pinned": pinned, "changed": changed}))
-                }
+                LOCAL_PIN => self.pin(call).await,
                 other => Err(CallError::new(
                     ErrorCode::NotFound,
                     format!("{other} is not a file capability"),

@@ -99,14 +99,20 @@ pub fn ls(config: Option<&Path>, env: &Env, args: JsonArgs) -> CliResult {
 pub fn pin(config: Option<&Path>, env: &Env, cid: &str, pinned: bool) -> CliResult {
     let cid = checked_cid(cid)?;
     let client = node_client::connect(config, env)?;
-    let reply = json_call(
+    let reply = streamed(
         &client,
         "file.local.pin",
         json!({"cid": cid, "pinned": pinned}),
     )?;
     let verb = if pinned { "pinned" } else { "unpinned" };
+    let from = reply["from"].as_array().map_or(0, Vec::len);
+    let fetched = if from > 0 {
+        format!(" (fetched from {from} peer(s))")
+    } else {
+        String::new()
+    };
     if reply["changed"] == true {
-        printer::status(format!("{verb} {cid}"));
+        printer::status(format!("{verb} {cid}{fetched}"));
     } else {
         printer::status(format!("{cid} was already {verb}"));
     }
