@@ -820,9 +820,7 @@ impl ChunkWriter {
         }
         let mut renamed = 0;
         let outcome = self.staged.iter().try_for_each(|(tmp, dest)| {
-            let dir = dest.parent().unwrap_or(&self.root);
-            fs::create_dir_all(dir)
-                .and_then(|()| fs::rename(tmp, dest))
+            rename_into_place(tmp, dest)
                 .map_err(|e| BlobError::io(format!("cannot store {}", dest.display()), e))?;
             renamed += 1;
             Ok(())
@@ -837,6 +835,20 @@ impl ChunkWriter {
     /// Chunks this writer added to the store (flushed or not).
     pub fn created(&self) -> &[Blake3Id] {
         &self.created
+    }
+}
+
+/// Rename, creating the destination's directory only when it is missing
+/// (a `mkdir` per chunk is a measurable share of a fetch).
+fn rename_into_place(tmp: &Path, dest: &Path) -> std::io::Result<()> {
+    match fs::rename(tmp, dest) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = dest.parent() {
+                fs::create_dir_all(dir)?;
+            }
+            fs::rename(tmp, dest)
+        }
+        outcome => outcome,
     }
 }
 

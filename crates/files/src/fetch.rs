@@ -70,12 +70,27 @@ pub async fn fetch(
         .collect();
     let mut served_by = BTreeSet::new();
     let have = Arc::new(AtomicU64::new(0));
+    // Chunks asked for in the last round: those still missing failed.
+    let mut attempted = BTreeSet::new();
     loop {
         let store2 = store.clone();
         let m2 = manifest.clone();
         let missing = tokio::task::spawn_blocking(move || store2.missing_chunks(&m2))
             .await
             .map_err(internal)?;
+        for i in missing.iter().filter(|i| attempted.contains(*i)) {
+            let n = failures.entry(*i).or_default();
+            *n += 1;
+            if *n >= ATTEMPTS_PER_CHUNK {
+                return Err(CallError::new(
+                    ErrorCode::Partition,
+                    format!(
+                        "chunk {i} of {} failed {ATTEMPTS_PER_CHUNK} times",
+                        cid.short()
+                    ),
+                ));
+            }
+        }
         let missing_bytes: u64 = missing.iter().map(|i| manifest.chunks[*i].size_bytes).sum();
         let present = manifest.size_bytes - missing_bytes;
         have.store(present, Ordering::Relaxed);
@@ -123,7 +138,7 @@ pub async fn fetch(
                 }
             });
         }
-        let mut attempted = BTreeSet::new();
+        attempted.clear();
         for (holder, share, outcome) in futures_util::future::join_all(rounds).await {
             attempted.extend(share.iter().copied());
             match outcome {
@@ -147,24 +162,6 @@ pub async fn fetch(
                     tracing::warn!(holder = %holder.short(), blob = %cid.short(), error = %e, "holder dropped from this fetch");
                     healthy.retain(|h| *h != holder);
                 }
-            }
-        }
-        let store2 = store.clone();
-        let m2 = manifest.clone();
-        let still = tokio::task::spawn_blocking(move || store2.missing_chunks(&m2))
-            .await
-            .map_err(internal)?;
-        for i in still.into_iter().filter(|i| attempted.contains(i)) {
-            let n = failures.entry(i).or_default();
-            *n += 1;
-            if *n >= ATTEMPTS_PER_CHUNK {
-                return Err(CallError::new(
-                    ErrorCode::Partition,
-                    format!(
-                        "chunk {i} of {} failed {ATTEMPTS_PER_CHUNK} times",
-                        cid.short()
-                    ),
-                ));
             }
         }
     }
