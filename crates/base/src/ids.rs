@@ -11,8 +11,10 @@
 //! other implementations' tests match, and encode the first 10 bytes (80
 //! bits, exactly 16 characters). Short forms never appear in protocol fields.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{LazyLock, Mutex};
 
 use data_encoding::{BASE32_NOPAD, BASE64URL_NOPAD};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -84,9 +86,26 @@ impl NodeId {
         Ok(Self(bytes))
     }
 
+    /// The key as a curve point. Decompressing it is a tenth of the cost
+    /// of checking a signed request, and the same few members sign nearly
+    /// everything, so recent keys are kept (bounded: a flood of strangers'
+    /// keys only empties the cache).
     pub fn verifying_key(&self) -> Result<ed25519_dalek::VerifyingKey, IdError> {
-        ed25519_dalek::VerifyingKey::from_bytes(&self.0)
-            .map_err(|_| IdError::NotOnCurve(self.full()))
+        type Keys = HashMap<[u8; 32], ed25519_dalek::VerifyingKey>;
+        const KEPT: usize = 4096;
+        static KEYS: LazyLock<Mutex<Keys>> = LazyLock::new(Default::default);
+        if let Some(key) = KEYS.lock().ok().and_then(|keys| keys.get(&self.0).copied()) {
+            return Ok(key);
+        }
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&self.0)
+            .map_err(|_| IdError::NotOnCurve(self.full()))?;
+        if let Ok(mut keys) = KEYS.lock() {
+            if keys.len() >= KEPT {
+                keys.clear();
+            }
+            keys.insert(self.0, key);
+        }
+        Ok(key)
     }
 }
 
