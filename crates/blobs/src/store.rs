@@ -5,8 +5,8 @@ use std::collections::{BTreeSet, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use hearthnet_base::Blake3Id;
@@ -71,6 +71,8 @@ pub struct GcReport {
 
 pub struct BlobStore {
     root: PathBuf,
+    /// The store's directory, for `syncfs`.
+    flush_handle: Arc<File>,
     gc_threshold: f64,
     /// Serialises changes to `pinned.txt`, and GC against them.
     pins: Mutex<BTreeSet<Blake3Id>>,
@@ -104,8 +106,14 @@ impl BlobStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
             Err(e) => return Err(BlobError::io("cannot read pinned.txt", e)),
         };
+        // Held open for the store's life: `syncfs` reports write-back
+        // errors since this handle was opened, not only since each call.
+        let flush_handle = File::open(root)
+            .map(Arc::new)
+            .map_err(|e| BlobError::io(format!("cannot open {}", root.display()), e))?;
         Ok(Self {
             root: root.to_path_buf(),
+            flush_handle,
             gc_threshold,
             pins: Mutex::new(pins),
             commits: Mutex::new(()),
@@ -138,6 +146,7 @@ impl BlobStore {
     pub fn writer(&self, durability: Durability) -> ChunkWriter {
         ChunkWriter {
             durability,
+            flush_handle: self.flush_handle.clone(),
             root: self.root.clone(),
             prefix: format!(
                 "{}.w{}",
@@ -260,7 +269,7 @@ impl BlobStore {
     /// Make every write so far durable (one `syncfs` of the store's file
     /// system).
     pub fn sync(&self) -> Result<(), BlobError> {
-        sync_file_system(&self.root)
+        sync_file_system(&self.flush_handle, &self.root)
     }
 
     /// A stored blob's manifest. Reading it counts as a use (LRU).
@@ -743,6 +752,7 @@ fn touch(path: &Path) {
 /// as soon as it is written. Unflushed chunks are dropped with the writer.
 pub struct ChunkWriter {
     durability: Durability,
+    flush_handle: Arc<File>,
     root: PathBuf,
     prefix: String,
     /// (temporary file, final path)
@@ -816,7 +826,7 @@ impl ChunkWriter {
             return Ok(());
         }
         if self.durability == Durability::BeforeVisible {
-            sync_file_system(&self.root)?;
+            sync_file_system(&self.flush_handle, &self.root)?;
         }
         let mut renamed = 0;
         let outcome = self.staged.iter().try_for_each(|(tmp, dest)| {
@@ -852,10 +862,8 @@ fn rename_into_place(tmp: &Path, dest: &Path) -> std::io::Result<()> {
     }
 }
 
-fn sync_file_system(root: &Path) -> Result<(), BlobError> {
-    let dir = File::open(root)
-        .map_err(|e| BlobError::io(format!("cannot open {}", root.display()), e))?;
-    rustix::fs::syncfs(&dir)
+fn sync_file_system(handle: &File, root: &Path) -> Result<(), BlobError> {
+    rustix::fs::syncfs(handle)
         .map_err(|e| BlobError::io(format!("cannot flush {}", root.display()), e.into()))
 }
 

@@ -202,6 +202,10 @@ fn raw_chunks_go_to_members_only_and_exactly_as_asked() {
     write_data(&input, 3 * CHUNK + 5, 11);
     let cid = add(&nodes[0], &input, &[]);
     let bytes = std::fs::read(&input).unwrap();
+    let big_input = dir.path().join("big");
+    // More than the socket buffers hold (receive buffers grow to 32 MiB).
+    write_data(&big_input, 320 * CHUNK, 12);
+    let big_cid = add(&nodes[0], &big_input, &[]);
     let status: Value =
         serde_json::from_str(&nodes[0].run(&["status", "--json"], None).stdout).unwrap();
     let community: CommunityId = serde_json::from_value(status["community"]["id"].clone()).unwrap();
@@ -239,11 +243,55 @@ fn raw_chunks_go_to_members_only_and_exactly_as_asked() {
                 other => panic!("{request}: {other:?}"),
             }
         }
+        // Two streams at once per caller: a third is told to come back
+        // (a blob larger than what buffers hold, so the first two are
+        // still being served while nobody reads them).
+        let big = json!({"cid": big_cid});
+        let held = [
+            member.chunks(&addr, holder, &big, wait).await.unwrap(),
+            member.chunks(&addr, holder, &big, wait).await.unwrap(),
+        ];
+        match member.chunks(&addr, holder, &big, wait).await.err() {
+            Some(PeerError::Refused {
+                status: 429, body, ..
+            }) => {
+                assert!(
+                    body.contains("capacity_exceeded") && body.contains("retry_after_ms"),
+                    "{body}"
+                );
+            }
+            other => panic!("a third stream: {other:?}"),
+        }
+        // Streams given up free their slots.
+        drop(held);
+        let started = Instant::now();
+        while member
+            .chunks(&addr, holder, &json!({"cid": cid, "chunks": [0]}), wait)
+            .await
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "slots never came back"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
         let outsider = peer_client(&DeviceKey::generate(), community);
         let refused = outsider
             .chunks(&addr, holder, &json!({"cid": cid}), wait)
-            .await;
-        assert!(refused.is_err(), "an outsider got chunks");
+            .await
+            .err();
+        assert!(
+            matches!(
+                refused,
+                Some(PeerError::Refused {
+                    status: 401 | 403,
+                    ..
+                })
+            ),
+            "an outsider: {refused:?}"
+        );
     });
 }
 

@@ -49,6 +49,12 @@ const CHUNKS_PER_CALL: usize = 64;
 /// idle timeout, and each new request empties the pipeline once, so fewer
 /// are faster; bounded still, so holders are rebalanced between rounds.
 const RAW_CHUNKS_PER_CALL: usize = 1024;
+/// Times a holder may answer "busy" (`capacity_exceeded`, `rate_limited`)
+/// in one fetch before it is dropped from it.
+const MAX_BUSY_WAITS: u32 = 20;
+/// A holder that sends no chunk for this long is dropped: it must keep
+/// going, not merely stay connected.
+const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 /// The manifest comes first and is small: a holder that does not send it
 /// promptly is skipped.
 const MANIFEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -72,6 +78,8 @@ pub async fn fetch(
     let have = Arc::new(AtomicU64::new(0));
     // Chunks asked for in the last round: those still missing failed.
     let mut attempted = BTreeSet::new();
+    // How often each holder said it was busy.
+    let mut busy: BTreeMap<NodeId, u32> = BTreeMap::new();
     loop {
         let store2 = store.clone();
         let m2 = manifest.clone();
@@ -128,41 +136,61 @@ pub async fn fetch(
             rounds.push(async move {
                 match chunks_from(&bus, source, &manifest, holder, share).await {
                     Ok((chunks, share)) => {
-                        let outcome = store_chunks(
+                        let (stored, outcome) = store_chunks(
                             chunks, &store, &manifest, holder, &share, &have, progress,
                         )
                         .await;
-                        (holder, share, outcome)
+                        (holder, share, stored, outcome)
                     }
-                    Err((e, share)) => (holder, share, Err(Failure::Holder(e))),
+                    Err((e, share)) => (holder, share, 0, Err(Failure::Holder(e))),
                 }
             });
         }
         attempted.clear();
-        for (holder, share, outcome) in futures_util::future::join_all(rounds).await {
-            attempted.extend(share.iter().copied());
+        let mut wait = Duration::ZERO;
+        for (holder, share, stored, outcome) in futures_util::future::join_all(rounds).await {
+            if stored > 0 {
+                served_by.insert(holder);
+            }
+            // A holder's chunks count as tried only if it sent some: one
+            // refusing at once is dropped (or waited for), not charged.
+            if stored > 0 || outcome.is_ok() {
+                attempted.extend(share.iter().copied());
+            }
             match outcome {
-                Ok(received) if received == share.len() => {
-                    served_by.insert(holder);
-                }
-                Ok(received) => {
-                    if received > 0 {
-                        served_by.insert(holder);
-                    }
+                Ok(()) if stored == share.len() => {}
+                Ok(()) => {
                     tracing::warn!(holder = %holder.short(), blob = %cid.short(), "holder ended early; others take over");
                     healthy.retain(|h| *h != holder);
                 }
                 Err(Failure::Local(e)) => return Err(e),
-                // Over the holder's rate budget: wait as told, keep it.
-                Err(Failure::Holder(e)) if e.code == ErrorCode::RateLimited => {
-                    let wait = e.retry_after_ms.unwrap_or(1000).min(10_000);
-                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                // Busy or over its rate budget before it started: wait as
+                // told and keep it, a bounded number of times.
+                Err(Failure::Holder(e))
+                    if stored == 0
+                        && matches!(
+                            e.code,
+                            ErrorCode::RateLimited | ErrorCode::CapacityExceeded
+                        ) =>
+                {
+                    let waits = busy.entry(holder).or_default();
+                    *waits += 1;
+                    if *waits <= MAX_BUSY_WAITS {
+                        let told = e.retry_after_ms.unwrap_or(1000).min(10_000);
+                        wait = wait.max(Duration::from_millis(told));
+                    } else {
+                        tracing::warn!(holder = %holder.short(), blob = %cid.short(), "holder stayed busy; dropped from this fetch");
+                        healthy.retain(|h| *h != holder);
+                    }
                 }
                 Err(Failure::Holder(e)) => {
                     tracing::warn!(holder = %holder.short(), blob = %cid.short(), error = %e, "holder dropped from this fetch");
                     healthy.retain(|h| *h != holder);
                 }
             }
+        }
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
         }
     }
     let store2 = store.clone();
@@ -305,8 +333,10 @@ const WRITE_AHEAD: usize = 4;
 const WRITERS: usize = 2;
 
 /// Verify and store `chunks` (asked for: `share`) as they arrive, the
-/// network and the disk working at once; the count stored, or why the
-/// holder failed.
+/// network and the disk working at once: how many were stored, and why
+/// the holder's part ended early, if it did. Each chunk is taken once and
+/// must come within [`CHUNK_TIMEOUT`] of the last, so a holder can neither
+/// repeat itself nor drip forever.
 async fn store_chunks(
     mut chunks: Chunks,
     store: &Arc<BlobStore>,
@@ -315,8 +345,8 @@ async fn store_chunks(
     share: &[usize],
     have: &AtomicU64,
     progress: &(dyn Fn(u64, u64) + Send + Sync),
-) -> Result<usize, Failure> {
-    let wanted: BTreeSet<usize> = share.iter().copied().collect();
+) -> (usize, Result<(), Failure>) {
+    let mut wanted: BTreeSet<usize> = share.iter().copied().collect();
     // Writers stop at the first chunk that fails; what they stored so far
     // stays, even when the holder failed, so a later round (or fetch)
     // resumes.
@@ -329,10 +359,12 @@ async fn store_chunks(
                 let mut writer = store.writer(Durability::AtNextSync);
                 let mut stored = 0;
                 while let Some(chunk) = arriving.blocking_recv() {
-                    writer.put_verified(&chunk)?;
+                    if let Err(e) = writer.put_verified(&chunk) {
+                        return (stored, Err(e));
+                    }
                     stored += 1;
                 }
-                writer.flush().map(|()| stored)
+                (stored, writer.flush())
             });
             (tx, disk)
         })
@@ -340,14 +372,27 @@ async fn store_chunks(
     let mut next_writer = (0..WRITERS).cycle();
     // Hashing here and writing there: the two run at once.
     let outcome = loop {
-        let (i, bytes) = match chunks.next().await {
-            None => break Ok(()),
-            Some(Ok(chunk)) => chunk,
-            Some(Err(e)) => break Err(e),
+        if wanted.is_empty() {
+            break Ok(()); // all there: no need to wait for the end mark
+        }
+        let (i, bytes) = match tokio::time::timeout(CHUNK_TIMEOUT, chunks.next()).await {
+            Err(_) => {
+                break Err(CallError::new(
+                    ErrorCode::Timeout,
+                    format!(
+                        "no chunk from {} for {} s",
+                        holder.short(),
+                        CHUNK_TIMEOUT.as_secs()
+                    ),
+                ));
+            }
+            Ok(None) => break Ok(()),
+            Ok(Some(Ok(chunk))) => chunk,
+            Ok(Some(Err(e))) => break Err(e),
         };
-        let Some(expected) = manifest.chunks.get(i).filter(|_| wanted.contains(&i)) else {
+        let Some(expected) = manifest.chunks.get(i).filter(|_| wanted.remove(&i)) else {
             break Err(CallError::bad_request(format!(
-                "chunk {i} was not asked for"
+                "chunk {i} was not asked for, or came twice"
             )));
         };
         let size = bytes.len() as u64;
@@ -373,13 +418,24 @@ async fn store_chunks(
     // Our disk, not the holder: a failure there stops the whole fetch (a
     // full disk is `capacity_exceeded`).
     let mut stored = 0;
+    let mut local = None;
     for disk in disks {
-        stored += disk
-            .await
-            .map_err(|e| Failure::Local(internal(e)))?
-            .map_err(|e| Failure::Local(CallError::new(e.code(), e.to_string())))?;
+        match disk.await {
+            Ok((n, written)) => {
+                stored += n;
+                if let Err(e) = written {
+                    local.get_or_insert(CallError::new(e.code(), e.to_string()));
+                }
+            }
+            Err(e) => {
+                local.get_or_insert(internal(e));
+            }
+        }
     }
-    outcome.map(|()| stored).map_err(Failure::Holder)
+    if let Some(e) = local {
+        return (stored, Err(Failure::Local(e)));
+    }
+    (stored, outcome.map_err(Failure::Holder))
 }
 
 /// Why a holder's part ended: the holder's doing, or ours (the disk).
@@ -422,7 +478,7 @@ mod tests {
         target: &Arc<BlobStore>,
         manifest: &Manifest,
         share: &[usize],
-    ) -> Result<usize, Failure> {
+    ) -> (usize, Result<(), Failure>) {
         let holder = DeviceKey::generate().node_id();
         let have = AtomicU64::new(0);
         let chunks = futures_util::stream::iter(items).boxed();
@@ -440,8 +496,11 @@ mod tests {
             chunk(&source, &manifest, 2),
         ];
         match store(items, &target, &manifest, &[0, 1, 2]).await {
-            Err(Failure::Holder(e)) => assert!(e.message.contains("chunk 1"), "{e}"),
-            other => panic!("expected the holder to fail, got {:?}", other.ok()),
+            (1, Err(Failure::Holder(e))) => assert!(e.message.contains("chunk 1"), "{e}"),
+            (stored, other) => panic!(
+                "expected the holder to fail, got {stored}, {:?}",
+                other.ok()
+            ),
         }
         assert_eq!(target.missing_chunks(&manifest), vec![1, 2]);
     }
@@ -452,22 +511,53 @@ mod tests {
         let items = vec![chunk(&source, &manifest, 2)];
         assert!(matches!(
             store(items, &target, &manifest, &[0, 1]).await,
-            Err(Failure::Holder(_))
+            (0, Err(Failure::Holder(_)))
         ));
         assert_eq!(target.missing_chunks(&manifest), vec![0, 1, 2]);
         let cut = CallError::new(ErrorCode::Partition, "the stream broke");
         let items = vec![chunk(&source, &manifest, 0), Err(cut)];
         assert!(matches!(
             store(items, &target, &manifest, &[0, 1]).await,
-            Err(Failure::Holder(e)) if e.code == ErrorCode::Partition
+            (1, Err(Failure::Holder(e))) if e.code == ErrorCode::Partition
         ));
         // The chunk that arrived before the break is kept: a resume skips it.
         assert_eq!(target.missing_chunks(&manifest), vec![1, 2]);
         let rest = vec![chunk(&source, &manifest, 1), chunk(&source, &manifest, 2)];
         assert!(matches!(
             store(rest, &target, &manifest, &[1, 2]).await,
-            Ok(2)
+            (2, Ok(()))
         ));
         assert!(target.missing_chunks(&manifest).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_holder_repeating_a_chunk_fails_and_is_not_counted_twice() {
+        let (_dir, source, target, manifest) = stores();
+        let again = || chunk(&source, &manifest, 0);
+        let items = vec![again(), again(), again()];
+        match store(items, &target, &manifest, &[0, 1, 2]).await {
+            (1, Err(Failure::Holder(e))) => assert!(e.message.contains("twice"), "{e}"),
+            (stored, other) => panic!(
+                "expected a failure after 1 chunk: {stored}, {:?}",
+                other.ok()
+            ),
+        }
+        // An endless stream of the same chunk ends as soon as it repeats.
+        let first = chunk(&source, &manifest, 0);
+        let endless = futures_util::stream::repeat_with(move || first.clone()).boxed();
+        let have = AtomicU64::new(0);
+        let holder = DeviceKey::generate().node_id();
+        let (stored, outcome) = store_chunks(
+            endless,
+            &target,
+            &manifest,
+            holder,
+            &[0, 1],
+            &have,
+            &|_, _| {},
+        )
+        .await;
+        assert_eq!(stored, 1);
+        assert!(outcome.is_err());
     }
 }

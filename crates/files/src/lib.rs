@@ -65,6 +65,48 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 const READ_AHEAD: usize = 4;
 /// Raw chunk streams served at once (like `file.read`'s `max_concurrent`).
 const MAX_SERVED_STREAMS: usize = 8;
+/// ... and to one caller, so one member cannot take them all.
+const MAX_STREAMS_PER_CALLER: usize = 2;
+/// A reader that takes no chunk for this long loses its stream (and its
+/// slot).
+const READER_STALL: Duration = Duration::from_secs(60);
+
+/// One caller's share of the served streams, given back on drop.
+struct StreamSlot {
+    counts: Arc<std::sync::Mutex<std::collections::HashMap<NodeId, usize>>>,
+    caller: NodeId,
+}
+
+impl StreamSlot {
+    fn take(
+        counts: &Arc<std::sync::Mutex<std::collections::HashMap<NodeId, usize>>>,
+        caller: NodeId,
+    ) -> Option<Self> {
+        let mut map = counts.lock().ok()?;
+        let n = map.entry(caller).or_default();
+        if *n >= MAX_STREAMS_PER_CALLER {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            counts: counts.clone(),
+            caller,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.counts.lock()
+            && let Some(n) = map.get_mut(&self.caller)
+        {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.caller);
+            }
+        }
+    }
+}
 
 /// Chunks of a blob as they are read or received: `(index, bytes)`, or
 /// the error that ends the stream.
@@ -80,6 +122,7 @@ pub struct FileService {
     /// Raw chunk transfer to peers; set once the peer client exists.
     pub chunk_source: std::sync::OnceLock<Arc<dyn ChunkSource>>,
     served_streams: Arc<tokio::sync::Semaphore>,
+    streams_per_caller: Arc<std::sync::Mutex<std::collections::HashMap<NodeId, usize>>>,
 }
 
 fn blob_error(e: BlobError) -> CallError {
@@ -203,63 +246,96 @@ impl FileService {
             bus: std::sync::OnceLock::new(),
             chunk_source: std::sync::OnceLock::new(),
             served_streams: Arc::new(tokio::sync::Semaphore::new(MAX_SERVED_STREAMS)),
+            streams_per_caller: Default::default(),
         }
     }
 
     /// Chunks `indices` of `manifest`, read and verified on a blocking
-    /// thread a few ahead of the reader; a reader that goes away stops it.
-    fn chunk_stream(&self, manifest: Manifest, indices: Vec<usize>) -> Chunks {
+    /// thread a few ahead of the reader. A reader that goes away stops it,
+    /// and so does one that takes nothing for [`READER_STALL`] (the stream
+    /// then ends with `timeout`); `hold` (a serving slot) is released when
+    /// the thread stops, whatever the reader does.
+    fn chunk_stream(
+        &self,
+        manifest: Manifest,
+        indices: Vec<usize>,
+        hold: impl Send + 'static,
+    ) -> Chunks {
         let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
         let store = self.store.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stalled_here = stalled.clone();
         tokio::task::spawn_blocking(move || {
+            let _hold = hold;
             for i in indices {
                 let item = store
                     .read_chunk(&manifest.chunks[i].cid)
                     .map(|bytes| (i, Bytes::from(bytes)))
                     .map_err(blob_error);
                 let failed = item.is_err();
-                if tx.blocking_send(item).is_err() || failed {
-                    return;
+                match runtime.block_on(tokio::time::timeout(READER_STALL, tx.send(item))) {
+                    Ok(Ok(())) if !failed => {}
+                    Ok(_) => return,
+                    Err(_) => {
+                        stalled_here.store(true, std::sync::atomic::Ordering::Relaxed);
+                        return;
+                    }
                 }
             }
         });
-        futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
+        futures_util::stream::unfold(Some(rx), move |rx| {
+            let stalled = stalled.clone();
+            async move {
+                let mut rx = rx?;
+                match rx.recv().await {
+                    Some(item) => Some((item, Some(rx))),
+                    None if stalled.load(std::sync::atomic::Ordering::Relaxed) => {
+                        let e = CallError::new(
+                            ErrorCode::Timeout,
+                            format!("the reader took nothing for {} s", READER_STALL.as_secs()),
+                        );
+                        Some((Err(e), None))
+                    }
+                    None => None,
+                }
+            }
         })
         .boxed()
     }
 
     /// The raw-bytes side of `file.read` (`{"cid", "chunks"}` asks the
     /// same), for the node's `/blobs/v1/chunks`: members only, checked
-    /// there.
+    /// there. At most [`MAX_SERVED_STREAMS`] at once, and
+    /// [`MAX_STREAMS_PER_CALLER`] of them for one caller.
     pub fn serve_chunks(
         self: &Arc<Self>,
+        caller: NodeId,
         request: Value,
     ) -> BoxFuture<'static, Result<Chunks, CallError>> {
         let this = self.clone();
         Box::pin(async move {
             let cid = cid_field(&request, "cid")?;
+            let busy =
+                |what: String| CallError::new(ErrorCode::CapacityExceeded, what).retry_after(500);
+            let slot = StreamSlot::take(&this.streams_per_caller, caller).ok_or_else(|| {
+                busy(format!(
+                    "{} already has {MAX_STREAMS_PER_CALLER} chunk streams from this node",
+                    caller.short()
+                ))
+            })?;
             let permit = this
                 .served_streams
                 .clone()
                 .try_acquire_owned()
                 .map_err(|_| {
-                    CallError::new(
-                        ErrorCode::CapacityExceeded,
-                        format!("{MAX_SERVED_STREAMS} chunk streams are already being served"),
-                    )
-                    .retry_after(500)
+                    busy(format!(
+                        "{MAX_SERVED_STREAMS} chunk streams are already being served"
+                    ))
                 })?;
             let manifest = this.blocking(move |s| s.manifest(&cid)).await?;
             let indices = selection(&request, &manifest)?;
-            let chunks = this.chunk_stream(manifest, indices);
-            // The permit is held while the stream lives.
-            Ok(chunks
-                .map(move |item| {
-                    let _held = &permit;
-                    item
-                })
-                .boxed())
+            Ok(this.chunk_stream(manifest, indices, (permit, slot)))
         })
     }
 
@@ -346,7 +422,7 @@ impl FileService {
             .send("manifest", manifest.to_wire())
             .await
             .map_err(|_| gone())?;
-        let mut chunks = self.chunk_stream(manifest.clone(), indices);
+        let mut chunks = self.chunk_stream(manifest.clone(), indices, ());
         while let Some(item) = chunks.next().await {
             let (i, bytes) = item?;
             let frame = json!({"i": i, "cid": manifest.chunks[i].cid, "size_bytes": bytes.len(), "data_b64": encode_b64(&bytes)});
@@ -400,7 +476,9 @@ impl FileService {
                 &|n, t| progress.report(n, t),
             )
             .await?;
-            self.settle(cid, manifest.size_bytes);
+            // The sender may drop its copy once we answer: on disk first.
+            self.blocking(|s| s.sync()).await?;
+            self.advertise_held(cid, manifest.size_bytes).await;
         }
         Ok(json!({"received": needed.len(), "ms": started.elapsed().as_millis() as u64}))
     }
@@ -498,8 +576,25 @@ impl FileService {
             .as_bool()
             .ok_or_else(|| CallError::bad_request("input.pinned must be true or false"))?;
         let mut from = Vec::new();
-        if pinned && !self.store.has_blob(&cid) {
-            from = self.fetch_from_peers(&call, cid).await?;
+        if pinned {
+            // A copy kept for the community must be whole: check what is
+            // here (a crash can leave a fetched copy damaged) and fetch
+            // what is missing or bad.
+            let whole = self
+                .blocking(move |s| match s.manifest(&cid) {
+                    Ok(manifest) => Ok(s.verify(&manifest).is_empty()),
+                    Err(BlobError::NotFound(_)) => Ok(false),
+                    Err(e) => Err(e),
+                })
+                .await?;
+            if whole {
+                if !self.holders.of(&cid).contains(&self.key.node_id()) {
+                    let size = self.store.manifest(&cid).map_err(blob_error)?.size_bytes;
+                    self.settle(cid, size);
+                }
+            } else {
+                from = self.fetch_from_peers(&call, cid).await?;
+            }
         }
         let changed = self
             .blocking(move |s| if pinned { s.pin(&cid) } else { s.unpin(&cid) })

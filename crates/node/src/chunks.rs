@@ -91,10 +91,10 @@ pub struct ServedChunks(pub Arc<FileService>);
 impl hearthnet_transport::BlobEndpoints for ServedChunks {
     fn chunks(
         &self,
-        _caller: NodeId,
+        caller: NodeId,
         request: Value,
     ) -> BoxFuture<'static, Result<bulk::ServedChunks, CallError>> {
-        let chunks = self.0.serve_chunks(request);
+        let chunks = self.0.serve_chunks(caller, request);
         Box::pin(async move {
             Ok(chunks
                 .await?
