@@ -253,6 +253,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn records_split_anywhere_across_network_frames_read_the_same() {
+        let encoded = axum::body::to_bytes(
+            body(served(vec![
+                Ok((7, Bytes::from(vec![1u8; 1000]))),
+                Ok((8, Bytes::from_static(b"tail"))),
+            ])),
+            usize::MAX,
+        )
+        .await
+        .unwrap();
+        for size in [1, 3, 9, 4096] {
+            let frames: Vec<Result<Bytes, std::convert::Infallible>> = encoded
+                .chunks(size)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect();
+            let got = read_all(axum::body::Body::from_stream(futures_util::stream::iter(
+                frames,
+            )))
+            .await;
+            assert_eq!(
+                got,
+                vec![
+                    Ok((7, Bytes::from(vec![1u8; 1000]))),
+                    Ok((8, Bytes::from_static(b"tail")))
+                ],
+                "frames of {size} bytes"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn an_error_ends_the_body_with_the_contract_body() {
         let got = read_all(body(served(vec![
             Ok((0, Bytes::from_static(b"a"))),
@@ -279,6 +310,18 @@ mod tests {
         // Clean EOF with no end record is cut off as well.
         let got = read_all(axum::body::Body::empty()).await;
         assert!(got[0].is_err());
+        // A record too large to be a chunk is refused before it is read.
+        let mut huge = vec![CHUNK];
+        huge.extend_from_slice(&0u32.to_be_bytes());
+        huge.extend_from_slice(&u32::MAX.to_be_bytes());
+        let got = read_all(axum::body::Body::from(huge)).await;
+        assert!(got[0].as_ref().is_err_and(|e| e.contains("limit")));
+        // An error record cut off is an error, not the peer's report.
+        let mut cut_error = vec![ERROR];
+        cut_error.extend_from_slice(&100u32.to_be_bytes());
+        cut_error.extend_from_slice(b"{\"error\":");
+        let got = read_all(axum::body::Body::from(cut_error)).await;
+        assert!(got[0].as_ref().is_err_and(|e| e.contains("ended")));
         // A stranger's body is not mistaken for chunks.
         let got = read_all(axum::body::Body::from("{\"error\":1}")).await;
         assert!(got[0].as_ref().is_err_and(|e| e.contains("unknown")));
