@@ -165,6 +165,23 @@ fn files_round_trip_at_every_size_and_travel_between_nodes() {
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stderr.contains("fetched from"), "{run:?}");
     assert!(same_bytes(&input, &out));
+    // It travelled as raw chunk records, not as `file.read` frames.
+    let raw = |sb: &Sandbox, direction: &str| -> u64 {
+        let text = sb.client().get_text("/metrics").unwrap();
+        let name = format!("hearthnet_raw_chunk_bytes_total{{direction=\"{direction}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        raw(&nodes[0], "served") >= 5 * 1024 * 1024,
+        "A served no raw chunks"
+    );
+    assert!(
+        raw(&nodes[1], "fetched") >= 5 * 1024 * 1024,
+        "B fetched no raw chunks"
+    );
     let pinned = nodes[2].run(&["file", "pin", &cid], None);
     assert_eq!(pinned.code, 0, "{pinned:?}");
     assert!(pinned.stderr.contains("fetched from"), "{pinned:?}");

@@ -11,6 +11,7 @@ use hearthnet_base::{Blake3Id, ErrorCode, NodeId};
 use hearthnet_bus::CallError;
 use hearthnet_discovery::Discovery;
 use hearthnet_files::{ChunkSource, Chunks, FileService};
+use hearthnet_observability::metrics::Metrics;
 use hearthnet_transport::bulk::{self, ChunkStreamError};
 use hearthnet_transport::peer_client::{PeerClient, PeerError};
 use serde_json::{Value, json};
@@ -21,6 +22,7 @@ use crate::peers::{error_from_body, peer_failure};
 pub struct PeerChunks {
     pub client: Arc<PeerClient>,
     pub discovery: Arc<Discovery>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl ChunkSource for PeerChunks {
@@ -33,6 +35,7 @@ impl ChunkSource for PeerChunks {
     ) -> BoxFuture<'static, Result<Option<Chunks>, CallError>> {
         let client = self.client.clone();
         let discovery = self.discovery.clone();
+        let metrics = self.metrics.clone();
         Box::pin(async move {
             // Not a verified peer (yet): the bus's way decides.
             let Some(peer) = discovery.registry.get(&holder) else {
@@ -48,8 +51,9 @@ impl ChunkSource for PeerChunks {
                     reader
                         .into_stream()
                         .map(move |item| {
-                            item.map(|(i, bytes)| (i as usize, bytes))
-                                .map_err(|e| stream_error(holder, e))
+                            let (i, bytes) = item.map_err(|e| stream_error(holder, e))?;
+                            metrics.raw_chunks("fetched", bytes.len());
+                            Ok((i as usize, bytes))
                         })
                         .boxed(),
                 )),
@@ -86,7 +90,10 @@ fn stream_error(holder: NodeId, e: ChunkStreamError) -> CallError {
 }
 
 /// This node's chunks, for its peers.
-pub struct ServedChunks(pub Arc<FileService>);
+pub struct ServedChunks {
+    pub files: Arc<FileService>,
+    pub metrics: Arc<Metrics>,
+}
 
 impl hearthnet_transport::BlobEndpoints for ServedChunks {
     fn chunks(
@@ -94,11 +101,16 @@ impl hearthnet_transport::BlobEndpoints for ServedChunks {
         caller: NodeId,
         request: Value,
     ) -> BoxFuture<'static, Result<bulk::ServedChunks, CallError>> {
-        let chunks = self.0.serve_chunks(caller, request);
+        let chunks = self.files.serve_chunks(caller, request);
+        let metrics = self.metrics.clone();
         Box::pin(async move {
             Ok(chunks
                 .await?
-                .map(|item| item.map(|(i, bytes)| (i as u32, bytes)))
+                .map(move |item| {
+                    let (i, bytes) = item?;
+                    metrics.raw_chunks("served", bytes.len());
+                    Ok((i as u32, bytes))
+                })
                 .boxed())
         })
     }

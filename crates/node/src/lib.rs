@@ -223,7 +223,7 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
         let (_emergency_tx, emergency) = tokio::sync::watch::channel(false);
         let discovery = Arc::new(start_discovery(&loaded, &key, &community, &bus, &log, &peer_client, peer_bound, emergency.clone(), stop_serving.clone()));
         if let Some(files) = &files {
-            let _ = files.chunk_source.set(Arc::new(chunks::PeerChunks { client: peer_client.clone(), discovery: discovery.clone() }));
+            let _ = files.chunk_source.set(Arc::new(chunks::PeerChunks { client: peer_client.clone(), discovery: discovery.clone(), metrics: metrics.clone() }));
         }
         let new_peer = Arc::new(tokio::sync::Notify::new());
         tokio::spawn(peers::follow(
@@ -259,7 +259,7 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
         )
         .with_sync(Arc::new(sync::SyncHandle(syncer.clone())));
         if let Some(files) = files {
-            state = state.with_blobs(Arc::new(chunks::ServedChunks(files)));
+            state = state.with_blobs(Arc::new(chunks::ServedChunks { files, metrics: metrics.clone() }));
         }
         let state = Arc::new(state);
         let router = hearthnet_transport::router(state);

@@ -27,6 +27,12 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabel {
+    /// `served` or `fetched`.
+    pub direction: String,
+}
+
 /// Every metric the node exports. Cheap to update from any thread.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -39,6 +45,7 @@ pub struct Metrics {
     pub signature_failures: Family<ReasonLabel, Counter>,
     pub events_rejected: Family<ReasonLabel, Counter>,
     pub quarantines: Counter,
+    pub raw_chunk_bytes: Family<DirectionLabel, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -67,6 +74,7 @@ impl Metrics {
         let signature_failures = Family::<ReasonLabel, Counter>::default();
         let quarantines = Counter::default();
         let events_rejected = Family::<ReasonLabel, Counter>::default();
+        let raw_chunk_bytes = Family::<DirectionLabel, Counter>::default();
         registry.register("requests", "Capability calls by result", requests.clone());
         registry.register(
             "request_duration_ms",
@@ -100,6 +108,11 @@ impl Metrics {
             "Events refused by validation, by reason",
             events_rejected.clone(),
         );
+        registry.register(
+            "raw_chunk_bytes",
+            "Blob chunk bytes moved as raw records (/blobs/v1/chunks), served or fetched",
+            raw_chunk_bytes.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             requests,
@@ -111,7 +124,17 @@ impl Metrics {
             signature_failures,
             events_rejected,
             quarantines,
+            raw_chunk_bytes,
         }
+    }
+
+    /// Count `bytes` of raw chunk transfer in `direction`.
+    pub fn raw_chunks(&self, direction: &str, bytes: usize) {
+        self.raw_chunk_bytes
+            .get_or_create(&DirectionLabel {
+                direction: direction.to_owned(),
+            })
+            .inc_by(bytes as u64);
     }
 
     pub fn record_call(&self, capability: &str, result: &str, ms: f64) {
