@@ -207,12 +207,7 @@ impl PeerClient {
             )
             .await?;
         let status = resp.status().as_u16();
-        let is_stream = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
-        if status == 200 && is_stream {
+        if status == 200 && has_content_type(&resp, "text/event-stream") {
             return Ok(CallReply::Frames(FrameStream::new(resp.into_body())));
         }
         let bytes = tokio::time::timeout(timeout, read_all(resp.into_body()))
@@ -262,12 +257,7 @@ impl PeerClient {
             )
             .await?;
         let status = resp.status().as_u16();
-        let is_chunks = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v == bulk::CONTENT_TYPE);
-        if status == 200 && is_chunks {
+        if status == 200 && has_content_type(&resp, bulk::CONTENT_TYPE) {
             return Ok(ChunkReader::new(resp.into_body()));
         }
         let bytes = tokio::time::timeout(wait, read_all(resp.into_body()))
@@ -442,6 +432,14 @@ fn parse_frame(block: &[u8]) -> Option<Result<(String, Value), String>> {
             .map(|d| (event, d))
             .map_err(|e| format!("a frame that is not JSON: {e}")),
     )
+}
+
+/// Whether the answer's media type is `media` (parameters aside).
+fn has_content_type(resp: &hyper::Response<hyper::body::Incoming>, media: &str) -> bool {
+    resp.headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().is_some_and(|m| m.trim() == media))
 }
 
 fn unreachable(addr: &str, reason: String) -> PeerError {
