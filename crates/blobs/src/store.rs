@@ -155,7 +155,9 @@ impl BlobStore {
             ),
             staged: Vec::new(),
             staged_bytes: 0,
+            written: 0,
             created: Vec::new(),
+            in_flight: None,
         }
     }
 
@@ -359,10 +361,10 @@ impl BlobStore {
                 if n == 0 {
                     break;
                 }
-                let cid = Blake3Id::of(&buf[..n]);
-                writer.put(&cid, &buf[..n])?;
+                let chunk = VerifiedChunk::of(&buf[..n]);
+                writer.put_verified(&chunk)?;
                 chunks.push(ChunkRef {
-                    cid,
+                    cid: chunk.cid(),
                     size_bytes: n as u64,
                 });
                 total += n as u64;
@@ -378,7 +380,10 @@ impl BlobStore {
         })();
         if result.is_err() {
             // A full disk must not stay full of a blob that never appeared;
-            // chunks a committed blob shares stay.
+            // chunks a committed blob shares stay. The batch in flight
+            // lands (or not) first.
+            let created = writer.created().to_vec();
+            drop(writer);
             let _commits = self.commit_lock();
             let named: HashSet<Blake3Id> = self
                 .manifests()
@@ -386,7 +391,7 @@ impl BlobStore {
                 .filter_map(|(cid, _)| self.manifest_quietly(cid))
                 .flat_map(|m| m.chunks.into_iter().map(|c| c.cid))
                 .collect();
-            for cid in writer.created() {
+            for cid in &created {
                 if !named.contains(cid) {
                     self.remove_chunk(cid);
                 }
@@ -748,7 +753,8 @@ fn touch(path: &Path) {
 /// [`flush`](Self::flush)) one `syncfs` makes the batch durable and only
 /// then are its chunks renamed into place: a chunk appears only once its
 /// bytes are on disk, at the cost of one flush per batch rather than per
-/// chunk. With [`Durability::AtNextSync`] each chunk is renamed into place
+/// chunk, and that flush runs on a thread of its own while the next batch
+/// is written. With [`Durability::AtNextSync`] each chunk is renamed into place
 /// as soon as it is written. Unflushed chunks are dropped with the writer.
 pub struct ChunkWriter {
     durability: Durability,
@@ -758,7 +764,12 @@ pub struct ChunkWriter {
     /// (temporary file, final path)
     staged: Vec<(PathBuf, PathBuf)>,
     staged_bytes: usize,
+    /// Temporary files written so far (their names' counter).
+    written: u64,
     created: Vec<Blake3Id>,
+    /// The previous batch, flushed and renamed on a thread of its own
+    /// while the next one is written.
+    in_flight: Option<std::thread::JoinHandle<Result<(), BlobError>>>,
 }
 
 /// Bytes staged before a flush: 64 chunks.
@@ -783,6 +794,18 @@ impl<B: AsRef<[u8]>> VerifiedChunk<B> {
         }
         Ok(Self { cid, bytes })
     }
+
+    /// Bytes and the CID they hash to (nothing to check against).
+    pub fn of(bytes: B) -> Self {
+        Self {
+            cid: Blake3Id::of(bytes.as_ref()),
+            bytes,
+        }
+    }
+
+    pub fn cid(&self) -> Blake3Id {
+        self.cid
+    }
 }
 
 impl ChunkWriter {
@@ -806,7 +829,8 @@ impl ChunkWriter {
         let tmp = self
             .root
             .join("tmp")
-            .join(format!("{}.{}", self.prefix, self.staged.len()));
+            .join(format!("{}.{}", self.prefix, self.written));
+        self.written += 1;
         if let Err(e) = fs::write(&tmp, bytes) {
             let _ = fs::remove_file(&tmp);
             return Err(BlobError::io(format!("cannot write {}", tmp.display()), e));
@@ -814,38 +838,79 @@ impl ChunkWriter {
         self.staged.push((tmp, dest));
         self.staged_bytes += bytes.len();
         self.created.push(*cid);
-        if self.staged_bytes >= BATCH_BYTES || self.durability == Durability::AtNextSync {
-            self.flush()?;
+        match self.durability {
+            Durability::AtNextSync => self.flush()?,
+            Durability::BeforeVisible if self.staged_bytes >= BATCH_BYTES => {
+                // The disk works on this batch while the next is written.
+                self.finish_in_flight()?;
+                let batch = self.take_batch();
+                let (handle, root) = (self.flush_handle.clone(), self.root.clone());
+                self.in_flight = Some(std::thread::spawn(move || {
+                    make_visible(&handle, &root, batch, true)
+                }));
+            }
+            Durability::BeforeVisible => {}
         }
         Ok(true)
     }
 
-    /// Make the staged chunks visible (durable first, if so asked).
+    /// Make every staged chunk visible (durable first, if so asked).
     pub fn flush(&mut self) -> Result<(), BlobError> {
-        if self.staged.is_empty() {
-            return Ok(());
-        }
-        if self.durability == Durability::BeforeVisible {
-            sync_file_system(&self.flush_handle, &self.root)?;
-        }
-        let mut renamed = 0;
-        let outcome = self.staged.iter().try_for_each(|(tmp, dest)| {
-            rename_into_place(tmp, dest)
-                .map_err(|e| BlobError::io(format!("cannot store {}", dest.display()), e))?;
-            renamed += 1;
-            Ok(())
-        });
-        // Only renamed chunks leave the list; the rest are cleaned up with
-        // the writer.
-        self.staged.drain(..renamed);
+        self.finish_in_flight()?;
+        let batch = self.take_batch();
+        let durable = self.durability == Durability::BeforeVisible;
+        make_visible(&self.flush_handle, &self.root, batch, durable)
+    }
+
+    fn take_batch(&mut self) -> Vec<(PathBuf, PathBuf)> {
         self.staged_bytes = 0;
-        outcome
+        std::mem::take(&mut self.staged)
+    }
+
+    fn finish_in_flight(&mut self) -> Result<(), BlobError> {
+        match self.in_flight.take() {
+            Some(batch) => batch.join().unwrap_or_else(|_| {
+                Err(BlobError::io(
+                    "cannot store chunks",
+                    std::io::Error::other("the flushing thread panicked"),
+                ))
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Chunks this writer added to the store (flushed or not).
     pub fn created(&self) -> &[Blake3Id] {
         &self.created
     }
+}
+
+/// Flush `batch` to disk if `durable`, then rename its chunks into place;
+/// on failure, its temporary files that were not renamed are removed.
+fn make_visible(
+    handle: &File,
+    root: &Path,
+    batch: Vec<(PathBuf, PathBuf)>,
+    durable: bool,
+) -> Result<(), BlobError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let mut outcome = if durable {
+        sync_file_system(handle, root)
+    } else {
+        Ok(())
+    };
+    for (tmp, dest) in &batch {
+        if outcome.is_ok() {
+            outcome = rename_into_place(tmp, dest)
+                .map_err(|e| BlobError::io(format!("cannot store {}", dest.display()), e));
+        }
+        if outcome.is_err() {
+            let _ = fs::remove_file(tmp);
+        }
+    }
+    outcome
 }
 
 /// Rename, creating the destination's directory only when it is missing
@@ -869,6 +934,7 @@ fn sync_file_system(handle: &File, root: &Path) -> Result<(), BlobError> {
 
 impl Drop for ChunkWriter {
     fn drop(&mut self) {
+        let _ = self.finish_in_flight();
         for (tmp, _) in &self.staged {
             let _ = fs::remove_file(tmp);
         }

@@ -620,6 +620,31 @@ fn a_full_disk_gives_exit_5_and_leaves_the_store_consistent() {
     add(&sb, &another, &[]);
 }
 
+/// A large add fills the disk while earlier batches of it are still
+/// being flushed on their own thread: none of it stays.
+#[test]
+fn a_disk_filling_up_midway_through_a_large_add_leaves_nothing_behind() {
+    let sb = Sandbox::new();
+    sb.init_non_interactive("midway");
+    let Some(_node) = sb.start_node_with_small_disk("40m", &[]) else {
+        eprintln!("SKIPPED: cannot mount in a private namespace here (needs CAP_SYS_ADMIN)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big");
+    write_data(&big, 64 * 1024 * 1024, 4);
+    let run = sb.run(&["file", "add", big.to_str().unwrap()], None);
+    assert_eq!(run.code, 5, "{run:?}");
+    assert!(ls(&sb).is_empty());
+    // The 30+ MiB the failed add had written are gone: 30 MiB fit again.
+    let fits = dir.path().join("fits");
+    write_data(&fits, 30 * 1024 * 1024, 5);
+    let cid = add(&sb, &fits, &[]);
+    let out = dir.path().join("fits-out");
+    assert_eq!(get(&sb, &cid, &out).code, 0);
+    assert!(same_bytes(&fits, &out));
+}
+
 /// Every peer address of `nodes` but `i`'s, as a static-peer list.
 fn others(nodes: &[Sandbox], i: usize) -> String {
     let list: Vec<String> = nodes
