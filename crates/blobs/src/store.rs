@@ -843,11 +843,19 @@ impl ChunkWriter {
             Durability::BeforeVisible if self.staged_bytes >= BATCH_BYTES => {
                 // The disk works on this batch while the next is written.
                 self.finish_in_flight()?;
-                let batch = self.take_batch();
+                let batch = Arc::new(Mutex::new(self.take_batch()));
                 let (handle, root) = (self.flush_handle.clone(), self.root.clone());
-                self.in_flight = Some(std::thread::spawn(move || {
-                    make_visible(&handle, &root, batch, true)
-                }));
+                let theirs = batch.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("blob-flush".into())
+                    .spawn(move || make_visible(&handle, &root, take_all(&theirs), true));
+                match spawned {
+                    Ok(thread) => self.in_flight = Some(thread),
+                    // No thread to be had: flush here instead.
+                    Err(_) => {
+                        make_visible(&self.flush_handle, &self.root, take_all(&batch), true)?;
+                    }
+                }
             }
             Durability::BeforeVisible => {}
         }
@@ -883,6 +891,15 @@ impl ChunkWriter {
     pub fn created(&self) -> &[Blake3Id] {
         &self.created
     }
+}
+
+/// The batch a flushing thread was to take (it never ran if taking it
+/// here finds it still full).
+fn take_all(batch: &Mutex<Vec<(PathBuf, PathBuf)>>) -> Vec<(PathBuf, PathBuf)> {
+    batch
+        .lock()
+        .map(|mut b| std::mem::take(&mut *b))
+        .unwrap_or_default()
 }
 
 /// Flush `batch` to disk if `durable`, then rename its chunks into place;
