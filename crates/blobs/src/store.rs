@@ -976,6 +976,11 @@ mod tests {
         (dir, store)
     }
 
+    fn assert_no_temporary_files(store: &BlobStore) {
+        let left: Vec<_> = fs::read_dir(store.root().join("tmp")).unwrap().collect();
+        assert!(left.is_empty(), "left in tmp/: {left:?}");
+    }
+
     fn data(len: usize, seed: u8) -> Vec<u8> {
         (0..len)
             .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
@@ -1008,12 +1013,7 @@ mod tests {
             assert_eq!(fs::read(&out).unwrap(), input);
             assert!(store.has_blob(&m.cid));
         }
-        assert!(
-            fs::read_dir(store.root().join("tmp"))
-                .unwrap()
-                .next()
-                .is_none()
-        );
+        assert_no_temporary_files(&store);
     }
 
     #[test]
@@ -1086,12 +1086,7 @@ mod tests {
         store.sync().unwrap();
         assert!(store.has_blob(&m.cid));
         assert!(store.verify(&m).is_empty());
-        assert!(
-            fs::read_dir(store.root().join("tmp"))
-                .unwrap()
-                .next()
-                .is_none()
-        );
+        assert_no_temporary_files(&store);
     }
 
     #[test]

@@ -999,6 +999,14 @@ mod tests {
         }
     }
 
+    /// How this node's own call ends when it fails.
+    async fn own_call_error(bus: &Bus) -> CallError {
+        match bus.call(own_call(bus)) {
+            Ok(stream) => stream.outcome().await.err().unwrap(),
+            Err(e) => panic!("refused before it started: {e}"),
+        }
+    }
+
     /// A peer that answers, or one that cannot be reached (the call never
     /// started there).
     fn peer(reachable: bool) -> Arc<FakePeer> {
@@ -1065,13 +1073,7 @@ mod tests {
         assert!((1..6).contains(&tried_dead), "{tried_dead}");
         // When nobody is left, the caller hears `partition`.
         bus.remove_remote(&alive_id);
-        let err = bus
-            .call(own_call(&bus))
-            .unwrap()
-            .outcome()
-            .await
-            .err()
-            .unwrap();
+        let err = own_call_error(&bus).await;
         assert_eq!(err.code, ErrorCode::Partition);
         bus.remove_remote(&dead_id);
         assert_eq!(
@@ -1126,13 +1128,7 @@ mod tests {
             Duration::from_secs(30),
             second.clone(),
         );
-        let err = bus
-            .call(own_call(&bus))
-            .unwrap()
-            .outcome()
-            .await
-            .err()
-            .unwrap();
+        let err = own_call_error(&bus).await;
         assert_eq!(err.code, ErrorCode::Partition);
         let runs = first.served.load(Ordering::SeqCst) + second.served.load(Ordering::SeqCst);
         assert_eq!(runs, 1, "exactly one provider ran it");

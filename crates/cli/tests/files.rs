@@ -591,12 +591,21 @@ fn a_full_disk_during_a_fetch_gives_exit_5() {
     assert!(run.stderr.contains("full"), "{run:?}");
 }
 
+/// A node of its own whose blob store is a tmpfs of `size`; `None` (after
+/// saying so) where mounting is not allowed.
+fn node_with_small_disk(name: &str, size: &str) -> Option<(Sandbox, RunningNode)> {
+    let sb = Sandbox::new();
+    sb.init_non_interactive(name);
+    let Some(node) = sb.start_node_with_small_disk(size, &[]) else {
+        eprintln!("SKIPPED: cannot mount in a private namespace here (needs CAP_SYS_ADMIN)");
+        return None;
+    };
+    Some((sb, node))
+}
+
 #[test]
 fn a_full_disk_gives_exit_5_and_leaves_the_store_consistent() {
-    let sb = Sandbox::new();
-    sb.init_non_interactive("full");
-    let Some(_node) = sb.start_node_with_small_disk("2m", &[]) else {
-        eprintln!("SKIPPED: cannot mount in a private namespace here (needs CAP_SYS_ADMIN)");
+    let Some((sb, _node)) = node_with_small_disk("full", "2m") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -624,10 +633,7 @@ fn a_full_disk_gives_exit_5_and_leaves_the_store_consistent() {
 /// being flushed on their own thread: none of it stays.
 #[test]
 fn a_disk_filling_up_midway_through_a_large_add_leaves_nothing_behind() {
-    let sb = Sandbox::new();
-    sb.init_non_interactive("midway");
-    let Some(_node) = sb.start_node_with_small_disk("40m", &[]) else {
-        eprintln!("SKIPPED: cannot mount in a private namespace here (needs CAP_SYS_ADMIN)");
+    let Some((sb, _node)) = node_with_small_disk("midway", "40m") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

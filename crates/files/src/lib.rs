@@ -202,6 +202,16 @@ struct Progress {
 }
 
 impl Progress {
+    fn new(call: &Call, stage: &'static str) -> Self {
+        Self {
+            frames: call.frames.clone(),
+            cancel: call.cancel.clone(),
+            stage,
+            last: Default::default(),
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+
     /// Report, and stop the blocking work once the caller has left: an
     /// abandoned `file get` must not still write its file afterwards.
     fn report_or_stop(&self, current: u64, total: u64) -> Result<(), BlobError> {
@@ -460,13 +470,7 @@ impl FileService {
             .await
             .map_err(|_| gone())?;
         if !needed.is_empty() {
-            let progress = Progress {
-                frames: call.frames.clone(),
-                cancel: call.cancel.clone(),
-                stage: "receiving",
-                last: Default::default(),
-                runtime: tokio::runtime::Handle::current(),
-            };
+            let progress = Progress::new(&call, "receiving");
             fetch(
                 &self.bus()?,
                 self.chunk_source.get(),
@@ -493,13 +497,7 @@ impl FileService {
         let file = std::fs::File::open(&path)
             .map_err(|e| CallError::bad_request(format!("cannot read {}: {e}", path.display())))?;
         let total = file.metadata().map_or(0, |m| m.len());
-        let progress = Progress {
-            frames: call.frames.clone(),
-            cancel: call.cancel.clone(),
-            stage: "hashing",
-            last: Default::default(),
-            runtime: tokio::runtime::Handle::current(),
-        };
+        let progress = Progress::new(&call, "hashing");
         let manifest = self
             .blocking(move |s| {
                 let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
@@ -531,17 +529,13 @@ impl FileService {
         };
         let mut refetched = false;
         let manifest = loop {
-            let progress = Progress {
-                frames: call.frames.clone(),
-                cancel: call.cancel.clone(),
-                stage: "writing",
-                last: Default::default(),
-                runtime: tokio::runtime::Handle::current(),
-            };
-            let total = self.store.manifest(&cid).map_err(blob_error)?.size_bytes;
+            let progress = Progress::new(&call, "writing");
             let target = out.clone();
             match self
-                .blocking(move |s| s.export(&cid, &target, |n| progress.report_or_stop(n, total)))
+                .blocking(move |s| {
+                    let total = s.manifest(&cid)?.size_bytes;
+                    s.export(&cid, &target, |n| progress.report_or_stop(n, total))
+                })
                 .await
             {
                 Ok(manifest) => break manifest,
@@ -580,20 +574,23 @@ impl FileService {
             // A copy kept for the community must be whole: check what is
             // here (a crash can leave a fetched copy damaged) and fetch
             // what is missing or bad.
+            // The size of a whole copy here; `None` if it must be fetched.
             let whole = self
                 .blocking(move |s| match s.manifest(&cid) {
-                    Ok(manifest) => Ok(s.verify(&manifest).is_empty()),
-                    Err(BlobError::NotFound(_)) => Ok(false),
+                    Ok(manifest) => Ok(s
+                        .verify(&manifest)
+                        .is_empty()
+                        .then_some(manifest.size_bytes)),
+                    Err(BlobError::NotFound(_)) => Ok(None),
                     Err(e) => Err(e),
                 })
                 .await?;
-            if whole {
-                if !self.holders.of(&cid).contains(&self.key.node_id()) {
-                    let size = self.store.manifest(&cid).map_err(blob_error)?.size_bytes;
+            match whole {
+                Some(size) if !self.holders.of(&cid).contains(&self.key.node_id()) => {
                     self.settle(cid, size);
                 }
-            } else {
-                from = self.fetch_from_peers(&call, cid).await?;
+                Some(_) => {}
+                None => from = self.fetch_from_peers(&call, cid).await?,
             }
         }
         let changed = self
@@ -629,13 +626,7 @@ impl FileService {
             .filter_map(|e| NodeId::parse(&e.node).ok())
             .filter(|n| !advertised.contains(n))
             .collect();
-        let progress = Progress {
-            frames: call.frames.clone(),
-            cancel: call.cancel.clone(),
-            stage: "fetching",
-            last: Default::default(),
-            runtime: tokio::runtime::Handle::current(),
-        };
+        let progress = Progress::new(call, "fetching");
         let report = |n, t| progress.report(n, t);
         let mut outcome = Err(CallError::new(
             ErrorCode::NotFound,
