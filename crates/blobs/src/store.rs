@@ -213,13 +213,7 @@ impl BlobStore {
     /// moved to `quarantine/` and reported missing, so it is fetched again.
     pub fn read_chunk(&self, cid: &Blake3Id) -> Result<Vec<u8>, BlobError> {
         let path = self.chunk_path(cid);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(BlobError::NotFound(*cid));
-            }
-            Err(e) => return Err(BlobError::io(format!("cannot read {}", path.display()), e)),
-        };
+        let bytes = read_stored(&path, cid)?;
         let actual = Blake3Id::of(&bytes);
         if actual != *cid {
             let hex = cid.to_string();
@@ -277,13 +271,7 @@ impl BlobStore {
     /// A stored blob's manifest. Reading it counts as a use (LRU).
     pub fn manifest(&self, cid: &Blake3Id) -> Result<Manifest, BlobError> {
         let path = self.manifest_path(cid);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(BlobError::NotFound(*cid));
-            }
-            Err(e) => return Err(BlobError::io(format!("cannot read {}", path.display()), e)),
-        };
+        let bytes = read_stored(&path, cid)?;
         let parsed = serde_json::from_slice(&bytes)
             .map_err(|e| BlobError::ManifestInvalid(e.to_string()))
             .and_then(|value| Manifest::from_wire(&value))
@@ -928,6 +916,14 @@ fn make_visible(
         }
     }
     outcome
+}
+
+/// The bytes of the file that stores `cid` (its chunk or its manifest).
+fn read_stored(path: &Path, cid: &Blake3Id) -> Result<Vec<u8>, BlobError> {
+    fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => BlobError::NotFound(*cid),
+        _ => BlobError::io(format!("cannot read {}", path.display()), e),
+    })
 }
 
 /// Rename, creating the destination's directory only when it is missing

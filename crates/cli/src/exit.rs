@@ -115,6 +115,14 @@ impl CliError {
     }
 
     /// A stream that stopped before its `done` or `error` frame.
+    /// Reading a streamed answer failed midway.
+    pub fn stream_broke(e: impl std::fmt::Display) -> Self {
+        Self::new(
+            ExitStatus::Unavailable,
+            anyhow::anyhow!("the stream broke: {e}"),
+        )
+    }
+
     pub fn stream_cut() -> Self {
         Self::new(
             ExitStatus::Unavailable,

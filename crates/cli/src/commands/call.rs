@@ -88,9 +88,7 @@ fn print_stream(
     let mut out = stdout.lock();
     let mut mid_line = false;
     for frame in frames {
-        let frame = frame.map_err(|e| {
-            CliError::new(ExitStatus::Unavailable, anyhow!("the stream broke: {e}"))
-        })?;
+        let frame = frame.map_err(CliError::stream_broke)?;
         match frame.event.as_str() {
             "token" => {
                 let text = frame

@@ -165,9 +165,7 @@ fn streamed(client: &LocalClient, capability: &str, input: Value) -> Result<Valu
         bar
     });
     for frame in frames {
-        let frame = frame.map_err(|e| {
-            CliError::new(ExitStatus::Unavailable, anyhow!("the stream broke: {e}"))
-        })?;
+        let frame = frame.map_err(CliError::stream_broke)?;
         match frame.event.as_str() {
             "progress" => {
                 if let Some(bar) = &bar {
