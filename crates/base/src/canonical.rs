@@ -11,6 +11,8 @@
 //! let two different payloads share one signature (§1.1: "integers fit in
 //! 53 bits").
 
+use std::fmt::Write as _;
+
 use serde_json::Value;
 
 /// Largest integer a double represents exactly, and so the largest the
@@ -48,31 +50,66 @@ fn write_value(value: &Value, out: &mut Vec<u8>, path: &mut String) -> Result<()
                     out.push(b',');
                 }
                 let len = path.len();
-                path.push_str(&format!("[{i}]"));
+                let _ = write!(path, "[{i}]");
                 write_value(item, out, path)?;
                 path.truncate(len);
             }
             out.push(b']');
         }
         Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
-            out.push(b'{');
-            for (i, (key, item)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_string(key, out);
-                out.push(b':');
+            let mut members: Vec<(&str, Member<'_>)> = map
+                .iter()
+                .map(|(key, item)| (key.as_str(), Member::Json(item)))
+                .collect();
+            write_object(&mut members, out, path)?;
+        }
+    }
+    Ok(())
+}
+
+/// One member of an object given to [`object_to_canonical_bytes`].
+pub enum Member<'a> {
+    Text(&'a str),
+    Json(&'a Value),
+}
+
+/// The canonical bytes of the object made of `members`, exactly as
+/// [`to_canonical_bytes`] gives them for the equivalent `Value`, without
+/// building that value (signed envelopes would otherwise copy their body).
+/// Keys must be distinct.
+pub fn object_to_canonical_bytes(
+    members: &mut [(&str, Member<'_>)],
+) -> Result<Vec<u8>, CanonicalError> {
+    let mut out = Vec::with_capacity(256);
+    write_object(members, &mut out, &mut String::from("$"))?;
+    Ok(out)
+}
+
+fn write_object(
+    members: &mut [(&str, Member<'_>)],
+    out: &mut Vec<u8>,
+    path: &mut String,
+) -> Result<(), CanonicalError> {
+    members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+    out.push(b'{');
+    for (i, (key, member)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_string(key, out);
+        out.push(b':');
+        match member {
+            Member::Text(text) => write_string(text, out),
+            Member::Json(item) => {
                 let len = path.len();
                 path.push('.');
                 path.push_str(key);
                 write_value(item, out, path)?;
                 path.truncate(len);
             }
-            out.push(b'}');
         }
     }
+    out.push(b'}');
     Ok(())
 }
 
@@ -114,24 +151,31 @@ fn out_of_range(n: &serde_json::Number, path: &str) -> CanonicalError {
 
 fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
-    for ch in s.chars() {
-        match ch {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\u{08}' => out.extend_from_slice(b"\\b"),
-            '\u{09}' => out.extend_from_slice(b"\\t"),
-            '\u{0a}' => out.extend_from_slice(b"\\n"),
-            '\u{0c}' => out.extend_from_slice(b"\\f"),
-            '\u{0d}' => out.extend_from_slice(b"\\r"),
-            c if (c as u32) < 0x20 => {
-                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
-            }
-            c => {
-                let mut utf8 = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
-            }
+    // Copy runs that need no escape in one go; only `"`, `\\` and control
+    // characters are escaped, and those are all single bytes in UTF-8.
+    let bytes = s.as_bytes();
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            0x09 => b"\\t",
+            0x0a => b"\\n",
+            0x0c => b"\\f",
+            0x0d => b"\\r",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run..i]);
+        if escape.is_empty() {
+            out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+        } else {
+            out.extend_from_slice(escape);
         }
+        run = i + 1;
     }
+    out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
 }
 

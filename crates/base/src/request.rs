@@ -5,9 +5,10 @@
 //! `capability` is the request path, `version` is `"1.0"` and `body` is the
 //! JSON body, `{}` for a GET.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::crypto::{DeviceKey, SignatureError, verify_canonical};
+use crate::canonical::{CanonicalError, Member, object_to_canonical_bytes};
+use crate::crypto::{DeviceKey, SignatureError, verify_bytes};
 use crate::ids::{CommunityId, IdError, NodeId};
 use crate::time::{Timestamp, TimestampError};
 
@@ -49,16 +50,19 @@ pub enum HeaderError {
     BadTimestamp(TimestampError),
 }
 
-fn envelope(h: &SignedHeaders, body: &Value) -> Value {
-    json!({
-        "capability": h.capability,
-        "version": h.version,
-        "request_id": h.request_id,
-        "from": h.from,
-        "community": h.community,
-        "timestamp": h.timestamp,
-        "body": body,
-    })
+/// The canonical bytes of the synthetic envelope the signature covers:
+/// `{capability, version, request_id, from, community, timestamp, body}`.
+fn envelope_bytes(h: &SignedHeaders, body: &Value) -> Result<Vec<u8>, CanonicalError> {
+    let (from, community, timestamp) = (h.from.full(), h.community.full(), h.timestamp.to_string());
+    object_to_canonical_bytes(&mut [
+        ("capability", Member::Text(&h.capability)),
+        ("version", Member::Text(&h.version)),
+        ("request_id", Member::Text(&h.request_id)),
+        ("from", Member::Text(&from)),
+        ("community", Member::Text(&community)),
+        ("timestamp", Member::Text(&timestamp)),
+        ("body", Member::Json(body)),
+    ])
 }
 
 impl SignedHeaders {
@@ -91,13 +95,13 @@ impl SignedHeaders {
             timestamp,
             signature: String::new(),
         };
-        headers.signature = key.sign_canonical(&envelope(&headers, body))?;
+        headers.signature = key.sign_bytes(&envelope_bytes(&headers, body)?);
         Ok(headers)
     }
 
     /// Check the signature against the `from` key and `body`.
     pub fn verify(&self, body: &Value) -> Result<(), SignatureError> {
-        verify_canonical(&envelope(self, body), &self.signature, &self.from)
+        verify_bytes(&envelope_bytes(self, body)?, &self.signature, &self.from)
     }
 
     /// `(name, value)` pairs to put on the wire.
@@ -134,7 +138,30 @@ impl SignedHeaders {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::canonical::to_canonical_bytes;
+    use serde_json::json;
     use std::collections::HashMap;
+
+    #[test]
+    fn envelope_bytes_are_the_canonical_form_of_the_envelope() {
+        let key = DeviceKey::generate();
+        let community = CommunityId::of_root(key.node_id());
+        let body = json!({"params": {"n": 1.50, "z": [1, {"b": 2, "a": null}]}, "input": {"text": "a \"quoted\"\n\u{e9}\u{1}\u{7f}"}});
+        let h = SignedHeaders::sign(&key, community, "chat.send", "1.2", &body).unwrap();
+        let as_value = json!({
+            "capability": h.capability,
+            "version": h.version,
+            "request_id": h.request_id,
+            "from": h.from,
+            "community": h.community,
+            "timestamp": h.timestamp,
+            "body": body,
+        });
+        assert_eq!(
+            envelope_bytes(&h, &body).unwrap(),
+            to_canonical_bytes(&as_value).unwrap()
+        );
+    }
 
     #[test]
     fn signed_headers_round_trip_and_bind_the_body() {

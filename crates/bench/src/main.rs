@@ -1,12 +1,21 @@
 //! `hearthnet-loadgen`: signed calls to a running node's
 //! `experimental.echo` at several concurrency levels, beside an unsigned
 //! hello-world served by the same HTTP stack (`hearthnet_transport::serve`)
-//! in the same run. Prints calls/s and p50/p99 latency per row.
+//! in the same run. Prints calls/s, p50/p99 latency and the CPU time spent
+//! per call (load generator and node together, and the node's share) per
+//! row.
+//!
+//! Signed calls are measured twice: signing each request just before it is
+//! sent, and with every request signed (fresh timestamp, unique id) before
+//! the row starts, so that the load generator's own signing, which a real
+//! caller does on its own machine, does not take the node's CPU.
 //!
 //! Usage: `hearthnet-loadgen [SECONDS_PER_ROW [CONCURRENCY…]]` with `HOME` (or the XDG
 //! variables) pointing at an initialised node that is running.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
@@ -15,6 +24,7 @@ use hearthnet_base::request::SignedHeaders;
 use hearthnet_base::{CommunityId, DeviceKey};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
+use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -23,10 +33,26 @@ use tokio_util::sync::CancellationToken;
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
+/// How the requests of a row are signed.
+#[derive(Clone)]
+enum Signing {
+    /// Not at all (the bare HTTP stack).
+    Unsigned,
+    /// Each request just before it is sent.
+    Inline(DeviceKey, CommunityId),
+    /// All before the row starts; callers take the next one.
+    Ahead(Arc<Presigned>),
+}
+
+struct Presigned {
+    headers: Vec<HeaderMap>,
+    next: AtomicUsize,
+}
+
 #[derive(Clone)]
 struct Target {
     url: String,
-    signer: Option<(DeviceKey, CommunityId)>,
+    signing: Signing,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,48 +76,124 @@ fn main() -> anyhow::Result<()> {
         .config
         .community_id()
         .context("the node has no community; run `hearthnet init`")?;
-    let api = hearthnet_config::runtime::RuntimeInfo::read(&paths.runtime_dir)
-        .context("no running node found; start one with `hearthnet run`")?
-        .api;
+    let runtime = hearthnet_config::runtime::RuntimeInfo::read(&paths.runtime_dir)
+        .context("no running node found; start one with `hearthnet run`")?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let levels = levels;
         let hello = start_hello_world().await?;
-        let targets = [
-            (
-                "unsigned hello-world (same stack)",
-                Target {
-                    url: format!("http://{hello}/hello"),
-                    signer: None,
-                },
-            ),
-            (
-                "signed experimental.echo",
-                Target {
-                    url: format!("http://{api}/bus/v1/call"),
-                    signer: Some((key, community)),
-                },
-            ),
-        ];
+        let hello_world = Target {
+            url: format!("http://{hello}/hello"),
+            signing: Signing::Unsigned,
+        };
+        let echo = format!("http://{}/bus/v1/call", runtime.api);
         println!(
-            "{:<36} {:>6} {:>10} {:>9} {:>9} {:>10}",
-            "target", "conc", "calls/s", "p50 ms", "p99 ms", "refused/s"
+            "{:<40} {:>5} {:>9} {:>8} {:>8} {:>9} {:>13} {:>10}",
+            "target", "conc", "calls/s", "p50 ms", "p99 ms", "refused/s", "CPU µs/call", "node µs"
         );
         for &concurrency in &levels {
-            for (name, target) in &targets {
-                let row = run_row(target, concurrency, Duration::from_secs(seconds)).await?;
+            let length = Duration::from_secs(seconds);
+            let presigned = presign(&key, community, concurrency, length)?;
+            let rows = [
+                ("unsigned hello-world (same stack)", hello_world.clone()),
+                (
+                    "signed echo, signing inline",
+                    Target {
+                        url: echo.clone(),
+                        signing: Signing::Inline(key.clone(), community),
+                    },
+                ),
+                (
+                    "signed echo, signed before the row",
+                    Target {
+                        url: echo.clone(),
+                        signing: Signing::Ahead(Arc::new(presigned)),
+                    },
+                ),
+            ];
+            for (name, target) in rows {
+                let node_before = cpu_seconds(runtime.pid)?;
+                let own_before = cpu_seconds(std::process::id())?;
+                let row = run_row(&target, concurrency, length).await?;
+                let node = cpu_seconds(runtime.pid)? - node_before;
+                let own = cpu_seconds(std::process::id())? - own_before;
+                let per_call = |s: f64| s * 1e6 / row.calls.max(1) as f64;
+                // The hello-world server runs inside this process.
+                let node_share = match target.signing {
+                    Signing::Unsigned => "-".to_owned(),
+                    _ => format!("{:.0}", per_call(node)),
+                };
                 println!(
-                    "{name:<36} {concurrency:>6} {:>10.0} {:>9.3} {:>9.3} {:>10.1}",
-                    row.rate, row.p50, row.p99, row.refused
+                    "{name:<40} {concurrency:>5} {:>9.0} {:>8.3} {:>8.3} {:>9.1} {:>13.0} {:>10}",
+                    row.rate,
+                    row.p50,
+                    row.p99,
+                    row.refused,
+                    per_call(node + own),
+                    node_share
                 );
             }
         }
         Ok(())
     })
+}
+
+/// Enough signed requests for `concurrency` callers over `length` at a rate
+/// well above what this machine reaches (a row ends early if they run out).
+fn presign(
+    key: &DeviceKey,
+    community: CommunityId,
+    concurrency: usize,
+    length: Duration,
+) -> anyhow::Result<Presigned> {
+    const MAX_RATE: f64 = 25_000.0;
+    let count = (MAX_RATE * length.as_secs_f64()) as usize + concurrency;
+    let headers = (0..count)
+        .map(|_| signed_headers(key, community))
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Presigned {
+        headers,
+        next: AtomicUsize::new(0),
+    })
+}
+
+fn signed_headers(key: &DeviceKey, community: CommunityId) -> anyhow::Result<HeaderMap> {
+    let signed = SignedHeaders::sign(key, community, "experimental.echo", "1.0", &echo_body())?;
+    let mut map = HeaderMap::with_capacity(8);
+    map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for (name, value) in signed.to_pairs() {
+        map.insert(HeaderName::from_static(name), HeaderValue::try_from(value)?);
+    }
+    Ok(map)
+}
+
+fn echo_body() -> serde_json::Value {
+    json!({"params": {}, "input": {"text": "hello"}})
+}
+
+/// User plus system CPU time of process `pid` so far, in seconds.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    // Linux reports these in USER_HZ ticks, which is 100 on every platform
+    // it runs on.
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading the CPU time of process {pid}"))?;
+    // The command name (field 2) may contain spaces; count after its ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields
+            .get(i)
+            .with_context(|| format!("/proc/{pid}/stat is shorter than expected"))?
+            .parse::<f64>()?)
+    };
+    // utime and stime are fields 14 and 15, i.e. 11 and 12 after ')'.
+    Ok((ticks(11)? + ticks(12)?) / TICKS_PER_SECOND)
 }
 
 async fn start_hello_world() -> anyhow::Result<SocketAddr> {
@@ -114,6 +216,7 @@ async fn start_hello_world() -> anyhow::Result<SocketAddr> {
 /// per second refused for the rate budget (`rate_limited`, honoured by
 /// waiting `retry_after_ms` as a client should).
 struct Row {
+    calls: usize,
     rate: f64,
     p50: f64,
     p99: f64,
@@ -124,8 +227,9 @@ async fn run_row(target: &Target, concurrency: usize, length: Duration) -> anyho
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(concurrency)
         .build_http();
-    let body = json!({"params": {}, "input": {"text": "hello"}});
-    let end = Instant::now() + length;
+    let body = Bytes::from(serde_json::to_vec(&echo_body())?);
+    let started = Instant::now();
+    let end = started + length;
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let client = client.clone();
@@ -136,13 +240,14 @@ async fn run_row(target: &Target, concurrency: usize, length: Duration) -> anyho
             let mut refused = 0u64;
             while Instant::now() < end {
                 let t = Instant::now();
-                match one_call(&client, &target, &body).await? {
-                    None => latencies.push(t.elapsed().as_secs_f64() * 1000.0),
-                    Some(wait) => {
+                match one_call(&client, &target, body.clone()).await? {
+                    Answer::Done => latencies.push(t.elapsed().as_secs_f64() * 1000.0),
+                    Answer::Refused(wait) => {
                         refused += 1;
                         tokio::time::sleep(wait.min(end.saturating_duration_since(Instant::now())))
                             .await;
                     }
+                    Answer::OutOfRequests => break,
                 }
             }
             Ok::<_, anyhow::Error>((latencies, refused))
@@ -155,6 +260,7 @@ async fn run_row(target: &Target, concurrency: usize, length: Duration) -> anyho
         all.extend(latencies);
         refused += r;
     }
+    let elapsed = started.elapsed().min(length).as_secs_f64();
     all.sort_by(f64::total_cmp);
     let pick = |q: f64| {
         all.get(((all.len() as f64 - 1.0) * q) as usize)
@@ -162,28 +268,39 @@ async fn run_row(target: &Target, concurrency: usize, length: Duration) -> anyho
             .unwrap_or(0.0)
     };
     Ok(Row {
-        rate: all.len() as f64 / length.as_secs_f64(),
+        calls: all.len(),
+        rate: all.len() as f64 / elapsed,
         p50: pick(0.5),
         p99: pick(0.99),
-        refused: refused as f64 / length.as_secs_f64(),
+        refused: refused as f64 / elapsed,
     })
 }
 
-/// `None` when answered, `Some(wait)` when refused for the rate budget.
-async fn one_call(
-    client: &HttpClient,
-    target: &Target,
-    body: &serde_json::Value,
-) -> anyhow::Result<Option<Duration>> {
-    let bytes = Bytes::from(serde_json::to_vec(body)?);
-    let mut req = hyper::Request::post(&target.url).header("content-type", "application/json");
-    if let Some((key, community)) = &target.signer {
-        let headers = SignedHeaders::sign(key, *community, "experimental.echo", "1.0", body)?;
-        for (name, value) in headers.to_pairs() {
-            req = req.header(name, value);
+enum Answer {
+    Done,
+    /// Refused for the rate budget: wait this long.
+    Refused(Duration),
+    /// Every request signed before the row was used.
+    OutOfRequests,
+}
+
+async fn one_call(client: &HttpClient, target: &Target, body: Bytes) -> anyhow::Result<Answer> {
+    let mut req = hyper::Request::post(&target.url).body(Full::new(body))?;
+    let headers = req.headers_mut();
+    match &target.signing {
+        Signing::Unsigned => {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        Signing::Inline(key, community) => *headers = signed_headers(key, *community)?,
+        Signing::Ahead(presigned) => {
+            let i = presigned.next.fetch_add(1, Ordering::Relaxed);
+            let Some(signed) = presigned.headers.get(i) else {
+                return Ok(Answer::OutOfRequests);
+            };
+            *headers = signed.clone();
         }
     }
-    let resp = client.request(req.body(Full::new(bytes))?).await?;
+    let resp = client.request(req).await?;
     let status = resp.status();
     let answer = resp.into_body().collect().await?.to_bytes();
     if status == hyper::StatusCode::TOO_MANY_REQUESTS {
@@ -191,10 +308,14 @@ async fn one_call(
             .ok()
             .and_then(|v| v["retry_after_ms"].as_u64())
             .unwrap_or(1000);
-        return Ok(Some(Duration::from_millis(wait)));
+        return Ok(Answer::Refused(Duration::from_millis(wait)));
     }
     if !status.is_success() {
-        return Err(anyhow!("{} answered {status}", target.url));
+        return Err(anyhow!(
+            "{} answered {status}: {}",
+            target.url,
+            String::from_utf8_lossy(&answer)
+        ));
     }
-    Ok(None)
+    Ok(Answer::Done)
 }
