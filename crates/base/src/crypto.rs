@@ -91,11 +91,58 @@ pub fn verify_bytes(
     signature: &str,
     signer: &NodeId,
 ) -> Result<(), SignatureError> {
-    let sig = decode_signature(signature)?;
-    signer
-        .verifying_key()?
-        .verify(message, &sig)
-        .map_err(|_| SignatureError::Mismatch)
+    SignedMessage::new(message.to_vec(), signature, signer)?.verify()
+}
+
+/// A signature ready to be checked: decoded, with its signer's key and the
+/// message it claims to sign. Owned, so that checks can be gathered from
+/// several requests and made together ([`verify_all`]).
+pub struct SignedMessage {
+    message: Vec<u8>,
+    signature: ed25519_dalek::Signature,
+    key: ed25519_dalek::VerifyingKey,
+}
+
+impl SignedMessage {
+    /// Fails if the signature is malformed or the signer is no key.
+    pub fn new(message: Vec<u8>, signature: &str, signer: &NodeId) -> Result<Self, SignatureError> {
+        Ok(Self {
+            message,
+            signature: decode_signature(signature)?,
+            key: signer.verifying_key()?,
+        })
+    }
+
+    pub fn verify(&self) -> Result<(), SignatureError> {
+        self.key
+            .verify(&self.message, &self.signature)
+            .map_err(|_| SignatureError::Mismatch)
+    }
+}
+
+/// Check several signatures: for each, whether it is valid.
+///
+/// Several are checked with one batch equation (random linear combination,
+/// about 40 % less work per signature at 16); if that fails, each is
+/// checked alone, so an invalid one never takes valid ones down with it.
+/// The batch equation is cofactorless like the single check, but it can
+/// still accept a signature the single check rejects when its `R` or key
+/// has a small-order component: only the key's holder can make such a
+/// signature, so it proves nothing about anyone else. Use this for
+/// answering requests, never for stored documents, whose validity every
+/// node must judge the same way.
+pub fn verify_all(items: &[SignedMessage]) -> Vec<bool> {
+    let alone = || items.iter().map(|item| item.verify().is_ok()).collect();
+    if items.len() < 2 {
+        return alone();
+    }
+    let messages: Vec<&[u8]> = items.iter().map(|i| i.message.as_slice()).collect();
+    let signatures: Vec<_> = items.iter().map(|i| i.signature).collect();
+    let keys: Vec<_> = items.iter().map(|i| i.key).collect();
+    match ed25519_dalek::verify_batch(&messages, &signatures, &keys) {
+        Ok(()) => vec![true; items.len()],
+        Err(_) => alone(),
+    }
 }
 
 /// Check `signature` over the canonical form of `payload` as it is.
@@ -171,6 +218,28 @@ mod tests {
             key.node_id().full(),
             "ed25519:11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
         );
+    }
+
+    #[test]
+    fn verify_all_answers_for_each_signature_even_when_one_is_bad() {
+        let items = |bad: Option<usize>| -> Vec<SignedMessage> {
+            (0..5)
+                .map(|i| {
+                    let key = DeviceKey::generate();
+                    let message = vec![i as u8; 40];
+                    let signature = key.sign_bytes(&message);
+                    let checked = if Some(i) == bad { vec![9; 40] } else { message };
+                    SignedMessage::new(checked, &signature, &key.node_id()).unwrap()
+                })
+                .collect()
+        };
+        assert_eq!(verify_all(&items(None)), vec![true; 5]);
+        assert_eq!(
+            verify_all(&items(Some(3))),
+            vec![true, true, true, false, true]
+        );
+        assert_eq!(verify_all(&items(Some(0))[..1]), vec![false]);
+        assert!(verify_all(&[]).is_empty());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use serde_json::Value;
 
 use crate::canonical::{CanonicalError, Member, object_to_canonical_bytes};
-use crate::crypto::{DeviceKey, SignatureError, verify_bytes};
+use crate::crypto::{DeviceKey, SignatureError, SignedMessage};
 use crate::ids::{CommunityId, IdError, NodeId};
 use crate::time::{Timestamp, TimestampError};
 
@@ -101,7 +101,12 @@ impl SignedHeaders {
 
     /// Check the signature against the `from` key and `body`.
     pub fn verify(&self, body: &Value) -> Result<(), SignatureError> {
-        verify_bytes(&envelope_bytes(self, body)?, &self.signature, &self.from)
+        self.signed_message(body)?.verify()
+    }
+
+    /// The signature with what it covers, to check later or in a batch.
+    pub fn signed_message(&self, body: &Value) -> Result<SignedMessage, SignatureError> {
+        SignedMessage::new(envelope_bytes(self, body)?, &self.signature, &self.from)
     }
 
     /// `(name, value)` pairs to put on the wire.

@@ -10,8 +10,13 @@
 //! the row starts, so that the load generator's own signing, which a real
 //! caller does on its own machine, does not take the node's CPU.
 //!
-//! Usage: `hearthnet-loadgen [SECONDS_PER_ROW [CONCURRENCY…]]` with `HOME` (or the XDG
-//! variables) pointing at an initialised node that is running.
+//! Each concurrency level runs `ROUNDS` (default 3) rounds of the three
+//! rows in turn and prints the medians, with each signed row's rate as a
+//! share of the hello-world's in the same round.
+//!
+//! Usage: `[ROUNDS=N] hearthnet-loadgen [SECONDS_PER_ROW [CONCURRENCY…]]`
+//! with `HOME` (or the XDG variables) pointing at an initialised node that
+//! is running.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,7 +44,7 @@ enum Signing {
     /// Not at all (the bare HTTP stack).
     Unsigned,
     /// Each request just before it is sent.
-    Inline(DeviceKey, CommunityId),
+    Inline(Arc<DeviceKey>, CommunityId),
     /// All before the row starts; callers take the next one.
     Ahead(Arc<Presigned>),
 }
@@ -68,6 +73,10 @@ fn main() -> anyhow::Result<()> {
     if levels.is_empty() {
         levels = vec![1, 16, 64];
     }
+    let rounds: usize = match std::env::var("ROUNDS") {
+        Ok(n) => n.parse().context("ROUNDS must be a whole number")?,
+        Err(_) => 3,
+    };
     let env = hearthnet_config::Env::from_process();
     let loaded = hearthnet_config::load(None, &env)?;
     let paths = loaded.paths();
@@ -91,54 +100,115 @@ fn main() -> anyhow::Result<()> {
         };
         let echo = format!("http://{}/bus/v1/call", runtime.api);
         println!(
-            "{:<40} {:>5} {:>9} {:>8} {:>8} {:>9} {:>13} {:>10}",
-            "target", "conc", "calls/s", "p50 ms", "p99 ms", "refused/s", "CPU µs/call", "node µs"
+            "{:<40} {:>5} {:>9} {:>8} {:>8} {:>8} {:>9} {:>11} {:>9}",
+            "target (median of rounds)",
+            "conc",
+            "calls/s",
+            "of bare",
+            "p50 ms",
+            "p99 ms",
+            "refused/s",
+            "CPU µs/call",
+            "node µs"
         );
         for &concurrency in &levels {
             let length = Duration::from_secs(seconds);
-            let presigned = presign(&key, community, concurrency, length)?;
-            let rows = [
-                ("unsigned hello-world (same stack)", hello_world.clone()),
-                (
-                    "signed echo, signing inline",
-                    Target {
-                        url: echo.clone(),
-                        signing: Signing::Inline(key.clone(), community),
-                    },
-                ),
-                (
-                    "signed echo, signed before the row",
-                    Target {
-                        url: echo.clone(),
-                        signing: Signing::Ahead(Arc::new(presigned)),
-                    },
-                ),
-            ];
-            for (name, target) in rows {
-                let node_before = cpu_seconds(runtime.pid)?;
-                let own_before = cpu_seconds(std::process::id())?;
-                let row = run_row(&target, concurrency, length).await?;
-                let node = cpu_seconds(runtime.pid)? - node_before;
-                let own = cpu_seconds(std::process::id())? - own_before;
-                let per_call = |s: f64| s * 1e6 / row.calls.max(1) as f64;
-                // The hello-world server runs inside this process.
-                let node_share = match target.signing {
-                    Signing::Unsigned => "-".to_owned(),
-                    _ => format!("{:.0}", per_call(node)),
+            let mut results: [Vec<Measured>; 3] = Default::default();
+            // Rounds alternate the three kinds so that a machine whose
+            // speed drifts treats them alike; medians are reported.
+            for _ in 0..rounds {
+                for (kind, results) in results.iter_mut().enumerate() {
+                    let target = match kind {
+                        0 => hello_world.clone(),
+                        1 => Target {
+                            url: echo.clone(),
+                            signing: Signing::Inline(Arc::new(key.clone()), community),
+                        },
+                        _ => Target {
+                            url: echo.clone(),
+                            signing: Signing::Ahead(Arc::new(presign(
+                                &key,
+                                community,
+                                concurrency,
+                                length,
+                            )?)),
+                        },
+                    };
+                    results.push(measure(&target, concurrency, length, runtime.pid).await?);
+                }
+            }
+            for (kind, name) in ROW_NAMES.iter().enumerate() {
+                let of_bare: Vec<f64> = results[kind]
+                    .iter()
+                    .zip(&results[0])
+                    .map(|(row, bare)| row.rate / bare.rate * 100.0)
+                    .collect();
+                let rows = &results[kind];
+                let median_of = |f: &dyn Fn(&Measured) -> f64| median(rows.iter().map(f).collect());
+                let node = if kind == 0 {
+                    "-".to_owned()
+                } else {
+                    format!("{:.0}", median_of(&|m| m.node_per_call))
                 };
                 println!(
-                    "{name:<40} {concurrency:>5} {:>9.0} {:>8.3} {:>8.3} {:>9.1} {:>13.0} {:>10}",
-                    row.rate,
-                    row.p50,
-                    row.p99,
-                    row.refused,
-                    per_call(node + own),
-                    node_share
+                    "{name:<40} {concurrency:>5} {:>9.0} {:>6.0} % {:>8.3} {:>8.3} {:>9.1} {:>11.0} {:>9}",
+                    median_of(&|m| m.rate),
+                    median(of_bare),
+                    median_of(&|m| m.p50),
+                    median_of(&|m| m.p99),
+                    median_of(&|m| m.refused),
+                    median_of(&|m| m.cpu_per_call),
+                    node
                 );
             }
         }
         Ok(())
     })
+}
+
+const ROW_NAMES: [&str; 3] = [
+    "unsigned hello-world (same stack)",
+    "signed echo, signing inline",
+    "signed echo, signed before the row",
+];
+
+/// One row's figures, with the CPU time spent per call by this process and
+/// the node together, and by the node alone. (For the hello-world both
+/// ends run in this process.)
+struct Measured {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    refused: f64,
+    cpu_per_call: f64,
+    node_per_call: f64,
+}
+
+async fn measure(
+    target: &Target,
+    concurrency: usize,
+    length: Duration,
+    node_pid: u32,
+) -> anyhow::Result<Measured> {
+    let node_before = cpu_seconds(node_pid)?;
+    let own_before = cpu_seconds(std::process::id())?;
+    let row = run_row(target, concurrency, length).await?;
+    let node = cpu_seconds(node_pid)? - node_before;
+    let own = cpu_seconds(std::process::id())? - own_before;
+    let per_call = |s: f64| s * 1e6 / row.calls.max(1) as f64;
+    Ok(Measured {
+        rate: row.rate,
+        p50: row.p50,
+        p99: row.p99,
+        refused: row.refused,
+        cpu_per_call: per_call(node + own),
+        node_per_call: per_call(node),
+    })
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Enough signed requests for `concurrency` callers over `length` at a rate

@@ -46,6 +46,8 @@ pub struct Metrics {
     pub events_rejected: Family<ReasonLabel, Counter>,
     pub quarantines: Counter,
     pub raw_chunk_bytes: Family<DirectionLabel, Counter>,
+    /// Request signatures checked together, per check.
+    pub signature_batch_size: Histogram,
 }
 
 fn latency_histogram() -> Histogram {
@@ -75,6 +77,7 @@ impl Metrics {
         let quarantines = Counter::default();
         let events_rejected = Family::<ReasonLabel, Counter>::default();
         let raw_chunk_bytes = Family::<DirectionLabel, Counter>::default();
+        let signature_batch_size = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0]);
         registry.register("requests", "Capability calls by result", requests.clone());
         registry.register(
             "request_duration_ms",
@@ -113,6 +116,11 @@ impl Metrics {
             "Blob chunk bytes moved as raw records (/blobs/v1/chunks), served or fetched",
             raw_chunk_bytes.clone(),
         );
+        registry.register(
+            "signature_batch_size",
+            "Request signatures checked in one batch",
+            signature_batch_size.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             requests,
@@ -125,6 +133,7 @@ impl Metrics {
             events_rejected,
             quarantines,
             raw_chunk_bytes,
+            signature_batch_size,
         }
     }
 

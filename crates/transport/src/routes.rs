@@ -130,7 +130,7 @@ fn refusal_response(r: Refusal, headers: &HeaderMap) -> Response {
 
 type Peer = Option<axum::Extension<PeerIdentity>>;
 
-fn authorize(
+async fn authorize(
     state: &ApiState,
     headers: &HeaderMap,
     path: &str,
@@ -150,6 +150,7 @@ fn authorize(
                 connection: peer.map(|p| p.0),
             },
         )
+        .await
         .map_err(|r| Box::new(refusal_response(r, headers)))
 }
 
@@ -179,14 +180,14 @@ async fn manifest(State(s): Shared) -> Response {
 }
 
 async fn community_manifest(State(s): Shared, peer: Peer, headers: HeaderMap) -> Response {
-    match authorize(&s, &headers, "/community/manifest", Access::Member, peer) {
+    match authorize(&s, &headers, "/community/manifest", Access::Member, peer).await {
         Ok(_) => axum::Json(s.view.community_manifest()).into_response(),
         Err(r) => *r,
     }
 }
 
 async fn metrics(State(s): Shared, peer: Peer, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&s, &headers, "/metrics", Access::Member, peer) {
+    if let Err(r) = authorize(&s, &headers, "/metrics", Access::Member, peer).await {
         return *r;
     }
     let mut resp = s.metrics.render().into_response();
@@ -209,7 +210,7 @@ async fn trace_recent(
     headers: HeaderMap,
     Query(q): Query<TraceQuery>,
 ) -> Response {
-    if let Err(r) = authorize(&s, &headers, "/trace/recent", Access::Member, peer) {
+    if let Err(r) = authorize(&s, &headers, "/trace/recent", Access::Member, peer).await {
         return *r;
     }
     let n =
@@ -219,14 +220,14 @@ async fn trace_recent(
 }
 
 async fn local_status(State(s): Shared, peer: Peer, headers: HeaderMap) -> Response {
-    match authorize(&s, &headers, "/local/v1/status", Access::OwnKey, peer) {
+    match authorize(&s, &headers, "/local/v1/status", Access::OwnKey, peer).await {
         Ok(_) => axum::Json(s.view.status()).into_response(),
         Err(r) => *r,
     }
 }
 
 async fn local_caps(State(s): Shared, peer: Peer, headers: HeaderMap) -> Response {
-    match authorize(&s, &headers, "/local/v1/caps", Access::OwnKey, peer) {
+    match authorize(&s, &headers, "/local/v1/caps", Access::OwnKey, peer).await {
         Ok(_) => axum::Json(json!({"capabilities": s.bus.entries()})).into_response(),
         Err(r) => *r,
     }
@@ -251,17 +252,21 @@ async fn bus_call(State(s): Shared, peer: Peer, headers: HeaderMap, body: Body) 
         Ok(v) => v,
         Err(e) => return fail(CallError::bad_request(format!("the body is not JSON: {e}"))),
     };
-    let caller = match s.auth.authenticate(
-        s.view.as_ref(),
-        &s.metrics,
-        Presented {
-            headers: &headers,
-            endpoint: None,
-            body: &body,
-            access: Access::Member,
-            connection: peer.map(|p| p.0),
-        },
-    ) {
+    let caller = match s
+        .auth
+        .authenticate(
+            s.view.as_ref(),
+            &s.metrics,
+            Presented {
+                headers: &headers,
+                endpoint: None,
+                body: &body,
+                access: Access::Member,
+                connection: peer.map(|p| p.0),
+            },
+        )
+        .await
+    {
         Ok(c) => c,
         Err(r) => return refusal_response(r, &headers),
     };
@@ -468,6 +473,7 @@ async fn signed_body(
                 connection: peer.map(|p| p.0),
             },
         )
+        .await
         .map_err(|r| Box::new(refusal_response(r, headers)))?;
     Ok((value, caller))
 }
@@ -502,7 +508,7 @@ fn json_or_error(r: Result<Value, CallError>) -> Response {
 }
 
 async fn sync_heads(State(s): Shared, peer: Peer, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&s, &headers, "/sync/v1/heads", Access::Member, peer) {
+    if let Err(r) = authorize(&s, &headers, "/sync/v1/heads", Access::Member, peer).await {
         return *r;
     }
     match sync_of(&s) {
@@ -621,7 +627,7 @@ async fn pubsub_subscribe(
     headers: HeaderMap,
     Query(q): Query<SubscribeQuery>,
 ) -> Response {
-    if let Err(r) = authorize(&s, &headers, "/pubsub/v1/subscribe", Access::Member, peer) {
+    if let Err(r) = authorize(&s, &headers, "/pubsub/v1/subscribe", Access::Member, peer).await {
         return *r;
     }
     let sync = match sync_of(&s) {
