@@ -723,3 +723,103 @@ fn put_offers_a_blob_to_a_chosen_node_and_wants_a_trusted_caller() {
     assert_eq!(refused.code, 4, "{refused:?}");
     assert!(refused.stderr.contains("unauthorized"), "{refused:?}");
 }
+
+/// Where `sb`'s store keeps the file of `cid` ending in `suffix`.
+fn blob_file(sb: &Sandbox, cid: &str, suffix: &str) -> PathBuf {
+    let hex = cid.trim_start_matches("blake3:");
+    sb.data_dir()
+        .join("blobs")
+        .join(&hex[..2])
+        .join(format!("{}{suffix}", &hex[2..]))
+}
+
+/// Copy blob `cid` (manifest and chunks) from `from`'s store into `to`'s,
+/// as a fetch that completed just before a crash leaves it: held, never
+/// offered. Returns the paths of the chunks in `to`'s store.
+fn plant_blob(from: &Sandbox, to: &Sandbox, cid: &str) -> Vec<PathBuf> {
+    let copy = |cid: &str, suffix: &str| {
+        let dst = blob_file(to, cid, suffix);
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::copy(blob_file(from, cid, suffix), &dst).unwrap();
+        dst
+    };
+    let manifest_file = copy(cid, ".manifest.json");
+    let manifest: Value = serde_json::from_slice(&std::fs::read(manifest_file).unwrap()).unwrap();
+    manifest["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| copy(c["cid"].as_str().unwrap(), ".bin"))
+        .collect()
+}
+
+/// Poll `what` every 100 ms until it holds, at most 20 s.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < Duration::from_secs(20), "never: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn offered(sb: &Sandbox, cid: &str) -> Option<bool> {
+    ls(sb)
+        .iter()
+        .find(|b| b["cid"] == cid)
+        .map(|b| b["offered"] == true)
+}
+
+#[test]
+fn start_up_offers_copies_left_unoffered_by_a_crash_and_withdraws_lost_ones() {
+    let (nodes, mut running) = community(1);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let dir = tempfile::tempdir().unwrap();
+    let (x, y) = (dir.path().join("x"), dir.path().join("y"));
+    write_data(&x, 3 * CHUNK, 11);
+    write_data(&y, 3 * CHUNK, 12);
+    let (x_cid, y_cid) = (add(a, &x, &[]), add(a, &y, &[]));
+    assert_eq!(offered(a, &x_cid), Some(true));
+    eventually("B has A's events", || b.event_count() == a.event_count());
+    let before = b.event_count();
+
+    // B stops; its store then holds X whole and Y with a rotten chunk,
+    // neither of which the log says B holds.
+    drop(running.remove(1));
+    plant_blob(a, b, &x_cid);
+    let y_chunks = plant_blob(a, b, &y_cid);
+    let mut bytes = std::fs::read(&y_chunks[1]).unwrap();
+    bytes[7] ^= 0xff;
+    std::fs::write(&y_chunks[1], bytes).unwrap();
+    let peers = format!("[\"{}\"]", a.peer_addr());
+    let restart =
+        |sb: &Sandbox| sb.start_node(&[FAST_SYNC, ("HEARTHNET_DISCOVERY_STATIC_PEERS", &peers)]);
+    let node_b = restart(b);
+    eventually("B offers X", || offered(b, &x_cid) == Some(true));
+    eventually("B recorded one advertisement", || {
+        b.event_count() == before + 1
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(b.event_count(), before + 1, "Y is not offered");
+    assert_eq!(offered(b, &y_cid), Some(false));
+    let quarantined = std::fs::read_dir(b.data_dir().join("blobs/quarantine"))
+        .unwrap()
+        .count();
+    assert_eq!(quarantined, 1, "the rotten chunk of Y is set aside");
+
+    // Pinning Y fetches the chunk again from A; then B offers Y too.
+    let pin = b.run(&["file", "pin", &y_cid], None);
+    assert_eq!(pin.code, 0, "{pin:?}");
+    eventually("B offers Y", || offered(b, &y_cid) == Some(true));
+    eventually("B recorded the second advertisement", || {
+        b.event_count() == before + 2
+    });
+
+    // X vanishes from B's store while B is down (removed, then a crash
+    // before the log heard of it): at start-up B withdraws its offer.
+    drop(node_b);
+    std::fs::remove_file(blob_file(b, &x_cid, ".manifest.json")).unwrap();
+    let _node_b = restart(b);
+    eventually("B withdrew X", || b.event_count() == before + 3);
+    assert_eq!(offered(b, &x_cid), None);
+    assert_eq!(offered(b, &y_cid), Some(true));
+}

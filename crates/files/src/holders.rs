@@ -17,6 +17,8 @@ const MAX_DIRECT: usize = 100_000;
 pub struct Holders {
     map: Mutex<HashMap<Blake3Id, BTreeSet<NodeId>>>,
     direct: std::sync::atomic::AtomicUsize,
+    /// True once the stored log has been folded in.
+    replayed: tokio::sync::watch::Sender<bool>,
 }
 
 impl Holders {
@@ -61,6 +63,27 @@ impl Holders {
             .unwrap_or_default()
     }
 
+    /// The blobs `node` is recorded as holding.
+    pub fn held_by(&self, node: &NodeId) -> Vec<Blake3Id> {
+        self.map
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, set)| set.contains(node))
+                    .map(|(cid, _)| *cid)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Wait until the stored log has been folded in (never, if replaying
+    /// it failed).
+    pub async fn replayed(&self) {
+        let mut replayed = self.replayed.subscribe();
+        // Err only if the sender is gone, and it lives in `self`.
+        let _ = replayed.wait_for(|done| *done).await;
+    }
+
     fn apply(&self, event: &Event) {
         let Some(cid) = event.data["cid"]
             .as_str()
@@ -95,7 +118,10 @@ impl Holders {
                 tokio::task::spawn_blocking(move || log.replay_into(Replay(holders))).await
             };
             let mut seq = match replay {
-                Ok(Ok((_, seq))) => seq,
+                Ok(Ok((_, seq))) => {
+                    holders.replayed.send_replace(true);
+                    seq
+                }
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "cannot replay file events; holders unknown");
                     return;

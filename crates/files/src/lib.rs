@@ -394,6 +394,58 @@ impl FileService {
         });
     }
 
+    /// Bring what the community is told in line with what this store
+    /// holds, once the log has been folded in: a blob held but never
+    /// offered (the process died between fetching it and flushing it to
+    /// disk) is read in full and offered if whole (damaged chunks are
+    /// quarantined, and `file pin` fetches them again); a blob offered but
+    /// gone (removed just before a crash) is withdrawn.
+    pub fn reconcile_holdings(self: &Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = this.holders.replayed() => {}
+                () = stop.cancelled() => return,
+            }
+            let us = this.key.node_id();
+            let offered = this.holders.held_by(&us);
+            let Ok(held) = this.blocking(|s| Ok(s.list())).await else {
+                return;
+            };
+            for blob in held.iter().filter(|b| !offered.contains(&b.cid)) {
+                if stop.is_cancelled() {
+                    return;
+                }
+                let cid = blob.cid;
+                let damaged = this
+                    .blocking(move |s| s.manifest(&cid).map(|m| s.verify(&m)))
+                    .await;
+                match damaged {
+                    Ok(damaged) if damaged.is_empty() => this.settle(cid, blob.size_bytes),
+                    Ok(damaged) => tracing::warn!(
+                        blob = %cid.short(), chunks = damaged.len(),
+                        "a copy left damaged by a crash is not offered; `hearthnet file pin` fetches it again"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(blob = %cid.short(), error = %e, "cannot check a stored blob")
+                    }
+                }
+            }
+            for cid in offered
+                .iter()
+                .filter(|c| !held.iter().any(|b| b.cid == **c))
+            {
+                if let Err(e) = this
+                    .log
+                    .append_local("file.cid.unpinned", json!({"cid": cid}), &this.key)
+                    .await
+                {
+                    tracing::warn!(blob = %cid.short(), error = %e, "cannot record file.cid.unpinned");
+                }
+            }
+        });
+    }
+
     /// Run GC when the disk is over the threshold; tell the community what
     /// this node no longer holds.
     async fn collect(&self) {
@@ -765,8 +817,16 @@ impl Service for FileService {
                     Ok(json!({"output": {"recorded": recorded}, "meta": {}}))
                 }
                 LOCAL_LIST => {
-                    let blobs = self.blocking(|s| Ok(s.list())).await?;
-                    let bytes = self.store.disk_bytes();
+                    let (blobs, bytes) = self.blocking(|s| Ok((s.list(), s.disk_bytes()))).await?;
+                    let offered = self.holders.held_by(&self.key.node_id());
+                    let blobs: Vec<Value> = blobs
+                        .into_iter()
+                        .map(|b| {
+                            let mut row = json!(b);
+                            row["offered"] = json!(offered.contains(&b.cid));
+                            row
+                        })
+                        .collect();
                     Ok(json!({"blobs": blobs, "disk_bytes": bytes}))
                 }
                 LOCAL_PIN => self.pin(call).await,

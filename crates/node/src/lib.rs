@@ -162,6 +162,7 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
             holders.follow(log.clone(), stop_serving.clone());
             let service = Arc::new(hearthnet_files::FileService::new(store.clone(), holders, log.clone(), key.clone()));
             let _ = service.bus.set(Arc::downgrade(&bus));
+            service.reconcile_holdings(stop_serving.clone());
             register(service.clone())?;
             files = Some(service);
         }

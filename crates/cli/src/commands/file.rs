@@ -87,12 +87,13 @@ pub fn ls(config: Option<&Path>, env: &Env, args: JsonArgs) -> CliResult {
                         b["cid"].as_str().unwrap_or_default().to_owned(),
                         human_bytes(b["size_bytes"].as_u64().unwrap_or(0)),
                         if b["pinned"] == true { "yes" } else { "" }.to_owned(),
+                        if b["offered"] == true { "yes" } else { "" }.to_owned(),
                     ]
                 })
                 .collect()
         })
         .unwrap_or_default();
-    printer::table(&["CID", "SIZE", "PINNED"], &rows, 0);
+    printer::table(&["CID", "SIZE", "PINNED", "OFFERED"], &rows, 0);
     Ok(ExitStatus::Success)
 }
 
