@@ -86,6 +86,7 @@ pub trait NodeView: Send + Sync + 'static {
     fn is_revoked(&self, node: &NodeId) -> bool;
     /// `(ready, details)` for `/ready`.
     fn readiness(&self) -> (bool, Value);
-    /// The local-only status document for `hearthnet status`.
+    /// The local-only status document for `hearthnet status`; may read
+    /// the disk, so it is called on a blocking thread.
     fn status(&self) -> Value;
 }

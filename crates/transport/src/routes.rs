@@ -221,7 +221,18 @@ async fn trace_recent(
 
 async fn local_status(State(s): Shared, peer: Peer, headers: HeaderMap) -> Response {
     match authorize(&s, &headers, "/local/v1/status", Access::OwnKey, peer).await {
-        Ok(_) => axum::Json(s.view.status()).into_response(),
+        Ok(_) => {
+            // Status reads the blob store's manifests and sizes from disk:
+            // keep that off the runtime's threads.
+            let view = s.view.clone();
+            match tokio::task::spawn_blocking(move || view.status()).await {
+                Ok(status) => axum::Json(status).into_response(),
+                Err(e) => error_response(
+                    &CallError::new(ErrorCode::InternalError, format!("status failed: {e}")),
+                    None,
+                ),
+            }
+        }
         Err(r) => *r,
     }
 }
