@@ -80,6 +80,13 @@ pub enum Member<'a> {
 pub fn object_to_canonical_bytes(
     members: &mut [(&str, Member<'_>)],
 ) -> Result<Vec<u8>, CanonicalError> {
+    debug_assert!(
+        members
+            .iter()
+            .enumerate()
+            .all(|(i, (key, _))| members[..i].iter().all(|(other, _)| other != key)),
+        "object members must have distinct keys"
+    );
     let mut out = Vec::with_capacity(256);
     write_object(members, &mut out, &mut String::from("$"))?;
     Ok(out)
@@ -151,27 +158,26 @@ fn out_of_range(n: &serde_json::Number, path: &str) -> CanonicalError {
 
 fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
-    // Copy runs that need no escape in one go; only `"`, `\\` and control
+    // Copy runs that need no escape in one go; only `"`, `\` and control
     // characters are escaped, and those are all single bytes in UTF-8.
     let bytes = s.as_bytes();
     let mut run = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            0x08 => b"\\b",
-            0x09 => b"\\t",
-            0x0a => b"\\n",
-            0x0c => b"\\f",
-            0x0d => b"\\r",
-            0x00..=0x1f => b"",
+        let short: Option<&[u8]> = match b {
+            b'"' => Some(b"\\\""),
+            b'\\' => Some(b"\\\\"),
+            0x08 => Some(b"\\b"),
+            0x09 => Some(b"\\t"),
+            0x0a => Some(b"\\n"),
+            0x0c => Some(b"\\f"),
+            0x0d => Some(b"\\r"),
+            0x00..=0x1f => None,
             _ => continue,
         };
         out.extend_from_slice(&bytes[run..i]);
-        if escape.is_empty() {
-            out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
-        } else {
-            out.extend_from_slice(escape);
+        match short {
+            Some(escape) => out.extend_from_slice(escape),
+            None => out.extend_from_slice(format!("\\u{b:04x}").as_bytes()),
         }
         run = i + 1;
     }
@@ -235,6 +241,15 @@ mod tests {
         assert_eq!(
             canon(&v),
             "{\"name\":\"Grüße 🔥 \\\"q\\\" \\\\ \\u001f\\n\\t/\"}"
+        );
+    }
+
+    #[test]
+    fn every_short_escape_and_escapes_at_either_end() {
+        let v = json!(["\"a\u{8}\u{c}\r\u{7f}\u{0}", "\\", "\n"]);
+        assert_eq!(
+            canon(&v),
+            "[\"\\\"a\\b\\f\\r\u{7f}\\u0000\",\"\\\\\",\"\\n\"]"
         );
     }
 

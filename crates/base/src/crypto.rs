@@ -91,7 +91,20 @@ pub fn verify_bytes(
     signature: &str,
     signer: &NodeId,
 ) -> Result<(), SignatureError> {
-    SignedMessage::new(message.to_vec(), signature, signer)?.verify()
+    check(
+        &signer.verifying_key()?,
+        message,
+        &decode_signature(signature)?,
+    )
+}
+
+fn check(
+    key: &ed25519_dalek::VerifyingKey,
+    message: &[u8],
+    signature: &ed25519_dalek::Signature,
+) -> Result<(), SignatureError> {
+    key.verify(message, signature)
+        .map_err(|_| SignatureError::Mismatch)
 }
 
 /// A signature ready to be checked: decoded, with its signer's key and the
@@ -114,9 +127,7 @@ impl SignedMessage {
     }
 
     pub fn verify(&self) -> Result<(), SignatureError> {
-        self.key
-            .verify(&self.message, &self.signature)
-            .map_err(|_| SignatureError::Mismatch)
+        check(&self.key, &self.message, &self.signature)
     }
 }
 
@@ -126,11 +137,12 @@ impl SignedMessage {
 /// about 40 % less work per signature at 16); if that fails, each is
 /// checked alone, so an invalid one never takes valid ones down with it.
 /// The batch equation is cofactorless like the single check, but it can
-/// still accept a signature the single check rejects when its `R` or key
-/// has a small-order component: only the key's holder can make such a
-/// signature, so it proves nothing about anyone else. Use this for
-/// answering requests, never for stored documents, whose validity every
-/// node must judge the same way.
+/// still accept a signature the single check rejects: one whose `R` has a
+/// small-order component or a non-canonical encoding. Only the key's
+/// holder can make such a signature (keys of small order are refused as
+/// NodeIDs), and it signs the same message, so it proves nothing about
+/// anyone else. Use this for answering requests, never for stored
+/// documents, whose validity every node must judge the same way.
 pub fn verify_all(items: &[SignedMessage]) -> Vec<bool> {
     let alone = || items.iter().map(|item| item.verify().is_ok()).collect();
     if items.len() < 2 {

@@ -36,6 +36,8 @@ pub enum IdError {
     WrongLength { input: String, len: usize },
     #[error("`{0}` is not a valid Ed25519 public key")]
     NotOnCurve(String),
+    #[error("`{0}` is a key of small order, for which anyone can make signatures")]
+    WeakKey(String),
 }
 
 /// A node's identity: its 32-byte Ed25519 public key.
@@ -99,6 +101,9 @@ impl NodeId {
         }
         let key = ed25519_dalek::VerifyingKey::from_bytes(&self.0)
             .map_err(|_| IdError::NotOnCurve(self.full()))?;
+        if key.is_weak() {
+            return Err(IdError::WeakKey(self.full()));
+        }
         if let Ok(mut keys) = KEYS.lock() {
             if keys.len() >= KEPT {
                 keys.clear();
@@ -192,6 +197,18 @@ impl FromStr for CommunityId {
 mod tests {
     use super::*;
     use crate::crypto::DeviceKey;
+
+    #[test]
+    fn keys_of_small_order_are_refused() {
+        // The neutral element (y = 1): every signature "verifies" for it.
+        let mut neutral = [0u8; 32];
+        neutral[0] = 1;
+        assert!(matches!(
+            NodeId::from_bytes(neutral).verifying_key(),
+            Err(IdError::WeakKey(_))
+        ));
+        assert!(DeviceKey::generate().node_id().verifying_key().is_ok());
+    }
 
     #[test]
     fn short_form_matches_the_documented_pattern() {

@@ -99,11 +99,6 @@ impl SignedHeaders {
         Ok(headers)
     }
 
-    /// Check the signature against the `from` key and `body`.
-    pub fn verify(&self, body: &Value) -> Result<(), SignatureError> {
-        self.signed_message(body)?.verify()
-    }
-
     /// The signature with what it covers, to check later or in a batch.
     pub fn signed_message(&self, body: &Value) -> Result<SignedMessage, SignatureError> {
         SignedMessage::new(envelope_bytes(self, body)?, &self.signature, &self.from)
@@ -177,16 +172,18 @@ mod tests {
         let map: HashMap<&str, String> = h.to_pairs().into_iter().collect();
         let parsed = SignedHeaders::from_lookup(|n| map.get(n).map(String::as_str)).unwrap();
         assert_eq!(parsed, h);
-        parsed.verify(&body).unwrap();
+        parsed.signed_message(&body).unwrap().verify().unwrap();
         assert!(
             parsed
-                .verify(&json!({"params": {}, "input": {"text": "hallo!"}}))
+                .signed_message(&json!({"params": {}, "input": {"text": "hallo!"}}))
+                .unwrap()
+                .verify()
                 .is_err()
         );
 
         let mut other_cap = parsed.clone();
         other_cap.capability = "llm.chat".into();
-        assert!(other_cap.verify(&body).is_err());
+        assert!(other_cap.signed_message(&body).unwrap().verify().is_err());
         assert_eq!(
             SignedHeaders::from_lookup(|_| None),
             Err(HeaderError::Missing(CAPABILITY))

@@ -77,3 +77,35 @@ fn canonical_bytes_and_signatures_match_vectors() {
         verify_canonical(&payload, &case.signature, &key.node_id()).unwrap();
     }
 }
+
+/// The §5.1 envelope is written without building it as a JSON value; the
+/// independent signature over the vector's canonical form must check out
+/// against headers carrying the same fields.
+#[test]
+fn signed_request_headers_verify_against_the_envelope_vector() {
+    use hearthnet_base::request::SignedHeaders;
+    use hearthnet_base::{CommunityId, Timestamp};
+
+    let v = load();
+    let case = v
+        .cases
+        .iter()
+        .find(|c| c.name == "request_envelope")
+        .expect("an envelope case");
+    let envelope: serde_json::Value = serde_json::from_str(&case.payload).unwrap();
+    let text = |field: &str| envelope[field].as_str().unwrap().to_owned();
+    let headers = SignedHeaders {
+        capability: text("capability"),
+        version: text("version"),
+        request_id: text("request_id"),
+        from: NodeId::parse(&text("from")).unwrap(),
+        community: CommunityId::parse(&text("community")).unwrap(),
+        timestamp: Timestamp::parse(&text("timestamp")).unwrap(),
+        signature: case.signature.clone(),
+    };
+    let body = &envelope["body"];
+    headers.signed_message(body).unwrap().verify().unwrap();
+    let mut other = body.clone();
+    other["input"]["text"] = "hallo!".into();
+    assert!(headers.signed_message(&other).unwrap().verify().is_err());
+}

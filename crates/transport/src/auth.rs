@@ -9,7 +9,6 @@
 //! replay cache makes it worthless inside the window too.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -85,29 +84,46 @@ pub struct Authenticator {
 /// 40 % cheaper per signature in batches of 16.
 ///
 /// Each request queues its signature, then either finds it answered or
-/// takes the lead and checks the queue front to back, [`Self::MOST`] at a
-/// time, until its own is done. Nobody waits for a batch to fill: a lone
-/// request is checked at once, and batches form only while the lead is
-/// busy, i.e. under load. No signature is stranded: its task either gets
-/// the answer or takes the lead itself.
-#[derive(Default)]
+/// takes one of the leads (one per core) and checks the queue front to
+/// back, [`Self::MOST`] at a time, until its own is done. Nobody waits for
+/// a batch to fill: a lone request is checked at once, and batches form
+/// only while the leads are busy, i.e. under load. No signature is
+/// stranded: its task either gets the answer or takes a lead itself. (A
+/// request abandoned while queued leaves its entry for the next lead.)
 struct SignatureBatcher {
     queue: Mutex<Vec<(SignedMessage, oneshot::Sender<bool>)>>,
-    lead: tokio::sync::Mutex<()>,
+    leads: tokio::sync::Semaphore,
+    /// Until when to check one by one: a batch holding a bad signature
+    /// costs more than single checks, and anyone can send bad signatures
+    /// (they are checked before membership), so after a failed batch
+    /// batching pauses for [`Self::PAUSE_AFTER_FAILURE`].
+    singles_until: Mutex<Option<Instant>>,
+}
+
+impl Default for SignatureBatcher {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self {
+            queue: Mutex::default(),
+            leads: tokio::sync::Semaphore::new(cores),
+            singles_until: Mutex::default(),
+        }
+    }
 }
 
 impl SignatureBatcher {
     /// Most signatures checked in one go: the gain levels off near 16,
     /// while the task checking them holds its runtime thread ~30 µs each.
     const MOST: usize = 16;
+    const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
     async fn verify(&self, item: SignedMessage, metrics: &Metrics) -> bool {
         let (answer, mut answered) = oneshot::channel();
-        self.queue().push((item, answer));
+        lock(&self.queue).push((item, answer));
         let _lead = tokio::select! {
             biased;
             ok = &mut answered => return ok.unwrap_or(false),
-            lead = self.lead.lock() => lead,
+            lead = self.leads.acquire() => lead,
         };
         // Leading: check batches from the front of the queue until ours is
         // among them, answering everyone queued before us on the way.
@@ -118,54 +134,74 @@ impl SignatureBatcher {
                 Err(oneshot::error::TryRecvError::Empty) => {}
             }
             let batch: Vec<_> = {
-                let mut queue = self.queue();
+                let mut queue = lock(&self.queue);
                 let n = queue.len().min(Self::MOST);
                 queue.drain(..n).collect()
             };
             if batch.is_empty() {
-                return false;
+                // Another lead took ours and is checking it.
+                return answered.await.unwrap_or(false);
             }
-            metrics.signature_batch_size.observe(batch.len() as f64);
             let (items, answers): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-            for (ok, answer) in verify_all(&items).into_iter().zip(answers) {
+            for (ok, answer) in self.check(&items, metrics).into_iter().zip(answers) {
                 // A waiter that went away no longer needs its answer.
                 let _ = answer.send(ok);
             }
+            // Let the other tasks of this thread run between batches.
+            tokio::task::yield_now().await;
         }
     }
 
-    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<(SignedMessage, oneshot::Sender<bool>)>> {
-        // Nothing panics while the queue is locked; a poisoned lock still
-        // holds a consistent queue.
-        self.queue
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn check(&self, items: &[SignedMessage], metrics: &Metrics) -> Vec<bool> {
+        let now = Instant::now();
+        let paused = lock(&self.singles_until).is_some_and(|until| now < until);
+        if paused {
+            for _ in items {
+                metrics.signature_batch_size.observe(1.0);
+            }
+            return items.iter().map(|item| item.verify().is_ok()).collect();
+        }
+        metrics.signature_batch_size.observe(items.len() as f64);
+        let verified = verify_all(items);
+        if items.len() > 1 && verified.contains(&false) {
+            *lock(&self.singles_until) = Some(now + Self::PAUSE_AFTER_FAILURE);
+        }
+        verified
     }
+}
+
+/// Lock `mutex`; a panic elsewhere while it was held (there is no code
+/// that panics while holding these) leaves data still consistent.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Request ids seen recently, in two generations that rotate every
 /// `keep`: an id is remembered for at least `keep` and at most twice that,
 /// with O(1) work per request however busy the node is.
 ///
-/// Each `(sender, request id)` is kept as a 128-bit keyed digest: no
-/// allocation per request and 16 bytes an entry, so a busy window costs
-/// megabytes, not hundreds. The keys are random per process, so nobody can
-/// pick ids whose digests collide with another sender's.
+/// Each `(sender, request id)` is kept as the first 128 bits of its
+/// BLAKE3 hash: no allocation per request and 16 bytes an entry, so a busy
+/// window costs megabytes, not hundreds. A collision could only refuse a
+/// fresh request as a replay, never let a replay through, and finding one
+/// on purpose takes ~2^64 hashes.
 #[derive(Default)]
 struct SeenIds {
     current: HashSet<u128>,
     previous: HashSet<u128>,
     rotated: Option<Instant>,
-    keys: [RandomState; 2],
 }
 
 impl SeenIds {
-    fn digest(&self, from: &NodeId, request_id: &str) -> u128 {
-        let [high, low] = self
-            .keys
-            .each_ref()
-            .map(|key| key.hash_one((from.as_bytes(), request_id)));
-        (u128::from(high) << 64) | u128::from(low)
+    fn digest(from: &NodeId, request_id: &str) -> u128 {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(from.as_bytes());
+        hasher.update(request_id.as_bytes());
+        let mut first = [0u8; 16];
+        hasher.finalize_xof().fill(&mut first);
+        u128::from_le_bytes(first)
     }
 
     /// False if the id was already seen.
@@ -177,7 +213,7 @@ impl SeenIds {
                 self.rotated = Some(now);
             }
         }
-        let digest = self.digest(&from, request_id);
+        let digest = Self::digest(&from, request_id);
         if self.previous.contains(&digest) {
             return false;
         }
@@ -464,15 +500,15 @@ mod tests {
         assert_eq!(outcome("rag.query", 9), "soft");
     }
 
-    /// Signatures of `n` requests by different keys, every `bad`-th one
-    /// over a message other than the one it signed.
-    fn signed_messages(n: usize, bad: usize) -> Vec<(SignedMessage, bool)> {
+    /// Signatures of `n` requests by different keys; those at `bad` are
+    /// checked against a message other than the one they signed.
+    fn signed_messages(n: usize, bad: &[usize]) -> Vec<(SignedMessage, bool)> {
         (0..n)
             .map(|i| {
                 let key = DeviceKey::generate();
                 let message = format!("request {i}").into_bytes();
                 let signature = key.sign_bytes(&message);
-                let valid = i % bad != 0;
+                let valid = !bad.contains(&i);
                 let checked = if valid { message } else { b"forged".to_vec() };
                 let item = SignedMessage::new(checked, &signature, &key.node_id()).unwrap();
                 (item, valid)
@@ -480,14 +516,19 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn signatures_queued_together_are_checked_in_batches_with_the_right_answers() {
-        let batcher = Arc::new(SignatureBatcher::default());
-        let metrics = Arc::new(Metrics::new());
-        // While someone holds the lead, requests queue up behind it.
-        let lead = batcher.lead.lock().await;
-        let n = 40;
-        let tasks: Vec<_> = signed_messages(n, 7)
+    type Checking = tokio::task::JoinHandle<(bool, bool)>;
+
+    /// Queue `items` while every lead is taken, so they wait together;
+    /// the leads are free again when this returns.
+    async fn queue_up(
+        batcher: &Arc<SignatureBatcher>,
+        metrics: &Arc<Metrics>,
+        items: Vec<(SignedMessage, bool)>,
+    ) -> Vec<Checking> {
+        let all = batcher.leads.available_permits() as u32;
+        let leads = batcher.leads.acquire_many(all).await.unwrap();
+        let n = items.len();
+        let tasks = items
             .into_iter()
             .map(|(item, valid)| {
                 let (batcher, metrics) = (batcher.clone(), metrics.clone());
@@ -495,38 +536,91 @@ mod tests {
             })
             .collect();
         let queued = async {
-            while batcher.queue().len() < n {
+            while lock(&batcher.queue).len() < n {
                 tokio::task::yield_now().await;
             }
         };
         tokio::time::timeout(Duration::from_secs(10), queued)
             .await
             .unwrap();
-        drop(lead);
+        drop(leads);
+        tasks
+    }
+
+    /// Every task ends, soon, with the answer its signature deserves.
+    async fn answered_rightly(tasks: Vec<Checking>) {
         for task in tasks {
-            let (verified, valid) = task.await.unwrap();
+            let (verified, valid) = tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("a queued signature was never answered")
+                .unwrap();
             assert_eq!(verified, valid);
         }
+    }
+
+    /// `(sum, count)` of the batch-size histogram: signatures and checks.
+    fn checked(metrics: &Metrics) -> (f64, f64) {
         let text = metrics.render();
         let value = |name: &str| -> f64 {
             text.lines()
                 .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-                .unwrap_or_else(|| panic!("{name} missing in {text}"))
+                .unwrap_or(0.0)
         };
-        assert_eq!(value("hearthnet_signature_batch_size_sum"), n as f64);
-        let checks = value("hearthnet_signature_batch_size_count");
+        (
+            value("hearthnet_signature_batch_size_sum"),
+            value("hearthnet_signature_batch_size_count"),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn signatures_queued_together_are_checked_in_batches() {
+        let batcher = Arc::new(SignatureBatcher::default());
+        let metrics = Arc::new(Metrics::new());
+        let n = 40;
+        answered_rightly(queue_up(&batcher, &metrics, signed_messages(n, &[])).await).await;
+        let (signatures, checks) = checked(&metrics);
+        assert_eq!(signatures, n as f64);
         assert!(
-            checks <= (n / SignatureBatcher::MOST + 1) as f64,
+            checks <= n.div_ceil(SignatureBatcher::MOST) as f64,
             "{checks} checks for {n} queued signatures"
         );
-        assert!(batcher.queue().is_empty());
+        assert!(lock(&batcher.queue).is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bad_signature_fails_alone_and_pauses_batching() {
+        let batcher = Arc::new(SignatureBatcher::default());
+        let metrics = Arc::new(Metrics::new());
+        let items = signed_messages(20, &[0, 13]);
+        answered_rightly(queue_up(&batcher, &metrics, items).await).await;
+        // Within the pause, signatures queued together are checked alone.
+        let (_, checks_before) = checked(&metrics);
+        answered_rightly(queue_up(&batcher, &metrics, signed_messages(10, &[])).await).await;
+        let (_, checks_after) = checked(&metrics);
+        assert_eq!(checks_after - checks_before, 10.0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_that_leave_while_queued_strand_nobody() {
+        let batcher = Arc::new(SignatureBatcher::default());
+        let metrics = Arc::new(Metrics::new());
+        let tasks = queue_up(&batcher, &metrics, signed_messages(40, &[5, 30])).await;
+        let mut kept = Vec::new();
+        for (i, task) in tasks.into_iter().enumerate() {
+            if i % 2 == 0 {
+                task.abort();
+            } else {
+                kept.push(task);
+            }
+        }
+        answered_rightly(kept).await;
     }
 
     #[tokio::test]
     async fn a_lone_signature_is_checked_at_once() {
         let batcher = SignatureBatcher::default();
         let metrics = Metrics::new();
-        for (item, valid) in signed_messages(3, 2) {
+        for (item, valid) in signed_messages(3, &[1]) {
             assert_eq!(batcher.verify(item, &metrics).await, valid);
         }
     }
