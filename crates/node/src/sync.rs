@@ -111,6 +111,16 @@ impl Syncer {
         self.peers.lock().map(|p| p.clone()).unwrap_or_default()
     }
 
+    /// Drop the state of addresses no longer among the peers (a peer that
+    /// moved, a one-off `hearthnet sync`), so that they stop counting as
+    /// reachable.
+    fn forget_all_but(&self, current: &[String]) {
+        if let Ok(mut peers) = self.peers.lock() {
+            peers.retain(|addr, _| current.contains(addr));
+            self.metrics.peers.set(reachable(&peers) as i64);
+        }
+    }
+
     /// Peers whose latest round succeeded: the ones this node can reach.
     pub fn peers_reachable(&self) -> usize {
         self.peers.lock().map(|p| reachable(&p)).unwrap_or(0)
@@ -359,9 +369,11 @@ impl Syncer {
         stop: tokio_util::sync::CancellationToken,
     ) {
         loop {
-            for peer in peers() {
-                let _ = self.round(&peer, None).await;
+            let current = peers();
+            for peer in &current {
+                let _ = self.round(peer, None).await;
             }
+            self.forget_all_but(&current);
             let wait = schedule.interval(*emergency.borrow());
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -374,11 +386,15 @@ impl Syncer {
     }
 }
 
+/// Distinct peers whose latest round succeeded: a node reached at two
+/// addresses (say a static one and a discovered one) counts once.
 fn reachable(states: &HashMap<String, PeerSyncState>) -> usize {
     states
-        .values()
-        .filter(|s| s.last_ok.is_some() && s.last_ok == s.last_round)
-        .count()
+        .iter()
+        .filter(|(_, s)| s.last_ok.is_some() && s.last_ok == s.last_round)
+        .map(|(addr, s)| s.node_id.as_deref().unwrap_or(addr))
+        .collect::<std::collections::HashSet<_>>()
+        .len()
 }
 
 /// The membership history a new member needs before it can sync: every
@@ -651,14 +667,35 @@ mod tests {
     use hearthnet_identity::{CommunityPolicy, Genesis};
     use hearthnet_transport::tls::TlsIdentity;
 
-    #[tokio::test]
-    async fn emergency_mode_syncs_more_often() {
-        let dir = tempfile::tempdir().unwrap();
+    #[test]
+    fn reachable_counts_each_node_once_and_only_while_its_last_round_worked() {
+        let now = Some(Timestamp::now());
+        let state = |node: Option<&str>, last_ok| PeerSyncState {
+            node_id: node.map(str::to_owned),
+            last_round: now,
+            last_ok,
+            ..PeerSyncState::default()
+        };
+        let states: HashMap<String, PeerSyncState> = [
+            ("10.0.0.1:7443", state(Some("ed25519:a"), now)),
+            ("192.168.1.1:7443", state(Some("ed25519:a"), now)),
+            ("10.0.0.2:7443", state(Some("ed25519:b"), now)),
+            ("10.0.0.3:7443", state(Some("ed25519:c"), None)),
+            ("10.0.0.4:7443", state(None, now)),
+        ]
+        .into_iter()
+        .map(|(addr, s)| (addr.to_owned(), s))
+        .collect();
+        assert_eq!(reachable(&states), 3);
+    }
+
+    /// A syncer over a fresh log in `dir`, its peers unreachable.
+    fn syncer(dir: &std::path::Path) -> Arc<Syncer> {
         let key = DeviceKey::generate();
         let genesis = Genesis::create(&key, "t", CommunityPolicy::default()).unwrap();
         let community = genesis.manifest.community_id;
         let log = EventLog::open(
-            hearthnet_events::LogPaths::in_state_dir(dir.path()),
+            hearthnet_events::LogPaths::in_state_dir(dir),
             community,
             hearthnet_events::Limits::default(),
             Some(genesis.created_event.to_value()),
@@ -667,12 +704,49 @@ mod tests {
         .unwrap();
         let identity = Arc::new(TlsIdentity::new(&key).unwrap());
         let client = PeerClient::new(key, community, identity, Arc::new(|_| true), false);
-        let syncer = Arc::new(Syncer::new(
+        Arc::new(Syncer::new(
             log,
             json!({}),
             Arc::new(client),
             Arc::new(hearthnet_observability::metrics::Metrics::new()),
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_peer_no_longer_listed_is_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let syncer = syncer(dir.path());
+        let listed = Arc::new(Mutex::new(vec!["127.0.0.1:1".to_owned()]));
+        let peers = {
+            let listed = listed.clone();
+            move || listed.lock().unwrap().clone()
+        };
+        let stop = tokio_util::sync::CancellationToken::new();
+        let schedule = Schedule {
+            normal: Duration::from_millis(20),
+            emergency: Duration::from_millis(20),
+        };
+        let (_flag, emergency) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(syncer.clone().run_periodic(
+            peers,
+            Arc::new(tokio::sync::Notify::new()),
+            schedule,
+            emergency,
+            stop.clone(),
         ));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(syncer.states().contains_key("127.0.0.1:1"));
+        listed.lock().unwrap().clear();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(syncer.states().is_empty(), "{:?}", syncer.states());
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn emergency_mode_syncs_more_often() {
+        let dir = tempfile::tempdir().unwrap();
+        let syncer = syncer(dir.path());
         // Nobody listens on port 1 on loopback: every round fails at once.
         let peer = "127.0.0.1:1".to_owned();
         let (flag, emergency) = tokio::sync::watch::channel(false);
