@@ -712,6 +712,30 @@ mod tests {
         ))
     }
 
+    /// `run_periodic` in a task: the emergency switch, the stop token and
+    /// the task.
+    fn start_periodic(
+        syncer: &Arc<Syncer>,
+        peers: impl Fn() -> Vec<String> + Send + 'static,
+        normal: Duration,
+        emergency: Duration,
+    ) -> (
+        tokio::sync::watch::Sender<bool>,
+        tokio_util::sync::CancellationToken,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (flag, in_emergency) = tokio::sync::watch::channel(false);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(syncer.clone().run_periodic(
+            peers,
+            Arc::new(tokio::sync::Notify::new()),
+            Schedule { normal, emergency },
+            in_emergency,
+            stop.clone(),
+        ));
+        (flag, stop, task)
+    }
+
     #[tokio::test]
     async fn a_peer_no_longer_listed_is_forgotten() {
         let dir = tempfile::tempdir().unwrap();
@@ -721,19 +745,8 @@ mod tests {
             let listed = listed.clone();
             move || listed.lock().unwrap().clone()
         };
-        let stop = tokio_util::sync::CancellationToken::new();
-        let schedule = Schedule {
-            normal: Duration::from_millis(20),
-            emergency: Duration::from_millis(20),
-        };
-        let (_flag, emergency) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(syncer.clone().run_periodic(
-            peers,
-            Arc::new(tokio::sync::Notify::new()),
-            schedule,
-            emergency,
-            stop.clone(),
-        ));
+        let every = Duration::from_millis(20);
+        let (_flag, stop, task) = start_periodic(&syncer, peers, every, every);
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(syncer.states().contains_key("127.0.0.1:1"));
         listed.lock().unwrap().clear();
@@ -749,23 +762,16 @@ mod tests {
         let syncer = syncer(dir.path());
         // Nobody listens on port 1 on loopback: every round fails at once.
         let peer = "127.0.0.1:1".to_owned();
-        let (flag, emergency) = tokio::sync::watch::channel(false);
-        let stop = tokio_util::sync::CancellationToken::new();
-        let schedule = Schedule {
-            normal: Duration::from_secs(3600),
-            emergency: Duration::from_millis(40),
-        };
         let peers = {
             let peer = peer.clone();
             move || vec![peer.clone()]
         };
-        let task = tokio::spawn(syncer.clone().run_periodic(
+        let (flag, stop, task) = start_periodic(
+            &syncer,
             peers,
-            Arc::new(tokio::sync::Notify::new()),
-            schedule,
-            emergency,
-            stop.clone(),
-        ));
+            Duration::from_secs(3600),
+            Duration::from_millis(40),
+        );
         let rounds = || syncer.states().get(&peer).map_or(0, |s| s.rounds);
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(rounds(), 1, "one round at start, then the normal hour");
