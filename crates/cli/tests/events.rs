@@ -629,3 +629,43 @@ fn a_revoked_member_loses_access_on_every_node_after_sync() {
         serde_json::from_str(&b.sb.run(&["status", "--json"], None).stdout).unwrap();
     assert_eq!(status["community"]["members"], 3, "{status}");
 }
+
+/// Local ports of the established TCP connections (IPv4) to `port`.
+fn connections_to(port: u16) -> BTreeSet<u16> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let port_of = |field: &str| u16::from_str_radix(field.rsplit(':').next().unwrap(), 16).unwrap();
+    table
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .filter(|fields| port_of(fields[2]) == port && fields[3] == "01")
+        .map(|fields| port_of(fields[1]))
+        .collect()
+}
+
+#[test]
+fn a_peer_client_reuses_one_connection_for_requests_to_one_peer() {
+    let (community, members) = found_community(1, "member");
+    let (a, b) = (&members[0], &members[1]);
+    let _node = a.sb.start_node(&[]);
+    let addr = peer_addr(&a.sb);
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = peer_client(&b.key, community);
+        let mut used = BTreeSet::new();
+        for _ in 0..5 {
+            let reply = client.get(&addr, None, "/sync/v1/heads").await.unwrap();
+            assert_eq!(reply.peer, Some(a.key.node_id()));
+            used.extend(connections_to(port));
+        }
+        // A refused request leaves the connection usable too.
+        assert!(client.get(&addr, None, "/local/v1/status").await.is_err());
+        client.get(&addr, None, "/sync/v1/heads").await.unwrap();
+        used.extend(connections_to(port));
+        assert_eq!(used.len(), 1, "one connection for every request: {used:?}");
+    });
+}

@@ -1,15 +1,18 @@
 //! Requests to other nodes over mutual TLS, signed as Contract §5.1 says
-//! (the path is the `capability` of plain endpoints). One connection per
-//! request: sync rounds make a handful of them, minutes apart.
+//! (the path is the `capability` of plain endpoints). Connections are kept
+//! for the next request to the same peer once their answer has been read
+//! (a few per peer), so a call costs one round trip, not three.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hearthnet_base::request::{self, SignedHeaders};
 use hearthnet_base::{CommunityId, DeviceKey, NodeId};
 use http_body_util::BodyExt;
 use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
@@ -21,6 +24,8 @@ type Full = http_body_util::Full<Bytes>;
 /// Largest response body read from a peer.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections kept open to one peer address between requests.
+const IDLE_PER_PEER: usize = 4;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +57,13 @@ pub struct PeerClient {
     plain: bool,
     bytes_sent: AtomicU64,
     bytes_received: AtomicU64,
+    /// Open connections by address, with the node each one proved to be.
+    connections: Mutex<HashMap<String, Vec<Connection>>>,
+}
+
+struct Connection {
+    sender: SendRequest<Full>,
+    peer: Option<NodeId>,
 }
 
 /// A peer's answer and who gave it.
@@ -77,6 +89,7 @@ impl PeerClient {
             plain,
             bytes_sent: AtomicU64::new(0),
             bytes_received: AtomicU64::new(0),
+            connections: Mutex::default(),
         }
     }
 
@@ -302,6 +315,23 @@ impl PeerClient {
             .body(Full::new(Bytes::from(payload)))
             .map_err(|e| bad(addr, e.to_string()))?;
 
+        let mut req = req;
+        if let Some(mut connection) = self.idle_connection(addr, expected) {
+            match tokio::time::timeout(wait, connection.sender.try_send_request(req)).await {
+                Ok(Ok(resp)) => {
+                    let peer = connection.peer;
+                    self.keep(addr, connection);
+                    return Ok((peer, resp));
+                }
+                // Closed before the request left: a new connection sends it.
+                Ok(Err(mut e)) => match e.take_message() {
+                    Some(unsent) => req = unsent,
+                    None => return Err(lost(addr, e.into_error().to_string())),
+                },
+                Err(_) => return Err(lost(addr, "no answer in time".into())),
+            }
+        }
+
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
             .await
             .map_err(|_| unreachable(addr, "connection timed out".into()))?
@@ -312,8 +342,8 @@ impl PeerClient {
         let sent = std::sync::atomic::AtomicBool::new(false);
         let exchange = async {
             if self.plain {
-                let resp = exchange(TokioIo::new(tcp), req, &sent).await?;
-                return Ok::<_, String>((None, resp));
+                let (sender, resp) = exchange(TokioIo::new(tcp), req, &sent).await?;
+                return Ok::<_, String>((Connection { sender, peer: None }, resp));
             }
             let config = client_config(&self.identity, self.member.clone(), expected)
                 .map_err(|e| e.to_string())?;
@@ -330,8 +360,8 @@ impl PeerClient {
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .and_then(crate::tls::node_id_of);
-            let resp = exchange(TokioIo::new(tls), req, &sent).await?;
-            Ok((peer, resp))
+            let (sender, resp) = exchange(TokioIo::new(tls), req, &sent).await?;
+            Ok((Connection { sender, peer }, resp))
         };
         let result = tokio::time::timeout(wait, exchange).await;
         let failed = |reason: String| {
@@ -341,9 +371,40 @@ impl PeerClient {
                 unreachable(addr, reason)
             }
         };
-        result
+        let (connection, resp) = result
             .map_err(|_| failed("no answer in time".into()))?
-            .map_err(failed)
+            .map_err(failed)?;
+        let peer = connection.peer;
+        self.keep(addr, connection);
+        Ok((peer, resp))
+    }
+
+    /// A kept connection to `addr` free for a request: open, its answer
+    /// read, to the node expected (if one is), and that node still a
+    /// member (it was checked when the connection was made).
+    fn idle_connection(&self, addr: &str, expected: Option<NodeId>) -> Option<Connection> {
+        let mut connections = self.connections.lock().ok()?;
+        let kept = connections.get_mut(addr)?;
+        kept.retain(|c| !c.sender.is_closed());
+        let usable = |c: &Connection| {
+            c.sender.is_ready()
+                && expected.is_none_or(|e| c.peer == Some(e))
+                && c.peer.is_none_or(|p| (self.member)(&p))
+        };
+        let at = kept.iter().position(usable)?;
+        Some(kept.swap_remove(at))
+    }
+
+    /// Keep `connection` for later requests to `addr` (it becomes free once
+    /// its current answer has been read), unless enough are kept already.
+    fn keep(&self, addr: &str, connection: Connection) {
+        if let Ok(mut connections) = self.connections.lock() {
+            let kept = connections.entry(addr.to_owned()).or_default();
+            kept.retain(|c| !c.sender.is_closed());
+            if kept.len() < IDLE_PER_PEER {
+                kept.push(connection);
+            }
+        }
     }
 }
 
@@ -475,7 +536,7 @@ async fn exchange<IO>(
     io: IO,
     req: hyper::Request<Full>,
     sent: &std::sync::atomic::AtomicBool,
-) -> Result<hyper::Response<hyper::body::Incoming>, String>
+) -> Result<(SendRequest<Full>, hyper::Response<hyper::body::Incoming>), String>
 where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -486,5 +547,6 @@ where
         let _ = conn.await;
     });
     sent.store(true, Ordering::SeqCst);
-    sender.send_request(req).await.map_err(|e| e.to_string())
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    Ok((sender, resp))
 }
