@@ -667,5 +667,10 @@ fn a_peer_client_reuses_one_connection_for_requests_to_one_peer() {
         client.get(&addr, None, "/sync/v1/heads").await.unwrap();
         used.extend(connections_to(port));
         assert_eq!(used.len(), 1, "one connection for every request: {used:?}");
+        // A connection idle for a while is not trusted to be open still.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        client.get(&addr, None, "/sync/v1/heads").await.unwrap();
+        let now = connections_to(port);
+        assert!(now.iter().any(|p| !used.contains(p)), "{now:?} vs {used:?}");
     });
 }

@@ -26,6 +26,12 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections kept open to one peer address between requests.
 const IDLE_PER_PEER: usize = 4;
+/// A kept connection is reused only this soon after its last request
+/// went out. Servers close idle connections (ours after 10 s, common
+/// Python servers after 5 s), and a request sent just as the server closes
+/// is lost, with no way to tell whether it was acted on; bursts, such as
+/// a sync round or a fetch, fall well within this.
+const REUSE_WITHIN: Duration = Duration::from_secs(2);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +70,7 @@ pub struct PeerClient {
 struct Connection {
     sender: SendRequest<Full>,
     peer: Option<NodeId>,
+    last_request: std::time::Instant,
 }
 
 /// A peer's answer and who gave it.
@@ -317,6 +324,7 @@ impl PeerClient {
 
         let mut req = req;
         if let Some(mut connection) = self.idle_connection(addr, expected) {
+            connection.last_request = std::time::Instant::now();
             match tokio::time::timeout(wait, connection.sender.try_send_request(req)).await {
                 Ok(Ok(resp)) => {
                     let peer = connection.peer;
@@ -343,7 +351,7 @@ impl PeerClient {
         let exchange = async {
             if self.plain {
                 let (sender, resp) = exchange(TokioIo::new(tcp), req, &sent).await?;
-                return Ok::<_, String>((Connection { sender, peer: None }, resp));
+                return Ok::<_, String>((Connection::new(sender, None), resp));
             }
             let config = client_config(&self.identity, self.member.clone(), expected)
                 .map_err(|e| e.to_string())?;
@@ -361,7 +369,7 @@ impl PeerClient {
                 .and_then(|c| c.first())
                 .and_then(crate::tls::node_id_of);
             let (sender, resp) = exchange(TokioIo::new(tls), req, &sent).await?;
-            Ok((Connection { sender, peer }, resp))
+            Ok((Connection::new(sender, peer), resp))
         };
         let result = tokio::time::timeout(wait, exchange).await;
         let failed = |reason: String| {
@@ -385,7 +393,7 @@ impl PeerClient {
     fn idle_connection(&self, addr: &str, expected: Option<NodeId>) -> Option<Connection> {
         let mut connections = self.connections.lock().ok()?;
         let kept = connections.get_mut(addr)?;
-        kept.retain(|c| !c.sender.is_closed());
+        kept.retain(Connection::fresh);
         let usable = |c: &Connection| {
             c.sender.is_ready()
                 && expected.is_none_or(|e| c.peer == Some(e))
@@ -400,11 +408,26 @@ impl PeerClient {
     fn keep(&self, addr: &str, connection: Connection) {
         if let Ok(mut connections) = self.connections.lock() {
             let kept = connections.entry(addr.to_owned()).or_default();
-            kept.retain(|c| !c.sender.is_closed());
+            kept.retain(Connection::fresh);
             if kept.len() < IDLE_PER_PEER {
                 kept.push(connection);
             }
         }
+    }
+}
+
+impl Connection {
+    fn new(sender: SendRequest<Full>, peer: Option<NodeId>) -> Self {
+        Self {
+            sender,
+            peer,
+            last_request: std::time::Instant::now(),
+        }
+    }
+
+    /// Still worth a request: open, and used recently enough.
+    fn fresh(&self) -> bool {
+        !self.sender.is_closed() && self.last_request.elapsed() < REUSE_WITHIN
     }
 }
 
