@@ -28,6 +28,7 @@
 mod fetch;
 mod holders;
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -407,34 +408,57 @@ impl FileService {
                 () = this.holders.replayed() => {}
                 () = stop.cancelled() => return,
             }
-            let us = this.key.node_id();
-            let offered = this.holders.held_by(&us);
-            let Ok(held) = this.blocking(|s| Ok(s.list())).await else {
-                return;
+            let offered: HashSet<Blake3Id> = this
+                .holders
+                .held_by(&this.key.node_id())
+                .into_iter()
+                .collect();
+            let held = match this.blocking(|s| Ok(s.list())).await {
+                Ok(held) => held,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list the blob store; holdings not reconciled");
+                    return;
+                }
             };
+            let mut whole = Vec::new();
             for blob in held.iter().filter(|b| !offered.contains(&b.cid)) {
                 if stop.is_cancelled() {
                     return;
                 }
-                let cid = blob.cid;
-                let damaged = this
-                    .blocking(move |s| s.manifest(&cid).map(|m| s.verify(&m)))
-                    .await;
-                match damaged {
-                    Ok(damaged) if damaged.is_empty() => this.settle(cid, blob.size_bytes),
-                    Ok(damaged) => tracing::warn!(
-                        blob = %cid.short(), chunks = damaged.len(),
+                match this.whole_size(blob.cid).await {
+                    Ok(Some(size)) => whole.push((blob.cid, size)),
+                    Ok(None) => tracing::warn!(
+                        blob = %blob.cid.short(),
                         "a copy left damaged by a crash is not offered; `hearthnet file pin` fetches it again"
                     ),
                     Err(e) => {
-                        tracing::warn!(blob = %cid.short(), error = %e, "cannot check a stored blob")
+                        tracing::warn!(blob = %blob.cid.short(), error = %e, "cannot check a stored blob")
                     }
                 }
             }
-            for cid in offered
-                .iter()
-                .filter(|c| !held.iter().any(|b| b.cid == **c))
-            {
+            // One flush for all of them before the community hears of any.
+            if !whole.is_empty() {
+                match this.blocking(|s| s.sync()).await {
+                    Ok(()) => {
+                        for (cid, size) in whole {
+                            this.advertise_held(cid, size).await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot flush the blob store; nothing offered")
+                    }
+                }
+            }
+            let held: HashSet<Blake3Id> = held.iter().map(|b| b.cid).collect();
+            for &cid in offered.difference(&held) {
+                // Fetched again since the store was listed: still ours.
+                if this
+                    .blocking(move |s| Ok(s.has_blob(&cid)))
+                    .await
+                    .unwrap_or(true)
+                {
+                    continue;
+                }
                 if let Err(e) = this
                     .log
                     .append_local("file.cid.unpinned", json!({"cid": cid}), &this.key)
@@ -444,6 +468,21 @@ impl FileService {
                 }
             }
         });
+    }
+
+    /// The size of `cid` if this store holds it whole (every chunk read and
+    /// checked; bad ones are quarantined), `None` if it is absent or
+    /// damaged.
+    async fn whole_size(&self, cid: Blake3Id) -> Result<Option<u64>, CallError> {
+        self.blocking(move |s| match s.manifest(&cid) {
+            Ok(manifest) => Ok(s
+                .verify(&manifest)
+                .is_empty()
+                .then_some(manifest.size_bytes)),
+            Err(BlobError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await
     }
 
     /// Run GC when the disk is over the threshold; tell the community what
@@ -626,18 +665,7 @@ impl FileService {
             // A copy kept for the community must be whole: check what is
             // here (a crash can leave a fetched copy damaged) and fetch
             // what is missing or bad.
-            // The size of a whole copy here; `None` if it must be fetched.
-            let whole = self
-                .blocking(move |s| match s.manifest(&cid) {
-                    Ok(manifest) => Ok(s
-                        .verify(&manifest)
-                        .is_empty()
-                        .then_some(manifest.size_bytes)),
-                    Err(BlobError::NotFound(_)) => Ok(None),
-                    Err(e) => Err(e),
-                })
-                .await?;
-            match whole {
+            match self.whole_size(cid).await? {
                 Some(size) if !self.holders.of(&cid).contains(&self.key.node_id()) => {
                     self.settle(cid, size);
                 }
@@ -818,7 +846,11 @@ impl Service for FileService {
                 }
                 LOCAL_LIST => {
                     let (blobs, bytes) = self.blocking(|s| Ok((s.list(), s.disk_bytes()))).await?;
-                    let offered = self.holders.held_by(&self.key.node_id());
+                    let offered: HashSet<Blake3Id> = self
+                        .holders
+                        .held_by(&self.key.node_id())
+                        .into_iter()
+                        .collect();
                     let blobs: Vec<Value> = blobs
                         .into_iter()
                         .map(|b| {

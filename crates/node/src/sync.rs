@@ -49,7 +49,14 @@ pub struct PeerSyncState {
     /// v1: our events up to this local sequence number reached the peer.
     #[serde(skip)]
     pushed_seq: i64,
+    /// Periodic passes in a row that did not list this address.
+    #[serde(skip)]
+    unlisted_passes: u32,
 }
+
+/// Passes an address may go unlisted (a peer whose manifest lapsed for a
+/// moment) before its state, v1 push cursor included, is forgotten.
+const FORGET_AFTER_PASSES: u32 = 3;
 
 /// What one round did.
 #[derive(Debug, Clone, Serialize)]
@@ -111,12 +118,19 @@ impl Syncer {
         self.peers.lock().map(|p| p.clone()).unwrap_or_default()
     }
 
-    /// Drop the state of addresses no longer among the peers (a peer that
-    /// moved, a one-off `hearthnet sync`), so that they stop counting as
-    /// reachable.
+    /// After a periodic pass over `current`: addresses no longer among the
+    /// peers (a peer that moved, a one-off `hearthnet sync`) stop counting
+    /// as reachable at once, and are forgotten after a few passes.
     fn forget_all_but(&self, current: &[String]) {
         if let Ok(mut peers) = self.peers.lock() {
-            peers.retain(|addr, _| current.contains(addr));
+            for (addr, state) in peers.iter_mut() {
+                if current.contains(addr) {
+                    state.unlisted_passes = 0;
+                } else {
+                    state.unlisted_passes += 1;
+                }
+            }
+            peers.retain(|_, state| state.unlisted_passes < FORGET_AFTER_PASSES);
             self.metrics.peers.set(reachable(&peers) as i64);
         }
     }
@@ -386,11 +400,13 @@ impl Syncer {
     }
 }
 
-/// Distinct peers whose latest round succeeded: a node reached at two
-/// addresses (say a static one and a discovered one) counts once.
+/// Distinct peers, still listed, whose latest round succeeded: a node
+/// reached at two addresses (say a static one and a discovered one)
+/// counts once.
 fn reachable(states: &HashMap<String, PeerSyncState>) -> usize {
     states
         .iter()
+        .filter(|(_, s)| s.unlisted_passes == 0)
         .filter(|(_, s)| s.last_ok.is_some() && s.last_ok == s.last_round)
         .map(|(addr, s)| s.node_id.as_deref().unwrap_or(addr))
         .collect::<std::collections::HashSet<_>>()
@@ -668,7 +684,7 @@ mod tests {
     use hearthnet_transport::tls::TlsIdentity;
 
     #[test]
-    fn reachable_counts_each_node_once_and_only_while_its_last_round_worked() {
+    fn reachable_counts_each_listed_node_once_while_its_last_round_worked() {
         let now = Some(Timestamp::now());
         let state = |node: Option<&str>, last_ok| PeerSyncState {
             node_id: node.map(str::to_owned),
@@ -682,6 +698,13 @@ mod tests {
             ("10.0.0.2:7443", state(Some("ed25519:b"), now)),
             ("10.0.0.3:7443", state(Some("ed25519:c"), None)),
             ("10.0.0.4:7443", state(None, now)),
+            (
+                "10.0.0.5:7443",
+                PeerSyncState {
+                    unlisted_passes: 1,
+                    ..state(Some("ed25519:d"), now)
+                },
+            ),
         ]
         .into_iter()
         .map(|(addr, s)| (addr.to_owned(), s))

@@ -318,11 +318,9 @@ impl PeerClient {
         }
         self.bytes_sent
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
-        let req = req
+        let mut req = req
             .body(Full::new(Bytes::from(payload)))
             .map_err(|e| bad(addr, e.to_string()))?;
-
-        let mut req = req;
         if let Some(mut connection) = self.idle_connection(addr, expected) {
             connection.last_request = std::time::Instant::now();
             match tokio::time::timeout(wait, connection.sender.try_send_request(req)).await {
@@ -394,9 +392,10 @@ impl PeerClient {
         let mut connections = self.connections.lock().ok()?;
         let kept = connections.get_mut(addr)?;
         kept.retain(Connection::fresh);
+        // Plain HTTP proves no identity, on a new connection either.
         let usable = |c: &Connection| {
             c.sender.is_ready()
-                && expected.is_none_or(|e| c.peer == Some(e))
+                && (self.plain || expected.is_none_or(|e| c.peer == Some(e)))
                 && c.peer.is_none_or(|p| (self.member)(&p))
         };
         let at = kept.iter().position(usable)?;
@@ -407,8 +406,13 @@ impl PeerClient {
     /// its current answer has been read), unless enough are kept already.
     fn keep(&self, addr: &str, connection: Connection) {
         if let Ok(mut connections) = self.connections.lock() {
+            // Let go of every stale one, whatever its peer, so none stays
+            // open just because its peer is not asked again.
+            for kept in connections.values_mut() {
+                kept.retain(Connection::fresh);
+            }
+            connections.retain(|_, kept| !kept.is_empty());
             let kept = connections.entry(addr.to_owned()).or_default();
-            kept.retain(Connection::fresh);
             if kept.len() < IDLE_PER_PEER {
                 kept.push(connection);
             }
