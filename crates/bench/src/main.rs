@@ -141,7 +141,7 @@ fn main() -> anyhow::Result<()> {
                 let of_bare: Vec<f64> = results[kind]
                     .iter()
                     .zip(&results[0])
-                    .map(|(row, bare)| row.rate / bare.rate * 100.0)
+                    .map(|(m, bare)| m.row.rate / bare.row.rate * 100.0)
                     .collect();
                 let rows = &results[kind];
                 let median_of = |f: &dyn Fn(&Measured) -> f64| median(rows.iter().map(f).collect());
@@ -152,11 +152,11 @@ fn main() -> anyhow::Result<()> {
                 };
                 println!(
                     "{name:<40} {concurrency:>5} {:>9.0} {:>6.0} % {:>8.3} {:>8.3} {:>9.1} {:>11.0} {:>9}",
-                    median_of(&|m| m.rate),
+                    median_of(&|m| m.row.rate),
                     median(of_bare),
-                    median_of(&|m| m.p50),
-                    median_of(&|m| m.p99),
-                    median_of(&|m| m.refused),
+                    median_of(&|m| m.row.p50),
+                    median_of(&|m| m.row.p99),
+                    median_of(&|m| m.row.refused),
                     median_of(&|m| m.cpu_per_call),
                     node
                 );
@@ -176,10 +176,7 @@ const ROW_NAMES: [&str; 3] = [
 /// the node together, and by the node alone. (For the hello-world both
 /// ends run in this process.)
 struct Measured {
-    rate: f64,
-    p50: f64,
-    p99: f64,
-    refused: f64,
+    row: Row,
     cpu_per_call: f64,
     node_per_call: f64,
 }
@@ -197,12 +194,9 @@ async fn measure(
     let own = cpu_seconds(std::process::id())? - own_before;
     let per_call = |s: f64| s * 1e6 / row.calls.max(1) as f64;
     Ok(Measured {
-        rate: row.rate,
-        p50: row.p50,
-        p99: row.p99,
-        refused: row.refused,
         cpu_per_call: per_call(node + own),
         node_per_call: per_call(node),
+        row,
     })
 }
 

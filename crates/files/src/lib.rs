@@ -381,15 +381,23 @@ impl FileService {
         }
     }
 
-    /// A fetched copy reaches the disk before the community is told this
-    /// node holds it; the caller has its answer before that.
-    fn settle(self: &Arc<Self>, cid: Blake3Id, size: u64) {
+    /// Copies `(cid, size)` reach the disk (one flush for all of them)
+    /// before the community is told this node holds them; the caller has
+    /// its answer before that.
+    fn settle(self: &Arc<Self>, blobs: Vec<(Blake3Id, u64)>) {
+        if blobs.is_empty() {
+            return;
+        }
         let this = self.clone();
         tokio::spawn(async move {
             match this.blocking(|s| s.sync()).await {
-                Ok(()) => this.advertise_held(cid, size).await,
+                Ok(()) => {
+                    for (cid, size) in blobs {
+                        this.advertise_held(cid, size).await;
+                    }
+                }
                 Err(e) => {
-                    tracing::warn!(blob = %cid.short(), error = %e, "a fetched blob could not be flushed to disk; not advertised");
+                    tracing::warn!(blobs = blobs.len(), error = %e, "blobs could not be flushed to disk; not advertised");
                 }
             }
         });
@@ -436,19 +444,7 @@ impl FileService {
                     }
                 }
             }
-            // One flush for all of them before the community hears of any.
-            if !whole.is_empty() {
-                match this.blocking(|s| s.sync()).await {
-                    Ok(()) => {
-                        for (cid, size) in whole {
-                            this.advertise_held(cid, size).await;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot flush the blob store; nothing offered")
-                    }
-                }
-            }
+            this.settle(whole);
             let held: HashSet<Blake3Id> = held.iter().map(|b| b.cid).collect();
             for &cid in offered.difference(&held) {
                 // Fetched again since the store was listed: still ours.
@@ -667,7 +663,7 @@ impl FileService {
             // what is missing or bad.
             match self.whole_size(cid).await? {
                 Some(size) if !self.holders.of(&cid).contains(&self.key.node_id()) => {
-                    self.settle(cid, size);
+                    self.settle(vec![(cid, size)]);
                 }
                 Some(_) => {}
                 None => from = self.fetch_from_peers(&call, cid).await?,
@@ -724,7 +720,7 @@ impl FileService {
             }
         }
         let (manifest, served_by) = outcome?;
-        self.settle(cid, manifest.size_bytes);
+        self.settle(vec![(cid, manifest.size_bytes)]);
         Ok(served_by)
     }
 }
