@@ -283,10 +283,7 @@ fn strangers_revoked_members_and_other_communities_are_refused() {
     // A key that was never admitted, talking TLS to A directly: refused
     // in the handshake, before any request is read.
     let outsider = DeviceKey::generate();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     let refused = rt.block_on(async {
         let client = peer_client(&outsider, community);
         client.get(&addr_a, None, "/sync/v1/heads").await
@@ -355,10 +352,7 @@ fn forged_events_from_a_member_are_rejected_over_the_wire() {
         absurd,
     ];
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     let reply = rt.block_on(async {
         let client = peer_client(&b.key, community);
         client
@@ -650,10 +644,7 @@ fn a_peer_client_reuses_one_connection_for_requests_to_one_peer() {
     let _node = a.sb.start_node(&[]);
     let addr = peer_addr(&a.sb);
     let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     rt.block_on(async {
         let client = peer_client(&b.key, community);
         let mut used = BTreeSet::new();

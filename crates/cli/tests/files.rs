@@ -229,10 +229,7 @@ fn raw_chunks_go_to_members_only_and_exactly_as_asked() {
     let holder = nodes[0].key().node_id();
     let addr = nodes[0].peer_addr();
     let wait = Duration::from_secs(10);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     rt.block_on(async {
         let member = peer_client(&nodes[1].key(), community);
         let asked = json!({"cid": cid, "chunks": [1, 3]});

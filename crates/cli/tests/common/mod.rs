@@ -156,6 +156,14 @@ pub fn peer_client(
     )
 }
 
+/// A single-threaded runtime for a test's own async calls.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a test runtime")
+}
+
 pub fn wait_bounded(mut child: Child, limit: Duration) -> Output {
     let start = Instant::now();
     loop {
