@@ -2,21 +2,22 @@
 //! capacity), execution with deadline and cancellation, and the record of
 //! every call (health, metrics, trace ring).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use hearthnet_base::constants::STREAM_WINDOW_FRAMES;
 use hearthnet_base::{ErrorCode, NodeId, Stability, Timestamp, TrustLevel};
 use hearthnet_observability::metrics::Metrics;
+use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::descriptor::{CapabilityDescriptor, DescriptorError, Trust};
 use crate::health::Health;
-use crate::service::{Call, CallError, FrameSink, Item, Service};
+use crate::service::{Call, CallError, Capability, FrameSink, Handler, Item, Service};
 use crate::trace::{TraceRecord, TraceRing};
 use crate::version::Version;
 use hearthnet_identity::CapabilitySpec;
@@ -46,7 +47,11 @@ struct Entry {
     descriptor: CapabilityDescriptor,
     /// Ours, or as the offering peer's manifest states it.
     schema_hash: String,
-    service: Arc<dyn Service>,
+    handler: Handler,
+    params_compatible: fn(&Value, &Value) -> bool,
+    /// For our own entries: the request schema, checked before the
+    /// handler runs. A peer checks its own.
+    request_schema: Option<jsonschema::Validator>,
     permits: Arc<Semaphore>,
     in_flight: AtomicU32,
     health: Mutex<Health>,
@@ -55,11 +60,30 @@ struct Entry {
 }
 
 impl Entry {
+    fn local(
+        node_id: NodeId,
+        capability: Capability,
+        request_schema: jsonschema::Validator,
+    ) -> Arc<Self> {
+        let hash = capability.descriptor.schema_hash().to_string();
+        Self::new(
+            node_id,
+            capability.descriptor,
+            hash,
+            capability.handler,
+            capability.params_compatible,
+            Some(request_schema),
+            None,
+        )
+    }
+
     fn new(
         node_id: NodeId,
         descriptor: CapabilityDescriptor,
         schema_hash: String,
-        service: Arc<dyn Service>,
+        handler: Handler,
+        params_compatible: fn(&Value, &Value) -> bool,
+        request_schema: Option<jsonschema::Validator>,
         valid_until: Option<Instant>,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -67,7 +91,9 @@ impl Entry {
             permits: Arc::new(Semaphore::new(descriptor.max_concurrent as usize)),
             descriptor,
             schema_hash,
-            service,
+            handler,
+            params_compatible,
+            request_schema,
             in_flight: AtomicU32::new(0),
             health: Mutex::new(Health::default()),
             valid_until: Mutex::new(valid_until),
@@ -75,9 +101,40 @@ impl Entry {
     }
 
     fn is_fresh(&self, now: Instant) -> bool {
-        self.valid_until
-            .lock()
-            .is_ok_and(|v| v.is_none_or(|until| now < until))
+        self.valid_until.lock().is_none_or(|until| now < until)
+    }
+
+    fn is_quarantined(&self, now: Instant) -> bool {
+        self.health.lock().is_quarantined(now)
+    }
+
+    /// Contract §5.4: a body that breaks the request schema is refused
+    /// with `schema_mismatch`, naming where, before any work is done.
+    fn check_request(&self, body: &Value) -> Result<(), CallError> {
+        let Some(schema) = &self.request_schema else {
+            return Ok(());
+        };
+        let Err(e) = schema.validate(body) else {
+            return Ok(());
+        };
+        let at = e.instance_path().to_string();
+        let at = if at.is_empty() { "/".to_owned() } else { at };
+        Err(CallError::new(
+            ErrorCode::SchemaMismatch,
+            format!(
+                "the request does not match the schema of {}@{} at `{at}`: {e}",
+                self.descriptor.name, self.descriptor.version
+            ),
+        )
+        .with("schema_hash_expected", json!(self.schema_hash)))
+    }
+
+    fn key(&self) -> CapabilityKey {
+        CapabilityKey {
+            name: self.descriptor.name.clone(),
+            version: self.descriptor.version.to_string(),
+            node: self.node_id,
+        }
     }
 
     fn load(&self) -> f64 {
@@ -87,10 +144,10 @@ impl Entry {
 
     /// M03 §5.4: lower is better.
     fn score(&self, is_local: bool) -> f64 {
-        let (p50, success) = self
-            .health
-            .lock()
-            .map_or((0.0, 1.0), |h| (h.p50_ms(), h.success_rate()));
+        let (p50, success) = {
+            let h = self.health.lock();
+            (h.p50_ms(), h.success_rate())
+        };
         let latency = if p50 > 0.0 { p50 } else { 500.0 };
         let bonus = if is_local { -50.0 } else { 0.0 };
         latency * (1.0 + self.load()) + (1.0 - success) * 1000.0 + bonus
@@ -122,6 +179,7 @@ pub struct InboundCall {
 pub struct CallStream {
     rx: mpsc::Receiver<Item>,
     streaming: bool,
+    must_sign: bool,
     _cancel_on_drop: DropGuard,
 }
 
@@ -129,6 +187,13 @@ impl CallStream {
     /// Whether the capability streams frames (and the caller asked for them).
     pub fn is_streaming(&self) -> bool {
         self.streaming
+    }
+
+    /// Whether a non-stream answer must be signed (Contract §5.2): the
+    /// capability declares that it mutates, or the answer is relayed from
+    /// a peer (whose declaration we do not hold).
+    pub fn must_sign(&self) -> bool {
+        self.must_sign
     }
 
     /// The next frame or the terminal outcome; `None` after the terminal one.
@@ -170,10 +235,53 @@ pub struct EntryInfo {
     pub streaming: bool,
 }
 
+/// One capability of one node, as registry events name it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CapabilityKey {
+    pub name: String,
+    pub version: String,
+    pub node: NodeId,
+}
+
+/// A change of what the bus can route to (M03 §3.2), published locally to
+/// whoever subscribed ([`Bus::changes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryEvent {
+    /// `capability.added`: registered, restored, or offered by a peer.
+    Added(CapabilityKey),
+    /// `capability.removed`: withdrawn, or no longer offered by a peer.
+    Removed(CapabilityKey),
+}
+
+impl RegistryEvent {
+    /// The local topic the event is published under.
+    pub fn topic(&self) -> &'static str {
+        match self {
+            Self::Added(_) => "capability.added",
+            Self::Removed(_) => "capability.removed",
+        }
+    }
+}
+
+/// Registry events kept for a subscriber that lags behind.
+const REGISTRY_EVENT_BACKLOG: usize = 256;
+
+/// A service whose capabilities could not be registered, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot register the {service} service: {source}")]
+pub struct RegisterError {
+    pub service: &'static str,
+    #[source]
+    pub source: DescriptorError,
+}
+
 pub struct Bus {
     node_id: NodeId,
     settings: BusSettings,
     entries: RwLock<Vec<Arc<Entry>>>,
+    /// Our own capabilities taken off the bus for now ([`Bus::withdraw`]).
+    withdrawn: Mutex<Vec<Arc<Entry>>>,
+    changes: broadcast::Sender<RegistryEvent>,
     traces: Arc<TraceRing>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
@@ -186,6 +294,8 @@ impl Bus {
             node_id,
             settings,
             entries: RwLock::new(Vec::new()),
+            withdrawn: Mutex::new(Vec::new()),
+            changes: broadcast::channel(REGISTRY_EVENT_BACKLOG).0,
             traces: Arc::new(TraceRing::default()),
             metrics,
             shutdown: CancellationToken::new(),
@@ -197,29 +307,90 @@ impl Bus {
         self.node_id
     }
 
-    /// Register every capability `service` offers.
-    pub fn register(&self, service: Arc<dyn Service>) -> Result<(), DescriptorError> {
-        let descriptors = service.descriptors();
-        for d in &descriptors {
-            d.validate()?;
+    /// Register every capability `service` declares. Nothing is
+    /// registered if any declaration is invalid; the error names the
+    /// service and the capability.
+    pub fn register(&self, service: Arc<dyn Service>) -> Result<(), RegisterError> {
+        let name = service.name();
+        let mut ready = Vec::new();
+        for capability in service.capabilities() {
+            let schema = capability
+                .descriptor
+                .compile()
+                .map_err(|source| RegisterError {
+                    service: name,
+                    source,
+                })?;
+            ready.push(Entry::local(self.node_id, capability, schema));
         }
-        let mut entries = self.entries.write().map_err(|_| poisoned())?;
-        for descriptor in descriptors {
-            entries.retain(|e| {
-                !(e.descriptor.name == descriptor.name
-                    && e.descriptor.version == descriptor.version)
-            });
-            tracing::info!(capability = %descriptor.name, version = %descriptor.version, "capability registered");
-            let hash = descriptor.schema_hash().to_string();
-            entries.push(Entry::new(
-                self.node_id,
-                descriptor,
-                hash,
-                service.clone(),
-                None,
-            ));
+        let mut entries = self.entries.write();
+        for entry in ready {
+            let same = |e: &Arc<Entry>| {
+                e.node_id == self.node_id
+                    && e.descriptor.name == entry.descriptor.name
+                    && e.descriptor.version == entry.descriptor.version
+            };
+            entries.retain(|e| !same(e));
+            self.withdrawn.lock().retain(|e| !same(e));
+            tracing::info!(service = name, capability = %entry.descriptor.name, version = %entry.descriptor.version, "capability registered");
+            self.publish(RegistryEvent::Added(entry.key()));
+            entries.push(entry);
         }
         Ok(())
+    }
+
+    /// Take our own capabilities that `pick` selects off the bus: they are
+    /// no longer routed to or listed in our manifest (calls in flight
+    /// finish) until [`Bus::restore`]. Returns the names withdrawn.
+    pub fn withdraw(&self, pick: impl Fn(&CapabilityDescriptor) -> bool) -> Vec<String> {
+        let mut entries = self.entries.write();
+        let (taken, kept): (Vec<_>, Vec<_>) = entries
+            .drain(..)
+            .partition(|e| e.node_id == self.node_id && pick(&e.descriptor));
+        *entries = kept;
+        self.announce(&taken, RegistryEvent::Removed, "withdrawn");
+        let names = taken.iter().map(|e| e.descriptor.name.clone()).collect();
+        self.withdrawn.lock().extend(taken);
+        names
+    }
+
+    /// Put back the withdrawn capabilities that `pick` selects. Returns
+    /// the names restored.
+    pub fn restore(&self, pick: impl Fn(&CapabilityDescriptor) -> bool) -> Vec<String> {
+        let mut entries = self.entries.write();
+        let (back, still): (Vec<_>, Vec<_>) = self
+            .withdrawn
+            .lock()
+            .drain(..)
+            .partition(|e| pick(&e.descriptor));
+        *self.withdrawn.lock() = still;
+        self.announce(&back, RegistryEvent::Added, "restored");
+        let names = back.iter().map(|e| e.descriptor.name.clone()).collect();
+        entries.extend(back);
+        names
+    }
+
+    /// Registry events from now on (M03 §3.2): capabilities added and
+    /// removed, ours and our peers'.
+    pub fn changes(&self) -> broadcast::Receiver<RegistryEvent> {
+        self.changes.subscribe()
+    }
+
+    fn publish(&self, event: RegistryEvent) {
+        // Nobody listening is fine: the events are for whoever cares now.
+        let _ = self.changes.send(event);
+    }
+
+    fn announce(
+        &self,
+        entries: &[Arc<Entry>],
+        event: fn(CapabilityKey) -> RegistryEvent,
+        what: &str,
+    ) {
+        for e in entries {
+            tracing::info!(capability = %e.descriptor.name, version = %e.descriptor.version, "capability {what}");
+            self.publish(event(e.key()));
+        }
     }
 
     /// Set what peer `node` offers, as its manifest (valid for `valid_for`)
@@ -230,12 +401,10 @@ impl Bus {
         node: NodeId,
         offers: &[CapabilitySpec],
         valid_for: Duration,
-        provider: Arc<dyn Service>,
+        provider: Handler,
     ) {
         let until = Instant::now() + valid_for;
-        let Ok(mut entries) = self.entries.write() else {
-            return;
-        };
+        let mut entries = self.entries.write();
         let mut kept: Vec<Arc<Entry>> = Vec::new();
         // What only a node itself may call is never taken from a peer: a
         // call meant for this node must not reach another.
@@ -260,25 +429,35 @@ impl Bus {
             });
             match existing {
                 Some(e) => {
-                    if let Ok(mut v) = e.valid_until.lock() {
-                        *v = Some(until);
-                    }
+                    *e.valid_until.lock() = Some(until);
                     kept.push(e.clone());
                 }
-                None => kept.push(Entry::new(
-                    node,
-                    CapabilityDescriptor::offered_by_peer(
-                        spec,
-                        version,
-                        self.settings.default_timeout,
-                    ),
-                    spec.schema_hash.clone(),
-                    provider.clone(),
-                    Some(until),
-                )),
+                None => {
+                    let entry = Entry::new(
+                        node,
+                        CapabilityDescriptor::offered_by_peer(
+                            spec,
+                            version,
+                            self.settings.default_timeout,
+                        ),
+                        spec.schema_hash.clone(),
+                        provider.clone(),
+                        crate::descriptor::default_params_compatible,
+                        None,
+                        Some(until),
+                    );
+                    self.publish(RegistryEvent::Added(entry.key()));
+                    kept.push(entry);
+                }
             }
         }
-        entries.retain(|e| e.node_id != node);
+        entries.retain(|e| {
+            let gone = e.node_id == node && !kept.iter().any(|k| Arc::ptr_eq(k, e));
+            if gone {
+                self.publish(RegistryEvent::Removed(e.key()));
+            }
+            e.node_id != node
+        });
         entries.extend(kept);
     }
 
@@ -287,13 +466,10 @@ impl Bus {
         let mut nodes: Vec<NodeId> = self
             .entries
             .read()
-            .map(|e| {
-                e.iter()
-                    .map(|e| e.node_id)
-                    .filter(|n| *n != self.node_id)
-                    .collect()
-            })
-            .unwrap_or_default();
+            .iter()
+            .map(|e| e.node_id)
+            .filter(|n| *n != self.node_id)
+            .collect();
         nodes.sort_by_key(NodeId::full);
         nodes.dedup();
         nodes
@@ -304,16 +480,22 @@ impl Bus {
         if *node == self.node_id {
             return;
         }
-        if let Ok(mut entries) = self.entries.write() {
-            entries.retain(|e| e.node_id != *node);
-        }
+        self.entries.write().retain(|e| {
+            let gone = e.node_id == *node;
+            if gone {
+                self.publish(RegistryEvent::Removed(e.key()));
+            }
+            !gone
+        });
     }
 
     /// Capabilities this node itself offers.
     pub fn capability_count(&self) -> usize {
-        self.entries.read().map_or(0, |e| {
-            e.iter().filter(|e| e.node_id == self.node_id).count()
-        })
+        self.entries
+            .read()
+            .iter()
+            .filter(|e| e.node_id == self.node_id)
+            .count()
     }
 
     pub fn in_flight_total(&self) -> u32 {
@@ -328,13 +510,10 @@ impl Bus {
     pub fn local_descriptors(&self) -> Vec<CapabilityDescriptor> {
         self.entries
             .read()
-            .map(|e| {
-                e.iter()
-                    .filter(|e| e.node_id == self.node_id)
-                    .map(|e| e.descriptor.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
+            .iter()
+            .filter(|e| e.node_id == self.node_id)
+            .map(|e| e.descriptor.clone())
+            .collect()
     }
 
     /// What peers may call here: the local capabilities not reserved to
@@ -348,17 +527,15 @@ impl Bus {
 
     pub fn entries(&self) -> Vec<EntryInfo> {
         let now = Instant::now();
-        let Ok(entries) = self.entries.read() else {
-            return Vec::new();
-        };
-        entries
+        self.entries
+            .read()
             .iter()
             .filter(|e| e.is_fresh(now))
             .map(|e| {
-                let (success_rate, p50_ms, quarantined) =
-                    e.health.lock().map_or((1.0, 0.0, false), |h| {
-                        (h.success_rate(), h.p50_ms(), h.is_quarantined(now))
-                    });
+                let (success_rate, p50_ms, quarantined) = {
+                    let h = e.health.lock();
+                    (h.success_rate(), h.p50_ms(), h.is_quarantined(now))
+                };
                 EntryInfo {
                     name: e.descriptor.name.clone(),
                     version: e.descriptor.version.to_string(),
@@ -402,6 +579,7 @@ impl Bus {
         let (entry, permit, fallbacks) = self.route(&req, &params)?;
         if entry.node_id == self.node_id {
             check_trust(&entry.descriptor, &req, self.node_id)?;
+            entry.check_request(&req.body)?;
         }
         Ok(self.start(entry, permit, fallbacks, req, params, input))
     }
@@ -409,10 +587,7 @@ impl Bus {
     /// The chosen entry with its permit, and the other viable ones best
     /// first (where a call goes if the chosen peer turns out to be gone).
     fn route(&self, req: &InboundCall, params: &Value) -> Result<Routed, CallError> {
-        let entries = self
-            .entries
-            .read()
-            .map_err(|_| CallError::new(ErrorCode::InternalError, "registry lock"))?;
+        let entries = self.entries.read();
         let now = Instant::now();
         // Only this node's own calls (its CLI, UI and services) are carried
         // to peers; a peer's call is served here or not at all, so calls
@@ -445,7 +620,7 @@ impl Bus {
         }
         let compatible: Vec<&Arc<Entry>> = versioned
             .into_iter()
-            .filter(|e| e.service.params_compatible(&e.descriptor.params, params))
+            .filter(|e| (e.params_compatible)(&e.descriptor.params, params))
             .collect();
         if compatible.is_empty() {
             return Err(CallError::new(
@@ -459,7 +634,7 @@ impl Bus {
         let healthy: Vec<&Arc<Entry>> = compatible
             .iter()
             .copied()
-            .filter(|e| e.health.lock().map_or(true, |h| !h.is_quarantined(now)))
+            .filter(|e| !e.is_quarantined(now))
             .collect();
         if healthy.is_empty() {
             return Err(CallError::new(
@@ -495,16 +670,14 @@ impl Bus {
         });
         for (i, entry) in ranked.iter().enumerate() {
             if let Ok(permit) = entry.permits.clone().try_acquire_owned() {
-                if let Ok(mut h) = entry.health.lock() {
-                    h.on_selected(now);
-                }
+                entry.health.lock().on_selected(now);
                 let fallbacks = ranked[i + 1..].iter().map(|e| (*e).clone()).collect();
                 return Ok(((*entry).clone(), permit, fallbacks));
             }
         }
         let p50 = healthy
             .iter()
-            .filter_map(|e| e.health.lock().ok().map(|h| h.p50_ms()))
+            .map(|e| e.health.lock().p50_ms())
             .fold(0.0, f64::max);
         Err(CallError::new(
             ErrorCode::CapacityExceeded,
@@ -526,6 +699,7 @@ impl Bus {
         input: Value,
     ) -> CallStream {
         let (tx, rx) = mpsc::channel(STREAM_WINDOW_FRAMES as usize);
+        let must_sign = entry.node_id != self.node_id || entry.descriptor.mutating;
         let caller_gone = CancellationToken::new();
         let frames = Arc::new(AtomicU64::new(0));
         // A peer decides by itself whether it streams; relay what it sends.
@@ -571,7 +745,7 @@ impl Bus {
                         fallbacks.by_ref().find_map(|next| {
                             let usable = next.node_id != failed
                                 && next.is_fresh(now)
-                                && next.health.lock().is_ok_and(|h| !h.is_quarantined(now));
+                                && !next.is_quarantined(now);
                             if !usable {
                                 return None;
                             }
@@ -596,6 +770,7 @@ impl Bus {
         CallStream {
             rx,
             streaming,
+            must_sign,
             _cancel_on_drop: caller_gone.drop_guard(),
         }
     }
@@ -643,7 +818,7 @@ impl Attempt {
         entry.in_flight.fetch_add(1, Ordering::Relaxed);
         self.in_flight_total.fetch_add(1, Ordering::Relaxed);
         gauge.inc();
-        let handler = entry.service.clone().handle(call);
+        let handler = (entry.handler)(call);
         let outcome = tokio::select! {
             r = tokio::time::timeout_at(self.deadline_at, handler) => match r {
                 Ok(Ok(v)) => Some(Item::Done(v)),
@@ -659,10 +834,14 @@ impl Attempt {
             )),
         };
         handler_cancel.cancel();
-        let result = match &outcome {
-            Some(Item::Done(_)) => "ok".to_owned(),
-            Some(Item::Failed(e)) => e.code.as_str().to_owned(),
-            _ => "cancelled".to_owned(),
+        let failure = match &outcome {
+            Some(Item::Failed(e)) => Some(e.code),
+            _ => None,
+        };
+        let result = match (&outcome, failure) {
+            (_, Some(code)) => code.as_str().to_owned(),
+            (Some(_), None) => "ok".to_owned(),
+            (None, None) => "cancelled".to_owned(),
         };
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         entry.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -672,16 +851,18 @@ impl Attempt {
         let is_local = entry.node_id == self.us;
         // A local `partition` is our own shutdown; a peer's is the peer
         // being unreachable, which its health must remember.
-        let provider_failed = matches!(
-            result.as_str(),
-            "internal_error" | "timeout" | "not_implemented"
-        ) || (!is_local && result == "partition");
-        if result != "cancelled" && (result != "partition" || !is_local) {
+        let provider_failed = failure.is_some_and(|code| {
+            matches!(
+                code,
+                ErrorCode::InternalError | ErrorCode::Timeout | ErrorCode::NotImplemented
+            ) || (!is_local && code == ErrorCode::Partition)
+        });
+        let own_shutdown = is_local && failure == Some(ErrorCode::Partition);
+        if outcome.is_some() && !own_shutdown {
             let quarantined = entry
                 .health
                 .lock()
-                .map(|mut h| h.record(!provider_failed, ms, Instant::now()))
-                .unwrap_or(false);
+                .record(!provider_failed, ms, Instant::now());
             if quarantined {
                 self.metrics.quarantines.inc();
                 tracing::warn!(capability = %entry.descriptor.name, node = %entry.node_id.short(), "provider quarantined");
@@ -729,10 +910,6 @@ fn check_trust(d: &CapabilityDescriptor, req: &InboundCall, us: NodeId) -> Resul
     }
 }
 
-fn poisoned() -> DescriptorError {
-    DescriptorError::Invalid("registry".into(), "lock poisoned by a panic".into())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -757,23 +934,30 @@ mod tests {
     }
 
     impl Service for TestService {
-        fn descriptors(&self) -> Vec<CapabilityDescriptor> {
-            vec![CapabilityDescriptor {
-                name: "experimental.test".into(),
+        fn name(&self) -> &'static str {
+            "test"
+        }
+
+        fn capabilities(self: Arc<Self>) -> Vec<Capability> {
+            let descriptor = CapabilityDescriptor {
                 version: Version::new(1, 2),
-                stability: Stability::Experimental,
-                request_schema: json!({"type": "object"}),
                 response_schema: None,
                 stream_schema: Some(json!({"type": "object"})),
                 params: json!({"model": "m1"}),
                 max_concurrent: self.max_concurrent,
                 trust: self.trust,
                 timeout: Duration::from_secs(5),
-                idempotent: true,
-            }]
+                ..CapabilityDescriptor::new(
+                    "experimental.test",
+                    json!({"type": "object", "properties": {"mode": {"enum": ["ok", "fail", "sleep", "stream"]}, "ms": {"type": "integer"}}}),
+                )
+            };
+            vec![Capability::new(descriptor, &self, Self::serve)]
         }
+    }
 
-        fn handle(self: Arc<Self>, call: Call) -> BoxFuture<'static, Result<Value, CallError>> {
+    impl TestService {
+        fn serve(self: Arc<Self>, call: Call) -> BoxFuture<'static, Result<Value, CallError>> {
             Box::pin(async move {
                 let _guard = SetOnDrop(self.dropped.clone());
                 let ms = call.input["ms"].as_u64().unwrap_or(0);
@@ -964,19 +1148,21 @@ mod tests {
         served: AtomicU32,
     }
 
-    impl Service for FakePeer {
-        fn descriptors(&self) -> Vec<CapabilityDescriptor> {
-            Vec::new()
+    impl FakePeer {
+        fn handler(self: &Arc<Self>) -> Handler {
+            let this = self.clone();
+            Arc::new(move |_call| {
+                let this = this.clone();
+                Box::pin(async move { this.serve().await })
+            })
         }
 
-        fn handle(self: Arc<Self>, _call: Call) -> BoxFuture<'static, Result<Value, CallError>> {
-            Box::pin(async move {
-                self.served.fetch_add(1, Ordering::SeqCst);
-                match &self.failure {
-                    None => Ok(json!({"from": "peer"})),
-                    Some(e) => Err(e.clone()),
-                }
-            })
+        async fn serve(&self) -> Result<Value, CallError> {
+            self.served.fetch_add(1, Ordering::SeqCst);
+            match &self.failure {
+                None => Ok(json!({"from": "peer"})),
+                Some(e) => Err(e.clone()),
+            }
         }
     }
 
@@ -1026,7 +1212,7 @@ mod tests {
             DeviceKey::generate().node_id(),
             &[remote_spec()],
             Duration::from_secs(30),
-            provider.clone(),
+            provider.handler(),
         );
         assert_eq!(bus.capability_count(), 1, "remote entries are not ours");
         let out = bus.call(own_call(&bus)).unwrap().outcome().await.unwrap();
@@ -1055,13 +1241,13 @@ mod tests {
             dead_id,
             &[remote_spec()],
             Duration::from_secs(30),
-            dead.clone(),
+            dead.handler(),
         );
         bus.set_remote(
             alive_id,
             &[remote_spec()],
             Duration::from_secs(30),
-            alive.clone(),
+            alive.handler(),
         );
         for _ in 0..6 {
             let out = bus.call(own_call(&bus)).unwrap().outcome().await.unwrap();
@@ -1090,7 +1276,7 @@ mod tests {
             node,
             &[remote_spec()],
             Duration::from_millis(30),
-            peer(true),
+            peer(true).handler(),
         );
         assert!(bus.call(own_call(&bus)).is_ok());
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -1100,7 +1286,12 @@ mod tests {
         );
         assert!(bus.entries().iter().all(|e| e.local));
         // A fresh manifest brings it back.
-        bus.set_remote(node, &[remote_spec()], Duration::from_secs(30), peer(true));
+        bus.set_remote(
+            node,
+            &[remote_spec()],
+            Duration::from_secs(30),
+            peer(true).handler(),
+        );
         assert!(bus.call(own_call(&bus)).is_ok());
     }
 
@@ -1120,17 +1311,155 @@ mod tests {
             DeviceKey::generate().node_id(),
             &[remote_spec()],
             Duration::from_secs(30),
-            first.clone(),
+            first.handler(),
         );
         bus.set_remote(
             DeviceKey::generate().node_id(),
             &[remote_spec()],
             Duration::from_secs(30),
-            second.clone(),
+            second.handler(),
         );
         let err = own_call_error(&bus).await;
         assert_eq!(err.code, ErrorCode::Partition);
         let runs = first.served.load(Ordering::SeqCst) + second.served.load(Ordering::SeqCst);
         assert_eq!(runs, 1, "exactly one provider ran it");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_breaks_the_schema_is_refused_naming_where() {
+        let (bus, _) = bus_with(2, Trust::Level(TrustLevel::Member));
+        let Err(err) = bus.call(call(json!({"mode": "dance"}))) else {
+            panic!("a mode outside the enum was accepted");
+        };
+        assert_eq!(err.code, ErrorCode::SchemaMismatch);
+        assert!(err.message.contains("`/input/mode`"), "{}", err.message);
+        assert_eq!(
+            err.extra["schema_hash_expected"],
+            json!(bus.entries()[0].schema_hash)
+        );
+        let mut no_input = call(json!({}));
+        no_input.body = json!({"params": {}});
+        no_input.body.as_object_mut().map(|b| b.remove("input"));
+        let err = bus.call(no_input).err().expect("refused");
+        assert_eq!(err.code, ErrorCode::SchemaMismatch, "{}", err.message);
+        assert!(err.message.contains("`/`"), "{}", err.message);
+        // Refused before the handler ran: nothing traced, nothing in flight.
+        assert!(bus.recent_traces(10, None).is_empty());
+        assert!(bus.call(call(json!({"mode": "ok"}))).is_ok());
+    }
+
+    #[tokio::test]
+    async fn withdrawn_capabilities_are_not_routed_until_restored() {
+        let (bus, _) = bus_with(2, Trust::Level(TrustLevel::Member));
+        let mut changes = bus.changes();
+        let key = CapabilityKey {
+            name: "experimental.test".into(),
+            version: "1.2".into(),
+            node: bus.node_id(),
+        };
+        assert_eq!(
+            bus.withdraw(|d| d.name == "experimental.other"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            bus.withdraw(|d| !d.needs_internet),
+            vec!["experimental.test"]
+        );
+        assert_eq!(
+            changes.try_recv().ok(),
+            Some(RegistryEvent::Removed(key.clone()))
+        );
+        assert_eq!(
+            bus.call(call(json!({}))).err().map(|e| e.code),
+            Some(ErrorCode::NotFound)
+        );
+        assert!(
+            bus.local_descriptors().is_empty(),
+            "not in our manifest either"
+        );
+        assert_eq!(bus.restore(|_| true), vec!["experimental.test"]);
+        assert_eq!(changes.try_recv().ok(), Some(RegistryEvent::Added(key)));
+        assert!(bus.call(call(json!({}))).is_ok());
+        assert!(changes.try_recv().is_err(), "one event per change");
+    }
+
+    #[tokio::test]
+    async fn peers_offers_come_and_go_as_registry_events() {
+        let (bus, _) = bus_with(2, Trust::Level(TrustLevel::Member));
+        let mut changes = bus.changes();
+        let node = DeviceKey::generate().node_id();
+        let key = CapabilityKey {
+            name: "experimental.remote".into(),
+            version: "1.0".into(),
+            node,
+        };
+        let offer = |bus: &Bus| {
+            bus.set_remote(
+                node,
+                &[remote_spec()],
+                Duration::from_secs(30),
+                peer(true).handler(),
+            )
+        };
+        offer(&bus);
+        assert_eq!(
+            changes.try_recv().ok(),
+            Some(RegistryEvent::Added(key.clone()))
+        );
+        offer(&bus);
+        assert!(
+            changes.try_recv().is_err(),
+            "an unchanged offer is no event"
+        );
+        bus.set_remote(node, &[], Duration::from_secs(30), peer(true).handler());
+        assert_eq!(
+            changes.try_recv().ok(),
+            Some(RegistryEvent::Removed(key.clone()))
+        );
+        offer(&bus);
+        bus.remove_remote(&node);
+        assert_eq!(
+            changes.try_recv().ok(),
+            Some(RegistryEvent::Added(key.clone()))
+        );
+        assert_eq!(changes.try_recv().ok(), Some(RegistryEvent::Removed(key)));
+    }
+
+    #[test]
+    fn a_bad_declaration_names_its_service_and_registers_nothing() {
+        struct Broken;
+        impl Service for Broken {
+            fn name(&self) -> &'static str {
+                "broken"
+            }
+            fn capabilities(self: Arc<Self>) -> Vec<Capability> {
+                let good = CapabilityDescriptor::new("experimental.good", json!({}));
+                let bad = CapabilityDescriptor {
+                    request_schema: json!({"type": 12}),
+                    ..CapabilityDescriptor::new("experimental.bad", json!({}))
+                };
+                let serve = |_: Arc<Self>, _: Call| async { Ok(json!({})) };
+                vec![
+                    Capability::new(good, &self, serve),
+                    Capability::new(bad, &self, serve),
+                ]
+            }
+        }
+        let bus = Bus::new(
+            DeviceKey::generate().node_id(),
+            BusSettings::default(),
+            Arc::new(Metrics::new()),
+        );
+        let err = bus
+            .register(Arc::new(Broken))
+            .expect_err("an invalid schema was registered")
+            .to_string();
+        assert!(
+            err.starts_with(
+                "cannot register the broken service: capability `experimental.bad`: request_schema:"
+            ),
+            "{err}"
+        );
+        assert_eq!(bus.capability_count(), 0);
     }
 }

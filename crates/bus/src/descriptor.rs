@@ -19,11 +19,16 @@ pub enum Trust {
     SelfOnly,
 }
 
+/// Everything the bus and its peers need to know of one capability,
+/// declared once by the service that offers it. Start from
+/// [`CapabilityDescriptor::new`] and name the fields that differ.
 #[derive(Debug, Clone)]
 pub struct CapabilityDescriptor {
     pub name: String,
     pub version: Version,
     pub stability: Stability,
+    /// The JSON Schema every request body (`{"params", "input"}`) must
+    /// meet; enforced before the handler runs (`schema_mismatch`).
     pub request_schema: Value,
     pub response_schema: Option<Value>,
     /// Schema of stream frames; `Some` makes the capability streaming.
@@ -35,6 +40,11 @@ pub struct CapabilityDescriptor {
     /// Deadline when the caller names none.
     pub timeout: Duration,
     pub idempotent: bool,
+    /// Changes state others rely on: its non-stream responses are signed
+    /// (Contract §5.2).
+    pub mutating: bool,
+    /// Cannot work without the internet: withdrawn in emergency mode.
+    pub needs_internet: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -60,7 +70,38 @@ const ALLOCATED: [&str; 9] = [
     "experimental.",
 ];
 
+/// The request schema of a capability whose `input` must meet `input`:
+/// `{"params": {...}, "input": <input>}`, `input` required.
+pub fn body_schema(input: Value) -> Value {
+    serde_json::json!({
+        "type": "object",
+        "required": ["input"],
+        "properties": {"params": {"type": "object"}, "input": input}
+    })
+}
+
 impl CapabilityDescriptor {
+    /// Version 1.0 of `name`, taking `input`; experimental, for members,
+    /// four calls at once, the contract's default deadline, no stream,
+    /// idempotent, changing nothing and needing no internet.
+    pub fn new(name: &str, input: Value) -> Self {
+        Self {
+            name: name.to_owned(),
+            version: Version::new(1, 0),
+            stability: Stability::Experimental,
+            request_schema: body_schema(input),
+            response_schema: Some(serde_json::json!({"type": "object"})),
+            stream_schema: None,
+            params: serde_json::json!({}),
+            max_concurrent: 4,
+            trust: Trust::Level(TrustLevel::Member),
+            timeout: Duration::from_secs(hearthnet_base::constants::RPC_DEFAULT_TIMEOUT_SECONDS),
+            idempotent: true,
+            mutating: false,
+            needs_internet: false,
+        }
+    }
+
     pub fn schema_hash(&self) -> Blake3Id {
         schema_hash(
             &self.name,
@@ -78,8 +119,13 @@ impl CapabilityDescriptor {
         self.stream_schema.is_some()
     }
 
-    /// Check the name's namespace and the basic shape.
+    /// Check the name's namespace, the basic shape and the request schema.
     pub fn validate(&self) -> Result<(), DescriptorError> {
+        self.compile().map(drop)
+    }
+
+    /// [`Self::validate`], and the compiled request schema.
+    pub(crate) fn compile(&self) -> Result<jsonschema::Validator, DescriptorError> {
         let name = &self.name;
         let well_formed = !name.is_empty()
             && name.split('.').count() >= 2
@@ -106,11 +152,13 @@ impl CapabilityDescriptor {
         }
         if !self.request_schema.is_object() {
             return Err(DescriptorError::Invalid(
-                name.clone(),
+                self.name.clone(),
                 "request_schema must be a JSON Schema object".into(),
             ));
         }
-        Ok(())
+        jsonschema::validator_for(&self.request_schema).map_err(|e| {
+            DescriptorError::Invalid(self.name.clone(), format!("request_schema: {e}"))
+        })
     }
 
     /// A peer's capability as far as its manifest tells: name, version,
@@ -129,6 +177,9 @@ impl CapabilityDescriptor {
             trust: Trust::Level(TrustLevel::Member),
             timeout,
             idempotent: false,
+            // Unknown: the caller's node signs what it relays anyway.
+            mutating: false,
+            needs_internet: false,
         }
     }
 
@@ -174,17 +225,8 @@ mod tests {
 
     pub(crate) fn echo_like(name: &str) -> CapabilityDescriptor {
         CapabilityDescriptor {
-            name: name.into(),
-            version: Version::new(1, 0),
-            stability: Stability::Experimental,
-            request_schema: json!({"type": "object"}),
-            response_schema: Some(json!({"type": "object"})),
-            stream_schema: None,
-            params: json!({}),
             max_concurrent: 2,
-            trust: Trust::Level(TrustLevel::Member),
-            timeout: Duration::from_secs(30),
-            idempotent: true,
+            ..CapabilityDescriptor::new(name, json!({"type": "object"}))
         }
     }
 

@@ -4,7 +4,12 @@
 //! best-scored provider), admission (trust level, `max_concurrent` answered
 //! with `capacity_exceeded` and `retry_after_ms`, never a queue), deadlines,
 //! cancellation (dropping a [`CallStream`] stops the provider), health with
-//! quarantine, and the trace ring buffer. Services implement [`Service`].
+//! quarantine, and the trace ring buffer. Services implement [`Service`]:
+//! each declares its capabilities once ([`CapabilityDescriptor`], with the
+//! request schema the bus enforces before a handler runs) together with the
+//! handler that serves each ([`Capability`]). Our own capabilities can be
+//! withdrawn and restored (emergency mode); every change of the registry is
+//! published locally as a [`RegistryEvent`].
 //!
 //! Architecture invariant: the bus knows no wire format and no service's
 //! internals; the transport turns HTTP into [`InboundCall`]s and
@@ -17,8 +22,11 @@ pub mod service;
 pub mod trace;
 pub mod version;
 
-pub use bus::{Bus, BusSettings, CallStream, EntryInfo, InboundCall};
-pub use descriptor::{CapabilityDescriptor, Trust};
-pub use service::{Call, CallError, Frame, FrameSink, Gone, Item, Service};
+pub use bus::{
+    Bus, BusSettings, CallStream, CapabilityKey, EntryInfo, InboundCall, RegisterError,
+    RegistryEvent,
+};
+pub use descriptor::{CapabilityDescriptor, Trust, body_schema};
+pub use service::{Call, CallError, Capability, Frame, FrameSink, Gone, Handler, Item, Service};
 pub use trace::TraceRecord;
 pub use version::Version;

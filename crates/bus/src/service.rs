@@ -144,17 +144,52 @@ pub struct Call {
     pub cancel: CancellationToken,
 }
 
-/// A provider of capabilities. Every service of the node implements it.
-pub trait Service: Send + Sync + 'static {
-    /// What this service offers; registered once at start-up.
-    fn descriptors(&self) -> Vec<CapabilityDescriptor>;
+/// Serves one call of a capability: the response body (non-stream) or the
+/// data of the `done` frame (stream); frames go to `call.frames`.
+pub type Handler = Arc<dyn Fn(Call) -> BoxFuture<'static, Result<Value, CallError>> + Send + Sync>;
 
-    /// Whether an offer with `offered` params can serve `requested` ones.
-    fn params_compatible(&self, offered: &Value, requested: &Value) -> bool {
-        default_params_compatible(offered, requested)
+/// One capability as its service declares it: what it is (the descriptor)
+/// and what serves it. The bus dispatches on this pairing, so a service
+/// never matches capability names itself.
+pub struct Capability {
+    pub descriptor: CapabilityDescriptor,
+    pub(crate) handler: Handler,
+    pub(crate) params_compatible: fn(&Value, &Value) -> bool,
+}
+
+impl Capability {
+    /// `descriptor`, served by `handler` on `service` (typically an
+    /// `async fn(self: Arc<Self>, call: Call)` method).
+    pub fn new<S, F, Fut>(descriptor: CapabilityDescriptor, service: &Arc<S>, handler: F) -> Self
+    where
+        S: Send + Sync + 'static,
+        F: Fn(Arc<S>, Call) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, CallError>> + Send + 'static,
+    {
+        let service = service.clone();
+        Self {
+            descriptor,
+            handler: Arc::new(move |call| Box::pin(handler(service.clone(), call))),
+            params_compatible: default_params_compatible,
+        }
     }
 
-    /// Serve one call. Returns the response body (non-stream) or the data
-    /// of the `done` frame (stream); frames go to `call.frames`.
-    fn handle(self: Arc<Self>, call: Call) -> BoxFuture<'static, Result<Value, CallError>>;
+    /// Replace the default `params_compatible` (M03 §5.5) for this
+    /// capability: whether an offer with `offered` params can serve
+    /// `requested` ones.
+    pub fn params_compatible(mut self, check: fn(&Value, &Value) -> bool) -> Self {
+        self.params_compatible = check;
+        self
+    }
+}
+
+/// A provider of capabilities. Every service of the node implements it and
+/// is registered with one call, [`crate::Bus::register`].
+pub trait Service: Send + Sync + 'static {
+    /// Names the service in logs and errors, e.g. `"file"`.
+    fn name(&self) -> &'static str;
+
+    /// What this service offers, each capability declared once with its
+    /// handler; asked once, at registration.
+    fn capabilities(self: Arc<Self>) -> Vec<Capability>;
 }

@@ -182,13 +182,23 @@ fn test_call_returns_nonzero_on_wire_error() {
         sb.run_with_env(&all, env)
     };
 
-    // 2: bad_request (and bad usage before any request).
+    // 2: bad_request, schema_mismatch (and bad usage before any request).
+    let r = call(
+        &[
+            "experimental.echo",
+            "--body",
+            r#"{"params": [], "input": {"text": "x"}}"#,
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("bad_request"), "{r:?}");
     let r = call(
         &["experimental.echo", "--body", r#"{"input": {"repeat": 1}}"#],
         &[],
     );
     assert_eq!(r.code, 2, "{r:?}");
-    assert!(r.stderr.contains("bad_request"), "{r:?}");
+    assert!(r.stderr.contains("schema_mismatch"), "{r:?}");
     assert_eq!(
         call(&["experimental.echo", "--body", "{not json"], &[]).code,
         2
@@ -603,4 +613,73 @@ fn log_follow_sees_new_lines_and_rotation() {
     let _ = out;
     let all: Vec<String> = rx.try_iter().collect();
     assert!(all.iter().all(|l| !l.contains("debug noise")), "{all:?}");
+}
+
+/// Contract §5.4: a body that breaks a capability's request schema is
+/// refused with 400 `schema_mismatch`, naming where, on the local API and
+/// on the peer port alike, before the handler runs.
+#[test]
+fn a_body_that_breaks_the_schema_is_refused_on_both_listeners() {
+    let sb = node_sandbox();
+    let _node = sb.start_node(&[]);
+    let bad = json!({"params": {}, "input": {"text": 5}});
+    let local = sb.client();
+    // The client takes a wire error only with its code's HTTP status (400).
+    let hash = match local.call("experimental.echo", "1.0", &bad, false, None) {
+        Err(ClientError::Wire(e)) => {
+            assert_eq!(e.code, ErrorCode::SchemaMismatch, "{e:?}");
+            assert!(e.message.contains("`/input/text`"), "{e:?}");
+            e.body["schema_hash_expected"].clone()
+        }
+        Err(other) => panic!("expected a wire error, got {other}"),
+        Ok(_) => panic!("a body with a number for text was served"),
+    };
+    let caps = local.get("/local/v1/caps", &[]).unwrap();
+    let echo_entry = caps["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "experimental.echo")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        hash, echo_entry["schema_hash"],
+        "the hash of what is enforced"
+    );
+
+    let status: Value = serde_json::from_str(&sb.run(&["status", "--json"], None).stdout).unwrap();
+    let community: hearthnet_base::CommunityId =
+        serde_json::from_value(status["community"]["id"].clone()).unwrap();
+    let key = sb.key();
+    let reply = common::runtime().block_on(async {
+        common::peer_client(&key, community)
+            .call(
+                &sb.peer_addr(),
+                key.node_id(),
+                "experimental.echo",
+                "1.0",
+                &json!({"input": {"text": "x", "repeat": "twice"}}),
+                false,
+                Duration::from_secs(10),
+            )
+            .await
+    });
+    match reply {
+        Ok(hearthnet_transport::peer_client::CallReply::Failed(body)) => {
+            assert_eq!(body["error"], "schema_mismatch", "{body}");
+            let message = body["message"].as_str().unwrap_or_default();
+            assert!(message.contains("`/input/repeat`"), "{body}");
+        }
+        Ok(_) => panic!("the peer port served a bad body"),
+        Err(e) => panic!("the peer port did not answer: {e}"),
+    }
+    // Refused before any handler ran: no echo call was traced.
+    let traces = local.get("/trace/recent", &[]).unwrap();
+    assert_eq!(traces["traces"], json!([]), "{traces}");
+    // And a good body is served.
+    assert!(
+        local
+            .call("experimental.echo", "1.0", &echo("ok"), false, None)
+            .is_ok()
+    );
 }

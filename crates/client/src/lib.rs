@@ -302,9 +302,19 @@ impl LocalClient {
             .map_err(|e| self.bad(format!("not JSON ({e}): {}", snippet(&text))))
     }
 
+    /// The contract error an HTTP error status carries; its code must be
+    /// one the contract sends with that status (§5.5).
     fn wire_error(&self, status: u16, body: Value) -> Result<WireError, ClientError> {
-        parse_wire_error(&body)
-            .ok_or_else(|| self.bad(format!("HTTP {status} without a contract error: {body}")))
+        let error = parse_wire_error(&body)
+            .ok_or_else(|| self.bad(format!("HTTP {status} without a contract error: {body}")))?;
+        if error.code.http_status() != status {
+            return Err(self.bad(format!(
+                "HTTP {status} with error `{}`, which the contract sends with HTTP {}",
+                error.code,
+                error.code.http_status()
+            )));
+        }
+        Ok(error)
     }
 
     fn bad(&self, reason: String) -> ClientError {

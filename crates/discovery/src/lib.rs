@@ -246,23 +246,23 @@ impl Context {
 pub struct Discovery {
     pub registry: Arc<PeerRegistry>,
     pub status: Arc<Status>,
-    ctx: Arc<Context>,
-    contact: Arc<dyn Contact>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Discovery {
-    /// Start every enabled transport. A transport that cannot start is
+    /// Start every enabled transport; verified peers go into `registry`
+    /// (made by the caller, so that others can hold it before discovery
+    /// starts). A transport that cannot start is
     /// logged and shown in the status, never fatal (M02 §5): the node goes
     /// on with whichever works.
     pub fn start(
         settings: Settings,
+        registry: Arc<PeerRegistry>,
         contact: Arc<dyn Contact>,
         announcement: AnnouncementSource,
         emergency: watch::Receiver<bool>,
         stop: CancellationToken,
     ) -> Self {
-        let registry = Arc::new(PeerRegistry::default());
         let status = Arc::new(Status::default());
         let (tx, rx) = mpsc::channel(256);
         let ctx = Arc::new(Context {
@@ -313,12 +313,16 @@ impl Discovery {
             rx,
             stop.clone(),
         )));
+        tasks.push(tokio::spawn(check_suspects(
+            ctx.clone(),
+            contact.clone(),
+            registry.suspects(),
+            stop.clone(),
+        )));
         tasks.push(tokio::spawn(refresh(ctx.clone(), contact.clone(), stop)));
         Self {
             registry,
             status,
-            ctx,
-            contact,
             tasks: Mutex::new(tasks),
         }
     }
@@ -334,38 +338,6 @@ impl Discovery {
         for task in tasks {
             let _ = task.await;
         }
-    }
-
-    /// A call to `node` found it unreachable: ask for its manifest now and
-    /// drop it if that fails too, instead of waiting for it to expire. Its
-    /// last sighting is kept for retries, so it comes back when it answers
-    /// again even where mDNS announces nothing new.
-    pub fn suspect(&self, node: NodeId) {
-        let Some(peer) = self.ctx.registry.get(&node) else {
-            return;
-        };
-        if !self.ctx.start_refreshing(node) {
-            return;
-        }
-        let (ctx, contact) = (self.ctx.clone(), self.contact.clone());
-        tokio::spawn(async move {
-            let answered = contact.fetch_manifest(peer.addr, Some(node)).await.is_ok();
-            ctx.stop_refreshing(&node);
-            if !answered {
-                ctx.registry
-                    .remove(&node, "unreachable after a failed call");
-                let source = peer.sources.iter().next().copied().unwrap_or(Source::Udp);
-                ctx.remember_failure(
-                    Sighting {
-                        node_short: Some(node.short()),
-                        community_short: None,
-                        addr: peer.addr,
-                        source,
-                    },
-                    contact.membership_version(),
-                );
-            }
-        });
     }
 }
 
@@ -647,4 +619,53 @@ async fn refresh(ctx: Arc<Context>, contact: Arc<dyn Contact>, stop: Cancellatio
 /// Within [`REFETCH_BEFORE_EXPIRY_SECONDS`] of its manifest's expiry.
 fn near_expiry(peer: &Peer, now: Timestamp) -> bool {
     peer.manifest.expires_at.unix() - now.unix() <= REFETCH_BEFORE_EXPIRY_SECONDS
+}
+
+/// Check peers that calls found unreachable ([`PeerRegistry::suspect`]):
+/// ask for the manifest now and drop the peer if that fails too, instead
+/// of waiting for it to expire. Its last sighting is kept for retries, so
+/// it comes back when it answers again even where mDNS announces nothing
+/// new.
+async fn check_suspects(
+    ctx: Arc<Context>,
+    contact: Arc<dyn Contact>,
+    mut suspects: tokio::sync::broadcast::Receiver<NodeId>,
+    stop: CancellationToken,
+) {
+    loop {
+        let node = tokio::select! {
+            n = suspects.recv() => match n {
+                Ok(node) => node,
+                // Missed some: the next failed call reports them again.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            () = stop.cancelled() => return,
+        };
+        let Some(peer) = ctx.registry.get(&node) else {
+            continue;
+        };
+        if !ctx.start_refreshing(node) {
+            continue;
+        }
+        let (ctx, contact) = (ctx.clone(), contact.clone());
+        tokio::spawn(async move {
+            let answered = contact.fetch_manifest(peer.addr, Some(node)).await.is_ok();
+            ctx.stop_refreshing(&node);
+            if !answered {
+                ctx.registry
+                    .remove(&node, "unreachable after a failed call");
+                let source = peer.sources.iter().next().copied().unwrap_or(Source::Udp);
+                ctx.remember_failure(
+                    Sighting {
+                        node_short: Some(node.short()),
+                        community_short: None,
+                        addr: peer.addr,
+                        source,
+                    },
+                    contact.membership_version(),
+                );
+            }
+        });
+    }
 }

@@ -43,6 +43,8 @@ pub enum PeerEvent {
 pub struct PeerRegistry {
     peers: Mutex<HashMap<NodeId, Peer>>,
     events: broadcast::Sender<PeerEvent>,
+    /// Peers a call found unreachable, for discovery to check at once.
+    suspects: broadcast::Sender<NodeId>,
 }
 
 impl Default for PeerRegistry {
@@ -52,11 +54,24 @@ impl Default for PeerRegistry {
             // A subscriber that falls this far behind resynchronises from
             // `all()` (see `Lagged` handling in the node).
             events: broadcast::channel(256).0,
+            suspects: broadcast::channel(64).0,
         }
     }
 }
 
 impl PeerRegistry {
+    /// A call found `node` unreachable: discovery asks for its manifest
+    /// now and drops it if that fails too, instead of waiting for it to
+    /// expire.
+    pub fn suspect(&self, node: NodeId) {
+        // Without discovery running nobody checks; the manifest expires.
+        let _ = self.suspects.send(node);
+    }
+
+    pub(crate) fn suspects(&self) -> broadcast::Receiver<NodeId> {
+        self.suspects.subscribe()
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<PeerEvent> {
         self.events.subscribe()
     }

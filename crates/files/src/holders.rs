@@ -98,9 +98,14 @@ impl Holders {
         }
     }
 
-    /// Fold the whole log in, then follow it until `stop` (in the
-    /// background: replaying a long log takes a while).
-    pub fn follow(self: &Arc<Self>, log: EventLog, stop: CancellationToken) {
+    /// Fold the whole log in, then follow it until `stop`: a task for the
+    /// caller to run in the background (replaying a long log takes a
+    /// while).
+    pub fn follow(
+        self: &Arc<Self>,
+        log: EventLog,
+        stop: CancellationToken,
+    ) -> impl Future<Output = ()> + Send + 'static {
         struct Replay(Arc<Holders>);
         impl Fold for Replay {
             fn wants(&self, event_type: &str) -> bool {
@@ -111,7 +116,7 @@ impl Holders {
             }
         }
         let holders = self.clone();
-        tokio::spawn(async move {
+        async move {
             let mut changes = log.changes();
             let replay = {
                 let (log, holders) = (log.clone(), holders.clone());
@@ -150,6 +155,6 @@ impl Holders {
                     _ = stop.cancelled() => return,
                 }
             }
-        });
+        }
     }
 }

@@ -40,7 +40,7 @@ use futures_util::stream::BoxStream;
 use hearthnet_base::{Blake3Id, DeviceKey, ErrorCode, NodeId, Stability, TrustLevel};
 use hearthnet_blobs::{BlobError, BlobStore, Manifest, encode_b64};
 use hearthnet_bus::{
-    Bus, Call, CallError, CapabilityDescriptor, FrameSink, Service, Trust, Version,
+    Bus, Call, CallError, Capability, CapabilityDescriptor, FrameSink, Service, Trust,
 };
 use hearthnet_events::EventLog;
 use serde_json::{Value, json};
@@ -118,10 +118,10 @@ pub struct FileService {
     pub holders: Arc<Holders>,
     pub log: EventLog,
     pub key: DeviceKey,
-    /// To reach peers; set once the bus exists (the bus owns this service).
-    pub bus: std::sync::OnceLock<std::sync::Weak<Bus>>,
-    /// Raw chunk transfer to peers; set once the peer client exists.
-    pub chunk_source: std::sync::OnceLock<Arc<dyn ChunkSource>>,
+    /// To reach peers (weak: the bus owns this service).
+    bus: std::sync::Weak<Bus>,
+    /// Raw chunk transfer to peers, where the node has it.
+    chunk_source: Option<Arc<dyn ChunkSource>>,
     served_streams: Arc<tokio::sync::Semaphore>,
     streams_per_caller: Arc<std::sync::Mutex<std::collections::HashMap<NodeId, usize>>>,
 }
@@ -166,31 +166,6 @@ fn cid_field(input: &Value, key: &str) -> Result<Blake3Id, CallError> {
                 "input.{key} must be a CID (blake3:<64 hex digits>)"
             ))
         })
-}
-
-#[allow(clippy::too_many_arguments)] // a descriptor literal, named fields
-fn descriptor(
-    name: &str,
-    input: Value,
-    streaming: bool,
-    trust: Trust,
-    max_concurrent: u32,
-    timeout_seconds: u64,
-    stability: Stability,
-) -> CapabilityDescriptor {
-    CapabilityDescriptor {
-        name: name.into(),
-        version: Version::new(1, 0),
-        stability,
-        request_schema: json!({"type": "object", "required": ["input"], "properties": {"params": {"type": "object"}, "input": input}}),
-        response_schema: Some(json!({"type": "object"})),
-        stream_schema: streaming.then(|| json!({"type": "object"})),
-        params: json!({}),
-        max_concurrent,
-        trust,
-        timeout: Duration::from_secs(timeout_seconds),
-        idempotent: true,
-    }
 }
 
 /// Sends `progress` frames, no more often than [`PROGRESS_EVERY`].
@@ -243,19 +218,23 @@ impl Progress {
 }
 
 impl FileService {
+    /// The service over `store`, reaching peers through `bus` (and
+    /// `chunk_source` for raw chunks, when given).
     pub fn new(
         store: Arc<BlobStore>,
         holders: Arc<Holders>,
         log: EventLog,
         key: DeviceKey,
+        bus: std::sync::Weak<Bus>,
+        chunk_source: Option<Arc<dyn ChunkSource>>,
     ) -> Self {
         Self {
             store,
             holders,
             log,
             key,
-            bus: std::sync::OnceLock::new(),
-            chunk_source: std::sync::OnceLock::new(),
+            bus,
+            chunk_source,
             served_streams: Arc::new(tokio::sync::Semaphore::new(MAX_SERVED_STREAMS)),
             streams_per_caller: Default::default(),
         }
@@ -352,8 +331,7 @@ impl FileService {
 
     fn bus(&self) -> Result<Arc<Bus>, CallError> {
         self.bus
-            .get()
-            .and_then(std::sync::Weak::upgrade)
+            .upgrade()
             .ok_or_else(|| CallError::new(ErrorCode::Partition, "the node is shutting down"))
     }
 
@@ -409,9 +387,12 @@ impl FileService {
     /// disk) is read in full and offered if whole (damaged chunks are
     /// quarantined, and `file pin` fetches them again); a blob offered but
     /// gone (removed just before a crash) is withdrawn.
-    pub fn reconcile_holdings(self: &Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+    pub fn reconcile_holdings(
+        self: &Arc<Self>,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> impl Future<Output = ()> + Send + 'static {
         let this = self.clone();
-        tokio::spawn(async move {
+        async move {
             tokio::select! {
                 () = this.holders.replayed() => {}
                 () = stop.cancelled() => return,
@@ -463,7 +444,7 @@ impl FileService {
                     tracing::warn!(blob = %cid.short(), error = %e, "cannot record file.cid.unpinned");
                 }
             }
-        });
+        }
     }
 
     /// The size of `cid` if this store holds it whole (every chunk read and
@@ -560,7 +541,7 @@ impl FileService {
             let progress = Progress::new(&call, "receiving");
             fetch(
                 &self.bus()?,
-                self.chunk_source.get(),
+                self.chunk_source.as_ref(),
                 &self.store,
                 cid,
                 &[call.caller],
@@ -713,7 +694,7 @@ impl FileService {
                 continue;
             }
             // Chunks from a failed first try stay: the second resumes.
-            let source = self.chunk_source.get();
+            let source = self.chunk_source.as_ref();
             outcome = fetch(&bus, source, &self.store, cid, &holders, &report).await;
             if outcome.is_ok() {
                 break;
@@ -725,144 +706,160 @@ impl FileService {
     }
 }
 
-impl Service for FileService {
-    fn descriptors(&self) -> Vec<CapabilityDescriptor> {
-        let member = Trust::Level(TrustLevel::Member);
-        let cid = json!({"type": "string", "pattern": "^blake3:[0-9a-f]{64}$"});
-        vec![
-            descriptor(
-                READ,
-                json!({"type": "object", "required": ["cid"], "properties": {"cid": cid, "chunks": {"type": "array", "items": {"type": "integer", "minimum": 0}}}}),
-                true,
-                member,
-                8,
-                READ_TIMEOUT_SECONDS,
-                Stability::Stable,
-            ),
-            descriptor(
-                LIST,
-                json!({"type": "object", "properties": {"prefix": {"type": "string"}}}),
-                false,
-                member,
-                4,
-                5,
-                Stability::Stable,
-            ),
-            descriptor(
-                ADVERTISE,
-                json!({"type": "object", "required": ["cids"], "properties": {"cids": {"type": "array", "items": cid}}}),
-                false,
-                member,
-                16,
-                5,
-                Stability::Stable,
-            ),
-            descriptor(
-                PUT,
-                json!({"type": "object", "required": ["manifest"], "properties": {"manifest": {"type": "object"}}}),
-                true,
-                // Disk-poisoning risk: trusted members only (M07 §4.2).
-                Trust::Level(TrustLevel::Trusted),
-                2,
-                PUT_TIMEOUT_SECONDS,
-                Stability::Stable,
-            ),
-            descriptor(
-                LOCAL_ADD,
-                json!({"type": "object", "required": ["path"], "properties": {"path": {"type": "string"}, "pin": {"type": "boolean"}}}),
-                true,
-                Trust::SelfOnly,
-                4,
-                3600,
-                Stability::Beta,
-            ),
-            descriptor(
-                LOCAL_GET,
-                json!({"type": "object", "required": ["cid"], "properties": {"cid": cid, "out": {"type": "string"}}}),
-                true,
-                Trust::SelfOnly,
-                4,
-                3600,
-                Stability::Beta,
-            ),
-            descriptor(
-                LOCAL_LIST,
-                json!({"type": "object"}),
-                false,
-                Trust::SelfOnly,
-                4,
-                10,
-                Stability::Beta,
-            ),
-            descriptor(
-                LOCAL_PIN,
-                json!({"type": "object", "required": ["cid", "pinned"], "properties": {"cid": cid, "pinned": {"type": "boolean"}}}),
-                true,
-                Trust::SelfOnly,
-                4,
-                3600,
-                Stability::Beta,
-            ),
-        ]
+impl FileService {
+    async fn list(self: Arc<Self>, call: Call) -> Result<Value, CallError> {
+        let prefix = call.input["prefix"].as_str().unwrap_or("").to_owned();
+        let cids: Vec<String> = self
+            .blocking(|s| Ok(s.list()))
+            .await?
+            .into_iter()
+            .map(|b| b.cid.to_string())
+            .filter(|c| c.starts_with(&prefix))
+            .collect();
+        Ok(json!({"output": {"cids": cids}, "meta": {}}))
     }
 
-    fn handle(self: Arc<Self>, call: Call) -> BoxFuture<'static, Result<Value, CallError>> {
-        Box::pin(async move {
-            match call.capability.as_str() {
-                READ => self.read(call).await,
-                PUT => self.put(call).await,
-                LOCAL_ADD => self.add(call).await,
-                LOCAL_GET => self.get(call).await,
-                LIST => {
-                    let prefix = call.input["prefix"].as_str().unwrap_or("").to_owned();
-                    let cids: Vec<String> = self
-                        .blocking(|s| Ok(s.list()))
-                        .await?
-                        .into_iter()
-                        .map(|b| b.cid.to_string())
-                        .filter(|c| c.starts_with(&prefix))
-                        .collect();
-                    Ok(json!({"output": {"cids": cids}, "meta": {}}))
-                }
-                ADVERTISE => {
-                    let cids = call.input["cids"].as_array().ok_or_else(|| {
-                        CallError::bad_request("input.cids must be an array of CIDs")
-                    })?;
-                    let mut recorded = 0;
-                    for c in cids {
-                        let cid = c
-                            .as_str()
-                            .and_then(|c| Blake3Id::parse(c).ok())
-                            .ok_or_else(|| CallError::bad_request(format!("{c} is not a CID")))?;
-                        if self.holders.add_direct(cid, call.caller) {
-                            recorded += 1;
-                        }
-                    }
-                    Ok(json!({"output": {"recorded": recorded}, "meta": {}}))
-                }
-                LOCAL_LIST => {
-                    let (blobs, bytes) = self.blocking(|s| Ok((s.list(), s.disk_bytes()))).await?;
-                    let offered: HashSet<Blake3Id> = self
-                        .holders
-                        .held_by(&self.key.node_id())
-                        .into_iter()
-                        .collect();
-                    let blobs: Vec<Value> = blobs
-                        .into_iter()
-                        .map(|b| {
-                            let mut row = json!(b);
-                            row["offered"] = json!(offered.contains(&b.cid));
-                            row
-                        })
-                        .collect();
-                    Ok(json!({"blobs": blobs, "disk_bytes": bytes}))
-                }
-                LOCAL_PIN => self.pin(call).await,
-                other => Err(CallError::new(
-                    ErrorCode::NotFound,
-                    format!("{other} is not a file capability"),
-                )),
+    async fn advertise(self: Arc<Self>, call: Call) -> Result<Value, CallError> {
+        let cids = call.input["cids"]
+            .as_array()
+            .ok_or_else(|| CallError::bad_request("input.cids must be an array of CIDs"))?;
+        let mut recorded = 0;
+        for c in cids {
+            let cid = c
+                .as_str()
+                .and_then(|c| Blake3Id::parse(c).ok())
+                .ok_or_else(|| CallError::bad_request(format!("{c} is not a CID")))?;
+            if self.holders.add_direct(cid, call.caller) {
+                recorded += 1;
             }
-        })
+        }
+        Ok(json!({"output": {"recorded": recorded}, "meta": {}}))
+    }
+
+    async fn local_list(self: Arc<Self>, _call: Call) -> Result<Value, CallError> {
+        let (blobs, bytes) = self.blocking(|s| Ok((s.list(), s.disk_bytes()))).await?;
+        let offered: HashSet<Blake3Id> = self
+            .holders
+            .held_by(&self.key.node_id())
+            .into_iter()
+            .collect();
+        let blobs: Vec<Value> = blobs
+            .into_iter()
+            .map(|b| {
+                let mut row = json!(b);
+                row["offered"] = json!(offered.contains(&b.cid));
+                row
+            })
+            .collect();
+        Ok(json!({"blobs": blobs, "disk_bytes": bytes}))
+    }
+}
+
+impl Service for FileService {
+    fn name(&self) -> &'static str {
+        "file"
+    }
+
+    fn capabilities(self: Arc<Self>) -> Vec<Capability> {
+        let cid = json!({"type": "string", "pattern": "^blake3:[0-9a-f]{64}$"});
+        let chunks = json!({"type": "array", "items": {"type": "integer", "minimum": 0}});
+        let stable = |name: &str, input: Value| CapabilityDescriptor {
+            stability: Stability::Stable,
+            ..CapabilityDescriptor::new(name, input)
+        };
+        // The node's own CLI only: streamed progress, up to an hour.
+        let own = |name: &str, input: Value| CapabilityDescriptor {
+            stability: Stability::Beta,
+            trust: Trust::SelfOnly,
+            timeout: Duration::from_secs(3600),
+            stream_schema: Some(json!({"type": "object"})),
+            ..CapabilityDescriptor::new(name, input)
+        };
+        vec![
+            Capability::new(
+                CapabilityDescriptor {
+                    stream_schema: Some(json!({"type": "object"})),
+                    max_concurrent: 8,
+                    timeout: Duration::from_secs(READ_TIMEOUT_SECONDS),
+                    ..stable(
+                        READ,
+                        json!({"type": "object", "required": ["cid"], "properties": {"cid": cid, "chunks": chunks}}),
+                    )
+                },
+                &self,
+                Self::read,
+            ),
+            Capability::new(
+                CapabilityDescriptor {
+                    timeout: Duration::from_secs(5),
+                    ..stable(
+                        LIST,
+                        json!({"type": "object", "properties": {"prefix": {"type": "string"}}}),
+                    )
+                },
+                &self,
+                Self::list,
+            ),
+            Capability::new(
+                CapabilityDescriptor {
+                    max_concurrent: 16,
+                    timeout: Duration::from_secs(5),
+                    ..stable(
+                        ADVERTISE,
+                        json!({"type": "object", "required": ["cids"], "properties": {"cids": {"type": "array", "items": cid}}}),
+                    )
+                },
+                &self,
+                Self::advertise,
+            ),
+            Capability::new(
+                CapabilityDescriptor {
+                    stream_schema: Some(json!({"type": "object"})),
+                    // Disk-poisoning risk: trusted members only (M07 §4.2).
+                    trust: Trust::Level(TrustLevel::Trusted),
+                    max_concurrent: 2,
+                    timeout: Duration::from_secs(PUT_TIMEOUT_SECONDS),
+                    ..stable(
+                        PUT,
+                        json!({"type": "object", "required": ["manifest"], "properties": {"manifest": {"type": "object"}}}),
+                    )
+                },
+                &self,
+                Self::put,
+            ),
+            Capability::new(
+                own(
+                    LOCAL_ADD,
+                    json!({"type": "object", "required": ["path"], "properties": {"path": {"type": "string"}, "pin": {"type": "boolean"}}}),
+                ),
+                &self,
+                Self::add,
+            ),
+            Capability::new(
+                own(
+                    LOCAL_GET,
+                    json!({"type": "object", "required": ["cid"], "properties": {"cid": cid, "out": {"type": "string"}}}),
+                ),
+                &self,
+                Self::get,
+            ),
+            Capability::new(
+                CapabilityDescriptor {
+                    stream_schema: None,
+                    timeout: Duration::from_secs(10),
+                    ..own(LOCAL_LIST, json!({"type": "object"}))
+                },
+                &self,
+                Self::local_list,
+            ),
+            Capability::new(
+                own(
+                    LOCAL_PIN,
+                    json!({"type": "object", "required": ["cid", "pinned"], "properties": {"cid": cid, "pinned": {"type": "boolean"}}}),
+                ),
+                &self,
+                Self::pin,
+            ),
+        ]
     }
 }

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use hearthnet_base::{Blake3Id, ErrorCode, NodeId};
 use hearthnet_bus::CallError;
-use hearthnet_discovery::Discovery;
+use hearthnet_discovery::PeerRegistry;
 use hearthnet_files::{ChunkSource, Chunks, FileService};
 use hearthnet_observability::metrics::Metrics;
 use hearthnet_transport::bulk::{self, ChunkStreamError};
@@ -21,7 +21,7 @@ use crate::peers::{error_from_body, peer_failure};
 /// Chunks from verified peers, by their current address.
 pub struct PeerChunks {
     pub client: Arc<PeerClient>,
-    pub discovery: Arc<Discovery>,
+    pub peers: Arc<PeerRegistry>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -34,11 +34,11 @@ impl ChunkSource for PeerChunks {
         timeout: Duration,
     ) -> BoxFuture<'static, Result<Option<Chunks>, CallError>> {
         let client = self.client.clone();
-        let discovery = self.discovery.clone();
+        let peers = self.peers.clone();
         let metrics = self.metrics.clone();
         Box::pin(async move {
             // Not a verified peer (yet): the bus's way decides.
-            let Some(peer) = discovery.registry.get(&holder) else {
+            let Some(peer) = peers.get(&holder) else {
                 return Ok(None);
             };
             let deadline = tokio::time::Instant::now() + timeout;
@@ -70,7 +70,7 @@ impl ChunkSource for PeerChunks {
                 }
                 Err(e) => {
                     if matches!(e, PeerError::Unreachable { .. }) {
-                        discovery.suspect(holder);
+                        peers.suspect(holder);
                     }
                     Err(peer_failure(&holder, e, deadline))
                 }

@@ -7,9 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
 use hearthnet_base::{ErrorCode, NodeId, Timestamp};
-use hearthnet_bus::{Bus, Call, CallError, CapabilityDescriptor, Service};
+use hearthnet_bus::{Bus, Call, CallError, Handler};
 use hearthnet_discovery::{Contact, Discovery, Peer, PeerEvent};
 use hearthnet_events::EventLog;
 use hearthnet_transport::peer_client::{CallReply, PeerClient, PeerError};
@@ -66,75 +65,76 @@ pub struct RemoteNode {
     discovery: Arc<Discovery>,
 }
 
-impl Service for RemoteNode {
-    /// Remote entries come from the peer's manifest, not from here.
-    fn descriptors(&self) -> Vec<CapabilityDescriptor> {
-        Vec::new()
+impl RemoteNode {
+    /// What serves the bus's entries of this peer: any of its capabilities,
+    /// carried over the network.
+    fn handler(self: Arc<Self>) -> Handler {
+        Arc::new(move |call| Box::pin(self.clone().carry(call)))
     }
 
-    fn handle(self: Arc<Self>, call: Call) -> BoxFuture<'static, Result<Value, CallError>> {
-        Box::pin(async move {
-            let body = json!({"params": call.params, "input": call.input});
-            // The bus holds the deadline; the peer gets a little less of
-            // what is left, so its own `timeout` answer arrives in time.
-            let left = call
-                .deadline
-                .saturating_duration_since(tokio::time::Instant::now());
-            let timeout = (left - left / 10).max(Duration::from_millis(1));
-            // Where the peer is now (its address may have changed since
-            // this entry was made).
-            let addr = self
-                .discovery
-                .registry
-                .get(&self.node)
-                .map_or_else(|| self.addr.clone(), |p| p.addr.to_string());
-            let reply = self
-                .client
-                .call(
-                    &addr,
-                    self.node,
-                    &call.capability,
-                    &call.version.to_string(),
-                    &body,
-                    call.stream,
-                    timeout,
-                )
-                .await
-                .map_err(|e| {
-                    if matches!(e, PeerError::Unreachable { .. }) {
-                        self.discovery.suspect(self.node);
-                    }
-                    peer_failure(&self.node, e, call.deadline)
-                })?;
-            match reply {
-                CallReply::Done(value) => Ok(value),
-                CallReply::Failed(body) => Err(error_from_body(&body)),
-                CallReply::Frames(mut frames) => {
-                    while let Some(frame) = frames.next().await {
-                        let (event, data) = frame.map_err(|e| {
-                            CallError::new(
-                                ErrorCode::Partition,
-                                format!("the stream from {} broke: {e}", self.node.short()),
-                            )
-                        })?;
-                        match event.as_str() {
-                            "done" => return Ok(data),
-                            "error" => return Err(error_from_body(&data)),
-                            _ => call.frames.send(&event, data).await.map_err(|_| {
+    async fn carry(self: Arc<Self>, call: Call) -> Result<Value, CallError> {
+        let body = json!({"params": call.params, "input": call.input});
+        // The bus holds the deadline; the peer gets a little less of
+        // what is left, so its own `timeout` answer arrives in time.
+        let left = call
+            .deadline
+            .saturating_duration_since(tokio::time::Instant::now());
+        let timeout = (left - left / 10).max(Duration::from_millis(1));
+        // Where the peer is now (its address may have changed since
+        // this entry was made).
+        let addr = self
+            .discovery
+            .registry
+            .get(&self.node)
+            .map_or_else(|| self.addr.clone(), |p| p.addr.to_string());
+        let reply = self
+            .client
+            .call(
+                &addr,
+                self.node,
+                &call.capability,
+                &call.version.to_string(),
+                &body,
+                call.stream,
+                timeout,
+            )
+            .await
+            .map_err(|e| {
+                if matches!(e, PeerError::Unreachable { .. }) {
+                    self.discovery.registry.suspect(self.node);
+                }
+                peer_failure(&self.node, e, call.deadline)
+            })?;
+        match reply {
+            CallReply::Done(value) => Ok(value),
+            CallReply::Failed(body) => Err(error_from_body(&body)),
+            CallReply::Frames(mut frames) => {
+                while let Some(frame) = frames.next().await {
+                    let (event, data) = frame.map_err(|e| {
+                        CallError::new(
+                            ErrorCode::Partition,
+                            format!("the stream from {} broke: {e}", self.node.short()),
+                        )
+                    })?;
+                    match event.as_str() {
+                        "done" => return Ok(data),
+                        "error" => return Err(error_from_body(&data)),
+                        _ => {
+                            call.frames.send(&event, data).await.map_err(|_| {
                                 CallError::new(ErrorCode::Partition, "the caller left")
-                            })?,
+                            })?
                         }
                     }
-                    Err(CallError::new(
-                        ErrorCode::Partition,
-                        format!(
-                            "{} closed the stream without a terminal frame",
-                            self.node.short()
-                        ),
-                    ))
                 }
+                Err(CallError::new(
+                    ErrorCode::Partition,
+                    format!(
+                        "{} closed the stream without a terminal frame",
+                        self.node.short()
+                    ),
+                ))
             }
-        })
+        }
     }
 }
 
@@ -210,7 +210,8 @@ pub async fn follow(
                 node: peer.node_id,
                 addr: peer.addr.to_string(),
                 discovery: discovery.clone(),
-            }),
+            })
+            .handler(),
         );
     };
     loop {

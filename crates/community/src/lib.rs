@@ -1,0 +1,202 @@
+//! The `community.*` capabilities (Contract §4.17–§4.18) a node serves:
+//! [`Invites`] (`community.invite@1.0`) and [`Revocations`]
+//! (`community.revoke@1.0`). Both write events this node authors, so only
+//! the node's own key may call them; the event log decides whether the
+//! author may write them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearthnet_base::{DeviceKey, ErrorCode, NodeId, Stability, Timestamp, TrustLevel};
+use hearthnet_bus::{Call, CallError, Capability, CapabilityDescriptor, Service, Trust};
+use hearthnet_events::EventLog;
+use hearthnet_identity::Endpoint;
+use hearthnet_onboarding::{Invite, InviteRequest};
+use serde_json::{Value, json};
+
+/// `community.invite@1.0`: record a `community.member.invited` event
+/// authored by this node and hand back the signed invite for the invitee.
+///
+/// Only the node's own key may call it: the event is this node's, so the
+/// invite right used is its owner's (Contract §3.2 "member with invite
+/// right"; the log checks that right).
+pub struct Invites {
+    pub log: EventLog,
+    pub key: DeviceKey,
+    /// Where the invitee reaches us (the bound peer port).
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// Default lifetime of an invite (M13 §4.3).
+const DEFAULT_TTL_SECONDS: i64 = 24 * 3600;
+
+/// A `community.*` capability of this node's own key: it writes an event
+/// this node authors.
+fn own_event(name: &str, input: Value) -> CapabilityDescriptor {
+    CapabilityDescriptor {
+        stability: Stability::Stable,
+        trust: Trust::SelfOnly,
+        timeout: Duration::from_secs(10),
+        mutating: true,
+        ..CapabilityDescriptor::new(name, input)
+    }
+}
+
+impl Service for Invites {
+    fn name(&self) -> &'static str {
+        "community"
+    }
+
+    fn capabilities(self: Arc<Self>) -> Vec<Capability> {
+        let descriptor = CapabilityDescriptor {
+            response_schema: Some(json!({
+                "type": "object",
+                "properties": {"output": {"type": "object", "properties": {"invite_blob": {"type": "string"}}}}
+            })),
+            idempotent: false,
+            ..own_event(
+                "community.invite",
+                json!({"type": "object", "required": ["invitee_node_id"], "properties": {
+                    "invitee_node_id": {"type": "string"},
+                    "display_name": {"type": "string"},
+                    "initial_level": {"enum": ["member", "trusted"]},
+                    "expires_at": {"type": "string", "format": "date-time"}
+                }}),
+            )
+        };
+        vec![Capability::new(descriptor, &self, Self::invite)]
+    }
+}
+
+impl Invites {
+    async fn invite(self: Arc<Self>, call: Call) -> Result<Value, CallError> {
+        let input = &call.input;
+        let invitee = input["invitee_node_id"]
+            .as_str()
+            .and_then(|s| NodeId::parse(s).ok())
+            .ok_or_else(|| {
+                CallError::bad_request("input.invitee_node_id must be a full node id (ed25519:…)")
+            })?;
+        let level = match input["initial_level"].as_str().unwrap_or("member") {
+            "member" => TrustLevel::Member,
+            "trusted" => TrustLevel::Trusted,
+            other => {
+                return Err(CallError::bad_request(format!(
+                    "initial_level is member or trusted, not {other}"
+                )));
+            }
+        };
+        let expires_at = match input["expires_at"].as_str() {
+            Some(t) => Timestamp::parse(t).map_err(|e| CallError::bad_request(e.to_string()))?,
+            None => Timestamp::now().plus_seconds(DEFAULT_TTL_SECONDS),
+        };
+        if expires_at <= Timestamp::now() {
+            return Err(CallError::bad_request("expires_at is in the past"));
+        }
+        let display_name = input["display_name"].as_str().unwrap_or_default();
+        let event = self
+            .log
+            .append_local(
+                "community.member.invited",
+                json!({"invitee_node_id": invitee, "display_name": display_name,
+                       "initial_level": level, "expires_at": expires_at}),
+                &self.key,
+            )
+            .await
+            .map_err(refused)?;
+        let view = self.log.view();
+        let invite = Invite::create(
+            InviteRequest {
+                community_id: view.community_id,
+                community_name: &view.name,
+                invitee,
+                level,
+                bootstrap_endpoints: self.endpoints.clone(),
+                expires_at,
+                invite_event_id: &event.event_id,
+                invite_lamport: event.lamport,
+            },
+            &self.key,
+        )
+        .map_err(|e| CallError::new(e.code(), e.to_string()))?;
+        Ok(json!({
+            "output": {"invite_blob": invite.encode()},
+            "meta": {"event_id": event.event_id, "lamport": event.lamport, "expires_at": expires_at}
+        }))
+    }
+}
+
+/// `community.revoke@1.0`: record a `community.member.revoked` event
+/// authored by this node, carrying the co-signatures of at least
+/// `min_signatures_to_revoke` distinct trusted members over
+/// `{client_id, target_node_id, reason}`; the log checks them. Only the
+/// node's own key may call it, for the same reason as invites.
+pub struct Revocations {
+    pub log: EventLog,
+    pub key: DeviceKey,
+}
+
+impl Service for Revocations {
+    fn name(&self) -> &'static str {
+        "community"
+    }
+
+    fn capabilities(self: Arc<Self>) -> Vec<Capability> {
+        let descriptor = own_event(
+            "community.revoke",
+            json!({"type": "object", "required": ["client_id", "target_node_id", "reason", "co_signers"], "properties": {
+                "client_id": {"type": "string"},
+                "target_node_id": {"type": "string"},
+                "reason": {"enum": ["compromised", "inactive", "policy_violation", "other"]},
+                "co_signers": {"type": "array", "items": {"type": "object", "required": ["node_id", "signature"]}}
+            }}),
+        );
+        vec![Capability::new(descriptor, &self, Self::revoke)]
+    }
+}
+
+impl Revocations {
+    async fn revoke(self: Arc<Self>, call: Call) -> Result<Value, CallError> {
+        let input = &call.input;
+        let field = |k: &str| {
+            input[k]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| CallError::bad_request(format!("input.{k} (a string) is required")))
+        };
+        let (client_id, target, reason) = (
+            field("client_id")?,
+            field("target_node_id")?,
+            field("reason")?,
+        );
+        if !matches!(
+            reason.as_str(),
+            "compromised" | "inactive" | "policy_violation" | "other"
+        ) {
+            return Err(CallError::bad_request(
+                "reason is compromised, inactive, policy_violation or other",
+            ));
+        }
+        let co_signers = input["co_signers"].clone();
+        if !co_signers.is_array() {
+            return Err(CallError::bad_request("input.co_signers must be an array"));
+        }
+        let data = json!({"client_id": client_id, "target_node_id": target, "reason": reason, "co_signers": co_signers});
+        let event = self
+            .log
+            .append_local("community.member.revoked", data, &self.key)
+            .await
+            .map_err(refused)?;
+        Ok(json!({"output": {"event_id": event.event_id, "lamport": event.lamport}, "meta": {}}))
+    }
+}
+
+/// The log refusing an event is the caller not being allowed to write it.
+fn refused(e: hearthnet_events::EventLogError) -> CallError {
+    match e {
+        hearthnet_events::EventLogError::Rejected(r) => {
+            CallError::new(ErrorCode::Unauthorized, format!("{}: {}", r.code, r.detail))
+        }
+        other => CallError::new(ErrorCode::InternalError, other.to_string()),
+    }
+}

@@ -1,0 +1,516 @@
+//! The canonical wiring of the CLI spec §5, one function per phase. Each
+//! phase takes what the earlier ones built and returns its own part;
+//! [`RunningNode::start`] calls them in the spec's order, and the
+//! [`RunningNode`] it returns owns every task they started.
+//!
+//! Adding a service is one line in [`register_services`]: build it, then
+//! `register(&bus, service)`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearthnet_base::DeviceKey;
+use hearthnet_bus::{Bus, BusSettings, Service};
+use hearthnet_config::runtime::RuntimeInfo;
+use hearthnet_config::{LoadedConfig, NodePaths};
+use hearthnet_discovery::{Discovery, PeerRegistry};
+use hearthnet_events::EventLog;
+use hearthnet_identity::CommunityManifest;
+use hearthnet_observability::metrics::Metrics;
+use hearthnet_transport::peer_client::PeerClient;
+use hearthnet_transport::tls::{Membership, TlsIdentity};
+use hearthnet_transport::{ApiState, Listener};
+use serde_json::Value;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::{NodeError, chunks, peers, sync, view};
+
+/// What phases 1–3 established, before the async runtime starts.
+pub(crate) struct Basics {
+    pub loaded: LoadedConfig,
+    pub paths: NodePaths,
+    pub key: DeviceKey,
+    pub community: CommunityManifest,
+    /// The community manifest as stored (it is verified on these bytes).
+    pub community_json: Value,
+    pub state_dir: PathBuf,
+    pub metrics: Arc<Metrics>,
+}
+
+/// A started node. Dropping it does not stop it: call [`Self::shutdown`].
+pub(crate) struct RunningNode {
+    view: Arc<view::NodeState>,
+    bus: Arc<Bus>,
+    discovery: Arc<Discovery>,
+    tasks: TaskTracker,
+    stop: CancellationToken,
+    runtime_dir: PathBuf,
+    /// Emergency mode as sync and discovery see it; the emergency detector
+    /// (step 9) will drive it. Until then the node is never in emergency.
+    _emergency: watch::Sender<bool>,
+}
+
+/// Step 6's part: the bound listeners, the peer client and the bus.
+struct Network {
+    api: Listener,
+    api_addr: SocketAddr,
+    peer: Listener,
+    peer_addr: SocketAddr,
+    peer_tls: Option<Arc<rustls::ServerConfig>>,
+    client: Arc<PeerClient>,
+    bus: Arc<Bus>,
+}
+
+impl RunningNode {
+    /// Steps 4–15 of the canonical wiring.
+    pub async fn start(basics: Basics) -> Result<Self, NodeError> {
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        // 4. Core state.
+        let log = core_state(&basics)?;
+        // 5. Blobs.
+        let blobs = blob_store(&basics)?;
+        // 6. Transport and bus: listeners bound before anything is
+        //    announced, so a taken port fails start-up instead of
+        //    half-starting.
+        let net = network(&basics, &log).await?;
+        // 7. Peer registry; discovery announces at step 12, once we serve.
+        let peers = Arc::new(PeerRegistry::default());
+        // 8. Services.
+        let files = register_services(&basics, &net, &log, blobs.as_ref(), &peers, &tasks, &stop)?;
+        // 9. Emergency detector (emergency issue): never in emergency yet.
+        let (emergency_tx, emergency) = watch::channel(false);
+        // 10. Transport server.
+        let syncer = Arc::new(sync::Syncer::new(
+            log.clone(),
+            basics.community_json.clone(),
+            net.client.clone(),
+            basics.metrics.clone(),
+        ));
+        let discovery = Arc::new(start_discovery(
+            &basics,
+            &net,
+            &log,
+            peers.clone(),
+            emergency.clone(),
+            stop.clone(),
+        ));
+        let view = Arc::new(view::NodeState::new(
+            basics.key.clone(),
+            log.clone(),
+            syncer.clone(),
+            basics.loaded.config.clone(),
+            basics.community.clone(),
+            basics.community_json.clone(),
+            net.bus.clone(),
+            basics.paths.clone(),
+            net.api_addr,
+            Some(net.peer_addr),
+            peers.clone(),
+            discovery.status.clone(),
+            blobs,
+        ));
+        let (bus, client) = (net.bus.clone(), net.client.clone());
+        let (api_addr, peer_addr) = (net.api_addr, net.peer_addr);
+        serve(&basics, net, view.clone(), &syncer, files, &tasks, &stop);
+        // 11. UI (web UI issue); `--no-ui` will skip it.
+        // 12. Peer events wired to the bus; a new peer wakes sync.
+        let new_peer = Arc::new(Notify::new());
+        tasks.spawn(peers::follow(
+            discovery.clone(),
+            bus.clone(),
+            client,
+            new_peer.clone(),
+            stop.clone(),
+        ));
+        // 13. Manifests are issued fresh on every fetch (valid 30 s);
+        //     discovery refetches its peers' before they expire.
+        // 14. Periodic event sync with every verified and static peer.
+        periodic_sync(&basics, &syncer, &peers, new_peer, emergency, &tasks, &stop);
+        tasks.spawn(follow_log_head(basics.metrics.clone(), log, stop.clone()));
+
+        let node = Self {
+            bus,
+            view,
+            discovery,
+            tasks,
+            stop,
+            runtime_dir: basics.paths.runtime_dir.clone(),
+            _emergency: emergency_tx,
+        };
+        node.announce_ready(&basics, api_addr, peer_addr)?;
+        Ok(node)
+    }
+
+    /// Tell the CLI where we listen (`<DATA>/run/node.json`) and start
+    /// answering `/ready` with 200.
+    fn announce_ready(
+        &self,
+        basics: &Basics,
+        api: SocketAddr,
+        peer: SocketAddr,
+    ) -> Result<(), NodeError> {
+        let info = RuntimeInfo {
+            pid: std::process::id(),
+            api,
+            peer: Some(peer),
+            node_id: basics.key.node_id().full(),
+        };
+        info.write(&self.runtime_dir)
+            .map_err(|source| NodeError::Io {
+                context: format!(
+                    "cannot write {}",
+                    RuntimeInfo::path(&self.runtime_dir).display()
+                ),
+                source,
+            })?;
+        self.view.mark_ready();
+        tracing::info!(api = %info.api, node = %basics.key.node_id().short(), community = %basics.community.name, "node ready");
+        Ok(())
+    }
+
+    /// 15. Stop: calls in flight end with an `error` frame, then every
+    ///     task stops (servers drain for up to 4 s) and mDNS says goodbye.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down");
+        self.view.mark_stopping();
+        self.bus.shutdown();
+        // Let error frames reach callers before connections close.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.stop.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(Duration::from_secs(4), self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = self.tasks.len(),
+                "tasks still running after 4 s; stopping anyway"
+            );
+        }
+        // mDNS says goodbye, so neighbours forget us at once.
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.discovery.stopped()).await;
+        RuntimeInfo::remove(&self.runtime_dir);
+        tracing::info!("stopped");
+    }
+}
+
+/// 4. The event log, replayed from its newest sound snapshot, seeded with
+///    the genesis event on first start.
+fn core_state(b: &Basics) -> Result<EventLog, NodeError> {
+    let config = &b.loaded.config;
+    let genesis = crate::read_json(
+        &b.state_dir
+            .join(hearthnet_identity::community::GENESIS_FILE),
+    )
+    .ok();
+    let log = EventLog::open(
+        hearthnet_events::LogPaths::in_state_dir(&b.state_dir),
+        b.community.community_id,
+        hearthnet_events::Limits {
+            max_event_bytes: usize::try_from(config.events.max_event_bytes).unwrap_or(usize::MAX),
+            max_future_skew_seconds: i64::try_from(config.events.max_future_skew_seconds)
+                .unwrap_or(i64::MAX),
+        },
+        genesis,
+        Some(b.key.clone()),
+    )?;
+    b.metrics.event_log_head.set(log.view().head as i64);
+    Ok(log)
+}
+
+/// 5. The content-addressed blob store (M07), when the file service is on.
+fn blob_store(b: &Basics) -> Result<Option<Arc<hearthnet_blobs::BlobStore>>, NodeError> {
+    let file = &b.loaded.config.file;
+    if !file.enabled {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(hearthnet_blobs::BlobStore::open(
+        &b.paths.blobs_dir,
+        file.gc_threshold,
+    )?)))
+}
+
+/// 6. Both listeners bound, the TLS identity made from the device key, the
+///    client for peers and the bus.
+async fn network(b: &Basics, log: &EventLog) -> Result<Network, NodeError> {
+    let config = &b.loaded.config;
+    let api_addr = SocketAddr::new(
+        config
+            .transport
+            .api_host
+            .parse()
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+        config.transport.api_port,
+    );
+    let api = crate::bind(api_addr).await?;
+    let peer = crate::bind(SocketAddr::new(
+        config
+            .transport
+            .peer_host
+            .parse()
+            .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
+        config.transport.peer_port,
+    ))
+    .await?;
+    let tls = Arc::new(TlsIdentity::new(&b.key)?);
+    let membership: Membership = {
+        let log = log.clone();
+        Arc::new(move |id| log.view().level_of(id) >= hearthnet_base::TrustLevel::Member)
+    };
+    let peer_tls = if config.transport.allow_plain_http {
+        tracing::warn!(
+            "peer API over plain HTTP (transport.allow_plain_http): only for closed test networks"
+        );
+        None
+    } else {
+        // Any device may complete the handshake (an invitee must reach the
+        // redemption endpoint); everything else checks membership per
+        // request, so a stranger is served nothing.
+        Some(Arc::new(hearthnet_transport::tls::server_config(
+            &tls,
+            Arc::new(|_| true),
+        )?))
+    };
+    let client = Arc::new(PeerClient::new(
+        b.key.clone(),
+        b.community.community_id,
+        tls,
+        membership,
+        config.transport.allow_plain_http,
+    ));
+    let bus = Arc::new(Bus::new(
+        b.key.node_id(),
+        BusSettings {
+            prefer_local: config.bus.prefer_local,
+            local_load_threshold: config.bus.local_load_threshold,
+            default_timeout: Duration::from_secs(config.bus.default_timeout_seconds),
+        },
+        b.metrics.clone(),
+    ));
+    Ok(Network {
+        api_addr: crate::local_addr(&api)?,
+        peer_addr: crate::local_addr(&peer)?,
+        api,
+        peer,
+        peer_tls,
+        client,
+        bus,
+    })
+}
+
+/// Register one service; a failure names it.
+fn register(bus: &Bus, service: Arc<dyn Service>) -> Result<(), NodeError> {
+    Ok(bus.register(service)?)
+}
+
+/// 8. The services, each optional by config, registered on the bus. Their
+///    background tasks join the node's. Returns the file service, whose
+///    chunks the transport serves.
+fn register_services(
+    b: &Basics,
+    net: &Network,
+    log: &EventLog,
+    blobs: Option<&Arc<hearthnet_blobs::BlobStore>>,
+    peers: &Arc<PeerRegistry>,
+    tasks: &TaskTracker,
+    stop: &CancellationToken,
+) -> Result<Option<Arc<hearthnet_files::FileService>>, NodeError> {
+    let config = &b.loaded.config;
+    let (key, bus) = (&b.key, &net.bus);
+    if config.observability.diagnostics {
+        register(
+            bus,
+            Arc::new(hearthnet_diagnostics::Echo {
+                node: key.node_id(),
+            }),
+        )?;
+        register(
+            bus,
+            Arc::new(hearthnet_diagnostics::EventAppend {
+                log: log.clone(),
+                key: key.clone(),
+            }),
+        )?;
+    }
+    register(
+        bus,
+        Arc::new(hearthnet_community::Revocations {
+            log: log.clone(),
+            key: key.clone(),
+        }),
+    )?;
+    register(
+        bus,
+        Arc::new(hearthnet_community::Invites {
+            log: log.clone(),
+            key: key.clone(),
+            endpoints: view::peer_endpoints(net.peer_addr, config.transport.allow_plain_http),
+        }),
+    )?;
+    let Some(store) = blobs else {
+        return Ok(None);
+    };
+    let holders = Arc::new(hearthnet_files::Holders::default());
+    tasks.spawn(holders.follow(log.clone(), stop.clone()));
+    let chunk_source = Arc::new(chunks::PeerChunks {
+        client: net.client.clone(),
+        peers: peers.clone(),
+        metrics: b.metrics.clone(),
+    });
+    let files = Arc::new(hearthnet_files::FileService::new(
+        store.clone(),
+        holders,
+        log.clone(),
+        key.clone(),
+        Arc::downgrade(bus),
+        Some(chunk_source),
+    ));
+    tasks.spawn(files.reconcile_holdings(stop.clone()));
+    register(bus, files.clone())?;
+    Ok(Some(files))
+}
+
+/// 10. The endpoints on both listeners: the local API in plain HTTP, the
+///     peer port over mutual TLS (plain only when configured).
+fn serve(
+    b: &Basics,
+    net: Network,
+    view: Arc<view::NodeState>,
+    syncer: &Arc<sync::Syncer>,
+    files: Option<Arc<hearthnet_files::FileService>>,
+    tasks: &TaskTracker,
+    stop: &CancellationToken,
+) {
+    let transport = &b.loaded.config.transport;
+    let mut state = ApiState::new(
+        net.bus.clone(),
+        view,
+        b.metrics.clone(),
+        b.key.clone(),
+        b.community.community_id,
+        usize::try_from(transport.max_body_bytes).unwrap_or(usize::MAX),
+        Duration::from_secs(transport.request_skew_seconds),
+    )
+    .with_sync(Arc::new(sync::SyncHandle(syncer.clone())));
+    if let Some(files) = files {
+        state = state.with_blobs(Arc::new(chunks::ServedChunks {
+            files,
+            metrics: b.metrics.clone(),
+        }));
+    }
+    let router = hearthnet_transport::router(Arc::new(state));
+    tasks.spawn(hearthnet_transport::serve(
+        net.api,
+        router.clone(),
+        stop.clone(),
+        None,
+    ));
+    tasks.spawn(hearthnet_transport::serve(
+        net.peer,
+        router,
+        stop.clone(),
+        net.peer_tls,
+    ));
+}
+
+/// 7 and 12. M02 discovery: it announces the bound peer port and the
+/// names of what the bus offers at the moment of each announcement.
+fn start_discovery(
+    b: &Basics,
+    net: &Network,
+    log: &EventLog,
+    registry: Arc<PeerRegistry>,
+    emergency: watch::Receiver<bool>,
+    stop: CancellationToken,
+) -> Discovery {
+    let config = &b.loaded.config;
+    let udp_group = config.discovery.udp_multicast_group.parse().unwrap_or_else(|_| {
+        tracing::warn!(group = %config.discovery.udp_multicast_group, "discovery.udp_multicast_group is not IPv4; using 239.255.42.42");
+        std::net::Ipv4Addr::new(239, 255, 42, 42)
+    });
+    let port = net.peer_addr.port();
+    let settings = hearthnet_discovery::Settings {
+        node: b.key.node_id(),
+        community: b.community.community_id,
+        display_name: view::display_name(config),
+        mdns_enabled: config.discovery.mdns_enabled,
+        mdns_port: hearthnet_base::constants::MDNS_PORT,
+        udp_enabled: config.discovery.udp_enabled,
+        udp_group,
+        udp_port: hearthnet_base::constants::DISCOVERY_UDP_PORT,
+        interfaces: config.discovery.interfaces.clone(),
+        static_peers: config.discovery.static_peers.clone(),
+    };
+    let announcement: hearthnet_discovery::AnnouncementSource = {
+        let bus = net.bus.clone();
+        let (node, community) = (b.key.node_id().short(), b.community.community_id.short());
+        Arc::new(move || {
+            let caps: Vec<String> = bus
+                .local_descriptors()
+                .into_iter()
+                .map(|d| d.name)
+                .collect();
+            hearthnet_discovery::Announcement::new(node.clone(), community.clone(), port, &caps)
+        })
+    };
+    let contact = Arc::new(peers::PeerContact {
+        client: net.client.clone(),
+        log: log.clone(),
+    });
+    Discovery::start(settings, registry, contact, announcement, emergency, stop)
+}
+
+/// 14. Event sync with every verified and static peer, periodically and
+///     at once with a peer that just appeared.
+fn periodic_sync(
+    b: &Basics,
+    syncer: &Arc<sync::Syncer>,
+    registry: &Arc<PeerRegistry>,
+    new_peer: Arc<Notify>,
+    emergency: watch::Receiver<bool>,
+    tasks: &TaskTracker,
+    stop: &CancellationToken,
+) {
+    let config = &b.loaded.config;
+    let sync_peers = {
+        let registry = registry.clone();
+        let statics = config.discovery.static_peers.clone();
+        move || {
+            let mut addrs: Vec<String> =
+                registry.all().iter().map(|p| p.addr.to_string()).collect();
+            for s in &statics {
+                if !addrs.contains(s) {
+                    addrs.push(s.clone());
+                }
+            }
+            addrs
+        }
+    };
+    tasks.spawn(syncer.clone().run_periodic(
+        sync_peers,
+        new_peer,
+        sync::Schedule {
+            normal: Duration::from_secs(config.events.sync_interval_seconds),
+            emergency: Duration::from_secs(config.events.emergency_sync_interval_seconds),
+        },
+        emergency,
+        stop.clone(),
+    ));
+}
+
+/// Keep `hearthnet_event_log_head` in step with the log.
+async fn follow_log_head(metrics: Arc<Metrics>, log: EventLog, stop: CancellationToken) {
+    let mut changes = log.changes();
+    loop {
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { return },
+            _ = stop.cancelled() => return,
+        }
+        metrics.event_log_head.set(log.view().head as i64);
+    }
+}
