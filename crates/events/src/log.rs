@@ -461,7 +461,12 @@ impl Core {
             },
             key,
         )?;
-        let report = self.append_received(vec![event.to_value()]);
+        let (report, failure) = self.append(vec![event.to_value()]);
+        // The author is here to be told that the disk failed, not that the
+        // event was refused.
+        if let Some(e) = failure {
+            return Err(e);
+        }
         match report.rejected.into_iter().next() {
             Some((_, r)) => Err(EventLogError::Rejected(r)),
             None => Ok(event),
@@ -542,6 +547,13 @@ impl Core {
     }
 
     fn append_received(&mut self, events: Vec<Value>) -> AppendReport {
+        self.append(events).0
+    }
+
+    /// Validate and store `events`; with the first storage failure, if one
+    /// kept events out. The report names it as those events' `db_error`
+    /// (what a peer is told); a local author gets the failure itself.
+    fn append(&mut self, events: Vec<Value>) -> (AppendReport, Option<EventLogError>) {
         // Replay order, so an author's joining precedes their first post.
         let mut events = events;
         events.sort_by(|a, b| {
@@ -555,6 +567,7 @@ impl Core {
         });
         let now = Timestamp::now();
         let mut report = AppendReport::default();
+        let mut failure = None;
         let mut out_of_order = false;
         let mut to_store: Vec<(Event, Vec<u8>)> = Vec::new();
         for value in events {
@@ -573,6 +586,7 @@ impl Core {
                             detail: e.to_string(),
                         },
                     ));
+                    failure.get_or_insert(e);
                     continue;
                 }
             }
@@ -609,7 +623,7 @@ impl Core {
                 ));
             }
             report.head = self.view.head;
-            return report;
+            return (report, Some(e));
         }
         report.accepted = to_store.len() as u64;
         if out_of_order {
@@ -620,7 +634,7 @@ impl Core {
         report.head = self.view.head;
         self.publish();
         self.maybe_snapshot();
-        report
+        (report, failure)
     }
 
     /// Store validated events and advance the clock, in one transaction.
@@ -1206,5 +1220,34 @@ mod tests {
             Err(other) => panic!("wrong error: {other}"),
             Ok(_) => panic!("opened a log under a regular file"),
         }
+    }
+
+    #[test]
+    fn a_storage_failure_is_reported_to_a_local_author_as_such() {
+        let w = World::new();
+        let log = w.open("db");
+        let head = log.view().head;
+        log.run_blocking(|core| {
+            core.conn.execute_batch(
+                "CREATE TRIGGER full_disk BEFORE INSERT ON events
+                 BEGIN SELECT RAISE(ABORT, 'the disk is on fire'); END",
+            )
+        })
+        .unwrap()
+        .unwrap();
+        let data = w.post(&w.founder, head + 1, "hello")["data"].clone();
+        let appended = log.append_local_blocking("market.post.created", data, &w.founder);
+        match appended {
+            Err(EventLogError::Db { source, .. }) => {
+                assert!(source.to_string().contains("on fire"), "{source}");
+            }
+            other => panic!("expected a database error, got {other:?}"),
+        }
+        // A peer offering the same is told per event, and nothing moved.
+        let post = w.post(&w.founder, head + 1, "hello");
+        let report = log.append_received_blocking(vec![post]).unwrap();
+        assert_eq!(report.accepted, 0);
+        assert_eq!(report.rejected[0].1.code, "db_error");
+        assert_eq!(log.view().head, head);
     }
 }
