@@ -55,6 +55,9 @@ pub struct BlobStore {
     /// Serialises changes to `pinned.txt`, and GC against them.
     pins: Mutex<BTreeSet<Blake3Id>>,
     /// Held while a manifest is committed and while chunks are removed.
+    /// It guards nothing in memory: what it orders is on disk, where each
+    /// step is a rename or a removal that a crash could cut off just as
+    /// well, so a holder that panics leaves nothing to repair.
     commits: Mutex<()>,
     tmp_seq: AtomicU64,
 }
