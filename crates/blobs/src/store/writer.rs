@@ -38,7 +38,7 @@ impl BlobStore {
 }
 
 /// Chunks written in batches: each goes to `tmp/` unflushed. With
-/// [`Durability::BeforeVisible`], every [`BATCH_BYTES`] (and at
+/// [`Durability::BeforeVisible`], every 16 MiB (`BATCH_BYTES`; and at
 /// [`flush`](Self::flush)) one `syncfs` makes the batch durable and only
 /// then are its chunks renamed into place: a chunk appears only once its
 /// bytes are on disk, at the cost of one flush per batch rather than per
