@@ -75,6 +75,18 @@ impl ErrorCode {
             Self::Partition => 503,
         }
     }
+
+    /// Whether the code says the provider itself failed, so it counts
+    /// against the provider's health (M03 §5.5). The caller's own mistakes
+    /// and refusals before the call ran do not. `partition` is not here:
+    /// from this node's own provider it means our shutdown, from a peer
+    /// that the peer is unreachable, and only the router knows which.
+    pub fn is_provider_failure(self) -> bool {
+        matches!(
+            self,
+            Self::InternalError | Self::Timeout | Self::NotImplemented
+        )
+    }
 }
 
 impl fmt::Display for ErrorCode {
@@ -109,5 +121,21 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }
         assert!("teapot".parse::<ErrorCode>().is_err());
+    }
+
+    #[test]
+    fn only_failures_inside_the_provider_count_against_it() {
+        let failures: Vec<ErrorCode> = ErrorCode::ALL
+            .into_iter()
+            .filter(|c| c.is_provider_failure())
+            .collect();
+        assert_eq!(
+            failures,
+            [
+                ErrorCode::NotImplemented,
+                ErrorCode::Timeout,
+                ErrorCode::InternalError
+            ]
+        );
     }
 }

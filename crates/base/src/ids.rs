@@ -14,9 +14,10 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{LazyLock, Mutex};
+use std::sync::LazyLock;
 
 use data_encoding::{BASE32_NOPAD, BASE64URL_NOPAD};
+use parking_lot::Mutex;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Prefix of every key-derived identifier and signature on the wire.
@@ -96,7 +97,7 @@ impl NodeId {
         type Keys = HashMap<[u8; 32], ed25519_dalek::VerifyingKey>;
         const KEPT: usize = 4096;
         static KEYS: LazyLock<Mutex<Keys>> = LazyLock::new(Default::default);
-        if let Some(key) = KEYS.lock().ok().and_then(|keys| keys.get(&self.0).copied()) {
+        if let Some(key) = KEYS.lock().get(&self.0).copied() {
             return Ok(key);
         }
         let key = ed25519_dalek::VerifyingKey::from_bytes(&self.0)
@@ -104,12 +105,11 @@ impl NodeId {
         if key.is_weak() {
             return Err(IdError::WeakKey(self.full()));
         }
-        if let Ok(mut keys) = KEYS.lock() {
-            if keys.len() >= KEPT {
-                keys.clear();
-            }
-            keys.insert(self.0, key);
+        let mut keys = KEYS.lock();
+        if keys.len() >= KEPT {
+            keys.clear();
         }
+        keys.insert(self.0, key);
         Ok(key)
     }
 }

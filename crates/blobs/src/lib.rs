@@ -37,6 +37,10 @@ pub enum BlobError {
     DiskFull(String),
     #[error("invalid manifest: {0}")]
     ManifestInvalid(String),
+    /// The thread flushing a batch of chunks died before saying how far it
+    /// got: some of the batch may be missing from the store.
+    #[error("the thread flushing chunks to disk panicked")]
+    FlushPanicked,
     /// The caller gave up (its progress callback said stop).
     #[error("cancelled")]
     Cancelled,
@@ -55,7 +59,7 @@ impl BlobError {
             Self::HashMismatch { .. } | Self::ManifestInvalid(_) => ErrorCode::BadRequest,
             Self::DiskFull(_) => ErrorCode::CapacityExceeded,
             Self::Cancelled => ErrorCode::Partition,
-            Self::Io { .. } => ErrorCode::InternalError,
+            Self::Io { .. } | Self::FlushPanicked => ErrorCode::InternalError,
         }
     }
 

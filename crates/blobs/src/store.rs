@@ -1,27 +1,28 @@
-//! The store on disk: atomic chunk and manifest writes, verified reads,
-//! quarantine, pins and least-recently-used collection.
+//! The store on disk: its layout, atomic manifest writes, verified reads
+//! and quarantine, adding and exporting whole blobs, and pins. Chunks are
+//! written by [`ChunkWriter`] (`writer`), and space is reclaimed by the
+//! collector (`gc`); both work on the layout and locks defined here.
+
+mod gc;
+mod writer;
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use hearthnet_base::Blake3Id;
 use hearthnet_base::constants::CHUNK_SIZE_BYTES;
+use parking_lot::{Mutex, MutexGuard};
 use serde::Serialize;
 
-use crate::{BlobError, ChunkRef, Manifest};
+pub use gc::{DiskUsage, GcReport};
+pub use writer::{ChunkWriter, VerifiedChunk};
 
-/// GC stops once the disk is back under this share (M07 §5.3), or under
-/// the threshold's 7/8 when the threshold is set lower than 0.8.
-const GC_TARGET: f64 = 0.7;
-/// Blobs used this recently (just added, fetched or read) are never
-/// collected, nor are unreferenced chunks this young (a fetch in progress
-/// or waiting to resume).
-const GC_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
+use crate::{BlobError, ChunkRef, Manifest};
 
 /// When a write reaches the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,23 +37,6 @@ pub enum Durability {
     AtNextSync,
 }
 
-/// How full the disk holding the store is.
-#[derive(Debug, Clone, Copy)]
-pub struct DiskUsage {
-    pub used: u64,
-    pub total: u64,
-}
-
-impl DiskUsage {
-    fn fraction(self) -> f64 {
-        if self.total == 0 {
-            0.0
-        } else {
-            self.used as f64 / self.total as f64
-        }
-    }
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct BlobInfo {
     pub cid: Blake3Id,
@@ -63,12 +47,6 @@ pub struct BlobInfo {
     pub last_used: u64,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct GcReport {
-    pub blobs_removed: Vec<Blake3Id>,
-    pub bytes_freed: u64,
-}
-
 pub struct BlobStore {
     root: PathBuf,
     /// The store's directory, for `syncfs`.
@@ -77,6 +55,9 @@ pub struct BlobStore {
     /// Serialises changes to `pinned.txt`, and GC against them.
     pins: Mutex<BTreeSet<Blake3Id>>,
     /// Held while a manifest is committed and while chunks are removed.
+    /// It guards nothing in memory: what it orders is on disk, where each
+    /// step is a rename or a removal that a crash could cut off just as
+    /// well, so a holder that panics leaves nothing to repair.
     commits: Mutex<()>,
     tmp_seq: AtomicU64,
 }
@@ -139,26 +120,6 @@ impl BlobStore {
 
     pub fn has_chunk(&self, cid: &Blake3Id) -> bool {
         self.chunk_path(cid).is_file()
-    }
-
-    /// A writer that stores many chunks with one flush to disk per batch
-    /// instead of one per chunk, or none (see [`ChunkWriter`]).
-    pub fn writer(&self, durability: Durability) -> ChunkWriter {
-        ChunkWriter {
-            durability,
-            flush_handle: self.flush_handle.clone(),
-            root: self.root.clone(),
-            prefix: format!(
-                "{}.w{}",
-                std::process::id(),
-                self.tmp_seq.fetch_add(1, Ordering::Relaxed)
-            ),
-            staged: Vec::new(),
-            staged_bytes: 0,
-            written: 0,
-            created: Vec::new(),
-            in_flight: None,
-        }
     }
 
     /// A new file `<dir>/<prefix><pid>.<n>.part` no one else has open.
@@ -256,8 +217,7 @@ impl BlobStore {
                     .map_err(|e| BlobError::io(format!("cannot sync {}", dir.display()), e))?;
             }
         }
-        let bytes = serde_json::to_vec(&manifest.to_wire())
-            .map_err(|e| BlobError::ManifestInvalid(e.to_string()))?;
+        let bytes = manifest.to_wire().to_string().into_bytes();
         let path = self.manifest_path(&manifest.cid);
         self.write_atomically(&path, &bytes, durability)
     }
@@ -454,7 +414,7 @@ impl BlobStore {
 
     /// Every stored blob, least recently used first.
     pub fn list(&self) -> Vec<BlobInfo> {
-        let pins = self.pins.lock().map(|p| p.clone()).unwrap_or_default();
+        let pins = self.pins.lock().clone();
         self.list_with(&pins)
     }
 
@@ -500,7 +460,7 @@ impl BlobStore {
     }
 
     pub fn is_pinned(&self, cid: &Blake3Id) -> bool {
-        self.pins.lock().is_ok_and(|p| p.contains(cid))
+        self.pins.lock().contains(cid)
     }
 
     /// Pin a stored blob (never collected); false if it already was.
@@ -520,10 +480,9 @@ impl BlobStore {
         &self,
         f: impl FnOnce(&mut BTreeSet<Blake3Id>) -> bool,
     ) -> Result<bool, BlobError> {
-        let mut pins = self
-            .pins
-            .lock()
-            .map_err(|_| BlobError::ManifestInvalid("pin list lock poisoned".into()))?;
+        // Changed on a copy, and the copy kept only once `pinned.txt` says
+        // the same: a panic in `f` or a failed write leaves both as they were.
+        let mut pins = self.pins.lock();
         let mut next = pins.clone();
         if !f(&mut next) {
             return Ok(false);
@@ -539,102 +498,6 @@ impl BlobStore {
         Ok(true)
     }
 
-    /// The filesystem's usage where the store lives.
-    pub fn disk_usage(&self) -> Option<DiskUsage> {
-        let stat = rustix::fs::statvfs(&self.root).ok()?;
-        let total = stat.f_blocks.saturating_mul(stat.f_frsize);
-        let free = stat.f_bavail.saturating_mul(stat.f_frsize);
-        Some(DiskUsage {
-            used: total.saturating_sub(free),
-            total,
-        })
-    }
-
-    /// When the disk is fuller than the threshold, remove unpinned blobs,
-    /// least recently used first, until it is under 70 % (M07 §5.3).
-    /// Chunks another remaining blob uses stay.
-    pub fn gc(&self) -> Result<GcReport, BlobError> {
-        self.gc_with(&mut || self.disk_usage())
-    }
-
-    /// [`gc`](Self::gc) against a given view of the disk (for tests and
-    /// quotas).
-    pub fn gc_with(
-        &self,
-        usage: &mut dyn FnMut() -> Option<DiskUsage>,
-    ) -> Result<GcReport, BlobError> {
-        let mut report = GcReport::default();
-        let Some(start) = usage() else {
-            return Ok(report);
-        };
-        if start.fraction() <= self.gc_threshold {
-            return Ok(report);
-        }
-        let target = GC_TARGET.min(self.gc_threshold * 0.875);
-        // No manifest is committed while chunks are being removed (a
-        // commit checks its chunks under this lock), and nothing gets
-        // pinned midway.
-        let _commits = self.commit_lock();
-        let pins = self
-            .pins
-            .lock()
-            .map_err(|_| BlobError::ManifestInvalid("pin list lock poisoned".into()))?;
-        let now = SystemTime::now();
-        let recent = |unix: u64| {
-            let used = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(unix);
-            now.duration_since(used).map_or(true, |age| age < GC_GRACE)
-        };
-        let blobs: Vec<(BlobInfo, Manifest)> = self
-            .list_with(&pins)
-            .into_iter()
-            .filter_map(|info| self.manifest_quietly(&info.cid).map(|m| (info, m)))
-            .collect();
-        let mut references: std::collections::HashMap<Blake3Id, usize> = Default::default();
-        for (_, m) in &blobs {
-            for c in &m.chunks {
-                *references.entry(c.cid).or_default() += 1;
-            }
-        }
-        // Freed space as the store counts it: some filesystems show it
-        // late, and re-reading would evict far past the target.
-        let over = |freed: u64| {
-            let used = start.used.saturating_sub(freed);
-            start.total > 0 && used as f64 / start.total as f64 >= target
-        };
-        for (info, manifest) in &blobs {
-            if !over(report.bytes_freed) {
-                break;
-            }
-            // Pinned, or used in the last minutes (just added or fetched,
-            // being read): kept.
-            if pins.contains(&info.cid) || recent(info.last_used) {
-                continue;
-            }
-            let _ = fs::remove_file(self.manifest_path(&info.cid));
-            for chunk in &manifest.chunks {
-                let left = references.get_mut(&chunk.cid).map(|n| {
-                    *n -= 1;
-                    *n
-                });
-                if left == Some(0) {
-                    report.bytes_freed += self.remove_chunk(&chunk.cid);
-                }
-            }
-            report.blobs_removed.push(info.cid);
-        }
-        if over(report.bytes_freed) {
-            report.bytes_freed += self.remove_debris(&references, &recent);
-        }
-        if !report.blobs_removed.is_empty() || report.bytes_freed > 0 {
-            tracing::info!(
-                blobs = report.blobs_removed.len(),
-                bytes = report.bytes_freed,
-                "collected unpinned blobs"
-            );
-        }
-        Ok(report)
-    }
-
     /// Remove a chunk file; the bytes it held.
     fn remove_chunk(&self, cid: &Blake3Id) -> u64 {
         let path = self.chunk_path(cid);
@@ -645,51 +508,9 @@ impl BlobStore {
         }
     }
 
-    /// Chunks no manifest names (left by a fetch that never finished, kept
-    /// for resuming) once they are older than the grace window, and the
-    /// quarantine.
-    fn remove_debris(
-        &self,
-        references: &std::collections::HashMap<Blake3Id, usize>,
-        recent: &dyn Fn(u64) -> bool,
-    ) -> u64 {
-        let mut freed = 0;
-        for shard in fs::read_dir(&self.root).into_iter().flatten().flatten() {
-            let prefix = shard.file_name().to_string_lossy().into_owned();
-            if prefix.len() != 2 {
-                continue;
-            }
-            for file in fs::read_dir(shard.path()).into_iter().flatten().flatten() {
-                let name = file.file_name().to_string_lossy().into_owned();
-                let Some(rest) = name.strip_suffix(".bin") else {
-                    continue;
-                };
-                let Ok(cid) = Blake3Id::parse(&format!("blake3:{prefix}{rest}")) else {
-                    continue;
-                };
-                if references.get(&cid).copied().unwrap_or(0) == 0 && !recent(mtime(&file.path())) {
-                    freed += self.remove_chunk(&cid);
-                }
-            }
-        }
-        for file in fs::read_dir(self.root.join("quarantine"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let len = file.metadata().map_or(0, |m| m.len());
-            if fs::remove_file(file.path()).is_ok() {
-                freed += len;
-            }
-        }
-        freed
-    }
-
     /// Serialises manifest commits against chunk removal.
-    fn commit_lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.commits
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn commit_lock(&self) -> MutexGuard<'_, ()> {
+        self.commits.lock()
     }
 
     /// A manifest without counting it as a use.
@@ -736,188 +557,6 @@ fn touch(path: &Path) {
     }
 }
 
-/// Chunks written in batches: each goes to `tmp/` unflushed. With
-/// [`Durability::BeforeVisible`], every [`BATCH_BYTES`] (and at
-/// [`flush`](Self::flush)) one `syncfs` makes the batch durable and only
-/// then are its chunks renamed into place: a chunk appears only once its
-/// bytes are on disk, at the cost of one flush per batch rather than per
-/// chunk, and that flush runs on a thread of its own while the next batch
-/// is written. With [`Durability::AtNextSync`] each chunk is renamed into place
-/// as soon as it is written. Unflushed chunks are dropped with the writer.
-pub struct ChunkWriter {
-    durability: Durability,
-    flush_handle: Arc<File>,
-    root: PathBuf,
-    prefix: String,
-    /// (temporary file, final path)
-    staged: Vec<(PathBuf, PathBuf)>,
-    staged_bytes: usize,
-    /// Temporary files written so far (their names' counter).
-    written: u64,
-    created: Vec<Blake3Id>,
-    /// The previous batch, flushed and renamed on a thread of its own
-    /// while the next one is written.
-    in_flight: Option<std::thread::JoinHandle<Result<(), BlobError>>>,
-}
-
-/// Bytes staged before a flush: 64 chunks.
-const BATCH_BYTES: usize = 64 * CHUNK_SIZE_BYTES;
-
-/// Bytes found to hash to their CID: checked where it suits the caller
-/// (another thread than the one writing), stored by
-/// [`ChunkWriter::put_verified`].
-pub struct VerifiedChunk<B> {
-    cid: Blake3Id,
-    bytes: B,
-}
-
-impl<B: AsRef<[u8]>> VerifiedChunk<B> {
-    pub fn new(cid: Blake3Id, bytes: B) -> Result<Self, BlobError> {
-        let actual = Blake3Id::of(bytes.as_ref());
-        if actual != cid {
-            return Err(BlobError::HashMismatch {
-                expected: cid,
-                actual,
-            });
-        }
-        Ok(Self { cid, bytes })
-    }
-
-    /// Bytes and the CID they hash to (nothing to check against).
-    pub fn of(bytes: B) -> Self {
-        Self {
-            cid: Blake3Id::of(bytes.as_ref()),
-            bytes,
-        }
-    }
-
-    pub fn cid(&self) -> Blake3Id {
-        self.cid
-    }
-}
-
-impl ChunkWriter {
-    /// Stage a chunk whose bytes must hash to `cid`; false if the store
-    /// (or this batch) already has it.
-    pub fn put(&mut self, cid: &Blake3Id, bytes: &[u8]) -> Result<bool, BlobError> {
-        self.put_verified(&VerifiedChunk::new(*cid, bytes)?)
-    }
-
-    /// Stage a chunk already verified; false if the store (or this batch)
-    /// already has it.
-    pub fn put_verified<B: AsRef<[u8]>>(
-        &mut self,
-        chunk: &VerifiedChunk<B>,
-    ) -> Result<bool, BlobError> {
-        let (cid, bytes) = (&chunk.cid, chunk.bytes.as_ref());
-        let dest = path_in(&self.root, cid, ".bin");
-        if dest.is_file() || self.staged.iter().any(|(_, d)| *d == dest) {
-            return Ok(false);
-        }
-        let tmp = self
-            .root
-            .join("tmp")
-            .join(format!("{}.{}", self.prefix, self.written));
-        self.written += 1;
-        if let Err(e) = fs::write(&tmp, bytes) {
-            let _ = fs::remove_file(&tmp);
-            return Err(BlobError::io(format!("cannot write {}", tmp.display()), e));
-        }
-        self.staged.push((tmp, dest));
-        self.staged_bytes += bytes.len();
-        self.created.push(*cid);
-        match self.durability {
-            Durability::AtNextSync => self.flush()?,
-            Durability::BeforeVisible if self.staged_bytes >= BATCH_BYTES => {
-                // The disk works on this batch while the next is written.
-                self.finish_in_flight()?;
-                let batch = Arc::new(Mutex::new(self.take_batch()));
-                let (handle, root) = (self.flush_handle.clone(), self.root.clone());
-                let theirs = batch.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("blob-flush".into())
-                    .spawn(move || make_visible(&handle, &root, take_all(&theirs), true));
-                match spawned {
-                    Ok(thread) => self.in_flight = Some(thread),
-                    // No thread to be had: flush here instead.
-                    Err(_) => {
-                        make_visible(&self.flush_handle, &self.root, take_all(&batch), true)?;
-                    }
-                }
-            }
-            Durability::BeforeVisible => {}
-        }
-        Ok(true)
-    }
-
-    /// Make every staged chunk visible (durable first, if so asked).
-    pub fn flush(&mut self) -> Result<(), BlobError> {
-        self.finish_in_flight()?;
-        let batch = self.take_batch();
-        let durable = self.durability == Durability::BeforeVisible;
-        make_visible(&self.flush_handle, &self.root, batch, durable)
-    }
-
-    fn take_batch(&mut self) -> Vec<(PathBuf, PathBuf)> {
-        self.staged_bytes = 0;
-        std::mem::take(&mut self.staged)
-    }
-
-    fn finish_in_flight(&mut self) -> Result<(), BlobError> {
-        match self.in_flight.take() {
-            Some(batch) => batch.join().unwrap_or_else(|_| {
-                Err(BlobError::io(
-                    "cannot store chunks",
-                    std::io::Error::other("the flushing thread panicked"),
-                ))
-            }),
-            None => Ok(()),
-        }
-    }
-
-    /// Chunks this writer added to the store (flushed or not).
-    pub fn created(&self) -> &[Blake3Id] {
-        &self.created
-    }
-}
-
-/// The batch a flushing thread was to take (it never ran if taking it
-/// here finds it still full).
-fn take_all(batch: &Mutex<Vec<(PathBuf, PathBuf)>>) -> Vec<(PathBuf, PathBuf)> {
-    batch
-        .lock()
-        .map(|mut b| std::mem::take(&mut *b))
-        .unwrap_or_default()
-}
-
-/// Flush `batch` to disk if `durable`, then rename its chunks into place;
-/// on failure, its temporary files that were not renamed are removed.
-fn make_visible(
-    handle: &File,
-    root: &Path,
-    batch: Vec<(PathBuf, PathBuf)>,
-    durable: bool,
-) -> Result<(), BlobError> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    let mut outcome = if durable {
-        sync_file_system(handle, root)
-    } else {
-        Ok(())
-    };
-    for (tmp, dest) in &batch {
-        if outcome.is_ok() {
-            outcome = rename_into_place(tmp, dest)
-                .map_err(|e| BlobError::io(format!("cannot store {}", dest.display()), e));
-        }
-        if outcome.is_err() {
-            let _ = fs::remove_file(tmp);
-        }
-    }
-    outcome
-}
-
 /// The bytes of the file that stores `cid` (its chunk or its manifest).
 fn read_stored(path: &Path, cid: &Blake3Id) -> Result<Vec<u8>, BlobError> {
     fs::read(path).map_err(|e| match e.kind() {
@@ -926,32 +565,9 @@ fn read_stored(path: &Path, cid: &Blake3Id) -> Result<Vec<u8>, BlobError> {
     })
 }
 
-/// Rename, creating the destination's directory only when it is missing
-/// (a `mkdir` per chunk is a measurable share of a fetch).
-fn rename_into_place(tmp: &Path, dest: &Path) -> std::io::Result<()> {
-    match fs::rename(tmp, dest) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(dir) = dest.parent() {
-                fs::create_dir_all(dir)?;
-            }
-            fs::rename(tmp, dest)
-        }
-        outcome => outcome,
-    }
-}
-
 fn sync_file_system(handle: &File, root: &Path) -> Result<(), BlobError> {
     rustix::fs::syncfs(handle)
         .map_err(|e| BlobError::io(format!("cannot flush {}", root.display()), e.into()))
-}
-
-impl Drop for ChunkWriter {
-    fn drop(&mut self) {
-        let _ = self.finish_in_flight();
-        for (tmp, _) in &self.staged {
-            let _ = fs::remove_file(tmp);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -959,25 +575,25 @@ mod tests {
     use super::*;
 
     /// One chunk through a writer, flushed.
-    fn put(store: &BlobStore, cid: &Blake3Id, bytes: &[u8]) -> Result<bool, BlobError> {
+    pub(super) fn put(store: &BlobStore, cid: &Blake3Id, bytes: &[u8]) -> Result<bool, BlobError> {
         let mut writer = store.writer(Durability::BeforeVisible);
         let new = writer.put(cid, bytes)?;
         writer.flush()?;
         Ok(new)
     }
 
-    fn store() -> (tempfile::TempDir, BlobStore) {
+    pub(super) fn store() -> (tempfile::TempDir, BlobStore) {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(&dir.path().join("blobs"), 0.8).unwrap();
         (dir, store)
     }
 
-    fn assert_no_temporary_files(store: &BlobStore) {
+    pub(super) fn assert_no_temporary_files(store: &BlobStore) {
         let left: Vec<_> = fs::read_dir(store.root().join("tmp")).unwrap().collect();
         assert!(left.is_empty(), "left in tmp/: {left:?}");
     }
 
-    fn data(len: usize, seed: u8) -> Vec<u8> {
+    pub(super) fn data(len: usize, seed: u8) -> Vec<u8> {
         (0..len)
             .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
             .collect()
@@ -1011,7 +627,6 @@ mod tests {
         }
         assert_no_temporary_files(&store);
     }
-
     #[test]
     fn wrong_bytes_are_refused_and_damage_is_quarantined() {
         let (_dir, store) = store();
@@ -1040,7 +655,6 @@ mod tests {
             1
         );
     }
-
     #[test]
     fn a_manifest_appears_only_with_all_its_chunks() {
         let (_dir, store) = store();
@@ -1059,75 +673,22 @@ mod tests {
     }
 
     #[test]
-    fn a_replica_is_visible_at_once_and_a_blob_with_it() {
+    fn a_panic_while_changing_pins_leaves_them_as_they_were_and_usable() {
         let (_dir, store) = store();
-        let source = store.root().with_file_name("source");
-        let source = BlobStore::open(&source, 0.8).unwrap();
-        let input = [
-            data(CHUNK_SIZE_BYTES, 5),
-            data(CHUNK_SIZE_BYTES, 6),
-            data(3, 7),
-        ]
-        .concat();
-        let m = source.add(&mut &input[..], |_| Ok(())).unwrap();
-        let mut writer = store.writer(Durability::AtNextSync);
-        for (i, chunk) in m.chunks.iter().enumerate() {
-            let bytes = source.read_chunk(&chunk.cid).unwrap();
-            assert!(writer.put(&chunk.cid, &bytes).unwrap());
-            // No flush needed: each chunk appears as it is written.
-            assert_eq!(store.missing_chunks(&m).len(), m.chunks.len() - i - 1);
-        }
-        drop(writer);
-        store.write_manifest(&m, Durability::AtNextSync).unwrap();
-        store.sync().unwrap();
-        assert!(store.has_blob(&m.cid));
-        assert!(store.verify(&m).is_empty());
-        assert_no_temporary_files(&store);
-    }
-
-    #[test]
-    fn gc_evicts_least_recently_used_unpinned_blobs_and_never_pinned_ones() {
-        let (_dir, store) = store();
-        let blobs: Vec<Manifest> = (0..4)
-            .map(|i| {
-                store
-                    .add(&mut &data(CHUNK_SIZE_BYTES, i)[..], |_| Ok(()))
-                    .unwrap()
+        let kept = store.add(&mut &data(10, 1)[..], |_| Ok(())).unwrap();
+        let other = store.add(&mut &data(10, 2)[..], |_| Ok(())).unwrap();
+        assert!(store.pin(&kept.cid).unwrap());
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            store.change_pins(|p| {
+                p.clear();
+                panic!("a holder of the pin list fails midway")
             })
-            .collect();
-        // Oldest use first: 0, 1, 2, 3; then 0 is used again.
-        for (i, m) in blobs.iter().enumerate() {
-            let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000 + i as u64);
-            File::options()
-                .write(true)
-                .open(store.manifest_path(&m.cid))
-                .unwrap()
-                .set_modified(t)
-                .unwrap();
-        }
-        store.manifest(&blobs[0].cid).unwrap();
-        store.pin(&blobs[1].cid).unwrap();
-        // A disk the size of 5 chunks: 4 stored is 80 %+ (over 0.8 needs > 4).
-        let total = 5 * CHUNK_SIZE_BYTES as u64;
-        let mut usage = || {
-            Some(DiskUsage {
-                used: store.disk_bytes() + CHUNK_SIZE_BYTES as u64 / 2,
-                total,
-            })
-        };
-        let report = store.gc_with(&mut usage).unwrap();
-        // Needs two removals to get under 70 %: 2 then 3 (1 is pinned, 0 was used).
-        assert_eq!(report.blobs_removed, vec![blobs[2].cid, blobs[3].cid]);
-        assert!(store.has_blob(&blobs[0].cid) && store.has_blob(&blobs[1].cid));
-        assert_eq!(report.bytes_freed, 2 * CHUNK_SIZE_BYTES as u64);
-        // Pins survive a reopen.
+        }));
+        assert!(panicked.is_err());
+        // The lock is free again and the list is the one from before.
+        assert!(store.is_pinned(&kept.cid));
+        assert!(store.pin(&other.cid).unwrap());
         let reopened = BlobStore::open(store.root(), 0.8).unwrap();
-        assert!(reopened.is_pinned(&blobs[1].cid));
-        assert!(reopened.unpin(&blobs[1].cid).unwrap());
-        assert!(
-            !BlobStore::open(store.root(), 0.8)
-                .unwrap()
-                .is_pinned(&blobs[1].cid)
-        );
+        assert!(reopened.is_pinned(&kept.cid) && reopened.is_pinned(&other.cid));
     }
 }

@@ -20,8 +20,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hearthnet_base::constants::{
@@ -29,6 +29,7 @@ use hearthnet_base::constants::{
 };
 use hearthnet_base::{CommunityId, NodeId, Timestamp};
 use hearthnet_identity::NodeManifest;
+use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -137,9 +138,7 @@ struct TransportState {
 
 impl Status {
     fn set(slot: &Mutex<TransportState>, f: impl FnOnce(&mut TransportState)) {
-        if let Ok(mut s) = slot.lock() {
-            f(&mut s);
-        }
+        f(&mut slot.lock());
     }
 
     fn set_udp_interfaces(&self, interfaces: Vec<String>) {
@@ -165,7 +164,7 @@ impl Status {
     }
 
     fn json(slot: &Mutex<TransportState>) -> Value {
-        let s = slot.lock().map(|s| s.clone()).unwrap_or_default();
+        let s = slot.lock().clone();
         json!({
             "state": if s.state.is_empty() { "starting" } else { s.state },
             "error": s.error,
@@ -233,7 +232,7 @@ impl Context {
     fn is_stranger(&self, s: &Sighting) -> bool {
         let ours = s.community_short.as_deref() == Some(&self.settings.community.short());
         let us = s.node_short.as_deref() == Some(&self.settings.node.short());
-        let failed = self.pending.lock().is_ok_and(|p| p.contains_key(&s.addr));
+        let failed = self.pending.lock().contains_key(&s.addr);
         ours && !us
             && !failed
             && s.node_short
@@ -330,11 +329,7 @@ impl Discovery {
     /// Wait (after `stop`) for the transports to say goodbye: the mDNS
     /// unregistration goes out before the process ends.
     pub async fn stopped(&self) {
-        let tasks = self
-            .tasks
-            .lock()
-            .map(|mut t| std::mem::take(&mut *t))
-            .unwrap_or_default();
+        let tasks = std::mem::take(&mut *self.tasks.lock());
         for task in tasks {
             let _ = task.await;
         }
@@ -344,20 +339,16 @@ impl Discovery {
 impl Context {
     /// True if nobody was refreshing `node` yet (and now we are).
     fn start_refreshing(&self, node: NodeId) -> bool {
-        self.refreshing.lock().is_ok_and(|mut r| r.insert(node))
+        self.refreshing.lock().insert(node)
     }
 
     fn stop_refreshing(&self, node: &NodeId) {
-        if let Ok(mut r) = self.refreshing.lock() {
-            r.remove(node);
-        }
+        self.refreshing.lock().remove(node);
     }
 
     /// Keep a sighting that did not verify, backing off its retries.
     fn remember_failure(&self, sighting: Sighting, membership: u64) {
-        let Ok(mut pending) = self.pending.lock() else {
-            return;
-        };
+        let mut pending = self.pending.lock();
         pending.retain(|_, p| p.since.elapsed() < PENDING_FOR);
         if pending.len() >= MAX_PENDING && !pending.contains_key(&sighting.addr) {
             // Forget the one that failed most (the likeliest junk).
@@ -422,10 +413,11 @@ async fn verify_sightings(
             continue;
         }
         let now = Instant::now();
-        let backing_off = ctx.pending.lock().is_ok_and(|p| {
-            p.get(&sighting.addr)
-                .is_some_and(|p| now < p.next_try && p.membership == contact.membership_version())
-        });
+        let backing_off = ctx
+            .pending
+            .lock()
+            .get(&sighting.addr)
+            .is_some_and(|p| now < p.next_try && p.membership == contact.membership_version());
         if backing_off {
             continue;
         }
@@ -463,9 +455,7 @@ async fn contact_peer(
         check_manifest(&ctx.settings, contact.as_ref(), &sighting, &json, tls_node)
     });
     if verdict.is_ok() {
-        if let Ok(mut pending) = ctx.pending.lock() {
-            pending.remove(&sighting.addr);
-        }
+        ctx.pending.lock().remove(&sighting.addr);
     } else {
         ctx.remember_failure(sighting.clone(), contact.membership_version());
     }
@@ -566,19 +556,14 @@ async fn refresh(ctx: Arc<Context>, contact: Arc<dyn Contact>, stop: Cancellatio
         let retry: Vec<Sighting> = ctx
             .pending
             .lock()
-            .map(|mut pending| {
-                let due: Vec<Sighting> = pending
-                    .values_mut()
-                    .filter(|p| Instant::now() >= p.next_try || p.membership != membership)
-                    .map(|p| {
-                        // Let the sighting through the back-off check.
-                        p.membership = u64::MAX;
-                        p.sighting.clone()
-                    })
-                    .collect();
-                due
+            .values_mut()
+            .filter(|p| Instant::now() >= p.next_try || p.membership != membership)
+            .map(|p| {
+                // Let the sighting through the back-off check.
+                p.membership = u64::MAX;
+                p.sighting.clone()
             })
-            .unwrap_or_default();
+            .collect();
         for sighting in retry {
             let _ = ctx.sightings.try_send(sighting);
         }

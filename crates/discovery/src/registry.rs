@@ -4,10 +4,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::Mutex;
 
 use hearthnet_base::{NodeId, Timestamp};
 use hearthnet_identity::NodeManifest;
+use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -78,9 +78,7 @@ impl PeerRegistry {
 
     /// Add or refresh a verified peer; true when it is new.
     pub fn upsert(&self, mut peer: Peer) -> bool {
-        let Ok(mut peers) = self.peers.lock() else {
-            return false;
-        };
+        let mut peers = self.peers.lock();
         let event = match peers.get(&peer.node_id) {
             Some(old) => {
                 peer.first_verified = old.first_verified;
@@ -100,19 +98,13 @@ impl PeerRegistry {
 
     /// Record another source for a known peer without a new manifest.
     pub fn heard(&self, node: &NodeId, source: Source) {
-        if let Ok(mut peers) = self.peers.lock()
-            && let Some(p) = peers.get_mut(node)
-        {
+        if let Some(p) = self.peers.lock().get_mut(node) {
             p.sources.insert(source);
         }
     }
 
     pub fn remove(&self, node: &NodeId, why: &str) -> bool {
-        let removed = self
-            .peers
-            .lock()
-            .map(|mut p| p.remove(node).is_some())
-            .unwrap_or(false);
+        let removed = self.peers.lock().remove(node).is_some();
         if removed {
             tracing::info!(peer = %node.short(), why, "peer removed");
             let _ = self.events.send(PeerEvent::Removed(*node));
@@ -121,21 +113,17 @@ impl PeerRegistry {
     }
 
     pub fn get(&self, node: &NodeId) -> Option<Peer> {
-        self.peers.lock().ok()?.get(node).cloned()
+        self.peers.lock().get(node).cloned()
     }
 
     pub fn all(&self) -> Vec<Peer> {
-        let mut all: Vec<Peer> = self
-            .peers
-            .lock()
-            .map(|p| p.values().cloned().collect())
-            .unwrap_or_default();
+        let mut all: Vec<Peer> = self.peers.lock().values().cloned().collect();
         all.sort_by_key(|p| p.node_id.full());
         all
     }
 
     pub fn len(&self) -> usize {
-        self.peers.lock().map_or(0, |p| p.len())
+        self.peers.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -146,7 +134,6 @@ impl PeerRegistry {
     pub fn by_short(&self, short: &str) -> Option<Peer> {
         self.peers
             .lock()
-            .ok()?
             .values()
             .find(|p| p.node_id.short() == short)
             .cloned()
@@ -158,13 +145,10 @@ impl PeerRegistry {
         let stale: Vec<NodeId> = self
             .peers
             .lock()
-            .map(|p| {
-                p.values()
-                    .filter(|p| now > p.manifest.expires_at.plus_seconds(grace_seconds))
-                    .map(|p| p.node_id)
-                    .collect()
-            })
-            .unwrap_or_default();
+            .values()
+            .filter(|p| now > p.manifest.expires_at.plus_seconds(grace_seconds))
+            .map(|p| p.node_id)
+            .collect();
         stale
             .iter()
             .filter(|n| self.remove(n, "manifest expired and could not be refetched"))

@@ -9,6 +9,7 @@ use std::sync::mpsc;
 
 use hearthnet_base::event::{Event, NewEvent};
 use hearthnet_base::{CommunityId, DeviceKey, Timestamp, to_canonical_bytes};
+use parking_lot::RwLock;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
@@ -47,8 +48,15 @@ pub enum EventLogError {
     Closed,
     #[error("event rejected ({}): {}", .0.code, .0.detail)]
     Rejected(Reject),
+    #[error("cannot create the directory of the event log {}: {source}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start the event log thread: {0}")]
+    Spawn(#[source] std::io::Error),
     #[error("cannot build the event: {0}")]
-    Build(String),
+    Build(#[from] hearthnet_base::event::EventError),
 }
 
 /// The outcome of offering events to the log.
@@ -88,7 +96,7 @@ pub(crate) struct Core {
     community: CommunityId,
     limits: Limits,
     pub(crate) view: CommunityView,
-    published: Arc<std::sync::RwLock<Arc<CommunityView>>>,
+    published: Arc<RwLock<Arc<CommunityView>>>,
     clock: u64,
     snapshots: Option<SnapshotStore>,
     snapshot_key: Option<DeviceKey>,
@@ -104,7 +112,7 @@ type Job = Box<dyn FnOnce(&mut Core) + Send>;
 pub struct EventLog {
     jobs: mpsc::Sender<Job>,
     changes: tokio::sync::watch::Receiver<i64>,
-    view: Arc<std::sync::RwLock<Arc<CommunityView>>>,
+    view: Arc<RwLock<Arc<CommunityView>>>,
     path: PathBuf,
 }
 
@@ -139,14 +147,16 @@ impl EventLog {
             source,
         };
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| db_err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+            std::fs::create_dir_all(dir).map_err(|source| EventLogError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
         }
         let conn = Connection::open(&path).map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
         let snapshots = paths.snapshots.map(SnapshotStore::new);
         let view = CommunityView::new(community);
-        let published = Arc::new(std::sync::RwLock::new(Arc::new(view.clone())));
+        let published = Arc::new(RwLock::new(Arc::new(view.clone())));
         let (changes, changes_rx) = tokio::sync::watch::channel(0i64);
         let mut core = Core {
             conn,
@@ -181,7 +191,7 @@ impl EventLog {
                     job(&mut core);
                 }
             })
-            .map_err(|e| db_err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+            .map_err(EventLogError::Spawn)?;
         Ok(Self {
             jobs,
             changes: changes_rx,
@@ -198,10 +208,7 @@ impl EventLog {
 
     /// The community as of the last append.
     pub fn view(&self) -> Arc<CommunityView> {
-        self.view
-            .read()
-            .map(|v| v.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
+        self.view.read().clone()
     }
 
     fn submit<R: Send + 'static>(
@@ -432,9 +439,10 @@ impl Core {
     }
 
     fn publish(&self) {
-        if let Ok(mut v) = self.published.write() {
-            *v = Arc::new(self.view.clone());
-        }
+        // Cloned before the lock is taken: the guarded write is one
+        // pointer swap, which cannot leave the view half-published.
+        let next = Arc::new(self.view.clone());
+        *self.published.write() = next;
     }
 
     fn append_local(
@@ -452,9 +460,13 @@ impl Core {
                 data,
             },
             key,
-        )
-        .map_err(|e| EventLogError::Build(e.to_string()))?;
-        let report = self.append_received(vec![event.to_value()]);
+        )?;
+        let (report, failure) = self.append(vec![event.to_value()]);
+        // The author is here to be told that the disk failed, not that the
+        // event was refused.
+        if let Some(e) = failure {
+            return Err(e);
+        }
         match report.rejected.into_iter().next() {
             Some((_, r)) => Err(EventLogError::Rejected(r)),
             None => Ok(event),
@@ -535,6 +547,13 @@ impl Core {
     }
 
     fn append_received(&mut self, events: Vec<Value>) -> AppendReport {
+        self.append(events).0
+    }
+
+    /// Validate and store `events`; with the first storage failure, if one
+    /// kept events out. The report names it as those events' `db_error`
+    /// (what a peer is told); a local author gets the failure itself.
+    fn append(&mut self, events: Vec<Value>) -> (AppendReport, Option<EventLogError>) {
         // Replay order, so an author's joining precedes their first post.
         let mut events = events;
         events.sort_by(|a, b| {
@@ -548,6 +567,7 @@ impl Core {
         });
         let now = Timestamp::now();
         let mut report = AppendReport::default();
+        let mut failure = None;
         let mut out_of_order = false;
         let mut to_store: Vec<(Event, Vec<u8>)> = Vec::new();
         for value in events {
@@ -566,6 +586,7 @@ impl Core {
                             detail: e.to_string(),
                         },
                     ));
+                    failure.get_or_insert(e);
                     continue;
                 }
             }
@@ -602,7 +623,7 @@ impl Core {
                 ));
             }
             report.head = self.view.head;
-            return report;
+            return (report, Some(e));
         }
         report.accepted = to_store.len() as u64;
         if out_of_order {
@@ -613,7 +634,7 @@ impl Core {
         report.head = self.view.head;
         self.publish();
         self.maybe_snapshot();
-        report
+        (report, failure)
     }
 
     /// Store validated events and advance the clock, in one transaction.
@@ -1177,5 +1198,56 @@ mod tests {
         assert_eq!(rebuilt.name, "Demo");
         assert_eq!(*rebuilt, *expected);
         assert!(!snap.exists(), "the bad snapshot was removed");
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_made_is_reported_as_such() {
+        let world = World::new();
+        let file = world.dir.path().join("a-file");
+        std::fs::write(&file, b"not a directory").unwrap();
+        let opened = EventLog::open(
+            LogPaths::in_state_dir(&file.join("state")),
+            world.community(),
+            Limits::default(),
+            Some(world.genesis.created_event.to_value()),
+            None,
+        );
+        match opened {
+            Err(EventLogError::CreateDir { path, source }) => {
+                assert_eq!(path, file.join("state"));
+                assert_eq!(source.kind(), std::io::ErrorKind::NotADirectory);
+            }
+            Err(other) => panic!("wrong error: {other}"),
+            Ok(_) => panic!("opened a log under a regular file"),
+        }
+    }
+
+    #[test]
+    fn a_storage_failure_is_reported_to_a_local_author_as_such() {
+        let w = World::new();
+        let log = w.open("db");
+        let head = log.view().head;
+        log.run_blocking(|core| {
+            core.conn.execute_batch(
+                "CREATE TRIGGER full_disk BEFORE INSERT ON events
+                 BEGIN SELECT RAISE(ABORT, 'the disk is on fire'); END",
+            )
+        })
+        .unwrap()
+        .unwrap();
+        let data = w.post(&w.founder, head + 1, "hello")["data"].clone();
+        let appended = log.append_local_blocking("market.post.created", data, &w.founder);
+        match appended {
+            Err(EventLogError::Db { source, .. }) => {
+                assert!(source.to_string().contains("on fire"), "{source}");
+            }
+            other => panic!("expected a database error, got {other:?}"),
+        }
+        // A peer offering the same is told per event, and nothing moved.
+        let post = w.post(&w.founder, head + 1, "hello");
+        let report = log.append_received_blocking(vec![post]).unwrap();
+        assert_eq!(report.accepted, 0);
+        assert_eq!(report.rejected[0].1.code, "db_error");
+        assert_eq!(log.view().head, head);
     }
 }

@@ -70,35 +70,11 @@ pub async fn fetch(
     progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<(Manifest, Vec<NodeId>), CallError> {
     let (manifest, first) = manifest_from(bus, cid, holders).await?;
-    let mut failures: BTreeMap<usize, u32> = BTreeMap::new();
-    let mut healthy: Vec<NodeId> = std::iter::once(first)
-        .chain(holders.iter().copied().filter(|h| *h != first))
-        .collect();
-    let mut served_by = BTreeSet::new();
-    let have = Arc::new(AtomicU64::new(0));
-    // Chunks asked for in the last round: those still missing failed.
-    let mut attempted = BTreeSet::new();
-    // How often each holder said it was busy.
-    let mut busy: BTreeMap<NodeId, u32> = BTreeMap::new();
+    let mut ledger = Ledger::new(&manifest, first, holders);
+    let have = AtomicU64::new(0);
     loop {
-        let store2 = store.clone();
-        let m2 = manifest.clone();
-        let missing = tokio::task::spawn_blocking(move || store2.missing_chunks(&m2))
-            .await
-            .map_err(internal)?;
-        for i in missing.iter().filter(|i| attempted.contains(*i)) {
-            let n = failures.entry(*i).or_default();
-            *n += 1;
-            if *n >= ATTEMPTS_PER_CHUNK {
-                return Err(CallError::new(
-                    ErrorCode::Partition,
-                    format!(
-                        "chunk {i} of {} failed {ATTEMPTS_PER_CHUNK} times",
-                        cid.short()
-                    ),
-                ));
-            }
-        }
+        let missing = missing_chunks(store, &manifest).await?;
+        ledger.charge(&missing)?;
         let missing_bytes: u64 = missing.iter().map(|i| manifest.chunks[*i].size_bytes).sum();
         let present = manifest.size_bytes - missing_bytes;
         have.store(present, Ordering::Relaxed);
@@ -106,88 +82,34 @@ pub async fn fetch(
         if missing.is_empty() {
             break;
         }
-        if healthy.is_empty() {
-            return Err(CallError::new(
-                ErrorCode::Partition,
-                format!(
-                    "no holder could supply {} of the {} chunks of {}",
-                    missing.len(),
-                    manifest.chunks.len(),
-                    cid.short()
-                ),
-            ));
-        }
-        // Stripes: holder k streams chunks k, k+n, k+2n, … (a bounded
-        // batch of them per round).
-        let workers: Vec<NodeId> = healthy.iter().copied().take(PARALLEL_HOLDERS).collect();
-        let n = workers.len();
-        let mut rounds = Vec::new();
-        for (k, holder) in workers.iter().enumerate() {
-            let share: Vec<usize> = missing
-                .iter()
-                .copied()
-                .skip(k)
-                .step_by(n)
-                .take(RAW_CHUNKS_PER_CALL)
-                .collect();
-            let (bus, store, manifest, have) =
-                (bus.clone(), store.clone(), manifest.clone(), have.clone());
-            let holder = *holder;
-            rounds.push(async move {
-                match chunks_from(&bus, source, &manifest, holder, share).await {
+        let (manifest, have) = (&manifest, &have);
+        let rounds = ledger
+            .plan(&missing)?
+            .into_iter()
+            .map(|(holder, share)| async move {
+                match chunks_from(bus, source, manifest, holder, share).await {
                     Ok((chunks, share)) => {
-                        let (stored, outcome) = store_chunks(
-                            chunks, &store, &manifest, holder, &share, &have, progress,
-                        )
-                        .await;
-                        (holder, share, stored, outcome)
+                        let (stored, outcome) =
+                            store_chunks(chunks, store, manifest, holder, &share, have, progress)
+                                .await;
+                        Part {
+                            holder,
+                            share,
+                            stored,
+                            outcome,
+                        }
                     }
-                    Err((e, share)) => (holder, share, 0, Err(Failure::Holder(e))),
+                    Err((e, share)) => Part {
+                        holder,
+                        share,
+                        stored: 0,
+                        outcome: Err(Failure::Holder(e)),
+                    },
                 }
             });
-        }
-        attempted.clear();
         let mut wait = Duration::ZERO;
-        for (holder, share, stored, outcome) in futures_util::future::join_all(rounds).await {
-            if stored > 0 {
-                served_by.insert(holder);
-            }
-            // A holder's chunks count as tried only if it sent some: one
-            // refusing at once is dropped (or waited for), not charged.
-            if stored > 0 || outcome.is_ok() {
-                attempted.extend(share.iter().copied());
-            }
-            match outcome {
-                Ok(()) if stored == share.len() => {}
-                Ok(()) => {
-                    tracing::warn!(holder = %holder.short(), blob = %cid.short(), "holder ended early; others take over");
-                    healthy.retain(|h| *h != holder);
-                }
-                Err(Failure::Local(e)) => return Err(e),
-                // Busy or over its rate budget before it started: wait as
-                // told and keep it, a bounded number of times.
-                Err(Failure::Holder(e))
-                    if stored == 0
-                        && matches!(
-                            e.code,
-                            ErrorCode::RateLimited | ErrorCode::CapacityExceeded
-                        ) =>
-                {
-                    let waits = busy.entry(holder).or_default();
-                    *waits += 1;
-                    if *waits <= MAX_BUSY_WAITS {
-                        let told = e.retry_after_ms.unwrap_or(1000).min(10_000);
-                        wait = wait.max(Duration::from_millis(told));
-                    } else {
-                        tracing::warn!(holder = %holder.short(), blob = %cid.short(), "holder stayed busy; dropped from this fetch");
-                        healthy.retain(|h| *h != holder);
-                    }
-                }
-                Err(Failure::Holder(e)) => {
-                    tracing::warn!(holder = %holder.short(), blob = %cid.short(), error = %e, "holder dropped from this fetch");
-                    healthy.retain(|h| *h != holder);
-                }
-            }
+        for part in futures_util::future::join_all(rounds).await {
+            wait = wait.max(ledger.receive(part)?);
         }
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
@@ -199,7 +121,174 @@ pub async fn fetch(
         .await
         .map_err(internal)?
         .map_err(|e| CallError::new(e.code(), e.to_string()))?;
-    Ok((manifest, served_by.into_iter().collect()))
+    Ok((manifest, ledger.served_by.into_iter().collect()))
+}
+
+/// Indices of the chunks of `manifest` that `store` lacks (off the async
+/// threads: it looks at every chunk's file).
+async fn missing_chunks(
+    store: &Arc<BlobStore>,
+    manifest: &Manifest,
+) -> Result<Vec<usize>, CallError> {
+    let (store, manifest) = (store.clone(), manifest.clone());
+    tokio::task::spawn_blocking(move || store.missing_chunks(&manifest))
+        .await
+        .map_err(internal)
+}
+
+/// What a fetch has learnt between rounds: which holders are still in it
+/// and which served, how often each chunk failed and each holder was busy.
+/// It decides what the next round asks of whom and when the fetch gives
+/// up; it does no IO ([`fetch`] runs the rounds).
+struct Ledger {
+    cid: Blake3Id,
+    chunk_count: usize,
+    /// Holders still in this fetch, the one that sent the manifest first.
+    healthy: Vec<NodeId>,
+    /// Holders that stored at least one chunk.
+    served_by: BTreeSet<NodeId>,
+    /// Failed attempts per chunk index.
+    failures: BTreeMap<usize, u32>,
+    /// Chunks asked for in the last round: those still missing failed.
+    attempted: BTreeSet<usize>,
+    /// How often each holder said it was busy.
+    busy: BTreeMap<NodeId, u32>,
+}
+
+/// One holder's part of a round: what it was asked, how many chunks of it
+/// were stored, and why it ended early, if it did.
+struct Part {
+    holder: NodeId,
+    share: Vec<usize>,
+    stored: usize,
+    outcome: Result<(), Failure>,
+}
+
+impl Ledger {
+    fn new(manifest: &Manifest, first: NodeId, holders: &[NodeId]) -> Self {
+        Self {
+            cid: manifest.cid,
+            chunk_count: manifest.chunks.len(),
+            healthy: std::iter::once(first)
+                .chain(holders.iter().copied().filter(|h| *h != first))
+                .collect(),
+            served_by: BTreeSet::new(),
+            failures: BTreeMap::new(),
+            attempted: BTreeSet::new(),
+            busy: BTreeMap::new(),
+        }
+    }
+
+    /// Charge a failed attempt to every chunk asked for in the last round
+    /// that is still `missing`; one that failed [`ATTEMPTS_PER_CHUNK`]
+    /// times fails the fetch (M07 §5.6).
+    fn charge(&mut self, missing: &[usize]) -> Result<(), CallError> {
+        for i in missing.iter().filter(|i| self.attempted.contains(*i)) {
+            let n = self.failures.entry(*i).or_default();
+            *n += 1;
+            if *n >= ATTEMPTS_PER_CHUNK {
+                return Err(CallError::new(
+                    ErrorCode::Partition,
+                    format!(
+                        "chunk {i} of {} failed {ATTEMPTS_PER_CHUNK} times",
+                        self.cid.short()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The next round's shares of `missing`, in stripes: holder k of the
+    /// first [`PARALLEL_HOLDERS`] is asked chunks k, k+n, k+2n, … (a
+    /// bounded batch of them). Fails when no holder is left.
+    fn plan(&mut self, missing: &[usize]) -> Result<Vec<(NodeId, Vec<usize>)>, CallError> {
+        if self.healthy.is_empty() {
+            return Err(CallError::new(
+                ErrorCode::Partition,
+                format!(
+                    "no holder could supply {} of the {} chunks of {}",
+                    missing.len(),
+                    self.chunk_count,
+                    self.cid.short()
+                ),
+            ));
+        }
+        self.attempted.clear();
+        let workers: Vec<NodeId> = self
+            .healthy
+            .iter()
+            .copied()
+            .take(PARALLEL_HOLDERS)
+            .collect();
+        let n = workers.len();
+        Ok(workers
+            .into_iter()
+            .enumerate()
+            .map(|(k, holder)| {
+                let share = missing
+                    .iter()
+                    .copied()
+                    .skip(k)
+                    .step_by(n)
+                    .take(RAW_CHUNKS_PER_CALL)
+                    .collect();
+                (holder, share)
+            })
+            .collect())
+    }
+
+    /// Take in how one holder's part went: how long to wait before the
+    /// next round (the holder said it was busy), or the local failure that
+    /// ends the whole fetch.
+    fn receive(&mut self, part: Part) -> Result<Duration, CallError> {
+        let Part {
+            holder,
+            share,
+            stored,
+            outcome,
+        } = part;
+        if stored > 0 {
+            self.served_by.insert(holder);
+        }
+        // A holder's chunks count as tried only if it sent some: one
+        // refusing at once is dropped (or waited for), not charged.
+        if stored > 0 || outcome.is_ok() {
+            self.attempted.extend(share.iter().copied());
+        }
+        match outcome {
+            Ok(()) if stored == share.len() => {}
+            Ok(()) => {
+                tracing::warn!(holder = %holder.short(), blob = %self.cid.short(), "holder ended early; others take over");
+                self.drop_holder(holder);
+            }
+            Err(Failure::Local(e)) => return Err(e),
+            // Busy or over its rate budget before it started: wait as told
+            // and keep it, a bounded number of times.
+            Err(Failure::Holder(e))
+                if stored == 0
+                    && matches!(e.code, ErrorCode::RateLimited | ErrorCode::CapacityExceeded) =>
+            {
+                let waits = self.busy.entry(holder).or_default();
+                *waits += 1;
+                if *waits <= MAX_BUSY_WAITS {
+                    let told = e.retry_after_ms.unwrap_or(1000).min(10_000);
+                    return Ok(Duration::from_millis(told));
+                }
+                tracing::warn!(holder = %holder.short(), blob = %self.cid.short(), "holder stayed busy; dropped from this fetch");
+                self.drop_holder(holder);
+            }
+            Err(Failure::Holder(e)) => {
+                tracing::warn!(holder = %holder.short(), blob = %self.cid.short(), error = %e, "holder dropped from this fetch");
+                self.drop_holder(holder);
+            }
+        }
+        Ok(Duration::ZERO)
+    }
+
+    fn drop_holder(&mut self, holder: NodeId) {
+        self.healthy.retain(|h| *h != holder);
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> CallError {
@@ -559,5 +648,131 @@ mod tests {
         .await;
         assert_eq!(stored, 1);
         assert!(outcome.is_err());
+    }
+
+    fn node() -> NodeId {
+        DeviceKey::generate().node_id()
+    }
+
+    fn part(holder: NodeId, share: &[usize], stored: usize, outcome: Result<(), Failure>) -> Part {
+        Part {
+            holder,
+            share: share.to_vec(),
+            stored,
+            outcome,
+        }
+    }
+
+    fn busy(retry_after_ms: Option<u64>) -> Result<(), Failure> {
+        let mut e = CallError::new(ErrorCode::RateLimited, "slow down");
+        e.retry_after_ms = retry_after_ms;
+        Err(Failure::Holder(e))
+    }
+
+    #[test]
+    fn a_round_stripes_the_missing_chunks_over_the_first_holders_manifest_sender_first() {
+        let (_dir, _source, _target, manifest) = stores();
+        let holders: Vec<NodeId> = (0..6).map(|_| node()).collect();
+        let mut ledger = Ledger::new(&manifest, holders[3], &holders);
+        let missing: Vec<usize> = (0..10).collect();
+        let plan = ledger.plan(&missing).unwrap();
+        let expected = [
+            (holders[3], vec![0, 4, 8]),
+            (holders[0], vec![1, 5, 9]),
+            (holders[1], vec![2, 6]),
+            (holders[2], vec![3, 7]),
+        ];
+        assert_eq!(plan, expected);
+    }
+
+    #[test]
+    fn a_chunk_fails_the_fetch_only_after_its_third_failed_attempt() {
+        let (_dir, _source, _target, manifest) = stores();
+        let holder = node();
+        let mut ledger = Ledger::new(&manifest, holder, &[holder]);
+        // Nothing was asked yet, so nothing is charged.
+        ledger.charge(&[1, 2]).unwrap();
+        for attempt in 1..=ATTEMPTS_PER_CHUNK {
+            assert_eq!(ledger.plan(&[1]).unwrap(), [(holder, vec![1])]);
+            // The holder sent nothing, yet ended cleanly: chunk 1 was tried
+            // (and the holder dropped, so put it back for the next round).
+            let wait = ledger.receive(part(holder, &[1], 0, Ok(()))).unwrap();
+            assert_eq!(wait, Duration::ZERO);
+            assert!(ledger.healthy.is_empty());
+            ledger.healthy = vec![holder];
+            // Chunk 2 is missing too but was never asked for: not charged.
+            let charged = ledger.charge(&[1, 2]);
+            if attempt < ATTEMPTS_PER_CHUNK {
+                charged.unwrap();
+            } else {
+                let e = charged.unwrap_err();
+                assert_eq!(e.code, ErrorCode::Partition);
+                assert!(e.message.contains("chunk 1 of"), "{e}");
+            }
+        }
+        assert_eq!(ledger.failures.get(&2), None);
+    }
+
+    #[test]
+    fn a_busy_holder_is_waited_for_a_bounded_number_of_times_and_never_charged() {
+        let (_dir, _source, _target, manifest) = stores();
+        let (busy_one, other) = (node(), node());
+        let mut ledger = Ledger::new(&manifest, busy_one, &[busy_one, other]);
+        ledger.plan(&[0, 1]).unwrap();
+        assert_eq!(
+            ledger
+                .receive(part(busy_one, &[0], 0, busy(Some(250))))
+                .unwrap(),
+            Duration::from_millis(250)
+        );
+        // Told nothing: a second; told too long: at most ten.
+        assert_eq!(
+            ledger.receive(part(busy_one, &[0], 0, busy(None))).unwrap(),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            ledger
+                .receive(part(busy_one, &[0], 0, busy(Some(60_000))))
+                .unwrap(),
+            Duration::from_secs(10)
+        );
+        assert!(ledger.attempted.is_empty(), "a refusal is not an attempt");
+        assert!(ledger.healthy.contains(&busy_one));
+        for _ in 3..MAX_BUSY_WAITS {
+            ledger
+                .receive(part(busy_one, &[0], 0, busy(Some(1))))
+                .unwrap();
+        }
+        assert!(ledger.healthy.contains(&busy_one));
+        assert_eq!(
+            ledger
+                .receive(part(busy_one, &[0], 0, busy(Some(1))))
+                .unwrap(),
+            Duration::ZERO
+        );
+        assert_eq!(ledger.healthy, [other]);
+        assert!(ledger.served_by.is_empty());
+    }
+
+    #[test]
+    fn holders_that_end_early_or_fail_are_dropped_and_a_local_failure_ends_the_fetch() {
+        let (_dir, _source, _target, manifest) = stores();
+        let (short, broken, good) = (node(), node(), node());
+        let mut ledger = Ledger::new(&manifest, short, &[short, broken, good]);
+        ledger.plan(&[0, 1, 2]).unwrap();
+        ledger.receive(part(short, &[0], 0, Ok(()))).unwrap();
+        let cut = CallError::new(ErrorCode::Partition, "the stream broke");
+        ledger
+            .receive(part(broken, &[1], 1, Err(Failure::Holder(cut))))
+            .unwrap();
+        ledger.receive(part(good, &[2], 1, Ok(()))).unwrap();
+        assert_eq!(ledger.healthy, [good]);
+        assert_eq!(ledger.served_by, BTreeSet::from([broken, good]));
+        assert_eq!(ledger.attempted, BTreeSet::from([0, 1, 2]));
+        let full = CallError::new(ErrorCode::CapacityExceeded, "disk full");
+        let ended = ledger.receive(part(good, &[2], 0, Err(Failure::Local(full))));
+        assert_eq!(ended.unwrap_err().code, ErrorCode::CapacityExceeded);
+        ledger.healthy.clear();
+        assert_eq!(ledger.plan(&[1]).unwrap_err().code, ErrorCode::Partition);
     }
 }

@@ -2,11 +2,12 @@
 //! `file.cid.unpinned` events, plus direct `file.advertise` calls.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use hearthnet_base::event::Event;
 use hearthnet_base::{Blake3Id, NodeId};
 use hearthnet_events::{EventLog, Fold, Query};
+use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
 /// Direct `file.advertise` records kept at most (they are hints from any
@@ -24,9 +25,7 @@ pub struct Holders {
 impl Holders {
     /// Record `node` as holding `cid` (from an event, or this node itself).
     pub fn add(&self, cid: Blake3Id, node: NodeId) {
-        if let Ok(mut map) = self.map.lock() {
-            map.entry(cid).or_default().insert(node);
-        }
+        self.map.lock().entry(cid).or_default().insert(node);
     }
 
     /// A member's direct `file.advertise`: recorded while there is room;
@@ -42,9 +41,8 @@ impl Holders {
     }
 
     fn remove(&self, cid: &Blake3Id, node: &NodeId) {
-        if let Ok(mut map) = self.map.lock()
-            && let Some(set) = map.get_mut(cid)
-        {
+        let mut map = self.map.lock();
+        if let Some(set) = map.get_mut(cid) {
             set.remove(node);
             if set.is_empty() {
                 map.remove(cid);
@@ -55,11 +53,8 @@ impl Holders {
     pub fn of(&self, cid: &Blake3Id) -> Vec<NodeId> {
         self.map
             .lock()
-            .map(|m| {
-                m.get(cid)
-                    .map(|s| s.iter().copied().collect())
-                    .unwrap_or_default()
-            })
+            .get(cid)
+            .map(|s| s.iter().copied().collect())
             .unwrap_or_default()
     }
 
@@ -67,13 +62,10 @@ impl Holders {
     pub fn held_by(&self, node: &NodeId) -> Vec<Blake3Id> {
         self.map
             .lock()
-            .map(|m| {
-                m.iter()
-                    .filter(|(_, set)| set.contains(node))
-                    .map(|(cid, _)| *cid)
-                    .collect()
-            })
-            .unwrap_or_default()
+            .iter()
+            .filter(|(_, set)| set.contains(node))
+            .map(|(cid, _)| *cid)
+            .collect()
     }
 
     /// Wait until the stored log has been folded in (never, if replaying

@@ -5,8 +5,8 @@
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
-use hearthnet_base::Timestamp;
 use hearthnet_base::constants::MDNS_PORT;
+use hearthnet_base::{ErrorCode, Timestamp};
 use hearthnet_config::{BaseDirs, Config, ConfigError, Env, NodePaths};
 use hearthnet_identity::{CommunityManifest, KeyStore, hardware};
 use serde::Serialize;
@@ -357,16 +357,7 @@ fn recent_error_rate(ctx: &DoctorContext) -> Outcome {
         return no_node();
     };
     let calls = node.traces.len();
-    let failed = node
-        .traces
-        .iter()
-        .filter(|t| {
-            matches!(
-                t["result"].as_str(),
-                Some("internal_error" | "timeout" | "not_implemented")
-            )
-        })
-        .count();
+    let failed = provider_failures(&node.traces);
     if calls == 0 || (failed as f64) < 0.2 * calls as f64 {
         Outcome::Pass(format!(
             "{failed} of the last {calls} calls failed in the provider"
@@ -377,6 +368,16 @@ fn recent_error_rate(ctx: &DoctorContext) -> Outcome {
             "see `hearthnet trace recent` and `hearthnet log --level warn`",
         )
     }
+}
+
+/// Traces whose result is a wire code that counts against the provider
+/// (`ok` and `cancelled` are not codes, so they never do).
+fn provider_failures(traces: &[serde_json::Value]) -> usize {
+    traces
+        .iter()
+        .filter_map(|t| t["result"].as_str()?.parse::<ErrorCode>().ok())
+        .filter(|code| code.is_provider_failure())
+        .count()
 }
 
 fn keys_present(ctx: &DoctorContext) -> Outcome {
@@ -725,5 +726,25 @@ mod tests {
     fn human_bytes_reads_well() {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(3 * 1024 * 1024 * 1024 / 2), "1.5 GiB");
+    }
+
+    #[test]
+    fn only_provider_failures_count_toward_the_error_rate() {
+        let traces: Vec<serde_json::Value> = [
+            "ok",
+            "internal_error",
+            "timeout",
+            "not_implemented",
+            "cancelled",
+            "bad_request",
+            "partition",
+            "rate_limited",
+            "not a code",
+        ]
+        .iter()
+        .map(|r| serde_json::json!({ "result": r }))
+        .chain([serde_json::json!({})])
+        .collect();
+        assert_eq!(provider_failures(&traces), 3);
     }
 }

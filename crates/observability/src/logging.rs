@@ -36,8 +36,14 @@ pub enum LogError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot open a log file in {}: {source}", path.display())]
+    File {
+        path: std::path::PathBuf,
+        source: tracing_appender::rolling::InitError,
+    },
+    /// Another logger is already installed in this process.
     #[error("cannot install the logger: {0}")]
-    Install(String),
+    Install(#[source] tracing_subscriber::util::TryInitError),
 }
 
 /// Install the node's logging. `level` is the configured level name.
@@ -51,7 +57,10 @@ pub fn init(log_dir: &Path, level: &str, debug: bool) -> Result<LogGuard, LogErr
         .filename_suffix("log")
         .max_log_files(LOG_RETENTION_DAYS as usize)
         .build(log_dir)
-        .map_err(|e| LogError::Install(e.to_string()))?;
+        .map_err(|source| LogError::File {
+            path: log_dir.to_path_buf(),
+            source,
+        })?;
     let (writer, guard) = tracing_appender::non_blocking(appender);
     let level = if debug { "debug" } else { level };
     let file_filter = EnvFilter::new(format!("warn,hearthnet={level}"));
@@ -73,7 +82,7 @@ pub fn init(log_dir: &Path, level: &str, debug: bool) -> Result<LogGuard, LogErr
         .with(file_layer)
         .with(stderr_layer)
         .try_init()
-        .map_err(|e| LogError::Install(e.to_string()))?;
+        .map_err(LogError::Install)?;
     Ok(LogGuard { _file: guard })
 }
 

@@ -1,8 +1,7 @@
 //! Prometheus metrics of a running node (X03 §4), rendered in the text
 //! exposition format on `/metrics`.
 
-use std::sync::Mutex;
-
+use parking_lot::Mutex;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -171,9 +170,7 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        if let Ok(registry) = self.registry.lock() {
-            let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
-        }
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry.lock());
         out
     }
 }

@@ -29,7 +29,7 @@ pub struct Invite {
     pub signature: String,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum OnboardingError {
     #[error("this is not a HearthNet invite: {0}")]
     InviteInvalid(String),
@@ -45,6 +45,13 @@ pub enum OnboardingError {
     InviteeMismatch { addressee: String, us: String },
     #[error("an invite may grant `member` or `trusted`, not `{0}`")]
     BadLevel(TrustLevel),
+    /// Making an invite: its document could not be signed (a field the
+    /// canonical form refuses, such as a Lamport beyond 2^53).
+    #[error("cannot sign the invite: {0}")]
+    Sign(#[source] SignatureError),
+    /// Making an invite: the signed document does not read back as one.
+    #[error("the signed invite does not read back: {0}")]
+    Encode(#[source] serde_json::Error),
 }
 
 impl OnboardingError {
@@ -55,6 +62,7 @@ impl OnboardingError {
             Self::BadSignature(_) | Self::Garbled(_) => ErrorCode::InvalidSignature,
             Self::InviteExpired { .. } => ErrorCode::Expired,
             Self::InviteeMismatch { .. } => ErrorCode::Unauthorized,
+            Self::Sign(_) | Self::Encode(_) => ErrorCode::InternalError,
         }
     }
 }
@@ -92,8 +100,8 @@ impl Invite {
             "invite_event_id": request.invite_event_id,
             "invite_lamport": request.invite_lamport,
         });
-        let signed = sign_value(unsigned, inviter).map_err(OnboardingError::BadSignature)?;
-        serde_json::from_value(signed).map_err(|e| OnboardingError::InviteInvalid(e.to_string()))
+        let signed = sign_value(unsigned, inviter).map_err(OnboardingError::Sign)?;
+        serde_json::from_value(signed).map_err(OnboardingError::Encode)
     }
 
     /// `hearthnet://v1/<base64url of the canonical JSON>`.
@@ -161,6 +169,16 @@ mod tests {
     }
 
     fn invite(founder: &DeviceKey, g: &Genesis, invitee: NodeId, now: Timestamp) -> Invite {
+        invite_at(founder, g, invitee, now, 1).unwrap()
+    }
+
+    fn invite_at(
+        founder: &DeviceKey,
+        g: &Genesis,
+        invitee: NodeId,
+        now: Timestamp,
+        invite_lamport: u64,
+    ) -> Result<Invite, OnboardingError> {
         Invite::create(
             InviteRequest {
                 community_id: g.manifest.community_id,
@@ -174,11 +192,19 @@ mod tests {
                 }],
                 expires_at: now.plus_seconds(86_400),
                 invite_event_id: "01HXR3F7J8Q2W0KQ5M1N9ZB6TC",
-                invite_lamport: 1,
+                invite_lamport,
             },
             founder,
         )
-        .unwrap()
+    }
+
+    #[test]
+    fn an_invite_that_cannot_be_signed_is_our_failure_not_a_bad_signature() {
+        let (founder, g, guest, now) = setup();
+        // Beyond 2^53: the canonical form refuses it rather than round it.
+        let err = invite_at(&founder, &g, guest.node_id(), now, u64::MAX).unwrap_err();
+        assert!(matches!(err, OnboardingError::Sign(_)), "{err:?}");
+        assert_eq!(err.code(), ErrorCode::InternalError);
     }
 
     #[test]
