@@ -852,10 +852,7 @@ impl Attempt {
         // A local `partition` is our own shutdown; a peer's is the peer
         // being unreachable, which its health must remember.
         let provider_failed = failure.is_some_and(|code| {
-            matches!(
-                code,
-                ErrorCode::InternalError | ErrorCode::Timeout | ErrorCode::NotImplemented
-            ) || (!is_local && code == ErrorCode::Partition)
+            code.is_provider_failure() || (!is_local && code == ErrorCode::Partition)
         });
         let own_shutdown = is_local && failure == Some(ErrorCode::Partition);
         if outcome.is_some() && !own_shutdown {

@@ -1,8 +1,8 @@
 //! The trace ring buffer (X03 §5): the last `TRACE_RING_BUFFER` calls,
 //! newest last, for `/trace/recent`.
 
+use parking_lot::Mutex;
 use std::collections::VecDeque;
-use std::sync::Mutex;
 
 use hearthnet_base::constants::TRACE_RING_BUFFER;
 use serde::Serialize;
@@ -43,20 +43,18 @@ impl TraceRing {
     }
 
     pub fn push(&self, record: TraceRecord) {
-        if let Ok(mut r) = self.records.lock() {
-            if r.len() == self.capacity {
-                r.pop_front();
-            }
-            r.push_back(record);
+        let mut r = self.records.lock();
+        if r.len() == self.capacity {
+            r.pop_front();
         }
+        r.push_back(record);
     }
 
     /// The newest `n` records matching `capability` (if given), oldest first.
     pub fn recent(&self, n: usize, capability: Option<&str>) -> Vec<TraceRecord> {
-        let Ok(r) = self.records.lock() else {
-            return Vec::new();
-        };
-        let mut out: Vec<TraceRecord> = r
+        let mut out: Vec<TraceRecord> = self
+            .records
+            .lock()
             .iter()
             .rev()
             .filter(|t| capability.is_none_or(|c| t.capability == c))

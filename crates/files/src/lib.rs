@@ -74,16 +74,16 @@ const READER_STALL: Duration = Duration::from_secs(60);
 
 /// One caller's share of the served streams, given back on drop.
 struct StreamSlot {
-    counts: Arc<std::sync::Mutex<std::collections::HashMap<NodeId, usize>>>,
+    counts: Arc<parking_lot::Mutex<std::collections::HashMap<NodeId, usize>>>,
     caller: NodeId,
 }
 
 impl StreamSlot {
     fn take(
-        counts: &Arc<std::sync::Mutex<std::collections::HashMap<NodeId, usize>>>,
+        counts: &Arc<parking_lot::Mutex<std::collections::HashMap<NodeId, usize>>>,
         caller: NodeId,
     ) -> Option<Self> {
-        let mut map = counts.lock().ok()?;
+        let mut map = counts.lock();
         let n = map.entry(caller).or_default();
         if *n >= MAX_STREAMS_PER_CALLER {
             return None;
@@ -98,9 +98,8 @@ impl StreamSlot {
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        if let Ok(mut map) = self.counts.lock()
-            && let Some(n) = map.get_mut(&self.caller)
-        {
+        let mut map = self.counts.lock();
+        if let Some(n) = map.get_mut(&self.caller) {
             *n -= 1;
             if *n == 0 {
                 map.remove(&self.caller);
@@ -123,7 +122,7 @@ pub struct FileService {
     /// Raw chunk transfer to peers, where the node has it.
     chunk_source: Option<Arc<dyn ChunkSource>>,
     served_streams: Arc<tokio::sync::Semaphore>,
-    streams_per_caller: Arc<std::sync::Mutex<std::collections::HashMap<NodeId, usize>>>,
+    streams_per_caller: Arc<parking_lot::Mutex<std::collections::HashMap<NodeId, usize>>>,
 }
 
 fn blob_error(e: BlobError) -> CallError {
@@ -173,7 +172,7 @@ struct Progress {
     frames: FrameSink,
     cancel: tokio_util::sync::CancellationToken,
     stage: &'static str,
-    last: std::sync::Mutex<Option<Instant>>,
+    last: parking_lot::Mutex<Option<Instant>>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -199,13 +198,14 @@ impl Progress {
     }
 
     fn report(&self, current: u64, total: u64) {
-        let due = self.last.lock().is_ok_and(|mut last| {
+        let due = {
+            let mut last = self.last.lock();
             let due = current == total || last.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY);
             if due {
                 *last = Some(Instant::now());
             }
             due
-        });
+        };
         if due {
             let frames = self.frames.clone();
             let data = json!({"current": current, "total": total, "stage": self.stage});
