@@ -428,3 +428,6 @@ async fn local_sync(
     let report = sync_of(&s)?.sync_now(body.peer, body.protocol).await?;
     Ok(axum::Json(report))
 }
+
+#[cfg(test)]
+mod tests;
