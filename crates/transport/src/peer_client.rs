@@ -603,3 +603,70 @@ where
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     Ok((sender, resp))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::post;
+    use hearthnet_wire::peer::{FetchAnswer, FetchRequest, Hex};
+    use serde_json::json;
+
+    /// A plain-HTTP peer on loopback that answers every POST to `path`
+    /// with `answer`.
+    async fn peer_answering(
+        path: &str,
+        answer: Value,
+    ) -> (String, tokio_util::sync::CancellationToken) {
+        let listener = crate::Listener::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let router = axum::Router::new().route(
+            path,
+            post(move || {
+                let answer = answer.clone();
+                async move { axum::Json(answer) }
+            }),
+        );
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(crate::serve(listener, router, stop.clone(), None));
+        (addr, stop)
+    }
+
+    fn client() -> PeerClient {
+        let key = DeviceKey::generate();
+        let community = CommunityId::of_root(key.node_id());
+        let identity = Arc::new(TlsIdentity::new(&key).unwrap());
+        PeerClient::new(key, community, identity, Arc::new(|_| true), true)
+    }
+
+    #[tokio::test]
+    async fn a_typed_answer_decodes_and_a_malformed_one_names_its_field() {
+        let request = FetchRequest {
+            hashes: vec![Hex(vec![1, 2])],
+        };
+        let (addr, stop) = peer_answering("/sync/v2/fetch", json!({"events": [{"n": 1}]})).await;
+        let reply = client()
+            .post_as::<FetchAnswer>(&addr, None, "/sync/v2/fetch", &request)
+            .await
+            .unwrap();
+        assert_eq!(reply.body.events, vec![json!({"n": 1})]);
+        stop.cancel();
+
+        let (addr, stop) = peer_answering("/sync/v2/fetch", json!({"events": 3})).await;
+        let refused = client()
+            .post_as::<FetchAnswer>(&addr, None, "/sync/v2/fetch", &request)
+            .await
+            .err();
+        match refused {
+            Some(PeerError::BadAnswer { reason, .. }) => {
+                assert!(
+                    reason.starts_with("/sync/v2/fetch: field `events`"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{:?}", other.map(|e| e.to_string())),
+        }
+        stop.cancel();
+    }
+}
