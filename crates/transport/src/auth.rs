@@ -113,7 +113,8 @@ struct SignatureBatcher {
     /// costs more than single checks, and anyone can send bad signatures
     /// (they are checked before membership), so after a failed batch
     /// batching pauses for [`Self::PAUSE_AFTER_FAILURE`].
-    singles_until: Mutex<Option<Instant>>,
+    /// On the runtime's clock, so tests can step over the pause.
+    singles_until: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl Default for SignatureBatcher {
@@ -169,7 +170,7 @@ impl SignatureBatcher {
     }
 
     fn check(&self, items: &[SignedMessage], metrics: &Metrics) -> Vec<bool> {
-        let now = Instant::now();
+        let now = tokio::time::Instant::now();
         let paused = self.singles_until.lock().is_some_and(|until| now < until);
         if paused {
             for _ in items {
@@ -702,7 +703,7 @@ mod tests {
         assert!(batcher.queue.lock().is_empty());
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[tokio::test(start_paused = true)]
     async fn a_bad_signature_fails_alone_and_pauses_batching() {
         let batcher = Arc::new(SignatureBatcher::default());
         let metrics = Arc::new(Metrics::new());
@@ -713,6 +714,11 @@ mod tests {
         answered_rightly(queue_up(&batcher, &metrics, signed_messages(10, &[])).await).await;
         let (_, checks_after) = checked(&metrics);
         assert_eq!(checks_after - checks_before, 10.0);
+        // After it, in batches again.
+        tokio::time::advance(SignatureBatcher::PAUSE_AFTER_FAILURE).await;
+        answered_rightly(queue_up(&batcher, &metrics, signed_messages(10, &[])).await).await;
+        let (_, checks_later) = checked(&metrics);
+        assert_eq!(checks_later - checks_after, 1.0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

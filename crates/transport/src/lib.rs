@@ -6,6 +6,11 @@
 //! rate limits, the mapping of bus outcomes to JSON bodies, HTTP statuses
 //! (§5.4–§5.5) and SSE frames (§5.3), and the contract's endpoints.
 //!
+//! [`http`] is the typed layer under the endpoints (the error type, the
+//! signed-request extractors, bounded bodies), shaped so that another
+//! surface can reuse it; `routes` is the node's API built on it; the JSON
+//! documents of the peer protocols are `hearthnet_wire::peer`'s.
+//!
 //! Architecture invariant: this is the only crate that knows HTTP. What a
 //! node *is* (manifests, status, readiness) it asks a [`NodeView`].
 
