@@ -722,13 +722,114 @@ mod tests {
         )
         .unwrap();
         let identity = Arc::new(TlsIdentity::new(&key).unwrap());
-        let client = PeerClient::new(key, community, identity, Arc::new(|_| true), false);
+        // Plain HTTP: the fake peers below speak no TLS.
+        let client = PeerClient::new(key, community, identity, Arc::new(|_| true), true);
         Arc::new(Syncer::new(
             log,
             json!({}),
             Arc::new(client),
             Arc::new(hearthnet_observability::metrics::Metrics::new()),
         ))
+    }
+
+    /// A peer on loopback speaking plain HTTP/1.1, one request per
+    /// connection: `GET /manifest` is a signed manifest offering
+    /// negentropy, and each of `answers` is what a POST to its path gets.
+    async fn fake_peer(answers: Vec<(&'static str, Value)>) -> String {
+        use hearthnet_identity::{Endpoint, HardwareSpec, NodeManifestContent};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let key = DeviceKey::generate();
+        let content = NodeManifestContent {
+            display_name: "fake".into(),
+            community_id: hearthnet_base::CommunityId::of_root(key.node_id()),
+            profile: hearthnet_base::Profile::Anchor,
+            endpoints: vec![Endpoint {
+                transport: "http".into(),
+                host: "127.0.0.1".into(),
+                port: 1,
+            }],
+            hardware: HardwareSpec {
+                gpu: None,
+                vram_gb: 0.0,
+                ram_gb: 1.0,
+                cpu_cores: 1,
+                disk_free_gb: 1.0,
+            },
+            capabilities: vec![],
+            uptime_seconds: 0,
+            load: json!({}),
+            sync: vec![PROTOCOL_V2.into()],
+        };
+        let (_, manifest) = NodeManifest::issue(content, &key, Timestamp::now()).unwrap();
+        let mut answers: HashMap<&str, Value> = answers.into_iter().collect();
+        answers.insert("/manifest", manifest);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                // The whole request: headers, then the body they announce.
+                let (head, body_len) = loop {
+                    let n = conn.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        break (String::new(), 0);
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&request[..end]).to_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        break (head, end + 4 + length);
+                    }
+                };
+                while request.len() < body_len {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let path = head.split(' ').nth(1).unwrap_or_default();
+                let body = answers.get(path).map_or_else(String::new, Value::to_string);
+                let status = if body.is_empty() {
+                    "404 Not Found"
+                } else {
+                    "200 OK"
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(resp.as_bytes()).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_malformed_answer_of_a_peer_fails_the_round_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let syncer = syncer(dir.path());
+        let peer = fake_peer(vec![
+            ("/sync/v2/reconcile", json!({"message": 5})),
+            (
+                "/sync/v1/events",
+                json!({"accepted": "all", "new_head_lamport": 1}),
+            ),
+        ])
+        .await;
+        for (protocol, field) in [(None, "field `message`"), (Some("v1"), "field `accepted`")] {
+            let failed = syncer.round(&peer, protocol).await.err().map(|e| e.message);
+            assert!(
+                failed.as_deref().is_some_and(|m| m.contains(field)),
+                "{protocol:?}: {failed:?}"
+            );
+        }
+        assert_eq!(syncer.states()[&peer].errors, 2);
     }
 
     /// `run_periodic` in a task: the emergency switch, the stop token and

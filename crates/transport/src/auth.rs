@@ -7,6 +7,10 @@
 //! revoked), and its request id was not seen in the window before. The
 //! window bounds how long a captured request is worth anything; the
 //! replay cache makes it worthless inside the window too.
+//!
+//! The replay cache and the rate windows sit behind `parking_lot` locks,
+//! which do not poison: a holder that panics releases the lock with the
+//! data as it was, so a panic can never switch either check off.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};

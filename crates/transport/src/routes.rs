@@ -1,10 +1,9 @@
 //! The endpoints (X01 §3.2, SYSTEM.md item 4) and the mapping of bus
-//! outcomes to HTTP.
-
-use std::sync::Arc;
-use std::time::Duration;
+//! outcomes to HTTP, on the typed layer of [`crate::http`].
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{FromRequest, Request, State};
