@@ -237,3 +237,137 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
             .map_err(|e| CallError::bad_request(format!("the query: {}", e.body_text())).into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::Router;
+    use axum::routing::{get, post};
+    use hearthnet_base::request::SignedHeaders;
+    use hearthnet_base::{CommunityId, DeviceKey, TrustLevel};
+    use serde_json::json;
+    use tower::ServiceExt;
+
+    /// Another surface: it lets everyone in, noting the path and access
+    /// each request was checked for.
+    struct Open {
+        key: DeviceKey,
+        checked: parking_lot::Mutex<Vec<(Option<String>, Access)>>,
+    }
+
+    impl SignedSurface for Open {
+        fn max_body_bytes(&self) -> usize {
+            64
+        }
+
+        async fn authenticate(&self, presented: Presented<'_>) -> Result<Caller, ApiError> {
+            let endpoint = presented.endpoint.unwrap_or_default();
+            self.checked
+                .lock()
+                .push((presented.endpoint.map(str::to_owned), presented.access));
+            let community = CommunityId::of_root(self.key.node_id());
+            let headers =
+                SignedHeaders::sign(&self.key, community, endpoint, "1.0", presented.body)
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+            Ok(Caller {
+                id: self.key.node_id(),
+                level: TrustLevel::Member,
+                headers,
+            })
+        }
+    }
+
+    #[derive(serde::Deserialize, serde::Serialize)]
+    struct Note {
+        text: String,
+    }
+
+    fn surface() -> (Router, Arc<Open>) {
+        let state = Arc::new(Open {
+            key: DeviceKey::generate(),
+            checked: Default::default(),
+        });
+        let router = Router::new()
+            .route(
+                "/notes",
+                post(|Signed { body, .. }: Signed<Note, OwnKey>| async move { axum::Json(body) }),
+            )
+            .route("/whoami", get(|_: SignedGet<Invitee>| async { "you" }))
+            .with_state(state.clone());
+        (router, state)
+    }
+
+    async fn send(router: &Router, req: Request) -> (StatusCode, Value) {
+        let resp = router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    fn post_body(path: &str, body: &str) -> Request {
+        Request::post(path)
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_second_surface_gets_typed_bodies_limits_and_declared_access() {
+        let (router, state) = surface();
+        let (status, body) = send(&router, post_body("/notes", r#"{"text": "hi"}"#)).await;
+        assert_eq!((status, body), (StatusCode::OK, json!({"text": "hi"})));
+
+        let (status, body) = send(&router, post_body("/notes", r#"{"text": 5}"#)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            body["message"].as_str().unwrap().contains("field `text`"),
+            "{body}"
+        );
+
+        let long = format!(r#"{{"text": "{}"}}"#, "x".repeat(64));
+        let (status, body) = send(&router, post_body("/notes", &long)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("larger than 64 bytes")
+        );
+
+        let (status, _) = send(
+            &router,
+            Request::get("/whoami").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        // The oversized body was refused before authentication.
+        let checked = state.checked.lock().clone();
+        assert_eq!(
+            checked,
+            [
+                (Some("/notes".to_owned()), Access::OwnKey),
+                (Some("/notes".to_owned()), Access::OwnKey),
+                (Some("/whoami".to_owned()), Access::Invitee),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn errors_become_the_contract_body_with_its_status_and_a_drop_marks_its_answer() {
+        for code in ErrorCode::ALL {
+            let resp = ApiError::from(CallError::new(code, "why")).into_response();
+            assert_eq!(resp.status().as_u16(), code.http_status());
+            let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(body, json!({"error": code, "message": "why"}));
+        }
+        let dropped = ApiError::DropConnection.into_response();
+        assert!(dropped.extensions().get::<DropConnection>().is_some());
+    }
+}
