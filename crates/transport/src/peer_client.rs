@@ -127,7 +127,8 @@ impl PeerClient {
         path: &str,
         body: &Value,
     ) -> Result<PeerReply, PeerError> {
-        self.post_as(addr, expected, path, body).await
+        self.send(addr, expected, hyper::Method::POST, path, body)
+            .await
     }
 
     /// A signed GET whose answer is decoded as `T`; an answer of another
