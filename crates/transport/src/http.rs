@@ -170,8 +170,10 @@ pub async fn authenticate<S: SignedSurface>(
 }
 
 /// A signed request with a JSON body of type `T`, from a caller with
-/// access `A`. The signature must name the requested path (the route's:
-/// this router nests nothing and has no path parameters).
+/// access `A`. The signature must name the path as requested, which is
+/// what the client signed (for a route with parameters, the concrete
+/// path). Signed routes must not sit under `Router::nest`, which strips
+/// the prefix from the path handlers see.
 pub struct Signed<T, A = Member> {
     pub caller: Caller,
     pub body: T,
