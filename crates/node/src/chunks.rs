@@ -14,7 +14,8 @@ use hearthnet_files::{ChunkSource, Chunks, FileService};
 use hearthnet_observability::metrics::Metrics;
 use hearthnet_transport::bulk::{self, ChunkStreamError};
 use hearthnet_transport::peer_client::{PeerClient, PeerError};
-use serde_json::{Value, json};
+use hearthnet_wire::peer::ChunksRequest;
+use serde_json::Value;
 
 use crate::peers::{error_from_body, peer_failure};
 
@@ -42,7 +43,10 @@ impl ChunkSource for PeerChunks {
                 return Ok(None);
             };
             let deadline = tokio::time::Instant::now() + timeout;
-            let request = json!({"cid": cid, "chunks": indices});
+            let request = ChunksRequest {
+                cid,
+                chunks: Some(indices.iter().map(|&i| i as u64).collect()),
+            };
             match client
                 .chunks(&peer.addr.to_string(), holder, &request, timeout)
                 .await
@@ -99,11 +103,15 @@ impl hearthnet_transport::BlobEndpoints for ServedChunks {
     fn chunks(
         &self,
         caller: NodeId,
-        request: Value,
+        request: ChunksRequest,
     ) -> BoxFuture<'static, Result<bulk::ServedChunks, CallError>> {
-        let chunks = self.files.serve_chunks(caller, request);
+        // The file service reads the request as `file.read` reads its input.
+        let request = serde_json::to_value(request)
+            .map_err(|e| CallError::new(ErrorCode::InternalError, e.to_string()));
+        let files = self.files.clone();
         let metrics = self.metrics.clone();
         Box::pin(async move {
+            let chunks = files.serve_chunks(caller, request?);
             Ok(chunks
                 .await?
                 .map(move |item| {

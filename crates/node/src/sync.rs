@@ -16,7 +16,7 @@
 //! only means the next one does the rest.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
@@ -27,6 +27,10 @@ use hearthnet_events::{EventLog, Query};
 use hearthnet_identity::NodeManifest;
 use hearthnet_transport::SyncEndpoints;
 use hearthnet_transport::peer_client::{PeerClient, PeerError};
+use hearthnet_wire::peer::{
+    EventsPush, EventsReport, FetchAnswer, FetchRequest, Heads, Hex, Reconcile, Rejection,
+};
+use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -115,45 +119,41 @@ impl Syncer {
     }
 
     pub fn states(&self) -> HashMap<String, PeerSyncState> {
-        self.peers.lock().map(|p| p.clone()).unwrap_or_default()
+        self.peers.lock().clone()
     }
 
     /// After a periodic pass over `current`: addresses no longer among the
     /// peers (a peer that moved, a one-off `hearthnet sync`) stop counting
     /// as reachable at once, and are forgotten after a few passes.
     fn forget_all_but(&self, current: &[String]) {
-        if let Ok(mut peers) = self.peers.lock() {
-            for (addr, state) in peers.iter_mut() {
-                if current.contains(addr) {
-                    state.unlisted_passes = 0;
-                } else {
-                    state.unlisted_passes += 1;
-                }
+        let mut peers = self.peers.lock();
+        for (addr, state) in peers.iter_mut() {
+            if current.contains(addr) {
+                state.unlisted_passes = 0;
+            } else {
+                state.unlisted_passes += 1;
             }
-            peers.retain(|_, state| state.unlisted_passes < FORGET_AFTER_PASSES);
-            self.metrics.peers.set(reachable(&peers) as i64);
         }
+        peers.retain(|_, state| state.unlisted_passes < FORGET_AFTER_PASSES);
+        self.metrics.peers.set(reachable(&peers) as i64);
     }
 
     /// Peers whose latest round succeeded: the ones this node can reach.
     pub fn peers_reachable(&self) -> usize {
-        self.peers.lock().map(|p| reachable(&p)).unwrap_or(0)
+        reachable(&self.peers.lock())
     }
 
     /// Our id set, rebuilt only when the log grew.
     async fn id_set(&self) -> Result<Arc<IdSet>, CallError> {
         let count = self.log.view().count;
-        if let Ok(cache) = self.cache.lock()
-            && let Some((n, set)) = cache.as_ref()
+        if let Some((n, set)) = self.cache.lock().as_ref()
             && *n == count
         {
             return Ok(set.clone());
         }
         let ids = self.log.ids().await.map_err(internal)?;
         let set = Arc::new(IdSet::new(&ids).map_err(internal)?);
-        if let Ok(mut cache) = self.cache.lock() {
-            *cache = Some((ids.len() as u64, set.clone()));
-        }
+        *self.cache.lock() = Some((ids.len() as u64, set.clone()));
         Ok(set)
     }
 
@@ -167,7 +167,7 @@ impl Syncer {
         let traffic_before = self.client.traffic();
         let outcome = self.round_inner(addr, protocol).await;
         let traffic_after = self.client.traffic();
-        let mut peers = self.peers.lock().map_err(internal)?;
+        let mut peers = self.peers.lock();
         let state = peers.entry(addr.to_owned()).or_default();
         state.rounds += 1;
         state.last_round = Some(Timestamp::now());
@@ -258,19 +258,17 @@ impl Syncer {
             loop {
                 let reply = self
                     .client
-                    .post(
+                    .post_as::<Reconcile>(
                         addr,
                         expected,
                         "/sync/v2/reconcile",
-                        &json!({"message": hex(&message)}),
+                        &Reconcile {
+                            message: Hex(message),
+                        },
                     )
                     .await
                     .map_err(peer_error)?;
-                let answer = reply.body["message"]
-                    .as_str()
-                    .and_then(unhex)
-                    .ok_or_else(|| internal("bad reconcile answer"))?;
-                match init.step(&answer).map_err(internal)? {
+                match init.step(&reply.body.message.0).map_err(internal)? {
                     Some(next) => message = next,
                     None => break,
                 }
@@ -290,14 +288,17 @@ impl Syncer {
             report.events_out += self.push(addr, expected, values).await?;
         }
         // Fetch what we lack.
-        let hashes: Vec<String> = need.iter().map(|h| hex(h)).collect();
+        let hashes: Vec<Hex> = need.iter().map(|h| Hex(h.to_vec())).collect();
         for chunk in hashes.chunks(BATCH) {
+            let request = FetchRequest {
+                hashes: chunk.to_vec(),
+            };
             let reply = self
                 .client
-                .post(addr, expected, "/sync/v2/fetch", &json!({"hashes": chunk}))
+                .post_as::<FetchAnswer>(addr, expected, "/sync/v2/fetch", &request)
                 .await
                 .map_err(peer_error)?;
-            let events = reply.body["events"].as_array().cloned().unwrap_or_default();
+            let events = reply.body.events;
             let appended = self.log.append_received(events).await.map_err(internal)?;
             self.count_rejected(&appended);
             report.events_in += appended.accepted;
@@ -325,12 +326,7 @@ impl Syncer {
         expected: Option<NodeId>,
         report: &mut RoundReport,
     ) -> Result<(), CallError> {
-        let mut after = self
-            .peers
-            .lock()
-            .map_err(internal)?
-            .get(addr)
-            .map_or(0, |s| s.pushed_seq);
+        let mut after = self.peers.lock().get(addr).map_or(0, |s| s.pushed_seq);
         loop {
             let batch = self
                 .log
@@ -347,9 +343,11 @@ impl Syncer {
             let values: Vec<Value> = batch.into_iter().map(|e| e.json).collect();
             report.events_out += self.push(addr, expected, values).await?;
             after = last;
-            if let Ok(mut peers) = self.peers.lock() {
-                peers.entry(addr.to_owned()).or_default().pushed_seq = last;
-            }
+            self.peers
+                .lock()
+                .entry(addr.to_owned())
+                .or_default()
+                .pushed_seq = last;
         }
         Ok(())
     }
@@ -360,13 +358,16 @@ impl Syncer {
         expected: Option<NodeId>,
         events: Vec<Value>,
     ) -> Result<u64, CallError> {
-        let body = json!({"community_id": self.log.view().community_id, "events": events});
+        let body = EventsPush {
+            community_id: Some(self.log.view().community_id),
+            events,
+        };
         let reply = self
             .client
-            .post(addr, expected, "/sync/v1/events", &body)
+            .post_as::<EventsReport>(addr, expected, "/sync/v1/events", &body)
             .await
             .map_err(peer_error)?;
-        Ok(reply.body["accepted"].as_u64().unwrap_or(0))
+        Ok(reply.body.accepted)
     }
 
     /// Sync with every peer `peers()` names now and then every
@@ -547,35 +548,38 @@ fn topic_types(topic: &str) -> Option<Vec<&'static str>> {
 pub struct SyncHandle(pub Arc<Syncer>);
 
 impl SyncEndpoints for SyncHandle {
-    fn heads(&self) -> BoxFuture<'static, Value> {
+    fn heads(&self) -> BoxFuture<'static, Heads> {
         let view = self.0.log.view();
         Box::pin(async move {
-            json!({
-                view.community_id.full(): view.head,
-                "community_id": view.community_id,
-                "head": view.head,
-                "sync": [PROTOCOL_V2, PROTOCOL_V1],
-            })
+            Heads {
+                community_id: view.community_id,
+                head: view.head,
+                sync: vec![PROTOCOL_V2.into(), PROTOCOL_V1.into()],
+                by_community: [(view.community_id.full(), view.head)].into(),
+            }
         })
     }
 
-    fn receive(&self, events: Vec<Value>) -> BoxFuture<'static, Result<Value, CallError>> {
+    fn receive(&self, events: Vec<Value>) -> BoxFuture<'static, Result<EventsReport, CallError>> {
         let this = self.0.clone();
         Box::pin(async move {
             let report = this.log.append_received(events).await.map_err(internal)?;
             this.count_rejected(&report);
-            let reasons: Vec<Value> = report
-                .rejected
-                .iter()
-                .map(|(id, r)| json!({"event_id": id, "reason": r.code, "detail": r.detail}))
-                .collect();
-            Ok(json!({
-                "accepted": report.accepted,
-                "duplicates": report.duplicates,
-                "rejected": report.rejected.len(),
-                "rejected_reasons": reasons,
-                "new_head_lamport": report.head,
-            }))
+            Ok(EventsReport {
+                accepted: report.accepted,
+                duplicates: report.duplicates,
+                rejected: report.rejected.len() as u64,
+                rejected_reasons: report
+                    .rejected
+                    .into_iter()
+                    .map(|(event_id, r)| Rejection {
+                        event_id,
+                        reason: r.code.to_owned(),
+                        detail: r.detail,
+                    })
+                    .collect(),
+                new_head_lamport: report.head,
+            })
         })
     }
 
@@ -587,14 +591,14 @@ impl SyncEndpoints for SyncHandle {
         })
     }
 
-    fn fetch(&self, hashes: Vec<String>) -> BoxFuture<'static, Result<Vec<Value>, CallError>> {
+    fn fetch(&self, hashes: Vec<Vec<u8>>) -> BoxFuture<'static, Result<Vec<Value>, CallError>> {
         let this = self.0.clone();
         Box::pin(async move {
             let set = this.id_set().await?;
             let ids: Vec<String> = hashes
                 .iter()
                 .take(BATCH * 4)
-                .filter_map(|h| unhex(h).and_then(|b| <[u8; 32]>::try_from(b).ok()))
+                .filter_map(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
                 .filter_map(|h| set.event_id(&h).map(str::to_owned))
                 .collect();
             let events = this.log.by_ids(ids).await.map_err(internal)?;
@@ -668,14 +672,6 @@ impl SyncEndpoints for SyncHandle {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    data_encoding::HEXLOWER.encode(bytes)
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    data_encoding::HEXLOWER.decode(text.as_bytes()).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -726,13 +722,114 @@ mod tests {
         )
         .unwrap();
         let identity = Arc::new(TlsIdentity::new(&key).unwrap());
-        let client = PeerClient::new(key, community, identity, Arc::new(|_| true), false);
+        // Plain HTTP: the fake peers below speak no TLS.
+        let client = PeerClient::new(key, community, identity, Arc::new(|_| true), true);
         Arc::new(Syncer::new(
             log,
             json!({}),
             Arc::new(client),
             Arc::new(hearthnet_observability::metrics::Metrics::new()),
         ))
+    }
+
+    /// A peer on loopback speaking plain HTTP/1.1, one request per
+    /// connection: `GET /manifest` is a signed manifest offering
+    /// negentropy, and each of `answers` is what a POST to its path gets.
+    async fn fake_peer(answers: Vec<(&'static str, Value)>) -> String {
+        use hearthnet_identity::{Endpoint, HardwareSpec, NodeManifestContent};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let key = DeviceKey::generate();
+        let content = NodeManifestContent {
+            display_name: "fake".into(),
+            community_id: hearthnet_base::CommunityId::of_root(key.node_id()),
+            profile: hearthnet_base::Profile::Anchor,
+            endpoints: vec![Endpoint {
+                transport: "http".into(),
+                host: "127.0.0.1".into(),
+                port: 1,
+            }],
+            hardware: HardwareSpec {
+                gpu: None,
+                vram_gb: 0.0,
+                ram_gb: 1.0,
+                cpu_cores: 1,
+                disk_free_gb: 1.0,
+            },
+            capabilities: vec![],
+            uptime_seconds: 0,
+            load: json!({}),
+            sync: vec![PROTOCOL_V2.into()],
+        };
+        let (_, manifest) = NodeManifest::issue(content, &key, Timestamp::now()).unwrap();
+        let mut answers: HashMap<&str, Value> = answers.into_iter().collect();
+        answers.insert("/manifest", manifest);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                // The whole request: headers, then the body they announce.
+                let (head, body_len) = loop {
+                    let n = conn.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        break (String::new(), 0);
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&request[..end]).to_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        break (head, end + 4 + length);
+                    }
+                };
+                while request.len() < body_len {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let path = head.split(' ').nth(1).unwrap_or_default();
+                let body = answers.get(path).map_or_else(String::new, Value::to_string);
+                let status = if body.is_empty() {
+                    "404 Not Found"
+                } else {
+                    "200 OK"
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(resp.as_bytes()).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_malformed_answer_of_a_peer_fails_the_round_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let syncer = syncer(dir.path());
+        let peer = fake_peer(vec![
+            ("/sync/v2/reconcile", json!({"message": 5})),
+            (
+                "/sync/v1/events",
+                json!({"accepted": "all", "new_head_lamport": 1}),
+            ),
+        ])
+        .await;
+        for (protocol, field) in [(None, "field `message`"), (Some("v1"), "field `accepted`")] {
+            let failed = syncer.round(&peer, protocol).await.err().map(|e| e.message);
+            assert!(
+                failed.as_deref().is_some_and(|m| m.contains(field)),
+                "{protocol:?}: {failed:?}"
+            );
+        }
+        assert_eq!(syncer.states()[&peer].errors, 2);
     }
 
     /// `run_periodic` in a task: the emergency switch, the stop token and
@@ -766,13 +863,13 @@ mod tests {
         let listed = Arc::new(Mutex::new(vec!["127.0.0.1:1".to_owned()]));
         let peers = {
             let listed = listed.clone();
-            move || listed.lock().unwrap().clone()
+            move || listed.lock().clone()
         };
         let every = Duration::from_millis(20);
         let (_flag, stop, task) = start_periodic(&syncer, peers, every, every);
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(syncer.states().contains_key("127.0.0.1:1"));
-        listed.lock().unwrap().clear();
+        listed.lock().clear();
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(syncer.states().is_empty(), "{:?}", syncer.states());
         stop.cancel();

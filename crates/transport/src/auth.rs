@@ -7,9 +7,12 @@
 //! revoked), and its request id was not seen in the window before. The
 //! window bounds how long a captured request is worth anything; the
 //! replay cache makes it worthless inside the window too.
+//!
+//! The replay cache and the rate windows sit behind `parking_lot` locks,
+//! which do not poison: a holder that panics releases the lock with the
+//! data as it was, so a panic can never switch either check off.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
@@ -22,10 +25,12 @@ use hearthnet_base::request::SignedHeaders;
 use hearthnet_base::{CommunityId, ErrorCode, NodeId, Timestamp, TrustLevel};
 use hearthnet_bus::CallError;
 use hearthnet_observability::metrics::{CapabilityLabel, Metrics, ReasonLabel};
+use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::NodeView;
+use crate::http::ApiError;
 use crate::server::PeerIdentity;
 
 /// Who may use an endpoint.
@@ -51,22 +56,37 @@ pub struct Presented<'a> {
     pub connection: Option<PeerIdentity>,
 }
 
+/// Who sent an accepted request.
+#[derive(Debug)]
 pub struct Caller {
     pub id: NodeId,
     pub level: TrustLevel,
     pub headers: SignedHeaders,
 }
 
-/// Why a request is refused.
-pub enum Refusal {
-    Error(CallError),
-    /// Over the hard rate limit: close without an answer (X01 §7).
-    Drop,
+/// A check that failed, with the label it is counted under in
+/// `hearthnet_signature_failures_total`.
+struct Denied {
+    reason: &'static str,
+    error: CallError,
 }
 
-impl From<CallError> for Refusal {
-    fn from(e: CallError) -> Self {
-        Self::Error(e)
+impl Denied {
+    fn new(reason: &'static str, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            error: CallError::new(code, message),
+        }
+    }
+
+    fn counted(self, metrics: &Metrics) -> ApiError {
+        metrics
+            .signature_failures
+            .get_or_create(&ReasonLabel {
+                reason: self.reason.to_owned(),
+            })
+            .inc();
+        ApiError::Call(self.error)
     }
 }
 
@@ -97,7 +117,8 @@ struct SignatureBatcher {
     /// costs more than single checks, and anyone can send bad signatures
     /// (they are checked before membership), so after a failed batch
     /// batching pauses for [`Self::PAUSE_AFTER_FAILURE`].
-    singles_until: Mutex<Option<Instant>>,
+    /// On the runtime's clock, so tests can step over the pause.
+    singles_until: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl Default for SignatureBatcher {
@@ -119,7 +140,7 @@ impl SignatureBatcher {
 
     async fn verify(&self, item: SignedMessage, metrics: &Metrics) -> bool {
         let (answer, mut answered) = oneshot::channel();
-        lock(&self.queue).push((item, answer));
+        self.queue.lock().push((item, answer));
         let _lead = tokio::select! {
             biased;
             ok = &mut answered => return ok.unwrap_or(false),
@@ -134,7 +155,7 @@ impl SignatureBatcher {
                 Err(oneshot::error::TryRecvError::Empty) => {}
             }
             let batch: Vec<_> = {
-                let mut queue = lock(&self.queue);
+                let mut queue = self.queue.lock();
                 let n = queue.len().min(Self::MOST);
                 queue.drain(..n).collect()
             };
@@ -153,8 +174,8 @@ impl SignatureBatcher {
     }
 
     fn check(&self, items: &[SignedMessage], metrics: &Metrics) -> Vec<bool> {
-        let now = Instant::now();
-        let paused = lock(&self.singles_until).is_some_and(|until| now < until);
+        let now = tokio::time::Instant::now();
+        let paused = self.singles_until.lock().is_some_and(|until| now < until);
         if paused {
             for _ in items {
                 metrics.signature_batch_size.observe(1.0);
@@ -164,18 +185,10 @@ impl SignatureBatcher {
         metrics.signature_batch_size.observe(items.len() as f64);
         let verified = verify_all(items);
         if items.len() > 1 && verified.contains(&false) {
-            *lock(&self.singles_until) = Some(now + Self::PAUSE_AFTER_FAILURE);
+            *self.singles_until.lock() = Some(now + Self::PAUSE_AFTER_FAILURE);
         }
         verified
     }
-}
-
-/// Lock `mutex`; a panic elsewhere while it was held (there is no code
-/// that panics while holding these) leaves data still consistent.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Request ids seen recently, in two generations that rotate every
@@ -228,6 +241,18 @@ struct RateWindows {
     per_peer: HashMap<NodeId, u32>,
 }
 
+/// The headers of a signed request, or `unauthorized` naming what is
+/// missing or malformed.
+fn signed_headers(headers: &HeaderMap) -> Result<SignedHeaders, CallError> {
+    let lookup = |name: &'static str| headers.get(name).and_then(|v| v.to_str().ok());
+    SignedHeaders::from_lookup(lookup).map_err(|e| {
+        CallError::new(
+            ErrorCode::Unauthorized,
+            format!("a signed request is required: {e}"),
+        )
+    })
+}
+
 impl Authenticator {
     pub fn new(node_id: NodeId, community: CommunityId, skew: Duration) -> Self {
         Self {
@@ -240,123 +265,29 @@ impl Authenticator {
         }
     }
 
+    /// The community this node serves.
+    pub fn community(&self) -> CommunityId {
+        self.community
+    }
+
+    /// Accept `req` or say why not. The checks run cheapest and most
+    /// telling first; the signature before anything that depends on who
+    /// the sender claims to be.
     pub async fn authenticate(
         &self,
         view: &dyn NodeView,
         metrics: &Metrics,
         req: Presented<'_>,
-    ) -> Result<Caller, Refusal> {
-        let Presented {
-            headers,
-            endpoint,
-            body,
-            access,
-            connection,
-        } = req;
-        let lookup = |name: &'static str| headers.get(name).and_then(|v| v.to_str().ok());
-        let signed = SignedHeaders::from_lookup(lookup).map_err(|e| {
-            CallError::new(
-                ErrorCode::Unauthorized,
-                format!("a signed request is required: {e}"),
-            )
-        })?;
-        let fail = |reason: &str, code: ErrorCode, message: String| {
-            metrics
-                .signature_failures
-                .get_or_create(&ReasonLabel {
-                    reason: reason.to_owned(),
-                })
-                .inc();
-            Refusal::Error(CallError::new(code, message))
-        };
-        if let Some(path) = endpoint
-            && signed.capability != path
-        {
-            return Err(fail(
-                "wrong_endpoint",
-                ErrorCode::InvalidSignature,
-                format!(
-                    "the request was signed for `{}`, not `{path}`",
-                    signed.capability
-                ),
-            ));
-        }
-        if signed.community != self.community {
-            return Err(fail(
-                "foreign_community",
-                ErrorCode::Unauthorized,
-                format!(
-                    "this node serves community {}, not {}",
-                    self.community.short(),
-                    signed.community.short()
-                ),
-            ));
-        }
-        let now = Timestamp::now().unix();
-        let age = now - signed.timestamp.unix();
-        if age.unsigned_abs() > self.skew.as_secs() {
-            return Err(fail(
-                "stale",
-                ErrorCode::Expired,
-                format!(
-                    "the request is stamped {}, {age} s from this node's clock; the window is ±{} s (check both clocks)",
-                    signed.timestamp,
-                    self.skew.as_secs()
-                ),
-            ));
-        }
-        let verified = match signed.signed_message(body) {
-            Ok(message) => self.signatures.verify(message, metrics).await,
-            Err(_) => false,
-        };
-        if !verified {
-            return Err(fail(
-                "mismatch",
-                ErrorCode::InvalidSignature,
-                "the signature does not match the request and the From key".into(),
-            ));
-        }
-        if view.is_revoked(&signed.from) {
-            return Err(fail(
-                "revoked",
-                ErrorCode::Revoked,
-                format!("{} was revoked", signed.from.short()),
-            ));
-        }
-        let level = view.level_of(&signed.from);
-        if level == TrustLevel::Unknown && access != Access::Invitee {
-            return Err(fail(
-                "not_member",
-                ErrorCode::Unauthorized,
-                format!("{} is not a member of this community", signed.from.short()),
-            ));
-        }
-        if let Some(PeerIdentity(peer)) = connection
-            && peer != signed.from
-        {
-            return Err(fail(
-                "connection_mismatch",
-                ErrorCode::Unauthorized,
-                format!(
-                    "signed by {} over the TLS connection of {}",
-                    signed.from.short(),
-                    peer.short()
-                ),
-            ));
-        }
-        if access == Access::OwnKey && signed.from != self.node_id {
-            return Err(fail(
-                "not_self",
-                ErrorCode::Unauthorized,
-                "this endpoint answers only to the node's own key".into(),
-            ));
-        }
-        self.check_replay(&signed)
-            .map_err(|m| fail("replay", ErrorCode::Unauthorized, m))?;
+    ) -> Result<Caller, ApiError> {
+        let signed = signed_headers(req.headers)?;
+        let level = self
+            .verify(view, metrics, &req, &signed)
+            .await
+            .map_err(|denied| denied.counted(metrics))?;
         if signed.from != self.node_id {
             // Budgets per capability are for capability calls; sync and the
             // other endpoints count only toward the peer's total budget.
-            let capability = endpoint.is_none().then_some(signed.capability.as_str());
+            let capability = req.endpoint.is_none().then_some(signed.capability.as_str());
             self.check_rate(&signed.from, capability, metrics)?;
         }
         Ok(Caller {
@@ -366,19 +297,161 @@ impl Authenticator {
         })
     }
 
-    fn check_replay(&self, signed: &SignedHeaders) -> Result<(), String> {
-        let Ok(mut seen) = self.seen.lock() else {
-            return Ok(());
+    /// Every check but the rate limit; the sender's level if all pass.
+    async fn verify(
+        &self,
+        view: &dyn NodeView,
+        metrics: &Metrics,
+        req: &Presented<'_>,
+        signed: &SignedHeaders,
+    ) -> Result<TrustLevel, Denied> {
+        self.check_addressed_here(signed, req.endpoint)?;
+        self.check_clock(signed)?;
+        self.check_signature(signed, req.body, metrics).await?;
+        let level = self.check_access(view, signed, req.access, req.connection)?;
+        self.check_replay(signed)?;
+        Ok(level)
+    }
+
+    /// Signed for this endpoint (plain endpoints sign their path as the
+    /// `capability`) and this community.
+    fn check_addressed_here(
+        &self,
+        signed: &SignedHeaders,
+        endpoint: Option<&str>,
+    ) -> Result<(), Denied> {
+        if let Some(path) = endpoint
+            && signed.capability != path
+        {
+            return Err(Denied::new(
+                "wrong_endpoint",
+                ErrorCode::InvalidSignature,
+                format!(
+                    "the request was signed for `{}`, not `{path}`",
+                    signed.capability
+                ),
+            ));
+        }
+        if signed.community != self.community {
+            return Err(Denied::new(
+                "foreign_community",
+                ErrorCode::Unauthorized,
+                format!(
+                    "this node serves community {}, not {}",
+                    self.community.short(),
+                    signed.community.short()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The timestamp within the skew window: what bounds how long a
+    /// captured request is worth anything.
+    fn check_clock(&self, signed: &SignedHeaders) -> Result<(), Denied> {
+        let age = Timestamp::now().unix() - signed.timestamp.unix();
+        if age.unsigned_abs() > self.skew.as_secs() {
+            return Err(Denied::new(
+                "stale",
+                ErrorCode::Expired,
+                format!(
+                    "the request is stamped {}, {age} s from this node's clock; the window is ±{} s (check both clocks)",
+                    signed.timestamp,
+                    self.skew.as_secs()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn check_signature(
+        &self,
+        signed: &SignedHeaders,
+        body: &Value,
+        metrics: &Metrics,
+    ) -> Result<(), Denied> {
+        let verified = match signed.signed_message(body) {
+            Ok(message) => self.signatures.verify(message, metrics).await,
+            Err(_) => false,
         };
+        if verified {
+            Ok(())
+        } else {
+            Err(Denied::new(
+                "mismatch",
+                ErrorCode::InvalidSignature,
+                "the signature does not match the request and the From key",
+            ))
+        }
+    }
+
+    /// The signer may use an endpoint of `access`, over this connection.
+    fn check_access(
+        &self,
+        view: &dyn NodeView,
+        signed: &SignedHeaders,
+        access: Access,
+        connection: Option<PeerIdentity>,
+    ) -> Result<TrustLevel, Denied> {
+        let from = signed.from;
+        if view.is_revoked(&from) {
+            return Err(Denied::new(
+                "revoked",
+                ErrorCode::Revoked,
+                format!("{} was revoked", from.short()),
+            ));
+        }
+        let level = view.level_of(&from);
+        if level == TrustLevel::Unknown && access != Access::Invitee {
+            return Err(Denied::new(
+                "not_member",
+                ErrorCode::Unauthorized,
+                format!("{} is not a member of this community", from.short()),
+            ));
+        }
+        if let Some(PeerIdentity(peer)) = connection
+            && peer != from
+        {
+            return Err(Denied::new(
+                "connection_mismatch",
+                ErrorCode::Unauthorized,
+                format!(
+                    "signed by {} over the TLS connection of {}",
+                    from.short(),
+                    peer.short()
+                ),
+            ));
+        }
+        if access == Access::OwnKey && from != self.node_id {
+            return Err(Denied::new(
+                "not_self",
+                ErrorCode::Unauthorized,
+                "this endpoint answers only to the node's own key",
+            ));
+        }
+        Ok(level)
+    }
+
+    /// The request id unseen within the window: a captured request is
+    /// worthless inside the window too.
+    fn check_replay(&self, signed: &SignedHeaders) -> Result<(), Denied> {
         // A request id must stay remembered as long as its timestamp can be
         // accepted: twice the skew, plus a second of rounding.
         let keep = self.skew * 2 + Duration::from_secs(1);
-        if seen.insert(signed.from, &signed.request_id, Instant::now(), keep) {
+        let fresh = self
+            .seen
+            .lock()
+            .insert(signed.from, &signed.request_id, Instant::now(), keep);
+        if fresh {
             Ok(())
         } else {
-            Err(format!(
-                "request id {} was already used: a replayed request",
-                signed.request_id
+            Err(Denied::new(
+                "replay",
+                ErrorCode::Unauthorized,
+                format!(
+                    "request id {} was already used: a replayed request",
+                    signed.request_id
+                ),
             ))
         }
     }
@@ -388,7 +461,7 @@ impl Authenticator {
         peer: &NodeId,
         capability: Option<&str>,
         metrics: &Metrics,
-    ) -> Result<(), Refusal> {
+    ) -> Result<(), ApiError> {
         self.check_rate_at(peer, capability, metrics, Timestamp::now().unix() as u64)
     }
 
@@ -399,19 +472,46 @@ impl Authenticator {
         capability: Option<&str>,
         metrics: &Metrics,
         second: u64,
-    ) -> Result<(), Refusal> {
-        let Ok(mut w) = self.windows.lock() else {
+    ) -> Result<(), ApiError> {
+        let (per_cap, total) = self.windows.lock().count(peer, capability, second);
+        let hard = per_cap > RATE_LIMIT_HARD_RPS_PER_CAP || total > RATE_LIMIT_HARD_RPS_TOTAL;
+        let soft = per_cap > RATE_LIMIT_SOFT_RPS_PER_CAP || total > RATE_LIMIT_SOFT_RPS_TOTAL;
+        if !soft && !hard {
             return Ok(());
-        };
-        if w.second != second {
-            *w = RateWindows {
+        }
+        let capability = capability.unwrap_or("endpoints");
+        metrics
+            .rate_limited
+            .get_or_create(&CapabilityLabel {
+                capability: capability.to_owned(),
+            })
+            .inc();
+        if hard {
+            return Err(ApiError::DropConnection);
+        }
+        Err(ApiError::Call(
+            CallError::new(
+                ErrorCode::RateLimited,
+                format!("over the rate budget for {capability}"),
+            )
+            .retry_after(1000),
+        ))
+    }
+}
+
+impl RateWindows {
+    /// Count one request of `peer` (to `capability`, for capability calls)
+    /// in window `second`: `(this capability's count, the peer's total)`.
+    fn count(&mut self, peer: &NodeId, capability: Option<&str>, second: u64) -> (u32, u32) {
+        if self.second != second {
+            *self = Self {
                 second,
-                ..RateWindows::default()
+                ..Self::default()
             };
         }
         let per_cap = match capability {
             Some(capability) => {
-                let c = w
+                let c = self
                     .per_capability
                     .entry((*peer, capability.to_owned()))
                     .or_insert(0);
@@ -420,37 +520,9 @@ impl Authenticator {
             }
             None => 0,
         };
-        let capability = capability.unwrap_or("endpoints");
-        let total = {
-            let c = w.per_peer.entry(*peer).or_insert(0);
-            *c += 1;
-            *c
-        };
-        if per_cap > RATE_LIMIT_HARD_RPS_PER_CAP || total > RATE_LIMIT_HARD_RPS_TOTAL {
-            metrics
-                .rate_limited
-                .get_or_create(&CapabilityLabel {
-                    capability: capability.to_owned(),
-                })
-                .inc();
-            return Err(Refusal::Drop);
-        }
-        if per_cap > RATE_LIMIT_SOFT_RPS_PER_CAP || total > RATE_LIMIT_SOFT_RPS_TOTAL {
-            metrics
-                .rate_limited
-                .get_or_create(&CapabilityLabel {
-                    capability: capability.to_owned(),
-                })
-                .inc();
-            return Err(Refusal::Error(
-                CallError::new(
-                    ErrorCode::RateLimited,
-                    format!("over the rate budget for {capability}"),
-                )
-                .retry_after(1000),
-            ));
-        }
-        Ok(())
+        let total = self.per_peer.entry(*peer).or_insert(0);
+        *total += 1;
+        (per_cap, *total)
     }
 }
 
@@ -458,6 +530,7 @@ impl Authenticator {
 mod tests {
     use super::*;
     use hearthnet_base::DeviceKey;
+    use serde_json::json;
     use std::sync::Arc;
 
     fn authenticator() -> Authenticator {
@@ -473,13 +546,13 @@ mod tests {
         let outcome =
             |cap: &str, second: u64| match auth.check_rate_at(&peer, Some(cap), &metrics, second) {
                 Ok(()) => "ok",
-                Err(Refusal::Error(e))
+                Err(ApiError::Call(e))
                     if e.code == ErrorCode::RateLimited && e.retry_after_ms.is_some() =>
                 {
                     "soft"
                 }
-                Err(Refusal::Error(_)) => "other",
-                Err(Refusal::Drop) => "drop",
+                Err(ApiError::Call(_)) => "other",
+                Err(ApiError::DropConnection) => "drop",
             };
         let first: Vec<&str> = (0..RATE_LIMIT_HARD_RPS_PER_CAP + 1)
             .map(|_| outcome("llm.chat", 7))
@@ -498,6 +571,53 @@ mod tests {
             outcome("embed.text", 9);
         }
         assert_eq!(outcome("rag.query", 9), "soft");
+    }
+
+    /// A thread that panics while holding `mutex` (its guard is dropped as
+    /// it unwinds).
+    fn panic_holding<T: Send>(mutex: &Mutex<T>) {
+        let panicked = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let _held = mutex.lock();
+                    panic!("a holder of the lock panics");
+                })
+                .join()
+        });
+        assert!(panicked.is_err());
+    }
+
+    #[test]
+    fn a_panic_while_holding_the_locks_still_refuses_replays_and_limits_rates() {
+        let auth = authenticator();
+        let metrics = Metrics::new();
+        let key = DeviceKey::generate();
+        let signed =
+            SignedHeaders::sign(&key, auth.community, "/sync/v1/heads", "1.0", &json!({})).unwrap();
+        assert!(auth.check_replay(&signed).is_ok());
+        panic_holding(&auth.seen);
+        let replayed = auth.check_replay(&signed).err().map(|d| d.reason);
+        assert_eq!(replayed, Some("replay"));
+        assert!(
+            auth.check_replay(&SignedHeaders {
+                request_id: "01B".into(),
+                ..signed
+            })
+            .is_ok()
+        );
+
+        let peer = key.node_id();
+        for _ in 0..RATE_LIMIT_SOFT_RPS_PER_CAP {
+            assert!(
+                auth.check_rate_at(&peer, Some("llm.chat"), &metrics, 5)
+                    .is_ok()
+            );
+        }
+        panic_holding(&auth.windows);
+        assert!(matches!(
+            auth.check_rate_at(&peer, Some("llm.chat"), &metrics, 5),
+            Err(ApiError::Call(e)) if e.code == ErrorCode::RateLimited
+        ));
     }
 
     /// Signatures of `n` requests by different keys; those at `bad` are
@@ -536,7 +656,7 @@ mod tests {
             })
             .collect();
         let queued = async {
-            while lock(&batcher.queue).len() < n {
+            while batcher.queue.lock().len() < n {
                 tokio::task::yield_now().await;
             }
         };
@@ -584,10 +704,10 @@ mod tests {
             checks <= n.div_ceil(SignatureBatcher::MOST) as f64,
             "{checks} checks for {n} queued signatures"
         );
-        assert!(lock(&batcher.queue).is_empty());
+        assert!(batcher.queue.lock().is_empty());
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[tokio::test(start_paused = true)]
     async fn a_bad_signature_fails_alone_and_pauses_batching() {
         let batcher = Arc::new(SignatureBatcher::default());
         let metrics = Arc::new(Metrics::new());
@@ -598,6 +718,11 @@ mod tests {
         answered_rightly(queue_up(&batcher, &metrics, signed_messages(10, &[])).await).await;
         let (_, checks_after) = checked(&metrics);
         assert_eq!(checks_after - checks_before, 10.0);
+        // After it, in batches again.
+        tokio::time::advance(SignatureBatcher::PAUSE_AFTER_FAILURE).await;
+        answered_rightly(queue_up(&batcher, &metrics, signed_messages(10, &[])).await).await;
+        let (_, checks_later) = checked(&metrics);
+        assert_eq!(checks_later - checks_after, 1.0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,11 +6,17 @@
 //! rate limits, the mapping of bus outcomes to JSON bodies, HTTP statuses
 //! (§5.4–§5.5) and SSE frames (§5.3), and the contract's endpoints.
 //!
+//! [`http`] is the typed layer under the endpoints (the error type, the
+//! signed-request extractors, bounded bodies), shaped so that another
+//! surface can reuse it; `routes` is the node's API built on it; the JSON
+//! documents of the peer protocols are `hearthnet_wire::peer`'s.
+//!
 //! Architecture invariant: this is the only crate that knows HTTP. What a
 //! node *is* (manifests, status, readiness) it asks a [`NodeView`].
 
 mod auth;
 pub mod bulk;
+pub mod http;
 pub mod peer_client;
 mod routes;
 mod server;
@@ -20,6 +26,7 @@ pub mod tls;
 use futures_util::future::BoxFuture;
 use hearthnet_base::{NodeId, TrustLevel};
 use hearthnet_bus::CallError;
+use hearthnet_wire::peer::{ChunksRequest, EventsReport, Heads};
 use serde_json::Value;
 
 pub use routes::{ApiState, router};
@@ -29,13 +36,13 @@ pub use server::{Listener, PeerIdentity, serve};
 /// §7.6 and §8), implemented by the node.
 pub trait SyncEndpoints: Send + Sync + 'static {
     /// `GET /sync/v1/heads`
-    fn heads(&self) -> BoxFuture<'static, Value>;
-    /// `POST /sync/v1/events`: `{accepted, rejected, rejected_reasons, new_head_lamport}`
-    fn receive(&self, events: Vec<Value>) -> BoxFuture<'static, Result<Value, CallError>>;
+    fn heads(&self) -> BoxFuture<'static, Heads>;
+    /// `POST /sync/v1/events`: store what validates, report on every event.
+    fn receive(&self, events: Vec<Value>) -> BoxFuture<'static, Result<EventsReport, CallError>>;
     /// `POST /sync/v2/reconcile`: one negentropy round, answered.
     fn reconcile(&self, message: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, CallError>>;
-    /// `POST /sync/v2/fetch`: events by the hex hashes reconciliation named.
-    fn fetch(&self, hashes: Vec<String>) -> BoxFuture<'static, Result<Vec<Value>, CallError>>;
+    /// `POST /sync/v2/fetch`: events by the hashes reconciliation named.
+    fn fetch(&self, hashes: Vec<Vec<u8>>) -> BoxFuture<'static, Result<Vec<Value>, CallError>>;
     /// `GET /pubsub/v1/subscribe`: the next messages of `topic` after
     /// `last_seq`, waiting up to `timeout`.
     fn subscribe(
@@ -64,13 +71,12 @@ pub trait SyncEndpoints: Send + Sync + 'static {
 /// The blob store's side of `POST /blobs/v1/chunks` ([`bulk`]),
 /// implemented by the node.
 pub trait BlobEndpoints: Send + Sync + 'static {
-    /// The chunks `request` (`{"cid", "chunks": [indices]}`) asks for, as
-    /// `caller` may have them; an error before the first chunk is answered
-    /// as JSON.
+    /// The chunks `request` asks for, as `caller` may have them; an error
+    /// before the first chunk is answered as JSON.
     fn chunks(
         &self,
         caller: NodeId,
-        request: Value,
+        request: ChunksRequest,
     ) -> BoxFuture<'static, Result<bulk::ServedChunks, CallError>>;
 }
 

@@ -4,8 +4,8 @@
 //! (a few per peer), so a call costs one round trip, not three.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hearthnet_base::request::{self, SignedHeaders};
@@ -14,6 +14,9 @@ use http_body_util::BodyExt;
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::bulk::{self, ChunkReader};
@@ -74,10 +77,10 @@ struct Connection {
 }
 
 /// A peer's answer and who gave it.
-pub struct PeerReply {
+pub struct PeerReply<T = Value> {
     /// The node proven by TLS (`None` over plain HTTP).
     pub peer: Option<NodeId>,
-    pub body: Value,
+    pub body: T,
 }
 
 impl PeerClient {
@@ -114,14 +117,7 @@ impl PeerClient {
         expected: Option<NodeId>,
         path: &str,
     ) -> Result<PeerReply, PeerError> {
-        self.send(
-            addr,
-            expected,
-            hyper::Method::GET,
-            path,
-            &Value::Object(Default::default()),
-        )
-        .await
+        self.get_as(addr, expected, path).await
     }
 
     pub async fn post(
@@ -135,14 +131,41 @@ impl PeerClient {
             .await
     }
 
-    async fn send(
+    /// A signed GET whose answer is decoded as `T`; an answer of another
+    /// shape is [`PeerError::BadAnswer`] naming the field.
+    pub async fn get_as<T: DeserializeOwned>(
+        &self,
+        addr: &str,
+        expected: Option<NodeId>,
+        path: &str,
+    ) -> Result<PeerReply<T>, PeerError> {
+        let empty = Value::Object(Default::default());
+        self.send(addr, expected, hyper::Method::GET, path, &empty)
+            .await
+    }
+
+    /// A signed POST of `body` whose answer is decoded as `T`, as
+    /// [`get_as`](Self::get_as).
+    pub async fn post_as<T: DeserializeOwned>(
+        &self,
+        addr: &str,
+        expected: Option<NodeId>,
+        path: &str,
+        body: &(impl Serialize + ?Sized),
+    ) -> Result<PeerReply<T>, PeerError> {
+        let body = serde_json::to_value(body).map_err(|e| bad(addr, e.to_string()))?;
+        self.send(addr, expected, hyper::Method::POST, path, &body)
+            .await
+    }
+
+    async fn send<T: DeserializeOwned>(
         &self,
         addr: &str,
         expected: Option<NodeId>,
         method: hyper::Method,
         path: &str,
         body: &Value,
-    ) -> Result<PeerReply, PeerError> {
+    ) -> Result<PeerReply<T>, PeerError> {
         let (path_only, _) = path.split_once('?').unwrap_or((path, ""));
         let headers = SignedHeaders::sign(
             &self.key,
@@ -183,8 +206,12 @@ impl PeerClient {
                 body: String::from_utf8_lossy(&bytes).chars().take(300).collect(),
             });
         }
-        let body =
-            serde_json::from_slice(&bytes).map_err(|e| bad(addr, format!("not JSON: {e}")))?;
+        let body = hearthnet_wire::decode("a peer's answer", &bytes).map_err(|e| {
+            bad(
+                addr,
+                format!("{path_only}: field `{}`: {}", e.path, e.message),
+            )
+        })?;
         Ok(PeerReply { peer, body })
     }
 
@@ -252,9 +279,10 @@ impl PeerClient {
         &self,
         addr: &str,
         node: NodeId,
-        request: &Value,
+        request: &(impl Serialize + ?Sized),
         wait: Duration,
     ) -> Result<ChunkReader<hyper::body::Incoming>, PeerError> {
+        let request = &serde_json::to_value(request).map_err(|e| bad(addr, e.to_string()))?;
         let headers = SignedHeaders::sign(
             &self.key,
             self.community,
@@ -389,7 +417,7 @@ impl PeerClient {
     /// read, to the node expected (if one is), and that node still a
     /// member (it was checked when the connection was made).
     fn idle_connection(&self, addr: &str, expected: Option<NodeId>) -> Option<Connection> {
-        let mut connections = self.connections.lock().ok()?;
+        let mut connections = self.connections.lock();
         let kept = connections.get_mut(addr)?;
         kept.retain(Connection::fresh);
         // Plain HTTP proves no identity, on a new connection either.
@@ -405,17 +433,16 @@ impl PeerClient {
     /// Keep `connection` for later requests to `addr` (it becomes free once
     /// its current answer has been read), unless enough are kept already.
     fn keep(&self, addr: &str, connection: Connection) {
-        if let Ok(mut connections) = self.connections.lock() {
-            // Let go of every stale one, whatever its peer, so none stays
-            // open just because its peer is not asked again.
-            for kept in connections.values_mut() {
-                kept.retain(Connection::fresh);
-            }
-            connections.retain(|_, kept| !kept.is_empty());
-            let kept = connections.entry(addr.to_owned()).or_default();
-            if kept.len() < IDLE_PER_PEER {
-                kept.push(connection);
-            }
+        let mut connections = self.connections.lock();
+        // Let go of every stale one, whatever its peer, so none stays open
+        // just because its peer is not asked again.
+        for kept in connections.values_mut() {
+            kept.retain(Connection::fresh);
+        }
+        connections.retain(|_, kept| !kept.is_empty());
+        let kept = connections.entry(addr.to_owned()).or_default();
+        if kept.len() < IDLE_PER_PEER {
+            kept.push(connection);
         }
     }
 }
@@ -576,4 +603,71 @@ where
     sent.store(true, Ordering::SeqCst);
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     Ok((sender, resp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::post;
+    use hearthnet_wire::peer::{FetchAnswer, FetchRequest, Hex};
+    use serde_json::json;
+
+    /// A plain-HTTP peer on loopback that answers every POST to `path`
+    /// with `answer`.
+    async fn peer_answering(
+        path: &str,
+        answer: Value,
+    ) -> (String, tokio_util::sync::CancellationToken) {
+        let listener = crate::Listener::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let router = axum::Router::new().route(
+            path,
+            post(move || {
+                let answer = answer.clone();
+                async move { axum::Json(answer) }
+            }),
+        );
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(crate::serve(listener, router, stop.clone(), None));
+        (addr, stop)
+    }
+
+    fn client() -> PeerClient {
+        let key = DeviceKey::generate();
+        let community = CommunityId::of_root(key.node_id());
+        let identity = Arc::new(TlsIdentity::new(&key).unwrap());
+        PeerClient::new(key, community, identity, Arc::new(|_| true), true)
+    }
+
+    #[tokio::test]
+    async fn a_typed_answer_decodes_and_a_malformed_one_names_its_field() {
+        let request = FetchRequest {
+            hashes: vec![Hex(vec![1, 2])],
+        };
+        let (addr, stop) = peer_answering("/sync/v2/fetch", json!({"events": [{"n": 1}]})).await;
+        let reply = client()
+            .post_as::<FetchAnswer>(&addr, None, "/sync/v2/fetch", &request)
+            .await
+            .unwrap();
+        assert_eq!(reply.body.events, vec![json!({"n": 1})]);
+        stop.cancel();
+
+        let (addr, stop) = peer_answering("/sync/v2/fetch", json!({"events": 3})).await;
+        let refused = client()
+            .post_as::<FetchAnswer>(&addr, None, "/sync/v2/fetch", &request)
+            .await
+            .err();
+        match refused {
+            Some(PeerError::BadAnswer { reason, .. }) => {
+                assert!(
+                    reason.starts_with("/sync/v2/fetch: field `events`"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{:?}", other.map(|e| e.to_string())),
+        }
+        stop.cancel();
+    }
 }

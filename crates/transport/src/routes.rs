@@ -1,24 +1,32 @@
 //! The endpoints (X01 §3.2, SYSTEM.md item 4) and the mapping of bus
-//! outcomes to HTTP.
+//! outcomes to HTTP, on the typed layer of [`crate::http`].
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hearthnet_base::request;
-use hearthnet_base::{DeviceKey, ErrorCode, Timestamp};
+use hearthnet_base::{DeviceKey, ErrorCode, NodeId, Timestamp};
 use hearthnet_bus::{Bus, CallError, InboundCall, Version};
 use hearthnet_observability::metrics::Metrics;
+use hearthnet_wire::peer::{
+    ChunksRequest, EventsPush, EventsReport, FetchAnswer, FetchRequest, Heads, Hex, Reconcile,
+    Redeem, SubscribeQuery, SyncNow,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{Access, Authenticator, Caller, Presented, Refusal};
+use crate::auth::Authenticator;
 use crate::bulk;
+use crate::http::{
+    self, Access, ApiError, Caller, Invitee, OwnKey, Presented, Query, Signed, SignedGet,
+    SignedSurface,
+};
 use crate::server::PeerIdentity;
 use crate::{BlobEndpoints, NodeView, SyncEndpoints};
 
@@ -69,12 +77,24 @@ impl ApiState {
     }
 }
 
-/// Marks a response whose connection should be closed without it.
-#[derive(Clone, Copy)]
-pub(crate) struct DropConnection;
+impl SignedSurface for ApiState {
+    fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    fn authenticate<'a>(
+        &'a self,
+        presented: Presented<'a>,
+    ) -> impl Future<Output = Result<Caller, ApiError>> + Send + 'a {
+        self.auth
+            .authenticate(self.view.as_ref(), &self.metrics, presented)
+    }
+}
 
 type Shared = State<Arc<ApiState>>;
 
+/// The routes; who may use each is declared by its handler's extractor
+/// (`SignedGet<OwnKey>`, `Signed<T, Invitee>`, …; members by default).
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/health", get(health))
@@ -99,66 +119,12 @@ pub fn router(state: Arc<ApiState>) -> Router {
             state.clone(),
             members_only_over_tls,
         ))
+        .layer(axum::middleware::from_fn(http::request_id_on_errors))
         .with_state(state)
 }
 
-fn error_response(e: &CallError, request_id: Option<&str>) -> Response {
-    let status =
-        StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = (status, axum::Json(e.to_body())).into_response();
-    if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(id).ok()) {
-        resp.headers_mut().insert(request::REQUEST_ID, id);
-    }
-    resp
-}
-
-fn refusal_response(r: Refusal, headers: &HeaderMap) -> Response {
-    match r {
-        Refusal::Error(e) => {
-            let id = headers
-                .get(request::REQUEST_ID)
-                .and_then(|v| v.to_str().ok());
-            error_response(&e, id)
-        }
-        Refusal::Drop => {
-            let mut resp = StatusCode::TOO_MANY_REQUESTS.into_response();
-            resp.extensions_mut().insert(DropConnection);
-            resp
-        }
-    }
-}
-
-type Peer = Option<axum::Extension<PeerIdentity>>;
-
-async fn authorize(
-    state: &ApiState,
-    headers: &HeaderMap,
-    path: &str,
-    access: Access,
-    peer: Peer,
-) -> Result<Caller, Box<Response>> {
-    state
-        .auth
-        .authenticate(
-            state.view.as_ref(),
-            &state.metrics,
-            Presented {
-                headers,
-                endpoint: Some(path),
-                body: &json!({}),
-                access,
-                connection: peer.map(|p| p.0),
-            },
-        )
-        .await
-        .map_err(|r| Box::new(refusal_response(r, headers)))
-}
-
-async fn not_found() -> Response {
-    error_response(
-        &CallError::new(ErrorCode::NotFound, "no such endpoint"),
-        None,
-    )
+async fn not_found() -> ApiError {
+    CallError::new(ErrorCode::NotFound, "no such endpoint").into()
 }
 
 async fn health(State(s): Shared) -> Response {
@@ -179,17 +145,11 @@ async fn manifest(State(s): Shared) -> Response {
     axum::Json(s.view.node_manifest()).into_response()
 }
 
-async fn community_manifest(State(s): Shared, peer: Peer, headers: HeaderMap) -> Response {
-    match authorize(&s, &headers, "/community/manifest", Access::Member, peer).await {
-        Ok(_) => axum::Json(s.view.community_manifest()).into_response(),
-        Err(r) => *r,
-    }
+async fn community_manifest(State(s): Shared, _: SignedGet) -> axum::Json<Value> {
+    axum::Json(s.view.community_manifest())
 }
 
-async fn metrics(State(s): Shared, peer: Peer, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&s, &headers, "/metrics", Access::Member, peer).await {
-        return *r;
-    }
+async fn metrics(State(s): Shared, _: SignedGet) -> Response {
     let mut resp = s.metrics.render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -206,85 +166,73 @@ struct TraceQuery {
 
 async fn trace_recent(
     State(s): Shared,
-    peer: Peer,
-    headers: HeaderMap,
+    _: SignedGet,
     Query(q): Query<TraceQuery>,
-) -> Response {
-    if let Err(r) = authorize(&s, &headers, "/trace/recent", Access::Member, peer).await {
-        return *r;
-    }
+) -> axum::Json<Value> {
     let n =
         q.n.unwrap_or(50)
             .min(hearthnet_base::constants::TRACE_RING_BUFFER);
-    axum::Json(json!({"traces": s.bus.recent_traces(n, q.capability.as_deref())})).into_response()
+    axum::Json(json!({"traces": s.bus.recent_traces(n, q.capability.as_deref())}))
 }
 
-async fn local_status(State(s): Shared, peer: Peer, headers: HeaderMap) -> Response {
-    match authorize(&s, &headers, "/local/v1/status", Access::OwnKey, peer).await {
-        Ok(_) => {
-            // Status reads the blob store's manifests and sizes from disk:
-            // keep that off the runtime's threads.
-            let view = s.view.clone();
-            match tokio::task::spawn_blocking(move || view.status()).await {
-                Ok(status) => axum::Json(status).into_response(),
-                Err(e) => error_response(
-                    &CallError::new(ErrorCode::InternalError, format!("status failed: {e}")),
-                    None,
-                ),
-            }
-        }
-        Err(r) => *r,
-    }
-}
-
-async fn local_caps(State(s): Shared, peer: Peer, headers: HeaderMap) -> Response {
-    match authorize(&s, &headers, "/local/v1/caps", Access::OwnKey, peer).await {
-        Ok(_) => axum::Json(json!({"capabilities": s.bus.entries()})).into_response(),
-        Err(r) => *r,
-    }
-}
-
-async fn bus_call(State(s): Shared, peer: Peer, headers: HeaderMap, body: Body) -> Response {
-    let request_id = headers
-        .get(request::REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let fail = |e: CallError| error_response(&e, request_id.as_deref());
-    let bytes = match axum::body::to_bytes(body, s.max_body_bytes).await {
-        Ok(b) => b,
-        Err(_) => {
-            return fail(CallError::bad_request(format!(
-                "the body is larger than {} bytes or was cut off",
-                s.max_body_bytes
-            )));
-        }
-    };
-    let body: Value = match serde_json::from_slice(&bytes) {
-        Ok(v) => v,
-        Err(e) => return fail(CallError::bad_request(format!("the body is not JSON: {e}"))),
-    };
-    let caller = match s
-        .auth
-        .authenticate(
-            s.view.as_ref(),
-            &s.metrics,
-            Presented {
-                headers: &headers,
-                endpoint: None,
-                body: &body,
-                access: Access::Member,
-                connection: peer.map(|p| p.0),
-            },
-        )
+async fn local_status(
+    State(s): Shared,
+    _: SignedGet<OwnKey>,
+) -> Result<axum::Json<Value>, ApiError> {
+    // Status reads the blob store's manifests and sizes from disk: keep
+    // that off the runtime's threads.
+    let view = s.view.clone();
+    tokio::task::spawn_blocking(move || view.status())
         .await
-    {
-        Ok(c) => c,
-        Err(r) => return refusal_response(r, &headers),
+        .map(axum::Json)
+        .map_err(|e| ApiError::internal(format!("status failed: {e}")))
+}
+
+async fn local_caps(State(s): Shared, _: SignedGet<OwnKey>) -> axum::Json<Value> {
+    axum::Json(json!({"capabilities": s.bus.entries()}))
+}
+
+/// A capability call (Contract §5.1): signed by a member for the
+/// capability its headers name, with any JSON body.
+struct CapabilityCall {
+    caller: Caller,
+    body: Value,
+}
+
+impl FromRequest<Arc<ApiState>> for CapabilityCall {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, s: &Arc<ApiState>) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        let body = http::read_json(body, s.max_body_bytes).await?;
+        let caller = http::authenticate(s, &parts, None, &body, Access::Member).await?;
+        Ok(Self { caller, body })
+    }
+}
+
+/// Our `X-HearthNet-Target-Node` header, if present.
+fn target_node(headers: &HeaderMap) -> Result<Option<NodeId>, CallError> {
+    let Some(value) = headers.get(request::TARGET_NODE) else {
+        return Ok(None);
     };
-    let version: Version = match caller.headers.version.parse() {
-        Ok(v) => v,
-        Err(e) => return fail(CallError::bad_request(e.to_string())),
-    };
+    let text = value
+        .to_str()
+        .map_err(|_| CallError::bad_request("the target node header is not text"))?;
+    NodeId::parse(text).map(Some).map_err(|e| {
+        CallError::bad_request(format!("{} is not a NodeID: {e}", request::TARGET_NODE))
+    })
+}
+
+async fn bus_call(
+    State(s): Shared,
+    headers: HeaderMap,
+    CapabilityCall { caller, body }: CapabilityCall,
+) -> Result<Response, ApiError> {
+    let version = caller
+        .headers
+        .version
+        .parse::<Version>()
+        .map_err(|e| CallError::bad_request(e.to_string()))?;
     let timeout = headers
         .get(request::TIMEOUT_MS)
         .and_then(|v| v.to_str().ok())
@@ -294,19 +242,7 @@ async fn bus_call(State(s): Shared, peer: Peer, headers: HeaderMap, body: Body) 
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/event-stream"));
-    let target = match headers.get(request::TARGET_NODE).map(|v| v.to_str()) {
-        None => None,
-        Some(Ok(text)) => match hearthnet_base::NodeId::parse(text) {
-            Ok(node) => Some(node),
-            Err(e) => {
-                return fail(CallError::bad_request(format!(
-                    "{} is not a NodeID: {e}",
-                    request::TARGET_NODE
-                )));
-            }
-        },
-        Some(Err(_)) => return fail(CallError::bad_request("the target node header is not text")),
-    };
+    let target = target_node(&headers)?;
     let trace_id = caller.headers.request_id.clone();
     let call = InboundCall {
         capability: caller.headers.capability.clone(),
@@ -319,10 +255,7 @@ async fn bus_call(State(s): Shared, peer: Peer, headers: HeaderMap, body: Body) 
         stream: wants_stream,
         target,
     };
-    let stream = match s.bus.call(call) {
-        Ok(stream) => stream,
-        Err(e) => return fail(e),
-    };
+    let stream = s.bus.call(call)?;
     if stream.is_streaming() {
         let mut resp = Response::new(crate::sse::body(stream));
         let h = resp.headers_mut();
@@ -332,19 +265,15 @@ async fn bus_call(State(s): Shared, peer: Peer, headers: HeaderMap, body: Body) 
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         insert_identity(h, &trace_id, &s.key);
-        return resp;
+        return Ok(resp);
     }
-    match stream.outcome().await {
-        Ok(value) if must_sign_response(&caller.headers.capability) => {
-            signed_json(&s.key, &trace_id, value)
-        }
-        Ok(value) => {
-            let mut resp = axum::Json(value).into_response();
-            insert_identity(resp.headers_mut(), &trace_id, &s.key);
-            resp
-        }
-        Err(e) => fail(e),
+    let value = stream.outcome().await?;
+    if must_sign_response(&caller.headers.capability) {
+        return Ok(signed_json(&s.key, &trace_id, value));
     }
+    let mut resp = axum::Json(value).into_response();
+    insert_identity(resp.headers_mut(), &trace_id, &s.key);
+    Ok(resp)
 }
 
 fn insert_identity(h: &mut HeaderMap, request_id: &str, key: &DeviceKey) {
@@ -391,287 +320,113 @@ fn signed_json(key: &DeviceKey, request_id: &str, body: Value) -> Response {
 /// but invite redemption: not even the unsigned endpoints.
 async fn members_only_over_tls(
     State(s): Shared,
-    req: axum::extract::Request,
+    req: Request,
     next: axum::middleware::Next,
 ) -> Response {
     if let Some(PeerIdentity(peer)) = req.extensions().get::<PeerIdentity>().copied()
         && s.view.level_of(&peer) == hearthnet_base::TrustLevel::Unknown
         && req.uri().path() != "/onboarding/v1/redeem"
     {
-        return error_response(
-            &CallError::new(
-                ErrorCode::Unauthorized,
-                format!("{} is not a member of this community", peer.short()),
-            ),
-            None,
-        );
+        return ApiError::from(CallError::new(
+            ErrorCode::Unauthorized,
+            format!("{} is not a member of this community", peer.short()),
+        ))
+        .into_response();
     }
     next.run(req).await
 }
 
-async fn onboarding_redeem(
-    State(s): Shared,
-    peer: Peer,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let from = peer.as_ref().map(|p| p.0.0);
-    let (value, sync) = match sync_request(
-        &s,
-        peer,
-        &headers,
-        body,
-        "/onboarding/v1/redeem",
-        Access::Invitee,
-    )
-    .await
-    {
-        Ok(found) => found,
-        Err(r) => return *r,
-    };
-    let signer = headers
-        .get(request::FROM)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| hearthnet_base::NodeId::parse(v).ok());
-    let (Some(signer), Some(invite)) = (from.or(signer), value["invite"].as_str()) else {
-        return error_response(
-            &CallError::bad_request("expected {\"invite\": \"hearthnet://v1/…\", \"joined\": {…}}"),
-            None,
-        );
-    };
-    json_or_error(
-        sync.redeem(signer, invite.to_owned(), value["joined"].clone())
-            .await,
-    )
-}
-
-/// Read a JSON body and authenticate the request that carries it.
-async fn signed_body(
-    s: &ApiState,
-    peer: Peer,
-    headers: &HeaderMap,
-    body: Body,
-    path: &str,
-    access: Access,
-) -> Result<(Value, Caller), Box<Response>> {
-    let bytes = axum::body::to_bytes(body, s.max_body_bytes)
-        .await
-        .map_err(|_| {
-            Box::new(error_response(
-                &CallError::bad_request(format!(
-                    "the body is larger than {} bytes or was cut off",
-                    s.max_body_bytes
-                )),
-                None,
-            ))
-        })?;
-    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        Box::new(error_response(
-            &CallError::bad_request(format!("the body is not JSON: {e}")),
-            None,
-        ))
-    })?;
-    let caller = s
-        .auth
-        .authenticate(
-            s.view.as_ref(),
-            &s.metrics,
-            Presented {
-                headers,
-                endpoint: Some(path),
-                body: &value,
-                access,
-                connection: peer.map(|p| p.0),
-            },
-        )
-        .await
-        .map_err(|r| Box::new(refusal_response(r, headers)))?;
-    Ok((value, caller))
-}
-
-/// A signed JSON request to one of the event log's endpoints.
-async fn sync_request(
-    s: &ApiState,
-    peer: Peer,
-    headers: &HeaderMap,
-    body: Body,
-    path: &str,
-    access: Access,
-) -> Result<(Value, Arc<dyn SyncEndpoints>), Box<Response>> {
-    let (value, _) = signed_body(s, peer, headers, body, path, access).await?;
-    Ok((value, sync_of(s)?))
-}
-
-fn sync_of(s: &ApiState) -> Result<Arc<dyn SyncEndpoints>, Box<Response>> {
+fn sync_of(s: &ApiState) -> Result<Arc<dyn SyncEndpoints>, ApiError> {
     s.sync.clone().ok_or_else(|| {
-        Box::new(error_response(
-            &CallError::new(ErrorCode::NotImplemented, "this node keeps no event log"),
-            None,
-        ))
+        CallError::new(ErrorCode::NotImplemented, "this node keeps no event log").into()
     })
 }
 
-fn json_or_error(r: Result<Value, CallError>) -> Response {
-    match r {
-        Ok(v) => axum::Json(v).into_response(),
-        Err(e) => error_response(&e, None),
-    }
+async fn onboarding_redeem(
+    State(s): Shared,
+    Signed { caller, body, .. }: Signed<Redeem, Invitee>,
+) -> Result<axum::Json<Value>, ApiError> {
+    // The signer: over TLS, authentication made sure it is also the
+    // device the connection proved.
+    let answer = sync_of(&s)?
+        .redeem(caller.id, body.invite, body.joined)
+        .await?;
+    Ok(axum::Json(answer))
 }
 
-async fn sync_heads(State(s): Shared, peer: Peer, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&s, &headers, "/sync/v1/heads", Access::Member, peer).await {
-        return *r;
-    }
-    match sync_of(&s) {
-        Ok(sync) => axum::Json(sync.heads().await).into_response(),
-        Err(r) => *r,
-    }
+async fn sync_heads(State(s): Shared, _: SignedGet) -> Result<axum::Json<Heads>, ApiError> {
+    Ok(axum::Json(sync_of(&s)?.heads().await))
 }
 
-async fn sync_events(State(s): Shared, peer: Peer, headers: HeaderMap, body: Body) -> Response {
-    let (value, sync) =
-        match sync_request(&s, peer, &headers, body, "/sync/v1/events", Access::Member).await {
-            Ok(found) => found,
-            Err(r) => return *r,
-        };
-    if value
-        .get("community_id")
-        .is_some_and(|c| *c != json!(s.view.community_manifest()["community_id"]))
-    {
-        return error_response(
-            &CallError::new(ErrorCode::Unauthorized, "events of another community"),
-            None,
-        );
+async fn sync_events(
+    State(s): Shared,
+    Signed { body, .. }: Signed<EventsPush>,
+) -> Result<axum::Json<EventsReport>, ApiError> {
+    let sync = sync_of(&s)?;
+    if body.community_id.is_some_and(|c| c != s.auth.community()) {
+        return Err(CallError::new(ErrorCode::Unauthorized, "events of another community").into());
     }
-    let Some(events) = value.get("events").and_then(Value::as_array).cloned() else {
-        return error_response(
-            &CallError::bad_request("expected {\"events\": [...]}"),
-            None,
-        );
-    };
-    json_or_error(sync.receive(events).await)
+    Ok(axum::Json(sync.receive(body.events).await?))
 }
 
-async fn sync_reconcile(State(s): Shared, peer: Peer, headers: HeaderMap, body: Body) -> Response {
-    let (value, sync) = match sync_request(
-        &s,
-        peer,
-        &headers,
-        body,
-        "/sync/v2/reconcile",
-        Access::Member,
-    )
-    .await
-    {
-        Ok(found) => found,
-        Err(r) => return *r,
-    };
-    let Some(message) = value["message"].as_str().and_then(hex_decode) else {
-        return error_response(
-            &CallError::bad_request("expected {\"message\": <hex>}"),
-            None,
-        );
-    };
-    json_or_error(
-        sync.reconcile(message)
-            .await
-            .map(|m| json!({"message": hex_encode(&m)})),
-    )
+async fn sync_reconcile(
+    State(s): Shared,
+    Signed { body, .. }: Signed<Reconcile>,
+) -> Result<axum::Json<Reconcile>, ApiError> {
+    let answer = sync_of(&s)?.reconcile(body.message.0).await?;
+    Ok(axum::Json(Reconcile {
+        message: Hex(answer),
+    }))
 }
 
-async fn sync_fetch(State(s): Shared, peer: Peer, headers: HeaderMap, body: Body) -> Response {
-    let (value, sync) =
-        match sync_request(&s, peer, &headers, body, "/sync/v2/fetch", Access::Member).await {
-            Ok(found) => found,
-            Err(r) => return *r,
-        };
-    let hashes: Vec<String> = value["hashes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|h| h.as_str().map(str::to_owned))
-        .collect();
-    json_or_error(
-        sync.fetch(hashes)
-            .await
-            .map(|events| json!({"events": events})),
-    )
+async fn sync_fetch(
+    State(s): Shared,
+    Signed { body, .. }: Signed<FetchRequest>,
+) -> Result<axum::Json<FetchAnswer>, ApiError> {
+    let hashes = body.hashes.into_iter().map(|h| h.0).collect();
+    let events = sync_of(&s)?.fetch(hashes).await?;
+    Ok(axum::Json(FetchAnswer { events }))
 }
 
 /// `POST /blobs/v1/chunks` (members): chunks of a blob as raw bytes
 /// ([`bulk`]); errors before the first byte are ordinary JSON answers.
-async fn blob_chunks(State(s): Shared, peer: Peer, headers: HeaderMap, body: Body) -> Response {
-    let (request, caller) =
-        match signed_body(&s, peer, &headers, body, bulk::CHUNKS_PATH, Access::Member).await {
-            Ok(found) => found,
-            Err(r) => return *r,
-        };
-    let Some(blobs) = s.blobs.clone() else {
-        return error_response(
-            &CallError::new(ErrorCode::NotFound, "this node serves no chunks"),
-            None,
-        );
-    };
-    match blobs.chunks(caller.id, request).await {
-        Ok(chunks) => {
-            let mut resp = Response::new(bulk::body(chunks));
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(bulk::CONTENT_TYPE),
-            );
-            resp
-        }
-        Err(e) => error_response(&e, None),
-    }
-}
-
-#[derive(Deserialize)]
-struct SubscribeQuery {
-    topic: String,
-    last_seq: Option<i64>,
-    timeout: Option<u64>,
+async fn blob_chunks(
+    State(s): Shared,
+    Signed { caller, body, .. }: Signed<ChunksRequest>,
+) -> Result<Response, ApiError> {
+    let blobs = s
+        .blobs
+        .clone()
+        .ok_or_else(|| CallError::new(ErrorCode::NotFound, "this node serves no chunks"))?;
+    let chunks = blobs.chunks(caller.id, body).await?;
+    let mut resp = Response::new(bulk::body(chunks));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(bulk::CONTENT_TYPE),
+    );
+    Ok(resp)
 }
 
 async fn pubsub_subscribe(
     State(s): Shared,
-    peer: Peer,
-    headers: HeaderMap,
+    _: SignedGet,
     Query(q): Query<SubscribeQuery>,
-) -> Response {
-    if let Err(r) = authorize(&s, &headers, "/pubsub/v1/subscribe", Access::Member, peer).await {
-        return *r;
-    }
-    let sync = match sync_of(&s) {
-        Ok(sync) => sync,
-        Err(r) => return *r,
-    };
+) -> Result<axum::Json<Value>, ApiError> {
+    let sync = sync_of(&s)?;
     let timeout = Duration::from_secs(q.timeout.unwrap_or(30).min(60));
-    json_or_error(
-        sync.subscribe(q.topic, q.last_seq.unwrap_or(0), timeout)
-            .await,
-    )
+    let answer = sync
+        .subscribe(q.topic, q.last_seq.unwrap_or(0), timeout)
+        .await?;
+    Ok(axum::Json(answer))
 }
 
-async fn local_sync(State(s): Shared, peer: Peer, headers: HeaderMap, body: Body) -> Response {
-    let (value, sync) =
-        match sync_request(&s, peer, &headers, body, "/local/v1/sync", Access::OwnKey).await {
-            Ok(found) => found,
-            Err(r) => return *r,
-        };
-    let Some(peer_addr) = value["peer"].as_str() else {
-        return error_response(
-            &CallError::bad_request("expected {\"peer\": \"host:port\"}"),
-            None,
-        );
-    };
-    let protocol = value["protocol"].as_str().map(str::to_owned);
-    json_or_error(sync.sync_now(peer_addr.to_owned(), protocol).await)
+async fn local_sync(
+    State(s): Shared,
+    Signed { body, .. }: Signed<SyncNow, OwnKey>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let report = sync_of(&s)?.sync_now(body.peer, body.protocol).await?;
+    Ok(axum::Json(report))
 }
 
-fn hex_encode(bytes: &[u8]) -> String {
-    data_encoding::HEXLOWER.encode(bytes)
-}
-
-fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    data_encoding::HEXLOWER.decode(text.as_bytes()).ok()
-}
+#[cfg(test)]
+mod tests;

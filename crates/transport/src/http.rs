@@ -1,0 +1,375 @@
+//! The typed HTTP layer the node's surfaces share: [`ApiError`], the one
+//! error type, which becomes the Contract §5.4 error body with its §5.5
+//! status; the extractors [`Signed`] and [`SignedGet`], which read a
+//! bounded body, authenticate the signed request (§5.1) for the requested
+//! path and the access the handler declares by a marker type ([`Member`],
+//! [`OwnKey`], [`Invitee`]), and decode a typed body naming the failing
+//! field; [`Query`], a query string decoded the same way.
+//!
+//! A surface uses it by making its router state a [`SignedSurface`]: how
+//! large a body may be and how to authenticate. Handlers then return
+//! `Result<_, ApiError>` and use `?`.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hearthnet_base::ErrorCode;
+use hearthnet_base::request::REQUEST_ID;
+use hearthnet_bus::CallError;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub use crate::auth::{Access, Caller, Presented};
+use crate::server::PeerIdentity;
+
+/// Why a request got no (successful) answer.
+#[derive(Debug)]
+pub enum ApiError {
+    /// Answered with the contract's error body and status.
+    Call(CallError),
+    /// Over the hard rate limit (X01 §7): the connection is closed without
+    /// an answer.
+    DropConnection,
+}
+
+impl From<CallError> for ApiError {
+    fn from(e: CallError) -> Self {
+        Self::Call(e)
+    }
+}
+
+impl From<hearthnet_wire::DecodeError> for ApiError {
+    fn from(e: hearthnet_wire::DecodeError) -> Self {
+        Self::Call(CallError::bad_request(e.to_string()))
+    }
+}
+
+impl ApiError {
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::Call(CallError::new(ErrorCode::InternalError, message))
+    }
+}
+
+/// Marks a response whose connection the server closes instead of
+/// answering.
+#[derive(Clone, Copy)]
+pub(crate) struct DropConnection;
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Call(e) => {
+                let status = StatusCode::from_u16(e.code.http_status())
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                (status, axum::Json(e.to_body())).into_response()
+            }
+            Self::DropConnection => {
+                let mut resp = StatusCode::TOO_MANY_REQUESTS.into_response();
+                resp.extensions_mut().insert(DropConnection);
+                resp
+            }
+        }
+    }
+}
+
+/// Middleware: an error answer carries the request's
+/// `X-HearthNet-Request-Id` (§5.4), whichever step refused it.
+pub async fn request_id_on_errors(req: Request, next: Next) -> Response {
+    let id = req.headers().get(REQUEST_ID).cloned();
+    let mut resp = next.run(req).await;
+    let failed = resp.status().is_client_error() || resp.status().is_server_error();
+    if let Some(id) = id.filter(|_| failed) {
+        resp.headers_mut().entry(REQUEST_ID).or_insert(id);
+    }
+    resp
+}
+
+/// What a surface's router state provides for signed requests.
+pub trait SignedSurface: Send + Sync + 'static {
+    /// The largest request body read, in bytes.
+    fn max_body_bytes(&self) -> usize;
+    /// Accept the request or say why not.
+    fn authenticate<'a>(
+        &'a self,
+        presented: Presented<'a>,
+    ) -> impl Future<Output = Result<Caller, ApiError>> + Send + 'a;
+}
+
+impl<T: SignedSurface> SignedSurface for Arc<T> {
+    fn max_body_bytes(&self) -> usize {
+        T::max_body_bytes(self)
+    }
+
+    fn authenticate<'a>(
+        &'a self,
+        presented: Presented<'a>,
+    ) -> impl Future<Output = Result<Caller, ApiError>> + Send + 'a {
+        T::authenticate(self, presented)
+    }
+}
+
+/// Who may use a route, declared by the handler's extractor type.
+pub trait Required: Send + Sync + 'static {
+    const ACCESS: Access;
+}
+
+/// Any member of the community.
+pub struct Member;
+/// Only this node's own key.
+pub struct OwnKey;
+/// A device redeeming an invite addressed to it (not a member yet).
+pub struct Invitee;
+
+impl Required for Member {
+    const ACCESS: Access = Access::Member;
+}
+impl Required for OwnKey {
+    const ACCESS: Access = Access::OwnKey;
+}
+impl Required for Invitee {
+    const ACCESS: Access = Access::Invitee;
+}
+
+/// Read a JSON body of at most `limit` bytes.
+pub async fn read_json(body: Body, limit: usize) -> Result<Value, ApiError> {
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        CallError::bad_request(format!(
+            "the body is larger than {limit} bytes or was cut off"
+        ))
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| CallError::bad_request(format!("the body is not JSON: {e}")).into())
+}
+
+/// Authenticate the request of `parts` carrying `body`. `endpoint` is what
+/// the signature must name as its `capability`: the path for plain
+/// endpoints, `None` where the headers name a capability.
+pub async fn authenticate<S: SignedSurface>(
+    state: &S,
+    parts: &Parts,
+    endpoint: Option<&str>,
+    body: &Value,
+    access: Access,
+) -> Result<Caller, ApiError> {
+    state
+        .authenticate(Presented {
+            headers: &parts.headers,
+            endpoint,
+            body,
+            access,
+            connection: parts.extensions.get::<PeerIdentity>().copied(),
+        })
+        .await
+}
+
+/// A signed request with a JSON body of type `T`, from a caller with
+/// access `A`. The signature must name the path as requested, which is
+/// what the client signed (for a route with parameters, the concrete
+/// path). Signed routes must not sit under `Router::nest`, which strips
+/// the prefix from the path handlers see.
+pub struct Signed<T, A = Member> {
+    pub caller: Caller,
+    pub body: T,
+    access: PhantomData<A>,
+}
+
+impl<S, T, A> FromRequest<S> for Signed<T, A>
+where
+    S: SignedSurface,
+    T: DeserializeOwned + Send,
+    A: Required,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        let value = read_json(body, state.max_body_bytes()).await?;
+        let caller = authenticate(state, &parts, Some(parts.uri.path()), &value, A::ACCESS).await?;
+        // Decoded only once authenticated: strangers learn nothing of the
+        // expected shape.
+        let body = hearthnet_wire::from_value("the request body", value)?;
+        Ok(Self {
+            caller,
+            body,
+            access: PhantomData,
+        })
+    }
+}
+
+/// A signed request without a body (a GET: the signed body is `{}`), from
+/// a caller with access `A`.
+pub struct SignedGet<A = Member> {
+    pub caller: Caller,
+    access: PhantomData<A>,
+}
+
+impl<S, A> FromRequestParts<S> for SignedGet<A>
+where
+    S: SignedSurface,
+    A: Required,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let empty = Value::Object(serde_json::Map::new());
+        let caller = authenticate(state, parts, Some(parts.uri.path()), &empty, A::ACCESS).await?;
+        Ok(Self {
+            caller,
+            access: PhantomData,
+        })
+    }
+}
+
+/// A query string decoded as `T`; a malformed one is `bad_request`.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::try_from_uri(&parts.uri)
+            .map(|q| Self(q.0))
+            .map_err(|e| CallError::bad_request(format!("the query: {}", e.body_text())).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::Router;
+    use axum::routing::{get, post};
+    use hearthnet_base::request::SignedHeaders;
+    use hearthnet_base::{CommunityId, DeviceKey, TrustLevel};
+    use serde_json::json;
+    use tower::ServiceExt;
+
+    /// Another surface: it lets everyone in, noting the path and access
+    /// each request was checked for.
+    struct Open {
+        key: DeviceKey,
+        checked: parking_lot::Mutex<Vec<(Option<String>, Access)>>,
+    }
+
+    impl SignedSurface for Open {
+        fn max_body_bytes(&self) -> usize {
+            64
+        }
+
+        async fn authenticate(&self, presented: Presented<'_>) -> Result<Caller, ApiError> {
+            let endpoint = presented.endpoint.unwrap_or_default();
+            self.checked
+                .lock()
+                .push((presented.endpoint.map(str::to_owned), presented.access));
+            let community = CommunityId::of_root(self.key.node_id());
+            let headers =
+                SignedHeaders::sign(&self.key, community, endpoint, "1.0", presented.body)
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+            Ok(Caller {
+                id: self.key.node_id(),
+                level: TrustLevel::Member,
+                headers,
+            })
+        }
+    }
+
+    #[derive(serde::Deserialize, serde::Serialize)]
+    struct Note {
+        text: String,
+    }
+
+    fn surface() -> (Router, Arc<Open>) {
+        let state = Arc::new(Open {
+            key: DeviceKey::generate(),
+            checked: Default::default(),
+        });
+        let router = Router::new()
+            .route(
+                "/notes",
+                post(|Signed { body, .. }: Signed<Note, OwnKey>| async move { axum::Json(body) }),
+            )
+            .route("/whoami", get(|_: SignedGet<Invitee>| async { "you" }))
+            .with_state(state.clone());
+        (router, state)
+    }
+
+    async fn send(router: &Router, req: Request) -> (StatusCode, Value) {
+        let resp = router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    fn post_body(path: &str, body: &str) -> Request {
+        Request::post(path)
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_second_surface_gets_typed_bodies_limits_and_declared_access() {
+        let (router, state) = surface();
+        let (status, body) = send(&router, post_body("/notes", r#"{"text": "hi"}"#)).await;
+        assert_eq!((status, body), (StatusCode::OK, json!({"text": "hi"})));
+
+        let (status, body) = send(&router, post_body("/notes", r#"{"text": 5}"#)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            body["message"].as_str().unwrap().contains("field `text`"),
+            "{body}"
+        );
+
+        let long = format!(r#"{{"text": "{}"}}"#, "x".repeat(64));
+        let (status, body) = send(&router, post_body("/notes", &long)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("larger than 64 bytes")
+        );
+
+        let (status, _) = send(
+            &router,
+            Request::get("/whoami").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        // The oversized body was refused before authentication.
+        let checked = state.checked.lock().clone();
+        assert_eq!(
+            checked,
+            [
+                (Some("/notes".to_owned()), Access::OwnKey),
+                (Some("/notes".to_owned()), Access::OwnKey),
+                (Some("/whoami".to_owned()), Access::Invitee),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn errors_become_the_contract_body_with_its_status_and_a_drop_marks_its_answer() {
+        for code in ErrorCode::ALL {
+            let resp = ApiError::from(CallError::new(code, "why")).into_response();
+            assert_eq!(resp.status().as_u16(), code.http_status());
+            let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(body, json!({"error": code, "message": "why"}));
+        }
+        let dropped = ApiError::DropConnection.into_response();
+        assert!(dropped.extensions().get::<DropConnection>().is_some());
+    }
+}

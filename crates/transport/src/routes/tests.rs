@@ -1,0 +1,465 @@
+//! The router without sockets: requests go straight into the `Router` as a
+//! tower service, against a fake node.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use futures_util::future::BoxFuture;
+use hearthnet_base::request::{ENDPOINT_VERSION, SignedHeaders};
+use hearthnet_base::{CommunityId, DeviceKey, NodeId, TrustLevel};
+use hearthnet_bus::{Bus, BusSettings, CallError};
+use hearthnet_observability::metrics::Metrics;
+use hearthnet_wire::peer::{ChunksRequest, EventsReport, Heads};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use super::*;
+use crate::{BlobEndpoints, NodeView, SyncEndpoints, bulk};
+
+const MAX_BODY: usize = 4096;
+
+/// A node whose members are `members` (and itself).
+struct FakeView {
+    members: Vec<NodeId>,
+}
+
+impl NodeView for FakeView {
+    fn node_manifest(&self) -> Value {
+        json!({"manifest": "node"})
+    }
+    fn community_manifest(&self) -> Value {
+        json!({"manifest": "community"})
+    }
+    fn level_of(&self, node: &NodeId) -> TrustLevel {
+        if self.members.contains(node) {
+            TrustLevel::Member
+        } else {
+            TrustLevel::Unknown
+        }
+    }
+    fn is_revoked(&self, _: &NodeId) -> bool {
+        false
+    }
+    fn readiness(&self) -> (bool, Value) {
+        (true, json!({}))
+    }
+    fn status(&self) -> Value {
+        json!({"status": "fine"})
+    }
+}
+
+/// An event log that answers fetches with one event per hash, and
+/// redemptions with who redeemed.
+struct FakeSync;
+
+impl SyncEndpoints for FakeSync {
+    fn heads(&self) -> BoxFuture<'static, Heads> {
+        unimplemented!("not asked in these tests")
+    }
+    fn receive(&self, _: Vec<Value>) -> BoxFuture<'static, Result<EventsReport, CallError>> {
+        unimplemented!("not asked in these tests")
+    }
+    fn reconcile(&self, message: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, CallError>> {
+        Box::pin(async move { Ok(message.into_iter().rev().collect()) })
+    }
+    fn fetch(&self, hashes: Vec<Vec<u8>>) -> BoxFuture<'static, Result<Vec<Value>, CallError>> {
+        Box::pin(async move {
+            Ok(hashes
+                .iter()
+                .map(|h| json!({"hash_len": h.len()}))
+                .collect())
+        })
+    }
+    fn subscribe(
+        &self,
+        topic: String,
+        last_seq: i64,
+        _: Duration,
+    ) -> BoxFuture<'static, Result<Value, CallError>> {
+        Box::pin(async move { Ok(json!({"topic": topic, "last_seq": last_seq})) })
+    }
+    fn redeem(
+        &self,
+        from: NodeId,
+        invite: String,
+        _: Value,
+    ) -> BoxFuture<'static, Result<Value, CallError>> {
+        Box::pin(async move { Ok(json!({"redeemed_by": from, "invite": invite})) })
+    }
+    fn sync_now(
+        &self,
+        peer: String,
+        _: Option<String>,
+    ) -> BoxFuture<'static, Result<Value, CallError>> {
+        Box::pin(async move { Ok(json!({"peer": peer})) })
+    }
+}
+
+/// Refuses every chunk request with the contract's `not_found`, after
+/// the body decoded.
+struct NoChunks;
+
+impl BlobEndpoints for NoChunks {
+    fn chunks(
+        &self,
+        _: NodeId,
+        request: ChunksRequest,
+    ) -> BoxFuture<'static, Result<bulk::ServedChunks, CallError>> {
+        Box::pin(async move {
+            Err(CallError::new(
+                ErrorCode::NotFound,
+                format!("no {}", request.cid),
+            ))
+        })
+    }
+}
+
+struct Node {
+    router: Router,
+    own: DeviceKey,
+    member: DeviceKey,
+    community: CommunityId,
+}
+
+fn node() -> Node {
+    let own = DeviceKey::generate();
+    let member = DeviceKey::generate();
+    let community = CommunityId::of_root(own.node_id());
+    let metrics = Arc::new(Metrics::new());
+    let bus = Arc::new(Bus::new(
+        own.node_id(),
+        BusSettings::default(),
+        metrics.clone(),
+    ));
+    let view = Arc::new(FakeView {
+        members: vec![own.node_id(), member.node_id()],
+    });
+    let state = ApiState::new(
+        bus,
+        view,
+        metrics,
+        own.clone(),
+        community,
+        MAX_BODY,
+        Duration::from_secs(60),
+    )
+    .with_sync(Arc::new(FakeSync))
+    .with_blobs(Arc::new(NoChunks));
+    Node {
+        router: router(Arc::new(state)),
+        own,
+        member,
+        community,
+    }
+}
+
+/// A request to `path` signed by `key` for `signed_for` (the path, or the
+/// capability of a call), with `body` (`None`: a GET).
+fn signed(
+    key: &DeviceKey,
+    community: CommunityId,
+    signed_for: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Request<Body> {
+    let empty = json!({});
+    let headers = SignedHeaders::sign(
+        key,
+        community,
+        signed_for,
+        ENDPOINT_VERSION,
+        body.as_ref().unwrap_or(&empty),
+    )
+    .unwrap();
+    let method = if body.is_some() {
+        Method::POST
+    } else {
+        Method::GET
+    };
+    let mut req = Request::builder().method(method).uri(path);
+    for (name, value) in headers.to_pairs() {
+        req = req.header(name, value);
+    }
+    let bytes = body.map(|b| b.to_string()).unwrap_or_default();
+    req.body(Body::from(bytes)).unwrap()
+}
+
+async fn answer(router: &Router, req: Request<Body>) -> (StatusCode, Value, Option<String>) {
+    let resp = router.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let id = resp
+        .headers()
+        .get(request::REQUEST_ID)
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, body, id)
+}
+
+#[tokio::test]
+async fn an_unknown_path_is_the_contracts_not_found() {
+    let node = node();
+    let req = Request::get("/nothing/here").body(Body::empty()).unwrap();
+    let (status, body, _) = answer(&node.router, req).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"], "not_found");
+}
+
+#[tokio::test]
+async fn a_signed_request_of_a_member_gets_its_typed_answer() {
+    let node = node();
+    let body = json!({"hashes": ["00ff", "abcd12"]});
+    let req = signed(
+        &node.member,
+        node.community,
+        "/sync/v2/fetch",
+        "/sync/v2/fetch",
+        Some(body),
+    );
+    let (status, body, _) = answer(&node.router, req).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"events": [{"hash_len": 2}, {"hash_len": 3}]}));
+
+    let req = signed(
+        &node.member,
+        node.community,
+        "/sync/v2/reconcile",
+        "/sync/v2/reconcile",
+        Some(json!({"message": "0102"})),
+    );
+    let (status, body, _) = answer(&node.router, req).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"message": "0201"})));
+}
+
+#[tokio::test]
+async fn an_unsigned_request_is_unauthorized_with_its_request_id_echoed() {
+    let node = node();
+    let req = Request::post("/sync/v2/fetch")
+        .header(request::REQUEST_ID, "01UNSIGNED")
+        .body(Body::from(r#"{"hashes": []}"#))
+        .unwrap();
+    let (status, body, id) = answer(&node.router, req).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "unauthorized");
+    assert_eq!(
+        id.as_deref(),
+        Some("01UNSIGNED"),
+        "§5.4: the request id comes back"
+    );
+    let req = Request::get("/local/v1/caps").body(Body::empty()).unwrap();
+    assert_eq!(answer(&node.router, req).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_before_anything_else() {
+    let node = node();
+    let hashes = vec!["00"; MAX_BODY];
+    let req = signed(
+        &node.member,
+        node.community,
+        "/sync/v2/fetch",
+        "/sync/v2/fetch",
+        Some(json!({"hashes": hashes})),
+    );
+    let (status, body, _) = answer(&node.router, req).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "bad_request");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("larger than {MAX_BODY} bytes"))
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_body_is_a_bad_request_naming_the_field() {
+    let node = node();
+    for (path, body, field) in [
+        (
+            "/sync/v2/fetch",
+            json!({"hashes": ["00", "not hex"]}),
+            "`hashes[1]`",
+        ),
+        ("/sync/v2/reconcile", json!({"message": 7}), "`message`"),
+        ("/sync/v1/events", json!({"events": {}}), "`events`"),
+        (
+            bulk::CHUNKS_PATH,
+            json!({"cid": "blake3:00", "chunks": [0]}),
+            "`cid`",
+        ),
+    ] {
+        let req = signed(&node.member, node.community, path, path, Some(body));
+        let (status, body, _) = answer(&node.router, req).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains(field), "{path}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn a_signature_for_another_path_is_refused() {
+    let node = node();
+    let req = signed(
+        &node.member,
+        node.community,
+        "/sync/v2/reconcile",
+        "/sync/v2/fetch",
+        Some(json!({"hashes": []})),
+    );
+    let (status, body, _) = answer(&node.router, req).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "invalid_signature");
+}
+
+#[tokio::test]
+async fn each_route_admits_the_access_it_declares() {
+    let node = node();
+    let stranger = DeviceKey::generate();
+    let get = |key: &DeviceKey, path: &str| signed(key, node.community, path, path, None);
+
+    // Own key only.
+    let (status, body, _) = answer(&node.router, get(&node.member, "/local/v1/status")).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::UNAUTHORIZED, &json!("unauthorized"))
+    );
+    let (status, body, _) = answer(&node.router, get(&node.own, "/local/v1/status")).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "fine"})));
+
+    // Members.
+    let (status, _, _) = answer(&node.router, get(&stranger, "/community/manifest")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body, _) = answer(&node.router, get(&node.member, "/community/manifest")).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"manifest": "community"}))
+    );
+
+    // Invitees: a stranger may redeem, and is who redeemed.
+    let path = "/onboarding/v1/redeem";
+    let redeem = json!({"invite": "hearthnet://v1/x", "joined": {}});
+    let req = signed(&stranger, node.community, path, path, Some(redeem));
+    let (status, body, _) = answer(&node.router, req).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["redeemed_by"], json!(stranger.node_id()));
+}
+
+#[tokio::test]
+async fn a_query_is_read_after_the_signature_and_typed() {
+    let node = node();
+    let path = "/pubsub/v1/subscribe";
+    let req = signed(
+        &node.member,
+        node.community,
+        path,
+        &format!("{path}?topic=t&last_seq=4"),
+        None,
+    );
+    let (status, body, _) = answer(&node.router, req).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"topic": "t", "last_seq": 4}))
+    );
+
+    let req = signed(
+        &node.member,
+        node.community,
+        path,
+        &format!("{path}?last_seq=x"),
+        None,
+    );
+    let (status, body, _) = answer(&node.router, req).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::BAD_REQUEST, &json!("bad_request"))
+    );
+    let unsigned = Request::get(format!("{path}?last_seq=x"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        answer(&node.router, unsigned).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_capability_call_keeps_the_bus_answer_and_the_request_id() {
+    let node = node();
+    let req = signed(
+        &node.member,
+        node.community,
+        "experimental.nobody",
+        "/bus/v1/call",
+        Some(json!({"params": {}, "input": {}})),
+    );
+    let sent_id = req.headers()[request::REQUEST_ID]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let (status, body, id) = answer(&node.router, req).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"], "not_found");
+    assert_eq!(id, Some(sent_id));
+}
+
+#[tokio::test]
+async fn errors_of_the_handler_reach_the_caller_as_the_contract_body() {
+    let node = node();
+    let path = bulk::CHUNKS_PATH;
+    let cid = format!("blake3:{}", "0".repeat(64));
+    let req = signed(
+        &node.member,
+        node.community,
+        path,
+        path,
+        Some(json!({"cid": cid})),
+    );
+    let (status, body, _) = answer(&node.router, req).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        body,
+        json!({"error": "not_found", "message": format!("no {cid}")})
+    );
+}
+
+#[tokio::test]
+async fn over_tls_only_members_get_through_and_only_as_themselves() {
+    let node = node();
+    let stranger = DeviceKey::generate();
+    let over = |mut req: Request<Body>, key: &DeviceKey| {
+        req.extensions_mut().insert(PeerIdentity(key.node_id()));
+        req
+    };
+    let health = || Request::get("/health").body(Body::empty()).unwrap();
+    assert_eq!(
+        answer(&node.router, over(health(), &stranger)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        answer(&node.router, over(health(), &node.member)).await.0,
+        StatusCode::OK
+    );
+
+    // Signed by one member over the connection of another.
+    let path = "/community/manifest";
+    let req = signed(&node.member, node.community, path, path, None);
+    let (status, body, _) = answer(&node.router, over(req, &node.own)).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::UNAUTHORIZED, &json!("unauthorized"))
+    );
+
+    // A stranger's redemption passes, signed by the connection's key.
+    let path = "/onboarding/v1/redeem";
+    let redeem = json!({"invite": "hearthnet://v1/x", "joined": {}});
+    let req = signed(&stranger, node.community, path, path, Some(redeem));
+    assert_eq!(
+        answer(&node.router, over(req, &stranger)).await.0,
+        StatusCode::OK
+    );
+}
