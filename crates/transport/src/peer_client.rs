@@ -265,11 +265,21 @@ impl PeerClient {
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         let value: Value =
             serde_json::from_slice(&bytes).map_err(|e| bad(addr, format!("not JSON: {e}")))?;
-        Ok(if status == 200 {
-            CallReply::Done(value)
-        } else {
-            CallReply::Failed(value)
-        })
+        if status == 200 {
+            return Ok(CallReply::Done(value));
+        }
+        // An error answer must be a contract error sent with its own
+        // status (§5.5); anything else is not an answer we can act on.
+        let code = value["error"]
+            .as_str()
+            .and_then(|c| c.parse::<hearthnet_base::ErrorCode>().ok());
+        match code {
+            Some(code) if code.http_status() == status => Ok(CallReply::Failed(value)),
+            _ => Err(bad(
+                addr,
+                format!("HTTP {status} without the contract error of that status: {value}"),
+            )),
+        }
     }
 
     /// Ask the peer `node` for chunks of a blob (`POST /blobs/v1/chunks`,

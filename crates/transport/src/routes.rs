@@ -267,8 +267,12 @@ async fn bus_call(
         insert_identity(h, &trace_id, &s.key);
         return Ok(resp);
     }
+    // Contract §5.2: answers of capabilities declared as mutating are
+    // signed (their callers must verify); for the others signing is
+    // optional and costs a signature per call, so we skip it.
+    let must_sign = stream.must_sign();
     let value = stream.outcome().await?;
-    if must_sign_response(&caller.headers.capability) {
+    if must_sign {
         return Ok(signed_json(&s.key, &trace_id, value));
     }
     let mut resp = axum::Json(value).into_response();
@@ -283,14 +287,6 @@ fn insert_identity(h: &mut HeaderMap, request_id: &str, key: &DeviceKey) {
     if let Ok(v) = HeaderValue::from_str(&key.node_id().full()) {
         h.insert(request::FROM, v);
     }
-}
-
-/// Contract §5.2: responses of mutating capabilities must be signed (their
-/// callers must verify); for the others signing is optional and costs a
-/// signature per call, so we skip it.
-fn must_sign_response(capability: &str) -> bool {
-    const MUTATING_SUFFIXES: [&str; 5] = [".post", ".invite", ".revoke", ".ingest", ".expire"];
-    capability == "chat.send" || MUTATING_SUFFIXES.iter().any(|s| capability.ends_with(s))
 }
 
 /// A JSON response signed by this node (Contract §5.2): the signature

@@ -118,6 +118,7 @@ impl BlobEndpoints for NoChunks {
 
 struct Node {
     router: Router,
+    bus: Arc<Bus>,
     own: DeviceKey,
     member: DeviceKey,
     community: CommunityId,
@@ -137,7 +138,7 @@ fn node() -> Node {
         members: vec![own.node_id(), member.node_id()],
     });
     let state = ApiState::new(
-        bus,
+        bus.clone(),
         view,
         metrics,
         own.clone(),
@@ -149,6 +150,7 @@ fn node() -> Node {
     .with_blobs(Arc::new(NoChunks));
     Node {
         router: router(Arc::new(state)),
+        bus,
         own,
         member,
         community,
@@ -461,5 +463,109 @@ async fn over_tls_only_members_get_through_and_only_as_themselves() {
     assert_eq!(
         answer(&node.router, over(req, &stranger)).await.0,
         StatusCode::OK
+    );
+}
+
+/// `experimental.write` mutates, `experimental.read` does not; both take
+/// `input.n`, an integer.
+struct Ledger;
+
+impl hearthnet_bus::Service for Ledger {
+    fn name(&self) -> &'static str {
+        "ledger"
+    }
+
+    fn capabilities(self: Arc<Self>) -> Vec<hearthnet_bus::Capability> {
+        use hearthnet_bus::{Capability, CapabilityDescriptor};
+        let input =
+            json!({"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}});
+        let serve = |_: Arc<Self>, call: hearthnet_bus::Call| async move {
+            Ok(json!({"output": {"n": call.input["n"]}}))
+        };
+        vec![
+            Capability::new(
+                CapabilityDescriptor {
+                    mutating: true,
+                    ..CapabilityDescriptor::new("experimental.write", input.clone())
+                },
+                &self,
+                serve,
+            ),
+            Capability::new(
+                CapabilityDescriptor::new("experimental.read", input),
+                &self,
+                serve,
+            ),
+        ]
+    }
+}
+
+#[tokio::test]
+async fn answers_of_mutating_capabilities_are_signed_by_the_node() {
+    let node = node();
+    node.bus.register(Arc::new(Ledger)).unwrap();
+    for (capability, signed_answer) in [("experimental.write", true), ("experimental.read", false)]
+    {
+        let req = signed(
+            &node.member,
+            node.community,
+            capability,
+            "/bus/v1/call",
+            Some(json!({"input": {"n": 7}})),
+        );
+        let request_id = req.headers()[request::REQUEST_ID]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let resp = node.router.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        let (signature, timestamp) = (header(request::SIGNATURE), header(request::TIMESTAMP));
+        assert_eq!(signature.is_some(), signed_answer, "{capability}");
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["output"]["n"], 7);
+        if let (Some(signature), Some(timestamp)) = (signature, timestamp) {
+            let envelope = json!({
+                "request_id": request_id,
+                "from": node.own.node_id(),
+                "timestamp": timestamp,
+                "body": body,
+            });
+            hearthnet_base::crypto::verify_canonical(&envelope, &signature, &node.own.node_id())
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_call_whose_body_breaks_the_schema_is_a_400_schema_mismatch() {
+    let node = node();
+    node.bus.register(Arc::new(Ledger)).unwrap();
+    let req = signed(
+        &node.member,
+        node.community,
+        "experimental.read",
+        "/bus/v1/call",
+        Some(json!({"input": {"n": "seven"}})),
+    );
+    let (status, body, _) = answer(&node.router, req).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "schema_mismatch");
+    assert!(
+        body["message"].as_str().unwrap().contains("`/input/n`"),
+        "{body}"
+    );
+    assert!(
+        body["schema_hash_expected"]
+            .as_str()
+            .unwrap()
+            .starts_with("blake3:")
     );
 }
