@@ -7,6 +7,8 @@
 //! peer's or the node's answer goes through [`decode`], whose error names
 //! the field that was wrong.
 
+pub mod local;
+
 use serde::de::DeserializeOwned;
 
 /// A document that did not have the expected shape.
