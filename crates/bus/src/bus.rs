@@ -7,9 +7,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use hearthnet_base::constants::STREAM_WINDOW_FRAMES;
-use hearthnet_base::{ErrorCode, NodeId, Stability, Timestamp, TrustLevel};
+use hearthnet_base::{ErrorCode, NodeId, Timestamp, TrustLevel};
 use hearthnet_observability::metrics::Metrics;
-use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -152,23 +151,8 @@ impl CallStream {
     }
 }
 
-/// What `caps` shows of one entry.
-#[derive(Debug, Clone, Serialize)]
-pub struct EntryInfo {
-    pub name: String,
-    pub version: String,
-    pub stability: Stability,
-    pub node: String,
-    pub local: bool,
-    pub params: Value,
-    pub schema_hash: String,
-    pub success_rate: f64,
-    pub p50_ms: f64,
-    pub in_flight: u32,
-    pub max_concurrent: u32,
-    pub quarantined: bool,
-    pub streaming: bool,
-}
+/// What `caps` shows of one entry: the local API's document itself.
+pub use hearthnet_wire::local::CapabilityEntry as EntryInfo;
 
 pub struct Bus {
     node_id: NodeId,
@@ -363,7 +347,7 @@ impl Bus {
                     name: e.descriptor.name.clone(),
                     version: e.descriptor.version.to_string(),
                     stability: e.descriptor.stability,
-                    node: e.node_id.full(),
+                    node: e.node_id,
                     local: e.node_id == self.node_id,
                     params: e.descriptor.params.clone(),
                     schema_hash: e.schema_hash.clone(),
@@ -738,7 +722,7 @@ mod tests {
     use super::*;
     use crate::descriptor::Trust;
     use futures_util::future::BoxFuture;
-    use hearthnet_base::DeviceKey;
+    use hearthnet_base::{DeviceKey, Stability};
     use std::sync::atomic::AtomicBool;
 
     /// `input.mode`: "ok" (echo), "fail", "sleep" (input.ms), "stream"

@@ -130,9 +130,10 @@ pub struct DiscoveryStatus {
     pub counters: DiscoveryCounters,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TransportState {
+    #[default]
     Starting,
     Running,
     Failed,
@@ -140,7 +141,7 @@ pub enum TransportState {
 }
 
 /// One discovery mechanism (mDNS or UDP announcements).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DiscoveryTransport {
     pub state: TransportState,
     /// Why it failed, when it did.
