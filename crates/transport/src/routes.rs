@@ -14,6 +14,7 @@ use hearthnet_base::request;
 use hearthnet_base::{DeviceKey, ErrorCode, Timestamp};
 use hearthnet_bus::{Bus, CallError, InboundCall, Version};
 use hearthnet_observability::metrics::Metrics;
+use hearthnet_wire::local;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -162,7 +163,11 @@ async fn not_found() -> Response {
 }
 
 async fn health(State(s): Shared) -> Response {
-    axum::Json(json!({"status": "ok", "node_id": s.key.node_id()})).into_response()
+    axum::Json(local::Health {
+        status: "ok".into(),
+        node_id: s.key.node_id(),
+    })
+    .into_response()
 }
 
 async fn ready(State(s): Shared) -> Response {
@@ -216,7 +221,10 @@ async fn trace_recent(
     let n =
         q.n.unwrap_or(50)
             .min(hearthnet_base::constants::TRACE_RING_BUFFER);
-    axum::Json(json!({"traces": s.bus.recent_traces(n, q.capability.as_deref())})).into_response()
+    axum::Json(local::Traces {
+        traces: s.bus.recent_traces(n, q.capability.as_deref()),
+    })
+    .into_response()
 }
 
 async fn local_status(State(s): Shared, peer: Peer, headers: HeaderMap) -> Response {
@@ -239,7 +247,10 @@ async fn local_status(State(s): Shared, peer: Peer, headers: HeaderMap) -> Respo
 
 async fn local_caps(State(s): Shared, peer: Peer, headers: HeaderMap) -> Response {
     match authorize(&s, &headers, "/local/v1/caps", Access::OwnKey, peer).await {
-        Ok(_) => axum::Json(json!({"capabilities": s.bus.entries()})).into_response(),
+        Ok(_) => axum::Json(local::Caps {
+            capabilities: s.bus.entries(),
+        })
+        .into_response(),
         Err(r) => *r,
     }
 }

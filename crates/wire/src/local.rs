@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use hearthnet_base::{Blake3Id, CommunityId, NodeId, Profile, Stability, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -161,8 +160,8 @@ pub struct DiscoveryCounters {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FilesStatus {
-    /// The blob store's directory.
-    pub dir: PathBuf,
+    /// The blob store's directory (lossy where it is not UTF-8).
+    pub dir: String,
     pub blobs: usize,
     pub pinned: usize,
     pub disk_bytes: u64,
@@ -210,8 +209,8 @@ pub struct CapabilityEntry {
     pub name: String,
     pub version: String,
     pub stability: Stability,
-    /// The node that offers it.
-    pub node: NodeId,
+    /// The node that offers it (full NodeID).
+    pub node: String,
     pub local: bool,
     pub params: Value,
     pub schema_hash: String,
@@ -535,7 +534,7 @@ mod tests {
                 name: "llm.chat".into(),
                 version: "1.0".into(),
                 stability: Stability::Beta,
-                node: node_id(3),
+                node: node_id(3).full(),
                 local: false,
                 params: serde_json::json!({"model": "qwen2.5"}),
                 schema_hash: "blake3:00".into(),
