@@ -71,44 +71,15 @@ fn status_without_a_node_exits_3() {
 
 #[test]
 fn test_status_against_mock_node_returns_table() {
-    // A stand-in node: answers /local/v1/status with a fixed document, so
-    // this test is about the CLI's rendering alone.
+    // A stand-in node answers /local/v1/status with a document built from
+    // the types the node uses, so this test is about the CLI's rendering.
     let sb = node_sandbox();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::fs::create_dir_all(sb.data_dir().join("run")).unwrap();
-    std::fs::write(
-        sb.data_dir().join("run/node.json"),
-        json!({"pid": 1, "api": addr, "peer": null, "node_id": "x"}).to_string(),
-    )
-    .unwrap();
-    let server = std::thread::spawn(move || {
-        let (mut conn, _) = listener.accept().unwrap();
-        let mut reader = BufReader::new(conn.try_clone().unwrap());
-        let mut request = String::new();
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-            request.push_str(&line);
-        }
-        let body = json!({
-            "node": {"id": "ed25519:x", "short_id": "ed25519:ABCD-EFGH-IJKL-MNOP", "display_name": "garage-pc", "profile": "anchor"},
-            "community": {"id": "ed25519:y", "short_id": "ed25519:QRST-UVWX-YZ23-4567", "name": "Niederrhein", "members": 7},
-            "uptime_seconds": 3725, "api": addr.to_string(),
-            "capabilities": {"count": 2, "names": ["llm.chat@1.0", "embed.text@1.0"]},
-            "in_flight": 3
-        })
-        .to_string();
-        write!(
-            conn,
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        request
+    let server = common::stand_in_node(&sb, |api| {
+        let mut status = hearthnet_wire::local::samples::status(api);
+        status.node.short_id = "ed25519:ABCD-EFGH-IJKL-MNOP".into();
+        status.community.short_id = "ed25519:QRST-UVWX-YZ23-4567".into();
+        status.capabilities.names = vec!["llm.chat@1.0".into(), "embed.text@1.0".into()];
+        serde_json::to_value(status).unwrap()
     });
     let run = sb.run(&["status"], None);
     let request = server.join().unwrap();
@@ -133,9 +104,31 @@ fn test_status_against_mock_node_returns_table() {
     assert_eq!(lines[4], "capabilities  2: llm.chat@1.0, embed.text@1.0");
     assert_eq!(lines[5], "in flight     3");
     assert_eq!(
-        lines[6], "event log     -",
-        "a node without an event log says so"
+        lines[6],
+        "event log     head Lamport 41, 42 events, 1.0 MiB"
     );
+}
+
+#[test]
+fn a_status_missing_a_field_exits_1_naming_it() {
+    let sb = node_sandbox();
+    let server = common::stand_in_node(&sb, |api| {
+        let mut status = serde_json::to_value(hearthnet_wire::local::samples::status(api)).unwrap();
+        status["community"]
+            .as_object_mut()
+            .unwrap()
+            .remove("members");
+        status
+    });
+    let run = sb.run(&["status"], None);
+    server.join().unwrap();
+    assert_eq!(run.code, 1, "a bad answer: {run:?}");
+    assert!(
+        run.stderr
+            .contains("the node's status: field `community.members`: missing field"),
+        "{run:?}"
+    );
+    assert!(run.stdout.is_empty(), "nothing half-shown: {run:?}");
 }
 
 #[test]
