@@ -23,6 +23,11 @@ pub mod names {
     pub const CAPS: &str = "the node's capability list";
     pub const TRACES: &str = "the node's recent traces";
     pub const SYNC_ROUND: &str = "the node's sync report";
+    pub const FILE_PROGRESS: &str = "a progress frame of file.local";
+    pub const FILE_ADDED: &str = "the node's answer to file.local.add";
+    pub const FILE_GOT: &str = "the node's answer to file.local.get";
+    pub const FILE_PINNED: &str = "the node's answer to file.local.pin";
+    pub const FILE_LIST: &str = "the node's answer to file.local.list";
 }
 
 /// `GET /health`: the process answers.
