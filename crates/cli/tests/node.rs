@@ -42,11 +42,11 @@ fn test_full_init_then_run_then_status() {
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("node's community"), "{run:?}");
     assert!(run.stdout.contains("experimental.echo@1.0"), "{run:?}");
-    let json = sb.run(&["status", "--json"], None);
-    let status: Value = serde_json::from_str(&json.stdout).unwrap();
-    assert_eq!(status["community"]["members"], 1);
-    assert_eq!(status["api"], node.api.to_string());
-    assert_eq!(status["node"]["display_name"], "node");
+    let status = sb.status().expect("the node answers");
+    assert_eq!(status.community.members, 1);
+    assert_eq!(status.api, node.api);
+    assert_eq!(status.node.display_name, "node");
+    assert_eq!(status.node.id, sb.key().node_id());
 
     let (code, took) = node.terminate();
     assert_eq!(code, Some(0));
@@ -304,8 +304,7 @@ fn refused_requests_get_the_contract_codes() {
     );
 
     // Local introspection answers only to the node's own key; /health needs nothing.
-    let (status, _) = client.get_unsigned("/health").unwrap();
-    assert_eq!(status, 200);
+    assert_eq!(client.health().unwrap().node_id, key.node_id());
     let resp = ureq::get(format!("http://{}/local/v1/status", node.api))
         .config()
         .http_status_as_error(false)
@@ -362,8 +361,9 @@ fn bad_input_never_wedges_the_node() {
         .unwrap();
     assert!(matches!(reply, CallReply::Json(v) if v["output"]["text"] == "still here"));
     assert!(t.elapsed() < Duration::from_secs(2));
-    let (ready, _) = client.get_unsigned("/ready").unwrap();
-    assert_eq!(ready, 200);
+    let (code, ready) = client.readiness().unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(ready.state, hearthnet_wire::local::Phase::Ready);
 }
 
 #[test]
@@ -407,21 +407,20 @@ fn a_caller_that_disconnects_cancels_the_provider_within_200_ms() {
     // The call's record shows how long the provider ran.
     let deadline = Instant::now() + Duration::from_secs(5);
     let trace = loop {
-        let reply = client.get("/trace/recent", &[("n", "10".into())]).unwrap();
-        let found = reply["traces"]
-            .as_array()
+        let found = client
+            .traces(10, None)
             .unwrap()
-            .iter()
-            .find(|t| t["trace_id"] == headers.request_id.as_str())
-            .cloned();
+            .traces
+            .into_iter()
+            .find(|t| t.trace_id == headers.request_id);
         if let Some(t) = found {
             break t;
         }
         assert!(Instant::now() < deadline, "no trace of the cancelled call");
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert_eq!(trace["result"], "cancelled");
-    let ran_ms = trace["ms"].as_f64().unwrap();
+    assert_eq!(trace.result, "cancelled");
+    let ran_ms = trace.ms;
     let limit = connected_for.as_secs_f64() * 1000.0 + 200.0;
     eprintln!(
         "provider ran {ran_ms:.0} ms; the caller left after {:.0} ms",

@@ -360,12 +360,16 @@ impl Sandbox {
             .expect("device key")
     }
 
+    /// `status --json`, as the node's status document (`None` when the
+    /// node does not answer).
+    pub fn status(&self) -> Option<hearthnet_wire::local::Status> {
+        let run = self.run(&["status", "--json"], None);
+        (run.code == 0).then(|| serde_json::from_str(&run.stdout).expect("a status document"))
+    }
+
     /// Events in the running node's log, from `status --json`.
     pub fn event_count(&self) -> u64 {
-        let status: serde_json::Value =
-            serde_json::from_str(&self.run(&["status", "--json"], None).stdout)
-                .expect("status JSON");
-        status["events"]["count"].as_u64().unwrap_or(0)
+        self.status().expect("the node answers").events.count
     }
 
     /// A signed client of this sandbox's node, as the CLI builds it.
@@ -444,9 +448,7 @@ impl Sandbox {
 
     /// Peers in `status --json` (0 when the node does not answer).
     pub fn peer_count(&self) -> usize {
-        let status: serde_json::Value =
-            serde_json::from_str(&self.run(&["status", "--json"], None).stdout).unwrap_or_default();
-        status["peers"].as_array().map_or(0, Vec::len)
+        self.status().map_or(0, |s| s.peers.len())
     }
 
     /// Wait until the node has verified `n` peers, at most 20 s.
