@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hearthnet_base::constants::STREAM_WINDOW_FRAMES;
-use hearthnet_base::{ErrorCode, NodeId, Stability, Timestamp, TrustLevel};
+use hearthnet_base::{ErrorCode, NodeId, Timestamp, TrustLevel};
 use hearthnet_observability::metrics::Metrics;
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
@@ -217,23 +217,8 @@ impl CallStream {
     }
 }
 
-/// What `caps` shows of one entry.
-#[derive(Debug, Clone, Serialize)]
-pub struct EntryInfo {
-    pub name: String,
-    pub version: String,
-    pub stability: Stability,
-    pub node: String,
-    pub local: bool,
-    pub params: Value,
-    pub schema_hash: String,
-    pub success_rate: f64,
-    pub p50_ms: f64,
-    pub in_flight: u32,
-    pub max_concurrent: u32,
-    pub quarantined: bool,
-    pub streaming: bool,
-}
+/// What `caps` shows of one entry: the local API's document itself.
+pub use hearthnet_wire::local::CapabilityEntry as EntryInfo;
 
 /// One capability of one node, as registry events name it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -912,7 +897,7 @@ mod tests {
     use super::*;
     use crate::descriptor::Trust;
     use futures_util::future::BoxFuture;
-    use hearthnet_base::DeviceKey;
+    use hearthnet_base::{DeviceKey, Stability};
     use std::sync::atomic::AtomicBool;
 
     /// `input.mode`: "ok" (echo), "fail", "sleep" (input.ms), "stream"

@@ -5,23 +5,9 @@ use parking_lot::Mutex;
 use std::collections::VecDeque;
 
 use hearthnet_base::constants::TRACE_RING_BUFFER;
-use serde::Serialize;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TraceRecord {
-    pub ts: String,
-    pub trace_id: String,
-    pub capability: String,
-    pub version: String,
-    pub from_node: String,
-    pub to_node: String,
-    pub is_local: bool,
-    /// `ok`, `cancelled`, or a contract error code.
-    pub result: String,
-    pub ms: f64,
-    pub stream: bool,
-    pub frames: u64,
-}
+/// One finished call, as `/trace/recent` lists it.
+pub use hearthnet_wire::local::TraceRecord;
 
 pub struct TraceRing {
     records: Mutex<VecDeque<TraceRecord>>,

@@ -94,6 +94,8 @@ impl CliError {
             ClientError::NotRunning { .. } => ExitStatus::NoNode,
             ClientError::Wire(w) => ExitStatus::from(w.code),
             ClientError::Key(hearthnet_identity::KeyError::Permissions { .. }) => ExitStatus::Auth,
+            // Spec §3.3: a bad response, e.g. a document missing a field.
+            ClientError::BadResponse { .. } | ClientError::Decode(_) => ExitStatus::Failure,
             _ => ExitStatus::Failure,
         };
         Self::new(status, e)
@@ -138,6 +140,29 @@ pub type CliResult = Result<ExitStatus, CliError>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_incomplete_document_is_a_bad_answer_naming_the_field() {
+        let mut status = serde_json::to_value(hearthnet_wire::local::samples::status(
+            ([127, 0, 0, 1], 7080).into(),
+        ))
+        .unwrap();
+        status["events"]
+            .as_object_mut()
+            .unwrap()
+            .remove("head_lamport");
+        let e = hearthnet_wire::from_value::<hearthnet_wire::local::Status>(
+            hearthnet_wire::local::names::STATUS,
+            status,
+        )
+        .unwrap_err();
+        let err = CliError::from_client(e.into());
+        assert_eq!(err.status.code(), 1);
+        assert_eq!(
+            err.error.to_string(),
+            "the node's status: field `events.head_lamport`: missing field"
+        );
+    }
 
     #[test]
     fn every_wire_error_maps_as_system_md_item_5_says() {

@@ -202,8 +202,8 @@ fn partition_write_heal(protocol: &str) {
     eprintln!("{protocol}: converged in {:?}", started.elapsed());
     assert!(converged, "no convergence within 30 s");
     // Each node counts the peers it reached, in /ready and /metrics.
-    let (_, ready) = members[0].sb.client().get_unsigned("/ready").unwrap();
-    assert_eq!(ready["peers"], 2, "{ready}");
+    let (_, ready) = members[0].sb.client().readiness().unwrap();
+    assert_eq!(ready.peers, 2, "{ready:?}");
     let metrics = members[0].sb.client().get_text("/metrics").unwrap();
     assert!(metrics.contains("hearthnet_nodes_online 2"), "{metrics}");
     // Each node reports its sync state per peer.

@@ -42,11 +42,11 @@ fn test_full_init_then_run_then_status() {
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("node's community"), "{run:?}");
     assert!(run.stdout.contains("experimental.echo@1.0"), "{run:?}");
-    let json = sb.run(&["status", "--json"], None);
-    let status: Value = serde_json::from_str(&json.stdout).unwrap();
-    assert_eq!(status["community"]["members"], 1);
-    assert_eq!(status["api"], node.api.to_string());
-    assert_eq!(status["node"]["display_name"], "node");
+    let status = sb.status().expect("the node answers");
+    assert_eq!(status.community.members, 1);
+    assert_eq!(status.api, node.api);
+    assert_eq!(status.node.display_name, "node");
+    assert_eq!(status.node.id, sb.key().node_id());
 
     let (code, took) = node.terminate();
     assert_eq!(code, Some(0));
@@ -71,44 +71,15 @@ fn status_without_a_node_exits_3() {
 
 #[test]
 fn test_status_against_mock_node_returns_table() {
-    // A stand-in node: answers /local/v1/status with a fixed document, so
-    // this test is about the CLI's rendering alone.
+    // A stand-in node answers /local/v1/status with a document built from
+    // the types the node uses, so this test is about the CLI's rendering.
     let sb = node_sandbox();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::fs::create_dir_all(sb.data_dir().join("run")).unwrap();
-    std::fs::write(
-        sb.data_dir().join("run/node.json"),
-        json!({"pid": 1, "api": addr, "peer": null, "node_id": "x"}).to_string(),
-    )
-    .unwrap();
-    let server = std::thread::spawn(move || {
-        let (mut conn, _) = listener.accept().unwrap();
-        let mut reader = BufReader::new(conn.try_clone().unwrap());
-        let mut request = String::new();
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-            request.push_str(&line);
-        }
-        let body = json!({
-            "node": {"id": "ed25519:x", "short_id": "ed25519:ABCD-EFGH-IJKL-MNOP", "display_name": "garage-pc", "profile": "anchor"},
-            "community": {"id": "ed25519:y", "short_id": "ed25519:QRST-UVWX-YZ23-4567", "name": "Niederrhein", "members": 7},
-            "uptime_seconds": 3725, "api": addr.to_string(),
-            "capabilities": {"count": 2, "names": ["llm.chat@1.0", "embed.text@1.0"]},
-            "in_flight": 3
-        })
-        .to_string();
-        write!(
-            conn,
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        request
+    let server = common::stand_in_node(&sb, |api| {
+        let mut status = hearthnet_wire::local::samples::status(api);
+        status.node.short_id = "ed25519:ABCD-EFGH-IJKL-MNOP".into();
+        status.community.short_id = "ed25519:QRST-UVWX-YZ23-4567".into();
+        status.capabilities.names = vec!["llm.chat@1.0".into(), "embed.text@1.0".into()];
+        serde_json::to_value(status).unwrap()
     });
     let run = sb.run(&["status"], None);
     let request = server.join().unwrap();
@@ -133,9 +104,31 @@ fn test_status_against_mock_node_returns_table() {
     assert_eq!(lines[4], "capabilities  2: llm.chat@1.0, embed.text@1.0");
     assert_eq!(lines[5], "in flight     3");
     assert_eq!(
-        lines[6], "event log     -",
-        "a node without an event log says so"
+        lines[6],
+        "event log     head Lamport 41, 42 events, 1.0 MiB"
     );
+}
+
+#[test]
+fn a_status_missing_a_field_exits_1_naming_it() {
+    let sb = node_sandbox();
+    let server = common::stand_in_node(&sb, |api| {
+        let mut status = serde_json::to_value(hearthnet_wire::local::samples::status(api)).unwrap();
+        status["community"]
+            .as_object_mut()
+            .unwrap()
+            .remove("members");
+        status
+    });
+    let run = sb.run(&["status"], None);
+    server.join().unwrap();
+    assert_eq!(run.code, 1, "a bad answer: {run:?}");
+    assert!(
+        run.stderr
+            .contains("the node's status: field `community.members`: missing field"),
+        "{run:?}"
+    );
+    assert!(run.stdout.is_empty(), "nothing half-shown: {run:?}");
 }
 
 #[test]
@@ -321,8 +314,7 @@ fn refused_requests_get_the_contract_codes() {
     );
 
     // Local introspection answers only to the node's own key; /health needs nothing.
-    let (status, _) = client.get_unsigned("/health").unwrap();
-    assert_eq!(status, 200);
+    assert_eq!(client.health().unwrap().node_id, key.node_id());
     let resp = ureq::get(format!("http://{}/local/v1/status", node.api))
         .config()
         .http_status_as_error(false)
@@ -379,8 +371,9 @@ fn bad_input_never_wedges_the_node() {
         .unwrap();
     assert!(matches!(reply, CallReply::Json(v) if v["output"]["text"] == "still here"));
     assert!(t.elapsed() < Duration::from_secs(2));
-    let (ready, _) = client.get_unsigned("/ready").unwrap();
-    assert_eq!(ready, 200);
+    let (code, ready) = client.readiness().unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(ready.state, hearthnet_wire::local::Phase::Ready);
 }
 
 #[test]
@@ -424,21 +417,20 @@ fn a_caller_that_disconnects_cancels_the_provider_within_200_ms() {
     // The call's record shows how long the provider ran.
     let deadline = Instant::now() + Duration::from_secs(5);
     let trace = loop {
-        let reply = client.get("/trace/recent", &[("n", "10".into())]).unwrap();
-        let found = reply["traces"]
-            .as_array()
+        let found = client
+            .traces(10, None)
             .unwrap()
-            .iter()
-            .find(|t| t["trace_id"] == headers.request_id.as_str())
-            .cloned();
+            .traces
+            .into_iter()
+            .find(|t| t.trace_id == headers.request_id);
         if let Some(t) = found {
             break t;
         }
         assert!(Instant::now() < deadline, "no trace of the cancelled call");
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert_eq!(trace["result"], "cancelled");
-    let ran_ms = trace["ms"].as_f64().unwrap();
+    assert_eq!(trace.result, "cancelled");
+    let ran_ms = trace.ms;
     let limit = connected_for.as_secs_f64() * 1000.0 + 200.0;
     eprintln!(
         "provider ran {ran_ms:.0} ms; the caller left after {:.0} ms",

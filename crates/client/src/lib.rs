@@ -17,6 +17,9 @@ use hearthnet_base::{CommunityId, DeviceKey, ErrorCode};
 use hearthnet_config::LoadedConfig;
 use hearthnet_config::runtime::RuntimeInfo;
 use hearthnet_identity::{KeyError, KeyStore};
+use hearthnet_wire::DecodeError;
+use hearthnet_wire::local::{self, names};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub use sse::{Frame, FrameReader};
@@ -38,6 +41,9 @@ pub enum ClientError {
     Wire(WireError),
     #[error("the node at {addr} gave an unusable response: {reason}")]
     BadResponse { addr: SocketAddr, reason: String },
+    /// JSON, but not the document asked for: names the field.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
     #[error(transparent)]
     Key(#[from] KeyError),
     #[error("this node has no community yet; run `hearthnet init`")]
@@ -138,6 +144,63 @@ impl LocalClient {
     pub fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, ClientError> {
         let resp = self.signed_get(path, query)?;
         self.json_reply(resp)
+    }
+
+    /// A signed GET of a local API document, decoded as `T` (`document`
+    /// names it in errors).
+    pub fn get_document<T: DeserializeOwned>(
+        &self,
+        document: &'static str,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, ClientError> {
+        Ok(hearthnet_wire::from_value(
+            document,
+            self.get(path, query)?,
+        )?)
+    }
+
+    /// `GET /local/v1/status` (own key only).
+    pub fn status(&self) -> Result<local::Status, ClientError> {
+        self.get_document(names::STATUS, "/local/v1/status", &[])
+    }
+
+    /// `GET /local/v1/caps` (own key only).
+    pub fn caps(&self) -> Result<local::Caps, ClientError> {
+        self.get_document(names::CAPS, "/local/v1/caps", &[])
+    }
+
+    /// `GET /trace/recent`: the newest `n` calls, of `capability` only if
+    /// given, oldest first.
+    pub fn traces(&self, n: usize, capability: Option<&str>) -> Result<local::Traces, ClientError> {
+        let mut query = vec![("n", n.to_string())];
+        if let Some(c) = capability {
+            query.push(("capability", c.to_owned()));
+        }
+        self.get_document(names::TRACES, "/trace/recent", &query)
+    }
+
+    /// `POST /local/v1/sync`: one sync round now.
+    pub fn sync_round(
+        &self,
+        request: &local::SyncRequest,
+    ) -> Result<local::SyncRound, ClientError> {
+        let body = serde_json::to_value(request).map_err(|e| self.bad(e.to_string()))?;
+        let answer = self.post("/local/v1/sync", &body)?;
+        Ok(hearthnet_wire::from_value(names::SYNC_ROUND, answer)?)
+    }
+
+    /// `GET /health` (unsigned).
+    pub fn health(&self) -> Result<local::Health, ClientError> {
+        let (_, body) = self.get_unsigned("/health")?;
+        Ok(hearthnet_wire::from_value(names::HEALTH, body)?)
+    }
+
+    /// `GET /ready` (unsigned): the HTTP status (200 ready, 503 not) and
+    /// the details.
+    pub fn readiness(&self) -> Result<(u16, local::Readiness), ClientError> {
+        let (status, body) = self.get_unsigned("/ready")?;
+        Ok((status, hearthnet_wire::from_value(names::READY, body)?))
     }
 
     /// A signed GET of an endpoint returning text (`/metrics`).

@@ -29,8 +29,11 @@ use hearthnet_base::constants::{
 };
 use hearthnet_base::{CommunityId, NodeId, Timestamp};
 use hearthnet_identity::NodeManifest;
+use hearthnet_wire::local::{
+    DiscoveryCounters, DiscoveryStatus, DiscoveryTransport, TransportState,
+};
 use parking_lot::Mutex;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -125,32 +128,25 @@ pub struct Status {
     mdns_resolved: AtomicU64,
     foreign_sightings: AtomicU64,
     manifests_rejected: AtomicU64,
-    udp: Mutex<TransportState>,
-    mdns: Mutex<TransportState>,
-}
-
-#[derive(Default, Clone)]
-struct TransportState {
-    state: &'static str,
-    error: Option<String>,
-    interfaces: Vec<String>,
+    udp: Mutex<DiscoveryTransport>,
+    mdns: Mutex<DiscoveryTransport>,
 }
 
 impl Status {
-    fn set(slot: &Mutex<TransportState>, f: impl FnOnce(&mut TransportState)) {
+    fn set(slot: &Mutex<DiscoveryTransport>, f: impl FnOnce(&mut DiscoveryTransport)) {
         f(&mut slot.lock());
     }
 
     fn set_udp_interfaces(&self, interfaces: Vec<String>) {
         Self::set(&self.udp, |s| {
-            s.state = "running";
+            s.state = TransportState::Running;
             s.interfaces = interfaces;
         });
     }
 
     fn set_mdns_ok(&self, interfaces: Vec<String>) {
         Self::set(&self.mdns, |s| {
-            s.state = "running";
+            s.state = TransportState::Running;
             s.error = None;
             s.interfaces = interfaces;
         });
@@ -158,35 +154,30 @@ impl Status {
 
     fn set_mdns_error(&self, error: String) {
         Self::set(&self.mdns, |s| {
-            s.state = "failed";
+            s.state = TransportState::Failed;
             s.error = Some(error);
         });
     }
 
-    fn json(slot: &Mutex<TransportState>) -> Value {
-        let s = slot.lock().clone();
-        json!({
-            "state": if s.state.is_empty() { "starting" } else { s.state },
-            "error": s.error,
-            "interfaces": s.interfaces,
-        })
+    fn snapshot(slot: &Mutex<DiscoveryTransport>) -> DiscoveryTransport {
+        slot.lock().clone()
     }
 
-    /// `{"mdns": {...}, "udp": {...}, "counters": {...}}`
-    pub fn to_json(&self) -> Value {
+    /// How mDNS and UDP announcements fare, for the node's status.
+    pub fn report(&self) -> DiscoveryStatus {
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        json!({
-            "mdns": Self::json(&self.mdns),
-            "udp": Self::json(&self.udp),
-            "counters": {
-                "udp_sent": n(&self.udp_sent),
-                "udp_received": n(&self.udp_received),
-                "udp_malformed": n(&self.udp_malformed),
-                "mdns_resolved": n(&self.mdns_resolved),
-                "foreign_sightings": n(&self.foreign_sightings),
-                "manifests_rejected": n(&self.manifests_rejected),
+        DiscoveryStatus {
+            mdns: Self::snapshot(&self.mdns),
+            udp: Self::snapshot(&self.udp),
+            counters: DiscoveryCounters {
+                udp_sent: n(&self.udp_sent),
+                udp_received: n(&self.udp_received),
+                udp_malformed: n(&self.udp_malformed),
+                mdns_resolved: n(&self.mdns_resolved),
+                foreign_sightings: n(&self.foreign_sightings),
+                manifests_rejected: n(&self.manifests_rejected),
             },
-        })
+        }
     }
 }
 
@@ -276,7 +267,9 @@ impl Discovery {
             refreshing: Mutex::new(std::collections::HashSet::new()),
         });
         let mut tasks = Vec::new();
-        let disabled = |slot: &Mutex<TransportState>| Status::set(slot, |s| s.state = "disabled");
+        let disabled = |slot: &Mutex<DiscoveryTransport>| {
+            Status::set(slot, |s| s.state = TransportState::Disabled)
+        };
         if ctx.settings.udp_enabled {
             match udp::bind(&ctx.settings) {
                 Ok(socket) => {
@@ -285,7 +278,7 @@ impl Discovery {
                 Err(e) => {
                     tracing::warn!(error = %e, "UDP discovery unavailable");
                     Status::set(&status.udp, |s| {
-                        s.state = "failed";
+                        s.state = TransportState::Failed;
                         s.error = Some(e.to_string());
                     });
                 }

@@ -11,14 +11,8 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-/// How we learned of a peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    Mdns,
-    Udp,
-    Static,
-}
+/// How we learned of a peer (as `status` reports it).
+pub use hearthnet_wire::local::PeerSource as Source;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Peer {

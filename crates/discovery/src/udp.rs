@@ -61,7 +61,7 @@ pub(crate) async fn run(socket: UdpSocket, ctx: Arc<Context>, stop: Cancellation
                 join_new_interfaces(&socket, settings, &mut joined, status);
                 if joined.is_empty() {
                     Status::set(&status.udp, |s| {
-                        s.state = "failed";
+                        s.state = hearthnet_wire::local::TransportState::Failed;
                         s.error = Some("no LAN interface to announce on (see discovery.interfaces)".into());
                     });
                 }

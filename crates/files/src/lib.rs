@@ -43,6 +43,7 @@ use hearthnet_bus::{
     Bus, Call, CallError, Capability, CapabilityDescriptor, FrameSink, Service, Trust,
 };
 use hearthnet_events::EventLog;
+use hearthnet_wire::local;
 use serde_json::{Value, json};
 
 pub use fetch::{ChunkSource, fetch};
@@ -208,7 +209,12 @@ impl Progress {
         };
         if due {
             let frames = self.frames.clone();
-            let data = json!({"current": current, "total": total, "stage": self.stage});
+            let data = serde_json::to_value(local::FileProgress {
+                current,
+                total,
+                stage: self.stage.into(),
+            })
+            .unwrap_or_default();
             // Progress is best effort: never wait for a slow reader.
             self.runtime.spawn(async move {
                 let _ = frames.send("progress", data).await;
@@ -578,9 +584,13 @@ impl FileService {
         }
         self.advertise_held(cid, manifest.size_bytes).await;
         self.collect().await;
-        Ok(
-            json!({"cid": cid, "size_bytes": manifest.size_bytes, "chunks": manifest.chunks.len(), "pinned": pin}),
-        )
+        serde_json::to_value(local::FileAdded {
+            cid,
+            size_bytes: manifest.size_bytes,
+            chunks: manifest.chunks.len(),
+            pinned: pin,
+        })
+        .map_err(internal)
     }
 
     async fn get(self: Arc<Self>, call: Call) -> Result<Value, CallError> {
@@ -592,8 +602,12 @@ impl FileService {
         }
         let Some(out) = out else {
             let manifest = self.blocking(move |s| s.manifest(&cid)).await?;
-            return Ok(json!({"cid": cid, "size_bytes": manifest.size_bytes,
-                "from": from.iter().map(NodeId::full).collect::<Vec<_>>()}));
+            return serde_json::to_value(local::FileGot {
+                cid,
+                size_bytes: manifest.size_bytes,
+                from,
+            })
+            .map_err(internal);
         };
         let mut refetched = false;
         let manifest = loop {
@@ -626,8 +640,12 @@ impl FileService {
             }
         };
         self.collect().await;
-        Ok(json!({"cid": cid, "size_bytes": manifest.size_bytes,
-            "from": from.iter().map(NodeId::full).collect::<Vec<_>>()}))
+        serde_json::to_value(local::FileGot {
+            cid,
+            size_bytes: manifest.size_bytes,
+            from,
+        })
+        .map_err(internal)
     }
 
     /// Pin or unpin; pinning a blob that is not here fetches it first, so
@@ -656,8 +674,13 @@ impl FileService {
         if !pinned && changed {
             self.collect().await;
         }
-        Ok(json!({"cid": cid, "pinned": pinned, "changed": changed,
-            "from": from.iter().map(NodeId::full).collect::<Vec<_>>()}))
+        serde_json::to_value(local::FilePinned {
+            cid,
+            pinned,
+            changed,
+            from,
+        })
+        .map_err(internal)
     }
 
     /// Fetch what this store lacks of `cid` from the peers: those that
@@ -743,15 +766,22 @@ impl FileService {
             .held_by(&self.key.node_id())
             .into_iter()
             .collect();
-        let blobs: Vec<Value> = blobs
+        let blobs = blobs
             .into_iter()
-            .map(|b| {
-                let mut row = json!(b);
-                row["offered"] = json!(offered.contains(&b.cid));
-                row
+            .map(|b| local::LocalBlob {
+                offered: offered.contains(&b.cid),
+                cid: b.cid,
+                size_bytes: b.size_bytes,
+                chunks: b.chunks,
+                pinned: b.pinned,
+                last_used: b.last_used,
             })
             .collect();
-        Ok(json!({"blobs": blobs, "disk_bytes": bytes}))
+        serde_json::to_value(local::FileList {
+            blobs,
+            disk_bytes: bytes,
+        })
+        .map_err(internal)
     }
 }
 

@@ -15,7 +15,7 @@
 //! Every round is idempotent (duplicates are no-ops) and a broken round
 //! only means the next one does the rest.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,11 +27,11 @@ use hearthnet_events::{EventLog, Query};
 use hearthnet_identity::NodeManifest;
 use hearthnet_transport::SyncEndpoints;
 use hearthnet_transport::peer_client::{PeerClient, PeerError};
+use hearthnet_wire::local::{SyncPeer, SyncRound};
 use hearthnet_wire::peer::{
     EventsPush, EventsReport, FetchAnswer, FetchRequest, Heads, Hex, Reconcile, Rejection,
 };
 use parking_lot::Mutex;
-use serde::Serialize;
 use serde_json::{Value, json};
 
 pub const PROTOCOL_V2: &str = "negentropy/1";
@@ -39,22 +39,14 @@ pub const PROTOCOL_V1: &str = "heads/1";
 /// Events per push or fetch request.
 const BATCH: usize = 500;
 
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct PeerSyncState {
-    pub node_id: Option<String>,
-    pub protocol: Option<String>,
-    pub last_round: Option<Timestamp>,
-    pub last_ok: Option<Timestamp>,
-    pub rounds: u64,
-    pub events_in: u64,
-    pub events_out: u64,
-    pub errors: u64,
-    pub last_error: Option<String>,
+/// What a syncer keeps per peer address: what `status` shows of it, and
+/// its private cursors.
+#[derive(Debug, Clone, Default)]
+struct PeerSyncState {
+    shown: SyncPeer,
     /// v1: our events up to this local sequence number reached the peer.
-    #[serde(skip)]
     pushed_seq: i64,
     /// Periodic passes in a row that did not list this address.
-    #[serde(skip)]
     unlisted_passes: u32,
 }
 
@@ -62,21 +54,8 @@ pub struct PeerSyncState {
 /// moment) before its state, v1 push cursor included, is forgotten.
 const FORGET_AFTER_PASSES: u32 = 3;
 
-/// What one round did.
-#[derive(Debug, Clone, Serialize)]
-pub struct RoundReport {
-    pub peer: String,
-    pub node_id: Option<String>,
-    pub protocol: String,
-    pub events_in: u64,
-    pub events_out: u64,
-    pub rejected: u64,
-    pub bytes_sent: u64,
-    pub bytes_received: u64,
-    /// Body bytes of the reconciliation rounds alone (v2).
-    pub reconcile_bytes: u64,
-    pub ms: u64,
-}
+/// What one round did: the answer of `/local/v1/sync`.
+pub type RoundReport = SyncRound;
 
 pub struct Syncer {
     log: EventLog,
@@ -118,8 +97,13 @@ impl Syncer {
         }
     }
 
-    pub fn states(&self) -> HashMap<String, PeerSyncState> {
-        self.peers.lock().clone()
+    /// What `status` shows of each peer address.
+    pub fn states(&self) -> BTreeMap<String, SyncPeer> {
+        self.peers
+            .lock()
+            .iter()
+            .map(|(addr, state)| (addr.clone(), state.shown.clone()))
+            .collect()
     }
 
     /// After a periodic pass over `current`: addresses no longer among the
@@ -169,19 +153,19 @@ impl Syncer {
         let traffic_after = self.client.traffic();
         let mut peers = self.peers.lock();
         let state = peers.entry(addr.to_owned()).or_default();
-        state.rounds += 1;
-        state.last_round = Some(Timestamp::now());
+        state.shown.rounds += 1;
+        state.shown.last_round = Some(Timestamp::now());
         if outcome.is_ok() {
-            state.last_ok = state.last_round;
+            state.shown.last_ok = state.shown.last_round;
         }
         self.metrics.peers.set(reachable(&peers) as i64);
         let state = peers.entry(addr.to_owned()).or_default();
         match outcome {
             Ok(mut report) => {
-                state.node_id = report.node_id.clone();
-                state.protocol = Some(report.protocol.clone());
-                state.events_in += report.events_in;
-                state.events_out += report.events_out;
+                state.shown.node_id = report.node_id.clone();
+                state.shown.protocol = Some(report.protocol.clone());
+                state.shown.events_in += report.events_in;
+                state.shown.events_out += report.events_out;
                 report.ms = started.elapsed().as_millis() as u64;
                 report.bytes_sent = traffic_after.0 - traffic_before.0;
                 report.bytes_received = traffic_after.1 - traffic_before.1;
@@ -189,8 +173,8 @@ impl Syncer {
                 Ok(report)
             }
             Err(e) => {
-                state.errors += 1;
-                state.last_error = Some(e.to_string());
+                state.shown.errors += 1;
+                state.shown.last_error = Some(e.to_string());
                 tracing::warn!(peer = addr, error = %e, "sync round failed");
                 Err(e)
             }
@@ -408,8 +392,8 @@ fn reachable(states: &HashMap<String, PeerSyncState>) -> usize {
     states
         .iter()
         .filter(|(_, s)| s.unlisted_passes == 0)
-        .filter(|(_, s)| s.last_ok.is_some() && s.last_ok == s.last_round)
-        .map(|(addr, s)| s.node_id.as_deref().unwrap_or(addr))
+        .filter(|(_, s)| s.shown.last_ok.is_some() && s.shown.last_ok == s.shown.last_round)
+        .map(|(addr, s)| s.shown.node_id.as_deref().unwrap_or(addr))
         .collect::<std::collections::HashSet<_>>()
         .len()
 }
@@ -683,9 +667,12 @@ mod tests {
     fn reachable_counts_each_listed_node_once_while_its_last_round_worked() {
         let now = Some(Timestamp::now());
         let state = |node: Option<&str>, last_ok| PeerSyncState {
-            node_id: node.map(str::to_owned),
-            last_round: now,
-            last_ok,
+            shown: SyncPeer {
+                node_id: node.map(str::to_owned),
+                last_round: now,
+                last_ok,
+                ..SyncPeer::default()
+            },
             ..PeerSyncState::default()
         };
         let states: HashMap<String, PeerSyncState> = [

@@ -17,7 +17,11 @@ use hearthnet_identity::{
 use hearthnet_transport::NodeView;
 
 use crate::sync::Syncer;
-use hearthnet_discovery::PeerRegistry;
+use hearthnet_discovery::{Peer, PeerRegistry};
+use hearthnet_wire::local::{
+    CapabilityNames, CommunityStatus, EventLogStatus, FilesStatus, NodeStatus, PeerStatus, Phase,
+    Readiness, Status, SyncStatus,
+};
 use serde_json::{Value, json};
 
 const STARTING: u8 = 0;
@@ -185,72 +189,110 @@ impl NodeView for NodeState {
     /// registered. X01 also asks for a peer; a household's only node must be
     /// usable on its own, so the peer count is reported, not required.
     fn readiness(&self) -> (bool, Value) {
-        let phase = self.phase.load(Ordering::SeqCst);
-        let capabilities = self.bus.capability_count();
-        let ready = phase == READY && capabilities > 0;
-        let state = match phase {
-            STARTING => "starting",
-            READY => "ready",
-            _ => "stopping",
-        };
-        (
-            ready,
-            json!({"ready": ready, "state": state, "capabilities": capabilities, "peers": self.syncer.peers_reachable()}),
-        )
+        let ready = self.readiness_document();
+        (ready.ready, to_document(&ready))
     }
 
     fn status(&self) -> Value {
+        to_document(&self.status_document())
+    }
+}
+
+impl NodeState {
+    fn readiness_document(&self) -> Readiness {
+        let phase = self.phase.load(Ordering::SeqCst);
+        let capabilities = self.bus.capability_count();
+        Readiness {
+            ready: phase == READY && capabilities > 0,
+            state: match phase {
+                STARTING => Phase::Starting,
+                READY => Phase::Ready,
+                _ => Phase::Stopping,
+            },
+            capabilities,
+            peers: self.syncer.peers_reachable(),
+        }
+    }
+
+    fn status_document(&self) -> Status {
         let view = self.log.view();
-        let caps: Vec<String> = self
+        let names: Vec<String> = self
             .bus
             .local_descriptors()
             .iter()
             .map(|d| format!("{}@{}", d.name, d.version))
             .collect();
-        json!({
-            "node": {
-                "id": self.key.node_id(),
-                "short_id": self.key.node_id().short(),
-                "display_name": self.display_name,
-                "profile": self.profile,
+        let node = self.key.node_id();
+        let community = self.community.community_id;
+        Status {
+            node: NodeStatus {
+                id: node,
+                short_id: node.short(),
+                display_name: self.display_name.clone(),
+                profile: self.profile,
             },
-            "community": {
-                "id": self.community.community_id,
-                "short_id": self.community.community_id.short(),
-                "name": self.community.name,
-                "members": view.members.keys().filter(|m| !view.is_revoked(m)).count(),
+            community: CommunityStatus {
+                id: community,
+                short_id: community.short(),
+                name: self.community.name.clone(),
+                members: view.members.keys().filter(|m| !view.is_revoked(m)).count(),
             },
-            "events": {
-                "head_lamport": view.head,
-                "count": view.count,
-                "disk_bytes": self.log.disk_bytes(),
+            events: EventLogStatus {
+                head_lamport: view.head,
+                count: view.count,
+                disk_bytes: self.log.disk_bytes(),
             },
-            "peers": self.registry.all().iter().map(|p| json!({
-                "node_id": p.node_id,
-                "short_id": p.node_id.short(),
-                "display_name": p.display_name,
-                "addr": p.addr.to_string(),
-                "sources": p.sources,
-                "profile": p.manifest.content.profile,
-                "capabilities": p.manifest.content.capabilities.iter().map(|c| format!("{}@{}", c.name, c.version)).collect::<Vec<_>>(),
-                "first_verified": p.first_verified,
-                "manifest_expires_at": p.manifest.expires_at,
-            })).collect::<Vec<_>>(),
-            "discovery": self.discovery.to_json(),
-            "files": self.blobs.as_ref().map(|store| {
+            peers: self.registry.all().iter().map(peer_status).collect(),
+            discovery: self.discovery.report(),
+            files: self.blobs.as_ref().map(|store| {
                 let blobs = store.list();
-                json!({
-                    "dir": store.root(),
-                    "blobs": blobs.len(),
-                    "pinned": blobs.iter().filter(|b| b.pinned).count(),
-                    "disk_bytes": store.disk_bytes(),
-                })
+                FilesStatus {
+                    dir: store.root().to_string_lossy().into_owned(),
+                    blobs: blobs.len(),
+                    pinned: blobs.iter().filter(|b| b.pinned).count(),
+                    disk_bytes: store.disk_bytes(),
+                }
             }),
-            "sync": {"interval_seconds": self.sync_interval_seconds, "peers": self.syncer.states()},
-            "uptime_seconds": self.uptime(),
-            "api": self.api.to_string(),
-            "capabilities": {"count": caps.len(), "names": caps},
-            "in_flight": self.bus.in_flight_total(),
-        })
+            sync: SyncStatus {
+                interval_seconds: self.sync_interval_seconds,
+                peers: self.syncer.states(),
+            },
+            uptime_seconds: self.uptime(),
+            api: self.api,
+            capabilities: CapabilityNames {
+                count: names.len(),
+                names,
+            },
+            in_flight: self.bus.in_flight_total(),
+        }
     }
+}
+
+fn peer_status(p: &Peer) -> PeerStatus {
+    PeerStatus {
+        node_id: p.node_id,
+        short_id: p.node_id.short(),
+        display_name: p.display_name.clone(),
+        addr: p.addr,
+        sources: p.sources.clone(),
+        profile: p.manifest.content.profile,
+        capabilities: p
+            .manifest
+            .content
+            .capabilities
+            .iter()
+            .map(|c| format!("{}@{}", c.name, c.version))
+            .collect(),
+        first_verified: p.first_verified,
+        manifest_expires_at: p.manifest.expires_at,
+    }
+}
+
+/// A local API document as the transport's `NodeView` hands it on. Its
+/// types serialise infallibly (string keys, UTF-8 paths shown lossily);
+/// were that ever to break, the client gets an error body it reports,
+/// not a half document.
+fn to_document<T: serde::Serialize>(doc: &T) -> Value {
+    serde_json::to_value(doc)
+        .unwrap_or_else(|e| json!({"error": "internal_error", "message": e.to_string()}))
 }

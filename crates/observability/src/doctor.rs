@@ -9,6 +9,9 @@ use hearthnet_base::constants::MDNS_PORT;
 use hearthnet_base::{ErrorCode, Timestamp};
 use hearthnet_config::{BaseDirs, Config, ConfigError, Env, NodePaths};
 use hearthnet_identity::{CommunityManifest, KeyStore, hardware};
+use hearthnet_wire::local::{
+    DiscoveryStatus, DiscoveryTransport, Status, TraceRecord, TransportState,
+};
 use serde::Serialize;
 
 use crate::sockets::{self, Protocol};
@@ -27,17 +30,18 @@ pub struct DoctorContext {
     pub config: Config,
     pub config_error: Option<String>,
     pub paths: NodePaths,
-    /// What the running node reported, when one answered.
-    pub node: Option<NodeSnapshot>,
+    /// What the running node reported, when one answered: its account of
+    /// itself, or why that account was unusable (a field it lacked).
+    pub node: Option<Result<NodeSnapshot, String>>,
 }
 
 /// A running node's own account of itself, for the running checks.
 #[derive(Debug, Clone)]
 pub struct NodeSnapshot {
     /// `/local/v1/status`
-    pub status: serde_json::Value,
+    pub status: Status,
     /// `/trace/recent`, newest last.
-    pub traces: Vec<serde_json::Value>,
+    pub traces: Vec<TraceRecord>,
 }
 
 impl DoctorContext {
@@ -63,6 +67,22 @@ impl DoctorContext {
 
     fn keys(&self) -> KeyStore {
         KeyStore::new(&self.paths.keys_dir)
+    }
+
+    /// A running check's outcome: `check` of the node's snapshot, or why
+    /// there is none to look at.
+    fn with_node(&self, check: impl FnOnce(&NodeSnapshot) -> Outcome) -> Outcome {
+        match &self.node {
+            Some(Ok(node)) => check(node),
+            Some(Err(why)) => fail(
+                format!("the node's answer is unusable: {why}"),
+                "run the same version of hearthnet as the node (`hearthnet version`)",
+            ),
+            None => fail(
+                "no node answered on the local API",
+                "start it with `hearthnet run`",
+            ),
+        }
     }
 }
 
@@ -178,45 +198,26 @@ pub const RUNNING_CHECKS: &[Check] = &[
     },
 ];
 
-fn no_node() -> Outcome {
-    fail(
-        "no node answered on the local API",
-        "start it with `hearthnet run`",
-    )
-}
-
 fn event_log(ctx: &DoctorContext) -> Outcome {
-    let Some(node) = &ctx.node else {
-        return no_node();
-    };
-    let e = &node.status["events"];
-    match (
-        e["head_lamport"].as_u64(),
-        e["count"].as_u64(),
-        e["disk_bytes"].as_u64(),
-    ) {
-        (Some(head), Some(count), Some(bytes)) => Outcome::Pass(format!(
-            "head Lamport {head}, {count} events, {}",
-            human_bytes(bytes)
-        )),
-        _ => fail(
-            "the node reports no event log",
-            "see `hearthnet log --level warn` for why it did not open",
-        ),
-    }
+    ctx.with_node(|node| {
+        let e = &node.status.events;
+        Outcome::Pass(format!(
+            "head Lamport {}, {} events, {}",
+            e.head_lamport,
+            e.count,
+            human_bytes(e.disk_bytes)
+        ))
+    })
 }
 
 /// Every peer the running node syncs with (as it reports them, plus the
 /// configured static peers), with the seconds since its last good round.
-fn peer_ages(ctx: &DoctorContext) -> Vec<(String, Option<i64>, Option<String>)> {
-    let Some(node) = &ctx.node else {
-        return Vec::new();
-    };
+fn peer_ages(
+    ctx: &DoctorContext,
+    node: &NodeSnapshot,
+) -> Vec<(String, Option<i64>, Option<String>)> {
     let now = Timestamp::now().unix();
-    let reported = node.status["sync"]["peers"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
+    let reported = &node.status.sync.peers;
     let mut addrs: Vec<String> = reported.keys().cloned().collect();
     for configured in &ctx.config.discovery.static_peers {
         if !addrs.contains(configured) {
@@ -226,85 +227,75 @@ fn peer_ages(ctx: &DoctorContext) -> Vec<(String, Option<i64>, Option<String>)> 
     addrs
         .into_iter()
         .map(|addr| {
-            let state = reported.get(&addr).cloned().unwrap_or_default();
-            let age = state["last_ok"]
-                .as_str()
-                .and_then(|t| Timestamp::parse(t).ok())
-                .map(|t| now - t.unix());
-            let error = state["last_error"].as_str().map(str::to_owned);
+            let state = reported.get(&addr);
+            let age = state.and_then(|s| s.last_ok).map(|t| now - t.unix());
+            let error = state.and_then(|s| s.last_error.clone());
             (addr, age, error)
         })
         .collect()
 }
 
 /// A peer is current within two of the node's sync intervals and a minute.
-fn fresh_limit(ctx: &DoctorContext) -> i64 {
-    let interval = ctx
-        .node
-        .as_ref()
-        .and_then(|n| n.status["sync"]["interval_seconds"].as_u64())
-        .unwrap_or(ctx.config.events.sync_interval_seconds);
-    i64::try_from(interval).unwrap_or(i64::MAX / 4) * 2 + 60
+fn fresh_limit(node: &NodeSnapshot) -> i64 {
+    i64::try_from(node.status.sync.interval_seconds).unwrap_or(i64::MAX / 4) * 2 + 60
 }
 
 fn peers_visible(ctx: &DoctorContext) -> Outcome {
-    if ctx.node.is_none() {
-        return no_node();
-    }
-    let ages = peer_ages(ctx);
-    if ages.is_empty() {
-        return Outcome::Pass(
-            "no peers to sync with yet (static peers or discovery bring them)".into(),
-        );
-    }
-    let limit = fresh_limit(ctx);
-    let visible = ages
-        .iter()
-        .filter(|(_, age, _)| age.is_some_and(|a| a <= limit))
-        .count();
-    if visible > 0 {
-        Outcome::Pass(format!(
-            "{visible} of {} peers answered recently",
-            ages.len()
-        ))
-    } else {
-        fail(
-            format!("none of the {} peers answered recently", ages.len()),
-            "check the network and that the peers run: `hearthnet sync --peer HOST:PORT` shows the error",
-        )
-    }
+    ctx.with_node(|node| {
+        let ages = peer_ages(ctx, node);
+        if ages.is_empty() {
+            return Outcome::Pass(
+                "no peers to sync with yet (static peers or discovery bring them)".into(),
+            );
+        }
+        let limit = fresh_limit(node);
+        let visible = ages
+            .iter()
+            .filter(|(_, age, _)| age.is_some_and(|a| a <= limit))
+            .count();
+        if visible > 0 {
+            Outcome::Pass(format!(
+                "{visible} of {} peers answered recently",
+                ages.len()
+            ))
+        } else {
+            fail(
+                format!("none of the {} peers answered recently", ages.len()),
+                "check the network and that the peers run: `hearthnet sync --peer HOST:PORT` shows the error",
+            )
+        }
+    })
 }
 
 fn sync_recency(ctx: &DoctorContext) -> Outcome {
-    if ctx.node.is_none() {
-        return no_node();
-    }
-    let limit = fresh_limit(ctx);
-    let stale: Vec<String> = peer_ages(ctx)
-        .into_iter()
-        .filter(|(_, age, _)| age.is_none_or(|a| a > limit))
-        .map(|(addr, age, error)| {
-            let when = age.map_or("never".to_owned(), |a| format!("{a} s ago"));
-            format!(
-                "{addr}: last good sync {when}{}",
-                error.map(|e| format!(" ({e})")).unwrap_or_default()
+    ctx.with_node(|node| {
+        let limit = fresh_limit(node);
+        let stale: Vec<String> = peer_ages(ctx, node)
+            .into_iter()
+            .filter(|(_, age, _)| age.is_none_or(|a| a > limit))
+            .map(|(addr, age, error)| {
+                let when = age.map_or("never".to_owned(), |a| format!("{a} s ago"));
+                format!(
+                    "{addr}: last good sync {when}{}",
+                    error.map(|e| format!(" ({e})")).unwrap_or_default()
+                )
+            })
+            .collect();
+        if stale.is_empty() {
+            Outcome::Pass(format!("every peer synced within {limit} s"))
+        } else {
+            fail(
+                stale.join("; "),
+                "make the peer reachable, or remove it from discovery.static_peers",
             )
-        })
-        .collect();
-    if stale.is_empty() {
-        Outcome::Pass(format!("every peer synced within {limit} s"))
-    } else {
-        fail(
-            stale.join("; "),
-            "make the peer reachable, or remove it from discovery.static_peers",
-        )
-    }
+        }
+    })
 }
 
 fn mdns(ctx: &DoctorContext) -> Outcome {
     discovery_transport(
         ctx,
-        "mdns",
+        |d| &d.mdns,
         "discovery.mdns_enabled",
         "another responder may hold UDP 5353 exclusively, or no LAN interface is up; name one in discovery.interfaces, or rely on UDP discovery",
     )
@@ -324,58 +315,54 @@ fn udp_discovery(ctx: &DoctorContext) -> Outcome {
             names.join(", ")
         )
     };
-    discovery_transport(ctx, "udp", "discovery.udp_enabled", &fix)
+    discovery_transport(ctx, |d| &d.udp, "discovery.udp_enabled", &fix)
 }
 
 /// A discovery transport as the running node reports it.
-fn discovery_transport(ctx: &DoctorContext, which: &str, key: &str, fix: &str) -> Outcome {
-    let Some(node) = &ctx.node else {
-        return no_node();
-    };
-    let t = &node.status["discovery"][which];
-    let interfaces: Vec<&str> = t["interfaces"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|i| i.as_str()).collect())
-        .unwrap_or_default();
-    match t["state"].as_str() {
-        Some("running") => Outcome::Pass(format!("announcing on {}", interfaces.join(", "))),
-        Some("disabled") => Outcome::Pass(format!("off ({key} = false)")),
-        Some("starting") => Outcome::Pass("starting".into()),
-        Some(_) => fail(
-            t["error"].as_str().unwrap_or("failed to start").to_owned(),
-            fix,
-        ),
-        None => fail(
-            "the node does not report discovery",
-            "update the node: `hearthnet version` on both",
-        ),
-    }
+fn discovery_transport(
+    ctx: &DoctorContext,
+    pick: fn(&DiscoveryStatus) -> &DiscoveryTransport,
+    key: &str,
+    fix: &str,
+) -> Outcome {
+    ctx.with_node(|node| {
+        let t = pick(&node.status.discovery);
+        match t.state {
+            TransportState::Running => {
+                Outcome::Pass(format!("announcing on {}", t.interfaces.join(", ")))
+            }
+            TransportState::Disabled => Outcome::Pass(format!("off ({key} = false)")),
+            TransportState::Starting => Outcome::Pass("starting".into()),
+            TransportState::Failed => fail(
+                t.error.as_deref().unwrap_or("failed to start").to_owned(),
+                fix,
+            ),
+        }
+    })
 }
 
 fn recent_error_rate(ctx: &DoctorContext) -> Outcome {
-    let Some(node) = &ctx.node else {
-        return no_node();
-    };
-    let calls = node.traces.len();
-    let failed = provider_failures(&node.traces);
-    if calls == 0 || (failed as f64) < 0.2 * calls as f64 {
-        Outcome::Pass(format!(
-            "{failed} of the last {calls} calls failed in the provider"
-        ))
-    } else {
-        fail(
-            format!("{failed} of the last {calls} calls failed in the provider"),
-            "see `hearthnet trace recent` and `hearthnet log --level warn`",
-        )
-    }
+    ctx.with_node(|node| {
+        let calls = node.traces.len();
+        let failed = provider_failures(&node.traces);
+        let detail = format!("{failed} of the last {calls} calls failed in the provider");
+        if calls == 0 || (failed as f64) < 0.2 * calls as f64 {
+            Outcome::Pass(detail)
+        } else {
+            fail(
+                detail,
+                "see `hearthnet trace recent` and `hearthnet log --level warn`",
+            )
+        }
+    })
 }
 
 /// Traces whose result is a wire code that counts against the provider
 /// (`ok` and `cancelled` are not codes, so they never do).
-fn provider_failures(traces: &[serde_json::Value]) -> usize {
+fn provider_failures(traces: &[TraceRecord]) -> usize {
     traces
         .iter()
-        .filter_map(|t| t["result"].as_str()?.parse::<ErrorCode>().ok())
+        .filter_map(|t| t.result.parse::<ErrorCode>().ok())
         .filter(|code| code.is_provider_failure())
         .count()
 }
@@ -722,6 +709,46 @@ mod tests {
         assert!(err.to_string().contains("keys_present, keys_loadable"));
     }
 
+    fn running(ctx: &DoctorContext, name: &str) -> CheckResult {
+        run(&[RUNNING_CHECKS], ctx, Some(name)).unwrap().remove(0)
+    }
+
+    #[test]
+    fn running_checks_read_the_nodes_status() {
+        let home = tempfile::tempdir().unwrap();
+        let mut ctx = context(home.path());
+        let status = hearthnet_wire::local::samples::status(([127, 0, 0, 1], 7080).into());
+        ctx.node = Some(Ok(NodeSnapshot {
+            status,
+            traces: Vec::new(),
+        }));
+        let r = running(&ctx, "event_log");
+        assert_eq!(r.detail, "head Lamport 41, 42 events, 1.0 MiB");
+        let r = running(&ctx, "mdns");
+        assert!(!r.ok);
+        assert_eq!(r.detail, "port 5353 taken");
+        let r = running(&ctx, "udp_discovery");
+        assert!(r.ok);
+        assert_eq!(r.detail, "announcing on eth0");
+    }
+
+    #[test]
+    fn an_unusable_answer_is_a_finding_naming_the_field() {
+        let home = tempfile::tempdir().unwrap();
+        let mut ctx = context(home.path());
+        ctx.node = Some(Err(
+            "the node's status: field `events.count`: missing field".into(),
+        ));
+        let r = running(&ctx, "event_log");
+        assert!(!r.ok);
+        assert!(r.detail.contains("field `events.count`"), "{}", r.detail);
+        ctx.node = None;
+        assert_eq!(
+            running(&ctx, "peers_visible").fix.as_deref(),
+            Some("start it with `hearthnet run`")
+        );
+    }
+
     #[test]
     fn human_bytes_reads_well() {
         assert_eq!(human_bytes(512), "512 B");
@@ -730,7 +757,7 @@ mod tests {
 
     #[test]
     fn only_provider_failures_count_toward_the_error_rate() {
-        let traces: Vec<serde_json::Value> = [
+        let traces: Vec<TraceRecord> = [
             "ok",
             "internal_error",
             "timeout",
@@ -742,8 +769,19 @@ mod tests {
             "not a code",
         ]
         .iter()
-        .map(|r| serde_json::json!({ "result": r }))
-        .chain([serde_json::json!({})])
+        .map(|r| TraceRecord {
+            ts: "2026-01-01T00:00:00Z".into(),
+            trace_id: "t".into(),
+            capability: "experimental.echo".into(),
+            version: "1.0".into(),
+            from_node: "a".into(),
+            to_node: "b".into(),
+            is_local: true,
+            result: (*r).into(),
+            ms: 1.0,
+            stream: false,
+            frames: 0,
+        })
         .collect();
         assert_eq!(provider_failures(&traces), 3);
     }

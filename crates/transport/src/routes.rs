@@ -14,6 +14,7 @@ use hearthnet_base::request;
 use hearthnet_base::{DeviceKey, ErrorCode, NodeId, Timestamp};
 use hearthnet_bus::{Bus, CallError, InboundCall, Version};
 use hearthnet_observability::metrics::Metrics;
+use hearthnet_wire::local;
 use hearthnet_wire::peer::{
     ChunksRequest, EventsPush, EventsReport, FetchAnswer, FetchRequest, Heads, Hex, Reconcile,
     Redeem, SubscribeQuery, SyncNow,
@@ -128,7 +129,11 @@ async fn not_found() -> ApiError {
 }
 
 async fn health(State(s): Shared) -> Response {
-    axum::Json(json!({"status": "ok", "node_id": s.key.node_id()})).into_response()
+    axum::Json(local::Health {
+        status: "ok".into(),
+        node_id: s.key.node_id(),
+    })
+    .into_response()
 }
 
 async fn ready(State(s): Shared) -> Response {
@@ -168,11 +173,13 @@ async fn trace_recent(
     State(s): Shared,
     _: SignedGet,
     Query(q): Query<TraceQuery>,
-) -> axum::Json<Value> {
+) -> axum::Json<local::Traces> {
     let n =
         q.n.unwrap_or(50)
             .min(hearthnet_base::constants::TRACE_RING_BUFFER);
-    axum::Json(json!({"traces": s.bus.recent_traces(n, q.capability.as_deref())}))
+    axum::Json(local::Traces {
+        traces: s.bus.recent_traces(n, q.capability.as_deref()),
+    })
 }
 
 async fn local_status(
@@ -188,8 +195,10 @@ async fn local_status(
         .map_err(|e| ApiError::internal(format!("status failed: {e}")))
 }
 
-async fn local_caps(State(s): Shared, _: SignedGet<OwnKey>) -> axum::Json<Value> {
-    axum::Json(json!({"capabilities": s.bus.entries()}))
+async fn local_caps(State(s): Shared, _: SignedGet<OwnKey>) -> axum::Json<local::Caps> {
+    axum::Json(local::Caps {
+        capabilities: s.bus.entries(),
+    })
 }
 
 /// A capability call (Contract §5.1): signed by a member for the

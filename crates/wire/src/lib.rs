@@ -7,6 +7,7 @@
 //! peer's or the node's answer goes through [`decode`], whose error names
 //! the field that was wrong.
 
+pub mod local;
 pub mod peer;
 
 use serde::de::DeserializeOwned;
@@ -25,11 +26,7 @@ pub struct DecodeError {
 /// Decode `bytes` as `T`, naming the failing field on error.
 pub fn decode<T: DeserializeOwned>(document: &'static str, bytes: &[u8]) -> Result<T, DecodeError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| DecodeError {
-        document,
-        path: e.path().to_string(),
-        message: e.inner().to_string(),
-    })
+    serde_path_to_error::deserialize(&mut de).map_err(|e| DecodeError::new(document, e))
 }
 
 /// Decode an already parsed JSON value as `T`, naming the failing field.
@@ -37,11 +34,36 @@ pub fn from_value<T: DeserializeOwned>(
     document: &'static str,
     value: serde_json::Value,
 ) -> Result<T, DecodeError> {
-    serde_path_to_error::deserialize(value).map_err(|e| DecodeError {
-        document,
-        path: e.path().to_string(),
-        message: e.inner().to_string(),
-    })
+    serde_path_to_error::deserialize(value).map_err(|e| DecodeError::new(document, e))
+}
+
+impl DecodeError {
+    /// serde reports a missing field at the struct that lacks it: name the
+    /// field itself, so `community.members` is what the reader sees.
+    fn new(document: &'static str, e: serde_path_to_error::Error<serde_json::Error>) -> Self {
+        let path = e.path().to_string();
+        let message = e.inner().to_string();
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(field, _)| field.to_owned());
+        match missing {
+            Some(field) => Self {
+                document,
+                path: if path == "." {
+                    field
+                } else {
+                    format!("{path}.{field}")
+                },
+                message: "missing field".to_owned(),
+            },
+            None => Self {
+                document,
+                path,
+                message,
+            },
+        }
+    }
 }
 
 #[cfg(test)]
@@ -69,6 +91,24 @@ mod tests {
             Some(
                 "a test document: field `inner.head`: invalid type: string \"x\", expected u64 at line 1 column 22"
             )
+        );
+    }
+
+    #[test]
+    fn a_missing_field_is_named_itself() {
+        let e = decode::<Doc>("a test document", br#"{"inner": {}}"#)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("a test document: field `inner.head`: missing field")
+        );
+        let e = from_value::<Doc>("a test document", serde_json::json!({}))
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("a test document: field `inner`: missing field")
         );
     }
 }

@@ -187,8 +187,8 @@ mod tests {
         assert_eq!(e.as_deref(), Some("hashes[1]"));
         let e = from_value::<Reconcile>("a reconcile answer", json!({"msg": "00"}))
             .err()
-            .map(|e| e.message);
-        assert!(e.is_some_and(|m| m.contains("`message`")));
+            .map(|e| (e.path, e.message));
+        assert_eq!(e, Some(("message".into(), "missing field".into())));
         let e = from_value::<EventsReport>(
             "a push report",
             json!({"accepted": "3", "new_head_lamport": 1}),

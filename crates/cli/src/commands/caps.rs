@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use hearthnet_config::Env;
+use hearthnet_wire::local::CapabilityEntry;
 use serde_json::Value;
 
 use super::node_client;
@@ -13,31 +14,21 @@ use crate::printer;
 
 pub fn run(config: Option<&Path>, env: &Env, args: CapsArgs) -> CliResult {
     let client = node_client::connect(config, env)?;
-    let reply = client
-        .get("/local/v1/caps", &[])
-        .map_err(CliError::from_client)?;
-    let all = reply["capabilities"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let selected: Vec<Value> = all
+    let caps = client.caps().map_err(CliError::from_client)?;
+    let selected: Vec<CapabilityEntry> = caps
+        .capabilities
         .into_iter()
         .filter(|c| {
-            let local = c["local"].as_bool().unwrap_or(false);
-            if local {
+            if c.local {
                 !args.remote_only
             } else {
                 !args.local_only
             }
         })
-        .filter(|c| {
-            args.name
-                .as_deref()
-                .is_none_or(|p| glob_match(p, c["name"].as_str().unwrap_or_default()))
-        })
+        .filter(|c| args.name.as_deref().is_none_or(|p| glob_match(p, &c.name)))
         .collect();
     if args.json {
-        println!("{}", Value::Array(selected));
+        println!("{}", serde_json::to_string(&selected)?);
         return Ok(ExitStatus::Success);
     }
     let rows: Vec<Vec<String>> = selected.iter().map(row).collect();
@@ -58,40 +49,43 @@ pub fn run(config: Option<&Path>, env: &Env, args: CapsArgs) -> CliResult {
     Ok(ExitStatus::Success)
 }
 
-fn row(c: &Value) -> Vec<String> {
-    let text = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
-    let node = hearthnet_base::NodeId::parse(&text("node"))
+fn row(c: &CapabilityEntry) -> Vec<String> {
+    let node = hearthnet_base::NodeId::parse(&c.node)
         .map(|n| n.short())
-        .unwrap_or_else(|_| text("node"));
-    let node = if c["local"].as_bool().unwrap_or(false) {
+        .unwrap_or_else(|_| c.node.clone());
+    let node = if c.local {
         format!("{node} (local)")
     } else {
         node
     };
-    let params = match c["params"].get("model").and_then(Value::as_str) {
+    let params = match c.params.get("model").and_then(Value::as_str) {
         Some(model) => model.to_owned(),
-        None if c["params"].as_object().is_none_or(|m| m.is_empty()) => "-".into(),
-        None => c["params"].to_string(),
+        None if c.params.as_object().is_none_or(|m| m.is_empty()) => "-".into(),
+        None => c.params.to_string(),
     };
-    let health = if c["quarantined"].as_bool().unwrap_or(false) {
+    let health = if c.quarantined {
         "quarantined".to_owned()
     } else {
-        format!("{:.0}%", c["success_rate"].as_f64().unwrap_or(1.0) * 100.0)
+        format!("{:.0}%", c.success_rate * 100.0)
     };
     vec![
-        text("name"),
-        text("version"),
-        text("stability"),
+        c.name.clone(),
+        c.version.clone(),
+        stability_name(c),
         node,
         params,
         health,
-        format!("{:.0}", c["p50_ms"].as_f64().unwrap_or(0.0)),
-        format!(
-            "{}/{}",
-            c["in_flight"].as_u64().unwrap_or(0),
-            c["max_concurrent"].as_u64().unwrap_or(0)
-        ),
+        format!("{:.0}", c.p50_ms),
+        format!("{}/{}", c.in_flight, c.max_concurrent),
     ]
+}
+
+/// As the node spells it (`experimental`, `beta`, `stable`).
+fn stability_name(c: &CapabilityEntry) -> String {
+    serde_json::to_value(c.stability)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// `*` matches any run of characters; everything else matches itself.

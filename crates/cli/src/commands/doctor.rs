@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use anyhow::anyhow;
+use hearthnet_client::ClientError;
 use hearthnet_config::Env;
 use hearthnet_observability::doctor::{
     self, COLD_CHECKS, Check, CheckResult, DoctorContext, NodeSnapshot, RUNNING_CHECKS,
@@ -51,19 +52,26 @@ pub fn run(config: Option<&Path>, env: &Env, args: DoctorArgs) -> CliResult {
     })
 }
 
-/// What the running node says of itself, if one answers.
-fn snapshot(config: Option<&Path>, env: &Env) -> Option<NodeSnapshot> {
+/// What the running node says of itself, if one answers; an answer that
+/// is not the documents asked for is a finding, named by its field.
+fn snapshot(config: Option<&Path>, env: &Env) -> Option<Result<NodeSnapshot, String>> {
     let loaded = hearthnet_config::load(config, env).ok()?;
     let client = hearthnet_client::LocalClient::for_config(&loaded)
         .ok()?
         .with_response_timeout(std::time::Duration::from_secs(3));
-    let status = client.get("/local/v1/status", &[]).ok()?;
-    let traces = client
-        .get("/trace/recent", &[("n", "100".into())])
-        .ok()
-        .and_then(|t| t["traces"].as_array().cloned())
-        .unwrap_or_default();
-    Some(NodeSnapshot { status, traces })
+    let status = match client.status() {
+        Ok(status) => status,
+        Err(ClientError::Decode(e)) => return Some(Err(e.to_string())),
+        Err(_) => return None,
+    };
+    let traces = match client.traces(100, None) {
+        Ok(t) => t.traces,
+        Err(ClientError::Decode(e)) => return Some(Err(e.to_string())),
+        // Traces only feed the error-rate check: without them it counts
+        // no calls rather than hiding the status checks.
+        Err(_) => Vec::new(),
+    };
+    Some(Ok(NodeSnapshot { status, traces }))
 }
 
 fn print_report(results: &[CheckResult]) {

@@ -11,6 +11,8 @@ use anyhow::anyhow;
 use hearthnet_client::{CallReply, LocalClient};
 use hearthnet_config::Env;
 use hearthnet_observability::doctor::human_bytes;
+use hearthnet_wire::local::{FileAdded, FileGot, FileList, FilePinned, FileProgress, names};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::node_client;
@@ -29,18 +31,18 @@ pub fn add(config: Option<&Path>, env: &Env, args: FileAddArgs) -> CliResult {
         ));
     }
     let client = node_client::connect(config, env)?;
-    let done = streamed(
+    let done: FileAdded = streamed(
         &client,
         "file.local.add",
+        names::FILE_ADDED,
         json!({"path": path, "pin": args.pin}),
     )?;
-    let cid = done["cid"].as_str().unwrap_or_default();
-    println!("{cid}");
+    println!("{}", done.cid);
     printer::status(format!(
         "added {} ({}{})",
         path.display(),
-        human_bytes(done["size_bytes"].as_u64().unwrap_or(0)),
-        if args.pin { ", pinned" } else { "" }
+        human_bytes(done.size_bytes),
+        if done.pinned { ", pinned" } else { "" }
     ));
     Ok(ExitStatus::Success)
 }
@@ -54,13 +56,18 @@ pub fn get(config: Option<&Path>, env: &Env, args: FileGetArgs) -> CliResult {
     let out = std::path::absolute(&out)
         .map_err(|e| CliError::new(ExitStatus::Usage, anyhow!("{}: {e}", out.display())))?;
     let client = node_client::connect(config, env)?;
-    let done = streamed(&client, "file.local.get", json!({"cid": cid, "out": out}))?;
+    let done: FileGot = streamed(
+        &client,
+        "file.local.get",
+        names::FILE_GOT,
+        json!({"cid": cid, "out": out}),
+    )?;
     println!("{}", out.display());
-    let from = done["from"].as_array().map_or(0, Vec::len);
+    let from = done.from.len();
     printer::status(format!(
         "{} ({}){}",
         out.display(),
-        human_bytes(done["size_bytes"].as_u64().unwrap_or(0)),
+        human_bytes(done.size_bytes),
         if from > 0 {
             format!(", fetched from {from} peer(s)")
         } else {
@@ -72,27 +79,24 @@ pub fn get(config: Option<&Path>, env: &Env, args: FileGetArgs) -> CliResult {
 
 pub fn ls(config: Option<&Path>, env: &Env, args: JsonArgs) -> CliResult {
     let client = node_client::connect(config, env)?;
-    let reply = json_call(&client, "file.local.list", json!({}))?;
+    let reply: FileList = json_call(&client, "file.local.list", names::FILE_LIST, json!({}))?;
     if args.json {
-        println!("{}", reply["blobs"]);
+        println!("{}", serde_json::to_string(&reply.blobs)?);
         return Ok(ExitStatus::Success);
     }
-    let rows: Vec<Vec<String>> = reply["blobs"]
-        .as_array()
-        .map(|blobs| {
-            blobs
-                .iter()
-                .map(|b| {
-                    vec![
-                        b["cid"].as_str().unwrap_or_default().to_owned(),
-                        human_bytes(b["size_bytes"].as_u64().unwrap_or(0)),
-                        if b["pinned"] == true { "yes" } else { "" }.to_owned(),
-                        if b["offered"] == true { "yes" } else { "" }.to_owned(),
-                    ]
-                })
-                .collect()
+    let yes = |b: bool| if b { "yes" } else { "" }.to_owned();
+    let rows: Vec<Vec<String>> = reply
+        .blobs
+        .iter()
+        .map(|b| {
+            vec![
+                b.cid.to_string(),
+                human_bytes(b.size_bytes),
+                yes(b.pinned),
+                yes(b.offered),
+            ]
         })
-        .unwrap_or_default();
+        .collect();
     printer::table(&["CID", "SIZE", "PINNED", "OFFERED"], &rows, 0);
     Ok(ExitStatus::Success)
 }
@@ -100,19 +104,20 @@ pub fn ls(config: Option<&Path>, env: &Env, args: JsonArgs) -> CliResult {
 pub fn pin(config: Option<&Path>, env: &Env, cid: &str, pinned: bool) -> CliResult {
     let cid = checked_cid(cid)?;
     let client = node_client::connect(config, env)?;
-    let reply = streamed(
+    let reply: FilePinned = streamed(
         &client,
         "file.local.pin",
+        names::FILE_PINNED,
         json!({"cid": cid, "pinned": pinned}),
     )?;
     let verb = if pinned { "pinned" } else { "unpinned" };
-    let from = reply["from"].as_array().map_or(0, Vec::len);
+    let from = reply.from.len();
     let fetched = if from > 0 {
         format!(" (fetched from {from} peer(s))")
     } else {
         String::new()
     };
-    if reply["changed"] == true {
+    if reply.changed {
         printer::status(format!("{verb} {cid}{fetched}"));
     } else {
         printer::status(format!("{cid} was already {verb}"));
@@ -131,12 +136,23 @@ fn checked_cid(text: &str) -> Result<String, CliError> {
         })
 }
 
-fn json_call(client: &LocalClient, capability: &str, input: Value) -> Result<Value, CliError> {
+/// A document of the node that lacks a field or has one of the wrong
+/// type: a bad answer (exit 1) that names the field.
+fn decoded<T: DeserializeOwned>(document: &'static str, value: Value) -> Result<T, CliError> {
+    hearthnet_wire::from_value(document, value).map_err(|e| CliError::from_client(e.into()))
+}
+
+fn json_call<T: DeserializeOwned>(
+    client: &LocalClient,
+    capability: &str,
+    document: &'static str,
+    input: Value,
+) -> Result<T, CliError> {
     match client
         .call(capability, "1.0", &json!({"input": input}), false, None)
         .map_err(CliError::from_client)?
     {
-        CallReply::Json(v) => Ok(v),
+        CallReply::Json(v) => decoded(document, v),
         CallReply::Stream(_) => Err(CliError::new(
             ExitStatus::Failure,
             anyhow!("{capability} answered with a stream"),
@@ -145,13 +161,18 @@ fn json_call(client: &LocalClient, capability: &str, input: Value) -> Result<Val
 }
 
 /// Call a streaming `file.local.*` capability, drawing its progress; the
-/// `done` frame's data.
-fn streamed(client: &LocalClient, capability: &str, input: Value) -> Result<Value, CliError> {
+/// `done` frame's data, decoded as `document`.
+fn streamed<T: DeserializeOwned>(
+    client: &LocalClient,
+    capability: &str,
+    document: &'static str,
+    input: Value,
+) -> Result<T, CliError> {
     let reply = client
         .call(capability, "1.0", &json!({"input": input}), true, None)
         .map_err(CliError::from_client)?;
     let frames = match reply {
-        CallReply::Json(v) => return Ok(v),
+        CallReply::Json(v) => return decoded(document, v),
         CallReply::Stream(frames) => frames,
     };
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -169,17 +190,18 @@ fn streamed(client: &LocalClient, capability: &str, input: Value) -> Result<Valu
         let frame = frame.map_err(CliError::stream_broke)?;
         match frame.event.as_str() {
             "progress" => {
+                let p: FileProgress = decoded(names::FILE_PROGRESS, frame.data)?;
                 if let Some(bar) = &bar {
-                    bar.set_length(frame.data["total"].as_u64().unwrap_or(0));
-                    bar.set_position(frame.data["current"].as_u64().unwrap_or(0));
-                    bar.set_message(frame.data["stage"].as_str().unwrap_or("").to_owned());
+                    bar.set_length(p.total);
+                    bar.set_position(p.current);
+                    bar.set_message(p.stage);
                 }
             }
             "done" => {
                 if let Some(bar) = &bar {
                     bar.finish_and_clear();
                 }
-                return Ok(frame.data);
+                return decoded(document, frame.data);
             }
             "error" => {
                 if let Some(bar) = &bar {

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use hearthnet_config::Env;
-use serde_json::Value;
+use hearthnet_wire::local::Status;
 
 use super::node_client;
 use crate::cli::JsonArgs;
@@ -11,79 +11,61 @@ use crate::exit::{CliError, CliResult, ExitStatus};
 
 pub fn run(config: Option<&Path>, env: &Env, args: JsonArgs) -> CliResult {
     let client = node_client::connect(config, env)?;
-    let status = client
-        .get("/local/v1/status", &[])
-        .map_err(CliError::from_client)?;
+    // A status without a field it must have is a bad answer (exit 1),
+    // named by the client's error.
+    let status = client.status().map_err(CliError::from_client)?;
     if args.json {
-        println!("{status}");
+        println!("{}", serde_json::to_string(&status)?);
     } else {
-        print_status(&status).ok_or_else(|| {
-            CliError::new(
-                ExitStatus::Failure,
-                anyhow::anyhow!("the node's status document is incomplete: {status}"),
-            )
-        })?;
+        let rows = rows(&status);
+        let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        for (k, v) in rows {
+            println!("{k:width$}  {v}");
+        }
     }
     Ok(ExitStatus::Success)
 }
 
-fn print_status(s: &Value) -> Option<()> {
-    let str_at = |path: &str| s.pointer(path).and_then(Value::as_str);
-    let num_at = |path: &str| s.pointer(path).and_then(Value::as_u64);
-    let caps: Vec<&str> = s
-        .pointer("/capabilities/names")?
-        .as_array()?
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    let rows = [
+/// The table `status` prints, label and value.
+fn rows(s: &Status) -> [(&'static str, String); 7] {
+    [
         (
             "node",
             format!(
                 "{}  {} ({})",
-                str_at("/node/short_id")?,
-                str_at("/node/display_name")?,
-                str_at("/node/profile")?
+                s.node.short_id,
+                s.node.display_name,
+                s.node.profile.as_str()
             ),
         ),
         (
             "community",
             format!(
                 "{}  \"{}\", {} members",
-                str_at("/community/short_id")?,
-                str_at("/community/name")?,
-                num_at("/community/members")?
+                s.community.short_id, s.community.name, s.community.members
             ),
         ),
-        ("uptime", human_duration(num_at("/uptime_seconds")?)),
-        ("api", str_at("/api")?.to_owned()),
+        ("uptime", human_duration(s.uptime_seconds)),
+        ("api", s.api.to_string()),
         (
             "capabilities",
-            format!("{}: {}", caps.len(), caps.join(", ")),
+            format!(
+                "{}: {}",
+                s.capabilities.names.len(),
+                s.capabilities.names.join(", ")
+            ),
         ),
-        ("in flight", num_at("/in_flight")?.to_string()),
+        ("in flight", s.in_flight.to_string()),
         (
             "event log",
-            match (
-                num_at("/events/head_lamport"),
-                num_at("/events/count"),
-                num_at("/events/disk_bytes"),
-            ) {
-                (Some(head), Some(count), Some(bytes)) => {
-                    format!(
-                        "head Lamport {head}, {count} events, {:.1} MiB",
-                        bytes as f64 / 1_048_576.0
-                    )
-                }
-                _ => "-".to_owned(),
-            },
+            format!(
+                "head Lamport {}, {} events, {:.1} MiB",
+                s.events.head_lamport,
+                s.events.count,
+                s.events.disk_bytes as f64 / 1_048_576.0
+            ),
         ),
-    ];
-    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    for (k, v) in rows {
-        println!("{k:width$}  {v}");
-    }
-    Some(())
+    ]
 }
 
 fn human_duration(seconds: u64) -> String {
@@ -98,6 +80,18 @@ fn human_duration(seconds: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_table_shows_the_document() {
+        let status = hearthnet_wire::local::samples::status(([127, 0, 0, 1], 7080).into());
+        let rows = rows(&status);
+        assert_eq!(
+            rows[1].1,
+            format!("{}  \"Niederrhein\", 7 members", status.community.short_id)
+        );
+        assert_eq!(rows[3].1, "127.0.0.1:7080");
+        assert_eq!(rows[6].1, "head Lamport 41, 42 events, 1.0 MiB");
+    }
 
     #[test]
     fn durations_read_well() {

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::anyhow;
 use hearthnet_config::Env;
+use hearthnet_wire::local::SyncRequest;
 use serde_json::{Value, json};
 
 use super::node_client;
@@ -32,21 +33,22 @@ pub fn run(config: Option<&Path>, env: &Env, args: SyncArgs) -> CliResult {
     let mut reports = Vec::new();
     let mut failure = None;
     for peer in &peers {
-        match client.post(
-            "/local/v1/sync",
-            &json!({"peer": peer, "protocol": args.protocol}),
-        ) {
+        let request = SyncRequest {
+            peer: peer.clone(),
+            protocol: args.protocol.clone(),
+        };
+        match client.sync_round(&request) {
             Ok(report) => {
                 rows.push(vec![
                     peer.clone(),
-                    report["protocol"].as_str().unwrap_or_default().to_owned(),
-                    report["events_in"].to_string(),
-                    report["events_out"].to_string(),
-                    report["bytes_sent"].to_string(),
-                    report["bytes_received"].to_string(),
-                    report["ms"].to_string(),
+                    report.protocol.clone(),
+                    report.events_in.to_string(),
+                    report.events_out.to_string(),
+                    report.bytes_sent.to_string(),
+                    report.bytes_received.to_string(),
+                    report.ms.to_string(),
                 ]);
-                reports.push(report);
+                reports.push(serde_json::to_value(report)?);
             }
             Err(e) => {
                 let err = CliError::from_client(e);

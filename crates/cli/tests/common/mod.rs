@@ -180,6 +180,45 @@ pub fn wait_bounded(mut child: Child, limit: Duration) -> Output {
     child.wait_with_output().expect("collect output")
 }
 
+/// A stand-in node for `sb`: its runtime file points the CLI at a
+/// listener that answers one request with the JSON `answer(addr)` gives;
+/// the thread returns that request's head.
+pub fn stand_in_node(
+    sb: &Sandbox,
+    answer: impl FnOnce(std::net::SocketAddr) -> serde_json::Value + Send + 'static,
+) -> std::thread::JoinHandle<String> {
+    use std::io::BufRead;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a local port");
+    let addr = listener.local_addr().expect("its address");
+    std::fs::create_dir_all(sb.data_dir().join("run")).expect("run dir");
+    std::fs::write(
+        sb.data_dir().join("run/node.json"),
+        serde_json::json!({"pid": 1, "api": addr, "peer": null, "node_id": "x"}).to_string(),
+    )
+    .expect("runtime file");
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("the CLI connects");
+        let mut reader = std::io::BufReader::new(conn.try_clone().expect("socket"));
+        let mut request = String::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("a request line");
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            request.push_str(&line);
+        }
+        let body = answer(addr).to_string();
+        write!(
+            conn,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("the answer is sent");
+        request
+    })
+}
+
 /// The QR payload of a PNG written by `hearthnet`.
 pub fn decode_qr_png(path: &Path) -> String {
     let bytes = std::fs::read(path).expect("png readable");
@@ -321,12 +360,16 @@ impl Sandbox {
             .expect("device key")
     }
 
+    /// `status --json`, as the node's status document (`None` when the
+    /// node does not answer).
+    pub fn status(&self) -> Option<hearthnet_wire::local::Status> {
+        let run = self.run(&["status", "--json"], None);
+        (run.code == 0).then(|| serde_json::from_str(&run.stdout).expect("a status document"))
+    }
+
     /// Events in the running node's log, from `status --json`.
     pub fn event_count(&self) -> u64 {
-        let status: serde_json::Value =
-            serde_json::from_str(&self.run(&["status", "--json"], None).stdout)
-                .expect("status JSON");
-        status["events"]["count"].as_u64().unwrap_or(0)
+        self.status().expect("the node answers").events.count
     }
 
     /// A signed client of this sandbox's node, as the CLI builds it.
@@ -405,9 +448,7 @@ impl Sandbox {
 
     /// Peers in `status --json` (0 when the node does not answer).
     pub fn peer_count(&self) -> usize {
-        let status: serde_json::Value =
-            serde_json::from_str(&self.run(&["status", "--json"], None).stdout).unwrap_or_default();
-        status["peers"].as_array().map_or(0, Vec::len)
+        self.status().map_or(0, |s| s.peers.len())
     }
 
     /// Wait until the node has verified `n` peers, at most 20 s.
