@@ -135,7 +135,7 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
             BusSettings {
                 prefer_local: config.bus.prefer_local,
                 local_load_threshold: config.bus.local_load_threshold,
-                default_timeout: Duration::from_secs(config.bus.default_timeout_seconds),
+                default_timeout: config.bus.default_timeout,
             },
             metrics.clone(),
         ));
@@ -177,7 +177,7 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
         // 10. Transport server: bind before anything is announced, so a
         //     taken port fails start-up instead of half-starting.
         let api_addr = SocketAddr::new(
-            config.transport.api_host.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+            config.transport.api_host,
             config.transport.api_port,
         );
         let api_listener = bind(api_addr).await?;
@@ -185,7 +185,7 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
         // Peers: HTTPS with key-bound certificates; plain HTTP only when
         // configured for a closed test network.
         let peer_listener = bind(SocketAddr::new(
-            config.transport.peer_host.parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
+            config.transport.peer_host,
             config.transport.peer_port,
         ))
         .await?;
@@ -256,7 +256,7 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
             key.clone(),
             community_id,
             usize::try_from(config.transport.max_body_bytes).unwrap_or(usize::MAX),
-            Duration::from_secs(config.transport.request_skew_seconds),
+            config.transport.request_skew,
         )
         .with_sync(Arc::new(sync::SyncHandle(syncer.clone())));
         if let Some(files) = files {
@@ -293,8 +293,8 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
             sync_peers,
             new_peer,
             sync::Schedule {
-                normal: Duration::from_secs(config.events.sync_interval_seconds),
-                emergency: Duration::from_secs(config.events.emergency_sync_interval_seconds),
+                normal: config.events.sync_interval,
+                emergency: config.events.emergency_sync_interval,
             },
             emergency,
             stop_serving.clone(),
@@ -362,10 +362,6 @@ fn start_discovery(
     stop: CancellationToken,
 ) -> hearthnet_discovery::Discovery {
     let config = &loaded.config;
-    let udp_group = config.discovery.udp_multicast_group.parse().unwrap_or_else(|_| {
-        tracing::warn!(group = %config.discovery.udp_multicast_group, "discovery.udp_multicast_group is not IPv4; using 239.255.42.42");
-        std::net::Ipv4Addr::new(239, 255, 42, 42)
-    });
     let port = peer_bound.map_or(0, |a| a.port());
     let settings = hearthnet_discovery::Settings {
         node: key.node_id(),
@@ -375,7 +371,7 @@ fn start_discovery(
         mdns_enabled: config.discovery.mdns_enabled && port != 0,
         mdns_port: hearthnet_base::constants::MDNS_PORT,
         udp_enabled: config.discovery.udp_enabled && port != 0,
-        udp_group,
+        udp_group: config.discovery.udp_multicast_group,
         udp_port: hearthnet_base::constants::DISCOVERY_UDP_PORT,
         interfaces: config.discovery.interfaces.clone(),
         static_peers: config.discovery.static_peers.clone(),
