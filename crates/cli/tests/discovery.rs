@@ -282,6 +282,7 @@ fn a_node_of_another_community_is_never_a_peer() {
 #[test]
 fn doctor_reports_each_discovery_transport() {
     let Some(lan) = Lan::create(1) else { return };
+    common::needs::program("python3", "python3");
     let sb = Sandbox::in_netns(&lan.nodes[0]);
     sb.init_non_interactive("doc");
     // Another program holds the UDP discovery port without sharing it.
