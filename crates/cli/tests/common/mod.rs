@@ -165,6 +165,17 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("a test runtime")
 }
 
+/// Poll `done` until it holds; fails naming `what` after `limit`. Returns
+/// how long it took. Tests wait for what they check, never a fixed time.
+pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    started.elapsed()
+}
+
 pub fn wait_bounded(mut child: Child, limit: Duration) -> Output {
     let start = Instant::now();
     loop {
@@ -414,14 +425,9 @@ impl Sandbox {
 
     /// Wait until the node has verified `n` peers, at most 20 s.
     pub fn wait_for_peers(&self, n: usize) {
-        let started = Instant::now();
-        while self.peer_count() < n {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "fewer than {n} peers after 20 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until(Duration::from_secs(20), &format!("{n} peers"), || {
+            self.peer_count() >= n
+        });
     }
 }
 
