@@ -365,6 +365,10 @@ fn a_corrupted_chunk_is_caught_and_the_fetch_completes_from_another_holder() {
     let cid = add(a, &input, &[]);
     let run = get_when_known(b, &cid, &dir.path().join("at-b"));
     assert_eq!(run.code, 0, "{run:?}");
+    // C must know of B's copy, or A's would be the only one it could try.
+    eventually("B offers its copy", || offered(b, &cid) == Some(true));
+    let want = b.event_count();
+    eventually("C has heard of B's copy", || c.event_count() >= want);
 
     // The disk under A rots: every chunk of A's copy now has wrong bytes.
     let chunks = chunk_files(&a.data_dir().join("blobs"));
