@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::netns::Lan;
-use common::{RunningNode, Sandbox, invite};
+use common::{RunningNode, Sandbox, invite, wait_until};
 use serde_json::{Value, json};
 
 fn discovery_env(mdns: bool, udp: bool) -> Vec<(&'static str, &'static str)> {
@@ -61,6 +61,13 @@ fn short_id(sb: &Sandbox) -> String {
     status(sb)["node"]["short_id"].as_str().unwrap().to_owned()
 }
 
+/// One of the node's discovery counters (`status --json`).
+fn counter(sb: &Sandbox, name: &str) -> u64 {
+    status(sb)["discovery"]["counters"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {name}"))
+}
+
 /// Short ids of the peers a node has verified.
 fn peers(sb: &Sandbox) -> BTreeSet<String> {
     status(sb)["peers"]
@@ -69,15 +76,6 @@ fn peers(sb: &Sandbox) -> BTreeSet<String> {
         .iter()
         .map(|p| p["short_id"].as_str().unwrap().to_owned())
         .collect()
-}
-
-fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    started.elapsed()
 }
 
 /// Start every node, then wait until each has verified all the others.
@@ -253,20 +251,24 @@ fn a_node_of_another_community_is_never_a_peer() {
     let env = discovery_env(true, true);
     let _s = stranger.start_node(&env);
     let (_running, _) = start_and_meet(&nodes, &env);
-    // Several announcement rounds later the stranger is still nobody's
-    // peer, and nobody is the stranger's; each saw the other's sightings.
-    std::thread::sleep(Duration::from_secs(6));
+    // Both sides keep announcing. Each sighting is turned away at the
+    // point where a member's would go on to be admitted: once every node
+    // has turned away two more since the members met, none became a peer.
+    let everyone: Vec<&Sandbox> = nodes.iter().chain([&stranger]).collect();
+    let seen: Vec<u64> = everyone
+        .iter()
+        .map(|sb| counter(sb, "foreign_sightings"))
+        .collect();
+    for (sb, seen) in everyone.iter().zip(seen) {
+        wait_until(
+            Duration::from_secs(30),
+            "two more sightings of the other community",
+            || counter(sb, "foreign_sightings") >= seen + 2,
+        );
+    }
     let stranger_id = short_id(&stranger);
     for sb in &nodes {
         assert!(!peers(sb).contains(&stranger_id));
-        let s = status(sb);
-        assert!(
-            s["discovery"]["counters"]["foreign_sightings"]
-                .as_u64()
-                .unwrap()
-                > 0,
-            "{s}"
-        );
     }
     assert!(peers(&stranger).is_empty());
 
@@ -282,6 +284,7 @@ fn a_node_of_another_community_is_never_a_peer() {
 #[test]
 fn doctor_reports_each_discovery_transport() {
     let Some(lan) = Lan::create(1) else { return };
+    common::needs::program("python3", "python3");
     let sb = Sandbox::in_netns(&lan.nodes[0]);
     sb.init_non_interactive("doc");
     // Another program holds the UDP discovery port without sharing it.
@@ -354,7 +357,7 @@ fn a_revoked_member_is_dropped_by_every_node() {
     let nodes = community_at_level(&lan, 4, "trusted");
     let mut env = discovery_env(true, true);
     env.push(("HEARTHNET_EVENTS_SYNC_INTERVAL_SECONDS", "2"));
-    let (_running, _) = start_and_meet(&nodes, &env);
+    let (mut running, _) = start_and_meet(&nodes, &env);
     let (a, revoked) = (&nodes[0], &nodes[3]);
     let target = revoked.key().node_id();
 
@@ -390,7 +393,22 @@ fn a_revoked_member_is_dropped_by_every_node() {
             || !peers(sb).contains(&gone),
         );
     }
-    std::thread::sleep(Duration::from_secs(6));
+    // Restarted on a new port (so nobody is still backing off from its
+    // address), it announces itself afresh. Once every node has refused
+    // its manifest again, none has taken it back.
+    drop(running.pop());
+    let refused: Vec<u64> = nodes[..3]
+        .iter()
+        .map(|sb| counter(sb, "manifests_rejected"))
+        .collect();
+    let _revoked_node = revoked.start_node(&env);
+    for (sb, refused) in nodes[..3].iter().zip(refused) {
+        wait_until(
+            Duration::from_secs(30),
+            "the revoked node's manifest is refused again",
+            || counter(sb, "manifests_rejected") > refused,
+        );
+    }
     for sb in &nodes[..3] {
         assert!(!peers(sb).contains(&gone));
         assert_eq!(status(sb)["community"]["members"], 3);

@@ -7,7 +7,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use common::{Run, Sandbox};
+use common::{Run, Sandbox, needs};
 
 fn check_line<'a>(run: &'a Run, name: &str) -> &'a str {
     run.stdout
@@ -16,13 +16,10 @@ fn check_line<'a>(run: &'a Run, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no line for {name}: {run:?}"))
 }
 
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
 /// Run `hearthnet doctor` with the data directory replaced by a fresh tmpfs
 /// mounted with `options`, inside a private mount namespace, so nothing
 /// outside this one process sees the mount. `fill` fills it up first.
+/// `None` where mounting is not allowed (see `needs::cannot_run_here`).
 fn doctor_on_tmpfs(sb: &Sandbox, options: &str, fill: bool) -> Option<Run> {
     let data = sb.data_dir();
     let fill_cmd = if fill {
@@ -38,20 +35,25 @@ fn doctor_on_tmpfs(sb: &Sandbox, options: &str, fill: bool) -> Option<Run> {
         data.display(),
         env!("CARGO_BIN_EXE_hearthnet")
     );
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .env_clear()
-        .env("HOME", sb.home())
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("NO_COLOR", "1")
-        .output()
-        .ok()?;
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    (run.code != 99 && !run.stderr.contains("unshare failed")).then_some(run)
+    needs::program("unshare", "util-linux");
+    let run = Run::from(
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .env_clear()
+            .env("HOME", sb.home())
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run unshare"),
+    );
+    if run.code == 99 || run.stderr.contains("unshare failed") {
+        needs::cannot_run_here(&format!(
+            "cannot mount a tmpfs in a private mount namespace (needs CAP_SYS_ADMIN): {}",
+            run.stderr.trim()
+        ));
+        return None;
+    }
+    Some(run)
 }
 
 #[test]
@@ -104,7 +106,7 @@ fn test_doctor_exit_code_reflects_failures() {
 fn read_only_and_full_data_dirs_fail_their_checks() {
     let sb = Sandbox::new();
     sb.init_non_interactive("doc");
-    if !is_root() {
+    if !needs::is_root() {
         // Permission bits stop a normal user, so they make a real failure.
         std::fs::set_permissions(sb.data_dir(), std::fs::Permissions::from_mode(0o555)).unwrap();
         let run = sb.run(&["doctor", "--check", "data_dir_writable"], None);
@@ -114,7 +116,6 @@ fn read_only_and_full_data_dirs_fail_their_checks() {
     }
     // Root ignores permission bits: use a read-only and a full filesystem.
     let Some(read_only) = doctor_on_tmpfs(&sb, "ro,size=1m", false) else {
-        eprintln!("SKIPPED: cannot mount in a private namespace here (needs CAP_SYS_ADMIN)");
         return;
     };
     assert_eq!(read_only.code, 1, "{read_only:?}");

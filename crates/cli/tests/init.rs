@@ -127,6 +127,23 @@ fn bad_config_messages_name_file_key_and_value() {
         "{run:?}"
     );
 
+    // A key that older versions wrote and that no longer does anything.
+    std::fs::write(
+        sb.config_file(),
+        "[transport]\napi_port = 7080\ntls_cert = \"/etc/hn/cert.pem\"\n",
+    )
+    .unwrap();
+    let run = sb.run(&["init", "--non-interactive"], None);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "{}:3: key `transport.tls_cert` was removed: the peer certificate is made from the device key",
+            sb.config_file().display()
+        )) && run.stderr.contains("delete it"),
+        "{run:?}"
+    );
+    std::fs::remove_file(sb.config_file()).unwrap();
+
     let missing = sb.home().join("nope.toml");
     let run = sb.run(
         &[
@@ -227,4 +244,18 @@ fn ctrl_c_at_a_prompt_exits_2() {
     let out = wait_bounded(child, Duration::from_secs(10));
     drop(stdin);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn run_says_that_ui_launch_browser_does_nothing_yet() {
+    let sb = Sandbox::new();
+    let run = sb.run_with_env(&["run"], &[("HEARTHNET_UI_LAUNCH_BROWSER", "true")]);
+    // No device key yet: `run` stops, but has said it first.
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("ui.launch_browser has no effect yet"),
+        "{run:?}"
+    );
+    let run = sb.run(&["run"], None);
+    assert!(!run.stderr.contains("launch_browser"), "{run:?}");
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Sandbox, decode_qr_png, invite};
 use serde_json::{Value, json};
@@ -38,29 +38,16 @@ fn an_invited_device_joins_and_receives_the_history() {
     // His node fetches the history from the inviter by itself.
     let _b = bob.start_node(&[]);
     let want = founder.event_count();
-    let started = Instant::now();
-    while bob.event_count() != want {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "bob has {} of {want}",
-            bob.event_count()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::wait_until(Duration::from_secs(20), "bob has the history", || {
+        bob.event_count() == want
+    });
     let bob_status: Value =
         serde_json::from_str(&bob.run(&["status", "--json"], None).stdout).unwrap();
     assert_eq!(bob_status["community"]["members"], 2);
     // The inviter, a static peer since the redemption, is a verified peer.
-    let started = Instant::now();
-    let peers = loop {
-        let status: Value =
-            serde_json::from_str(&bob.run(&["status", "--json"], None).stdout).unwrap();
-        let peers = status["peers"].as_array().cloned().unwrap_or_default();
-        if !peers.is_empty() || started.elapsed() > Duration::from_secs(20) {
-            break peers;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    bob.wait_for_peers(1);
+    let status: Value = serde_json::from_str(&bob.run(&["status", "--json"], None).stdout).unwrap();
+    let peers = status["peers"].as_array().cloned().unwrap_or_default();
     assert_eq!(peers.len(), 1, "{peers:?}");
     assert_eq!(peers[0]["short_id"], founder.key().node_id().short());
     assert_eq!(peers[0]["sources"], json!(["static"]));
@@ -114,7 +101,12 @@ fn init_joins_with_an_invite_and_bad_invites_fail_with_4() {
     // An invite that has expired.
     let (dave, card) = fresh_device("Dave");
     let (short_lived, _) = invite(&founder, &card, &["--ttl", "0.0003"]);
-    std::thread::sleep(Duration::from_secs(2));
+    let expires_at = hearthnet_onboarding::Invite::decode(&short_lived)
+        .unwrap()
+        .expires_at;
+    common::wait_until(Duration::from_secs(10), "the invite expires", || {
+        hearthnet_base::Timestamp::now() > expires_at
+    });
     let late = dave.run(&["invite", "redeem", &short_lived], None);
     assert_eq!(late.code, 4, "{late:?}");
     assert!(late.stderr.contains("expired"), "{late:?}");

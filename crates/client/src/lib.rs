@@ -83,11 +83,7 @@ impl LocalClient {
         let addr = RuntimeInfo::read(&paths.runtime_dir).map_or_else(
             || {
                 let t = &loaded.config.transport;
-                let ip = t
-                    .api_host
-                    .parse()
-                    .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
-                SocketAddr::new(ip, t.api_port)
+                SocketAddr::new(t.api_host, t.api_port)
             },
             |info| info.api,
         );

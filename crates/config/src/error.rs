@@ -51,6 +51,12 @@ pub enum ConfigError {
         key: String,
         hint: String,
     },
+    #[error("{origin}: key `{key}` was removed: {reason}; delete it")]
+    Removed {
+        origin: Origin,
+        key: String,
+        reason: String,
+    },
     #[error("neither {var} nor HOME is set to an absolute path; set HOME or {var}")]
     NoHome { var: String },
     #[error("cannot encode the configuration as TOML: {0}")]

@@ -14,6 +14,7 @@ mod locate;
 mod paths;
 pub mod runtime;
 mod schema;
+mod values;
 
 pub use env::Env;
 pub use error::{ConfigError, Origin};

@@ -843,7 +843,18 @@ mod tests {
         (flag, stop, task)
     }
 
-    #[tokio::test]
+    /// Lets the (paused) clock run until `done` holds; fails after `limit`
+    /// of its time. Returns how much of it passed.
+    async fn until(limit: Duration, what: &str, done: impl Fn() -> bool) -> Duration {
+        let started = tokio::time::Instant::now();
+        while !done() {
+            assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        started.elapsed()
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_peer_no_longer_listed_is_forgotten() {
         let dir = tempfile::tempdir().unwrap();
         let syncer = syncer(dir.path());
@@ -854,39 +865,45 @@ mod tests {
         };
         let every = Duration::from_millis(20);
         let (_flag, stop, task) = start_periodic(&syncer, peers, every, every);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(syncer.states().contains_key("127.0.0.1:1"));
+        let limit = Duration::from_secs(60);
+        until(limit, "a round with the listed peer", || {
+            syncer.states().contains_key("127.0.0.1:1")
+        })
+        .await;
         listed.lock().clear();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(syncer.states().is_empty(), "{:?}", syncer.states());
+        until(limit, "the unlisted peer is forgotten", || {
+            syncer.states().is_empty()
+        })
+        .await;
         stop.cancel();
         task.await.unwrap();
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn emergency_mode_syncs_more_often() {
         let dir = tempfile::tempdir().unwrap();
         let syncer = syncer(dir.path());
-        // Nobody listens on port 1 on loopback: every round fails at once.
+        // Nobody listens on port 1 on loopback: every round fails.
         let peer = "127.0.0.1:1".to_owned();
         let peers = {
             let peer = peer.clone();
             move || vec![peer.clone()]
         };
-        let (flag, stop, task) = start_periodic(
-            &syncer,
-            peers,
-            Duration::from_secs(3600),
-            Duration::from_millis(40),
-        );
+        let normal = Duration::from_secs(3600);
+        let (flag, stop, task) = start_periodic(&syncer, peers, normal, Duration::from_millis(40));
         let rounds = || syncer.states().get(&peer).map_or(0, |s| s.rounds);
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        until(normal / 2, "the round at start", || rounds() == 1).await;
+        // Most of the normal hour passes without a second round.
+        tokio::time::sleep(normal / 2).await;
         assert_eq!(rounds(), 1, "one round at start, then the normal hour");
         flag.send_replace(true);
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        let in_emergency = rounds();
-        assert!(in_emergency >= 4, "emergency mode: {in_emergency} rounds");
-        assert!(syncer.states()[&peer].errors >= 4);
+        let took = until(normal / 2, "four rounds in emergency mode", || {
+            rounds() >= 5
+        })
+        .await;
+        assert!(syncer.states()[&peer].errors >= 5);
+        // Rounds come 40 ms apart, not back to back.
+        assert!(took >= Duration::from_millis(120), "{took:?}");
         stop.cancel();
         task.await.unwrap();
     }

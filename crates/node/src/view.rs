@@ -86,7 +86,7 @@ impl NodeState {
             hardware: HardwareSpec::from(&facts),
             endpoints,
             api,
-            sync_interval_seconds: config.events.sync_interval_seconds,
+            sync_interval_seconds: config.events.sync_interval.as_secs(),
             registry,
             discovery,
             blobs,

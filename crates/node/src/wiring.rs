@@ -239,24 +239,9 @@ fn blob_store(b: &Basics) -> Result<Option<Arc<hearthnet_blobs::BlobStore>>, Nod
 ///    client for peers and the bus.
 async fn network(b: &Basics, log: &EventLog) -> Result<Network, NodeError> {
     let config = &b.loaded.config;
-    let api_addr = SocketAddr::new(
-        config
-            .transport
-            .api_host
-            .parse()
-            .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
-        config.transport.api_port,
-    );
-    let api = crate::bind(api_addr).await?;
-    let peer = crate::bind(SocketAddr::new(
-        config
-            .transport
-            .peer_host
-            .parse()
-            .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
-        config.transport.peer_port,
-    ))
-    .await?;
+    let transport = &config.transport;
+    let api = crate::bind(SocketAddr::new(transport.api_host, transport.api_port)).await?;
+    let peer = crate::bind(SocketAddr::new(transport.peer_host, transport.peer_port)).await?;
     let tls = Arc::new(TlsIdentity::new(&b.key)?);
     let membership: Membership = {
         let log = log.clone();
@@ -288,7 +273,7 @@ async fn network(b: &Basics, log: &EventLog) -> Result<Network, NodeError> {
         BusSettings {
             prefer_local: config.bus.prefer_local,
             local_load_threshold: config.bus.local_load_threshold,
-            default_timeout: Duration::from_secs(config.bus.default_timeout_seconds),
+            default_timeout: config.bus.default_timeout,
         },
         b.metrics.clone(),
     ));
@@ -394,7 +379,7 @@ fn serve(
         b.key.clone(),
         b.community.community_id,
         usize::try_from(transport.max_body_bytes).unwrap_or(usize::MAX),
-        Duration::from_secs(transport.request_skew_seconds),
+        transport.request_skew,
     )
     .with_sync(Arc::new(sync::SyncHandle(syncer.clone())));
     if let Some(files) = files {
@@ -429,10 +414,6 @@ fn start_discovery(
     stop: CancellationToken,
 ) -> Discovery {
     let config = &b.loaded.config;
-    let udp_group = config.discovery.udp_multicast_group.parse().unwrap_or_else(|_| {
-        tracing::warn!(group = %config.discovery.udp_multicast_group, "discovery.udp_multicast_group is not IPv4; using 239.255.42.42");
-        std::net::Ipv4Addr::new(239, 255, 42, 42)
-    });
     let port = net.peer_addr.port();
     let settings = hearthnet_discovery::Settings {
         node: b.key.node_id(),
@@ -441,7 +422,7 @@ fn start_discovery(
         mdns_enabled: config.discovery.mdns_enabled,
         mdns_port: hearthnet_base::constants::MDNS_PORT,
         udp_enabled: config.discovery.udp_enabled,
-        udp_group,
+        udp_group: config.discovery.udp_multicast_group,
         udp_port: hearthnet_base::constants::DISCOVERY_UDP_PORT,
         interfaces: config.discovery.interfaces.clone(),
         static_peers: config.discovery.static_peers.clone(),
@@ -495,8 +476,8 @@ fn periodic_sync(
         sync_peers,
         new_peer,
         sync::Schedule {
-            normal: Duration::from_secs(config.events.sync_interval_seconds),
-            emergency: Duration::from_secs(config.events.emergency_sync_interval_seconds),
+            normal: config.events.sync_interval,
+            emergency: config.events.emergency_sync_interval,
         },
         emergency,
         stop.clone(),

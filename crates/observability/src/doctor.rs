@@ -475,24 +475,18 @@ fn disk_space(ctx: &DoctorContext) -> Outcome {
 
 fn api_port(ctx: &DoctorContext) -> Outcome {
     let t = &ctx.config.transport;
-    tcp_port(&t.api_host, t.api_port, "transport.api_port")
+    tcp_port(t.api_host, t.api_port, "transport.api_port")
 }
 
 fn peer_port(ctx: &DoctorContext) -> Outcome {
     let t = &ctx.config.transport;
-    tcp_port(&t.peer_host, t.peer_port, "transport.peer_port")
+    tcp_port(t.peer_host, t.peer_port, "transport.peer_port")
 }
 
-fn tcp_port(host: &str, port: u16, key: &str) -> Outcome {
+fn tcp_port(ip: IpAddr, port: u16, key: &str) -> Outcome {
     if port == 0 {
         return Outcome::Pass("0: a free port is chosen at start".into());
     }
-    let Ok(ip) = host.parse::<IpAddr>() else {
-        return fail(
-            format!("{host} is not an IP address"),
-            format!("fix the host beside {key}"),
-        );
-    };
     match TcpListener::bind(SocketAddr::new(ip, port)) {
         Ok(_) => Outcome::Pass(format!("{port} free")),
         Err(e) => {

@@ -175,7 +175,7 @@ fn create_community(
     let genesis = Genesis::create(key, &community_name, CommunityPolicy::default())
         .map_err(|e| CliError::new(ExitStatus::Usage, e))?;
     let community_id = genesis.manifest.community_id;
-    loaded.config.community.community_id = Some(community_id.full());
+    loaded.config.community.community_id = Some(community_id);
     let state_dir = loaded
         .paths()
         .state_dir

@@ -240,7 +240,7 @@ fn settle(
         .cloned()
         .ok_or_else(|| auth("the inviter sent no genesis event"))?;
     let genesis_event = Event::verify(&genesis).map_err(auth)?;
-    loaded.config.community.community_id = Some(invite.community_id.full());
+    loaded.config.community.community_id = Some(invite.community_id);
     let state_dir = loaded
         .paths()
         .state_dir

@@ -15,6 +15,11 @@ use crate::printer;
 
 pub fn run(config: Option<&Path>, env: &Env, args: RunArgs) -> CliResult {
     let mut loaded = hearthnet_config::load(config, env)?;
+    if loaded.config.ui.launch_browser {
+        // Kept for the web UI to come (its key is already in the files
+        // `init` wrote); until then, say that it does nothing.
+        printer::hint("ui.launch_browser has no effect yet: this version has no web UI to open");
+    }
     let paths = loaded.paths();
     let key_exists = hearthnet_identity::KeyStore::new(&paths.keys_dir).exists();
     let has_community = loaded.config.community_id().is_some();

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod needs;
 pub mod netns;
 
 pub struct Sandbox {
@@ -25,7 +26,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(output: Output) -> Self {
+    pub fn from(output: Output) -> Self {
         Self {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -164,6 +165,17 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("a test runtime")
 }
 
+/// Poll `done` until it holds; fails naming `what` after `limit`. Returns
+/// how long it took. Tests wait for what they check, never a fixed time.
+pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    started.elapsed()
+}
+
 pub fn wait_bounded(mut child: Child, limit: Duration) -> Output {
     let start = Instant::now();
     loop {
@@ -256,7 +268,7 @@ impl Sandbox {
 
     /// Start the node with its blob store on a fresh tmpfs of `size`
     /// (e.g. `2m`), mounted in a private mount namespace only it sees.
-    /// `None` where mounting is not allowed.
+    /// `None` where mounting is not allowed (see [`needs::cannot_run_here`]).
     pub fn start_node_with_small_disk(
         &self,
         size: &str,
@@ -264,15 +276,16 @@ impl Sandbox {
     ) -> Option<RunningNode> {
         let blobs = self.data_dir().join("blobs");
         std::fs::create_dir_all(&blobs).expect("blobs dir");
+        needs::program("unshare", "util-linux");
         let probe = Command::new("unshare")
             .args(["--mount", "--propagation", "private", "true"])
-            .output();
-        if !probe.is_ok_and(|o| o.status.success()) {
-            // CI sets this: there a skip would hide that nothing was tested.
-            assert!(
-                std::env::var_os("HEARTHNET_REQUIRE_PRIVILEGED_TESTS").is_none(),
-                "HEARTHNET_REQUIRE_PRIVILEGED_TESTS is set but no mount namespace can be made"
-            );
+            .output()
+            .expect("run unshare");
+        if !probe.status.success() {
+            needs::cannot_run_here(&format!(
+                "no private mount namespace can be made here (needs CAP_SYS_ADMIN): {}",
+                String::from_utf8_lossy(&probe.stderr).trim()
+            ));
             return None;
         }
         let script = format!(
@@ -453,14 +466,9 @@ impl Sandbox {
 
     /// Wait until the node has verified `n` peers, at most 20 s.
     pub fn wait_for_peers(&self, n: usize) {
-        let started = Instant::now();
-        while self.peer_count() < n {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "fewer than {n} peers after 20 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until(Duration::from_secs(20), &format!("{n} peers"), || {
+            self.peer_count() >= n
+        });
     }
 }
 
