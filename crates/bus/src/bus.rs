@@ -18,9 +18,10 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use crate::descriptor::{CapabilityDescriptor, DescriptorError, Trust};
 use crate::health::Health;
 use crate::service::{Call, CallError, Capability, FrameSink, Handler, Item, Service};
-use crate::trace::{TraceRecord, TraceRing};
+use crate::trace::TraceRing;
 use crate::version::Version;
 use hearthnet_identity::CapabilitySpec;
+use hearthnet_wire::local::{CapabilityEntry, TraceRecord};
 
 /// Routing preferences (from `[bus]` in config.toml).
 #[derive(Debug, Clone)]
@@ -216,9 +217,6 @@ impl CallStream {
         ))
     }
 }
-
-/// What `caps` shows of one entry: the local API's document itself.
-pub use hearthnet_wire::local::CapabilityEntry as EntryInfo;
 
 /// One capability of one node, as registry events name it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -510,7 +508,8 @@ impl Bus {
             .collect()
     }
 
-    pub fn entries(&self) -> Vec<EntryInfo> {
+    /// What `caps` shows: every entry still vouched for, ours and peers'.
+    pub fn entries(&self) -> Vec<CapabilityEntry> {
         let now = Instant::now();
         self.entries
             .read()
@@ -521,7 +520,7 @@ impl Bus {
                     let h = e.health.lock();
                     (h.success_rate(), h.p50_ms(), h.is_quarantined(now))
                 };
-                EntryInfo {
+                CapabilityEntry {
                     name: e.descriptor.name.clone(),
                     version: e.descriptor.version.to_string(),
                     stability: e.descriptor.stability,
