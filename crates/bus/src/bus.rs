@@ -115,6 +115,8 @@ impl CallStream {
     }
 }
 
+/// The capability bus of one node: shared by the transport, the services
+/// and the node's own tasks, behind an `Arc`.
 pub struct Bus {
     node_id: NodeId,
     settings: BusSettings,
