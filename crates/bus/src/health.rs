@@ -8,13 +8,16 @@
 //! `MIN_SAMPLES` outcomes, so one early failure cannot bench a new
 //! provider for a minute; after a quarantine the next call is a probe
 //! whose success clears the history and whose failure re-quarantines.
+//! Time is tokio's clock (the same instants in production), so tests can
+//! step through a quarantine on the paused clock.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hearthnet_base::constants::{
     HEALTH_QUARANTINE_SECONDS, HEALTH_QUARANTINE_THRESHOLD, HEALTH_WINDOW_CALLS,
 };
+use tokio::time::Instant;
 
 pub const MIN_SAMPLES: usize = 10;
 

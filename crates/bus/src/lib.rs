@@ -23,10 +23,8 @@ pub mod trace;
 pub mod version;
 
 pub use bus::{
-    Bus, BusSettings, CallStream, CapabilityKey, EntryInfo, InboundCall, RegisterError,
-    RegistryEvent,
+    Bus, BusSettings, CallStream, CapabilityKey, InboundCall, RegisterError, RegistryEvent,
 };
 pub use descriptor::{CapabilityDescriptor, Trust, body_schema};
 pub use service::{Call, CallError, Capability, Frame, FrameSink, Gone, Handler, Item, Service};
-pub use trace::TraceRecord;
 pub use version::Version;

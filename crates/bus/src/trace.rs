@@ -5,9 +5,7 @@ use parking_lot::Mutex;
 use std::collections::VecDeque;
 
 use hearthnet_base::constants::TRACE_RING_BUFFER;
-
-/// One finished call, as `/trace/recent` lists it.
-pub use hearthnet_wire::local::TraceRecord;
+use hearthnet_wire::local::TraceRecord;
 
 pub struct TraceRing {
     records: Mutex<VecDeque<TraceRecord>>,
