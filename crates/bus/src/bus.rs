@@ -72,6 +72,31 @@ pub struct InboundCall {
     pub target: Option<NodeId>,
 }
 
+impl InboundCall {
+    /// `capability@version` with `body` (`{"params", "input"}`), by
+    /// `caller` at `caller_level`: a fresh trace id, the capability's own
+    /// deadline, no stream, any provider. Name the fields that differ.
+    pub fn new(
+        capability: &str,
+        version: Version,
+        body: Value,
+        caller: NodeId,
+        caller_level: TrustLevel,
+    ) -> Self {
+        Self {
+            capability: capability.to_owned(),
+            version,
+            body,
+            caller,
+            caller_level,
+            trace_id: ulid::Ulid::new().to_string(),
+            timeout: None,
+            stream: false,
+            target: None,
+        }
+    }
+}
+
 /// A running call. Dropping it cancels the call: that is how a caller who
 /// disconnects stops the provider.
 pub struct CallStream {

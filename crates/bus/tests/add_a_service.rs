@@ -4,10 +4,8 @@
 use std::sync::Arc;
 
 use hearthnet_base::{DeviceKey, ErrorCode, TrustLevel};
-use hearthnet_bus::{
-    Bus, BusSettings, Call, CallError, Capability, CapabilityDescriptor, InboundCall, Service,
-    Version,
-};
+use hearthnet_bus::{Bus, BusSettings, Call, CallError, Capability, CapabilityDescriptor};
+use hearthnet_bus::{InboundCall, Service, Version};
 use serde_json::{Value, json};
 
 struct Greeter;
@@ -18,12 +16,10 @@ impl Service for Greeter {
     }
 
     fn capabilities(self: Arc<Self>) -> Vec<Capability> {
-        let input = json!({"type": "object", "required": ["name"], "properties": {"name": {"type": "string", "maxLength": 64}}});
-        vec![Capability::new(
-            CapabilityDescriptor::new("experimental.greet", input),
-            &self,
-            Self::greet,
-        )]
+        let name = json!({"type": "string", "maxLength": 64});
+        let input = json!({"type": "object", "required": ["name"], "properties": {"name": name}});
+        let greet = CapabilityDescriptor::new("experimental.greet", input);
+        vec![Capability::new(greet, &self, Self::greet)]
     }
 }
 
@@ -35,45 +31,23 @@ impl Greeter {
     }
 }
 
-fn greet(bus: &Bus, input: Value) -> InboundCall {
-    InboundCall {
-        capability: "experimental.greet".into(),
-        version: Version::new(1, 0),
-        body: json!({"params": {}, "input": input}),
-        caller: bus.node_id(),
-        caller_level: TrustLevel::Member,
-        trace_id: "01J0000000000000000000TOY1".into(),
-        timeout: None,
-        stream: false,
-        target: None,
-    }
-}
-
 #[tokio::test]
 async fn a_toy_service_is_declared_registered_and_called() {
-    let bus = Bus::new(
-        DeviceKey::generate().node_id(),
-        BusSettings::default(),
-        Arc::default(),
-    );
-    bus.register(Arc::new(Greeter))
-        .expect("a valid declaration");
+    let (node, v1) = (DeviceKey::generate().node_id(), Version::new(1, 0));
+    let bus = Bus::new(node, BusSettings::default(), Arc::default());
+    bus.register(Arc::new(Greeter)).unwrap();
+    let greet = |input: Value| {
+        let body = json!({"input": input});
+        InboundCall::new("experimental.greet", v1, body, node, TrustLevel::Member)
+    };
 
-    let answer = bus
-        .call(greet(&bus, json!({"name": "Ada"})))
-        .unwrap()
-        .outcome()
-        .await
-        .unwrap();
+    let answer = bus.call(greet(json!({"name": "Ada"})));
+    let answer = answer.unwrap().outcome().await.unwrap();
     assert_eq!(answer["output"]["text"], "Hello, Ada!");
 
-    let Err(refused) = bus.call(greet(&bus, json!({"name": 42}))) else {
+    let Err(refused) = bus.call(greet(json!({"name": 42}))) else {
         panic!("a number was taken for a name");
     };
     assert_eq!(refused.code, ErrorCode::SchemaMismatch);
-    assert!(
-        refused.message.contains("`/input/name`"),
-        "{}",
-        refused.message
-    );
+    assert!(refused.message.contains("`/input/name`"));
 }

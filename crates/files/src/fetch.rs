@@ -297,15 +297,16 @@ fn internal(e: impl std::fmt::Display) -> CallError {
 
 fn read_call(bus: &Bus, holder: NodeId, input: Value) -> InboundCall {
     InboundCall {
-        capability: crate::READ.into(),
-        version: Version::new(1, 0),
-        body: json!({"params": {}, "input": input}),
-        caller: bus.node_id(),
-        caller_level: TrustLevel::Anchor,
-        trace_id: ulid::Ulid::new().to_string(),
         timeout: Some(Duration::from_secs(crate::READ_TIMEOUT_SECONDS)),
         stream: true,
         target: Some(holder),
+        ..InboundCall::new(
+            crate::READ,
+            Version::new(1, 0),
+            json!({"params": {}, "input": input}),
+            bus.node_id(),
+            TrustLevel::Anchor,
+        )
     }
 }
 

@@ -125,15 +125,14 @@ pub(super) fn bus_with(max_concurrent: u32, trust: Trust) -> (Bus, Dropped) {
 /// A member's call of the test service.
 pub(super) fn call(input: Value) -> InboundCall {
     InboundCall {
-        capability: "experimental.test".into(),
-        version: Version::new(1, 0),
-        body: json!({"params": {}, "input": input}),
-        caller: DeviceKey::generate().node_id(),
-        caller_level: TrustLevel::Member,
-        trace_id: ulid::Ulid::new().to_string(),
-        timeout: None,
         stream: true,
-        target: None,
+        ..InboundCall::new(
+            "experimental.test",
+            Version::new(1, 0),
+            json!({"params": {}, "input": input}),
+            DeviceKey::generate().node_id(),
+            TrustLevel::Member,
+        )
     }
 }
 
