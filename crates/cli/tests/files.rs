@@ -674,6 +674,12 @@ fn put_offers_a_blob_to_a_chosen_node_and_wants_a_trusted_caller() {
         ("HEARTHNET_TRANSPORT_PEER_PORT", &port),
     ]);
     a.wait_for_peers(2);
+    let b_id = b.key().node_id().full();
+    // Verified peers reach the bus a moment after the registry.
+    common::wait_until(Duration::from_secs(10), "B's file.put on A's bus", || {
+        let caps = a.client().caps().unwrap().capabilities;
+        caps.iter().any(|c| c.name == "file.put" && c.node == b_id)
+    });
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("flyer");
     write_data(&input, 3 * CHUNK + 1, 8);
@@ -692,7 +698,6 @@ fn put_offers_a_blob_to_a_chosen_node_and_wants_a_trusted_caller() {
     let manifest: Value = serde_json::from_str(read.stdout.lines().next().unwrap()).unwrap();
     assert_eq!(manifest["event"], "manifest");
     let body = serde_json::json!({"input": {"manifest": manifest["data"]}}).to_string();
-    let b_id = b.key().node_id().full();
 
     // The founder (an anchor) offers it to B: B needs all four chunks,
     // takes them, and holds the blob.
