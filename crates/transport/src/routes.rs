@@ -17,7 +17,7 @@ use hearthnet_observability::metrics::Metrics;
 use hearthnet_wire::local;
 use hearthnet_wire::peer::{
     ChunksRequest, EventsPush, EventsReport, FetchAnswer, FetchRequest, Heads, Hex, Reconcile,
-    Redeem, SubscribeQuery, SyncNow,
+    Redeem, Redeemed, SubscribeQuery, SyncNow,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -350,7 +350,7 @@ fn sync_of(s: &ApiState) -> Result<Arc<dyn SyncEndpoints>, ApiError> {
 async fn onboarding_redeem(
     State(s): Shared,
     Signed { caller, body, .. }: Signed<Redeem, Invitee>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<Redeemed>, ApiError> {
     // The signer: over TLS, authentication made sure it is also the
     // device the connection proved.
     let answer = sync_of(&s)?

@@ -250,15 +250,6 @@ pub struct TraceRecord {
     pub frames: u64,
 }
 
-/// `POST /local/v1/sync`'s body: one sync round with `peer` now.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SyncRequest {
-    /// `host:port` of the peer port.
-    pub peer: String,
-    /// `v1` or `v2`; the node chooses when `None`.
-    pub protocol: Option<String>,
-}
-
 /// `POST /local/v1/sync`'s answer: what one round did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SyncRound {
@@ -579,7 +570,7 @@ mod tests {
     }
 
     #[test]
-    fn sync_round_and_request() {
+    fn sync_round() {
         let round = SyncRound {
             peer: "10.0.0.2:7443".into(),
             node_id: None,
@@ -593,11 +584,6 @@ mod tests {
             ms: 12,
         };
         check(&round, "/events_in", "events_in");
-        let request = SyncRequest {
-            peer: "10.0.0.2:7443".into(),
-            protocol: Some("v1".into()),
-        };
-        check(&request, "/peer", "peer");
     }
 
     #[test]

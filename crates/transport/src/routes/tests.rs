@@ -11,7 +11,7 @@ use hearthnet_base::request::{ENDPOINT_VERSION, SignedHeaders};
 use hearthnet_base::{CommunityId, DeviceKey, NodeId, TrustLevel};
 use hearthnet_bus::{Bus, BusSettings, CallError};
 use hearthnet_observability::metrics::Metrics;
-use hearthnet_wire::peer::{ChunksRequest, EventsReport, Heads};
+use hearthnet_wire::peer::{ChunksRequest, EventsReport, Heads, Redeemed};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -51,7 +51,7 @@ impl NodeView for FakeView {
 }
 
 /// An event log that answers fetches with one event per hash, and
-/// redemptions with who redeemed.
+/// redemptions with who redeemed (as their one event).
 struct FakeSync;
 
 impl SyncEndpoints for FakeSync {
@@ -85,8 +85,14 @@ impl SyncEndpoints for FakeSync {
         from: NodeId,
         invite: String,
         _: Value,
-    ) -> BoxFuture<'static, Result<Value, CallError>> {
-        Box::pin(async move { Ok(json!({"redeemed_by": from, "invite": invite})) })
+    ) -> BoxFuture<'static, Result<Redeemed, CallError>> {
+        Box::pin(async move {
+            Ok(Redeemed {
+                community_id: CommunityId::of_root(from),
+                genesis_manifest: json!({}),
+                events: vec![json!({"redeemed_by": from, "invite": invite})],
+            })
+        })
     }
     fn sync_now(
         &self,
@@ -348,7 +354,7 @@ async fn each_route_admits_the_access_it_declares() {
     let req = signed(&stranger, node.community, path, path, Some(redeem));
     let (status, body, _) = answer(&node.router, req).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["redeemed_by"], json!(stranger.node_id()));
+    assert_eq!(body["events"][0]["redeemed_by"], json!(stranger.node_id()));
 }
 
 #[tokio::test]
