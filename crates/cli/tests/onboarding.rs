@@ -155,3 +155,31 @@ fn a_malformed_answer_from_the_inviter_exits_1_naming_the_field() {
     let config = std::fs::read_to_string(frank.config_file()).unwrap_or_default();
     assert!(!config.contains("community_id"), "{config}");
 }
+
+#[test]
+fn invite_create_with_a_malformed_answer_exits_1_naming_the_field() {
+    let founder = Sandbox::new();
+    founder.init_non_interactive("founder");
+    let invitee = hearthnet_base::DeviceKey::generate().node_id();
+    let server = common::stand_in_node(
+        &founder,
+        |_| json!({"output": {"invite": "hearthnet://v1/x"}, "meta": {"event_id": "01HXR", "lamport": 1}}),
+    );
+    let run = founder.run(&["invite", "create", "--node-id", &invitee.full()], None);
+    let request = server.join().unwrap();
+    assert!(request.starts_with("POST /bus/v1/call "), "{request}");
+    assert!(
+        request
+            .to_lowercase()
+            .contains("x-hearthnet-capability: community.invite"),
+        "{request}"
+    );
+    assert_eq!(run.code, 1, "a bad answer: {run:?}");
+    assert!(
+        run.stderr.contains(
+            "the node's answer to community.invite: field `output.invite_blob`: missing field"
+        ),
+        "{run:?}"
+    );
+    assert!(run.stdout.is_empty(), "no invite shown: {run:?}");
+}

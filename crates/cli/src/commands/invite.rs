@@ -14,6 +14,7 @@ use hearthnet_config::{Env, LoadedConfig};
 use hearthnet_identity::{CommunityManifest, KeyStore};
 use hearthnet_onboarding::{IdentityCard, Invite};
 use hearthnet_transport::peer_client::{PeerClient, PeerError};
+use hearthnet_wire::caps::{self, InviteAnswer};
 use hearthnet_wire::peer::{Redeem, Redeemed};
 use serde_json::{Value, json};
 
@@ -53,10 +54,9 @@ pub fn create(config: Option<&Path>, env: &Env, args: InviteCreateArgs) -> CliRe
             return Err(anyhow!("community.invite answered with a stream").into());
         }
     };
-    let text = reply["output"]["invite_blob"]
-        .as_str()
-        .context("the node's answer has no invite")?
-        .to_owned();
+    let answer: InviteAnswer = hearthnet_wire::from_value(caps::names::INVITE, reply)
+        .map_err(|e| CliError::from_client(e.into()))?;
+    let text = answer.output.invite_blob;
     let loaded = hearthnet_config::load(config, env)?;
     let png = loaded.paths().data_dir.join(format!(
         "invite-{}.png",
