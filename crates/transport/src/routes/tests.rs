@@ -575,3 +575,137 @@ async fn a_call_whose_body_breaks_the_schema_is_a_400_schema_mismatch() {
             .starts_with("blake3:")
     );
 }
+
+#[tokio::test]
+async fn a_known_path_with_another_method_is_the_contracts_not_found() {
+    let node = node();
+    // A GET of a POST endpoint, signed as a member signs one.
+    let path = "/sync/v2/fetch";
+    let req = signed(&node.member, node.community, path, path, None);
+    let sent_id = req.headers()[request::REQUEST_ID]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let resp = node.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let header = |name| {
+        resp.headers()
+            .get(name)
+            .map(|v: &HeaderValue| v.to_str().unwrap().to_owned())
+    };
+    assert_eq!(header(request::REQUEST_ID), Some(sent_id));
+    assert_eq!(header(header::ALLOW.as_str()).as_deref(), Some("POST"));
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        body,
+        json!({"error": "not_found", "message": "no such endpoint for this method"})
+    );
+    // And a POST to an unsigned GET endpoint.
+    let req = Request::post("/health").body(Body::empty()).unwrap();
+    let (status, body, _) = answer(&node.router, req).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::NOT_FOUND, &json!("not_found"))
+    );
+}
+
+#[tokio::test]
+async fn over_tls_a_stranger_reaches_only_the_routes_that_admit_invitees() {
+    let node = node();
+    let stranger = DeviceKey::generate();
+    let over = |mut req: Request<Body>| {
+        req.extensions_mut()
+            .insert(PeerIdentity(stranger.node_id()));
+        req
+    };
+    let refused = |(status, body, _): (StatusCode, Value, Option<String>), what: &str| {
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
+        assert_eq!(body["error"], "unauthorized", "{what}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("is not a member"),
+            "{what}: {body}"
+        );
+    };
+    let unsigned = |method: Method, path: &str| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap()
+    };
+    for (method, path) in [
+        (Method::GET, "/health"),
+        (Method::GET, "/ready"),
+        (Method::GET, "/manifest"),
+        (Method::GET, "/nothing/here"),
+        (Method::GET, "/onboarding/v1/redeem"),
+    ] {
+        let req = over(unsigned(method.clone(), path));
+        refused(answer(&node.router, req).await, path);
+    }
+    // Signed as itself, to routes of members.
+    let path = "/community/manifest";
+    let req = signed(&stranger, node.community, path, path, None);
+    refused(answer(&node.router, over(req)).await, path);
+    let path = "/sync/v2/fetch";
+    let req = signed(
+        &stranger,
+        node.community,
+        path,
+        path,
+        Some(json!({"hashes": []})),
+    );
+    refused(answer(&node.router, over(req)).await, path);
+    // Refused before its body is read: an oversized one is not a 400.
+    let hashes = vec!["00"; MAX_BODY];
+    let req = signed(
+        &stranger,
+        node.community,
+        path,
+        path,
+        Some(json!({"hashes": hashes})),
+    );
+    refused(answer(&node.router, over(req)).await, "an oversized body");
+    let req = signed(
+        &stranger,
+        node.community,
+        "experimental.echo",
+        "/bus/v1/call",
+        Some(json!({"input": {}})),
+    );
+    refused(answer(&node.router, over(req)).await, "a capability call");
+
+    // Redemption is answered, a malformed one as a bad request naming the
+    // field (the invitee is authenticated by then).
+    let path = "/onboarding/v1/redeem";
+    let redeem = json!({"invite": "hearthnet://v1/x", "joined": {}});
+    let req = signed(&stranger, node.community, path, path, Some(redeem));
+    let (status, body, _) = answer(&node.router, over(req)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let req = signed(
+        &stranger,
+        node.community,
+        path,
+        path,
+        Some(json!({"joined": {}})),
+    );
+    let (status, body, _) = answer(&node.router, over(req)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("`invite`"),
+        "{body}"
+    );
+
+    // On loopback (no TLS identity) the unsigned endpoints answer anyone.
+    let (status, _, _) = answer(&node.router, unsigned(Method::GET, "/health")).await;
+    assert_eq!(status, StatusCode::OK);
+}
