@@ -713,7 +713,7 @@ impl FileService {
             .entries()
             .into_iter()
             .filter(|e| e.name == READ && !e.local)
-            .filter_map(|e| NodeId::parse(&e.node).ok())
+            .map(|e| e.node)
             .filter(|n| !advertised.contains(n))
             .collect();
         let progress = Progress::new(call, "fetching");

@@ -214,8 +214,8 @@ pub struct CapabilityEntry {
     pub name: String,
     pub version: String,
     pub stability: Stability,
-    /// The node that offers it (full NodeID).
-    pub node: String,
+    /// The node that offers it (the full NodeID on the wire).
+    pub node: NodeId,
     pub local: bool,
     pub params: Value,
     pub schema_hash: String,
@@ -530,7 +530,7 @@ mod tests {
                 name: "llm.chat".into(),
                 version: "1.0".into(),
                 stability: Stability::Beta,
-                node: node_id(3).full(),
+                node: node_id(3),
                 local: false,
                 params: serde_json::json!({"model": "qwen2.5"}),
                 schema_hash: "blake3:00".into(),
@@ -547,6 +547,13 @@ mod tests {
             "/capabilities/0/max_concurrent",
             "capabilities[0].max_concurrent",
         );
+        // The node is its full NodeID on the wire, as before it was typed;
+        // anything else is named.
+        let mut value = serde_json::to_value(&caps).unwrap();
+        assert_eq!(value["capabilities"][0]["node"], node_id(3).full());
+        value["capabilities"][0]["node"] = node_id(3).short().into();
+        let e = from_value::<Caps>(names::CAPS, value).err().map(|e| e.path);
+        assert_eq!(e.as_deref(), Some("capabilities[0].node"));
     }
 
     #[test]
