@@ -124,6 +124,7 @@ impl BlobEndpoints for NoChunks {
 
 struct Node {
     router: Router,
+    state: Arc<ApiState>,
     bus: Arc<Bus>,
     own: DeviceKey,
     member: DeviceKey,
@@ -154,8 +155,10 @@ fn node() -> Node {
     )
     .with_sync(Arc::new(FakeSync))
     .with_blobs(Arc::new(NoChunks));
+    let state = Arc::new(state);
     Node {
-        router: router(Arc::new(state)),
+        router: router(state.clone()),
+        state,
         bus,
         own,
         member,
@@ -707,5 +710,31 @@ async fn over_tls_a_stranger_reaches_only_the_routes_that_admit_invitees() {
 
     // On loopback (no TLS identity) the unsigned endpoints answer anyone.
     let (status, _, _) = answer(&node.router, unsigned(Method::GET, "/health")).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn over_tls_a_route_that_declares_no_access_is_closed_to_strangers() {
+    // A route whose handler declares nothing (no extractor): the gate
+    // refuses a stranger's answer all the same, and lets members through.
+    let node = node();
+    let router = Router::new()
+        .route("/undeclared", get(|| async { "open" }))
+        .layer(axum::middleware::from_fn_with_state(
+            node.state.clone(),
+            members_only_over_tls,
+        ))
+        .with_state(node.state.clone());
+    let over = |key: &DeviceKey| {
+        let mut req = Request::get("/undeclared").body(Body::empty()).unwrap();
+        req.extensions_mut().insert(PeerIdentity(key.node_id()));
+        req
+    };
+    let (status, body, _) = answer(&router, over(&DeviceKey::generate())).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::UNAUTHORIZED, &json!("unauthorized"))
+    );
+    let (status, _, _) = answer(&router, over(&node.member)).await;
     assert_eq!(status, StatusCode::OK);
 }
