@@ -254,7 +254,7 @@ impl Bus {
                     name: e.descriptor.name.clone(),
                     version: e.descriptor.version.to_string(),
                     stability: e.descriptor.stability,
-                    node: e.node_id.full(),
+                    node: e.node_id,
                     local: e.node_id == self.node_id,
                     params: e.descriptor.params.clone(),
                     schema_hash: e.schema_hash.clone(),

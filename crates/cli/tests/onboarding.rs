@@ -111,3 +111,75 @@ fn init_joins_with_an_invite_and_bad_invites_fail_with_4() {
     assert_eq!(late.code, 4, "{late:?}");
     assert!(late.stderr.contains("expired"), "{late:?}");
 }
+
+#[test]
+fn a_malformed_answer_from_the_inviter_exits_1_naming_the_field() {
+    // An inviter (here a stand-in over plain HTTP) that takes the
+    // redemption but answers without the community manifest: a bad answer
+    // (1), not a bad invite (4), and nothing of it is kept.
+    let (frank, _) = fresh_device("Frank");
+    let inviter = hearthnet_base::DeviceKey::generate();
+    let community = hearthnet_base::CommunityId::of_root(inviter.node_id());
+    let (addr, server) =
+        common::stand_in(move |_| json!({"community_id": community, "events": []}));
+    let invite = hearthnet_onboarding::Invite::create(
+        hearthnet_onboarding::InviteRequest {
+            community_id: community,
+            community_name: "stand-in",
+            invitee: frank.key().node_id(),
+            level: hearthnet_base::TrustLevel::Member,
+            bootstrap_endpoints: vec![hearthnet_identity::Endpoint {
+                transport: "http".into(),
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            }],
+            expires_at: hearthnet_base::Timestamp::now().plus_seconds(600),
+            invite_event_id: "01HXRSTANDIN0000000000000",
+            invite_lamport: 1,
+        },
+        &inviter,
+    )
+    .unwrap();
+    let run = frank.run(&["invite", "redeem", &invite.encode()], None);
+    let request = server.join().unwrap();
+    assert!(
+        request.starts_with("POST /onboarding/v1/redeem "),
+        "{request}"
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("field `genesis_manifest`: missing field"),
+        "{run:?}"
+    );
+    let config = std::fs::read_to_string(frank.config_file()).unwrap_or_default();
+    assert!(!config.contains("community_id"), "{config}");
+}
+
+#[test]
+fn invite_create_with_a_malformed_answer_exits_1_naming_the_field() {
+    let founder = Sandbox::new();
+    founder.init_non_interactive("founder");
+    let invitee = hearthnet_base::DeviceKey::generate().node_id();
+    let server = common::stand_in_node(
+        &founder,
+        |_| json!({"output": {"invite": "hearthnet://v1/x"}, "meta": {"event_id": "01HXR", "lamport": 1}}),
+    );
+    let run = founder.run(&["invite", "create", "--node-id", &invitee.full()], None);
+    let request = server.join().unwrap();
+    assert!(request.starts_with("POST /bus/v1/call "), "{request}");
+    assert!(
+        request
+            .to_lowercase()
+            .contains("x-hearthnet-capability: community.invite"),
+        "{request}"
+    );
+    assert_eq!(run.code, 1, "a bad answer: {run:?}");
+    assert!(
+        run.stderr.contains(
+            "the node's answer to community.invite: field `output.invite_blob`: missing field"
+        ),
+        "{run:?}"
+    );
+    assert!(run.stdout.is_empty(), "no invite shown: {run:?}");
+}

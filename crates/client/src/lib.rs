@@ -179,7 +179,7 @@ impl LocalClient {
     /// `POST /local/v1/sync`: one sync round now.
     pub fn sync_round(
         &self,
-        request: &local::SyncRequest,
+        request: &hearthnet_wire::peer::SyncNow,
     ) -> Result<local::SyncRound, ClientError> {
         let body = serde_json::to_value(request).map_err(|e| self.bad(e.to_string()))?;
         let answer = self.post("/local/v1/sync", &body)?;

@@ -12,6 +12,7 @@ use hearthnet_bus::{Call, CallError, Capability, CapabilityDescriptor, Service, 
 use hearthnet_events::EventLog;
 use hearthnet_identity::Endpoint;
 use hearthnet_onboarding::{Invite, InviteRequest};
+use hearthnet_wire::caps::{InviteAnswer, InviteMeta, InviteOutput};
 use serde_json::{Value, json};
 
 /// `community.invite@1.0`: record a `community.member.invited` event
@@ -119,10 +120,19 @@ impl Invites {
             &self.key,
         )
         .map_err(|e| CallError::new(e.code(), e.to_string()))?;
-        Ok(json!({
-            "output": {"invite_blob": invite.encode()},
-            "meta": {"event_id": event.event_id, "lamport": event.lamport, "expires_at": expires_at}
-        }))
+        let answer = InviteAnswer {
+            output: InviteOutput {
+                invite_blob: invite.encode(),
+            },
+            meta: InviteMeta {
+                event_id: event.event_id,
+                lamport: event.lamport,
+                expires_at: Some(expires_at),
+                ms: None,
+            },
+        };
+        serde_json::to_value(answer)
+            .map_err(|e| CallError::new(ErrorCode::InternalError, e.to_string()))
     }
 }
 

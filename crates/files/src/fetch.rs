@@ -18,7 +18,8 @@ use futures_util::future::BoxFuture;
 use hearthnet_base::{Blake3Id, ErrorCode, NodeId, TrustLevel};
 use hearthnet_blobs::{BlobStore, Durability, Manifest, VerifiedChunk, decode_b64};
 use hearthnet_bus::{Bus, CallError, InboundCall, Item, Version};
-use serde_json::{Value, json};
+use hearthnet_wire::peer::ChunksRequest;
+use serde_json::json;
 
 use crate::Chunks;
 
@@ -295,7 +296,7 @@ fn internal(e: impl std::fmt::Display) -> CallError {
     CallError::new(ErrorCode::InternalError, e.to_string())
 }
 
-fn read_call(bus: &Bus, holder: NodeId, input: Value) -> InboundCall {
+fn read_call(bus: &Bus, holder: NodeId, input: &ChunksRequest) -> InboundCall {
     InboundCall {
         timeout: Some(Duration::from_secs(crate::READ_TIMEOUT_SECONDS)),
         stream: true,
@@ -322,7 +323,11 @@ async fn manifest_from(
     );
     for holder in holders {
         // `chunks: []` asks for the manifest alone (our extension).
-        let mut call = read_call(bus, *holder, json!({"cid": cid, "chunks": []}));
+        let request = ChunksRequest {
+            cid,
+            chunks: Some(Vec::new()),
+        };
+        let mut call = read_call(bus, *holder, &request);
         call.timeout = Some(MANIFEST_TIMEOUT);
         let mut stream = match bus.call(call) {
             Ok(s) => s,
@@ -383,7 +388,11 @@ async fn chunks_from(
         }
     }
     share.truncate(CHUNKS_PER_CALL);
-    let call = read_call(bus, holder, json!({"cid": manifest.cid, "chunks": share}));
+    let request = ChunksRequest {
+        cid: manifest.cid,
+        chunks: Some(share.iter().map(|&i| i as u64).collect()),
+    };
+    let call = read_call(bus, holder, &request);
     let stream = match bus.call(call) {
         Ok(stream) => stream,
         Err(e) => return Err((e, share)),

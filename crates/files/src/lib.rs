@@ -44,6 +44,7 @@ use hearthnet_bus::{
 };
 use hearthnet_events::EventLog;
 use hearthnet_wire::local;
+use hearthnet_wire::peer::ChunksRequest;
 use serde_json::{Value, json};
 
 pub use fetch::{ChunkSource, fetch};
@@ -134,27 +135,35 @@ fn internal(e: impl std::fmt::Display) -> CallError {
     CallError::new(ErrorCode::InternalError, e.to_string())
 }
 
-/// The chunk indices `input.chunks` asks for (all when absent): indices
-/// of `manifest`, strictly increasing, so each chunk at most once per call.
-fn selection(input: &Value, manifest: &Manifest) -> Result<Vec<usize>, CallError> {
-    match input.get("chunks") {
-        None | Some(Value::Null) => Ok((0..manifest.chunks.len()).collect()),
-        Some(Value::Array(list)) => list
-            .iter()
-            .map(|v| {
-                v.as_u64()
-                    .map(|i| i as usize)
-                    .filter(|i| *i < manifest.chunks.len())
-            })
-            .collect::<Option<Vec<usize>>>()
-            .filter(|i| i.windows(2).all(|w| w[0] < w[1]))
-            .ok_or_else(|| {
-                CallError::bad_request(
-                    "input.chunks must list chunk indices of this blob, increasing, each once",
-                )
-            }),
-        Some(_) => Err(CallError::bad_request("input.chunks must be an array")),
-    }
+/// What `file.read`'s input says when it decodes.
+const READ_INPUT: &str = "file.read's input";
+
+/// `file.read`'s input, the same request as `/blobs/v1/chunks`'s body; a
+/// malformed one is `bad_request` naming the field.
+fn read_request(input: &Value) -> Result<ChunksRequest, CallError> {
+    hearthnet_wire::from_value(READ_INPUT, input.clone())
+        .map_err(|e| CallError::bad_request(e.to_string()))
+}
+
+/// The chunk indices `chunks` asks for (all when absent): indices of
+/// `manifest`, strictly increasing, so each chunk at most once per call.
+fn selection(chunks: Option<&[u64]>, manifest: &Manifest) -> Result<Vec<usize>, CallError> {
+    let Some(list) = chunks else {
+        return Ok((0..manifest.chunks.len()).collect());
+    };
+    list.iter()
+        .map(|&i| {
+            usize::try_from(i)
+                .ok()
+                .filter(|i| *i < manifest.chunks.len())
+        })
+        .collect::<Option<Vec<usize>>>()
+        .filter(|i| i.windows(2).all(|w| w[0] < w[1]))
+        .ok_or_else(|| {
+            CallError::bad_request(
+                "chunks must list chunk indices of this blob, increasing, each once",
+            )
+        })
 }
 
 fn cid_field(input: &Value, key: &str) -> Result<Blake3Id, CallError> {
@@ -300,18 +309,18 @@ impl FileService {
         .boxed()
     }
 
-    /// The raw-bytes side of `file.read` (`{"cid", "chunks"}` asks the
-    /// same), for the node's `/blobs/v1/chunks`: members only, checked
-    /// there. At most [`MAX_SERVED_STREAMS`] at once, and
-    /// [`MAX_STREAMS_PER_CALLER`] of them for one caller.
+    /// The raw-bytes side of `file.read` (the same request), for the
+    /// node's `/blobs/v1/chunks`: members only, checked there. At most
+    /// [`MAX_SERVED_STREAMS`] at once, and [`MAX_STREAMS_PER_CALLER`] of
+    /// them for one caller.
     pub fn serve_chunks(
         self: &Arc<Self>,
         caller: NodeId,
-        request: Value,
+        request: ChunksRequest,
     ) -> BoxFuture<'static, Result<Chunks, CallError>> {
         let this = self.clone();
         Box::pin(async move {
-            let cid = cid_field(&request, "cid")?;
+            let cid = request.cid;
             let busy =
                 |what: String| CallError::new(ErrorCode::CapacityExceeded, what).retry_after(500);
             let slot = StreamSlot::take(&this.streams_per_caller, caller).ok_or_else(|| {
@@ -330,7 +339,7 @@ impl FileService {
                     ))
                 })?;
             let manifest = this.blocking(move |s| s.manifest(&cid)).await?;
-            let indices = selection(&request, &manifest)?;
+            let indices = selection(request.chunks.as_deref(), &manifest)?;
             Ok(this.chunk_stream(manifest, indices, (permit, slot)))
         })
     }
@@ -484,7 +493,8 @@ impl FileService {
 
     async fn read(self: Arc<Self>, call: Call) -> Result<Value, CallError> {
         let started = Instant::now();
-        let cid = cid_field(&call.input, "cid")?;
+        let request = read_request(&call.input)?;
+        let cid = request.cid;
         if !self.store.has_blob(&cid) {
             // A chunk by its own CID: one JSON answer.
             let bytes = self.blocking(move |s| s.read_chunk(&cid)).await?;
@@ -499,7 +509,7 @@ impl FileService {
             ));
         }
         let manifest = self.blocking(move |s| s.manifest(&cid)).await?;
-        let indices = selection(&call.input, &manifest)?;
+        let indices = selection(request.chunks.as_deref(), &manifest)?;
         let count = indices.len();
         let gone = || CallError::new(ErrorCode::Partition, "the caller left");
         call.frames
@@ -703,7 +713,7 @@ impl FileService {
             .entries()
             .into_iter()
             .filter(|e| e.name == READ && !e.local)
-            .filter_map(|e| NodeId::parse(&e.node).ok())
+            .map(|e| e.node)
             .filter(|n| !advertised.contains(n))
             .collect();
         let progress = Progress::new(call, "fetching");
@@ -891,5 +901,58 @@ impl Service for FileService {
                 Self::pin,
             ),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearthnet_blobs::ChunkRef;
+
+    fn blob_of(n: usize) -> Manifest {
+        Manifest::new(
+            (0..n)
+                .map(|i| ChunkRef {
+                    cid: Blake3Id::of(&i.to_le_bytes()),
+                    size_bytes: 1,
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_malformed_read_request_is_a_bad_request_naming_the_field() {
+        let cid = Blake3Id::of(b"a blob");
+        for (input, field) in [
+            (json!({"cid": "blake3:00"}), "field `cid`"),
+            (json!({"chunks": [0]}), "field `cid`: missing field"),
+            (json!({"cid": cid, "chunks": [0, "1"]}), "field `chunks[1]`"),
+            (json!({"cid": cid, "chunks": {"0": 0}}), "field `chunks`"),
+        ] {
+            let e = read_request(&input).err();
+            assert_eq!(e.as_ref().map(|e| e.code), Some(ErrorCode::BadRequest));
+            let message = e.map(|e| e.message).unwrap_or_default();
+            assert!(
+                message.starts_with(READ_INPUT) && message.contains(field),
+                "{input}: {message}"
+            );
+        }
+        // The contract's form, and ours with `null` for "all chunks".
+        for input in [json!({"cid": cid}), json!({"cid": cid, "chunks": null})] {
+            let request = read_request(&input).ok();
+            assert_eq!(request, Some(ChunksRequest { cid, chunks: None }));
+        }
+    }
+
+    #[test]
+    fn a_selection_is_increasing_indices_of_the_blob() {
+        let blob = blob_of(3);
+        assert_eq!(selection(None, &blob).ok(), Some(vec![0, 1, 2]));
+        assert_eq!(selection(Some(&[]), &blob).ok(), Some(vec![]));
+        assert_eq!(selection(Some(&[0, 2]), &blob).ok(), Some(vec![0, 2]));
+        for bad in [&[3][..], &[1, 1], &[2, 0], &[u64::MAX]] {
+            let e = selection(Some(bad), &blob).err().map(|e| e.code);
+            assert_eq!(e, Some(ErrorCode::BadRequest), "{bad:?}");
+        }
     }
 }

@@ -105,13 +105,10 @@ impl hearthnet_transport::BlobEndpoints for ServedChunks {
         caller: NodeId,
         request: ChunksRequest,
     ) -> BoxFuture<'static, Result<bulk::ServedChunks, CallError>> {
-        // The file service reads the request as `file.read` reads its input.
-        let request = serde_json::to_value(request)
-            .map_err(|e| CallError::new(ErrorCode::InternalError, e.to_string()));
         let files = self.files.clone();
         let metrics = self.metrics.clone();
         Box::pin(async move {
-            let chunks = files.serve_chunks(caller, request?);
+            let chunks = files.serve_chunks(caller, request);
             Ok(chunks
                 .await?
                 .map(move |item| {

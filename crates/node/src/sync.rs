@@ -29,7 +29,7 @@ use hearthnet_transport::SyncEndpoints;
 use hearthnet_transport::peer_client::{PeerClient, PeerError};
 use hearthnet_wire::local::{SyncPeer, SyncRound};
 use hearthnet_wire::peer::{
-    EventsPush, EventsReport, FetchAnswer, FetchRequest, Heads, Hex, Reconcile, Rejection,
+    EventsPush, EventsReport, FetchAnswer, FetchRequest, Heads, Hex, Reconcile, Redeemed, Rejection,
 };
 use parking_lot::Mutex;
 use serde_json::{Value, json};
@@ -414,7 +414,7 @@ impl Syncer {
     /// Redeem an invite (M13): the invite is ours to honour, addressed to
     /// `from`, unexpired and unused; `joined` is `from`'s own event naming
     /// it. On success `from` is a member and gets what it needs to start.
-    async fn redeem(&self, from: NodeId, text: &str, joined: Value) -> Result<Value, CallError> {
+    async fn redeem(&self, from: NodeId, text: &str, joined: Value) -> Result<Redeemed, CallError> {
         use hearthnet_onboarding::Invite;
         let invite = Invite::decode(text).map_err(|e| CallError::new(e.code(), e.to_string()))?;
         let view = self.log.view();
@@ -490,11 +490,11 @@ impl Syncer {
             events.extend(found.into_iter().map(|e| e.json));
         }
         tracing::info!(member = %from.short(), "invite redeemed");
-        Ok(json!({
-            "community_id": view.community_id,
-            "genesis_manifest": self.genesis_manifest,
-            "events": events,
-        }))
+        Ok(Redeemed {
+            community_id: view.community_id,
+            genesis_manifest: self.genesis_manifest.clone(),
+            events,
+        })
     }
 }
 
@@ -638,7 +638,7 @@ impl SyncEndpoints for SyncHandle {
         from: NodeId,
         invite: String,
         joined: Value,
-    ) -> BoxFuture<'static, Result<Value, CallError>> {
+    ) -> BoxFuture<'static, Result<Redeemed, CallError>> {
         let this = self.0.clone();
         Box::pin(async move { this.redeem(from, &invite, joined).await })
     }

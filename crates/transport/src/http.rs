@@ -4,7 +4,10 @@
 //! bounded body, authenticate the signed request (§5.1) for the requested
 //! path and the access the handler declares by a marker type ([`Member`],
 //! [`OwnKey`], [`Invitee`]), and decode a typed body naming the failing
-//! field; [`Query`], a query string decoded the same way.
+//! field; [`Unsigned`], the declaration of an endpoint without a
+//! signature; [`Query`], a query string decoded the same way. Over mutual
+//! TLS a device that is not a member gets answers only from routes that
+//! declare [`Invitee`] ([`Stranger`]).
 //!
 //! A surface uses it by making its router state a [`SignedSurface`]: how
 //! large a body may be and how to authenticate. Handlers then return
@@ -13,6 +16,7 @@
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -137,6 +141,61 @@ impl Required for Invitee {
     const ACCESS: Access = Access::Invitee;
 }
 
+/// Marks a request whose connection (mutual TLS) proved a device that is
+/// not a member of the community: the surface's gate sets it. Such a
+/// request is answered only by a route whose extractor declares
+/// [`Invitee`] access, once it authenticated the request; the gate refuses
+/// every other answer, so a route that declares nothing is closed too.
+#[derive(Clone)]
+pub struct Stranger {
+    peer: hearthnet_base::NodeId,
+    admitted: Arc<AtomicBool>,
+}
+
+impl Stranger {
+    pub fn new(peer: hearthnet_base::NodeId) -> Self {
+        Self {
+            peer,
+            admitted: Arc::default(),
+        }
+    }
+
+    /// Whether a route admitting invitees authenticated the request.
+    pub fn admitted(&self) -> bool {
+        self.admitted.load(Ordering::Acquire)
+    }
+
+    pub fn refusal(&self) -> ApiError {
+        CallError::new(
+            ErrorCode::Unauthorized,
+            format!("{} is not a member of this community", self.peer.short()),
+        )
+        .into()
+    }
+}
+
+/// Refuse at once, before any body is read, a stranger's request (see
+/// [`Stranger`]) to a route whose access does not admit invitees.
+pub fn admit_connection(parts: &Parts, access: Access) -> Result<(), ApiError> {
+    match parts.extensions.get::<Stranger>() {
+        Some(stranger) if access != Access::Invitee => Err(stranger.refusal()),
+        _ => Ok(()),
+    }
+}
+
+/// A request without a signature (`/health`, `/ready`, `/manifest`, and
+/// the answers to requests no route takes): anyone on loopback, only
+/// members' connections over TLS.
+pub struct Unsigned;
+
+impl<S: Send + Sync> FromRequestParts<S> for Unsigned {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        admit_connection(parts, Access::Member).map(|()| Self)
+    }
+}
+
 /// Read a JSON body of at most `limit` bytes.
 pub async fn read_json(body: Body, limit: usize) -> Result<Value, ApiError> {
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
@@ -158,7 +217,8 @@ pub async fn authenticate<S: SignedSurface>(
     body: &Value,
     access: Access,
 ) -> Result<Caller, ApiError> {
-    state
+    admit_connection(parts, access)?;
+    let caller = state
         .authenticate(Presented {
             headers: &parts.headers,
             endpoint,
@@ -166,7 +226,13 @@ pub async fn authenticate<S: SignedSurface>(
             access,
             connection: parts.extensions.get::<PeerIdentity>().copied(),
         })
-        .await
+        .await?;
+    // Only here, with the access the route declared, does a stranger's
+    // request earn an answer.
+    if let Some(stranger) = parts.extensions.get::<Stranger>() {
+        stranger.admitted.store(true, Ordering::Release);
+    }
+    Ok(caller)
 }
 
 /// A signed request with a JSON body of type `T`, from a caller with
@@ -190,6 +256,7 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let (parts, body) = req.into_parts();
+        admit_connection(&parts, A::ACCESS)?;
         let value = read_json(body, state.max_body_bytes()).await?;
         let caller = authenticate(state, &parts, Some(parts.uri.path()), &value, A::ACCESS).await?;
         // Decoded only once authenticated: strangers learn nothing of the

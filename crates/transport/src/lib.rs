@@ -26,7 +26,7 @@ pub mod tls;
 use futures_util::future::BoxFuture;
 use hearthnet_base::{NodeId, TrustLevel};
 use hearthnet_bus::CallError;
-use hearthnet_wire::peer::{ChunksRequest, EventsReport, Heads};
+use hearthnet_wire::peer::{ChunksRequest, EventsReport, Heads, Redeemed};
 use serde_json::Value;
 
 pub use routes::{ApiState, router};
@@ -59,7 +59,7 @@ pub trait SyncEndpoints: Send + Sync + 'static {
         from: NodeId,
         invite: String,
         joined: Value,
-    ) -> BoxFuture<'static, Result<Value, CallError>>;
+    ) -> BoxFuture<'static, Result<Redeemed, CallError>>;
     /// `POST /local/v1/sync` (own key only): one sync round with `peer` now.
     fn sync_now(
         &self,

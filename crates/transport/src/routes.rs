@@ -17,7 +17,7 @@ use hearthnet_observability::metrics::Metrics;
 use hearthnet_wire::local;
 use hearthnet_wire::peer::{
     ChunksRequest, EventsPush, EventsReport, FetchAnswer, FetchRequest, Heads, Hex, Reconcile,
-    Redeem, SubscribeQuery, SyncNow,
+    Redeem, Redeemed, SubscribeQuery, SyncNow,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -26,7 +26,7 @@ use crate::auth::Authenticator;
 use crate::bulk;
 use crate::http::{
     self, Access, ApiError, Caller, Invitee, OwnKey, Presented, Query, Signed, SignedGet,
-    SignedSurface,
+    SignedSurface, Stranger, Unsigned,
 };
 use crate::server::PeerIdentity;
 use crate::{BlobEndpoints, NodeView, SyncEndpoints};
@@ -95,7 +95,8 @@ impl SignedSurface for ApiState {
 type Shared = State<Arc<ApiState>>;
 
 /// The routes; who may use each is declared by its handler's extractor
-/// (`SignedGet<OwnKey>`, `Signed<T, Invitee>`, …; members by default).
+/// (`Unsigned`, `SignedGet<OwnKey>`, `Signed<T, Invitee>`, …; members by
+/// default), and nowhere else.
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/health", get(health))
@@ -115,6 +116,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/local/v1/sync", post(local_sync))
         .route("/onboarding/v1/redeem", post(onboarding_redeem))
         .route(bulk::CHUNKS_PATH, post(blob_chunks))
+        .method_not_allowed_fallback(wrong_method)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -124,11 +126,20 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .with_state(state)
 }
 
-async fn not_found() -> ApiError {
+async fn not_found(_: Unsigned) -> ApiError {
     CallError::new(ErrorCode::NotFound, "no such endpoint").into()
 }
 
-async fn health(State(s): Shared) -> Response {
+/// A known path asked with another method. Contract §5.5 maps every error
+/// code to one status and has none for 405, and a client may act on the
+/// status (ours take an error answer only with its code's status): an
+/// endpoint is a method and a path, so this is `not_found` with 404, the
+/// answer to a path no route takes. axum's `Allow` header stays.
+async fn wrong_method(_: Unsigned) -> ApiError {
+    CallError::new(ErrorCode::NotFound, "no such endpoint for this method").into()
+}
+
+async fn health(State(s): Shared, _: Unsigned) -> Response {
     axum::Json(local::Health {
         status: "ok".into(),
         node_id: s.key.node_id(),
@@ -136,7 +147,7 @@ async fn health(State(s): Shared) -> Response {
     .into_response()
 }
 
-async fn ready(State(s): Shared) -> Response {
+async fn ready(State(s): Shared, _: Unsigned) -> Response {
     let (ready, details) = s.view.readiness();
     let status = if ready {
         StatusCode::OK
@@ -146,7 +157,7 @@ async fn ready(State(s): Shared) -> Response {
     (status, axum::Json(details)).into_response()
 }
 
-async fn manifest(State(s): Shared) -> Response {
+async fn manifest(State(s): Shared, _: Unsigned) -> Response {
     axum::Json(s.view.node_manifest()).into_response()
 }
 
@@ -213,6 +224,7 @@ impl FromRequest<Arc<ApiState>> for CapabilityCall {
 
     async fn from_request(req: Request, s: &Arc<ApiState>) -> Result<Self, ApiError> {
         let (parts, body) = req.into_parts();
+        http::admit_connection(&parts, Access::Member)?;
         let body = http::read_json(body, s.max_body_bytes).await?;
         let caller = http::authenticate(s, &parts, None, &body, Access::Member).await?;
         Ok(Self { caller, body })
@@ -322,23 +334,28 @@ fn signed_json(key: &DeviceKey, request_id: &str, body: Value) -> Response {
 }
 
 /// Over TLS, a device that is not (or no longer) a member reaches nothing
-/// but invite redemption: not even the unsigned endpoints.
+/// but the routes that declare [`Invitee`] access (redemption), not even
+/// the unsigned endpoints: its request is marked a [`Stranger`], and an
+/// answer that no such route admitted is replaced by the refusal.
 async fn members_only_over_tls(
     State(s): Shared,
-    req: Request,
+    mut req: Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if let Some(PeerIdentity(peer)) = req.extensions().get::<PeerIdentity>().copied()
-        && s.view.level_of(&peer) == hearthnet_base::TrustLevel::Unknown
-        && req.uri().path() != "/onboarding/v1/redeem"
-    {
-        return ApiError::from(CallError::new(
-            ErrorCode::Unauthorized,
-            format!("{} is not a member of this community", peer.short()),
-        ))
-        .into_response();
+    let Some(PeerIdentity(peer)) = req.extensions().get::<PeerIdentity>().copied() else {
+        return next.run(req).await;
+    };
+    if s.view.level_of(&peer) != hearthnet_base::TrustLevel::Unknown {
+        return next.run(req).await;
     }
-    next.run(req).await
+    let stranger = Stranger::new(peer);
+    req.extensions_mut().insert(stranger.clone());
+    let resp = next.run(req).await;
+    if stranger.admitted() {
+        resp
+    } else {
+        stranger.refusal().into_response()
+    }
 }
 
 fn sync_of(s: &ApiState) -> Result<Arc<dyn SyncEndpoints>, ApiError> {
@@ -350,7 +367,7 @@ fn sync_of(s: &ApiState) -> Result<Arc<dyn SyncEndpoints>, ApiError> {
 async fn onboarding_redeem(
     State(s): Shared,
     Signed { caller, body, .. }: Signed<Redeem, Invitee>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<Redeemed>, ApiError> {
     // The signer: over TLS, authentication made sure it is also the
     // device the connection proved.
     let answer = sync_of(&s)?

@@ -7,6 +7,7 @@
 //! peer's or the node's answer goes through [`decode`], whose error names
 //! the field that was wrong.
 
+pub mod caps;
 pub mod local;
 pub mod peer;
 

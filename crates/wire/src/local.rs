@@ -214,8 +214,8 @@ pub struct CapabilityEntry {
     pub name: String,
     pub version: String,
     pub stability: Stability,
-    /// The node that offers it (full NodeID).
-    pub node: String,
+    /// The node that offers it (the full NodeID on the wire).
+    pub node: NodeId,
     pub local: bool,
     pub params: Value,
     pub schema_hash: String,
@@ -248,15 +248,6 @@ pub struct TraceRecord {
     pub ms: f64,
     pub stream: bool,
     pub frames: u64,
-}
-
-/// `POST /local/v1/sync`'s body: one sync round with `peer` now.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SyncRequest {
-    /// `host:port` of the peer port.
-    pub peer: String,
-    /// `v1` or `v2`; the node chooses when `None`.
-    pub protocol: Option<String>,
 }
 
 /// `POST /local/v1/sync`'s answer: what one round did.
@@ -539,7 +530,7 @@ mod tests {
                 name: "llm.chat".into(),
                 version: "1.0".into(),
                 stability: Stability::Beta,
-                node: node_id(3).full(),
+                node: node_id(3),
                 local: false,
                 params: serde_json::json!({"model": "qwen2.5"}),
                 schema_hash: "blake3:00".into(),
@@ -556,6 +547,13 @@ mod tests {
             "/capabilities/0/max_concurrent",
             "capabilities[0].max_concurrent",
         );
+        // The node is its full NodeID on the wire, as before it was typed;
+        // anything else is named.
+        let mut value = serde_json::to_value(&caps).unwrap();
+        assert_eq!(value["capabilities"][0]["node"], node_id(3).full());
+        value["capabilities"][0]["node"] = node_id(3).short().into();
+        let e = from_value::<Caps>(names::CAPS, value).err().map(|e| e.path);
+        assert_eq!(e.as_deref(), Some("capabilities[0].node"));
     }
 
     #[test]
@@ -579,7 +577,7 @@ mod tests {
     }
 
     #[test]
-    fn sync_round_and_request() {
+    fn sync_round() {
         let round = SyncRound {
             peer: "10.0.0.2:7443".into(),
             node_id: None,
@@ -593,11 +591,6 @@ mod tests {
             ms: 12,
         };
         check(&round, "/events_in", "events_in");
-        let request = SyncRequest {
-            peer: "10.0.0.2:7443".into(),
-            protocol: Some("v1".into()),
-        };
-        check(&request, "/peer", "peer");
     }
 
     #[test]

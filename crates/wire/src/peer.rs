@@ -82,6 +82,17 @@ pub struct Redeem {
     pub joined: Value,
 }
 
+/// The answer to [`Redeem`]: what a new member needs before its first
+/// sync, the community manifest as signed (verified on this JSON, never on
+/// a re-encoded struct) and the membership history (every `community.*`
+/// event, the genesis among them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Redeemed {
+    pub community_id: CommunityId,
+    pub genesis_manifest: Value,
+    pub events: Vec<Value>,
+}
+
 /// `POST /local/v1/sync` (the node's own key): one round with `peer`
 /// (`host:port`) now; `protocol` forces `v1` or `v2`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -199,6 +210,35 @@ mod tests {
     }
 
     #[test]
+    fn a_malformed_redemption_answer_names_its_field() {
+        let community = CommunityId::of_root(hearthnet_base::DeviceKey::generate().node_id());
+        let e = from_value::<Redeemed>(
+            "the inviter's answer",
+            json!({"community_id": community, "events": []}),
+        )
+        .err()
+        .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("the inviter's answer: field `genesis_manifest`: missing field")
+        );
+        let e = from_value::<Redeemed>(
+            "the inviter's answer",
+            json!({"community_id": "ed25519:nope", "genesis_manifest": {}, "events": []}),
+        )
+        .err()
+        .map(|e| e.path);
+        assert_eq!(e.as_deref(), Some("community_id"));
+        let e = from_value::<Redeemed>(
+            "the inviter's answer",
+            json!({"community_id": community, "genesis_manifest": {}, "events": {}}),
+        )
+        .err()
+        .map(|e| e.path);
+        assert_eq!(e.as_deref(), Some("events"));
+    }
+
+    #[test]
     fn heads_carry_the_contract_form_beside_the_named_fields() {
         let community = CommunityId::of_root(hearthnet_base::DeviceKey::generate().node_id());
         let heads = Heads {
@@ -230,5 +270,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!((report.accepted, report.duplicates), (2, 0));
+        // "Sync now" without a protocol: the node chooses; an older
+        // client's explicit `null` means the same.
+        let now = SyncNow {
+            peer: "10.0.0.2:7443".into(),
+            protocol: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&now).unwrap(),
+            json!({"peer": "10.0.0.2:7443"})
+        );
+        let old: SyncNow = from_value(
+            "a sync request",
+            json!({"peer": "10.0.0.2:7443", "protocol": null}),
+        )
+        .unwrap();
+        assert_eq!(old, now);
     }
 }

@@ -50,9 +50,7 @@ pub fn run(config: Option<&Path>, env: &Env, args: CapsArgs) -> CliResult {
 }
 
 fn row(c: &CapabilityEntry) -> Vec<String> {
-    let node = hearthnet_base::NodeId::parse(&c.node)
-        .map(|n| n.short())
-        .unwrap_or_else(|_| c.node.clone());
+    let node = c.node.short();
     let node = if c.local {
         format!("{node} (local)")
     } else {

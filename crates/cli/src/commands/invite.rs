@@ -14,6 +14,8 @@ use hearthnet_config::{Env, LoadedConfig};
 use hearthnet_identity::{CommunityManifest, KeyStore};
 use hearthnet_onboarding::{IdentityCard, Invite};
 use hearthnet_transport::peer_client::{PeerClient, PeerError};
+use hearthnet_wire::caps::{self, InviteAnswer};
+use hearthnet_wire::peer::{Redeem, Redeemed};
 use serde_json::{Value, json};
 
 use super::node_client;
@@ -52,10 +54,9 @@ pub fn create(config: Option<&Path>, env: &Env, args: InviteCreateArgs) -> CliRe
             return Err(anyhow!("community.invite answered with a stream").into());
         }
     };
-    let text = reply["output"]["invite_blob"]
-        .as_str()
-        .context("the node's answer has no invite")?
-        .to_owned();
+    let answer: InviteAnswer = hearthnet_wire::from_value(caps::names::INVITE, reply)
+        .map_err(|e| CliError::from_client(e.into()))?;
+    let text = answer.output.invite_blob;
     let loaded = hearthnet_config::load(config, env)?;
     let png = loaded.paths().data_dir.join(format!(
         "invite-{}.png",
@@ -155,8 +156,8 @@ pub fn redeem_text(config: Option<&Path>, env: &Env, text: &str) -> CliResult {
         &key,
     )
     .map_err(|e| anyhow!("cannot build the joined event: {e}"))?;
-    let (answer, used) = ask_inviter(&key, &invite, &joined.to_value())?;
-    settle(&mut loaded, &key, &invite, &answer, &used)?;
+    let (answer, used) = ask_inviter(&key, &invite, joined.to_value())?;
+    settle(&mut loaded, &key, &invite, answer, &used)?;
     printer::status(format!(
         "joined \"{}\" ({}) as {}; `hearthnet run` fetches the community's history from {used}",
         invite.community_name,
@@ -171,14 +172,18 @@ pub fn redeem_text(config: Option<&Path>, env: &Env, text: &str) -> CliResult {
 fn ask_inviter(
     key: &DeviceKey,
     invite: &Invite,
-    joined: &Value,
-) -> Result<(Value, String), CliError> {
+    joined: Value,
+) -> Result<(Redeemed, String), CliError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let identity =
         Arc::new(hearthnet_transport::tls::TlsIdentity::new(key).map_err(|e| anyhow!(e))?);
     let inviter = invite.inviter_node_id;
+    let body = Redeem {
+        invite: invite.encode(),
+        joined,
+    };
     let mut last = None;
     for endpoint in &invite.bootstrap_endpoints {
         let addr = format!("{}:{}", endpoint.host, endpoint.port);
@@ -189,9 +194,16 @@ fn ask_inviter(
             Arc::new(move |id| *id == inviter),
             endpoint.transport == "http",
         );
-        let body = json!({"invite": invite.encode(), "joined": joined});
-        match runtime.block_on(client.post(&addr, Some(inviter), "/onboarding/v1/redeem", &body)) {
+        let asked =
+            client.post_as::<Redeemed>(&addr, Some(inviter), "/onboarding/v1/redeem", &body);
+        match runtime.block_on(asked) {
             Ok(reply) => return Ok((reply.body, addr)),
+            // The inviter took the redemption (the invite is used now) but
+            // its answer is unusable: a bad answer, not a bad invite, and
+            // no reason to ask another of its endpoints.
+            Err(e @ PeerError::BadAnswer { .. }) => {
+                return Err(CliError::new(ExitStatus::Failure, e));
+            }
             Err(PeerError::Refused { body, status, .. }) => {
                 let wire = serde_json::from_str::<Value>(&body)
                     .ok()
@@ -226,14 +238,14 @@ fn settle(
     loaded: &mut LoadedConfig,
     key: &DeviceKey,
     invite: &Invite,
-    answer: &Value,
+    answer: Redeemed,
     used: &str,
 ) -> Result<(), CliError> {
-    let manifest = CommunityManifest::verify(&answer["genesis_manifest"]).map_err(auth)?;
-    if manifest.community_id != invite.community_id {
+    let manifest = CommunityManifest::verify(&answer.genesis_manifest).map_err(auth)?;
+    if manifest.community_id != invite.community_id || answer.community_id != invite.community_id {
         return Err(auth("the inviter sent the manifest of another community"));
     }
-    let events = answer["events"].as_array().cloned().unwrap_or_default();
+    let events = answer.events;
     let genesis = events
         .iter()
         .find(|e| e["event_type"] == "community.created")
@@ -253,7 +265,7 @@ fn settle(
     };
     write(
         hearthnet_identity::community::MANIFEST_FILE,
-        &answer["genesis_manifest"],
+        &answer.genesis_manifest,
     )?;
     write(
         hearthnet_identity::community::GENESIS_FILE,

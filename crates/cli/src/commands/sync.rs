@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::anyhow;
 use hearthnet_config::Env;
-use hearthnet_wire::local::SyncRequest;
+use hearthnet_wire::peer::SyncNow;
 use serde_json::{Value, json};
 
 use super::node_client;
@@ -33,7 +33,7 @@ pub fn run(config: Option<&Path>, env: &Env, args: SyncArgs) -> CliResult {
     let mut reports = Vec::new();
     let mut failure = None;
     for peer in &peers {
-        let request = SyncRequest {
+        let request = SyncNow {
             peer: peer.clone(),
             protocol: args.protocol.clone(),
         };

@@ -199,16 +199,26 @@ pub fn stand_in_node(
     sb: &Sandbox,
     answer: impl FnOnce(std::net::SocketAddr) -> serde_json::Value + Send + 'static,
 ) -> std::thread::JoinHandle<String> {
-    use std::io::BufRead;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a local port");
-    let addr = listener.local_addr().expect("its address");
+    let (addr, server) = stand_in(answer);
     std::fs::create_dir_all(sb.data_dir().join("run")).expect("run dir");
     std::fs::write(
         sb.data_dir().join("run/node.json"),
         serde_json::json!({"pid": 1, "api": addr, "peer": null, "node_id": "x"}).to_string(),
     )
     .expect("runtime file");
-    std::thread::spawn(move || {
+    server
+}
+
+/// A plain-HTTP listener on loopback that answers one request with the
+/// JSON `answer(addr)` gives, after reading the request's body; the
+/// thread returns that request's head.
+pub fn stand_in(
+    answer: impl FnOnce(std::net::SocketAddr) -> serde_json::Value + Send + 'static,
+) -> (std::net::SocketAddr, std::thread::JoinHandle<String>) {
+    use std::io::{BufRead, Read};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a local port");
+    let addr = listener.local_addr().expect("its address");
+    let server = std::thread::spawn(move || {
         let (mut conn, _) = listener.accept().expect("the CLI connects");
         let mut reader = std::io::BufReader::new(conn.try_clone().expect("socket"));
         let mut request = String::new();
@@ -220,15 +230,28 @@ pub fn stand_in_node(
             }
             request.push_str(&line);
         }
-        let body = answer(addr).to_string();
+        // Read the body too: closing a socket with unread bytes resets the
+        // connection, which could cut off the answer.
+        let length = request
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse::<usize>().ok())?
+            })
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).expect("the request body");
+        let answer = answer(addr).to_string();
         write!(
             conn,
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+            answer.len()
         )
         .expect("the answer is sent");
         request
-    })
+    });
+    (addr, server)
 }
 
 /// The QR payload of a PNG written by `hearthnet`.

@@ -11,7 +11,7 @@ use hearthnet_base::request::{ENDPOINT_VERSION, SignedHeaders};
 use hearthnet_base::{CommunityId, DeviceKey, NodeId, TrustLevel};
 use hearthnet_bus::{Bus, BusSettings, CallError};
 use hearthnet_observability::metrics::Metrics;
-use hearthnet_wire::peer::{ChunksRequest, EventsReport, Heads};
+use hearthnet_wire::peer::{ChunksRequest, EventsReport, Heads, Redeemed};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -51,7 +51,7 @@ impl NodeView for FakeView {
 }
 
 /// An event log that answers fetches with one event per hash, and
-/// redemptions with who redeemed.
+/// redemptions with who redeemed (as their one event).
 struct FakeSync;
 
 impl SyncEndpoints for FakeSync {
@@ -85,8 +85,14 @@ impl SyncEndpoints for FakeSync {
         from: NodeId,
         invite: String,
         _: Value,
-    ) -> BoxFuture<'static, Result<Value, CallError>> {
-        Box::pin(async move { Ok(json!({"redeemed_by": from, "invite": invite})) })
+    ) -> BoxFuture<'static, Result<Redeemed, CallError>> {
+        Box::pin(async move {
+            Ok(Redeemed {
+                community_id: CommunityId::of_root(from),
+                genesis_manifest: json!({}),
+                events: vec![json!({"redeemed_by": from, "invite": invite})],
+            })
+        })
     }
     fn sync_now(
         &self,
@@ -118,6 +124,7 @@ impl BlobEndpoints for NoChunks {
 
 struct Node {
     router: Router,
+    state: Arc<ApiState>,
     bus: Arc<Bus>,
     own: DeviceKey,
     member: DeviceKey,
@@ -148,8 +155,10 @@ fn node() -> Node {
     )
     .with_sync(Arc::new(FakeSync))
     .with_blobs(Arc::new(NoChunks));
+    let state = Arc::new(state);
     Node {
-        router: router(Arc::new(state)),
+        router: router(state.clone()),
+        state,
         bus,
         own,
         member,
@@ -348,7 +357,7 @@ async fn each_route_admits_the_access_it_declares() {
     let req = signed(&stranger, node.community, path, path, Some(redeem));
     let (status, body, _) = answer(&node.router, req).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["redeemed_by"], json!(stranger.node_id()));
+    assert_eq!(body["events"][0]["redeemed_by"], json!(stranger.node_id()));
 }
 
 #[tokio::test]
@@ -568,4 +577,164 @@ async fn a_call_whose_body_breaks_the_schema_is_a_400_schema_mismatch() {
             .unwrap()
             .starts_with("blake3:")
     );
+}
+
+#[tokio::test]
+async fn a_known_path_with_another_method_is_the_contracts_not_found() {
+    let node = node();
+    // A GET of a POST endpoint, signed as a member signs one.
+    let path = "/sync/v2/fetch";
+    let req = signed(&node.member, node.community, path, path, None);
+    let sent_id = req.headers()[request::REQUEST_ID]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let resp = node.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let header = |name| {
+        resp.headers()
+            .get(name)
+            .map(|v: &HeaderValue| v.to_str().unwrap().to_owned())
+    };
+    assert_eq!(header(request::REQUEST_ID), Some(sent_id));
+    assert_eq!(header(header::ALLOW.as_str()).as_deref(), Some("POST"));
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        body,
+        json!({"error": "not_found", "message": "no such endpoint for this method"})
+    );
+    // And a POST to an unsigned GET endpoint.
+    let req = Request::post("/health").body(Body::empty()).unwrap();
+    let (status, body, _) = answer(&node.router, req).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::NOT_FOUND, &json!("not_found"))
+    );
+}
+
+#[tokio::test]
+async fn over_tls_a_stranger_reaches_only_the_routes_that_admit_invitees() {
+    let node = node();
+    let stranger = DeviceKey::generate();
+    let over = |mut req: Request<Body>| {
+        req.extensions_mut()
+            .insert(PeerIdentity(stranger.node_id()));
+        req
+    };
+    let refused = |(status, body, _): (StatusCode, Value, Option<String>), what: &str| {
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
+        assert_eq!(body["error"], "unauthorized", "{what}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("is not a member"),
+            "{what}: {body}"
+        );
+    };
+    let unsigned = |method: Method, path: &str| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap()
+    };
+    for (method, path) in [
+        (Method::GET, "/health"),
+        (Method::GET, "/ready"),
+        (Method::GET, "/manifest"),
+        (Method::GET, "/nothing/here"),
+        (Method::GET, "/onboarding/v1/redeem"),
+    ] {
+        let req = over(unsigned(method.clone(), path));
+        refused(answer(&node.router, req).await, path);
+    }
+    // Signed as itself, to routes of members.
+    let path = "/community/manifest";
+    let req = signed(&stranger, node.community, path, path, None);
+    refused(answer(&node.router, over(req)).await, path);
+    let path = "/sync/v2/fetch";
+    let req = signed(
+        &stranger,
+        node.community,
+        path,
+        path,
+        Some(json!({"hashes": []})),
+    );
+    refused(answer(&node.router, over(req)).await, path);
+    // Refused before its body is read: an oversized one is not a 400.
+    let hashes = vec!["00"; MAX_BODY];
+    let req = signed(
+        &stranger,
+        node.community,
+        path,
+        path,
+        Some(json!({"hashes": hashes})),
+    );
+    refused(answer(&node.router, over(req)).await, "an oversized body");
+    let req = signed(
+        &stranger,
+        node.community,
+        "experimental.echo",
+        "/bus/v1/call",
+        Some(json!({"input": {}})),
+    );
+    refused(answer(&node.router, over(req)).await, "a capability call");
+
+    // Redemption is answered, a malformed one as a bad request naming the
+    // field (the invitee is authenticated by then).
+    let path = "/onboarding/v1/redeem";
+    let redeem = json!({"invite": "hearthnet://v1/x", "joined": {}});
+    let req = signed(&stranger, node.community, path, path, Some(redeem));
+    let (status, body, _) = answer(&node.router, over(req)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let req = signed(
+        &stranger,
+        node.community,
+        path,
+        path,
+        Some(json!({"joined": {}})),
+    );
+    let (status, body, _) = answer(&node.router, over(req)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("`invite`"),
+        "{body}"
+    );
+
+    // On loopback (no TLS identity) the unsigned endpoints answer anyone.
+    let (status, _, _) = answer(&node.router, unsigned(Method::GET, "/health")).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn over_tls_a_route_that_declares_no_access_is_closed_to_strangers() {
+    // A route whose handler declares nothing (no extractor): the gate
+    // refuses a stranger's answer all the same, and lets members through.
+    let node = node();
+    let router = Router::new()
+        .route("/undeclared", get(|| async { "open" }))
+        .layer(axum::middleware::from_fn_with_state(
+            node.state.clone(),
+            members_only_over_tls,
+        ))
+        .with_state(node.state.clone());
+    let over = |key: &DeviceKey| {
+        let mut req = Request::get("/undeclared").body(Body::empty()).unwrap();
+        req.extensions_mut().insert(PeerIdentity(key.node_id()));
+        req
+    };
+    let (status, body, _) = answer(&router, over(&DeviceKey::generate())).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::UNAUTHORIZED, &json!("unauthorized"))
+    );
+    let (status, _, _) = answer(&router, over(&node.member)).await;
+    assert_eq!(status, StatusCode::OK);
 }
