@@ -678,7 +678,8 @@ fn put_offers_a_blob_to_a_chosen_node_and_wants_a_trusted_caller() {
     // Verified peers reach the bus a moment after the registry.
     common::wait_until(Duration::from_secs(10), "B's file.put on A's bus", || {
         let caps = a.client().caps().unwrap().capabilities;
-        caps.iter().any(|c| c.name == "file.put" && c.node == b_id)
+        caps.iter()
+            .any(|c| c.name == "file.put" && c.node == b.key().node_id())
     });
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("flyer");
