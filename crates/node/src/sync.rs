@@ -515,19 +515,6 @@ impl Schedule {
     }
 }
 
-/// Pub-sub topics (Contract §8) and the event types behind them.
-fn topic_types(topic: &str) -> Option<Vec<&'static str>> {
-    Some(match topic {
-        "community.member.added" => vec!["community.member.joined"],
-        "community.member.revoked" => vec!["community.member.revoked"],
-        "node.manifest.updated" => vec!["node.manifest.updated"],
-        "marketplace.post.created" => vec!["market.post.created"],
-        "marketplace.post.expired" => vec!["market.post.expired"],
-        t if t.starts_with("chat.message.") => vec!["chat.message.sent"],
-        _ => return None,
-    })
-}
-
 /// The endpoints' futures must be `'static`, so they hold the syncer by `Arc`.
 pub struct SyncHandle(pub Arc<Syncer>);
 
@@ -598,9 +585,8 @@ impl SyncEndpoints for SyncHandle {
     ) -> BoxFuture<'static, Result<Value, CallError>> {
         let log = self.0.log.clone();
         Box::pin(async move {
-            let types = topic_types(&topic)
+            let filter = hearthnet_events::types::topic(&topic)
                 .ok_or_else(|| CallError::new(ErrorCode::NotFound, format!("no topic {topic}")))?;
-            let recipient = topic.strip_prefix("chat.message.").map(str::to_owned);
             let deadline = Instant::now() + timeout;
             let mut changes = log.changes();
             loop {
@@ -614,12 +600,7 @@ impl SyncEndpoints for SyncHandle {
                 let last = batch.last().map_or(last_seq, |e| e.seq);
                 let messages: Vec<Value> = batch
                     .into_iter()
-                    .filter(|e| types.contains(&e.event.event_type.as_str()))
-                    .filter(|e| {
-                        recipient
-                            .as_deref()
-                            .is_none_or(|r| e.event.data["recipient"] == r)
-                    })
+                    .filter(|e| filter.matches(&e.event.event_type, &e.event.data))
                     .map(|e| json!({"seq": e.seq, "payload": e.json}))
                     .collect();
                 if !messages.is_empty() {
