@@ -297,7 +297,7 @@ impl Syncer {
             self.metrics
                 .events_rejected
                 .get_or_create(&hearthnet_observability::metrics::ReasonLabel {
-                    reason: r.code.to_owned(),
+                    reason: r.code.as_str().to_owned(),
                 })
                 .inc();
         }
@@ -466,10 +466,7 @@ impl Syncer {
             .map_err(internal)?;
         self.count_rejected(&report);
         if let Some((_, r)) = report.rejected.first() {
-            return Err(CallError::new(
-                ErrorCode::Unauthorized,
-                format!("{}: {}", r.code, r.detail),
-            ));
+            return Err(CallError::new(r.code.error_code(), r.to_string()));
         }
         if report.accepted == 0 {
             return Err(CallError::new(
@@ -545,7 +542,7 @@ impl SyncEndpoints for SyncHandle {
                     .into_iter()
                     .map(|(event_id, r)| Rejection {
                         event_id,
-                        reason: r.code.to_owned(),
+                        reason: r.code.as_str().to_owned(),
                         detail: r.detail,
                     })
                     .collect(),
