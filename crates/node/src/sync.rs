@@ -701,30 +701,19 @@ mod tests {
     /// connection: `GET /manifest` is a signed manifest offering
     /// negentropy, and each of `answers` is what a POST to its path gets.
     async fn fake_peer(answers: Vec<(&'static str, Value)>) -> String {
-        use hearthnet_identity::{Endpoint, HardwareSpec, NodeManifestContent};
+        use hearthnet_identity::node_manifest::samples;
+        use hearthnet_identity::{Endpoint, NodeManifestContent};
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
         let key = DeviceKey::generate();
         let content = NodeManifestContent {
-            display_name: "fake".into(),
-            community_id: hearthnet_base::CommunityId::of_root(key.node_id()),
-            profile: hearthnet_base::Profile::Anchor,
             endpoints: vec![Endpoint {
                 transport: "http".into(),
                 host: "127.0.0.1".into(),
                 port: 1,
             }],
-            hardware: HardwareSpec {
-                gpu: None,
-                vram_gb: 0.0,
-                ram_gb: 1.0,
-                cpu_cores: 1,
-                disk_free_gb: 1.0,
-            },
-            capabilities: vec![],
-            uptime_seconds: 0,
-            load: json!({}),
             sync: vec![PROTOCOL_V2.into()],
+            ..samples::content(hearthnet_base::CommunityId::of_root(key.node_id()))
         };
         let (_, manifest) = NodeManifest::issue(content, &key, Timestamp::now()).unwrap();
         let mut answers: HashMap<&str, Value> = answers.into_iter().collect();
