@@ -73,7 +73,7 @@ pub enum NodeError {
 }
 
 /// Start the node and serve until a shutdown signal: steps 1–3 of the
-/// canonical wiring (CLI spec §5) here, the rest in [`wiring`].
+/// canonical wiring (CLI spec §5) here, the rest in `wiring.rs`.
 pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
     let paths = loaded.paths();
     let config = &loaded.config;
