@@ -203,6 +203,11 @@ fn declaration(event_type: &str) -> Option<&'static Declaration> {
     TYPES.iter().find(|d| d.name == event_type)
 }
 
+/// Every event type this release accepts, in declaration order.
+pub fn known() -> impl Iterator<Item = &'static str> {
+    TYPES.iter().map(|d| d.name)
+}
+
 pub fn is_known(event_type: &str) -> bool {
     declaration(event_type).is_some()
 }

@@ -398,18 +398,6 @@ fn reachable(states: &HashMap<String, PeerSyncState>) -> usize {
         .len()
 }
 
-/// The membership history a new member needs before it can sync: every
-/// `community.*` event.
-const MEMBERSHIP_TYPES: [&str; 7] = [
-    "community.created",
-    "community.member.invited",
-    "community.member.joined",
-    "community.member.revoked",
-    "community.member.promoted",
-    "community.member.demoted",
-    "community.policy.updated",
-];
-
 impl Syncer {
     /// Redeem an invite (M13): the invite is ours to honour, addressed to
     /// `from`, unexpired and unused; `joined` is `from`'s own event naming
@@ -475,7 +463,9 @@ impl Syncer {
             ));
         }
         let mut events = Vec::new();
-        for t in MEMBERSHIP_TYPES {
+        // The membership history a new member needs before it can sync:
+        // every `community.*` event.
+        for t in hearthnet_events::types::known().filter(|t| t.starts_with("community.")) {
             let found = self
                 .log
                 .query(Query {
