@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hearthnet_base::{DeviceKey, ErrorCode, NodeId, Stability, Timestamp, TrustLevel};
+use hearthnet_base::{DeviceKey, NodeId, Stability, Timestamp, TrustLevel};
 use hearthnet_bus::{Call, CallError, Capability, CapabilityDescriptor, Service, Trust};
 use hearthnet_events::EventLog;
 use hearthnet_identity::Endpoint;
@@ -201,12 +201,8 @@ impl Revocations {
     }
 }
 
-/// The log refusing an event is the caller not being allowed to write it.
+/// The caller hears why the log refused its event, by the log's own
+/// mapping of reasons to contract codes.
 fn refused(e: hearthnet_events::EventLogError) -> CallError {
-    match e {
-        hearthnet_events::EventLogError::Rejected(r) => {
-            CallError::new(ErrorCode::Unauthorized, format!("{}: {}", r.code, r.detail))
-        }
-        other => CallError::new(ErrorCode::InternalError, other.to_string()),
-    }
+    CallError::new(e.error_code(), e.to_string())
 }

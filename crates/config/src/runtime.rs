@@ -9,6 +9,17 @@ use serde::{Deserialize, Serialize};
 
 pub const RUNTIME_FILE: &str = "node.json";
 
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeFileError {
+    #[error("cannot encode the runtime file: {0}")]
+    Encode(#[source] serde_json::Error),
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuntimeInfo {
     pub pid: u32,
@@ -30,12 +41,49 @@ impl RuntimeInfo {
         serde_json::from_slice(&text).ok()
     }
 
-    pub fn write(&self, runtime_dir: &Path) -> std::io::Result<()> {
-        let text = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        hearthnet_base::fsio::atomic_write(&Self::path(runtime_dir), &text, 0o600)
+    pub fn write(&self, runtime_dir: &Path) -> Result<(), RuntimeFileError> {
+        let text = serde_json::to_vec_pretty(self).map_err(RuntimeFileError::Encode)?;
+        let path = Self::path(runtime_dir);
+        hearthnet_base::fsio::atomic_write(&path, &text, 0o600)
+            .map_err(|source| RuntimeFileError::Write { path, source })
     }
 
     pub fn remove(runtime_dir: &Path) {
         let _ = std::fs::remove_file(Self::path(runtime_dir));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> RuntimeInfo {
+        RuntimeInfo {
+            pid: 7,
+            api: SocketAddr::from(([127, 0, 0, 1], 7080)),
+            peer: None,
+            node_id: "ed25519:x".into(),
+        }
+    }
+
+    #[test]
+    fn written_info_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        info().write(dir.path()).unwrap();
+        assert_eq!(RuntimeInfo::read(dir.path()), Some(info()));
+    }
+
+    #[test]
+    fn a_failed_write_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // A runtime "directory" that is a regular file.
+        let blocker = dir.path().join("run");
+        std::fs::write(&blocker, b"").unwrap();
+        match info().write(&blocker) {
+            Err(e @ RuntimeFileError::Write { .. }) => {
+                assert!(e.to_string().contains("run/node.json"), "{e}");
+            }
+            other => panic!("expected a write error, got {other:?}"),
+        }
     }
 }

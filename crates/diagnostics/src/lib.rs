@@ -158,18 +158,12 @@ impl EventAppend {
             .ok_or_else(|| CallError::bad_request("input.event_type (a string) is required"))?
             .to_owned();
         let data = call.input.get("data").cloned().unwrap_or(Value::Null);
-        match self.log.append_local(&event_type, data, &self.key).await {
-            Ok(e) => {
-                Ok(json!({"output": {"event_id": e.event_id, "lamport": e.lamport}, "meta": {}}))
-            }
-            Err(hearthnet_events::EventLogError::Rejected(r)) => {
-                Err(CallError::bad_request(format!("{}: {}", r.code, r.detail)))
-            }
-            Err(e) => Err(CallError::new(
-                hearthnet_base::ErrorCode::InternalError,
-                e.to_string(),
-            )),
-        }
+        let e = self
+            .log
+            .append_local(&event_type, data, &self.key)
+            .await
+            .map_err(|e| CallError::new(e.error_code(), e.to_string()))?;
+        Ok(json!({"output": {"event_id": e.event_id, "lamport": e.lamport}, "meta": {}}))
     }
 }
 

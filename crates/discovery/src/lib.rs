@@ -37,7 +37,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-pub use announcement::{Announcement, SERVICE_TYPE};
+pub use announcement::{Announcement, MAX_UDP_BYTES, SERVICE_TYPE};
 pub use registry::{Peer, PeerEvent, PeerRegistry, Source};
 
 /// How often manifests near expiry are refetched and the registry pruned.

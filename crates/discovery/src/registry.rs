@@ -153,27 +153,11 @@ impl PeerRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hearthnet_base::{CommunityId, DeviceKey, Profile};
-    use hearthnet_identity::{HardwareSpec, NodeManifestContent};
+    use hearthnet_base::{CommunityId, DeviceKey};
+    use hearthnet_identity::node_manifest::samples;
 
     fn peer(key: &DeviceKey, issued: Timestamp) -> Peer {
-        let content = NodeManifestContent {
-            display_name: "shed".into(),
-            community_id: CommunityId::of_root(key.node_id()),
-            profile: Profile::Hearth,
-            endpoints: vec![],
-            hardware: HardwareSpec {
-                gpu: None,
-                vram_gb: 0.0,
-                ram_gb: 1.0,
-                cpu_cores: 1,
-                disk_free_gb: 1.0,
-            },
-            capabilities: vec![],
-            uptime_seconds: 0,
-            load: serde_json::json!({}),
-            sync: vec![],
-        };
+        let content = samples::content(CommunityId::of_root(key.node_id()));
         let (manifest, _) = NodeManifest::issue(content, key, issued).unwrap();
         Peer {
             node_id: key.node_id(),

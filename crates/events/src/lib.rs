@@ -11,12 +11,14 @@
 //! log's own thread, and nothing is stored that failed validation.
 
 pub mod log;
+mod reject;
 pub mod snapshot;
 pub mod sync;
 pub mod types;
 pub mod view;
 
 pub use log::{AppendReport, EventLog, EventLogError, Limits, LogPaths, Query, StoredEvent};
+pub use reject::{Reject, RejectCode};
 pub use view::CommunityView;
 
 /// A materialised view: state built by folding events in replay order
@@ -36,11 +38,4 @@ impl Fold for CommunityView {
     fn apply(&mut self, event: &hearthnet_base::event::Event) {
         CommunityView::apply(self, event);
     }
-}
-
-/// Why an event was refused; `code` is stable, `detail` is for people.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Reject {
-    pub code: &'static str,
-    pub detail: String,
 }

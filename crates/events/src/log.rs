@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::sync::mpsc;
 
 use hearthnet_base::event::{Event, NewEvent};
-use hearthnet_base::{CommunityId, DeviceKey, Timestamp, to_canonical_bytes};
+use hearthnet_base::{CommunityId, DeviceKey, ErrorCode, Timestamp, to_canonical_bytes};
 use parking_lot::RwLock;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
 use crate::snapshot::{self, SnapshotStore};
 use crate::view::CommunityView;
-use crate::{Reject, types};
+use crate::{Reject, RejectCode, types};
 
 /// How far past our head a received Lamport may be before it is absurd: a
 /// peer cannot have seen that many events we have not.
@@ -57,6 +57,21 @@ pub enum EventLogError {
     Spawn(#[source] std::io::Error),
     #[error("cannot build the event: {0}")]
     Build(#[from] hearthnet_base::event::EventError),
+}
+
+impl EventLogError {
+    /// The contract error (§9) of a local caller whose append failed: a
+    /// refusal by its reason, an event that cannot even be built by its
+    /// data, anything else is this node's failure.
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            Self::Rejected(r) => r.code.error_code(),
+            Self::Build(_) => ErrorCode::BadRequest,
+            Self::Db { .. } | Self::Closed | Self::CreateDir { .. } | Self::Spawn(_) => {
+                ErrorCode::InternalError
+            }
+        }
+    }
 }
 
 /// The outcome of offering events to the log.
@@ -362,7 +377,7 @@ impl Core {
         match stored {
             Some(id) if id != self.community.full() => {
                 return Err(EventLogError::Rejected(Reject {
-                    code: "wrong_community",
+                    code: RejectCode::WrongCommunity,
                     detail: format!("{} belongs to community {id}", self.path.display()),
                 }));
             }
@@ -480,42 +495,42 @@ impl Core {
             .unwrap_or(usize::MAX);
         if size > self.limits.max_event_bytes {
             return Err(Reject {
-                code: "too_large",
+                code: RejectCode::TooLarge,
                 detail: format!("{size} bytes; the limit is {}", self.limits.max_event_bytes),
             });
         }
         let event = Event::verify(value).map_err(|e| Reject {
             code: match e {
-                hearthnet_base::event::EventError::Signature(_) => "invalid_signature",
-                _ => "malformed",
+                hearthnet_base::event::EventError::Signature(_) => RejectCode::InvalidSignature,
+                _ => RejectCode::Malformed,
             },
             detail: e.to_string(),
         })?;
         if event.community_id != self.community {
             return Err(Reject {
-                code: "wrong_community",
+                code: RejectCode::WrongCommunity,
                 detail: format!("event of community {}", event.community_id.short()),
             });
         }
         if event.schema_version != hearthnet_base::event::EVENT_SCHEMA_VERSION {
             return Err(Reject {
-                code: "schema_unknown",
+                code: RejectCode::SchemaUnknown,
                 detail: format!("schema_version {}", event.schema_version),
             });
         }
         if !types::is_known(&event.event_type) {
             return Err(Reject {
-                code: "schema_unknown",
+                code: RejectCode::SchemaUnknown,
                 detail: format!("event type {}", event.event_type),
             });
         }
         types::check_data(&event.event_type, &event.data).map_err(|detail| Reject {
-            code: "bad_data",
+            code: RejectCode::BadData,
             detail,
         })?;
         if event.wall_clock.unix() > now.unix() + self.limits.max_future_skew_seconds {
             return Err(Reject {
-                code: "clock_ahead",
+                code: RejectCode::ClockAhead,
                 detail: format!("wall clock {} is ahead of ours ({now})", event.wall_clock),
             });
         }
@@ -523,7 +538,7 @@ impl Core {
             || event.lamport > hearthnet_base::canonical::MAX_SAFE_INTEGER
         {
             return Err(Reject {
-                code: "lamport_ahead",
+                code: RejectCode::LamportAhead,
                 detail: format!(
                     "Lamport {} is absurdly far ahead of our head {}",
                     event.lamport, self.view.head
@@ -582,7 +597,7 @@ impl Core {
                     report.rejected.push((
                         id,
                         Reject {
-                            code: "db_error",
+                            code: RejectCode::DbError,
                             detail: e.to_string(),
                         },
                     ));
@@ -605,7 +620,7 @@ impl Core {
                     to_store.push((event, bytes));
                 }
                 Err(r) => {
-                    tracing::warn!(event_id = %id, code = r.code, detail = %r.detail, "event rejected");
+                    tracing::warn!(event_id = %id, code = r.code.as_str(), detail = %r.detail, "event rejected");
                     report.rejected.push((id, r));
                 }
             }
@@ -617,7 +632,7 @@ impl Core {
                 report.rejected.push((
                     event.event_id,
                     Reject {
-                        code: "db_error",
+                        code: RejectCode::DbError,
                         detail: e.to_string(),
                     },
                 ));
@@ -812,7 +827,7 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hearthnet_base::TrustLevel;
+    use hearthnet_base::{Blake3Id, TrustLevel};
     use hearthnet_identity::{CommunityPolicy, Genesis};
     use serde_json::json;
 
@@ -993,7 +1008,7 @@ mod tests {
                 .rejected[0]
                 .1
                 .code,
-            "unknown_author"
+            RejectCode::UnknownAuthor
         );
         w.admit(&log, &bob, "member", 1);
         assert_eq!(log.view().level_of(&bob.node_id()), TrustLevel::Member);
@@ -1024,7 +1039,7 @@ mod tests {
             log.append_received_blocking(vec![stolen]).unwrap().rejected[0]
                 .1
                 .code,
-            "unauthorized"
+            RejectCode::Unauthorized
         );
     }
 
@@ -1066,7 +1081,11 @@ mod tests {
                 bad_data,
             ])
             .unwrap();
-        let mut codes: Vec<&str> = report.rejected.iter().map(|(_, r)| r.code).collect();
+        let mut codes: Vec<&str> = report
+            .rejected
+            .iter()
+            .map(|(_, r)| r.code.as_str())
+            .collect();
         codes.sort();
         assert_eq!(
             codes,
@@ -1117,7 +1136,7 @@ mod tests {
             log.append_received_blocking(vec![two]).unwrap().rejected[0]
                 .1
                 .code,
-            "unauthorized"
+            RejectCode::Unauthorized
         );
         data["co_signers"] = json!([cosign(&w.founder), cosign(&t1), cosign(&t2)]);
         let three = w.event(&w.founder, 11, "community.member.revoked", data);
@@ -1129,7 +1148,7 @@ mod tests {
         let after = log
             .append_received_blocking(vec![w.post(&bad, 12, "after")])
             .unwrap();
-        assert_eq!(after.rejected[0].1.code, "revoked_author");
+        assert_eq!(after.rejected[0].1.code, RejectCode::RevokedAuthor);
         // Its event from before the revocation stays valid history.
         let late_but_earlier = w.post(&bad, 9, "written before, arrived late");
         assert_eq!(
@@ -1238,8 +1257,9 @@ mod tests {
         let data = w.post(&w.founder, head + 1, "hello")["data"].clone();
         let appended = log.append_local_blocking("market.post.created", data, &w.founder);
         match appended {
-            Err(EventLogError::Db { source, .. }) => {
-                assert!(source.to_string().contains("on fire"), "{source}");
+            Err(e @ EventLogError::Db { .. }) => {
+                assert!(e.to_string().contains("on fire"), "{e}");
+                assert_eq!(e.error_code(), ErrorCode::InternalError);
             }
             other => panic!("expected a database error, got {other:?}"),
         }
@@ -1247,7 +1267,39 @@ mod tests {
         let post = w.post(&w.founder, head + 1, "hello");
         let report = log.append_received_blocking(vec![post]).unwrap();
         assert_eq!(report.accepted, 0);
-        assert_eq!(report.rejected[0].1.code, "db_error");
+        assert_eq!(report.rejected[0].1.code, RejectCode::DbError);
         assert_eq!(log.view().head, head);
+    }
+
+    #[test]
+    fn a_local_author_hears_the_contract_code_of_a_refusal() {
+        let w = World::new();
+        let log = w.open("codes");
+        let member = DeviceKey::generate();
+        w.admit(&log, &member, "member", 1);
+        let refusal = |event_type: &str, data: Value, key: &DeviceKey| {
+            let appended = log.append_local_blocking(event_type, data, key);
+            appended.err().map(|e| (e.error_code(), e.to_string()))
+        };
+        let (code, message) = refusal("community.policy.updated", json!({"policy": {}}), &member)
+            .expect("only the root key changes the policy");
+        assert_eq!(code, ErrorCode::Unauthorized);
+        assert!(message.contains("(unauthorized)"), "{message}");
+        let stranger = refusal(
+            "file.cid.unpinned",
+            json!({"cid": Blake3Id::of(b"x")}),
+            &DeviceKey::generate(),
+        );
+        assert_eq!(stranger.map(|(c, _)| c), Some(ErrorCode::Unauthorized));
+        let (code, message) = refusal("market.post.created", json!({"title": "t"}), &w.founder)
+            .expect("fields are missing");
+        assert_eq!(code, ErrorCode::BadRequest);
+        assert!(message.contains("(bad_data)"), "{message}");
+        // Data no signature can cover: the event is never built.
+        let huge = json!({"cid": Blake3Id::of(b"x"), "sizes_bytes": u64::MAX});
+        match log.append_local_blocking("file.cid.unpinned", huge, &w.founder) {
+            Err(e @ EventLogError::Build(_)) => assert_eq!(e.error_code(), ErrorCode::BadRequest),
+            other => panic!("expected a build failure, got {other:?}"),
+        }
     }
 }

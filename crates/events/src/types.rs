@@ -1,5 +1,6 @@
-//! The closed set of event types (Contract §7.2) and the shape of each
-//! type's `data`: which fields must be there and of what kind.
+//! The closed set of event types (Contract §7.2): the shape of each
+//! type's `data` (which fields must be there and of what kind) and the
+//! pub-sub topic (§8) it is published under.
 
 use hearthnet_base::{Blake3Id, NodeId, Timestamp};
 use serde_json::Value;
@@ -16,59 +17,129 @@ enum Kind {
     Time,
 }
 
-/// Every event type this release accepts, with its required `data` fields.
-const TYPES: &[(&str, &[(&str, Kind)])] = &[
-    (
+impl Kind {
+    fn accepts(self, value: &Value) -> bool {
+        match self {
+            Kind::Str => value.is_string(),
+            Kind::Node => value.as_str().is_some_and(|s| NodeId::parse(s).is_ok()),
+            Kind::Object => value.is_object(),
+            Kind::Array => value.is_array(),
+            Kind::Int => value.as_u64().is_some(),
+            Kind::Level => matches!(value.as_str(), Some("member" | "trusted" | "anchor")),
+            Kind::Cid => value.as_str().is_some_and(|s| Blake3Id::parse(s).is_ok()),
+            Kind::Time => value.as_str().is_some_and(|s| Timestamp::parse(s).is_ok()),
+        }
+    }
+}
+
+/// Where subscribers hear of an event type (Contract §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Topic {
+    /// Durable in the log only; no live notification.
+    None,
+    Named(&'static str),
+    /// One topic per value of a `data` field: `<prefix><value>`, so a
+    /// subscriber hears only of the events addressed to it.
+    PerField {
+        prefix: &'static str,
+        field: &'static str,
+    },
+}
+
+/// `chat.message.<recipient>`: each node listens for its own messages.
+const CHAT_TOPIC: Topic = Topic::PerField {
+    prefix: "chat.message.",
+    field: "recipient",
+};
+
+/// One event type: its name, its topic, its required `data` fields.
+struct Declaration {
+    name: &'static str,
+    topic: Topic,
+    fields: &'static [(&'static str, Kind)],
+}
+
+const fn declare(
+    name: &'static str,
+    topic: Topic,
+    fields: &'static [(&'static str, Kind)],
+) -> Declaration {
+    Declaration {
+        name,
+        topic,
+        fields,
+    }
+}
+
+/// Every event type this release accepts: its pub-sub topic and its
+/// required `data` fields.
+const TYPES: &[Declaration] = &[
+    declare(
         "community.created",
+        Topic::None,
         &[
             ("name", Kind::Str),
             ("founder_node_id", Kind::Node),
             ("policy", Kind::Object),
         ],
     ),
-    (
+    declare(
         "community.member.invited",
+        Topic::None,
         &[
             ("invitee_node_id", Kind::Node),
             ("initial_level", Kind::Level),
             ("expires_at", Kind::Time),
         ],
     ),
-    (
+    declare(
         "community.member.joined",
+        Topic::Named("community.member.added"),
         &[
             ("invite_event_id", Kind::Str),
             ("node_manifest", Kind::Object),
         ],
     ),
-    (
+    declare(
         "community.member.revoked",
+        Topic::Named("community.member.revoked"),
         &[
             ("target_node_id", Kind::Node),
             ("reason", Kind::Str),
             ("co_signers", Kind::Array),
         ],
     ),
-    (
+    declare(
         "community.member.promoted",
+        Topic::None,
         &[
             ("target_node_id", Kind::Node),
             ("new_level", Kind::Level),
             ("co_signers", Kind::Array),
         ],
     ),
-    (
+    declare(
         "community.member.demoted",
+        Topic::None,
         &[
             ("target_node_id", Kind::Node),
             ("new_level", Kind::Level),
             ("co_signers", Kind::Array),
         ],
     ),
-    ("community.policy.updated", &[("policy", Kind::Object)]),
-    ("node.manifest.updated", &[("manifest", Kind::Object)]),
-    (
+    declare(
+        "community.policy.updated",
+        Topic::None,
+        &[("policy", Kind::Object)],
+    ),
+    declare(
+        "node.manifest.updated",
+        Topic::Named("node.manifest.updated"),
+        &[("manifest", Kind::Object)],
+    ),
+    declare(
         "market.post.created",
+        Topic::Named("marketplace.post.created"),
         &[
             ("client_id", Kind::Str),
             ("category", Kind::Str),
@@ -77,42 +148,48 @@ const TYPES: &[(&str, &[(&str, Kind)])] = &[
             ("ttl_seconds", Kind::Int),
         ],
     ),
-    (
+    declare(
         "market.post.updated",
+        Topic::None,
         &[
             ("client_id", Kind::Str),
             ("target_event_id", Kind::Str),
             ("fields", Kind::Object),
         ],
     ),
-    (
+    declare(
         "market.post.expired",
+        Topic::Named("marketplace.post.expired"),
         &[
             ("client_id", Kind::Str),
             ("target_event_id", Kind::Str),
             ("reason", Kind::Str),
         ],
     ),
-    (
+    declare(
         "chat.message.sent",
+        CHAT_TOPIC,
         &[
             ("client_id", Kind::Str),
             ("recipient", Kind::Node),
             ("body", Kind::Str),
         ],
     ),
-    (
+    declare(
         "chat.message.delivered",
+        Topic::None,
         &[("target_event_id", Kind::Str), ("delivered_at", Kind::Time)],
     ),
-    (
+    declare(
         "chat.message.read",
+        Topic::None,
         &[("target_event_id", Kind::Str), ("read_at", Kind::Time)],
     ),
-    ("file.cid.advertised", &[("cid", Kind::Cid)]),
-    ("file.cid.unpinned", &[("cid", Kind::Cid)]),
-    (
+    declare("file.cid.advertised", Topic::None, &[("cid", Kind::Cid)]),
+    declare("file.cid.unpinned", Topic::None, &[("cid", Kind::Cid)]),
+    declare(
         "rag.document.ingested",
+        Topic::None,
         &[
             ("corpus", Kind::Str),
             ("doc_cid", Kind::Cid),
@@ -122,37 +199,95 @@ const TYPES: &[(&str, &[(&str, Kind)])] = &[
     ),
 ];
 
+fn declaration(event_type: &str) -> Option<&'static Declaration> {
+    TYPES.iter().find(|d| d.name == event_type)
+}
+
+/// Every event type this release accepts, in declaration order.
+pub fn known() -> impl Iterator<Item = &'static str> {
+    TYPES.iter().map(|d| d.name)
+}
+
 pub fn is_known(event_type: &str) -> bool {
-    TYPES.iter().any(|(t, _)| *t == event_type)
+    declaration(event_type).is_some()
 }
 
 /// Check `data` against its type's required fields; `Err` names the field.
 pub fn check_data(event_type: &str, data: &Value) -> Result<(), String> {
-    let Some((_, fields)) = TYPES.iter().find(|(t, _)| *t == event_type) else {
+    let Some(declared) = declaration(event_type) else {
         return Err(format!("unknown event type {event_type}"));
     };
     let Some(obj) = data.as_object() else {
         return Err("data is not an object".into());
     };
-    for (name, kind) in *fields {
+    for (name, kind) in declared.fields {
         let value = obj
             .get(*name)
             .ok_or_else(|| format!("data.{name} is missing"))?;
-        let ok = match kind {
-            Kind::Str => value.is_string(),
-            Kind::Node => value.as_str().is_some_and(|s| NodeId::parse(s).is_ok()),
-            Kind::Object => value.is_object(),
-            Kind::Array => value.is_array(),
-            Kind::Int => value.as_u64().is_some(),
-            Kind::Level => matches!(value.as_str(), Some("member" | "trusted" | "anchor")),
-            Kind::Cid => value.as_str().is_some_and(|s| Blake3Id::parse(s).is_ok()),
-            Kind::Time => value.as_str().is_some_and(|s| Timestamp::parse(s).is_ok()),
-        };
-        if !ok {
+        if !kind.accepts(value) {
             return Err(format!("data.{name} is not a valid {kind:?}"));
         }
     }
     Ok(())
+}
+
+/// What a pub-sub topic delivers: events of some types, for a
+/// parameterised topic only those whose field holds the parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicFilter {
+    wanted: Vec<Wanted>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Wanted {
+    event_type: &'static str,
+    /// The `data` field that must equal the topic's parameter, and that
+    /// parameter.
+    field: Option<(&'static str, Value)>,
+}
+
+impl TopicFilter {
+    /// The event types behind the topic.
+    pub fn event_types(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.wanted.iter().map(|w| w.event_type)
+    }
+
+    /// Whether an event of `event_type` with `data` belongs to the topic.
+    pub fn matches(&self, event_type: &str, data: &Value) -> bool {
+        self.wanted.iter().any(|w| {
+            w.event_type == event_type
+                && w.field
+                    .as_ref()
+                    .is_none_or(|(name, value)| data.get(*name) == Some(value))
+        })
+    }
+}
+
+/// The events a pub-sub topic (Contract §8) delivers, from the event
+/// types' declarations; `None` for a topic no event type is published
+/// under (unknown, reserved, or local-only like `emergency.mode.changed`).
+/// A parameterised topic resolves only with a parameter its field would
+/// accept (`chat.message.<recipient>` needs a full NodeID).
+pub fn topic(topic: &str) -> Option<TopicFilter> {
+    let wanted: Vec<Wanted> = TYPES
+        .iter()
+        .filter_map(|d| match d.topic {
+            Topic::None => None,
+            Topic::Named(name) => (name == topic).then_some(Wanted {
+                event_type: d.name,
+                field: None,
+            }),
+            Topic::PerField { prefix, field } => {
+                let parameter = Value::String(topic.strip_prefix(prefix)?.to_owned());
+                let (_, kind) = d.fields.iter().find(|(f, _)| *f == field)?;
+                kind.accepts(&parameter).then_some(Wanted {
+                    event_type: d.name,
+                    field: Some((field, parameter)),
+                })
+            }
+        })
+        .collect();
+    (!wanted.is_empty()).then_some(TopicFilter { wanted })
 }
 
 #[cfg(test)]
@@ -183,5 +318,68 @@ mod tests {
             "data.read_at is missing"
         );
         assert!(check_data("chat.message.read", &json!([])).is_err());
+    }
+
+    /// Contract §8, the topics backed by events of the log, with the
+    /// event type each delivers.
+    const CONTRACT_TOPICS: [(&str, &str); 5] = [
+        ("community.member.added", "community.member.joined"),
+        ("community.member.revoked", "community.member.revoked"),
+        ("node.manifest.updated", "node.manifest.updated"),
+        ("marketplace.post.created", "market.post.created"),
+        ("marketplace.post.expired", "market.post.expired"),
+    ];
+
+    #[test]
+    fn every_topic_of_the_contract_resolves_to_its_event_type() {
+        for (name, event_type) in CONTRACT_TOPICS {
+            let filter = topic(name).unwrap_or_else(|| panic!("{name} does not resolve"));
+            assert_eq!(filter.event_types().collect::<Vec<_>>(), [event_type]);
+            assert!(filter.matches(event_type, &json!({})), "{name}");
+            assert!(!filter.matches("chat.message.sent", &json!({})), "{name}");
+        }
+    }
+
+    #[test]
+    fn unknown_and_local_only_topics_do_not_resolve() {
+        for name in [
+            "",
+            "market.post.created",
+            "community.member.joined",
+            "marketplace.post",
+            "emergency.mode.changed",
+            "federation.peer.added",
+            "capability.registered",
+            "chat.message.",
+            "chat.message.sent",
+            "chat.message.ed25519:nope",
+        ] {
+            assert_eq!(topic(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_chat_topic_takes_its_recipient_as_parameter() {
+        let me = NodeId::from_bytes([1; 32]);
+        let other = NodeId::from_bytes([2; 32]);
+        let filter = topic(&format!("chat.message.{}", me.full())).expect("resolves");
+        assert_eq!(
+            filter.event_types().collect::<Vec<_>>(),
+            ["chat.message.sent"]
+        );
+        let to = |node: NodeId| json!({"recipient": node.full(), "body": "hi"});
+        assert!(filter.matches("chat.message.sent", &to(me)));
+        assert!(!filter.matches("chat.message.sent", &to(other)));
+        assert!(!filter.matches("chat.message.sent", &json!({"body": "hi"})));
+        assert!(!filter.matches("chat.message.read", &to(me)));
+    }
+
+    #[test]
+    fn a_parameterised_topic_names_a_declared_field() {
+        for d in TYPES {
+            if let Topic::PerField { field, .. } = d.topic {
+                assert!(d.fields.iter().any(|(f, _)| *f == field), "{}", d.name);
+            }
+        }
     }
 }

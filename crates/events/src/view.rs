@@ -12,7 +12,7 @@ use hearthnet_base::{CommunityId, DeviceKey, NodeId, Timestamp, TrustLevel, sign
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::Reject;
+use crate::{Reject, RejectCode};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemberState {
@@ -52,13 +52,6 @@ pub struct CommunityView {
     pub count: u64,
     /// `(lamport, event_id)` of the last event applied, for replay order.
     pub last: Option<(u64, String)>,
-}
-
-fn reject(code: &'static str, detail: impl Into<String>) -> Reject {
-    Reject {
-        code,
-        detail: detail.into(),
-    }
 }
 
 impl CommunityView {
@@ -111,15 +104,15 @@ impl CommunityView {
         if let Some(r) = self.revoked.get(&e.author)
             && r.lamport < e.lamport
         {
-            return Err(reject(
-                "revoked_author",
+            return Err(Reject::new(
+                RejectCode::RevokedAuthor,
                 format!("{} was revoked at Lamport {}", e.author.short(), r.lamport),
             ));
         }
         match self.members.get(&e.author) {
             Some(m) if m.since_lamport <= e.lamport => Ok(m.level),
-            _ => Err(reject(
-                "unknown_author",
+            _ => Err(Reject::new(
+                RejectCode::UnknownAuthor,
                 format!(
                     "{} is not a member at Lamport {}",
                     e.author.short(),
@@ -136,13 +129,16 @@ impl CommunityView {
         match e.event_type.as_str() {
             "community.created" => {
                 if self.created_at.is_some() {
-                    return Err(reject("unauthorized", "the community was already created"));
+                    return Err(Reject::new(
+                        RejectCode::Unauthorized,
+                        "the community was already created",
+                    ));
                 }
                 if e.author != self.community_id.root_key()
                     || node("founder_node_id") != Some(e.author)
                 {
-                    return Err(reject(
-                        "unauthorized",
+                    return Err(Reject::new(
+                        RejectCode::Unauthorized,
                         "only the root key founds its community",
                     ));
                 }
@@ -150,27 +146,32 @@ impl CommunityView {
             }
             "community.member.joined" => {
                 let invite_id = data["invite_event_id"].as_str().unwrap_or_default();
-                let invite = self
-                    .invites
-                    .get(invite_id)
-                    .ok_or_else(|| reject("unauthorized", format!("no invite {invite_id}")))?;
+                let invite = self.invites.get(invite_id).ok_or_else(|| {
+                    Reject::new(RejectCode::Unauthorized, format!("no invite {invite_id}"))
+                })?;
                 if invite.invitee != e.author {
-                    return Err(reject(
-                        "unauthorized",
+                    return Err(Reject::new(
+                        RejectCode::Unauthorized,
                         "the invite is addressed to another node",
                     ));
                 }
                 if invite.used {
-                    return Err(reject("unauthorized", "the invite was already used"));
+                    return Err(Reject::new(
+                        RejectCode::Unauthorized,
+                        "the invite was already used",
+                    ));
                 }
                 if e.wall_clock > invite.expires_at {
-                    return Err(reject(
-                        "unauthorized",
+                    return Err(Reject::new(
+                        RejectCode::Unauthorized,
                         format!("the invite expired at {}", invite.expires_at),
                     ));
                 }
                 if self.is_revoked(&e.author) {
-                    return Err(reject("revoked_author", "a revoked node cannot rejoin"));
+                    return Err(Reject::new(
+                        RejectCode::RevokedAuthor,
+                        "a revoked node cannot rejoin",
+                    ));
                 }
                 Ok(())
             }
@@ -185,14 +186,14 @@ impl CommunityView {
                                 .and_then(Value::as_bool)
                                 .unwrap_or(true);
                         if !may {
-                            return Err(reject(
-                                "unauthorized",
+                            return Err(Reject::new(
+                                RejectCode::Unauthorized,
                                 "members of this community may not invite",
                             ));
                         }
                         if data["initial_level"] == "anchor" {
-                            return Err(reject(
-                                "unauthorized",
+                            return Err(Reject::new(
+                                RejectCode::Unauthorized,
                                 "an invite grants member or trusted",
                             ));
                         }
@@ -209,9 +210,12 @@ impl CommunityView {
                         self.policy_u64("min_signatures_to_demote", 3),
                     ),
                     "community.member.promoted" => self.check_cosigned(e, level, 1),
-                    "community.policy.updated" if e.author != self.community_id.root_key() => Err(
-                        reject("unauthorized", "only the root key changes the policy"),
-                    ),
+                    "community.policy.updated" if e.author != self.community_id.root_key() => {
+                        Err(Reject::new(
+                            RejectCode::Unauthorized,
+                            "only the root key changes the policy",
+                        ))
+                    }
                     _ => Ok(()),
                 }
             }
@@ -227,7 +231,10 @@ impl CommunityView {
         needed: u64,
     ) -> Result<(), Reject> {
         if author_level < TrustLevel::Trusted {
-            return Err(reject("unauthorized", "only trusted members do this"));
+            return Err(Reject::new(
+                RejectCode::Unauthorized,
+                "only trusted members do this",
+            ));
         }
         let mut payload = e.data.clone();
         if let Some(m) = payload.as_object_mut() {
@@ -247,8 +254,8 @@ impl CommunityView {
             }
         }
         if (signers.len() as u64) < needed {
-            return Err(reject(
-                "unauthorized",
+            return Err(Reject::new(
+                RejectCode::Unauthorized,
                 format!(
                     "needs {needed} distinct trusted co-signers, has {}",
                     signers.len()

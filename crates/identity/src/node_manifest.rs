@@ -120,11 +120,16 @@ impl NodeManifest {
     }
 }
 
-#[cfg(test)]
-mod tests {
+#[cfg(any(test, feature = "samples"))]
+pub mod samples {
+    //! A filled-in manifest for tests here and in the crates that verify,
+    //! serve or register manifests, so none writes one out by hand.
+
     use super::*;
 
-    fn content(community: CommunityId) -> NodeManifestContent {
+    /// A laptop-sized anchor of `community` on the default peer port,
+    /// offering nothing yet and speaking negentropy sync.
+    pub fn content(community: CommunityId) -> NodeManifestContent {
         NodeManifestContent {
             display_name: "garage-pc".into(),
             community_id: community,
@@ -147,13 +152,22 @@ mod tests {
             sync: vec!["negentropy/1".into()],
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn expiry_boundary_is_exact() {
         let key = DeviceKey::generate();
         let t0 = Timestamp::parse("2026-05-26T08:14:22Z").unwrap();
-        let (m, json) =
-            NodeManifest::issue(content(CommunityId::of_root(key.node_id())), &key, t0).unwrap();
+        let (m, json) = NodeManifest::issue(
+            samples::content(CommunityId::of_root(key.node_id())),
+            &key,
+            t0,
+        )
+        .unwrap();
         assert_eq!(m.expires_at.to_string(), "2026-05-26T08:14:52Z");
         assert!(NodeManifest::verify(&json, t0.plus_seconds(30)).is_ok());
         assert!(matches!(

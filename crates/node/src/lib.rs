@@ -63,10 +63,17 @@ pub enum NodeError {
         context: String,
         source: std::io::Error,
     },
+    #[error("cannot parse {}: {source}", path.display())]
+    Json {
+        path: std::path::PathBuf,
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Runtime(#[from] hearthnet_config::runtime::RuntimeFileError),
 }
 
 /// Start the node and serve until a shutdown signal: steps 1–3 of the
-/// canonical wiring (CLI spec §5) here, the rest in [`wiring`].
+/// canonical wiring (CLI spec §5) here, the rest in `wiring.rs`.
 pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
     let paths = loaded.paths();
     let config = &loaded.config;
@@ -157,9 +164,9 @@ fn read_json(path: &std::path::Path) -> Result<serde_json::Value, NodeError> {
         context: format!("cannot read {}", path.display()),
         source,
     })?;
-    serde_json::from_slice(&bytes).map_err(|e| NodeError::Io {
-        context: format!("cannot parse {}", path.display()),
-        source: std::io::Error::other(e),
+    serde_json::from_slice(&bytes).map_err(|source| NodeError::Json {
+        path: path.to_owned(),
+        source,
     })
 }
 

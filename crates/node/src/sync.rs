@@ -297,7 +297,7 @@ impl Syncer {
             self.metrics
                 .events_rejected
                 .get_or_create(&hearthnet_observability::metrics::ReasonLabel {
-                    reason: r.code.to_owned(),
+                    reason: r.code.as_str().to_owned(),
                 })
                 .inc();
         }
@@ -398,18 +398,6 @@ fn reachable(states: &HashMap<String, PeerSyncState>) -> usize {
         .len()
 }
 
-/// The membership history a new member needs before it can sync: every
-/// `community.*` event.
-const MEMBERSHIP_TYPES: [&str; 7] = [
-    "community.created",
-    "community.member.invited",
-    "community.member.joined",
-    "community.member.revoked",
-    "community.member.promoted",
-    "community.member.demoted",
-    "community.policy.updated",
-];
-
 impl Syncer {
     /// Redeem an invite (M13): the invite is ours to honour, addressed to
     /// `from`, unexpired and unused; `joined` is `from`'s own event naming
@@ -466,10 +454,7 @@ impl Syncer {
             .map_err(internal)?;
         self.count_rejected(&report);
         if let Some((_, r)) = report.rejected.first() {
-            return Err(CallError::new(
-                ErrorCode::Unauthorized,
-                format!("{}: {}", r.code, r.detail),
-            ));
+            return Err(CallError::new(r.code.error_code(), r.to_string()));
         }
         if report.accepted == 0 {
             return Err(CallError::new(
@@ -478,7 +463,9 @@ impl Syncer {
             ));
         }
         let mut events = Vec::new();
-        for t in MEMBERSHIP_TYPES {
+        // The membership history a new member needs before it can sync:
+        // every `community.*` event.
+        for t in hearthnet_events::types::known().filter(|t| t.starts_with("community.")) {
             let found = self
                 .log
                 .query(Query {
@@ -515,19 +502,6 @@ impl Schedule {
     }
 }
 
-/// Pub-sub topics (Contract §8) and the event types behind them.
-fn topic_types(topic: &str) -> Option<Vec<&'static str>> {
-    Some(match topic {
-        "community.member.added" => vec!["community.member.joined"],
-        "community.member.revoked" => vec!["community.member.revoked"],
-        "node.manifest.updated" => vec!["node.manifest.updated"],
-        "marketplace.post.created" => vec!["market.post.created"],
-        "marketplace.post.expired" => vec!["market.post.expired"],
-        t if t.starts_with("chat.message.") => vec!["chat.message.sent"],
-        _ => return None,
-    })
-}
-
 /// The endpoints' futures must be `'static`, so they hold the syncer by `Arc`.
 pub struct SyncHandle(pub Arc<Syncer>);
 
@@ -558,7 +532,7 @@ impl SyncEndpoints for SyncHandle {
                     .into_iter()
                     .map(|(event_id, r)| Rejection {
                         event_id,
-                        reason: r.code.to_owned(),
+                        reason: r.code.as_str().to_owned(),
                         detail: r.detail,
                     })
                     .collect(),
@@ -598,9 +572,8 @@ impl SyncEndpoints for SyncHandle {
     ) -> BoxFuture<'static, Result<Value, CallError>> {
         let log = self.0.log.clone();
         Box::pin(async move {
-            let types = topic_types(&topic)
+            let filter = hearthnet_events::types::topic(&topic)
                 .ok_or_else(|| CallError::new(ErrorCode::NotFound, format!("no topic {topic}")))?;
-            let recipient = topic.strip_prefix("chat.message.").map(str::to_owned);
             let deadline = Instant::now() + timeout;
             let mut changes = log.changes();
             loop {
@@ -614,12 +587,7 @@ impl SyncEndpoints for SyncHandle {
                 let last = batch.last().map_or(last_seq, |e| e.seq);
                 let messages: Vec<Value> = batch
                     .into_iter()
-                    .filter(|e| types.contains(&e.event.event_type.as_str()))
-                    .filter(|e| {
-                        recipient
-                            .as_deref()
-                            .is_none_or(|r| e.event.data["recipient"] == r)
-                    })
+                    .filter(|e| filter.matches(&e.event.event_type, &e.event.data))
                     .map(|e| json!({"seq": e.seq, "payload": e.json}))
                     .collect();
                 if !messages.is_empty() {
@@ -723,30 +691,19 @@ mod tests {
     /// connection: `GET /manifest` is a signed manifest offering
     /// negentropy, and each of `answers` is what a POST to its path gets.
     async fn fake_peer(answers: Vec<(&'static str, Value)>) -> String {
-        use hearthnet_identity::{Endpoint, HardwareSpec, NodeManifestContent};
+        use hearthnet_identity::node_manifest::samples;
+        use hearthnet_identity::{Endpoint, NodeManifestContent};
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
         let key = DeviceKey::generate();
         let content = NodeManifestContent {
-            display_name: "fake".into(),
-            community_id: hearthnet_base::CommunityId::of_root(key.node_id()),
-            profile: hearthnet_base::Profile::Anchor,
             endpoints: vec![Endpoint {
                 transport: "http".into(),
                 host: "127.0.0.1".into(),
                 port: 1,
             }],
-            hardware: HardwareSpec {
-                gpu: None,
-                vram_gb: 0.0,
-                ram_gb: 1.0,
-                cpu_cores: 1,
-                disk_free_gb: 1.0,
-            },
-            capabilities: vec![],
-            uptime_seconds: 0,
-            load: json!({}),
             sync: vec![PROTOCOL_V2.into()],
+            ..samples::content(hearthnet_base::CommunityId::of_root(key.node_id()))
         };
         let (_, manifest) = NodeManifest::issue(content, &key, Timestamp::now()).unwrap();
         let mut answers: HashMap<&str, Value> = answers.into_iter().collect();

@@ -160,14 +160,7 @@ impl RunningNode {
             peer: Some(peer),
             node_id: basics.key.node_id().full(),
         };
-        info.write(&self.runtime_dir)
-            .map_err(|source| NodeError::Io {
-                context: format!(
-                    "cannot write {}",
-                    RuntimeInfo::path(&self.runtime_dir).display()
-                ),
-                source,
-            })?;
+        info.write(&self.runtime_dir)?;
         self.view.mark_ready();
         tracing::info!(api = %info.api, node = %basics.key.node_id().short(), community = %basics.community.name, "node ready");
         Ok(())
