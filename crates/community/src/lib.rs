@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hearthnet_base::{DeviceKey, NodeId, Stability, Timestamp, TrustLevel};
+use hearthnet_base::{DeviceKey, ErrorCode, NodeId, Stability, Timestamp, TrustLevel};
 use hearthnet_bus::{Call, CallError, Capability, CapabilityDescriptor, Service, Trust};
 use hearthnet_events::EventLog;
 use hearthnet_identity::Endpoint;
