@@ -675,12 +675,15 @@ fn put_offers_a_blob_to_a_chosen_node_and_wants_a_trusted_caller() {
     ]);
     a.wait_for_peers(2);
     let b_id = b.key().node_id().full();
-    // Verified peers reach the bus a moment after the registry.
-    common::wait_until(Duration::from_secs(10), "B's file.put on A's bus", || {
-        let caps = a.client().caps().unwrap().capabilities;
-        caps.iter()
-            .any(|c| c.name == "file.put" && c.node == b.key().node_id())
-    });
+    // Verified peers reach the bus a moment after the registry: both
+    // callers below must know B's file.put before asking it.
+    for caller in [a, c] {
+        common::wait_until(Duration::from_secs(10), "B's file.put on the bus", || {
+            let caps = caller.client().caps().unwrap().capabilities;
+            caps.iter()
+                .any(|x| x.name == "file.put" && x.node == b.key().node_id())
+        });
+    }
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("flyer");
     write_data(&input, 3 * CHUNK + 1, 8);
