@@ -145,6 +145,43 @@ fn event_ids(sb: &Sandbox, community: CommunityId) -> BTreeSet<String> {
     ids.into_iter().map(|e| e.event.event_id).collect()
 }
 
+/// A signed `market.post.created` by `key` at `lamport`.
+fn market_post(community: CommunityId, key: &DeviceKey, lamport: u64, title: &str) -> Value {
+    Event::create(NewEvent { community_id: community, lamport, event_type: "market.post.created",
+        data: json!({"client_id": title, "category": "offer", "title": title, "body": "b", "ttl_seconds": 60}) }, key)
+        .unwrap()
+        .to_value()
+}
+
+/// `events` pushed by `key` to the node at `addr` over TLS: the answer's
+/// body, or the error.
+fn push_events(
+    addr: &str,
+    key: &DeviceKey,
+    community: CommunityId,
+    events: Vec<Value>,
+) -> Result<Value, hearthnet_transport::peer_client::PeerError> {
+    common::runtime().block_on(async {
+        let client = peer_client(key, community);
+        client
+            .post(addr, None, "/sync/v1/events", &json!({"events": events}))
+            .await
+            .map(|reply| reply.body)
+    })
+}
+
+/// The reasons of the events `report` rejected, sorted.
+fn rejected_reasons(report: &Value) -> Vec<String> {
+    let mut reasons: Vec<String> = report["rejected_reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap().to_owned())
+        .collect();
+    reasons.sort();
+    reasons
+}
+
 fn partition_write_heal(protocol: &str) {
     let (community, members) = found_community(2, "member");
     let mut nodes: Vec<RunningNode> = members.iter().map(|m| m.sb.start_node(&[])).collect();
@@ -326,12 +363,8 @@ fn forged_events_from_a_member_are_rejected_over_the_wire() {
     let _node = a.sb.start_node(&[]);
     let addr = peer_addr(&a.sb);
     let before = event_ids(&a.sb, community);
-    let post = |key: &DeviceKey, lamport: u64, title: &str| {
-        Event::create(NewEvent { community_id: community, lamport, event_type: "market.post.created",
-            data: json!({"client_id": title, "category": "offer", "title": title, "body": "b", "ttl_seconds": 60}) }, key)
-            .unwrap()
-            .to_value()
-    };
+    let post =
+        |key: &DeviceKey, lamport: u64, title: &str| market_post(community, key, lamport, title);
     let mut bad_sig = post(&b.key, 10, "x");
     bad_sig["signature"] = post(&b.key, 10, "y")["signature"].clone();
     let mut tampered = post(&b.key, 11, "original");
@@ -363,15 +396,8 @@ fn forged_events_from_a_member_are_rejected_over_the_wire() {
     assert_eq!(reply.peer, Some(a.key.node_id()), "TLS proved who answered");
     assert_eq!(reply.body["accepted"], 0, "{}", reply.body);
     assert_eq!(reply.body["rejected"], 6, "{}", reply.body);
-    let mut reasons: Vec<String> = reply.body["rejected_reasons"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["reason"].as_str().unwrap().to_owned())
-        .collect();
-    reasons.sort();
     assert_eq!(
-        reasons,
+        rejected_reasons(&reply.body),
         [
             "invalid_signature",
             "invalid_signature",
@@ -392,6 +418,44 @@ fn forged_events_from_a_member_are_rejected_over_the_wire() {
     );
     drop(_node);
     assert_eq!(event_ids(&a.sb, community), before, "none was stored");
+}
+
+#[test]
+fn a_second_envelope_under_a_stored_event_id_is_refused_over_the_wire() {
+    let (community, members) = found_community(1, "member");
+    let (a, b) = (&members[0], &members[1]);
+    let node = a.sb.start_node(&[]);
+    let addr = peer_addr(&a.sb);
+    let original = market_post(community, &b.key, 10, "original");
+    let first = push_events(&addr, &b.key, community, vec![original.clone()]).unwrap();
+    assert_eq!(first["accepted"], 1, "{first}");
+    // The same id, validly signed by its author, another envelope.
+    let mut squat = market_post(community, &b.key, 11, "squatter");
+    squat["event_id"] = original["event_id"].clone();
+    let squat = hearthnet_base::sign_value(squat, &b.key).unwrap();
+    let reply = push_events(&addr, &b.key, community, vec![squat, original.clone()]).unwrap();
+    assert_eq!(reply["accepted"], 0, "{reply}");
+    assert_eq!(reply["duplicates"], 1, "only the same envelope: {reply}");
+    assert_eq!(reply["rejected"], 1, "{reply}");
+    assert_eq!(rejected_reasons(&reply), ["conflicting_id"]);
+    assert_eq!(
+        reply["rejected_reasons"][0]["event_id"],
+        original["event_id"]
+    );
+    let metrics = a.sb.client().get_text("/metrics").unwrap();
+    assert!(
+        metrics.contains("hearthnet_events_rejected_total{reason=\"conflicting_id\"} 1"),
+        "{metrics}"
+    );
+    drop(node);
+    let stored = open_log(&a.sb, community)
+        .query_blocking(hearthnet_events::Query {
+            event_type: Some("market.post.created".into()),
+            ..hearthnet_events::Query::default()
+        })
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].json, original, "the first envelope stays");
 }
 
 #[test]

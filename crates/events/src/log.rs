@@ -3,6 +3,7 @@
 //! owns the community view, so validation, insertion and the fold happen
 //! as one step and never race.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -121,6 +122,23 @@ pub(crate) struct Core {
 }
 
 type Job = Box<dyn FnOnce(&mut Core) + Send>;
+
+/// BLAKE3 of an envelope's canonical bytes: two envelopes are the same
+/// event exactly when these are equal, whatever their JSON spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct EnvelopeDigest([u8; 32]);
+
+impl EnvelopeDigest {
+    fn of(value: &Value) -> Self {
+        match to_canonical_bytes(value) {
+            Ok(bytes) => Self(*blake3::hash(&bytes).as_bytes()),
+            // Not canonicalisable (say a float out of range): such an
+            // envelope was never stored, so it must equal no stored one;
+            // the hash of its plain text keeps two of them apart.
+            Err(_) => Self(*blake3::hash(value.to_string().as_bytes()).as_bytes()),
+        }
+    }
+}
 
 /// Handle to the log; cheap to clone, usable from async and blocking code.
 #[derive(Clone)]
@@ -488,8 +506,9 @@ impl Core {
         }
     }
 
-    /// Every check an event from outside must pass before it is stored.
-    fn validate(&self, value: &Value, now: Timestamp) -> Result<Event, Reject> {
+    /// The checks that need no history: size, signature, community. An
+    /// envelope failing them is refused for that, whatever else it is.
+    fn verify_envelope(&self, value: &Value) -> Result<Event, Reject> {
         let size = to_canonical_bytes(value)
             .map(|b| b.len())
             .unwrap_or(usize::MAX);
@@ -512,6 +531,12 @@ impl Core {
                 detail: format!("event of community {}", event.community_id.short()),
             });
         }
+        Ok(event)
+    }
+
+    /// Every check an event from outside must pass before it is stored.
+    fn validate(&self, value: &Value, now: Timestamp) -> Result<Event, Reject> {
+        let event = self.verify_envelope(value)?;
         if event.schema_version != hearthnet_base::event::EVENT_SCHEMA_VERSION {
             return Err(Reject {
                 code: RejectCode::SchemaUnknown,
@@ -549,16 +574,40 @@ impl Core {
         Ok(event)
     }
 
-    fn exists(&self, event_id: &str) -> Result<bool, EventLogError> {
-        self.db(self
+    /// The digest of the envelope stored under `event_id`, if any.
+    fn stored_digest(&self, event_id: &str) -> Result<Option<EnvelopeDigest>, EventLogError> {
+        let stored: Option<Vec<u8>> = self.db(self
             .conn
             .query_row(
-                "SELECT 1 FROM events WHERE event_id = ?1",
+                "SELECT envelope FROM events WHERE event_id = ?1",
                 params![event_id],
-                |_| Ok(()),
+                |r| r.get(0),
             )
-            .optional())
-            .map(|r| r.is_some())
+            .optional())?;
+        Ok(
+            stored.map(|bytes| match serde_json::from_slice::<Value>(&bytes) {
+                Ok(json) => EnvelopeDigest::of(&json),
+                // Unreadable on disk: it equals nothing a peer can offer.
+                Err(_) => EnvelopeDigest(*blake3::hash(&bytes).as_bytes()),
+            }),
+        )
+    }
+
+    /// An envelope offered under an id this log already holds: the same
+    /// envelope is a duplicate; any other is refused, by what is wrong with
+    /// it if anything, else as a conflicting id.
+    fn judge_known_id(&self, value: &Value, known: EnvelopeDigest) -> Result<(), Reject> {
+        if EnvelopeDigest::of(value) == known {
+            return Ok(());
+        }
+        let event = self.verify_envelope(value)?;
+        Err(Reject {
+            code: RejectCode::ConflictingId,
+            detail: format!(
+                "another envelope is already stored under event id {}",
+                event.event_id
+            ),
+        })
     }
 
     fn append_received(&mut self, events: Vec<Value>) -> AppendReport {
@@ -585,28 +634,36 @@ impl Core {
         let mut failure = None;
         let mut out_of_order = false;
         let mut to_store: Vec<(Event, Vec<u8>)> = Vec::new();
+        // What this batch took so far, by id: a set, so the check stays
+        // linear in the batch.
+        let mut taken: HashMap<String, EnvelopeDigest> = HashMap::new();
         for value in events {
             let id = value["event_id"].as_str().unwrap_or("?").to_owned();
-            match self.exists(&id) {
-                Ok(true) => {
-                    report.duplicates += 1;
-                    continue;
+            let known = match taken.get(&id) {
+                Some(digest) => Some(*digest),
+                None => match self.stored_digest(&id) {
+                    Ok(digest) => digest,
+                    Err(e) => {
+                        report.rejected.push((
+                            id,
+                            Reject {
+                                code: RejectCode::DbError,
+                                detail: e.to_string(),
+                            },
+                        ));
+                        failure.get_or_insert(e);
+                        continue;
+                    }
+                },
+            };
+            if let Some(known) = known {
+                match self.judge_known_id(&value, known) {
+                    Ok(()) => report.duplicates += 1,
+                    Err(r) => {
+                        tracing::warn!(event_id = %id, code = r.code.as_str(), detail = %r.detail, "event rejected");
+                        report.rejected.push((id, r));
+                    }
                 }
-                Ok(false) => {}
-                Err(e) => {
-                    report.rejected.push((
-                        id,
-                        Reject {
-                            code: RejectCode::DbError,
-                            detail: e.to_string(),
-                        },
-                    ));
-                    failure.get_or_insert(e);
-                    continue;
-                }
-            }
-            if to_store.iter().any(|(e, _)| e.event_id == id) {
-                report.duplicates += 1;
                 continue;
             }
             match self.validate(&value, now) {
@@ -617,6 +674,7 @@ impl Core {
                         && crate::Fold::wants(&self.view, &event.event_type);
                     self.view.apply(&event);
                     let bytes = serde_json::to_vec(&value).unwrap_or_default();
+                    taken.insert(id, EnvelopeDigest::of(&value));
                     to_store.push((event, bytes));
                 }
                 Err(r) => {
@@ -1107,6 +1165,81 @@ mod tests {
             1,
             "only the genesis"
         );
+    }
+
+    /// `value` re-signed by `key` under `event_id`: what a squatter sends.
+    fn under_id(value: &Value, event_id: &Value, key: &DeviceKey) -> Value {
+        let mut v = value.clone();
+        v["event_id"] = event_id.clone();
+        v["author"] = json!(key.node_id());
+        hearthnet_base::sign_value(v, key).unwrap()
+    }
+
+    #[test]
+    fn a_different_envelope_under_a_stored_id_is_refused_not_a_duplicate() {
+        let w = World::new();
+        let log = w.open("a");
+        let original = w.post(&w.founder, 3, "original");
+        let id = original["event_id"].clone();
+        assert_eq!(
+            log.append_received_blocking(vec![original.clone()])
+                .unwrap()
+                .accepted,
+            1
+        );
+        let squat = under_id(&w.post(&w.founder, 4, "squatter"), &id, &w.founder);
+        let same_lamport = under_id(&w.post(&w.founder, 3, "same Lamport"), &id, &w.founder);
+        let stranger = under_id(&w.post(&w.founder, 5, "x"), &id, &DeviceKey::generate());
+        let mut forged = squat.clone();
+        forged["data"]["title"] = json!("forged");
+        let report = log
+            .append_received_blocking(vec![
+                original.clone(),
+                squat,
+                same_lamport,
+                stranger,
+                forged,
+            ])
+            .unwrap();
+        assert_eq!((report.accepted, report.duplicates), (0, 1), "{report:?}");
+        let mut codes: Vec<&str> = report
+            .rejected
+            .iter()
+            .map(|(rejected_id, r)| {
+                assert_eq!(rejected_id, id.as_str().unwrap());
+                r.code.as_str()
+            })
+            .collect();
+        codes.sort();
+        // A broken envelope is refused for what is wrong with it.
+        assert_eq!(
+            codes,
+            [
+                "conflicting_id",
+                "conflicting_id",
+                "conflicting_id",
+                "invalid_signature"
+            ]
+        );
+        let stored = log.query_blocking(Query::default()).unwrap();
+        assert_eq!(stored.len(), 2, "the genesis and the original");
+        assert_eq!(stored[1].json, original, "the first envelope stays");
+    }
+
+    #[test]
+    fn two_envelopes_under_one_id_in_one_batch_store_one_and_refuse_the_other() {
+        let w = World::new();
+        let log = w.open("a");
+        let first = w.post(&w.founder, 3, "first");
+        let id = first["event_id"].clone();
+        let second = under_id(&w.post(&w.founder, 3, "second"), &id, &w.founder);
+        let report = log
+            .append_received_blocking(vec![first.clone(), first, second])
+            .unwrap();
+        assert_eq!((report.accepted, report.duplicates), (1, 1), "{report:?}");
+        assert_eq!(report.rejected.len(), 1);
+        assert_eq!(report.rejected[0].1.code, RejectCode::ConflictingId);
+        assert_eq!(log.query_blocking(Query::default()).unwrap().len(), 2);
     }
 
     #[test]

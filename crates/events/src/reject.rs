@@ -54,10 +54,14 @@ pub enum RejectCode {
     Unauthorized,
     /// Valid, but storing it failed on this node.
     DbError,
+    /// Another envelope is already stored under its event id: authors
+    /// choose ids, so a second envelope under one id is a split of the
+    /// log, never a duplicate.
+    ConflictingId,
 }
 
 impl RejectCode {
-    pub const ALL: [RejectCode; 12] = [
+    pub const ALL: [RejectCode; 13] = [
         Self::TooLarge,
         Self::Malformed,
         Self::InvalidSignature,
@@ -70,6 +74,7 @@ impl RejectCode {
         Self::RevokedAuthor,
         Self::Unauthorized,
         Self::DbError,
+        Self::ConflictingId,
     ];
 
     /// The form peers receive in `rejected_reasons`: part of the sync
@@ -88,6 +93,7 @@ impl RejectCode {
             Self::RevokedAuthor => "revoked_author",
             Self::Unauthorized => "unauthorized",
             Self::DbError => "db_error",
+            Self::ConflictingId => "conflicting_id",
         }
     }
 
@@ -102,7 +108,8 @@ impl RejectCode {
             | Self::SchemaUnknown
             | Self::BadData
             | Self::ClockAhead
-            | Self::LamportAhead => ErrorCode::BadRequest,
+            | Self::LamportAhead
+            | Self::ConflictingId => ErrorCode::BadRequest,
             Self::InvalidSignature => ErrorCode::InvalidSignature,
             Self::UnknownAuthor | Self::Unauthorized => ErrorCode::Unauthorized,
             Self::RevokedAuthor => ErrorCode::Revoked,
@@ -145,6 +152,7 @@ mod tests {
                 "revoked_author",
                 "unauthorized",
                 "db_error",
+                "conflicting_id",
             ]
         );
         let json = serde_json::to_value(Reject::new(RejectCode::ClockAhead, "by 400 s"));
