@@ -18,9 +18,17 @@ use crate::snapshot::{self, SnapshotStore};
 use crate::view::CommunityView;
 use crate::{Reject, RejectCode, types};
 
-/// How far past our head a received Lamport may be before it is absurd: a
-/// peer cannot have seen that many events we have not.
-pub const MAX_LAMPORT_LEAD: u64 = 1_000_000;
+/// How far past the head a received event's Lamport may be. Honest
+/// histories have no big gaps: an author writes one past the highest
+/// Lamport it has seen (§7.3: two past, where a receive also ticks), so
+/// events reach us as chains, and a sync batch is judged in Lamport order,
+/// each event against the head the ones before it raised. The step only
+/// has to cover what a chain may lack here: events this node refused
+/// (types a newer release writes, authors it does not admit), 20 sync
+/// batches of 500 of them. Without a bound one event could move the head
+/// to 2^53 (the end of the Lamport space); with it that takes ~10^12
+/// stored events.
+pub const MAX_LAMPORT_STEP: u64 = 10_000;
 
 /// What the log accepts, from config.
 #[derive(Debug, Clone)]
@@ -559,13 +567,13 @@ impl Core {
                 detail: format!("wall clock {} is ahead of ours ({now})", event.wall_clock),
             });
         }
-        if event.lamport > self.view.head.saturating_add(MAX_LAMPORT_LEAD)
+        if event.lamport > self.view.head.saturating_add(MAX_LAMPORT_STEP)
             || event.lamport > hearthnet_base::canonical::MAX_SAFE_INTEGER
         {
             return Err(Reject {
                 code: RejectCode::LamportAhead,
                 detail: format!(
-                    "Lamport {} is absurdly far ahead of our head {}",
+                    "Lamport {} is more than {MAX_LAMPORT_STEP} past our head {}",
                     event.lamport, self.view.head
                 ),
             });
@@ -1113,7 +1121,7 @@ mod tests {
         let foreign = other.post(&other.founder, 5, "other community");
         let stranger = w.post(&DeviceKey::generate(), 6, "stranger");
         let huge = w.post(&w.founder, 7, &"x".repeat(70_000));
-        let absurd = w.post(&w.founder, MAX_LAMPORT_LEAD + 100, "far ahead");
+        let absurd = w.post(&w.founder, MAX_LAMPORT_STEP + 100, "far ahead");
         let future = {
             let mut v = w.post(&w.founder, 8, "future");
             v["wall_clock"] = json!(Timestamp::now().plus_seconds(3600));
@@ -1240,6 +1248,57 @@ mod tests {
         assert_eq!(report.rejected.len(), 1);
         assert_eq!(report.rejected[0].1.code, RejectCode::ConflictingId);
         assert_eq!(log.query_blocking(Query::default()).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn one_event_cannot_jump_the_lamport_head() {
+        let w = World::new();
+        let log = w.open("a");
+        let head = log.view().head;
+        let refused = |lamport: u64| {
+            let report = log
+                .append_received_blocking(vec![w.post(&w.founder, lamport, "jump")])
+                .unwrap();
+            report.rejected.first().map(|(_, r)| r.code)
+        };
+        assert_eq!(refused(head + 1_000_000), Some(RejectCode::LamportAhead));
+        assert_eq!(
+            refused(head + MAX_LAMPORT_STEP + 1),
+            Some(RejectCode::LamportAhead)
+        );
+        assert_eq!(log.view().head, head, "the refused jumps moved nothing");
+        assert_eq!(
+            refused(head + MAX_LAMPORT_STEP),
+            None,
+            "the step itself is allowed"
+        );
+        assert_eq!(log.view().head, head + MAX_LAMPORT_STEP);
+    }
+
+    #[test]
+    fn a_batch_is_judged_against_the_head_its_earlier_events_raised() {
+        let w = World::new();
+        let log = w.open("a");
+        // A community's history at once, in any order...
+        let mut chain: Vec<Value> = (1..=2_000)
+            .map(|l| w.post(&w.founder, l, &format!("c{l}")))
+            .collect();
+        chain.reverse();
+        let report = log.append_received_blocking(chain).unwrap();
+        assert_eq!(report.accepted, 2_000, "{:?}", report.rejected.first());
+        assert_eq!(report.head, 2_000);
+        // ...and a sparse one, each link exactly one step on, with one
+        // link too far: it and whatever hangs on it are refused.
+        let base = report.head;
+        let sparse = [1, 2, 3].map(|i| w.post(&w.founder, base + i * MAX_LAMPORT_STEP, "s"));
+        let beyond = [5, 6].map(|i| w.post(&w.founder, base + i * MAX_LAMPORT_STEP, "b"));
+        let mut batch: Vec<Value> = beyond.into_iter().chain(sparse).collect();
+        batch.rotate_left(2);
+        let report = log.append_received_blocking(batch).unwrap();
+        assert_eq!(report.accepted, 3);
+        let codes: Vec<RejectCode> = report.rejected.iter().map(|(_, r)| r.code).collect();
+        assert_eq!(codes, [RejectCode::LamportAhead, RejectCode::LamportAhead]);
+        assert_eq!(log.view().head, base + 3 * MAX_LAMPORT_STEP);
     }
 
     #[test]
