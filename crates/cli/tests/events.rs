@@ -460,6 +460,33 @@ fn a_second_envelope_under_a_stored_event_id_is_refused_over_the_wire() {
 }
 
 #[test]
+fn a_push_carries_at_most_a_thousand_events() {
+    let (community, members) = found_community(1, "member");
+    let (a, b) = (&members[0], &members[1]);
+    let node = a.sb.start_node(&[]);
+    let addr = peer_addr(&a.sb);
+    let before = event_ids(&a.sb, community);
+    let events: Vec<Value> = (0..1_001)
+        .map(|i| market_post(community, &b.key, 10 + i, &format!("p{i}")))
+        .collect();
+    match push_events(&addr, &b.key, community, events.clone()) {
+        Err(hearthnet_transport::peer_client::PeerError::Refused { status, body, .. }) => {
+            assert_eq!(status, 400, "{body}");
+            assert!(body.contains("bad_request"), "{body}");
+            assert!(body.contains("at most 1000 events"), "{body}");
+        }
+        other => panic!("a push of 1,001 events was not refused: {other:?}"),
+    }
+    // The same events in two pushes under the cap are taken.
+    let first = push_events(&addr, &b.key, community, events[..1_000].to_vec()).unwrap();
+    assert_eq!(first["accepted"], 1_000, "{first}");
+    let rest = push_events(&addr, &b.key, community, events[1_000..].to_vec()).unwrap();
+    assert_eq!(rest["accepted"], 1, "{rest}");
+    drop(node);
+    assert_eq!(event_ids(&a.sb, community).len(), before.len() + 1_001);
+}
+
+#[test]
 fn acknowledged_appends_survive_sigkill() {
     let sb = Sandbox::new();
     sb.init_non_interactive("crash");

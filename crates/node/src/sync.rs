@@ -38,6 +38,12 @@ pub const PROTOCOL_V2: &str = "negentropy/1";
 pub const PROTOCOL_V1: &str = "heads/1";
 /// Events per push or fetch request.
 const BATCH: usize = 500;
+/// Events one `POST /sync/v1/events` may carry. Each costs a signature
+/// check and a database look-up on the log's single thread, which every
+/// other caller waits behind; twice our own batch leaves room for other
+/// implementations' pushes.
+pub const MAX_PUSH_EVENTS: usize = 2 * BATCH;
+const _: () = assert!(BATCH <= MAX_PUSH_EVENTS, "our own pushes must fit");
 
 /// What a syncer keeps per peer address: what `status` shows of it, and
 /// its private cursors.
@@ -521,6 +527,12 @@ impl SyncEndpoints for SyncHandle {
     fn receive(&self, events: Vec<Value>) -> BoxFuture<'static, Result<EventsReport, CallError>> {
         let this = self.0.clone();
         Box::pin(async move {
+            if events.len() > MAX_PUSH_EVENTS {
+                return Err(CallError::bad_request(format!(
+                    "a push carries at most {MAX_PUSH_EVENTS} events, this one {}",
+                    events.len()
+                )));
+            }
             let report = this.log.append_received(events).await.map_err(internal)?;
             this.count_rejected(&report);
             Ok(EventsReport {
@@ -774,6 +786,28 @@ mod tests {
             );
         }
         assert_eq!(syncer.states()[&peer].errors, 2);
+    }
+
+    #[tokio::test]
+    async fn a_push_over_the_cap_is_refused_before_the_log_sees_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let handle = SyncHandle(syncer(dir.path()));
+        let count = handle.0.log.view().count;
+        // Not even events: refused for their number, not their content.
+        let refused = handle
+            .receive(vec![json!({}); MAX_PUSH_EVENTS + 1])
+            .await
+            .err()
+            .map(|e| (e.code, e.message));
+        let (code, message) = refused.expect("over the cap");
+        assert_eq!(code, ErrorCode::BadRequest);
+        assert!(message.contains(&MAX_PUSH_EVENTS.to_string()), "{message}");
+        let at_cap = handle
+            .receive(vec![json!({}); MAX_PUSH_EVENTS])
+            .await
+            .unwrap();
+        assert_eq!(at_cap.rejected, MAX_PUSH_EVENTS as u64, "judged one by one");
+        assert_eq!(handle.0.log.view().count, count);
     }
 
     /// `run_periodic` in a task: the emergency switch, the stop token and
