@@ -607,6 +607,52 @@ fn pubsub_long_poll_delivers_new_events() {
     assert_eq!(quiet["timeout"], true, "{quiet}");
 }
 
+#[test]
+fn a_subscriber_far_behind_gets_bounded_replies_and_in_the_end_everything() {
+    let (community, members) = found_community(1, "member");
+    let (a, b) = (&members[0], &members[1]);
+    let node = a.sb.start_node(&[]);
+    let addr = peer_addr(&a.sb);
+    let posts: Vec<Value> = (0..1_000)
+        .map(|i| market_post(community, &b.key, 10 + i, &format!("p{i}")))
+        .collect();
+    let pushed = push_events(&addr, &b.key, community, posts).unwrap();
+    assert_eq!(pushed["accepted"], 1_000, "{pushed}");
+    // And one more written here afterwards.
+    append(&a.sb, "one more");
+    let mut titles = BTreeSet::new();
+    let mut replies = 0;
+    let mut last_seq = 0;
+    loop {
+        let query = [
+            ("topic", "marketplace.post.created".to_owned()),
+            ("last_seq", last_seq.to_string()),
+            ("timeout", "1".into()),
+        ];
+        let reply = a.sb.client().get("/pubsub/v1/subscribe", &query).unwrap();
+        if reply["timeout"] == true {
+            break;
+        }
+        replies += 1;
+        let messages = reply["messages"].as_array().unwrap();
+        assert!(
+            messages.len() <= 100,
+            "{} messages in one reply",
+            messages.len()
+        );
+        for m in messages {
+            titles.insert(m["payload"]["data"]["title"].as_str().unwrap().to_owned());
+        }
+        let next = reply["last_seq"].as_i64().unwrap();
+        assert!(next > last_seq, "the cursor moves on: {reply}");
+        last_seq = next;
+        assert!(replies <= 20, "no end in sight at {last_seq}");
+    }
+    drop(node);
+    assert_eq!(titles.len(), 1_001, "every post, once");
+    assert!(replies >= 11, "{replies} replies");
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

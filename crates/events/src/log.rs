@@ -105,6 +105,8 @@ pub struct StoredEvent {
 #[derive(Debug, Clone, Default)]
 pub struct Query {
     pub event_type: Option<String>,
+    /// Any of these types (all when empty).
+    pub event_types: Vec<String>,
     pub author: Option<String>,
     /// Inclusive Lamport range.
     pub lamport_from: Option<u64>,
@@ -793,6 +795,11 @@ impl Core {
             sql.push_str(" AND event_type = ?");
             args.push(t.clone().into());
         }
+        if !q.event_types.is_empty() {
+            let marks = vec!["?"; q.event_types.len()].join(", ");
+            sql.push_str(&format!(" AND event_type IN ({marks})"));
+            args.extend(q.event_types.iter().map(|t| t.clone().into()));
+        }
         if let Some(a) = &q.author {
             sql.push_str(" AND author = ?");
             args.push(a.clone().into());
@@ -1024,6 +1031,19 @@ mod tests {
             })
             .unwrap();
         assert_eq!(by_type.len(), 1);
+        let page = log
+            .query_blocking(Query {
+                event_types: vec!["file.cid.unpinned".into(), "community.created".into()],
+                after_seq: Some(0),
+                limit: Some(2),
+                ..Query::default()
+            })
+            .unwrap();
+        assert_eq!(
+            page.iter().map(|e| e.event.lamport).collect::<Vec<_>>(),
+            [0, 1],
+            "either type, in storage order, as many as asked"
+        );
     }
 
     #[test]

@@ -45,6 +45,10 @@ const BATCH: usize = 500;
 pub const MAX_PUSH_EVENTS: usize = 2 * BATCH;
 const _: () = assert!(BATCH <= MAX_PUSH_EVENTS, "our own pushes must fit");
 
+/// Messages one pub-sub reply carries at most; a subscriber further
+/// behind continues from the reply's `last_seq`.
+pub const PUBSUB_BATCH: usize = 100;
+
 /// What a syncer keeps per peer address: what `status` shows of it, and
 /// its private cursors.
 #[derive(Debug, Clone, Default)]
@@ -588,26 +592,35 @@ impl SyncEndpoints for SyncHandle {
                 .ok_or_else(|| CallError::new(ErrorCode::NotFound, format!("no topic {topic}")))?;
             let deadline = Instant::now() + timeout;
             let mut changes = log.changes();
+            let mut cursor = last_seq;
             loop {
-                let batch = log
+                // The database does the type filter and the bound; only a
+                // parameterised topic's field is checked here.
+                let page = log
                     .query(Query {
-                        after_seq: Some(last_seq),
+                        event_types: filter.event_types().map(str::to_owned).collect(),
+                        after_seq: Some(cursor),
+                        limit: Some(PUBSUB_BATCH),
                         ..Query::default()
                     })
                     .await
                     .map_err(internal)?;
-                let last = batch.last().map_or(last_seq, |e| e.seq);
-                let messages: Vec<Value> = batch
+                let full = page.len() == PUBSUB_BATCH;
+                cursor = page.last().map_or(cursor, |e| e.seq);
+                let messages: Vec<Value> = page
                     .into_iter()
                     .filter(|e| filter.matches(&e.event.event_type, &e.event.data))
                     .map(|e| json!({"seq": e.seq, "payload": e.json}))
                     .collect();
-                if !messages.is_empty() {
-                    return Ok(json!({"topic": topic, "messages": messages, "last_seq": last}));
+                // A full page answers even when none of it matched, so one
+                // request never scans more than one page: the client goes
+                // on from `last_seq`.
+                if !messages.is_empty() || full {
+                    return Ok(json!({"topic": topic, "messages": messages, "last_seq": cursor}));
                 }
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() || tokio::time::timeout(left, changes.changed()).await.is_err() {
-                    return Ok(json!({"topic": topic, "timeout": true, "last_seq": last}));
+                    return Ok(json!({"topic": topic, "timeout": true, "last_seq": cursor}));
                 }
             }
         })
