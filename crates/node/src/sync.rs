@@ -690,7 +690,11 @@ mod tests {
 
     /// A syncer over a fresh log in `dir`, its peers unreachable.
     fn syncer(dir: &std::path::Path) -> Arc<Syncer> {
-        let key = DeviceKey::generate();
+        founded_by(dir, DeviceKey::generate())
+    }
+
+    /// A syncer over a fresh log in `dir` of a community `key` founded.
+    fn founded_by(dir: &std::path::Path, key: DeviceKey) -> Arc<Syncer> {
         let genesis = Genesis::create(&key, "t", CommunityPolicy::default()).unwrap();
         let community = genesis.manifest.community_id;
         let log = EventLog::open(
@@ -821,6 +825,41 @@ mod tests {
             .unwrap();
         assert_eq!(at_cap.rejected, MAX_PUSH_EVENTS as u64, "judged one by one");
         assert_eq!(handle.0.log.view().count, count);
+    }
+
+    #[tokio::test]
+    async fn a_page_of_messages_for_others_answers_with_none_and_moves_the_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let founder = DeviceKey::generate();
+        let handle = SyncHandle(founded_by(dir.path(), founder.clone()));
+        let (carol, dave) = (DeviceKey::generate(), DeviceKey::generate());
+        let send = |to: &DeviceKey, i: usize| {
+            let data =
+                json!({"client_id": format!("m{i}"), "recipient": to.node_id(), "body": "hi"});
+            handle
+                .0
+                .log
+                .append_local("chat.message.sent", data, &founder)
+        };
+        for i in 0..PUBSUB_BATCH + 20 {
+            send(&carol, i).await.unwrap();
+        }
+        send(&dave, 0).await.unwrap();
+        let topic = format!("chat.message.{}", dave.node_id().full());
+        let wait = Duration::from_secs(5);
+        // One page of Carol's messages: nothing for Dave, but the cursor
+        // moves past them at once rather than scanning on.
+        let first = handle.subscribe(topic.clone(), 0, wait).await.unwrap();
+        assert_eq!(first["messages"], json!([]), "{first}");
+        assert!(first.get("timeout").is_none(), "{first}");
+        let cursor = first["last_seq"].as_i64().unwrap();
+        let second = handle.subscribe(topic, cursor, wait).await.unwrap();
+        let messages = second["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 1, "{second}");
+        assert_eq!(
+            messages[0]["payload"]["data"]["recipient"],
+            json!(dave.node_id())
+        );
     }
 
     /// `run_periodic` in a task: the emergency switch, the stop token and
