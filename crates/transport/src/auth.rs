@@ -8,6 +8,10 @@
 //! window bounds how long a captured request is worth anything; the
 //! replay cache makes it worthless inside the window too.
 //!
+//! Everything but the signature needs no body, so the typed layer runs
+//! those checks ([`Authenticator::precheck`]) before it reads one: a
+//! stranger's request costs its headers, never its body.
+//!
 //! The replay cache and the rate windows sit behind `parking_lot` locks,
 //! which do not poison: a holder that panics releases the lock with the
 //! data as it was, so a panic can never switch either check off.
@@ -45,12 +49,12 @@ pub enum Access {
     Invitee,
 }
 
-/// A request as presented for authentication.
+/// A request as presented for authentication: everything but its body,
+/// so all that needs no body can be checked before the body is read.
 pub struct Presented<'a> {
     pub headers: &'a HeaderMap,
     /// The path, for plain endpoints (their signed `capability`).
     pub endpoint: Option<&'a str>,
-    pub body: &'a Value,
     pub access: Access,
     /// The peer proven by the TLS connection, if any.
     pub connection: Option<PeerIdentity>,
@@ -114,8 +118,8 @@ struct SignatureBatcher {
     queue: Mutex<Vec<(SignedMessage, oneshot::Sender<bool>)>>,
     leads: tokio::sync::Semaphore,
     /// Until when to check one by one: a batch holding a bad signature
-    /// costs more than single checks, and anyone can send bad signatures
-    /// (they are checked before membership), so after a failed batch
+    /// costs more than single checks, and any member can send bad
+    /// signatures, so after a failed batch
     /// batching pauses for [`Self::PAUSE_AFTER_FAILURE`].
     /// On the runtime's clock, so tests can step over the pause.
     singles_until: Mutex<Option<tokio::time::Instant>>,
@@ -217,6 +221,12 @@ impl SeenIds {
         u128::from_le_bytes(first)
     }
 
+    /// Whether the id was seen, without recording it.
+    fn contains(&self, from: &NodeId, request_id: &str) -> bool {
+        let digest = Self::digest(from, request_id);
+        self.current.contains(&digest) || self.previous.contains(&digest)
+    }
+
     /// False if the id was already seen.
     fn insert(&mut self, from: NodeId, request_id: &str, now: Instant, keep: Duration) -> bool {
         match self.rotated {
@@ -232,6 +242,17 @@ impl SeenIds {
         }
         self.current.insert(digest)
     }
+}
+
+fn replayed(signed: &SignedHeaders) -> Denied {
+    Denied::new(
+        "replay",
+        ErrorCode::Unauthorized,
+        format!(
+            "request id {} was already used: a replayed request",
+            signed.request_id
+        ),
+    )
 }
 
 #[derive(Default)]
@@ -270,18 +291,34 @@ impl Authenticator {
         self.community
     }
 
-    /// Accept `req` or say why not. The checks run cheapest and most
-    /// telling first; the signature before anything that depends on who
-    /// the sender claims to be.
+    /// Refuse, before its body is read, a request that would be refused
+    /// whatever its body: a body of up to the route's limit costs more to
+    /// read and parse than all of these checks together, and a stranger
+    /// must not make the node pay for it. Passing proves nothing (the
+    /// signature is not checked yet); [`Self::authenticate`] checks it all.
+    pub fn precheck(
+        &self,
+        view: &dyn NodeView,
+        metrics: &Metrics,
+        req: &Presented<'_>,
+    ) -> Result<(), ApiError> {
+        let signed = signed_headers(req.headers)?;
+        self.check_without_body(view, req, &signed)
+            .map(|_| ())
+            .map_err(|denied| denied.counted(metrics))
+    }
+
+    /// Accept `req` with `body` or say why not.
     pub async fn authenticate(
         &self,
         view: &dyn NodeView,
         metrics: &Metrics,
         req: Presented<'_>,
+        body: &Value,
     ) -> Result<Caller, ApiError> {
         let signed = signed_headers(req.headers)?;
         let level = self
-            .verify(view, metrics, &req, &signed)
+            .verify(view, metrics, &req, &signed, body)
             .await
             .map_err(|denied| denied.counted(metrics))?;
         if signed.from != self.node_id {
@@ -298,18 +335,38 @@ impl Authenticator {
     }
 
     /// Every check but the rate limit; the sender's level if all pass.
+    /// The checks without the body run again although a precheck passed:
+    /// the sender may have been revoked, or the id used, while the body
+    /// arrived.
     async fn verify(
         &self,
         view: &dyn NodeView,
         metrics: &Metrics,
         req: &Presented<'_>,
         signed: &SignedHeaders,
+        body: &Value,
+    ) -> Result<TrustLevel, Denied> {
+        let level = self.check_without_body(view, req, signed)?;
+        self.check_signature(signed, body, metrics).await?;
+        // Recorded only now: an id recorded before its signature checked
+        // out would let anyone burn a member's request ids.
+        self.check_replay(signed)?;
+        Ok(level)
+    }
+
+    /// The checks that need no body, cheapest and most telling first.
+    fn check_without_body(
+        &self,
+        view: &dyn NodeView,
+        req: &Presented<'_>,
+        signed: &SignedHeaders,
     ) -> Result<TrustLevel, Denied> {
         self.check_addressed_here(signed, req.endpoint)?;
         self.check_clock(signed)?;
-        self.check_signature(signed, req.body, metrics).await?;
         let level = self.check_access(view, signed, req.access, req.connection)?;
-        self.check_replay(signed)?;
+        if self.seen.lock().contains(&signed.from, &signed.request_id) {
+            return Err(replayed(signed));
+        }
         Ok(level)
     }
 
@@ -442,18 +499,7 @@ impl Authenticator {
             .seen
             .lock()
             .insert(signed.from, &signed.request_id, Instant::now(), keep);
-        if fresh {
-            Ok(())
-        } else {
-            Err(Denied::new(
-                "replay",
-                ErrorCode::Unauthorized,
-                format!(
-                    "request id {} was already used: a replayed request",
-                    signed.request_id
-                ),
-            ))
-        }
+        if fresh { Ok(()) } else { Err(replayed(signed)) }
     }
 
     fn check_rate(

@@ -99,10 +99,14 @@ pub async fn request_id_on_errors(req: Request, next: Next) -> Response {
 pub trait SignedSurface: Send + Sync + 'static {
     /// The largest request body read, in bytes.
     fn max_body_bytes(&self) -> usize;
-    /// Accept the request or say why not.
+    /// Refuse before the body is read what would be refused whatever the
+    /// body. Passing admits nothing: [`Self::authenticate`] decides.
+    fn precheck(&self, presented: &Presented<'_>) -> Result<(), ApiError>;
+    /// Accept the request with its body or say why not.
     fn authenticate<'a>(
         &'a self,
         presented: Presented<'a>,
+        body: &'a Value,
     ) -> impl Future<Output = Result<Caller, ApiError>> + Send + 'a;
 }
 
@@ -111,11 +115,16 @@ impl<T: SignedSurface> SignedSurface for Arc<T> {
         T::max_body_bytes(self)
     }
 
+    fn precheck(&self, presented: &Presented<'_>) -> Result<(), ApiError> {
+        T::precheck(self, presented)
+    }
+
     fn authenticate<'a>(
         &'a self,
         presented: Presented<'a>,
+        body: &'a Value,
     ) -> impl Future<Output = Result<Caller, ApiError>> + Send + 'a {
-        T::authenticate(self, presented)
+        T::authenticate(self, presented, body)
     }
 }
 
@@ -196,15 +205,58 @@ impl<S: Send + Sync> FromRequestParts<S> for Unsigned {
     }
 }
 
+fn too_large(limit: usize) -> ApiError {
+    CallError::bad_request(format!(
+        "the body is larger than {limit} bytes or was cut off"
+    ))
+    .into()
+}
+
 /// Read a JSON body of at most `limit` bytes.
 pub async fn read_json(body: Body, limit: usize) -> Result<Value, ApiError> {
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        CallError::bad_request(format!(
-            "the body is larger than {limit} bytes or was cut off"
-        ))
-    })?;
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large(limit))?;
     serde_json::from_slice(&bytes)
         .map_err(|e| CallError::bad_request(format!("the body is not JSON: {e}")).into())
+}
+
+fn presented<'a>(parts: &'a Parts, endpoint: Option<&'a str>, access: Access) -> Presented<'a> {
+    Presented {
+        headers: &parts.headers,
+        endpoint,
+        access,
+        connection: parts.extensions.get::<PeerIdentity>().copied(),
+    }
+}
+
+/// Read the JSON body of a signed request of `parts` and authenticate the
+/// request with it, refusing first, without reading a byte of the body,
+/// whatever can be refused without it: a declared length over `limit`,
+/// then all the surface's checks but the signature. `endpoint` is what
+/// the signature must name as its `capability`: the path for plain
+/// endpoints, `None` where the headers name a capability.
+pub async fn read_signed<S: SignedSurface>(
+    state: &S,
+    parts: &Parts,
+    body: Body,
+    endpoint: Option<&str>,
+    access: Access,
+    limit: usize,
+) -> Result<(Caller, Value), ApiError> {
+    admit_connection(parts, access)?;
+    let declared = parts
+        .headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(limit));
+    }
+    state.precheck(&presented(parts, endpoint, access))?;
+    let value = read_json(body, limit).await?;
+    let caller = authenticate(state, parts, endpoint, &value, access).await?;
+    Ok((caller, value))
 }
 
 /// Authenticate the request of `parts` carrying `body`. `endpoint` is what
@@ -219,13 +271,7 @@ pub async fn authenticate<S: SignedSurface>(
 ) -> Result<Caller, ApiError> {
     admit_connection(parts, access)?;
     let caller = state
-        .authenticate(Presented {
-            headers: &parts.headers,
-            endpoint,
-            body,
-            access,
-            connection: parts.extensions.get::<PeerIdentity>().copied(),
-        })
+        .authenticate(presented(parts, endpoint, access), body)
         .await?;
     // Only here, with the access the route declared, does a stranger's
     // request earn an answer.
@@ -256,9 +302,16 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let (parts, body) = req.into_parts();
-        admit_connection(&parts, A::ACCESS)?;
-        let value = read_json(body, state.max_body_bytes()).await?;
-        let caller = authenticate(state, &parts, Some(parts.uri.path()), &value, A::ACCESS).await?;
+        let limit = state.max_body_bytes();
+        let (caller, value) = read_signed(
+            state,
+            &parts,
+            body,
+            Some(parts.uri.path()),
+            A::ACCESS,
+            limit,
+        )
+        .await?;
         // Decoded only once authenticated: strangers learn nothing of the
         // expected shape.
         let body = hearthnet_wire::from_value("the request body", value)?;
@@ -329,15 +382,22 @@ mod tests {
             64
         }
 
-        async fn authenticate(&self, presented: Presented<'_>) -> Result<Caller, ApiError> {
+        fn precheck(&self, _: &Presented<'_>) -> Result<(), ApiError> {
+            Ok(())
+        }
+
+        async fn authenticate(
+            &self,
+            presented: Presented<'_>,
+            body: &Value,
+        ) -> Result<Caller, ApiError> {
             let endpoint = presented.endpoint.unwrap_or_default();
             self.checked
                 .lock()
                 .push((presented.endpoint.map(str::to_owned), presented.access));
             let community = CommunityId::of_root(self.key.node_id());
-            let headers =
-                SignedHeaders::sign(&self.key, community, endpoint, "1.0", presented.body)
-                    .map_err(|e| ApiError::internal(e.to_string()))?;
+            let headers = SignedHeaders::sign(&self.key, community, endpoint, "1.0", body)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
             Ok(Caller {
                 id: self.key.node_id(),
                 level: TrustLevel::Member,

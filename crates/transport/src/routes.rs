@@ -83,12 +83,18 @@ impl SignedSurface for ApiState {
         self.max_body_bytes
     }
 
+    fn precheck(&self, presented: &Presented<'_>) -> Result<(), ApiError> {
+        self.auth
+            .precheck(self.view.as_ref(), &self.metrics, presented)
+    }
+
     fn authenticate<'a>(
         &'a self,
         presented: Presented<'a>,
+        body: &'a Value,
     ) -> impl Future<Output = Result<Caller, ApiError>> + Send + 'a {
         self.auth
-            .authenticate(self.view.as_ref(), &self.metrics, presented)
+            .authenticate(self.view.as_ref(), &self.metrics, presented, body)
     }
 }
 
@@ -224,9 +230,8 @@ impl FromRequest<Arc<ApiState>> for CapabilityCall {
 
     async fn from_request(req: Request, s: &Arc<ApiState>) -> Result<Self, ApiError> {
         let (parts, body) = req.into_parts();
-        http::admit_connection(&parts, Access::Member)?;
-        let body = http::read_json(body, s.max_body_bytes).await?;
-        let caller = http::authenticate(s, &parts, None, &body, Access::Member).await?;
+        let (caller, body) =
+            http::read_signed(s, &parts, body, None, Access::Member, s.max_body_bytes).await?;
         Ok(Self { caller, body })
     }
 }

@@ -738,3 +738,120 @@ async fn over_tls_a_route_that_declares_no_access_is_closed_to_strangers() {
     let (status, _, _) = answer(&router, over(&node.member)).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// A body that notes whether anyone started reading it.
+fn watched(body: Value) -> (Body, Arc<std::sync::atomic::AtomicBool>) {
+    let read = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = read.clone();
+    let stream = futures_util::stream::once(async move {
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok::<_, std::io::Error>(axum::body::Bytes::from(body.to_string()))
+    });
+    (Body::from_stream(stream), read)
+}
+
+#[tokio::test]
+async fn what_needs_no_body_is_refused_before_a_byte_of_the_body_is_read() {
+    let node = node();
+    let stranger = DeviceKey::generate();
+    let fetch = json!({"hashes": []});
+    let post = |key: &DeviceKey, community: CommunityId, signed_for: &str, path: &str| {
+        signed(key, community, signed_for, path, Some(fetch.clone())).into_parts()
+    };
+    let used = {
+        let (parts, _) = post(
+            &node.member,
+            node.community,
+            "/sync/v2/fetch",
+            "/sync/v2/fetch",
+        );
+        let (body, _) = watched(fetch.clone());
+        let (status, _, _) = answer(&node.router, Request::from_parts(parts.clone(), body)).await;
+        assert_eq!(status, StatusCode::OK, "the id is used once");
+        parts
+    };
+    let mut huge = post(
+        &node.member,
+        node.community,
+        "/sync/v2/fetch",
+        "/sync/v2/fetch",
+    )
+    .0;
+    huge.headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(1u64 << 30));
+    let mut stale = post(
+        &node.member,
+        node.community,
+        "/sync/v2/fetch",
+        "/sync/v2/fetch",
+    )
+    .0;
+    stale.headers.insert(
+        request::TIMESTAMP,
+        HeaderValue::from_static("2001-01-01T00:00:00Z"),
+    );
+    let unsigned = Request::post("/sync/v2/fetch")
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0;
+    let other = CommunityId::of_root(stranger.node_id());
+    let cases = [
+        ("a declared length over the limit", huge, "bad_request"),
+        ("no signature", unsigned, "unauthorized"),
+        (
+            "a stranger",
+            post(
+                &stranger,
+                node.community,
+                "/sync/v2/fetch",
+                "/sync/v2/fetch",
+            )
+            .0,
+            "unauthorized",
+        ),
+        (
+            "a stranger's capability call",
+            post(&stranger, node.community, "echo.v1", "/bus/v1/call").0,
+            "unauthorized",
+        ),
+        (
+            "another community",
+            post(&node.member, other, "/sync/v2/fetch", "/sync/v2/fetch").0,
+            "unauthorized",
+        ),
+        (
+            "another path",
+            post(
+                &node.member,
+                node.community,
+                "/sync/v2/reconcile",
+                "/sync/v2/fetch",
+            )
+            .0,
+            "invalid_signature",
+        ),
+        ("a stale timestamp", stale, "expired"),
+        ("a used request id", used, "unauthorized"),
+        (
+            "not the node's own key",
+            post(
+                &node.member,
+                node.community,
+                "/local/v1/sync",
+                "/local/v1/sync",
+            )
+            .0,
+            "unauthorized",
+        ),
+    ];
+    for (what, parts, code) in cases {
+        let (body, read) = watched(fetch.clone());
+        let (_, answer, _) = answer(&node.router, Request::from_parts(parts, body)).await;
+        assert_eq!(answer["error"], code, "{what}: {answer}");
+        assert!(
+            !read.load(std::sync::atomic::Ordering::SeqCst),
+            "{what}: the body was read"
+        );
+    }
+}
