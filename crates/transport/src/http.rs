@@ -150,6 +150,32 @@ impl Required for Invitee {
     const ACCESS: Access = Access::Invitee;
 }
 
+/// How large a route's request body may be, declared by its extractor's
+/// type next to its access (`Signed<T, A, L>`), so no handler checks it.
+/// The surface's [`SignedSurface::max_body_bytes`] stays a ceiling.
+pub trait BodyLimit: Send + Sync + 'static {
+    const BYTES: usize;
+}
+
+/// Small documents: redemptions, commands, chunk requests. The default,
+/// so that a route needing more has to say so.
+pub struct SmallBody;
+/// A sync message: a reconciliation frame (at most 60,000 bytes, sent in
+/// hex) or a batch of event hashes to fetch (500 of 32 bytes).
+pub struct SyncBody;
+/// A push of events (`/sync/v1/events`).
+pub struct EventsBody;
+
+impl BodyLimit for SmallBody {
+    const BYTES: usize = 64 * 1024;
+}
+impl BodyLimit for SyncBody {
+    const BYTES: usize = 256 * 1024;
+}
+impl BodyLimit for EventsBody {
+    const BYTES: usize = 4 * 1024 * 1024;
+}
+
 /// Marks a request whose connection (mutual TLS) proved a device that is
 /// not a member of the community: the surface's gate sets it. Such a
 /// request is answered only by a route whose extractor declares
@@ -281,28 +307,29 @@ pub async fn authenticate<S: SignedSurface>(
     Ok(caller)
 }
 
-/// A signed request with a JSON body of type `T`, from a caller with
-/// access `A`. The signature must name the path as requested, which is
+/// A signed request with a JSON body of type `T` of at most `L` bytes,
+/// from a caller with access `A`. The signature must name the path as requested, which is
 /// what the client signed (for a route with parameters, the concrete
 /// path). Signed routes must not sit under `Router::nest`, which strips
 /// the prefix from the path handlers see.
-pub struct Signed<T, A = Member> {
+pub struct Signed<T, A = Member, L = SmallBody> {
     pub caller: Caller,
     pub body: T,
-    access: PhantomData<A>,
+    access: PhantomData<(A, L)>,
 }
 
-impl<S, T, A> FromRequest<S> for Signed<T, A>
+impl<S, T, A, L> FromRequest<S> for Signed<T, A, L>
 where
     S: SignedSurface,
     T: DeserializeOwned + Send,
     A: Required,
+    L: BodyLimit,
 {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let (parts, body) = req.into_parts();
-        let limit = state.max_body_bytes();
+        let limit = L::BYTES.min(state.max_body_bytes());
         let (caller, value) = read_signed(
             state,
             &parts,

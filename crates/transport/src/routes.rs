@@ -25,8 +25,8 @@ use serde_json::{Value, json};
 use crate::auth::Authenticator;
 use crate::bulk;
 use crate::http::{
-    self, Access, ApiError, Caller, Invitee, OwnKey, Presented, Query, Signed, SignedGet,
-    SignedSurface, Stranger, Unsigned,
+    self, Access, ApiError, Caller, EventsBody, Invitee, Member, OwnKey, Presented, Query, Signed,
+    SignedGet, SignedSurface, Stranger, SyncBody, Unsigned,
 };
 use crate::server::PeerIdentity;
 use crate::{BlobEndpoints, NodeView, SyncEndpoints};
@@ -100,9 +100,11 @@ impl SignedSurface for ApiState {
 
 type Shared = State<Arc<ApiState>>;
 
-/// The routes; who may use each is declared by its handler's extractor
-/// (`Unsigned`, `SignedGet<OwnKey>`, `Signed<T, Invitee>`, …; members by
-/// default), and nowhere else.
+/// The routes; who may use each, and how large a body each reads, is
+/// declared by its handler's extractor (`Unsigned`, `SignedGet<OwnKey>`,
+/// `Signed<T, Invitee>`, `Signed<T, Member, EventsBody>`, …; members and
+/// small bodies by default), and nowhere else. Capability calls take up to
+/// the configured `transport.max_body_bytes`.
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/health", get(health))
@@ -387,7 +389,7 @@ async fn sync_heads(State(s): Shared, _: SignedGet) -> Result<axum::Json<Heads>,
 
 async fn sync_events(
     State(s): Shared,
-    Signed { body, .. }: Signed<EventsPush>,
+    Signed { body, .. }: Signed<EventsPush, Member, EventsBody>,
 ) -> Result<axum::Json<EventsReport>, ApiError> {
     let sync = sync_of(&s)?;
     if body.community_id.is_some_and(|c| c != s.auth.community()) {
@@ -398,7 +400,7 @@ async fn sync_events(
 
 async fn sync_reconcile(
     State(s): Shared,
-    Signed { body, .. }: Signed<Reconcile>,
+    Signed { body, .. }: Signed<Reconcile, Member, SyncBody>,
 ) -> Result<axum::Json<Reconcile>, ApiError> {
     let answer = sync_of(&s)?.reconcile(body.message.0).await?;
     Ok(axum::Json(Reconcile {
@@ -408,7 +410,7 @@ async fn sync_reconcile(
 
 async fn sync_fetch(
     State(s): Shared,
-    Signed { body, .. }: Signed<FetchRequest>,
+    Signed { body, .. }: Signed<FetchRequest, Member, SyncBody>,
 ) -> Result<axum::Json<FetchAnswer>, ApiError> {
     let hashes = body.hashes.into_iter().map(|h| h.0).collect();
     let events = sync_of(&s)?.fetch(hashes).await?;

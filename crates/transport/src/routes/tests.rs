@@ -132,6 +132,11 @@ struct Node {
 }
 
 fn node() -> Node {
+    node_with_max(MAX_BODY)
+}
+
+/// A node whose configured body limit is `max_body`.
+fn node_with_max(max_body: usize) -> Node {
     let own = DeviceKey::generate();
     let member = DeviceKey::generate();
     let community = CommunityId::of_root(own.node_id());
@@ -150,7 +155,7 @@ fn node() -> Node {
         metrics,
         own.clone(),
         community,
-        MAX_BODY,
+        max_body,
         Duration::from_secs(60),
     )
     .with_sync(Arc::new(FakeSync))
@@ -853,5 +858,70 @@ async fn what_needs_no_body_is_refused_before_a_byte_of_the_body_is_read() {
             !read.load(std::sync::atomic::Ordering::SeqCst),
             "{what}: the body was read"
         );
+    }
+}
+
+#[tokio::test]
+async fn each_route_reads_bodies_up_to_its_own_limit_under_the_configured_one() {
+    const CONFIGURED: usize = 16 << 20;
+    let node = node_with_max(CONFIGURED);
+    let padded = |n: usize| "x".repeat(n);
+    let hashes = |n: usize| vec!["00"; n / 5];
+    let cases = [
+        (
+            "/onboarding/v1/redeem",
+            json!({"invite": padded(65 << 10), "joined": {}}),
+            Some(64 << 10),
+        ),
+        (
+            "/local/v1/sync",
+            json!({"peer": padded(65 << 10)}),
+            Some(64 << 10),
+        ),
+        (
+            bulk::CHUNKS_PATH,
+            json!({"cid": padded(65 << 10)}),
+            Some(64 << 10),
+        ),
+        (
+            "/sync/v2/fetch",
+            json!({"hashes": hashes(257 << 10)}),
+            Some(256 << 10),
+        ),
+        (
+            "/sync/v2/reconcile",
+            json!({"message": padded(257 << 10)}),
+            Some(256 << 10),
+        ),
+        (
+            "/sync/v1/events",
+            json!({"events": [], "pad": padded(4 << 20)}),
+            Some(4 << 20),
+        ),
+        ("/sync/v2/fetch", json!({"hashes": hashes(200 << 10)}), None),
+        ("/bus/v1/call", json!({"pad": padded(5 << 20)}), None),
+    ];
+    for (path, body, limit) in cases {
+        let signed_for = if path == "/bus/v1/call" {
+            "echo.v1"
+        } else {
+            path
+        };
+        let req = signed(&node.own, node.community, signed_for, path, Some(body));
+        let (status, answer, _) = answer(&node.router, req).await;
+        let too_large = status == StatusCode::BAD_REQUEST
+            && answer["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("larger than"));
+        match limit {
+            Some(limit) => assert!(
+                too_large
+                    && answer["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains(&format!("larger than {limit} bytes"))),
+                "{path}: {status} {answer}"
+            ),
+            None => assert!(!too_large, "{path}: {status} {answer}"),
+        }
     }
 }
