@@ -17,6 +17,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -238,10 +239,27 @@ fn too_large(limit: usize) -> ApiError {
     .into()
 }
 
-/// Read a JSON body of at most `limit` bytes.
+/// How long the whole body of a request may take to arrive once its
+/// headers did: a client that dribbles its body would otherwise hold a
+/// connection slot, and the buffer of what it sent, for as long as it
+/// likes. 16 MiB (the largest body) in 10 s needs 1.6 MB/s, which any
+/// LAN and loopback exceed.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Read a JSON body of at most `limit` bytes, arriving within
+/// [`BODY_READ_TIMEOUT`].
 pub async fn read_json(body: Body, limit: usize) -> Result<Value, ApiError> {
-    let bytes = axum::body::to_bytes(body, limit)
+    let bytes = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit))
         .await
+        .map_err(|_| {
+            CallError::new(
+                ErrorCode::Timeout,
+                format!(
+                    "the body did not arrive within {} s",
+                    BODY_READ_TIMEOUT.as_secs()
+                ),
+            )
+        })?
         .map_err(|_| too_large(limit))?;
     serde_json::from_slice(&bytes)
         .map_err(|e| CallError::bad_request(format!("the body is not JSON: {e}")).into())

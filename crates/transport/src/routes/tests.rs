@@ -925,3 +925,68 @@ async fn each_route_reads_bodies_up_to_its_own_limit_under_the_configured_one() 
         }
     }
 }
+
+/// Serve `node` on a real listener on 127.0.0.1; its address.
+async fn listening(node: &Node) -> (std::net::SocketAddr, tokio_util::sync::CancellationToken) {
+    let listener = crate::server::Listener::bind(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(crate::server::serve(
+        listener,
+        node.router.clone(),
+        stop.clone(),
+        None,
+    ));
+    (addr, stop)
+}
+
+/// The request head of `req` as HTTP/1.1 text, declaring `length` bytes
+/// of body.
+fn head_of(req: &Request<Body>, length: usize) -> String {
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\nhost: 127.0.0.1\r\n",
+        req.method(),
+        req.uri()
+    );
+    for (name, value) in req.headers() {
+        head += &format!("{name}: {}\r\n", value.to_str().unwrap());
+    }
+    head + &format!("content-length: {length}\r\n\r\n")
+}
+
+// The clock is paused and jumps ahead whenever every task waits, so the
+// test does not sit through the timeout.
+#[tokio::test(start_paused = true)]
+async fn a_body_that_dribbles_in_is_cut_off_with_a_timeout_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let node = node();
+    let (addr, stop) = listening(&node).await;
+    let body = json!({"hashes": []}).to_string();
+    let path = "/sync/v2/fetch";
+    let req = signed(
+        &node.member,
+        node.community,
+        path,
+        path,
+        Some(json!({"hashes": []})),
+    );
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = tokio::time::Instant::now();
+    conn.write_all(head_of(&req, body.len()).as_bytes())
+        .await
+        .unwrap();
+    conn.write_all(&body.as_bytes()[..3]).await.unwrap();
+    let mut answer = Vec::new();
+    let waited = crate::http::BODY_READ_TIMEOUT * 2;
+    tokio::time::timeout(waited, conn.read_to_end(&mut answer))
+        .await
+        .expect("the server cut the body off")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""error":"timeout""#), "{answer}");
+    assert!(started.elapsed() >= crate::http::BODY_READ_TIMEOUT);
+    stop.cancel();
+}
