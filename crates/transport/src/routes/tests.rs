@@ -937,7 +937,7 @@ async fn listening(node: &Node) -> (std::net::SocketAddr, tokio_util::sync::Canc
         listener,
         node.router.clone(),
         stop.clone(),
-        None,
+        crate::server::Serving::local(),
     ));
     (addr, stop)
 }
