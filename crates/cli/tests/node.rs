@@ -333,7 +333,7 @@ fn bad_input_never_wedges_the_node() {
         let mut conn = TcpStream::connect(node.api).unwrap();
         conn.set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
-        write!(conn, "POST /bus/v1/call HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len()).unwrap();
+        write!(conn, "POST /bus/v1/call HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len()).unwrap();
         let _ = conn.write_all(body);
         let mut reply = String::new();
         let _ = conn.read_to_string(&mut reply);
@@ -362,7 +362,7 @@ fn bad_input_never_wedges_the_node() {
     let mut stalled = Vec::new();
     for _ in 0..20 {
         let mut c = TcpStream::connect(node.api).unwrap();
-        c.write_all(b"POST /bus/v1/call HTTP/1.1\r\nhost: x\r\ncontent-le")
+        c.write_all(b"POST /bus/v1/call HTTP/1.1\r\nhost: localhost\r\ncontent-le")
             .unwrap();
         stalled.push(c);
     }
@@ -391,7 +391,7 @@ fn a_caller_that_disconnects_cancels_the_provider_within_200_ms() {
     let started = Instant::now();
     let mut conn = TcpStream::connect(node.api).unwrap();
     let mut request = format!(
-        "POST /bus/v1/call HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+        "POST /bus/v1/call HTTP/1.1\r\nhost: localhost\r\naccept: text/event-stream\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
         payload.len()
     );
     for (name, value) in headers.to_pairs() {
@@ -676,4 +676,32 @@ fn a_body_that_breaks_the_schema_is_refused_on_both_listeners() {
             .call("experimental.echo", "1.0", &echo("ok"), false, None)
             .is_ok()
     );
+}
+
+#[test]
+fn the_local_api_refuses_requests_addressed_to_another_host() {
+    let sb = node_sandbox();
+    let node = sb.start_node(&[]);
+    let get = |host: &str| {
+        let mut conn = TcpStream::connect(node.api).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            conn,
+            "GET /health HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut reply = String::new();
+        let _ = conn.read_to_string(&mut reply);
+        reply
+    };
+    let port = node.api.port();
+    // What a DNS-rebinding page's requests carry: its own name.
+    let rebound = get(&format!("attacker.example:{port}"));
+    assert!(rebound.starts_with("HTTP/1.1 401"), "{rebound}");
+    assert!(rebound.contains(r#""error":"unauthorized""#), "{rebound}");
+    for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}")] {
+        let reply = get(&host);
+        assert!(reply.starts_with("HTTP/1.1 200"), "{host}: {reply}");
+    }
 }

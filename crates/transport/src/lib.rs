@@ -31,8 +31,8 @@ use serde_json::Value;
 
 pub use routes::{ApiState, router};
 pub use server::{
-    LOCAL_CONNECTIONS_PER_ADDRESS, Listener, PEER_CONNECTIONS_PER_ADDRESS, PeerIdentity, Serving,
-    serve,
+    LOCAL_CONNECTIONS_PER_ADDRESS, Listener, LocalApi, PEER_CONNECTIONS_PER_ADDRESS, PeerIdentity,
+    Serving, serve,
 };
 
 /// The event-log side of the sync and pub-sub endpoints (X02, Contract

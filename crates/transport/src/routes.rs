@@ -28,7 +28,7 @@ use crate::http::{
     self, Access, ApiError, Caller, EventsBody, Invitee, Member, OwnKey, Presented, Query, Signed,
     SignedGet, SignedSurface, Stranger, SyncBody, Unsigned,
 };
-use crate::server::PeerIdentity;
+use crate::server::{LocalApi, PeerIdentity};
 use crate::{BlobEndpoints, NodeView, SyncEndpoints};
 
 /// Everything the handlers share.
@@ -130,6 +130,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             state.clone(),
             members_only_over_tls,
         ))
+        .layer(axum::middleware::from_fn(local_hosts_only))
         .layer(axum::middleware::from_fn(http::request_id_on_errors))
         .with_state(state)
 }
@@ -363,6 +364,63 @@ async fn members_only_over_tls(
     } else {
         stranger.refusal().into_response()
     }
+}
+
+/// On the local API, a request must name a loopback address or
+/// `localhost` in its `Host`, with the API's port or none. A web page the
+/// owner's browser opens can make the browser send requests to loopback
+/// under the page's own domain name (DNS rebinding) and read the answers
+/// as same-origin; only its `Host` gives it away. Refused as
+/// `unauthorized`: the request is well formed, but its sender (a web
+/// origin) may not use this API; and with 401 a client reports a refusal
+/// of who is asking, which is what it is, where `bad_request` would send
+/// one looking for a fault in the request.
+async fn local_hosts_only(req: Request, next: axum::middleware::Next) -> Response {
+    let Some(LocalApi { port }) = req.extensions().get::<LocalApi>().copied() else {
+        return next.run(req).await;
+    };
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok());
+    if host.is_some_and(|host| names_local_api(host, port)) {
+        return next.run(req).await;
+    }
+    ApiError::from(CallError::new(
+        ErrorCode::Unauthorized,
+        "the local API answers only requests addressed to a loopback address or localhost (Host)",
+    ))
+    .into_response()
+}
+
+/// Whether `host` (a `Host` header) is a loopback address or `localhost`,
+/// with `port` or no port.
+fn names_local_api(host: &str, port: u16) -> bool {
+    let (name, given_port) = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((name, "")) => (name, None),
+            Some((name, tail)) => match tail.strip_prefix(':') {
+                Some(p) => (name, Some(p)),
+                None => return false,
+            },
+            None => return false,
+        },
+        None => match host.split_once(':') {
+            Some((name, p)) => (name, Some(p)),
+            None => (host, None),
+        },
+    };
+    let port_ok = given_port.is_none_or(|p| p.parse::<u16>() == Ok(port));
+    let loopback = name.eq_ignore_ascii_case("localhost")
+        || (host.starts_with('[')
+            && name
+                .parse::<std::net::Ipv6Addr>()
+                .is_ok_and(|ip| ip.is_loopback()))
+        || (!host.starts_with('[')
+            && name
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.is_loopback()));
+    port_ok && loopback
 }
 
 fn sync_of(s: &ApiState) -> Result<Arc<dyn SyncEndpoints>, ApiError> {

@@ -78,6 +78,17 @@ pub struct Serving {
     /// counting as one: a host has as many addresses in its /64 as it
     /// likes). Beyond it a new connection is accepted and closed at once.
     pub per_address: usize,
+    /// Whether this is the local API, whose requests must name it in their
+    /// `Host` ([`LocalApi`]).
+    pub local: bool,
+}
+
+/// Marks a request that came in on the local API (port `port`): only
+/// requests whose `Host` names a loopback address and this port (or no
+/// port) are answered there.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalApi {
+    pub port: u16,
 }
 
 impl Serving {
@@ -86,6 +97,7 @@ impl Serving {
         Self {
             tls: None,
             per_address: LOCAL_CONNECTIONS_PER_ADDRESS,
+            local: true,
         }
     }
 
@@ -95,6 +107,7 @@ impl Serving {
         Self {
             tls,
             per_address: PEER_CONNECTIONS_PER_ADDRESS,
+            local: false,
         }
     }
 }
@@ -161,6 +174,16 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let per_address = Arc::new(OpenPerAddress::default());
     let acceptor = serving.tls.map(tokio_rustls::TlsAcceptor::from);
+    let local = match (serving.local, listener.local_addr()) {
+        (true, Ok(addr)) => Some(LocalApi { port: addr.port() }),
+        (true, Err(e)) => {
+            // Without the port no Host can be checked: serve nothing
+            // rather than serve it unchecked.
+            tracing::error!(error = %e, "the local API's port is unknown: not serving it");
+            return;
+        }
+        (false, _) => None,
+    };
     loop {
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -189,7 +212,7 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             match acceptor {
-                None => drive(TokioIo::new(stream), router, None, watcher).await,
+                None => drive(TokioIo::new(stream), router, None, local, watcher).await,
                 Some(acceptor) => {
                     let tls =
                         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
@@ -209,7 +232,7 @@ pub async fn serve(
                         .and_then(|c| c.first())
                         .and_then(crate::tls::node_id_of)
                         .map(PeerIdentity);
-                    drive(TokioIo::new(tls), router, identity, watcher).await;
+                    drive(TokioIo::new(tls), router, identity, local, watcher).await;
                 }
             }
             drop(address_slot);
@@ -223,6 +246,7 @@ async fn drive<IO>(
     io: IO,
     router: Router,
     identity: Option<PeerIdentity>,
+    local: Option<LocalApi>,
     watcher: hyper_util::server::graceful::Watcher,
 ) where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
@@ -231,6 +255,9 @@ async fn drive<IO>(
         let router = router.clone();
         if let Some(id) = identity {
             req.extensions_mut().insert(id);
+        }
+        if let Some(local) = local {
+            req.extensions_mut().insert(local);
         }
         async move {
             let resp = match router.oneshot(req.map(axum::body::Body::new)).await {
@@ -283,8 +310,8 @@ mod tests {
         let router = Router::new().route("/health", get(|| async { "ok" }));
         let stop = CancellationToken::new();
         let serving = Serving {
-            tls: None,
             per_address: CAP,
+            ..Serving::local()
         };
         tokio::spawn(serve(listener, router, stop.clone(), serving));
 

@@ -990,3 +990,78 @@ async fn a_body_that_dribbles_in_is_cut_off_with_a_timeout_answer() {
     assert!(started.elapsed() >= crate::http::BODY_READ_TIMEOUT);
     stop.cancel();
 }
+
+#[tokio::test]
+async fn the_local_api_answers_only_requests_addressed_to_loopback() {
+    let node = node();
+    let port = 7080;
+    let ask = |path: &str, host: Option<&str>, local: bool| {
+        let mut req = Request::get(path);
+        if let Some(host) = host {
+            req = req.header(header::HOST, host);
+        }
+        let mut req = req.body(Body::empty()).unwrap();
+        if local {
+            req.extensions_mut()
+                .insert(crate::server::LocalApi { port });
+        }
+        req
+    };
+    let allowed = [
+        "127.0.0.1:7080",
+        "127.0.0.1",
+        "localhost:7080",
+        "LOCALHOST",
+        "[::1]:7080",
+        "[::1]",
+        "127.0.0.2:7080",
+    ];
+    let refused = [
+        None,
+        Some("evil.example:7080"),
+        Some("evil.example"),
+        Some("127.0.0.1:7081"),
+        Some("localhost:80"),
+        Some("[::1]:8080"),
+        Some("10.0.0.1:7080"),
+        Some("localhost.evil.example:7080"),
+        Some("127.0.0.1.nip.io:7080"),
+        Some("::1"),
+        Some("[::1]x"),
+        Some("127.0.0.1:"),
+        Some("localhost:7080:7080"),
+    ];
+    for path in ["/health", "/ready", "/manifest"] {
+        for host in allowed {
+            let (status, body, _) = answer(&node.router, ask(path, Some(host), true)).await;
+            assert_eq!(status, StatusCode::OK, "{path} {host}: {body}");
+        }
+        for host in refused {
+            let (status, body, _) = answer(&node.router, ask(path, host, true)).await;
+            assert_eq!(
+                (status, &body["error"]),
+                (StatusCode::UNAUTHORIZED, &json!("unauthorized")),
+                "{path} {host:?}"
+            );
+        }
+        // The peer port names the node by whatever address reached it.
+        let (status, _, _) = answer(&node.router, ask(path, Some("evil.example"), false)).await;
+        assert_eq!(status, StatusCode::OK, "{path} on the peer port");
+    }
+    // Signed requests too, before anything else, with the request id.
+    let mut req = signed(
+        &node.own,
+        node.community,
+        "/local/v1/caps",
+        "/local/v1/caps",
+        None,
+    );
+    req.headers_mut()
+        .insert(header::HOST, HeaderValue::from_static("evil.example:7080"));
+    req.extensions_mut()
+        .insert(crate::server::LocalApi { port });
+    let (status, body, id) = answer(&node.router, req).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("Host"), "{body}");
+    assert!(id.is_some(), "the request id comes back");
+}
