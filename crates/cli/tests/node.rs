@@ -705,3 +705,30 @@ fn the_local_api_refuses_requests_addressed_to_another_host() {
         assert!(reply.starts_with("HTTP/1.1 200"), "{host}: {reply}");
     }
 }
+
+#[test]
+fn a_request_signed_before_a_restart_is_refused_after_it() {
+    let sb = node_sandbox();
+    let mut node = sb.start_node(&[]);
+    let key = sb.key();
+    let community = hearthnet_base::CommunityId::of_root(key.node_id());
+    let body = echo("captured");
+    let headers = SignedHeaders::sign(&key, community, "experimental.echo", "1.0", &body).unwrap();
+    assert!(sb.client().send_call(&headers, &body, false, None).is_ok());
+    node.terminate();
+    // Stamps have whole seconds: a replay within the second of a restart
+    // is the one the rule cannot see (see `check_clock`).
+    common::wait_until(Duration::from_secs(3), "the next second", || {
+        Timestamp::now() > headers.timestamp
+    });
+
+    let _node = sb.start_node(&[]);
+    let client = sb.client();
+    assert_eq!(
+        wire_code(client.send_call(&headers, &body, false, None)),
+        ErrorCode::Expired,
+        "captured before the restart, replayed after it"
+    );
+    let fresh = SignedHeaders::sign(&key, community, "experimental.echo", "1.0", &body).unwrap();
+    assert!(client.send_call(&fresh, &body, false, None).is_ok());
+}

@@ -98,6 +98,8 @@ pub struct Authenticator {
     node_id: NodeId,
     community: CommunityId,
     skew: Duration,
+    /// When this node started (made its authenticator), to the second.
+    started: Timestamp,
     signatures: SignatureBatcher,
     seen: Mutex<SeenIds>,
     windows: Mutex<RateWindows>,
@@ -280,6 +282,7 @@ impl Authenticator {
             node_id,
             community,
             skew,
+            started: Timestamp::now(),
             signatures: SignatureBatcher::default(),
             seen: Mutex::new(SeenIds::default()),
             windows: Mutex::new(RateWindows::default()),
@@ -403,8 +406,16 @@ impl Authenticator {
         Ok(())
     }
 
-    /// The timestamp within the skew window: what bounds how long a
-    /// captured request is worth anything.
+    /// The timestamp within the skew window, what bounds how long a
+    /// captured request is worth anything, and not before this node
+    /// started: the replay cache lives in memory, so without that rule a
+    /// request captured before a restart could be replayed after it.
+    ///
+    /// Timestamps have whole seconds, so a request stamped in the very
+    /// second the node started passes: a replay needs a restart within
+    /// that second. A client whose clock runs behind by `d` is refused as
+    /// `expired` for the first `d` seconds after a start (its requests are
+    /// stamped earlier), then served again.
     fn check_clock(&self, signed: &SignedHeaders) -> Result<(), Denied> {
         let age = Timestamp::now().unix() - signed.timestamp.unix();
         if age.unsigned_abs() > self.skew.as_secs() {
@@ -415,6 +426,16 @@ impl Authenticator {
                     "the request is stamped {}, {age} s from this node's clock; the window is ±{} s (check both clocks)",
                     signed.timestamp,
                     self.skew.as_secs()
+                ),
+            ));
+        }
+        if signed.timestamp < self.started {
+            return Err(Denied::new(
+                "before_start",
+                ErrorCode::Expired,
+                format!(
+                    "the request is stamped {}, before this node started ({}): sign it again (check both clocks if this persists)",
+                    signed.timestamp, self.started
                 ),
             ));
         }

@@ -1065,3 +1065,37 @@ async fn the_local_api_answers_only_requests_addressed_to_loopback() {
     assert!(body["message"].as_str().unwrap().contains("Host"), "{body}");
     assert!(id.is_some(), "the request id comes back");
 }
+
+#[tokio::test]
+async fn a_request_stamped_before_the_node_started_is_refused_as_expired() {
+    let node = node();
+    let path = "/sync/v2/fetch";
+    let body = json!({"hashes": []});
+    // Inside the skew window, but before this node (its authenticator)
+    // existed: the replay cache cannot know whether it was used.
+    let before = hearthnet_base::Timestamp::now().plus_seconds(-5);
+    let headers = SignedHeaders::sign_at(
+        &node.member,
+        node.community,
+        path,
+        ENDPOINT_VERSION,
+        &body,
+        before,
+    )
+    .unwrap();
+    let mut req = Request::post(path);
+    for (name, value) in headers.to_pairs() {
+        req = req.header(name, value);
+    }
+    let req = req.body(Body::from(body.to_string())).unwrap();
+    let (status, answer, _) = answer(&node.router, req).await;
+    assert_eq!(answer["error"], "expired", "{answer}");
+    assert_eq!(status, StatusCode::GONE);
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("before this node started"),
+        "{answer}"
+    );
+}
