@@ -206,7 +206,7 @@ impl SignatureBatcher {
 /// window costs megabytes, not hundreds. A collision could only refuse a
 /// fresh request as a replay, never let a replay through, and finding one
 /// on purpose takes ~2^64 hashes.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct SeenIds {
     current: HashSet<u128>,
     previous: HashSet<u128>,
@@ -223,10 +223,17 @@ impl SeenIds {
         u128::from_le_bytes(first)
     }
 
-    /// Whether the id was seen, without recording it.
-    fn contains(&self, from: &NodeId, request_id: &str) -> bool {
+    /// Whether [`Self::insert`] would call the id seen, without recording
+    /// it (nor rotating: what a rotation due now would forget is skipped).
+    fn contains(&self, from: &NodeId, request_id: &str, now: Instant, keep: Duration) -> bool {
         let digest = Self::digest(from, request_id);
-        self.current.contains(&digest) || self.previous.contains(&digest)
+        match self.rotated {
+            Some(at) if now.duration_since(at) < keep => {
+                self.current.contains(&digest) || self.previous.contains(&digest)
+            }
+            // Due to rotate: `current` becomes what `insert` checks.
+            _ => self.current.contains(&digest),
+        }
     }
 
     /// False if the id was already seen.
@@ -367,7 +374,13 @@ impl Authenticator {
         self.check_addressed_here(signed, req.endpoint)?;
         self.check_clock(signed)?;
         let level = self.check_access(view, signed, req.access, req.connection)?;
-        if self.seen.lock().contains(&signed.from, &signed.request_id) {
+        let seen = self.seen.lock().contains(
+            &signed.from,
+            &signed.request_id,
+            Instant::now(),
+            self.replay_window(),
+        );
+        if seen {
             return Err(replayed(signed));
         }
         Ok(level)
@@ -510,16 +523,21 @@ impl Authenticator {
         Ok(level)
     }
 
+    /// How long a request id is remembered: as long as its timestamp can
+    /// be accepted, twice the skew, plus a second of rounding.
+    fn replay_window(&self) -> Duration {
+        self.skew * 2 + Duration::from_secs(1)
+    }
+
     /// The request id unseen within the window: a captured request is
     /// worthless inside the window too.
     fn check_replay(&self, signed: &SignedHeaders) -> Result<(), Denied> {
-        // A request id must stay remembered as long as its timestamp can be
-        // accepted: twice the skew, plus a second of rounding.
-        let keep = self.skew * 2 + Duration::from_secs(1);
-        let fresh = self
-            .seen
-            .lock()
-            .insert(signed.from, &signed.request_id, Instant::now(), keep);
+        let fresh = self.seen.lock().insert(
+            signed.from,
+            &signed.request_id,
+            Instant::now(),
+            self.replay_window(),
+        );
         if fresh { Ok(()) } else { Err(replayed(signed)) }
     }
 
@@ -814,6 +832,36 @@ mod tests {
         let metrics = Metrics::new();
         for (item, valid) in signed_messages(3, &[1]) {
             assert_eq!(batcher.verify(item, &metrics).await, valid);
+        }
+    }
+
+    #[test]
+    fn peeking_at_a_request_id_agrees_with_recording_it_and_records_nothing() {
+        let mut seen = SeenIds::default();
+        let peer = DeviceKey::generate().node_id();
+        let t0 = Instant::now();
+        let keep = Duration::from_secs(121);
+        assert!(!seen.contains(&peer, "01A", t0, keep));
+        assert!(
+            !seen.contains(&peer, "01A", t0, keep),
+            "a peek records nothing"
+        );
+        assert!(seen.insert(peer, "01A", t0, keep));
+        let mut later = seen.clone();
+        assert!(later.insert(peer, "01B", t0 + Duration::from_secs(150), keep));
+        for (ids, secs) in [
+            (&seen, 0),
+            (&seen, 120),
+            (&seen, 150),
+            (&later, 150),
+            (&later, 300),
+        ] {
+            let now = t0 + Duration::from_secs(secs);
+            for id in ["01A", "01B", "01C"] {
+                let peeked = ids.contains(&peer, id, now, keep);
+                let recorded = ids.clone().insert(peer, id, now, keep);
+                assert_eq!(peeked, !recorded, "{id} after {secs} s");
+            }
         }
     }
 

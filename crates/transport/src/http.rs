@@ -1,10 +1,11 @@
 //! The typed HTTP layer the node's surfaces share: [`ApiError`], the one
 //! error type, which becomes the Contract §5.4 error body with its §5.5
-//! status; the extractors [`Signed`] and [`SignedGet`], which read a
-//! bounded body, authenticate the signed request (§5.1) for the requested
-//! path and the access the handler declares by a marker type ([`Member`],
-//! [`OwnKey`], [`Invitee`]), and decode a typed body naming the failing
-//! field; [`Unsigned`], the declaration of an endpoint without a
+//! status; the extractors [`Signed`] and [`SignedGet`], which authenticate
+//! the signed request (§5.1) for the requested path and the access the
+//! handler declares by a marker type ([`Member`], [`OwnKey`],
+//! [`Invitee`]), checking all that needs no body before reading a body
+//! bounded by the route's [`BodyLimit`] within [`BODY_READ_TIMEOUT`], and
+//! decode a typed body naming the failing field; [`Unsigned`], the declaration of an endpoint without a
 //! signature; [`Query`], a query string decoded the same way. Over mutual
 //! TLS a device that is not a member gets answers only from routes that
 //! declare [`Invitee`] ([`Stranger`]).
