@@ -275,7 +275,7 @@ async fn start_hello_world() -> anyhow::Result<SocketAddr> {
         listener,
         router,
         CancellationToken::new(),
-        None,
+        hearthnet_transport::Serving::local(),
     ));
     Ok(addr)
 }

@@ -386,13 +386,13 @@ fn serve(
         net.api,
         router.clone(),
         stop.clone(),
-        None,
+        hearthnet_transport::Serving::local(),
     ));
     tasks.spawn(hearthnet_transport::serve(
         net.peer,
         router,
         stop.clone(),
-        net.peer_tls,
+        hearthnet_transport::Serving::peer(net.peer_tls),
     ));
 }
 

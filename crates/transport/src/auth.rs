@@ -8,6 +8,10 @@
 //! window bounds how long a captured request is worth anything; the
 //! replay cache makes it worthless inside the window too.
 //!
+//! Everything but the signature needs no body, so the typed layer runs
+//! those checks ([`Authenticator::precheck`]) before it reads one: a
+//! stranger's request costs its headers, never its body.
+//!
 //! The replay cache and the rate windows sit behind `parking_lot` locks,
 //! which do not poison: a holder that panics releases the lock with the
 //! data as it was, so a panic can never switch either check off.
@@ -45,12 +49,12 @@ pub enum Access {
     Invitee,
 }
 
-/// A request as presented for authentication.
+/// A request as presented for authentication: everything but its body,
+/// so all that needs no body can be checked before the body is read.
 pub struct Presented<'a> {
     pub headers: &'a HeaderMap,
     /// The path, for plain endpoints (their signed `capability`).
     pub endpoint: Option<&'a str>,
-    pub body: &'a Value,
     pub access: Access,
     /// The peer proven by the TLS connection, if any.
     pub connection: Option<PeerIdentity>,
@@ -94,6 +98,8 @@ pub struct Authenticator {
     node_id: NodeId,
     community: CommunityId,
     skew: Duration,
+    /// When this node started (made its authenticator), to the second.
+    started: Timestamp,
     signatures: SignatureBatcher,
     seen: Mutex<SeenIds>,
     windows: Mutex<RateWindows>,
@@ -114,8 +120,8 @@ struct SignatureBatcher {
     queue: Mutex<Vec<(SignedMessage, oneshot::Sender<bool>)>>,
     leads: tokio::sync::Semaphore,
     /// Until when to check one by one: a batch holding a bad signature
-    /// costs more than single checks, and anyone can send bad signatures
-    /// (they are checked before membership), so after a failed batch
+    /// costs more than single checks, and any member can send bad
+    /// signatures, so after a failed batch
     /// batching pauses for [`Self::PAUSE_AFTER_FAILURE`].
     /// On the runtime's clock, so tests can step over the pause.
     singles_until: Mutex<Option<tokio::time::Instant>>,
@@ -200,7 +206,7 @@ impl SignatureBatcher {
 /// window costs megabytes, not hundreds. A collision could only refuse a
 /// fresh request as a replay, never let a replay through, and finding one
 /// on purpose takes ~2^64 hashes.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct SeenIds {
     current: HashSet<u128>,
     previous: HashSet<u128>,
@@ -215,6 +221,19 @@ impl SeenIds {
         let mut first = [0u8; 16];
         hasher.finalize_xof().fill(&mut first);
         u128::from_le_bytes(first)
+    }
+
+    /// Whether [`Self::insert`] would call the id seen, without recording
+    /// it (nor rotating: what a rotation due now would forget is skipped).
+    fn contains(&self, from: &NodeId, request_id: &str, now: Instant, keep: Duration) -> bool {
+        let digest = Self::digest(from, request_id);
+        match self.rotated {
+            Some(at) if now.duration_since(at) < keep => {
+                self.current.contains(&digest) || self.previous.contains(&digest)
+            }
+            // Due to rotate: `current` becomes what `insert` checks.
+            _ => self.current.contains(&digest),
+        }
     }
 
     /// False if the id was already seen.
@@ -232,6 +251,17 @@ impl SeenIds {
         }
         self.current.insert(digest)
     }
+}
+
+fn replayed(signed: &SignedHeaders) -> Denied {
+    Denied::new(
+        "replay",
+        ErrorCode::Unauthorized,
+        format!(
+            "request id {} was already used: a replayed request",
+            signed.request_id
+        ),
+    )
 }
 
 #[derive(Default)]
@@ -259,6 +289,7 @@ impl Authenticator {
             node_id,
             community,
             skew,
+            started: Timestamp::now(),
             signatures: SignatureBatcher::default(),
             seen: Mutex::new(SeenIds::default()),
             windows: Mutex::new(RateWindows::default()),
@@ -270,18 +301,34 @@ impl Authenticator {
         self.community
     }
 
-    /// Accept `req` or say why not. The checks run cheapest and most
-    /// telling first; the signature before anything that depends on who
-    /// the sender claims to be.
+    /// Refuse, before its body is read, a request that would be refused
+    /// whatever its body: a body of up to the route's limit costs more to
+    /// read and parse than all of these checks together, and a stranger
+    /// must not make the node pay for it. Passing proves nothing (the
+    /// signature is not checked yet); [`Self::authenticate`] checks it all.
+    pub fn precheck(
+        &self,
+        view: &dyn NodeView,
+        metrics: &Metrics,
+        req: &Presented<'_>,
+    ) -> Result<(), ApiError> {
+        let signed = signed_headers(req.headers)?;
+        self.check_without_body(view, req, &signed)
+            .map(|_| ())
+            .map_err(|denied| denied.counted(metrics))
+    }
+
+    /// Accept `req` with `body` or say why not.
     pub async fn authenticate(
         &self,
         view: &dyn NodeView,
         metrics: &Metrics,
         req: Presented<'_>,
+        body: &Value,
     ) -> Result<Caller, ApiError> {
         let signed = signed_headers(req.headers)?;
         let level = self
-            .verify(view, metrics, &req, &signed)
+            .verify(view, metrics, &req, &signed, body)
             .await
             .map_err(|denied| denied.counted(metrics))?;
         if signed.from != self.node_id {
@@ -298,18 +345,44 @@ impl Authenticator {
     }
 
     /// Every check but the rate limit; the sender's level if all pass.
+    /// The checks without the body run again although a precheck passed:
+    /// the sender may have been revoked, or the id used, while the body
+    /// arrived.
     async fn verify(
         &self,
         view: &dyn NodeView,
         metrics: &Metrics,
         req: &Presented<'_>,
         signed: &SignedHeaders,
+        body: &Value,
+    ) -> Result<TrustLevel, Denied> {
+        let level = self.check_without_body(view, req, signed)?;
+        self.check_signature(signed, body, metrics).await?;
+        // Recorded only now: an id recorded before its signature checked
+        // out would let anyone burn a member's request ids.
+        self.check_replay(signed)?;
+        Ok(level)
+    }
+
+    /// The checks that need no body, cheapest and most telling first.
+    fn check_without_body(
+        &self,
+        view: &dyn NodeView,
+        req: &Presented<'_>,
+        signed: &SignedHeaders,
     ) -> Result<TrustLevel, Denied> {
         self.check_addressed_here(signed, req.endpoint)?;
         self.check_clock(signed)?;
-        self.check_signature(signed, req.body, metrics).await?;
         let level = self.check_access(view, signed, req.access, req.connection)?;
-        self.check_replay(signed)?;
+        let seen = self.seen.lock().contains(
+            &signed.from,
+            &signed.request_id,
+            Instant::now(),
+            self.replay_window(),
+        );
+        if seen {
+            return Err(replayed(signed));
+        }
         Ok(level)
     }
 
@@ -346,8 +419,16 @@ impl Authenticator {
         Ok(())
     }
 
-    /// The timestamp within the skew window: what bounds how long a
-    /// captured request is worth anything.
+    /// The timestamp within the skew window, what bounds how long a
+    /// captured request is worth anything, and not before this node
+    /// started: the replay cache lives in memory, so without that rule a
+    /// request captured before a restart could be replayed after it.
+    ///
+    /// Timestamps have whole seconds, so a request stamped in the very
+    /// second the node started passes: a replay needs a restart within
+    /// that second. A client whose clock runs behind by `d` is refused as
+    /// `expired` for the first `d` seconds after a start (its requests are
+    /// stamped earlier), then served again.
     fn check_clock(&self, signed: &SignedHeaders) -> Result<(), Denied> {
         let age = Timestamp::now().unix() - signed.timestamp.unix();
         if age.unsigned_abs() > self.skew.as_secs() {
@@ -358,6 +439,16 @@ impl Authenticator {
                     "the request is stamped {}, {age} s from this node's clock; the window is ±{} s (check both clocks)",
                     signed.timestamp,
                     self.skew.as_secs()
+                ),
+            ));
+        }
+        if signed.timestamp < self.started {
+            return Err(Denied::new(
+                "before_start",
+                ErrorCode::Expired,
+                format!(
+                    "the request is stamped {}, before this node started ({}): sign it again (check both clocks if this persists)",
+                    signed.timestamp, self.started
                 ),
             ));
         }
@@ -432,28 +523,22 @@ impl Authenticator {
         Ok(level)
     }
 
+    /// How long a request id is remembered: as long as its timestamp can
+    /// be accepted, twice the skew, plus a second of rounding.
+    fn replay_window(&self) -> Duration {
+        self.skew * 2 + Duration::from_secs(1)
+    }
+
     /// The request id unseen within the window: a captured request is
     /// worthless inside the window too.
     fn check_replay(&self, signed: &SignedHeaders) -> Result<(), Denied> {
-        // A request id must stay remembered as long as its timestamp can be
-        // accepted: twice the skew, plus a second of rounding.
-        let keep = self.skew * 2 + Duration::from_secs(1);
-        let fresh = self
-            .seen
-            .lock()
-            .insert(signed.from, &signed.request_id, Instant::now(), keep);
-        if fresh {
-            Ok(())
-        } else {
-            Err(Denied::new(
-                "replay",
-                ErrorCode::Unauthorized,
-                format!(
-                    "request id {} was already used: a replayed request",
-                    signed.request_id
-                ),
-            ))
-        }
+        let fresh = self.seen.lock().insert(
+            signed.from,
+            &signed.request_id,
+            Instant::now(),
+            self.replay_window(),
+        );
+        if fresh { Ok(()) } else { Err(replayed(signed)) }
     }
 
     fn check_rate(
@@ -747,6 +832,36 @@ mod tests {
         let metrics = Metrics::new();
         for (item, valid) in signed_messages(3, &[1]) {
             assert_eq!(batcher.verify(item, &metrics).await, valid);
+        }
+    }
+
+    #[test]
+    fn peeking_at_a_request_id_agrees_with_recording_it_and_records_nothing() {
+        let mut seen = SeenIds::default();
+        let peer = DeviceKey::generate().node_id();
+        let t0 = Instant::now();
+        let keep = Duration::from_secs(121);
+        assert!(!seen.contains(&peer, "01A", t0, keep));
+        assert!(
+            !seen.contains(&peer, "01A", t0, keep),
+            "a peek records nothing"
+        );
+        assert!(seen.insert(peer, "01A", t0, keep));
+        let mut later = seen.clone();
+        assert!(later.insert(peer, "01B", t0 + Duration::from_secs(150), keep));
+        for (ids, secs) in [
+            (&seen, 0),
+            (&seen, 120),
+            (&seen, 150),
+            (&later, 150),
+            (&later, 300),
+        ] {
+            let now = t0 + Duration::from_secs(secs);
+            for id in ["01A", "01B", "01C"] {
+                let peeked = ids.contains(&peer, id, now, keep);
+                let recorded = ids.clone().insert(peer, id, now, keep);
+                assert_eq!(peeked, !recorded, "{id} after {secs} s");
+            }
         }
     }
 

@@ -1,10 +1,11 @@
 //! The typed HTTP layer the node's surfaces share: [`ApiError`], the one
 //! error type, which becomes the Contract §5.4 error body with its §5.5
-//! status; the extractors [`Signed`] and [`SignedGet`], which read a
-//! bounded body, authenticate the signed request (§5.1) for the requested
-//! path and the access the handler declares by a marker type ([`Member`],
-//! [`OwnKey`], [`Invitee`]), and decode a typed body naming the failing
-//! field; [`Unsigned`], the declaration of an endpoint without a
+//! status; the extractors [`Signed`] and [`SignedGet`], which authenticate
+//! the signed request (§5.1) for the requested path and the access the
+//! handler declares by a marker type ([`Member`], [`OwnKey`],
+//! [`Invitee`]), checking all that needs no body before reading a body
+//! bounded by the route's [`BodyLimit`] within [`BODY_READ_TIMEOUT`], and
+//! decode a typed body naming the failing field; [`Unsigned`], the declaration of an endpoint without a
 //! signature; [`Query`], a query string decoded the same way. Over mutual
 //! TLS a device that is not a member gets answers only from routes that
 //! declare [`Invitee`] ([`Stranger`]).
@@ -17,6 +18,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -99,10 +101,14 @@ pub async fn request_id_on_errors(req: Request, next: Next) -> Response {
 pub trait SignedSurface: Send + Sync + 'static {
     /// The largest request body read, in bytes.
     fn max_body_bytes(&self) -> usize;
-    /// Accept the request or say why not.
+    /// Refuse before the body is read what would be refused whatever the
+    /// body. Passing admits nothing: [`Self::authenticate`] decides.
+    fn precheck(&self, presented: &Presented<'_>) -> Result<(), ApiError>;
+    /// Accept the request with its body or say why not.
     fn authenticate<'a>(
         &'a self,
         presented: Presented<'a>,
+        body: &'a Value,
     ) -> impl Future<Output = Result<Caller, ApiError>> + Send + 'a;
 }
 
@@ -111,11 +117,16 @@ impl<T: SignedSurface> SignedSurface for Arc<T> {
         T::max_body_bytes(self)
     }
 
+    fn precheck(&self, presented: &Presented<'_>) -> Result<(), ApiError> {
+        T::precheck(self, presented)
+    }
+
     fn authenticate<'a>(
         &'a self,
         presented: Presented<'a>,
+        body: &'a Value,
     ) -> impl Future<Output = Result<Caller, ApiError>> + Send + 'a {
-        T::authenticate(self, presented)
+        T::authenticate(self, presented, body)
     }
 }
 
@@ -139,6 +150,32 @@ impl Required for OwnKey {
 }
 impl Required for Invitee {
     const ACCESS: Access = Access::Invitee;
+}
+
+/// How large a route's request body may be, declared by its extractor's
+/// type next to its access (`Signed<T, A, L>`), so no handler checks it.
+/// The surface's [`SignedSurface::max_body_bytes`] stays a ceiling.
+pub trait BodyLimit: Send + Sync + 'static {
+    const BYTES: usize;
+}
+
+/// Small documents: redemptions, commands, chunk requests. The default,
+/// so that a route needing more has to say so.
+pub struct SmallBody;
+/// A sync message: a reconciliation frame (at most 60,000 bytes, sent in
+/// hex) or a batch of event hashes to fetch (500 of 32 bytes).
+pub struct SyncBody;
+/// A push of events (`/sync/v1/events`).
+pub struct EventsBody;
+
+impl BodyLimit for SmallBody {
+    const BYTES: usize = 64 * 1024;
+}
+impl BodyLimit for SyncBody {
+    const BYTES: usize = 256 * 1024;
+}
+impl BodyLimit for EventsBody {
+    const BYTES: usize = 4 * 1024 * 1024;
 }
 
 /// Marks a request whose connection (mutual TLS) proved a device that is
@@ -196,15 +233,75 @@ impl<S: Send + Sync> FromRequestParts<S> for Unsigned {
     }
 }
 
-/// Read a JSON body of at most `limit` bytes.
+fn too_large(limit: usize) -> ApiError {
+    CallError::bad_request(format!(
+        "the body is larger than {limit} bytes or was cut off"
+    ))
+    .into()
+}
+
+/// How long the whole body of a request may take to arrive once its
+/// headers did: a client that dribbles its body would otherwise hold a
+/// connection slot, and the buffer of what it sent, for as long as it
+/// likes. 16 MiB (the largest body) in 10 s needs 1.6 MB/s, which any
+/// LAN and loopback exceed.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Read a JSON body of at most `limit` bytes, arriving within
+/// [`BODY_READ_TIMEOUT`].
 pub async fn read_json(body: Body, limit: usize) -> Result<Value, ApiError> {
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        CallError::bad_request(format!(
-            "the body is larger than {limit} bytes or was cut off"
-        ))
-    })?;
+    let bytes = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| {
+            CallError::new(
+                ErrorCode::Timeout,
+                format!(
+                    "the body did not arrive within {} s",
+                    BODY_READ_TIMEOUT.as_secs()
+                ),
+            )
+        })?
+        .map_err(|_| too_large(limit))?;
     serde_json::from_slice(&bytes)
         .map_err(|e| CallError::bad_request(format!("the body is not JSON: {e}")).into())
+}
+
+fn presented<'a>(parts: &'a Parts, endpoint: Option<&'a str>, access: Access) -> Presented<'a> {
+    Presented {
+        headers: &parts.headers,
+        endpoint,
+        access,
+        connection: parts.extensions.get::<PeerIdentity>().copied(),
+    }
+}
+
+/// Read the JSON body of a signed request of `parts` and authenticate the
+/// request with it, refusing first, without reading a byte of the body,
+/// whatever can be refused without it: a declared length over `limit`,
+/// then all the surface's checks but the signature. `endpoint` is what
+/// the signature must name as its `capability`: the path for plain
+/// endpoints, `None` where the headers name a capability.
+pub async fn read_signed<S: SignedSurface>(
+    state: &S,
+    parts: &Parts,
+    body: Body,
+    endpoint: Option<&str>,
+    access: Access,
+    limit: usize,
+) -> Result<(Caller, Value), ApiError> {
+    admit_connection(parts, access)?;
+    let declared = parts
+        .headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(limit));
+    }
+    state.precheck(&presented(parts, endpoint, access))?;
+    let value = read_json(body, limit).await?;
+    let caller = authenticate(state, parts, endpoint, &value, access).await?;
+    Ok((caller, value))
 }
 
 /// Authenticate the request of `parts` carrying `body`. `endpoint` is what
@@ -219,13 +316,7 @@ pub async fn authenticate<S: SignedSurface>(
 ) -> Result<Caller, ApiError> {
     admit_connection(parts, access)?;
     let caller = state
-        .authenticate(Presented {
-            headers: &parts.headers,
-            endpoint,
-            body,
-            access,
-            connection: parts.extensions.get::<PeerIdentity>().copied(),
-        })
+        .authenticate(presented(parts, endpoint, access), body)
         .await?;
     // Only here, with the access the route declared, does a stranger's
     // request earn an answer.
@@ -235,30 +326,38 @@ pub async fn authenticate<S: SignedSurface>(
     Ok(caller)
 }
 
-/// A signed request with a JSON body of type `T`, from a caller with
-/// access `A`. The signature must name the path as requested, which is
+/// A signed request with a JSON body of type `T` of at most `L` bytes,
+/// from a caller with access `A`. The signature must name the path as requested, which is
 /// what the client signed (for a route with parameters, the concrete
 /// path). Signed routes must not sit under `Router::nest`, which strips
 /// the prefix from the path handlers see.
-pub struct Signed<T, A = Member> {
+pub struct Signed<T, A = Member, L = SmallBody> {
     pub caller: Caller,
     pub body: T,
-    access: PhantomData<A>,
+    access: PhantomData<(A, L)>,
 }
 
-impl<S, T, A> FromRequest<S> for Signed<T, A>
+impl<S, T, A, L> FromRequest<S> for Signed<T, A, L>
 where
     S: SignedSurface,
     T: DeserializeOwned + Send,
     A: Required,
+    L: BodyLimit,
 {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let (parts, body) = req.into_parts();
-        admit_connection(&parts, A::ACCESS)?;
-        let value = read_json(body, state.max_body_bytes()).await?;
-        let caller = authenticate(state, &parts, Some(parts.uri.path()), &value, A::ACCESS).await?;
+        let limit = L::BYTES.min(state.max_body_bytes());
+        let (caller, value) = read_signed(
+            state,
+            &parts,
+            body,
+            Some(parts.uri.path()),
+            A::ACCESS,
+            limit,
+        )
+        .await?;
         // Decoded only once authenticated: strangers learn nothing of the
         // expected shape.
         let body = hearthnet_wire::from_value("the request body", value)?;
@@ -329,15 +428,22 @@ mod tests {
             64
         }
 
-        async fn authenticate(&self, presented: Presented<'_>) -> Result<Caller, ApiError> {
+        fn precheck(&self, _: &Presented<'_>) -> Result<(), ApiError> {
+            Ok(())
+        }
+
+        async fn authenticate(
+            &self,
+            presented: Presented<'_>,
+            body: &Value,
+        ) -> Result<Caller, ApiError> {
             let endpoint = presented.endpoint.unwrap_or_default();
             self.checked
                 .lock()
                 .push((presented.endpoint.map(str::to_owned), presented.access));
             let community = CommunityId::of_root(self.key.node_id());
-            let headers =
-                SignedHeaders::sign(&self.key, community, endpoint, "1.0", presented.body)
-                    .map_err(|e| ApiError::internal(e.to_string()))?;
+            let headers = SignedHeaders::sign(&self.key, community, endpoint, "1.0", body)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
             Ok(Caller {
                 id: self.key.node_id(),
                 level: TrustLevel::Member,

@@ -30,7 +30,10 @@ use hearthnet_wire::peer::{ChunksRequest, EventsReport, Heads, Redeemed};
 use serde_json::Value;
 
 pub use routes::{ApiState, router};
-pub use server::{Listener, PeerIdentity, serve};
+pub use server::{
+    LOCAL_CONNECTIONS_PER_ADDRESS, Listener, LocalApi, PEER_CONNECTIONS_PER_ADDRESS, PeerIdentity,
+    Serving, serve,
+};
 
 /// The event-log side of the sync and pub-sub endpoints (X02, Contract
 /// §7.6 and §8), implemented by the node.

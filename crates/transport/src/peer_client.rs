@@ -640,7 +640,12 @@ mod tests {
             }),
         );
         let stop = tokio_util::sync::CancellationToken::new();
-        tokio::spawn(crate::serve(listener, router, stop.clone(), None));
+        tokio::spawn(crate::serve(
+            listener,
+            router,
+            stop.clone(),
+            crate::Serving::local(),
+        ));
         (addr, stop)
     }
 

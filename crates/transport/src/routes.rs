@@ -25,10 +25,10 @@ use serde_json::{Value, json};
 use crate::auth::Authenticator;
 use crate::bulk;
 use crate::http::{
-    self, Access, ApiError, Caller, Invitee, OwnKey, Presented, Query, Signed, SignedGet,
-    SignedSurface, Stranger, Unsigned,
+    self, Access, ApiError, Caller, EventsBody, Invitee, Member, OwnKey, Presented, Query, Signed,
+    SignedGet, SignedSurface, Stranger, SyncBody, Unsigned,
 };
-use crate::server::PeerIdentity;
+use crate::server::{LocalApi, PeerIdentity};
 use crate::{BlobEndpoints, NodeView, SyncEndpoints};
 
 /// Everything the handlers share.
@@ -83,20 +83,28 @@ impl SignedSurface for ApiState {
         self.max_body_bytes
     }
 
+    fn precheck(&self, presented: &Presented<'_>) -> Result<(), ApiError> {
+        self.auth
+            .precheck(self.view.as_ref(), &self.metrics, presented)
+    }
+
     fn authenticate<'a>(
         &'a self,
         presented: Presented<'a>,
+        body: &'a Value,
     ) -> impl Future<Output = Result<Caller, ApiError>> + Send + 'a {
         self.auth
-            .authenticate(self.view.as_ref(), &self.metrics, presented)
+            .authenticate(self.view.as_ref(), &self.metrics, presented, body)
     }
 }
 
 type Shared = State<Arc<ApiState>>;
 
-/// The routes; who may use each is declared by its handler's extractor
-/// (`Unsigned`, `SignedGet<OwnKey>`, `Signed<T, Invitee>`, …; members by
-/// default), and nowhere else.
+/// The routes; who may use each, and how large a body each reads, is
+/// declared by its handler's extractor (`Unsigned`, `SignedGet<OwnKey>`,
+/// `Signed<T, Invitee>`, `Signed<T, Member, EventsBody>`, …; members and
+/// small bodies by default), and nowhere else. Capability calls take up to
+/// the configured `transport.max_body_bytes`.
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/health", get(health))
@@ -122,6 +130,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             state.clone(),
             members_only_over_tls,
         ))
+        .layer(axum::middleware::from_fn(local_hosts_only))
         .layer(axum::middleware::from_fn(http::request_id_on_errors))
         .with_state(state)
 }
@@ -224,9 +233,8 @@ impl FromRequest<Arc<ApiState>> for CapabilityCall {
 
     async fn from_request(req: Request, s: &Arc<ApiState>) -> Result<Self, ApiError> {
         let (parts, body) = req.into_parts();
-        http::admit_connection(&parts, Access::Member)?;
-        let body = http::read_json(body, s.max_body_bytes).await?;
-        let caller = http::authenticate(s, &parts, None, &body, Access::Member).await?;
+        let (caller, body) =
+            http::read_signed(s, &parts, body, None, Access::Member, s.max_body_bytes).await?;
         Ok(Self { caller, body })
     }
 }
@@ -358,6 +366,63 @@ async fn members_only_over_tls(
     }
 }
 
+/// On the local API, a request must name a loopback address or
+/// `localhost` in its `Host`, with the API's port or none. A web page the
+/// owner's browser opens can make the browser send requests to loopback
+/// under the page's own domain name (DNS rebinding) and read the answers
+/// as same-origin; only its `Host` gives it away. Refused as
+/// `unauthorized`: the request is well formed, but its sender (a web
+/// origin) may not use this API; and with 401 a client reports a refusal
+/// of who is asking, which is what it is, where `bad_request` would send
+/// one looking for a fault in the request.
+async fn local_hosts_only(req: Request, next: axum::middleware::Next) -> Response {
+    let Some(LocalApi { port }) = req.extensions().get::<LocalApi>().copied() else {
+        return next.run(req).await;
+    };
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok());
+    if host.is_some_and(|host| names_local_api(host, port)) {
+        return next.run(req).await;
+    }
+    ApiError::from(CallError::new(
+        ErrorCode::Unauthorized,
+        "the local API answers only requests addressed to a loopback address or localhost (Host)",
+    ))
+    .into_response()
+}
+
+/// Whether `host` (a `Host` header) is a loopback address or `localhost`,
+/// with `port` or no port.
+fn names_local_api(host: &str, port: u16) -> bool {
+    let (name, given_port) = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((name, "")) => (name, None),
+            Some((name, tail)) => match tail.strip_prefix(':') {
+                Some(p) => (name, Some(p)),
+                None => return false,
+            },
+            None => return false,
+        },
+        None => match host.split_once(':') {
+            Some((name, p)) => (name, Some(p)),
+            None => (host, None),
+        },
+    };
+    let port_ok = given_port.is_none_or(|p| p.parse::<u16>() == Ok(port));
+    let loopback = name.eq_ignore_ascii_case("localhost")
+        || (host.starts_with('[')
+            && name
+                .parse::<std::net::Ipv6Addr>()
+                .is_ok_and(|ip| ip.is_loopback()))
+        || (!host.starts_with('[')
+            && name
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.is_loopback()));
+    port_ok && loopback
+}
+
 fn sync_of(s: &ApiState) -> Result<Arc<dyn SyncEndpoints>, ApiError> {
     s.sync.clone().ok_or_else(|| {
         CallError::new(ErrorCode::NotImplemented, "this node keeps no event log").into()
@@ -382,7 +447,7 @@ async fn sync_heads(State(s): Shared, _: SignedGet) -> Result<axum::Json<Heads>,
 
 async fn sync_events(
     State(s): Shared,
-    Signed { body, .. }: Signed<EventsPush>,
+    Signed { body, .. }: Signed<EventsPush, Member, EventsBody>,
 ) -> Result<axum::Json<EventsReport>, ApiError> {
     let sync = sync_of(&s)?;
     if body.community_id.is_some_and(|c| c != s.auth.community()) {
@@ -393,7 +458,7 @@ async fn sync_events(
 
 async fn sync_reconcile(
     State(s): Shared,
-    Signed { body, .. }: Signed<Reconcile>,
+    Signed { body, .. }: Signed<Reconcile, Member, SyncBody>,
 ) -> Result<axum::Json<Reconcile>, ApiError> {
     let answer = sync_of(&s)?.reconcile(body.message.0).await?;
     Ok(axum::Json(Reconcile {
@@ -403,7 +468,7 @@ async fn sync_reconcile(
 
 async fn sync_fetch(
     State(s): Shared,
-    Signed { body, .. }: Signed<FetchRequest>,
+    Signed { body, .. }: Signed<FetchRequest, Member, SyncBody>,
 ) -> Result<axum::Json<FetchAnswer>, ApiError> {
     let hashes = body.hashes.into_iter().map(|h| h.0).collect();
     let events = sync_of(&s)?.fetch(hashes).await?;

@@ -1,8 +1,9 @@
 //! The accept loop: HTTP/1.1 per connection with a header-read timeout
 //! (slow clients cannot hold a connection open for free), a cap on open
-//! connections, and graceful shutdown.
+//! connections and one per address, and graceful shutdown.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -18,6 +20,16 @@ use tower::ServiceExt;
 use crate::http::DropConnection;
 
 const MAX_CONNECTIONS: usize = 512;
+/// Most connections open at once from one address on the peer port: a
+/// node needs a few (calls, sync, chunk fetches), several nodes behind one
+/// NAT a few times that, and one host must not take all the slots.
+pub const PEER_CONNECTIONS_PER_ADDRESS: usize = 32;
+/// The same on the local API, where clients share 127.0.0.1 (or ::1):
+/// there it caps all ordinary local clients together, so it is high
+/// enough for local tools and the benchmark's 64 concurrent callers, and
+/// low enough that one local program cannot take every slot without
+/// binding other loopback source addresses on purpose.
+pub const LOCAL_CONNECTIONS_PER_ADDRESS: usize = 256;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight responses get to finish once shutdown starts.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
@@ -57,19 +69,121 @@ pub struct PeerIdentity(pub hearthnet_base::NodeId);
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serve `router` on `listener` until `shutdown` is cancelled, then let
-/// open responses finish for a moment and return. With `tls`, every
-/// connection must complete a mutual-TLS handshake first, and its requests
-/// carry the peer's [`PeerIdentity`].
+/// How a listener is served.
+pub struct Serving {
+    /// With it, every connection must complete a mutual-TLS handshake
+    /// first, and its requests carry the peer's [`PeerIdentity`].
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Most connections open at once from one address (an IPv6 /64
+    /// counting as one: a host has as many addresses in its /64 as it
+    /// likes). Beyond it a new connection is accepted and closed at once.
+    pub per_address: usize,
+    /// Whether this is the local API, whose requests must name it in their
+    /// `Host` ([`LocalApi`]).
+    pub local: bool,
+}
+
+/// Marks a request that came in on the local API (port `port`): only
+/// requests whose `Host` names a loopback address and this port (or no
+/// port) are answered there.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalApi {
+    pub port: u16,
+}
+
+impl Serving {
+    /// The local API: plain HTTP, [`LOCAL_CONNECTIONS_PER_ADDRESS`].
+    pub fn local() -> Self {
+        Self {
+            tls: None,
+            per_address: LOCAL_CONNECTIONS_PER_ADDRESS,
+            local: true,
+        }
+    }
+
+    /// The peer port: mutual TLS with `tls` (plain HTTP without),
+    /// [`PEER_CONNECTIONS_PER_ADDRESS`].
+    pub fn peer(tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+        Self {
+            tls,
+            per_address: PEER_CONNECTIONS_PER_ADDRESS,
+            local: false,
+        }
+    }
+}
+
+/// How many connections each address has open.
+#[derive(Default)]
+struct OpenPerAddress(Mutex<HashMap<IpAddr, usize>>);
+
+/// One open connection of an address, given back when dropped.
+struct AddressSlot {
+    open: Arc<OpenPerAddress>,
+    address: IpAddr,
+}
+
+impl OpenPerAddress {
+    /// A slot for a connection from `peer`, unless it has `most` open.
+    fn enter(self: &Arc<Self>, peer: IpAddr, most: usize) -> Option<AddressSlot> {
+        let address = Self::key(peer);
+        let mut open = self.0.lock();
+        let count = open.entry(address).or_insert(0);
+        if *count >= most {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            open: self.clone(),
+            address,
+        })
+    }
+
+    /// IPv4 as itself (also when mapped into IPv6), IPv6 by its /64.
+    fn key(peer: IpAddr) -> IpAddr {
+        match peer.to_canonical() {
+            IpAddr::V6(v6) => {
+                let prefix = u128::from(v6) & !(u128::from(u64::MAX));
+                IpAddr::V6(prefix.into())
+            }
+            v4 => v4,
+        }
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.0.lock();
+        if let Some(count) = open.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.address);
+            }
+        }
+    }
+}
+
+/// Serve `router` on `listener` as `serving` says until `shutdown` is
+/// cancelled, then let open responses finish for a moment and return.
 pub async fn serve(
     listener: Listener,
     router: Router,
     shutdown: CancellationToken,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    serving: Serving,
 ) {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let per_address = Arc::new(OpenPerAddress::default());
+    let acceptor = serving.tls.map(tokio_rustls::TlsAcceptor::from);
+    let local = match (serving.local, listener.local_addr()) {
+        (true, Ok(addr)) => Some(LocalApi { port: addr.port() }),
+        (true, Err(e)) => {
+            // Without the port no Host can be checked: serve nothing
+            // rather than serve it unchecked.
+            tracing::error!(error = %e, "the local API's port is unknown: not serving it");
+            return;
+        }
+        (false, _) => None,
+    };
     loop {
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -86,13 +200,19 @@ pub async fn serve(
             },
             _ = shutdown.cancelled() => break,
         };
+        // Accepted and closed at once rather than left unaccepted: the
+        // backlog keeps moving for everyone else.
+        let Some(address_slot) = per_address.enter(peer.ip(), serving.per_address) else {
+            tracing::debug!(peer = %peer, "too many connections from this address: closed");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             match acceptor {
-                None => drive(TokioIo::new(stream), router, None, watcher).await,
+                None => drive(TokioIo::new(stream), router, None, local, watcher).await,
                 Some(acceptor) => {
                     let tls =
                         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
@@ -112,9 +232,10 @@ pub async fn serve(
                         .and_then(|c| c.first())
                         .and_then(crate::tls::node_id_of)
                         .map(PeerIdentity);
-                    drive(TokioIo::new(tls), router, identity, watcher).await;
+                    drive(TokioIo::new(tls), router, identity, local, watcher).await;
                 }
             }
+            drop(address_slot);
             drop(permit);
         });
     }
@@ -125,6 +246,7 @@ async fn drive<IO>(
     io: IO,
     router: Router,
     identity: Option<PeerIdentity>,
+    local: Option<LocalApi>,
     watcher: hyper_util::server::graceful::Watcher,
 ) where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
@@ -133,6 +255,9 @@ async fn drive<IO>(
         let router = router.clone();
         if let Some(id) = identity {
             req.extensions_mut().insert(id);
+        }
+        if let Some(local) = local {
+            req.extensions_mut().insert(local);
         }
         async move {
             let resp = match router.oneshot(req.map(axum::body::Body::new)).await {
@@ -150,4 +275,87 @@ async fn drive<IO>(
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .serve_connection(io, service);
     let _ = watcher.watch(conn).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// `GET /health` on `conn`: whether it was answered 200.
+    async fn healthy(conn: &mut TcpStream) -> bool {
+        let ask = b"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n";
+        if conn.write_all(ask).await.is_err() {
+            return false;
+        }
+        let mut answer = [0u8; 12];
+        let read = tokio::time::timeout(Duration::from_secs(5), conn.read_exact(&mut answer)).await;
+        matches!(read, Ok(Ok(_))) && answer.starts_with(b"HTTP/1.1 200")
+    }
+
+    /// Whether the server closed `conn` without a word.
+    async fn closed(conn: &mut TcpStream) -> bool {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut byte)).await;
+        matches!(read, Ok(Ok(0)) | Ok(Err(_)))
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_cap_of_one_address_are_accepted_and_closed() {
+        const CAP: usize = 4;
+        let listener = Listener::bind(([127, 0, 0, 1], 0).into()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route("/health", get(|| async { "ok" }));
+        let stop = CancellationToken::new();
+        let serving = Serving {
+            per_address: CAP,
+            ..Serving::local()
+        };
+        tokio::spawn(serve(listener, router, stop.clone(), serving));
+
+        let mut idle = Vec::new();
+        for _ in 0..CAP {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        for _ in 0..3 {
+            let mut extra = TcpStream::connect(addr).await.unwrap();
+            assert!(closed(&mut extra).await, "over the cap: closed at once");
+        }
+        // The ones within the cap stay served.
+        assert!(healthy(&mut idle[0]).await);
+
+        drop(idle);
+        // Their slots come back once the server saw them close.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut fresh = TcpStream::connect(addr).await.unwrap();
+            if healthy(&mut fresh).await {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no slot came back");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.cancel();
+    }
+
+    #[test]
+    fn addresses_count_as_ipv4_hosts_and_ipv6_prefixes() {
+        let key = |s: &str| OpenPerAddress::key(s.parse().unwrap());
+        assert_eq!(key("10.0.0.1"), key("::ffff:10.0.0.1"));
+        assert_ne!(key("10.0.0.1"), key("10.0.0.2"));
+        assert_eq!(key("2001:db8::1"), key("2001:db8::ffff:1"));
+        assert_ne!(key("2001:db8::1"), key("2001:db8:0:1::1"));
+        let open = Arc::new(OpenPerAddress::default());
+        let first = open.enter("2001:db8::1".parse().unwrap(), 1);
+        assert!(first.is_some());
+        assert!(open.enter("2001:db8::2".parse().unwrap(), 1).is_none());
+        drop(first);
+        assert!(open.enter("2001:db8::2".parse().unwrap(), 1).is_some());
+        assert!(
+            open.0.lock().is_empty(),
+            "no entry left for an address with none open"
+        );
+    }
 }

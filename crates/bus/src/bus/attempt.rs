@@ -45,10 +45,19 @@ impl Bus {
         // A peer decides by itself whether it streams; relay what it sends.
         let streaming =
             req.stream && (entry.descriptor.is_streaming() || entry.node_id != self.node_id);
-        let deadline = req
-            .timeout
-            .unwrap_or(entry.descriptor.timeout)
-            .min(MAX_DEADLINE);
+        let declared = entry.descriptor.timeout;
+        let deadline = match req.timeout {
+            // A caller may shorten a capability's declared timeout, never
+            // lengthen it: a slot held for as long as a caller likes is a
+            // slot taken from everyone else.
+            Some(asked) if entry.node_id == self.node_id => asked.min(declared),
+            // A peer's manifest does not carry its timeouts (the local
+            // descriptor has a default), and the peer clamps the call to
+            // what it declared itself, ending ours with its answer.
+            Some(asked) => asked,
+            None => declared,
+        }
+        .min(MAX_DEADLINE);
         let attempt = Attempt {
             req,
             params,
@@ -300,6 +309,25 @@ mod tests {
             "ended after {waited:?}"
         );
         assert!(dropped.is_set(), "the provider was stopped");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_shortens_the_declared_timeout_but_never_lengthens_it() {
+        // The test service declares 5 s.
+        let declared = Duration::from_secs(5);
+        let (bus, _) = bus_with(2, Trust::Level(TrustLevel::Member));
+        for (asked, ends_after) in [
+            (Some(Duration::from_secs(3600)), declared),
+            (None, declared),
+            (Some(Duration::from_secs(2)), Duration::from_secs(2)),
+        ] {
+            let mut req = call(json!({"mode": "sleep", "ms": 60_000}));
+            req.timeout = asked;
+            let started = Instant::now();
+            let err = bus.call(req).unwrap().outcome().await.unwrap_err();
+            assert_eq!(err.code, ErrorCode::Timeout, "{asked:?}");
+            assert_eq!(started.elapsed(), ends_after, "{asked:?}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -132,6 +132,11 @@ struct Node {
 }
 
 fn node() -> Node {
+    node_with_max(MAX_BODY)
+}
+
+/// A node whose configured body limit is `max_body`.
+fn node_with_max(max_body: usize) -> Node {
     let own = DeviceKey::generate();
     let member = DeviceKey::generate();
     let community = CommunityId::of_root(own.node_id());
@@ -150,7 +155,7 @@ fn node() -> Node {
         metrics,
         own.clone(),
         community,
-        MAX_BODY,
+        max_body,
         Duration::from_secs(60),
     )
     .with_sync(Arc::new(FakeSync))
@@ -737,4 +742,360 @@ async fn over_tls_a_route_that_declares_no_access_is_closed_to_strangers() {
     );
     let (status, _, _) = answer(&router, over(&node.member)).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+/// A body that notes whether anyone started reading it.
+fn watched(body: Value) -> (Body, Arc<std::sync::atomic::AtomicBool>) {
+    let read = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = read.clone();
+    let stream = futures_util::stream::once(async move {
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok::<_, std::io::Error>(axum::body::Bytes::from(body.to_string()))
+    });
+    (Body::from_stream(stream), read)
+}
+
+#[tokio::test]
+async fn what_needs_no_body_is_refused_before_a_byte_of_the_body_is_read() {
+    let node = node();
+    let stranger = DeviceKey::generate();
+    let fetch = json!({"hashes": []});
+    let post = |key: &DeviceKey, community: CommunityId, signed_for: &str, path: &str| {
+        signed(key, community, signed_for, path, Some(fetch.clone())).into_parts()
+    };
+    let used = {
+        let (parts, _) = post(
+            &node.member,
+            node.community,
+            "/sync/v2/fetch",
+            "/sync/v2/fetch",
+        );
+        let (body, _) = watched(fetch.clone());
+        let (status, _, _) = answer(&node.router, Request::from_parts(parts.clone(), body)).await;
+        assert_eq!(status, StatusCode::OK, "the id is used once");
+        parts
+    };
+    let mut huge = post(
+        &node.member,
+        node.community,
+        "/sync/v2/fetch",
+        "/sync/v2/fetch",
+    )
+    .0;
+    huge.headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(1u64 << 30));
+    let mut stale = post(
+        &node.member,
+        node.community,
+        "/sync/v2/fetch",
+        "/sync/v2/fetch",
+    )
+    .0;
+    stale.headers.insert(
+        request::TIMESTAMP,
+        HeaderValue::from_static("2001-01-01T00:00:00Z"),
+    );
+    let unsigned = Request::post("/sync/v2/fetch")
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0;
+    let other = CommunityId::of_root(stranger.node_id());
+    let cases = [
+        ("a declared length over the limit", huge, "bad_request"),
+        ("no signature", unsigned, "unauthorized"),
+        (
+            "a stranger",
+            post(
+                &stranger,
+                node.community,
+                "/sync/v2/fetch",
+                "/sync/v2/fetch",
+            )
+            .0,
+            "unauthorized",
+        ),
+        (
+            "a stranger's capability call",
+            post(&stranger, node.community, "echo.v1", "/bus/v1/call").0,
+            "unauthorized",
+        ),
+        (
+            "another community",
+            post(&node.member, other, "/sync/v2/fetch", "/sync/v2/fetch").0,
+            "unauthorized",
+        ),
+        (
+            "another path",
+            post(
+                &node.member,
+                node.community,
+                "/sync/v2/reconcile",
+                "/sync/v2/fetch",
+            )
+            .0,
+            "invalid_signature",
+        ),
+        ("a stale timestamp", stale, "expired"),
+        ("a used request id", used, "unauthorized"),
+        (
+            "not the node's own key",
+            post(
+                &node.member,
+                node.community,
+                "/local/v1/sync",
+                "/local/v1/sync",
+            )
+            .0,
+            "unauthorized",
+        ),
+    ];
+    for (what, parts, code) in cases {
+        let (body, read) = watched(fetch.clone());
+        let (_, answer, _) = answer(&node.router, Request::from_parts(parts, body)).await;
+        assert_eq!(answer["error"], code, "{what}: {answer}");
+        assert!(
+            !read.load(std::sync::atomic::Ordering::SeqCst),
+            "{what}: the body was read"
+        );
+    }
+}
+
+#[tokio::test]
+async fn each_route_reads_bodies_up_to_its_own_limit_under_the_configured_one() {
+    const CONFIGURED: usize = 16 << 20;
+    let node = node_with_max(CONFIGURED);
+    let padded = |n: usize| "x".repeat(n);
+    let hashes = |n: usize| vec!["00"; n / 5];
+    let cases = [
+        (
+            "/onboarding/v1/redeem",
+            json!({"invite": padded(65 << 10), "joined": {}}),
+            Some(64 << 10),
+        ),
+        (
+            "/local/v1/sync",
+            json!({"peer": padded(65 << 10)}),
+            Some(64 << 10),
+        ),
+        (
+            bulk::CHUNKS_PATH,
+            json!({"cid": padded(65 << 10)}),
+            Some(64 << 10),
+        ),
+        (
+            "/sync/v2/fetch",
+            json!({"hashes": hashes(257 << 10)}),
+            Some(256 << 10),
+        ),
+        (
+            "/sync/v2/reconcile",
+            json!({"message": padded(257 << 10)}),
+            Some(256 << 10),
+        ),
+        (
+            "/sync/v1/events",
+            json!({"events": [], "pad": padded(4 << 20)}),
+            Some(4 << 20),
+        ),
+        ("/sync/v2/fetch", json!({"hashes": hashes(200 << 10)}), None),
+        ("/bus/v1/call", json!({"pad": padded(5 << 20)}), None),
+    ];
+    for (path, body, limit) in cases {
+        let signed_for = if path == "/bus/v1/call" {
+            "echo.v1"
+        } else {
+            path
+        };
+        let req = signed(&node.own, node.community, signed_for, path, Some(body));
+        let (status, answer, _) = answer(&node.router, req).await;
+        let too_large = status == StatusCode::BAD_REQUEST
+            && answer["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("larger than"));
+        match limit {
+            Some(limit) => assert!(
+                too_large
+                    && answer["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains(&format!("larger than {limit} bytes"))),
+                "{path}: {status} {answer}"
+            ),
+            None => assert!(!too_large, "{path}: {status} {answer}"),
+        }
+    }
+}
+
+/// Serve `node` on a real listener on 127.0.0.1; its address.
+async fn listening(node: &Node) -> (std::net::SocketAddr, tokio_util::sync::CancellationToken) {
+    let listener = crate::server::Listener::bind(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(crate::server::serve(
+        listener,
+        node.router.clone(),
+        stop.clone(),
+        crate::server::Serving::local(),
+    ));
+    (addr, stop)
+}
+
+/// The request head of `req` as HTTP/1.1 text, declaring `length` bytes
+/// of body.
+fn head_of(req: &Request<Body>, length: usize) -> String {
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\nhost: 127.0.0.1\r\n",
+        req.method(),
+        req.uri()
+    );
+    for (name, value) in req.headers() {
+        head += &format!("{name}: {}\r\n", value.to_str().unwrap());
+    }
+    head + &format!("content-length: {length}\r\n\r\n")
+}
+
+// The clock is paused and jumps ahead whenever every task waits, so the
+// test does not sit through the timeout.
+#[tokio::test(start_paused = true)]
+async fn a_body_that_dribbles_in_is_cut_off_with_a_timeout_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let node = node();
+    let (addr, stop) = listening(&node).await;
+    let body = json!({"hashes": []}).to_string();
+    let path = "/sync/v2/fetch";
+    let req = signed(
+        &node.member,
+        node.community,
+        path,
+        path,
+        Some(json!({"hashes": []})),
+    );
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = tokio::time::Instant::now();
+    conn.write_all(head_of(&req, body.len()).as_bytes())
+        .await
+        .unwrap();
+    conn.write_all(&body.as_bytes()[..3]).await.unwrap();
+    let mut answer = Vec::new();
+    let waited = crate::http::BODY_READ_TIMEOUT * 2;
+    tokio::time::timeout(waited, conn.read_to_end(&mut answer))
+        .await
+        .expect("the server cut the body off")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""error":"timeout""#), "{answer}");
+    assert!(started.elapsed() >= crate::http::BODY_READ_TIMEOUT);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn the_local_api_answers_only_requests_addressed_to_loopback() {
+    let node = node();
+    let port = 7080;
+    let ask = |path: &str, host: Option<&str>, local: bool| {
+        let mut req = Request::get(path);
+        if let Some(host) = host {
+            req = req.header(header::HOST, host);
+        }
+        let mut req = req.body(Body::empty()).unwrap();
+        if local {
+            req.extensions_mut()
+                .insert(crate::server::LocalApi { port });
+        }
+        req
+    };
+    let allowed = [
+        "127.0.0.1:7080",
+        "127.0.0.1",
+        "localhost:7080",
+        "LOCALHOST",
+        "[::1]:7080",
+        "[::1]",
+        "127.0.0.2:7080",
+    ];
+    let refused = [
+        None,
+        Some("evil.example:7080"),
+        Some("evil.example"),
+        Some("127.0.0.1:7081"),
+        Some("localhost:80"),
+        Some("[::1]:8080"),
+        Some("10.0.0.1:7080"),
+        Some("localhost.evil.example:7080"),
+        Some("127.0.0.1.nip.io:7080"),
+        Some("::1"),
+        Some("[::1]x"),
+        Some("127.0.0.1:"),
+        Some("localhost:7080:7080"),
+    ];
+    for path in ["/health", "/ready", "/manifest"] {
+        for host in allowed {
+            let (status, body, _) = answer(&node.router, ask(path, Some(host), true)).await;
+            assert_eq!(status, StatusCode::OK, "{path} {host}: {body}");
+        }
+        for host in refused {
+            let (status, body, _) = answer(&node.router, ask(path, host, true)).await;
+            assert_eq!(
+                (status, &body["error"]),
+                (StatusCode::UNAUTHORIZED, &json!("unauthorized")),
+                "{path} {host:?}"
+            );
+        }
+        // The peer port names the node by whatever address reached it.
+        let (status, _, _) = answer(&node.router, ask(path, Some("evil.example"), false)).await;
+        assert_eq!(status, StatusCode::OK, "{path} on the peer port");
+    }
+    // Signed requests too, before anything else, with the request id.
+    let mut req = signed(
+        &node.own,
+        node.community,
+        "/local/v1/caps",
+        "/local/v1/caps",
+        None,
+    );
+    req.headers_mut()
+        .insert(header::HOST, HeaderValue::from_static("evil.example:7080"));
+    req.extensions_mut()
+        .insert(crate::server::LocalApi { port });
+    let (status, body, id) = answer(&node.router, req).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("Host"), "{body}");
+    assert!(id.is_some(), "the request id comes back");
+}
+
+#[tokio::test]
+async fn a_request_stamped_before_the_node_started_is_refused_as_expired() {
+    let node = node();
+    let path = "/sync/v2/fetch";
+    let body = json!({"hashes": []});
+    // Inside the skew window, but before this node (its authenticator)
+    // existed: the replay cache cannot know whether it was used.
+    let before = hearthnet_base::Timestamp::now().plus_seconds(-5);
+    let headers = SignedHeaders::sign_at(
+        &node.member,
+        node.community,
+        path,
+        ENDPOINT_VERSION,
+        &body,
+        before,
+    )
+    .unwrap();
+    let mut req = Request::post(path);
+    for (name, value) in headers.to_pairs() {
+        req = req.header(name, value);
+    }
+    let req = req.body(Body::from(body.to_string())).unwrap();
+    let (status, answer, _) = answer(&node.router, req).await;
+    assert_eq!(answer["error"], "expired", "{answer}");
+    assert_eq!(status, StatusCode::GONE);
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("before this node started"),
+        "{answer}"
+    );
 }
