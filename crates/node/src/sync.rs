@@ -43,6 +43,29 @@ const BATCH: usize = 500;
 /// other caller waits behind; twice our own batch leaves room for other
 /// implementations' pushes.
 pub const MAX_PUSH_EVENTS: usize = 2 * BATCH;
+/// What the events of one push may add up to: the receiver's limit, less
+/// room for the document around them.
+const PUSH_BUDGET_BYTES: usize = hearthnet_wire::peer::MAX_PUSH_BYTES - 64 * 1024;
+
+/// `events` in runs whose JSON adds up to at most `budget` bytes (an event
+/// larger than that travels alone, and the receiver decides).
+fn split_by_bytes(events: Vec<Value>, budget: usize) -> Vec<Vec<Value>> {
+    let mut runs: Vec<Vec<Value>> = Vec::new();
+    let mut used = 0;
+    for event in events {
+        // Comma and brackets included, so the sum bounds the array.
+        let size = event.to_string().len() + 1;
+        match runs.last_mut() {
+            Some(run) if used + size <= budget => run.push(event),
+            _ => {
+                runs.push(vec![event]);
+                used = 0;
+            }
+        }
+        used += size;
+    }
+    runs
+}
 const _: () = assert!(BATCH <= MAX_PUSH_EVENTS, "our own pushes must fit");
 
 /// Messages one pub-sub reply carries at most; a subscriber further
@@ -346,22 +369,29 @@ impl Syncer {
         Ok(())
     }
 
+    /// Push `events` in as many requests as the receiver's body limit
+    /// needs; returns how many it accepted.
     async fn push(
         &self,
         addr: &str,
         expected: Option<NodeId>,
         events: Vec<Value>,
     ) -> Result<u64, CallError> {
-        let body = EventsPush {
-            community_id: Some(self.log.view().community_id),
-            events,
-        };
-        let reply = self
-            .client
-            .post_as::<EventsReport>(addr, expected, "/sync/v1/events", &body)
-            .await
-            .map_err(peer_error)?;
-        Ok(reply.body.accepted)
+        let community_id = Some(self.log.view().community_id);
+        let mut accepted = 0;
+        for events in split_by_bytes(events, PUSH_BUDGET_BYTES) {
+            let body = EventsPush {
+                community_id,
+                events,
+            };
+            let reply = self
+                .client
+                .post_as::<EventsReport>(addr, expected, "/sync/v1/events", &body)
+                .await
+                .map_err(peer_error)?;
+            accepted += reply.body.accepted;
+        }
+        Ok(accepted)
     }
 
     /// Sync with every peer `peers()` names now and then every
@@ -949,5 +979,23 @@ mod tests {
         assert!(took >= Duration::from_millis(120), "{took:?}");
         stop.cancel();
         task.await.unwrap();
+    }
+
+    #[test]
+    fn pushes_are_split_to_fit_the_receivers_body_limit() {
+        let event = |n: usize| json!({"pad": "x".repeat(n)});
+        let size = |e: &Value| e.to_string().len() + 1;
+        let events: Vec<Value> = (0..10).map(|_| event(1000)).collect();
+        let one = size(&events[0]);
+        let runs = split_by_bytes(events.clone(), 3 * one);
+        assert_eq!(runs.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 3, 1]);
+        assert_eq!(runs.concat(), events, "nothing lost or reordered");
+        for run in &runs {
+            assert!(run.iter().map(size).sum::<usize>() <= 3 * one);
+        }
+        // One event over the budget travels alone.
+        let runs = split_by_bytes(vec![event(10), event(5000), event(10)], 2000);
+        assert_eq!(runs.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 1]);
+        assert!(split_by_bytes(Vec::new(), 10).is_empty());
     }
 }

@@ -175,7 +175,7 @@ impl BodyLimit for SyncBody {
     const BYTES: usize = 256 * 1024;
 }
 impl BodyLimit for EventsBody {
-    const BYTES: usize = 4 * 1024 * 1024;
+    const BYTES: usize = hearthnet_wire::peer::MAX_PUSH_BYTES;
 }
 
 /// Marks a request whose connection (mutual TLS) proved a device that is

@@ -11,6 +11,11 @@ use hearthnet_base::{Blake3Id, CommunityId};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
+/// The most bytes a push of events (`POST /sync/v1/events`) may carry: the
+/// receiver refuses larger bodies unread, and a pusher splits its batches
+/// to stay under it.
+pub const MAX_PUSH_BYTES: usize = 4 * 1024 * 1024;
+
 /// `GET /sync/v1/heads`: the contract's `{<community_id>: max_lamport}`,
 /// plus named fields for readers that want them and the sync protocols
 /// offered.
