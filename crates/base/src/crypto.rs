@@ -5,7 +5,7 @@
 use std::fmt;
 
 use data_encoding::BASE64URL_NOPAD;
-use ed25519_dalek::{Signer, SigningKey, Verifier};
+use ed25519_dalek::{Signer, SigningKey};
 use serde_json::Value;
 
 use crate::canonical::{CanonicalError, to_canonical_bytes};
@@ -98,12 +98,18 @@ pub fn verify_bytes(
     )
 }
 
+/// The one single-signature check, used for every stored document (events,
+/// co-signatures, invites, manifests, snapshots) and for requests checked
+/// alone. Strict (`verify_strict`): besides the cofactorless equation it
+/// refuses a small-order `R` or key and any non-canonical `R` or `S`, so
+/// every node, whatever its library, judges a signature in the log the same
+/// way; the lax `verify` accepts e.g. `R` = identity with `S = k·a`.
 fn check(
     key: &ed25519_dalek::VerifyingKey,
     message: &[u8],
     signature: &ed25519_dalek::Signature,
 ) -> Result<(), SignatureError> {
-    key.verify(message, signature)
+    key.verify_strict(message, signature)
         .map_err(|_| SignatureError::Mismatch)
 }
 
@@ -136,13 +142,17 @@ impl SignedMessage {
 /// Several are checked with one batch equation (random linear combination,
 /// about 40 % less work per signature at 16); if that fails, each is
 /// checked alone, so an invalid one never takes valid ones down with it.
-/// The batch equation is cofactorless like the single check, but it can
-/// still accept a signature the single check rejects: one whose `R` has a
-/// small-order component or a non-canonical encoding. Only the key's
-/// holder can make such a signature (keys of small order are refused as
-/// NodeIDs), and it signs the same message, so it proves nothing about
-/// anyone else. Use this for answering requests, never for stored
-/// documents, whose validity every node must judge the same way.
+/// The batch equation is cofactorless, and it accepts signatures the strict
+/// single check ([`check`]) refuses: an `R` of small order (the identity,
+/// with `S = k·a`), a non-canonical encoding of `R` (it is decompressed,
+/// not compared as bytes), and, with probability 1/8 per random
+/// coefficient, an `R` with a small-order component. Only the key's holder
+/// can make such a signature (keys of small order are refused as NodeIDs
+/// before any check), and it signs the same message, so it proves nothing
+/// about anyone else. Use this for answering requests, never for stored
+/// documents, whose validity every node must judge the same way; those go
+/// through [`verify_value`] / [`verify_canonical`] / [`verify_bytes`]. The
+/// edge vectors in the tests pin both behaviours.
 pub fn verify_all(items: &[SignedMessage]) -> Vec<bool> {
     let alone = || items.iter().map(|item| item.verify().is_ok()).collect();
     if items.len() < 2 {
@@ -291,5 +301,214 @@ mod tests {
         let a = sign_value(serde_json::from_str(r#"{"v":1.0}"#).unwrap(), &key).unwrap();
         let b = sign_value(serde_json::from_str(r#"{"v":1}"#).unwrap(), &key).unwrap();
         assert_eq!(a["signature"], b["signature"]);
+    }
+
+    /// Ed25519 edge cases: what the strict single check (every stored
+    /// document) and the batch (requests only) each make of them.
+    mod edge_vectors {
+        use super::*;
+        use curve25519_dalek::Scalar;
+        use curve25519_dalek::edwards::CompressedEdwardsY;
+        use ed25519_dalek::Verifier;
+        use sha2::{Digest, Sha512};
+
+        /// The eight points of small order, canonically encoded, as listed in
+        /// "Taming the many EdDSAs" (Chalkias, Garillot, Nikolaenko, SSR 2020,
+        /// table 6c) and ed25519-speccheck (github.com/novifinancial/ed25519-speccheck):
+        /// orders 1, 2, 4, 4, 8, 8, 8, 8.
+        const SMALL_ORDER: [&str; 8] = [
+            "0100000000000000000000000000000000000000000000000000000000000000",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            "0000000000000000000000000000000000000000000000000000000000000080",
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+            "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+            "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+        ];
+
+        /// Non-canonical encodings of small-order points (same sources):
+        /// y = p + 1 (the identity), the identity with the sign bit set,
+        /// y = p (order 4), and y = −1 with the sign bit set (order 2).
+        const NON_CANONICAL_SMALL_ORDER: [&str; 4] = [
+            "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "0100000000000000000000000000000000000000000000000000000000000080",
+            "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+        ];
+
+        /// ℓ, the order of the base point, little-endian.
+        const ORDER: &str = "edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010";
+
+        const MESSAGE: &[u8] = b"hearthnet edge vector";
+
+        fn signature_from(r: [u8; 32], s: [u8; 32]) -> String {
+            let mut bytes = [0u8; 64];
+            bytes[..32].copy_from_slice(&r);
+            bytes[32..].copy_from_slice(&s);
+            encode_signature(&bytes)
+        }
+
+        fn challenge(r: &[u8; 32], key: &NodeId, message: &[u8]) -> Scalar {
+            let digest: [u8; 64] = Sha512::new()
+                .chain_update(r)
+                .chain_update(key.as_bytes())
+                .chain_update(message)
+                .finalize()
+                .into();
+            Scalar::from_bytes_mod_order_wide(&digest)
+        }
+
+        fn honest(message: &[u8]) -> SignedMessage {
+            let key = DeviceKey::generate();
+            let signature = key.sign_bytes(message);
+            SignedMessage::new(message.to_vec(), &signature, &key.node_id()).unwrap()
+        }
+
+        #[test]
+        fn the_listed_points_are_the_small_order_points() {
+            let mut points = Vec::new();
+            for text in SMALL_ORDER.iter().chain(&NON_CANONICAL_SMALL_ORDER) {
+                let point = CompressedEdwardsY(hex32(text)).decompress().unwrap();
+                assert!(point.is_small_order(), "{text}");
+                points.push(point);
+            }
+            for (i, a) in points[..8].iter().enumerate() {
+                assert!(points[..i].iter().all(|b| b != a), "duplicate {i}");
+            }
+            for text in NON_CANONICAL_SMALL_ORDER {
+                let point = CompressedEdwardsY(hex32(text)).decompress().unwrap();
+                assert_ne!(
+                    point.compress().to_bytes(),
+                    hex32(text),
+                    "{text} is canonical"
+                );
+            }
+        }
+
+        /// With the identity as key, `S = r` and `R = r·B` satisfy the
+        /// cofactorless equation for every message: anyone can sign.
+        #[test]
+        fn small_order_keys_are_refused_on_every_path() {
+            let r = Scalar::from(7u64);
+            let big_r = curve25519_dalek::constants::ED25519_BASEPOINT_POINT * r;
+            let forged = signature_from(big_r.compress().to_bytes(), r.to_bytes());
+            let identity = ed25519_dalek::VerifyingKey::from_bytes(&hex32(SMALL_ORDER[0])).unwrap();
+            let raw = decode_signature(&forged).unwrap();
+            assert!(
+                identity.verify(MESSAGE, &raw).is_ok(),
+                "the lax check is fooled"
+            );
+            assert!(identity.verify_strict(MESSAGE, &raw).is_err());
+
+            for text in SMALL_ORDER.iter().chain(&NON_CANONICAL_SMALL_ORDER) {
+                let signer = NodeId::from_bytes(hex32(text));
+                assert!(
+                    matches!(
+                        verify_bytes(MESSAGE, &forged, &signer),
+                        Err(SignatureError::BadKey(_))
+                    ),
+                    "{text}"
+                );
+                // The batch takes only `SignedMessage`s, and none can be made.
+                assert!(matches!(
+                    SignedMessage::new(MESSAGE.to_vec(), &forged, &signer),
+                    Err(SignatureError::BadKey(_))
+                ));
+            }
+        }
+
+        /// `R` of small order with `S = k·a`: only the key's holder can make
+        /// it. Canonical identity, identity at y = p + 1, identity with the
+        /// sign bit: the strict check refuses all three, the batch accepts
+        /// all three, which is why stored documents never take the batch.
+        #[test]
+        fn small_order_and_non_canonical_r_are_refused_alone_but_pass_a_batch() {
+            let key = fixed_key();
+            let signer = key.node_id();
+            let secret = key.0.to_scalar();
+            let identities = [
+                SMALL_ORDER[0],
+                NON_CANONICAL_SMALL_ORDER[0],
+                NON_CANONICAL_SMALL_ORDER[1],
+            ];
+            for (i, text) in identities.into_iter().enumerate() {
+                let r = hex32(text);
+                let s = challenge(&r, &signer, MESSAGE) * secret;
+                let signature = signature_from(r, s.to_bytes());
+
+                assert_eq!(
+                    verify_bytes(MESSAGE, &signature, &signer),
+                    Err(SignatureError::Mismatch)
+                );
+                // The same shape over a document, as events and invites are checked.
+                let canonical = to_canonical_bytes(&json!({"n": 1})).unwrap();
+                let s_doc = challenge(&r, &signer, &canonical) * secret;
+                let doc = json!({"n": 1, "signature": signature_from(r, s_doc.to_bytes())});
+                assert_eq!(verify_value(&doc, &signer), Err(SignatureError::Mismatch));
+
+                let lax = signer
+                    .verifying_key()
+                    .unwrap()
+                    .verify(MESSAGE, &decode_signature(&signature).unwrap())
+                    .is_ok();
+                // Only the canonical identity fools the lax single check:
+                // it compares `R` as bytes after recomputing it.
+                assert_eq!(lax, i == 0, "{text}");
+
+                let edge = SignedMessage::new(MESSAGE.to_vec(), &signature, &signer).unwrap();
+                assert!(edge.verify().is_err());
+                assert_eq!(
+                    verify_all(&[edge, honest(b"other")]),
+                    vec![true, true],
+                    "{text}"
+                );
+                // Alone, the batch falls back to the strict check.
+                let edge = SignedMessage::new(MESSAGE.to_vec(), &signature, &signer).unwrap();
+                assert_eq!(verify_all(&[edge]), vec![false]);
+            }
+        }
+
+        /// `S` ≥ ℓ (a valid `S` plus ℓ), and `S` with its top bits set, are
+        /// refused everywhere, the batch included.
+        #[test]
+        fn non_canonical_s_is_refused_on_every_path() {
+            let order = hex32(ORDER);
+            assert_eq!(Scalar::from_bytes_mod_order(order), Scalar::ZERO);
+            let key = fixed_key();
+            let signer = key.node_id();
+            let valid = decode_signature(&key.sign_bytes(MESSAGE))
+                .unwrap()
+                .to_bytes();
+            let mut r = [0u8; 32];
+            r.copy_from_slice(&valid[..32]);
+            let mut plus_order = [0u8; 32];
+            let mut carry = 0u16;
+            for i in 0..32 {
+                let sum = u16::from(valid[32 + i]) + u16::from(order[i]) + carry;
+                plus_order[i] = sum as u8;
+                carry = sum >> 8;
+            }
+            assert_eq!(carry, 0);
+            let mut top_bits = plus_order;
+            top_bits[31] |= 0xe0;
+            for s in [plus_order, top_bits] {
+                let signature = signature_from(r, s);
+                assert_eq!(
+                    verify_bytes(MESSAGE, &signature, &signer),
+                    Err(SignatureError::Mismatch)
+                );
+                let raw = decode_signature(&signature).unwrap();
+                assert!(
+                    signer
+                        .verifying_key()
+                        .unwrap()
+                        .verify(MESSAGE, &raw)
+                        .is_err()
+                );
+                let edge = SignedMessage::new(MESSAGE.to_vec(), &signature, &signer).unwrap();
+                assert_eq!(verify_all(&[edge, honest(b"other")]), vec![false, true]);
+            }
+        }
     }
 }

@@ -1,14 +1,40 @@
 //! Atomic file replacement, the one way every crate writes a document:
 //! a crash leaves either the old file or the new one, never a torn mix.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
-/// Write `bytes` to `path` through a temporary sibling (created with
-/// `mode`), fsync it, rename it over `path`, then fsync the directory.
+use rand_core::{OsRng, RngCore};
+
+/// How many random temporary names are tried before giving up. With 64
+/// random bits a collision is only ever someone else's doing; a few tries
+/// get past one that is left over, without looping on a directory that
+/// refuses every name.
+const TEMP_NAME_TRIES: usize = 8;
+
+/// Write `bytes` to `path` through a temporary sibling, fsync it, rename it
+/// over `path`, then fsync the directory. The result has exactly `mode`.
+///
+/// The temporary name is random and created with `O_EXCL` (`create_new`)
+/// and mode 0600: another user of the directory can neither predict it nor
+/// plant a file or link there for us to follow or overwrite, and nobody can
+/// open it while it is being written.
 pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    atomic_write_named(path, bytes, mode, random_suffix)
+}
+
+fn random_suffix() -> String {
+    format!("{:016x}", OsRng.next_u64())
+}
+
+fn atomic_write_named(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    mut suffix: impl FnMut() -> String,
+) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -18,23 +44,43 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let (mut file, tmp) = create_temp(dir, &name, &mut suffix)?;
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
         file.write_all(bytes)?;
+        if mode != 0o600 {
+            file.set_permissions(Permissions::from_mode(mode))?;
+        }
         file.sync_all()?;
         fs::rename(&tmp, path)?;
         File::open(dir)?.sync_all()
     })();
+    // Only ever remove the file this call created.
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+fn create_temp(
+    dir: &Path,
+    name: &str,
+    suffix: &mut impl FnMut() -> String,
+) -> io::Result<(File, PathBuf)> {
+    let mut last = io::Error::from(io::ErrorKind::AlreadyExists);
+    for _ in 0..TEMP_NAME_TRIES {
+        let tmp = dir.join(format!(".{name}.{}.tmp", suffix()));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+        {
+            Ok(file) => return Ok((file, tmp)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = e,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
 }
 
 #[cfg(test)]
@@ -54,5 +100,61 @@ mod tests {
             0o600
         );
         assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn files_and_links_at_a_temporary_name_are_never_followed_or_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("doc.json");
+        let planted = dir.path().join(".doc.json.a.tmp");
+        fs::write(&planted, b"theirs").unwrap();
+        let target = dir.path().join("elsewhere");
+        fs::write(&target, b"untouched").unwrap();
+        let link = dir.path().join(".doc.json.b.tmp");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let dangling = dir.path().join(".doc.json.c.tmp");
+        std::os::unix::fs::symlink(dir.path().join("would-be-created"), &dangling).unwrap();
+
+        let mut names = ["a", "b", "c", "d"].into_iter().map(String::from);
+        atomic_write_named(&path, b"ours", 0o644, || names.next().unwrap()).unwrap();
+
+        assert_eq!(fs::read(&path).unwrap(), b"ours");
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        assert_eq!(fs::read(&planted).unwrap(), b"theirs");
+        assert_eq!(fs::read(&target).unwrap(), b"untouched");
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(!dir.path().join("would-be-created").exists());
+        assert!(!dir.path().join(".doc.json.d.tmp").exists(), "renamed away");
+    }
+
+    #[test]
+    fn every_name_taken_is_an_error_that_removes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("doc.json");
+        let planted = dir.path().join(".doc.json.x.tmp");
+        fs::write(&planted, b"theirs").unwrap();
+        let mut tries = 0;
+        let err = atomic_write_named(&path, b"ours", 0o600, || {
+            tries += 1;
+            "x".to_owned()
+        })
+        .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(tries, TEMP_NAME_TRIES);
+        assert_eq!(fs::read(&planted).unwrap(), b"theirs");
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn temporary_names_differ_between_writes() {
+        assert_ne!(random_suffix(), random_suffix());
     }
 }

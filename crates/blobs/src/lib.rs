@@ -19,7 +19,7 @@
 mod manifest;
 mod store;
 
-pub use manifest::{ChunkRef, Manifest};
+pub use manifest::{ChunkRef, MAX_BLOB_BYTES, Manifest};
 pub use store::{BlobInfo, BlobStore, ChunkWriter, DiskUsage, Durability, GcReport, VerifiedChunk};
 
 use hearthnet_base::{Blake3Id, ErrorCode};

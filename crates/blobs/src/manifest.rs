@@ -13,6 +13,11 @@ use serde_json::{Value, json};
 
 use crate::BlobError;
 
+/// The largest blob a manifest may describe: 64 GiB, 262,144 chunks. Far
+/// above what a community node shares, and it bounds what one manifest
+/// from a peer can make this node parse, plan and reserve disk for.
+pub const MAX_BLOB_BYTES: u64 = 64 << 30;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkRef {
     pub cid: Blake3Id,
@@ -54,9 +59,10 @@ impl Manifest {
         })
     }
 
-    /// Read and check a manifest from the wire or from disk: chunk size,
-    /// indices in order, sizes that add up (every chunk full but the last),
-    /// and a CID that matches its contents.
+    /// Read and check a manifest from the wire or from disk: a size of at
+    /// most [`MAX_BLOB_BYTES`], the chunk size, exactly as many chunks as
+    /// the size needs, indices in order, sizes that add up (every chunk full
+    /// but the last), and a CID that matches its contents.
     pub fn from_wire(value: &Value) -> Result<Self, BlobError> {
         let bad = |what: &str| BlobError::ManifestInvalid(what.to_owned());
         let cid = value["cid"]
@@ -66,6 +72,11 @@ impl Manifest {
         let size_bytes = value["size_bytes"]
             .as_u64()
             .ok_or_else(|| bad("`size_bytes` is not a non-negative integer"))?;
+        if size_bytes > MAX_BLOB_BYTES {
+            return Err(bad(&format!(
+                "{size_bytes} bytes is more than the {MAX_BLOB_BYTES} a blob may have"
+            )));
+        }
         let chunk_size_bytes = value
             .get("chunk_size_bytes")
             .map_or(Some(CHUNK_SIZE_BYTES as u64), Value::as_u64)
@@ -177,6 +188,41 @@ mod tests {
                     Err(BlobError::ManifestInvalid(_))
                 ),
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_manifest_is_at_most_64_gib_with_the_chunks_its_size_needs() {
+        let chunk = json!({"i": 0, "cid": Blake3Id::of(b"x")});
+        let wire = |size: u64, count: usize| {
+            let chunks: Vec<Value> = (0..count)
+                .map(|i| {
+                    let mut c = chunk.clone();
+                    c["i"] = json!(i);
+                    c
+                })
+                .collect();
+            json!({"cid": Blake3Id::of(b"m"), "size_bytes": size, "chunks": chunks})
+        };
+        let reason = |v: &Value| match Manifest::from_wire(v) {
+            Err(BlobError::ManifestInvalid(why)) => why,
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        let chunk_bytes = CHUNK_SIZE_BYTES as u64;
+        // Over the cap: refused before its chunk list is looked at.
+        assert!(reason(&wire(MAX_BLOB_BYTES + 1, 0)).contains("more than"));
+        assert!(reason(&wire(u64::MAX, 1)).contains("more than"));
+        // At the cap, and with the right count, the size passes (the made-up
+        // CID does not).
+        let at_cap = (MAX_BLOB_BYTES / chunk_bytes) as usize;
+        assert_eq!(at_cap, 262_144);
+        assert!(reason(&wire(MAX_BLOB_BYTES, at_cap)).contains("CID"));
+        // A chunk count that disagrees with the size, either way.
+        for (size, count) in [(chunk_bytes + 1, 3), (chunk_bytes + 1, 1), (0, 1), (1, 0)] {
+            assert!(
+                reason(&wire(size, count)).contains("chunks for"),
+                "{size} bytes in {count} chunks"
             );
         }
     }

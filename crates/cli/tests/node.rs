@@ -56,6 +56,43 @@ fn test_full_init_then_run_then_status() {
     assert_eq!(after.code, 3, "{after:?}");
 }
 
+/// A data directory left 0755 with a 0644 database by an older version is
+/// private (0700/0600) once the node has started.
+#[test]
+fn an_old_world_readable_data_dir_is_made_private_on_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let set = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    let sb = node_sandbox();
+    let data = sb.data_dir();
+    let state = std::fs::read_dir(data.join("communities"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let database = state.join("events.sqlite");
+    set(&data, 0o755);
+    set(&state, 0o755);
+    if !database.exists() {
+        std::fs::write(&database, b"").unwrap();
+    }
+    set(&database, 0o644);
+
+    let mut node = sb.start_node(&[]);
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&database), 0o600);
+    for entry in std::fs::read_dir(&state).unwrap() {
+        let path = entry.unwrap().path();
+        let expected = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode(&path), expected, "{}", path.display());
+    }
+    assert_eq!(node.terminate().0, Some(0));
+}
+
 #[test]
 fn status_without_a_node_exits_3() {
     let sb = node_sandbox();

@@ -18,7 +18,7 @@ mod values;
 
 pub use env::Env;
 pub use error::{ConfigError, Origin};
-pub use paths::BaseDirs;
+pub use paths::{BaseDirs, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, PrivateError};
 pub use schema::*;
 
 use std::path::{Path, PathBuf};

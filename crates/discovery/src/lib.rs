@@ -12,6 +12,7 @@
 //! asking about membership go through [`Contact`].
 
 mod announcement;
+mod gate;
 mod mdns;
 mod registry;
 mod udp;
@@ -47,8 +48,6 @@ const REFETCH_BEFORE_EXPIRY_SECONDS: i64 = 10;
 /// Peers whose manifest expired this long ago are dropped (M02 §4.2, §4.3).
 const PRUNE_GRACE_SECONDS: i64 = 90;
 const PRUNE_GRACE_EMERGENCY_SECONDS: i64 = 30;
-/// Do not ask the same address again sooner than this.
-const RETRY_ADDRESS_AFTER: Duration = Duration::from_secs(3);
 /// A sighting that did not verify is retried after this, doubling up to
 /// [`RETRY_BACKOFF_CAP`], and at once when our membership list changes
 /// (the node may be a member we have not heard of yet, until sync tells
@@ -59,9 +58,6 @@ const RETRY_BACKOFF_CAP: Duration = Duration::from_secs(300);
 /// [`PENDING_FOR`].
 const MAX_PENDING: usize = 64;
 const PENDING_FOR: Duration = Duration::from_secs(3600);
-/// Manifest fetches at once: unsigned announcements must not make us open
-/// connections without limit.
-const MAX_FETCHES: usize = 8;
 /// A static peer's name is looked up again after this.
 const RESOLVE_STATIC_EVERY: Duration = Duration::from_secs(60);
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -191,8 +187,9 @@ struct Context {
     emergency: watch::Receiver<bool>,
     /// Sightings that did not verify yet.
     pending: Mutex<HashMap<SocketAddr, Pending>>,
-    /// Bounds the manifest fetches in flight.
-    fetches: Arc<tokio::sync::Semaphore>,
+    /// Bounds the manifest fetches in flight, with slots kept for known
+    /// peers (see `gate`).
+    fetches: gate::FetchSlots,
     /// Peers whose manifest is being refetched (or checked after a
     /// failed call) right now.
     refreshing: Mutex<std::collections::HashSet<NodeId>>,
@@ -263,7 +260,7 @@ impl Discovery {
             sightings: tx,
             emergency,
             pending: Mutex::new(HashMap::new()),
-            fetches: Arc::new(tokio::sync::Semaphore::new(MAX_FETCHES)),
+            fetches: gate::FetchSlots::new(),
             refreshing: Mutex::new(std::collections::HashSet::new()),
         });
         let mut tasks = Vec::new();
@@ -376,7 +373,7 @@ async fn verify_sightings(
     mut rx: mpsc::Receiver<Sighting>,
     stop: CancellationToken,
 ) {
-    let mut last_try: HashMap<SocketAddr, Instant> = HashMap::new();
+    let mut gate = gate::FetchGate::new();
     loop {
         let sighting = tokio::select! {
             s = rx.recv() => match s { Some(s) => s, None => return },
@@ -414,17 +411,23 @@ async fn verify_sightings(
         if backing_off {
             continue;
         }
-        if last_try
-            .get(&sighting.addr)
-            .is_some_and(|t| now.duration_since(*t) < RETRY_ADDRESS_AFTER)
-        {
+        // Announcements can be forged, static peers cannot: only the
+        // former count against their source IP's rate.
+        let configured = sighting.source == Source::Static;
+        if let Err(why) = gate.admit(sighting.addr, !configured, now) {
+            tracing::trace!(addr = %sighting.addr, ?why, "sighting not fetched");
             continue;
         }
-        last_try.insert(sighting.addr, now);
-        last_try.retain(|_, t| now.duration_since(*t) < RETRY_ADDRESS_AFTER);
         // Bounded: a flood of sightings cannot open connections without
-        // limit; the dropped ones come again with the next announcement.
-        let Ok(permit) = ctx.fetches.clone().try_acquire_owned() else {
+        // limit, nor crowd out the peers we know; the dropped ones come
+        // again with the next announcement.
+        let known = configured
+            || sighting
+                .node_short
+                .as_deref()
+                .is_some_and(|n| ctx.registry.by_short(n).is_some());
+        let Some(permit) = ctx.fetches.try_take(known) else {
+            tracing::debug!(addr = %sighting.addr, known, "fetch slots full; sighting dropped");
             continue;
         };
         let (ctx, contact) = (ctx.clone(), contact.clone());
@@ -532,7 +535,7 @@ async fn refresh(ctx: Arc<Context>, contact: Arc<dyn Contact>, stop: Cancellatio
                 let (ctx, contact) = (ctx.clone(), contact.clone());
                 tokio::spawn(async move {
                     let node = peer.node_id;
-                    if let Ok(_permit) = ctx.fetches.clone().acquire_owned().await {
+                    if let Some(_permit) = ctx.fetches.take_reserved().await {
                         contact_peer(ctx.clone(), contact, sighting, Some(node)).await;
                     }
                     ctx.stop_refreshing(&node);
@@ -645,5 +648,130 @@ async fn check_suspects(
                 );
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearthnet_base::DeviceKey;
+    use std::collections::HashSet;
+
+    /// Records every address dialed; a stranger's fetch never ends (the
+    /// worst case: each holds its slot until the fetch times out), a static
+    /// peer's fails at once.
+    struct Recorder {
+        dialed: Mutex<Vec<SocketAddr>>,
+        hang: HashSet<std::net::IpAddr>,
+    }
+
+    impl Contact for Recorder {
+        fn fetch_manifest(
+            &self,
+            addr: SocketAddr,
+            _expected: Option<NodeId>,
+        ) -> BoxFuture<Result<(Value, Option<NodeId>), String>> {
+            self.dialed.lock().push(addr);
+            let hang = self.hang.contains(&addr.ip());
+            Box::pin(async move {
+                if hang {
+                    std::future::pending::<()>().await;
+                }
+                Err("no manifest".to_owned())
+            })
+        }
+        fn is_member(&self, _node: &NodeId) -> bool {
+            true
+        }
+        fn membership_version(&self) -> u64 {
+            0
+        }
+    }
+
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let waited = tokio::time::timeout(Duration::from_secs(5), async {
+            while !done() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(waited.is_ok(), "timed out waiting for {what}");
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_forged_announcements_leaves_room_for_a_static_peer() {
+        let node = DeviceKey::generate().node_id();
+        let community = CommunityId::of_root(node);
+        let settings = Settings {
+            node,
+            community,
+            display_name: "us".into(),
+            mdns_enabled: false,
+            mdns_port: 0,
+            udp_enabled: false,
+            udp_group: Ipv4Addr::UNSPECIFIED,
+            udp_port: 0,
+            interfaces: Vec::new(),
+            static_peers: Vec::new(),
+        };
+        let forged: Vec<SocketAddr> = (0..200u32)
+            .map(|i| SocketAddr::from(((0x0a00_0000 + i).to_be_bytes(), 7000)))
+            .collect();
+        let contact = Arc::new(Recorder {
+            dialed: Mutex::new(Vec::new()),
+            hang: forged.iter().map(SocketAddr::ip).collect(),
+        });
+        let (tx, rx) = mpsc::channel(256);
+        let (_emergency_tx, emergency) = watch::channel(false);
+        let ctx = Arc::new(Context {
+            settings,
+            registry: Arc::new(PeerRegistry::default()),
+            status: Arc::new(Status::default()),
+            announcement: Arc::new(|| Announcement {
+                v: 1,
+                node: String::new(),
+                community: String::new(),
+                port: 0,
+                caps: Vec::new(),
+            }),
+            sightings: tx.clone(),
+            emergency,
+            pending: Mutex::new(HashMap::new()),
+            fetches: gate::FetchSlots::new(),
+            refreshing: Mutex::new(std::collections::HashSet::new()),
+        });
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(verify_sightings(ctx, contact.clone(), rx, stop.clone()));
+        for (i, addr) in forged.iter().enumerate() {
+            let sighting = Sighting {
+                node_short: Some(format!("n{i}")),
+                community_short: Some(community.short()),
+                addr: *addr,
+                source: Source::Udp,
+            };
+            tx.send(sighting).await.unwrap();
+        }
+        until("the open slots to fill", || {
+            contact.dialed.lock().len() == gate::OPEN_FETCHES
+        })
+        .await;
+
+        let configured = SocketAddr::from(([192, 168, 7, 7], 7443));
+        tx.send(Sighting {
+            node_short: None,
+            community_short: None,
+            addr: configured,
+            source: Source::Static,
+        })
+        .await
+        .unwrap();
+        until("the static peer to be dialed", || {
+            contact.dialed.lock().contains(&configured)
+        })
+        .await;
+        // The forged ones never got more than the open slots.
+        assert_eq!(contact.dialed.lock().len(), gate::OPEN_FETCHES + 1);
+        stop.cancel();
+        task.await.unwrap();
     }
 }

@@ -62,6 +62,11 @@ pub enum EventLogError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot create the event log {}: {source}", path.display())]
+    CreateFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot start the event log thread: {0}")]
     Spawn(#[source] std::io::Error),
     #[error("cannot build the event: {0}")]
@@ -76,9 +81,11 @@ impl EventLogError {
         match self {
             Self::Rejected(r) => r.code.error_code(),
             Self::Build(_) => ErrorCode::BadRequest,
-            Self::Db { .. } | Self::Closed | Self::CreateDir { .. } | Self::Spawn(_) => {
-                ErrorCode::InternalError
-            }
+            Self::Db { .. }
+            | Self::Closed
+            | Self::CreateDir { .. }
+            | Self::CreateFile { .. }
+            | Self::Spawn(_) => ErrorCode::InternalError,
         }
     }
 }
@@ -159,6 +166,24 @@ pub struct EventLog {
     path: PathBuf,
 }
 
+/// Create the database file 0600 if it is missing, before SQLite does it
+/// with the umask's mode: SQLite gives its `-wal` and `-shm` files the
+/// database's mode, so all three stay private to this user. `create_new`
+/// never follows a link planted at the path.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Where a community's log and snapshots live.
 pub struct LogPaths {
     pub database: PathBuf,
@@ -195,6 +220,10 @@ impl EventLog {
                 source,
             })?;
         }
+        create_private(&path).map_err(|source| EventLogError::CreateFile {
+            path: path.clone(),
+            source,
+        })?;
         let conn = Connection::open(&path).map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
         let snapshots = paths.snapshots.map(SnapshotStore::new);
@@ -984,6 +1013,19 @@ mod tests {
             self.event(key, lamport, "market.post.created", json!({
                 "client_id": title, "category": "offer", "title": title, "body": "b", "ttl_seconds": 60
             }))
+        }
+    }
+
+    #[test]
+    fn a_new_database_and_its_wal_and_shm_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let w = World::new();
+        let log = w.open("a");
+        assert_eq!(log.view().count, 1, "the genesis went through the WAL");
+        for suffix in ["", "-wal", "-shm"] {
+            let path = w.dir.path().join(format!("a/events.sqlite{suffix}"));
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", path.display());
         }
     }
 

@@ -76,7 +76,7 @@ pub async fn fetch(
     loop {
         let missing = missing_chunks(store, &manifest).await?;
         ledger.charge(&missing)?;
-        let missing_bytes: u64 = missing.iter().map(|i| manifest.chunks[*i].size_bytes).sum();
+        let missing_bytes = ensure_room(store, &manifest, &missing)?;
         let present = manifest.size_bytes - missing_bytes;
         have.store(present, Ordering::Relaxed);
         progress(present, manifest.size_bytes);
@@ -123,6 +123,25 @@ pub async fn fetch(
         .map_err(internal)?
         .map_err(|e| CallError::new(e.code(), e.to_string()))?;
     Ok((manifest, ledger.served_by.into_iter().collect()))
+}
+
+/// The bytes of `missing` chunks, refused as a full disk
+/// (`capacity_exceeded`) when the store's disk has less free: checked
+/// before any chunk is asked for, so a large blob does not fill the disk
+/// and fail halfway.
+fn ensure_room(
+    store: &BlobStore,
+    manifest: &Manifest,
+    missing: &[usize],
+) -> Result<u64, CallError> {
+    let bytes = missing
+        .iter()
+        .filter_map(|i| manifest.chunks.get(*i))
+        .fold(0u64, |sum, c| sum.saturating_add(c.size_bytes));
+    store
+        .ensure_room(bytes)
+        .map_err(|e| CallError::new(e.code(), e.to_string()))?;
+    Ok(bytes)
 }
 
 /// Indices of the chunks of `manifest` that `store` lacks (off the async
@@ -582,6 +601,30 @@ mod tests {
         let have = AtomicU64::new(0);
         let chunks = futures_util::stream::iter(items).boxed();
         store_chunks(chunks, target, manifest, holder, share, &have, &|_, _| {}).await
+    }
+
+    #[test]
+    fn a_fetch_without_room_for_the_missing_chunks_is_capacity_exceeded() {
+        let (_dir, _source, target, manifest) = stores();
+        let all: Vec<usize> = (0..manifest.chunks.len()).collect();
+        assert_eq!(
+            ensure_room(&target, &manifest, &all).unwrap(),
+            manifest.size_bytes
+        );
+        // No disk has room for 2 × 2^62 bytes.
+        let huge = Manifest::new(
+            (0..2)
+                .map(|i| hearthnet_blobs::ChunkRef {
+                    cid: Blake3Id::of(&[i]),
+                    size_bytes: 1 << 62,
+                })
+                .collect(),
+        );
+        let refused = ensure_room(&target, &huge, &[0, 1]).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::CapacityExceeded);
+        assert!(refused.message.contains("full"), "{refused}");
+        // Only what is missing counts.
+        assert_eq!(ensure_room(&target, &huge, &[]).unwrap(), 0);
     }
 
     #[tokio::test]

@@ -205,7 +205,7 @@ impl Genesis {
             let path = state_dir.join(name);
             let mut text = serde_json::to_vec_pretty(value)?;
             text.push(b'\n');
-            fsio::atomic_write(&path, &text, 0o644)
+            fsio::atomic_write(&path, &text, 0o600)
                 .map_err(|source| ManifestError::Io { path, source })
         };
         write(MANIFEST_FILE, &self.manifest_json)?;

@@ -70,6 +70,8 @@ pub enum NodeError {
     },
     #[error(transparent)]
     Runtime(#[from] hearthnet_config::runtime::RuntimeFileError),
+    #[error(transparent)]
+    Private(#[from] hearthnet_config::PrivateError),
 }
 
 /// Start the node and serve until a shutdown signal: steps 1–3 of the
@@ -82,6 +84,10 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
     let level = format!("{:?}", config.observability.log_level).to_lowercase();
     let _log_guard = hearthnet_observability::logging::init(&paths.log_dir, &level, options.debug)?;
     let metrics = Arc::new(Metrics::new());
+
+    // State private to this user, including what older versions left
+    // readable by others, before anything in it is read or written.
+    paths.make_private()?;
 
     // 2. Identity: the device key must exist; `init` creates it.
     let key = KeyStore::new(&paths.keys_dir).load()?;

@@ -56,6 +56,29 @@ impl BlobStore {
         })
     }
 
+    /// Refuse, as a full disk, to take `needed` more bytes when the
+    /// filesystem has less than that free: a fetch checks before its first
+    /// chunk rather than filling the disk and failing halfway. Where usage
+    /// cannot be read the write goes ahead; a full disk still fails it.
+    pub fn ensure_room(&self, needed: u64) -> Result<(), BlobError> {
+        self.ensure_room_with(needed, self.disk_usage())
+    }
+
+    /// [`ensure_room`](Self::ensure_room) against a given view of the disk.
+    pub fn ensure_room_with(&self, needed: u64, usage: Option<DiskUsage>) -> Result<(), BlobError> {
+        let Some(usage) = usage else {
+            return Ok(());
+        };
+        let free = usage.total.saturating_sub(usage.used);
+        if needed > free {
+            return Err(BlobError::DiskFull(format!(
+                "{} ({needed} bytes needed, {free} free)",
+                self.root.display()
+            )));
+        }
+        Ok(())
+    }
+
     /// When the disk is fuller than the threshold, remove unpinned blobs,
     /// least recently used first, until it is under 70 % (M07 §5.3).
     /// Chunks another remaining blob uses stay.
@@ -190,6 +213,28 @@ mod tests {
 
     use super::*;
     use crate::store::tests::{data, store};
+
+    #[test]
+    fn room_is_refused_as_a_full_disk_when_less_is_free_than_needed() {
+        let (_dir, store) = store();
+        let usage = Some(DiskUsage {
+            used: 900,
+            total: 1000,
+        });
+        store.ensure_room_with(100, usage).unwrap();
+        let refused = store.ensure_room_with(101, usage).unwrap_err();
+        assert!(matches!(refused, BlobError::DiskFull(_)), "{refused:?}");
+        assert_eq!(refused.code(), hearthnet_base::ErrorCode::CapacityExceeded);
+        assert!(refused.to_string().contains("101 bytes needed, 100 free"));
+        // Usage unknown: the write itself will tell.
+        store.ensure_room_with(u64::MAX, None).unwrap();
+        // The real disk has room for nothing at all, and not for 16 EiB.
+        store.ensure_room(0).unwrap();
+        assert!(matches!(
+            store.ensure_room(u64::MAX),
+            Err(BlobError::DiskFull(_))
+        ));
+    }
 
     #[test]
     fn gc_evicts_least_recently_used_unpinned_blobs_and_never_pinned_ones() {

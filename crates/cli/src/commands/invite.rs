@@ -260,7 +260,7 @@ fn settle(
     let write = |name: &str, value: &Value| -> anyhow::Result<()> {
         let mut bytes = serde_json::to_vec_pretty(value)?;
         bytes.push(b'\n');
-        hearthnet_base::fsio::atomic_write(&state_dir.join(name), &bytes, 0o644)?;
+        hearthnet_base::fsio::atomic_write(&state_dir.join(name), &bytes, 0o600)?;
         Ok(())
     };
     write(
