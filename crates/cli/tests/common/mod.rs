@@ -487,11 +487,27 @@ impl Sandbox {
         self.status().map_or(0, |s| s.peers.len())
     }
 
-    /// Wait until the node has verified `n` peers, at most 20 s.
+    /// Wait until the node has verified `n` peers and their offers are on
+    /// its bus (they reach the bus a moment after the registry), at most
+    /// 20 s.
     pub fn wait_for_peers(&self, n: usize) {
         wait_until(Duration::from_secs(20), &format!("{n} peers"), || {
-            self.peer_count() >= n
+            self.peer_count() >= n && self.providing_peers() >= n
         });
+    }
+
+    /// How many peers have capabilities on this node's bus.
+    fn providing_peers(&self) -> usize {
+        let Ok(caps) = self.client().caps() else {
+            return 0;
+        };
+        let peers: std::collections::HashSet<_> = caps
+            .capabilities
+            .iter()
+            .filter(|c| !c.local)
+            .map(|c| c.node)
+            .collect();
+        peers.len()
     }
 }
 
