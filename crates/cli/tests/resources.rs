@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use common::Sandbox;
 use hearthnet_base::CommunityId;
 use hearthnet_client::CallReply;
+use hearthnet_transport::peer_client::PeerError;
 use serde_json::json;
 
 fn node_sandbox() -> Sandbox {
@@ -53,11 +54,13 @@ fn proc_status_kib(pid: i32, field: &str) -> u64 {
 const MIB: usize = 1024 * 1024;
 
 /// Sixteen clients at once declare a 16 MiB body without a valid signature
-/// and stream it: each is refused, the node's peak RSS stays under 96 MiB,
-/// and a member's call goes through meanwhile.
+/// and stream it to the local API, and four devices that are not members
+/// push one to the peer port: each is refused, the node's peak RSS stays
+/// under 96 MiB, and a member's call goes through meanwhile.
 #[test]
 fn unauthenticated_bodies_are_refused_before_they_cost_memory() {
     const CLIENTS: usize = 16;
+    const PEER_CLIENTS: usize = 4;
     const BODY: usize = 16 * MIB;
     const PEAK_LIMIT_KIB: u64 = 96 * 1024;
     let started = Instant::now();
@@ -101,6 +104,29 @@ fn unauthenticated_bodies_are_refused_before_they_cost_memory() {
         })
         .collect();
 
+    // Meanwhile devices that are not members push as large a body over
+    // mutual TLS to the peer port. Fewer of them: each costs this test
+    // several copies of the body.
+    let peer = sb.peer_addr();
+    let community = CommunityId::of_root(sb.key().node_id());
+    let strangers = std::thread::spawn(move || {
+        let body = std::sync::Arc::new(json!({"events": ["x".repeat(BODY)]}));
+        common::runtime().block_on(async {
+            let mut pushes = tokio::task::JoinSet::new();
+            for _ in 0..PEER_CLIENTS {
+                let (body, peer) = (body.clone(), peer.clone());
+                pushes.spawn(async move {
+                    let stranger = hearthnet_base::DeviceKey::generate();
+                    common::peer_client(&stranger, community)
+                        .post(&peer, None, "/sync/v1/events", body.as_ref())
+                        .await
+                        .map(|_| ())
+                });
+            }
+            pushes.join_all().await
+        })
+    });
+
     // A member is served while the strangers push.
     member_call(&sb, "during");
 
@@ -119,6 +145,18 @@ fn unauthenticated_bodies_are_refused_before_they_cost_memory() {
         }
         assert!(sent < BODY, "the node read a whole body ({sent} bytes)");
     }
+    let mut peer_refused = 0;
+    for pushed in strangers.join().unwrap() {
+        match pushed {
+            Ok(()) => panic!("a stranger's push was accepted"),
+            Err(PeerError::Refused { status, .. }) => {
+                assert_eq!(status, 401);
+                peer_refused += 1;
+            }
+            // The connection closed with the body unread, the answer lost.
+            Err(e) => eprintln!("a stranger's push: {e}"),
+        }
+    }
     let peak = proc_status_kib(node.pid(), "VmHWM");
     assert!(
         peak < PEAK_LIMIT_KIB,
@@ -126,7 +164,8 @@ fn unauthenticated_bodies_are_refused_before_they_cost_memory() {
     );
     member_call(&sb, "after");
     eprintln!(
-        "peak RSS {before} KiB -> {peak} KiB; {refused}/{CLIENTS} refusals arrived; {:?}",
+        "peak RSS {before} KiB -> {peak} KiB; {refused}/{CLIENTS} local and \
+         {peer_refused}/{PEER_CLIENTS} peer refusals arrived; {:?}",
         started.elapsed()
     );
     assert!(started.elapsed() < Duration::from_secs(90));
