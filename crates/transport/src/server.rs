@@ -1,10 +1,15 @@
 //! The accept loop: HTTP/1.1 per connection with a header-read timeout
-//! (slow clients cannot hold a connection open for free), a cap on open
-//! connections and one per address, and graceful shutdown.
+//! and a response-write stall timeout (slow clients cannot hold a
+//! connection open for free), a cap on open connections and one per
+//! address, both accepting and closing what is over them, and graceful
+//! shutdown.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -19,7 +24,8 @@ use tower::ServiceExt;
 
 use crate::http::DropConnection;
 
-const MAX_CONNECTIONS: usize = 512;
+/// Most connections open at once on one listener, from all addresses.
+pub const MAX_CONNECTIONS: usize = 512;
 /// Most connections open at once from one address on the peer port: a
 /// node needs a few (calls, sync, chunk fetches), several nodes behind one
 /// NAT a few times that, and one host must not take all the slots.
@@ -31,6 +37,13 @@ pub const PEER_CONNECTIONS_PER_ADDRESS: usize = 32;
 /// binding other loopback source addresses on purpose.
 pub const LOCAL_CONNECTIONS_PER_ADDRESS: usize = 256;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long writing a response may make no progress before the connection
+/// is closed. A client that stops reading (a streamed call's SSE, a large
+/// body) would otherwise hold its connection, and a streamed call its
+/// capability slot, for as long as it likes; closing drops the response
+/// body and with it the call, which cancels it. 30 s is far beyond any
+/// pause of a reader that is alive, even over a congested LAN.
+pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long in-flight responses get to finish once shutdown starts.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -81,6 +94,12 @@ pub struct Serving {
     /// Whether this is the local API, whose requests must name it in their
     /// `Host` ([`LocalApi`]).
     pub local: bool,
+    /// Most connections open at once from all addresses; beyond it a new
+    /// connection is accepted and closed at once.
+    pub max_connections: usize,
+    /// How long a response write may make no progress
+    /// ([`WRITE_STALL_TIMEOUT`]).
+    pub write_stall: Duration,
 }
 
 /// Marks a request that came in on the local API (port `port`): only
@@ -98,6 +117,8 @@ impl Serving {
             tls: None,
             per_address: LOCAL_CONNECTIONS_PER_ADDRESS,
             local: true,
+            max_connections: MAX_CONNECTIONS,
+            write_stall: WRITE_STALL_TIMEOUT,
         }
     }
 
@@ -108,6 +129,8 @@ impl Serving {
             tls,
             per_address: PEER_CONNECTIONS_PER_ADDRESS,
             local: false,
+            max_connections: MAX_CONNECTIONS,
+            write_stall: WRITE_STALL_TIMEOUT,
         }
     }
 }
@@ -171,7 +194,7 @@ pub async fn serve(
     serving: Serving,
 ) {
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(Semaphore::new(serving.max_connections));
     let per_address = Arc::new(OpenPerAddress::default());
     let acceptor = serving.tls.map(tokio_rustls::TlsAcceptor::from);
     let local = match (serving.local, listener.local_addr()) {
@@ -184,11 +207,8 @@ pub async fn serve(
         }
         (false, _) => None,
     };
+    let write_stall = serving.write_stall;
     loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = shutdown.cancelled() => break,
-        };
         let (stream, peer) = tokio::select! {
             r = listener.inner.accept() => match r {
                 Ok(conn) => conn,
@@ -200,8 +220,13 @@ pub async fn serve(
             },
             _ = shutdown.cancelled() => break,
         };
-        // Accepted and closed at once rather than left unaccepted: the
-        // backlog keeps moving for everyone else.
+        // Over a cap, accepted and closed at once rather than left
+        // unaccepted: the backlog keeps moving, and a client learns at
+        // once instead of waiting in the kernel's queue for a slot.
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(peer = %peer, "every connection slot is taken: closed");
+            continue;
+        };
         let Some(address_slot) = per_address.enter(peer.ip(), serving.per_address) else {
             tracing::debug!(peer = %peer, "too many connections from this address: closed");
             continue;
@@ -212,7 +237,10 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             match acceptor {
-                None => drive(TokioIo::new(stream), router, None, local, watcher).await,
+                None => {
+                    let io = StallGuard::new(TokioIo::new(stream), write_stall);
+                    drive(io, router, None, local, watcher).await;
+                }
                 Some(acceptor) => {
                     let tls =
                         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
@@ -232,7 +260,8 @@ pub async fn serve(
                         .and_then(|c| c.first())
                         .and_then(crate::tls::node_id_of)
                         .map(PeerIdentity);
-                    drive(TokioIo::new(tls), router, identity, local, watcher).await;
+                    let io = StallGuard::new(TokioIo::new(tls), write_stall);
+                    drive(io, router, identity, local, watcher).await;
                 }
             }
             drop(address_slot);
@@ -240,6 +269,95 @@ pub async fn serve(
         });
     }
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
+}
+
+/// A connection whose writes fail once one made no progress for `bound`:
+/// hyper then closes the connection and drops the response.
+struct StallGuard<IO> {
+    io: IO,
+    bound: Duration,
+    /// Running while a write waits; reset by any progress.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<IO> StallGuard<IO> {
+    fn new(io: IO, bound: Duration) -> Self {
+        Self {
+            io,
+            bound,
+            stalled: None,
+        }
+    }
+
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let bound = self.bound;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(bound)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading the response",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<IO: hyper::rt::Read + Unpin> hyper::rt::Read for StallGuard<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: hyper::rt::Write + Unpin> hyper::rt::Write for StallGuard<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.watch(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.watch(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.io).poll_flush(cx);
+        this.watch(cx, poll)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.io).poll_shutdown(cx);
+        this.watch(cx, poll)
+    }
 }
 
 async fn drive<IO>(
@@ -302,21 +420,19 @@ mod tests {
         matches!(read, Ok(Ok(0)) | Ok(Err(_)))
     }
 
-    #[tokio::test]
-    async fn connections_over_the_cap_of_one_address_are_accepted_and_closed() {
-        const CAP: usize = 4;
+    /// Serve `/health` as `serving` says, fill its `cap` connections from
+    /// 127.0.0.1 with idle ones, and check that more are accepted and
+    /// closed at once (not left waiting in the backlog), that those within
+    /// stay served, and that slots come back when they close.
+    async fn over_a_cap_connections_are_accepted_and_closed(serving: Serving, cap: usize) {
         let listener = Listener::bind(([127, 0, 0, 1], 0).into()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let router = Router::new().route("/health", get(|| async { "ok" }));
         let stop = CancellationToken::new();
-        let serving = Serving {
-            per_address: CAP,
-            ..Serving::local()
-        };
         tokio::spawn(serve(listener, router, stop.clone(), serving));
 
         let mut idle = Vec::new();
-        for _ in 0..CAP {
+        for _ in 0..cap {
             idle.push(TcpStream::connect(addr).await.unwrap());
         }
         for _ in 0..3 {
@@ -338,6 +454,27 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_cap_of_one_address_are_accepted_and_closed() {
+        const CAP: usize = 4;
+        let serving = Serving {
+            per_address: CAP,
+            ..Serving::local()
+        };
+        over_a_cap_connections_are_accepted_and_closed(serving, CAP).await;
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_global_cap_are_accepted_and_closed() {
+        const CAP: usize = 4;
+        let serving = Serving {
+            max_connections: CAP,
+            ..Serving::local()
+        };
+        assert!(serving.per_address > CAP, "the global cap is the one met");
+        over_a_cap_connections_are_accepted_and_closed(serving, CAP).await;
     }
 
     #[test]

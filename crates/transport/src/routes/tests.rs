@@ -928,6 +928,14 @@ async fn each_route_reads_bodies_up_to_its_own_limit_under_the_configured_one() 
 
 /// Serve `node` on a real listener on 127.0.0.1; its address.
 async fn listening(node: &Node) -> (std::net::SocketAddr, tokio_util::sync::CancellationToken) {
+    listening_as(node, crate::server::Serving::local()).await
+}
+
+/// Serve `node` as `serving` says on a real listener on 127.0.0.1.
+async fn listening_as(
+    node: &Node,
+    serving: crate::server::Serving,
+) -> (std::net::SocketAddr, tokio_util::sync::CancellationToken) {
     let listener = crate::server::Listener::bind(([127, 0, 0, 1], 0).into())
         .await
         .unwrap();
@@ -937,7 +945,7 @@ async fn listening(node: &Node) -> (std::net::SocketAddr, tokio_util::sync::Canc
         listener,
         node.router.clone(),
         stop.clone(),
-        crate::server::Serving::local(),
+        serving,
     ));
     (addr, stop)
 }
@@ -1098,4 +1106,91 @@ async fn a_request_stamped_before_the_node_started_is_refused_as_expired() {
             .contains("before this node started"),
         "{answer}"
     );
+}
+
+/// `experimental.flood` streams 16 KiB frames for as long as anyone takes
+/// them.
+struct Flood;
+
+impl hearthnet_bus::Service for Flood {
+    fn name(&self) -> &'static str {
+        "flood"
+    }
+
+    fn capabilities(self: Arc<Self>) -> Vec<hearthnet_bus::Capability> {
+        use hearthnet_bus::{Capability, CapabilityDescriptor};
+        let descriptor = CapabilityDescriptor {
+            stream_schema: Some(json!({"type": "object"})),
+            // Far beyond the test: only the stalled write can end the call.
+            timeout: Duration::from_secs(3600),
+            ..CapabilityDescriptor::new("experimental.flood", json!({"type": "object"}))
+        };
+        let serve = |_: Arc<Self>, call: hearthnet_bus::Call| async move {
+            let filler = "x".repeat(16 * 1024);
+            while call
+                .frames
+                .send("chunk", json!({"filler": filler}))
+                .await
+                .is_ok()
+            {}
+            Ok(json!({}))
+        };
+        vec![Capability::new(descriptor, &self, serve)]
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_a_stream_loses_its_connection_and_its_call() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const STALL: Duration = Duration::from_millis(300);
+    let node = node();
+    node.bus.register(Arc::new(Flood)).unwrap();
+    let serving = crate::server::Serving {
+        write_stall: STALL,
+        ..crate::server::Serving::local()
+    };
+    let (addr, stop) = listening_as(&node, serving).await;
+    let body = json!({"params": {}, "input": {}});
+    let mut req = signed(
+        &node.member,
+        node.community,
+        "experimental.flood",
+        "/bus/v1/call",
+        Some(body.clone()),
+    );
+    req.headers_mut().insert(
+        axum::http::header::ACCEPT,
+        "text/event-stream".parse().unwrap(),
+    );
+    let body = body.to_string();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(head_of(&req, body.len()).as_bytes())
+        .await
+        .unwrap();
+    conn.write_all(body.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut head))
+        .await
+        .expect("the stream starts")
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    assert_eq!(node.bus.in_flight_total(), 1, "the call runs");
+
+    // From here on nothing is read: the socket buffers fill, the server's
+    // writes stall, and after `STALL` without progress the call ends.
+    let stopped_reading = tokio::time::Instant::now();
+    let deadline = stopped_reading + Duration::from_secs(20);
+    while node.bus.in_flight_total() != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stalled call still holds its slot"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(stopped_reading.elapsed() >= STALL);
+    // And the connection was closed: what was buffered drains to its end.
+    let mut rest = Vec::new();
+    let drained = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut rest)).await;
+    assert!(drained.is_ok(), "the server closed the connection");
+    stop.cancel();
 }
