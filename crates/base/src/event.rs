@@ -48,11 +48,11 @@ pub struct NewEvent<'a> {
 }
 
 impl Event {
-    /// Build and sign a new event authored by `key`, stamped now.
+    /// Build and sign a new event authored by `key`, stamped now. Its id
+    /// is bound to its content (see [`Event::id_is_bound`]).
     pub fn create(new: NewEvent<'_>, key: &DeviceKey) -> Result<Self, EventError> {
-        let unsigned = serde_json::json!({
+        let mut unsigned = serde_json::json!({
             "schema_version": EVENT_SCHEMA_VERSION,
-            "event_id": ulid::Ulid::new().to_string(),
             "lamport": new.lamport,
             "wall_clock": Timestamp::now(),
             "community_id": new.community_id,
@@ -60,8 +60,33 @@ impl Event {
             "event_type": new.event_type,
             "data": new.data,
         });
+        let id = bound_id(&unsigned, ulid::Ulid::new().timestamp_ms())?;
+        if let Some(fields) = unsigned.as_object_mut() {
+            fields.insert("event_id".into(), Value::String(id));
+        }
         let signed = sign_value(unsigned, key)?;
         Ok(serde_json::from_value(signed)?)
+    }
+
+    /// Whether the envelope's id is bound to its content: the 80 random
+    /// bits of the ULID are the first 80 bits of BLAKE3 over the canonical
+    /// envelope without `event_id` and `signature`. Authors choose ids, so
+    /// an unbound id can be copied onto another envelope; a bound one only
+    /// by finding an 80-bit second preimage. v1 writers use random ids.
+    pub fn id_is_bound(value: &Value) -> bool {
+        let Some(id) = value
+            .get("event_id")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<ulid::Ulid>().ok())
+        else {
+            return false;
+        };
+        let mut rest = value.clone();
+        if let Some(fields) = rest.as_object_mut() {
+            fields.remove("event_id");
+            fields.remove("signature");
+        }
+        bound_id(&rest, id.timestamp_ms()).is_ok_and(|bound| bound == id.to_string())
     }
 
     /// Parse an envelope as received and check its author's signature.
@@ -77,6 +102,15 @@ impl Event {
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
+}
+
+/// The ULID at `ms` whose random part comes from the content.
+fn bound_id(content: &Value, ms: u64) -> Result<String, SignatureError> {
+    let bytes = crate::canonical::to_canonical_bytes(content)?;
+    let hash = blake3::hash(&bytes);
+    let mut random = [0u8; 16];
+    random[6..].copy_from_slice(&hash.as_bytes()[..10]);
+    Ok(ulid::Ulid::from_parts(ms, u128::from_be_bytes(random)).to_string())
 }
 
 #[cfg(test)]
@@ -100,6 +134,10 @@ mod tests {
         .unwrap();
         let value = event.to_value();
         assert_eq!(Event::verify(&value).unwrap(), event);
+        assert!(Event::id_is_bound(&value));
+        let mut copied = value.clone();
+        copied["data"]["title"] = json!("another envelope under the same id");
+        assert!(!Event::id_is_bound(&copied));
 
         let mut tampered = value.clone();
         tampered["lamport"] = json!(8);

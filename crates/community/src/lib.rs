@@ -139,8 +139,11 @@ impl Invites {
 /// `community.revoke@1.0`: record a `community.member.revoked` event
 /// authored by this node, carrying the co-signatures of at least
 /// `min_signatures_to_revoke` distinct trusted members over
-/// `{client_id, target_node_id, reason}`; the log checks them. Only the
-/// node's own key may call it, for the same reason as invites.
+/// `{client_id, target_node_id, reason, target_last_event_id?}`; the log
+/// checks them. `target_last_event_id`, the target's last event the
+/// co-signers knew, makes the revocation refuse everything else the target
+/// signs, backdated or not (SECURITY.md). Only the node's own key may call
+/// it, for the same reason as invites.
 pub struct Revocations {
     pub log: EventLog,
     pub key: DeviceKey,
@@ -158,6 +161,7 @@ impl Service for Revocations {
                 "client_id": {"type": "string"},
                 "target_node_id": {"type": "string"},
                 "reason": {"enum": ["compromised", "inactive", "policy_violation", "other"]},
+                "target_last_event_id": {"type": "string", "maxLength": 64},
                 "co_signers": {"type": "array", "items": {"type": "object", "required": ["node_id", "signature"]}}
             }}),
         );
@@ -191,7 +195,10 @@ impl Revocations {
         if !co_signers.is_array() {
             return Err(CallError::bad_request("input.co_signers must be an array"));
         }
-        let data = json!({"client_id": client_id, "target_node_id": target, "reason": reason, "co_signers": co_signers});
+        let mut data = json!({"client_id": client_id, "target_node_id": target, "reason": reason, "co_signers": co_signers});
+        if let Some(last) = input["target_last_event_id"].as_str() {
+            data["target_last_event_id"] = json!(last);
+        }
         let event = self
             .log
             .append_local("community.member.revoked", data, &self.key)

@@ -10,6 +10,7 @@
 //! Architecture invariant: nothing reaches the database except through the
 //! log's own thread, and nothing is stored that failed validation.
 
+mod history;
 pub mod log;
 mod reject;
 pub mod snapshot;
@@ -19,7 +20,7 @@ pub mod view;
 
 pub use log::{AppendReport, EventLog, EventLogError, Limits, LogPaths, Query, StoredEvent};
 pub use reject::{Reject, RejectCode};
-pub use view::CommunityView;
+pub use view::{CommunityView, Position};
 
 /// A materialised view: state built by folding events in replay order
 /// (§7.4). The community view is one; each service keeps its own.

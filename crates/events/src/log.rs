@@ -3,7 +3,7 @@
 //! owns the community view, so validation, insertion and the fold happen
 //! as one step and never race.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -14,8 +14,9 @@ use parking_lot::RwLock;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
+use crate::history::{AUTHOR_PREV, History, Mode, Verdicts};
 use crate::snapshot::{self, SnapshotStore};
-use crate::view::CommunityView;
+use crate::view::{CommunityView, Position};
 use crate::{Reject, RejectCode, types};
 
 /// How far past the head a received event's Lamport may be. Honest
@@ -96,6 +97,9 @@ pub struct AppendReport {
     pub accepted: u64,
     pub duplicates: u64,
     pub rejected: Vec<(String, Reject)>,
+    /// Envelopes offered under an id that holds another envelope (each is
+    /// also in `rejected` as `conflicting_id`).
+    pub conflicts: u64,
     pub head: u64,
 }
 
@@ -128,7 +132,7 @@ pub(crate) struct Core {
     path: PathBuf,
     community: CommunityId,
     limits: Limits,
-    pub(crate) view: CommunityView,
+    history: History,
     published: Arc<RwLock<Arc<CommunityView>>>,
     clock: u64,
     snapshots: Option<SnapshotStore>,
@@ -142,10 +146,19 @@ type Job = Box<dyn FnOnce(&mut Core) + Send>;
 
 /// BLAKE3 of an envelope's canonical bytes: two envelopes are the same
 /// event exactly when these are equal, whatever their JSON spelling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct EnvelopeDigest([u8; 32]);
 
 impl EnvelopeDigest {
+    /// The digest of an envelope as stored (its JSON bytes).
+    fn of_stored(bytes: &[u8]) -> Self {
+        match serde_json::from_slice::<Value>(bytes) {
+            Ok(json) => Self::of(&json),
+            // Unreadable on disk: it equals nothing a peer can offer.
+            Err(_) => Self(*blake3::hash(bytes).as_bytes()),
+        }
+    }
+
     fn of(value: &Value) -> Self {
         match to_canonical_bytes(value) {
             Ok(bytes) => Self(*blake3::hash(&bytes).as_bytes()),
@@ -153,6 +166,36 @@ impl EnvelopeDigest {
             // envelope was never stored, so it must equal no stored one;
             // the hash of its plain text keeps two of them apart.
             Err(_) => Self(*blake3::hash(value.to_string().as_bytes()).as_bytes()),
+        }
+    }
+}
+
+/// An envelope's claim to an event id, ordered so that the better claim
+/// is the smaller: an id bound to the envelope's content
+/// ([`Event::id_is_bound`]) beats one that is not (a copied id cannot be
+/// bound), then the lower digest. Every node orders two claims the same
+/// way, so all keep the same envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Claim {
+    unbound: bool,
+    digest: EnvelopeDigest,
+}
+
+impl Claim {
+    fn of(value: &Value) -> Self {
+        Self {
+            unbound: !Event::id_is_bound(value),
+            digest: EnvelopeDigest::of(value),
+        }
+    }
+
+    fn of_stored(bytes: &[u8]) -> Self {
+        match serde_json::from_slice::<Value>(bytes) {
+            Ok(json) => Self::of(&json),
+            Err(_) => Self {
+                unbound: true,
+                digest: EnvelopeDigest::of_stored(bytes),
+            },
         }
     }
 }
@@ -235,7 +278,7 @@ impl EventLog {
             path: path.clone(),
             community,
             limits,
-            view,
+            history: History::new(view),
             published: published.clone(),
             clock: 0,
             last_snapshot: snapshots
@@ -247,7 +290,7 @@ impl EventLog {
             changes,
         };
         core.load()?;
-        if core.view.count == 0
+        if core.history.view.count == 0
             && let Some(genesis) = genesis
         {
             let report = core.append_received(vec![genesis]);
@@ -382,8 +425,10 @@ impl EventLog {
         self.run_blocking(move |core| core.replay_into(fold))?
     }
 
-    /// `(lamport, event_id)` of every stored event: the set sync reconciles.
-    pub async fn ids(&self) -> Result<Vec<(u64, String)>, EventLogError> {
+    /// Every event that counts, as sync reconciles them: keyed by the
+    /// envelope's digest, so two nodes holding different envelopes under
+    /// one id find the difference.
+    pub async fn ids(&self) -> Result<Vec<crate::sync::Item>, EventLogError> {
         self.run(|core| core.ids()).await?
     }
 
@@ -412,6 +457,22 @@ CREATE INDEX IF NOT EXISTS events_author ON events(author, lamport);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 
+/// Columns added after the first release: `held` (stored but judged out,
+/// see [`crate::history`]) and `digest` (BLAKE3 of the canonical envelope,
+/// what sync reconciles on).
+const MIGRATIONS: [(&str, &str); 2] = [
+    ("held", "ALTER TABLE events ADD COLUMN held INTEGER NOT NULL DEFAULT 0"),
+    ("digest", "ALTER TABLE events ADD COLUMN digest BLOB"),
+];
+
+/// The revision of the membership rules: a log judged under another one is
+/// judged again, whole, when opened.
+pub(crate) const RULES_REVISION: &str = "2";
+
+/// Events stored but judged out, at most: beyond, such events are refused
+/// outright (and may come back by sync once they count elsewhere).
+pub const MAX_HELD: i64 = 10_000;
+
 impl Core {
     fn db<T>(&self, r: rusqlite::Result<T>) -> Result<T, EventLogError> {
         r.map_err(|source| EventLogError::Db {
@@ -420,18 +481,60 @@ impl Core {
         })
     }
 
-    /// Rebuild the view: from a snapshot that checks out, else from the
-    /// first event.
-    fn load(&mut self) -> Result<(), EventLogError> {
-        let stored: Option<String> = self.db(self
+    fn migrate(&self) -> Result<(), EventLogError> {
+        let columns: Vec<String> = {
+            let mut stmt = self.db(self.conn.prepare("SELECT name FROM pragma_table_info('events')"))?;
+            let rows = self.db(stmt.query_map([], |r| r.get::<_, String>(0)))?;
+            rows.collect::<rusqlite::Result<_>>().map_err(|source| EventLogError::Db {
+                path: self.path.clone(),
+                source,
+            })?
+        };
+        for (column, sql) in MIGRATIONS {
+            if !columns.iter().any(|c| c == column) {
+                self.db(self.conn.execute_batch(sql))?;
+            }
+        }
+        self.db(self.conn.execute_batch(
+            "CREATE INDEX IF NOT EXISTS events_held ON events(held, lamport, event_id)",
+        ))?;
+        let missing: Vec<(i64, Vec<u8>)> = {
+            let mut stmt = self.db(self.conn.prepare("SELECT seq, envelope FROM events WHERE digest IS NULL"))?;
+            let rows = self.db(stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))))?;
+            rows.collect::<rusqlite::Result<_>>().map_err(|source| EventLogError::Db {
+                path: self.path.clone(),
+                source,
+            })?
+        };
+        for (seq, bytes) in missing {
+            let digest = EnvelopeDigest::of_stored(&bytes);
+            self.db(self.conn.execute(
+                "UPDATE events SET digest = ?2 WHERE seq = ?1",
+                params![seq, digest.0.as_slice()],
+            ))?;
+        }
+        Ok(())
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>, EventLogError> {
+        self.db(self
             .conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'community_id'",
-                [],
-                |r| r.get(0),
-            )
-            .optional())?;
-        match stored {
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0))
+            .optional())
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), EventLogError> {
+        self.db(self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        ))
+        .map(|_| ())
+    }
+
+    /// Rebuild the view: from a snapshot that checks out, else from the
+    /// first event; a log judged under older rules is judged again.
+    fn load(&mut self) -> Result<(), EventLogError> {
+        match self.meta("community_id")? {
             Some(id) if id != self.community.full() => {
                 return Err(EventLogError::Rejected(Reject {
                     code: RejectCode::WrongCommunity,
@@ -439,91 +542,67 @@ impl Core {
                 }));
             }
             Some(_) => {}
-            None => {
-                self.db(self.conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('community_id', ?1)",
-                    params![self.community.full()],
-                ))?;
-            }
+            None => self.set_meta("community_id", &self.community.full())?,
         }
-        self.view = CommunityView::new(self.community);
-        let restored = match (&self.snapshots, &self.snapshot_key) {
-            (Some(store), Some(key)) => {
+        self.migrate()?;
+        let current_rules = self.meta("rules")?.as_deref() == Some(RULES_REVISION);
+        let restored = match (&self.snapshots, &self.snapshot_key, current_rules) {
+            (Some(store), Some(key), true) => {
                 snapshot::restore(store, &self.conn, &key.node_id(), self.community)
             }
             _ => None,
         };
-        let from = match restored {
-            Some(view) => {
-                let covered = view.head;
-                self.view = view;
-                Some(covered)
-            }
-            None => None,
-        };
-        self.replay_from(from)?;
-        let clock: Option<String> = self.db(self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = 'clock'", [], |r| {
-                r.get(0)
-            })
-            .optional())?;
-        self.clock = clock
+        let mode = if current_rules { Mode::Trust } else { Mode::Judge };
+        let from = restored.as_ref().and_then(CommunityView::position);
+        self.history = History::new(restored.unwrap_or_else(|| CommunityView::new(self.community)));
+        let path = self.path.clone();
+        let result = self
+            .history
+            .refold(&self.conn, from, mode, &HashSet::new())
+            .map_err(|source| EventLogError::Db { path, source });
+        result?;
+        if !current_rules {
+            self.set_meta("rules", RULES_REVISION)?;
+        }
+        self.clock = self
+            .meta("clock")?
             .and_then(|c| c.parse().ok())
             .unwrap_or(0)
-            .max(self.view.head);
+            .max(self.history.view.head);
         self.publish();
-        Ok(())
-    }
-
-    /// Fold stored events with Lamport above `after` (all when `None`).
-    fn replay_from(&mut self, after: Option<u64>) -> Result<(), EventLogError> {
-        let mut stmt = self.db(self.conn.prepare(
-            "SELECT envelope FROM events WHERE lamport > ?1 OR ?2 ORDER BY lamport, event_id",
-        ))?;
-        let rows = stmt
-            .query_map(
-                params![after.map_or(-1, |a| a as i64), after.is_none()],
-                |r| r.get::<_, Vec<u8>>(0),
-            )
-            .map_err(|source| EventLogError::Db {
-                path: self.path.clone(),
-                source,
-            })?;
-        let fresh = CommunityView::new(self.community);
-        let mut view = match after {
-            Some(_) => std::mem::replace(&mut self.view, fresh),
-            None => fresh,
-        };
-        for row in rows {
-            let bytes = row.map_err(|source| EventLogError::Db {
-                path: self.path.clone(),
-                source,
-            })?;
-            // Stored events were validated on the way in; replay trusts them.
-            if let Ok(e) = serde_json::from_slice::<Event>(&bytes) {
-                view.apply(&e);
-            }
-        }
-        drop(stmt);
-        self.view = view;
         Ok(())
     }
 
     fn publish(&self) {
         // Cloned before the lock is taken: the guarded write is one
         // pointer swap, which cannot leave the view half-published.
-        let next = Arc::new(self.view.clone());
+        let next = Arc::new(self.history.view.clone());
         *self.published.write() = next;
+    }
+
+    /// The id of the last event of `author` that counts, for `author_prev`.
+    fn last_event_of(&self, author: &hearthnet_base::NodeId) -> Result<Option<String>, EventLogError> {
+        self.db(self
+            .conn
+            .query_row(
+                "SELECT event_id FROM events WHERE author = ?1 AND held = 0 ORDER BY lamport DESC, event_id DESC LIMIT 1",
+                params![author.full()],
+                |r| r.get(0),
+            )
+            .optional())
     }
 
     fn append_local(
         &mut self,
         event_type: &str,
-        data: Value,
+        mut data: Value,
         key: &DeviceKey,
     ) -> Result<Event, EventLogError> {
         let lamport = self.clock + 1;
+        if let Some(fields) = data.as_object_mut() {
+            let prev = self.last_event_of(&key.node_id())?;
+            fields.insert(AUTHOR_PREV.into(), prev.map_or(Value::Null, Value::String));
+        }
         let event = Event::create(
             NewEvent {
                 community_id: self.community,
@@ -573,8 +652,10 @@ impl Core {
         Ok(event)
     }
 
-    /// Every check an event from outside must pass before it is stored.
-    fn validate(&self, value: &Value, now: Timestamp) -> Result<Event, Reject> {
+    /// Every check that needs no history, before an event is stored: the
+    /// envelope, its revision and type, its data, its clocks. `head` is the
+    /// Lamport head as the batch so far raised it.
+    fn check_alone(&self, value: &Value, now: Timestamp, head: u64) -> Result<Event, Reject> {
         let event = self.verify_envelope(value)?;
         if event.schema_version != hearthnet_base::event::EVENT_SCHEMA_VERSION {
             return Err(Reject {
@@ -592,61 +673,54 @@ impl Core {
             code: RejectCode::BadData,
             detail,
         })?;
+        match event.data.get(AUTHOR_PREV) {
+            None | Some(Value::Null) | Some(Value::String(_)) => {}
+            Some(_) => {
+                return Err(Reject {
+                    code: RejectCode::BadData,
+                    detail: format!("data.{AUTHOR_PREV} is neither an event id nor null"),
+                });
+            }
+        }
         if event.wall_clock.unix() > now.unix() + self.limits.max_future_skew_seconds {
             return Err(Reject {
                 code: RejectCode::ClockAhead,
                 detail: format!("wall clock {} is ahead of ours ({now})", event.wall_clock),
             });
         }
-        if event.lamport > self.view.head.saturating_add(MAX_LAMPORT_STEP)
+        if event.lamport > head.saturating_add(MAX_LAMPORT_STEP)
             || event.lamport > hearthnet_base::canonical::MAX_SAFE_INTEGER
         {
             return Err(Reject {
                 code: RejectCode::LamportAhead,
                 detail: format!(
-                    "Lamport {} is more than {MAX_LAMPORT_STEP} past our head {}",
-                    event.lamport, self.view.head
+                    "Lamport {} is more than {MAX_LAMPORT_STEP} past our head {head}",
+                    event.lamport
                 ),
             });
         }
-        self.view.authorize(&event)?;
         Ok(event)
     }
 
-    /// The digest of the envelope stored under `event_id`, if any.
-    fn stored_digest(&self, event_id: &str) -> Result<Option<EnvelopeDigest>, EventLogError> {
-        let stored: Option<Vec<u8>> = self.db(self
+    /// The claim and position of what is stored under `event_id`, if any.
+    fn stored(&self, event_id: &str) -> Result<Option<(Claim, Position)>, EventLogError> {
+        let row: Option<(Vec<u8>, i64)> = self.db(self
             .conn
             .query_row(
-                "SELECT envelope FROM events WHERE event_id = ?1",
+                "SELECT envelope, lamport FROM events WHERE event_id = ?1",
                 params![event_id],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional())?;
-        Ok(
-            stored.map(|bytes| match serde_json::from_slice::<Value>(&bytes) {
-                Ok(json) => EnvelopeDigest::of(&json),
-                // Unreadable on disk: it equals nothing a peer can offer.
-                Err(_) => EnvelopeDigest(*blake3::hash(&bytes).as_bytes()),
-            }),
-        )
-    }
-
-    /// An envelope offered under an id this log already holds: the same
-    /// envelope is a duplicate; any other is refused, by what is wrong with
-    /// it if anything, else as a conflicting id.
-    fn judge_known_id(&self, value: &Value, known: EnvelopeDigest) -> Result<(), Reject> {
-        if EnvelopeDigest::of(value) == known {
-            return Ok(());
-        }
-        let event = self.verify_envelope(value)?;
-        Err(Reject {
-            code: RejectCode::ConflictingId,
-            detail: format!(
-                "another envelope is already stored under event id {}",
-                event.event_id
-            ),
-        })
+        Ok(row.map(|(bytes, lamport)| {
+            (
+                Claim::of_stored(&bytes),
+                Position {
+                    lamport: lamport as u64,
+                    event_id: event_id.to_owned(),
+                },
+            )
+        }))
     }
 
     fn append_received(&mut self, events: Vec<Value>) -> AppendReport {
@@ -657,7 +731,7 @@ impl Core {
     /// kept events out. The report names it as those events' `db_error`
     /// (what a peer is told); a local author gets the failure itself.
     fn append(&mut self, events: Vec<Value>) -> (AppendReport, Option<EventLogError>) {
-        // Replay order, so an author's joining precedes their first post.
+        // Replay order, so the Lamport step is judged along the chain.
         let mut events = events;
         events.sort_by(|a, b| {
             let key = |v: &Value| {
@@ -670,109 +744,153 @@ impl Core {
         });
         let now = Timestamp::now();
         let mut report = AppendReport::default();
-        let mut failure = None;
-        let mut out_of_order = false;
-        let mut to_store: Vec<(Event, Vec<u8>)> = Vec::new();
-        // What this batch took so far, by id: a set, so the check stays
-        // linear in the batch.
-        let mut taken: HashMap<String, EnvelopeDigest> = HashMap::new();
+        let mut head = self.history.view.head;
+        // New envelopes by id (a map, so the batch's own check is linear),
+        // and stored ones a lower digest displaces.
+        let mut fresh: HashMap<String, (Event, Value, Claim)> = HashMap::new();
+        let mut displaced: Vec<Position> = Vec::new();
         for value in events {
             let id = value["event_id"].as_str().unwrap_or("?").to_owned();
-            let known = match taken.get(&id) {
-                Some(digest) => Some(*digest),
-                None => match self.stored_digest(&id) {
-                    Ok(digest) => digest,
+            let claim = Claim::of(&value);
+            let known = match fresh.get(&id) {
+                Some((e, _, d)) => Some((*d, Position::of(e), true)),
+                None => match self.stored(&id) {
+                    Ok(found) => found.map(|(d, p)| (d, p, false)),
                     Err(e) => {
-                        report.rejected.push((
-                            id,
-                            Reject {
-                                code: RejectCode::DbError,
-                                detail: e.to_string(),
-                            },
-                        ));
-                        failure.get_or_insert(e);
-                        continue;
+                        report.rejected.push((id, Reject::new(RejectCode::DbError, e.to_string())));
+                        return (report, Some(e));
                     }
                 },
             };
-            if let Some(known) = known {
-                match self.judge_known_id(&value, known) {
-                    Ok(()) => report.duplicates += 1,
-                    Err(r) => {
-                        tracing::warn!(event_id = %id, code = r.code.as_str(), detail = %r.detail, "event rejected");
-                        report.rejected.push((id, r));
-                    }
-                }
+            if let Some((known_claim, _, _)) = known
+                && known_claim.digest == claim.digest
+            {
+                report.duplicates += 1;
                 continue;
             }
-            match self.validate(&value, now) {
-                Ok(event) => {
-                    // Only the view's own events depend on order; the rest
-                    // fold the same in any order (head, count, last).
-                    out_of_order |= !self.view.is_in_order(&event)
-                        && crate::Fold::wants(&self.view, &event.event_type);
-                    self.view.apply(&event);
-                    let bytes = serde_json::to_vec(&value).unwrap_or_default();
-                    taken.insert(id, EnvelopeDigest::of(&value));
-                    to_store.push((event, bytes));
-                }
+            let event = match self.check_alone(&value, now, head) {
+                Ok(event) => event,
                 Err(r) => {
                     tracing::warn!(event_id = %id, code = r.code.as_str(), detail = %r.detail, "event rejected");
+                    report.rejected.push((id, r));
+                    continue;
+                }
+            };
+            if let Some((known_claim, position, in_batch)) = known {
+                // Two signed envelopes under one id: every node keeps the
+                // same one, whichever arrived first (see `Claim`); the
+                // split is reported either way.
+                let keep_new = claim < known_claim;
+                tracing::warn!(event_id = %id, kept = if keep_new { "offered" } else { "stored" }, "two envelopes under one event id");
+                report.rejected.push((
+                    id.clone(),
+                    Reject::new(
+                        RejectCode::ConflictingId,
+                        format!(
+                            "another envelope exists under event id {id}; {} is kept (ids bound to their content first, then the lower digest)",
+                            if keep_new { "this one" } else { "the stored one" }
+                        ),
+                    ),
+                ));
+                report.conflicts += 1;
+                if !keep_new {
+                    continue;
+                }
+                if !in_batch {
+                    displaced.push(position);
+                }
+            }
+            if self.history.view.level_of(&event.author) >= hearthnet_base::TrustLevel::Member {
+                head = head.max(event.lamport);
+            }
+            fresh.insert(id, (event, value, claim));
+        }
+        let offered: Vec<String> = fresh.keys().cloned().collect();
+        let outcome = self.store_and_judge(fresh, displaced);
+        let (verdicts, stored) = match outcome {
+            Ok(v) => v,
+            Err(e) => {
+                for id in offered {
+                    report
+                        .rejected
+                        .push((id, Reject::new(RejectCode::DbError, e.to_string())));
+                }
+                // Nothing of this batch is stored; the view is rebuilt
+                // from what is.
+                let _ = self.reload();
+                report.head = self.history.view.head;
+                return (report, Some(e));
+            }
+        };
+        for (id, verdict) in verdicts {
+            match verdict {
+                None if stored.contains(&id) => report.accepted += 1,
+                None => {}
+                Some(r) => {
+                    tracing::warn!(event_id = %id, code = r.code.as_str(), detail = %r.detail, "event does not count here");
                     report.rejected.push((id, r));
                 }
             }
         }
-        if let Err(e) = self.store(&to_store) {
-            // Nothing of this batch is stored: fold the view again from what is.
-            let _ = self.replay_from(None);
-            for (event, _) in to_store {
-                report.rejected.push((
-                    event.event_id,
-                    Reject {
-                        code: RejectCode::DbError,
-                        detail: e.to_string(),
-                    },
-                ));
-            }
-            report.head = self.view.head;
-            return (report, Some(e));
-        }
-        report.accepted = to_store.len() as u64;
-        if out_of_order {
-            // An event older than what was already folded: fold again in
-            // replay order so every node ends in the same state.
-            let _ = self.replay_from(None);
-        }
-        report.head = self.view.head;
+        report.head = self.history.view.head;
         self.publish();
         self.maybe_snapshot();
-        (report, failure)
+        (report, None)
     }
 
-    /// Store validated events and advance the clock, in one transaction.
-    fn store(&mut self, events: &[(Event, Vec<u8>)]) -> Result<(), EventLogError> {
-        if events.is_empty() {
-            return Ok(());
+    /// Fold the log again from the stored events, trusting their verdicts
+    /// (after a failed write rolled a batch back).
+    fn reload(&mut self) -> Result<(), EventLogError> {
+        self.history = History::new(CommunityView::new(self.community));
+        let path = self.path.clone();
+        self.history
+            .refold(&self.conn, None, Mode::Trust, &HashSet::new())
+            .map(|_| ())
+            .map_err(|source| EventLogError::Db { path, source })
+    }
+
+    /// In one transaction: store the fresh envelopes, drop the displaced
+    /// ones, judge everything from the earliest change on, and drop what
+    /// the held bound does not allow. Returns the verdicts on the fresh
+    /// events and which of them are stored.
+    fn store_and_judge(
+        &mut self,
+        fresh: HashMap<String, (Event, Value, Claim)>,
+        displaced: Vec<Position>,
+    ) -> Result<(Verdicts, HashSet<String>), EventLogError> {
+        if fresh.is_empty() {
+            return Ok((Verdicts::new(), HashSet::new()));
         }
+        let from = fresh
+            .values()
+            .map(|(e, _, _)| Position::of(e))
+            .chain(displaced.iter().cloned())
+            .min();
+        let path = self.path.clone();
+        let db = |source| EventLogError::Db {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.unchecked_transaction().map_err(db)?;
         let received_at = Timestamp::now().unix();
         let mut clock = self.clock;
-        for (e, _) in events {
-            // §7.3: a received Lamport moves our clock past it.
-            clock = clock.max(e.lamport);
-        }
-        let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(|source| EventLogError::Db { path, source })?;
         {
+            let mut remove = tx
+                .prepare_cached("DELETE FROM events WHERE event_id = ?1")
+                .map_err(db)?;
+            for p in &displaced {
+                remove.execute(params![p.event_id]).map_err(db)?;
+            }
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO events (event_id, lamport, author, event_type, wall_clock, envelope, received_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT INTO events (event_id, lamport, author, event_type, wall_clock, envelope, received_at, held, digest)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8)",
                 )
-                .map_err(|source| EventLogError::Db { path: self.path.clone(), source })?;
-            for (e, bytes) in events {
+                .map_err(db)?;
+            for (e, value, claim) in fresh.values() {
+                // §7.3: a received Lamport moves our clock past it.
+                clock = clock.max(e.lamport);
+                let bytes = serde_json::to_vec(value).unwrap_or_default();
                 insert
                     .execute(params![
                         e.event_id,
@@ -781,44 +899,58 @@ impl Core {
                         e.event_type,
                         e.wall_clock.to_string(),
                         bytes,
-                        received_at
+                        received_at,
+                        claim.digest.0.as_slice()
                     ])
-                    .map_err(|source| EventLogError::Db {
-                        path: self.path.clone(),
-                        source,
-                    })?;
+                    .map_err(db)?;
+            }
+        }
+        let watch: HashSet<String> = fresh.keys().cloned().collect();
+        let judged = self.history.refold(&tx, from, Mode::Judge, &watch);
+        let finish = judged.and_then(|verdicts| {
+            let mut stored = watch.clone();
+            let held: i64 = tx.query_row("SELECT COUNT(*) FROM events WHERE held = 1", [], |r| r.get(0))?;
+            if held > MAX_HELD {
+                for (id, verdict) in &verdicts {
+                    if verdict.is_some() {
+                        tx.execute("DELETE FROM events WHERE event_id = ?1", params![id])?;
+                        stored.remove(id);
+                    }
+                }
             }
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('clock', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 params![clock.to_string()],
-            )
-            .map_err(|source| EventLogError::Db { path: self.path.clone(), source })?;
+            )?;
+            let last_seq: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+            Ok((verdicts, stored, last_seq))
+        });
+        match finish.and_then(|out| tx.commit().map(|()| out)) {
+            Ok((verdicts, stored, last_seq)) => {
+                self.clock = clock;
+                self.changes.send_replace(last_seq);
+                Ok((verdicts, stored))
+            }
+            Err(source) => Err(db(source)),
         }
-        let last_seq = tx.last_insert_rowid();
-        tx.commit().map_err(|source| EventLogError::Db {
-            path: self.path.clone(),
-            source,
-        })?;
-        self.clock = clock;
-        self.changes.send_replace(last_seq);
-        Ok(())
     }
 
     fn maybe_snapshot(&mut self) {
         let (Some(store), Some(key)) = (&self.snapshots, &self.snapshot_key) else {
             return;
         };
-        if self.view.head < self.last_snapshot + hearthnet_base::constants::SNAPSHOT_LAG_LAMPORT {
+        let view = &self.history.view;
+        if view.head < self.last_snapshot + hearthnet_base::constants::SNAPSHOT_LAG_LAMPORT {
             return;
         }
-        match snapshot::write(store, &self.conn, &self.view, key) {
-            Ok(()) => self.last_snapshot = self.view.head,
+        match snapshot::write(store, &self.conn, view, key) {
+            Ok(()) => self.last_snapshot = view.head,
             Err(e) => tracing::warn!(error = %e, "cannot write a snapshot"),
         }
     }
 
     fn query(&self, q: &Query) -> Result<Vec<StoredEvent>, EventLogError> {
-        let mut sql = String::from("SELECT seq, envelope FROM events WHERE 1");
+        let mut sql = String::from("SELECT seq, envelope FROM events WHERE held = 0");
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
         if let Some(t) = &q.event_type {
             sql.push_str(" AND event_type = ?");
@@ -870,7 +1002,7 @@ impl Core {
     fn replay_into<F: crate::Fold>(&self, mut fold: F) -> Result<(F, i64), EventLogError> {
         let mut stmt = self.db(self
             .conn
-            .prepare("SELECT seq, envelope FROM events ORDER BY lamport, event_id"))?;
+            .prepare("SELECT seq, envelope FROM events WHERE held = 0 ORDER BY lamport, event_id"))?;
         let rows =
             self.db(stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))))?;
         let mut last_seq = 0;
@@ -886,12 +1018,21 @@ impl Core {
         Ok((fold, last_seq))
     }
 
-    fn ids(&self) -> Result<Vec<(u64, String)>, EventLogError> {
-        let mut stmt = self.db(self
-            .conn
-            .prepare("SELECT lamport, event_id FROM events ORDER BY lamport, event_id"))?;
+    fn ids(&self) -> Result<Vec<crate::sync::Item>, EventLogError> {
+        let mut stmt = self.db(self.conn.prepare(
+            "SELECT lamport, digest, event_id FROM events WHERE held = 0 ORDER BY lamport, event_id",
+        ))?;
         let rows = self.db(stmt.query_map([], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+            let digest: Vec<u8> = r.get(1)?;
+            let mut d = [0u8; 32];
+            if digest.len() == 32 {
+                d.copy_from_slice(&digest);
+            }
+            Ok(crate::sync::Item {
+                lamport: r.get::<_, i64>(0)? as u64,
+                digest: d,
+                event_id: r.get(2)?,
+            })
         }))?;
         rows.map(|r| self.db(r)).collect()
     }
@@ -899,7 +1040,7 @@ impl Core {
     fn by_ids(&self, ids: &[String]) -> Result<Vec<StoredEvent>, EventLogError> {
         let mut stmt = self.db(self
             .conn
-            .prepare_cached("SELECT seq, envelope FROM events WHERE event_id = ?1"))?;
+            .prepare_cached("SELECT seq, envelope FROM events WHERE event_id = ?1 AND held = 0"))?;
         let mut out = Vec::new();
         for id in ids {
             let row: Option<(i64, Vec<u8>)> = self.db(stmt
@@ -965,7 +1106,11 @@ mod tests {
             .unwrap()
         }
 
-        fn event(&self, key: &DeviceKey, lamport: u64, event_type: &str, data: Value) -> Value {
+        fn event(&self, key: &DeviceKey, lamport: u64, event_type: &str, mut data: Value) -> Value {
+            // Linked like our own events, as the first of their author.
+            if let Some(fields) = data.as_object_mut() {
+                fields.entry(AUTHOR_PREV).or_insert(Value::Null);
+            }
             Event::create(
                 NewEvent {
                     community_id: self.community(),

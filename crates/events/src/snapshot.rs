@@ -53,7 +53,7 @@ impl SnapshotStore {
 /// `(digest, count)` of the events with Lamport ≤ `upto`, in replay order.
 fn covered(conn: &Connection, upto: u64) -> rusqlite::Result<(String, u64)> {
     let mut stmt = conn.prepare(
-        "SELECT lamport, event_id FROM events WHERE lamport <= ?1 ORDER BY lamport, event_id",
+        "SELECT lamport, event_id FROM events WHERE lamport <= ?1 AND held = 0 ORDER BY lamport, event_id",
     )?;
     let mut rows = stmt.query(params![upto as i64])?;
     let mut hasher = blake3::Hasher::new();
@@ -83,6 +83,7 @@ pub fn write(
     }
     let unsigned = json!({
         "schema_version": 1,
+        "rules": crate::log::RULES_REVISION,
         "community_id": view.community_id,
         "lamport": lamport,
         "wall_clock": Timestamp::now(),
@@ -136,6 +137,9 @@ fn check(
     verify_value(&doc, signer).map_err(|e| format!("signature: {e}"))?;
     if doc["community_id"] != json!(community) {
         return Err("snapshot of another community".into());
+    }
+    if doc["rules"].as_str() != Some(crate::log::RULES_REVISION) {
+        return Err("folded under other membership rules".into());
     }
     if doc["covers_events_up_to"].as_u64() != Some(lamport) {
         return Err("file name and contents disagree".into());

@@ -3,7 +3,10 @@
 //! Lamport values, in a few round trips and a few hundred bytes when the
 //! sets are close.
 //!
-//! Items are `(lamport, BLAKE3(event_id))`; the 32-byte hash maps back to
+//! Items are `(lamport, BLAKE3 of the canonical envelope)`: keyed on the
+//! envelope rather than its id, two nodes that hold different envelopes
+//! under one id see each other's as missing, exchange them, and both keep
+//! the one with the lower digest (the log's rule). The hash maps back to
 //! the event id through the set both sides built.
 
 use std::collections::HashMap;
@@ -21,22 +24,30 @@ fn err(e: impl std::fmt::Display) -> ReconcileError {
     ReconcileError(e.to_string())
 }
 
-/// One side's set of event ids, ready for reconciliation.
+/// One event as reconciliation sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub lamport: u64,
+    /// BLAKE3 of the envelope's canonical JSON.
+    pub digest: [u8; 32],
+    pub event_id: String,
+}
+
+/// One side's set of events, ready for reconciliation.
 pub struct IdSet {
     storage: NegentropyStorageVector,
     by_hash: HashMap<[u8; 32], String>,
 }
 
 impl IdSet {
-    pub fn new(ids: &[(u64, String)]) -> Result<Self, ReconcileError> {
-        let mut storage = NegentropyStorageVector::with_capacity(ids.len());
-        let mut by_hash = HashMap::with_capacity(ids.len());
-        for (lamport, id) in ids {
-            let hash = *blake3::hash(id.as_bytes()).as_bytes();
+    pub fn new(items: &[Item]) -> Result<Self, ReconcileError> {
+        let mut storage = NegentropyStorageVector::with_capacity(items.len());
+        let mut by_hash = HashMap::with_capacity(items.len());
+        for item in items {
             storage
-                .insert(*lamport, Id::from_byte_array(hash))
+                .insert(item.lamport, Id::from_byte_array(item.digest))
                 .map_err(err)?;
-            by_hash.insert(hash, id.clone());
+            by_hash.insert(item.digest, item.event_id.clone());
         }
         storage.seal().map_err(err)?;
         Ok(Self { storage, by_hash })
@@ -94,20 +105,26 @@ pub fn answer(set: &IdSet, message: &[u8]) -> Result<Vec<u8>, ReconcileError> {
 mod tests {
     use super::*;
 
-    fn ids(range: std::ops::Range<u64>, tag: &str) -> Vec<(u64, String)> {
-        range.map(|i| (i, format!("{tag}{i:020}"))).collect()
+    fn item(lamport: u64, event_id: &str, envelope: &str) -> Item {
+        Item {
+            lamport,
+            digest: *blake3::hash(envelope.as_bytes()).as_bytes(),
+            event_id: event_id.to_owned(),
+        }
     }
 
-    #[test]
-    fn finds_exactly_the_difference_including_concurrent_lamports() {
-        let mut a = ids(0..1000, "common");
-        let mut b = a.clone();
-        // Both sides wrote at the same Lamport values while apart.
-        a.extend(ids(500..510, "only-a"));
-        b.extend(ids(500..520, "only-b"));
-        a.sort();
-        b.sort();
-        let (sa, sb) = (IdSet::new(&a).unwrap(), IdSet::new(&b).unwrap());
+    fn ids(range: std::ops::Range<u64>, tag: &str) -> Vec<Item> {
+        range
+            .map(|i| {
+                let id = format!("{tag}{i:020}");
+                item(i, &id, &id)
+            })
+            .collect()
+    }
+
+    /// What each side has that the other lacks, by event id.
+    fn difference(a: &[Item], b: &[Item]) -> (Vec<String>, Vec<String>, usize) {
+        let (sa, sb) = (IdSet::new(a).unwrap(), IdSet::new(b).unwrap());
         let (mut init, mut msg) = Initiator::new(&sa).unwrap();
         let mut rounds = 0;
         loop {
@@ -118,7 +135,11 @@ mod tests {
                 None => break,
             }
         }
-        let mut have: Vec<&str> = init.have.iter().map(|h| sa.event_id(h).unwrap()).collect();
+        let mut have: Vec<String> = init
+            .have
+            .iter()
+            .map(|h| sa.event_id(h).unwrap().to_owned())
+            .collect();
         let mut need: Vec<String> = init
             .need
             .iter()
@@ -126,6 +147,28 @@ mod tests {
             .collect();
         have.sort();
         need.sort();
+        (have, need, rounds)
+    }
+
+    #[test]
+    fn two_envelopes_under_one_id_are_a_difference() {
+        let common = ids(0..100, "common");
+        let mut a = common.clone();
+        let mut b = common;
+        a.push(item(50, "split", "envelope one"));
+        b.push(item(50, "split", "envelope two"));
+        let (have, need, _) = difference(&a, &b);
+        assert_eq!((have, need), (vec!["split".to_owned()], vec!["split".to_owned()]));
+    }
+
+    #[test]
+    fn finds_exactly_the_difference_including_concurrent_lamports() {
+        let mut a = ids(0..1000, "common");
+        let mut b = a.clone();
+        // Both sides wrote at the same Lamport values while apart.
+        a.extend(ids(500..510, "only-a"));
+        b.extend(ids(500..520, "only-b"));
+        let (have, need, rounds) = difference(&a, &b);
         assert_eq!(have.len(), 10);
         assert!(have.iter().all(|h| h.starts_with("only-a")));
         assert_eq!(need.len(), 20);

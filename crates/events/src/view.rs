@@ -2,9 +2,9 @@
 //! revocations, open invites, policy — the materialised view behind the
 //! community manifest (Contract §6.2). Built by folding events in replay
 //! order (§7.4); also the judge of whether an author may write an event at
-//! that point of history.
+//! that point of history, by the membership rules of SECURITY.md.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use hearthnet_base::crypto::verify_canonical;
 use hearthnet_base::event::Event;
@@ -12,7 +12,24 @@ use hearthnet_base::{CommunityId, DeviceKey, NodeId, Timestamp, TrustLevel, sign
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::history::AUTHOR_PREV;
 use crate::{Reject, RejectCode};
+
+/// Where an event sits in the total order of the log (§7.4).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Position {
+    pub lamport: u64,
+    pub event_id: String,
+}
+
+impl Position {
+    pub fn of(e: &Event) -> Self {
+        Self {
+            lamport: e.lamport,
+            event_id: e.event_id.clone(),
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemberState {
@@ -20,12 +37,26 @@ pub struct MemberState {
     pub added_at: Timestamp,
     pub added_by: NodeId,
     pub since_lamport: u64,
+    /// Who brought this member to its level: the inviter and every
+    /// promoter. A quorum may not lie within one member's sponsorship.
+    #[serde(default)]
+    pub sponsors: BTreeSet<NodeId>,
+    /// Whether this member's events carry `author_prev` links; once one
+    /// does, every later one must.
+    #[serde(default)]
+    pub linked: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RevokedState {
     pub revoked_at: Timestamp,
     pub lamport: u64,
+    /// The revocation's place in the log.
+    pub at: Position,
+    /// The target's last event that the revokers knew (`data.target_last_event_id`):
+    /// the target keeps exactly that event and its `author_prev` ancestors.
+    #[serde(default)]
+    pub last_event_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +66,63 @@ pub struct InviteState {
     pub expires_at: Timestamp,
     pub inviter: NodeId,
     pub used: bool,
+}
+
+/// What the revocations of the whole log take from their targets, at every
+/// position: an author revoked anywhere in the log writes nothing after its
+/// revocation, and before it only the events its revokers knew of. Built by
+/// the log from the revocations it holds (it needs the targets' events to
+/// follow their `author_prev` links), so a backdated event of a revoked
+/// author is refused at any Lamport once the revocation is known.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cutoffs(BTreeMap<NodeId, Cutoff>);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cutoff {
+    /// The first revocation of the target.
+    pub at: Position,
+    /// The target's events the revokers knew of; `None` for a revocation
+    /// that names no last event (written by a v1 node): then the position
+    /// alone decides.
+    pub kept: Option<BTreeSet<String>>,
+}
+
+impl Cutoffs {
+    pub fn iter(&self) -> impl Iterator<Item = (&NodeId, &Cutoff)> {
+        self.0.iter()
+    }
+
+    pub fn insert(&mut self, target: NodeId, cutoff: Cutoff) {
+        self.0.insert(target, cutoff);
+    }
+
+    /// Whether `e` survives the revocations of its author.
+    pub fn admit(&self, e: &Event) -> Result<(), Reject> {
+        let Some(cut) = self.0.get(&e.author) else {
+            return Ok(());
+        };
+        let before = Position::of(e) < cut.at;
+        let known = cut.kept.as_ref().is_none_or(|k| k.contains(&e.event_id));
+        if before && known {
+            return Ok(());
+        }
+        Err(Reject::new(
+            RejectCode::RevokedAuthor,
+            if before {
+                format!(
+                    "{} was revoked at Lamport {}, and this event is not one its revokers knew",
+                    e.author.short(),
+                    cut.at.lamport
+                )
+            } else {
+                format!(
+                    "{} was revoked at Lamport {}",
+                    e.author.short(),
+                    cut.at.lamport
+                )
+            },
+        ))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,6 +140,36 @@ pub struct CommunityView {
     pub count: u64,
     /// `(lamport, event_id)` of the last event applied, for replay order.
     pub last: Option<(u64, String)>,
+}
+
+/// Policy defaults where the genesis policy says nothing (M13 §4.1; the
+/// promotion quorum is ours).
+const DEFAULT_PROMOTE_QUORUM: u64 = 1;
+const DEFAULT_DEMOTE_QUORUM: u64 = 3;
+const DEFAULT_REVOKE_QUORUM: u64 = 3;
+/// Taking the root key's level or membership needs at least this many
+/// anchors, whatever the policy says.
+const ROOT_QUORUM_FLOOR: u64 = 2;
+
+fn unauthorized(detail: impl Into<String>) -> Reject {
+    Reject::new(RejectCode::Unauthorized, detail)
+}
+
+fn parse_level(v: &Value) -> Option<TrustLevel> {
+    match v.as_str()? {
+        "member" => Some(TrustLevel::Member),
+        "trusted" => Some(TrustLevel::Trusted),
+        "anchor" => Some(TrustLevel::Anchor),
+        _ => None,
+    }
+}
+
+/// What a co-signed change asks of its co-signers.
+struct Quorum {
+    target: NodeId,
+    needed: u64,
+    /// The lowest level a co-signer may have.
+    signer_level: TrustLevel,
 }
 
 impl CommunityView {
@@ -84,11 +202,12 @@ impl CommunityView {
         self.revoked.contains_key(node)
     }
 
-    /// Whether `e` would come after everything applied so far.
-    pub fn is_in_order(&self, e: &Event) -> bool {
-        self.last
-            .as_ref()
-            .is_none_or(|(l, id)| (e.lamport, e.event_id.as_str()) > (*l, id.as_str()))
+    /// The position of the last event applied.
+    pub fn position(&self) -> Option<Position> {
+        self.last.as_ref().map(|(lamport, id)| Position {
+            lamport: *lamport,
+            event_id: id.clone(),
+        })
     }
 
     fn policy_u64(&self, key: &str, default: u64) -> u64 {
@@ -98,20 +217,22 @@ impl CommunityView {
             .unwrap_or(default)
     }
 
+    fn is_root(&self, node: &NodeId) -> bool {
+        *node == self.community_id.root_key()
+    }
+
     /// The author's level at the event's point of history: a member since
     /// before it, and not revoked before it.
     fn author_level(&self, e: &Event) -> Result<TrustLevel, Reject> {
-        if let Some(r) = self.revoked.get(&e.author)
-            && r.lamport < e.lamport
-        {
+        if let Some(r) = self.revoked.get(&e.author) {
             return Err(Reject::new(
                 RejectCode::RevokedAuthor,
                 format!("{} was revoked at Lamport {}", e.author.short(), r.lamport),
             ));
         }
         match self.members.get(&e.author) {
-            Some(m) if m.since_lamport <= e.lamport => Ok(m.level),
-            _ => Err(Reject::new(
+            Some(m) => Ok(m.level),
+            None => Err(Reject::new(
                 RejectCode::UnknownAuthor,
                 format!(
                     "{} is not a member at Lamport {}",
@@ -122,99 +243,36 @@ impl CommunityView {
         }
     }
 
-    /// Whether `e` may be written by its author at its point of history.
-    pub fn authorize(&self, e: &Event) -> Result<(), Reject> {
-        let data = &e.data;
-        let node = |k: &str| data[k].as_str().and_then(|s| NodeId::parse(s).ok());
+    /// Whether `e` may be written by its author at its point of history:
+    /// this view is the community just before `e`, and `cutoffs` what the
+    /// revocations of the whole log take from their targets.
+    pub fn authorize(&self, e: &Event, cutoffs: &Cutoffs) -> Result<(), Reject> {
+        cutoffs.admit(e)?;
+        if self.members.get(&e.author).is_some_and(|m| m.linked)
+            && e.data.get(AUTHOR_PREV).is_none()
+        {
+            return Err(unauthorized(format!(
+                "{} links its events, and this one has no data.{AUTHOR_PREV}",
+                e.author.short()
+            )));
+        }
         match e.event_type.as_str() {
-            "community.created" => {
-                if self.created_at.is_some() {
-                    return Err(Reject::new(
-                        RejectCode::Unauthorized,
-                        "the community was already created",
-                    ));
-                }
-                if e.author != self.community_id.root_key()
-                    || node("founder_node_id") != Some(e.author)
-                {
-                    return Err(Reject::new(
-                        RejectCode::Unauthorized,
-                        "only the root key founds its community",
-                    ));
-                }
-                Ok(())
-            }
-            "community.member.joined" => {
-                let invite_id = data["invite_event_id"].as_str().unwrap_or_default();
-                let invite = self.invites.get(invite_id).ok_or_else(|| {
-                    Reject::new(RejectCode::Unauthorized, format!("no invite {invite_id}"))
-                })?;
-                if invite.invitee != e.author {
-                    return Err(Reject::new(
-                        RejectCode::Unauthorized,
-                        "the invite is addressed to another node",
-                    ));
-                }
-                if invite.used {
-                    return Err(Reject::new(
-                        RejectCode::Unauthorized,
-                        "the invite was already used",
-                    ));
-                }
-                if e.wall_clock > invite.expires_at {
-                    return Err(Reject::new(
-                        RejectCode::Unauthorized,
-                        format!("the invite expired at {}", invite.expires_at),
-                    ));
-                }
-                if self.is_revoked(&e.author) {
-                    return Err(Reject::new(
-                        RejectCode::RevokedAuthor,
-                        "a revoked node cannot rejoin",
-                    ));
-                }
-                Ok(())
-            }
+            "community.created" => self.authorize_creation(e),
+            "community.member.joined" => self.authorize_join(e),
             kind => {
                 let level = self.author_level(e)?;
                 match kind {
-                    "community.member.invited" => {
-                        let may = level >= TrustLevel::Trusted
-                            || self
-                                .policy
-                                .get("default_member_can_invite")
-                                .and_then(Value::as_bool)
-                                .unwrap_or(true);
-                        if !may {
-                            return Err(Reject::new(
-                                RejectCode::Unauthorized,
-                                "members of this community may not invite",
-                            ));
-                        }
-                        if data["initial_level"] == "anchor" {
-                            return Err(Reject::new(
-                                RejectCode::Unauthorized,
-                                "an invite grants member or trusted",
+                    "community.member.invited" => self.authorize_invite(e, level),
+                    "community.member.promoted" => self.authorize_promotion(e, level),
+                    "community.member.demoted" => self.authorize_demotion(e, level),
+                    "community.member.revoked" => self.authorize_revocation(e, level),
+                    "community.policy.updated" => {
+                        if !self.is_root(&e.author) || level < TrustLevel::Anchor {
+                            return Err(unauthorized(
+                                "only the root key, while an anchor, changes the policy",
                             ));
                         }
                         Ok(())
-                    }
-                    "community.member.revoked" => self.check_cosigned(
-                        e,
-                        level,
-                        self.policy_u64("min_signatures_to_revoke", 3),
-                    ),
-                    "community.member.demoted" => self.check_cosigned(
-                        e,
-                        level,
-                        self.policy_u64("min_signatures_to_demote", 3),
-                    ),
-                    "community.member.promoted" => self.check_cosigned(e, level, 1),
-                    "community.policy.updated" if e.author != self.community_id.root_key() => {
-                        Err(Reject::new(
-                            RejectCode::Unauthorized,
-                            "only the root key changes the policy",
-                        ))
                     }
                     _ => Ok(()),
                 }
@@ -222,25 +280,177 @@ impl CommunityView {
         }
     }
 
-    /// Revocations, promotions and demotions carry co-signatures of
-    /// distinct trusted members over the data without `co_signers`.
-    fn check_cosigned(
-        &self,
-        e: &Event,
-        author_level: TrustLevel,
-        needed: u64,
-    ) -> Result<(), Reject> {
-        if author_level < TrustLevel::Trusted {
+    fn authorize_creation(&self, e: &Event) -> Result<(), Reject> {
+        if self.created_at.is_some() {
+            return Err(unauthorized("the community was already created"));
+        }
+        let founder = e.data["founder_node_id"]
+            .as_str()
+            .and_then(|s| NodeId::parse(s).ok());
+        if !self.is_root(&e.author) || founder != Some(e.author) {
+            return Err(unauthorized("only the root key founds its community"));
+        }
+        Ok(())
+    }
+
+    fn authorize_join(&self, e: &Event) -> Result<(), Reject> {
+        let invite_id = e.data["invite_event_id"].as_str().unwrap_or_default();
+        let invite = self
+            .invites
+            .get(invite_id)
+            .ok_or_else(|| unauthorized(format!("no invite {invite_id} before this join")))?;
+        if invite.invitee != e.author {
+            return Err(unauthorized("the invite is addressed to another node"));
+        }
+        if invite.used {
+            return Err(unauthorized("the invite was already used"));
+        }
+        if e.wall_clock > invite.expires_at {
+            return Err(unauthorized(format!(
+                "the invite expired at {}",
+                invite.expires_at
+            )));
+        }
+        if self.is_revoked(&e.author) {
             return Err(Reject::new(
-                RejectCode::Unauthorized,
-                "only trusted members do this",
+                RejectCode::RevokedAuthor,
+                "a revoked node cannot rejoin",
             ));
         }
+        if self.members.contains_key(&e.author) {
+            return Err(unauthorized("already a member"));
+        }
+        Ok(())
+    }
+
+    /// Members invite members (if the policy lets them); only anchors
+    /// invite at `trusted`; nobody invites at `anchor`.
+    fn authorize_invite(&self, e: &Event, level: TrustLevel) -> Result<(), Reject> {
+        let members_may = self
+            .policy
+            .get("default_member_can_invite")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        if level < TrustLevel::Trusted && !members_may {
+            return Err(unauthorized("members of this community may not invite"));
+        }
+        match parse_level(&e.data["initial_level"]) {
+            Some(TrustLevel::Member) => Ok(()),
+            Some(TrustLevel::Trusted) if level >= TrustLevel::Anchor => Ok(()),
+            Some(TrustLevel::Trusted) => Err(unauthorized(
+                "only anchors invite at trusted; invite at member and promote",
+            )),
+            _ => Err(unauthorized("an invite grants member or trusted")),
+        }
+    }
+
+    /// The target of a membership change: a member, not revoked.
+    fn target(&self, e: &Event) -> Result<(NodeId, &MemberState), Reject> {
+        let target = e.data["target_node_id"]
+            .as_str()
+            .and_then(|s| NodeId::parse(s).ok())
+            .ok_or_else(|| unauthorized("data.target_node_id is not a node id"))?;
+        if self.is_revoked(&target) {
+            return Err(unauthorized(format!("{} is revoked", target.short())));
+        }
+        let state = self
+            .members
+            .get(&target)
+            .ok_or_else(|| unauthorized(format!("{} is not a member", target.short())))?;
+        Ok((target, state))
+    }
+
+    /// Promotion raises the target's level; anchors promote, with the
+    /// policy's quorum of anchors.
+    fn authorize_promotion(&self, e: &Event, level: TrustLevel) -> Result<(), Reject> {
+        if level < TrustLevel::Anchor {
+            return Err(unauthorized("only anchors promote"));
+        }
+        let (target, state) = self.target(e)?;
+        let new = parse_level(&e.data["new_level"])
+            .ok_or_else(|| unauthorized("data.new_level is not a level"))?;
+        if new <= state.level {
+            return Err(unauthorized(format!(
+                "a promotion raises the level; {} is already {}",
+                target.short(),
+                state.level
+            )));
+        }
+        self.check_quorum(
+            e,
+            &Quorum {
+                target,
+                needed: self.policy_u64("min_signatures_to_promote", DEFAULT_PROMOTE_QUORUM),
+                signer_level: TrustLevel::Anchor,
+            },
+        )
+    }
+
+    /// Demotion lowers the target's level, never below member (that is
+    /// revocation); co-signers are at least trusted and at least the
+    /// target's level.
+    fn authorize_demotion(&self, e: &Event, level: TrustLevel) -> Result<(), Reject> {
+        if level < TrustLevel::Trusted {
+            return Err(unauthorized("only trusted members demote"));
+        }
+        let (target, state) = self.target(e)?;
+        let new = parse_level(&e.data["new_level"])
+            .ok_or_else(|| unauthorized("data.new_level is not a level"))?;
+        if new >= state.level {
+            return Err(unauthorized(format!(
+                "a demotion lowers the level; {} is {}",
+                target.short(),
+                state.level
+            )));
+        }
+        let quorum = self.removal_quorum(
+            target,
+            state.level,
+            self.policy_u64("min_signatures_to_demote", DEFAULT_DEMOTE_QUORUM),
+        );
+        self.check_quorum(e, &quorum)
+    }
+
+    fn authorize_revocation(&self, e: &Event, level: TrustLevel) -> Result<(), Reject> {
+        if level < TrustLevel::Trusted {
+            return Err(unauthorized("only trusted members revoke"));
+        }
+        let (target, state) = self.target(e)?;
+        let quorum = self.removal_quorum(
+            target,
+            state.level,
+            self.policy_u64("min_signatures_to_revoke", DEFAULT_REVOKE_QUORUM),
+        );
+        self.check_quorum(e, &quorum)
+    }
+
+    /// Who may lower `target`: members at least trusted and at least at
+    /// its level; the root only by several anchors, whatever the policy.
+    fn removal_quorum(&self, target: NodeId, target_level: TrustLevel, needed: u64) -> Quorum {
+        let needed = if self.is_root(&target) {
+            needed.max(ROOT_QUORUM_FLOOR)
+        } else {
+            needed
+        };
+        Quorum {
+            target,
+            needed,
+            signer_level: target_level.max(TrustLevel::Trusted),
+        }
+    }
+
+    /// The co-signatures of `e` (over its data without `co_signers` and
+    /// the author's own link `author_prev`) from
+    /// distinct members other than the target, at the required level at
+    /// this position, reach the quorum, and no single member other than
+    /// the root sponsored all of them.
+    fn check_quorum(&self, e: &Event, quorum: &Quorum) -> Result<(), Reject> {
         let mut payload = e.data.clone();
         if let Some(m) = payload.as_object_mut() {
             m.remove("co_signers");
+            m.remove(AUTHOR_PREV);
         }
-        let mut signers = std::collections::BTreeSet::new();
+        let mut signers = BTreeSet::new();
         for c in e.data["co_signers"].as_array().into_iter().flatten() {
             let (Some(id), Some(sig)) = (
                 c["node_id"].as_str().and_then(|s| NodeId::parse(s).ok()),
@@ -248,32 +458,64 @@ impl CommunityView {
             ) else {
                 continue;
             };
-            let trusted = self.level_of(&id) >= TrustLevel::Trusted;
-            if trusted && verify_canonical(&payload, sig, &id).is_ok() {
+            if id == quorum.target || self.level_of(&id) < quorum.signer_level {
+                continue;
+            }
+            if verify_canonical(&payload, sig, &id).is_ok() {
                 signers.insert(id);
             }
         }
-        if (signers.len() as u64) < needed {
-            return Err(Reject::new(
-                RejectCode::Unauthorized,
-                format!(
-                    "needs {needed} distinct trusted co-signers, has {}",
-                    signers.len()
-                ),
-            ));
+        if (signers.len() as u64) < quorum.needed {
+            return Err(unauthorized(format!(
+                "needs {} distinct co-signers at level {} or above (not the target), has {}",
+                quorum.needed,
+                quorum.signer_level,
+                signers.len()
+            )));
+        }
+        if quorum.needed >= 2
+            && let Some(sponsor) = self.common_sponsor(&signers)
+        {
+            return Err(unauthorized(format!(
+                "every co-signer is {} or was brought in by it; a quorum needs independent members",
+                sponsor.short()
+            )));
         }
         Ok(())
+    }
+
+    /// Everyone who sponsored `node`, directly or through its sponsors.
+    fn ancestry(&self, node: &NodeId) -> BTreeSet<NodeId> {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![*node];
+        while let Some(n) = todo.pop() {
+            for s in self.members.get(&n).into_iter().flat_map(|m| &m.sponsors) {
+                if seen.insert(*s) {
+                    todo.push(*s);
+                }
+            }
+        }
+        seen
+    }
+
+    /// A member other than the root who is, or sponsored, every signer.
+    fn common_sponsor(&self, signers: &BTreeSet<NodeId>) -> Option<NodeId> {
+        let mut common: Option<BTreeSet<NodeId>> = None;
+        for s in signers {
+            let mut line = self.ancestry(s);
+            line.insert(*s);
+            common = Some(match common {
+                None => line,
+                Some(c) => c.intersection(&line).copied().collect(),
+            });
+        }
+        common?.into_iter().find(|n| !self.is_root(n))
     }
 
     /// Fold one authorised event into the view.
     pub fn apply(&mut self, e: &Event) {
         let data = &e.data;
         let node = |k: &str| data[k].as_str().and_then(|s| NodeId::parse(s).ok());
-        let level = |k: &str| match data[k].as_str() {
-            Some("anchor") => TrustLevel::Anchor,
-            Some("trusted") => TrustLevel::Trusted,
-            _ => TrustLevel::Member,
-        };
         match e.event_type.as_str() {
             "community.created" => {
                 self.name = data["name"].as_str().unwrap_or_default().to_owned();
@@ -286,6 +528,8 @@ impl CommunityView {
                         added_at: e.wall_clock,
                         added_by: e.author,
                         since_lamport: e.lamport,
+                        sponsors: BTreeSet::new(),
+                        linked: false,
                     },
                 );
             }
@@ -298,7 +542,8 @@ impl CommunityView {
                         e.event_id.clone(),
                         InviteState {
                             invitee,
-                            level: level("initial_level"),
+                            level: parse_level(&data["initial_level"])
+                                .unwrap_or(TrustLevel::Member),
                             expires_at: expires_at.unwrap_or(e.wall_clock),
                             inviter: e.author,
                             used: false,
@@ -307,11 +552,8 @@ impl CommunityView {
                 }
             }
             "community.member.joined" => {
-                let invite_id = data["invite_event_id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                if let Some(invite) = self.invites.get_mut(&invite_id) {
+                let invite_id = data["invite_event_id"].as_str().unwrap_or_default();
+                if let Some(invite) = self.invites.get_mut(invite_id) {
                     invite.used = true;
                     let added_by = invite.inviter;
                     let level = invite.level;
@@ -320,6 +562,8 @@ impl CommunityView {
                         added_at: e.wall_clock,
                         added_by,
                         since_lamport: e.lamport,
+                        sponsors: BTreeSet::from([added_by]),
+                        linked: false,
                     });
                 }
             }
@@ -328,23 +572,35 @@ impl CommunityView {
                     self.revoked.entry(target).or_insert(RevokedState {
                         revoked_at: e.wall_clock,
                         lamport: e.lamport,
+                        at: Position::of(e),
+                        last_event_id: data["target_last_event_id"].as_str().map(str::to_owned),
                     });
                 }
             }
             "community.member.promoted" | "community.member.demoted" => {
                 if let Some(target) = node("target_node_id")
+                    && let Some(level) = parse_level(&data["new_level"])
                     && let Some(m) = self.members.get_mut(&target)
                 {
-                    m.level = level("new_level");
+                    m.level = level;
+                    if e.event_type == "community.member.promoted" {
+                        m.sponsors.insert(e.author);
+                    }
                 }
             }
             "community.policy.updated" => self.policy = data["policy"].clone(),
             _ => {}
         }
+        if data.get(AUTHOR_PREV).is_some()
+            && let Some(m) = self.members.get_mut(&e.author)
+        {
+            m.linked = true;
+        }
         self.head = self.head.max(e.lamport);
         self.count += 1;
-        if self.is_in_order(e) {
-            self.last = Some((e.lamport, e.event_id.clone()));
+        let here = Some((e.lamport, e.event_id.clone()));
+        if here > self.last {
+            self.last = here;
         }
     }
 
