@@ -461,7 +461,10 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 /// see [`crate::history`]) and `digest` (BLAKE3 of the canonical envelope,
 /// what sync reconciles on).
 const MIGRATIONS: [(&str, &str); 2] = [
-    ("held", "ALTER TABLE events ADD COLUMN held INTEGER NOT NULL DEFAULT 0"),
+    (
+        "held",
+        "ALTER TABLE events ADD COLUMN held INTEGER NOT NULL DEFAULT 0",
+    ),
     ("digest", "ALTER TABLE events ADD COLUMN digest BLOB"),
 ];
 
@@ -483,12 +486,15 @@ impl Core {
 
     fn migrate(&self) -> Result<(), EventLogError> {
         let columns: Vec<String> = {
-            let mut stmt = self.db(self.conn.prepare("SELECT name FROM pragma_table_info('events')"))?;
+            let mut stmt = self.db(self
+                .conn
+                .prepare("SELECT name FROM pragma_table_info('events')"))?;
             let rows = self.db(stmt.query_map([], |r| r.get::<_, String>(0)))?;
-            rows.collect::<rusqlite::Result<_>>().map_err(|source| EventLogError::Db {
-                path: self.path.clone(),
-                source,
-            })?
+            rows.collect::<rusqlite::Result<_>>()
+                .map_err(|source| EventLogError::Db {
+                    path: self.path.clone(),
+                    source,
+                })?
         };
         for (column, sql) in MIGRATIONS {
             if !columns.iter().any(|c| c == column) {
@@ -499,12 +505,15 @@ impl Core {
             "CREATE INDEX IF NOT EXISTS events_held ON events(held, lamport, event_id)",
         ))?;
         let missing: Vec<(i64, Vec<u8>)> = {
-            let mut stmt = self.db(self.conn.prepare("SELECT seq, envelope FROM events WHERE digest IS NULL"))?;
+            let mut stmt = self.db(self
+                .conn
+                .prepare("SELECT seq, envelope FROM events WHERE digest IS NULL"))?;
             let rows = self.db(stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))))?;
-            rows.collect::<rusqlite::Result<_>>().map_err(|source| EventLogError::Db {
-                path: self.path.clone(),
-                source,
-            })?
+            rows.collect::<rusqlite::Result<_>>()
+                .map_err(|source| EventLogError::Db {
+                    path: self.path.clone(),
+                    source,
+                })?
         };
         for (seq, bytes) in missing {
             let digest = EnvelopeDigest::of_stored(&bytes);
@@ -519,7 +528,9 @@ impl Core {
     fn meta(&self, key: &str) -> Result<Option<String>, EventLogError> {
         self.db(self
             .conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
             .optional())
     }
 
@@ -552,7 +563,11 @@ impl Core {
             }
             _ => None,
         };
-        let mode = if current_rules { Mode::Trust } else { Mode::Judge };
+        let mode = if current_rules {
+            Mode::Trust
+        } else {
+            Mode::Judge
+        };
         let from = restored.as_ref().and_then(CommunityView::position);
         self.history = History::new(restored.unwrap_or_else(|| CommunityView::new(self.community)));
         let path = self.path.clone();
@@ -581,7 +596,10 @@ impl Core {
     }
 
     /// The id of the last event of `author` that counts, for `author_prev`.
-    fn last_event_of(&self, author: &hearthnet_base::NodeId) -> Result<Option<String>, EventLogError> {
+    fn last_event_of(
+        &self,
+        author: &hearthnet_base::NodeId,
+    ) -> Result<Option<String>, EventLogError> {
         self.db(self
             .conn
             .query_row(
@@ -757,7 +775,9 @@ impl Core {
                 None => match self.stored(&id) {
                     Ok(found) => found.map(|(d, p)| (d, p, false)),
                     Err(e) => {
-                        report.rejected.push((id, Reject::new(RejectCode::DbError, e.to_string())));
+                        report
+                            .rejected
+                            .push((id, Reject::new(RejectCode::DbError, e.to_string())));
                         return (report, Some(e));
                     }
                 },
@@ -1000,9 +1020,9 @@ impl Core {
     }
 
     fn replay_into<F: crate::Fold>(&self, mut fold: F) -> Result<(F, i64), EventLogError> {
-        let mut stmt = self.db(self
-            .conn
-            .prepare("SELECT seq, envelope FROM events WHERE held = 0 ORDER BY lamport, event_id"))?;
+        let mut stmt = self.db(self.conn.prepare(
+            "SELECT seq, envelope FROM events WHERE held = 0 ORDER BY lamport, event_id",
+        ))?;
         let rows =
             self.db(stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))))?;
         let mut last_seq = 0;

@@ -158,7 +158,10 @@ mod tests {
         a.push(item(50, "split", "envelope one"));
         b.push(item(50, "split", "envelope two"));
         let (have, need, _) = difference(&a, &b);
-        assert_eq!((have, need), (vec!["split".to_owned()], vec!["split".to_owned()]));
+        assert_eq!(
+            (have, need),
+            (vec!["split".to_owned()], vec!["split".to_owned()])
+        );
     }
 
     #[test]
