@@ -1578,6 +1578,271 @@ mod tests {
         );
     }
 
+    /// Co-signatures of `keys` over `data` (without `co_signers`), set in it.
+    fn cosigned(mut data: Value, keys: &[&DeviceKey]) -> Value {
+        let signers: Vec<Value> = keys
+            .iter()
+            .map(|k| json!({"node_id": k.node_id(), "signature": k.sign_canonical(&data).unwrap()}))
+            .collect();
+        data["co_signers"] = json!(signers);
+        data
+    }
+
+    fn codes(report: &AppendReport) -> Vec<RejectCode> {
+        report.rejected.iter().map(|(_, r)| r.code).collect()
+    }
+
+    #[test]
+    fn a_revocation_naming_the_last_event_refuses_backdated_ones() {
+        let w = World::new();
+        let log = w.open("a");
+        let (t1, t2, bad, friend) = (
+            DeviceKey::generate(),
+            DeviceKey::generate(),
+            DeviceKey::generate(),
+            DeviceKey::generate(),
+        );
+        w.admit(&log, &t1, "trusted", 1);
+        w.admit(&log, &t2, "trusted", 3);
+        let admission = w.admission(&bad, "member", 5);
+        let join_id = admission[0]["event_id"].clone();
+        log.append_received_blocking(admission).unwrap();
+        let mut known = w.post(&bad, 8, "known");
+        let mut data = known["data"].clone();
+        data["author_prev"] = join_id;
+        known = w.event(&bad, 8, "market.post.created", data);
+        assert_eq!(
+            log.append_received_blocking(vec![known.clone()])
+                .unwrap()
+                .accepted,
+            1
+        );
+        let revocation = cosigned(
+            json!({"target_node_id": bad.node_id(), "reason": "compromised", "target_last_event_id": known["event_id"]}),
+            &[&w.founder, &t1, &t2],
+        );
+        let revocation = w.event(&w.founder, 11, "community.member.revoked", revocation);
+        assert_eq!(
+            log.append_received_blocking(vec![revocation])
+                .unwrap()
+                .accepted,
+            1
+        );
+        // Below the revocation's Lamport, linked to the known event: still
+        // not one the revokers knew.
+        let invite = w.event(
+            &bad,
+            9,
+            "community.member.invited",
+            json!({
+                "invitee_node_id": friend.node_id(), "display_name": "f", "initial_level": "member",
+                "expires_at": Timestamp::now().plus_seconds(3600), "author_prev": known["event_id"]
+            }),
+        );
+        let join = w.event(
+            &friend,
+            10,
+            "community.member.joined",
+            json!({"invite_event_id": invite["event_id"], "node_manifest": {}}),
+        );
+        let report = log.append_received_blocking(vec![invite, join]).unwrap();
+        assert_eq!(report.accepted, 0, "{report:?}");
+        assert!(
+            codes(&report).contains(&RejectCode::RevokedAuthor),
+            "{report:?}"
+        );
+        assert_eq!(log.view().level_of(&friend.node_id()), TrustLevel::Unknown);
+        let served: Vec<String> = log
+            .query_blocking(Query {
+                author: Some(bad.node_id().full()),
+                ..Query::default()
+            })
+            .unwrap()
+            .into_iter()
+            .map(|s| s.event.event_id)
+            .collect();
+        assert_eq!(
+            served.len(),
+            2,
+            "the join and the known post stay: {served:?}"
+        );
+    }
+
+    #[test]
+    fn an_event_before_its_authors_join_counts_once_the_join_arrives() {
+        let w = World::new();
+        let log = w.open("a");
+        let newcomer = DeviceKey::generate();
+        let cursor = log
+            .query_blocking(Query::default())
+            .unwrap()
+            .last()
+            .unwrap()
+            .seq;
+        let early = w.post(&newcomer, 5, "early");
+        let report = log.append_received_blocking(vec![early.clone()]).unwrap();
+        assert_eq!(codes(&report), [RejectCode::UnknownAuthor]);
+        assert!(
+            log.query_blocking(Query::default())
+                .unwrap()
+                .iter()
+                .all(|s| s.json != early)
+        );
+        w.admit(&log, &newcomer, "member", 1);
+        // A follower of the log by sequence number sees it arrive.
+        let followed = log
+            .query_blocking(Query {
+                after_seq: Some(cursor),
+                ..Query::default()
+            })
+            .unwrap();
+        assert!(followed.iter().any(|s| s.json == early), "{followed:?}");
+        // Offered again, it is a duplicate, not a second copy.
+        assert_eq!(
+            log.append_received_blocking(vec![early])
+                .unwrap()
+                .duplicates,
+            1
+        );
+    }
+
+    #[test]
+    fn a_quorum_from_one_members_lineage_is_refused() {
+        let w = World::new();
+        let log = w.open("a");
+        let (a, s1, s2, target) = (
+            DeviceKey::generate(),
+            DeviceKey::generate(),
+            DeviceKey::generate(),
+            DeviceKey::generate(),
+        );
+        w.admit(&log, &a, "trusted", 1);
+        w.admit(&log, &target, "member", 3);
+        let promote = cosigned(
+            json!({"target_node_id": a.node_id(), "new_level": "anchor"}),
+            &[&w.founder],
+        );
+        let promote = w.event(&w.founder, 5, "community.member.promoted", promote);
+        assert_eq!(
+            log.append_received_blocking(vec![promote])
+                .unwrap()
+                .accepted,
+            1
+        );
+        // The new anchor brings in two keys of its own at trusted.
+        let invite = |who: &DeviceKey, at: u64| {
+            let invite = w.event(&a, at, "community.member.invited", json!({
+                "invitee_node_id": who.node_id(), "display_name": "s", "initial_level": "trusted",
+                "expires_at": Timestamp::now().plus_seconds(3600)
+            }));
+            let join = w.event(
+                who,
+                at + 1,
+                "community.member.joined",
+                json!({"invite_event_id": invite["event_id"], "node_manifest": {}}),
+            );
+            vec![invite, join]
+        };
+        assert_eq!(
+            log.append_received_blocking(invite(&s1, 6))
+                .unwrap()
+                .accepted,
+            2
+        );
+        assert_eq!(
+            log.append_received_blocking(invite(&s2, 8))
+                .unwrap()
+                .accepted,
+            2
+        );
+        let intent = json!({"target_node_id": target.node_id(), "reason": "other"});
+        let own_keys = w.event(
+            &a,
+            10,
+            "community.member.revoked",
+            cosigned(intent.clone(), &[&a, &s1, &s2]),
+        );
+        let report = log.append_received_blocking(vec![own_keys]).unwrap();
+        assert_eq!(codes(&report), [RejectCode::Unauthorized]);
+        assert!(
+            report.rejected[0].1.detail.contains("independent"),
+            "{report:?}"
+        );
+        // With the founder instead of one of them, the quorum stands.
+        let fair = w.event(
+            &a,
+            11,
+            "community.member.revoked",
+            cosigned(intent, &[&w.founder, &a, &s1]),
+        );
+        assert_eq!(
+            log.append_received_blocking(vec![fair]).unwrap().accepted,
+            1
+        );
+    }
+
+    #[test]
+    fn trusted_members_cannot_lower_an_anchor_and_the_root_needs_two_anchors() {
+        let w = World::new();
+        let log = w.open("a");
+        let trusted: Vec<DeviceKey> = (0..3).map(|_| DeviceKey::generate()).collect();
+        for (i, t) in trusted.iter().enumerate() {
+            w.admit(&log, t, "trusted", 1 + 2 * i as u64);
+        }
+        let demote = json!({"target_node_id": w.founder.node_id(), "new_level": "member"});
+        let signers: Vec<&DeviceKey> = trusted.iter().collect();
+        let by_trusted = w.event(
+            &trusted[0],
+            10,
+            "community.member.demoted",
+            cosigned(demote.clone(), &signers),
+        );
+        assert_eq!(
+            codes(&log.append_received_blocking(vec![by_trusted]).unwrap()),
+            [RejectCode::Unauthorized]
+        );
+        // A policy of one signature does not let one anchor take the root.
+        let mut policy = log.view().policy.clone();
+        policy["min_signatures_to_demote"] = json!(1);
+        let update = w.event(
+            &w.founder,
+            11,
+            "community.policy.updated",
+            json!({"policy": policy}),
+        );
+        assert_eq!(
+            log.append_received_blocking(vec![update]).unwrap().accepted,
+            1
+        );
+        let promote = w.event(
+            &w.founder,
+            12,
+            "community.member.promoted",
+            cosigned(
+                json!({"target_node_id": trusted[0].node_id(), "new_level": "anchor"}),
+                &[&w.founder],
+            ),
+        );
+        assert_eq!(
+            log.append_received_blocking(vec![promote])
+                .unwrap()
+                .accepted,
+            1
+        );
+        let one_anchor = w.event(
+            &trusted[0],
+            13,
+            "community.member.demoted",
+            cosigned(demote, &[&trusted[0]]),
+        );
+        let report = log.append_received_blocking(vec![one_anchor]).unwrap();
+        assert_eq!(codes(&report), [RejectCode::Unauthorized], "{report:?}");
+        assert_eq!(
+            log.view().level_of(&w.founder.node_id()),
+            TrustLevel::Anchor
+        );
+    }
+
     #[test]
     fn arrival_order_does_not_change_the_result() {
         let w = World::new();

@@ -96,11 +96,16 @@ impl Cutoffs {
         self.0.insert(target, cutoff);
     }
 
-    /// Whether `e` survives the revocations of its author.
+    /// Whether `e` survives the revocations of its author. A join always
+    /// does: revokers knew their target was a member, and cutting the
+    /// join would undo the very revocation that cut it.
     pub fn admit(&self, e: &Event) -> Result<(), Reject> {
         let Some(cut) = self.0.get(&e.author) else {
             return Ok(());
         };
+        if e.event_type == "community.member.joined" && Position::of(e) < cut.at {
+            return Ok(());
+        }
         let before = Position::of(e) < cut.at;
         let known = cut.kept.as_ref().is_none_or(|k| k.contains(&e.event_id));
         if before && known {
