@@ -162,7 +162,7 @@ impl History {
         let (lamport, id) = after(&view);
         let mut stmt = conn.prepare_cached(
             "SELECT event_id, envelope, held, author, event_type FROM events
-             WHERE (lamport > ?1 OR (lamport = ?1 AND event_id > ?2)) AND (?3 OR held = 0)
+             WHERE (lamport > ?1 OR (lamport = ?1 AND event_id > ?2)) AND (held = 0 OR (?3 AND held = 1))
              ORDER BY lamport, event_id",
         )?;
         let mut rows = stmt.query(params![lamport, id, mode == Mode::Judge])?;

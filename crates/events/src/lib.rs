@@ -11,6 +11,7 @@
 //! log's own thread, and nothing is stored that failed validation.
 
 mod history;
+mod limits;
 pub mod log;
 mod reject;
 pub mod snapshot;
@@ -18,7 +19,8 @@ pub mod sync;
 pub mod types;
 pub mod view;
 
-pub use log::{AppendReport, EventLog, EventLogError, Limits, LogPaths, Query, StoredEvent};
+pub use limits::Limits;
+pub use log::{AppendReport, EventLog, EventLogError, LogPaths, Query, StoredEvent};
 pub use reject::{Reject, RejectCode};
 pub use view::{CommunityView, Position};
 

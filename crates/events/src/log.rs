@@ -15,6 +15,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
 use crate::history::{AUTHOR_PREV, History, Mode, Verdicts};
+use crate::limits::{AuthorQuota, Limits};
 use crate::snapshot::{self, SnapshotStore};
 use crate::view::{CommunityView, Position};
 use crate::{Reject, RejectCode, types};
@@ -30,22 +31,6 @@ use crate::{Reject, RejectCode, types};
 /// to 2^53 (the end of the Lamport space); with it that takes ~10^12
 /// stored events.
 pub const MAX_LAMPORT_STEP: u64 = 10_000;
-
-/// What the log accepts, from config.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub max_event_bytes: usize,
-    pub max_future_skew_seconds: i64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_event_bytes: 64 * 1024,
-            max_future_skew_seconds: 300,
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EventLogError {
@@ -140,7 +125,13 @@ pub(crate) struct Core {
     /// Lamport of the newest snapshot on disk (read once, kept current).
     last_snapshot: u64,
     changes: tokio::sync::watch::Sender<i64>,
+    quota: AuthorQuota,
+    /// When lapsed events were last pruned.
+    last_prune: Option<std::time::Instant>,
 }
+
+/// How often lapsed events are pruned.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 type Job = Box<dyn FnOnce(&mut Core) + Send>;
 
@@ -199,6 +190,17 @@ impl Claim {
         }
     }
 }
+
+/// What the log holds under an event id.
+enum Stored {
+    Envelope(Claim, Position),
+    /// A lapsed event, pruned to its tombstone: offered again, it is the
+    /// same event, not taken back.
+    Pruned,
+}
+
+/// The `held` value of a tombstone (see [`crate::limits::prune`]).
+const PRUNED: i64 = 2;
 
 /// Handle to the log; cheap to clone, usable from async and blocking code.
 #[derive(Clone)]
@@ -288,6 +290,8 @@ impl EventLog {
             snapshots,
             snapshot_key: key,
             changes,
+            quota: AuthorQuota::default(),
+            last_prune: None,
         };
         core.load()?;
         if core.history.view.count == 0
@@ -502,7 +506,8 @@ impl Core {
             }
         }
         self.db(self.conn.execute_batch(
-            "CREATE INDEX IF NOT EXISTS events_held ON events(held, lamport, event_id)",
+            "CREATE INDEX IF NOT EXISTS events_held ON events(held, lamport, event_id);
+             CREATE INDEX IF NOT EXISTS events_author_day ON events(author, wall_clock);",
         ))?;
         let missing: Vec<(i64, Vec<u8>)> = {
             let mut stmt = self.db(self
@@ -700,6 +705,8 @@ impl Core {
                 });
             }
         }
+        self.limits
+            .check_retention(&event.event_type, event.wall_clock, now)?;
         if event.wall_clock.unix() > now.unix() + self.limits.max_future_skew_seconds {
             return Err(Reject {
                 code: RejectCode::ClockAhead,
@@ -721,23 +728,24 @@ impl Core {
     }
 
     /// The claim and position of what is stored under `event_id`, if any.
-    fn stored(&self, event_id: &str) -> Result<Option<(Claim, Position)>, EventLogError> {
-        let row: Option<(Vec<u8>, i64)> = self.db(self
+    fn stored(&self, event_id: &str) -> Result<Option<Stored>, EventLogError> {
+        let row: Option<(Vec<u8>, i64, i64)> = self.db(self
             .conn
             .query_row(
-                "SELECT envelope, lamport FROM events WHERE event_id = ?1",
+                "SELECT envelope, lamport, held FROM events WHERE event_id = ?1",
                 params![event_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional())?;
-        Ok(row.map(|(bytes, lamport)| {
-            (
+        Ok(row.map(|(bytes, lamport, held)| match held {
+            PRUNED => Stored::Pruned,
+            _ => Stored::Envelope(
                 Claim::of_stored(&bytes),
                 Position {
                     lamport: lamport as u64,
                     event_id: event_id.to_owned(),
                 },
-            )
+            ),
         }))
     }
 
@@ -773,7 +781,12 @@ impl Core {
             let known = match fresh.get(&id) {
                 Some((e, _, d)) => Some((*d, Position::of(e), true)),
                 None => match self.stored(&id) {
-                    Ok(found) => found.map(|(d, p)| (d, p, false)),
+                    Ok(Some(Stored::Pruned)) => {
+                        report.duplicates += 1;
+                        continue;
+                    }
+                    Ok(Some(Stored::Envelope(c, p))) => Some((c, p, false)),
+                    Ok(None) => None,
                     Err(e) => {
                         report
                             .rejected
@@ -820,6 +833,18 @@ impl Core {
                     displaced.push(position);
                 }
             }
+            let bytes = serde_json::to_vec(&value).map_or(0, |b| b.len() as u64);
+            if let Err(r) = self.quota.charge(
+                &self.conn,
+                &self.limits,
+                &event.author.full(),
+                event.wall_clock,
+                bytes,
+            ) {
+                tracing::warn!(event_id = %id, code = r.code.as_str(), detail = %r.detail, "event rejected");
+                report.rejected.push((id, r));
+                continue;
+            }
             if self.history.view.level_of(&event.author) >= hearthnet_base::TrustLevel::Member {
                 head = head.max(event.lamport);
             }
@@ -852,15 +877,43 @@ impl Core {
                 }
             }
         }
+        self.maybe_prune(now);
         report.head = self.history.view.head;
         self.publish();
         self.maybe_snapshot();
         (report, None)
     }
 
+    /// Prune lapsed events, at most once every [`PRUNE_EVERY`]; the view
+    /// is folded again if any went, as they no longer count.
+    fn maybe_prune(&mut self, now: Timestamp) {
+        if self.last_prune.is_some_and(|at| at.elapsed() < PRUNE_EVERY) {
+            return;
+        }
+        self.last_prune = Some(std::time::Instant::now());
+        if let Err(e) = self.prune(now) {
+            tracing::warn!(error = %e, "cannot prune lapsed events");
+        }
+    }
+
+    fn prune(&mut self, now: Timestamp) -> Result<usize, EventLogError> {
+        let pruned = self.db(crate::limits::prune(&self.conn, &self.limits, now))?;
+        if pruned > 0 {
+            tracing::info!(
+                pruned,
+                days = self.limits.retention_days,
+                "lapsed events pruned"
+            );
+            self.reload()?;
+            self.publish();
+        }
+        Ok(pruned)
+    }
+
     /// Fold the log again from the stored events, trusting their verdicts
     /// (after a failed write rolled a batch back).
     fn reload(&mut self) -> Result<(), EventLogError> {
+        self.quota.reset();
         self.history = History::new(CommunityView::new(self.community));
         let path = self.path.clone();
         self.history
@@ -1841,6 +1894,68 @@ mod tests {
             log.view().level_of(&w.founder.node_id()),
             TrustLevel::Anchor
         );
+    }
+
+    #[test]
+    fn an_author_over_its_daily_quota_is_refused() {
+        let w = World::new();
+        let log = EventLog::open(
+            LogPaths::in_state_dir(&w.dir.path().join("quota")),
+            w.community(),
+            Limits {
+                max_author_events_per_day: 3,
+                ..Limits::default()
+            },
+            Some(w.genesis.created_event.to_value()),
+            None,
+        )
+        .unwrap();
+        // The genesis is the founder's first event of the day.
+        let posts: Vec<Value> = (1..=3)
+            .map(|i| w.post(&w.founder, i, &format!("p{i}")))
+            .collect();
+        let report = log.append_received_blocking(posts).unwrap();
+        assert_eq!(report.accepted, 2, "{report:?}");
+        assert_eq!(codes(&report), [RejectCode::QuotaExceeded]);
+        assert!(
+            report.rejected[0].1.detail.contains("at most 3 events"),
+            "{report:?}"
+        );
+    }
+
+    #[test]
+    fn lapsed_posts_are_pruned_to_tombstones_and_not_taken_back() {
+        let w = World::new();
+        let log = w.open("prune");
+        let post = w.post(&w.founder, 1, "old sofa");
+        assert_eq!(
+            log.append_received_blocking(vec![post.clone()])
+                .unwrap()
+                .accepted,
+            1
+        );
+        let month_later = Timestamp::now().plus_seconds(31 * 86_400);
+        let pruned = log
+            .run_blocking(move |core| core.prune(month_later))
+            .unwrap()
+            .unwrap();
+        assert_eq!(pruned, 1);
+        assert!(
+            log.query_blocking(Query::default())
+                .unwrap()
+                .iter()
+                .all(|s| s.json != post)
+        );
+        assert_eq!(log.view().count, 1, "only the genesis counts");
+        // A peer that still holds it offers it again: the same event.
+        let report = log.append_received_blocking(vec![post]).unwrap();
+        assert_eq!((report.accepted, report.duplicates), (0, 1), "{report:?}");
+        // Membership events never lapse.
+        let pruned = log
+            .run_blocking(move |core| core.prune(month_later))
+            .unwrap()
+            .unwrap();
+        assert_eq!(pruned, 0);
     }
 
     #[test]

@@ -58,10 +58,17 @@ pub enum RejectCode {
     /// choose ids, so a second envelope under one id is a split of the
     /// log, never a duplicate.
     ConflictingId,
+    /// A market or chat event older than the retention window (X02 §5.4):
+    /// pruned here, so not taken back.
+    PastRetention,
+    /// Its author already wrote as many events (or bytes) stamped that day
+    /// as one author may: the one refusal that depends on what arrived
+    /// first, and only for an author beyond its quota.
+    QuotaExceeded,
 }
 
 impl RejectCode {
-    pub const ALL: [RejectCode; 13] = [
+    pub const ALL: [RejectCode; 15] = [
         Self::TooLarge,
         Self::Malformed,
         Self::InvalidSignature,
@@ -75,6 +82,8 @@ impl RejectCode {
         Self::Unauthorized,
         Self::DbError,
         Self::ConflictingId,
+        Self::PastRetention,
+        Self::QuotaExceeded,
     ];
 
     /// The form peers receive in `rejected_reasons`: part of the sync
@@ -94,6 +103,8 @@ impl RejectCode {
             Self::Unauthorized => "unauthorized",
             Self::DbError => "db_error",
             Self::ConflictingId => "conflicting_id",
+            Self::PastRetention => "past_retention",
+            Self::QuotaExceeded => "quota_exceeded",
         }
     }
 
@@ -109,7 +120,9 @@ impl RejectCode {
             | Self::BadData
             | Self::ClockAhead
             | Self::LamportAhead
-            | Self::ConflictingId => ErrorCode::BadRequest,
+            | Self::ConflictingId
+            | Self::PastRetention => ErrorCode::BadRequest,
+            Self::QuotaExceeded => ErrorCode::RateLimited,
             Self::InvalidSignature => ErrorCode::InvalidSignature,
             Self::UnknownAuthor | Self::Unauthorized => ErrorCode::Unauthorized,
             Self::RevokedAuthor => ErrorCode::Revoked,
@@ -153,6 +166,8 @@ mod tests {
                 "unauthorized",
                 "db_error",
                 "conflicting_id",
+                "past_retention",
+                "quota_exceeded",
             ]
         );
         let json = serde_json::to_value(Reject::new(RejectCode::ClockAhead, "by 400 s"));

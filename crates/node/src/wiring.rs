@@ -208,6 +208,7 @@ fn core_state(b: &Basics) -> Result<EventLog, NodeError> {
             max_event_bytes: usize::try_from(config.events.max_event_bytes).unwrap_or(usize::MAX),
             max_future_skew_seconds: i64::try_from(config.events.max_future_skew_seconds)
                 .unwrap_or(i64::MAX),
+            ..hearthnet_events::Limits::default()
         },
         genesis,
         Some(b.key.clone()),
