@@ -651,6 +651,58 @@ fn events_backdated_before_their_authors_revocation_are_refused() {
     assert!(counted.contains(last["event_id"].as_str().unwrap()));
 }
 
+/// M never links its events (it writes them by hand, as a v1 node would);
+/// its revokers name its last event. Nothing M signs afterwards should
+/// count, whatever Lamport it claims.
+#[test]
+#[ignore = "BUG: a revoked author whose known events carry no author_prev keeps every unlinked event at or below target_last_event_id (history.rs `chain`, Link::Absent), so an invite it signs after its revocation, dated below that event, counts and its puppet joins"]
+fn an_unlinked_event_backdated_below_a_revoked_authors_last_known_event_is_refused() {
+    let (community, members) = found(&["member", "trusted", "trusted", "trusted"]);
+    let [founder, m, t1, t2, t3] = &members[..] else {
+        unreachable!()
+    };
+    let _node = founder.sb.start_node(&[]);
+    let addr = founder.sb.peer_addr();
+    let (_, head) = count_and_head(&founder.sb);
+    let last = market_post(community, &m.key, head + 5, "last known, unlinked");
+    let reply = push(&addr, &m.key, community, &[&last]);
+    assert_eq!(reply["accepted"], 1, "{reply}");
+    let l = head + 10;
+    let intent = json!({"target_node_id": m.key.node_id(), "reason": "compromised",
+                        "target_last_event_id": last["event_id"]});
+    let revocation = event(
+        community,
+        &t1.key,
+        l,
+        "community.member.revoked",
+        cosigned(&intent, &[&t1.key, &t2.key, &t3.key]),
+    );
+    let reply = push(&addr, &t1.key, community, &[&revocation]);
+    assert_eq!(reply["accepted"], 1, "{reply}");
+    let (count1, _) = count_and_head(&founder.sb);
+
+    // After its revocation, M signs an invite dated below its last known
+    // event; the puppet joins after the revocation.
+    let puppet = DeviceKey::generate();
+    let backdated_invite = invite(community, &m.key, head + 4, &puppet.node_id(), "member");
+    let puppet_join = join(community, &puppet, l + 1, &backdated_invite);
+    let reply = push(
+        &addr,
+        &t2.key,
+        community,
+        &[&backdated_invite, &puppet_join],
+    );
+    assert_eq!(
+        reason_for(&reply, &backdated_invite).as_deref(),
+        Some("revoked_author"),
+        "{reply}"
+    );
+    assert_eq!(reply["accepted"], 0, "{reply}");
+    assert_eq!(count_and_head(&founder.sb).0, count1);
+    let manifest = community_manifest(&addr, &t2.key, community);
+    assert_eq!(level_in(&manifest, &puppet.node_id()), None, "{manifest}");
+}
+
 #[test]
 fn a_member_squatting_another_members_event_id_is_refused_and_the_original_stays() {
     let (community, members) = found(&["member", "member"]);
@@ -877,4 +929,55 @@ fn a_post_after_its_authors_revocation_stops_counting_when_the_revocation_arrive
     assert_eq!(counted, counted_ids(&t1.sb, community));
     assert!(!counted.contains(post["event_id"].as_str().unwrap()));
     assert!(counted.contains(revocation["event_id"].as_str().unwrap()));
+}
+
+/// The node caches its set of served digests by its count of events. A
+/// revocation that holds back one of its target's events leaves the count
+/// as it was: the revocation must be served (and synced) all the same.
+#[test]
+#[ignore = "BUG: the node's set of served digests is cached by event count (node/src/sync.rs `id_set`); a revocation that holds back one event leaves the count unchanged, so after a fetch the revocation is neither fetched nor synced by reconciliation"]
+fn a_revocation_that_holds_back_an_event_is_served_at_once() {
+    let (community, members) = found(&["member", "trusted", "trusted", "trusted"]);
+    let [founder, m, t1, t2, t3] = &members[..] else {
+        unreachable!()
+    };
+    let _node_f = founder.sb.start_node(&[]);
+    let _node_o = t3.sb.start_node(&[]);
+    let addr_f = founder.sb.peer_addr();
+    let (_, head) = count_and_head(&founder.sb);
+    let l = head + 10;
+    let post = market_post(community, &m.key, l + 5, "after the revocation point");
+    let intent = json!({"target_node_id": m.key.node_id(), "reason": "compromised",
+                        "target_last_event_id": m.joined.as_ref().unwrap()["event_id"]});
+    let revocation = event(
+        community,
+        &t1.key,
+        l,
+        "community.member.revoked",
+        cosigned(&intent, &[&t1.key, &t2.key, &t3.key]),
+    );
+    let reply = push(&addr_f, &m.key, community, &[&post]);
+    assert_eq!(reply["accepted"], 1, "{reply}");
+    // A peer asks for it (as reconciliation does), then the revocation comes.
+    assert_eq!(fetch(&addr_f, &t2.key, community, &[&post]).len(), 1);
+    let reply = push(&addr_f, &t2.key, community, &[&revocation]);
+    assert_eq!(reply["accepted"], 1, "{reply}");
+    assert_eq!(
+        fetch(&addr_f, &t2.key, community, &[&revocation]),
+        std::slice::from_ref(&revocation),
+        "the revocation is served"
+    );
+    // A member that syncs with the founder's node learns of it.
+    let synced = t3.sb.run(
+        &["sync", "--peer", &addr_f, "--protocol", "v2", "--json"],
+        None,
+    );
+    assert_eq!(synced.code, 0, "{synced:?}");
+    drop((_node_f, _node_o));
+    let at_t3 = counted_ids(&t3.sb, community);
+    assert!(
+        at_t3.contains(revocation["event_id"].as_str().unwrap()),
+        "the node that synced has the revocation: {synced:?}"
+    );
+    assert!(!at_t3.contains(post["event_id"].as_str().unwrap()));
 }
