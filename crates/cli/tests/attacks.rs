@@ -981,3 +981,95 @@ fn a_revocation_that_holds_back_an_event_is_served_at_once() {
     );
     assert!(!at_t3.contains(post["event_id"].as_str().unwrap()));
 }
+
+/// A takeover from above: an anchor the founder made brings in its own
+/// people, makes them anchors (each step allowed), and with them tries to
+/// revoke or demote the founder: the quorum is all of its own making.
+#[test]
+fn a_deputy_anchor_cannot_take_over_with_anchors_of_its_own_making() {
+    let (community, members) = found(&["trusted"]);
+    let [founder, deputy] = &members[..] else {
+        unreachable!()
+    };
+    let _node = founder.sb.start_node(&[]);
+    let addr = founder.sb.peer_addr();
+    let (count0, head) = count_and_head(&founder.sb);
+    let promote = |author: &DeviceKey, target: &DeviceKey, lamport: u64| {
+        let intent = json!({"target_node_id": target.node_id(), "new_level": "anchor"});
+        event(
+            community,
+            author,
+            lamport,
+            "community.member.promoted",
+            cosigned(&intent, &[author]),
+        )
+    };
+    let made_anchor = promote(&founder.key, &deputy.key, head + 1);
+    let reply = push(&addr, &founder.key, community, &[&made_anchor]);
+    assert_eq!(reply["accepted"], 1, "{reply}");
+    // Its people: invited at trusted, joined, promoted to anchor by it.
+    let (x, y) = (DeviceKey::generate(), DeviceKey::generate());
+    let ix = invite(community, &deputy.key, head + 2, &x.node_id(), "trusted");
+    let iy = invite(community, &deputy.key, head + 3, &y.node_id(), "trusted");
+    let jx = join(community, &x, head + 4, &ix);
+    let jy = join(community, &y, head + 5, &iy);
+    let px = promote(&deputy.key, &x, head + 6);
+    let py = promote(&deputy.key, &y, head + 7);
+    let reply = push(
+        &addr,
+        &deputy.key,
+        community,
+        &[&ix, &iy, &jx, &jy, &px, &py],
+    );
+    assert_eq!(reply["accepted"], 6, "each step is allowed: {reply}");
+    let manifest = community_manifest(&addr, &deputy.key, community);
+    for k in [&deputy.key, &x, &y] {
+        assert_eq!(standing(&manifest, &k.node_id()).as_deref(), Some("anchor"));
+    }
+
+    // Three anchors co-sign the founder's revocation, or its demotion.
+    let three = [&deputy.key, &x, &y];
+    let revoke_intent = json!({"target_node_id": founder.key.node_id(), "reason": "takeover"});
+    let revocation = event(
+        community,
+        &deputy.key,
+        head + 8,
+        "community.member.revoked",
+        cosigned(&revoke_intent, &three),
+    );
+    let demote_intent = json!({"target_node_id": founder.key.node_id(), "new_level": "trusted"});
+    let demotion = event(
+        community,
+        &x,
+        head + 8,
+        "community.member.demoted",
+        cosigned(&demote_intent, &three),
+    );
+    let reply = push(&addr, &y, community, &[&revocation, &demotion]);
+    assert_eq!(reply["accepted"], 0, "{reply}");
+    assert_eq!(
+        rejected_reasons(&reply),
+        ["unauthorized", "unauthorized"],
+        "{reply}"
+    );
+    let details: Vec<&str> = reply["rejected_reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["detail"].as_str().unwrap())
+        .collect();
+    assert!(
+        details.iter().all(|d| d.contains("independent")),
+        "refused for want of independent co-signers: {reply}"
+    );
+    assert!(fetch(&addr, &y, community, &[&revocation, &demotion]).is_empty());
+    assert_eq!(count_and_head(&founder.sb).0, count0 + 7);
+    let status = founder.sb.run(&["status", "--json"], None);
+    assert_eq!(status.code, 0, "{status:?}");
+    let manifest = community_manifest(&addr, &deputy.key, community);
+    assert_eq!(
+        standing(&manifest, &founder.key.node_id()).as_deref(),
+        Some("anchor"),
+        "{manifest}"
+    );
+}
