@@ -327,6 +327,18 @@ fn escalation_by_invite_self_promotion_or_a_disguised_demotion_is_refused() {
         "no invite, no join: {reply}"
     );
 
+    // Nobody invites at anchor, not even the founder.
+    let anchor_invite = invite(
+        community,
+        &founder.key,
+        head + 1,
+        &newcomer.node_id(),
+        "anchor",
+    );
+    let reply = push(&addr, &founder.key, community, &[&anchor_invite]);
+    assert_eq!(reply["accepted"], 0, "{reply}");
+    assert_eq!(rejected_reasons(&reply), ["unauthorized"], "{reply}");
+
     // (b) A trusted member promotes itself to anchor, co-signing itself.
     let intent =
         json!({"target_node_id": trusted.key.node_id(), "new_level": "anchor", "reason": "me"});
@@ -388,6 +400,7 @@ fn escalation_by_invite_self_promotion_or_a_disguised_demotion_is_refused() {
         "only the valid promotion"
     );
     let refused = [
+        &anchor_invite,
         &high_invite,
         &high_join,
         &self_promotion,
@@ -805,8 +818,17 @@ fn an_event_a_million_lamports_ahead_is_refused_and_the_head_stays() {
     );
     assert_eq!(written.code, 0, "{written:?}");
     assert_eq!(count_and_head(&founder.sb), (count0 + 2, head0 + 2));
+    // The bound: 10,000 past the head is taken, one more is not.
+    let over = market_post(community, &b.key, head0 + 2 + 10_001, "over");
+    let reply = push(&addr, &b.key, community, &[&over]);
+    assert_eq!(rejected_reasons(&reply), ["lamport_ahead"], "{reply}");
+    let at = market_post(community, &b.key, head0 + 2 + 10_000, "at the bound");
+    let reply = push(&addr, &b.key, community, &[&at]);
+    assert_eq!(reply["accepted"], 1, "{reply}");
     drop(_node);
-    assert!(!counted_ids(&founder.sb, community).contains(far["event_id"].as_str().unwrap()));
+    let counted = counted_ids(&founder.sb, community);
+    assert!(!counted.contains(far["event_id"].as_str().unwrap()));
+    assert!(!counted.contains(over["event_id"].as_str().unwrap()));
 }
 
 #[test]
