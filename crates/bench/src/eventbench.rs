@@ -45,7 +45,7 @@ fn post(
             community_id: community,
             lamport,
             event_type: "market.post.created",
-            data: json!({"client_id": title, "category": "offer", "title": title, "body": "Wasserkanister, 20 l, abzugeben", "ttl_seconds": 86400}),
+            data: json!({"author_prev": null, "client_id": title, "category": "offer", "title": title, "body": "Wasserkanister, 20 l, abzugeben", "ttl_seconds": 86400}),
         },
         key,
     )?
@@ -194,7 +194,7 @@ fn sync_figures(binary: &Path) -> anyhow::Result<()> {
             community_id: community,
             lamport: 1,
             event_type: "community.member.invited",
-            data: json!({"invitee_node_id": bkey.node_id(), "initial_level": "member", "expires_at": Timestamp::now().plus_seconds(3600)}),
+            data: json!({"author_prev": null, "invitee_node_id": bkey.node_id(), "initial_level": "member", "expires_at": Timestamp::now().plus_seconds(3600)}),
         },
         &founder,
     )?;
@@ -203,7 +203,7 @@ fn sync_figures(binary: &Path) -> anyhow::Result<()> {
             community_id: community,
             lamport: 2,
             event_type: "community.member.joined",
-            data: json!({"invite_event_id": invite.event_id, "node_manifest": {}}),
+            data: json!({"author_prev": null, "invite_event_id": invite.event_id, "node_manifest": {}}),
         },
         &bkey,
     )?;

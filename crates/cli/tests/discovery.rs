@@ -363,11 +363,12 @@ fn a_revoked_member_is_dropped_by_every_node() {
 
     // Three trusted members co-sign; the founder's node records it.
     let intent = json!({"client_id": "rev-lan", "target_node_id": target, "reason": "compromised"});
+    let payload = hearthnet_events::cosigned_payload("community.member.revoked", &intent);
     let co_signers: Vec<Value> = nodes[..3]
         .iter()
         .map(|sb| {
             let key = sb.key();
-            json!({"node_id": key.node_id(), "signature": key.sign_canonical(&intent).unwrap()})
+            json!({"node_id": key.node_id(), "signature": key.sign_canonical(&payload).unwrap()})
         })
         .collect();
     let mut input = intent.clone();

@@ -82,7 +82,7 @@ fn found_community(n: usize, level: &str) -> (CommunityId, Vec<Member>) {
                 community_id: community,
                 lamport: at,
                 event_type: "community.member.invited",
-                data: json!({"invitee_node_id": m.key.node_id(), "display_name": "m", "initial_level": level,
+                data: json!({"author_prev": null, "invitee_node_id": m.key.node_id(), "display_name": "m", "initial_level": level,
                              "expires_at": Timestamp::now().plus_seconds(3600)}),
             },
             &founder_key,
@@ -93,7 +93,7 @@ fn found_community(n: usize, level: &str) -> (CommunityId, Vec<Member>) {
                 community_id: community,
                 lamport: at + 1,
                 event_type: "community.member.joined",
-                data: json!({"invite_event_id": invite.event_id, "node_manifest": {}}),
+                data: json!({"author_prev": null, "invite_event_id": invite.event_id, "node_manifest": {}}),
             },
             &m.key,
         )
@@ -148,7 +148,7 @@ fn event_ids(sb: &Sandbox, community: CommunityId) -> BTreeSet<String> {
 /// A signed `market.post.created` by `key` at `lamport`.
 fn market_post(community: CommunityId, key: &DeviceKey, lamport: u64, title: &str) -> Value {
     Event::create(NewEvent { community_id: community, lamport, event_type: "market.post.created",
-        data: json!({"client_id": title, "category": "offer", "title": title, "body": "b", "ttl_seconds": 60}) }, key)
+        data: json!({"author_prev": null, "client_id": title, "category": "offer", "title": title, "body": "b", "ttl_seconds": 60}) }, key)
         .unwrap()
         .to_value()
 }
@@ -290,8 +290,9 @@ fn strangers_revoked_members_and_other_communities_are_refused() {
         unreachable!()
     };
     // Revoke the last member: three trusted co-signers.
-    let intent = json!({"target_node_id": revoked.key.node_id(), "reason": "compromised"});
-    let cosign = |k: &DeviceKey| json!({"node_id": k.node_id(), "signature": k.sign_canonical(&intent).unwrap()});
+    let intent = json!({"client_id": "r1", "target_node_id": revoked.key.node_id(), "reason": "compromised", "author_prev": null});
+    let payload = hearthnet_events::cosigned_payload("community.member.revoked", &intent);
+    let cosign = |k: &DeviceKey| json!({"node_id": k.node_id(), "signature": k.sign_canonical(&payload).unwrap()});
     let mut data = intent.clone();
     data["co_signers"] = json!([cosign(&a.key), cosign(&b.key), cosign(&c.key)]);
     for m in [a, b, c, d] {
@@ -371,7 +372,7 @@ fn forged_events_from_a_member_are_rejected_over_the_wire() {
     tampered["data"]["title"] = json!("changed");
     let other = DeviceKey::generate();
     let wrong_community = Event::create(NewEvent { community_id: CommunityId::of_root(other.node_id()), lamport: 12,
-        event_type: "market.post.created", data: json!({"client_id": "w", "category": "offer", "title": "w", "body": "b", "ttl_seconds": 60}) }, &b.key)
+        event_type: "market.post.created", data: json!({"author_prev": null, "client_id": "w", "category": "offer", "title": "w", "body": "b", "ttl_seconds": 60}) }, &b.key)
         .unwrap().to_value();
     let non_member = post(&other, 13, "stranger");
     let oversized = post(&b.key, 14, &"x".repeat(100_000));
@@ -721,7 +722,8 @@ fn a_revoked_member_loses_access_on_every_node_after_sync() {
 
     let intent =
         json!({"client_id": "rev-1", "target_node_id": d.key.node_id(), "reason": "compromised"});
-    let cosign = |k: &DeviceKey| json!({"node_id": k.node_id(), "signature": k.sign_canonical(&intent).unwrap()});
+    let payload = hearthnet_events::cosigned_payload("community.member.revoked", &intent);
+    let cosign = |k: &DeviceKey| json!({"node_id": k.node_id(), "signature": k.sign_canonical(&payload).unwrap()});
     let revoke = |signers: Vec<Value>| {
         let mut input = intent.clone();
         input["co_signers"] = json!(signers);
@@ -740,7 +742,7 @@ fn a_revoked_member_loses_access_on_every_node_after_sync() {
     let forged = revoke(vec![
         cosign(&a.key),
         cosign(&b.key),
-        json!({"node_id": c.key.node_id(), "signature": a.key.sign_canonical(&intent).unwrap()}),
+        json!({"node_id": c.key.node_id(), "signature": a.key.sign_canonical(&payload).unwrap()}),
     ]);
     assert_eq!(
         forged.code, 4,

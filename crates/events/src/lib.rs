@@ -22,7 +22,7 @@ pub mod view;
 pub use limits::Limits;
 pub use log::{AppendReport, EventLog, EventLogError, LogPaths, Query, StoredEvent};
 pub use reject::{Reject, RejectCode};
-pub use view::{CommunityView, Position};
+pub use view::{CommunityView, Position, cosigned_payload};
 
 /// A materialised view: state built by folding events in replay order
 /// (§7.4). The community view is one; each service keeps its own.

@@ -126,6 +126,8 @@ pub(crate) struct Core {
     last_snapshot: u64,
     changes: tokio::sync::watch::Sender<i64>,
     quota: AuthorQuota,
+    /// Bumped whenever the set of events that count may have changed.
+    revision: Arc<std::sync::atomic::AtomicU64>,
     /// When lapsed events were last pruned.
     last_prune: Option<std::time::Instant>,
 }
@@ -208,6 +210,7 @@ pub struct EventLog {
     jobs: mpsc::Sender<Job>,
     changes: tokio::sync::watch::Receiver<i64>,
     view: Arc<RwLock<Arc<CommunityView>>>,
+    revision: Arc<std::sync::atomic::AtomicU64>,
     path: PathBuf,
 }
 
@@ -291,8 +294,10 @@ impl EventLog {
             snapshot_key: key,
             changes,
             quota: AuthorQuota::default(),
+            revision: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             last_prune: None,
         };
+        let revision = core.revision.clone();
         core.load()?;
         if core.history.view.count == 0
             && let Some(genesis) = genesis
@@ -315,6 +320,7 @@ impl EventLog {
             jobs,
             changes: changes_rx,
             view: published,
+            revision,
             path,
         })
     }
@@ -323,6 +329,13 @@ impl EventLog {
     /// sequence number); for long-polls.
     pub fn changes(&self) -> tokio::sync::watch::Receiver<i64> {
         self.changes.clone()
+    }
+
+    /// Changes whenever the set of events that count may have changed
+    /// (new ones, or old ones judged in or out): what a cache of that set
+    /// keys on, since the count alone can stay the same.
+    pub fn revision(&self) -> u64 {
+        self.revision.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The community as of the last append.
@@ -905,6 +918,8 @@ impl Core {
                 "lapsed events pruned"
             );
             self.reload()?;
+            self.revision
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             self.publish();
         }
         Ok(pruned)
@@ -1000,6 +1015,8 @@ impl Core {
         });
         match finish.and_then(|out| tx.commit().map(|()| out)) {
             Ok((verdicts, stored, last_seq)) => {
+                self.revision
+                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                 self.clock = clock;
                 self.changes.send_replace(last_seq);
                 Ok((verdicts, stored))
@@ -1599,8 +1616,9 @@ mod tests {
                 .accepted,
             1
         );
-        let intent = json!({"target_node_id": bad.node_id(), "reason": "compromised"});
-        let cosign = |k: &DeviceKey| json!({"node_id": k.node_id(), "signature": k.sign_canonical(&intent).unwrap()});
+        let intent = json!({"client_id": "r1", "target_node_id": bad.node_id(), "reason": "compromised", "author_prev": null});
+        let payload = crate::cosigned_payload("community.member.revoked", &intent);
+        let cosign = |k: &DeviceKey| json!({"node_id": k.node_id(), "signature": k.sign_canonical(&payload).unwrap()});
         let mut data = intent.clone();
         data["co_signers"] = json!([cosign(&w.founder), cosign(&t1)]);
         let two = w.event(&w.founder, 10, "community.member.revoked", data.clone());
@@ -1631,11 +1649,16 @@ mod tests {
         );
     }
 
-    /// Co-signatures of `keys` over `data` (without `co_signers`), set in it.
-    fn cosigned(mut data: Value, keys: &[&DeviceKey]) -> Value {
+    /// Co-signatures of `keys` for a change of `event_type` with `data`,
+    /// set in it (with a fresh `client_id` if it has none).
+    fn cosigned(event_type: &str, mut data: Value, keys: &[&DeviceKey]) -> Value {
+        if data.get("client_id").is_none() {
+            data["client_id"] = json!(ulid::Ulid::new().to_string());
+        }
+        let payload = crate::cosigned_payload(event_type, &data);
         let signers: Vec<Value> = keys
             .iter()
-            .map(|k| json!({"node_id": k.node_id(), "signature": k.sign_canonical(&data).unwrap()}))
+            .map(|k| json!({"node_id": k.node_id(), "signature": k.sign_canonical(&payload).unwrap()}))
             .collect();
         data["co_signers"] = json!(signers);
         data
@@ -1671,6 +1694,7 @@ mod tests {
             1
         );
         let revocation = cosigned(
+            "community.member.revoked",
             json!({"target_node_id": bad.node_id(), "reason": "compromised", "target_last_event_id": known["event_id"]}),
             &[&w.founder, &t1, &t2],
         );
@@ -1772,6 +1796,7 @@ mod tests {
         w.admit(&log, &a, "trusted", 1);
         w.admit(&log, &target, "member", 3);
         let promote = cosigned(
+            "community.member.promoted",
             json!({"target_node_id": a.node_id(), "new_level": "anchor"}),
             &[&w.founder],
         );
@@ -1813,7 +1838,7 @@ mod tests {
             &a,
             10,
             "community.member.revoked",
-            cosigned(intent.clone(), &[&a, &s1, &s2]),
+            cosigned("community.member.revoked", intent.clone(), &[&a, &s1, &s2]),
         );
         let report = log.append_received_blocking(vec![own_keys]).unwrap();
         assert_eq!(codes(&report), [RejectCode::Unauthorized]);
@@ -1826,7 +1851,7 @@ mod tests {
             &a,
             11,
             "community.member.revoked",
-            cosigned(intent, &[&w.founder, &a, &s1]),
+            cosigned("community.member.revoked", intent, &[&w.founder, &a, &s1]),
         );
         assert_eq!(
             log.append_received_blocking(vec![fair]).unwrap().accepted,
@@ -1848,7 +1873,7 @@ mod tests {
             &trusted[0],
             10,
             "community.member.demoted",
-            cosigned(demote.clone(), &signers),
+            cosigned("community.member.demoted", demote.clone(), &signers),
         );
         assert_eq!(
             codes(&log.append_received_blocking(vec![by_trusted]).unwrap()),
@@ -1872,6 +1897,7 @@ mod tests {
             12,
             "community.member.promoted",
             cosigned(
+                "community.member.promoted",
                 json!({"target_node_id": trusted[0].node_id(), "new_level": "anchor"}),
                 &[&w.founder],
             ),
@@ -1886,7 +1912,7 @@ mod tests {
             &trusted[0],
             13,
             "community.member.demoted",
-            cosigned(demote, &[&trusted[0]]),
+            cosigned("community.member.demoted", demote, &[&trusted[0]]),
         );
         let report = log.append_received_blocking(vec![one_anchor]).unwrap();
         assert_eq!(codes(&report), [RejectCode::Unauthorized], "{report:?}");

@@ -139,6 +139,10 @@ pub struct CommunityView {
     pub members: BTreeMap<NodeId, MemberState>,
     pub revoked: BTreeMap<NodeId, RevokedState>,
     pub invites: BTreeMap<String, InviteState>,
+    /// Digests of the co-signed payloads of counted changes: each is
+    /// honoured once.
+    #[serde(default)]
+    pub cosigned: BTreeSet<String>,
     /// Highest Lamport applied.
     pub head: u64,
     /// Events applied.
@@ -169,6 +173,25 @@ fn parse_level(v: &Value) -> Option<TrustLevel> {
     }
 }
 
+/// What co-signers of a membership change sign: the event type and the
+/// data without `co_signers` and the author's own `author_prev` link. The
+/// type keeps a demotion's signatures from revoking; the data's required
+/// `client_id` makes every change's payload unique, and a payload is
+/// honoured once.
+pub fn cosigned_payload(event_type: &str, data: &Value) -> Value {
+    let mut data = data.clone();
+    if let Some(m) = data.as_object_mut() {
+        m.remove("co_signers");
+        m.remove(AUTHOR_PREV);
+    }
+    json!({"event_type": event_type, "data": data})
+}
+
+fn payload_digest(payload: &Value) -> String {
+    let bytes = hearthnet_base::to_canonical_bytes(payload).unwrap_or_default();
+    blake3::hash(&bytes).to_hex().to_string()
+}
+
 /// What a co-signed change asks of its co-signers.
 struct Quorum {
     target: NodeId,
@@ -187,6 +210,7 @@ impl CommunityView {
             members: BTreeMap::new(),
             revoked: BTreeMap::new(),
             invites: BTreeMap::new(),
+            cosigned: BTreeSet::new(),
             head: 0,
             count: 0,
             last: None,
@@ -253,6 +277,16 @@ impl CommunityView {
     /// revocations of the whole log take from their targets.
     pub fn authorize(&self, e: &Event, cutoffs: &Cutoffs) -> Result<(), Reject> {
         cutoffs.admit(e)?;
+        let required = self
+            .policy
+            .get("require_event_links")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        if required && e.data.get(AUTHOR_PREV).is_none() {
+            return Err(unauthorized(format!(
+                "this community requires data.{AUTHOR_PREV} on every event (null on an author's first)"
+            )));
+        }
         if self.members.get(&e.author).is_some_and(|m| m.linked)
             && e.data.get(AUTHOR_PREV).is_none()
         {
@@ -444,16 +478,24 @@ impl CommunityView {
         }
     }
 
-    /// The co-signatures of `e` (over its data without `co_signers` and
-    /// the author's own link `author_prev`) from
-    /// distinct members other than the target, at the required level at
-    /// this position, reach the quorum, and no single member other than
-    /// the root sponsored all of them.
+    /// The co-signatures of `e` (over [`cosigned_payload`]) from distinct
+    /// members other than the target, at the required level at this
+    /// position, reach the quorum, were not used by an earlier change, and
+    /// no single member other than the root sponsored all of them.
     fn check_quorum(&self, e: &Event, quorum: &Quorum) -> Result<(), Reject> {
-        let mut payload = e.data.clone();
-        if let Some(m) = payload.as_object_mut() {
-            m.remove("co_signers");
-            m.remove(AUTHOR_PREV);
+        if !e.data["client_id"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty() && c.len() <= 128)
+        {
+            return Err(unauthorized(
+                "data.client_id, a nonce the co-signers sign, is required (1 to 128 characters)",
+            ));
+        }
+        let payload = cosigned_payload(&e.event_type, &e.data);
+        if self.cosigned.contains(&payload_digest(&payload)) {
+            return Err(unauthorized(
+                "these co-signatures were already used by an earlier change",
+            ));
         }
         let mut signers = BTreeSet::new();
         for c in e.data["co_signers"].as_array().into_iter().flatten() {
@@ -595,6 +637,13 @@ impl CommunityView {
             }
             "community.policy.updated" => self.policy = data["policy"].clone(),
             _ => {}
+        }
+        if matches!(
+            e.event_type.as_str(),
+            "community.member.promoted" | "community.member.demoted" | "community.member.revoked"
+        ) {
+            self.cosigned
+                .insert(payload_digest(&cosigned_payload(&e.event_type, data)));
         }
         if data.get(AUTHOR_PREV).is_some()
             && let Some(m) = self.members.get_mut(&e.author)

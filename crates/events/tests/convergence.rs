@@ -227,10 +227,11 @@ impl Writer {
                 // lowers the attackers.
                 let raises = kind == 0;
                 let fair = |signer: usize| !is_honest(signer) || (is_honest(target) == raises);
+                let payload = hearthnet_events::cosigned_payload(event_type, &data);
                 let co_signers: Vec<Value> = signers
                     .into_iter()
                     .filter(|s| fair(*s))
-                    .map(|s| json!({"node_id": self.keys[s].node_id(), "signature": self.keys[s].sign_canonical(&data).expect("co-sign")}))
+                    .map(|s| json!({"node_id": self.keys[s].node_id(), "signature": self.keys[s].sign_canonical(&payload).expect("co-sign")}))
                     .collect();
                 if is_honest(author) && !fair(author) {
                     return;

@@ -28,6 +28,12 @@ pub struct CommunityPolicy {
     pub capability_token_ttl_seconds: u64,
     pub federation_enabled: bool,
     pub default_member_can_invite: bool,
+    /// Every event must carry `data.author_prev`, so a revocation can cut
+    /// exactly what its revokers did not know (SECURITY.md rule 7). On for
+    /// new communities; absent (off) in those made before it existed, and
+    /// off where members run v1 nodes, which do not link.
+    #[serde(default)]
+    pub require_event_links: bool,
 }
 
 impl Default for CommunityPolicy {
@@ -40,6 +46,7 @@ impl Default for CommunityPolicy {
             capability_token_ttl_seconds: 86_400,
             federation_enabled: true,
             default_member_can_invite: true,
+            require_event_links: true,
         }
     }
 }
@@ -168,6 +175,8 @@ impl Genesis {
                     "name": name,
                     "founder_node_id": root,
                     "policy": policy,
+                    // The founder's first event: its chain starts here.
+                    "author_prev": null,
                 }),
             },
             founder,

@@ -160,17 +160,19 @@ impl Syncer {
         reachable(&self.peers.lock())
     }
 
-    /// Our id set, rebuilt only when the log grew.
+    /// Our id set, rebuilt only when what counts in the log changed (the
+    /// count alone can stay the same: a late revocation counts as its
+    /// target's later event stops counting).
     async fn id_set(&self) -> Result<Arc<IdSet>, CallError> {
-        let count = self.log.view().count;
-        if let Some((n, set)) = self.cache.lock().as_ref()
-            && *n == count
+        let revision = self.log.revision();
+        if let Some((seen, set)) = self.cache.lock().as_ref()
+            && *seen == revision
         {
             return Ok(set.clone());
         }
         let ids = self.log.ids().await.map_err(internal)?;
         let set = Arc::new(IdSet::new(&ids).map_err(internal)?);
-        *self.cache.lock() = Some((ids.len() as u64, set.clone()));
+        *self.cache.lock() = Some((revision, set.clone()));
         Ok(set)
     }
 

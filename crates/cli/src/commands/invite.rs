@@ -150,7 +150,8 @@ pub fn redeem_text(config: Option<&Path>, env: &Env, text: &str) -> CliResult {
             community_id: invite.community_id,
             lamport: invite.invite_lamport + 1,
             event_type: "community.member.joined",
-            data: json!({"invite_event_id": invite.invite_event_id,
+            // Our first event in the community: the start of our chain.
+            data: json!({"invite_event_id": invite.invite_event_id, "author_prev": null,
                          "node_manifest": {"node_id": key.node_id(), "display_name": loaded.config.identity.display_name}}),
         },
         &key,
