@@ -195,7 +195,7 @@ impl Claim {
 
 /// What the log holds under an event id.
 enum Stored {
-    Envelope(Claim, Position),
+    Envelope(EnvelopeDigest, Position),
     /// A lapsed event, pruned to its tombstone: offered again, it is the
     /// same event, not taken back.
     Pruned,
@@ -742,24 +742,41 @@ impl Core {
 
     /// The claim and position of what is stored under `event_id`, if any.
     fn stored(&self, event_id: &str) -> Result<Option<Stored>, EventLogError> {
-        let row: Option<(Vec<u8>, i64, i64)> = self.db(self
+        let row: Option<(Option<Vec<u8>>, i64, i64)> = self.db(self
             .conn
             .query_row(
-                "SELECT envelope, lamport, held FROM events WHERE event_id = ?1",
+                "SELECT digest, lamport, held FROM events WHERE event_id = ?1",
                 params![event_id],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional())?;
-        Ok(row.map(|(bytes, lamport, held)| match held {
+        Ok(row.map(|(digest, lamport, held)| match held {
             PRUNED => Stored::Pruned,
-            _ => Stored::Envelope(
-                Claim::of_stored(&bytes),
-                Position {
-                    lamport: lamport as u64,
-                    event_id: event_id.to_owned(),
-                },
-            ),
+            _ => {
+                let mut d = [0u8; 32];
+                if let Some(digest) = digest.filter(|d| d.len() == 32) {
+                    d.copy_from_slice(&digest);
+                }
+                Stored::Envelope(
+                    EnvelopeDigest(d),
+                    Position {
+                        lamport: lamport as u64,
+                        event_id: event_id.to_owned(),
+                    },
+                )
+            }
         }))
+    }
+
+    /// The claim of the envelope stored under `event_id` (read only when
+    /// another envelope contests it).
+    fn stored_claim(&self, event_id: &str) -> Result<Claim, EventLogError> {
+        let bytes: Vec<u8> = self.db(self.conn.query_row(
+            "SELECT envelope FROM events WHERE event_id = ?1",
+            params![event_id],
+            |r| r.get(0),
+        ))?;
+        Ok(Claim::of_stored(&bytes))
     }
 
     fn append_received(&mut self, events: Vec<Value>) -> AppendReport {
@@ -790,15 +807,18 @@ impl Core {
         let mut displaced: Vec<Position> = Vec::new();
         for value in events {
             let id = value["event_id"].as_str().unwrap_or("?").to_owned();
-            let claim = Claim::of(&value);
+            // Duplicates are the common case (sync offers what a peer may
+            // have): the digest decides them, the claim is only needed
+            // when two envelopes contest an id.
+            let digest = EnvelopeDigest::of(&value);
             let known = match fresh.get(&id) {
-                Some((e, _, d)) => Some((*d, Position::of(e), true)),
+                Some((e, _, c)) => Some((c.digest, Position::of(e), Some(*c))),
                 None => match self.stored(&id) {
                     Ok(Some(Stored::Pruned)) => {
                         report.duplicates += 1;
                         continue;
                     }
-                    Ok(Some(Stored::Envelope(c, p))) => Some((c, p, false)),
+                    Ok(Some(Stored::Envelope(d, p))) => Some((d, p, None)),
                     Ok(None) => None,
                     Err(e) => {
                         report
@@ -808,8 +828,8 @@ impl Core {
                     }
                 },
             };
-            if let Some((known_claim, _, _)) = known
-                && known_claim.digest == claim.digest
+            if let Some((known_digest, _, _)) = known
+                && known_digest == digest
             {
                 report.duplicates += 1;
                 continue;
@@ -822,7 +842,23 @@ impl Core {
                     continue;
                 }
             };
-            if let Some((known_claim, position, in_batch)) = known {
+            let claim = Claim {
+                unbound: !Event::id_is_bound(&value),
+                digest,
+            };
+            if let Some((_, position, batch_claim)) = known {
+                let known_claim = match batch_claim {
+                    Some(c) => c,
+                    None => match self.stored_claim(&id) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            report
+                                .rejected
+                                .push((id, Reject::new(RejectCode::DbError, e.to_string())));
+                            return (report, Some(e));
+                        }
+                    },
+                };
                 // Two signed envelopes under one id: every node keeps the
                 // same one, whichever arrived first (see `Claim`); the
                 // split is reported either way.
@@ -842,7 +878,7 @@ impl Core {
                 if !keep_new {
                     continue;
                 }
-                if !in_batch {
+                if batch_claim.is_none() {
                     displaced.push(position);
                 }
             }
