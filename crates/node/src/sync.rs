@@ -326,7 +326,8 @@ impl Syncer {
         Ok(())
     }
 
-    /// Every rejected event is counted by reason (X02: never stored, always counted).
+    /// Every refused event is counted by reason (whether kept aside as held
+    /// or not stored at all).
     fn count_rejected(&self, report: &hearthnet_events::AppendReport) {
         for (_, r) in &report.rejected {
             self.metrics
