@@ -269,6 +269,7 @@ pub async fn read_json(body: Body, limit: usize) -> Result<Value, ApiError> {
 fn presented<'a>(parts: &'a Parts, endpoint: Option<&'a str>, access: Access) -> Presented<'a> {
     Presented {
         headers: &parts.headers,
+        query: parts.uri.query(),
         endpoint,
         access,
         connection: parts.extensions.get::<PeerIdentity>().copied(),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use hearthnet_base::request::{self, SignedHeaders};
+use hearthnet_base::request::{self, Extras, SignedHeaders};
 use hearthnet_base::{CommunityId, DeviceKey, NodeId};
 use http_body_util::BodyExt;
 use hyper::body::Bytes;
@@ -166,7 +166,9 @@ impl PeerClient {
         path: &str,
         body: &Value,
     ) -> Result<PeerReply<T>, PeerError> {
-        let (path_only, _) = path.split_once('?').unwrap_or((path, ""));
+        let (path_only, query) = path
+            .split_once('?')
+            .map_or((path, None), |(p, q)| (p, Some(q)));
         let headers = SignedHeaders::sign(
             &self.key,
             self.community,
@@ -174,6 +176,12 @@ impl PeerClient {
             request::ENDPOINT_VERSION,
             body,
         )
+        .map_err(|e| bad(addr, e.to_string()))?;
+        let covers = Extras {
+            query,
+            ..Extras::default()
+        }
+        .covers(&self.key, &headers)
         .map_err(|e| bad(addr, e.to_string()))?;
         let payload = if method == hyper::Method::GET {
             Vec::new()
@@ -187,7 +195,7 @@ impl PeerClient {
                 method,
                 path,
                 &headers,
-                &[],
+                &covers,
                 payload,
                 REQUEST_TIMEOUT,
             )
@@ -237,10 +245,18 @@ impl PeerClient {
         } else {
             "application/json"
         };
-        let extra = [
+        let timeout_ms = timeout.as_millis().to_string();
+        let covers = Extras {
+            timeout_ms: Some(&timeout_ms),
+            ..Extras::default()
+        }
+        .covers(&self.key, &headers)
+        .map_err(|e| bad(addr, e.to_string()))?;
+        let mut extra = vec![
             ("accept", accept.to_owned()),
-            (request::TIMEOUT_MS, timeout.as_millis().to_string()),
+            (request::TIMEOUT_MS, timeout_ms),
         ];
+        extra.extend(covers);
         let (_, resp) = self
             .open(
                 addr,

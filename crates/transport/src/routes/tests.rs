@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use futures_util::future::BoxFuture;
-use hearthnet_base::request::{ENDPOINT_VERSION, SignedHeaders};
+use hearthnet_base::request::{ENDPOINT_VERSION, Extras, SignedHeaders};
 use hearthnet_base::{CommunityId, DeviceKey, NodeId, TrustLevel};
 use hearthnet_bus::{Bus, BusSettings, CallError};
 use hearthnet_observability::metrics::Metrics;
@@ -194,8 +194,14 @@ fn signed(
     } else {
         Method::GET
     };
+    // A query string is covered as a client covers it.
+    let extras = Extras {
+        query: path.split_once('?').map(|(_, q)| q),
+        ..Extras::default()
+    };
+    let covers = extras.covers(key, &headers).unwrap();
     let mut req = Request::builder().method(method).uri(path);
-    for (name, value) in headers.to_pairs() {
+    for (name, value) in headers.to_pairs().into_iter().chain(covers) {
         req = req.header(name, value);
     }
     let bytes = body.map(|b| b.to_string()).unwrap_or_default();
@@ -1193,4 +1199,181 @@ async fn a_client_that_stops_reading_a_stream_loses_its_connection_and_its_call(
     let drained = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut rest)).await;
     assert!(drained.is_ok(), "the server closed the connection");
     stop.cancel();
+}
+
+/// A call to `experimental.nobody` by `node.member`, its timeout and
+/// target headers covered as sent; `tamper` changes the request after.
+fn covered_call(node: &Node, tamper: impl FnOnce(&mut Request<Body>)) -> Request<Body> {
+    let body = json!({"params": {}, "input": {}});
+    let headers = SignedHeaders::sign(
+        &node.member,
+        node.community,
+        "experimental.nobody",
+        "1.0",
+        &body,
+    )
+    .unwrap();
+    let target = node.own.node_id().full();
+    let extras = Extras {
+        query: None,
+        timeout_ms: Some("3000"),
+        target_node: Some(&target),
+    };
+    let mut req = Request::post("/bus/v1/call")
+        .header(request::TIMEOUT_MS, "3000")
+        .header(request::TARGET_NODE, &target);
+    for (name, value) in headers
+        .to_pairs()
+        .into_iter()
+        .chain(extras.covers(&node.member, &headers).unwrap())
+    {
+        req = req.header(name, value);
+    }
+    let mut req = req.body(Body::from(body.to_string())).unwrap();
+    tamper(&mut req);
+    req
+}
+
+/// The status, error code and message of an answer.
+async fn refusal(node: &Node, req: Request<Body>) -> (StatusCode, String, String) {
+    let (status, body, _) = answer(&node.router, req).await;
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    (status, text(&body["error"]), text(&body["message"]))
+}
+
+#[tokio::test]
+async fn the_query_string_and_the_timeout_and_target_headers_are_covered_by_the_signature() {
+    let node = node();
+    // Unchanged: authenticated (the bus then knows no such capability).
+    let (status, code, _) = refusal(&node, covered_call(&node, |_| {})).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+
+    let header = |name: &'static str, value: &str| {
+        let value = axum::http::HeaderValue::from_str(value).unwrap();
+        move |req: &mut Request<Body>| {
+            req.headers_mut().insert(name, value);
+        }
+    };
+    let other_node = node.member.node_id().full();
+    type Tamper = Box<dyn FnOnce(&mut Request<Body>)>;
+    let cases: Vec<(Tamper, &str)> = vec![
+        (
+            Box::new(header(request::TIMEOUT_MS, "600000")),
+            "X-HearthNet-Timeout-Ms was changed after signing",
+        ),
+        (
+            Box::new(header(request::TARGET_NODE, &other_node)),
+            "X-HearthNet-Target-Node was changed after signing",
+        ),
+        (
+            Box::new(|req: &mut Request<Body>| {
+                req.headers_mut().remove(request::TIMEOUT_MS);
+            }),
+            "X-HearthNet-Timeout-Ms was removed after signing",
+        ),
+        (
+            Box::new(|req: &mut Request<Body>| {
+                req.headers_mut().remove(request::COVERS);
+            }),
+            "X-HearthNet-Timeout-Ms is not covered by a signature",
+        ),
+        (
+            // The covers rewritten to match a changed timeout: its
+            // signature no longer matches.
+            Box::new(|req: &mut Request<Body>| {
+                req.headers_mut()
+                    .insert(request::TIMEOUT_MS, "1".parse().unwrap());
+                let target = req.headers()[request::TARGET_NODE]
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+                let forged = Extras {
+                    query: None,
+                    timeout_ms: Some("1"),
+                    target_node: Some(&target),
+                }
+                .covers_text()
+                .unwrap();
+                req.headers_mut()
+                    .insert(request::COVERS, forged.parse().unwrap());
+            }),
+            "were changed after signing",
+        ),
+    ];
+    for (tamper, why) in cases {
+        let (status, code, message) = refusal(&node, covered_call(&node, tamper)).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::UNAUTHORIZED, "unauthorized"),
+            "{why}: {message}"
+        );
+        assert!(message.contains(why), "{why}: {message}");
+    }
+
+    // A v1 request, with none of them, passes as before.
+    let v1 = signed(
+        &node.member,
+        node.community,
+        "experimental.nobody",
+        "/bus/v1/call",
+        Some(json!({"params": {}, "input": {}})),
+    );
+    assert!(!v1.headers().contains_key(request::COVERS));
+    let (status, code, _) = refusal(&node, v1).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    // A timeout added to it is not covered.
+    let mut v1 = signed(
+        &node.member,
+        node.community,
+        "experimental.nobody",
+        "/bus/v1/call",
+        Some(json!({"params": {}, "input": {}})),
+    );
+    header(request::TIMEOUT_MS, "5")(&mut v1);
+    let (status, _, message) = refusal(&node, v1).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        message.contains("X-HearthNet-Timeout-Ms is not covered"),
+        "{message}"
+    );
+
+    // The query string: as signed it is served; changed, or added to a
+    // request signed without one, it is refused naming it.
+    let path = "/pubsub/v1/subscribe";
+    let query = |q: &str| {
+        signed(
+            &node.member,
+            node.community,
+            path,
+            &format!("{path}?{q}"),
+            None,
+        )
+    };
+    let (status, _, _) = refusal(&node, query("topic=t&last_seq=4")).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut changed = query("topic=t&last_seq=4");
+    *changed.uri_mut() = format!("{path}?topic=other&last_seq=4").parse().unwrap();
+    let (status, code, message) = refusal(&node, changed).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
+    );
+    assert!(
+        message.contains("the query string was changed after signing"),
+        "{message}"
+    );
+    let mut added = signed(&node.member, node.community, path, path, None);
+    *added.uri_mut() = format!("{path}?topic=t").parse().unwrap();
+    let (status, _, message) = refusal(&node, added).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        message.contains("the query string is not covered"),
+        "{message}"
+    );
 }
