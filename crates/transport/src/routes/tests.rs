@@ -137,6 +137,12 @@ fn node() -> Node {
 
 /// A node whose configured body limit is `max_body`.
 fn node_with_max(max_body: usize) -> Node {
+    node_with_budget(max_body, None)
+}
+
+/// A node whose configured body limit is `max_body`, reading bodies
+/// within `budget` if given.
+fn node_with_budget(max_body: usize, budget: Option<Arc<http::BodyBudget>>) -> Node {
     let own = DeviceKey::generate();
     let member = DeviceKey::generate();
     let community = CommunityId::of_root(own.node_id());
@@ -160,6 +166,10 @@ fn node_with_max(max_body: usize) -> Node {
     )
     .with_sync(Arc::new(FakeSync))
     .with_blobs(Arc::new(NoChunks));
+    let state = match budget {
+        Some(budget) => state.with_body_budget(budget),
+        None => state,
+    };
     let state = Arc::new(state);
     Node {
         router: router(state.clone()),
@@ -1376,4 +1386,96 @@ async fn the_query_string_and_the_timeout_and_target_headers_are_covered_by_the_
         message.contains("the query string is not covered"),
         "{message}"
     );
+}
+
+/// A fetch by `node.member` signed for `text` and declaring its length,
+/// with `body` as what is actually sent.
+fn fetch_with(node: &Node, text: &str, body: Body) -> Request<Body> {
+    let value: Value = serde_json::from_str(text).unwrap();
+    let (mut parts, _) = signed(
+        &node.member,
+        node.community,
+        "/sync/v2/fetch",
+        "/sync/v2/fetch",
+        Some(value),
+    )
+    .into_parts();
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(text.len()));
+    Request::from_parts(parts, body)
+}
+
+/// A fetch of `n` hashes, as JSON text.
+fn fetch_of(n: usize) -> String {
+    json!({"hashes": vec!["00"; n]}).to_string()
+}
+
+#[tokio::test]
+async fn bodies_over_the_node_budget_are_refused_before_they_are_read() {
+    const FREE: usize = 1024;
+    const TOTAL: usize = 8 * 1024;
+    let budget = http::BodyBudget::new(TOTAL, FREE);
+    let node = node_with_budget(64 * 1024, Some(budget.clone()));
+
+    // One member's body of ~6 KiB is being read (it holds ~5 KiB of 8).
+    let big = fetch_of(1200);
+    let share = big.len() - FREE;
+    // Its body never comes: the read waits until the task is dropped.
+    let slow = Body::from_stream(futures_util::stream::pending::<
+        Result<axum::body::Bytes, std::io::Error>,
+    >());
+    let reading = tokio::spawn(node.router.clone().oneshot(fetch_with(&node, &big, slow)));
+    common_wait(|| budget.used() == share).await;
+
+    // Another as large is refused at once, its body unread.
+    let (body, read) = watched(serde_json::from_str(&big).unwrap());
+    let (status, code, message) = refusal(&node, fetch_with(&node, &big, body)).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, "capacity_exceeded"),
+        "{message}"
+    );
+    assert!(
+        !read.load(std::sync::atomic::Ordering::SeqCst),
+        "its body was read"
+    );
+    // A small one still goes through: the first KiB of a body is free.
+    let small = fetch_of(10);
+    let (status, _, _) = refusal(&node, fetch_with(&node, &small, Body::from(small.clone()))).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A chunked body (no declared length) is counted as it arrives and
+    // refused once it would go over.
+    let chunks = futures_util::stream::iter(
+        (0..8).map(|_| Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b' '; 1024]))),
+    );
+    let mut chunked = fetch_with(&node, &small, Body::from_stream(chunks));
+    chunked.headers_mut().remove(header::CONTENT_LENGTH);
+    let (status, code, _) = refusal(&node, chunked).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, "capacity_exceeded")
+    );
+    assert_eq!(budget.used(), share, "the refused body gave its share back");
+
+    // Once the first body is gone, its share is back.
+    reading.abort();
+    let _ = reading.await;
+    common_wait(|| budget.used() == 0).await;
+    let (status, _, message) =
+        refusal(&node, fetch_with(&node, &big, Body::from(big.clone()))).await;
+    assert_eq!(status, StatusCode::OK, "{message}");
+    assert_eq!(budget.used(), 0);
+}
+
+/// Wait (at most 5 s) until `done` holds.
+async fn common_wait(mut done: impl FnMut() -> bool) {
+    let waited = tokio::time::timeout(Duration::from_secs(5), async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "not reached in time");
 }
