@@ -420,3 +420,131 @@ fn members_large_bodies_at_once_stay_within_the_node_body_budget() {
     member_call(&sb, "after");
     assert!(started.elapsed() < Duration::from_secs(90));
 }
+
+/// `count` TLS connections as `stranger` (no member) from `from` to
+/// `target`, one after another: each is `Some` if its handshake completed,
+/// `None` if the node closed it first.
+async fn stranger_connections(
+    stranger: &hearthnet_transport::tls::TlsIdentity,
+    from: std::net::IpAddr,
+    target: SocketAddr,
+    count: usize,
+) -> Vec<Option<hearthnet_transport::tls::ClientStream>> {
+    let mut open = Vec::with_capacity(count);
+    for _ in 0..count {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(from, 0)).unwrap();
+        let tcp = tokio::time::timeout(Duration::from_secs(10), socket.connect(target))
+            .await
+            .expect("the connection is made")
+            .unwrap();
+        let anyone: hearthnet_transport::tls::Membership = std::sync::Arc::new(|_| true);
+        let tls = tokio::time::timeout(
+            Duration::from_secs(10),
+            hearthnet_transport::tls::connect(tcp, stranger, anyone, None),
+        )
+        .await
+        .expect("the handshake ends in time");
+        open.push(tls.ok());
+    }
+    open
+}
+
+/// Whether the node closed the TLS connection `conn` (end of file, a
+/// reset or a TLS alert), waiting at most a moment for it.
+async fn tls_closed(conn: &mut hearthnet_transport::tls::ClientStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_millis(20), conn.read(&mut byte)).await;
+    matches!(read, Ok(Ok(0) | Err(_)))
+}
+
+/// Devices that are not members complete TLS handshakes with the peer
+/// port from ten addresses: 40 from 127.0.0.1, where a member calls from,
+/// more than that address's 32 connections, and 6 from each of 127.0.0.3
+/// to 127.0.0.11. Each address keeps at most 4 of them, all together at
+/// most 32; and the member, calling from 127.0.0.1 meanwhile, is served,
+/// where without those caps the strangers would hold all of its
+/// address's connections. Within the node's 10 s header timeout, which
+/// would close the strangers' idle connections anyway.
+#[test]
+fn strangers_hold_only_a_few_tls_connections_and_a_member_is_served() {
+    const QUICK: Duration = Duration::from_secs(8);
+    let started = Instant::now();
+    let sb = node_sandbox();
+    let _node = sb.start_node(&[]);
+    let peer: SocketAddr = sb.peer_addr().parse().unwrap();
+    let key = sb.key();
+    let community = CommunityId::of_root(key.node_id());
+    let stranger =
+        hearthnet_transport::tls::TlsIdentity::new(&hearthnet_base::DeviceKey::generate()).unwrap();
+    let addresses: Vec<(std::net::IpAddr, usize)> = std::iter::once(([127, 0, 0, 1].into(), 40))
+        .chain((3..=11).map(|last| ([127, 0, 0, last].into(), 6)))
+        .collect();
+    let rt = common::runtime();
+    rt.block_on(async {
+        let opened = Instant::now();
+        let mut conns = Vec::new();
+        for (from, count) in &addresses {
+            let open = stranger_connections(&stranger, *from, peer, *count).await;
+            conns.push((*from, open));
+        }
+        // The node closes what is over the caps right after each handshake.
+        let mut kept = Vec::new();
+        let mut last = Vec::new();
+        let settled = tokio::time::timeout(QUICK, async {
+            loop {
+                last.clone_from(&kept);
+                kept.clear();
+                for (from, open) in &mut conns {
+                    let mut n = 0;
+                    for conn in open.iter_mut() {
+                        if let Some(tls) = conn {
+                            if tls_closed(tls).await {
+                                *conn = None;
+                            } else {
+                                n += 1;
+                            }
+                        }
+                    }
+                    kept.push((*from, n));
+                }
+                let total: usize = kept.iter().map(|(_, n)| n).sum();
+                if total <= hearthnet_transport::NON_MEMBER_CONNECTIONS
+                    && kept
+                        .iter()
+                        .all(|(_, n)| *n <= hearthnet_transport::NON_MEMBER_CONNECTIONS_PER_ADDRESS)
+                {
+                    return total;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        let total =
+            settled.unwrap_or_else(|_| panic!("strangers kept more than the caps: {last:?}"));
+
+        let heads = common::peer_client(&key, community)
+            .get(&peer.to_string(), None, "/sync/v1/heads")
+            .await;
+        let took = opened.elapsed();
+        if let Err(e) = heads {
+            panic!("a member on the peer port was refused while strangers held {total}: {e}");
+        }
+        if took < QUICK {
+            // Nothing timed out yet: exactly the caps are held.
+            assert_eq!(
+                total,
+                hearthnet_transport::NON_MEMBER_CONNECTIONS,
+                "{kept:?}"
+            );
+        } else {
+            eprintln!(
+                "too slow here ({took:?}) to check that the strangers held the caps ({kept:?})"
+            );
+        }
+        eprintln!("strangers keep {kept:?}, {total} in all; the member served after {took:?}");
+        drop(conns);
+    });
+    assert!(started.elapsed() < Duration::from_secs(90));
+}

@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::bulk::{self, ChunkReader};
-use crate::tls::{Membership, TlsIdentity, client_config};
+use crate::tls::{Membership, TlsIdentity};
 
 type Full = http_body_util::Full<Bytes>;
 
@@ -405,15 +405,9 @@ impl PeerClient {
                 let (sender, resp) = exchange(TokioIo::new(tcp), req, &sent).await?;
                 return Ok::<_, String>((Connection::new(sender, None), resp));
             }
-            let config = client_config(&self.identity, self.member.clone(), expected)
-                .map_err(|e| e.to_string())?;
-            let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-            let name = rustls::pki_types::ServerName::try_from("hearthnet.local")
-                .map_err(|e| e.to_string())?;
-            let tls = connector
-                .connect(name, tcp)
+            let tls = crate::tls::connect(tcp, &self.identity, self.member.clone(), expected)
                 .await
-                .map_err(|e| format!("TLS: {e}"))?;
+                .map_err(|e| e.to_string())?;
             let peer = tls
                 .get_ref()
                 .1
