@@ -4,6 +4,12 @@
 //! For endpoints other than `/bus/v1/call` (SYSTEM.md item 4) the
 //! `capability` is the request path, `version` is `"1.0"` and `body` is the
 //! JSON body, `{}` for a GET.
+//!
+//! Also owns what the v1 envelope leaves out: the query string and our
+//! `X-HearthNet-Timeout-Ms` / `X-HearthNet-Target-Node` headers, covered
+//! when present by a second signature in headers a v1 node ignores
+//! ([`Extras`], [`COVERS`], [`COVERS_SIGNATURE`]), so the v1 envelope and
+//! its signature stay exactly what the contract says.
 
 use serde_json::Value;
 
@@ -24,6 +30,13 @@ pub const TIMEOUT_MS: &str = "x-hearthnet-timeout-ms";
 /// Our extension: the full NodeID of the one node that should serve a
 /// call (honoured for the node's own calls).
 pub const TARGET_NODE: &str = "x-hearthnet-target-node";
+
+/// Our extension: what beyond the v1 envelope the request's signer
+/// covered, as `name=digest` items (see [`Extras`]).
+pub const COVERS: &str = "x-hearthnet-covers";
+/// Our extension: the signer's signature over [`COVERS`], bound to the
+/// request's v1 signature.
+pub const COVERS_SIGNATURE: &str = "x-hearthnet-covers-signature";
 
 /// The version used for signed requests to plain endpoints.
 pub const ENDPOINT_VERSION: &str = "1.0";
@@ -135,6 +148,200 @@ impl SignedHeaders {
     }
 }
 
+/// One part of a request outside the v1 envelope that a signature covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extra {
+    Query,
+    TimeoutMs,
+    TargetNode,
+}
+
+impl Extra {
+    /// In the order they are listed in [`COVERS`].
+    pub const ALL: [Self; 3] = [Self::Query, Self::TimeoutMs, Self::TargetNode];
+
+    /// The item's name in [`COVERS`].
+    fn key(self) -> &'static str {
+        match self {
+            Self::Query => "query",
+            Self::TimeoutMs => TIMEOUT_MS,
+            Self::TargetNode => TARGET_NODE,
+        }
+    }
+}
+
+impl std::fmt::Display for Extra {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Query => "the query string",
+            Self::TimeoutMs => "X-HearthNet-Timeout-Ms",
+            Self::TargetNode => "X-HearthNet-Target-Node",
+        })
+    }
+}
+
+/// What a request carries beyond the v1 envelope, as sent: the query
+/// string (without `?`; an empty one counts as none) and the values of
+/// our two headers. A v1 node neither sends nor checks them; a request
+/// carrying any of them is accepted only if its signer covered exactly
+/// these values ([`Extras::covers`], [`Extras::covered_message`]).
+///
+/// Why a second signature instead of more members in the envelope: a node
+/// of the contract's v1 (or one of ours from before) rebuilds exactly the
+/// seven members of §5.1, and would refuse every request whose signature
+/// covered more; our peers send `X-HearthNet-Timeout-Ms` with every call.
+/// With the extras in headers it ignores, such a node still checks the v1
+/// signature and serves the call.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extras<'a> {
+    pub query: Option<&'a str>,
+    pub timeout_ms: Option<&'a str>,
+    pub target_node: Option<&'a str>,
+}
+
+/// Why the extras of a request are not what its signer covered.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CoverError {
+    #[error("{0} is not covered by a signature")]
+    NotCovered(Extra),
+    #[error("{0} was removed after signing")]
+    Removed(Extra),
+    #[error("{0} was changed after signing")]
+    Changed(Extra),
+    #[error("header {COVERS} is malformed")]
+    Malformed,
+    #[error("header {COVERS} is there without {COVERS_SIGNATURE}")]
+    MissingSignature,
+    #[error("the covers signature: {0}")]
+    Signature(#[from] SignatureError),
+}
+
+impl<'a> Extras<'a> {
+    /// Gather the extras with a header lookup (lower-case names) and the
+    /// request's query string.
+    pub fn from_lookup(
+        get: impl Fn(&'static str) -> Option<&'a str>,
+        query: Option<&'a str>,
+    ) -> Self {
+        Self {
+            query: query.filter(|q| !q.is_empty()),
+            timeout_ms: get(TIMEOUT_MS),
+            target_node: get(TARGET_NODE),
+        }
+    }
+
+    fn value(&self, extra: Extra) -> Option<&'a str> {
+        match extra {
+            Extra::Query => self.query,
+            Extra::TimeoutMs => self.timeout_ms,
+            Extra::TargetNode => self.target_node,
+        }
+    }
+
+    /// A value's digest in [`COVERS`]: the first 128 bits of its BLAKE3
+    /// hash, in hex. Finding another value with the same digest takes
+    /// ~2^128 hashes.
+    fn digest(value: &str) -> String {
+        let mut first = [0u8; 16];
+        blake3::Hasher::new()
+            .update(value.as_bytes())
+            .finalize_xof()
+            .fill(&mut first);
+        first.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The [`COVERS`] text for these extras, `None` when there are none:
+    /// `name=digest` items joined by `, `, in [`Extra::ALL`]'s order.
+    pub fn covers_text(&self) -> Option<String> {
+        let items: Vec<String> = Extra::ALL
+            .into_iter()
+            .filter_map(|extra| {
+                self.value(extra)
+                    .map(|v| format!("{}={}", extra.key(), Self::digest(v)))
+            })
+            .collect();
+        (!items.is_empty()).then(|| items.join(", "))
+    }
+
+    /// What the covers signature signs: the [`COVERS`] text bound to the
+    /// request's v1 signature (so to its capability, id, sender, time and
+    /// body), in canonical form, with a `kind` no other signed document has.
+    fn covered_bytes(covers: &str, request_signature: &str) -> Result<Vec<u8>, CanonicalError> {
+        object_to_canonical_bytes(&mut [
+            ("kind", Member::Text(COVERS)),
+            ("covers", Member::Text(covers)),
+            ("request_signature", Member::Text(request_signature)),
+        ])
+    }
+
+    /// The two header pairs that cover these extras for the request signed
+    /// as `signed`, signed with `key` (the same key); none when there are
+    /// no extras, so such a request is a plain v1 one.
+    pub fn covers(
+        &self,
+        key: &DeviceKey,
+        signed: &SignedHeaders,
+    ) -> Result<Vec<(&'static str, String)>, SignatureError> {
+        let Some(covers) = self.covers_text() else {
+            return Ok(Vec::new());
+        };
+        let signature = key.sign_bytes(&Self::covered_bytes(&covers, &signed.signature)?);
+        Ok(vec![(COVERS, covers), (COVERS_SIGNATURE, signature)])
+    }
+
+    /// Check the [`COVERS`] text received (`covers`) against these extras
+    /// as received, naming the first that differs, without any signature
+    /// check; then the covers signature (`signature`) to check against the
+    /// sender's key, or `None` for a request with no extras and no covers.
+    pub fn covered_message(
+        &self,
+        signed: &SignedHeaders,
+        covers: Option<&str>,
+        signature: Option<&str>,
+    ) -> Result<Option<SignedMessage>, CoverError> {
+        let expected = self.covers_text();
+        let Some(covers) = covers else {
+            return match Extra::ALL.into_iter().find(|e| self.value(*e).is_some()) {
+                Some(extra) => Err(CoverError::NotCovered(extra)),
+                None => Ok(None),
+            };
+        };
+        if expected.as_deref() != Some(covers) {
+            return Err(self.first_difference(covers));
+        }
+        let signature = signature.ok_or(CoverError::MissingSignature)?;
+        let bytes = Self::covered_bytes(covers, &signed.signature)
+            .map_err(|e| CoverError::Signature(e.into()))?;
+        Ok(Some(SignedMessage::new(bytes, signature, &signed.from)?))
+    }
+
+    /// Why `covers` is not the text these extras make.
+    fn first_difference(&self, covers: &str) -> CoverError {
+        let mut listed: Vec<(Extra, &str)> = Vec::new();
+        for item in covers.split(", ") {
+            let parsed = item.split_once('=').and_then(|(name, digest)| {
+                let extra = Extra::ALL.into_iter().find(|e| e.key() == name)?;
+                Some((extra, digest))
+            });
+            match parsed {
+                Some(entry) if !listed.iter().any(|(e, _)| *e == entry.0) => listed.push(entry),
+                _ => return CoverError::Malformed,
+            }
+        }
+        for extra in Extra::ALL {
+            let covered = listed.iter().find(|(e, _)| *e == extra).map(|(_, d)| *d);
+            match (self.value(extra), covered) {
+                (Some(_), None) => return CoverError::NotCovered(extra),
+                (None, Some(_)) => return CoverError::Removed(extra),
+                (Some(v), Some(d)) if Self::digest(v) != d => return CoverError::Changed(extra),
+                _ => {}
+            }
+        }
+        // Same items and digests in another order or spacing.
+        CoverError::Malformed
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +394,116 @@ mod tests {
         assert_eq!(
             SignedHeaders::from_lookup(|_| None),
             Err(HeaderError::Missing(CAPABILITY))
+        );
+    }
+
+    /// Headers as a map, for lookups.
+    fn lookup(pairs: &[(&'static str, String)]) -> HashMap<&'static str, String> {
+        pairs.iter().cloned().collect()
+    }
+
+    #[test]
+    fn extras_are_covered_when_present_and_every_tampering_is_named() {
+        let key = DeviceKey::generate();
+        let community = CommunityId::of_root(key.node_id());
+        let h = SignedHeaders::sign(&key, community, "/trace/recent", "1.0", &json!({})).unwrap();
+        let sent = Extras {
+            query: Some("n=5&capability=llm.chat"),
+            timeout_ms: Some("3000"),
+            target_node: Some("ed25519:someone"),
+        };
+        let covers = lookup(&sent.covers(&key, &h).unwrap());
+        let (text, sig) = (
+            covers.get(COVERS).map(String::as_str),
+            covers.get(COVERS_SIGNATURE).map(String::as_str),
+        );
+        let message = sent.covered_message(&h, text, sig).unwrap().unwrap();
+        message.verify().unwrap();
+
+        let tampered = [
+            (
+                Extras {
+                    query: Some("n=500&capability=llm.chat"),
+                    ..sent.clone()
+                },
+                CoverError::Changed(Extra::Query),
+            ),
+            (
+                Extras {
+                    timeout_ms: Some("1"),
+                    ..sent.clone()
+                },
+                CoverError::Changed(Extra::TimeoutMs),
+            ),
+            (
+                Extras {
+                    target_node: Some("ed25519:other"),
+                    ..sent.clone()
+                },
+                CoverError::Changed(Extra::TargetNode),
+            ),
+            (
+                Extras {
+                    query: None,
+                    ..sent.clone()
+                },
+                CoverError::Removed(Extra::Query),
+            ),
+            (
+                Extras {
+                    timeout_ms: None,
+                    ..sent.clone()
+                },
+                CoverError::Removed(Extra::TimeoutMs),
+            ),
+        ];
+        for (received, why) in tampered {
+            assert_eq!(received.covered_message(&h, text, sig).err(), Some(why));
+        }
+        // Added to a request that covered none: not covered.
+        let plain = Extras::default();
+        assert!(
+            plain.covers(&key, &h).unwrap().is_empty(),
+            "no extras, a v1 request"
+        );
+        assert!(plain.covered_message(&h, None, None).unwrap().is_none());
+        let added = Extras {
+            timeout_ms: Some("99"),
+            ..Extras::default()
+        };
+        assert_eq!(
+            added.covered_message(&h, None, None).err(),
+            Some(CoverError::NotCovered(Extra::TimeoutMs))
+        );
+
+        // A covers text rewritten to match the tampered value fails the
+        // covers signature.
+        let forged = Extras {
+            timeout_ms: Some("1"),
+            ..sent.clone()
+        };
+        let forged_text = forged.covers_text().unwrap();
+        let message = forged
+            .covered_message(&h, Some(&forged_text), sig)
+            .unwrap()
+            .unwrap();
+        assert!(message.verify().is_err());
+        // The covers signature of one request does not cover another's.
+        let other =
+            SignedHeaders::sign(&key, community, "/trace/recent", "1.0", &json!({})).unwrap();
+        let message = sent.covered_message(&other, text, sig).unwrap().unwrap();
+        assert!(message.verify().is_err());
+        assert_eq!(
+            sent.covered_message(&h, Some("query=00"), sig).err(),
+            Some(CoverError::Changed(Extra::Query))
+        );
+        assert_eq!(
+            sent.covered_message(&h, Some("what"), sig).err(),
+            Some(CoverError::Malformed)
+        );
+        assert_eq!(
+            sent.covered_message(&h, text, None).err(),
+            Some(CoverError::MissingSignature)
         );
     }
 }

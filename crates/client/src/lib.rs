@@ -1,6 +1,8 @@
 //! A client of a running node's local HTTP API (SYSTEM.md item 4): every
 //! request signed with the device key as Contract §5.1 says, errors decoded
-//! into the contract's codes, streams read frame by frame.
+//! into the contract's codes, streams read frame by frame. What a request
+//! carries beyond the signed v1 envelope (query string, timeout, target
+//! node) is covered by a second signature (`request::Extras`).
 //!
 //! Blocking on purpose: the CLI starts in a millisecond and exits, and a
 //! thread waiting on a socket is all it needs. The node itself uses an
@@ -12,7 +14,7 @@ use std::io::BufReader;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use hearthnet_base::request::{self, SignedHeaders};
+use hearthnet_base::request::{self, Extras, SignedHeaders};
 use hearthnet_base::{CommunityId, DeviceKey, ErrorCode};
 use hearthnet_config::LoadedConfig;
 use hearthnet_config::runtime::RuntimeInfo;
@@ -216,11 +218,20 @@ impl LocalClient {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
-        let mut req = self.agent.get(self.url(path));
-        for (k, v) in query {
-            req = req.query(*k, v);
-        }
-        let req = self.signed(req, path, &Value::Object(Default::default()))?;
+        // Encoded here rather than by the HTTP library, so that what is
+        // signed is exactly what goes on the wire.
+        let query = encode_query(query);
+        let url = match &query {
+            Some(q) => format!("{}?{q}", self.url(path)),
+            None => self.url(path),
+        };
+        let req = self.agent.get(url);
+        let req = self.signed(
+            req,
+            path,
+            query.as_deref(),
+            &Value::Object(Default::default()),
+        )?;
         req.call().map_err(|e| self.transport_error(e))
     }
 
@@ -230,17 +241,19 @@ impl LocalClient {
             .agent
             .post(self.url(path))
             .header("content-type", "application/json");
-        let req = self.signed(req, path, body)?;
+        let req = self.signed(req, path, None, body)?;
         let bytes = serde_json::to_vec(body).map_err(|e| self.bad(e.to_string()))?;
         let resp = req.send(&bytes[..]).map_err(|e| self.transport_error(e))?;
         self.json_reply(resp)
     }
 
-    /// Add the §5.1 headers for a plain endpoint (`capability` = path).
+    /// Add the §5.1 headers for a plain endpoint (`capability` = path),
+    /// and the covers of `query` (as sent) if there is one.
     fn signed<B>(
         &self,
         mut req: ureq::RequestBuilder<B>,
         path: &str,
+        query: Option<&str>,
         body: &Value,
     ) -> Result<ureq::RequestBuilder<B>, ClientError> {
         let headers = SignedHeaders::sign(
@@ -250,7 +263,12 @@ impl LocalClient {
             request::ENDPOINT_VERSION,
             body,
         )?;
-        for (name, value) in headers.to_pairs() {
+        let extras = Extras {
+            query,
+            ..Extras::default()
+        };
+        let covers = extras.covers(&self.key, &headers)?;
+        for (name, value) in headers.to_pairs().into_iter().chain(covers) {
             req = req.header(name, value);
         }
         Ok(req)
@@ -293,12 +311,24 @@ impl LocalClient {
         timeout: Option<Duration>,
     ) -> Result<CallReply, ClientError> {
         let headers = SignedHeaders::sign(signer, self.community, capability, version, body)?;
-        self.send_call(&headers, body, stream, timeout)
+        self.send_call_as(signer, &headers, body, stream, timeout)
     }
 
-    /// Send a call with the given headers as they are (tests of replays).
+    /// Send a call with the given headers as they are (tests of replays);
+    /// a timeout or target node is covered with the client's own key.
     pub fn send_call(
         &self,
+        headers: &SignedHeaders,
+        body: &Value,
+        stream: bool,
+        timeout: Option<Duration>,
+    ) -> Result<CallReply, ClientError> {
+        self.send_call_as(&self.key, headers, body, stream, timeout)
+    }
+
+    fn send_call_as(
+        &self,
+        signer: &DeviceKey,
         headers: &SignedHeaders,
         body: &Value,
         stream: bool,
@@ -319,11 +349,18 @@ impl LocalClient {
             .build()
             .header("accept", accept)
             .header("content-type", "application/json");
-        for (name, value) in headers.to_pairs() {
+        let timeout_ms = timeout.map(|t| t.as_millis().to_string());
+        let extras = Extras {
+            query: None,
+            timeout_ms: timeout_ms.as_deref(),
+            target_node: self.target.as_deref(),
+        };
+        let covers = extras.covers(signer, headers)?;
+        for (name, value) in headers.to_pairs().into_iter().chain(covers) {
             req = req.header(name, value);
         }
-        if let Some(t) = timeout {
-            req = req.header(request::TIMEOUT_MS, t.as_millis().to_string());
+        if let Some(t) = &timeout_ms {
+            req = req.header(request::TIMEOUT_MS, t);
         }
         if let Some(node) = &self.target {
             req = req.header(request::TARGET_NODE, node);
@@ -420,4 +457,46 @@ pub fn parse_wire_error(body: &Value) -> Option<WireError> {
 
 fn snippet(text: &str) -> String {
     text.chars().take(200).collect()
+}
+
+/// `pairs` as a query string (`None` for none): names and values
+/// percent-encoded but for RFC 3986's unreserved characters.
+fn encode_query(pairs: &[(&str, String)]) -> Option<String> {
+    fn encode(text: &str, out: &mut String) {
+        for byte in text.bytes() {
+            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+                out.push(char::from(byte));
+            } else {
+                out.push_str(&format!("%{byte:02X}"));
+            }
+        }
+    }
+    let mut out = String::new();
+    for (i, (name, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        encode(name, &mut out);
+        out.push('=');
+        encode(value, &mut out);
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_query_is_encoded_as_it_is_signed_and_sent() {
+        assert_eq!(encode_query(&[]), None);
+        let q = encode_query(&[
+            ("n", "5".into()),
+            ("capability", "llm.chat & more/ü".into()),
+        ]);
+        assert_eq!(
+            q.as_deref(),
+            Some("n=5&capability=llm.chat%20%26%20more%2F%C3%BC")
+        );
+    }
 }

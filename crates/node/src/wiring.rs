@@ -366,6 +366,15 @@ fn serve(
     stop: &CancellationToken,
 ) {
     let transport = &b.loaded.config.transport;
+    // Judged when a TLS handshake completes: a device that is not (or no
+    // longer) a member gets only the non-members' few connections.
+    let is_member: hearthnet_transport::tls::Membership = {
+        use hearthnet_transport::NodeView;
+        let view = view.clone();
+        Arc::new(move |id| {
+            view.level_of(id) != hearthnet_base::TrustLevel::Unknown && !view.is_revoked(id)
+        })
+    };
     let mut state = ApiState::new(
         net.bus.clone(),
         view,
@@ -393,7 +402,7 @@ fn serve(
         net.peer,
         router,
         stop.clone(),
-        hearthnet_transport::Serving::peer(net.peer_tls),
+        hearthnet_transport::Serving::peer(net.peer_tls, is_member),
     ));
 }
 

@@ -3,8 +3,10 @@
 //!
 //! A request is accepted only if its headers are complete, it names our
 //! community, its timestamp is within the skew window, its signature
-//! checks out against the `From` key, the signer is a member (and not
-//! revoked), and its request id was not seen in the window before. The
+//! checks out against the `From` key, what it carries beyond the v1
+//! envelope (query string, timeout and target headers) is covered by the
+//! same key ([`Extras`]), the signer is a member (and not revoked), and its
+//! request id was not seen in the window before. The
 //! window bounds how long a captured request is worth anything; the
 //! replay cache makes it worthless inside the window too.
 //!
@@ -25,7 +27,7 @@ use hearthnet_base::constants::{
     RATE_LIMIT_SOFT_RPS_TOTAL,
 };
 use hearthnet_base::crypto::{SignedMessage, verify_all};
-use hearthnet_base::request::SignedHeaders;
+use hearthnet_base::request::{COVERS, COVERS_SIGNATURE, Extras, SignedHeaders};
 use hearthnet_base::{CommunityId, ErrorCode, NodeId, Timestamp, TrustLevel};
 use hearthnet_bus::CallError;
 use hearthnet_observability::metrics::{CapabilityLabel, Metrics, ReasonLabel};
@@ -53,6 +55,8 @@ pub enum Access {
 /// so all that needs no body can be checked before the body is read.
 pub struct Presented<'a> {
     pub headers: &'a HeaderMap,
+    /// The query string as received, if any.
+    pub query: Option<&'a str>,
     /// The path, for plain endpoints (their signed `capability`).
     pub endpoint: Option<&'a str>,
     pub access: Access,
@@ -356,24 +360,26 @@ impl Authenticator {
         signed: &SignedHeaders,
         body: &Value,
     ) -> Result<TrustLevel, Denied> {
-        let level = self.check_without_body(view, req, signed)?;
-        self.check_signature(signed, body, metrics).await?;
+        let (level, covers) = self.check_without_body(view, req, signed)?;
+        self.check_signature(signed, body, covers, metrics).await?;
         // Recorded only now: an id recorded before its signature checked
         // out would let anyone burn a member's request ids.
         self.check_replay(signed)?;
         Ok(level)
     }
 
-    /// The checks that need no body, cheapest and most telling first.
+    /// The checks that need no body, cheapest and most telling first; the
+    /// sender's level and the covers signature still to check, if any.
     fn check_without_body(
         &self,
         view: &dyn NodeView,
         req: &Presented<'_>,
         signed: &SignedHeaders,
-    ) -> Result<TrustLevel, Denied> {
+    ) -> Result<(TrustLevel, Option<SignedMessage>), Denied> {
         self.check_addressed_here(signed, req.endpoint)?;
         self.check_clock(signed)?;
         let level = self.check_access(view, signed, req.access, req.connection)?;
+        let covers = Self::check_extras(req, signed)?;
         let seen = self.seen.lock().contains(
             &signed.from,
             &signed.request_id,
@@ -383,7 +389,20 @@ impl Authenticator {
         if seen {
             return Err(replayed(signed));
         }
-        Ok(level)
+        Ok((level, covers))
+    }
+
+    /// The query string and our timeout and target headers as the signer
+    /// covered them ([`Extras`]): a change is named here, before any
+    /// signature is checked; the covers signature is returned to check.
+    fn check_extras(
+        req: &Presented<'_>,
+        signed: &SignedHeaders,
+    ) -> Result<Option<SignedMessage>, Denied> {
+        let header = |name: &'static str| req.headers.get(name).and_then(|v| v.to_str().ok());
+        Extras::from_lookup(header, req.query)
+            .covered_message(signed, header(COVERS), header(COVERS_SIGNATURE))
+            .map_err(|e| Denied::new("extras_mismatch", ErrorCode::Unauthorized, e.to_string()))
     }
 
     /// Signed for this endpoint (plain endpoints sign their path as the
@@ -455,25 +474,45 @@ impl Authenticator {
         Ok(())
     }
 
+    /// The v1 signature and, for a request with extras, the covers
+    /// signature, queued together so they can share a batch.
     async fn check_signature(
         &self,
         signed: &SignedHeaders,
         body: &Value,
+        covers: Option<SignedMessage>,
         metrics: &Metrics,
     ) -> Result<(), Denied> {
-        let verified = match signed.signed_message(body) {
-            Ok(message) => self.signatures.verify(message, metrics).await,
-            Err(_) => false,
+        let request = async {
+            match signed.signed_message(body) {
+                Ok(message) => self.signatures.verify(message, metrics).await,
+                Err(_) => false,
+            }
         };
-        if verified {
-            Ok(())
-        } else {
-            Err(Denied::new(
+        let covered = async {
+            match covers {
+                Some(message) => self.signatures.verify(message, metrics).await,
+                None => true,
+            }
+        };
+        let (verified, covered) = futures_util::future::join(request, covered).await;
+        if !verified {
+            return Err(Denied::new(
                 "mismatch",
                 ErrorCode::InvalidSignature,
                 "the signature does not match the request and the From key",
-            ))
+            ));
         }
+        if !covered {
+            return Err(Denied::new(
+                "extras_mismatch",
+                ErrorCode::Unauthorized,
+                format!(
+                    "{COVERS} does not match {COVERS_SIGNATURE}: the query string or the timeout or target headers were changed after signing"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The signer may use an endpoint of `access`, over this connection.

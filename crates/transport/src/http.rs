@@ -5,8 +5,10 @@
 //! handler declares by a marker type ([`Member`], [`OwnKey`],
 //! [`Invitee`]), checking all that needs no body before reading a body
 //! bounded by the route's [`BodyLimit`] within [`BODY_READ_TIMEOUT`], and
-//! decode a typed body naming the failing field; [`Unsigned`], the declaration of an endpoint without a
-//! signature; [`Query`], a query string decoded the same way. Over mutual
+//! decode a typed body naming the failing field; [`BodyBudget`], the
+//! node's budget of body bytes in flight, drawn before a body is read and
+//! given back when it is dropped; [`Unsigned`], the declaration of an
+//! endpoint without a signature; [`Query`], a query string decoded the same way. Over mutual
 //! TLS a device that is not a member gets answers only from routes that
 //! declare [`Invitee`] ([`Stranger`]).
 //!
@@ -17,7 +19,7 @@
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -101,6 +103,8 @@ pub async fn request_id_on_errors(req: Request, next: Next) -> Response {
 pub trait SignedSurface: Send + Sync + 'static {
     /// The largest request body read, in bytes.
     fn max_body_bytes(&self) -> usize;
+    /// The budget the bodies of all its requests are read within.
+    fn body_budget(&self) -> &Arc<BodyBudget>;
     /// Refuse before the body is read what would be refused whatever the
     /// body. Passing admits nothing: [`Self::authenticate`] decides.
     fn precheck(&self, presented: &Presented<'_>) -> Result<(), ApiError>;
@@ -115,6 +119,10 @@ pub trait SignedSurface: Send + Sync + 'static {
 impl<T: SignedSurface> SignedSurface for Arc<T> {
     fn max_body_bytes(&self) -> usize {
         T::max_body_bytes(self)
+    }
+
+    fn body_budget(&self) -> &Arc<BodyBudget> {
+        T::body_budget(self)
     }
 
     fn precheck(&self, presented: &Presented<'_>) -> Result<(), ApiError> {
@@ -247,10 +255,119 @@ fn too_large(limit: usize) -> ApiError {
 /// LAN and loopback exceed.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The bytes of request bodies a node holds at once, beyond a free
+/// allowance per body: without it, members alone could pin memory up to
+/// their connection caps times the body limits (64 pushes of 4 MiB at once
+/// are 256 MiB before parsing). A request whose body would go over it is
+/// refused as `capacity_exceeded` before the body is read (declared
+/// length) or as soon as it would (a chunked body, counted as it arrives);
+/// a [`BodyReservation`] gives its bytes back when dropped.
+///
+/// The first [`Self::free_per_body`] bytes of every body are not counted,
+/// so that ordinary small requests (a call, a sync message, a redemption)
+/// are never refused because large bodies are in flight: what they can pin
+/// together is bounded by the connection caps instead.
+pub struct BodyBudget {
+    total: usize,
+    free_per_body: usize,
+    used: AtomicUsize,
+}
+
+/// The default [`BodyBudget`] of a node: two of the largest bodies the
+/// default configuration admits (16 MiB), or eight full event pushes.
+/// Parsed, a body takes about two to three times its size, so this keeps
+/// what bodies in flight cost under ~100 MiB.
+pub const BODY_BUDGET_BYTES: usize = 32 * 1024 * 1024;
+/// What of each body the [`BodyBudget`] does not count: the default body
+/// limit ([`SmallBody`]); the 512 connections of a listener can pin at
+/// most 32 MiB with bodies that small.
+pub const FREE_BYTES_PER_BODY: usize = SmallBody::BYTES;
+
+impl BodyBudget {
+    /// A budget of `total` bytes, the first `free_per_body` of every body
+    /// not counted.
+    pub fn new(total: usize, free_per_body: usize) -> Arc<Self> {
+        Arc::new(Self {
+            total,
+            free_per_body,
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    /// Bytes counted at the moment.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+
+    /// A reservation covering a body of `bytes` (nothing yet for `0`), or
+    /// `capacity_exceeded`.
+    pub fn reserve(self: &Arc<Self>, bytes: usize) -> Result<BodyReservation, ApiError> {
+        let mut reservation = BodyReservation {
+            budget: self.clone(),
+            counted: 0,
+        };
+        reservation.cover(bytes)?;
+        Ok(reservation)
+    }
+
+    fn take(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|after| *after <= self.total)
+            })
+            .is_ok()
+    }
+
+    fn refusal(&self, bytes: usize) -> ApiError {
+        CallError::new(
+            ErrorCode::CapacityExceeded,
+            format!(
+                "the node is reading as many request bodies as it holds at once ({} bytes): a body of {bytes} bytes must wait",
+                self.total
+            ),
+        )
+        .retry_after(1000)
+        .into()
+    }
+}
+
+/// Bytes of one body counted in a [`BodyBudget`], given back when dropped.
+pub struct BodyReservation {
+    budget: Arc<BodyBudget>,
+    counted: usize,
+}
+
+impl BodyReservation {
+    /// Grow to cover a body of `bytes` in all, or `capacity_exceeded`
+    /// (keeping what was covered until dropped).
+    pub fn cover(&mut self, bytes: usize) -> Result<(), ApiError> {
+        let needed = bytes.saturating_sub(self.budget.free_per_body);
+        if needed <= self.counted {
+            return Ok(());
+        }
+        if !self.budget.take(needed - self.counted) {
+            return Err(self.budget.refusal(bytes));
+        }
+        self.counted = needed;
+        Ok(())
+    }
+}
+
+impl Drop for BodyReservation {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.counted, Ordering::AcqRel);
+    }
+}
+
 /// Read a JSON body of at most `limit` bytes, arriving within
-/// [`BODY_READ_TIMEOUT`].
-pub async fn read_json(body: Body, limit: usize) -> Result<Value, ApiError> {
-    let bytes = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit))
+/// [`BODY_READ_TIMEOUT`], its bytes covered by `reservation` as they
+/// arrive.
+pub async fn read_json(
+    body: Body,
+    limit: usize,
+    reservation: &mut BodyReservation,
+) -> Result<Value, ApiError> {
+    let bytes = tokio::time::timeout(BODY_READ_TIMEOUT, collect(body, limit, reservation))
         .await
         .map_err(|_| {
             CallError::new(
@@ -260,15 +377,40 @@ pub async fn read_json(body: Body, limit: usize) -> Result<Value, ApiError> {
                     BODY_READ_TIMEOUT.as_secs()
                 ),
             )
-        })?
-        .map_err(|_| too_large(limit))?;
+        })??;
     serde_json::from_slice(&bytes)
         .map_err(|e| CallError::bad_request(format!("the body is not JSON: {e}")).into())
+}
+
+/// The bytes of `body`, refused once more than `limit` or more than
+/// `reservation` can cover.
+async fn collect(
+    body: Body,
+    limit: usize,
+    reservation: &mut BodyReservation,
+) -> Result<Vec<u8>, ApiError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| too_large(limit))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        let total = bytes.len() + data.len();
+        if total > limit {
+            return Err(too_large(limit));
+        }
+        reservation.cover(total)?;
+        bytes.extend_from_slice(&data);
+    }
+    Ok(bytes)
 }
 
 fn presented<'a>(parts: &'a Parts, endpoint: Option<&'a str>, access: Access) -> Presented<'a> {
     Presented {
         headers: &parts.headers,
+        query: parts.uri.query(),
         endpoint,
         access,
         connection: parts.extensions.get::<PeerIdentity>().copied(),
@@ -278,7 +420,8 @@ fn presented<'a>(parts: &'a Parts, endpoint: Option<&'a str>, access: Access) ->
 /// Read the JSON body of a signed request of `parts` and authenticate the
 /// request with it, refusing first, without reading a byte of the body,
 /// whatever can be refused without it: a declared length over `limit`,
-/// then all the surface's checks but the signature. `endpoint` is what
+/// then all the surface's checks but the signature, then a share of the
+/// surface's [`BodyBudget`] for the declared length. `endpoint` is what
 /// the signature must name as its `capability`: the path for plain
 /// endpoints, `None` where the headers name a capability.
 pub async fn read_signed<S: SignedSurface>(
@@ -288,7 +431,7 @@ pub async fn read_signed<S: SignedSurface>(
     endpoint: Option<&str>,
     access: Access,
     limit: usize,
-) -> Result<(Caller, Value), ApiError> {
+) -> Result<SignedBody, ApiError> {
     admit_connection(parts, access)?;
     let declared = parts
         .headers
@@ -299,9 +442,25 @@ pub async fn read_signed<S: SignedSurface>(
         return Err(too_large(limit));
     }
     state.precheck(&presented(parts, endpoint, access))?;
-    let value = read_json(body, limit).await?;
+    // Drawn after the precheck: a stranger's request never reaches it.
+    let declared = declared.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    let mut reservation = state.body_budget().reserve(declared)?;
+    let value = read_json(body, limit, &mut reservation).await?;
     let caller = authenticate(state, parts, endpoint, &value, access).await?;
-    Ok((caller, value))
+    Ok(SignedBody {
+        caller,
+        value,
+        reservation,
+    })
+}
+
+/// An authenticated request's caller and JSON body, with the body's
+/// share of the [`BodyBudget`], given back when this (or the
+/// reservation, if kept apart) is dropped.
+pub struct SignedBody {
+    pub caller: Caller,
+    pub value: Value,
+    pub reservation: BodyReservation,
 }
 
 /// Authenticate the request of `parts` carrying `body`. `endpoint` is what
@@ -334,6 +493,8 @@ pub async fn authenticate<S: SignedSurface>(
 pub struct Signed<T, A = Member, L = SmallBody> {
     pub caller: Caller,
     pub body: T,
+    /// Held while the handler has the body.
+    _reservation: BodyReservation,
     access: PhantomData<(A, L)>,
 }
 
@@ -349,7 +510,11 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let (parts, body) = req.into_parts();
         let limit = L::BYTES.min(state.max_body_bytes());
-        let (caller, value) = read_signed(
+        let SignedBody {
+            caller,
+            value,
+            reservation,
+        } = read_signed(
             state,
             &parts,
             body,
@@ -364,6 +529,7 @@ where
         Ok(Self {
             caller,
             body,
+            _reservation: reservation,
             access: PhantomData,
         })
     }
@@ -421,11 +587,16 @@ mod tests {
     struct Open {
         key: DeviceKey,
         checked: parking_lot::Mutex<Vec<(Option<String>, Access)>>,
+        budget: Arc<BodyBudget>,
     }
 
     impl SignedSurface for Open {
         fn max_body_bytes(&self) -> usize {
             64
+        }
+
+        fn body_budget(&self) -> &Arc<BodyBudget> {
+            &self.budget
         }
 
         fn precheck(&self, _: &Presented<'_>) -> Result<(), ApiError> {
@@ -461,6 +632,7 @@ mod tests {
         let state = Arc::new(Open {
             key: DeviceKey::generate(),
             checked: Default::default(),
+            budget: BodyBudget::new(BODY_BUDGET_BYTES, FREE_BYTES_PER_BODY),
         });
         let router = Router::new()
             .route(

@@ -31,7 +31,8 @@ use serde_json::Value;
 
 pub use routes::{ApiState, router};
 pub use server::{
-    LOCAL_CONNECTIONS_PER_ADDRESS, Listener, LocalApi, PEER_CONNECTIONS_PER_ADDRESS, PeerIdentity,
+    LOCAL_CONNECTIONS_PER_ADDRESS, Listener, LocalApi, NON_MEMBER_CONNECTIONS,
+    NON_MEMBER_CONNECTIONS_PER_ADDRESS, NonMembers, PEER_CONNECTIONS_PER_ADDRESS, PeerIdentity,
     Serving, serve,
 };
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use hearthnet_base::request::{self, SignedHeaders};
+use hearthnet_base::request::{self, Extras, SignedHeaders};
 use hearthnet_base::{CommunityId, DeviceKey, NodeId};
 use http_body_util::BodyExt;
 use hyper::body::Bytes;
@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::bulk::{self, ChunkReader};
-use crate::tls::{Membership, TlsIdentity, client_config};
+use crate::tls::{Membership, TlsIdentity};
 
 type Full = http_body_util::Full<Bytes>;
 
@@ -166,7 +166,9 @@ impl PeerClient {
         path: &str,
         body: &Value,
     ) -> Result<PeerReply<T>, PeerError> {
-        let (path_only, _) = path.split_once('?').unwrap_or((path, ""));
+        let (path_only, query) = path
+            .split_once('?')
+            .map_or((path, None), |(p, q)| (p, Some(q)));
         let headers = SignedHeaders::sign(
             &self.key,
             self.community,
@@ -174,6 +176,12 @@ impl PeerClient {
             request::ENDPOINT_VERSION,
             body,
         )
+        .map_err(|e| bad(addr, e.to_string()))?;
+        let covers = Extras {
+            query,
+            ..Extras::default()
+        }
+        .covers(&self.key, &headers)
         .map_err(|e| bad(addr, e.to_string()))?;
         let payload = if method == hyper::Method::GET {
             Vec::new()
@@ -187,7 +195,7 @@ impl PeerClient {
                 method,
                 path,
                 &headers,
-                &[],
+                &covers,
                 payload,
                 REQUEST_TIMEOUT,
             )
@@ -237,10 +245,18 @@ impl PeerClient {
         } else {
             "application/json"
         };
-        let extra = [
+        let timeout_ms = timeout.as_millis().to_string();
+        let covers = Extras {
+            timeout_ms: Some(&timeout_ms),
+            ..Extras::default()
+        }
+        .covers(&self.key, &headers)
+        .map_err(|e| bad(addr, e.to_string()))?;
+        let mut extra = vec![
             ("accept", accept.to_owned()),
-            (request::TIMEOUT_MS, timeout.as_millis().to_string()),
+            (request::TIMEOUT_MS, timeout_ms),
         ];
+        extra.extend(covers);
         let (_, resp) = self
             .open(
                 addr,
@@ -389,15 +405,9 @@ impl PeerClient {
                 let (sender, resp) = exchange(TokioIo::new(tcp), req, &sent).await?;
                 return Ok::<_, String>((Connection::new(sender, None), resp));
             }
-            let config = client_config(&self.identity, self.member.clone(), expected)
-                .map_err(|e| e.to_string())?;
-            let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-            let name = rustls::pki_types::ServerName::try_from("hearthnet.local")
-                .map_err(|e| e.to_string())?;
-            let tls = connector
-                .connect(name, tcp)
+            let tls = crate::tls::connect(tcp, &self.identity, self.member.clone(), expected)
                 .await
-                .map_err(|e| format!("TLS: {e}"))?;
+                .map_err(|e| e.to_string())?;
             let peer = tls
                 .get_ref()
                 .1

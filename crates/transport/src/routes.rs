@@ -25,8 +25,8 @@ use serde_json::{Value, json};
 use crate::auth::Authenticator;
 use crate::bulk;
 use crate::http::{
-    self, Access, ApiError, Caller, EventsBody, Invitee, Member, OwnKey, Presented, Query, Signed,
-    SignedGet, SignedSurface, Stranger, SyncBody, Unsigned,
+    self, Access, ApiError, BodyBudget, BodyReservation, Caller, EventsBody, Invitee, Member,
+    OwnKey, Presented, Query, Signed, SignedGet, SignedSurface, Stranger, SyncBody, Unsigned,
 };
 use crate::server::{LocalApi, PeerIdentity};
 use crate::{BlobEndpoints, NodeView, SyncEndpoints};
@@ -41,6 +41,9 @@ pub struct ApiState {
     pub sync: Option<Arc<dyn SyncEndpoints>>,
     pub blobs: Option<Arc<dyn BlobEndpoints>>,
     pub(crate) auth: Authenticator,
+    /// One for the node: both listeners serve this state, and what bodies
+    /// in flight cost is the one process's memory.
+    body_budget: Arc<BodyBudget>,
 }
 
 impl ApiState {
@@ -62,7 +65,19 @@ impl ApiState {
             max_body_bytes,
             sync: None,
             blobs: None,
+            body_budget: BodyBudget::new(
+                http::BODY_BUDGET_BYTES.max(max_body_bytes),
+                http::FREE_BYTES_PER_BODY,
+            ),
         }
+    }
+
+    /// Read request bodies within `budget` (the default:
+    /// [`http::BODY_BUDGET_BYTES`], or the configured body limit if larger,
+    /// so that one body of any admitted size fits).
+    pub fn with_body_budget(mut self, budget: Arc<BodyBudget>) -> Self {
+        self.body_budget = budget;
+        self
     }
 
     /// Serve the sync and pub-sub endpoints through `sync`.
@@ -81,6 +96,10 @@ impl ApiState {
 impl SignedSurface for ApiState {
     fn max_body_bytes(&self) -> usize {
         self.max_body_bytes
+    }
+
+    fn body_budget(&self) -> &Arc<BodyBudget> {
+        &self.body_budget
     }
 
     fn precheck(&self, presented: &Presented<'_>) -> Result<(), ApiError> {
@@ -226,6 +245,9 @@ async fn local_caps(State(s): Shared, _: SignedGet<OwnKey>) -> axum::Json<local:
 struct CapabilityCall {
     caller: Caller,
     body: Value,
+    /// Held while the handler runs: until the answer, or until a stream
+    /// starts.
+    reservation: BodyReservation,
 }
 
 impl FromRequest<Arc<ApiState>> for CapabilityCall {
@@ -233,9 +255,13 @@ impl FromRequest<Arc<ApiState>> for CapabilityCall {
 
     async fn from_request(req: Request, s: &Arc<ApiState>) -> Result<Self, ApiError> {
         let (parts, body) = req.into_parts();
-        let (caller, body) =
+        let signed =
             http::read_signed(s, &parts, body, None, Access::Member, s.max_body_bytes).await?;
-        Ok(Self { caller, body })
+        Ok(Self {
+            caller: signed.caller,
+            body: signed.value,
+            reservation: signed.reservation,
+        })
     }
 }
 
@@ -255,7 +281,11 @@ fn target_node(headers: &HeaderMap) -> Result<Option<NodeId>, CallError> {
 async fn bus_call(
     State(s): Shared,
     headers: HeaderMap,
-    CapabilityCall { caller, body }: CapabilityCall,
+    CapabilityCall {
+        caller,
+        body,
+        reservation: _held,
+    }: CapabilityCall,
 ) -> Result<Response, ApiError> {
     let version = caller
         .headers

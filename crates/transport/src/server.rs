@@ -1,8 +1,8 @@
 //! The accept loop: HTTP/1.1 per connection with a header-read timeout
 //! and a response-write stall timeout (slow clients cannot hold a
 //! connection open for free), a cap on open connections and one per
-//! address, both accepting and closing what is over them, and graceful
-//! shutdown.
+//! address, both accepting and closing what is over them, smaller caps for
+//! TLS connections of devices that are not members, and graceful shutdown.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -36,6 +36,14 @@ pub const PEER_CONNECTIONS_PER_ADDRESS: usize = 32;
 /// low enough that one local program cannot take every slot without
 /// binding other loopback source addresses on purpose.
 pub const LOCAL_CONNECTIONS_PER_ADDRESS: usize = 256;
+/// Most TLS connections open at once, after the handshake, from one
+/// address for devices that are not members: an invitee redeeming its
+/// invite needs one; what a stranger holds is member capacity lost.
+pub const NON_MEMBER_CONNECTIONS_PER_ADDRESS: usize = 4;
+/// The same for all devices that are not members together, on one
+/// listener: a LAN full of strangers holds at most this many of its
+/// [`MAX_CONNECTIONS`], however many addresses they use.
+pub const NON_MEMBER_CONNECTIONS: usize = 32;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long writing a response may make no progress before the connection
 /// is closed. A client that stops reading (a streamed call's SSE, a large
@@ -100,6 +108,32 @@ pub struct Serving {
     /// How long a response write may make no progress
     /// ([`WRITE_STALL_TIMEOUT`]).
     pub write_stall: Duration,
+    /// With TLS: the caps of connections whose certificate is not a
+    /// member's; without them, every device counts as a member.
+    pub non_members: Option<NonMembers>,
+}
+
+/// The caps of TLS connections of devices that are not members
+/// ([`NON_MEMBER_CONNECTIONS_PER_ADDRESS`], [`NON_MEMBER_CONNECTIONS`]),
+/// taken once the handshake proved the device; beyond them its connection
+/// is closed. They come on top of the listener's caps, which count every
+/// connection from its accept on.
+#[derive(Clone)]
+pub struct NonMembers {
+    pub is_member: crate::tls::Membership,
+    pub per_address: usize,
+    pub total: usize,
+}
+
+impl NonMembers {
+    /// The default caps, `is_member` telling members.
+    pub fn new(is_member: crate::tls::Membership) -> Self {
+        Self {
+            is_member,
+            per_address: NON_MEMBER_CONNECTIONS_PER_ADDRESS,
+            total: NON_MEMBER_CONNECTIONS,
+        }
+    }
 }
 
 /// Marks a request that came in on the local API (port `port`): only
@@ -119,18 +153,21 @@ impl Serving {
             local: true,
             max_connections: MAX_CONNECTIONS,
             write_stall: WRITE_STALL_TIMEOUT,
+            non_members: None,
         }
     }
 
     /// The peer port: mutual TLS with `tls` (plain HTTP without),
-    /// [`PEER_CONNECTIONS_PER_ADDRESS`].
-    pub fn peer(tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+    /// [`PEER_CONNECTIONS_PER_ADDRESS`], and over TLS the default
+    /// [`NonMembers`] caps for devices `is_member` does not know.
+    pub fn peer(tls: Option<Arc<rustls::ServerConfig>>, is_member: crate::tls::Membership) -> Self {
         Self {
             tls,
             per_address: PEER_CONNECTIONS_PER_ADDRESS,
             local: false,
             max_connections: MAX_CONNECTIONS,
             write_stall: WRITE_STALL_TIMEOUT,
+            non_members: Some(NonMembers::new(is_member)),
         }
     }
 }
@@ -208,6 +245,10 @@ pub async fn serve(
         (false, _) => None,
     };
     let write_stall = serving.write_stall;
+    let non_members = serving.non_members.map(|caps| {
+        let slots = Arc::new(Semaphore::new(caps.total));
+        (caps, slots, Arc::new(OpenPerAddress::default()))
+    });
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.inner.accept() => match r {
@@ -235,6 +276,7 @@ pub async fn serve(
         let router = router.clone();
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
+        let non_members = non_members.clone();
         tokio::spawn(async move {
             match acceptor {
                 None => {
@@ -260,6 +302,22 @@ pub async fn serve(
                         .and_then(|c| c.first())
                         .and_then(crate::tls::node_id_of)
                         .map(PeerIdentity);
+                    // Held as long as the connection, for a device that is
+                    // not a member.
+                    let mut _non_member_slots = None;
+                    if let Some((caps, slots, per_address)) = &non_members
+                        && !identity.is_some_and(|PeerIdentity(id)| (caps.is_member)(&id))
+                    {
+                        let Ok(slot) = slots.clone().try_acquire_owned() else {
+                            tracing::debug!(peer = %peer, "too many connections of non-members: closed");
+                            return;
+                        };
+                        let Some(address) = per_address.enter(peer.ip(), caps.per_address) else {
+                            tracing::debug!(peer = %peer, "too many connections of non-members from this address: closed");
+                            return;
+                        };
+                        _non_member_slots = Some((slot, address));
+                    }
                     let io = StallGuard::new(TokioIo::new(tls), write_stall);
                     drive(io, router, identity, local, watcher).await;
                 }

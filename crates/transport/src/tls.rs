@@ -25,6 +25,8 @@ pub enum TlsError {
     Certificate(String),
     #[error("cannot configure TLS: {0}")]
     Config(#[from] rustls::Error),
+    #[error("TLS: {0}")]
+    Handshake(std::io::Error),
 }
 
 /// The DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): the key's
@@ -265,6 +267,28 @@ pub fn client_config(
         .with_custom_certificate_verifier(verifier(member, expected))
         .with_client_auth_cert(vec![identity.cert.clone()], identity.key_der())?;
     Ok(config)
+}
+
+/// The client's side of a mutual-TLS connection.
+pub type ClientStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// A mutual-TLS connection over `tcp` as `identity`, to a server that
+/// `member` accepts (and that is `expected`, when given).
+pub async fn connect(
+    tcp: tokio::net::TcpStream,
+    identity: &TlsIdentity,
+    member: Membership,
+    expected: Option<NodeId>,
+) -> Result<ClientStream, TlsError> {
+    let config = client_config(identity, member, expected)?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    // Certificates name no host we could check: the verifier checks keys.
+    let name = ServerName::try_from("hearthnet.local")
+        .map_err(|e| TlsError::Certificate(e.to_string()))?;
+    connector
+        .connect(name, tcp)
+        .await
+        .map_err(TlsError::Handshake)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use futures_util::future::BoxFuture;
-use hearthnet_base::request::{ENDPOINT_VERSION, SignedHeaders};
+use hearthnet_base::request::{ENDPOINT_VERSION, Extras, SignedHeaders};
 use hearthnet_base::{CommunityId, DeviceKey, NodeId, TrustLevel};
 use hearthnet_bus::{Bus, BusSettings, CallError};
 use hearthnet_observability::metrics::Metrics;
@@ -137,6 +137,12 @@ fn node() -> Node {
 
 /// A node whose configured body limit is `max_body`.
 fn node_with_max(max_body: usize) -> Node {
+    node_with_budget(max_body, None)
+}
+
+/// A node whose configured body limit is `max_body`, reading bodies
+/// within `budget` if given.
+fn node_with_budget(max_body: usize, budget: Option<Arc<http::BodyBudget>>) -> Node {
     let own = DeviceKey::generate();
     let member = DeviceKey::generate();
     let community = CommunityId::of_root(own.node_id());
@@ -160,6 +166,10 @@ fn node_with_max(max_body: usize) -> Node {
     )
     .with_sync(Arc::new(FakeSync))
     .with_blobs(Arc::new(NoChunks));
+    let state = match budget {
+        Some(budget) => state.with_body_budget(budget),
+        None => state,
+    };
     let state = Arc::new(state);
     Node {
         router: router(state.clone()),
@@ -194,8 +204,14 @@ fn signed(
     } else {
         Method::GET
     };
+    // A query string is covered as a client covers it.
+    let extras = Extras {
+        query: path.split_once('?').map(|(_, q)| q),
+        ..Extras::default()
+    };
+    let covers = extras.covers(key, &headers).unwrap();
     let mut req = Request::builder().method(method).uri(path);
-    for (name, value) in headers.to_pairs() {
+    for (name, value) in headers.to_pairs().into_iter().chain(covers) {
         req = req.header(name, value);
     }
     let bytes = body.map(|b| b.to_string()).unwrap_or_default();
@@ -1193,4 +1209,273 @@ async fn a_client_that_stops_reading_a_stream_loses_its_connection_and_its_call(
     let drained = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut rest)).await;
     assert!(drained.is_ok(), "the server closed the connection");
     stop.cancel();
+}
+
+/// A call to `experimental.nobody` by `node.member`, its timeout and
+/// target headers covered as sent; `tamper` changes the request after.
+fn covered_call(node: &Node, tamper: impl FnOnce(&mut Request<Body>)) -> Request<Body> {
+    let body = json!({"params": {}, "input": {}});
+    let headers = SignedHeaders::sign(
+        &node.member,
+        node.community,
+        "experimental.nobody",
+        "1.0",
+        &body,
+    )
+    .unwrap();
+    let target = node.own.node_id().full();
+    let extras = Extras {
+        query: None,
+        timeout_ms: Some("3000"),
+        target_node: Some(&target),
+    };
+    let mut req = Request::post("/bus/v1/call")
+        .header(request::TIMEOUT_MS, "3000")
+        .header(request::TARGET_NODE, &target);
+    for (name, value) in headers
+        .to_pairs()
+        .into_iter()
+        .chain(extras.covers(&node.member, &headers).unwrap())
+    {
+        req = req.header(name, value);
+    }
+    let mut req = req.body(Body::from(body.to_string())).unwrap();
+    tamper(&mut req);
+    req
+}
+
+/// The status, error code and message of an answer.
+async fn refusal(node: &Node, req: Request<Body>) -> (StatusCode, String, String) {
+    let (status, body, _) = answer(&node.router, req).await;
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    (status, text(&body["error"]), text(&body["message"]))
+}
+
+#[tokio::test]
+async fn the_query_string_and_the_timeout_and_target_headers_are_covered_by_the_signature() {
+    let node = node();
+    // Unchanged: authenticated (the bus then knows no such capability).
+    let (status, code, _) = refusal(&node, covered_call(&node, |_| {})).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+
+    let header = |name: &'static str, value: &str| {
+        let value = axum::http::HeaderValue::from_str(value).unwrap();
+        move |req: &mut Request<Body>| {
+            req.headers_mut().insert(name, value);
+        }
+    };
+    let other_node = node.member.node_id().full();
+    type Tamper = Box<dyn FnOnce(&mut Request<Body>)>;
+    let cases: Vec<(Tamper, &str)> = vec![
+        (
+            Box::new(header(request::TIMEOUT_MS, "600000")),
+            "X-HearthNet-Timeout-Ms was changed after signing",
+        ),
+        (
+            Box::new(header(request::TARGET_NODE, &other_node)),
+            "X-HearthNet-Target-Node was changed after signing",
+        ),
+        (
+            Box::new(|req: &mut Request<Body>| {
+                req.headers_mut().remove(request::TIMEOUT_MS);
+            }),
+            "X-HearthNet-Timeout-Ms was removed after signing",
+        ),
+        (
+            Box::new(|req: &mut Request<Body>| {
+                req.headers_mut().remove(request::COVERS);
+            }),
+            "X-HearthNet-Timeout-Ms is not covered by a signature",
+        ),
+        (
+            // The covers rewritten to match a changed timeout: its
+            // signature no longer matches.
+            Box::new(|req: &mut Request<Body>| {
+                req.headers_mut()
+                    .insert(request::TIMEOUT_MS, "1".parse().unwrap());
+                let target = req.headers()[request::TARGET_NODE]
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+                let forged = Extras {
+                    query: None,
+                    timeout_ms: Some("1"),
+                    target_node: Some(&target),
+                }
+                .covers_text()
+                .unwrap();
+                req.headers_mut()
+                    .insert(request::COVERS, forged.parse().unwrap());
+            }),
+            "were changed after signing",
+        ),
+    ];
+    for (tamper, why) in cases {
+        let (status, code, message) = refusal(&node, covered_call(&node, tamper)).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::UNAUTHORIZED, "unauthorized"),
+            "{why}: {message}"
+        );
+        assert!(message.contains(why), "{why}: {message}");
+    }
+
+    // A v1 request, with none of them, passes as before.
+    let v1 = signed(
+        &node.member,
+        node.community,
+        "experimental.nobody",
+        "/bus/v1/call",
+        Some(json!({"params": {}, "input": {}})),
+    );
+    assert!(!v1.headers().contains_key(request::COVERS));
+    let (status, code, _) = refusal(&node, v1).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    // A timeout added to it is not covered.
+    let mut v1 = signed(
+        &node.member,
+        node.community,
+        "experimental.nobody",
+        "/bus/v1/call",
+        Some(json!({"params": {}, "input": {}})),
+    );
+    header(request::TIMEOUT_MS, "5")(&mut v1);
+    let (status, _, message) = refusal(&node, v1).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        message.contains("X-HearthNet-Timeout-Ms is not covered"),
+        "{message}"
+    );
+
+    // The query string: as signed it is served; changed, or added to a
+    // request signed without one, it is refused naming it.
+    let path = "/pubsub/v1/subscribe";
+    let query = |q: &str| {
+        signed(
+            &node.member,
+            node.community,
+            path,
+            &format!("{path}?{q}"),
+            None,
+        )
+    };
+    let (status, _, _) = refusal(&node, query("topic=t&last_seq=4")).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut changed = query("topic=t&last_seq=4");
+    *changed.uri_mut() = format!("{path}?topic=other&last_seq=4").parse().unwrap();
+    let (status, code, message) = refusal(&node, changed).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
+    );
+    assert!(
+        message.contains("the query string was changed after signing"),
+        "{message}"
+    );
+    let mut added = signed(&node.member, node.community, path, path, None);
+    *added.uri_mut() = format!("{path}?topic=t").parse().unwrap();
+    let (status, _, message) = refusal(&node, added).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        message.contains("the query string is not covered"),
+        "{message}"
+    );
+}
+
+/// A fetch by `node.member` signed for `text` and declaring its length,
+/// with `body` as what is actually sent.
+fn fetch_with(node: &Node, text: &str, body: Body) -> Request<Body> {
+    let value: Value = serde_json::from_str(text).unwrap();
+    let (mut parts, _) = signed(
+        &node.member,
+        node.community,
+        "/sync/v2/fetch",
+        "/sync/v2/fetch",
+        Some(value),
+    )
+    .into_parts();
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(text.len()));
+    Request::from_parts(parts, body)
+}
+
+/// A fetch of `n` hashes, as JSON text.
+fn fetch_of(n: usize) -> String {
+    json!({"hashes": vec!["00"; n]}).to_string()
+}
+
+#[tokio::test]
+async fn bodies_over_the_node_budget_are_refused_before_they_are_read() {
+    const FREE: usize = 1024;
+    const TOTAL: usize = 8 * 1024;
+    let budget = http::BodyBudget::new(TOTAL, FREE);
+    let node = node_with_budget(64 * 1024, Some(budget.clone()));
+
+    // One member's body of ~6 KiB is being read (it holds ~5 KiB of 8).
+    let big = fetch_of(1200);
+    let share = big.len() - FREE;
+    // Its body never comes: the read waits until the task is dropped.
+    let slow = Body::from_stream(futures_util::stream::pending::<
+        Result<axum::body::Bytes, std::io::Error>,
+    >());
+    let reading = tokio::spawn(node.router.clone().oneshot(fetch_with(&node, &big, slow)));
+    common_wait(|| budget.used() == share).await;
+
+    // Another as large is refused at once, its body unread.
+    let (body, read) = watched(serde_json::from_str(&big).unwrap());
+    let (status, code, message) = refusal(&node, fetch_with(&node, &big, body)).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, "capacity_exceeded"),
+        "{message}"
+    );
+    assert!(
+        !read.load(std::sync::atomic::Ordering::SeqCst),
+        "its body was read"
+    );
+    // A small one still goes through: the first KiB of a body is free.
+    let small = fetch_of(10);
+    let (status, _, _) = refusal(&node, fetch_with(&node, &small, Body::from(small.clone()))).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A chunked body (no declared length) is counted as it arrives and
+    // refused once it would go over.
+    let chunks = futures_util::stream::iter(
+        (0..8).map(|_| Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b' '; 1024]))),
+    );
+    let mut chunked = fetch_with(&node, &small, Body::from_stream(chunks));
+    chunked.headers_mut().remove(header::CONTENT_LENGTH);
+    let (status, code, _) = refusal(&node, chunked).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, "capacity_exceeded")
+    );
+    assert_eq!(budget.used(), share, "the refused body gave its share back");
+
+    // Once the first body is gone, its share is back.
+    reading.abort();
+    let _ = reading.await;
+    common_wait(|| budget.used() == 0).await;
+    let (status, _, message) =
+        refusal(&node, fetch_with(&node, &big, Body::from(big.clone()))).await;
+    assert_eq!(status, StatusCode::OK, "{message}");
+    assert_eq!(budget.used(), 0);
+}
+
+/// Wait (at most 5 s) until `done` holds.
+async fn common_wait(mut done: impl FnMut() -> bool) {
+    let waited = tokio::time::timeout(Duration::from_secs(5), async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "not reached in time");
 }
