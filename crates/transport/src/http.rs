@@ -8,9 +8,9 @@
 //! decode a typed body naming the failing field; [`BodyBudget`], the
 //! node's budget of body bytes in flight, drawn before a body is read and
 //! given back when it is dropped; [`Unsigned`], the declaration of an
-//! endpoint without a signature; [`Query`], a query string decoded the same way. Over mutual
-//! TLS a device that is not a member gets answers only from routes that
-//! declare [`Invitee`] ([`Stranger`]).
+//! endpoint without a signature; [`Query`], a query string decoded the
+//! same way. Over mutual TLS a device that is not a member gets answers
+//! only from routes that declare [`Invitee`] ([`Stranger`]).
 //!
 //! A surface uses it by making its router state a [`SignedSurface`]: how
 //! large a body may be and how to authenticate. Handlers then return
@@ -263,7 +263,8 @@ pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// length) or as soon as it would (a chunked body, counted as it arrives);
 /// a [`BodyReservation`] gives its bytes back when dropped.
 ///
-/// The first [`Self::free_per_body`] bytes of every body are not counted,
+/// The first `free_per_body` bytes of every body (by default
+/// [`FREE_BYTES_PER_BODY`]) are not counted,
 /// so that ordinary small requests (a call, a sync message, a redemption)
 /// are never refused because large bodies are in flight: what they can pin
 /// together is bounded by the connection caps instead.
