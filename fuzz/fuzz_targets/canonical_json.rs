@@ -15,9 +15,9 @@
 //! an integer beyond 2^53 (say `1e16` or `9007199254740993.0`) is accepted
 //! and canonicalised, as RFC 8785 says, to its digits (`10000000000000000`);
 //! read back, those digits are an *integer* beyond 2^53, which our
-//! canonicaliser refuses. Verification always runs on the JSON as received,
-//! never on canonical bytes read back, so this is no signature hazard; the
-//! idempotence check accepts exactly that refusal and nothing else.
+//! canonicaliser refuses (RELIABILITY.md discusses what this means for the
+//! contract). The idempotence check accepts exactly that refusal and
+//! nothing else.
 #![no_main]
 
 use hearthnet_base::canonical::{
