@@ -50,13 +50,17 @@ impl World {
         let genesis =
             Genesis::create(&founder, "Fuzz", CommunityPolicy::default()).expect("genesis");
         let community = genesis.manifest.community_id;
-        let base = std::path::Path::new("/dev/shm");
-        let dir = if base.is_dir() {
-            tempfile::tempdir_in(base)
+        let shm = std::path::Path::new("/dev/shm");
+        let base = if shm.is_dir() {
+            shm.to_path_buf()
         } else {
-            tempfile::tempdir()
-        }
-        .expect("temp dir");
+            std::env::temp_dir()
+        };
+        remove_stale(&base);
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{PREFIX}{}-", std::process::id()))
+            .tempdir_in(&base)
+            .expect("temp dir");
         let log = EventLog::open(
             LogPaths::in_state_dir(dir.path()),
             community,
@@ -140,6 +144,30 @@ impl Fold for All {
 
     fn apply(&mut self, event: &Event) {
         self.0.apply(event);
+    }
+}
+
+/// The log's directories are named `<PREFIX><pid>-…`: libFuzzer exits
+/// without dropping statics, so each process removes those of processes
+/// that are gone.
+const PREFIX: &str = "hearthnet-fuzz-event-log-";
+
+fn remove_stale(base: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(PREFIX))
+            .and_then(|rest| rest.split('-').next())
+        else {
+            continue;
+        };
+        if !std::path::Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
