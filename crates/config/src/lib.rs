@@ -81,6 +81,13 @@ pub fn load(explicit: Option<&Path>, env: &Env) -> Result<LoadedConfig, ConfigEr
     })
 }
 
+/// The parsing and validation of [`load`] on `text` as if read from a file,
+/// for the fuzz targets (`fuzz/`) only: not part of the crate's API.
+#[cfg(feature = "fuzzing")]
+pub fn fuzz_parse(text: &str, env: &Env) -> Result<Config, ConfigError> {
+    schema::parse(Some(text), Path::new("config.toml"), env)
+}
+
 /// Which file to read, and whether it must exist: `explicit`, else
 /// `$HEARTHNET_CONFIG` (both must exist), else `<CONFIG>/config.toml`.
 pub fn config_path(explicit: Option<&Path>, env: &Env, dirs: &BaseDirs) -> (PathBuf, bool) {

@@ -550,6 +550,13 @@ impl FrameStream {
 /// The largest single frame accepted from a peer.
 const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 
+/// [`parse_frame`] for the fuzz targets (`fuzz/`) only: not part of the
+/// crate's API.
+#[cfg(feature = "fuzzing")]
+pub fn fuzz_parse_frame(block: &[u8]) -> Option<Result<(String, Value), String>> {
+    parse_frame(block)
+}
+
 fn parse_frame(block: &[u8]) -> Option<Result<(String, Value), String>> {
     let text = std::str::from_utf8(block).ok()?;
     let mut event = None;
