@@ -15,12 +15,6 @@ use clap::Parser;
 
 use crate::exit::ExitStatus;
 
-/// A node answers each request with many short-lived allocations (headers,
-/// JSON values, canonical bytes); mimalloc serves them with about a tenth
-/// of glibc's cost per call, measured in BENCHMARKS.md.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
