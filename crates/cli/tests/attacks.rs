@@ -11,10 +11,10 @@ mod common;
 
 use std::collections::BTreeSet;
 
+use common::community::{open_log, rejected_reasons, state_dir};
 use common::{Sandbox, peer_client};
 use hearthnet_base::event::{Event, NewEvent};
 use hearthnet_base::{Blake3Id, CommunityId, DeviceKey, NodeId, Timestamp};
-use hearthnet_events::{EventLog, Limits, LogPaths};
 use hearthnet_wire::peer::Hex;
 use serde_json::{Value, json};
 
@@ -23,26 +23,6 @@ struct Member {
     key: DeviceKey,
     /// Its `community.member.joined` event (`None` for the founder).
     joined: Option<Value>,
-}
-
-fn state_dir(sb: &Sandbox, community: CommunityId) -> std::path::PathBuf {
-    sb.data_dir()
-        .join("communities")
-        .join(hearthnet_config::community_dir_name(&community))
-}
-
-/// The log of `sb`, opened directly (the node must not be running).
-fn open_log(sb: &Sandbox, community: CommunityId) -> EventLog {
-    let state = state_dir(sb, community);
-    let genesis = serde_json::from_slice(&std::fs::read(state.join("genesis.json")).unwrap()).ok();
-    EventLog::open(
-        LogPaths::in_state_dir(&state),
-        community,
-        Limits::default(),
-        genesis,
-        None,
-    )
-    .unwrap()
 }
 
 /// The ids of the events that count in the log of `sb` (node stopped).
@@ -216,18 +196,6 @@ fn push(addr: &str, key: &DeviceKey, community: CommunityId, events: &[&Value]) 
                 .map(|reply| reply.body)
         })
         .unwrap()
-}
-
-/// The reasons of the events `report` rejected, sorted.
-fn rejected_reasons(report: &Value) -> Vec<String> {
-    let mut reasons: Vec<String> = report["rejected_reasons"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["reason"].as_str().unwrap().to_owned())
-        .collect();
-    reasons.sort();
-    reasons
 }
 
 /// The reason `report` gives for the event `e`, if it rejected it.

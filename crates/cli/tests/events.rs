@@ -9,35 +9,16 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::community::{open_log, rejected_reasons, state_dir};
 use common::{RunningNode, Sandbox, peer_client};
 use hearthnet_base::event::{Event, NewEvent};
 use hearthnet_base::{CommunityId, DeviceKey, Timestamp};
 use hearthnet_client::CallReply;
-use hearthnet_events::{EventLog, Limits, LogPaths};
 use serde_json::{Value, json};
 
 struct Member {
     sb: Sandbox,
     key: DeviceKey,
-}
-
-fn state_dir(sb: &Sandbox, community: CommunityId) -> std::path::PathBuf {
-    sb.data_dir()
-        .join("communities")
-        .join(hearthnet_config::community_dir_name(&community))
-}
-
-fn open_log(sb: &Sandbox, community: CommunityId) -> EventLog {
-    let state = state_dir(sb, community);
-    let genesis = serde_json::from_slice(&std::fs::read(state.join("genesis.json")).unwrap()).ok();
-    EventLog::open(
-        LogPaths::in_state_dir(&state),
-        community,
-        Limits::default(),
-        genesis,
-        None,
-    )
-    .unwrap()
 }
 
 /// A founder and `n` more members, set up offline: the founder's
@@ -168,18 +149,6 @@ fn push_events(
             .await
             .map(|reply| reply.body)
     })
-}
-
-/// The reasons of the events `report` rejected, sorted.
-fn rejected_reasons(report: &Value) -> Vec<String> {
-    let mut reasons: Vec<String> = report["rejected_reasons"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["reason"].as_str().unwrap().to_owned())
-        .collect();
-    reasons.sort();
-    reasons
 }
 
 fn partition_write_heal(protocol: &str) {
