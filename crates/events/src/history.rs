@@ -53,6 +53,7 @@ pub(crate) struct History {
     pub view: CommunityView,
     checkpoints: Vec<CommunityView>,
     cutoffs: Cutoffs,
+    chains: ChainCache,
 }
 
 /// What a fold decided about the events the caller asked after: `None`
@@ -71,6 +72,7 @@ impl History {
             view,
             checkpoints: Vec::new(),
             cutoffs: Cutoffs::default(),
+            chains: ChainCache::new(),
         }
     }
 
@@ -123,7 +125,7 @@ impl History {
                 }
             };
             self.fold(conn, start, mode, watch, &mut verdicts)?;
-            let found = cutoffs_of(conn, &self.view)?;
+            let found = cutoffs_of(conn, &self.view, &mut self.chains)?;
             if !reset && !found.covers(&self.cutoffs) {
                 // A revocation stopped counting: start again from nothing,
                 // as a node that got the whole set at once would.
@@ -299,12 +301,37 @@ fn first_event_of(
     Ok(first)
 }
 
-/// The cutoffs the revocations in `view` impose.
-fn cutoffs_of(conn: &Connection, view: &CommunityView) -> rusqlite::Result<Cutoffs> {
+/// A revoked author's chain as last followed, with what it was followed
+/// over: the named head and the author's stored rows (count and highest
+/// sequence number, which change with any row added, replaced or removed).
+type ChainCache = HashMap<NodeId, (String, (i64, i64), BTreeSet<String>)>;
+
+/// The cutoffs the revocations in `view` impose. A chain is followed again
+/// only when its head or its author's stored rows changed: a refold runs
+/// on every append, and following a chain reads all the author's events.
+fn cutoffs_of(
+    conn: &Connection,
+    view: &CommunityView,
+    chains: &mut ChainCache,
+) -> rusqlite::Result<Cutoffs> {
     let mut cutoffs = Cutoffs::default();
     for (target, revoked) in &view.revoked {
         let kept = match &revoked.last_event_id {
-            Some(head) => Some(chain(conn, target, head)?),
+            Some(head) => {
+                let rows: (i64, i64) = conn
+                    .prepare_cached(
+                        "SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM events WHERE author = ?1",
+                    )?
+                    .query_row(params![target.full()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                match chains.get(target) {
+                    Some((h, seen, kept)) if h == head && *seen == rows => Some(kept.clone()),
+                    _ => {
+                        let kept = chain(conn, target, head)?;
+                        chains.insert(*target, (head.clone(), rows, kept.clone()));
+                        Some(kept)
+                    }
+                }
+            }
             None => None,
         };
         cutoffs.insert(
