@@ -185,11 +185,12 @@ fn files_round_trip_at_every_size_and_travel_between_nodes() {
     // C learns of the advertisement by its own sync, not B's: pin once
     // someone is known to hold it there (exit 6 until then).
     let mut pinned = None;
-    common::wait_until(
-        Duration::from_secs(20),
-        "C knows someone holds it",
-        || pinned.insert(nodes[2].run(&["file", "pin", &cid], None)).code != 6,
-    );
+    common::wait_until(Duration::from_secs(20), "C knows someone holds it", || {
+        pinned
+            .insert(nodes[2].run(&["file", "pin", &cid], None))
+            .code
+            != 6
+    });
     let pinned = pinned.expect("ran at least once");
     assert_eq!(pinned.code, 0, "{pinned:?}");
     assert!(pinned.stderr.contains("fetched from"), "{pinned:?}");
