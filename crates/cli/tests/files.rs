@@ -821,7 +821,16 @@ fn start_up_offers_copies_left_unoffered_by_a_crash_and_withdraws_lost_ones() {
         .count();
     assert_eq!(quarantined, 1, "the rotten chunk of Y is set aside");
 
-    // Pinning Y fetches the chunk again from A; then B offers Y too.
+    // Pinning Y fetches the chunk again from A; then B offers Y too. A's
+    // offers reach B's bus a moment after B restarted: pin once they have.
+    eventually("A's file.read on B's bus", || {
+        b.client()
+            .caps()
+            .unwrap()
+            .capabilities
+            .iter()
+            .any(|x| x.name == "file.read" && x.node == a.key().node_id())
+    });
     let pin = b.run(&["file", "pin", &y_cid], None);
     assert_eq!(pin.code, 0, "{pin:?}");
     eventually("B offers Y", || offered(b, &y_cid) == Some(true));
