@@ -192,7 +192,14 @@ impl Writer {
                 invitee,
                 level,
                 lamport,
-            } => self.invite(author, invitee, level_name(level), lamport),
+            } => {
+                // The honest never raise the attackers: they invite them
+                // at member at most.
+                if is_honest(author) && !is_honest(invitee) && level > 0 {
+                    return;
+                }
+                self.invite(author, invitee, level_name(level), lamport);
+            }
             Action::Join { who, nth, lamport } => {
                 if let Some(invite) = self.invites.get(nth % self.invites.len().max(1)).cloned() {
                     self.join(who, invite, lamport);
