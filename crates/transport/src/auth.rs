@@ -64,6 +64,13 @@ pub struct Presented<'a> {
     pub connection: Option<PeerIdentity>,
 }
 
+/// What a passed precheck read from the headers, handed on to
+/// [`Authenticator::authenticate`] so they are read once.
+pub struct Prechecked {
+    signed: SignedHeaders,
+    covers: Option<SignedMessage>,
+}
+
 /// Who sent an accepted request.
 #[derive(Debug)]
 pub struct Caller {
@@ -315,24 +322,27 @@ impl Authenticator {
         view: &dyn NodeView,
         metrics: &Metrics,
         req: &Presented<'_>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Prechecked, ApiError> {
         let signed = signed_headers(req.headers)?;
-        self.check_without_body(view, req, &signed)
-            .map(|_| ())
-            .map_err(|denied| denied.counted(metrics))
+        let covers = self
+            .check_without_body(view, req, &signed)
+            .map_err(|denied| denied.counted(metrics))?;
+        Ok(Prechecked { signed, covers })
     }
 
-    /// Accept `req` with `body` or say why not.
+    /// Accept the request `prechecked` from `req`, with `body`, or say why
+    /// not.
     pub async fn authenticate(
         &self,
         view: &dyn NodeView,
         metrics: &Metrics,
         req: Presented<'_>,
+        prechecked: Prechecked,
         body: &Value,
     ) -> Result<Caller, ApiError> {
-        let signed = signed_headers(req.headers)?;
+        let Prechecked { signed, covers } = prechecked;
         let level = self
-            .verify(view, metrics, &req, &signed, body)
+            .verify(view, metrics, &req, &signed, covers, body)
             .await
             .map_err(|denied| denied.counted(metrics))?;
         if signed.from != self.node_id {
@@ -348,19 +358,21 @@ impl Authenticator {
         })
     }
 
-    /// Every check but the rate limit; the sender's level if all pass.
-    /// The checks without the body run again although a precheck passed:
-    /// the sender may have been revoked, or the id used, while the body
-    /// arrived.
+    /// The checks the precheck left, and the rate limit aside; the
+    /// sender's level if all pass. What may have changed while the body
+    /// arrived is checked again: the sender may have been revoked, or the
+    /// id used.
     async fn verify(
         &self,
         view: &dyn NodeView,
         metrics: &Metrics,
         req: &Presented<'_>,
         signed: &SignedHeaders,
+        covers: Option<SignedMessage>,
         body: &Value,
     ) -> Result<TrustLevel, Denied> {
-        let (level, covers) = self.check_without_body(view, req, signed)?;
+        let level = self.check_access(view, signed, req.access, req.connection)?;
+        self.check_unseen(signed)?;
         self.check_signature(signed, body, covers, metrics).await?;
         // Recorded only now: an id recorded before its signature checked
         // out would let anyone burn a member's request ids.
@@ -369,27 +381,30 @@ impl Authenticator {
     }
 
     /// The checks that need no body, cheapest and most telling first; the
-    /// sender's level and the covers signature still to check, if any.
+    /// covers signature still to check, if any.
     fn check_without_body(
         &self,
         view: &dyn NodeView,
         req: &Presented<'_>,
         signed: &SignedHeaders,
-    ) -> Result<(TrustLevel, Option<SignedMessage>), Denied> {
+    ) -> Result<Option<SignedMessage>, Denied> {
         self.check_addressed_here(signed, req.endpoint)?;
         self.check_clock(signed)?;
-        let level = self.check_access(view, signed, req.access, req.connection)?;
+        self.check_access(view, signed, req.access, req.connection)?;
         let covers = Self::check_extras(req, signed)?;
+        self.check_unseen(signed)?;
+        Ok(covers)
+    }
+
+    /// The request id not used yet; recorded only by [`Self::check_replay`].
+    fn check_unseen(&self, signed: &SignedHeaders) -> Result<(), Denied> {
         let seen = self.seen.lock().contains(
             &signed.from,
             &signed.request_id,
             Instant::now(),
             self.replay_window(),
         );
-        if seen {
-            return Err(replayed(signed));
-        }
-        Ok((level, covers))
+        if seen { Err(replayed(signed)) } else { Ok(()) }
     }
 
     /// The query string and our timeout and target headers as the signer

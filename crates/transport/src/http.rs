@@ -105,13 +105,17 @@ pub trait SignedSurface: Send + Sync + 'static {
     fn max_body_bytes(&self) -> usize;
     /// The budget the bodies of all its requests are read within.
     fn body_budget(&self) -> &Arc<BodyBudget>;
+    /// What a precheck hands on to [`Self::authenticate`].
+    type Prechecked: Send;
     /// Refuse before the body is read what would be refused whatever the
     /// body. Passing admits nothing: [`Self::authenticate`] decides.
-    fn precheck(&self, presented: &Presented<'_>) -> Result<(), ApiError>;
-    /// Accept the request with its body or say why not.
+    fn precheck(&self, presented: &Presented<'_>) -> Result<Self::Prechecked, ApiError>;
+    /// Accept the request that passed its precheck, with its body, or say
+    /// why not.
     fn authenticate<'a>(
         &'a self,
         presented: Presented<'a>,
+        prechecked: Self::Prechecked,
         body: &'a Value,
     ) -> impl Future<Output = Result<Caller, ApiError>> + Send + 'a;
 }
@@ -125,16 +129,19 @@ impl<T: SignedSurface> SignedSurface for Arc<T> {
         T::body_budget(self)
     }
 
-    fn precheck(&self, presented: &Presented<'_>) -> Result<(), ApiError> {
+    type Prechecked = T::Prechecked;
+
+    fn precheck(&self, presented: &Presented<'_>) -> Result<Self::Prechecked, ApiError> {
         T::precheck(self, presented)
     }
 
     fn authenticate<'a>(
         &'a self,
         presented: Presented<'a>,
+        prechecked: Self::Prechecked,
         body: &'a Value,
     ) -> impl Future<Output = Result<Caller, ApiError>> + Send + 'a {
-        T::authenticate(self, presented, body)
+        T::authenticate(self, presented, prechecked, body)
     }
 }
 
@@ -442,12 +449,12 @@ pub async fn read_signed<S: SignedSurface>(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large(limit));
     }
-    state.precheck(&presented(parts, endpoint, access))?;
+    let prechecked = state.precheck(&presented(parts, endpoint, access))?;
     // Drawn after the precheck: a stranger's request never reaches it.
     let declared = declared.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
     let mut reservation = state.body_budget().reserve(declared)?;
     let value = read_json(body, limit, &mut reservation).await?;
-    let caller = authenticate(state, parts, endpoint, &value, access).await?;
+    let caller = authenticate(state, parts, endpoint, prechecked, &value, access).await?;
     Ok(SignedBody {
         caller,
         value,
@@ -464,19 +471,20 @@ pub struct SignedBody {
     pub reservation: BodyReservation,
 }
 
-/// Authenticate the request of `parts` carrying `body`. `endpoint` is what
-/// the signature must name as its `capability`: the path for plain
-/// endpoints, `None` where the headers name a capability.
-pub async fn authenticate<S: SignedSurface>(
+/// Authenticate the request of `parts`, admitted over its connection and
+/// prechecked, carrying `body`. `endpoint` is what the signature must name as its
+/// `capability`: the path for plain endpoints, `None` where the headers
+/// name a capability.
+async fn authenticate<S: SignedSurface>(
     state: &S,
     parts: &Parts,
     endpoint: Option<&str>,
+    prechecked: S::Prechecked,
     body: &Value,
     access: Access,
 ) -> Result<Caller, ApiError> {
-    admit_connection(parts, access)?;
     let caller = state
-        .authenticate(presented(parts, endpoint, access), body)
+        .authenticate(presented(parts, endpoint, access), prechecked, body)
         .await?;
     // Only here, with the access the route declared, does a stranger's
     // request earn an answer.
@@ -552,7 +560,10 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let empty = Value::Object(serde_json::Map::new());
-        let caller = authenticate(state, parts, Some(parts.uri.path()), &empty, A::ACCESS).await?;
+        let endpoint = Some(parts.uri.path());
+        admit_connection(parts, A::ACCESS)?;
+        let prechecked = state.precheck(&presented(parts, endpoint, A::ACCESS))?;
+        let caller = authenticate(state, parts, endpoint, prechecked, &empty, A::ACCESS).await?;
         Ok(Self {
             caller,
             access: PhantomData,
@@ -600,6 +611,8 @@ mod tests {
             &self.budget
         }
 
+        type Prechecked = ();
+
         fn precheck(&self, _: &Presented<'_>) -> Result<(), ApiError> {
             Ok(())
         }
@@ -607,6 +620,7 @@ mod tests {
         async fn authenticate(
             &self,
             presented: Presented<'_>,
+            (): (),
             body: &Value,
         ) -> Result<Caller, ApiError> {
             let endpoint = presented.endpoint.unwrap_or_default();

@@ -22,7 +22,7 @@ use hearthnet_wire::peer::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Prechecked};
 use crate::bulk;
 use crate::http::{
     self, Access, ApiError, BodyBudget, BodyReservation, Caller, EventsBody, Invitee, Member,
@@ -102,7 +102,9 @@ impl SignedSurface for ApiState {
         &self.body_budget
     }
 
-    fn precheck(&self, presented: &Presented<'_>) -> Result<(), ApiError> {
+    type Prechecked = Prechecked;
+
+    fn precheck(&self, presented: &Presented<'_>) -> Result<Prechecked, ApiError> {
         self.auth
             .precheck(self.view.as_ref(), &self.metrics, presented)
     }
@@ -110,10 +112,16 @@ impl SignedSurface for ApiState {
     fn authenticate<'a>(
         &'a self,
         presented: Presented<'a>,
+        prechecked: Prechecked,
         body: &'a Value,
     ) -> impl Future<Output = Result<Caller, ApiError>> + Send + 'a {
-        self.auth
-            .authenticate(self.view.as_ref(), &self.metrics, presented, body)
+        self.auth.authenticate(
+            self.view.as_ref(),
+            &self.metrics,
+            presented,
+            prechecked,
+            body,
+        )
     }
 }
 
@@ -245,6 +253,11 @@ async fn local_caps(State(s): Shared, _: SignedGet<OwnKey>) -> axum::Json<local:
 struct CapabilityCall {
     caller: Caller,
     body: Value,
+    /// What our headers ask for besides the signed ones (read here, so
+    /// the handler needs no copy of the headers).
+    timeout: Option<Duration>,
+    wants_stream: bool,
+    target: Option<NodeId>,
     /// Held while the handler runs: until the answer, or until a stream
     /// starts.
     reservation: BodyReservation,
@@ -257,9 +270,20 @@ impl FromRequest<Arc<ApiState>> for CapabilityCall {
         let (parts, body) = req.into_parts();
         let signed =
             http::read_signed(s, &parts, body, None, Access::Member, s.max_body_bytes).await?;
+        let headers = &parts.headers;
         Ok(Self {
             caller: signed.caller,
             body: signed.value,
+            timeout: headers
+                .get(request::TIMEOUT_MS)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(Duration::from_millis),
+            wants_stream: headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("text/event-stream")),
+            target: target_node(headers)?,
             reservation: signed.reservation,
         })
     }
@@ -280,10 +304,12 @@ fn target_node(headers: &HeaderMap) -> Result<Option<NodeId>, CallError> {
 
 async fn bus_call(
     State(s): Shared,
-    headers: HeaderMap,
     CapabilityCall {
         caller,
         body,
+        timeout,
+        wants_stream,
+        target,
         reservation: _held,
     }: CapabilityCall,
 ) -> Result<Response, ApiError> {
@@ -292,19 +318,9 @@ async fn bus_call(
         .version
         .parse::<Version>()
         .map_err(|e| CallError::bad_request(e.to_string()))?;
-    let timeout = headers
-        .get(request::TIMEOUT_MS)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(Duration::from_millis);
-    let wants_stream = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/event-stream"));
-    let target = target_node(&headers)?;
     let trace_id = caller.headers.request_id.clone();
     let call = InboundCall {
-        capability: caller.headers.capability.clone(),
+        capability: caller.headers.capability,
         version,
         body,
         caller: caller.id,
