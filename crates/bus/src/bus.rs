@@ -181,19 +181,29 @@ impl Bus {
         if self.shutdown.is_cancelled() {
             return Err(shutting_down());
         }
-        let params = req.body.get("params").cloned().unwrap_or_else(|| json!({}));
-        let input = req.body.get("input").cloned().unwrap_or_else(|| json!({}));
-        if !params.is_object() || !input.is_object() {
+        let empty = json!({});
+        let part = |name| match req.body.get(name) {
+            None => Some(&empty),
+            Some(part) => part.is_object().then_some(part),
+        };
+        let (Some(params), Some(_)) = (part("params"), part("input")) else {
             return Err(CallError::bad_request(
                 "the body must be {\"params\": {...}, \"input\": {...}}",
             ));
-        }
-        let (entry, permit, fallbacks) = self.route(&req, &params)?;
+        };
+        let (entry, permit, fallbacks) = self.route(&req, params)?;
         // A peer admits its own calls; we hold neither its trust rules nor
         // its schemas.
         if entry.node_id == self.node_id {
             entry.admit(&req, self.node_id)?;
         }
+        // Checked against the schema as a whole; taken apart only now.
+        let mut req = req;
+        let mut take = |name| match req.body.get_mut(name) {
+            Some(part) => part.take(),
+            None => json!({}),
+        };
+        let (params, input) = (take("params"), take("input"));
         Ok(self.start(entry, permit, fallbacks, req, params, input))
     }
 

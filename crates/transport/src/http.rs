@@ -26,7 +26,7 @@ use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::middleware::Next;
+
 use axum::response::{IntoResponse, Response};
 use hearthnet_base::ErrorCode;
 use hearthnet_base::request::REQUEST_ID;
@@ -87,11 +87,12 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Middleware: an error answer carries the request's
-/// `X-HearthNet-Request-Id` (§5.4), whichever step refused it.
-pub async fn request_id_on_errors(req: Request, next: Next) -> Response {
-    let id = req.headers().get(REQUEST_ID).cloned();
-    let mut resp = next.run(req).await;
+/// An error answer carries the request's `X-HearthNet-Request-Id`
+/// (§5.4), `id`, whichever step refused it.
+pub fn with_request_id_on_error(
+    mut resp: Response,
+    id: Option<axum::http::HeaderValue>,
+) -> Response {
     let failed = resp.status().is_client_error() || resp.status().is_server_error();
     if let Some(id) = id.filter(|_| failed) {
         resp.headers_mut().entry(REQUEST_ID).or_insert(id);
@@ -391,28 +392,33 @@ pub async fn read_json(
 }
 
 /// The bytes of `body`, refused once more than `limit` or more than
-/// `reservation` can cover.
+/// `reservation` can cover. A body that came in one frame (most do) is
+/// not copied.
 async fn collect(
     body: Body,
     limit: usize,
     reservation: &mut BodyReservation,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<axum::body::Bytes, ApiError> {
     use http_body_util::BodyExt;
     let mut body = body;
-    let mut bytes = Vec::new();
+    let mut frames: Vec<axum::body::Bytes> = Vec::new();
+    let mut total = 0;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| too_large(limit))?;
         let Ok(data) = frame.into_data() else {
             continue; // trailers
         };
-        let total = bytes.len() + data.len();
+        total += data.len();
         if total > limit {
             return Err(too_large(limit));
         }
         reservation.cover(total)?;
-        bytes.extend_from_slice(&data);
+        frames.push(data);
     }
-    Ok(bytes)
+    Ok(match frames.len() {
+        1 => frames.swap_remove(0),
+        _ => frames.concat().into(),
+    })
 }
 
 fn presented<'a>(parts: &'a Parts, endpoint: Option<&'a str>, access: Access) -> Presented<'a> {

@@ -743,7 +743,7 @@ async fn over_tls_a_route_that_declares_no_access_is_closed_to_strangers() {
         .route("/undeclared", get(|| async { "open" }))
         .layer(axum::middleware::from_fn_with_state(
             node.state.clone(),
-            members_only_over_tls,
+            gate,
         ))
         .with_state(node.state.clone());
     let over = |key: &DeviceKey| {
