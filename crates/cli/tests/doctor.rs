@@ -180,7 +180,8 @@ fn json_output_and_missing_keys() {
             "api_port",
             "peer_port",
             "mdns_socket",
-            "clock"
+            "clock",
+            "embedding_model"
         ]
     );
     assert_eq!(checks[0]["ok"], false);

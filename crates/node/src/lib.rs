@@ -23,6 +23,13 @@ use hearthnet_transport::Listener;
 
 pub use hearthnet_diagnostics::ECHO;
 
+/// `doctor`'s checks of the services this build carries (their models
+/// and backends), run with the cold checks.
+pub const SERVICE_CHECKS: &[hearthnet_observability::doctor::Check] = &[
+    #[cfg(feature = "embed")]
+    hearthnet_embed::DOCTOR_CHECK,
+];
+
 /// How `hearthnet run` was asked to run.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {

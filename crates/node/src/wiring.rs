@@ -331,6 +331,10 @@ fn register_services(
             endpoints: view::peer_endpoints(net.peer_addr, config.transport.allow_plain_http),
         }),
     )?;
+    #[cfg(feature = "embed")]
+    if let Some(embedding) = embedding_service(config) {
+        register(bus, embedding)?;
+    }
     let Some(store) = blobs else {
         return Ok(None);
     };
@@ -352,6 +356,21 @@ fn register_services(
     tasks.spawn(files.reconcile_holdings(stop.clone()));
     register(bus, files.clone())?;
     Ok(Some(files))
+}
+
+/// The configured embedding model, unless it cannot serve: then the node
+/// runs without `embed.text` and says why (as `doctor` does).
+#[cfg(feature = "embed")]
+fn embedding_service(config: &hearthnet_config::Config) -> Option<Arc<dyn Service>> {
+    let embedding = &config.embedding;
+    let dir = embedding.model_dir.as_ref().filter(|_| embedding.enabled)?;
+    match hearthnet_embed::EmbedService::new(&embedding.model, dir) {
+        Ok(service) => Some(Arc::new(service)),
+        Err(e) => {
+            tracing::warn!(error = %e, "embed.text is not offered: the embedding model cannot serve (hearthnet doctor --check embedding_model)");
+            None
+        }
+    }
 }
 
 /// 10. The endpoints on both listeners: the local API in plain HTTP, the

@@ -10,6 +10,8 @@ use hearthnet_observability::doctor::{
     self, COLD_CHECKS, Check, CheckResult, DoctorContext, NodeSnapshot, RUNNING_CHECKS,
 };
 
+use hearthnet_node::SERVICE_CHECKS;
+
 use crate::cli::DoctorArgs;
 use crate::exit::{CliError, CliResult, ExitStatus};
 use crate::printer::{DIM, FAIL, FIX, PASS};
@@ -25,9 +27,9 @@ pub fn run(config: Option<&Path>, env: &Env, args: DoctorArgs) -> CliResult {
             .is_some_and(|c| RUNNING_CHECKS.iter().any(|k| k.name == c));
         // The running checks join in when a node answers (or are asked for).
         let lists: &[&[Check]] = if ctx.node.is_some() || wants_running {
-            &[COLD_CHECKS, RUNNING_CHECKS]
+            &[COLD_CHECKS, SERVICE_CHECKS, RUNNING_CHECKS]
         } else {
-            &[COLD_CHECKS]
+            &[COLD_CHECKS, SERVICE_CHECKS]
         };
         doctor::run(lists, &ctx, args.check.as_deref())
             .map_err(|e| CliError::new(ExitStatus::Usage, e))

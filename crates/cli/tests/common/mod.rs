@@ -9,6 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod community;
+pub mod models;
 pub mod needs;
 pub mod netns;
 
