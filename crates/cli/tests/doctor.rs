@@ -181,7 +181,8 @@ fn json_output_and_missing_keys() {
             "peer_port",
             "mdns_socket",
             "clock",
-            "embedding_model"
+            "embedding_model",
+            "llm_backend_reachable"
         ]
     );
     assert_eq!(checks[0]["ok"], false);

@@ -28,6 +28,8 @@ pub use hearthnet_diagnostics::ECHO;
 pub const SERVICE_CHECKS: &[hearthnet_observability::doctor::Check] = &[
     #[cfg(feature = "embed")]
     hearthnet_embed::DOCTOR_CHECK,
+    #[cfg(feature = "llm")]
+    hearthnet_llm::DOCTOR_CHECK,
 ];
 
 /// How `hearthnet run` was asked to run.

@@ -335,6 +335,10 @@ fn register_services(
     if let Some(embedding) = embedding_service(config) {
         register(bus, embedding)?;
     }
+    #[cfg(feature = "llm")]
+    for model in gguf_services(config) {
+        register(bus, model)?;
+    }
     let Some(store) = blobs else {
         return Ok(None);
     };
@@ -371,6 +375,30 @@ fn embedding_service(config: &hearthnet_config::Config) -> Option<Arc<dyn Servic
             None
         }
     }
+}
+
+/// The configured GGUF models (`llm.backends` of kind `gguf`), each
+/// offered as `llm.chat` and `llm.complete`, except those whose file
+/// cannot serve: the node runs without them and says why.
+#[cfg(feature = "llm")]
+fn gguf_services(config: &hearthnet_config::Config) -> Vec<Arc<dyn Service>> {
+    use hearthnet_config::LlmBackendKind;
+    config
+        .llm
+        .backends
+        .iter()
+        .filter(|b| b.kind == LlmBackendKind::Gguf)
+        .filter_map(|b| {
+            let path = b.model_path.as_ref()?;
+            match hearthnet_llm::LlmService::new(&b.model, path, b.max_concurrent) {
+                Ok(service) => Some(Arc::new(service) as Arc<dyn Service>),
+                Err(e) => {
+                    tracing::warn!(backend = %b.name, error = %e, "this model is not offered: its file cannot serve (hearthnet doctor --check llm_backend_reachable)");
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
 /// 10. The endpoints on both listeners: the local API in plain HTTP, the

