@@ -194,6 +194,7 @@ const TYPES: &[Declaration] = &[
             ("corpus", Kind::Str),
             ("doc_cid", Kind::Cid),
             ("title", Kind::Str),
+            ("language", Kind::Str),
             ("chunks", Kind::Int),
         ],
     ),
@@ -318,6 +319,23 @@ mod tests {
             "data.read_at is missing"
         );
         assert!(check_data("chat.message.read", &json!([])).is_err());
+    }
+
+    #[test]
+    fn an_ingested_document_names_its_corpus_cid_title_language_and_chunks() {
+        let cid = format!("{}", Blake3Id::of(b"doc"));
+        let data = json!({"corpus": "niederrhein-emergency", "doc_cid": cid,
+            "title": "Notfall-Trinkwasser", "language": "de", "chunks": 87});
+        assert!(check_data("rag.document.ingested", &data).is_ok());
+        let mut without = data.clone();
+        without.as_object_mut().unwrap().remove("language");
+        assert_eq!(
+            check_data("rag.document.ingested", &without).unwrap_err(),
+            "data.language is missing"
+        );
+        let mut negative = data;
+        negative["chunks"] = json!(-1);
+        assert!(check_data("rag.document.ingested", &negative).is_err());
     }
 
     /// Contract §8, the topics backed by events of the log, with the

