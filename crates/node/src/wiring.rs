@@ -359,6 +359,18 @@ fn register_services(
     ));
     tasks.spawn(files.reconcile_holdings(stop.clone()));
     register(bus, files.clone())?;
+    if config.rag.enabled {
+        register(
+            bus,
+            Arc::new(hearthnet_rag::RagService::new(
+                b.paths.corpora_dir.clone(),
+                store.clone(),
+                log.clone(),
+                key.clone(),
+                Arc::downgrade(bus),
+            )),
+        )?;
+    }
     Ok(Some(files))
 }
 
