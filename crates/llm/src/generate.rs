@@ -8,9 +8,13 @@ use candle_core::{Device, Tensor};
 use candle_transformers::generation::LogitsProcessor;
 use tokenizers::Tokenizer;
 
-/// Prompt tokens per forward pass while reading the prompt: small enough
-/// that a cancel is seen within one pass.
+/// Most prompt tokens per forward pass while reading the prompt.
 pub const PREFILL_CHUNK: usize = 64;
+/// How long one forward pass over the prompt should take at most: a cancel
+/// is seen between passes, so this bounds how late it is seen. The chunk
+/// halves after a pass that took longer and doubles after one that took
+/// less than half (a pass's cost is not proportional to its tokens).
+pub const PREFILL_SLICE: std::time::Duration = std::time::Duration::from_millis(60);
 
 /// One generation's state in an engine: its own KV cache.
 pub trait Decoder: Send {
@@ -118,11 +122,24 @@ pub fn generate(
 
     let mut decoder = engine.start()?;
     let mut logits = Vec::new();
-    for (i, chunk) in prompt.chunks(PREFILL_CHUNK).enumerate() {
+    let mut fed = 0;
+    let mut chunk = 1;
+    while fed < prompt.len() {
         if cancelled() {
             return Ok(finish(text, 0, StopReason::Cancelled));
         }
-        logits = decoder.feed(chunk, i * PREFILL_CHUNK)?;
+        let end = (fed + chunk).min(prompt.len());
+        let started = std::time::Instant::now();
+        logits = decoder.feed(&prompt[fed..end], fed)?;
+        let took = started.elapsed();
+        chunk = if took > PREFILL_SLICE {
+            (chunk / 2).max(1)
+        } else if took < PREFILL_SLICE / 2 {
+            (chunk * 2).min(PREFILL_CHUNK)
+        } else {
+            chunk
+        };
+        fed = end;
     }
     let seed = request.sampling.seed.unwrap_or_else(random_seed);
     let (temperature, top_p) = (request.sampling.temperature, request.sampling.top_p);
@@ -427,24 +444,41 @@ mod tests {
             context: 1000,
             ..engine
         };
+        // Cancelled during the prompt: nothing is written.
         let asked = std::cell::Cell::new(0);
-        let done = generate(
+        let during_prompt = generate(
             &engine,
             &tokenizer,
             &[0],
             &request,
             &|| {
                 asked.set(asked.get() + 1);
-                asked.get() > 3
+                asked.get() > 1
             },
             &mut |_| true,
         )
         .unwrap();
-        // Asked before each of the two prompt chunks of 64 and after each
-        // token: the fourth answer (after the second token) cancels.
+        assert_eq!(
+            (during_prompt.stop_reason, during_prompt.tokens_out),
+            (StopReason::Cancelled, 0)
+        );
+        // Cancelled once the first token is out: it is the last.
+        let emitted = std::cell::Cell::new(false);
+        let done = generate(
+            &engine,
+            &tokenizer,
+            &[0],
+            &request,
+            &|| emitted.get(),
+            &mut |_| {
+                emitted.set(true);
+                true
+            },
+        )
+        .unwrap();
         assert_eq!(
             (done.stop_reason, done.tokens_out),
-            (StopReason::Cancelled, 2)
+            (StopReason::Cancelled, 1)
         );
         // A listener that leaves cancels too.
         let done = generate(
