@@ -378,6 +378,7 @@ fn a_corrupted_chunk_is_caught_and_the_fetch_completes_from_another_holder() {
     eventually("B offers its copy", || offered(b, &cid) == Some(true));
     let want = b.event_count();
     eventually("C has heard of B's copy", || c.event_count() >= want);
+    wait_for_offer(c, "file.read", b);
 
     // The disk under A rots: every chunk of A's copy now has wrong bytes.
     let chunks = chunk_files(&a.data_dir().join("blobs"));
@@ -687,11 +688,7 @@ fn put_offers_a_blob_to_a_chosen_node_and_wants_a_trusted_caller() {
     // Verified peers reach the bus a moment after the registry: both
     // callers below must know B's file.put before asking it.
     for caller in [a, c] {
-        common::wait_until(Duration::from_secs(10), "B's file.put on the bus", || {
-            let caps = caller.client().caps().unwrap().capabilities;
-            caps.iter()
-                .any(|x| x.name == "file.put" && x.node == b.key().node_id())
-        });
+        wait_for_offer(caller, "file.put", b);
     }
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("flyer");
@@ -769,6 +766,24 @@ fn plant_blob(from: &Sandbox, to: &Sandbox, cid: &str) -> Vec<PathBuf> {
 }
 
 /// Wait until `what` holds, at most 20 s.
+/// Until `caller`'s bus holds `provider`'s offer of `capability`: verified
+/// peers reach the bus a moment after the registry.
+fn wait_for_offer(caller: &Sandbox, capability: &str, provider: &Sandbox) {
+    let node = provider.key().node_id();
+    eventually(
+        &format!("{capability} of a peer on the caller's bus"),
+        || {
+            caller
+                .client()
+                .caps()
+                .unwrap()
+                .capabilities
+                .iter()
+                .any(|x| x.name == capability && x.node == node)
+        },
+    );
+}
+
 fn eventually(what: &str, check: impl FnMut() -> bool) {
     common::wait_until(Duration::from_secs(20), what, check);
 }
@@ -823,14 +838,7 @@ fn start_up_offers_copies_left_unoffered_by_a_crash_and_withdraws_lost_ones() {
 
     // Pinning Y fetches the chunk again from A; then B offers Y too. A's
     // offers reach B's bus a moment after B restarted: pin once they have.
-    eventually("A's file.read on B's bus", || {
-        b.client()
-            .caps()
-            .unwrap()
-            .capabilities
-            .iter()
-            .any(|x| x.name == "file.read" && x.node == a.key().node_id())
-    });
+    wait_for_offer(b, "file.read", a);
     let pin = b.run(&["file", "pin", &y_cid], None);
     assert_eq!(pin.code, 0, "{pin:?}");
     eventually("B offers Y", || offered(b, &y_cid) == Some(true));

@@ -152,10 +152,7 @@ fn cancelling_frees_the_engine_within_200_ms() {
     let (engine, model) = CandleEngine::load(&smollm()).unwrap();
     let prompt: Vec<u32> = model
         .tokenizer
-        .encode(
-            "the river runs past the old mill and ".repeat(20).as_str(),
-            false,
-        )
+        .encode("Once upon a time, by the river,", false)
         .unwrap()
         .get_ids()
         .to_vec();
@@ -194,7 +191,7 @@ fn cancelling_frees_the_engine_within_200_ms() {
     );
 
     let mut worst = Duration::ZERO;
-    for (seed, after_tokens) in [1, 1, 3, 5, 8].into_iter().enumerate() {
+    for (seed, after_tokens) in [1, 2, 4].into_iter().enumerate() {
         let cancelled = AtomicBool::new(false);
         let mut cancelled_at = None;
         let mut seen = 0;
