@@ -50,6 +50,31 @@ pub enum Command {
     /// Share files with the community: add, get, list, pin.
     #[command(subcommand)]
     File(FileCommand),
+    /// The community's document corpora: list them, ingest files.
+    #[command(subcommand)]
+    Rag(RagCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RagCommand {
+    /// The corpora of this node: documents, chunks, size, language.
+    List(JsonArgs),
+    /// Store files in the blob store and index them in a corpus; folders
+    /// are read recursively, hidden files skipped.
+    Ingest(RagIngestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RagIngestArgs {
+    /// Files or folders.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// The corpus to index them in (`[a-z0-9-]`, created on first use).
+    #[arg(long, value_name = "NAME")]
+    pub corpus: String,
+    /// Print one JSON object a file instead of lines for people.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,13 +9,14 @@ mod init;
 mod invite;
 mod log;
 mod node_client;
+mod rag;
 mod run;
 mod status;
 mod sync;
 mod trace;
 mod version;
 
-use crate::cli::{Cli, Command, FileCommand, InviteCommand, TraceCommand};
+use crate::cli::{Cli, Command, FileCommand, InviteCommand, RagCommand, TraceCommand};
 use crate::exit::CliResult;
 
 pub fn dispatch(cli: Cli) -> CliResult {
@@ -47,5 +48,7 @@ pub fn dispatch(cli: Cli) -> CliResult {
                 FileCommand::Unpin(args) => file::pin(config, &env, &args.cid, false),
             }
         }
+        Command::Rag(RagCommand::List(args)) => rag::list(cli.config.as_deref(), &env, args),
+        Command::Rag(RagCommand::Ingest(args)) => rag::ingest(cli.config.as_deref(), &env, args),
     }
 }
