@@ -53,6 +53,8 @@ pub enum Command {
     /// The community's document corpora: list them, ingest files.
     #[command(subcommand)]
     Rag(RagCommand),
+    /// Answer a question from a corpus with a community model, citing the sources.
+    Ask(AskArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,6 +77,21 @@ pub struct RagIngestArgs {
     /// Print one JSON object a file instead of lines for people.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AskArgs {
+    /// The question.
+    pub question: String,
+    /// The corpus to answer from (default: the only one; required when there are several).
+    #[arg(long, value_name = "NAME")]
+    pub corpus: Option<String>,
+    /// The model (default: the first `llm.chat` offer in `hearthnet caps`).
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
+    /// How many passages to retrieve and hand to the model.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u8).range(1..=20))]
+    pub k: u8,
 }
 
 #[derive(Debug, Subcommand)]
