@@ -28,7 +28,7 @@ const MAX_QUESTION_CHARS: usize = 2048;
 /// message limit whatever the index holds.
 const MAX_PASSAGE_CHARS: usize = 2400;
 /// Enough for a few cited paragraphs; it bounds the wait on a slow model.
-const MAX_ANSWER_TOKENS: u32 = 400;
+const MAX_ANSWER_TOKENS: u32 = 256;
 /// RRF scores are normalised so 1.0 is first place in every ranked list.
 /// A chunk only one of the two lists found scores at most 0.5 (first
 /// place in it); one both found scores above 0.55 (ranks ≤ 50 in each).
