@@ -12,16 +12,24 @@ use serde_json::Value;
 
 const SMOLLM: &str = "smollm2-135m";
 
+/// Starts `sb`'s node serving `embed.text` (MiniLM) and `llm.chat`
+/// (SmolLM2), with `extra` overrides.
+fn start_model_node(sb: &Sandbox, extra: &[(&str, &str)]) -> common::RunningNode {
+    let embed_dir = models::minilm().display().to_string();
+    let backends = models::gguf_backend(SMOLLM, &models::smollm(), 1);
+    let mut env = vec![
+        ("HEARTHNET_EMBEDDING_MODEL", "all-minilm-l6-v2"),
+        ("HEARTHNET_EMBEDDING_MODEL_DIR", embed_dir.as_str()),
+        ("HEARTHNET_LLM_BACKENDS", backends.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    sb.start_node(&env)
+}
+
 fn rag_node() -> (Sandbox, common::RunningNode) {
     let sb = Sandbox::new();
     sb.init_non_interactive("librarian");
-    let embed_dir = models::minilm().display().to_string();
-    let backends = models::gguf_backend(SMOLLM, &models::smollm(), 1);
-    let node = sb.start_node(&[
-        ("HEARTHNET_EMBEDDING_MODEL", "all-minilm-l6-v2"),
-        ("HEARTHNET_EMBEDDING_MODEL_DIR", &embed_dir),
-        ("HEARTHNET_LLM_BACKENDS", &backends),
-    ]);
+    let node = start_model_node(&sb, &[]);
     (sb, node)
 }
 
@@ -181,4 +189,51 @@ fn ingest_a_folder_list_the_corpus_and_ask_it() {
         None,
     );
     assert_ne!(unknown.code, 0, "{unknown:?}");
+}
+
+#[test]
+fn a_node_without_models_ingests_and_asks_with_a_neighbours() {
+    // A serves neither embed.text nor llm.chat; B, who joined by invite,
+    // serves both. A learns B's offers from its static peers, so A
+    // restarts with B listed once B runs.
+    let a = Sandbox::new();
+    a.init_non_interactive("keeper");
+    let node_a = a.start_node(&[]);
+    let b = Sandbox::new();
+    let card = b.identity_card("thinker");
+    let (invite, _) = common::invite(&a, &card, &[]);
+    let joined = b.run(&["invite", "redeem", &invite], None);
+    assert_eq!(joined.code, 0, "{joined:?}");
+    let _node_b = start_model_node(&b, &[]);
+    drop(node_a);
+    let peers = format!("[\"{}\"]", b.peer_addr());
+    // A remote offer gets A's default bus deadline, not the 300 s B's
+    // llm.chat declares; SmolLM2 on a busy test machine can take longer
+    // than the usual 30 s to load and answer.
+    let _node_a = a.start_node(&[
+        ("HEARTHNET_DISCOVERY_STATIC_PEERS", &peers),
+        ("HEARTHNET_BUS_DEFAULT_TIMEOUT_SECONDS", "300"),
+    ]);
+    a.wait_for_peers(1);
+    let local_ai = a
+        .client()
+        .caps()
+        .unwrap()
+        .capabilities
+        .into_iter()
+        .any(|c| c.local && (c.name == "llm.chat" || c.name == "embed.text"));
+    assert!(!local_ai, "A must not serve the models itself");
+
+    let water = testdata("water.md").display().to_string();
+    let ingest = a.run(&["rag", "ingest", &water, "--corpus", "outage"], None);
+    assert_eq!(ingest.code, 0, "{ingest:?}");
+    let cid = ingest.stdout.split_whitespace().next().unwrap().to_owned();
+    assert!(cid.starts_with("blake3:"), "{ingest:?}");
+
+    let ask = a.run(&["ask", "How long should water be boiled?"], None);
+    assert_eq!(ask.code, 0, "{ask:?}");
+    let (_, sources) = ask.stdout.split_once("\nSources:\n").expect("sources");
+    assert!(sources.contains(&cid[..19]), "{ask:?}");
+    // B's model wrote the answer.
+    assert_eq!(llm_calls(&b), 1, "{ask:?}");
 }
