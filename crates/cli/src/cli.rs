@@ -50,6 +50,48 @@ pub enum Command {
     /// Share files with the community: add, get, list, pin.
     #[command(subcommand)]
     File(FileCommand),
+    /// The community's document corpora: list them, ingest files.
+    #[command(subcommand)]
+    Rag(RagCommand),
+    /// Answer a question from a corpus with a community model, citing the sources.
+    Ask(AskArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RagCommand {
+    /// The corpora of this node: documents, chunks, size, language.
+    List(JsonArgs),
+    /// Store files in the blob store and index them in a corpus; folders
+    /// are read recursively, hidden files skipped.
+    Ingest(RagIngestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RagIngestArgs {
+    /// Files or folders.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// The corpus to index them in (`[a-z0-9-]`, created on first use).
+    #[arg(long, value_name = "NAME")]
+    pub corpus: String,
+    /// Print one JSON object a file instead of lines for people.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AskArgs {
+    /// The question.
+    pub question: String,
+    /// The corpus to answer from (default: the only one; required when there are several).
+    #[arg(long, value_name = "NAME")]
+    pub corpus: Option<String>,
+    /// The model (default: the first `llm.chat` offer in `hearthnet caps`).
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
+    /// How many passages to retrieve and hand to the model.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u8).range(1..=20))]
+    pub k: u8,
 }
 
 #[derive(Debug, Subcommand)]

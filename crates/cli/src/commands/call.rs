@@ -81,7 +81,7 @@ fn read_body(arg: &str) -> Result<Value, CliError> {
         .map_err(|e| usage(anyhow!("the body from {source} is not JSON: {e}")))
 }
 
-fn print_stream(
+pub(super) fn print_stream(
     frames: hearthnet_client::FrameReader<Box<dyn std::io::BufRead + Send>>,
 ) -> CliResult {
     let stdout = std::io::stdout();

@@ -36,6 +36,7 @@ pub fn add(config: Option<&Path>, env: &Env, args: FileAddArgs) -> CliResult {
         "file.local.add",
         names::FILE_ADDED,
         json!({"path": path, "pin": args.pin}),
+        std::io::stderr().is_terminal(),
     )?;
     println!("{}", done.cid);
     printer::status(format!(
@@ -61,6 +62,7 @@ pub fn get(config: Option<&Path>, env: &Env, args: FileGetArgs) -> CliResult {
         "file.local.get",
         names::FILE_GOT,
         json!({"cid": cid, "out": out}),
+        std::io::stderr().is_terminal(),
     )?;
     println!("{}", out.display());
     let from = done.from.len();
@@ -109,6 +111,7 @@ pub fn pin(config: Option<&Path>, env: &Env, cid: &str, pinned: bool) -> CliResu
         "file.local.pin",
         names::FILE_PINNED,
         json!({"cid": cid, "pinned": pinned}),
+        std::io::stderr().is_terminal(),
     )?;
     let verb = if pinned { "pinned" } else { "unpinned" };
     let from = reply.from.len();
@@ -138,7 +141,10 @@ fn checked_cid(text: &str) -> Result<String, CliError> {
 
 /// A document of the node that lacks a field or has one of the wrong
 /// type: a bad answer (exit 1) that names the field.
-fn decoded<T: DeserializeOwned>(document: &'static str, value: Value) -> Result<T, CliError> {
+pub(super) fn decoded<T: DeserializeOwned>(
+    document: &'static str,
+    value: Value,
+) -> Result<T, CliError> {
     hearthnet_wire::from_value(document, value).map_err(|e| CliError::from_client(e.into()))
 }
 
@@ -160,13 +166,14 @@ fn json_call<T: DeserializeOwned>(
     }
 }
 
-/// Call a streaming `file.local.*` capability, drawing its progress; the
-/// `done` frame's data, decoded as `document`.
-fn streamed<T: DeserializeOwned>(
+/// Call a streaming `file.local.*` capability, drawing its progress when
+/// `draw`; the `done` frame's data, decoded as `document`.
+pub(super) fn streamed<T: DeserializeOwned>(
     client: &LocalClient,
     capability: &str,
     document: &'static str,
     input: Value,
+    draw: bool,
 ) -> Result<T, CliError> {
     let reply = client
         .call(capability, "1.0", &json!({"input": input}), true, None)
@@ -175,7 +182,7 @@ fn streamed<T: DeserializeOwned>(
         CallReply::Json(v) => return decoded(document, v),
         CallReply::Stream(frames) => frames,
     };
-    let bar = std::io::stderr().is_terminal().then(|| {
+    let bar = draw.then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
             indicatif::ProgressStyle::with_template(

@@ -1,6 +1,7 @@
 //! One module per subcommand; each entry function stays small and
 //! delegates to helpers that tests can call without argument parsing.
 
+mod ask;
 mod call;
 mod caps;
 mod doctor;
@@ -9,13 +10,14 @@ mod init;
 mod invite;
 mod log;
 mod node_client;
+mod rag;
 mod run;
 mod status;
 mod sync;
 mod trace;
 mod version;
 
-use crate::cli::{Cli, Command, FileCommand, InviteCommand, TraceCommand};
+use crate::cli::{Cli, Command, FileCommand, InviteCommand, RagCommand, TraceCommand};
 use crate::exit::CliResult;
 
 pub fn dispatch(cli: Cli) -> CliResult {
@@ -47,5 +49,8 @@ pub fn dispatch(cli: Cli) -> CliResult {
                 FileCommand::Unpin(args) => file::pin(config, &env, &args.cid, false),
             }
         }
+        Command::Rag(RagCommand::List(args)) => rag::list(cli.config.as_deref(), &env, args),
+        Command::Rag(RagCommand::Ingest(args)) => rag::ingest(cli.config.as_deref(), &env, args),
+        Command::Ask(args) => ask::run(cli.config.as_deref(), &env, args),
     }
 }
