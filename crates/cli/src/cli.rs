@@ -92,6 +92,9 @@ pub struct AskArgs {
     /// How many passages to retrieve and hand to the model.
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u8).range(1..=20))]
     pub k: u8,
+    /// The longest answer, in tokens: it bounds the wait on a slow model.
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=8192))]
+    pub max_tokens: u32,
 }
 
 #[derive(Debug, Subcommand)]

@@ -138,7 +138,15 @@ fn ingest_a_folder_list_the_corpus_and_ask_it() {
     // An answer from the only corpus, by the first llm.chat model in the
     // caps, streamed, then the numbered sources with the Markdown file.
     let before = llm_calls(&sb);
-    let ask = sb.run(&["ask", "How long should water be boiled?"], None);
+    let ask = sb.run(
+        &[
+            "ask",
+            "--max-tokens",
+            "12",
+            "How long should water be boiled?",
+        ],
+        None,
+    );
     assert_eq!(ask.code, 0, "{ask:?}");
     let (answer, sources) = ask.stdout.split_once("\nSources:\n").expect("sources");
     assert!(!answer.trim().is_empty(), "{ask:?}");
@@ -171,7 +179,15 @@ fn ingest_a_folder_list_the_corpus_and_ask_it() {
         None,
     );
     assert_eq!(other.code, 0, "{other:?}");
-    let ambiguous = sb.run(&["ask", "How long should water be boiled?"], None);
+    let ambiguous = sb.run(
+        &[
+            "ask",
+            "--max-tokens",
+            "12",
+            "How long should water be boiled?",
+        ],
+        None,
+    );
     assert_eq!(ambiguous.code, 2, "{ambiguous:?}");
     assert!(
         ambiguous.stderr.contains("(other, outage)"),
@@ -230,7 +246,15 @@ fn a_node_without_models_ingests_and_asks_with_a_neighbours() {
     let cid = ingest.stdout.split_whitespace().next().unwrap().to_owned();
     assert!(cid.starts_with("blake3:"), "{ingest:?}");
 
-    let ask = a.run(&["ask", "How long should water be boiled?"], None);
+    let ask = a.run(
+        &[
+            "ask",
+            "--max-tokens",
+            "12",
+            "How long should water be boiled?",
+        ],
+        None,
+    );
     assert_eq!(ask.code, 0, "{ask:?}");
     let (_, sources) = ask.stdout.split_once("\nSources:\n").expect("sources");
     assert!(sources.contains(&cid[..19]), "{ask:?}");

@@ -27,8 +27,6 @@ const MAX_QUESTION_CHARS: usize = 2048;
 /// about 180 tokens, and twenty of these stay far below `llm.chat`'s
 /// message limit whatever the index holds.
 const MAX_PASSAGE_CHARS: usize = 2400;
-/// Enough for a few cited paragraphs; it bounds the wait on a slow model.
-const MAX_ANSWER_TOKENS: u32 = 256;
 /// RRF scores are normalised so 1.0 is first place in every ranked list.
 /// A chunk only one of the two lists found scores at most 0.5 (first
 /// place in it); one both found scores above 0.55 (ranks ≤ 50 in each).
@@ -94,7 +92,7 @@ pub fn run(config: Option<&Path>, env: &Env, args: AskArgs) -> CliResult {
                 {"role": "system", "content": INSTRUCTION},
                 {"role": "user", "content": prompt(&passages, question)}
             ],
-            "max_tokens": MAX_ANSWER_TOKENS,
+            "max_tokens": args.max_tokens,
             // Answers come from the sources: no need for variety.
             "temperature": 0
         }
