@@ -90,9 +90,9 @@ fn requantize(
 }
 
 impl Engine for CandleEngine {
-    fn start(&self) -> Result<Box<dyn Decoder>, GenerateError> {
+    fn start(&self, _tokens: usize) -> Result<Box<dyn Decoder + '_>, GenerateError> {
         // The weights are shared (reference-counted); the clone's KV cache
-        // is its own.
+        // is its own, and grows as tokens are fed.
         let mut model = self.weights.clone();
         model.clear_kv_cache();
         Ok(Box::new(CandleDecoder { model }))

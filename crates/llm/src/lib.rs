@@ -5,7 +5,9 @@
 //! tokenizer, chat template and end-of-turn tokens); [`template`] renders
 //! the chat template; [`generate`] is the generation loop, whichever
 //! engine runs the weights (prompt in chunks, sampling, whole characters,
-//! stop tokens and sequences, cancellation); [`candle_engine`] runs them.
+//! stop tokens and sequences, cancellation); [`engine`] chooses what runs
+//! the weights: `llama_engine` (llama.cpp, feature `llama-cpp`) or
+//! [`candle_engine`] (pure Rust).
 //! [`LlmService`] offers one model on the bus: the model loads on the
 //! first call (never at start), at most `max_concurrent` generations run
 //! and as many wait their turn, further calls are refused by the bus with
@@ -13,8 +15,11 @@
 //! forward pass.
 
 pub mod candle_engine;
+pub mod engine;
 pub mod generate;
 pub mod gguf;
+#[cfg(feature = "llama-cpp")]
+pub mod llama_engine;
 pub mod template;
 
 use std::path::{Path, PathBuf};
@@ -28,8 +33,7 @@ use hearthnet_observability::doctor::{Check, DoctorContext, Outcome};
 use serde_json::{Value, json};
 use tokio::sync::{OnceCell, Semaphore};
 
-use crate::candle_engine::CandleEngine;
-use crate::generate::{Finished, GenerateError, Request, Sampling, generate};
+use crate::generate::{Engine, Finished, GenerateError, Request, Sampling, generate};
 use crate::gguf::{GgufError, GgufModel};
 use crate::template::{ChatTemplate, Message};
 
@@ -62,7 +66,7 @@ pub struct LlmService {
 }
 
 struct Loaded {
-    engine: CandleEngine,
+    engine: Box<dyn Engine>,
     model: GgufModel,
     template: Option<ChatTemplate>,
 }
@@ -87,9 +91,9 @@ impl LlmService {
     async fn loaded(&self) -> Result<Arc<Loaded>, CallError> {
         self.loaded
             .get_or_try_init(|| async {
-                let path = self.path.clone();
+                let (path, slots) = (self.path.clone(), self.slots);
                 let loaded = tokio::task::spawn_blocking(move || -> Result<Loaded, String> {
-                    let (engine, model) = CandleEngine::load(&path).map_err(|e| e.to_string())?;
+                    let (engine, model) = engine::load(&path, slots).map_err(|e| e.to_string())?;
                     let template = model
                         .chat_template
                         .as_deref()
@@ -204,7 +208,7 @@ impl LlmService {
                     stop: &options.stop,
                 };
                 generate(
-                    &loaded.engine,
+                    &*loaded.engine,
                     &loaded.model.tokenizer,
                     &loaded.model.stop_ids,
                     &request,

@@ -1,10 +1,16 @@
-//! SmolLM2-135M-Instruct (the packaged Q4_1 GGUF, `scripts/models`) run by
-//! the in-process engine: its tokenizer, chat template and a real answer.
+//! SmolLM2-135M-Instruct (the packaged Q4_1 GGUF, `scripts/models`) run
+//! in-process: its tokenizer, chat template and a real answer, by the
+//! engine this build chooses (llama.cpp by default) and by candle, and how
+//! fast a cancel frees the engine.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use hearthnet_llm::candle_engine::CandleEngine;
-use hearthnet_llm::generate::{Request, Sampling, StopReason, generate};
+use hearthnet_llm::engine;
+use hearthnet_llm::generate::{Engine, Finished, Request, Sampling, StopReason, generate};
+use hearthnet_llm::gguf::GgufModel;
 use hearthnet_llm::template::{ChatTemplate, Message};
 
 fn smollm() -> PathBuf {
@@ -24,7 +30,19 @@ fn smollm() -> PathBuf {
 
 #[test]
 fn smollm_answers_in_its_own_chat_format() {
+    let (engine, model) = engine::load(&smollm(), 1).unwrap();
+    answers_paris(&*engine, &model);
+}
+
+/// candle runs the models of a pure-Rust build and of x86-64 CPUs without
+/// AVX2, so it is tested whichever engine the build chooses.
+#[test]
+fn candle_answers_too() {
     let (engine, model) = CandleEngine::load(&smollm()).unwrap();
+    answers_paris(&engine, &model);
+}
+
+fn answers_paris(engine: &dyn Engine, model: &GgufModel) {
     assert_eq!(model.architecture, "llama");
     // Digits one by one, as SmolLM's pre-tokenizer cuts them.
     let digits = model.tokenizer.encode("2026", false).unwrap();
@@ -77,7 +95,7 @@ fn smollm_answers_in_its_own_chat_format() {
     };
     let mut streamed = String::new();
     let done = generate(
-        &engine,
+        engine,
         &model.tokenizer,
         &model.stop_ids,
         &request,
@@ -95,7 +113,7 @@ fn smollm_answers_in_its_own_chat_format() {
 
     // Greedy is deterministic; max_tokens and a stop sequence end it early.
     let again = generate(
-        &engine,
+        engine,
         &model.tokenizer,
         &model.stop_ids,
         &request,
@@ -105,7 +123,7 @@ fn smollm_answers_in_its_own_chat_format() {
     .unwrap();
     assert_eq!(again.text, done.text);
     let short = generate(
-        &engine,
+        engine,
         &model.tokenizer,
         &model.stop_ids,
         &Request {
@@ -123,7 +141,7 @@ fn smollm_answers_in_its_own_chat_format() {
     );
     let stop = vec!["Paris".to_owned()];
     let stopped = generate(
-        &engine,
+        engine,
         &model.tokenizer,
         &model.stop_ids,
         &Request {
@@ -141,79 +159,90 @@ fn smollm_answers_in_its_own_chat_format() {
         "{stopped:?}"
     );
 }
-/// Cancelling mid-generation frees the engine within 200 ms, measured from
-/// the cancel to the moment `generate` returns, over several tries; a
-/// cancel while the prompt is read ends it there, with nothing written.
+/// Cancelling frees the engine within 200 ms: the time from the cancel
+/// (set by another thread, as the service's caller does) until `generate`
+/// has returned and dropped the engine's state, during a long prompt and
+/// during the answer.
+///
+/// The bound: a cancel is seen between forward passes, so it waits for at
+/// most the pass in flight. One answer token is one pass of 10–40 ms here;
+/// a pass over the prompt is sized to about `PREFILL_SLICE` (60 ms) and may
+/// run to twice that before the chunk shrinks. 200 ms leaves room for a
+/// busy machine (measured 2026-11-30, load 3–5 on 2 cores: see the printed
+/// times), and it is the bound, so it is not loosened further.
 #[test]
 fn cancelling_frees_the_engine_within_200_ms() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::time::{Duration, Instant};
-
-    let (engine, model) = CandleEngine::load(&smollm()).unwrap();
-    let prompt: Vec<u32> = model
-        .tokenizer
-        .encode("Once upon a time, by the river,", false)
-        .unwrap()
-        .get_ids()
-        .to_vec();
-    let request = |seed| Request {
-        prompt: &prompt,
-        max_tokens: 4000,
-        sampling: Sampling {
-            temperature: 0.8,
-            top_p: 0.95,
-            seed: Some(seed),
-        },
-        stop: &[],
+    let (engine, model) = engine::load(&smollm(), 1).unwrap();
+    let tokens = |text: &str| -> Vec<u32> {
+        model
+            .tokenizer
+            .encode(text, false)
+            .unwrap()
+            .get_ids()
+            .to_vec()
+    };
+    let short = tokens("Once upon a time, by the river,");
+    let long = tokens(&"The river runs past the old mill, where the baker keeps bees. ".repeat(80));
+    assert!(long.len() > 1000, "{} tokens", long.len());
+    let sampling = Sampling {
+        temperature: 0.8,
+        top_p: 0.95,
+        seed: Some(7),
     };
 
-    // During the prompt: the first check after the cancel stops it.
-    let cancelled = AtomicBool::new(false);
-    let passes = std::cell::Cell::new(0);
-    let done = generate(
-        &engine,
-        &model.tokenizer,
-        &model.stop_ids,
-        &request(0),
-        &|| {
-            passes.set(passes.get() + 1);
-            if passes.get() == 2 {
-                cancelled.store(true, Ordering::SeqCst);
-            }
-            cancelled.load(Ordering::SeqCst)
-        },
-        &mut |_| true,
-    )
-    .unwrap();
-    assert_eq!(
-        (done.stop_reason, done.tokens_out),
-        (StopReason::Cancelled, 0)
-    );
-
     let mut worst = Duration::ZERO;
-    for (seed, after_tokens) in [1, 2, 4].into_iter().enumerate() {
+    // (prompt, what to wait for before cancelling: pieces of answer text
+    // out, then a delay)
+    let tries: [(&[u32], usize, u64); 5] = [
+        (&long, 0, 150),
+        (&long, 0, 500),
+        (&long, 0, 900),
+        (&short, 1, 5),
+        (&short, 8, 17),
+    ];
+    for (prompt, pieces, delay_ms) in tries {
+        let request = Request {
+            prompt,
+            max_tokens: 4000,
+            sampling: sampling.clone(),
+            stop: &[],
+        };
         let cancelled = AtomicBool::new(false);
-        let mut cancelled_at = None;
-        let mut seen = 0;
-        let done = generate(
-            &engine,
-            &model.tokenizer,
-            &model.stop_ids,
-            &request(seed as u64),
-            &|| cancelled.load(Ordering::SeqCst),
-            &mut |_| {
-                seen += 1;
-                if seen == after_tokens {
-                    cancelled_at = Some(Instant::now());
-                    cancelled.store(true, Ordering::SeqCst);
+        let emitted = AtomicUsize::new(0);
+        let (done, took) = std::thread::scope(|s| {
+            let canceller = s.spawn(|| {
+                while emitted.load(Ordering::SeqCst) < pieces {
+                    std::thread::sleep(Duration::from_millis(1));
                 }
-                true
-            },
-        )
-        .unwrap();
-        let took = cancelled_at.unwrap().elapsed();
+                std::thread::sleep(Duration::from_millis(delay_ms));
+                cancelled.store(true, Ordering::SeqCst);
+                Instant::now()
+            });
+            // No stop tokens: the answer cannot end before the cancel.
+            let done: Finished = generate(
+                &*engine,
+                &model.tokenizer,
+                &[],
+                &request,
+                &|| cancelled.load(Ordering::SeqCst),
+                &mut |_| {
+                    emitted.fetch_add(1, Ordering::SeqCst);
+                    true
+                },
+            )
+            .unwrap();
+            let returned = Instant::now();
+            (done, returned - canceller.join().unwrap())
+        });
+        eprintln!(
+            "cancelled {delay_ms} ms after {pieces} pieces ({} prompt tokens): {} tokens out, engine free after {took:?}",
+            prompt.len(),
+            done.tokens_out
+        );
         assert_eq!(done.stop_reason, StopReason::Cancelled);
-        eprintln!("cancelled after {after_tokens} pieces of text: engine free after {took:?}");
+        if pieces == 0 {
+            assert_eq!(done.tokens_out, 0, "cancelled while reading the prompt");
+        }
         worst = worst.max(took);
     }
     assert!(worst < Duration::from_millis(200), "worst {worst:?}");
