@@ -2,6 +2,7 @@
 //! in-process: its tokenizer, chat template and a real answer, by the
 //! engine this build chooses (llama.cpp by default) and by candle, and how
 //! fast a cancel frees the engine.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
