@@ -160,17 +160,19 @@ fn answers_paris(engine: &dyn Engine, model: &GgufModel) {
         "{stopped:?}"
     );
 }
+
 /// Cancelling frees the engine within 200 ms: the time from the cancel
 /// (set by another thread, as the service's caller does) until `generate`
 /// has returned and dropped the engine's state, during a long prompt and
 /// during the answer.
 ///
 /// The bound: a cancel is seen between forward passes, so it waits for at
-/// most the pass in flight. One answer token is one pass of 10–40 ms here;
-/// a pass over the prompt is sized to about `PREFILL_SLICE` (60 ms) and may
-/// run to twice that before the chunk shrinks. 200 ms leaves room for a
-/// busy machine (measured 2026-11-30, load 3–5 on 2 cores: see the printed
-/// times), and it is the bound, so it is not loosened further.
+/// most the pass in flight. An answer token is one pass of 20–40 ms on a
+/// busy 2-core machine; a pass over the prompt is sized to take about
+/// `PREFILL_SLICE` (100 ms), half the bound, the other half being the
+/// margin for a pass slowed by the load. Measured 2026-11-30 at a load of
+/// about 7: free after 23–92 ms (the test prints the times). 200 ms is the
+/// issue's bound, so it is not loosened.
 #[test]
 fn cancelling_frees_the_engine_within_200_ms() {
     let (engine, model) = engine::load(&smollm(), 1).unwrap();
