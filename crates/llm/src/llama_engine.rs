@@ -93,7 +93,7 @@ fn failed(what: &str, e: impl std::fmt::Display) -> GenerateError {
 
 impl Engine for LlamaEngine {
     fn start(&self, tokens: usize) -> Result<Box<dyn Decoder + '_>, GenerateError> {
-        let n_ctx = u32::try_from(tokens.clamp(1, self.context))
+        let n_ctx = u32::try_from(tokens.min(self.context).max(1))
             .ok()
             .and_then(NonZeroU32::new);
         // The generation loop feeds at most PREFILL_CHUNK tokens at once,
