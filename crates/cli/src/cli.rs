@@ -185,6 +185,11 @@ pub struct CallArgs {
     /// Only this node (its full NodeID) may serve the call.
     #[arg(long, value_name = "NODEID")]
     pub node: Option<String>,
+    /// Continue a conversation: calls with the same session go to the
+    /// provider that served its last turn while it can (letters, digits,
+    /// `. _ : -`; forgotten after 10 idle minutes).
+    #[arg(long, value_name = "ID")]
+    pub session: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
