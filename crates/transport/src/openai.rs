@@ -35,6 +35,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt;
 use hearthnet_base::ErrorCode;
+use hearthnet_base::request::SessionId;
 use hearthnet_bus::{CallError, CallStream, InboundCall, Item, Version};
 use hearthnet_identity::{ApiKeyCheck, ApiKeyError};
 use serde_json::Value;
@@ -199,10 +200,12 @@ fn call_bus(
     capability: &str,
     body: Value,
     stream: bool,
+    session: Option<SessionId>,
 ) -> Result<(String, CallStream), GatewayError> {
     let own = s.key.node_id();
     let call = InboundCall {
         stream,
+        session,
         ..InboundCall::new(
             capability,
             Version::new(1, 0),
@@ -259,7 +262,7 @@ async fn chat_completions(
 ) -> Result<Response, GatewayError> {
     let chat = translate::chat_call(value)?;
     translate::find_offer(&s.bus.entries(), LLM_CHAT, &chat.model)?;
-    let (trace_id, mut stream) = call_bus(&s, LLM_CHAT, chat.body, chat.stream)?;
+    let (trace_id, mut stream) = call_bus(&s, LLM_CHAT, chat.body, chat.stream, chat.session)?;
     let completion = Completion {
         id: format!("chatcmpl-{trace_id}"),
         created: unix_now(),
@@ -394,7 +397,7 @@ async fn embeddings(
     // (the client left) cancels the one running.
     for batch in call.texts.chunks(EMBED_BATCH) {
         let body = translate::embed_body(&call.model, batch);
-        let (_, stream) = call_bus(&s, EMBED_TEXT, body, false)?;
+        let (_, stream) = call_bus(&s, EMBED_TEXT, body, false, None)?;
         let (got, counted) = translate::embed_answer(&stream.outcome().await?, batch.len())?;
         vectors.extend(got);
         tokens += counted;

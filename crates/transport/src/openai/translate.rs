@@ -9,6 +9,7 @@
 //! nothing here (`user`, `metadata`, `store`, `service_tier`, …) are
 //! ignored, as OpenAI-compatible servers do.
 
+use hearthnet_base::request::SessionId;
 use hearthnet_wire::local::CapabilityEntry;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -41,6 +42,8 @@ pub struct ChatCall {
     pub include_usage: bool,
     /// The contract body, `{"params": {"model"}, "input": {…}}`.
     pub body: Value,
+    /// The conversation's sticky session ([`conversation_session`]).
+    pub session: Option<SessionId>,
 }
 
 #[derive(Deserialize)]
@@ -148,6 +151,7 @@ pub fn chat_call(request: Value) -> Result<ChatCall, GatewayError> {
         .map(|(i, m)| message(i, m))
         .collect::<Result<Vec<_>, _>>()?;
 
+    let session = conversation_session(&model, &messages);
     let mut input = Map::new();
     input.insert("messages".into(), Value::Array(messages));
     // The newer name wins, as in OpenAI's API.
@@ -169,11 +173,30 @@ pub fn chat_call(request: Value) -> Result<ChatCall, GatewayError> {
         input.insert("seed".into(), json!(seed));
     }
     Ok(ChatCall {
+        session,
         body: json!({"params": {"model": model}, "input": input}),
         model,
         stream: r.stream.unwrap_or(false),
         include_usage: r.stream_options.and_then(|o| o.include_usage) == Some(true),
     })
+}
+
+/// The sticky session of a conversation (M03 §5.6). OpenAI's clients
+/// send the whole conversation with every turn and no id for it, so its
+/// opening names it: the model and the messages up to the first user
+/// message. Every turn then goes to the provider of the turn before,
+/// which may still hold the conversation's context.
+pub fn conversation_session(model: &str, messages: &[Value]) -> Option<SessionId> {
+    let opening = messages
+        .iter()
+        .position(|m| m["role"] == "user")
+        .map_or(messages, |first_user| &messages[..=first_user]);
+    let mut hash = blake3::Hasher::new();
+    hash.update(model.as_bytes());
+    hash.update(&[0]);
+    hash.update(Value::from(opening.to_vec()).to_string().as_bytes());
+    let digest = hash.finalize().to_hex();
+    SessionId::parse(&format!("oai-{}", &digest[..32])).ok()
 }
 
 fn model_id(model: String) -> Result<String, GatewayError> {

@@ -437,3 +437,33 @@ fn the_model_list_is_every_chat_and_embedding_model_once() {
 }
 
 const LLM_COMPLETE_FOR_TESTS: &str = "llm.complete";
+
+#[test]
+fn the_turns_of_one_conversation_share_a_session() {
+    let turn = |messages: Value| {
+        chat(json!({"model": "m", "messages": messages}))
+            .unwrap()
+            .session
+    };
+    let first = turn(json!([
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Capital of France?"}
+    ]));
+    let second = turn(json!([
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Capital of France?"},
+        {"role": "assistant", "content": "Paris."},
+        {"role": "user", "content": "And of Spain?"}
+    ]));
+    assert!(first.is_some());
+    assert_eq!(first, second);
+    let other = turn(json!([{"role": "user", "content": "Capital of Italy?"}]));
+    assert_ne!(first, other);
+    let other_model = chat(json!({"model": "n", "messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Capital of France?"}
+    ]}))
+    .unwrap()
+    .session;
+    assert_ne!(first, other_model);
+}
