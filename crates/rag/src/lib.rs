@@ -795,31 +795,4 @@ mod tests {
             );
         }
     }
-
-    #[test]
-    fn descriptors_validate() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = DeviceKey::generate();
-        let genesis =
-            hearthnet_identity::community::Genesis::create(&key, "t", Default::default()).unwrap();
-        let log = EventLog::open(
-            hearthnet_events::LogPaths::in_state_dir(dir.path()),
-            genesis.manifest.community_id,
-            hearthnet_events::Limits::default(),
-            Some(genesis.created_event.to_value()),
-            None,
-        )
-        .unwrap();
-        let blobs = Arc::new(BlobStore::open(&dir.path().join("blobs"), 0.9).unwrap());
-        let service = Arc::new(RagService::new(
-            dir.path().join("corpora"),
-            blobs,
-            log,
-            key,
-            Weak::new(),
-        ));
-        for capability in service.capabilities() {
-            capability.descriptor.validate().unwrap();
-        }
-    }
 }

@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hearthnet_base::request;
+use hearthnet_base::request::SessionId;
 use hearthnet_base::{DeviceKey, ErrorCode, NodeId, Timestamp};
 use hearthnet_bus::{Bus, CallError, InboundCall, Version};
 use hearthnet_observability::metrics::Metrics;
@@ -253,6 +254,7 @@ struct CapabilityCall {
     timeout: Option<Duration>,
     wants_stream: bool,
     target: Option<NodeId>,
+    session: Option<SessionId>,
     /// Held while the handler runs: until the answer, or until a stream
     /// starts.
     reservation: BodyReservation,
@@ -279,6 +281,7 @@ impl FromRequest<Arc<ApiState>> for CapabilityCall {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.contains("text/event-stream")),
             target: target_node(headers)?,
+            session: session(headers)?,
             reservation: signed.reservation,
         })
     }
@@ -297,6 +300,19 @@ fn target_node(headers: &HeaderMap) -> Result<Option<NodeId>, CallError> {
     })
 }
 
+/// Our `X-HearthNet-Session` header, if present.
+fn session(headers: &HeaderMap) -> Result<Option<SessionId>, CallError> {
+    let Some(value) = headers.get(request::SESSION) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| CallError::bad_request("the session header is not text"))?;
+    SessionId::parse(text)
+        .map(Some)
+        .map_err(|e| CallError::bad_request(format!("{}: {e}", request::SESSION)))
+}
+
 async fn bus_call(
     State(s): Shared,
     CapabilityCall {
@@ -305,6 +321,7 @@ async fn bus_call(
         timeout,
         wants_stream,
         target,
+        session,
         reservation: _held,
     }: CapabilityCall,
 ) -> Result<Response, ApiError> {
@@ -324,6 +341,7 @@ async fn bus_call(
         timeout,
         stream: wants_stream,
         target,
+        session,
     };
     let stream = s.bus.call(call)?;
     if stream.is_streaming() {

