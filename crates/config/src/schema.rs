@@ -311,6 +311,25 @@ pub struct LlmBackendConfig {
 }
 
 impl LlmBackendConfig {
+    /// An in-process GGUF model `model` at `path`, named `name`.
+    pub fn gguf(name: &str, model: &str, path: &Path, max_concurrent: u32) -> Self {
+        Self {
+            name: name.to_owned(),
+            kind: LlmBackendKind::Gguf,
+            model: model.to_owned(),
+            model_path: Some(path.to_owned()),
+            base_url: None,
+            remote_model: None,
+            api_key_env: None,
+            api_key: None,
+            requires_internet: None,
+            connect_timeout: None,
+            first_byte_timeout: None,
+            timeout: None,
+            max_concurrent,
+        }
+    }
+
     /// The model name to send to the server.
     pub fn remote_model(&self) -> &str {
         self.remote_model.as_deref().unwrap_or(&self.model)
