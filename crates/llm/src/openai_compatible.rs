@@ -218,7 +218,7 @@ impl OpenAiCompatible {
         }
         let ask = async {
             let exchange = self.send(Method::GET, "/models", None).await?;
-            let bytes = exchange.small_answer().await?;
+            let bytes = exchange.success().await?.small_answer().await?;
             let listed: Listed = serde_json::from_slice(&bytes).map_err(|e| {
                 ServerError::Malformed(format!(
                     "GET /models is not a list of models ({{\"data\": [{{\"id\": …}}]}}): {e}"
@@ -832,12 +832,18 @@ pub fn check(config: &LlmBackendConfig) -> Result<String, (String, String)> {
     let listed = match asked {
         Ok(Ok(listed)) => listed,
         Ok(Err(e)) => {
-            return Err((
-                e.to_string(),
-                format!(
+            let fix = match &e {
+                ServerError::Status {
+                    status: 401 | 403, ..
+                } => "set the variable api_key_env names to a key the server takes".to_owned(),
+                ServerError::Status { .. } | ServerError::Malformed(_) => format!(
+                    "make base_url the server's API root (e.g. http://127.0.0.1:11434/v1 for Ollama; now {url})"
+                ),
+                _ => format!(
                     "start the server at {url}, or correct base_url (the API root, e.g. http://127.0.0.1:11434/v1 for Ollama)"
                 ),
-            ));
+            };
+            return Err((e.to_string(), fix));
         }
         Err(_) => {
             return Err((

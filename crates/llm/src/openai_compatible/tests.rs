@@ -707,6 +707,21 @@ async fn doctor_asks_the_server_for_its_models() {
     );
     assert!(fix.contains("remote_model"), "{fix}");
 
+    let mut refusal = head("401 Unauthorized", "application/json", "");
+    refusal.extend(b"{\"error\": {\"message\": \"bad key\"}}");
+    let server = Scripted::start(vec![Step::Send(refusal)]).await;
+    let cfg = config(server.addr);
+    let (problem, fix) = tokio::task::spawn_blocking(move || check(&cfg))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(problem.contains("HTTP 401"), "{problem}");
+    assert!(fix.contains("a key the server takes"), "{fix}");
+    assert!(
+        problem.contains("api_key_env") && problem.contains("bad key"),
+        "{problem}"
+    );
+
     let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let cfg = config(closed.local_addr().unwrap());
     drop(closed);
