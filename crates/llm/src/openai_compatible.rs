@@ -574,6 +574,10 @@ impl<'a> Answer<'a> {
         if event.kind == "error" {
             return Err(ServerError::Reported(clip(&event.data)));
         }
+        // An empty event keeps a connection alive, as a comment does.
+        if event.data.trim().is_empty() {
+            return Ok(None);
+        }
         let chunk: Chunk = serde_json::from_str(&event.data).map_err(|e| {
             ServerError::Malformed(format!("a chunk is not the JSON of a completion: {e}"))
         })?;

@@ -214,10 +214,12 @@ async fn generate(
 
 #[tokio::test]
 async fn a_chat_streams_its_tokens_and_passes_every_option() {
-    // CRLF line ends, a comment, an event whose data spans two lines, the
-    // role-only first chunk, usage in a last chunk, then [DONE].
+    // CRLF line ends, a comment, an empty event, an event whose data spans
+    // two lines, the role-only first chunk, usage in a last chunk, then
+    // [DONE].
     let body = concat!(
         ": keep-alive\r\n\r\n",
+        "data:\r\n\r\n",
         "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"}}]}\r\n\r\n",
         "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"The capital\"}}]}\r\n\r\n",
         "data: {\"choices\":[{\"index\":0,\r\ndata: \"delta\":{\"content\":\" is Paris.\"}}]}\r\n\r\n",
