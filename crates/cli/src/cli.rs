@@ -55,6 +55,17 @@ pub enum Command {
     Rag(RagCommand),
     /// Answer a question from a corpus with a community model, citing the sources.
     Ask(AskArgs),
+    /// Print the key of the OpenAI-compatible gateway (`/v1` on the local
+    /// API), made on first use.
+    ApiKey(ApiKeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApiKeyArgs {
+    /// Replace the key with a new one: clients holding the old one are
+    /// refused from then on.
+    #[arg(long)]
+    pub rotate: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -223,13 +223,10 @@ fn a_node_without_models_ingests_and_asks_with_a_neighbours() {
     let _node_b = start_model_node(&b, &[]);
     drop(node_a);
     let peers = format!("[\"{}\"]", b.peer_addr());
-    // A remote offer gets A's default bus deadline, not the 300 s B's
-    // llm.chat declares; SmolLM2 on a busy test machine can take longer
-    // than the usual 30 s to load and answer.
-    let _node_a = a.start_node(&[
-        ("HEARTHNET_DISCOVERY_STATIC_PEERS", &peers),
-        ("HEARTHNET_BUS_DEFAULT_TIMEOUT_SECONDS", "300"),
-    ]);
+    // A's calls wait as long as B's manifest says B's capabilities run
+    // (llm.chat declares 300 s), not A's 30 s default: SmolLM2 on a busy
+    // test machine can take longer than that to load and answer.
+    let _node_a = a.start_node(&[("HEARTHNET_DISCOVERY_STATIC_PEERS", &peers)]);
     a.wait_for_peers(1);
     let local_ai = a
         .client()

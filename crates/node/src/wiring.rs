@@ -17,7 +17,7 @@ use hearthnet_config::runtime::RuntimeInfo;
 use hearthnet_config::{LoadedConfig, NodePaths};
 use hearthnet_discovery::{Discovery, PeerRegistry};
 use hearthnet_events::EventLog;
-use hearthnet_identity::CommunityManifest;
+use hearthnet_identity::{ApiKeyCheck, ApiKeyFile, CommunityManifest};
 use hearthnet_observability::metrics::Metrics;
 use hearthnet_transport::peer_client::PeerClient;
 use hearthnet_transport::tls::{Membership, TlsIdentity};
@@ -412,8 +412,9 @@ fn llm_services(
         .collect()
 }
 
-/// 10. The endpoints on both listeners: the local API in plain HTTP, the
-///     peer port over mutual TLS (plain only when configured).
+/// 10. The endpoints on both listeners: the local API in plain HTTP, with
+///     the OpenAI-compatible gateway; the peer port over mutual TLS (plain
+///     only when configured), without it.
 fn serve(
     b: &Basics,
     net: Network,
@@ -449,16 +450,19 @@ fn serve(
             metrics: b.metrics.clone(),
         }));
     }
-    let router = hearthnet_transport::router(Arc::new(state));
+    // The OpenAI-compatible gateway's key beside the device key; made by
+    // `hearthnet api-key`, read when a client presents one.
+    let api_key = ApiKeyFile::in_dir(&b.paths.keys_dir);
+    let state = Arc::new(state.with_api_key(Arc::new(ApiKeyCheck::new(api_key))));
     tasks.spawn(hearthnet_transport::serve(
         net.api,
-        router.clone(),
+        hearthnet_transport::local_router(state.clone()),
         stop.clone(),
         hearthnet_transport::Serving::local(),
     ));
     tasks.spawn(hearthnet_transport::serve(
         net.peer,
-        router,
+        hearthnet_transport::router(state),
         stop.clone(),
         hearthnet_transport::Serving::peer(net.peer_tls, is_member),
     ));

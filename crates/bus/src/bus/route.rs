@@ -202,10 +202,12 @@ mod tests {
     use hearthnet_base::{DeviceKey, NodeId, TrustLevel};
 
     use super::*;
+    use crate::bus::BusSettings;
     use crate::bus::testing::{bus_with, call, offer, own_call, peer, remote_spec};
     use crate::descriptor::Trust;
     use crate::version::Version;
     use hearthnet_base::request::SessionId;
+    use hearthnet_identity::CapabilitySpec;
 
     #[tokio::test(start_paused = true)]
     async fn unknown_versions_and_params_are_not_found() {
@@ -341,6 +343,30 @@ mod tests {
         want[routed] += 1;
         assert_eq!(served(), want);
         assert_eq!(usual, peers[routed].0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_call_waits_as_long_as_the_peer_declares_within_bounds() {
+        let (bus, _) = bus_with(2, Trust::Level(TrustLevel::Member));
+        let timeout_of = |declared: Option<u64>| {
+            let node = DeviceKey::generate().node_id();
+            let spec = CapabilitySpec {
+                timeout_seconds: declared,
+                ..remote_spec()
+            };
+            bus.set_remote(node, &[spec], Duration::from_secs(30), peer(true).handler());
+            let entry = bus
+                .entries
+                .read()
+                .iter()
+                .find(|e| e.node_id == node)
+                .cloned();
+            entry.unwrap().descriptor.timeout
+        };
+        assert_eq!(timeout_of(Some(300)), Duration::from_secs(300));
+        assert_eq!(timeout_of(None), BusSettings::default().default_timeout);
+        assert_eq!(timeout_of(Some(u64::MAX)), Duration::from_secs(3600));
+        assert_eq!(timeout_of(Some(0)), Duration::from_secs(1));
     }
 
     #[tokio::test(start_paused = true)]

@@ -123,7 +123,13 @@ impl BlobEndpoints for NoChunks {
 }
 
 struct Node {
+    /// The peer port's router.
     router: Router,
+    /// The local API's, with the OpenAI-compatible gateway.
+    local: Router,
+    /// The gateway's key, in a directory that lives as long as the node.
+    api_key: hearthnet_identity::ApiKey,
+    _keys: tempfile::TempDir,
     state: Arc<ApiState>,
     bus: Arc<Bus>,
     own: DeviceKey,
@@ -170,9 +176,16 @@ fn node_with_budget(max_body: usize, budget: Option<Arc<http::BodyBudget>>) -> N
         Some(budget) => state.with_body_budget(budget),
         None => state,
     };
-    let state = Arc::new(state);
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = hearthnet_identity::ApiKeyFile::in_dir(keys.path());
+    let (api_key, _) = key_file.load_or_create().unwrap();
+    let state =
+        Arc::new(state.with_api_key(Arc::new(hearthnet_identity::ApiKeyCheck::new(key_file))));
     Node {
         router: router(state.clone()),
+        local: local_router(state.clone()),
+        api_key,
+        _keys: keys,
         state,
         bus,
         own,
@@ -1498,3 +1511,5 @@ async fn common_wait(mut done: impl FnMut() -> bool) {
     .await;
     assert!(waited.is_ok(), "not reached in time");
 }
+
+mod gateway;
