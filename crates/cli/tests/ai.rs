@@ -148,9 +148,19 @@ fn frames(reply: hearthnet_client::CallReply) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// The value of the sample `name{labels}` on `/metrics`, 0 if absent.
+fn sample(metrics: &str, name: &str) -> f64 {
+    let prefix = format!("{name}{{model=\"{SMOLLM}\",backend=\"gguf\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
 #[test]
 fn llm_chat_streams_a_real_answer_token_by_token() {
     let (sb, _node) = llm_node(2);
+    let before = sb.client().get_text("/metrics").unwrap();
     let body = france(24);
     let run = sb.run(
         &[
@@ -181,6 +191,28 @@ fn llm_chat_streams_a_real_answer_token_by_token() {
     assert_eq!(done.1["stop_reason"], "end");
     assert_eq!(done.1["model"], SMOLLM);
     assert!(done.1["tokens_in"].as_u64().unwrap() > 10, "{done:?}");
+
+    // Both calls so far are counted for the model: tokens both ways, the
+    // wait for the first text and the rate after it.
+    let after = sb.client().get_text("/metrics").unwrap();
+    let tokens_out = done.1["tokens_out"].as_f64().unwrap();
+    let tokens_in = done.1["tokens_in"].as_f64().unwrap();
+    for (name, moved) in [
+        ("hearthnet_llm_tokens_generated_total", 2.0 * tokens_out),
+        ("hearthnet_llm_prompt_tokens_total", 2.0 * tokens_in),
+        ("hearthnet_llm_time_to_first_token_seconds_count", 2.0),
+        ("hearthnet_llm_tokens_per_second_count", 2.0),
+    ] {
+        assert_eq!(
+            sample(&after, name) - sample(&before, name),
+            moved,
+            "{name}:\n{after}"
+        );
+    }
+    assert!(
+        sample(&after, "hearthnet_llm_tokens_per_second_sum") > 0.0,
+        "{after}"
+    );
 
     // Not streamed: the whole message and the same counts.
     let hearthnet_client::CallReply::Json(answer) =

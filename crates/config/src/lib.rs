@@ -10,6 +10,7 @@
 
 mod env;
 mod error;
+mod llm;
 mod locate;
 mod paths;
 pub mod runtime;
@@ -18,6 +19,7 @@ mod values;
 
 pub use env::Env;
 pub use error::{ConfigError, Origin};
+pub use llm::{ApiKey, BaseUrl, BaseUrlError};
 pub use paths::{BaseDirs, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, PrivateError};
 pub use schema::*;
 

@@ -336,7 +336,7 @@ fn register_services(
         register(bus, embedding)?;
     }
     #[cfg(feature = "llm")]
-    for model in gguf_services(config) {
+    for model in llm_services(config, &b.metrics) {
         register(bus, model)?;
     }
     let Some(store) = blobs else {
@@ -389,25 +389,24 @@ fn embedding_service(config: &hearthnet_config::Config) -> Option<Arc<dyn Servic
     }
 }
 
-/// The configured GGUF models (`llm.backends` of kind `gguf`), each
-/// offered as `llm.chat` and `llm.complete`, except those whose file
-/// cannot serve: the node runs without them and says why.
+/// The configured models (`llm.backends`, in-process GGUF files and
+/// OpenAI-compatible servers), each offered as `llm.chat` and
+/// `llm.complete`, except those that cannot serve: the node runs without
+/// them and says why.
 #[cfg(feature = "llm")]
-fn gguf_services(config: &hearthnet_config::Config) -> Vec<Arc<dyn Service>> {
-    use hearthnet_config::LlmBackendKind;
+fn llm_services(
+    config: &hearthnet_config::Config,
+    metrics: &Arc<Metrics>,
+) -> Vec<Arc<dyn Service>> {
     config
         .llm
         .backends
         .iter()
-        .filter(|b| b.kind == LlmBackendKind::Gguf)
-        .filter_map(|b| {
-            let path = b.model_path.as_ref()?;
-            match hearthnet_llm::LlmService::new(&b.model, path, b.max_concurrent) {
-                Ok(service) => Some(Arc::new(service) as Arc<dyn Service>),
-                Err(e) => {
-                    tracing::warn!(backend = %b.name, error = %e, "this model is not offered: its file cannot serve (hearthnet doctor --check llm_backend_reachable)");
-                    None
-                }
+        .filter_map(|b| match hearthnet_llm::offer(b, metrics.clone()) {
+            Ok(service) => Some(service),
+            Err(e) => {
+                tracing::warn!(backend = %b.name, error = %e, "this model is not offered (hearthnet doctor --check llm_backend_reachable)");
+                None
             }
         })
         .collect()

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hearthnet_config::{Config, Env, LlmBackendConfig, LlmBackendKind, MODELS_PATH_ENV};
+use hearthnet_config::{Config, Env, LlmBackendConfig, MODELS_PATH_ENV};
 
 /// How a package holds its model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,17 +118,12 @@ pub fn configure(config: &mut Config, found: &[FoundModel]) {
         if config.llm.backends.iter().any(|b| b.model == m.model) {
             continue;
         }
-        config.llm.backends.push(LlmBackendConfig {
-            name: m.model.to_owned(),
-            kind: LlmBackendKind::Gguf,
-            model: m.model.to_owned(),
-            url: None,
-            model_path: Some(m.path.clone()),
-            api_key_env: None,
-            // One generation at a time keeps a small machine responsive;
-            // raise it on a bigger one.
-            max_concurrent: 1,
-        });
+        // One generation at a time keeps a small machine responsive;
+        // raise it on a bigger one.
+        config
+            .llm
+            .backends
+            .push(LlmBackendConfig::gguf(m.model, m.model, &m.path, 1));
     }
 }
 
