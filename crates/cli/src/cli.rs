@@ -50,7 +50,7 @@ pub enum Command {
     /// Share files with the community: add, get, list, pin.
     #[command(subcommand)]
     File(FileCommand),
-    /// The community's document corpora: list them, ingest files.
+    /// The community's document corpora: list them, ingest files, reindex one.
     #[command(subcommand)]
     Rag(RagCommand),
     /// Answer a question from a corpus with a community model, citing the sources.
@@ -75,6 +75,24 @@ pub enum RagCommand {
     /// Store files in the blob store and index them in a corpus; folders
     /// are read recursively, hidden files skipped.
     Ingest(RagIngestArgs),
+    /// Make a corpus's vectors again, with another embedding model or the
+    /// same one; the old ones answer queries until the new ones are complete,
+    /// and an interrupted reindex resumes where it stopped.
+    Reindex(RagReindexArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RagReindexArgs {
+    /// The corpus to reindex.
+    #[arg(long, value_name = "NAME")]
+    pub corpus: String,
+    /// The embedding model for the new vectors (as `embed.text` offers it in
+    /// `hearthnet caps`); default: the corpus's current model.
+    #[arg(long, value_name = "MODEL")]
+    pub embedding_model: Option<String>,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -39,10 +39,13 @@ impl VectorIndex {
         self.ids.is_empty()
     }
 
-    /// Add chunk `id` of document `doc`; a vector of another length is
-    /// skipped (the store checked it; this keeps the rows aligned).
+    /// Add chunk `id` of document `doc`. Ids come in increasing order
+    /// (chunks' SQLite rowids, never deleted): one not above the last is
+    /// held already (the index was loaded after its row was written) and
+    /// skipped, as is a vector of another length (the store checked it;
+    /// this keeps the rows aligned).
     pub fn push(&mut self, id: i64, doc: i64, vector: Vec<f32>) {
-        if vector.len() == self.dim {
+        if vector.len() == self.dim && self.ids.last().is_none_or(|last| id > *last) {
             self.ids.push(id);
             self.docs.push(doc);
             self.data.extend(normalised(vector));
@@ -108,7 +111,8 @@ mod tests {
         index.push(2, 10, vec![0.0, 3.0]);
         index.push(3, 20, vec![2.0, 2.1]);
         index.push(4, 20, vec![1.0, 2.0, 3.0]);
-        assert_eq!(index.len(), 3, "the wrong length is skipped");
+        index.push(2, 10, vec![1.0, 0.0]);
+        assert_eq!(index.len(), 3, "the wrong length and a held id are skipped");
         assert_eq!(index.nearest(&[0.0, 1.0], 3, |_| true), [2, 3, 1]);
         assert_eq!(index.nearest(&[0.0, 1.0], 1, |_| true), [2]);
         assert_eq!(index.nearest(&[0.0, 1.0], 3, |doc| doc == 20), [3]);

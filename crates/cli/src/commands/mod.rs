@@ -53,6 +53,7 @@ pub fn dispatch(cli: Cli) -> CliResult {
         }
         Command::Rag(RagCommand::List(args)) => rag::list(cli.config.as_deref(), &env, args),
         Command::Rag(RagCommand::Ingest(args)) => rag::ingest(cli.config.as_deref(), &env, args),
+        Command::Rag(RagCommand::Reindex(args)) => rag::reindex(cli.config.as_deref(), &env, args),
         Command::Ask(args) => ask::run(cli.config.as_deref(), &env, args),
         Command::ApiKey(args) => api_key::run(cli.config.as_deref(), &env, args),
     }

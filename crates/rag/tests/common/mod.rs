@@ -1,5 +1,7 @@
 //! A node in a temporary directory: blob store, event log, bus, the RAG
-//! service and (when asked) the real all-MiniLM-L6-v2 as `embed.text`.
+//! service and (when asked) the real all-MiniLM-L6-v2 as `embed.text`,
+//! and under a second name at a gated neighbour
+//! (`neighbour_offers_gated_copy`).
 
 // Shared by several test binaries, each using part of it; helpers of
 // tests, where a failure should panic.
@@ -7,13 +9,17 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use hearthnet_base::{DeviceKey, NodeId, TrustLevel};
+use hearthnet_base::{DeviceKey, NodeId, Stability, TrustLevel};
 use hearthnet_blobs::BlobStore;
-use hearthnet_bus::{Bus, BusSettings, CallError, InboundCall, Version};
+use hearthnet_bus::{Bus, BusSettings, Call, CallError, CallStream, Handler, InboundCall, Version};
+use hearthnet_embed::ModelDir;
 use hearthnet_events::EventLog;
+use hearthnet_identity::node_manifest::CapabilitySpec;
 use hearthnet_rag::RagService;
 use serde_json::{Value, json};
+use tokio::sync::Semaphore;
 
 pub use hearthnet_test_models::{minilm, workspace};
 
@@ -123,5 +129,62 @@ impl Node {
     pub async fn query(&self, corpus: &str, input: Value) -> Result<Value, CallError> {
         self.call("rag.query", json!({"corpus": corpus}), input)
             .await
+    }
+
+    /// `rag.reindex` of `corpus` as this node's own key, streamed.
+    pub fn start_reindex(&self, corpus: &str, input: Value) -> Result<CallStream, CallError> {
+        let body = json!({"params": {"corpus": corpus}, "input": input});
+        let call = InboundCall {
+            stream: true,
+            ..InboundCall::new(
+                "rag.reindex",
+                Version::new(1, 0),
+                body,
+                self.key.node_id(),
+                TrustLevel::Anchor,
+            )
+        };
+        self.bus.call(call)
+    }
+
+    /// Have a neighbour (a made-up node) offer the real all-MiniLM-L6-v2
+    /// weights as `embed.text` under the model name `name`: for the
+    /// index, another model. (One node offers one local `embed.text`.)
+    /// Each call waits for a permit of the returned gate, none at first,
+    /// so a test can hold a reindex mid-way.
+    pub fn neighbour_offers_gated_copy(&self, name: &str) -> Arc<Semaphore> {
+        let gate = Arc::new(Semaphore::new(0));
+        let model = Arc::new(ModelDir::inspect(&minilm()).unwrap().load().unwrap());
+        let dim = model.dir().dim;
+        let spec = CapabilitySpec {
+            name: "embed.text".into(),
+            version: "1.0".into(),
+            stability: Stability::Stable,
+            schema_hash: String::new(),
+            params: json!({"model": name, "dim": dim}),
+            max_concurrent: 4,
+        };
+        let (name, held) = (name.to_owned(), gate.clone());
+        let provider: Handler = Arc::new(move |call: Call| {
+            let (name, gate, model) = (name.clone(), held.clone(), model.clone());
+            Box::pin(async move {
+                gate.acquire().await.unwrap().forget();
+                let texts: Vec<String> =
+                    serde_json::from_value(call.input["texts"].clone()).unwrap();
+                let vectors =
+                    tokio::task::spawn_blocking(move || model.embed(&texts, true, &|| false))
+                        .await
+                        .unwrap()
+                        .unwrap();
+                Ok(json!({
+                    "output": {"embeddings": vectors, "dim": dim},
+                    "meta": {"model": name, "ms": 0}
+                }))
+            })
+        });
+        let neighbour = DeviceKey::generate().node_id();
+        self.bus
+            .set_remote(neighbour, &[spec], Duration::from_secs(600), provider);
+        gate
     }
 }
