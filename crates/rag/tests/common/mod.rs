@@ -163,6 +163,7 @@ impl Node {
             schema_hash: String::new(),
             params: json!({"model": name, "dim": dim}),
             max_concurrent: 4,
+            timeout_seconds: None,
         };
         let (name, held) = (name.to_owned(), gate.clone());
         let provider: Handler = Arc::new(move |call: Call| {
