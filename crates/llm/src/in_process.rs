@@ -17,7 +17,7 @@ use tokio::sync::OnceCell;
 
 use crate::candle_engine::CandleEngine;
 use crate::generate::{Finished, GenerateError, Request, generate};
-use crate::gguf::{GgufError, GgufModel};
+use crate::gguf::{GgufError, GgufModel, GgufSummary};
 use crate::template::ChatTemplate;
 use crate::{Backend, Job, Prompt, internal};
 
@@ -43,10 +43,11 @@ pub struct Tokens {
 }
 
 impl InProcess {
-    /// The model `name` at `path`; its header is read now, its weights on
-    /// the first call.
+    /// The model `name` at `path`: a summary of its header is read now
+    /// (a file of an architecture we do not run is refused, never
+    /// offered), its tokenizer and weights on the first call.
     pub fn open(name: &str, path: &Path) -> Result<Self, GgufError> {
-        let header = GgufModel::open(path)?;
+        let header = GgufSummary::read(path)?;
         Ok(Self {
             name: name.to_owned(),
             path: path.to_owned(),

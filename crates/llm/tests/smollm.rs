@@ -7,6 +7,14 @@ use hearthnet_llm::template::{ChatTemplate, Message};
 use hearthnet_test_models::smollm;
 
 #[test]
+fn the_header_summary_agrees_with_the_full_header() {
+    let summary = hearthnet_llm::gguf::GgufSummary::read(&smollm()).unwrap();
+    let full = hearthnet_llm::gguf::GgufModel::open(&smollm()).unwrap();
+    assert_eq!(summary.architecture, full.architecture);
+    assert_eq!(summary.context_length, full.context_length);
+}
+
+#[test]
 fn smollm_answers_in_its_own_chat_format() {
     let (engine, model) = CandleEngine::load(&smollm()).unwrap();
     assert_eq!(model.architecture, "llama");
