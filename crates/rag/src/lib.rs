@@ -58,7 +58,7 @@ pub const PERSONAL: &str = "personal";
 pub const SYSTEM: &str = "system";
 pub const MAX_QUERY_CHARS: usize = 2048;
 /// Query words given to FTS5.
-const MAX_QUERY_WORDS: usize = 48;
+pub const MAX_QUERY_WORDS: usize = 48;
 /// Candidates each method hands to the fusion.
 const CANDIDATES: usize = 50;
 pub const MAX_CORPORA: usize = 256;
@@ -750,6 +750,10 @@ impl RagService {
             // What was ingested since, and the swap, with ingests held: none
             // is then embedding with the old model when the model changes.
             let _no_ingest = self.ingesting.lock().await;
+            // From the first chunk again: a scan of what is done, cheap
+            // beside embedding, and it also catches vectors dropped by a
+            // late write of an abandoned reindex with another model.
+            pass.after = 0;
             pass.run(&mut progress).await?;
             let (corpus, model) = (corpus.clone(), model.clone());
             blocking(move || corpus.reindex_swap(&model)).await?
