@@ -32,9 +32,9 @@ use std::time::{Duration, Instant};
 
 use benchdata::Text;
 use hearthnet_bus::{InboundCall, Version};
-use hearthnet_rag::{MAX_QUERY_WORDS, chunk, store};
 use hearthnet_rag::extract::{self, Hint};
 use hearthnet_rag::store::{Corpus, NewDocument};
+use hearthnet_rag::{MAX_QUERY_WORDS, chunk, store};
 use serde_json::{Value, json};
 
 const MODEL: &str = "all-minilm-l6-v2";
