@@ -55,14 +55,18 @@ fn main() {
             });
             model.embed(&sentences, true, &|| false).unwrap();
             for pass in 1..=n {
-                let started = Instant::now();
+                let (started, cpu) = (Instant::now(), benchdata::cpu_seconds());
                 let vectors = model.embed(&sentences, true, &|| false).unwrap();
-                let secs = started.elapsed().as_secs_f64();
+                let (secs, cpu) = (
+                    started.elapsed().as_secs_f64(),
+                    benchdata::cpu_seconds() - cpu,
+                );
                 assert_eq!(vectors.len(), sentences.len());
                 println!(
-                    "hearthnet-embed pass {pass}: {} sentences, batch 32, {threads} threads: {:.1} sentences/s",
+                    "hearthnet-embed pass {pass}: {} sentences, batch 32, {threads} threads: {:.1} sentences/s, {:.1} sentences/CPU-s",
                     sentences.len(),
-                    sentences.len() as f64 / secs
+                    sentences.len() as f64 / secs,
+                    sentences.len() as f64 / cpu
                 );
             }
         }

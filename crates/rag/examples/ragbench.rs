@@ -16,8 +16,9 @@
 //!    quality is `tests/quality.rs`'s);
 //! 3. QUERIES questions through `rag.query` on the bus, one at a time:
 //!    hybrid (the query embedded by the real model, BM25, vectors,
-//!    fusion), and for the breakdown BM25 alone and `embed.text` alone on
-//!    the same questions; p50, p99 and mean of each.
+//!    fusion), and for the breakdown vectors alone, BM25 alone and
+//!    `embed.text` alone on the same questions; p50, p99 and mean of
+//!    each, and the process's CPU time per query.
 //!
 //! Load averages (`/proc/loadavg`) are printed with each figure: the
 //! machine is shared.
@@ -67,6 +68,11 @@ fn summary(mut times: Vec<Duration>) -> String {
         mean,
         times.len()
     )
+}
+
+/// CPU milliseconds per query since `since` (CPU seconds).
+fn per_query(since: f64, queries: usize) -> f64 {
+    (benchdata::cpu_seconds() - since) * 1000.0 / queries as f64
 }
 
 /// The chunks of a generated note, as an ingest makes them.
@@ -207,15 +213,20 @@ async fn main() {
         started.elapsed().as_secs_f64() * 1000.0
     );
 
-    // 3. Queries, one at a time.
+    // 3. Queries, one at a time. CPU time is the whole process's (the
+    // embedding model runs in it too), per query.
     for (label, input) in [
         (
             "rag.query hybrid (embed.text + BM25 + vectors + fusion)",
             json!({}),
         ),
+        (
+            "rag.query vectors alone (embed.text + vectors)",
+            json!({"retrieval": "vector"}),
+        ),
         ("rag.query BM25 alone", json!({"retrieval": "bm25"})),
     ] {
-        let before = load();
+        let (before, cpu) = (load(), benchdata::cpu_seconds());
         let mut times = Vec::with_capacity(queries);
         let mut retrieval = String::new();
         for q in &questions {
@@ -226,21 +237,23 @@ async fn main() {
             times.push(started.elapsed());
             retrieval = answer["meta"]["retrieval"].as_str().unwrap().to_owned();
         }
+        let cpu = per_query(cpu, queries);
         println!(
-            "{label} [{retrieval}]: {} (load {before} → {})",
+            "{label} [{retrieval}]: {}, CPU {cpu:.1} ms/query (load {before} → {})",
             summary(times),
             load()
         );
     }
-    let before = load();
+    let (before, cpu) = (load(), benchdata::cpu_seconds());
     let mut times = Vec::with_capacity(queries);
     for q in &questions {
         let started = Instant::now();
         embed(&n, std::slice::from_ref(q)).await;
         times.push(started.elapsed());
     }
+    let cpu = per_query(cpu, queries);
     println!(
-        "embed.text alone, one question: {} (load {before} → {})",
+        "embed.text alone, one question: {}, CPU {cpu:.1} ms/query (load {before} → {})",
         summary(times),
         load()
     );

@@ -1,6 +1,7 @@
-//! Deterministic data for the benchmarks: neighbourhood notes made from
-//! templates, the questions people ask of them, and stand-in vectors. The
-//! same seed gives the same data on every machine.
+//! What the benchmark examples share: deterministic data (neighbourhood
+//! notes made from templates, the questions people ask of them, stand-in
+//! vectors; the same seed gives the same data on every machine), and the
+//! process's CPU time.
 //!
 //! Like real notes, each document is about a few things (its topic: some
 //! items and places out of a few thousand, popular ones more often) and
@@ -330,13 +331,34 @@ const SYLLABLES: &[&str] = &[
 ];
 const STREET_KINDS: &[&str] = &["straße", "weg", "gasse", " Lane", " Road", "allee", "platz"];
 
+/// CPU time this process has used (user and system, all threads): the
+/// machine is shared, and CPU time moves much less with its load than
+/// wall time does.
+pub fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // The fields after the command name (which is in parentheses).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // USER_HZ is 100 on Linux.
+    ticks as f64 / 100.0
+}
+
+/// Sentence forms; a document uses a few of them.
+const FORMS: usize = 20;
+
 /// SplitMix64: small, fast and good enough to vary text.
 pub struct Text {
     state: u64,
-    /// What the current document is about: indices into `THINGS` and
-    /// into the places (`PLACE_NAMES` × `PLACE_KINDS`).
+    /// What the current document is about: indices into `THINGS`, into
+    /// the places (`PLACE_NAMES` × `PLACE_KINDS`) and sentence forms.
     things: Vec<usize>,
     places: Vec<usize>,
+    forms: Vec<usize>,
 }
 
 impl Text {
@@ -345,6 +367,7 @@ impl Text {
             state: seed,
             things: Vec::new(),
             places: Vec::new(),
+            forms: Vec::new(),
         };
         text.new_topic();
         text
@@ -374,13 +397,15 @@ impl Text {
         ((n as f64).powf(u) as usize).saturating_sub(1).min(n - 1)
     }
 
-    /// A new topic: two to four things and one to three places.
+    /// A new topic: two to four things, one to three places and three
+    /// sentence forms.
     pub fn new_topic(&mut self) {
         self.things = (0..2 + self.below(3))
-            .map(|_| self.zipf(THINGS.len()))
+            .map(|_| self.below(THINGS.len()))
             .collect();
         let places = PLACE_NAMES.len() * PLACE_KINDS.len();
-        self.places = (0..1 + self.below(3)).map(|_| self.zipf(places)).collect();
+        self.places = (0..1 + self.below(3)).map(|_| self.below(places)).collect();
+        self.forms = (0..3).map(|_| self.below(FORMS)).collect();
     }
 
     /// Mostly the topic's own, sometimes anything.
@@ -444,49 +469,58 @@ impl Text {
         let (name, street, place) = (self.name(), self.street(), self.place());
         let (thing, day) = (self.thing(), self.pick(DAYS));
         let number = 1 + self.zipf(120);
-        match self.below(10) {
-            0 => format!(
-                "{name} {} the {thing} at the {place} on {street} every {day}.",
-                self.pick(VERBS)
-            ),
+        let k = self.below(self.forms.len());
+        let form = self.forms[k];
+        let (event, month, task) = (self.pick(EVENTS), self.pick(MONTHS), self.pick(TASKS));
+        let (adjective, utility) = (self.pick(ADJECTIVES), self.pick(UTILITIES));
+        let (crisis, group, verb) = (self.pick(CRISES), self.pick(GROUPS), self.pick(VERBS));
+        let (hour, until) = (6 + self.below(6), 14 + self.below(8));
+        match form {
+            0 => format!("{name} {verb} the {thing} at the {place} on {street} every {day}."),
             1 => format!(
-                "The {place} on {street} opens at {} o'clock on {day} and closes at {}.",
-                6 + self.below(6),
-                14 + self.below(8)
+                "The {place} on {street} opens at {hour} o'clock on {day} and closes at {until}."
             ),
             2 => format!(
-                "Bring the {thing} to the {} at the {place}; {name} will {} it there.",
-                self.pick(EVENTS),
-                self.pick(TASKS)
+                "Bring the {thing} to the {event} at the {place}; {name} will {task} it there."
             ),
-            3 => format!(
-                "During a {}, the {thing} in the {place} is kept for {}.",
-                self.pick(CRISES),
-                self.pick(GROUPS)
-            ),
+            3 => format!("During a {crisis}, the {thing} in the {place} is kept for {group}."),
             4 => format!(
-                "{name} from {street} {number} can lend a {} {thing} until {}.",
-                self.pick(ADJECTIVES),
-                self.pick(MONTHS)
+                "{name} from {street} {number} can lend a {adjective} {thing} until {month}."
             ),
-            5 => format!(
-                "If the {} fails, call {name} or go to the {place} near {street}.",
-                self.pick(UTILITIES)
-            ),
+            5 => format!("If the {utility} fails, call {name} or go to the {place} near {street}."),
             6 => format!(
-                "We need {number} volunteers to {} the {thing} before the {} in {}.",
-                self.pick(TASKS),
-                self.pick(EVENTS),
-                self.pick(MONTHS)
+                "We need {number} volunteers to {task} the {thing} before the {event} in {month}."
             ),
             7 => format!(
-                "The {} {thing} was fixed by {name} last {day} and would cost {number} euros to replace.",
-                self.pick(ADJECTIVES)
+                "The {adjective} {thing} was fixed by {name} last {day} and would cost {number} euros to replace."
             ),
-            8 => format!("Keys for the {place} are with {name}, who lives at {street} {number}.",),
+            8 => format!("Keys for the {place} are with {name}, who lives at {street} {number}."),
+            9 => format!(
+                "On {day} evenings the {event} meets at the {place}, and {name} brings the {thing}."
+            ),
+            10 => format!("Please sign the list at the {place} before taking the {thing} home."),
+            11 => format!(
+                "Our {thing} is {adjective} now; {name} thinks a new one costs about {number} euros."
+            ),
+            12 => format!("From {month} onwards the {event} moves from the {place} to {street}."),
+            13 => {
+                format!("Nobody may use the {thing} alone: ask {name}, who was trained in {month}.")
+            }
+            14 => format!(
+                "When the {utility} is down, the {place} has light, water and a charged {thing}."
+            ),
+            15 => format!(
+                "Thank you, {name}, for {task}ing the {thing} for {group} after the {crisis}."
+            ),
+            16 => format!(
+                "The {thing} stands in the back room of the {place}, behind the {adjective} door."
+            ),
+            17 => format!("Report damage to the {thing} by {day} noon, so {name} can order parts."),
+            18 => format!(
+                "Children under {number} need an adult with them at the {place} on {street}."
+            ),
             _ => format!(
-                "On {day} evenings the {} meets at the {place}, and {name} brings the {thing}.",
-                self.pick(EVENTS)
+                "Last {month} the {crisis} closed the {place} for {number} days; {group} went to {street}."
             ),
         }
     }
