@@ -122,20 +122,6 @@ fn llm_node(max_concurrent: u32) -> (Sandbox, common::RunningNode) {
     (sb, node)
 }
 
-fn france(max_tokens: u32) -> Value {
-    json!({
-        "params": {"model": SMOLLM},
-        "input": {
-            "messages": [
-                {"role": "system", "content": "You are a helpful assistant."},
-                {"role": "user", "content": "What is the capital of France?"}
-            ],
-            "temperature": 0,
-            "max_tokens": max_tokens
-        }
-    })
-}
-
 fn frames(reply: hearthnet_client::CallReply) -> Vec<(String, Value)> {
     let hearthnet_client::CallReply::Stream(frames) = reply else {
         panic!("not a stream");
@@ -161,7 +147,7 @@ fn sample(metrics: &str, name: &str) -> f64 {
 fn llm_chat_streams_a_real_answer_token_by_token() {
     let (sb, _node) = llm_node(2);
     let before = sb.client().get_text("/metrics").unwrap();
-    let body = france(24);
+    let body = models::france(SMOLLM, 24);
     let run = sb.run(
         &[
             "call",
@@ -225,7 +211,7 @@ fn llm_chat_streams_a_real_answer_token_by_token() {
 
     // max_tokens and stop sequences end the answer early.
     let short = client
-        .call("llm.chat", "1.0", &france(2), false, None)
+        .call("llm.chat", "1.0", &models::france(SMOLLM, 2), false, None)
         .unwrap();
     let hearthnet_client::CallReply::Json(short) = short else {
         panic!()
@@ -237,7 +223,7 @@ fn llm_chat_streams_a_real_answer_token_by_token() {
         ),
         (Some(2), Some("max_tokens"))
     );
-    let mut stopped = france(24);
+    let mut stopped = models::france(SMOLLM, 24);
     stopped["input"]["stop"] = json!([" Paris"]);
     let hearthnet_client::CallReply::Json(stopped) = client
         .call("llm.chat", "1.0", &stopped, false, None)

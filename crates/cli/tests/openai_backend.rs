@@ -17,20 +17,6 @@ const RELAYED: &str = "smollm-via-b";
 /// Not `HEARTHNET_…`: those are configuration overrides.
 const KEY_VAR: &str = "B_GATEWAY_KEY";
 
-fn france(model: &str, max_tokens: u32) -> Value {
-    json!({
-        "params": {"model": model},
-        "input": {
-            "messages": [
-                {"role": "system", "content": "You are a helpful assistant."},
-                {"role": "user", "content": "What is the capital of France?"}
-            ],
-            "temperature": 0,
-            "max_tokens": max_tokens
-        }
-    })
-}
-
 fn answer(client: &hearthnet_client::LocalClient, body: &Value) -> Value {
     match client.call("llm.chat", "1.0", body, false, None).unwrap() {
         CallReply::Json(answer) => answer,
@@ -62,7 +48,7 @@ fn a_node_streams_tokens_from_another_nodes_gateway_honouring_stop_and_max_token
     assert!(caps.stdout.contains("openai_compatible"), "{caps:?}");
 
     // Streamed through A: the text B's model gives (greedy, so the same).
-    let body = france(RELAYED, 24);
+    let body = models::france(RELAYED, 24);
     let run = a.run(
         &[
             "call",
@@ -78,7 +64,7 @@ fn a_node_streams_tokens_from_another_nodes_gateway_honouring_stop_and_max_token
         run.stdout.contains("The capital of France is Paris."),
         "{run:?}"
     );
-    let direct = answer(&b.client(), &france(SMOLLM, 24));
+    let direct = answer(&b.client(), &models::france(SMOLLM, 24));
     assert_eq!(
         direct["output"]["message"]["content"],
         "The capital of France is Paris."
@@ -86,7 +72,7 @@ fn a_node_streams_tokens_from_another_nodes_gateway_honouring_stop_and_max_token
 
     // max_tokens and a stop sequence go through both nodes; the counts
     // are B's own (its gateway reports the usage).
-    let short = answer(&a.client(), &france(RELAYED, 2));
+    let short = answer(&a.client(), &models::france(RELAYED, 2));
     assert_eq!(short["meta"]["model"], RELAYED);
     assert_eq!(
         (
@@ -96,7 +82,7 @@ fn a_node_streams_tokens_from_another_nodes_gateway_honouring_stop_and_max_token
         (Some(2), Some("max_tokens"))
     );
     assert!(short["meta"]["tokens_in"].as_u64().unwrap() > 10, "{short}");
-    let mut stopped = france(RELAYED, 24);
+    let mut stopped = models::france(RELAYED, 24);
     stopped["input"]["stop"] = json!([" Paris"]);
     let stopped = answer(&a.client(), &stopped);
     assert_eq!(

@@ -13,3 +13,19 @@ pub fn gguf_backend(model: &str, path: &std::path::Path, max_concurrent: u32) ->
         path.display()
     )
 }
+
+/// An `llm.chat` body asking `model` the test question whose answer is
+/// known (SmolLM2 says Paris), greedy, at most `max_tokens`.
+pub fn france(model: &str, max_tokens: u32) -> serde_json::Value {
+    serde_json::json!({
+        "params": {"model": model},
+        "input": {
+            "messages": [
+                {"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": "What is the capital of France?"}
+            ],
+            "temperature": 0,
+            "max_tokens": max_tokens
+        }
+    })
+}
