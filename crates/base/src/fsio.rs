@@ -1,5 +1,6 @@
 //! Atomic file replacement, the one way every crate writes a document:
-//! a crash leaves either the old file or the new one, never a torn mix.
+//! a crash leaves either the old file or the new one, never a torn mix;
+//! and atomic creation, for a secret that must never be replaced.
 
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Write};
@@ -25,6 +26,43 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     atomic_write_named(path, bytes, mode, random_suffix)
 }
 
+/// Write `bytes` to a new file at `path` with exactly `mode`, complete or
+/// not at all, and never over an existing one: the bytes go to a temporary
+/// sibling as in [`atomic_write`], which is then hard-linked to `path` (the
+/// link fails with `AlreadyExists` if anything is there, even when two
+/// writers race) and removed.
+pub fn atomic_create(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let dir = parent_of(path);
+    let name = file_name_of(path);
+    let (mut file, tmp) = create_temp(dir, &name, &mut random_suffix)?;
+    let result = (|| {
+        file.write_all(bytes)?;
+        if mode != 0o600 {
+            file.set_permissions(Permissions::from_mode(mode))?;
+        }
+        file.sync_all()?;
+        fs::hard_link(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    // The temporary name is ours in every case: once linked, `path` holds
+    // the file; otherwise it is the only name of a file nobody wants.
+    let _ = fs::remove_file(&tmp);
+    result
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+fn file_name_of(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 fn random_suffix() -> String {
     format!("{:016x}", OsRng.next_u64())
 }
@@ -35,15 +73,9 @@ fn atomic_write_named(
     mode: u32,
     mut suffix: impl FnMut() -> String,
 ) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    let dir = parent_of(path);
     fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = file_name_of(path);
     let (mut file, tmp) = create_temp(dir, &name, &mut suffix)?;
     let result = (|| {
         file.write_all(bytes)?;
@@ -151,6 +183,25 @@ mod tests {
         assert_eq!(tries, TEMP_NAME_TRIES);
         assert_eq!(fs::read(&planted).unwrap(), b"theirs");
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_created_file_is_complete_private_and_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        atomic_create(&path, b"first", 0o600).unwrap();
+        let err = atomic_create(&path, b"second", 0o600).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&path).unwrap(), b"first");
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left, linked or not"
+        );
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! JSON body, `{}` for a GET.
 //!
 //! Also owns what the v1 envelope leaves out: the query string and our
-//! `X-HearthNet-Timeout-Ms` / `X-HearthNet-Target-Node` headers, covered
+//! `X-HearthNet-Timeout-Ms` / `X-HearthNet-Target-Node` /
+//! `X-HearthNet-Session` headers, covered
 //! when present by a second signature in headers a v1 node ignores
 //! ([`Extras`], [`COVERS`], [`COVERS_SIGNATURE`]), so the v1 envelope and
 //! its signature stay exactly what the contract says.
@@ -30,6 +31,42 @@ pub const TIMEOUT_MS: &str = "x-hearthnet-timeout-ms";
 /// Our extension: the full NodeID of the one node that should serve a
 /// call (honoured for the node's own calls).
 pub const TARGET_NODE: &str = "x-hearthnet-target-node";
+/// Our extension: the caller's name for a multi-turn conversation, whose
+/// calls go to one provider while it can serve them (M03 §5.6; honoured
+/// for the node's own calls).
+pub const SESSION: &str = "x-hearthnet-session";
+
+const MAX_SESSION_ID_CHARS: usize = 128;
+
+/// A caller's name for one conversation: 1 to 128 characters of
+/// `A-Z a-z 0-9 . _ : -`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SessionId(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "a session id is 1 to {MAX_SESSION_ID_CHARS} characters of letters, digits and . _ : - (got {0:?})"
+)]
+pub struct SessionIdError(String);
+
+impl SessionId {
+    pub fn parse(text: &str) -> Result<Self, SessionIdError> {
+        let fits = (1..=MAX_SESSION_ID_CHARS).contains(&text.len())
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(&b));
+        if fits {
+            Ok(Self(text.to_owned()))
+        } else {
+            let shown: String = text.chars().take(MAX_SESSION_ID_CHARS).collect();
+            Err(SessionIdError(shown))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 /// Our extension: what beyond the v1 envelope the request's signer
 /// covered, as `name=digest` items (see [`Extras`]).
@@ -154,11 +191,17 @@ pub enum Extra {
     Query,
     TimeoutMs,
     TargetNode,
+    Session,
 }
 
 impl Extra {
     /// In the order they are listed in [`COVERS`].
-    pub const ALL: [Self; 3] = [Self::Query, Self::TimeoutMs, Self::TargetNode];
+    pub const ALL: [Self; 4] = [
+        Self::Query,
+        Self::TimeoutMs,
+        Self::TargetNode,
+        Self::Session,
+    ];
 
     /// The item's name in [`COVERS`].
     fn key(self) -> &'static str {
@@ -166,6 +209,7 @@ impl Extra {
             Self::Query => "query",
             Self::TimeoutMs => TIMEOUT_MS,
             Self::TargetNode => TARGET_NODE,
+            Self::Session => SESSION,
         }
     }
 }
@@ -176,13 +220,14 @@ impl std::fmt::Display for Extra {
             Self::Query => "the query string",
             Self::TimeoutMs => "X-HearthNet-Timeout-Ms",
             Self::TargetNode => "X-HearthNet-Target-Node",
+            Self::Session => "X-HearthNet-Session",
         })
     }
 }
 
 /// What a request carries beyond the v1 envelope, as sent: the query
 /// string (without `?`; an empty one counts as none) and the values of
-/// our two headers. A v1 node neither sends nor checks them; a request
+/// our headers. A v1 node neither sends nor checks them; a request
 /// carrying any of them is accepted only if its signer covered exactly
 /// these values ([`Extras::covers`], [`Extras::covered_message`]).
 ///
@@ -197,6 +242,7 @@ pub struct Extras<'a> {
     pub query: Option<&'a str>,
     pub timeout_ms: Option<&'a str>,
     pub target_node: Option<&'a str>,
+    pub session: Option<&'a str>,
 }
 
 /// Why the extras of a request are not what its signer covered.
@@ -227,6 +273,7 @@ impl<'a> Extras<'a> {
             query: query.filter(|q| !q.is_empty()),
             timeout_ms: get(TIMEOUT_MS),
             target_node: get(TARGET_NODE),
+            session: get(SESSION),
         }
     }
 
@@ -235,6 +282,7 @@ impl<'a> Extras<'a> {
             Extra::Query => self.query,
             Extra::TimeoutMs => self.timeout_ms,
             Extra::TargetNode => self.target_node,
+            Extra::Session => self.session,
         }
     }
 
@@ -411,6 +459,7 @@ mod tests {
             query: Some("n=5&capability=llm.chat"),
             timeout_ms: Some("3000"),
             target_node: Some("ed25519:someone"),
+            session: Some("chat-7"),
         };
         let covers = lookup(&sent.covers(&key, &h).unwrap());
         let (text, sig) = (
@@ -441,6 +490,20 @@ mod tests {
                     ..sent.clone()
                 },
                 CoverError::Changed(Extra::TargetNode),
+            ),
+            (
+                Extras {
+                    session: Some("chat-8"),
+                    ..sent.clone()
+                },
+                CoverError::Changed(Extra::Session),
+            ),
+            (
+                Extras {
+                    session: None,
+                    ..sent.clone()
+                },
+                CoverError::Removed(Extra::Session),
             ),
             (
                 Extras {
@@ -505,5 +568,15 @@ mod tests {
             sent.covered_message(&h, text, None).err(),
             Some(CoverError::MissingSignature)
         );
+    }
+
+    #[test]
+    fn session_ids_are_short_plain_names() {
+        for good in ["a", "chat-7", "conv:01HXR.2_x", &"x".repeat(128)] {
+            assert_eq!(SessionId::parse(good).unwrap().as_str(), good);
+        }
+        for bad in ["", "has space", "new\nline", "ümlaut", &"x".repeat(129)] {
+            assert!(SessionId::parse(bad).is_err(), "{bad:?}");
+        }
     }
 }

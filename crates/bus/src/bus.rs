@@ -4,13 +4,15 @@
 //!
 //! The parts live in submodules: `registry` (what can be called and the
 //! events when that changes), `route` (which provider serves a call),
-//! `attempt` (running a call on a provider, with failover), all over
-//! `entry` (one capability of one node).
+//! `attempt` (running a call on a provider, with failover), `sticky`
+//! (the provider each conversation stays with), all over `entry` (one
+//! capability of one node).
 
 mod attempt;
 mod entry;
 mod registry;
 mod route;
+mod sticky;
 #[cfg(test)]
 mod testing;
 
@@ -18,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use hearthnet_base::request::SessionId;
 use hearthnet_base::{ErrorCode, NodeId, TrustLevel};
 use hearthnet_observability::metrics::Metrics;
 use hearthnet_wire::local::{CapabilityEntry, TraceRecord};
@@ -34,6 +37,7 @@ use crate::version::Version;
 use entry::Entry;
 
 pub use registry::{CapabilityKey, RegisterError, RegistryEvent};
+pub use sticky::SESSION_IDLE;
 
 /// Routing preferences (from `[bus]` in config.toml).
 #[derive(Debug, Clone)]
@@ -70,6 +74,9 @@ pub struct InboundCall {
     pub stream: bool,
     /// Only this node may serve it (e.g. the peer known to hold a blob).
     pub target: Option<NodeId>,
+    /// The conversation this call continues: it goes to the provider of
+    /// the session's last call while that one can serve it.
+    pub session: Option<SessionId>,
 }
 
 impl InboundCall {
@@ -93,6 +100,7 @@ impl InboundCall {
             timeout: None,
             stream: false,
             target: None,
+            session: None,
         }
     }
 }
@@ -148,6 +156,7 @@ pub struct Bus {
     entries: RwLock<Vec<Arc<Entry>>>,
     /// Our own capabilities taken off the bus for now ([`Bus::withdraw`]).
     withdrawn: Mutex<Vec<Arc<Entry>>>,
+    sessions: Mutex<sticky::Sessions>,
     changes: broadcast::Sender<RegistryEvent>,
     traces: Arc<TraceRing>,
     metrics: Arc<Metrics>,
@@ -162,6 +171,7 @@ impl Bus {
             settings,
             entries: RwLock::new(Vec::new()),
             withdrawn: Mutex::new(Vec::new()),
+            sessions: Mutex::new(sticky::Sessions::default()),
             changes: broadcast::channel(registry::REGISTRY_EVENT_BACKLOG).0,
             traces: Arc::new(TraceRing::default()),
             metrics,

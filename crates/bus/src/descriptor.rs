@@ -164,7 +164,7 @@ impl CapabilityDescriptor {
     /// A peer's capability as far as its manifest tells: name, version,
     /// params and capacity. The schemas stay with the peer, which checks
     /// calls against them (and the caller's trust level) itself.
-    pub fn offered_by_peer(spec: &CapabilitySpec, version: Version, timeout: Duration) -> Self {
+    pub fn offered_by_peer(spec: &CapabilitySpec, version: Version, default: Duration) -> Self {
         Self {
             name: spec.name.clone(),
             version,
@@ -175,7 +175,7 @@ impl CapabilityDescriptor {
             params: spec.params.clone(),
             max_concurrent: spec.max_concurrent.max(1),
             trust: Trust::Level(TrustLevel::Member),
-            timeout,
+            timeout: peer_timeout(spec, default),
             idempotent: false,
             // Unknown: the caller's node signs what it relays anyway.
             mutating: false,
@@ -192,8 +192,21 @@ impl CapabilityDescriptor {
             schema_hash: self.schema_hash().to_string(),
             params: self.params.clone(),
             max_concurrent: self.max_concurrent,
+            timeout_seconds: Some(self.timeout.as_secs().max(1)),
         }
     }
+}
+
+/// The longest a peer's declared timeout is taken as: an hour, the bus's
+/// longest deadline.
+const MAX_PEER_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// How long a call to a peer's capability may run: what the peer declares
+/// (bounded), else `default` for a peer that declares nothing.
+pub(crate) fn peer_timeout(spec: &CapabilitySpec, default: Duration) -> Duration {
+    spec.timeout_seconds
+        .map_or(default, Duration::from_secs)
+        .clamp(Duration::from_secs(1), MAX_PEER_TIMEOUT)
 }
 
 /// The default `params_compatible` (M03 §5.5): every requested parameter

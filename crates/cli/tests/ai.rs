@@ -52,6 +52,13 @@ fn embed_text_serves_the_vectors_of_sentence_transformers() {
     // too long a text are refused before any work.
     let caps = sb.run(&["caps", "--json"], None);
     assert!(caps.stdout.contains("all-minilm-l6-v2"), "{caps:?}");
+    let status = sb.run(&["status"], None);
+    assert!(
+        status
+            .stdout
+            .contains("all-minilm-l6-v2 (embed.text; here)"),
+        "{status:?}"
+    );
     let other = embed(
         &sb,
         &json!({"params": {"model": "bge-small-en-v1.5"}, "input": {"texts": ["x"]}}),
@@ -115,20 +122,6 @@ fn llm_node(max_concurrent: u32) -> (Sandbox, common::RunningNode) {
     (sb, node)
 }
 
-fn france(max_tokens: u32) -> Value {
-    json!({
-        "params": {"model": SMOLLM},
-        "input": {
-            "messages": [
-                {"role": "system", "content": "You are a helpful assistant."},
-                {"role": "user", "content": "What is the capital of France?"}
-            ],
-            "temperature": 0,
-            "max_tokens": max_tokens
-        }
-    })
-}
-
 fn frames(reply: hearthnet_client::CallReply) -> Vec<(String, Value)> {
     let hearthnet_client::CallReply::Stream(frames) = reply else {
         panic!("not a stream");
@@ -141,10 +134,20 @@ fn frames(reply: hearthnet_client::CallReply) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// The value of the sample `name{labels}` on `/metrics`, 0 if absent.
+fn sample(metrics: &str, name: &str) -> f64 {
+    let prefix = format!("{name}{{model=\"{SMOLLM}\",backend=\"gguf\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
 #[test]
 fn llm_chat_streams_a_real_answer_token_by_token() {
     let (sb, _node) = llm_node(2);
-    let body = france(24);
+    let before = sb.client().get_text("/metrics").unwrap();
+    let body = models::france(SMOLLM, 24);
     let run = sb.run(
         &[
             "call",
@@ -175,6 +178,28 @@ fn llm_chat_streams_a_real_answer_token_by_token() {
     assert_eq!(done.1["model"], SMOLLM);
     assert!(done.1["tokens_in"].as_u64().unwrap() > 10, "{done:?}");
 
+    // Both calls so far are counted for the model: tokens both ways, the
+    // wait for the first text and the rate after it.
+    let after = sb.client().get_text("/metrics").unwrap();
+    let tokens_out = done.1["tokens_out"].as_f64().unwrap();
+    let tokens_in = done.1["tokens_in"].as_f64().unwrap();
+    for (name, moved) in [
+        ("hearthnet_llm_tokens_generated_total", 2.0 * tokens_out),
+        ("hearthnet_llm_prompt_tokens_total", 2.0 * tokens_in),
+        ("hearthnet_llm_time_to_first_token_seconds_count", 2.0),
+        ("hearthnet_llm_tokens_per_second_count", 2.0),
+    ] {
+        assert_eq!(
+            sample(&after, name) - sample(&before, name),
+            moved,
+            "{name}:\n{after}"
+        );
+    }
+    assert!(
+        sample(&after, "hearthnet_llm_tokens_per_second_sum") > 0.0,
+        "{after}"
+    );
+
     // Not streamed: the whole message and the same counts.
     let hearthnet_client::CallReply::Json(answer) =
         client.call("llm.chat", "1.0", &body, false, None).unwrap()
@@ -186,7 +211,7 @@ fn llm_chat_streams_a_real_answer_token_by_token() {
 
     // max_tokens and stop sequences end the answer early.
     let short = client
-        .call("llm.chat", "1.0", &france(2), false, None)
+        .call("llm.chat", "1.0", &models::france(SMOLLM, 2), false, None)
         .unwrap();
     let hearthnet_client::CallReply::Json(short) = short else {
         panic!()
@@ -198,7 +223,7 @@ fn llm_chat_streams_a_real_answer_token_by_token() {
         ),
         (Some(2), Some("max_tokens"))
     );
-    let mut stopped = france(24);
+    let mut stopped = models::france(SMOLLM, 24);
     stopped["input"]["stop"] = json!([" Paris"]);
     let hearthnet_client::CallReply::Json(stopped) = client
         .call("llm.chat", "1.0", &stopped, false, None)

@@ -20,6 +20,53 @@ fn state_dir(sb: &Sandbox) -> std::path::PathBuf {
 }
 
 #[test]
+fn init_serves_the_models_installed_as_python_packages_when_asked() {
+    let sb = Sandbox::new();
+    let site = hearthnet_test_models::root().display().to_string();
+    let models = [("HEARTHNET_MODELS_PATH", site.as_str())];
+    let run = sb.run_with_env(
+        &[
+            "init",
+            "--non-interactive",
+            "--use-installed-models",
+            "--name",
+            "den",
+        ],
+        &models,
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("found all-minilm-l6-v2"), "{run:?}");
+    let config: toml::Table = std::fs::read_to_string(sb.config_file())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        config["embedding"]["model_dir"].as_str(),
+        Some(hearthnet_test_models::minilm().to_str().unwrap())
+    );
+    let backend = &config["llm"]["backends"][0];
+    assert_eq!(backend["kind"].as_str(), Some("gguf"));
+    assert_eq!(
+        backend["model_path"].as_str(),
+        Some(hearthnet_test_models::smollm().to_str().unwrap())
+    );
+    // What init configured is what doctor checks, and it can serve.
+    for check in ["embedding_model", "llm_backend_reachable"] {
+        let doctor = sb.run(&["doctor", "--check", check], None);
+        assert_eq!(doctor.code, 0, "{check}: {doctor:?}");
+    }
+
+    // Without the flag and without a terminal, nothing is configured and
+    // the user is told how.
+    let other = Sandbox::new();
+    let run = other.run_with_env(&["init", "--non-interactive", "--name", "attic"], &models);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("not configured"), "{run:?}");
+    let config = std::fs::read_to_string(other.config_file()).unwrap();
+    assert!(!config.contains("model_path"), "{config}");
+}
+
+#[test]
 fn test_init_writes_config_and_keys() {
     let sb = Sandbox::new();
     let run = sb.init_non_interactive("garage");

@@ -139,9 +139,13 @@ fn test_status_against_mock_node_returns_table() {
     );
     assert_eq!(lines[2], "uptime        1 h 2 min");
     assert_eq!(lines[4], "capabilities  2: llm.chat@1.0, embed.text@1.0");
-    assert_eq!(lines[5], "in flight     3");
     assert_eq!(
-        lines[6],
+        lines[5],
+        "models        smollm2-135m (llm.chat, llm.complete; here and 2 neighbours)"
+    );
+    assert_eq!(lines[6], "in flight     3");
+    assert_eq!(
+        lines[7],
         "event log     head Lamport 41, 42 events, 1.0 MiB"
     );
 }

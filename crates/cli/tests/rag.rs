@@ -1,4 +1,4 @@
-//! `hearthnet rag list|ingest` and `hearthnet ask` against a real node
+//! `hearthnet rag list|ingest|reindex` and `hearthnet ask` against a real node
 //! that serves `embed.text` (MiniLM) and `llm.chat` (SmolLM2-135M).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
@@ -223,13 +223,10 @@ fn a_node_without_models_ingests_and_asks_with_a_neighbours() {
     let _node_b = start_model_node(&b, &[]);
     drop(node_a);
     let peers = format!("[\"{}\"]", b.peer_addr());
-    // A remote offer gets A's default bus deadline, not the 300 s B's
-    // llm.chat declares; SmolLM2 on a busy test machine can take longer
-    // than the usual 30 s to load and answer.
-    let _node_a = a.start_node(&[
-        ("HEARTHNET_DISCOVERY_STATIC_PEERS", &peers),
-        ("HEARTHNET_BUS_DEFAULT_TIMEOUT_SECONDS", "300"),
-    ]);
+    // A's calls wait as long as B's manifest says B's capabilities run
+    // (llm.chat declares 300 s), not A's 30 s default: SmolLM2 on a busy
+    // test machine can take longer than that to load and answer.
+    let _node_a = a.start_node(&[("HEARTHNET_DISCOVERY_STATIC_PEERS", &peers)]);
     a.wait_for_peers(1);
     let local_ai = a
         .client()
@@ -260,4 +257,57 @@ fn a_node_without_models_ingests_and_asks_with_a_neighbours() {
     assert!(sources.contains(&cid[..19]), "{ask:?}");
     // B's model wrote the answer.
     assert_eq!(llm_calls(&b), 1, "{ask:?}");
+}
+
+#[test]
+fn reindex_a_corpus_with_its_own_model() {
+    let (sb, _node) = rag_node();
+    let water = testdata("water.md").display().to_string();
+    let ingest = sb.run(&["rag", "ingest", &water, "--corpus", "outage"], None);
+    assert_eq!(ingest.code, 0, "{ingest:?}");
+
+    let run = sb.run(&["rag", "reindex", "--corpus", "outage", "--json"], None);
+    assert_eq!(run.code, 0, "{run:?}");
+    let done: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(done["corpus"], "outage", "{run:?}");
+    assert_eq!(done["model_before"], "all-minilm-l6-v2", "{run:?}");
+    assert_eq!(done["model_after"], "all-minilm-l6-v2", "{run:?}");
+    assert_eq!(done["dim"], 384, "{run:?}");
+    assert!(done["chunks"].as_u64().unwrap() >= 1, "{run:?}");
+    assert!(done["ms"].is_u64(), "{run:?}");
+
+    // For people: a summary on stderr, nothing on stdout.
+    let human = sb.run(&["rag", "reindex", "--corpus", "outage"], None);
+    assert_eq!(human.code, 0, "{human:?}");
+    assert!(human.stdout.is_empty(), "{human:?}");
+    assert!(
+        human.stderr.contains("reindexed corpus `outage`"),
+        "{human:?}"
+    );
+    let list = sb.run(&["rag", "list", "--json"], None);
+    let corpora: Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(corpora[0]["chunks"], done["chunks"], "{list:?}");
+
+    // A bad name is a usage error; no such corpus, or a model nobody
+    // serves, is "nobody offers it".
+    let bad = sb.run(&["rag", "reindex", "--corpus", "Outage!"], None);
+    assert_eq!(bad.code, 2, "{bad:?}");
+    let missing = sb.run(&["rag", "reindex", "--corpus", "nowhere"], None);
+    assert_eq!(missing.code, 6, "{missing:?}");
+    let unserved = sb.run(
+        &[
+            "rag",
+            "reindex",
+            "--corpus",
+            "outage",
+            "--embedding-model",
+            "bge-small-en-v1.5",
+        ],
+        None,
+    );
+    assert_eq!(unserved.code, 6, "{unserved:?}");
+    assert!(
+        unserved.stderr.contains("keeps its vectors"),
+        "{unserved:?}"
+    );
 }

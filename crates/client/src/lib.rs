@@ -64,6 +64,8 @@ pub struct LocalClient {
     agent: ureq::Agent,
     /// Calls go to this node only (see `request::TARGET_NODE`).
     target: Option<String>,
+    /// Calls continue this conversation (see `request::SESSION`).
+    session: Option<String>,
 }
 
 /// A call's answer: one JSON document, or a stream of frames.
@@ -107,12 +109,20 @@ impl LocalClient {
             community,
             agent,
             target: None,
+            session: None,
         }
     }
 
     /// Have every call served by `node` (its full NodeID) or not at all.
     pub fn with_target(mut self, node: String) -> Self {
         self.target = Some(node);
+        self
+    }
+
+    /// Have every call continue the conversation `session`: served by the
+    /// provider of its last call while that one can.
+    pub fn with_session(mut self, session: String) -> Self {
+        self.session = Some(session);
         self
     }
 
@@ -354,6 +364,7 @@ impl LocalClient {
             query: None,
             timeout_ms: timeout_ms.as_deref(),
             target_node: self.target.as_deref(),
+            session: self.session.as_deref(),
         };
         let covers = extras.covers(signer, headers)?;
         for (name, value) in headers.to_pairs().into_iter().chain(covers) {
@@ -364,6 +375,9 @@ impl LocalClient {
         }
         if let Some(node) = &self.target {
             req = req.header(request::TARGET_NODE, node);
+        }
+        if let Some(session) = &self.session {
+            req = req.header(request::SESSION, session);
         }
         let bytes = serde_json::to_vec(body).map_err(|e| self.bad(e.to_string()))?;
         let resp = req.send(&bytes[..]).map_err(|e| self.transport_error(e))?;

@@ -10,6 +10,7 @@
 
 mod env;
 mod error;
+mod llm;
 mod locate;
 mod paths;
 pub mod runtime;
@@ -18,6 +19,7 @@ mod values;
 
 pub use env::Env;
 pub use error::{ConfigError, Origin};
+pub use llm::{ApiKey, BaseUrl, BaseUrlError};
 pub use paths::{BaseDirs, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, PrivateError};
 pub use schema::*;
 
@@ -61,6 +63,11 @@ impl LoadedConfig {
 }
 
 /// Load the configuration: `explicit` (from `--config`), else
+/// Where `hearthnet init` looks for models installed as Python packages:
+/// directories separated by `:`, searched instead of Python's own
+/// site-packages (empty: search nowhere). Not a config override.
+pub const MODELS_PATH_ENV: &str = "HEARTHNET_MODELS_PATH";
+
 /// `$HEARTHNET_CONFIG`, else `<CONFIG>/config.toml`. A missing file at the
 /// default location means "all defaults"; a missing explicit file is an
 /// error.

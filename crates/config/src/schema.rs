@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::SECTIONS;
 use crate::env::Env;
 use crate::error::{ConfigError, Origin};
+use crate::llm::{ApiKey, BASE_URL_EXPECTED, BaseUrl, is_env_var_name};
 use crate::locate::line_of;
 use crate::paths::BaseDirs;
 use crate::values;
@@ -220,29 +221,163 @@ pub struct LlmConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LlmBackendKind {
-    /// An OpenAI-compatible server: llama.cpp server, Ollama, vLLM.
+    /// An OpenAI-compatible server: llama.cpp server, Ollama, vLLM,
+    /// LM Studio.
     OpenaiCompatible,
     /// A small GGUF model run in-process on the CPU.
     Gguf,
 }
+
+impl LlmBackendKind {
+    /// As the file writes it, and as descriptors and `/metrics` name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OpenaiCompatible => "openai_compatible",
+            Self::Gguf => "gguf",
+        }
+    }
+}
+
+/// Longest a call to an OpenAI-compatible server may take, and the
+/// default: the in-process backend's bound too.
+pub const LLM_MAX_CALL_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default bound on reaching the server (TCP and TLS).
+pub const LLM_DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default bound on the server's silence: before its first byte (it may
+/// be loading the model or reading a long prompt) and between two reads
+/// of its stream (a stalled stream).
+pub const LLM_DEFAULT_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LlmBackendConfig {
     pub name: String,
     pub kind: LlmBackendKind,
-    /// The model name offered on the bus.
+    /// The model name offered on the bus (callers' `params.model`).
     pub model: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
+    /// `gguf`: the model file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_path: Option<PathBuf>,
-    /// Name of the environment variable holding an API key; the key itself
-    /// never goes into the file.
+    /// `openai_compatible`: the server's API root, version prefix included
+    /// (`http://127.0.0.1:11434/v1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<BaseUrl>,
+    /// `openai_compatible`: the server's name for the model, when it is
+    /// not `model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_model: Option<String>,
+    /// `openai_compatible`: the name of the environment variable holding
+    /// the server's API key; the key itself never goes into the file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_env: Option<String>,
+    /// The value of `api_key_env` in the environment the configuration
+    /// was loaded in; `None` when unset (the backend then cannot serve,
+    /// and the node and `doctor` say why).
+    #[serde(skip)]
+    pub api_key: Option<ApiKey>,
+    /// `openai_compatible`: whether reaching the server needs the internet
+    /// (such a backend is withdrawn in emergency mode). Absent, it is
+    /// false for a loopback, private or link-local address and
+    /// `localhost`; for any other host it must be written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires_internet: Option<bool>,
+    /// `openai_compatible`: bound on reaching the server; default 5 s.
+    #[serde(
+        default,
+        rename = "connect_timeout_seconds",
+        with = "values::optional_seconds",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub connect_timeout: Option<Duration>,
+    /// `openai_compatible`: bound on the server's silence, before its
+    /// first byte and between reads; default 60 s.
+    #[serde(
+        default,
+        rename = "first_byte_timeout_seconds",
+        with = "values::optional_seconds",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub first_byte_timeout: Option<Duration>,
+    /// `openai_compatible`: bound on a whole call; default and most 300 s.
+    #[serde(
+        default,
+        rename = "timeout_seconds",
+        with = "values::optional_seconds",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout: Option<Duration>,
     #[serde(default = "default_llm_concurrency")]
     pub max_concurrent: u32,
+}
+
+impl LlmBackendConfig {
+    /// An in-process GGUF model `model` at `path`, named `name`.
+    pub fn gguf(name: &str, model: &str, path: &Path, max_concurrent: u32) -> Self {
+        Self {
+            name: name.to_owned(),
+            kind: LlmBackendKind::Gguf,
+            model: model.to_owned(),
+            model_path: Some(path.to_owned()),
+            base_url: None,
+            remote_model: None,
+            api_key_env: None,
+            api_key: None,
+            requires_internet: None,
+            connect_timeout: None,
+            first_byte_timeout: None,
+            timeout: None,
+            max_concurrent,
+        }
+    }
+
+    /// The model name to send to the server.
+    pub fn remote_model(&self) -> &str {
+        self.remote_model.as_deref().unwrap_or(&self.model)
+    }
+
+    /// Whether this backend needs the internet: as written, else inferred
+    /// from the host (validation refuses a non-local host without it). An
+    /// in-process model never does.
+    pub fn requires_internet(&self) -> bool {
+        match (self.kind, &self.base_url) {
+            (LlmBackendKind::Gguf, _) => false,
+            (LlmBackendKind::OpenaiCompatible, url) => self
+                .requires_internet
+                .unwrap_or_else(|| url.as_ref().is_none_or(|u| !u.is_local())),
+        }
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout.unwrap_or(LLM_DEFAULT_CONNECT_TIMEOUT)
+    }
+
+    pub fn first_byte_timeout(&self) -> Duration {
+        self.first_byte_timeout
+            .unwrap_or(LLM_DEFAULT_FIRST_BYTE_TIMEOUT)
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout.unwrap_or(LLM_MAX_CALL_TIMEOUT)
+    }
+
+    /// The keys only `openai_compatible` takes that are set, as written.
+    fn server_keys_set(&self) -> Vec<&'static str> {
+        [
+            ("base_url", self.base_url.is_some()),
+            ("remote_model", self.remote_model.is_some()),
+            ("api_key_env", self.api_key_env.is_some()),
+            ("requires_internet", self.requires_internet.is_some()),
+            ("connect_timeout_seconds", self.connect_timeout.is_some()),
+            (
+                "first_byte_timeout_seconds",
+                self.first_byte_timeout.is_some(),
+            ),
+            ("timeout_seconds", self.timeout.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect()
+    }
 }
 
 fn default_llm_concurrency() -> u32 {
@@ -478,8 +613,17 @@ pub(crate) fn parse(text: Option<&str>, path: &Path, env: &Env) -> Result<Config
         });
     }
 
+    if let Some(key) = secret_in_file(&table) {
+        return Err(ConfigError::Invalid {
+            origin: origin_of(&key),
+            key,
+            value: HIDDEN.into(),
+            expected: "no API key in the file: put it in an environment variable and name that variable in api_key_env".into(),
+        });
+    }
+
     let value = toml::Value::Table(table.clone());
-    let config: Config = serde_path_to_error::deserialize(value).map_err(|err| {
+    let mut config: Config = serde_path_to_error::deserialize(value).map_err(|err| {
         let key = err.path().to_string();
         let message = err.inner().message().to_owned();
         if let Some(rest) = message.strip_prefix("unknown field ") {
@@ -504,10 +648,24 @@ pub(crate) fn parse(text: Option<&str>, path: &Path, env: &Env) -> Result<Config
         }
     })?;
 
+    for backend in &mut config.llm.backends {
+        backend.api_key = backend
+            .api_key_env
+            .as_deref()
+            .and_then(|name| env.get(name))
+            .map(ApiKey::new);
+    }
+
     if let Some(problem) = validate(&config).into_iter().next() {
+        // A name refused as api_key_env may be the key itself.
+        let value = if problem.key.ends_with(".api_key_env") {
+            HIDDEN.into()
+        } else {
+            render_value(&table, &problem.key)
+        };
         return Err(ConfigError::Invalid {
             origin: origin_of(&problem.key),
-            value: render_value(&table, &problem.key),
+            value,
             key: problem.key,
             expected: problem.expected,
         });
@@ -552,6 +710,26 @@ fn removed_key(table: &toml::Table) -> Option<(String, &'static str)> {
     })
 }
 
+/// Shown instead of a value that may be a secret.
+const HIDDEN: &str = "(not shown)";
+
+/// The first `llm.backends[i].api_key` (or `key`) written in the file:
+/// refused with where the key belongs instead, and never echoed.
+fn secret_in_file(table: &toml::Table) -> Option<String> {
+    let backends = table
+        .get("llm")
+        .and_then(toml::Value::as_table)
+        .and_then(|llm| llm.get("backends"))
+        .and_then(toml::Value::as_array)?;
+    backends.iter().enumerate().find_map(|(i, b)| {
+        let b = b.as_table()?;
+        ["api_key", "key"]
+            .into_iter()
+            .find(|k| b.contains_key(*k))
+            .map(|k| format!("llm.backends[{i}].{k}"))
+    })
+}
+
 /// `HEARTHNET_<SECTION>_<KEY>=value`: the value is read as a TOML value
 /// (`7081`, `true`, `["a", "b"]`), or as a string when it is not one.
 /// Returns which dotted keys came from which variable.
@@ -559,7 +737,7 @@ fn apply_env_overrides(
     table: &mut toml::Table,
     env: &Env,
 ) -> Result<BTreeMap<String, String>, ConfigError> {
-    const NOT_OVERRIDES: [&str; 1] = ["HEARTHNET_CONFIG"];
+    const NOT_OVERRIDES: [&str; 2] = ["HEARTHNET_CONFIG", crate::MODELS_PATH_ENV];
     let mut overrides = BTreeMap::new();
     for (var, raw) in env.iter() {
         let Some(rest) = var.strip_prefix("HEARTHNET_") else {
@@ -704,35 +882,7 @@ fn validate(c: &Config) -> Vec<Problem> {
         ));
     }
     for (i, b) in c.llm.backends.iter().enumerate() {
-        let key = |k: &str| format!("llm.backends[{i}].{k}");
-        if b.name.trim().is_empty() {
-            out.push(problem(&key("name"), "a non-empty name"));
-        }
-        if b.model.trim().is_empty() {
-            out.push(problem(&key("model"), "the model name offered on the bus"));
-        }
-        match b.kind {
-            LlmBackendKind::OpenaiCompatible => {
-                let ok = b
-                    .url
-                    .as_deref()
-                    .is_some_and(|u| u.starts_with("http://") || u.starts_with("https://"));
-                if !ok {
-                    out.push(problem(
-                        &key("url"),
-                        "an http:// or https:// URL of the server",
-                    ));
-                }
-            }
-            LlmBackendKind::Gguf => {
-                if b.model_path.is_none() {
-                    out.push(problem(&key("model_path"), "the path of a .gguf file"));
-                }
-            }
-        }
-        if b.max_concurrent == 0 {
-            out.push(problem(&key("max_concurrent"), "at least 1"));
-        }
+        validate_llm_backend(&mut out, &format!("llm.backends[{i}]"), b);
     }
     if c.market.max_ttl_seconds == 0 {
         out.push(problem(
@@ -751,6 +901,98 @@ fn validate(c: &Config) -> Vec<Problem> {
         ));
     }
     out
+}
+
+/// One `[[llm.backends]]` entry; `at` is its key (`llm.backends[0]`).
+fn validate_llm_backend(out: &mut Vec<Problem>, at: &str, b: &LlmBackendConfig) {
+    let key = |k: &str| format!("{at}.{k}");
+    if b.name.trim().is_empty() {
+        out.push(problem(&key("name"), "a non-empty name"));
+    }
+    if b.model.trim().is_empty() {
+        out.push(problem(&key("model"), "the model name offered on the bus"));
+    }
+    if b.max_concurrent == 0 {
+        out.push(problem(&key("max_concurrent"), "at least 1"));
+    }
+    match b.kind {
+        LlmBackendKind::Gguf => {
+            if b.model_path.is_none() {
+                out.push(problem(&key("model_path"), "the path of a .gguf file"));
+            }
+            for k in b.server_keys_set() {
+                out.push(problem(
+                    &key(k),
+                    "nothing for kind = \"gguf\": this key is for kind = \"openai_compatible\" servers; remove it",
+                ));
+            }
+        }
+        LlmBackendKind::OpenaiCompatible => {
+            if b.model_path.is_some() {
+                out.push(problem(
+                    &key("model_path"),
+                    "nothing for kind = \"openai_compatible\" (the server holds the model): remove it, or set kind = \"gguf\"",
+                ));
+            }
+            let Some(url) = &b.base_url else {
+                out.push(problem(
+                    &key("base_url"),
+                    format!("for kind = \"openai_compatible\", {BASE_URL_EXPECTED}"),
+                ));
+                return;
+            };
+            if b.requires_internet.is_none() && !url.is_local() {
+                out.push(problem(
+                    &key("requires_internet"),
+                    format!(
+                        "true or false: {} is not a loopback, private or link-local address, so say whether reaching it needs the internet (true withdraws this backend in emergency mode)",
+                        url.host()
+                    ),
+                ));
+            }
+            if b.remote_model
+                .as_deref()
+                .is_some_and(|m| m.trim().is_empty())
+            {
+                out.push(problem(
+                    &key("remote_model"),
+                    "the server's name for the model, or no remote_model to send `model`",
+                ));
+            }
+            if let Some(name) = &b.api_key_env {
+                if !is_env_var_name(name) {
+                    out.push(problem(
+                        &key("api_key_env"),
+                        "the NAME of an environment variable holding the key (letters, digits, _), never the key itself",
+                    ));
+                }
+                if !url.is_https() && !url.is_local() {
+                    out.push(problem(
+                        &key("base_url"),
+                        "an https:// URL: with api_key_env set, an http:// URL to a host outside this network would send the key in clear",
+                    ));
+                }
+            }
+            let timeout = b.timeout();
+            if timeout.is_zero() || timeout > LLM_MAX_CALL_TIMEOUT {
+                out.push(problem(
+                    &key("timeout_seconds"),
+                    format!("from 1 to {} seconds", LLM_MAX_CALL_TIMEOUT.as_secs()),
+                ));
+            }
+            for (k, bound) in [
+                ("connect_timeout_seconds", b.connect_timeout()),
+                ("first_byte_timeout_seconds", b.first_byte_timeout()),
+            ] {
+                if bound.is_zero() || bound > timeout {
+                    out.push(problem(
+                        &key(k),
+                        format!("from 1 second to timeout_seconds ({} s)", timeout.as_secs()),
+                    ));
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -783,9 +1025,15 @@ mod tests {
             name: "ollama".into(),
             kind: LlmBackendKind::OpenaiCompatible,
             model: "qwen2.5-0.5b".into(),
-            url: Some("http://127.0.0.1:11434".into()),
             model_path: None,
-            api_key_env: None,
+            base_url: Some("http://127.0.0.1:11434/v1".parse().unwrap()),
+            remote_model: Some("qwen2.5:0.5b".into()),
+            api_key_env: Some("OLLAMA_KEY".into()),
+            api_key: None,
+            requires_internet: Some(false),
+            connect_timeout: Some(Duration::from_secs(2)),
+            first_byte_timeout: None,
+            timeout: Some(Duration::from_secs(120)),
             max_concurrent: 2,
         });
         let text = c.to_toml().unwrap();
@@ -986,5 +1234,143 @@ mod tests {
             msg.contains("environment variable HEARTHNET_UI_PROT: unknown key `ui.prot`"),
             "{msg}"
         );
+    }
+
+    fn backend(lines: &str) -> Result<Config, ConfigError> {
+        parse_text(&format!(
+            "[[llm.backends]]\nname = \"b\"\nmodel = \"m\"\n{lines}"
+        ))
+    }
+
+    #[test]
+    fn an_openai_compatible_backend_loads_with_its_defaults_and_its_key_from_the_environment() {
+        let text = "[[llm.backends]]\nname = \"ollama\"\nkind = \"openai_compatible\"\nmodel = \"qwen\"\n\
+                    base_url = \"http://192.168.1.20:11434/v1/\"\napi_key_env = \"OLLAMA_KEY\"\n";
+        let env = Env::from_pairs([("OLLAMA_KEY", "sk-1")]);
+        let c = parse(Some(text), Path::new("c.toml"), &env).unwrap();
+        let b = &c.llm.backends[0];
+        assert_eq!(
+            b.base_url.as_ref().unwrap().to_string(),
+            "http://192.168.1.20:11434/v1"
+        );
+        assert_eq!(b.remote_model(), "qwen");
+        assert!(!b.requires_internet(), "a private address is local");
+        assert_eq!(b.api_key.as_ref().map(ApiKey::reveal), Some("sk-1"));
+        assert_eq!(
+            (b.connect_timeout(), b.first_byte_timeout(), b.timeout()),
+            (
+                LLM_DEFAULT_CONNECT_TIMEOUT,
+                LLM_DEFAULT_FIRST_BYTE_TIMEOUT,
+                LLM_MAX_CALL_TIMEOUT
+            )
+        );
+        // The key is never written back; the variable's name is.
+        let written = c.to_toml().unwrap();
+        assert!(
+            written.contains("api_key_env = \"OLLAMA_KEY\""),
+            "{written}"
+        );
+        assert!(!written.contains("sk-1"), "{written}");
+        // Unset, the key is absent (the node and doctor say so), not an error.
+        let c = parse(Some(text), Path::new("c.toml"), &Env::default()).unwrap();
+        assert_eq!(c.llm.backends[0].api_key, None);
+
+        let remote = backend(
+            "kind = \"openai_compatible\"\nbase_url = \"https://llm.example.org/v1\"\nrequires_internet = true\nremote_model = \"big\"\n",
+        )
+        .unwrap();
+        assert!(remote.llm.backends[0].requires_internet());
+        assert_eq!(remote.llm.backends[0].remote_model(), "big");
+    }
+
+    #[test]
+    fn a_wrong_llm_backend_is_refused_naming_the_key_and_what_to_do() {
+        let server = "kind = \"openai_compatible\"\n";
+        let cases = [
+            (
+                server.to_owned(),
+                "`llm.backends[0].base_url` = (missing): expected for kind = \"openai_compatible\", an http:// or https:// URL",
+            ),
+            (
+                format!("{server}base_url = \"localhost:11434\"\n"),
+                "`llm.backends[0].base_url` = \"localhost:11434\": expected an http:// or https:// URL",
+            ),
+            (
+                format!("{server}base_url = \"http://u:p@h/v1\"\n"),
+                "api_key_env instead",
+            ),
+            (
+                format!("{server}base_url = \"https://llm.example.org/v1\"\n"),
+                "`llm.backends[0].requires_internet` = (missing): expected true or false: llm.example.org is not a loopback",
+            ),
+            (
+                format!("{server}base_url = \"http://127.0.0.1/v1\"\nmodel_path = \"/m.gguf\"\n"),
+                "`llm.backends[0].model_path` = \"/m.gguf\": expected nothing for kind = \"openai_compatible\"",
+            ),
+            (
+                format!("{server}base_url = \"http://127.0.0.1/v1\"\ntimeout_seconds = 301\n"),
+                "`llm.backends[0].timeout_seconds` = 301: expected from 1 to 300 seconds",
+            ),
+            (
+                format!(
+                    "{server}base_url = \"http://127.0.0.1/v1\"\ntimeout_seconds = 30\nfirst_byte_timeout_seconds = 60\n"
+                ),
+                "`llm.backends[0].first_byte_timeout_seconds` = 60: expected from 1 second to timeout_seconds (30 s)",
+            ),
+            (
+                format!(
+                    "{server}base_url = \"http://127.0.0.1/v1\"\nconnect_timeout_seconds = 0\n"
+                ),
+                "`llm.backends[0].connect_timeout_seconds` = 0",
+            ),
+            (
+                format!("{server}base_url = \"http://127.0.0.1/v1\"\nremote_model = \" \"\n"),
+                "`llm.backends[0].remote_model`",
+            ),
+            (
+                format!(
+                    "{server}base_url = \"http://8.8.8.8/v1\"\nrequires_internet = true\napi_key_env = \"KEY\"\n"
+                ),
+                "`llm.backends[0].base_url` = \"http://8.8.8.8/v1\": expected an https:// URL: with api_key_env set",
+            ),
+            (
+                "kind = \"gguf\"\nmodel_path = \"/m.gguf\"\nbase_url = \"http://127.0.0.1/v1\"\n"
+                    .into(),
+                "`llm.backends[0].base_url` = \"http://127.0.0.1/v1\": expected nothing for kind = \"gguf\"",
+            ),
+            (
+                "kind = \"gguf\"\nmodel_path = \"/m.gguf\"\nrequires_internet = false\n".into(),
+                "`llm.backends[0].requires_internet` = false: expected nothing for kind = \"gguf\"",
+            ),
+            (
+                format!("{server}url = \"http://127.0.0.1/v1\"\n"),
+                "unknown key `llm.backends[0].url`",
+            ),
+        ];
+        for (lines, want) in cases {
+            let msg = backend(&lines).unwrap_err().to_string();
+            assert!(msg.contains(want), "{lines:?} gave: {msg}");
+        }
+    }
+
+    #[test]
+    fn an_api_key_written_in_the_file_is_refused_and_never_echoed() {
+        let server = "kind = \"openai_compatible\"\nbase_url = \"http://127.0.0.1/v1\"\n";
+        let msg = backend(&format!("{server}api_key = \"sk-secret\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains(
+                "`llm.backends[0].api_key` = (not shown): expected no API key in the file"
+            ) && msg.contains("api_key_env"),
+            "{msg}"
+        );
+        assert!(!msg.contains("sk-secret"), "{msg}");
+        // The key written where its variable's name belongs.
+        let msg = backend(&format!("{server}api_key_env = \"sk-secret-123\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("the NAME of an environment variable"), "{msg}");
+        assert!(!msg.contains("sk-secret"), "{msg}");
     }
 }

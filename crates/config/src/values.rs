@@ -72,3 +72,27 @@ pub(crate) mod seconds {
         u64::deserialize(d).map(Duration::from_secs)
     }
 }
+
+/// An optional `Duration` written as a whole number of seconds: absent
+/// means the documented default, which the reader of the field applies.
+pub(crate) mod optional_seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(
+        value: &Option<Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => s.serialize_u64(d.as_secs()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        u64::deserialize(d).map(|s| Some(Duration::from_secs(s)))
+    }
+}

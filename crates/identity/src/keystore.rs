@@ -6,9 +6,9 @@
 //! linked into place only if no key exists yet, so a second `init` or a
 //! race between two can never replace an existing identity.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use hearthnet_base::DeviceKey;
@@ -126,14 +126,14 @@ impl KeyStore {
             .create(&self.dir)
             .map_err(io_err(&self.dir))?;
         let secret = self.secret_path();
-        install_new_file(&self.dir, &secret, &key.seed(), 0o600)?;
+        // Linked into place only if no key is there: never replaces one.
+        hearthnet_base::fsio::atomic_create(&secret, &key.seed(), 0o600)
+            .map_err(io_err(&secret))?;
         let public = self.public_path();
         // A stale device.pub from an earlier, removed key is replaced: the
         // secret file decides who we are.
-        let tmp_public = self.dir.join(format!(".{PUBLIC_FILE}.tmp"));
-        write_synced(&tmp_public, key.node_id().as_bytes(), 0o644)?;
-        fs::rename(&tmp_public, &public).map_err(io_err(&public))?;
-        sync_dir(&self.dir)?;
+        hearthnet_base::fsio::atomic_write(&public, key.node_id().as_bytes(), 0o644)
+            .map_err(io_err(&public))?;
         Ok(key.clone())
     }
 }
@@ -148,35 +148,6 @@ fn read_exactly_32(path: &Path) -> Result<[u8; 32], KeyError> {
         path: path.to_path_buf(),
         reason: format!("it holds {len}{} bytes", if len > 32 { "+" } else { "" }),
     })
-}
-
-fn write_synced(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyError> {
-    let _ = fs::remove_file(path);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(io_err(path))?;
-    file.write_all(bytes).map_err(io_err(path))?;
-    file.sync_all().map_err(io_err(path))
-}
-
-/// Write `bytes` to a private temporary file, then hard-link it to `target`,
-/// which fails if `target` exists: atomic and never overwriting.
-fn install_new_file(dir: &Path, target: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyError> {
-    let tmp = dir.join(format!(".{}.{}.tmp", SECRET_FILE, std::process::id()));
-    write_synced(&tmp, bytes, mode)?;
-    let linked = fs::hard_link(&tmp, target);
-    let _ = fs::remove_file(&tmp);
-    linked.map_err(io_err(target))?;
-    sync_dir(dir)
-}
-
-fn sync_dir(dir: &Path) -> Result<(), KeyError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
 }
 
 #[cfg(test)]

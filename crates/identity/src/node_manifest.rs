@@ -49,6 +49,11 @@ pub struct CapabilitySpec {
     pub schema_hash: String,
     pub params: Value,
     pub max_concurrent: u32,
+    /// Our extension (M03's descriptor field): how long the provider lets
+    /// a call run, so its callers wait as long and no longer. Absent from
+    /// manifests of nodes without it; the signature covers it when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

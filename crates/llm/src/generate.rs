@@ -118,7 +118,7 @@ pub fn generate(
     let max_tokens = request.max_tokens.min(context - prompt.len());
     let mut text = Text::new(tokenizer, request.stop);
     let finish = |text: Text<'_>, tokens_out, stop_reason| Finished {
-        text: text.done,
+        text: text.text.into_text(),
         tokens_in: prompt.len(),
         tokens_out,
         stop_reason,
@@ -180,31 +180,31 @@ fn random_seed() -> u64 {
     RandomState::new().hash_one(std::time::SystemTime::now())
 }
 
-enum Pushed {
+/// What became of a piece of text offered to [`StopText::push`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Taken; generation goes on.
     Going,
+    /// A stop sequence matched: the answer ends before it.
     Stopped,
+    /// Nobody listens any more.
     Gone,
 }
 
-/// The answer's text as tokens arrive: `done` is final (emitted), `held`
-/// may still turn out to begin a stop sequence, `pending` tokens do not
-/// yet decode to whole characters.
+/// The answer's text as tokens arrive: `pending` tokens do not yet decode
+/// to whole characters; [`StopText`] does the rest.
 struct Text<'a> {
     tokenizer: &'a Tokenizer,
-    stop: &'a [String],
     pending: Vec<u32>,
-    held: String,
-    done: String,
+    text: StopText<'a>,
 }
 
 impl<'a> Text<'a> {
     fn new(tokenizer: &'a Tokenizer, stop: &'a [String]) -> Self {
         Self {
             tokenizer,
-            stop,
             pending: Vec::new(),
-            held: String::new(),
-            done: String::new(),
+            text: StopText::new(stop),
         }
     }
 
@@ -224,7 +224,37 @@ impl<'a> Text<'a> {
             return Ok(Pushed::Going);
         }
         self.pending.clear();
-        self.held.push_str(&piece);
+        Ok(self.text.push(&piece, emit))
+    }
+
+    fn flush(&mut self, emit: &mut dyn FnMut(&str) -> bool) {
+        self.text.flush(emit);
+    }
+}
+
+/// The answer's text as pieces arrive, whoever produced them (the
+/// in-process loop or a server's stream): `done` is final (emitted),
+/// `held` may still turn out to begin a stop sequence and is released
+/// only once it cannot.
+pub struct StopText<'a> {
+    stop: &'a [String],
+    held: String,
+    done: String,
+}
+
+impl<'a> StopText<'a> {
+    pub fn new(stop: &'a [String]) -> Self {
+        Self {
+            stop,
+            held: String::new(),
+            done: String::new(),
+        }
+    }
+
+    /// Take `piece`; `emit` receives what can no longer begin a stop
+    /// sequence and answers whether anyone still listens.
+    pub fn push(&mut self, piece: &str, emit: &mut dyn FnMut(&str) -> bool) -> Pushed {
+        self.held.push_str(piece);
         if let Some(at) = self
             .stop
             .iter()
@@ -233,20 +263,20 @@ impl<'a> Text<'a> {
         {
             self.held.truncate(at);
             self.flush(emit);
-            return Ok(Pushed::Stopped);
+            return Pushed::Stopped;
         }
         let keep = self.longest_stop_prefix_at_end();
         let release = self.held.len() - keep;
         let released: String = self.held.drain(..release).collect();
         if released.is_empty() {
-            return Ok(Pushed::Going);
+            return Pushed::Going;
         }
         self.done.push_str(&released);
-        Ok(if emit(&released) {
+        if emit(&released) {
             Pushed::Going
         } else {
             Pushed::Gone
-        })
+        }
     }
 
     /// How many bytes at the end of `held` could begin a stop sequence.
@@ -262,12 +292,18 @@ impl<'a> Text<'a> {
             .unwrap_or(0)
     }
 
-    fn flush(&mut self, emit: &mut dyn FnMut(&str) -> bool) {
+    /// The answer ended: what was held back is part of it after all.
+    pub fn flush(&mut self, emit: &mut dyn FnMut(&str) -> bool) {
         if !self.held.is_empty() {
             let rest = std::mem::take(&mut self.held);
             emit(&rest);
             self.done.push_str(&rest);
         }
+    }
+
+    /// The whole answer emitted so far.
+    pub fn into_text(self) -> String {
+        self.done
     }
 }
 

@@ -34,6 +34,143 @@ pub enum GgufError {
     Unsupported { path: PathBuf, message: String },
 }
 
+/// What a node needs to know of a GGUF file to offer it, read without
+/// the vocabulary: a node with a model configured stays small until the
+/// model is first used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GgufSummary {
+    pub architecture: String,
+    /// Tokens of context the model was trained for.
+    pub context_length: usize,
+}
+
+/// Refuses an architecture the in-process engine does not run.
+fn runnable(path: &Path, architecture: &str) -> Result<(), GgufError> {
+    if ARCHITECTURES.contains(&architecture) {
+        return Ok(());
+    }
+    Err(GgufError::Unsupported {
+        path: path.to_owned(),
+        message: format!(
+            "architecture {architecture:?}; the in-process engine runs {} (serve others through an OpenAI-compatible server)",
+            ARCHITECTURES.join(", ")
+        ),
+    })
+}
+
+/// Most metadata entries a header may hold; real files hold a few dozen.
+const MAX_METADATA_ENTRIES: u64 = 100_000;
+/// The longest key or kept string value.
+const MAX_SUMMARY_STRING: u64 = 4096;
+
+impl GgufSummary {
+    /// Walk the header's metadata, keeping the architecture and the
+    /// context length and skipping everything else (the vocabulary's
+    /// arrays by seeking), so nothing large is ever allocated.
+    pub fn read(path: &Path) -> Result<Self, GgufError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let format = |message: String| GgufError::Format {
+            path: path.to_owned(),
+            message,
+        };
+        let io = |source| GgufError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let mut r = BufReader::new(File::open(path).map_err(io)?);
+        let word = |r: &mut BufReader<File>, n: usize| -> Result<u64, GgufError> {
+            let mut b = [0u8; 8];
+            r.read_exact(&mut b[..n])
+                .map_err(|e| format(format!("the header ends early ({e})")))?;
+            Ok(u64::from_le_bytes(b))
+        };
+        if word(&mut r, 4)? != u64::from(u32::from_le_bytes(*b"GGUF")) {
+            return Err(format("it does not start with GGUF".into()));
+        }
+        let version = word(&mut r, 4)?;
+        if !(2..=3).contains(&version) {
+            return Err(format(format!("GGUF version {version} (2 and 3 are read)")));
+        }
+        let _tensors = word(&mut r, 8)?;
+        let entries = word(&mut r, 8)?;
+        if entries > MAX_METADATA_ENTRIES {
+            return Err(format(format!("{entries} metadata entries")));
+        }
+        let string = |r: &mut BufReader<File>, keep: bool| -> Result<Option<String>, GgufError> {
+            let len = word(r, 8)?;
+            if !keep || len > MAX_SUMMARY_STRING {
+                let skip =
+                    i64::try_from(len).map_err(|_| format(format!("a string of {len} bytes")))?;
+                r.seek(SeekFrom::Current(skip)).map_err(io)?;
+                return Ok(None);
+            }
+            let mut bytes = vec![0u8; len as usize];
+            r.read_exact(&mut bytes)
+                .map_err(|e| format(format!("the header ends early ({e})")))?;
+            Ok(String::from_utf8(bytes).ok())
+        };
+        // Value types of the GGUF spec: their sizes, 0 for strings (8)
+        // and arrays (9).
+        const SIZES: [u8; 13] = [1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8];
+        let size_of = |kind: u64| {
+            SIZES
+                .get(kind as usize)
+                .copied()
+                .ok_or_else(|| format(format!("unknown value type {kind}")))
+        };
+        let (mut architecture, mut lengths) = (None, Vec::new());
+        for _ in 0..entries {
+            let key = string(&mut r, true)?.unwrap_or_default();
+            let kind = word(&mut r, 4)?;
+            match (kind, size_of(kind)?) {
+                (8, _) => {
+                    let value = string(&mut r, key == "general.architecture")?;
+                    if key == "general.architecture" {
+                        architecture = value;
+                    }
+                }
+                (9, _) => {
+                    let element = word(&mut r, 4)?;
+                    let count = word(&mut r, 8)?;
+                    match size_of(element)? {
+                        0 if element == 8 => {
+                            for _ in 0..count {
+                                string(&mut r, false)?;
+                            }
+                        }
+                        0 => return Err(format("an array of arrays".into())),
+                        size => {
+                            let skip = count
+                                .checked_mul(u64::from(size))
+                                .and_then(|n| i64::try_from(n).ok())
+                                .ok_or_else(|| format(format!("an array of {count} values")))?;
+                            r.seek(SeekFrom::Current(skip)).map_err(io)?;
+                        }
+                    }
+                }
+                (_, size) => {
+                    let value = word(&mut r, usize::from(size))?;
+                    if key.ends_with(".context_length") {
+                        lengths.push((key, value));
+                    }
+                }
+            }
+        }
+        let architecture =
+            architecture.ok_or_else(|| format("general.architecture is missing".into()))?;
+        runnable(path, &architecture)?;
+        let own = format!("{architecture}.context_length");
+        let context_length = lengths
+            .into_iter()
+            .find(|(k, _)| *k == own)
+            .map_or(2048, |(_, n)| n as usize);
+        Ok(Self {
+            architecture,
+            context_length,
+        })
+    }
+}
+
 /// The header of a GGUF model, without its weights.
 pub struct GgufModel {
     pub path: PathBuf,
@@ -73,15 +210,7 @@ impl GgufModel {
             values: &content.metadata,
         };
         let architecture = meta.string("general.architecture")?.to_owned();
-        if !ARCHITECTURES.contains(&architecture.as_str()) {
-            return Err(GgufError::Unsupported {
-                path: path.to_owned(),
-                message: format!(
-                    "architecture {architecture:?}; the in-process engine runs {} (serve others through an OpenAI-compatible server)",
-                    ARCHITECTURES.join(", ")
-                ),
-            });
-        }
+        runnable(path, &architecture)?;
         let kind = meta.string("tokenizer.ggml.model")?;
         if kind != "gpt2" {
             return Err(GgufError::Unsupported {
@@ -269,5 +398,88 @@ impl Metadata<'_> {
                     .map_err(|_| self.format(format!("{key} holds something other than numbers"))),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A GGUF v3 header with `entries` (key, type, value bytes).
+    fn header(entries: &[(&str, u32, Vec<u8>)]) -> Vec<u8> {
+        let mut out = b"GGUF".to_vec();
+        out.extend(3u32.to_le_bytes());
+        out.extend(0u64.to_le_bytes());
+        out.extend((entries.len() as u64).to_le_bytes());
+        for (key, kind, value) in entries {
+            out.extend((key.len() as u64).to_le_bytes());
+            out.extend(key.as_bytes());
+            out.extend(kind.to_le_bytes());
+            out.extend(value);
+        }
+        out
+    }
+
+    fn text(s: &str) -> Vec<u8> {
+        [
+            (s.len() as u64).to_le_bytes().to_vec(),
+            s.as_bytes().to_vec(),
+        ]
+        .concat()
+    }
+
+    fn summary_of(bytes: &[u8]) -> Result<GgufSummary, GgufError> {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), bytes).unwrap();
+        GgufSummary::read(file.path())
+    }
+
+    #[test]
+    fn the_summary_skips_what_it_does_not_keep_and_refuses_what_is_malformed() {
+        let vocab: Vec<u8> = [
+            8u32.to_le_bytes().to_vec(),
+            2u64.to_le_bytes().to_vec(),
+            text("a"),
+            text("bb"),
+        ]
+        .concat();
+        let scores: Vec<u8> = [
+            6u32.to_le_bytes().to_vec(),
+            3u64.to_le_bytes().to_vec(),
+            vec![0; 12],
+        ]
+        .concat();
+        let good = header(&[
+            ("tokenizer.ggml.tokens", 9, vocab.clone()),
+            ("general.architecture", 8, text("llama")),
+            ("tokenizer.ggml.scores", 9, scores),
+            ("llama.context_length", 4, 8192u32.to_le_bytes().to_vec()),
+            ("general.name", 8, text("x")),
+        ]);
+        assert_eq!(
+            summary_of(&good).unwrap(),
+            GgufSummary {
+                architecture: "llama".into(),
+                context_length: 8192
+            }
+        );
+        let other = header(&[("general.architecture", 8, text("mamba"))]);
+        assert!(matches!(
+            summary_of(&other),
+            Err(GgufError::Unsupported { .. })
+        ));
+        let huge_array = [4u32.to_le_bytes().to_vec(), u64::MAX.to_le_bytes().to_vec()].concat();
+        for bad in [
+            b"GGML".to_vec(),
+            good[..good.len() - 3].to_vec(),
+            header(&[("general.architecture", 13, vec![])]),
+            header(&[("general.name", 8, text("no architecture"))]),
+            header(&[("x", 9, huge_array)]),
+        ] {
+            assert!(
+                matches!(summary_of(&bad), Err(GgufError::Format { .. })),
+                "{bad:?}"
+            );
+        }
     }
 }

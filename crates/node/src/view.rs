@@ -1,6 +1,7 @@
 //! The node as the transport sees it: manifests, membership, readiness
 //! and the status document.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -19,8 +20,8 @@ use hearthnet_transport::NodeView;
 use crate::sync::Syncer;
 use hearthnet_discovery::{Peer, PeerRegistry};
 use hearthnet_wire::local::{
-    CapabilityNames, CommunityStatus, EventLogStatus, FilesStatus, NodeStatus, PeerStatus, Phase,
-    Readiness, Status, SyncStatus,
+    CapabilityEntry, CapabilityNames, CommunityStatus, EventLogStatus, FilesStatus, ModelStatus,
+    NodeStatus, PeerStatus, Phase, Readiness, Status, SyncStatus,
 };
 use serde_json::{Value, json};
 
@@ -263,9 +264,49 @@ impl NodeState {
                 count: names.len(),
                 names,
             },
+            models: models(&self.bus.entries()),
             in_flight: self.bus.in_flight_total(),
         }
     }
+}
+
+/// The models the capabilities name, each with what serves it and where.
+fn models(entries: &[CapabilityEntry]) -> Vec<ModelStatus> {
+    #[derive(Default)]
+    struct Served<'a> {
+        capabilities: BTreeSet<&'a str>,
+        local: bool,
+        neighbours: BTreeSet<NodeId>,
+    }
+    let mut models: BTreeMap<&str, Served> = BTreeMap::new();
+    for entry in entries {
+        let named = entry.params.get("model").into_iter().chain(
+            entry
+                .params
+                .get("models")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten(),
+        );
+        for model in named.filter_map(Value::as_str) {
+            let served = models.entry(model).or_default();
+            served.capabilities.insert(&entry.name);
+            if entry.local {
+                served.local = true;
+            } else {
+                served.neighbours.insert(entry.node);
+            }
+        }
+    }
+    models
+        .into_iter()
+        .map(|(model, served)| ModelStatus {
+            model: model.to_owned(),
+            capabilities: served.capabilities.into_iter().map(str::to_owned).collect(),
+            local: served.local,
+            neighbours: served.neighbours.len(),
+        })
+        .collect()
 }
 
 fn peer_status(p: &Peer) -> PeerStatus {
@@ -295,4 +336,69 @@ fn peer_status(p: &Peer) -> PeerStatus {
 fn to_document<T: serde::Serialize>(doc: &T) -> Value {
     serde_json::to_value(doc)
         .unwrap_or_else(|e| json!({"error": "internal_error", "message": e.to_string()}))
+}
+
+#[cfg(test)]
+mod tests {
+    use hearthnet_base::{DeviceKey, Stability};
+
+    use super::*;
+
+    fn entry(name: &str, params: Value, node: NodeId, local: bool) -> CapabilityEntry {
+        CapabilityEntry {
+            name: name.into(),
+            version: "1.0".into(),
+            stability: Stability::Stable,
+            node,
+            local,
+            params,
+            schema_hash: "blake3:00".into(),
+            success_rate: 1.0,
+            p50_ms: 0.0,
+            in_flight: 0,
+            max_concurrent: 1,
+            quarantined: false,
+            streaming: false,
+        }
+    }
+
+    #[test]
+    fn models_are_gathered_from_every_capability_that_names_them() {
+        let (here, a, b) = (
+            DeviceKey::generate().node_id(),
+            DeviceKey::generate().node_id(),
+            DeviceKey::generate().node_id(),
+        );
+        let chat = json!({"model": "smollm", "models": ["smollm", "qwen"]});
+        let entries = [
+            entry("llm.chat", chat.clone(), here, true),
+            entry("llm.complete", json!({"model": "smollm"}), here, true),
+            entry("llm.chat", chat, a, false),
+            entry(
+                "embed.text",
+                json!({"model": "minilm", "dim": 384}),
+                a,
+                false,
+            ),
+            entry("embed.text", json!({"model": "minilm"}), b, false),
+            entry("rag.query", json!({"corpus": "c"}), here, true),
+            entry("experimental.x", json!({"model": 7}), here, true),
+        ];
+        let models = models(&entries);
+        let summary: Vec<(&str, Vec<&str>, bool, usize)> = models
+            .iter()
+            .map(|m| {
+                let caps = m.capabilities.iter().map(String::as_str).collect();
+                (m.model.as_str(), caps, m.local, m.neighbours)
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("minilm", vec!["embed.text"], false, 2),
+                ("qwen", vec!["llm.chat"], true, 1),
+                ("smollm", vec!["llm.chat", "llm.complete"], true, 1),
+            ]
+        );
+    }
 }

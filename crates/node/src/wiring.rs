@@ -17,7 +17,7 @@ use hearthnet_config::runtime::RuntimeInfo;
 use hearthnet_config::{LoadedConfig, NodePaths};
 use hearthnet_discovery::{Discovery, PeerRegistry};
 use hearthnet_events::EventLog;
-use hearthnet_identity::CommunityManifest;
+use hearthnet_identity::{ApiKeyCheck, ApiKeyFile, CommunityManifest};
 use hearthnet_observability::metrics::Metrics;
 use hearthnet_transport::peer_client::PeerClient;
 use hearthnet_transport::tls::{Membership, TlsIdentity};
@@ -336,7 +336,7 @@ fn register_services(
         register(bus, embedding)?;
     }
     #[cfg(feature = "llm")]
-    for model in gguf_services(config) {
+    for model in llm_services(config, &b.metrics) {
         register(bus, model)?;
     }
     let Some(store) = blobs else {
@@ -389,32 +389,32 @@ fn embedding_service(config: &hearthnet_config::Config) -> Option<Arc<dyn Servic
     }
 }
 
-/// The configured GGUF models (`llm.backends` of kind `gguf`), each
-/// offered as `llm.chat` and `llm.complete`, except those whose file
-/// cannot serve: the node runs without them and says why.
+/// The configured models (`llm.backends`, in-process GGUF files and
+/// OpenAI-compatible servers), each offered as `llm.chat` and
+/// `llm.complete`, except those that cannot serve: the node runs without
+/// them and says why.
 #[cfg(feature = "llm")]
-fn gguf_services(config: &hearthnet_config::Config) -> Vec<Arc<dyn Service>> {
-    use hearthnet_config::LlmBackendKind;
+fn llm_services(
+    config: &hearthnet_config::Config,
+    metrics: &Arc<Metrics>,
+) -> Vec<Arc<dyn Service>> {
     config
         .llm
         .backends
         .iter()
-        .filter(|b| b.kind == LlmBackendKind::Gguf)
-        .filter_map(|b| {
-            let path = b.model_path.as_ref()?;
-            match hearthnet_llm::LlmService::new(&b.model, path, b.max_concurrent) {
-                Ok(service) => Some(Arc::new(service) as Arc<dyn Service>),
-                Err(e) => {
-                    tracing::warn!(backend = %b.name, error = %e, "this model is not offered: its file cannot serve (hearthnet doctor --check llm_backend_reachable)");
-                    None
-                }
+        .filter_map(|b| match hearthnet_llm::offer(b, metrics.clone()) {
+            Ok(service) => Some(service),
+            Err(e) => {
+                tracing::warn!(backend = %b.name, error = %e, "this model is not offered (hearthnet doctor --check llm_backend_reachable)");
+                None
             }
         })
         .collect()
 }
 
-/// 10. The endpoints on both listeners: the local API in plain HTTP, the
-///     peer port over mutual TLS (plain only when configured).
+/// 10. The endpoints on both listeners: the local API in plain HTTP, with
+///     the OpenAI-compatible gateway; the peer port over mutual TLS (plain
+///     only when configured), without it.
 fn serve(
     b: &Basics,
     net: Network,
@@ -450,16 +450,19 @@ fn serve(
             metrics: b.metrics.clone(),
         }));
     }
-    let router = hearthnet_transport::router(Arc::new(state));
+    // The OpenAI-compatible gateway's key beside the device key; made by
+    // `hearthnet api-key`, read when a client presents one.
+    let api_key = ApiKeyFile::in_dir(&b.paths.keys_dir);
+    let state = Arc::new(state.with_api_key(Arc::new(ApiKeyCheck::new(api_key))));
     tasks.spawn(hearthnet_transport::serve(
         net.api,
-        router.clone(),
+        hearthnet_transport::local_router(state.clone()),
         stop.clone(),
         hearthnet_transport::Serving::local(),
     ));
     tasks.spawn(hearthnet_transport::serve(
         net.peer,
-        router,
+        hearthnet_transport::router(state),
         stop.clone(),
         hearthnet_transport::Serving::peer(net.peer_tls, is_member),
     ));

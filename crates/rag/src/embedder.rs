@@ -64,7 +64,7 @@ pub async fn embed(
         let answer = bus.call(call)?.outcome().await?;
         let named = answer["meta"]["model"]
             .as_str()
-            .filter(|m| !m.is_empty() && m.len() <= 256)
+            .filter(|m| !m.is_empty() && m.len() <= crate::MAX_MODEL_NAME)
             .ok_or_else(|| bad_answer("meta.model is missing"))?;
         match &model {
             Some(m) if m != named => {

@@ -38,6 +38,22 @@ pub enum RagError {
     },
     #[error("no embedding: {0}")]
     Embedding(CallError),
+    #[error(
+        "no node in reach offers embed.text with model `{model}`; corpus `{corpus}` keeps its vectors of `{serving}`"
+    )]
+    ModelNotServed {
+        corpus: String,
+        model: String,
+        serving: String,
+    },
+    #[error("corpus `{0}` is being reindexed already; wait for that to finish")]
+    ReindexRunning(String),
+    #[error("corpus `{0}` holds no chunks yet: there is nothing to reindex")]
+    NothingToReindex(String),
+    #[error(
+        "corpus `{corpus}`: {missing} chunk(s) have no new vector yet; the old ones stay in use"
+    )]
+    ReindexIncomplete { corpus: String, missing: usize },
     #[error("corpus {path}: {source}")]
     Db {
         path: PathBuf,
@@ -58,22 +74,24 @@ impl RagError {
     /// The wire code (M05 §6).
     pub fn code(&self) -> ErrorCode {
         match self {
-            RagError::UnknownCorpus(_) => ErrorCode::NotFound,
+            RagError::UnknownCorpus(_) | RagError::ModelNotServed { .. } => ErrorCode::NotFound,
             RagError::Personal | RagError::ReadOnly => ErrorCode::Unauthorized,
-            RagError::TooManyCorpora(_) | RagError::CorpusFull { .. } => {
-                ErrorCode::CapacityExceeded
-            }
-            RagError::DocumentTooLarge { .. } | RagError::TooManyChunks { .. } => {
-                ErrorCode::BadRequest
-            }
+            RagError::TooManyCorpora(_)
+            | RagError::CorpusFull { .. }
+            | RagError::ReindexRunning(_) => ErrorCode::CapacityExceeded,
+            RagError::DocumentTooLarge { .. }
+            | RagError::TooManyChunks { .. }
+            | RagError::NothingToReindex(_) => ErrorCode::BadRequest,
             RagError::Blob(_, e) => e.code(),
             RagError::Extract(e) => e.code(),
             // No provider, or one that misbehaves: the bus's word for a
             // capability the community cannot serve now.
             RagError::Embedding(_) | RagError::ModelMismatch { .. } => ErrorCode::Partition,
-            RagError::Db { .. } | RagError::CreateDir { .. } | RagError::Task(_) => {
-                ErrorCode::InternalError
-            }
+            // Refused at the swap only if a reindex skipped a chunk: a bug.
+            RagError::Db { .. }
+            | RagError::CreateDir { .. }
+            | RagError::Task(_)
+            | RagError::ReindexIncomplete { .. } => ErrorCode::InternalError,
         }
     }
 }
@@ -82,9 +100,11 @@ impl From<RagError> for CallError {
     fn from(e: RagError) -> Self {
         let code = e.code();
         let error = CallError::new(code, e.to_string());
-        match code {
-            ErrorCode::NotFound => error.before_start(),
-            ErrorCode::CapacityExceeded | ErrorCode::Partition => error.retry_after(5_000),
+        match (code, &e) {
+            (ErrorCode::NotFound, _) => error.before_start(),
+            // Minutes to hours: a hint to retry soon would mislead.
+            (_, RagError::ReindexRunning(_)) => error,
+            (ErrorCode::CapacityExceeded | ErrorCode::Partition, _) => error.retry_after(5_000),
             _ => error,
         }
     }

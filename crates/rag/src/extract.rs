@@ -17,6 +17,10 @@ pub const PDF_TIME_BUDGET: Duration = Duration::from_secs(60);
 /// PDF parses running at once, abandoned ones included, so hostile files
 /// cannot pile up threads.
 pub const MAX_PDF_THREADS: usize = 2;
+/// How deep HTML may nest. The HTML parser's cost grows with the square
+/// of the depth (10,000 nested `<div><b>` took 14 s in a debug build);
+/// real pages nest a few dozen levels.
+pub const MAX_HTML_DEPTH: usize = 1000;
 /// Wrap width for HTML: wide enough that paragraphs stay one line (the
 /// chunker cares about blank lines only).
 const HTML_WIDTH: usize = 400;
@@ -81,6 +85,8 @@ pub enum ExtractError {
     PdfBusy,
     #[error("the document holds no text (a scanned PDF needs OCR, which is not supported)")]
     NoText,
+    #[error("the HTML nests {0} elements deep; at most {MAX_HTML_DEPTH} are read")]
+    HtmlTooDeep(usize),
 }
 
 impl ExtractError {
@@ -285,12 +291,57 @@ fn markdown(source: &str) -> (Option<String>, Vec<Page>) {
 }
 
 fn html(bytes: &[u8]) -> Result<(Option<String>, Vec<Page>), ExtractError> {
+    let depth = html_depth(bytes);
+    if depth > MAX_HTML_DEPTH {
+        return Err(ExtractError::HtmlTooDeep(depth));
+    }
     let text = html2text::config::plain_no_decorate()
         .raw_mode(true)
         .allow_width_overflow()
         .string_from_read(bytes, HTML_WIDTH)
         .map_err(|e| ExtractError::Unsupported(format!("text/html that does not parse ({e})")))?;
     Ok((html_title(bytes), vec![unpaged(text)]))
+}
+
+/// How deep the elements of `bytes` nest, as a quick scan of the tags
+/// counts it (an opening tag deepens, a closing one returns; void and
+/// self-closing elements do neither). It over-counts what a browser would
+/// close implicitly, which errs towards refusing.
+fn html_depth(bytes: &[u8]) -> usize {
+    const VOID: [&[u8]; 14] = [
+        b"area", b"base", b"br", b"col", b"embed", b"hr", b"img", b"input", b"link", b"meta",
+        b"param", b"source", b"track", b"wbr",
+    ];
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut at = 0;
+    while let Some(open) = bytes[at..].iter().position(|&b| b == b'<') {
+        let tag = &bytes[at + open + 1..];
+        if let Some(comment) = tag.strip_prefix(b"!--") {
+            let end = comment.windows(3).position(|w| w == b"-->");
+            at += open + 4 + end.map_or(comment.len(), |e| e + 3);
+            continue;
+        }
+        let end = tag.iter().position(|&b| b == b'>').unwrap_or(tag.len());
+        at += open + 1 + end;
+        match tag.first() {
+            Some(b'/') => depth = depth.saturating_sub(1),
+            Some(b) if b.is_ascii_alphabetic() => {
+                let name_len = tag[..end]
+                    .iter()
+                    .position(|b| !b.is_ascii_alphanumeric())
+                    .unwrap_or(end);
+                let name = tag[..name_len].to_ascii_lowercase();
+                let self_closing = end > 0 && tag[end - 1] == b'/';
+                if !self_closing && !VOID.contains(&name.as_slice()) {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+            }
+            // Comments, doctypes, processing instructions, a lone `<`.
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// `<title>`'s text, looked for in the first 64 KiB only.
@@ -476,5 +527,54 @@ mod tests {
             extract(big, Hint::default()),
             Err(ExtractError::PdfTooLarge(MAX_PDF_BYTES + 9))
         );
+    }
+
+    /// Hostile nesting, on a thread with the stack tokio gives a blocking
+    /// task (2 MiB): a clear refusal or the text, quickly, never a stack
+    /// overflow that kills the node or minutes of parsing.
+    #[test]
+    fn deeply_nested_documents_are_read_or_refused_quickly() {
+        const DEPTH: usize = 100_000;
+        let html = format!(
+            "<html><body>{}deep{}</body></html>",
+            "<div><b>".repeat(DEPTH),
+            "</b></div>".repeat(DEPTH)
+        );
+        let markdown = format!("{}deep\n", "> ".repeat(DEPTH));
+        let list = format!("{}deep\n", "- ".repeat(DEPTH));
+        let run = |name: &'static str, doc: String| {
+            std::thread::Builder::new()
+                .stack_size(2 * 1024 * 1024)
+                .spawn(move || {
+                    let hint = Hint {
+                        mime: None,
+                        filename: Some(name),
+                    };
+                    extract(doc.into_bytes(), hint).map(|e| e.pages.len())
+                })
+                .unwrap()
+                .join()
+                .unwrap_or_else(|_| panic!("{name}: the extractor panicked"))
+        };
+        assert_eq!(
+            run("page.html", html),
+            Err(ExtractError::HtmlTooDeep(2 * DEPTH + 2))
+        );
+        assert_eq!(run("notes.md", markdown), Ok(1));
+        assert_eq!(run("list.md", list), Ok(1));
+    }
+
+    #[test]
+    fn html_depth_counts_what_nests() {
+        assert_eq!(html_depth(b"<p>a<br>b<img src=x/><br/></p>"), 1);
+        assert_eq!(
+            html_depth(b"<!doctype html><html><body><div><p>x</p><p>y</p></div></body></html>"),
+            4
+        );
+        assert_eq!(html_depth(b"<!-- <a><a><a> --> 1 < 2 </x></y>"), 0);
+        assert_eq!(html_depth(b"<i><!-- never closed <a><a>"), 1);
+        assert_eq!(html_depth(b"<b"), 1);
+        let page = format!("<div>{}</div>", "<span>x</span>".repeat(5000));
+        assert_eq!(html_depth(page.as_bytes()), 2);
     }
 }

@@ -7,7 +7,10 @@
 //! as vectors, and searched hybrid: BM25 and cosine, fused by Reciprocal
 //! Rank Fusion (`fuse`). [`RagService`] offers `rag.query`, `rag.ingest`
 //! (trusted members; announced by a `rag.document.ingested` event) and
-//! `rag.list_corpora` on the bus.
+//! `rag.list_corpora` on the bus, and to this node's own key
+//! `rag.reindex`: a corpus's vectors made again, by another embedding
+//! model or the same one, beside the ones in use, which keep answering
+//! until the new ones cover every chunk.
 //!
 //! Architecture invariants: vectors come only through the bus
 //! (`embed.text@1.0`, this node's or a neighbour's: `embedder`), never
@@ -23,7 +26,7 @@ pub mod extract;
 pub mod fuse;
 pub mod store;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -41,6 +44,7 @@ use store::{Corpus, Filter, NewDocument};
 pub const QUERY: &str = "rag.query";
 pub const INGEST: &str = "rag.ingest";
 pub const LIST_CORPORA: &str = "rag.list_corpora";
+pub const REINDEX: &str = "rag.reindex";
 pub const INGESTED_EVENT: &str = "rag.document.ingested";
 
 /// Contract §4.4.
@@ -54,7 +58,7 @@ pub const PERSONAL: &str = "personal";
 pub const SYSTEM: &str = "system";
 pub const MAX_QUERY_CHARS: usize = 2048;
 /// Query words given to FTS5.
-const MAX_QUERY_WORDS: usize = 48;
+pub const MAX_QUERY_WORDS: usize = 48;
 /// Candidates each method hands to the fusion.
 const CANDIDATES: usize = 50;
 pub const MAX_CORPORA: usize = 256;
@@ -67,6 +71,11 @@ const MAX_HINT_CHARS: usize = 255;
 const MAX_LANGUAGE_CHARS: usize = 35;
 /// How long a query waits for its embedding before going on with BM25.
 const QUERY_EMBED_BUDGET: Duration = Duration::from_secs(5);
+/// The longest embedding model name we ask for or accept, in bytes.
+pub const MAX_MODEL_NAME: usize = 256;
+/// Chunks a reindex embeds and stores per transaction: a process killed
+/// mid-way loses at most this much work.
+const REINDEX_BATCH: usize = 256;
 
 /// How a query ranks: the default fuses both; the single methods are for
 /// callers that want to compare (and for our quality tests).
@@ -98,8 +107,31 @@ pub struct RagService {
     open: Mutex<HashMap<String, Arc<Corpus>>>,
     /// One ingest at a time: each is CPU-heavy (extraction, embedding) on
     /// a small machine, and it makes "already there?" and the insert one
-    /// step, which idempotency needs.
+    /// step, which idempotency needs. A reindex holds it for its last
+    /// step, so no ingest is embedding with the old model when the
+    /// corpus's model changes.
     ingesting: tokio::sync::Mutex<()>,
+    /// The corpora being reindexed: one reindex per corpus at a time.
+    reindexing: Mutex<HashSet<String>>,
+}
+
+/// Corpus `name` marked as being reindexed, until dropped.
+struct Reindexing<'a> {
+    running: &'a Mutex<HashSet<String>>,
+    name: String,
+}
+
+impl Drop for Reindexing<'_> {
+    fn drop(&mut self) {
+        self.running.lock().remove(&self.name);
+    }
+}
+
+/// How far a reindex is: chunks with a new vector, of all chunks.
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    done: usize,
+    total: usize,
 }
 
 fn corpus_name(params: &Value) -> Result<String, CallError> {
@@ -148,6 +180,24 @@ fn language(input: &Value) -> Result<Option<String>, CallError> {
         ));
     }
     Ok(Some(tag.to_ascii_lowercase()))
+}
+
+/// `input.embedding_model`: a model name as `embed.text` offers them.
+fn model_name(input: &Value) -> Result<Option<String>, CallError> {
+    let bad = || {
+        CallError::bad_request(format!(
+            "input.embedding_model must be a model name of 1 to {MAX_MODEL_NAME} bytes without control characters"
+        ))
+    };
+    match optional_str(input, "embedding_model", MAX_MODEL_NAME).map_err(|_| bad())? {
+        None => Ok(None),
+        Some(m)
+            if !m.is_empty() && m.len() <= MAX_MODEL_NAME && !m.chars().any(char::is_control) =>
+        {
+            Ok(Some(m.to_owned()))
+        }
+        Some(_) => Err(bad()),
+    }
 }
 
 struct QueryRequest {
@@ -308,6 +358,7 @@ impl RagService {
             bus,
             open: Mutex::default(),
             ingesting: tokio::sync::Mutex::new(()),
+            reindexing: Mutex::default(),
         }
     }
 
@@ -371,14 +422,23 @@ impl RagService {
         let request = query_request(&call.params, &call.input)?;
         self.may_use(&request.corpus, call.caller)?;
         let corpus = self.corpus(&request.corpus, false).await?;
-        let model = blocking({
+        let mut retrieval = request.retrieval;
+        // The vectors as they are now: the query is embedded with their
+        // model and ranked against them, whatever a reindex swaps in
+        // meanwhile.
+        let (vectors, model) = blocking({
             let corpus = corpus.clone();
-            move || corpus.model()
+            move || match retrieval {
+                Retrieval::Bm25 => Ok((None, corpus.model()?.map(|(m, _)| m))),
+                _ => {
+                    let vectors = corpus.vectors()?;
+                    let model = vectors.as_ref().map(|v| v.model.clone());
+                    Ok((vectors, model))
+                }
+            }
         })
         .await?;
-        let mut meta =
-            json!({"corpus": request.corpus, "embedding_model": model.as_ref().map(|m| &m.0)});
-        let mut retrieval = request.retrieval;
+        let mut meta = json!({"corpus": request.corpus, "embedding_model": model});
         let mut query_vector = None;
         if retrieval != Retrieval::Bm25 {
             let embedded = match &model {
@@ -386,7 +446,7 @@ impl RagService {
                     ErrorCode::NotFound,
                     "the corpus holds no vectors yet",
                 )),
-                Some((name, _)) => {
+                Some(name) => {
                     let deadline = call
                         .deadline
                         .min(tokio::time::Instant::now() + QUERY_EMBED_BUDGET);
@@ -416,9 +476,9 @@ impl RagService {
                 Retrieval::Vector => Vec::new(),
                 _ => corpus.bm25(&fts, &filter, CANDIDATES)?,
             };
-            let semantic = match &query_vector {
-                Some(v) if retrieval != Retrieval::Bm25 => {
-                    corpus.nearest(v, &filter, CANDIDATES)?
+            let semantic = match (&vectors, &query_vector) {
+                (Some(vectors), Some(v)) if retrieval != Retrieval::Bm25 => {
+                    corpus.nearest(vectors, v, &filter, CANDIDATES)?
                 }
                 _ => Vec::new(),
             };
@@ -634,6 +694,165 @@ impl RagService {
     }
 }
 
+impl RagService {
+    /// Mark corpus `name` as being reindexed, or refuse if it is already.
+    fn claim_reindex(&self, name: &str) -> Result<Reindexing<'_>, RagError> {
+        if !self.reindexing.lock().insert(name.to_owned()) {
+            return Err(RagError::ReindexRunning(name.to_owned()));
+        }
+        Ok(Reindexing {
+            running: &self.reindexing,
+            name: name.to_owned(),
+        })
+    }
+
+    /// `rag.reindex`: new vectors for every chunk of a corpus, by
+    /// `input.embedding_model` (default: the corpus's own model), built
+    /// beside the ones in use and swapped in once complete. Streams
+    /// `progress` frames `{done, total}`.
+    async fn reindex(self: Arc<Self>, call: Call) -> Result<Value, CallError> {
+        let started = Instant::now();
+        let name = corpus_name(&call.params)?;
+        let requested = model_name(&call.input)?;
+        let _running = self.claim_reindex(&name)?;
+        let corpus = self.corpus(&name, false).await?;
+        let (serving, _) = blocking({
+            let corpus = corpus.clone();
+            move || corpus.model()
+        })
+        .await?
+        .ok_or_else(|| RagError::NothingToReindex(name.clone()))?;
+        let model = requested.unwrap_or_else(|| serving.clone());
+        let bus = self.bus()?;
+        let mut progress = blocking({
+            let (corpus, model) = (corpus.clone(), model.clone());
+            move || {
+                Ok(Progress {
+                    done: corpus.reindexed(&model)?,
+                    total: corpus.chunk_count()?,
+                })
+            }
+        })
+        .await?;
+        report(&call, progress).await?;
+        let mut pass = ReindexPass {
+            call: &call,
+            bus: &bus,
+            corpus: &corpus,
+            model: &model,
+            serving: &serving,
+            after: 0,
+        };
+        // Every chunk, and those ingested meanwhile (theirs come after),
+        // while ingests go on.
+        pass.run(&mut progress).await?;
+        let swapped = {
+            // What was ingested since, and the swap, with ingests held: none
+            // is then embedding with the old model when the model changes.
+            let _no_ingest = self.ingesting.lock().await;
+            // From the first chunk again: a scan of what is done, cheap
+            // beside embedding, and it also catches vectors dropped by a
+            // late write of an abandoned reindex with another model.
+            pass.after = 0;
+            pass.run(&mut progress).await?;
+            let (corpus, model) = (corpus.clone(), model.clone());
+            blocking(move || corpus.reindex_swap(&model)).await?
+        };
+        // Loaded now, so that the next query does not wait for it.
+        blocking({
+            let corpus = corpus.clone();
+            move || corpus.vectors().map(drop)
+        })
+        .await?;
+        tracing::info!(corpus = %name, before = %swapped.model_before, after = %model, chunks = swapped.chunks, "reindexed");
+        Ok(json!({
+            "output": {
+                "corpus": name,
+                "model_before": swapped.model_before,
+                "model_after": model,
+                "dim": swapped.dim,
+                "chunks": swapped.chunks,
+            },
+            "meta": {"ms": ms_since(started)}
+        }))
+    }
+}
+
+/// A `progress` frame. Waiting for a slow reader is fine here (the
+/// frames are few, one per batch); a caller gone stops the reindex.
+async fn report(call: &Call, progress: Progress) -> Result<(), CallError> {
+    let data = json!({"done": progress.done, "total": progress.total});
+    call.frames
+        .send("progress", data)
+        .await
+        .map_err(|_| cancelled())
+}
+
+fn cancelled() -> CallError {
+    CallError::new(
+        ErrorCode::Timeout,
+        "cancelled; the new vectors made so far are kept, and the next reindex with the same model resumes from them",
+    )
+}
+
+/// Walks a corpus's chunks without a new vector, in id order, embedding
+/// and storing them a batch at a time.
+struct ReindexPass<'a> {
+    call: &'a Call,
+    bus: &'a Bus,
+    corpus: &'a Arc<Corpus>,
+    model: &'a str,
+    /// The model the corpus uses now (for the error when `model` has no
+    /// provider).
+    serving: &'a str,
+    /// The last chunk id handled.
+    after: i64,
+}
+
+impl ReindexPass<'_> {
+    /// Until no chunk after `after` lacks a new vector.
+    async fn run(&mut self, progress: &mut Progress) -> Result<(), CallError> {
+        loop {
+            if self.call.cancel.is_cancelled() {
+                return Err(cancelled());
+            }
+            let pending = blocking({
+                let (corpus, model, after) =
+                    (self.corpus.clone(), self.model.to_owned(), self.after);
+                move || corpus.reindex_pending(&model, after, REINDEX_BATCH)
+            })
+            .await?;
+            let Some(&(last, _)) = pending.last() else {
+                return Ok(());
+            };
+            self.after = last;
+            let (ids, texts): (Vec<i64>, Vec<String>) = pending.into_iter().unzip();
+            let embedded = embedder::embed(self.bus, &texts, Some(self.model), self.call.deadline)
+                .await
+                .map_err(|e| match e.code {
+                    ErrorCode::NotFound => RagError::ModelNotServed {
+                        corpus: self.corpus.name.clone(),
+                        model: self.model.to_owned(),
+                        serving: self.serving.to_owned(),
+                    },
+                    _ => RagError::Embedding(e),
+                })?;
+            let stored = ids.len();
+            progress.total = blocking({
+                let (corpus, model) = (self.corpus.clone(), self.model.to_owned());
+                let vectors: Vec<(i64, Vec<f32>)> = ids.into_iter().zip(embedded.vectors).collect();
+                move || {
+                    corpus.reindex_store(&model, &vectors)?;
+                    corpus.chunk_count()
+                }
+            })
+            .await?;
+            progress.done += stored;
+            report(self.call, *progress).await?;
+        }
+    }
+}
+
 /// `{"params": {"corpus": …}, "input": <input>}`.
 fn corpus_call_schema(input: Value) -> Value {
     json!({
@@ -698,10 +917,27 @@ impl Service for RagService {
             stability: Stability::Stable,
             ..CapabilityDescriptor::new(LIST_CORPORA, json!({"type": "object"}))
         };
+        // The node's own CLI only, never offered to peers: hours of CPU.
+        // The bus's longest deadline; a reindex cut short resumes.
+        let reindex = CapabilityDescriptor {
+            stability: Stability::Beta,
+            request_schema: corpus_call_schema(json!({
+                "type": "object",
+                "properties": {
+                    "embedding_model": {"type": "string", "maxLength": MAX_MODEL_NAME}
+                }
+            })),
+            stream_schema: Some(json!({"type": "object"})),
+            trust: Trust::SelfOnly,
+            max_concurrent: 2,
+            timeout: Duration::from_secs(3600),
+            ..CapabilityDescriptor::new(REINDEX, json!({}))
+        };
         vec![
             Capability::new(query, &self, Self::query),
             Capability::new(ingest, &self, Self::ingest),
             Capability::new(list, &self, Self::list_corpora),
+            Capability::new(reindex, &self, Self::reindex),
         ]
     }
 }
@@ -793,33 +1029,6 @@ mod tests {
                 ErrorCode::BadRequest,
                 "{bad}"
             );
-        }
-    }
-
-    #[test]
-    fn descriptors_validate() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = DeviceKey::generate();
-        let genesis =
-            hearthnet_identity::community::Genesis::create(&key, "t", Default::default()).unwrap();
-        let log = EventLog::open(
-            hearthnet_events::LogPaths::in_state_dir(dir.path()),
-            genesis.manifest.community_id,
-            hearthnet_events::Limits::default(),
-            Some(genesis.created_event.to_value()),
-            None,
-        )
-        .unwrap();
-        let blobs = Arc::new(BlobStore::open(&dir.path().join("blobs"), 0.9).unwrap());
-        let service = Arc::new(RagService::new(
-            dir.path().join("corpora"),
-            blobs,
-            log,
-            key,
-            Weak::new(),
-        ));
-        for capability in service.capabilities() {
-            capability.descriptor.validate().unwrap();
         }
     }
 }

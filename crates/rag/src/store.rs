@@ -2,12 +2,24 @@
 //! documents, chunks, an FTS5 index over the chunks and their vectors
 //! (f32 little-endian, with the model that made them), plus the vectors
 //! in memory for brute-force search. Blocking: call from blocking threads.
+//!
+//! Reindexing (another embedding model, or the same one again) builds a
+//! second set of vectors, `vectors_next`, beside the one queries use, a
+//! transaction per batch, so an interrupted reindex resumes where it
+//! stopped. Once every chunk has a new vector, one transaction swaps the
+//! tables and the corpus's model; until then queries never see the new
+//! vectors.
+//!
+//! Locks, always taken in this order: `inserting`, then `vectors`, then
+//! `conn`; a `Vectors` snapshot's own lock only with none of them or
+//! after `vectors`.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use parking_lot::Mutex;
-use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use parking_lot::{Mutex, RwLock};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 use serde_json::Value;
 
 use crate::chunk::Chunk;
@@ -48,13 +60,16 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
     text, content='chunks', content_rowid='id',
     tokenize='unicode61 remove_diacritics 2'
 );
-CREATE TABLE IF NOT EXISTS vectors (
+";
+
+/// The columns of `vectors`, which queries use, and of `vectors_next`,
+/// which a reindex fills: the same, so that swapping them is a rename.
+const VECTOR_COLUMNS: &str = "(
     chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id),
     model TEXT NOT NULL,
     dim INTEGER NOT NULL,
     vec BLOB NOT NULL
-);
-";
+)";
 
 /// Which documents a query may return (Contract §4.4 `filter`).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -128,12 +143,43 @@ pub struct Stats {
     pub language_majority: Option<String>,
 }
 
+/// What a completed reindex changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Swapped {
+    pub model_before: String,
+    pub dim: usize,
+    pub chunks: usize,
+}
+
+/// The vectors of one model in memory. A query takes this snapshot,
+/// embeds its text with `model` and ranks against it, so a reindex that
+/// swaps in another model meanwhile can never pair a query vector with
+/// vectors of another model.
+pub struct Vectors {
+    pub model: String,
+    index: RwLock<VectorIndex>,
+}
+
+impl Vectors {
+    pub fn len(&self) -> usize {
+        self.index.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 pub struct Corpus {
     pub name: String,
     path: PathBuf,
     conn: Mutex<Connection>,
-    /// Loaded on the first vector search, then kept in step by inserts.
-    vectors: Mutex<Option<VectorIndex>>,
+    /// Loaded on the first vector search, kept in step by inserts, and
+    /// dropped when a reindex swaps in new vectors.
+    vectors: Mutex<Option<Arc<Vectors>>>,
+    /// Makes an insert and its push into the loaded vectors one step, so
+    /// pushes come in the order of the rows (see `VectorIndex::push`).
+    inserting: Mutex<()>,
 }
 
 pub fn path_of(dir: &Path, name: &str) -> PathBuf {
@@ -158,11 +204,17 @@ impl Corpus {
         };
         let conn = Connection::open(&path).map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
+        conn.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS vectors {VECTOR_COLUMNS};
+             CREATE TABLE IF NOT EXISTS vectors_next {VECTOR_COLUMNS};"
+        ))
+        .map_err(db)?;
         Ok(Some(Corpus {
             name: name.to_owned(),
             path,
             conn: Mutex::new(conn),
             vectors: Mutex::new(None),
+            inserting: Mutex::new(()),
         }))
     }
 
@@ -209,6 +261,7 @@ impl Corpus {
         vectors: &[Vec<f32>],
         model: &str,
     ) -> Result<DocRecord, RagError> {
+        let _inserting = self.inserting.lock();
         if let Some(existing) = self.document(doc.doc_cid)? {
             return Ok(existing);
         }
@@ -285,9 +338,8 @@ impl Corpus {
                 fts_row
                     .execute(params![id, chunk.text])
                     .map_err(|e| self.db(e))?;
-                let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
                 vector_row
-                    .execute(params![id, model, dim as i64, bytes])
+                    .execute(params![id, model, dim as i64, to_bytes(vector)])
                     .map_err(|e| self.db(e))?;
                 ids.push(id);
             }
@@ -295,7 +347,10 @@ impl Corpus {
         };
         tx.commit().map_err(|e| self.db(e))?;
         drop(conn);
-        if let Some(index) = self.vectors.lock().as_mut() {
+        if let Some(loaded) = self.vectors.lock().as_ref()
+            && loaded.model == model
+        {
+            let mut index = loaded.index.write();
             for (id, vector) in ids.into_iter().zip(vectors) {
                 index.push(id, doc_id, vector.clone());
             }
@@ -347,13 +402,20 @@ impl Corpus {
         }
         let conn = self.conn.lock();
         let (clause, mut values) = filter.clause();
-        let mut stmt = conn
-            .prepare(&format!(
+        // Every match is scored before the best are taken; unfiltered, no
+        // match needs its chunk row (half the time on 100,000 chunks).
+        let sql = if filter.is_empty() {
+            "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?
+             ORDER BY bm25(chunks_fts), rowid LIMIT ?"
+                .to_owned()
+        } else {
+            format!(
                 "SELECT c.id FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid
                  WHERE chunks_fts MATCH ? AND c.doc_id IN (SELECT id FROM documents WHERE {clause})
                  ORDER BY bm25(chunks_fts), c.id LIMIT ?"
-            ))
-            .map_err(|e| self.db(e))?;
+            )
+        };
+        let mut stmt = conn.prepare(&sql).map_err(|e| self.db(e))?;
         values.insert(0, rusqlite::types::Value::Text(fts.to_owned()));
         values.push(rusqlite::types::Value::Integer(n as i64));
         stmt.query_map(params_from_iter(values), |r| r.get::<_, i64>(0))
@@ -361,28 +423,38 @@ impl Corpus {
             .map_err(|e| self.db(e))
     }
 
-    /// The `n` chunks nearest `query` (of this corpus's model), best first.
-    pub fn nearest(&self, query: &[f32], filter: &Filter, n: usize) -> Result<Vec<i64>, RagError> {
+    /// The vectors queries use now, loaded on the first call; `None`
+    /// before the first document.
+    pub fn vectors(&self) -> Result<Option<Arc<Vectors>>, RagError> {
+        let mut slot = self.vectors.lock();
+        if slot.is_none() {
+            *slot = self.load_vectors()?.map(Arc::new);
+        }
+        Ok(slot.clone())
+    }
+
+    /// The `n` chunks whose vectors in `vectors` are nearest `query` (a
+    /// vector of `vectors.model`), best first.
+    pub fn nearest(
+        &self,
+        vectors: &Vectors,
+        query: &[f32],
+        filter: &Filter,
+        n: usize,
+    ) -> Result<Vec<i64>, RagError> {
         let allowed = {
             let conn = self.conn.lock();
             self.allowed(&conn, filter)?
         };
-        let mut vectors = self.vectors.lock();
-        if vectors.is_none() {
-            *vectors = Some(self.load_vectors()?);
-        }
-        let index = vectors.as_ref().map_or_else(Vec::new, |index| {
-            index.nearest(query, n, |doc| {
-                allowed.as_ref().is_none_or(|a| a.contains(&doc))
-            })
-        });
-        Ok(index)
+        Ok(vectors.index.read().nearest(query, n, |doc| {
+            allowed.as_ref().is_none_or(|a| a.contains(&doc))
+        }))
     }
 
-    fn load_vectors(&self) -> Result<VectorIndex, RagError> {
+    fn load_vectors(&self) -> Result<Option<Vectors>, RagError> {
         let conn = self.conn.lock();
         let Some((model, dim)) = model_of(&conn).map_err(|e| self.db(e))? else {
-            return Ok(VectorIndex::default());
+            return Ok(None);
         };
         let mut index = VectorIndex::new(dim);
         let mut stmt = conn
@@ -392,7 +464,7 @@ impl Corpus {
             )
             .map_err(|e| self.db(e))?;
         let rows = stmt
-            .query_map([model], |r| {
+            .query_map([&model], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, i64>(1)?,
@@ -402,13 +474,161 @@ impl Corpus {
             .map_err(|e| self.db(e))?;
         for row in rows {
             let (id, doc, bytes) = row.map_err(|e| self.db(e))?;
-            let vector = bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            index.push(id, doc, vector);
+            index.push(id, doc, from_bytes(&bytes));
         }
-        Ok(index)
+        Ok(Some(Vectors {
+            model,
+            index: RwLock::new(index),
+        }))
+    }
+
+    /// Chunks in the corpus.
+    pub fn chunk_count(&self) -> Result<usize, RagError> {
+        self.conn
+            .lock()
+            .query_row("SELECT count(*) FROM chunks", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as usize)
+            .map_err(|e| self.db(e))
+    }
+
+    /// Chunks that already have a vector of `model` in the index being
+    /// built (a reindex resumes after them).
+    pub fn reindexed(&self, model: &str) -> Result<usize, RagError> {
+        self.conn
+            .lock()
+            .query_row(
+                "SELECT count(*) FROM vectors_next WHERE model = ?",
+                [model],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as usize)
+            .map_err(|e| self.db(e))
+    }
+
+    /// Up to `n` chunks with ids above `after` that have no vector of
+    /// `model` in the index being built: ids and texts, in id order.
+    /// Chunks ingested while a reindex runs come after the others.
+    pub fn reindex_pending(
+        &self,
+        model: &str,
+        after: i64,
+        n: usize,
+    ) -> Result<Vec<(i64, String)>, RagError> {
+        let conn = self.conn.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT c.id, c.text FROM chunks c WHERE c.id > ?1 AND NOT EXISTS
+                 (SELECT 1 FROM vectors_next n WHERE n.chunk_id = c.id AND n.model = ?2)
+                 ORDER BY c.id LIMIT ?3",
+            )
+            .map_err(|e| self.db(e))?;
+        stmt.query_map(params![after, model, n as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.db(e))
+    }
+
+    /// Store new vectors of `model` for the chunks named, in one
+    /// transaction, in the index being built. Whatever that index holds
+    /// of another model goes first: a reindex with another model starts
+    /// over.
+    pub fn reindex_store(&self, model: &str, vectors: &[(i64, Vec<f32>)]) -> Result<(), RagError> {
+        let Some(dim) = vectors.first().map(|(_, v)| v.len()) else {
+            return Ok(());
+        };
+        let mismatch = |have: usize, got: usize| RagError::ModelMismatch {
+            corpus: self.name.clone(),
+            have: format!("{model} ({have} dimensions)"),
+            got: format!("{model} ({got} dimensions)"),
+        };
+        if let Some((_, v)) = vectors.iter().find(|(_, v)| v.len() != dim) {
+            return Err(mismatch(dim, v.len()));
+        }
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction().map_err(|e| self.db(e))?;
+        tx.execute("DELETE FROM vectors_next WHERE model != ?", [model])
+            .map_err(|e| self.db(e))?;
+        let have: Option<i64> = tx
+            .query_row("SELECT dim FROM vectors_next LIMIT 1", [], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.db(e))?;
+        if let Some(have) = have.filter(|&have| have as usize != dim) {
+            return Err(mismatch(have as usize, dim));
+        }
+        {
+            let mut row = tx
+                .prepare(
+                    "INSERT OR REPLACE INTO vectors_next (chunk_id, model, dim, vec) VALUES (?, ?, ?, ?)",
+                )
+                .map_err(|e| self.db(e))?;
+            for (id, vector) in vectors {
+                row.execute(params![id, model, dim as i64, to_bytes(vector)])
+                    .map_err(|e| self.db(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.db(e))
+    }
+
+    /// Make the index being built the one queries use, with `model` as the
+    /// corpus's model, in one transaction; refused while a chunk has no
+    /// vector of `model` there. The vectors in memory are dropped and load
+    /// again on the next query; a query running now finishes on its
+    /// snapshot of the old ones.
+    pub fn reindex_swap(&self, model: &str) -> Result<Swapped, RagError> {
+        let mut slot = self.vectors.lock();
+        let mut conn = self.conn.lock();
+        let db = |e| self.db(e);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let missing: i64 = tx
+            .query_row(
+                "SELECT count(*) FROM chunks c WHERE NOT EXISTS
+                 (SELECT 1 FROM vectors_next n WHERE n.chunk_id = c.id AND n.model = ?)",
+                [model],
+                |r| r.get(0),
+            )
+            .map_err(db)?;
+        if missing > 0 {
+            return Err(RagError::ReindexIncomplete {
+                corpus: self.name.clone(),
+                missing: missing as usize,
+            });
+        }
+        let (chunks, dim): (i64, Option<i64>) = tx
+            .query_row(
+                "SELECT (SELECT count(*) FROM chunks),
+                        (SELECT dim FROM vectors_next WHERE model = ? LIMIT 1)",
+                [model],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(db)?;
+        let (Some(dim), Some((model_before, _))) = (dim, model_of(&tx).map_err(db)?) else {
+            return Err(RagError::NothingToReindex(self.name.clone()));
+        };
+        tx.execute_batch(&format!(
+            "DROP TABLE vectors;
+             ALTER TABLE vectors_next RENAME TO vectors;
+             CREATE TABLE vectors_next {VECTOR_COLUMNS};"
+        ))
+        .map_err(db)?;
+        // Left-overs of another model, should an earlier reindex have
+        // stopped between its deletion and ours.
+        tx.execute("DELETE FROM vectors WHERE model != ?", [model])
+            .map_err(db)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO corpus_meta (key, value) VALUES ('model', ?1), ('dim', ?2)",
+            params![model, dim],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)?;
+        *slot = None;
+        Ok(Swapped {
+            model_before,
+            dim: dim as usize,
+            chunks: chunks as usize,
+        })
     }
 
     /// The chunks `ids`, in that order (unknown ids left out).
@@ -473,6 +693,17 @@ impl Corpus {
             language_majority,
         })
     }
+}
+
+fn to_bytes(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn from_bytes(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 fn model_of(conn: &Connection) -> Result<Option<(String, usize)>, rusqlite::Error> {
@@ -594,8 +825,11 @@ mod tests {
             .bm25(&fts_query("cafe", 8), &Filter::default(), 5)
             .unwrap();
         assert_eq!(corpus.hits(&cafe).unwrap()[0].page, Some(2));
+        let loaded = corpus.vectors().unwrap().unwrap();
         assert_eq!(
-            corpus.nearest(&[0.1, 1.0], &Filter::default(), 1).unwrap(),
+            corpus
+                .nearest(&loaded, &[0.1, 1.0], &Filter::default(), 1)
+                .unwrap(),
             cafe
         );
 
@@ -626,7 +860,7 @@ mod tests {
             language: Some("de".into()),
             ..Filter::default()
         };
-        let near = corpus.nearest(&[1.0, 0.0], &de, 5).unwrap();
+        let near = corpus.nearest(&loaded, &[1.0, 0.0], &de, 5).unwrap();
         assert_eq!(
             corpus
                 .hits(&near)
@@ -646,12 +880,218 @@ mod tests {
         drop(corpus);
         let reopened = Corpus::open(dir.path(), "c", false).unwrap().unwrap();
         assert_eq!(reopened.model().unwrap(), Some(("m".into(), 2)));
+        let vectors = reopened.vectors().unwrap().unwrap();
+        assert_eq!(vectors.len(), 4);
         assert_eq!(
             reopened
-                .nearest(&[0.1, 1.0], &Filter::default(), 4)
+                .nearest(&vectors, &[0.1, 1.0], &Filter::default(), 4)
                 .unwrap()
                 .len(),
             4
         );
+    }
+
+    /// A corpus of `docs` one-chunk documents with 2-dimensional vectors
+    /// of model `m`.
+    fn corpus_of(dir: &Path, docs: usize) -> Corpus {
+        let corpus = Corpus::open(dir, "c", true).unwrap().unwrap();
+        for i in 0..docs {
+            add(&corpus, i, "m", vec![1.0, i as f32]).unwrap();
+        }
+        corpus
+    }
+
+    fn add(
+        corpus: &Corpus,
+        i: usize,
+        model: &str,
+        vector: Vec<f32>,
+    ) -> Result<DocRecord, RagError> {
+        let meta = json!({});
+        let cid = format!("blake3:{i}");
+        let text = format!("document number {i}");
+        corpus.insert(
+            &doc(&cid, "en", &meta),
+            &[chunk(0, &text)],
+            &[vector],
+            model,
+        )
+    }
+
+    /// New vectors of `model` (3 dimensions, unlike `m`'s 2) for up to `n`
+    /// pending chunks after `after`; the last id stored.
+    fn reindex_some(corpus: &Corpus, model: &str, after: i64, n: usize) -> i64 {
+        let pending = corpus.reindex_pending(model, after, n).unwrap();
+        let vectors: Vec<(i64, Vec<f32>)> = pending
+            .iter()
+            .map(|(id, _)| (*id, vec![0.0, 0.0, *id as f32]))
+            .collect();
+        corpus.reindex_store(model, &vectors).unwrap();
+        pending.last().map_or(after, |(id, _)| *id)
+    }
+
+    fn incomplete(result: Result<Swapped, RagError>) -> usize {
+        match result {
+            Err(RagError::ReindexIncomplete { missing, .. }) => missing,
+            other => panic!("expected a refused swap, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_interrupted_reindex_resumes_where_it_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let corpus = corpus_of(dir.path(), 5);
+        assert_eq!(reindex_some(&corpus, "m2", 0, 2), 2);
+        // Killed here: what was stored is on disk.
+        drop(corpus);
+        let corpus = Corpus::open(dir.path(), "c", false).unwrap().unwrap();
+        assert_eq!(corpus.reindexed("m2").unwrap(), 2);
+        let rest: Vec<i64> = corpus
+            .reindex_pending("m2", 0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(rest, [3, 4, 5]);
+        assert_eq!(
+            corpus.reindex_pending("m2", 0, 1).unwrap()[0].1,
+            "document number 2"
+        );
+        assert_eq!(incomplete(corpus.reindex_swap("m2")), 3);
+        reindex_some(&corpus, "m2", 0, 10);
+        assert_eq!(corpus.reindexed("m2").unwrap(), 5);
+        let swapped = corpus.reindex_swap("m2").unwrap();
+        assert_eq!(
+            swapped,
+            Swapped {
+                model_before: "m".into(),
+                dim: 3,
+                chunks: 5
+            }
+        );
+        assert_eq!(corpus.model().unwrap(), Some(("m2".into(), 3)));
+        assert_eq!(
+            corpus.reindexed("m2").unwrap(),
+            0,
+            "the next index starts empty"
+        );
+        let vectors = corpus.vectors().unwrap().unwrap();
+        assert_eq!((vectors.model.as_str(), vectors.len()), ("m2", 5));
+        assert_eq!(
+            corpus
+                .nearest(&vectors, &[0.0, 0.0, 1.0], &Filter::default(), 1)
+                .unwrap()
+                .len(),
+            1
+        );
+        // And after a restart.
+        drop((vectors, corpus));
+        let corpus = Corpus::open(dir.path(), "c", false).unwrap().unwrap();
+        assert_eq!(corpus.vectors().unwrap().unwrap().len(), 5);
+    }
+
+    #[test]
+    fn the_old_vectors_answer_until_the_swap() {
+        let dir = tempfile::tempdir().unwrap();
+        let corpus = corpus_of(dir.path(), 3);
+        let old = corpus.vectors().unwrap().unwrap();
+        let last = reindex_some(&corpus, "m2", 0, 2);
+        // Queries still get `m` and its vectors, all of them.
+        assert_eq!(corpus.model().unwrap(), Some(("m".into(), 2)));
+        let now = corpus.vectors().unwrap().unwrap();
+        assert!(Arc::ptr_eq(&old, &now));
+        assert_eq!(
+            corpus
+                .nearest(&now, &[1.0, 2.0], &Filter::default(), 3)
+                .unwrap(),
+            [3, 2, 1]
+        );
+        reindex_some(&corpus, "m2", last, 10);
+        corpus.reindex_swap("m2").unwrap();
+        // A query that took the old snapshot finishes on it; the next one
+        // gets the new vectors.
+        assert_eq!(old.model, "m");
+        assert_eq!(
+            corpus
+                .nearest(&old, &[1.0, 2.0], &Filter::default(), 1)
+                .unwrap(),
+            [3]
+        );
+        let new = corpus.vectors().unwrap().unwrap();
+        assert_eq!((new.model.as_str(), new.len()), ("m2", 3));
+        assert!(
+            corpus
+                .nearest(&new, &[1.0, 2.0], &Filter::default(), 1)
+                .unwrap()
+                .is_empty(),
+            "a query vector of the old model matches nothing"
+        );
+    }
+
+    #[test]
+    fn chunks_ingested_during_a_reindex_are_covered_before_the_swap() {
+        let dir = tempfile::tempdir().unwrap();
+        let corpus = corpus_of(dir.path(), 2);
+        let loaded = corpus.vectors().unwrap().unwrap();
+        let last = reindex_some(&corpus, "m2", 0, 10);
+        // Ingested meanwhile, with the model in use: it answers at once.
+        add(&corpus, 7, "m", vec![0.0, 1.0]).unwrap();
+        assert_eq!(loaded.len(), 3);
+        assert_eq!(incomplete(corpus.reindex_swap("m2")), 1);
+        assert_eq!(
+            corpus.reindex_pending("m2", last, 10).unwrap(),
+            [(3, "document number 7".to_owned())]
+        );
+        reindex_some(&corpus, "m2", last, 10);
+        corpus.reindex_swap("m2").unwrap();
+        assert_eq!(corpus.vectors().unwrap().unwrap().len(), 3);
+        // From now on the corpus takes only the new model's vectors.
+        assert!(matches!(
+            add(&corpus, 8, "m", vec![0.0, 1.0]),
+            Err(RagError::ModelMismatch { .. })
+        ));
+        add(&corpus, 8, "m2", vec![0.0, 1.0, 0.0]).unwrap();
+        assert_eq!(corpus.vectors().unwrap().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn a_reindex_with_another_model_starts_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let corpus = corpus_of(dir.path(), 4);
+        reindex_some(&corpus, "m2", 0, 3);
+        assert_eq!(corpus.reindexed("m2").unwrap(), 3);
+        // Asking what m3 lacks changes nothing yet; storing m3 drops m2's.
+        assert_eq!(corpus.reindex_pending("m3", 0, 10).unwrap().len(), 4);
+        assert_eq!(corpus.reindexed("m2").unwrap(), 3);
+        reindex_some(&corpus, "m3", 0, 1);
+        assert_eq!(
+            (
+                corpus.reindexed("m2").unwrap(),
+                corpus.reindexed("m3").unwrap()
+            ),
+            (0, 1)
+        );
+        assert_eq!(incomplete(corpus.reindex_swap("m2")), 4);
+        // One model's vectors have one length.
+        let other_length = corpus.reindex_store("m3", &[(2, vec![1.0; 5])]);
+        assert!(matches!(other_length, Err(RagError::ModelMismatch { .. })));
+        let mixed = corpus.reindex_store("m3", &[(2, vec![1.0; 3]), (3, vec![1.0; 2])]);
+        assert!(matches!(mixed, Err(RagError::ModelMismatch { .. })));
+        assert_eq!(corpus.reindexed("m3").unwrap(), 1);
+        // The same model again rebuilds: a swap to `m` itself.
+        reindex_some(&corpus, "m", 0, 10);
+        let swapped = corpus.reindex_swap("m").unwrap();
+        assert_eq!((swapped.model_before.as_str(), swapped.dim), ("m", 3));
+    }
+
+    #[test]
+    fn an_empty_corpus_has_nothing_to_reindex() {
+        let dir = tempfile::tempdir().unwrap();
+        let corpus = corpus_of(dir.path(), 0);
+        assert!(corpus.reindex_pending("m2", 0, 10).unwrap().is_empty());
+        assert!(matches!(
+            corpus.reindex_swap("m2"),
+            Err(RagError::NothingToReindex(_))
+        ));
     }
 }

@@ -376,7 +376,21 @@ pub async fn read_json(
     limit: usize,
     reservation: &mut BodyReservation,
 ) -> Result<Value, ApiError> {
-    let bytes = tokio::time::timeout(BODY_READ_TIMEOUT, collect(body, limit, reservation))
+    let bytes = read_bytes(body, limit, reservation).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| CallError::bad_request(format!("the body is not JSON: {e}")).into())
+}
+
+/// The bytes of a body of at most `limit` bytes, arriving within
+/// [`BODY_READ_TIMEOUT`], covered by `reservation` as they arrive. The
+/// refusals: `bad_request` over `limit` (or cut off), `capacity_exceeded`
+/// over the budget, `timeout` too slow.
+pub async fn read_bytes(
+    body: Body,
+    limit: usize,
+    reservation: &mut BodyReservation,
+) -> Result<axum::body::Bytes, ApiError> {
+    tokio::time::timeout(BODY_READ_TIMEOUT, collect(body, limit, reservation))
         .await
         .map_err(|_| {
             CallError::new(
@@ -386,9 +400,7 @@ pub async fn read_json(
                     BODY_READ_TIMEOUT.as_secs()
                 ),
             )
-        })??;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| CallError::bad_request(format!("the body is not JSON: {e}")).into())
+        })?
 }
 
 /// The bytes of `body`, refused once more than `limit` or more than

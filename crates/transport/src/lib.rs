@@ -8,8 +8,10 @@
 //!
 //! [`http`] is the typed layer under the endpoints (the error type, the
 //! signed-request extractors, bounded bodies), shaped so that another
-//! surface can reuse it; `routes` is the node's API built on it; the JSON
-//! documents of the peer protocols are `hearthnet_wire::peer`'s.
+//! surface can reuse it; `routes` is the node's API built on it; `openai`
+//! is the OpenAI-compatible gateway that [`local_router`] adds to the
+//! local API (bearer key, OpenAI's documents, calls through the bus); the
+//! JSON documents of the peer protocols are `hearthnet_wire::peer`'s.
 //!
 //! Architecture invariant: this is the only crate that knows HTTP. What a
 //! node *is* (manifests, status, readiness) it asks a [`NodeView`].
@@ -17,6 +19,7 @@
 mod auth;
 pub mod bulk;
 pub mod http;
+mod openai;
 pub mod peer_client;
 mod routes;
 mod server;
@@ -29,7 +32,8 @@ use hearthnet_bus::CallError;
 use hearthnet_wire::peer::{ChunksRequest, EventsReport, Heads, Redeemed};
 use serde_json::Value;
 
-pub use routes::{ApiState, router};
+pub use openai::MAX_BODY_BYTES as GATEWAY_MAX_BODY_BYTES;
+pub use routes::{ApiState, local_router, router};
 pub use server::{
     LOCAL_CONNECTIONS_PER_ADDRESS, Listener, LocalApi, NON_MEMBER_CONNECTIONS,
     NON_MEMBER_CONNECTIONS_PER_ADDRESS, NonMembers, PEER_CONNECTIONS_PER_ADDRESS, PeerIdentity,

@@ -11,8 +11,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hearthnet_base::request;
+use hearthnet_base::request::SessionId;
 use hearthnet_base::{DeviceKey, ErrorCode, NodeId, Timestamp};
 use hearthnet_bus::{Bus, CallError, InboundCall, Version};
+use hearthnet_identity::ApiKeyCheck;
 use hearthnet_observability::metrics::Metrics;
 use hearthnet_wire::local;
 use hearthnet_wire::peer::{
@@ -40,6 +42,9 @@ pub struct ApiState {
     pub max_body_bytes: usize,
     pub sync: Option<Arc<dyn SyncEndpoints>>,
     pub blobs: Option<Arc<dyn BlobEndpoints>>,
+    /// The OpenAI-compatible gateway's key; without one the local API
+    /// has no gateway.
+    pub api_key: Option<Arc<ApiKeyCheck>>,
     pub(crate) auth: Authenticator,
     /// One for the node: both listeners serve this state, and what bodies
     /// in flight cost is the one process's memory.
@@ -65,6 +70,7 @@ impl ApiState {
             max_body_bytes,
             sync: None,
             blobs: None,
+            api_key: None,
             body_budget: BodyBudget::new(
                 http::BODY_BUDGET_BYTES.max(max_body_bytes),
                 http::FREE_BYTES_PER_BODY,
@@ -83,6 +89,13 @@ impl ApiState {
     /// Serve the sync and pub-sub endpoints through `sync`.
     pub fn with_sync(mut self, sync: Arc<dyn SyncEndpoints>) -> Self {
         self.sync = Some(sync);
+        self
+    }
+
+    /// Serve the OpenAI-compatible gateway on the local API
+    /// ([`local_router`]) to clients presenting the key `check` checks.
+    pub fn with_api_key(mut self, check: Arc<ApiKeyCheck>) -> Self {
+        self.api_key = Some(check);
         self
     }
 
@@ -131,8 +144,24 @@ type Shared = State<Arc<ApiState>>;
 /// declared by its handler's extractor (`Unsigned`, `SignedGet<OwnKey>`,
 /// `Signed<T, Invitee>`, `Signed<T, Member, EventsBody>`, …; members and
 /// small bodies by default), and nowhere else. Capability calls take up to
-/// the configured `transport.max_body_bytes`.
+/// the configured `transport.max_body_bytes`. This is the peer port's
+/// router; the local API serves [`local_router`].
 pub fn router(state: Arc<ApiState>) -> Router {
+    finish(endpoints(), state)
+}
+
+/// The local API's router: the endpoints of [`router`] and, when the
+/// state has a key, the OpenAI-compatible gateway ([`crate::openai`]),
+/// which is never served on the peer port.
+pub fn local_router(state: Arc<ApiState>) -> Router {
+    let routes = match state.api_key {
+        Some(_) => endpoints().merge(crate::openai::routes()),
+        None => endpoints(),
+    };
+    finish(routes, state)
+}
+
+fn endpoints() -> Router<Arc<ApiState>> {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -151,14 +180,23 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/local/v1/sync", post(local_sync))
         .route("/onboarding/v1/redeem", post(onboarding_redeem))
         .route(bulk::CHUNKS_PATH, post(blob_chunks))
+}
+
+/// What every request passes around its route: the answers to unknown
+/// paths and methods, and the [`gate`].
+fn finish(routes: Router<Arc<ApiState>>, state: Arc<ApiState>) -> Router {
+    routes
         .method_not_allowed_fallback(wrong_method)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), gate))
         .with_state(state)
 }
 
-async fn not_found(_: Unsigned) -> ApiError {
-    CallError::new(ErrorCode::NotFound, "no such endpoint").into()
+async fn not_found(_: Unsigned, req: Request) -> Response {
+    refusal(
+        &req,
+        CallError::new(ErrorCode::NotFound, "no such endpoint"),
+    )
 }
 
 /// A known path asked with another method. Contract §5.5 maps every error
@@ -166,8 +204,27 @@ async fn not_found(_: Unsigned) -> ApiError {
 /// status (ours take an error answer only with its code's status): an
 /// endpoint is a method and a path, so this is `not_found` with 404, the
 /// answer to a path no route takes. axum's `Allow` header stays.
-async fn wrong_method(_: Unsigned) -> ApiError {
-    CallError::new(ErrorCode::NotFound, "no such endpoint for this method").into()
+async fn wrong_method(_: Unsigned, req: Request) -> Response {
+    refusal(
+        &req,
+        CallError::new(ErrorCode::NotFound, "no such endpoint for this method"),
+    )
+}
+
+/// A refusal made before any route, in the shape the asking surface's
+/// clients read: OpenAI's for the gateway, the contract's elsewhere.
+fn refusal(req: &Request, e: CallError) -> Response {
+    if crate::openai::owns(req.uri().path(), req.extensions()) {
+        if e.code == ErrorCode::NotFound {
+            return crate::openai::GatewayError::no_such_endpoint(format!(
+                "{}: the gateway serves GET /v1/models, POST /v1/chat/completions and POST /v1/embeddings",
+                e.message
+            ))
+            .into_response();
+        }
+        return crate::openai::GatewayError::from(e).into_response();
+    }
+    ApiError::from(e).into_response()
 }
 
 async fn health(State(s): Shared, _: Unsigned) -> Response {
@@ -253,6 +310,7 @@ struct CapabilityCall {
     timeout: Option<Duration>,
     wants_stream: bool,
     target: Option<NodeId>,
+    session: Option<SessionId>,
     /// Held while the handler runs: until the answer, or until a stream
     /// starts.
     reservation: BodyReservation,
@@ -279,6 +337,7 @@ impl FromRequest<Arc<ApiState>> for CapabilityCall {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.contains("text/event-stream")),
             target: target_node(headers)?,
+            session: session(headers)?,
             reservation: signed.reservation,
         })
     }
@@ -297,6 +356,19 @@ fn target_node(headers: &HeaderMap) -> Result<Option<NodeId>, CallError> {
     })
 }
 
+/// Our `X-HearthNet-Session` header, if present.
+fn session(headers: &HeaderMap) -> Result<Option<SessionId>, CallError> {
+    let Some(value) = headers.get(request::SESSION) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| CallError::bad_request("the session header is not text"))?;
+    SessionId::parse(text)
+        .map(Some)
+        .map_err(|e| CallError::bad_request(format!("{}: {e}", request::SESSION)))
+}
+
 async fn bus_call(
     State(s): Shared,
     CapabilityCall {
@@ -305,6 +377,7 @@ async fn bus_call(
         timeout,
         wants_stream,
         target,
+        session,
         reservation: _held,
     }: CapabilityCall,
 ) -> Result<Response, ApiError> {
@@ -324,6 +397,7 @@ async fn bus_call(
         timeout,
         stream: wants_stream,
         target,
+        session,
     };
     let stream = s.bus.call(call)?;
     if stream.is_streaming() {
@@ -439,13 +513,13 @@ fn local_host_refusal(req: &Request) -> Option<Response> {
     if host.is_some_and(|host| names_local_api(host, port)) {
         return None;
     }
-    Some(
-        ApiError::from(CallError::new(
+    Some(refusal(
+        req,
+        CallError::new(
             ErrorCode::Unauthorized,
             "the local API answers only requests addressed to a loopback address or localhost (Host)",
-        ))
-        .into_response(),
-    )
+        ),
+    ))
 }
 
 /// Whether `host` (a `Host` header) is a loopback address or `localhost`,

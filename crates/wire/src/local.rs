@@ -75,8 +75,24 @@ pub struct Status {
     /// The local API's address.
     pub api: SocketAddr,
     pub capabilities: CapabilityNames,
+    /// The AI models this node can reach: its own and its neighbours'.
+    #[serde(default)]
+    pub models: Vec<ModelStatus>,
     /// Calls running on this node now.
     pub in_flight: u32,
+}
+
+/// One model as the bus sees it (from the `params.model` and
+/// `params.models` of the capabilities that serve it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelStatus {
+    pub model: String,
+    /// The capabilities serving it, e.g. `llm.chat`, `embed.text`.
+    pub capabilities: Vec<String>,
+    /// Whether this node serves it itself.
+    pub local: bool,
+    /// How many neighbours serve it.
+    pub neighbours: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -414,6 +430,12 @@ pub mod samples {
                 count: 1,
                 names: vec!["experimental.echo@1.0".into()],
             },
+            models: vec![ModelStatus {
+                model: "smollm2-135m".into(),
+                capabilities: vec!["llm.chat".into(), "llm.complete".into()],
+                local: true,
+                neighbours: 2,
+            }],
             in_flight: 3,
         }
     }

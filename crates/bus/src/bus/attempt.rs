@@ -51,9 +51,9 @@ impl Bus {
             // lengthen it: a slot held for as long as a caller likes is a
             // slot taken from everyone else.
             Some(asked) if entry.node_id == self.node_id => asked.min(declared),
-            // A peer's manifest does not carry its timeouts (the local
-            // descriptor has a default), and the peer clamps the call to
-            // what it declared itself, ending ours with its answer.
+            // The peer clamps the call to what it declared itself (its
+            // manifest says what, see `peer_timeout`), ending ours with
+            // its answer.
             Some(asked) => asked,
             None => declared,
         }

@@ -108,6 +108,8 @@ impl Entry {
             && self.descriptor.version == version
             && self.schema_hash == spec.schema_hash
             && self.descriptor.params == spec.params
+            // A peer that declares nothing keeps the timeout it has.
+            && self.descriptor.timeout == crate::descriptor::peer_timeout(spec, self.descriptor.timeout)
     }
 
     pub(super) fn is_fresh(&self, now: Instant) -> bool {

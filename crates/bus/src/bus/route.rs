@@ -1,8 +1,9 @@
 //! Routing (M03 §5.4–5.5): which provider serves a call. One step each:
 //! the entries the call may reach, those of a matching version, those
 //! whose params fit, those not quarantined, ranked (local first while it
-//! has room, then by score), and the first with capacity left, which is
-//! answered with `capacity_exceeded` rather than queued.
+//! has room, then by score; a conversation's own provider before all),
+//! and the first with capacity left, which is answered with
+//! `capacity_exceeded` rather than queued.
 
 use std::sync::Arc;
 
@@ -32,7 +33,15 @@ impl Bus {
         let fitting = with_params(versioned, req, params)?;
         let healthy = healthy(fitting, req, now)?;
         let ranked = self.rank(healthy);
-        take_capacity(&ranked, req, now)
+        let Some(session) = &req.session else {
+            return take_capacity(&ranked, req, now);
+        };
+        // Lock order: entries, then sessions.
+        let mut sessions = self.sessions.lock();
+        let ranked = sessions.prefer_bound(&req.capability, session, ranked, now);
+        let routed = take_capacity(&ranked, req, now)?;
+        sessions.bind(&req.capability, session, routed.0.node_id, now);
+        Ok(routed)
     }
 
     /// The entries of the capability that this call may reach.
@@ -190,12 +199,15 @@ fn take_capacity(
 mod tests {
     use std::time::Duration;
 
-    use hearthnet_base::{DeviceKey, TrustLevel};
+    use hearthnet_base::{DeviceKey, NodeId, TrustLevel};
 
     use super::*;
+    use crate::bus::BusSettings;
     use crate::bus::testing::{bus_with, call, offer, own_call, peer, remote_spec};
     use crate::descriptor::Trust;
     use crate::version::Version;
+    use hearthnet_base::request::SessionId;
+    use hearthnet_identity::CapabilitySpec;
 
     #[tokio::test(start_paused = true)]
     async fn unknown_versions_and_params_are_not_found() {
@@ -279,6 +291,82 @@ mod tests {
         assert_eq!(traces.len(), 1, "{traces:?}");
         assert!(!traces[0].is_local);
         assert_eq!(provider.served(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_stays_with_its_provider_until_it_cannot_serve() {
+        let (bus, _) = bus_with(2, Trust::Level(TrustLevel::Member));
+        let (a, b) = (
+            DeviceKey::generate().node_id(),
+            DeviceKey::generate().node_id(),
+        );
+        let peers = [(a, peer(true)), (b, peer(true))];
+        for (node, provider) in &peers {
+            offer(&bus, *node, provider);
+        }
+        let served = || peers.iter().map(|(_, p)| p.served()).collect::<Vec<_>>();
+        // Where routing sends a call without a session...
+        bus.call(own_call(&bus)).unwrap().outcome().await.unwrap();
+        let routed = served().iter().position(|n| *n == 1).unwrap();
+        let (usual, other) = (peers[routed].0, peers[1 - routed].0);
+        // ...and a conversation that began on the other provider.
+        let turn = |target: Option<NodeId>| InboundCall {
+            session: Some(SessionId::parse("chat-1").unwrap()),
+            target,
+            ..own_call(&bus)
+        };
+        bus.call(turn(Some(other)))
+            .unwrap()
+            .outcome()
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            bus.call(turn(None)).unwrap().outcome().await.unwrap();
+            bus.call(own_call(&bus)).unwrap().outcome().await.unwrap();
+        }
+        let mut want = [0, 0];
+        want[routed] = 4;
+        want[1 - routed] = 4;
+        assert_eq!(
+            served(),
+            want,
+            "the session's turns all went to its provider"
+        );
+
+        // Its provider leaves: the session moves to the one left, and
+        // stays there when the first comes back.
+        bus.set_remote(other, &[], Duration::from_secs(30), peer(true).handler());
+        bus.call(turn(None)).unwrap().outcome().await.unwrap();
+        want[routed] += 1;
+        offer(&bus, other, &peers[1 - routed].1);
+        bus.call(turn(None)).unwrap().outcome().await.unwrap();
+        want[routed] += 1;
+        assert_eq!(served(), want);
+        assert_eq!(usual, peers[routed].0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_call_waits_as_long_as_the_peer_declares_within_bounds() {
+        let (bus, _) = bus_with(2, Trust::Level(TrustLevel::Member));
+        let timeout_of = |declared: Option<u64>| {
+            let node = DeviceKey::generate().node_id();
+            let spec = CapabilitySpec {
+                timeout_seconds: declared,
+                ..remote_spec()
+            };
+            bus.set_remote(node, &[spec], Duration::from_secs(30), peer(true).handler());
+            let entry = bus
+                .entries
+                .read()
+                .iter()
+                .find(|e| e.node_id == node)
+                .cloned();
+            entry.unwrap().descriptor.timeout
+        };
+        assert_eq!(timeout_of(Some(300)), Duration::from_secs(300));
+        assert_eq!(timeout_of(None), BusSettings::default().default_timeout);
+        assert_eq!(timeout_of(Some(u64::MAX)), Duration::from_secs(3600));
+        assert_eq!(timeout_of(Some(0)), Duration::from_secs(1));
     }
 
     #[tokio::test(start_paused = true)]

@@ -212,6 +212,7 @@ pub(super) fn remote_spec() -> CapabilitySpec {
         schema_hash: "blake3:00".into(),
         params: json!({}),
         max_concurrent: 4,
+        timeout_seconds: None,
     }
 }
 

@@ -33,6 +33,11 @@ pub fn run(config: Option<&Path>, env: &Env, args: CallArgs) -> CliResult {
             .map_err(|e| usage(anyhow!("--node: `{node}` is not a full NodeID: {e}")))?;
         client = client.with_target(node.full());
     }
+    if let Some(session) = args.session {
+        hearthnet_base::request::SessionId::parse(&session)
+            .map_err(|e| usage(anyhow!("--session: {e}")))?;
+        client = client.with_session(session);
+    }
     let reply = client
         .call(&name, &version, &body, args.stream, timeout)
         .map_err(CliError::from_client)?;

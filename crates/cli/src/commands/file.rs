@@ -175,13 +175,6 @@ pub(super) fn streamed<T: DeserializeOwned>(
     input: Value,
     draw: bool,
 ) -> Result<T, CliError> {
-    let reply = client
-        .call(capability, "1.0", &json!({"input": input}), true, None)
-        .map_err(CliError::from_client)?;
-    let frames = match reply {
-        CallReply::Json(v) => return decoded(document, v),
-        CallReply::Stream(frames) => frames,
-    };
     let bar = draw.then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
@@ -193,29 +186,53 @@ pub(super) fn streamed<T: DeserializeOwned>(
         );
         bar
     });
+    let done = stream_call(
+        client,
+        capability,
+        &json!({"input": input}),
+        document,
+        |data| {
+            let p: FileProgress = decoded(names::FILE_PROGRESS, data)?;
+            if let Some(bar) = &bar {
+                bar.set_length(p.total);
+                bar.set_position(p.current);
+                bar.set_message(p.stage);
+            }
+            Ok(())
+        },
+    );
+    if let Some(bar) = &bar {
+        match done {
+            Ok(_) => bar.finish_and_clear(),
+            Err(_) => bar.abandon(),
+        }
+    }
+    done
+}
+
+/// Call a streaming capability with `body`: each `progress` frame's data
+/// goes to `progress`, and the `done` frame's data comes back decoded as
+/// `document`; an `error` frame or a stream cut short is the error.
+pub(super) fn stream_call<T: DeserializeOwned>(
+    client: &LocalClient,
+    capability: &str,
+    body: &Value,
+    document: &'static str,
+    mut progress: impl FnMut(Value) -> Result<(), CliError>,
+) -> Result<T, CliError> {
+    let reply = client
+        .call(capability, "1.0", body, true, None)
+        .map_err(CliError::from_client)?;
+    let frames = match reply {
+        CallReply::Json(v) => return decoded(document, v),
+        CallReply::Stream(frames) => frames,
+    };
     for frame in frames {
         let frame = frame.map_err(CliError::stream_broke)?;
         match frame.event.as_str() {
-            "progress" => {
-                let p: FileProgress = decoded(names::FILE_PROGRESS, frame.data)?;
-                if let Some(bar) = &bar {
-                    bar.set_length(p.total);
-                    bar.set_position(p.current);
-                    bar.set_message(p.stage);
-                }
-            }
-            "done" => {
-                if let Some(bar) = &bar {
-                    bar.finish_and_clear();
-                }
-                return decoded(document, frame.data);
-            }
-            "error" => {
-                if let Some(bar) = &bar {
-                    bar.abandon();
-                }
-                return Err(CliError::from_error_frame(&frame.data));
-            }
+            "progress" => progress(frame.data)?,
+            "done" => return decoded(document, frame.data),
+            "error" => return Err(CliError::from_error_frame(&frame.data)),
             _ => {}
         }
     }

@@ -1,7 +1,8 @@
 //! `hearthnet init` (spec §3.1, M13 create and join flows).
 //!
 //! Order: directories, device key (created only if absent, never
-//! replaced), display name and profile (saved to config.toml at once), then
+//! replaced), display name, profile and the models found installed (saved
+//! to config.toml at once), then
 //! create a community (genesis manifest and event, invite or identity QR)
 //! or join one (show our identity QR, check the invite we are given).
 
@@ -14,6 +15,7 @@ use hearthnet_identity::hardware::{self, HardwareFacts};
 use hearthnet_identity::{CommunityManifest, CommunityPolicy, Genesis, KeyStore};
 use hearthnet_onboarding::{IdentityCard, Qr};
 
+use super::installed_models;
 use crate::cli::InitArgs;
 use crate::exit::{CliError, CliResult, ExitStatus};
 use crate::printer::{self, EMPHASIS};
@@ -44,6 +46,7 @@ pub fn run(config: Option<&Path>, env: &Env, args: InitArgs) -> CliResult {
     let profile = profile(&args, &paths, prompter.as_mut())?;
     loaded.config.identity.display_name = name.clone();
     loaded.config.identity.profile = Some(profile);
+    offer_installed_models(&mut loaded, env, &args, prompter.as_mut())?;
     hearthnet_config::save(&loaded.config, &loaded.path)?;
 
     let join = match prompter.as_mut() {
@@ -60,6 +63,40 @@ pub fn run(config: Option<&Path>, env: &Env, args: InitArgs) -> CliResult {
         return join_community((config, env), &key, &name, &paths, prompter.as_mut());
     }
     create_community(&mut loaded, &paths, &key, &name, prompter.as_mut())
+}
+
+/// Configure the models installed as Python packages, when asked to or
+/// when the user says yes; otherwise say how to.
+fn offer_installed_models(
+    loaded: &mut LoadedConfig,
+    env: &Env,
+    args: &InitArgs,
+    prompter: Option<&mut Prompter<impl std::io::BufRead>>,
+) -> Result<(), CliError> {
+    let found = installed_models::find(env);
+    if found.is_empty() {
+        return Ok(());
+    }
+    for m in &found {
+        printer::status(format!(
+            "found {} for {} at {}",
+            m.model,
+            m.role(),
+            m.path.display()
+        ));
+    }
+    let yes = match prompter {
+        _ if args.use_installed_models => true,
+        Some(p) => p.choose("Serve these models", &["yes", "no"], "yes")? == "yes",
+        None => false,
+    };
+    if yes {
+        installed_models::configure(&mut loaded.config, &found);
+        printer::status("configured them; they load on first use");
+    } else {
+        printer::hint("not configured; README \"Models\" shows the lines for config.toml");
+    }
+    Ok(())
 }
 
 /// The community this node already belongs to. A stored manifest that no

@@ -1,12 +1,14 @@
 //! One module per subcommand; each entry function stays small and
 //! delegates to helpers that tests can call without argument parsing.
 
+mod api_key;
 mod ask;
 mod call;
 mod caps;
 mod doctor;
 mod file;
 mod init;
+mod installed_models;
 mod invite;
 mod log;
 mod node_client;
@@ -51,6 +53,8 @@ pub fn dispatch(cli: Cli) -> CliResult {
         }
         Command::Rag(RagCommand::List(args)) => rag::list(cli.config.as_deref(), &env, args),
         Command::Rag(RagCommand::Ingest(args)) => rag::ingest(cli.config.as_deref(), &env, args),
+        Command::Rag(RagCommand::Reindex(args)) => rag::reindex(cli.config.as_deref(), &env, args),
         Command::Ask(args) => ask::run(cli.config.as_deref(), &env, args),
+        Command::ApiKey(args) => api_key::run(cli.config.as_deref(), &env, args),
     }
 }

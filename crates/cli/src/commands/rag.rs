@@ -1,8 +1,10 @@
-//! `hearthnet rag list|ingest` (M05 through the bus): the node's corpora,
-//! and files put into one. Each file goes into the blob store the way
-//! `hearthnet file add` puts it there, then `rag.ingest` indexes it by its
-//! CID; a file the node cannot read or extract is reported and skipped so
-//! one bad file in a folder does not cost the others.
+//! `hearthnet rag list|ingest|reindex` (M05 through the bus): the node's
+//! corpora, files put into one, and a corpus's vectors made again. Each
+//! file goes into the blob store the way `hearthnet file add` puts it
+//! there, then `rag.ingest` indexes it by its CID; a file the node cannot
+//! read or extract is reported and skipped so one bad file in a folder
+//! does not cost the others. `reindex` is the node's self-only
+//! `rag.reindex`, its progress drawn from the streamed frames.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -18,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::{file, node_client};
-use crate::cli::{JsonArgs, RagIngestArgs};
+use crate::cli::{JsonArgs, RagIngestArgs, RagReindexArgs};
 use crate::exit::{CliError, CliResult, ExitStatus};
 use crate::printer;
 
@@ -48,6 +50,43 @@ struct CorpusList {
 #[derive(Debug, Deserialize)]
 struct Ingested {
     chunks_indexed: u64,
+}
+
+const REINDEXED: &str = "the node's answer to rag.reindex";
+
+/// A `progress` frame of `rag.reindex`: chunks with a new vector, of all.
+#[derive(Debug, Deserialize)]
+struct ReindexProgress {
+    done: u64,
+    total: u64,
+}
+
+#[derive(Debug, Deserialize, serde::Serialize)]
+struct Reindexed {
+    corpus: String,
+    model_before: String,
+    model_after: String,
+    dim: u64,
+    chunks: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReindexMeta {
+    ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReindexAnswer {
+    output: Reindexed,
+    meta: ReindexMeta,
+}
+
+/// What `rag reindex --json` prints.
+#[derive(Debug, serde::Serialize)]
+struct ReindexSummary<'a> {
+    #[serde(flatten)]
+    reindexed: &'a Reindexed,
+    ms: u64,
 }
 
 pub fn list(config: Option<&Path>, env: &Env, args: JsonArgs) -> CliResult {
@@ -205,6 +244,74 @@ pub fn ingest(config: Option<&Path>, env: &Env, args: RagIngestArgs) -> CliResul
     } else {
         ExitStatus::Failure
     })
+}
+
+pub fn reindex(config: Option<&Path>, env: &Env, args: RagReindexArgs) -> CliResult {
+    let corpus = checked_corpus(&args.corpus)?;
+    let client = node_client::connect(config, env)?;
+    let bar = (std::io::stderr().is_terminal() && !args.json).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "[{bar:30}] {pos}/{len} chunks, {per_sec}, eta {eta} [{elapsed}]",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar
+    });
+    let input = match &args.embedding_model {
+        Some(model) => json!({"embedding_model": model}),
+        None => json!({}),
+    };
+    let body = json!({"params": {"corpus": corpus}, "input": input});
+    let answer: Result<ReindexAnswer, CliError> =
+        file::stream_call(&client, "rag.reindex", &body, REINDEXED, |data| {
+            let p: ReindexProgress = file::decoded("a progress frame of rag.reindex", data)?;
+            if let Some(bar) = &bar {
+                bar.set_length(p.total);
+                bar.set_position(p.done);
+            }
+            Ok(())
+        });
+    if let Some(bar) = &bar {
+        match &answer {
+            Ok(_) => bar.finish_and_clear(),
+            Err(_) => bar.abandon(),
+        }
+    }
+    let answer = answer.map_err(|e| match e.status {
+        // Cut short (the deadline, a provider gone): nothing made is lost.
+        ExitStatus::Unavailable => CliError::new(
+            e.status,
+            e.error.context(
+                "the reindex stopped; the corpus keeps its old vectors, and the new ones made so far are kept: run the same command again to resume",
+            ),
+        ),
+        _ => e,
+    })?;
+    let done = &answer.output;
+    if args.json {
+        let summary = ReindexSummary {
+            reindexed: done,
+            ms: answer.meta.ms,
+        };
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        let models = if done.model_before == done.model_after {
+            format!("made again with {}", done.model_after)
+        } else {
+            format!("{} → {}", done.model_before, done.model_after)
+        };
+        printer::status(format!(
+            "reindexed corpus `{}`: {} chunks, {models} ({} dimensions), in {:.1} s",
+            done.corpus,
+            done.chunks,
+            done.dim,
+            answer.meta.ms as f64 / 1000.0
+        ));
+    }
+    Ok(ExitStatus::Success)
 }
 
 /// Store `path` in the blob store, then index it: its CID and chunk count.

@@ -27,7 +27,7 @@ pub fn run(config: Option<&Path>, env: &Env, args: JsonArgs) -> CliResult {
 }
 
 /// The table `status` prints, label and value.
-fn rows(s: &Status) -> [(&'static str, String); 7] {
+fn rows(s: &Status) -> [(&'static str, String); 8] {
     [
         (
             "node",
@@ -55,6 +55,7 @@ fn rows(s: &Status) -> [(&'static str, String); 7] {
                 s.capabilities.names.join(", ")
             ),
         ),
+        ("models", models(s)),
         ("in flight", s.in_flight.to_string()),
         (
             "event log",
@@ -66,6 +67,32 @@ fn rows(s: &Status) -> [(&'static str, String); 7] {
             ),
         ),
     ]
+}
+
+/// `name (capabilities; where)` for each model, or `none`.
+fn models(s: &Status) -> String {
+    if s.models.is_empty() {
+        return "none (configure [embedding] or [[llm.backends]], README \"Models\")".into();
+    }
+    let at = |local: bool, neighbours: usize| match (local, neighbours) {
+        (true, 0) => "here".to_owned(),
+        (true, 1) => "here and 1 neighbour".to_owned(),
+        (true, n) => format!("here and {n} neighbours"),
+        (false, 1) => "1 neighbour".to_owned(),
+        (false, n) => format!("{n} neighbours"),
+    };
+    s.models
+        .iter()
+        .map(|m| {
+            format!(
+                "{} ({}; {})",
+                m.model,
+                m.capabilities.join(", "),
+                at(m.local, m.neighbours)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn human_duration(seconds: u64) -> String {
@@ -90,7 +117,11 @@ mod tests {
             format!("{}  \"Niederrhein\", 7 members", status.community.short_id)
         );
         assert_eq!(rows[3].1, "127.0.0.1:7080");
-        assert_eq!(rows[6].1, "head Lamport 41, 42 events, 1.0 MiB");
+        assert_eq!(
+            rows[5].1,
+            "smollm2-135m (llm.chat, llm.complete; here and 2 neighbours)"
+        );
+        assert_eq!(rows[7].1, "head Lamport 41, 42 events, 1.0 MiB");
     }
 
     #[test]

