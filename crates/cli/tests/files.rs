@@ -686,10 +686,12 @@ fn put_offers_a_blob_to_a_chosen_node_and_wants_a_trusted_caller() {
     a.wait_for_peers(2);
     let b_id = b.key().node_id().full();
     // Verified peers reach the bus a moment after the registry: both
-    // callers below must know B's file.put before asking it.
+    // callers below must know B's file.put before asking it, and B, which
+    // takes the chunks from the restarted founder, its file.read.
     for caller in [a, c] {
         wait_for_offer(caller, "file.put", b);
     }
+    wait_for_offer(b, "file.read", a);
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("flyer");
     write_data(&input, 3 * CHUNK + 1, 8);
