@@ -1,5 +1,5 @@
-//! Generation, whichever engine runs the weights: the prompt fed in
-//! chunks (so cancelling during a long prompt is prompt too), sampling,
+//! Generation, whichever engine runs the weights: the prompt read so that
+//! a cancel during a long one is seen quickly too, sampling,
 //! text released as whole UTF-8 characters, stop tokens and stop
 //! sequences (text that may begin one is held back until it cannot),
 //! `max_tokens`, the context's end, and cancellation between steps.
@@ -8,21 +8,58 @@ use candle_core::{Device, Tensor};
 use candle_transformers::generation::LogitsProcessor;
 use tokenizers::Tokenizer;
 
-/// Most prompt tokens per forward pass while reading the prompt.
+/// Most prompt tokens per forward pass while reading the prompt in slices.
 pub const PREFILL_CHUNK: usize = 64;
-/// How long one forward pass over the prompt should take: a cancel is seen
-/// between passes, so this bounds how late it is seen (half the 200 ms a
-/// cancel may take, the rest a margin for a busy machine). Small passes
-/// waste time: each has a fixed cost (llama.cpp on SmolLM2-135M, one
-/// thread: about 8 ms, then 5.5 ms a token), so passes of about this
-/// length read the prompt at about 90 % of the speed of one whole pass.
+/// How long one forward pass over the prompt should take for an engine
+/// that cannot stop inside a pass: a cancel is seen between passes, so
+/// this bounds how late it is seen (half the 200 ms a cancel may take, the
+/// rest a margin for a busy machine). Small passes waste time: each has a
+/// fixed cost (llama.cpp on SmolLM2-135M, one thread: about 8 ms, then
+/// 5.5 ms a token), so passes of about this length read the prompt at
+/// about 90 % of the speed of one whole pass.
 pub const PREFILL_SLICE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Asked whether the generation was cancelled; engines may ask it from
+/// their own threads in the middle of a forward pass.
+pub type Cancelled<'a> = dyn Fn() -> bool + Sync + 'a;
 
 /// One generation's state in an engine: its own KV cache.
 pub trait Decoder: Send {
     /// Feed `tokens` at `position` (the count fed before); the logits of
     /// the last one.
     fn feed(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>, GenerateError>;
+
+    /// Read the whole `prompt` from position 0: the logits of its last
+    /// token, or `None` once `cancelled` says so. By default in passes of
+    /// about [`PREFILL_SLICE`] with `cancelled` asked between them; an
+    /// engine that can stop inside a pass reads it in one, as fast as the
+    /// engine can.
+    fn prefill(
+        &mut self,
+        prompt: &[u32],
+        cancelled: &Cancelled<'_>,
+    ) -> Result<Option<Vec<f32>>, GenerateError> {
+        let mut logits = Vec::new();
+        let mut fed = 0;
+        let mut chunk = 1;
+        while fed < prompt.len() {
+            if cancelled() {
+                return Ok(None);
+            }
+            let end = (fed + chunk).min(prompt.len());
+            let started = std::time::Instant::now();
+            logits = self.feed(&prompt[fed..end], fed)?;
+            let took = started.elapsed().as_secs_f64().max(1e-6);
+            // The next chunk in proportion to how this pass compared with
+            // the slice. A pass costs a fixed part plus a part per token,
+            // so a chunk that grows this way stays within the slice, and
+            // the chunk settles where a pass takes about the slice.
+            let scaled = (end - fed) as f64 * PREFILL_SLICE.as_secs_f64() / took;
+            chunk = (scaled as usize).clamp(1, PREFILL_CHUNK);
+            fed = end;
+        }
+        Ok(Some(logits))
+    }
 }
 
 /// Weights loaded in memory, ready to start generations.
@@ -98,13 +135,14 @@ pub struct Finished {
 
 /// Generate for `request`. `emit` receives the text as it becomes final
 /// and answers whether anyone still listens; `cancelled` is asked between
-/// forward passes. Blocking: run it off the async runtime.
+/// forward passes (and inside the prompt's, by an engine that can).
+/// Blocking: run it off the async runtime.
 pub fn generate(
     engine: &dyn Engine,
     tokenizer: &Tokenizer,
     stop_ids: &[u32],
     request: &Request<'_>,
-    cancelled: &dyn Fn() -> bool,
+    cancelled: &Cancelled<'_>,
     emit: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Finished, GenerateError> {
     let context = engine.context_length();
@@ -125,25 +163,9 @@ pub fn generate(
     };
 
     let mut decoder = engine.start(prompt.len() + max_tokens)?;
-    let mut logits = Vec::new();
-    let mut fed = 0;
-    let mut chunk = 1;
-    while fed < prompt.len() {
-        if cancelled() {
-            return Ok(finish(text, 0, StopReason::Cancelled));
-        }
-        let end = (fed + chunk).min(prompt.len());
-        let started = std::time::Instant::now();
-        logits = decoder.feed(&prompt[fed..end], fed)?;
-        let took = started.elapsed().as_secs_f64().max(1e-6);
-        // The next chunk in proportion to how this pass compared with the
-        // slice. A pass costs a fixed part plus a part per token, so a
-        // chunk that grows this way stays within the slice, and the
-        // chunk settles where a pass takes about the slice.
-        let scaled = (end - fed) as f64 * PREFILL_SLICE.as_secs_f64() / took;
-        chunk = (scaled as usize).clamp(1, PREFILL_CHUNK);
-        fed = end;
-    }
+    let Some(mut logits) = decoder.prefill(prompt, cancelled)? else {
+        return Ok(finish(text, 0, StopReason::Cancelled));
+    };
     let seed = request.sampling.seed.unwrap_or_else(random_seed);
     let (temperature, top_p) = (request.sampling.temperature, request.sampling.top_p);
     let mut sampler = LogitsProcessor::new(
@@ -310,6 +332,7 @@ impl<'a> StopText<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use tokenizers::models::wordlevel::WordLevel;
 
     /// An engine whose "model" always predicts a fixed script of tokens,
@@ -485,16 +508,13 @@ mod tests {
             ..engine
         };
         // Cancelled during the prompt: nothing is written.
-        let asked = std::cell::Cell::new(0);
+        let asked = AtomicUsize::new(0);
         let during_prompt = generate(
             &engine,
             &tokenizer,
             &[0],
             &request,
-            &|| {
-                asked.set(asked.get() + 1);
-                asked.get() > 1
-            },
+            &|| asked.fetch_add(1, Ordering::SeqCst) >= 1,
             &mut |_| true,
         )
         .unwrap();
@@ -503,15 +523,15 @@ mod tests {
             (StopReason::Cancelled, 0)
         );
         // Cancelled once the first token is out: it is the last.
-        let emitted = std::cell::Cell::new(false);
+        let emitted = AtomicBool::new(false);
         let done = generate(
             &engine,
             &tokenizer,
             &[0],
             &request,
-            &|| emitted.get(),
+            &|| emitted.load(Ordering::SeqCst),
             &mut |_| {
-                emitted.set(true);
+                emitted.store(true, Ordering::SeqCst);
                 true
             },
         )
