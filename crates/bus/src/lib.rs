@@ -9,7 +9,8 @@
 //! request schema the bus enforces before a handler runs) together with the
 //! handler that serves each ([`Capability`]). Our own capabilities can be
 //! withdrawn and restored (emergency mode); every change of the registry is
-//! published locally as a [`RegistryEvent`].
+//! published locally as a [`RegistryEvent`]. [`LoadedOnFirstUse`] holds what a service
+//! loads on its first call (a model), never at start.
 //!
 //! Architecture invariant: the bus knows no wire format and no service's
 //! internals; the transport turns HTTP into [`InboundCall`]s and
@@ -18,6 +19,7 @@
 pub mod bus;
 pub mod descriptor;
 pub mod health;
+pub mod lazy;
 pub mod service;
 pub mod trace;
 pub mod version;
@@ -27,5 +29,6 @@ pub use bus::{
     SESSION_IDLE,
 };
 pub use descriptor::{CapabilityDescriptor, Trust, body_schema};
+pub use lazy::LoadedOnFirstUse;
 pub use service::{Call, CallError, Capability, Frame, FrameSink, Gone, Handler, Item, Service};
 pub use version::Version;

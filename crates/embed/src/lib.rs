@@ -16,10 +16,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hearthnet_base::{ErrorCode, Stability};
-use hearthnet_bus::{Call, CallError, Capability, CapabilityDescriptor, Service};
+use hearthnet_bus::{Call, CallError, Capability, CapabilityDescriptor, LoadedOnFirstUse, Service};
 use hearthnet_observability::doctor::{Check, DoctorContext, Outcome};
 use serde_json::{Value, json};
-use tokio::sync::OnceCell;
 
 pub use model::{EmbedError, LoadError, ModelDir, Pooling, SentenceModel};
 
@@ -37,7 +36,7 @@ pub struct EmbedService {
     /// The name callers ask for in `params.model`.
     name: String,
     dir: ModelDir,
-    model: OnceCell<Arc<SentenceModel>>,
+    model: LoadedOnFirstUse<SentenceModel>,
 }
 
 impl EmbedService {
@@ -48,7 +47,7 @@ impl EmbedService {
         Ok(Self {
             name: name.to_owned(),
             dir: ModelDir::inspect(dir)?,
-            model: OnceCell::new(),
+            model: LoadedOnFirstUse::new(name),
         })
     }
 
@@ -56,28 +55,11 @@ impl EmbedService {
         &self.dir
     }
 
-    async fn loaded(&self) -> Result<Arc<SentenceModel>, CallError> {
-        self.model
-            .get_or_try_init(|| async {
-                let dir = self.dir.clone();
-                let loaded = tokio::task::spawn_blocking(move || dir.load())
-                    .await
-                    .map_err(|e| internal(format!("loading the model stopped: {e}")))?;
-                loaded.map(Arc::new).map_err(|e| {
-                    CallError::new(
-                        ErrorCode::NotImplemented,
-                        format!("the model {} does not load: {e}", self.name),
-                    )
-                })
-            })
-            .await
-            .cloned()
-    }
-
     async fn embed_text(self: Arc<Self>, call: Call) -> Result<Value, CallError> {
         let started = Instant::now();
         let (texts, normalize) = parse(&call.input)?;
-        let model = self.loaded().await?;
+        let dir = self.dir.clone();
+        let model = self.model.get(move || dir.load()).await?;
         let cancel = call.cancel.clone();
         let embedded = tokio::task::spawn_blocking(move || {
             model.embed(&texts, normalize, &|| cancel.is_cancelled())

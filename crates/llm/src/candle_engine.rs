@@ -10,7 +10,7 @@ use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
 use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::quantized_llama::{MAX_SEQ_LEN, ModelWeights};
 
-use crate::generate::{Decoder, Engine, GenerateError};
+use crate::generate::{Cancelled, Decoder, Engine, GenerateError};
 use crate::gguf::{GgufError, GgufModel};
 
 pub struct CandleEngine {
@@ -108,9 +108,15 @@ struct CandleDecoder {
 }
 
 impl Decoder for CandleDecoder {
-    fn feed(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>, GenerateError> {
+    /// A pass runs to its end: candle has no way to stop inside one.
+    fn feed(
+        &mut self,
+        tokens: &[u32],
+        position: usize,
+        _: &Cancelled<'_>,
+    ) -> Result<Option<Vec<f32>>, GenerateError> {
         let input = Tensor::new(tokens, &Device::Cpu)?.unsqueeze(0)?;
         let logits = self.model.forward(&input, position)?;
-        Ok(logits.squeeze(0)?.to_dtype(DType::F32)?.to_vec1()?)
+        Ok(Some(logits.squeeze(0)?.to_dtype(DType::F32)?.to_vec1()?))
     }
 }

@@ -25,9 +25,16 @@ pub type Cancelled<'a> = dyn Fn() -> bool + Sync + 'a;
 
 /// One generation's state in an engine: its own KV cache.
 pub trait Decoder: Send {
-    /// Feed `tokens` at `position` (the count fed before); the logits of
-    /// the last one.
-    fn feed(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>, GenerateError>;
+    /// Feed `tokens` at `position` (the count fed before): the logits of
+    /// the last one, or `None` if `cancelled` said so during the pass (an
+    /// engine that cannot stop inside a pass finishes it and never says
+    /// `None`).
+    fn feed(
+        &mut self,
+        tokens: &[u32],
+        position: usize,
+        cancelled: &Cancelled<'_>,
+    ) -> Result<Option<Vec<f32>>, GenerateError>;
 
     /// Read the whole `prompt` from position 0: the logits of its last
     /// token, or `None` once `cancelled` says so. By default in passes of
@@ -48,7 +55,10 @@ pub trait Decoder: Send {
             }
             let end = (fed + chunk).min(prompt.len());
             let started = std::time::Instant::now();
-            logits = self.feed(&prompt[fed..end], fed)?;
+            let Some(fed_logits) = self.feed(&prompt[fed..end], fed, cancelled)? else {
+                return Ok(None);
+            };
+            logits = fed_logits;
             let took = started.elapsed().as_secs_f64().max(1e-6);
             // The next chunk in proportion to how this pass compared with
             // the slice. A pass costs a fixed part plus a part per token,
@@ -189,7 +199,10 @@ pub fn generate(
             return Ok(finish(text, generated + 1, StopReason::Cancelled));
         }
         if generated + 1 < max_tokens {
-            logits = decoder.feed(&[next], position)?;
+            let Some(next_logits) = decoder.feed(&[next], position, cancelled)? else {
+                return Ok(finish(text, generated + 1, StopReason::Cancelled));
+            };
+            logits = next_logits;
             position += 1;
         }
     }
@@ -366,7 +379,12 @@ mod tests {
     }
 
     impl Decoder for ScriptedDecoder {
-        fn feed(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>, GenerateError> {
+        fn feed(
+            &mut self,
+            tokens: &[u32],
+            position: usize,
+            _: &Cancelled<'_>,
+        ) -> Result<Option<Vec<f32>>, GenerateError> {
             assert_eq!(position, self.fed, "positions follow each other");
             if self.prompt == 0 || tokens.len() > 1 {
                 self.prompt = position + tokens.len();
@@ -376,7 +394,7 @@ mod tests {
             let mut logits = vec![0.0; self.vocab];
             let next = self.script.get(step).copied().unwrap_or(0);
             logits[next as usize] = 10.0;
-            Ok(logits)
+            Ok(Some(logits))
         }
     }
 

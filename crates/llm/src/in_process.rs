@@ -10,10 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hearthnet_base::ErrorCode;
-use hearthnet_bus::CallError;
+use hearthnet_bus::{CallError, LoadedOnFirstUse};
 use hearthnet_config::LlmBackendKind;
 use serde_json::{Map, Value, json};
-use tokio::sync::OnceCell;
 
 use crate::engine;
 use crate::generate::{Engine, Finished, GenerateError, Request, generate};
@@ -29,7 +28,7 @@ pub struct InProcess {
     context_length: usize,
     /// Generations that may run at once (the engine divides the CPUs).
     concurrent: u32,
-    loaded: OnceCell<Arc<Loaded>>,
+    loaded: LoadedOnFirstUse<Loaded>,
 }
 
 struct Loaded {
@@ -56,40 +55,30 @@ impl InProcess {
             path: path.to_owned(),
             context_length: header.context_length,
             concurrent: concurrent.max(1),
-            loaded: OnceCell::new(),
+            loaded: LoadedOnFirstUse::new(name),
         })
     }
 
+    /// The weights, the tokenizer and the chat template, loaded by the
+    /// first call.
     async fn loaded(&self) -> Result<Arc<Loaded>, CallError> {
+        let (path, concurrent) = (self.path.clone(), self.concurrent);
         self.loaded
-            .get_or_try_init(|| async {
-                let (path, concurrent) = (self.path.clone(), self.concurrent);
-                let loaded = tokio::task::spawn_blocking(move || -> Result<Loaded, String> {
-                    let (engine, model) =
-                        engine::load(&path, concurrent).map_err(|e| e.to_string())?;
-                    let template = model
-                        .chat_template
-                        .as_deref()
-                        .map(|t| ChatTemplate::new(t, model.bos.as_deref(), model.eos.as_deref()))
-                        .transpose()
-                        .map_err(|e| e.to_string())?;
-                    Ok(Loaded {
-                        engine,
-                        model,
-                        template,
-                    })
-                })
-                .await
-                .map_err(|e| internal(format!("loading the model stopped: {e}")))?;
-                loaded.map(Arc::new).map_err(|e| {
-                    CallError::new(
-                        ErrorCode::NotImplemented,
-                        format!("the model {} does not load: {e}", self.name),
-                    )
+            .get(move || -> Result<Loaded, String> {
+                let (engine, model) = engine::load(&path, concurrent).map_err(|e| e.to_string())?;
+                let template = model
+                    .chat_template
+                    .as_deref()
+                    .map(|t| ChatTemplate::new(t, model.bos.as_deref(), model.eos.as_deref()))
+                    .transpose()
+                    .map_err(|e| e.to_string())?;
+                Ok(Loaded {
+                    engine,
+                    model,
+                    template,
                 })
             })
             .await
-            .cloned()
     }
 }
 
