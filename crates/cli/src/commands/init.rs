@@ -41,9 +41,17 @@ pub fn run(config: Option<&Path>, env: &Env, args: InitArgs) -> CliResult {
     create_dirs(&loaded, &paths)?;
     let key = load_or_create_key(&paths)?;
 
-    let mut prompter = (!args.non_interactive).then(Prompter::stdin);
-    let name = display_name(&args, prompter.as_mut())?;
-    let profile = profile(&args, &paths, prompter.as_mut())?;
+    // `--join` asks nothing either: it is the headless device's way in.
+    let mut prompter = (!args.non_interactive && args.join.is_none()).then(Prompter::stdin);
+    // A second run (e.g. `init --join <invite>` after `init --join`) keeps
+    // what the first one saved unless told otherwise.
+    let saved = &loaded.config.identity;
+    let saved_name = Some(saved.display_name.clone()).filter(|n| !n.is_empty());
+    let name = display_name(&args, saved_name, prompter.as_mut())?;
+    let profile = match (args.profile, saved.profile, prompter.is_none()) {
+        (None, Some(saved), true) => saved,
+        _ => profile(&args, &paths, prompter.as_mut())?,
+    };
     loaded.config.identity.display_name = name.clone();
     loaded.config.identity.profile = Some(profile);
     offer_installed_models(&mut loaded, env, &args, prompter.as_mut())?;
@@ -57,10 +65,18 @@ pub fn run(config: Option<&Path>, env: &Env, args: InitArgs) -> CliResult {
                 "create",
             )? == "join"
         }
-        None => false,
+        None => args.join.is_some(),
     };
     if join {
-        return join_community((config, env), &key, &name, &paths, prompter.as_mut());
+        let invite = args.join.flatten();
+        return join_community(
+            (config, env),
+            &key,
+            &name,
+            &paths,
+            invite,
+            prompter.as_mut(),
+        );
     }
     create_community(&mut loaded, &paths, &key, &name, prompter.as_mut())
 }
@@ -155,9 +171,14 @@ fn load_or_create_key(paths: &NodePaths) -> Result<DeviceKey, CliError> {
 
 fn display_name(
     args: &InitArgs,
+    saved: Option<String>,
     prompter: Option<&mut Prompter<impl std::io::BufRead>>,
 ) -> Result<String, CliError> {
-    let default = args.name.clone().unwrap_or_else(hardware::host_name);
+    let default = args
+        .name
+        .clone()
+        .or(saved)
+        .unwrap_or_else(hardware::host_name);
     let name = match (prompter, &args.name) {
         (Some(p), None) => p.ask("Display name for this node", &default)?,
         _ => default,
@@ -244,8 +265,30 @@ fn join_community(
     key: &DeviceKey,
     display_name: &str,
     paths: &NodePaths,
+    invite: Option<String>,
     prompter: Option<&mut Prompter<impl std::io::BufRead>>,
 ) -> CliResult {
+    if let Some(text) = invite {
+        return super::invite::redeem_text(config, env, &text);
+    }
+    show_card(key, display_name, paths)?;
+    let Some(p) = prompter else {
+        printer::hint(
+            "once a member has invited this device: `hearthnet init --join <invite>`; \
+             `hearthnet identity` shows the card again",
+        );
+        return Ok(ExitStatus::Success);
+    };
+    let text = p.ask("Paste the invite you received (hearthnet://v1/…)", "")?;
+    super::invite::redeem_text(config, env, &text)
+}
+
+/// This device's identity card, as QR art and text, and saved as a PNG.
+pub(crate) fn show_card(
+    key: &DeviceKey,
+    display_name: &str,
+    paths: &NodePaths,
+) -> Result<(), CliError> {
     let card = IdentityCard {
         node_id_full: key.node_id(),
         display_name: display_name.to_owned(),
@@ -254,12 +297,7 @@ fn join_community(
         &card.encode(),
         &paths.data_dir.join("node-id.png"),
         "show this to a member so they can invite this device",
-    )?;
-    let Some(p) = prompter else {
-        return Err(anyhow!("joining needs an invite; run `hearthnet init` interactively").into());
-    };
-    let text = p.ask("Paste the invite you received (hearthnet://v1/…)", "")?;
-    super::invite::redeem_text(config, env, &text)
+    )
 }
 
 pub(crate) fn show_qr(text: &str, png: &Path, caption: &str) -> Result<(), CliError> {

@@ -7,6 +7,7 @@ mod call;
 mod caps;
 mod doctor;
 mod file;
+mod identity;
 mod init;
 mod installed_models;
 mod invite;
@@ -27,6 +28,7 @@ pub fn dispatch(cli: Cli) -> CliResult {
     match cli.command {
         Command::Init(args) => init::run(cli.config.as_deref(), &env, args),
         Command::Version => version::run(),
+        Command::Identity => identity::run(cli.config.as_deref(), &env),
         Command::Doctor(args) => doctor::run(cli.config.as_deref(), &env, args),
         Command::Run(args) => run::run(cli.config.as_deref(), &env, args),
         Command::Status(args) => status::run(cli.config.as_deref(), &env, args),

@@ -42,6 +42,7 @@ pub fn run(config: Option<&Path>, env: &Env, args: RunArgs) -> CliResult {
             name: None,
             profile: None,
             non_interactive: false,
+            join: None,
             use_installed_models: false,
         };
         let status = super::init::run(config, env, init)?;
