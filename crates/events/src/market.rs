@@ -285,11 +285,45 @@ fn unauthorized(detail: impl Into<String>) -> Reject {
     Reject::new(RejectCode::Unauthorized, detail)
 }
 
+/// Whether `expirer`, at `level`, may expire a post of `author` lapsing at
+/// `expires_at`, for `reason`, at `at`: the author for any reason, a
+/// trusted member or anchor only as `stale`, and only once it has lapsed.
+/// `Err` says why not.
+pub fn may_expire(
+    expirer: &NodeId,
+    level: TrustLevel,
+    author: &NodeId,
+    expires_at: Timestamp,
+    reason: &str,
+    at: Timestamp,
+) -> Result<(), String> {
+    if expirer == author {
+        return Ok(());
+    }
+    if reason != STALE {
+        return Err(
+            "only its author expires a post for this reason; others may only expire a lapsed post as stale"
+                .into(),
+        );
+    }
+    if level < TrustLevel::Trusted {
+        return Err(format!(
+            "{} is {level}; only its author or a trusted member expires a post",
+            expirer.short()
+        ));
+    }
+    if at < expires_at {
+        return Err(format!(
+            "the post lapses at {expires_at}; before then only its author expires it"
+        ));
+    }
+    Ok(())
+}
+
 /// Whether `e` (an update or expiry) may be written by its author, whose
 /// level just before `e` is `level`, of the post `target` (what the log
-/// holds under `data.target_event_id`). Only the author updates a post;
-/// the author expires it for any reason, a trusted member or anchor only
-/// as `stale`, and only once it has lapsed by `e`'s wall clock.
+/// holds under `data.target_event_id`): only the author updates a post,
+/// and [`may_expire`] says who expires it.
 pub fn authorize(e: &Event, level: TrustLevel, target: Option<Target>) -> Result<(), Reject> {
     let named = e.data["target_event_id"].as_str().unwrap_or_default();
     let target = target
@@ -299,30 +333,22 @@ pub fn authorize(e: &Event, level: TrustLevel, target: Option<Target>) -> Result
                 "no post {named:.64} counts before this event; only an existing post is updated or expired"
             ))
         })?;
-    if target.author == e.author {
-        return Ok(());
-    }
     if e.event_type == POST_UPDATED {
-        return Err(unauthorized("only its author updates a post"));
+        return match target.author == e.author {
+            true => Ok(()),
+            false => Err(unauthorized("only its author updates a post")),
+        };
     }
-    if e.data["reason"].as_str() != Some(STALE) {
-        return Err(unauthorized(
-            "only its author expires a post for this reason; others may only expire a lapsed post as stale",
-        ));
-    }
-    if level < TrustLevel::Trusted {
-        return Err(unauthorized(format!(
-            "{} is {level}; only its author or a trusted member expires a post",
-            e.author.short()
-        )));
-    }
-    if e.wall_clock < target.expires_at {
-        return Err(unauthorized(format!(
-            "the post lapses at {}; before then only its author expires it",
-            target.expires_at
-        )));
-    }
-    Ok(())
+    let reason = e.data["reason"].as_str().unwrap_or_default();
+    may_expire(
+        &e.author,
+        level,
+        &target.author,
+        target.expires_at,
+        reason,
+        e.wall_clock,
+    )
+    .map_err(unauthorized)
 }
 
 #[cfg(test)]
