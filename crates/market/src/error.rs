@@ -25,7 +25,7 @@ pub enum MarketError {
         source: rusqlite::Error,
     },
     #[error("cannot create {path}: {source}")]
-    CreateDir {
+    Create {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -41,7 +41,7 @@ impl MarketError {
             MarketError::UnknownPost(_) | MarketError::AlreadyExpired { .. } => ErrorCode::NotFound,
             MarketError::MayNotExpire(_) => ErrorCode::Unauthorized,
             MarketError::Log(e) => e.error_code(),
-            MarketError::Db { .. } | MarketError::CreateDir { .. } | MarketError::Task(_) => {
+            MarketError::Db { .. } | MarketError::Create { .. } | MarketError::Task(_) => {
                 ErrorCode::InternalError
             }
         }

@@ -189,11 +189,15 @@ impl Index {
     /// one that cannot be read, is rebuilt empty (the log refills it).
     pub fn open(path: &Path) -> Result<Self, MarketError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| MarketError::CreateDir {
+            std::fs::create_dir_all(dir).map_err(|source| MarketError::Create {
                 path: dir.to_path_buf(),
                 source,
             })?;
         }
+        create_private(path).map_err(|source| MarketError::Create {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let index = Self {
             conn: Mutex::new(Connection::open(path).map_err(|source| MarketError::Db {
                 path: path.to_path_buf(),
@@ -460,6 +464,22 @@ impl Index {
         let mut stmt = self.db(conn.prepare(&sql))?;
         let rows = self.db(stmt.query_map(params![now, hidden, author.full(), others], post_of))?;
         rows.map(|r| self.db(r)).collect()
+    }
+}
+
+/// Create the database file 0600 if it is missing, before SQLite does it
+/// with the umask's mode (its `-wal` and `-shm` take the database's).
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
