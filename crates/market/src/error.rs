@@ -32,6 +32,8 @@ pub enum MarketError {
     },
     #[error("a blocking task stopped: {0}")]
     Task(String),
+    #[error("the market index is still being built from the event log; try again shortly")]
+    NotReady,
 }
 
 impl MarketError {
@@ -41,6 +43,7 @@ impl MarketError {
             MarketError::UnknownPost(_) | MarketError::AlreadyExpired { .. } => ErrorCode::NotFound,
             MarketError::MayNotExpire(_) => ErrorCode::Unauthorized,
             MarketError::Log(e) => e.error_code(),
+            MarketError::NotReady => ErrorCode::Partition,
             MarketError::Db { .. } | MarketError::Create { .. } | MarketError::Task(_) => {
                 ErrorCode::InternalError
             }
@@ -50,6 +53,10 @@ impl MarketError {
 
 impl From<MarketError> for CallError {
     fn from(e: MarketError) -> Self {
-        CallError::new(e.code(), e.to_string())
+        let error = CallError::new(e.code(), e.to_string());
+        match e {
+            MarketError::NotReady => error.retry_after(1_000),
+            _ => error,
+        }
     }
 }

@@ -483,6 +483,43 @@ fn create_private(path: &Path) -> std::io::Result<()> {
     }
 }
 
+impl Index {
+    /// Drop posts that lapsed before `before` (the log prunes their events
+    /// too), with their tags, text, vectors and expiries; how many went.
+    pub fn forget_lapsed(&self, before: i64) -> Result<usize, MarketError> {
+        let mut conn = self.conn.lock();
+        let tx = self.db(conn.transaction())?;
+        let gone: Vec<(i64, String, String, String, String)> = {
+            let mut stmt = self.db(tx.prepare(
+                "SELECT id, event_id, title, body, tags FROM posts WHERE expires_at < ?1",
+            ))?;
+            let rows = self.db(stmt.query_map(params![before], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            }))?;
+            rows.collect::<rusqlite::Result<_>>()
+                .map_err(|source| MarketError::Db {
+                    path: self.path.clone(),
+                    source,
+                })?
+        };
+        for (id, event_id, title, body, tags) in &gone {
+            let indexed = serde_json::from_str::<Vec<String>>(tags)
+                .unwrap_or_default()
+                .join(" ");
+            self.db(tx.execute(
+                "INSERT INTO posts_fts (posts_fts, rowid, title, body, tags) VALUES ('delete', ?1, ?2, ?3, ?4)",
+                params![id, title, body, indexed],
+            ))?;
+            self.db(tx.execute("DELETE FROM post_tags WHERE post = ?1", params![id]))?;
+            self.db(tx.execute("DELETE FROM vectors WHERE post = ?1", params![id]))?;
+            self.db(tx.execute("DELETE FROM expiries WHERE target = ?1", params![event_id]))?;
+            self.db(tx.execute("DELETE FROM posts WHERE id = ?1", params![id]))?;
+        }
+        self.db(tx.commit())?;
+        Ok(gone.len())
+    }
+}
+
 fn insert_post(tx: &Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
     let data = &e.data;
     let text = |key: &str| data[key].as_str().unwrap_or_default().to_owned();

@@ -25,6 +25,7 @@ use std::path::Path;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use hearthnet_base::constants::EVENT_LOG_RETENTION_DAYS;
 use hearthnet_base::event::Event;
 use hearthnet_base::{DeviceKey, ErrorCode, NodeId, Stability, Timestamp, TrustLevel};
 use hearthnet_bus::{Bus, Call, CallError, Capability, CapabilityDescriptor, Service, Trust};
@@ -88,6 +89,9 @@ pub struct MarketService {
     /// One post or expiry at a time: "already there?" and the append are
     /// one step, which idempotency by `client_id` needs.
     writing: tokio::sync::Mutex<()>,
+    /// True once the index caught up with the log after start-up: before,
+    /// a retried post could miss its first copy, and a list is incomplete.
+    ready: tokio::sync::watch::Sender<bool>,
 }
 
 fn bad(message: impl Into<String>) -> MarketError {
@@ -284,6 +288,7 @@ impl MarketService {
             bus,
             ttl,
             writing: tokio::sync::Mutex::new(()),
+            ready: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -291,6 +296,16 @@ impl MarketService {
         self.bus
             .upgrade()
             .ok_or_else(|| CallError::new(ErrorCode::Partition, "the node is shutting down"))
+    }
+
+    /// Wait, within the call's deadline, until the index has caught up
+    /// with the log since start-up.
+    async fn until_ready(&self, call: &Call) -> Result<(), MarketError> {
+        let mut ready = self.ready.subscribe();
+        match tokio::time::timeout_at(call.deadline, ready.wait_for(|r| *r)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(MarketError::NotReady),
+        }
     }
 
     /// Authors whose posts no longer count: the revoked.
@@ -309,6 +324,7 @@ impl MarketService {
 
     async fn list(self: Arc<Self>, call: Call) -> Result<Value, CallError> {
         let started = Instant::now();
+        self.until_ready(&call).await?;
         let mut filter = list_filter(&call.input)?;
         let limit = count(&call.input, "limit", DEFAULT_LIMIT, MAX_LIMIT)?;
         filter.hidden_authors = self.hidden_authors();
@@ -327,6 +343,7 @@ impl MarketService {
 
     async fn post(self: Arc<Self>, call: Call) -> Result<Value, CallError> {
         let started = Instant::now();
+        self.until_ready(&call).await?;
         let data = post_data(&call.input, self.ttl)?;
         let client_id = data["client_id"].as_str().unwrap_or_default().to_owned();
         let _one_at_a_time = self.writing.lock().await;
@@ -346,6 +363,7 @@ impl MarketService {
 
     async fn expire(self: Arc<Self>, call: Call) -> Result<Value, CallError> {
         let started = Instant::now();
+        self.until_ready(&call).await?;
         let input = &call.input;
         let text = |key: &str| input.get(key).unwrap_or(&Value::Null).clone();
         rules::check_client_id(&text("client_id")).map_err(field)?;
@@ -408,6 +426,7 @@ impl MarketService {
 
     async fn search(self: Arc<Self>, call: Call) -> Result<Value, CallError> {
         let started = Instant::now();
+        self.until_ready(&call).await?;
         let query = call
             .input
             .get("query")
@@ -571,6 +590,7 @@ impl MarketService {
                 })
                 .await?;
             let Some(last) = batch.last().map(|e| e.seq) else {
+                self.ready.send_replace(true);
                 return Ok(());
             };
             let events: Vec<Event> = batch
@@ -585,10 +605,20 @@ impl MarketService {
     }
 
     /// Expire what has lapsed: this node's own posts at once, and, if this
-    /// node is trusted, others' an hour after they lapsed.
+    /// node is trusted, others' an hour after they lapsed; drop from the
+    /// index what lapsed longer ago than the log keeps market events.
     async fn sweep(&self) {
         let me = self.key.node_id();
         let now = Timestamp::now().unix();
+        let index = self.index.clone();
+        let before = now - i64::from(EVENT_LOG_RETENTION_DAYS) * 86_400;
+        match blocking(move || index.forget_lapsed(before)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(posts = n, "long-lapsed posts dropped from the market index"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot drop long-lapsed posts from the market index")
+            }
+        }
         let trusted = self.log.view().level_of(&me) >= TrustLevel::Trusted;
         let others = trusted.then(|| now - SWEEP_GRACE_SECONDS);
         let (index, hidden) = (self.index.clone(), self.hidden_authors());

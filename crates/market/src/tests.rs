@@ -20,11 +20,11 @@ const TTL: Ttl = Ttl {
     max_seconds: 30 * 86_400,
 };
 
-fn node() -> Node {
-    node_with(TTL)
+async fn node() -> Node {
+    node_with(TTL).await
 }
 
-fn node_with(ttl: Ttl) -> Node {
+async fn node_with(ttl: Ttl) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let key = DeviceKey::generate();
     let genesis = Genesis::create(&key, "t", CommunityPolicy::default()).unwrap();
@@ -53,6 +53,7 @@ fn node_with(ttl: Ttl) -> Node {
         .unwrap(),
     );
     bus.register(market.clone()).unwrap();
+    market.catch_up().await.unwrap();
     Node {
         bus,
         log,
@@ -160,7 +161,7 @@ impl Node {
 
 #[tokio::test]
 async fn a_post_is_listed_and_idempotent_by_client_id() {
-    let n = node();
+    let n = node().await;
     let first = n
         .post(
             "c1",
@@ -190,7 +191,7 @@ async fn a_post_is_listed_and_idempotent_by_client_id() {
 
 #[tokio::test]
 async fn bad_posts_are_refused_naming_the_field_and_nothing_is_written() {
-    let n = node();
+    let n = node().await;
     let many_tags: Vec<String> = (0..17).map(|i| format!("t{i}")).collect();
     for (extra, named) in [
         (json!({"title": "x".repeat(201)}), "input.title"),
@@ -228,7 +229,8 @@ async fn a_ttl_over_the_nodes_own_maximum_is_refused() {
     let n = node_with(Ttl {
         default_seconds: 3_600,
         max_seconds: 86_400,
-    });
+    })
+    .await;
     let input = json!({"client_id": "c", "category": "info", "title": "t", "ttl_seconds": 86_401});
     let refused = n.call(POST, input).await.unwrap_err();
     assert_eq!(refused.code, ErrorCode::BadRequest);
@@ -247,7 +249,7 @@ async fn a_ttl_over_the_nodes_own_maximum_is_refused() {
 
 #[tokio::test]
 async fn list_filters_by_category_tags_and_lamport_newest_first() {
-    let n = node();
+    let n = node().await;
     let a = n.post("a", "Kanister", json!({"tags": ["wasser"]})).await;
     n.post(
         "b",
@@ -284,7 +286,7 @@ async fn list_filters_by_category_tags_and_lamport_newest_first() {
 
 #[tokio::test]
 async fn the_author_expires_a_post_once_and_it_is_gone() {
-    let n = node();
+    let n = node().await;
     let post = n.post("p", "Kanister", json!({})).await;
     let expire = |client_id: &str| json!({"client_id": client_id, "event_id": post["event_id"], "reason": "fulfilled"});
     let expired = n.call(EXPIRE, expire("e1")).await.unwrap();
@@ -312,7 +314,7 @@ async fn the_author_expires_a_post_once_and_it_is_gone() {
 
 #[tokio::test]
 async fn anothers_post_is_expired_only_as_stale_once_lapsed() {
-    let n = node();
+    let n = node().await;
     let member = n.member().await;
     let fresh = n.received_post(&member, "frisch", 0, 3_600).await;
     let lapsed = n.received_post(&member, "abgelaufen", 120, 60).await;
@@ -341,7 +343,7 @@ async fn anothers_post_is_expired_only_as_stale_once_lapsed() {
 
 #[tokio::test]
 async fn the_sweeper_expires_lapsed_posts_its_own_at_once_others_after_a_grace() {
-    let n = node();
+    let n = node().await;
     let member = n.member().await;
     let mine = n.received_post(&n.key, "meins", 120, 60).await;
     let theirs_recent = n.received_post(&member, "kürzlich", 120, 60).await;
@@ -374,7 +376,7 @@ async fn the_sweeper_expires_lapsed_posts_its_own_at_once_others_after_a_grace()
 
 #[tokio::test]
 async fn search_without_an_embedding_provider_ranks_by_full_text_and_says_so() {
-    let n = node();
+    let n = node().await;
     n.post(
         "a",
         "Wasserkanister 20 l",
@@ -413,7 +415,7 @@ async fn search_without_an_embedding_provider_ranks_by_full_text_and_says_so() {
 
 #[tokio::test]
 async fn a_lost_index_is_rebuilt_from_the_log() {
-    let n = node();
+    let n = node().await;
     n.post("a", "Kanister", json!({})).await;
     let post = n.post("b", "Brot", json!({})).await;
     n.call(
@@ -450,4 +452,52 @@ fn cosine_is_scale_free_and_zero_for_a_zero_vector() {
     assert!((cosine(&[1.0, 0.0], &[2.0, 0.0]) - 1.0).abs() < 1e-9);
     assert!(cosine(&[1.0, 0.0], &[0.0, 3.0]).abs() < 1e-9);
     assert_eq!(cosine(&[0.0, 0.0], &[1.0, 1.0]), 0.0);
+}
+
+#[tokio::test]
+async fn calls_wait_for_the_index_to_catch_up_and_say_so_when_it_does_not_in_time() {
+    let n = node().await;
+    let fresh = Arc::new(
+        MarketService::new(
+            &n.dir.path().join("fresh"),
+            n.log.clone(),
+            n.key.clone(),
+            Arc::downgrade(&n.bus),
+            TTL,
+        )
+        .unwrap(),
+    );
+    let bus = Bus::new(n.key.node_id(), BusSettings::default(), Arc::default());
+    bus.register(fresh.clone()).unwrap();
+    let call = InboundCall {
+        timeout: Some(Duration::from_millis(200)),
+        ..InboundCall::new(
+            LIST,
+            Version::new(1, 0),
+            json!({"input": {}}),
+            n.key.node_id(),
+            TrustLevel::Anchor,
+        )
+    };
+    let refused = bus.call(call).unwrap().outcome().await.unwrap_err();
+    assert_eq!(refused.code, ErrorCode::Partition, "{refused:?}");
+    assert!(refused.message.contains("still being built"), "{refused:?}");
+}
+
+#[tokio::test]
+async fn long_lapsed_posts_leave_the_index_and_its_text_search() {
+    let n = node().await;
+    n.post("a", "Kanister", json!({})).await;
+    let far = Timestamp::now().unix() + 365 * 86_400;
+    assert_eq!(n.market.index.forget_lapsed(far).unwrap(), 1);
+    n.post("b", "Kanister zwei", json!({})).await;
+    let now = Timestamp::now().unix();
+    let found = n
+        .market
+        .index
+        .full_text("\"Kanister\"", &[], now, 10)
+        .unwrap();
+    let titles: Vec<&str> = found.iter().map(|(p, _)| p.title.as_str()).collect();
+    assert_eq!(titles, ["Kanister zwei"]);
+    assert_eq!(n.market.index.forget_lapsed(now).unwrap(), 0);
 }
