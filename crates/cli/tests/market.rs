@@ -269,4 +269,15 @@ fn bad_input_is_refused_and_posts_survive_a_restart() {
         [id.stdout.trim()],
         "the post survived the restart"
     );
+
+    // For people: a table on stdout, how it ranked on stderr.
+    let table = sb.run(&["market", "ls"], None);
+    assert_eq!(table.code, 0, "{table:?}");
+    assert!(table.stdout.starts_with("EVENT ID"), "{table:?}");
+    assert!(table.stdout.contains(id.stdout.trim()) && table.stdout.contains("Kanister"));
+    let found = sb.run(&["market", "search", "kanister"], None);
+    assert_eq!(found.code, 0, "{found:?}");
+    assert!(found.stdout.contains("Kanister"), "{found:?}");
+    assert!(found.stderr.contains("ranked by the words"), "{found:?}");
+    assert!(found.stderr.contains("hint:"), "{found:?}");
 }
