@@ -584,6 +584,7 @@ impl MarketService {
             let batch = self
                 .log
                 .query(Query {
+                    event_types: vec![POST_CREATED.into(), POST_EXPIRED.into()],
                     after_seq: Some(seq),
                     limit: Some(FOLLOW_BATCH),
                     ..Query::default()
@@ -593,11 +594,7 @@ impl MarketService {
                 self.ready.send_replace(true);
                 return Ok(());
             };
-            let events: Vec<Event> = batch
-                .into_iter()
-                .map(|s| s.event)
-                .filter(|e| e.event_type == POST_CREATED || e.event_type == POST_EXPIRED)
-                .collect();
+            let events: Vec<Event> = batch.into_iter().map(|s| s.event).collect();
             let index = self.index.clone();
             blocking(move || index.apply(&events, Some(last))).await?;
             seq = last;
