@@ -1101,6 +1101,18 @@ mod tests {
     }
 
     #[test]
+    fn a_market_ttl_over_the_contracts_thirty_days_is_refused() {
+        let msg = parse_text("[market]\nmax_ttl_seconds = 2592001\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("`market.max_ttl_seconds` = 2592001") && msg.contains("30 days"),
+            "{msg}"
+        );
+        assert!(parse_text("[market]\nmax_ttl_seconds = 2592000\n").is_ok());
+    }
+
+    #[test]
     fn addresses_and_durations_are_parsed_once_into_their_types() {
         let c = parse_text(
             "[transport]\napi_host = \"::1\"\npeer_host = \"192.168.1.20\"\nrequest_skew_seconds = 90\n\
