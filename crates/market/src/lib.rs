@@ -127,7 +127,7 @@ fn count(input: &Value, key: &str, default: usize, max: usize) -> Result<usize, 
 }
 
 /// A new post's data from `market.post`'s input: checked by the log's own
-/// rules, tags trimmed, lower-cased and deduplicated, the TTL defaulted.
+/// rules, tags lower-cased and deduplicated, the TTL defaulted.
 fn post_data(input: &Value, ttl: Ttl) -> Result<Map<String, Value>, MarketError> {
     let Some(fields) = input.as_object() else {
         return Err(bad("input must be an object"));
@@ -201,7 +201,8 @@ fn list_filter(input: &Value) -> Result<Filter, MarketError> {
     Ok(filter)
 }
 
-/// The node's own call, made through the bus like any service's.
+/// A stable marketplace capability; the self-only ones write this node's
+/// events, so their answers are signed (`mutating`).
 fn descriptor(name: &str, input: Value, trust: Trust, timeout: u64) -> CapabilityDescriptor {
     CapabilityDescriptor {
         stability: Stability::Stable,
@@ -314,11 +315,15 @@ impl MarketService {
     }
 
     /// Write `data` as an event of this node's and take it into the index
-    /// at once, so the next call sees it.
+    /// at once, so the next call sees it. Once the log holds the event the
+    /// write succeeded: an index that fails to take it gets it from the
+    /// follower.
     async fn write(&self, event_type: &str, data: Value) -> Result<Event, MarketError> {
         let event = self.log.append_local(event_type, data, &self.key).await?;
         let (index, written) = (self.index.clone(), event.clone());
-        blocking(move || index.apply(&[written], None)).await?;
+        if let Err(e) = blocking(move || index.apply(&[written], None)).await {
+            tracing::warn!(event_id = %event.event_id, error = %e, "the market index missed an event of ours; the follower will take it in");
+        }
         Ok(event)
     }
 
