@@ -57,6 +57,9 @@ pub enum Command {
     Rag(RagCommand),
     /// Answer a question from a corpus with a community model, citing the sources.
     Ask(AskArgs),
+    /// The community's marketplace: post offers and requests, list, search, expire them.
+    #[command(subcommand)]
+    Market(MarketCommand),
     /// Print the key of the OpenAI-compatible gateway (`/v1` on the local
     /// API), made on first use.
     ApiKey(ApiKeyArgs),
@@ -106,6 +109,107 @@ pub struct RagIngestArgs {
     #[arg(long, value_name = "NAME")]
     pub corpus: String,
     /// Print one JSON object a file instead of lines for people.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MarketCommand {
+    /// Post an offer, request, information or emergency to the community;
+    /// prints the post's event id.
+    Post(MarketPostArgs),
+    /// List the current posts, newest first.
+    Ls(MarketLsArgs),
+    /// Find posts by meaning (through an embedding model in reach) or, when
+    /// none is, by their words.
+    Search(MarketSearchArgs),
+    /// Take a post down: your own for any reason, another's only once it
+    /// lapsed and only if you are trusted.
+    Expire(MarketExpireArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum MarketCategory {
+    Offer,
+    Request,
+    Info,
+    Emergency,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExpiryReason {
+    Fulfilled,
+    Withdrawn,
+    UserRequest,
+    Stale,
+}
+
+#[derive(Debug, Args)]
+pub struct MarketPostArgs {
+    /// A one-line title.
+    pub title: String,
+    /// The text of the post.
+    #[arg(long, default_value = "")]
+    pub body: String,
+    #[arg(long, value_enum, default_value = "offer")]
+    pub category: MarketCategory,
+    /// A tag (repeat for several).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Where: latitude and longitude in degrees, and a label (`51.5,6.2,Issum`).
+    #[arg(long, value_name = "LAT,LNG[,LABEL]")]
+    pub location: Option<String>,
+    /// How long the post stays up: seconds, or with a unit (`12h`, `3d`); at
+    /// most 30 days (default: the node's, 7 days).
+    #[arg(long, value_name = "DURATION")]
+    pub ttl: Option<String>,
+    /// The id that makes a retried post the same post (default: a new one).
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+    /// Print the answer as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MarketLsArgs {
+    #[arg(long, value_enum)]
+    pub category: Option<MarketCategory>,
+    /// Only posts with this tag (repeat: with every one of them).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Only posts written after this Lamport value.
+    #[arg(long, value_name = "LAMPORT")]
+    pub since_lamport: Option<u64>,
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=500))]
+    pub limit: u16,
+    /// Print the posts as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MarketSearchArgs {
+    /// What you are looking for, in your own words.
+    pub query: String,
+    /// How many posts to show.
+    #[arg(short, long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u8).range(1..=50))]
+    pub k: u8,
+    /// Print the answer as JSON (the posts and how they were ranked).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MarketExpireArgs {
+    /// The post's event id (as `market ls` shows it).
+    pub event_id: String,
+    #[arg(long, value_enum, default_value = "withdrawn")]
+    pub reason: ExpiryReason,
+    /// The id that makes a retried expiry the same one (default: a new one).
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+    /// Print the answer as one JSON object.
     #[arg(long)]
     pub json: bool,
 }

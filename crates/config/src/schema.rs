@@ -884,10 +884,13 @@ fn validate(c: &Config) -> Vec<Problem> {
     for (i, b) in c.llm.backends.iter().enumerate() {
         validate_llm_backend(&mut out, &format!("llm.backends[{i}]"), b);
     }
-    if c.market.max_ttl_seconds == 0 {
+    // Contract §4.12: a post lasts at most 30 days, and every node's log
+    // refuses a longer one.
+    const MARKET_TTL_CEILING: u64 = 30 * 86_400;
+    if c.market.max_ttl_seconds == 0 || c.market.max_ttl_seconds > MARKET_TTL_CEILING {
         out.push(problem(
             "market.max_ttl_seconds",
-            "a positive number of seconds",
+            format!("a positive number of seconds, at most {MARKET_TTL_CEILING} (30 days)"),
         ));
     }
     if c.market.default_ttl_seconds == 0 || c.market.default_ttl_seconds > c.market.max_ttl_seconds
@@ -1095,6 +1098,18 @@ mod tests {
             msg.contains("`observability.log_level` = \"loud\"") && msg.contains("info"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn a_market_ttl_over_the_contracts_thirty_days_is_refused() {
+        let msg = parse_text("[market]\nmax_ttl_seconds = 2592001\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("`market.max_ttl_seconds` = 2592001") && msg.contains("30 days"),
+            "{msg}"
+        );
+        assert!(parse_text("[market]\nmax_ttl_seconds = 2592000\n").is_ok());
     }
 
     #[test]

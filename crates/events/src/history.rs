@@ -17,13 +17,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use hearthnet_base::NodeId;
 use hearthnet_base::event::Event;
-use rusqlite::{Connection, params};
+use hearthnet_base::{NodeId, Timestamp};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
-use crate::Reject;
 use crate::view::{CommunityView, Cutoff, Cutoffs, Position};
+use crate::{Reject, market};
 
 /// A checkpoint of the view every this many counted events.
 const CHECKPOINT_EVERY: u64 = 1024;
@@ -169,6 +169,9 @@ impl History {
         )?;
         let mut rows = stmt.query(params![lamport, id, mode == Mode::Judge])?;
         let mut flips: Vec<(String, bool)> = Vec::new();
+        // Verdicts on posts met in this fold, for the updates and expiries
+        // after them (the table's `held` is brought up to date only below).
+        let mut posts: HashMap<String, bool> = HashMap::new();
         while let Some(row) = rows.next()? {
             let event_id: String = row.get(0)?;
             let held: bool = row.get(2)?;
@@ -192,7 +195,14 @@ impl History {
             let bytes: Vec<u8> = row.get(1)?;
             let event = serde_json::from_slice::<Event>(&bytes);
             let verdict = match (&event, mode) {
-                (Ok(e), Mode::Judge) => view.authorize(e, &self.cutoffs).err(),
+                (Ok(e), Mode::Judge) => match view.authorize(e, &self.cutoffs) {
+                    Ok(()) if market::names_a_post(&e.event_type) => {
+                        let named = e.data["target_event_id"].as_str().unwrap_or_default();
+                        let target = market_target(conn, named, &posts)?;
+                        market::authorize(e, view.level_of(&e.author), target).err()
+                    }
+                    judged => judged.err(),
+                },
                 (Ok(_), Mode::Trust) => None,
                 (Err(e), _) => Some(Reject::new(
                     crate::RejectCode::Malformed,
@@ -200,6 +210,11 @@ impl History {
                 )),
             };
             let counts = verdict.is_none();
+            if let Ok(e) = &event
+                && e.event_type == market::POST_CREATED
+            {
+                posts.insert(event_id.clone(), counts);
+            }
             if let (Ok(e), true) = (&event, counts) {
                 view.apply(e);
                 self.checkpoint(&view);
@@ -239,6 +254,53 @@ impl History {
         self.view = view;
         Ok(())
     }
+}
+
+/// The post stored under `event_id`, for judging an update or expiry of
+/// it: whether it counts is this fold's verdict if the fold met it, else
+/// the stored one (a post pruned to its tombstone counted).
+fn market_target(
+    conn: &Connection,
+    event_id: &str,
+    judged: &HashMap<String, bool>,
+) -> rusqlite::Result<Option<market::Target>> {
+    let row = conn
+        .prepare_cached(
+            "SELECT event_type, author, lamport, wall_clock, held, envelope FROM events WHERE event_id = ?1",
+        )?
+        .query_row(params![event_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, Vec<u8>>(5)?,
+            ))
+        })
+        .optional()?;
+    let Some((event_type, author, lamport, wall_clock, held, envelope)) = row else {
+        return Ok(None);
+    };
+    let (Ok(author), Ok(wall_clock)) = (NodeId::parse(&author), Timestamp::parse(&wall_clock))
+    else {
+        return Ok(None);
+    };
+    let ttl = serde_json::from_slice::<Value>(&envelope)
+        .ok()
+        .and_then(|v| v["data"]["ttl_seconds"].as_u64())
+        .unwrap_or(market::MAX_TTL_SECONDS)
+        .min(market::MAX_TTL_SECONDS);
+    Ok(Some(market::Target {
+        event_type,
+        author,
+        position: Position {
+            lamport: lamport as u64,
+            event_id: event_id.to_owned(),
+        },
+        expires_at: wall_clock.plus_seconds(ttl as i64),
+        counts: judged.get(event_id).copied().unwrap_or(held != 1),
+    }))
 }
 
 /// Whether an event of `author` could count after `view`: only a member's

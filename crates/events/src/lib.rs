@@ -13,6 +13,7 @@
 mod history;
 mod limits;
 pub mod log;
+pub mod market;
 mod reject;
 pub mod snapshot;
 pub mod sync;

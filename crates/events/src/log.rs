@@ -487,7 +487,7 @@ const MIGRATIONS: [(&str, &str); 2] = [
 
 /// The revision of the membership rules: a log judged under another one is
 /// judged again, whole, when opened.
-pub(crate) const RULES_REVISION: &str = "2";
+pub(crate) const RULES_REVISION: &str = "3";
 
 /// Events stored but judged out, at most: beyond, such events are refused
 /// outright (and may come back by sync once they count elsewhere).

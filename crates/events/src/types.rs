@@ -229,7 +229,7 @@ pub fn check_data(event_type: &str, data: &Value) -> Result<(), String> {
             return Err(format!("data.{name} is not a valid {kind:?}"));
         }
     }
-    Ok(())
+    crate::market::check_data(event_type, obj)
 }
 
 /// What a pub-sub topic delivers: events of some types, for a

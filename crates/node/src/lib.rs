@@ -67,6 +67,8 @@ pub enum NodeError {
     Tls(#[from] hearthnet_transport::tls::TlsError),
     #[error(transparent)]
     Register(#[from] hearthnet_bus::RegisterError),
+    #[error(transparent)]
+    Market(#[from] hearthnet_market::MarketError),
     #[error("{context}: {source}")]
     Io {
         context: String,

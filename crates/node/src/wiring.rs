@@ -331,6 +331,21 @@ fn register_services(
             endpoints: view::peer_endpoints(net.peer_addr, config.transport.allow_plain_http),
         }),
     )?;
+    if config.market.enabled {
+        let ttl = hearthnet_market::Ttl {
+            default_seconds: config.market.default_ttl_seconds,
+            max_seconds: config.market.max_ttl_seconds,
+        };
+        let market = Arc::new(hearthnet_market::MarketService::new(
+            &b.state_dir,
+            log.clone(),
+            key.clone(),
+            Arc::downgrade(bus),
+            ttl,
+        )?);
+        tasks.spawn(market.run(stop.clone()));
+        register(bus, market)?;
+    }
     #[cfg(feature = "embed")]
     if let Some(embedding) = embedding_service(config) {
         register(bus, embedding)?;

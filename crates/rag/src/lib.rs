@@ -20,7 +20,7 @@
 //! is read-only. Every input is bounded before work is done.
 
 pub mod chunk;
-mod embedder;
+pub mod embedder;
 pub mod error;
 pub mod extract;
 pub mod fuse;

@@ -12,6 +12,7 @@ mod init;
 mod installed_models;
 mod invite;
 mod log;
+mod market;
 mod node_client;
 mod rag;
 mod run;
@@ -20,7 +21,9 @@ mod sync;
 mod trace;
 mod version;
 
-use crate::cli::{Cli, Command, FileCommand, InviteCommand, RagCommand, TraceCommand};
+use crate::cli::{
+    Cli, Command, FileCommand, InviteCommand, MarketCommand, RagCommand, TraceCommand,
+};
 use crate::exit::CliResult;
 
 pub fn dispatch(cli: Cli) -> CliResult {
@@ -57,6 +60,15 @@ pub fn dispatch(cli: Cli) -> CliResult {
         Command::Rag(RagCommand::Ingest(args)) => rag::ingest(cli.config.as_deref(), &env, args),
         Command::Rag(RagCommand::Reindex(args)) => rag::reindex(cli.config.as_deref(), &env, args),
         Command::Ask(args) => ask::run(cli.config.as_deref(), &env, args),
+        Command::Market(command) => {
+            let config = cli.config.as_deref();
+            match command {
+                MarketCommand::Post(args) => market::post(config, &env, args),
+                MarketCommand::Ls(args) => market::ls(config, &env, args),
+                MarketCommand::Search(args) => market::search(config, &env, args),
+                MarketCommand::Expire(args) => market::expire(config, &env, args),
+            }
+        }
         Command::ApiKey(args) => api_key::run(cli.config.as_deref(), &env, args),
     }
 }
