@@ -20,7 +20,7 @@ run_one() {
     local home
     home=$(mktemp -d)
     HOME=$home "$bin" init --non-interactive --name bench >/dev/null 2>&1
-    HOME=$home HEARTHNET_DISCOVERY_MDNS_ENABLED=false HEARTHNET_DISCOVERY_UDP_ENABLED=false \
+    HOME=$home HEARTHNET_DISCOVERY_MDNS_ENABLED=false HEARTHNET_DISCOVERY_UDP_ENABLED=false HEARTHNET_EMERGENCY_ENABLED=false \
         HEARTHNET_TRANSPORT_API_PORT=0 HEARTHNET_TRANSPORT_PEER_PORT=0 \
         HEARTHNET_TRANSPORT_PEER_HOST=127.0.0.1 HEARTHNET_OBSERVABILITY_LOG_LEVEL=warn \
         "$bin" run --no-ui >/dev/null 2>&1 &

@@ -37,7 +37,7 @@ lan_env=(HEARTHNET_TRANSPORT_PEER_HOST=0.0.0.0 HEARTHNET_DISCOVERY_STATIC_PEERS=
 
 # A community: the founder on host 0 invites hosts 1 and 2.
 hn 0 "$bin" init --non-interactive --name founder >/dev/null 2>&1
-start 0 HEARTHNET_TRANSPORT_PEER_HOST=0.0.0.0 HEARTHNET_DISCOVERY_MDNS_ENABLED=false HEARTHNET_DISCOVERY_UDP_ENABLED=false
+start 0 HEARTHNET_TRANSPORT_PEER_HOST=0.0.0.0 HEARTHNET_DISCOVERY_MDNS_ENABLED=false HEARTHNET_DISCOVERY_UDP_ENABLED=false HEARTHNET_EMERGENCY_ENABLED=false
 until hn 0 "$bin" status >/dev/null 2>&1; do sleep 0.05; done
 for i in 1 2; do
   card=$(printf 'member%s\n\njoin\n' "$i" | hn $i "$bin" init 2>/dev/null | grep -o 'hearthnet-id://[^ ]*' | head -1 || true)

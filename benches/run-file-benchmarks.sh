@@ -20,7 +20,7 @@ cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; w
 trap cleanup EXIT
 size_mib=${SIZE_MIB:-1024}
 rounds=${ROUNDS:-3}
-quiet=(HEARTHNET_DISCOVERY_MDNS_ENABLED=false HEARTHNET_DISCOVERY_UDP_ENABLED=false
+quiet=(HEARTHNET_DISCOVERY_MDNS_ENABLED=false HEARTHNET_DISCOVERY_UDP_ENABLED=false HEARTHNET_EMERGENCY_ENABLED=false
        HEARTHNET_TRANSPORT_API_PORT=0 HEARTHNET_TRANSPORT_PEER_PORT=0 HEARTHNET_TRANSPORT_PEER_HOST=127.0.0.1
        HEARTHNET_OBSERVABILITY_LOG_LEVEL=warn)
 hn() { local who=$1; shift; env HOME="$work/$who" "${quiet[@]}" "$bin" "$@"; }

@@ -12,7 +12,7 @@ bin=$PWD/target/release/hearthnet
 export HOME=$(mktemp -d)
 trap 'kill $node 2>/dev/null || true; rm -rf "$HOME"' EXIT
 HEARTHNET_MODELS_PATH=$models "$bin" init --non-interactive --use-installed-models --name bench >/dev/null 2>&1
-export HEARTHNET_DISCOVERY_MDNS_ENABLED=false HEARTHNET_DISCOVERY_UDP_ENABLED=false \
+export HEARTHNET_DISCOVERY_MDNS_ENABLED=false HEARTHNET_DISCOVERY_UDP_ENABLED=false HEARTHNET_EMERGENCY_ENABLED=false \
     HEARTHNET_TRANSPORT_API_PORT=0 HEARTHNET_TRANSPORT_PEER_PORT=0 HEARTHNET_TRANSPORT_PEER_HOST=127.0.0.1
 "$bin" run --no-ui >/dev/null 2>&1 &
 node=$!

@@ -119,6 +119,7 @@ impl Home {
             // Tests and benchmarks never announce on the host's real network;
             // discovery is tested inside network namespaces (tests/discovery.rs).
             .env("HEARTHNET_DISCOVERY_MDNS_ENABLED", "false")
+            .env("HEARTHNET_EMERGENCY_ENABLED", "false")
             .env("HEARTHNET_DISCOVERY_UDP_ENABLED", "false")
             .env("HEARTHNET_OBSERVABILITY_LOG_LEVEL", "warn");
         c

@@ -440,17 +440,40 @@ impl Default for ChatConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct EmergencyConfig {
     pub enabled: bool,
-    /// Hosts probed to tell whether the internet is reachable.
+    /// What is probed to tell whether the internet is reachable: `host`,
+    /// `host:port` or an http(s) URL; a TCP connection is the evidence.
     pub probe_targets: Vec<String>,
+    /// Between rounds of probes while online.
+    #[serde(rename = "probe_interval_seconds", with = "values::seconds")]
+    pub probe_interval: Duration,
+    /// Between rounds while degraded or offline.
+    #[serde(rename = "offline_probe_interval_seconds", with = "values::seconds")]
+    pub offline_probe_interval: Duration,
+    #[serde(rename = "probe_timeout_seconds", with = "values::seconds")]
+    pub probe_timeout: Duration,
+    /// How long enough probes must fail before the node counts as offline.
+    #[serde(rename = "offline_after_seconds", with = "values::seconds")]
+    pub offline_after: Duration,
+    /// How long every probe must pass before the node counts as online.
+    #[serde(rename = "online_after_seconds", with = "values::seconds")]
+    pub online_after: Duration,
 }
 
 impl Default for EmergencyConfig {
     fn default() -> Self {
+        use hearthnet_base::constants as c;
         Self {
             enabled: true,
             probe_targets: ["1.1.1.1", "8.8.8.8", "cloudflare.com", "quad9.net"]
                 .map(String::from)
                 .to_vec(),
+            probe_interval: Duration::from_secs(c::EMERGENCY_PROBE_INTERVAL_ONLINE_SECONDS),
+            offline_probe_interval: Duration::from_secs(
+                c::EMERGENCY_PROBE_INTERVAL_OFFLINE_SECONDS,
+            ),
+            probe_timeout: Duration::from_secs(c::EMERGENCY_PROBE_TIMEOUT_SECONDS),
+            offline_after: Duration::from_secs(c::EMERGENCY_TRANSITION_DEBOUNCE_SECONDS),
+            online_after: Duration::from_secs(10),
         }
     }
 }
@@ -859,6 +882,25 @@ fn validate(c: &Config) -> Vec<Problem> {
                 "`host:port`, e.g. `192.168.1.20:7443`",
             ));
         }
+    }
+    let e = &c.emergency;
+    for (name, value) in [
+        ("emergency.probe_interval_seconds", e.probe_interval),
+        (
+            "emergency.offline_probe_interval_seconds",
+            e.offline_probe_interval,
+        ),
+        ("emergency.probe_timeout_seconds", e.probe_timeout),
+    ] {
+        if value.is_zero() {
+            out.push(problem(name, "a positive number of seconds"));
+        }
+    }
+    if e.enabled && !(1..=16).contains(&e.probe_targets.len()) {
+        out.push(problem(
+            "emergency.probe_targets",
+            "1 to 16 targets (or emergency.enabled = false)",
+        ));
     }
     if c.events.sync_interval.is_zero() {
         out.push(problem(

@@ -7,6 +7,7 @@
 //! steps not built yet are named where they will go, and none is faked.
 
 mod chunks;
+mod emergency;
 mod lock;
 mod peers;
 mod sync;
@@ -69,6 +70,8 @@ pub enum NodeError {
     Register(#[from] hearthnet_bus::RegisterError),
     #[error(transparent)]
     Market(#[from] hearthnet_market::MarketError),
+    #[error("emergency.probe_targets: {0}")]
+    ProbeTarget(hearthnet_emergency::TargetError),
     #[error("{context}: {source}")]
     Io {
         context: String,

@@ -20,8 +20,9 @@ use hearthnet_transport::NodeView;
 use crate::sync::Syncer;
 use hearthnet_discovery::{Peer, PeerRegistry};
 use hearthnet_wire::local::{
-    CapabilityEntry, CapabilityNames, CommunityStatus, EventLogStatus, FilesStatus, ModelStatus,
-    NodeStatus, PeerStatus, Phase, Readiness, Status, SyncStatus,
+    CapabilityEntry, CapabilityNames, CommunityStatus, EmergencyStatus, EventLogStatus,
+    FilesStatus, ModelStatus, NodeStatus, PeerStatus, Phase, ProbeStatus, Readiness, Status,
+    SyncStatus,
 };
 use serde_json::{Value, json};
 
@@ -45,6 +46,7 @@ pub struct NodeState {
     registry: Arc<PeerRegistry>,
     discovery: Arc<hearthnet_discovery::Status>,
     blobs: Option<Arc<hearthnet_blobs::BlobStore>>,
+    emergency: Option<tokio::sync::watch::Receiver<hearthnet_emergency::Status>>,
     started: Instant,
     phase: AtomicU8,
 }
@@ -65,6 +67,7 @@ impl NodeState {
         registry: Arc<PeerRegistry>,
         discovery: Arc<hearthnet_discovery::Status>,
         blobs: Option<Arc<hearthnet_blobs::BlobStore>>,
+        emergency: Option<tokio::sync::watch::Receiver<hearthnet_emergency::Status>>,
     ) -> Self {
         let facts = HardwareFacts::detect(&paths.data_dir);
         let profile = config
@@ -91,6 +94,7 @@ impl NodeState {
             registry,
             discovery,
             blobs,
+            emergency,
             started: Instant::now(),
             phase: AtomicU8::new(STARTING),
         }
@@ -266,6 +270,22 @@ impl NodeState {
             },
             models: models(&self.bus.entries()),
             in_flight: self.bus.in_flight_total(),
+            emergency: self.emergency.as_ref().map(|status| {
+                let status = status.borrow();
+                EmergencyStatus {
+                    mode: status.mode.as_str().to_owned(),
+                    since: status.since,
+                    held_seconds: status.since_instant.elapsed().as_secs(),
+                    probes: status
+                        .results
+                        .iter()
+                        .map(|(target, reachable)| ProbeStatus {
+                            target: target.clone(),
+                            reachable: *reachable,
+                        })
+                        .collect(),
+                }
+            }),
         }
     }
 }

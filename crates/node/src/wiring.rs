@@ -27,7 +27,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::{NodeError, chunks, peers, sync, view};
+use crate::{NodeError, chunks, emergency, peers, sync, view};
 
 /// What phases 1–3 established, before the async runtime starts.
 pub(crate) struct Basics {
@@ -49,9 +49,8 @@ pub(crate) struct RunningNode {
     tasks: TaskTracker,
     stop: CancellationToken,
     runtime_dir: PathBuf,
-    /// Emergency mode as sync and discovery see it; the emergency detector
-    /// (step 9) will drive it. Until then the node is never in emergency.
-    _emergency: watch::Sender<bool>,
+    /// The emergency detector's switch and status (step 9).
+    _emergency: emergency::Emergency,
 }
 
 /// Step 6's part: the bound listeners, the peer client and the bus.
@@ -82,8 +81,14 @@ impl RunningNode {
         let peers = Arc::new(PeerRegistry::default());
         // 8. Services.
         let files = register_services(&basics, &net, &log, blobs.as_ref(), &peers, &tasks, &stop)?;
-        // 9. Emergency detector (emergency issue): never in emergency yet.
-        let (emergency_tx, emergency) = watch::channel(false);
+        // 9. Emergency detector: offline withdraws what needs the internet.
+        let emergency = emergency::start(
+            &basics.loaded.config.emergency,
+            net.bus.clone(),
+            basics.metrics.clone(),
+            &tasks,
+            &stop,
+        )?;
         // 10. Transport server.
         let syncer = Arc::new(sync::Syncer::new(
             log.clone(),
@@ -96,7 +101,7 @@ impl RunningNode {
             &net,
             &log,
             peers.clone(),
-            emergency.clone(),
+            emergency.in_emergency.clone(),
             stop.clone(),
         ));
         let view = Arc::new(view::NodeState::new(
@@ -113,6 +118,7 @@ impl RunningNode {
             peers.clone(),
             discovery.status.clone(),
             blobs,
+            emergency.status.clone(),
         ));
         let (bus, client) = (net.bus.clone(), net.client.clone());
         let (api_addr, peer_addr) = (net.api_addr, net.peer_addr);
@@ -130,7 +136,16 @@ impl RunningNode {
         // 13. Manifests are issued fresh on every fetch (valid 30 s);
         //     discovery refetches its peers' before they expire.
         // 14. Periodic event sync with every verified and static peer.
-        periodic_sync(&basics, &syncer, &peers, new_peer, emergency, &tasks, &stop);
+        let in_emergency = emergency.in_emergency.clone();
+        periodic_sync(
+            &basics,
+            &syncer,
+            &peers,
+            new_peer,
+            in_emergency,
+            &tasks,
+            &stop,
+        );
         tasks.spawn(follow_log_head(basics.metrics.clone(), log, stop.clone()));
 
         let node = Self {
@@ -140,7 +155,7 @@ impl RunningNode {
             tasks,
             stop,
             runtime_dir: basics.paths.runtime_dir.clone(),
-            _emergency: emergency_tx,
+            _emergency: emergency,
         };
         node.announce_ready(&basics, api_addr, peer_addr)?;
         Ok(node)

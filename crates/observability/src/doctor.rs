@@ -196,7 +196,46 @@ pub const RUNNING_CHECKS: &[Check] = &[
         name: "udp_discovery",
         run: udp_discovery,
     },
+    Check {
+        name: "internet",
+        run: internet,
+    },
 ];
+
+/// The emergency detector's mode: offline is a finding (the node serves
+/// its community, but what needs the internet is withdrawn).
+fn internet(ctx: &DoctorContext) -> Outcome {
+    ctx.with_node(|node| {
+        let Some(e) = &node.status.emergency else {
+            return Outcome::Pass("not watched (emergency.enabled = false)".into());
+        };
+        let unreachable: Vec<&str> = e
+            .probes
+            .iter()
+            .filter(|p| !p.reachable)
+            .map(|p| p.target.as_str())
+            .collect();
+        let detail = if unreachable.is_empty() {
+            format!("{} for {} s", e.mode, e.held_seconds)
+        } else {
+            format!(
+                "{} for {} s; unreachable: {}",
+                e.mode,
+                e.held_seconds,
+                unreachable.join(", ")
+            )
+        };
+        if e.mode == "offline" {
+            fail(
+                detail,
+                "the community keeps working locally; capabilities that need the internet \
+                 return with it (check the uplink, or emergency.probe_targets)",
+            )
+        } else {
+            Outcome::Pass(detail)
+        }
+    })
+}
 
 fn event_log(ctx: &DoctorContext) -> Outcome {
     ctx.with_node(|node| {
@@ -724,6 +763,17 @@ mod tests {
         let r = running(&ctx, "udp_discovery");
         assert!(r.ok);
         assert_eq!(r.detail, "announcing on eth0");
+        let r = running(&ctx, "internet");
+        assert!(r.ok);
+        assert_eq!(r.detail, "degraded for 42 s; unreachable: quad9.net");
+        if let Some(Ok(node)) = ctx.node.as_mut()
+            && let Some(e) = node.status.emergency.as_mut()
+        {
+            e.mode = "offline".into();
+        }
+        let r = running(&ctx, "internet");
+        assert!(!r.ok);
+        assert!(r.fix.is_some_and(|f| f.contains("emergency.probe_targets")));
     }
 
     #[test]

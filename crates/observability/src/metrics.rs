@@ -72,6 +72,11 @@ pub struct Metrics {
     pub llm_tokens_generated: Family<LlmLabels, Counter>,
     pub llm_time_to_first_token: Family<LlmLabels, Histogram>,
     pub llm_tokens_per_second: Family<LlmLabels, Histogram>,
+    /// 0 online, 1 degraded, 2 offline (M09).
+    pub emergency_mode: Gauge,
+    /// When the mode began, in Unix seconds: how long it has held is the
+    /// scrape's time less this.
+    pub emergency_mode_since: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -118,6 +123,18 @@ impl Metrics {
         );
         let llm_tokens_per_second = Family::<LlmLabels, Histogram>::new_with_constructor(
             decode_rate_histogram as fn() -> Histogram,
+        );
+        let emergency_mode = Gauge::default();
+        let emergency_mode_since = Gauge::default();
+        registry.register(
+            "emergency_mode",
+            "Internet reachability: 0 online, 1 degraded, 2 offline",
+            emergency_mode.clone(),
+        );
+        registry.register(
+            "emergency_mode_since_seconds",
+            "When the current emergency mode began (Unix seconds)",
+            emergency_mode_since.clone(),
         );
         registry.register("requests", "Capability calls by result", requests.clone());
         registry.register(
@@ -200,6 +217,8 @@ impl Metrics {
             llm_tokens_generated,
             llm_time_to_first_token,
             llm_tokens_per_second,
+            emergency_mode,
+            emergency_mode_since,
         }
     }
 

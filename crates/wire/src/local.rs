@@ -80,6 +80,27 @@ pub struct Status {
     pub models: Vec<ModelStatus>,
     /// Calls running on this node now.
     pub in_flight: u32,
+    /// Internet reachability (M09); absent when the detector is off.
+    #[serde(default)]
+    pub emergency: Option<EmergencyStatus>,
+}
+
+/// What the emergency detector knows now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmergencyStatus {
+    /// `online`, `degraded` or `offline`.
+    pub mode: String,
+    pub since: Timestamp,
+    /// How long the mode has held.
+    pub held_seconds: u64,
+    /// The last round of probes, in the configured order.
+    pub probes: Vec<ProbeStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeStatus {
+    pub target: String,
+    pub reachable: bool,
 }
 
 /// One model as the bus sees it (from the `params.model` and
@@ -437,6 +458,21 @@ pub mod samples {
                 neighbours: 2,
             }],
             in_flight: 3,
+            emergency: Some(EmergencyStatus {
+                mode: "degraded".into(),
+                since: timestamp(),
+                held_seconds: 42,
+                probes: vec![
+                    ProbeStatus {
+                        target: "1.1.1.1".into(),
+                        reachable: true,
+                    },
+                    ProbeStatus {
+                        target: "quad9.net".into(),
+                        reachable: false,
+                    },
+                ],
+            }),
         }
     }
 }

@@ -27,7 +27,7 @@ pub fn run(config: Option<&Path>, env: &Env, args: JsonArgs) -> CliResult {
 }
 
 /// The table `status` prints, label and value.
-fn rows(s: &Status) -> [(&'static str, String); 8] {
+fn rows(s: &Status) -> [(&'static str, String); 9] {
     [
         (
             "node",
@@ -56,6 +56,7 @@ fn rows(s: &Status) -> [(&'static str, String); 8] {
             ),
         ),
         ("models", models(s)),
+        ("internet", internet(s)),
         ("in flight", s.in_flight.to_string()),
         (
             "event log",
@@ -67,6 +68,25 @@ fn rows(s: &Status) -> [(&'static str, String); 8] {
             ),
         ),
     ]
+}
+
+/// The emergency detector's mode, how long it has held and the probes
+/// that failed.
+fn internet(s: &Status) -> String {
+    let Some(e) = &s.emergency else {
+        return "not watched (emergency.enabled = false)".into();
+    };
+    let failing: Vec<&str> = e
+        .probes
+        .iter()
+        .filter(|p| !p.reachable)
+        .map(|p| p.target.as_str())
+        .collect();
+    let mut line = format!("{} for {}", e.mode, human_duration(e.held_seconds));
+    if !failing.is_empty() {
+        line.push_str(&format!("; unreachable: {}", failing.join(", ")));
+    }
+    line
 }
 
 /// `name (capabilities; where)` for each model, or `none`.
