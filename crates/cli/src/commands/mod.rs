@@ -5,6 +5,7 @@ mod api_key;
 mod ask;
 mod call;
 mod caps;
+mod chat;
 mod doctor;
 mod file;
 mod init;
@@ -19,7 +20,7 @@ mod sync;
 mod trace;
 mod version;
 
-use crate::cli::{Cli, Command, FileCommand, InviteCommand, RagCommand, TraceCommand};
+use crate::cli::{ChatCommand, Cli, Command, FileCommand, InviteCommand, RagCommand, TraceCommand};
 use crate::exit::CliResult;
 
 pub fn dispatch(cli: Cli) -> CliResult {
@@ -56,5 +57,9 @@ pub fn dispatch(cli: Cli) -> CliResult {
         Command::Rag(RagCommand::Reindex(args)) => rag::reindex(cli.config.as_deref(), &env, args),
         Command::Ask(args) => ask::run(cli.config.as_deref(), &env, args),
         Command::ApiKey(args) => api_key::run(cli.config.as_deref(), &env, args),
+        Command::Chat(ChatCommand::Send(args)) => chat::send(cli.config.as_deref(), &env, args),
+        Command::Chat(ChatCommand::History(args)) => {
+            chat::history(cli.config.as_deref(), &env, args)
+        }
     }
 }

@@ -1,0 +1,207 @@
+//! `hearthnet chat send|history` (M10 through the bus): a direct message
+//! to a member, and this node's conversations, opened by the node.
+//! `history --follow` waits on the node's own pub-sub topic
+//! (`chat.message.<node>`) and prints what arrives.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use anyhow::anyhow;
+use hearthnet_base::NodeId;
+use hearthnet_client::LocalClient;
+use hearthnet_config::Env;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{node_client, rag};
+use crate::cli::{ChatHistoryArgs, ChatSendArgs};
+use crate::exit::{CliError, CliResult, ExitStatus};
+
+/// Messages asked for per `chat.history` call (its largest `limit`).
+const PAGE: u64 = 1000;
+/// How long one pub-sub wait lasts (the node answers within 60 s).
+const FOLLOW_WAIT_SECONDS: u64 = 25;
+
+#[derive(Debug, Deserialize, Serialize)]
+struct Sent {
+    event_id: String,
+    lamport: u64,
+    delivered: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+struct Attachment {
+    cid: String,
+    name: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+struct Message {
+    event_id: String,
+    lamport: u64,
+    from: NodeId,
+    to: NodeId,
+    body: String,
+    #[serde(default)]
+    attachments: Vec<Attachment>,
+    created_at: String,
+    delivered_at: Option<String>,
+    read_at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct History {
+    messages: Vec<Message>,
+}
+
+/// A node id as the user typed it, or a usage error saying the form.
+fn node_arg(text: &str) -> Result<NodeId, CliError> {
+    NodeId::parse(text).map_err(|e| {
+        CliError::new(
+            ExitStatus::Usage,
+            anyhow!(
+                "`{text}` is not a full node id (ed25519:…, as `hearthnet status` shows it): {e}"
+            ),
+        )
+    })
+}
+
+pub fn send(config: Option<&Path>, env: &Env, args: ChatSendArgs) -> CliResult {
+    let recipient = node_arg(&args.node)?;
+    let client = node_client::connect(config, env)?;
+    // The node gives the message its client_id: this command sends once.
+    let input = json!({"recipient": recipient, "body": args.text});
+    let sent: Sent = rag::output(&client, "chat.send", json!({}), input)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&sent)?);
+    } else {
+        println!("sent {} ({})", sent.event_id, how(&sent.delivered));
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// `delivered`, in words.
+fn how(delivered: &str) -> &str {
+    match delivered {
+        "direct" => "delivered directly",
+        "forwarded" => "held by an anchor until the recipient is back",
+        "queued" => "queued: nobody reachable holds it yet; it goes with the next sync",
+        other => other,
+    }
+}
+
+pub fn history(config: Option<&Path>, env: &Env, args: ChatHistoryArgs) -> CliResult {
+    let peer = args.node.as_deref().map(node_arg).transpose()?;
+    let client = node_client::connect(config, env)?;
+    let me = client.status().map_err(CliError::from_client)?.node.id;
+    let mut shown = HashSet::new();
+    // Where the pub-sub stream stands now, so the wait below hears only
+    // of what arrives after the history printed.
+    let mut cursor = if args.follow {
+        Some(catch_up(&client, me)?)
+    } else {
+        None
+    };
+    print_new(&client, me, peer, args.json, &mut shown)?;
+    while let Some(seq) = cursor {
+        let (next, arrived) = wait_for_messages(&client, me, seq, FOLLOW_WAIT_SECONDS)?;
+        if arrived {
+            print_new(&client, me, peer, args.json, &mut shown)?;
+        }
+        cursor = Some(next);
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// Every message of the conversation(s) not printed yet, in order.
+fn print_new(
+    client: &LocalClient,
+    me: NodeId,
+    peer: Option<NodeId>,
+    json_lines: bool,
+    shown: &mut HashSet<String>,
+) -> Result<(), CliError> {
+    let mut since = 0;
+    loop {
+        let mut input = json!({"since_lamport": since, "limit": PAGE});
+        if let Some(p) = peer {
+            input["peer"] = json!(p);
+        }
+        let page: History = rag::output(client, "chat.history", json!({}), input)?;
+        let full = page.messages.len() as u64 == PAGE;
+        for m in page.messages {
+            since = since.max(m.lamport);
+            if shown.insert(m.event_id.clone()) {
+                print_message(&m, me, json_lines)?;
+            }
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+fn print_message(m: &Message, me: NodeId, json_line: bool) -> Result<(), CliError> {
+    if json_line {
+        println!("{}", serde_json::to_string(m)?);
+        return Ok(());
+    }
+    let (arrow, other) = if m.from == me {
+        ("→", m.to)
+    } else {
+        ("←", m.from)
+    };
+    let state = match (&m.read_at, &m.delivered_at) {
+        (Some(_), _) if m.from == me => " [read]",
+        (None, Some(_)) if m.from == me => " [delivered]",
+        _ => "",
+    };
+    println!(
+        "{}  {arrow} {}  {}{state}",
+        m.created_at,
+        other.short(),
+        m.body
+    );
+    for a in &m.attachments {
+        println!("    attachment {} {}", a.cid, a.name);
+    }
+    Ok(())
+}
+
+/// Follow the node's own topic to its current end; the cursor there.
+fn catch_up(client: &LocalClient, me: NodeId) -> Result<i64, CliError> {
+    let mut cursor = 0;
+    loop {
+        let (next, _) = wait_for_messages(client, me, cursor, 0)?;
+        if next == cursor {
+            return Ok(cursor);
+        }
+        cursor = next;
+    }
+}
+
+/// One pub-sub wait on `chat.message.<me>` after `last_seq`: the new
+/// cursor, and whether messages came.
+fn wait_for_messages(
+    client: &LocalClient,
+    me: NodeId,
+    last_seq: i64,
+    wait_seconds: u64,
+) -> Result<(i64, bool), CliError> {
+    let query = [
+        ("topic", format!("chat.message.{}", me.full())),
+        ("last_seq", last_seq.to_string()),
+        ("timeout", wait_seconds.to_string()),
+    ];
+    let reply: Value = client
+        .get("/pubsub/v1/subscribe", &query)
+        .map_err(CliError::from_client)?;
+    let next = reply["last_seq"].as_i64().ok_or_else(|| {
+        CliError::new(
+            ExitStatus::Failure,
+            anyhow!("the node's pub-sub answer has no last_seq: {reply}"),
+        )
+    })?;
+    let arrived = reply["messages"].as_array().is_some_and(|m| !m.is_empty());
+    Ok((next, arrived))
+}
