@@ -47,6 +47,12 @@ pub const DEFAULT_HISTORY_LIMIT: usize = 200;
 pub const MAX_HISTORY_LIMIT: usize = 1000;
 /// Anchors a message is handed to when its recipient is away (M10 §4.4).
 const FORWARD_TO_ANCHORS: usize = 2;
+/// Read receipts one `chat.history` call writes at most (each is a
+/// durable write): the rest are written by the next call.
+const MAX_READ_RECEIPTS_PER_CALL: usize = 64;
+/// Anchors tried at most: with the courier's own timeout per try, this
+/// keeps `chat.send` within its deadline however many anchors there are.
+const MAX_ANCHOR_TRIES: usize = 3;
 
 /// How a message reaches a node now: the node implements it with its
 /// peer client (a push of the one event to the node's peer port).
@@ -54,6 +60,9 @@ pub trait Courier: Send + Sync + 'static {
     /// Hand the signed envelope `event` to `node` if it is reachable;
     /// true once `node` holds it (stored now or before).
     fn hand_to(&self, node: NodeId, event: Value) -> BoxFuture<'static, bool>;
+    /// The nodes that may be reachable now (verified peers): only these
+    /// are tried as anchors.
+    fn reachable(&self) -> Vec<NodeId>;
 }
 
 /// An attachment: a blob by CID with the name to show (M10 §4.5). It
@@ -314,6 +323,11 @@ impl ChatService {
                 .copied()
                 .collect()
         };
+        let reachable = self.courier.reachable();
+        let anchors = anchors
+            .into_iter()
+            .filter(|n| reachable.contains(n))
+            .take(MAX_ANCHOR_TRIES);
         let mut holding = 0;
         for anchor in anchors {
             if self.courier.hand_to(anchor, envelope.clone()).await {
@@ -344,14 +358,19 @@ impl ChatService {
         let messages = self.conversations.lock().history(peer, since, limit);
         let me = self.key.node_id();
         let mut shown = Vec::with_capacity(messages.len());
+        let mut receipts_left = MAX_READ_RECEIPTS_PER_CALL;
         for mut m in messages {
             let Some(content) = self.open(&m) else {
                 continue;
             };
             // The owner reads a conversation with one peer: what it
-            // received there is read now.
-            if peer.is_some() && m.recipient == me && m.read_at.is_none() {
-                m.read_at = self.receipt("chat.message.read", &m).await;
+            // received there is read now (sync carries the receipts).
+            if peer.is_some() && m.recipient == me && m.read_at.is_none() && receipts_left > 0 {
+                receipts_left -= 1;
+                m.read_at = self
+                    .receipt("chat.message.read", &m)
+                    .await
+                    .map(|(at, _)| at);
             }
             shown.push(json!({
                 "event_id": m.event_id,
@@ -371,24 +390,25 @@ impl ChatService {
         }))
     }
 
-    /// Write this node's receipt of `kind` for `m`; the time it says, or
-    /// `None` when the log refused it (logged).
-    async fn receipt(&self, kind: &str, m: &Message) -> Option<Timestamp> {
+    /// Write this node's receipt of `kind` for `m`; the time it names and
+    /// the receipt, or `None` when the log refused it (logged).
+    async fn receipt(&self, kind: &str, m: &Message) -> Option<(Timestamp, Event)> {
         let now = Timestamp::now();
-        let field = if kind == "chat.message.read" {
-            "read_at"
+        let read = kind == "chat.message.read";
+        let data = if read {
+            json!({"target_event_id": m.event_id, "read_at": now})
         } else {
-            "delivered_at"
+            json!({"target_event_id": m.event_id, "delivered_at": now})
         };
-        let data = json!({"target_event_id": m.event_id, field: now});
         match self.log.append_local(kind, data, &self.key).await {
-            Ok(_) => {
-                let (delivered, read) = match field {
-                    "read_at" => (None, Some(now)),
-                    _ => (Some(now), None),
+            Ok(event) => {
+                let (delivered, read) = if read {
+                    (None, Some(now))
+                } else {
+                    (Some(now), None)
                 };
                 self.conversations.lock().mark(&m.event_id, delivered, read);
-                Some(now)
+                Some((now, event))
             }
             Err(e) => {
                 tracing::warn!(event_id = %m.event_id, error = %e, "cannot write a {kind} receipt");
@@ -403,7 +423,11 @@ impl ChatService {
         let pending = self.conversations.lock().undelivered();
         for m in pending {
             if self.open(&m).is_some() {
-                self.receipt("chat.message.delivered", &m).await;
+                // Handed to the author at once if it is around; else sync
+                // carries it.
+                if let Some((_, receipt)) = self.receipt("chat.message.delivered", &m).await {
+                    self.courier.hand_to(m.author, receipt.to_value()).await;
+                }
             } else {
                 // Never acknowledged, never asked again this run.
                 self.conversations

@@ -35,6 +35,10 @@ impl Courier for LogCourier {
                 .is_ok_and(|r| r.accepted + r.duplicates > 0)
         })
     }
+
+    fn reachable(&self) -> Vec<NodeId> {
+        self.0.0.lock().keys().copied().collect()
+    }
 }
 
 /// A community founded by an anchor, with its own log as the reference
@@ -447,4 +451,39 @@ async fn history_answers_only_to_the_nodes_own_key() {
         panic!("another member read A's history");
     };
     assert_eq!(e.code, ErrorCode::Unauthorized);
+}
+
+#[tokio::test]
+async fn the_delivered_receipt_reaches_an_online_author_without_a_sync() {
+    let (_w, _founder, a, b, _d) = community().await;
+    a.send(&b, "ping").await.unwrap();
+    eventually("A holds B's delivered receipt", async || {
+        !a.chat_events("chat.message.delivered").await.is_empty()
+    })
+    .await;
+    eventually("A's history shows it delivered", async || {
+        a.history(None).await[0]["delivered_at"].is_string()
+    })
+    .await;
+    assert!(a.chat_events("chat.message.read").await.is_empty());
+}
+
+#[tokio::test]
+async fn one_history_call_writes_a_bounded_number_of_read_receipts() {
+    let (w, _founder, a, b, _d) = community().await;
+    w.network.offline(b.key.node_id());
+    let n = MAX_READ_RECEIPTS_PER_CALL + 6;
+    for i in 0..n {
+        a.send(&b, &format!("m{i}")).await.unwrap();
+    }
+    w.sync_from(&a.log, &b.log).await;
+    eventually("B has them all", async || b.history(None).await.len() == n).await;
+    let unread = |messages: &[Value]| messages.iter().filter(|m| m["read_at"].is_null()).count();
+    assert_eq!(unread(&b.history(Some(&a)).await), 6);
+    assert_eq!(
+        b.chat_events("chat.message.read").await.len(),
+        MAX_READ_RECEIPTS_PER_CALL
+    );
+    assert_eq!(unread(&b.history(Some(&a)).await), 0);
+    assert_eq!(b.chat_events("chat.message.read").await.len(), n);
 }

@@ -246,6 +246,12 @@ fn chat_refusals_exit_with_their_codes() {
     let sent = send(&a, id(&c), "einmal");
     assert_eq!(sent["delivered"], "direct", "{sent}");
     wait_until(LIMIT, "C has it", || history(&c, Some(id(&a))).len() == 1);
+    let shown = a.run(&["chat", "history", &to_c], None);
+    let line = common::line_starting(&shown.stdout, "20");
+    assert!(line.contains("→") && line.ends_with("einmal"), "{shown:?}");
+    let plain = a.run(&["chat", "send", &to_c, "zweimal"], None);
+    assert!(plain.stdout.contains("delivered directly"), "{plain:?}");
+    wait_until(LIMIT, "C has both", || history(&c, Some(id(&a))).len() == 2);
     let community = community_of(&c);
     // C, the recipient, hears it on its own topic: the envelope as stored.
     let heard = c
@@ -281,7 +287,7 @@ fn chat_refusals_exit_with_their_codes() {
     };
     let replayed = push(&a.key(), vec![stored.clone()]);
     assert_eq!(replayed["duplicates"], 1, "{replayed}");
-    assert_eq!(history(&c, Some(id(&a))).len(), 1);
+    assert_eq!(bodies(&history(&c, Some(id(&a)))), ["einmal", "zweimal"]);
 
     // A forged author: an envelope naming A as author, signed by another
     // key, is refused as invalid_signature.
@@ -305,5 +311,5 @@ fn chat_refusals_exit_with_their_codes() {
         ["invalid_signature"],
         "{report}"
     );
-    assert_eq!(history(&c, Some(id(&a))).len(), 1);
+    assert_eq!(history(&c, Some(id(&a))).len(), 2);
 }

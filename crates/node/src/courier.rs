@@ -45,4 +45,8 @@ impl Courier for PeerCourier {
             }
         })
     }
+
+    fn reachable(&self) -> Vec<NodeId> {
+        self.peers.all().into_iter().map(|p| p.node_id).collect()
+    }
 }

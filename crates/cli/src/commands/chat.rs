@@ -129,8 +129,11 @@ fn print_new(
         }
         let page: History = rag::output(client, "chat.history", json!({}), input)?;
         let full = page.messages.len() as u64 == PAGE;
+        let (first, last) = match (page.messages.first(), page.messages.last()) {
+            (Some(f), Some(l)) => (f.lamport, l.lamport),
+            _ => return Ok(()),
+        };
         for m in page.messages {
-            since = since.max(m.lamport);
             if shown.insert(m.event_id.clone()) {
                 print_message(&m, me, json_lines)?;
             }
@@ -138,6 +141,10 @@ fn print_new(
         if !full {
             return Ok(());
         }
+        // Messages of several authors can share a Lamport value: the next
+        // page starts at the last one again (what was printed is skipped),
+        // unless the whole page had one value.
+        since = if last > first { last - 1 } else { last };
     }
 }
 
