@@ -168,6 +168,17 @@ impl Conversations {
             .collect()
     }
 
+    /// Forget a message whose body does not open: it was never a message
+    /// between its author and its recipient (a forger copied a body, or a
+    /// broken peer wrote it), so it is neither shown nor acknowledged.
+    pub fn forget(&mut self, event_id: &str) {
+        if let Some(key) = self.by_id.remove(event_id)
+            && let Some(m) = self.messages.remove(&key)
+        {
+            self.by_client.remove(&(m.author, m.client_id));
+        }
+    }
+
     /// Record this node's own receipt at once (its event folds in later).
     pub fn mark(&mut self, event_id: &str, delivered: Option<Timestamp>, read: Option<Timestamp>) {
         if let Some(m) = self
@@ -251,6 +262,9 @@ mod tests {
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].event_id, first.event_id);
         assert_eq!(c.undelivered().len(), 1);
+        c.forget(&first.event_id);
+        assert!(c.history(None, 0, 100).is_empty());
+        assert!(c.by_client(a.node_id(), "same").is_none());
     }
 
     #[test]

@@ -429,10 +429,7 @@ impl ChatService {
                     self.courier.hand_to(m.author, receipt.to_value()).await;
                 }
             } else {
-                // Never acknowledged, never asked again this run.
-                self.conversations
-                    .lock()
-                    .mark(&m.event_id, Some(m.created_at), None);
+                self.conversations.lock().forget(&m.event_id);
             }
         }
     }
