@@ -17,7 +17,6 @@ use curve25519_dalek::montgomery::MontgomeryPoint;
 use hearthnet_base::{CommunityId, DeviceKey, NodeId};
 use hkdf::Hkdf;
 use rand_core::RngCore;
-use serde_json::json;
 use sha2::Sha256;
 
 /// What a sealed body starts with: the construction and its version.
@@ -36,7 +35,7 @@ const NONCE_BYTES: usize = 24;
 const TAG_BYTES: usize = 16;
 /// HKDF's info starts with this, so the key serves this purpose only.
 const KEY_LABEL: &[u8] = b"hearthnet/chat/direct-message/v1";
-/// The associated data's label.
+/// The associated data starts with this.
 const AAD_LABEL: &str = "hearthnet/chat/direct-message/v1";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -71,16 +70,25 @@ pub struct Placement<'a> {
 }
 
 impl Placement<'_> {
+    /// The label and the four fields, each preceded by its length (u32,
+    /// big-endian), so no two placements share their bytes.
     fn associated_data(&self) -> Vec<u8> {
-        let fields = json!({
-            "label": AAD_LABEL,
-            "community_id": self.community.full(),
-            "author": self.author.full(),
-            "recipient": self.recipient.full(),
-            "client_id": self.client_id,
-        });
-        // Strings only: canonicalisation cannot fail.
-        hearthnet_base::to_canonical_bytes(&fields).unwrap_or_default()
+        let community = self.community.full();
+        let fields = [
+            AAD_LABEL.as_bytes(),
+            community.as_bytes(),
+            self.author.as_bytes(),
+            self.recipient.as_bytes(),
+            self.client_id.as_bytes(),
+        ];
+        let mut aad = Vec::with_capacity(fields.iter().map(|f| f.len() + 4).sum());
+        for field in fields {
+            // Every field is far shorter than 4 GiB (a client id is at most
+            // 128 characters, an event at most 64 KiB).
+            aad.extend_from_slice(&(field.len() as u32).to_be_bytes());
+            aad.extend_from_slice(field);
+        }
+        aad
     }
 
     /// The other end, seen from `me`.
@@ -128,14 +136,24 @@ fn pair_key(
     Ok(XChaCha20Poly1305::new(&key.into()))
 }
 
-/// Seal `plaintext` from `me` (the author) for the placement's recipient.
+/// Seal `plaintext` from `me` (the author) for the placement's recipient,
+/// under a fresh random nonce.
 pub fn seal(me: &DeviceKey, at: &Placement, plaintext: &[u8]) -> Result<String, SealError> {
+    let mut nonce = [0u8; NONCE_BYTES];
+    rand_core::OsRng.fill_bytes(&mut nonce);
+    seal_with_nonce(me, at, plaintext, nonce)
+}
+
+fn seal_with_nonce(
+    me: &DeviceKey,
+    at: &Placement,
+    plaintext: &[u8],
+    nonce: [u8; NONCE_BYTES],
+) -> Result<String, SealError> {
     if plaintext.len() > MAX_SEALED_PLAINTEXT {
         return Err(SealError::TooLarge(plaintext.len()));
     }
     let cipher = pair_key(me, at.peer_of(me.node_id()), at.community)?;
-    let mut nonce = [0u8; NONCE_BYTES];
-    rand_core::OsRng.fill_bytes(&mut nonce);
     let aad = at.associated_data();
     let sealed = cipher
         .encrypt(
@@ -323,6 +341,35 @@ mod tests {
             matches!(refused, SealError::BadPeerKey | SealError::WeakSharedSecret),
             "{refused:?}"
         );
+    }
+
+    /// The construction pinned by a vector computed without our code
+    /// (`testdata/vectors/chat-seal.json`): a change here would leave
+    /// every stored message unreadable.
+    #[test]
+    fn the_independent_vector_seals_and_opens() {
+        let vector: serde_json::Value =
+            serde_json::from_str(include_str!("../../../testdata/vectors/chat-seal.json")).unwrap();
+        let field = |name: &str| vector[name].as_str().unwrap().to_owned();
+        let bytes = |name: &str| {
+            data_encoding::HEXLOWER
+                .decode(field(name).as_bytes())
+                .unwrap()
+        };
+        let a = DeviceKey::from_seed(bytes("author_seed_hex").try_into().unwrap());
+        let b = DeviceKey::from_seed(bytes("recipient_seed_hex").try_into().unwrap());
+        let client_id = field("client_id");
+        let at = Placement {
+            community: CommunityId::parse(&field("community_id")).unwrap(),
+            author: a.node_id(),
+            recipient: b.node_id(),
+            client_id: &client_id,
+        };
+        let nonce = bytes("nonce_hex").try_into().unwrap();
+        let plaintext = field("plaintext");
+        let body = seal_with_nonce(&a, &at, plaintext.as_bytes(), nonce).unwrap();
+        assert_eq!(body, field("sealed"));
+        assert_eq!(open(&b, &at, &body).unwrap(), plaintext.as_bytes());
     }
 
     #[test]
