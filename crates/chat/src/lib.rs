@@ -47,6 +47,8 @@ pub const DEFAULT_HISTORY_LIMIT: usize = 200;
 pub const MAX_HISTORY_LIMIT: usize = 1000;
 /// Anchors a message is handed to when its recipient is away (M10 §4.4).
 const FORWARD_TO_ANCHORS: usize = 2;
+/// Chat events the follower reads from the log at once.
+const FOLLOW_PAGE: usize = 500;
 /// Read receipts one `chat.history` call writes at most (each is a
 /// durable write): the rest are written by the next call.
 const MAX_READ_RECEIPTS_PER_CALL: usize = 64;
@@ -106,8 +108,11 @@ impl Service for ChatService {
             "additionalProperties": false, "properties": {
                 "cid": {"type": "string", "maxLength": 100},
                 "name": {"type": "string", "maxLength": MAX_ATTACHMENT_NAME_BYTES}}});
+        // The message is this node's event, signed with its key: only its
+        // owner may send it (as for community.invite), whatever §3.2 says.
         let send = CapabilityDescriptor {
             stability: Stability::Stable,
+            trust: Trust::SelfOnly,
             max_concurrent: 8,
             timeout: Duration::from_secs(15),
             mutating: true,
@@ -478,21 +483,30 @@ impl ChatService {
                     r = changes.changed() => if r.is_err() { return },
                     _ = stop.cancelled() => return,
                 }
-                let Ok(new) = log
-                    .query(Query {
-                        event_types: types.to_vec(),
-                        after_seq: Some(seq),
-                        ..Query::default()
-                    })
-                    .await
-                else {
-                    return;
-                };
-                {
-                    let mut conversations = this.conversations.lock();
-                    for stored in new {
-                        seq = seq.max(stored.seq);
-                        conversations.apply(&stored.event);
+                // In pages, so a large sync is folded without holding it
+                // all in memory at once.
+                loop {
+                    let Ok(new) = log
+                        .query(Query {
+                            event_types: types.to_vec(),
+                            after_seq: Some(seq),
+                            limit: Some(FOLLOW_PAGE),
+                            ..Query::default()
+                        })
+                        .await
+                    else {
+                        return;
+                    };
+                    let full = new.len() == FOLLOW_PAGE;
+                    {
+                        let mut conversations = this.conversations.lock();
+                        for stored in new {
+                            seq = seq.max(stored.seq);
+                            conversations.apply(&stored.event);
+                        }
+                    }
+                    if !full {
+                        break;
                     }
                 }
             }

@@ -438,19 +438,27 @@ async fn a_copied_body_under_a_forgers_envelope_is_ignored_and_not_acknowledged(
 }
 
 #[tokio::test]
-async fn history_answers_only_to_the_nodes_own_key() {
-    let (_w, _founder, a, b, _d) = community().await;
-    let call = InboundCall::new(
-        "chat.history",
-        Version::new(1, 0),
-        json!({"input": {}}),
-        b.key.node_id(),
-        TrustLevel::Member,
-    );
-    let Err(e) = a.bus.call(call) else {
+async fn only_the_nodes_own_key_sends_as_it_or_reads_its_history() {
+    let (_w, _founder, a, b, d) = community().await;
+    let as_b = |capability: &str, input: Value| {
+        InboundCall::new(
+            capability,
+            Version::new(1, 0),
+            json!({"input": input}),
+            b.key.node_id(),
+            TrustLevel::Member,
+        )
+    };
+    let Err(e) = a.bus.call(as_b("chat.history", json!({}))) else {
         panic!("another member read A's history");
     };
     assert_eq!(e.code, ErrorCode::Unauthorized);
+    let to_d = json!({"recipient": d.key.node_id().full(), "body": "signed by A?"});
+    let Err(e) = a.bus.call(as_b("chat.send", to_d)) else {
+        panic!("another member had A sign a message");
+    };
+    assert_eq!(e.code, ErrorCode::Unauthorized);
+    assert!(a.chat_events("chat.message.sent").await.is_empty());
 }
 
 #[tokio::test]
