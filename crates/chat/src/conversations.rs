@@ -46,6 +46,8 @@ pub struct Conversations {
     /// `(author, client_id)` → event id: one message per client id, the
     /// first in replay order (a replay under a new id is not a new message).
     by_client: HashMap<(NodeId, String), String>,
+    /// The log's local sequence number folded in so far.
+    seq: i64,
 }
 
 impl Conversations {
@@ -55,7 +57,18 @@ impl Conversations {
             messages: BTreeMap::new(),
             by_id: HashMap::new(),
             by_client: HashMap::new(),
+            seq: 0,
         }
+    }
+
+    /// The log's local sequence number this fold has read up to.
+    pub fn seq(&self) -> i64 {
+        self.seq
+    }
+
+    /// Everything up to `seq` of the log is folded in.
+    pub fn folded_up_to(&mut self, seq: i64) {
+        self.seq = self.seq.max(seq);
     }
 
     pub fn wants(event_type: &str) -> bool {

@@ -201,15 +201,50 @@ impl ChatService {
     }
 
     /// Wait (within the call's deadline) until the stored log is folded in,
-    /// so answers and the `client_id` check see every stored message.
-    async fn until_replayed(&self, deadline: tokio::time::Instant) -> Result<(), CallError> {
+    /// then fold what arrived since: answers and the `client_id` check see
+    /// every message stored before the call (one a subscriber was just
+    /// told of included), not only what the follower got to.
+    async fn until_current(&self, deadline: tokio::time::Instant) -> Result<(), CallError> {
         let mut replayed = self.replayed.subscribe();
-        match tokio::time::timeout_at(deadline, replayed.wait_for(|done| *done)).await {
-            Ok(Ok(_)) => Ok(()),
-            _ => Err(CallError::new(
+        let done = tokio::time::timeout_at(deadline, replayed.wait_for(|done| *done))
+            .await
+            .is_ok_and(|waited| waited.is_ok());
+        if !done {
+            return Err(CallError::new(
                 ErrorCode::Partition,
                 "the chat history is still being read from the event log; try again shortly",
-            )),
+            ));
+        }
+        self.catch_up().await.map_err(internal)
+    }
+
+    /// Fold the chat events stored since the fold's sequence number, in
+    /// pages, so a large sync is never held in memory at once. Folding an
+    /// event twice changes nothing, so concurrent catch-ups are harmless.
+    async fn catch_up(&self) -> Result<(), hearthnet_events::EventLogError> {
+        let types = ["sent", "delivered", "read"].map(|t| format!("chat.message.{t}"));
+        loop {
+            let after = self.conversations.lock().seq();
+            let new = self
+                .log
+                .query(Query {
+                    event_types: types.to_vec(),
+                    after_seq: Some(after),
+                    limit: Some(FOLLOW_PAGE),
+                    ..Query::default()
+                })
+                .await?;
+            let full = new.len() == FOLLOW_PAGE;
+            {
+                let mut conversations = self.conversations.lock();
+                for stored in new {
+                    conversations.apply(&stored.event);
+                    conversations.folded_up_to(stored.seq);
+                }
+            }
+            if !full {
+                return Ok(());
+            }
         }
     }
 
@@ -248,7 +283,7 @@ impl ChatService {
             Some(id) => id.to_owned(),
             None => ulid::Ulid::new().to_string(),
         };
-        self.until_replayed(call.deadline).await?;
+        self.until_current(call.deadline).await?;
         let existing = self.conversations.lock().by_client(me, &client_id).cloned();
         let event = match existing {
             Some(m) if m.recipient != recipient => {
@@ -359,7 +394,7 @@ impl ChatService {
             .as_u64()
             .map_or(DEFAULT_HISTORY_LIMIT, |l| l as usize)
             .min(MAX_HISTORY_LIMIT);
-        self.until_replayed(call.deadline).await?;
+        self.until_current(call.deadline).await?;
         let messages = self.conversations.lock().history(peer, since, limit);
         let me = self.key.node_id();
         let mut shown = Vec::with_capacity(messages.len());
@@ -461,11 +496,11 @@ impl ChatService {
                 tokio::task::spawn_blocking(move || log.replay_into(Replay(Conversations::new(me))))
                     .await
             };
-            let mut seq = match replay {
-                Ok(Ok((Replay(folded), seq))) => {
+            match replay {
+                Ok(Ok((Replay(mut folded), seq))) => {
+                    folded.folded_up_to(seq);
                     *this.conversations.lock() = folded;
                     this.replayed.send_replace(true);
-                    seq
                 }
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "cannot replay chat events; chat unavailable");
@@ -475,39 +510,16 @@ impl ChatService {
                     tracing::error!(error = %e, "cannot replay chat events; chat unavailable");
                     return;
                 }
-            };
-            let types = ["sent", "delivered", "read"].map(|t| format!("chat.message.{t}"));
+            }
             loop {
+                if let Err(e) = this.catch_up().await {
+                    tracing::error!(error = %e, "cannot read chat events; chat stops following");
+                    return;
+                }
                 this.acknowledge().await;
                 tokio::select! {
                     r = changes.changed() => if r.is_err() { return },
                     _ = stop.cancelled() => return,
-                }
-                // In pages, so a large sync is folded without holding it
-                // all in memory at once.
-                loop {
-                    let Ok(new) = log
-                        .query(Query {
-                            event_types: types.to_vec(),
-                            after_seq: Some(seq),
-                            limit: Some(FOLLOW_PAGE),
-                            ..Query::default()
-                        })
-                        .await
-                    else {
-                        return;
-                    };
-                    let full = new.len() == FOLLOW_PAGE;
-                    {
-                        let mut conversations = this.conversations.lock();
-                        for stored in new {
-                            seq = seq.max(stored.seq);
-                            conversations.apply(&stored.event);
-                        }
-                    }
-                    if !full {
-                        break;
-                    }
                 }
             }
         }

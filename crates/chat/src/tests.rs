@@ -495,3 +495,17 @@ async fn one_history_call_writes_a_bounded_number_of_read_receipts() {
     assert_eq!(unread(&b.history(Some(&a)).await), 0);
     assert_eq!(b.chat_events("chat.message.read").await.len(), n);
 }
+
+/// What a subscriber was just told of is in the history at once, not only
+/// once the follower got to it.
+#[tokio::test]
+async fn history_answers_with_everything_the_log_holds() {
+    let (w, founder, a, b, _d) = community().await;
+    w.network.offline(b.key.node_id());
+    w.network.offline(founder.key.node_id());
+    for i in 0..5 {
+        a.send(&b, &format!("m{i}")).await.unwrap();
+    }
+    w.sync_from(&a.log, &b.log).await;
+    assert_eq!(b.history(Some(&a)).await.len(), 5);
+}
