@@ -75,7 +75,8 @@ pub enum ChatCommand {
 
 #[derive(Debug, Args)]
 pub struct ChatSendArgs {
-    /// The recipient's full node id (ed25519:…).
+    /// The recipient: its full node id (ed25519:…), or the short id or
+    /// display name of a neighbour in sight.
     pub node: String,
     /// The message.
     pub text: String,
@@ -86,7 +87,7 @@ pub struct ChatSendArgs {
 
 #[derive(Debug, Args)]
 pub struct ChatHistoryArgs {
-    /// Only the conversation with this member (full node id).
+    /// Only the conversation with this member (as for `send`).
     pub node: Option<String>,
     /// Keep running and print messages as they arrive.
     #[arg(long)]

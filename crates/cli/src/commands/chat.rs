@@ -54,21 +54,38 @@ struct History {
     messages: Vec<Message>,
 }
 
-/// A node id as the user typed it, or a usage error saying the form.
-fn node_arg(text: &str) -> Result<NodeId, CliError> {
-    NodeId::parse(text).map_err(|e| {
-        CliError::new(
+/// The member `text` names: a full node id, or the short id or display
+/// name of a neighbour the node sees now (`hearthnet status`); else a
+/// usage error saying what is accepted.
+fn node_arg(client: &LocalClient, text: &str) -> Result<NodeId, CliError> {
+    if let Ok(id) = NodeId::parse(text) {
+        return Ok(id);
+    }
+    let status = client.status().map_err(CliError::from_client)?;
+    let named: Vec<NodeId> = status
+        .peers
+        .iter()
+        .filter(|p| p.short_id == text || p.display_name == text)
+        .map(|p| p.node_id)
+        .collect();
+    match named.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(CliError::new(
             ExitStatus::Usage,
             anyhow!(
-                "`{text}` is not a full node id (ed25519:…, as `hearthnet status` shows it): {e}"
+                "`{text}` is neither a full node id (ed25519:…) nor the short id or name of a neighbour in sight; `hearthnet status` lists them"
             ),
-        )
-    })
+        )),
+        _ => Err(CliError::new(
+            ExitStatus::Usage,
+            anyhow!("`{text}` names several neighbours; give the full node id"),
+        )),
+    }
 }
 
 pub fn send(config: Option<&Path>, env: &Env, args: ChatSendArgs) -> CliResult {
-    let recipient = node_arg(&args.node)?;
     let client = node_client::connect(config, env)?;
+    let recipient = node_arg(&client, &args.node)?;
     // The node gives the message its client_id: this command sends once.
     let input = json!({"recipient": recipient, "body": args.text});
     let sent: Sent = rag::output(&client, "chat.send", json!({}), input)?;
@@ -91,8 +108,12 @@ fn how(delivered: &str) -> &str {
 }
 
 pub fn history(config: Option<&Path>, env: &Env, args: ChatHistoryArgs) -> CliResult {
-    let peer = args.node.as_deref().map(node_arg).transpose()?;
     let client = node_client::connect(config, env)?;
+    let peer = args
+        .node
+        .as_deref()
+        .map(|n| node_arg(&client, n))
+        .transpose()?;
     let me = client.status().map_err(CliError::from_client)?.node.id;
     let mut shown = HashSet::new();
     // Where the pub-sub stream stands now, so the wait below hears only
