@@ -80,6 +80,11 @@ pub struct ChatSendArgs {
     pub node: String,
     /// The message.
     pub text: String,
+    /// Attach a file: it is added to this node's blob store (pinned) and
+    /// the message carries its CID and name, sealed; the recipient fetches
+    /// it with `hearthnet file get`. Repeatable, at most 16.
+    #[arg(long, value_name = "PATH")]
+    pub attach: Vec<PathBuf>,
     /// Print the answer as one JSON object.
     #[arg(long)]
     pub json: bool,

@@ -324,3 +324,66 @@ fn chat_refusals_exit_with_their_codes() {
     );
     assert_eq!(history(&c, Some(id(&a))).len(), 3);
 }
+
+#[test]
+fn an_attachment_travels_by_cid_and_the_recipient_fetches_its_blob() {
+    let c = Sandbox::new();
+    c.init_non_interactive("anchor");
+    let _c_node = c.start_node(&[FAST_SYNC]);
+    let a = member(&c, "alice");
+    let _a_node = start(&a, &[&c]);
+    a.wait_for_peers(1);
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("schaltplan.pdf");
+    std::fs::write(&plan, b"%PDF-1.4 the wiring of the pump house").unwrap();
+
+    // C sends (A reaches C, its static peer, to fetch the blob).
+    let run = c.run(
+        &[
+            "chat",
+            "send",
+            &id(&a).full(),
+            "Plan anbei",
+            "--attach",
+            plan.to_str().unwrap(),
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    // C knows A only as a caller, so the message waits for A's next sync.
+    let sent: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(sent["delivered"], "queued", "{sent}");
+    wait_until(LIMIT, "A gets the message", || {
+        history(&a, Some(id(&c))).len() == 1
+    });
+    let got = history(&a, Some(id(&c)));
+    assert_eq!(got[0]["attachments"][0]["name"], "schaltplan.pdf");
+    let cid = got[0]["attachments"][0]["cid"].as_str().unwrap().to_owned();
+
+    // A fetches the blob from C by its CID once C's offer has synced.
+    let out = dir.path().join("received.pdf");
+    wait_until(LIMIT, "A fetches the attachment", || {
+        a.run(&["file", "get", &cid, "--out", out.to_str().unwrap()], None)
+            .code
+            == 0
+    });
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&plan).unwrap());
+
+    // A missing file is a usage error before anything is sent.
+    let missing = dir.path().join("nope.pdf");
+    // C sends (A reaches C, its static peer, to fetch the blob).
+    let run = c.run(
+        &[
+            "chat",
+            "send",
+            &id(&a).full(),
+            "x",
+            "--attach",
+            missing.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(history(&c, Some(id(&a))).len(), 1);
+}

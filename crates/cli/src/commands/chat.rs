@@ -10,15 +10,18 @@ use anyhow::anyhow;
 use hearthnet_base::NodeId;
 use hearthnet_client::LocalClient;
 use hearthnet_config::Env;
+use hearthnet_wire::local::{FileAdded, names};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{node_client, rag};
+use super::{file, node_client, rag};
 use crate::cli::{ChatHistoryArgs, ChatSendArgs};
 use crate::exit::{CliError, CliResult, ExitStatus};
 
 /// Messages asked for per `chat.history` call (its largest `limit`).
 const PAGE: u64 = 1000;
+/// The node's own bound (`chat.send`), checked before any file is stored.
+const MAX_ATTACHMENTS: usize = 16;
 /// How long one pub-sub wait lasts (the node answers within 60 s).
 const FOLLOW_WAIT_SECONDS: u64 = 25;
 
@@ -84,10 +87,24 @@ fn node_arg(client: &LocalClient, text: &str) -> Result<NodeId, CliError> {
 }
 
 pub fn send(config: Option<&Path>, env: &Env, args: ChatSendArgs) -> CliResult {
+    if args.attach.len() > MAX_ATTACHMENTS {
+        return Err(CliError::new(
+            ExitStatus::Usage,
+            anyhow!(
+                "{} attachments; a message carries at most {MAX_ATTACHMENTS}",
+                args.attach.len()
+            ),
+        ));
+    }
     let client = node_client::connect(config, env)?;
     let recipient = node_arg(&client, &args.node)?;
+    let attachments = args
+        .attach
+        .iter()
+        .map(|path| attach(&client, path))
+        .collect::<Result<Vec<_>, _>>()?;
     // The node gives the message its client_id: this command sends once.
-    let input = json!({"recipient": recipient, "body": args.text});
+    let input = json!({"recipient": recipient, "body": args.text, "attachments": attachments});
     let sent: Sent = rag::output(&client, "chat.send", json!({}), input)?;
     if args.json {
         println!("{}", serde_json::to_string(&sent)?);
@@ -95,6 +112,36 @@ pub fn send(config: Option<&Path>, env: &Env, args: ChatSendArgs) -> CliResult {
         println!("sent {} ({})", sent.event_id, how(&sent.delivered));
     }
     Ok(ExitStatus::Success)
+}
+
+/// Store `path` in the node's blob store, pinned so it stays for the
+/// recipient to fetch; the attachment naming it.
+fn attach(client: &LocalClient, path: &Path) -> Result<Attachment, CliError> {
+    // The node resolves paths from its own working directory.
+    let absolute = std::path::absolute(path)
+        .ok()
+        .filter(|p| p.is_file())
+        .ok_or_else(|| {
+            CliError::new(
+                ExitStatus::Usage,
+                anyhow!("--attach {}: not a readable file", path.display()),
+            )
+        })?;
+    let added: FileAdded = file::streamed(
+        client,
+        "file.local.add",
+        names::FILE_ADDED,
+        json!({"path": absolute, "pin": true}),
+        false,
+    )?;
+    let name = absolute.file_name().map_or_else(
+        || added.cid.to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    Ok(Attachment {
+        cid: added.cid.to_string(),
+        name,
+    })
 }
 
 /// `delivered`, in words.
