@@ -314,65 +314,133 @@ async fn a_replayed_envelope_is_one_message() {
     assert_eq!(b.history(Some(&a)).await.len(), 1);
 }
 
+/// `input` for a message from A to B, with `extra` fields replaced.
+fn to(b: &Node, extra: Value) -> Value {
+    let mut input = json!({"recipient": b.key.node_id().full(), "body": "hi"});
+    for (k, v) in extra.as_object().unwrap() {
+        input[k] = v.clone();
+    }
+    input
+}
+
 #[tokio::test]
-async fn refusals_name_what_was_wrong() {
+async fn an_oversized_body_is_refused_before_anything_is_written() {
     let (_w, _founder, a, b, _d) = community().await;
-    let to_b = |extra: Value| {
-        let mut input = json!({"recipient": b.key.node_id().full(), "body": "hi"});
-        for (k, v) in extra.as_object().unwrap() {
-            input[k] = v.clone();
-        }
-        input
-    };
-    // Oversized: more bytes than allowed (the schema counts characters).
+    // More bytes than allowed in fewer characters: the handler's check.
     let big = "ü".repeat(MAX_TEXT_BYTES / 2 + 1);
     let e = a
-        .call("chat.send", to_b(json!({"body": big})))
+        .call("chat.send", to(&b, json!({"body": big})))
         .await
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::BadRequest);
     assert!(e.message.contains("input.body"), "{}", e.message);
+    // More characters than allowed: the schema's.
+    let long = "x".repeat(MAX_TEXT_BYTES + 1);
     let e = a
-        .call(
-            "chat.send",
-            to_b(json!({"body": "x".repeat(MAX_TEXT_BYTES + 1)})),
-        )
+        .call("chat.send", to(&b, json!({"body": long})))
         .await
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::SchemaMismatch);
+    assert!(a.chat_events("chat.message.sent").await.is_empty());
+}
 
+#[tokio::test]
+async fn a_message_for_a_non_member_is_not_found() {
+    let (_w, _founder, a, b, _d) = community().await;
     let stranger = DeviceKey::generate().node_id().full();
     let e = a
-        .call("chat.send", to_b(json!({"recipient": stranger})))
+        .call("chat.send", to(&b, json!({"recipient": stranger})))
         .await
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::NotFound);
     assert!(e.message.contains("not a member"), "{}", e.message);
+    assert!(a.chat_events("chat.message.sent").await.is_empty());
+}
 
+#[tokio::test]
+async fn empty_self_addressed_and_malformed_messages_are_bad_requests() {
+    let (_w, _founder, a, b, _d) = community().await;
     let me = a.key.node_id().full();
+    for (input, says) in [
+        (json!({"recipient": me}), "another member"),
+        (json!({"recipient": "bob"}), "full node id"),
+        (json!({"body": ""}), "nothing to send"),
+        (
+            json!({"attachments": [{"cid": "sha1:x", "name": "a"}]}),
+            "input.attachments",
+        ),
+    ] {
+        let e = a.call("chat.send", to(&b, input)).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest, "{}", e.message);
+        assert!(e.message.contains(says), "{}", e.message);
+    }
     let e = a
-        .call("chat.send", to_b(json!({"recipient": me})))
+        .call("chat.history", json!({"peer": "bob"}))
         .await
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::BadRequest);
+    assert!(a.chat_events("chat.message.sent").await.is_empty());
+}
 
-    let e = a
-        .call("chat.send", to_b(json!({"body": ""})))
-        .await
-        .unwrap_err();
-    assert_eq!(e.code, ErrorCode::BadRequest);
-    assert!(e.message.contains("nothing to send"), "{}", e.message);
+#[tokio::test]
+async fn a_forged_author_is_refused_by_the_log() {
+    let (_w, _founder, a, b, d) = community().await;
+    // D signs a message and names A as its author.
+    let mut forged = Event::create(
+        NewEvent {
+            community_id: a.log.view().community_id,
+            lamport: 100,
+            event_type: "chat.message.sent",
+            data: json!({"client_id": "f", "recipient": b.key.node_id().full(),
+                "body": "e2e1:AAAA", "author_prev": null}),
+        },
+        &d.key,
+    )
+    .unwrap()
+    .to_value();
+    forged["author"] = json!(a.key.node_id());
+    let report = b.log.append_received(vec![forged]).await.unwrap();
+    assert_eq!(report.accepted, 0);
+    assert_eq!(
+        report.rejected[0].1.code,
+        hearthnet_events::RejectCode::InvalidSignature
+    );
+    assert!(b.history(None).await.is_empty());
+}
 
-    let e = a
-        .call(
-            "chat.send",
-            to_b(json!({"attachments": [{"cid": "sha1:x", "name": "a"}]})),
+#[tokio::test]
+async fn an_oversized_sealed_body_from_a_member_is_dropped_unread() {
+    let (_w, _founder, _a, b, d) = community().await;
+    let huge = format!(
+        "{}{}",
+        seal::SEALED_PREFIX,
+        "A".repeat(seal::MAX_SEALED_CHARS)
+    );
+    let event = d
+        .log
+        .append_local(
+            "chat.message.sent",
+            json!({"client_id": "big", "recipient": b.key.node_id().full(), "body": huge}),
+            &d.key,
         )
         .await
-        .unwrap_err();
-    assert_eq!(e.code, ErrorCode::BadRequest);
-    assert!(e.message.contains("input.attachments"), "{}", e.message);
-    assert!(a.chat_events("chat.message.sent").await.is_empty());
+        .unwrap();
+    b.log.append_received(vec![event.to_value()]).await.unwrap();
+    assert!(b.history(None).await.is_empty());
+    // Neither shown nor acknowledged, and the follower moves on.
+    d.send(&b, "normal").await.unwrap();
+    eventually("B acknowledges the normal one only", async || {
+        b.chat_events("chat.message.delivered").await.len() == 1
+    })
+    .await;
+    assert_eq!(bodies(&b.history(None).await), ["normal"]);
+}
+
+fn bodies(messages: &[Value]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| m["body"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[tokio::test]
