@@ -15,8 +15,8 @@
 //! recipient's processes, never in an event or on disk; the log keeps
 //! the sealed body as received and [`ChatService`] opens it on read.
 
-pub mod conversations;
-pub mod seal;
+mod conversations;
+mod seal;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -71,9 +71,9 @@ pub trait Courier: Send + Sync + 'static {
 /// travels sealed with the text; the blob itself is fetched with M07.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Attachment {
-    pub cid: Blake3Id,
-    pub name: String,
+struct Attachment {
+    cid: Blake3Id,
+    name: String,
 }
 
 /// What is sealed: the text and the attachments.
