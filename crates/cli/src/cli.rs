@@ -63,6 +63,48 @@ pub enum Command {
     /// Print the key of the OpenAI-compatible gateway (`/v1` on the local
     /// API), made on first use.
     ApiKey(ApiKeyArgs),
+    /// Direct messages, end-to-end encrypted: send one, read conversations.
+    #[command(subcommand)]
+    Chat(ChatCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChatCommand {
+    /// Send a direct message to a member; says whether it reached them,
+    /// an anchor holding it for them, or waits for the next sync.
+    Send(ChatSendArgs),
+    /// This node's conversations (with one member, or all), oldest first;
+    /// reading a conversation with one member sends them read receipts.
+    History(ChatHistoryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ChatSendArgs {
+    /// The recipient: its full node id (ed25519:…), or the short id or
+    /// display name of a neighbour in sight.
+    pub node: String,
+    /// The message.
+    pub text: String,
+    /// Attach a file: it is added to this node's blob store (pinned) and
+    /// the message carries its CID and name, sealed; the recipient fetches
+    /// it with `hearthnet file get`. Repeatable, at most 16.
+    #[arg(long, value_name = "PATH")]
+    pub attach: Vec<PathBuf>,
+    /// Print the answer as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ChatHistoryArgs {
+    /// Only the conversation with this member (as for `send`).
+    pub node: Option<String>,
+    /// Keep running and print messages as they arrive.
+    #[arg(long)]
+    pub follow: bool,
+    /// Print one JSON object a message.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

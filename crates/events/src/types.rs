@@ -39,17 +39,21 @@ enum Topic {
     None,
     Named(&'static str),
     /// One topic per value of a `data` field: `<prefix><value>`, so a
-    /// subscriber hears only of the events addressed to it.
+    /// subscriber hears only of the events addressed to it. `private`:
+    /// the value is a node id, and only that node may subscribe.
     PerField {
         prefix: &'static str,
         field: &'static str,
+        private: bool,
     },
 }
 
-/// `chat.message.<recipient>`: each node listens for its own messages.
+/// `chat.message.<recipient>`: each node listens for its own messages,
+/// and nobody else for them (Contract §8: subscriber "recipient").
 const CHAT_TOPIC: Topic = Topic::PerField {
     prefix: "chat.message.",
     field: "recipient",
+    private: true,
 };
 
 /// One event type: its name, its topic, its required `data` fields.
@@ -237,6 +241,8 @@ pub fn check_data(event_type: &str, data: &Value) -> Result<(), String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicFilter {
     wanted: Vec<Wanted>,
+    /// The one node that may subscribe, for a private topic.
+    private_to: Option<NodeId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,6 +254,12 @@ struct Wanted {
 }
 
 impl TopicFilter {
+    /// The one node that may subscribe to this topic; `None` when every
+    /// member may.
+    pub fn private_to(&self) -> Option<NodeId> {
+        self.private_to
+    }
+
     /// The event types behind the topic.
     pub fn event_types(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.wanted.iter().map(|w| w.event_type)
@@ -270,6 +282,7 @@ impl TopicFilter {
 /// A parameterised topic resolves only with a parameter its field would
 /// accept (`chat.message.<recipient>` needs a full NodeID).
 pub fn topic(topic: &str) -> Option<TopicFilter> {
+    let mut private_to = None;
     let wanted: Vec<Wanted> = TYPES
         .iter()
         .filter_map(|d| match d.topic {
@@ -278,17 +291,30 @@ pub fn topic(topic: &str) -> Option<TopicFilter> {
                 event_type: d.name,
                 field: None,
             }),
-            Topic::PerField { prefix, field } => {
-                let parameter = Value::String(topic.strip_prefix(prefix)?.to_owned());
+            Topic::PerField {
+                prefix,
+                field,
+                private,
+            } => {
+                let parameter = topic.strip_prefix(prefix)?;
                 let (_, kind) = d.fields.iter().find(|(f, _)| *f == field)?;
-                kind.accepts(&parameter).then_some(Wanted {
+                let parameter = Value::String(parameter.to_owned());
+                if !kind.accepts(&parameter) {
+                    return None;
+                }
+                if private {
+                    // A private topic's parameter is a node id (checked
+                    // by `a_private_topic_is_named_by_a_node_field`).
+                    private_to = parameter.as_str().and_then(|p| NodeId::parse(p).ok());
+                }
+                Some(Wanted {
                     event_type: d.name,
                     field: Some((field, parameter)),
                 })
             }
         })
         .collect();
-    (!wanted.is_empty()).then_some(TopicFilter { wanted })
+    (!wanted.is_empty()).then_some(TopicFilter { wanted, private_to })
 }
 
 #[cfg(test)]
@@ -399,5 +425,28 @@ mod tests {
                 assert!(d.fields.iter().any(|(f, _)| *f == field), "{}", d.name);
             }
         }
+    }
+
+    #[test]
+    fn a_private_topic_is_named_by_a_node_field() {
+        for d in TYPES {
+            if let Topic::PerField {
+                field,
+                private: true,
+                ..
+            } = d.topic
+            {
+                assert!(d.fields.contains(&(field, Kind::Node)), "{}", d.name);
+            }
+        }
+    }
+
+    #[test]
+    fn only_the_recipient_may_subscribe_to_its_chat_topic() {
+        let me = NodeId::from_bytes([1; 32]);
+        let filter = topic(&format!("chat.message.{}", me.full())).expect("resolves");
+        assert_eq!(filter.private_to(), Some(me));
+        let public = topic("marketplace.post.created").expect("resolves");
+        assert_eq!(public.private_to(), None);
     }
 }

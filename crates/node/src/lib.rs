@@ -7,6 +7,7 @@
 //! steps not built yet are named where they will go, and none is faked.
 
 mod chunks;
+mod courier;
 mod emergency;
 mod lock;
 mod peers;

@@ -615,6 +615,7 @@ impl SyncEndpoints for SyncHandle {
 
     fn subscribe(
         &self,
+        caller: NodeId,
         topic: String,
         last_seq: i64,
         timeout: Duration,
@@ -623,6 +624,14 @@ impl SyncEndpoints for SyncHandle {
         Box::pin(async move {
             let filter = hearthnet_events::types::topic(&topic)
                 .ok_or_else(|| CallError::new(ErrorCode::NotFound, format!("no topic {topic}")))?;
+            if filter.private_to().is_some_and(|owner| owner != caller) {
+                return Err(CallError::new(
+                    ErrorCode::Unauthorized,
+                    format!(
+                        "{topic} is its recipient's own topic; subscribe to chat.message.<your node id>"
+                    ),
+                ));
+            }
             let deadline = Instant::now() + timeout;
             let mut changes = log.changes();
             let mut cursor = last_seq;
@@ -882,11 +891,24 @@ mod tests {
         let wait = Duration::from_secs(5);
         // One page of Carol's messages: nothing for Dave, but the cursor
         // moves past them at once rather than scanning on.
-        let first = handle.subscribe(topic.clone(), 0, wait).await.unwrap();
+        // Only Dave may ask: Carol is refused before anything is read.
+        let refused = handle
+            .subscribe(carol.node_id(), topic.clone(), 0, wait)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Unauthorized);
+        let dave_id = dave.node_id();
+        let first = handle
+            .subscribe(dave_id, topic.clone(), 0, wait)
+            .await
+            .unwrap();
         assert_eq!(first["messages"], json!([]), "{first}");
         assert!(first.get("timeout").is_none(), "{first}");
         let cursor = first["last_seq"].as_i64().unwrap();
-        let second = handle.subscribe(topic, cursor, wait).await.unwrap();
+        let second = handle
+            .subscribe(dave_id, topic, cursor, wait)
+            .await
+            .unwrap();
         let messages = second["messages"].as_array().unwrap();
         assert_eq!(messages.len(), 1, "{second}");
         assert_eq!(

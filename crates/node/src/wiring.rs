@@ -27,7 +27,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::{NodeError, chunks, emergency, peers, sync, view};
+use crate::{NodeError, chunks, courier, emergency, peers, sync, view};
 
 /// What phases 1–3 established, before the async runtime starts.
 pub(crate) struct Basics {
@@ -368,6 +368,22 @@ fn register_services(
     #[cfg(feature = "llm")]
     for model in llm_services(config, &b.metrics) {
         register(bus, model)?;
+    }
+    if config.chat.enabled {
+        let courier = Arc::new(courier::PeerCourier {
+            client: net.client.clone(),
+            peers: peers.clone(),
+            community: b.community.community_id,
+        });
+        let chat = hearthnet_chat::ChatService::new(
+            log.clone(),
+            key.clone(),
+            courier,
+            config.chat.store_and_forward,
+        );
+        let chat = Arc::new(chat);
+        tasks.spawn(chat.follow(stop.clone()));
+        register(bus, chat)?;
     }
     let Some(store) = blobs else {
         return Ok(None);

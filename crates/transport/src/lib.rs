@@ -52,9 +52,11 @@ pub trait SyncEndpoints: Send + Sync + 'static {
     /// `POST /sync/v2/fetch`: events by the hashes reconciliation named.
     fn fetch(&self, hashes: Vec<Vec<u8>>) -> BoxFuture<'static, Result<Vec<Value>, CallError>>;
     /// `GET /pubsub/v1/subscribe`: the next messages of `topic` after
-    /// `last_seq`, waiting up to `timeout`.
+    /// `last_seq`, waiting up to `timeout`; `caller` (the signer) may be
+    /// refused a private topic (another node's `chat.message.<node>`).
     fn subscribe(
         &self,
+        caller: NodeId,
         topic: String,
         last_seq: i64,
         timeout: std::time::Duration,

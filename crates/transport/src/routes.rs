@@ -625,13 +625,13 @@ async fn blob_chunks(
 
 async fn pubsub_subscribe(
     State(s): Shared,
-    _: SignedGet,
+    SignedGet { caller, .. }: SignedGet,
     Query(q): Query<SubscribeQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let sync = sync_of(&s)?;
     let timeout = Duration::from_secs(q.timeout.unwrap_or(30).min(60));
     let answer = sync
-        .subscribe(q.topic, q.last_seq.unwrap_or(0), timeout)
+        .subscribe(caller.id, q.topic, q.last_seq.unwrap_or(0), timeout)
         .await?;
     Ok(axum::Json(answer))
 }

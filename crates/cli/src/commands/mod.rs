@@ -5,6 +5,7 @@ mod api_key;
 mod ask;
 mod call;
 mod caps;
+mod chat;
 mod doctor;
 mod file;
 mod identity;
@@ -22,7 +23,7 @@ mod trace;
 mod version;
 
 use crate::cli::{
-    Cli, Command, FileCommand, InviteCommand, MarketCommand, RagCommand, TraceCommand,
+    ChatCommand, Cli, Command, FileCommand, InviteCommand, MarketCommand, RagCommand, TraceCommand,
 };
 use crate::exit::CliResult;
 
@@ -70,5 +71,9 @@ pub fn dispatch(cli: Cli) -> CliResult {
             }
         }
         Command::ApiKey(args) => api_key::run(cli.config.as_deref(), &env, args),
+        Command::Chat(ChatCommand::Send(args)) => chat::send(cli.config.as_deref(), &env, args),
+        Command::Chat(ChatCommand::History(args)) => {
+            chat::history(cli.config.as_deref(), &env, args)
+        }
     }
 }

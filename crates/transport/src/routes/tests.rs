@@ -74,6 +74,7 @@ impl SyncEndpoints for FakeSync {
     }
     fn subscribe(
         &self,
+        _: NodeId,
         topic: String,
         last_seq: i64,
         _: Duration,

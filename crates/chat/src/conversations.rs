@@ -1,0 +1,302 @@
+//! This node's own conversations, folded from `chat.message.*` events:
+//! the messages it sent or received (their bodies sealed, as stored) and
+//! the receipts their recipients wrote. Other members' messages, which
+//! every member stores and relays, are not kept here.
+
+use std::collections::{BTreeMap, HashMap};
+
+use hearthnet_base::event::Event;
+use hearthnet_base::{NodeId, Timestamp};
+
+/// One direct message as the log holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub event_id: String,
+    pub lamport: u64,
+    pub author: NodeId,
+    pub recipient: NodeId,
+    pub client_id: String,
+    /// Sealed (`seal::open` reads it).
+    pub body: String,
+    pub created_at: Timestamp,
+    /// From the recipient's own `chat.message.delivered`.
+    pub delivered_at: Option<Timestamp>,
+    /// From the recipient's own `chat.message.read`.
+    pub read_at: Option<Timestamp>,
+}
+
+impl Message {
+    /// The other end of the conversation, seen from `me`.
+    pub fn peer_of(&self, me: NodeId) -> NodeId {
+        if self.author == me {
+            self.recipient
+        } else {
+            self.author
+        }
+    }
+}
+
+/// Messages of this node in replay order, with the indexes the service
+/// needs.
+pub struct Conversations {
+    me: NodeId,
+    /// Keyed by `(lamport, event_id)`: replay order (Contract §7.4).
+    messages: BTreeMap<(u64, String), Message>,
+    by_id: HashMap<String, (u64, String)>,
+    /// `(author, client_id)` → event id: one message per client id, the
+    /// first in replay order (a replay under a new id is not a new message).
+    by_client: HashMap<(NodeId, String), String>,
+    /// The log's local sequence number folded in so far.
+    seq: i64,
+}
+
+impl Conversations {
+    pub fn new(me: NodeId) -> Self {
+        Self {
+            me,
+            messages: BTreeMap::new(),
+            by_id: HashMap::new(),
+            by_client: HashMap::new(),
+            seq: 0,
+        }
+    }
+
+    /// The log's local sequence number this fold has read up to.
+    pub fn seq(&self) -> i64 {
+        self.seq
+    }
+
+    /// Everything up to `seq` of the log is folded in.
+    pub fn folded_up_to(&mut self, seq: i64) {
+        self.seq = self.seq.max(seq);
+    }
+
+    pub fn wants(event_type: &str) -> bool {
+        event_type.starts_with("chat.message.")
+    }
+
+    /// Fold one event in; events of others' conversations, receipts not
+    /// written by the message's recipient and second messages under one
+    /// client id are ignored.
+    pub fn apply(&mut self, event: &Event) {
+        match event.event_type.as_str() {
+            "chat.message.sent" => self.message(event),
+            "chat.message.delivered" => self.receipt(event, "delivered_at"),
+            "chat.message.read" => self.receipt(event, "read_at"),
+            _ => {}
+        }
+    }
+
+    fn message(&mut self, event: &Event) {
+        let data = &event.data;
+        let (Some(recipient), Some(client_id), Some(body)) = (
+            data["recipient"]
+                .as_str()
+                .and_then(|r| NodeId::parse(r).ok()),
+            data["client_id"].as_str(),
+            data["body"].as_str(),
+        ) else {
+            return;
+        };
+        let ours = event.author == self.me || recipient == self.me;
+        if !ours || event.author == recipient || self.by_id.contains_key(&event.event_id) {
+            return;
+        }
+        let client_key = (event.author, client_id.to_owned());
+        if self.by_client.contains_key(&client_key) {
+            return;
+        }
+        let key = (event.lamport, event.event_id.clone());
+        self.by_client.insert(client_key, event.event_id.clone());
+        self.by_id.insert(event.event_id.clone(), key.clone());
+        self.messages.insert(
+            key,
+            Message {
+                event_id: event.event_id.clone(),
+                lamport: event.lamport,
+                author: event.author,
+                recipient,
+                client_id: client_id.to_owned(),
+                body: body.to_owned(),
+                created_at: event.wall_clock,
+                delivered_at: None,
+                read_at: None,
+            },
+        );
+    }
+
+    fn receipt(&mut self, event: &Event, field: &str) {
+        let data = &event.data;
+        let (Some(target), Some(at)) = (
+            data["target_event_id"].as_str(),
+            data[field].as_str().and_then(|t| Timestamp::parse(t).ok()),
+        ) else {
+            return;
+        };
+        let Some(message) = self
+            .by_id
+            .get(target)
+            .and_then(|key| self.messages.get_mut(key))
+        else {
+            return;
+        };
+        // Only the recipient says it received or read a message.
+        if event.author != message.recipient {
+            return;
+        }
+        let slot = if field == "read_at" {
+            &mut message.read_at
+        } else {
+            &mut message.delivered_at
+        };
+        if slot.is_none() {
+            *slot = Some(at);
+        }
+    }
+
+    /// The message `author` sent under `client_id`.
+    pub fn by_client(&self, author: NodeId, client_id: &str) -> Option<&Message> {
+        let id = self.by_client.get(&(author, client_id.to_owned()))?;
+        self.messages.get(self.by_id.get(id)?)
+    }
+
+    /// Messages with `peer` (with anyone when `None`) after Lamport
+    /// `since`, in replay order, at most `limit`.
+    pub fn history(&self, peer: Option<NodeId>, since: u64, limit: usize) -> Vec<Message> {
+        self.messages
+            .range((since.saturating_add(1), String::new())..)
+            .map(|(_, m)| m)
+            .filter(|m| peer.is_none_or(|p| m.peer_of(self.me) == p))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// Received messages this node has not yet acknowledged.
+    pub fn undelivered(&self) -> Vec<Message> {
+        self.messages
+            .values()
+            .filter(|m| m.recipient == self.me && m.delivered_at.is_none())
+            .cloned()
+            .collect()
+    }
+
+    /// Forget a message whose body does not open: it was never a message
+    /// between its author and its recipient (a forger copied a body, or a
+    /// broken peer wrote it), so it is neither shown nor acknowledged.
+    pub fn forget(&mut self, event_id: &str) {
+        if let Some(key) = self.by_id.remove(event_id)
+            && let Some(m) = self.messages.remove(&key)
+        {
+            self.by_client.remove(&(m.author, m.client_id));
+        }
+    }
+
+    /// Record this node's own receipt at once (its event folds in later).
+    pub fn mark(&mut self, event_id: &str, delivered: Option<Timestamp>, read: Option<Timestamp>) {
+        if let Some(m) = self
+            .by_id
+            .get(event_id)
+            .and_then(|key| self.messages.get_mut(key))
+        {
+            m.delivered_at = m.delivered_at.or(delivered);
+            m.read_at = m.read_at.or(read);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearthnet_base::event::NewEvent;
+    use hearthnet_base::{CommunityId, DeviceKey};
+    use serde_json::{Value, json};
+
+    fn event(key: &DeviceKey, lamport: u64, event_type: &str, data: Value) -> Event {
+        let community = CommunityId::of_root(NodeId::from_bytes([9; 32]));
+        Event::create(
+            NewEvent {
+                community_id: community,
+                lamport,
+                event_type,
+                data,
+            },
+            key,
+        )
+        .unwrap()
+    }
+
+    fn sent(key: &DeviceKey, lamport: u64, to: NodeId, client_id: &str) -> Event {
+        let data = json!({"client_id": client_id, "recipient": to.full(), "body": "e2e1:x"});
+        event(key, lamport, "chat.message.sent", data)
+    }
+
+    fn receipt(key: &DeviceKey, lamport: u64, kind: &str, target: &str) -> Event {
+        let field = if kind == "read" {
+            "read_at"
+        } else {
+            "delivered_at"
+        };
+        let data = json!({"target_event_id": target, field: "2026-05-26T08:14:23Z"});
+        event(key, lamport, &format!("chat.message.{kind}"), data)
+    }
+
+    #[test]
+    fn keeps_only_this_nodes_conversations() {
+        let (me, a, b) = (
+            DeviceKey::generate(),
+            DeviceKey::generate(),
+            DeviceKey::generate(),
+        );
+        let mut c = Conversations::new(me.node_id());
+        c.apply(&sent(&a, 1, me.node_id(), "1"));
+        c.apply(&sent(&me, 2, a.node_id(), "2"));
+        c.apply(&sent(&a, 3, b.node_id(), "3"));
+        c.apply(&sent(&me, 4, me.node_id(), "4"));
+        let all = c.history(None, 0, 100);
+        assert_eq!(
+            all.iter().map(|m| m.client_id.as_str()).collect::<Vec<_>>(),
+            ["1", "2"]
+        );
+        assert!(c.history(Some(b.node_id()), 0, 100).is_empty());
+        assert_eq!(c.history(Some(a.node_id()), 1, 100).len(), 1);
+        assert_eq!(c.history(None, 0, 1).len(), 1);
+    }
+
+    #[test]
+    fn a_replay_under_the_same_client_id_is_one_message() {
+        let (me, a) = (DeviceKey::generate(), DeviceKey::generate());
+        let mut c = Conversations::new(me.node_id());
+        let first = sent(&a, 1, me.node_id(), "same");
+        c.apply(&first);
+        c.apply(&first);
+        c.apply(&sent(&a, 5, me.node_id(), "same"));
+        let all = c.history(None, 0, 100);
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].event_id, first.event_id);
+        assert_eq!(c.undelivered().len(), 1);
+        c.forget(&first.event_id);
+        assert!(c.history(None, 0, 100).is_empty());
+        assert!(c.by_client(a.node_id(), "same").is_none());
+    }
+
+    #[test]
+    fn only_the_recipients_receipts_count() {
+        let (me, a, forger) = (
+            DeviceKey::generate(),
+            DeviceKey::generate(),
+            DeviceKey::generate(),
+        );
+        let mut c = Conversations::new(me.node_id());
+        let msg = sent(&me, 1, a.node_id(), "1");
+        c.apply(&msg);
+        c.apply(&receipt(&forger, 2, "delivered", &msg.event_id));
+        c.apply(&receipt(&me, 2, "read", &msg.event_id));
+        assert_eq!(c.history(None, 0, 10)[0].delivered_at, None);
+        assert_eq!(c.history(None, 0, 10)[0].read_at, None);
+        c.apply(&receipt(&a, 3, "delivered", &msg.event_id));
+        c.apply(&receipt(&a, 4, "read", &msg.event_id));
+        let m = &c.history(None, 0, 10)[0];
+        assert!(m.delivered_at.is_some() && m.read_at.is_some());
+    }
+}
