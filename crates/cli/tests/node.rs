@@ -143,9 +143,13 @@ fn test_status_against_mock_node_returns_table() {
         lines[5],
         "models        smollm2-135m (llm.chat, llm.complete; here and 2 neighbours)"
     );
-    assert_eq!(lines[6], "in flight     3");
     assert_eq!(
-        lines[7],
+        lines[6],
+        "internet      degraded for 42 s; unreachable: quad9.net"
+    );
+    assert_eq!(lines[7], "in flight     3");
+    assert_eq!(
+        lines[8],
         "event log     head Lamport 41, 42 events, 1.0 MiB"
     );
 }

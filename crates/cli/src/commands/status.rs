@@ -141,7 +141,14 @@ mod tests {
             rows[5].1,
             "smollm2-135m (llm.chat, llm.complete; here and 2 neighbours)"
         );
-        assert_eq!(rows[7].1, "head Lamport 41, 42 events, 1.0 MiB");
+        assert_eq!(rows[6].1, "degraded for 42 s; unreachable: quad9.net");
+        assert_eq!(rows[8].1, "head Lamport 41, 42 events, 1.0 MiB");
+        let mut unwatched = status.clone();
+        unwatched.emergency = None;
+        assert_eq!(
+            super::rows(&unwatched)[6].1,
+            "not watched (emergency.enabled = false)"
+        );
     }
 
     #[test]
