@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use hearthnet_base::event::Event;
-use hearthnet_base::{DeviceKey, Timestamp, sign_value, to_canonical_bytes};
+use hearthnet_base::{Blake3Id, DeviceKey, Timestamp, sign_value, to_canonical_bytes};
 use hearthnet_events::{AppendReport, EventLog, Limits, LogPaths, Query, RejectCode};
 use hearthnet_identity::{CommunityPolicy, Genesis};
 use serde_json::{Value, json};
@@ -49,10 +49,13 @@ impl World {
         });
         // The id bound to the content, as our writers bind it (the
         // community requires links, and with them bound ids).
-        let hash = blake3::hash(&to_canonical_bytes(&unsigned).unwrap());
+        let hash = Blake3Id::of(&to_canonical_bytes(&unsigned).unwrap());
         let mut random = [0u8; 16];
         random[6..].copy_from_slice(&hash.as_bytes()[..10]);
-        let id = ulid::Ulid::from_parts(ulid::Ulid::new().timestamp_ms(), u128::from_be_bytes(random));
+        let id = ulid::Ulid::from_parts(
+            ulid::Ulid::new().timestamp_ms(),
+            u128::from_be_bytes(random),
+        );
         unsigned["event_id"] = json!(id.to_string());
         let signed = sign_value(unsigned, key).unwrap();
         assert!(Event::id_is_bound(&signed));
