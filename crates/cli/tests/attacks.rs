@@ -762,9 +762,14 @@ fn a_member_squatting_another_members_event_id_is_refused_and_the_original_stays
 
     // The victim's own node gets the squat first (the squatter raced the
     // original to it), then the original: the original wins there too,
-    // and the squat offered again is refused.
+    // and the squat offered again is refused. Alone, the squat does not
+    // count either: its id is copied, not bound to it.
     let reply = push(&addr_v, &squatter.key, community, &[&squat]);
-    assert_eq!(reply["accepted"], 1, "an id it never saw: {reply}");
+    assert_eq!(
+        reply["accepted"], 0,
+        "an id it never saw, but copied: {reply}"
+    );
+    assert_eq!(rejected_reasons(&reply), ["unauthorized"], "{reply}");
     let reply = push(&addr_v, &founder.key, community, &[&original]);
     assert_eq!(
         rejected_reasons(&reply),

@@ -195,7 +195,10 @@ impl History {
             let bytes: Vec<u8> = row.get(1)?;
             let event = serde_json::from_slice::<Event>(&bytes);
             let verdict = match (&event, mode) {
-                (Ok(e), Mode::Judge) => match view.authorize(e, &self.cutoffs) {
+                (Ok(e), Mode::Judge) => match view
+                    .authorize(e, &self.cutoffs)
+                    .and_then(|()| view.authorize_id(&bytes))
+                {
                     Ok(()) if market::names_a_post(&e.event_type) => {
                         let named = e.data["target_event_id"].as_str().unwrap_or_default();
                         let target = market_target(conn, named, &posts)?;

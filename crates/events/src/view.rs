@@ -272,17 +272,40 @@ impl CommunityView {
         }
     }
 
+    /// Whether the id of the envelope `bytes` may count at this point of
+    /// history: where links are required (only our writers can write
+    /// there, and they bind every id), an id not bound to its content
+    /// ([`Event::id_is_bound`]) is a copy and counts nowhere. So of two
+    /// envelopes under one id at most the bound one counts, whichever of
+    /// them a log holds: the conflict never needs the other, which a log
+    /// may not have (held events are not synced).
+    pub fn authorize_id(&self, bytes: &[u8]) -> Result<(), Reject> {
+        if !self.requires_links() {
+            return Ok(());
+        }
+        let bound = serde_json::from_slice::<Value>(bytes).is_ok_and(|v| Event::id_is_bound(&v));
+        if bound {
+            Ok(())
+        } else {
+            Err(unauthorized(
+                "this community requires event ids bound to their content, and this one is not",
+            ))
+        }
+    }
+
+    fn requires_links(&self) -> bool {
+        self.policy
+            .get("require_event_links")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
     /// Whether `e` may be written by its author at its point of history:
     /// this view is the community just before `e`, and `cutoffs` what the
     /// revocations of the whole log take from their targets.
     pub fn authorize(&self, e: &Event, cutoffs: &Cutoffs) -> Result<(), Reject> {
         cutoffs.admit(e)?;
-        let required = self
-            .policy
-            .get("require_event_links")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        if required && e.data.get(AUTHOR_PREV).is_none() {
+        if self.requires_links() && e.data.get(AUTHOR_PREV).is_none() {
             return Err(unauthorized(format!(
                 "this community requires data.{AUTHOR_PREV} on every event (null on an author's first)"
             )));

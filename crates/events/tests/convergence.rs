@@ -295,11 +295,9 @@ impl Writer {
                     author,
                     lamport,
                     "market.post.created",
-                    // Not a valid post (no category, client_id or body):
-                    // the copy is refused for its data before its id is
-                    // weighed. With a valid one these histories diverge
-                    // (reported; the id rules are not the marketplace's).
-                    json!({"title": "squat", "ttl_seconds": 60}),
+                    // A valid post, so the copy is weighed for its id,
+                    // not refused for its data.
+                    post_data("squat", 60),
                 );
                 self.events.pop();
                 copy["event_id"] = victim["event_id"].clone();
@@ -424,4 +422,64 @@ proptest! {
         }
         prop_assert_eq!(view.level_of(&key(0).node_id()), TrustLevel::Anchor);
     }
+}
+
+/// The smallest history the property test found once `ReuseId` wrote valid
+/// copies. A stranger's post `held` (bound id, counts nowhere: its author
+/// is no member) and a member's valid post `squat` re-signed under the
+/// same id. A log holding both kept `held` (a bound id beats a copied
+/// one) and counted neither; a log that got only `squat` counted it, and
+/// never heard of `held`, as held events are not synced: the logs did not
+/// converge. A copied (unbound) id now counts nowhere in a community that
+/// requires links, whatever else the log holds.
+#[test]
+fn a_copied_id_counts_nowhere_whether_or_not_its_original_is_held() {
+    let genesis = Genesis::create(&key(0), "Prop", CommunityPolicy::default()).expect("genesis");
+    let community = genesis.manifest.community_id;
+    let post = |author: usize, title: &str| {
+        let mut data = post_data(title, 60);
+        data["author_prev"] = Value::Null;
+        Event::create(
+            NewEvent {
+                community_id: community,
+                lamport: 1,
+                event_type: "market.post.created",
+                data,
+            },
+            &key(author),
+        )
+        .expect("sign")
+        .to_value()
+    };
+    let held = post(5, "stranger");
+    let squat = {
+        let mut v = post(0, "squat");
+        v["event_id"] = held["event_id"].clone();
+        v.as_object_mut().map(|m| m.remove("signature"));
+        hearthnet_base::sign_value(v, &key(0)).expect("sign")
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let both = open(dir.path(), "both", &genesis);
+    both.append_received_blocking(vec![held.clone(), squat.clone()])
+        .expect("append");
+    let squat_first = open(dir.path(), "squat-first", &genesis);
+    squat_first
+        .append_received_blocking(vec![squat.clone()])
+        .expect("append");
+    squat_first
+        .append_received_blocking(vec![held])
+        .expect("append");
+    let squat_only = open(dir.path(), "squat-only", &genesis);
+    squat_only
+        .append_received_blocking(vec![squat])
+        .expect("append");
+    // Sync offers only what counts.
+    for (from, to) in [(&both, &squat_only), (&squat_only, &both)] {
+        to.append_received_blocking(counted(from).into_values().collect())
+            .expect("append");
+    }
+    let expected = counted(&both);
+    assert_eq!(expected.len(), 1, "only the genesis counts: {expected:?}");
+    assert_eq!(counted(&squat_first), expected);
+    assert_eq!(counted(&squat_only), expected);
 }

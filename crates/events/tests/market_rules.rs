@@ -4,7 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use hearthnet_base::{DeviceKey, Timestamp, sign_value};
+use hearthnet_base::event::Event;
+use hearthnet_base::{Blake3Id, DeviceKey, Timestamp, sign_value, to_canonical_bytes};
 use hearthnet_events::{AppendReport, EventLog, Limits, LogPaths, Query, RejectCode};
 use hearthnet_identity::{CommunityPolicy, Genesis};
 use serde_json::{Value, json};
@@ -37,9 +38,8 @@ impl World {
     fn event(&self, key: &DeviceKey, lamport: u64, age: i64, kind: &str, data: Value) -> Value {
         let mut data = data;
         data["author_prev"] = Value::Null;
-        let unsigned = json!({
+        let mut unsigned = json!({
             "schema_version": 1,
-            "event_id": ulid::Ulid::new().to_string(),
             "lamport": lamport,
             "wall_clock": Timestamp::now().plus_seconds(-age),
             "community_id": self.genesis.manifest.community_id,
@@ -47,7 +47,19 @@ impl World {
             "event_type": kind,
             "data": data,
         });
-        sign_value(unsigned, key).unwrap()
+        // The id bound to the content, as our writers bind it (the
+        // community requires links, and with them bound ids).
+        let hash = Blake3Id::of(&to_canonical_bytes(&unsigned).unwrap());
+        let mut random = [0u8; 16];
+        random[6..].copy_from_slice(&hash.as_bytes()[..10]);
+        let id = ulid::Ulid::from_parts(
+            ulid::Ulid::new().timestamp_ms(),
+            u128::from_be_bytes(random),
+        );
+        unsigned["event_id"] = json!(id.to_string());
+        let signed = sign_value(unsigned, key).unwrap();
+        assert!(Event::id_is_bound(&signed));
+        signed
     }
 
     /// A log with the founder, a trusted member, the post's author and

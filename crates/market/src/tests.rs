@@ -110,11 +110,22 @@ impl Node {
     /// A signed event by `key`, stamped `age` seconds ago.
     fn event(&self, key: &DeviceKey, lamport: u64, age: i64, kind: &str, mut data: Value) -> Value {
         data["author_prev"] = Value::Null;
-        let unsigned = json!({
-            "schema_version": 1, "event_id": ulid::Ulid::new().to_string(), "lamport": lamport,
+        let mut unsigned = json!({
+            "schema_version": 1, "lamport": lamport,
             "wall_clock": Timestamp::now().plus_seconds(-age), "community_id": self.community,
             "author": key.node_id(), "event_type": kind, "data": data,
         });
+        // The id bound to the content, as our writers bind it: where links
+        // are required an unbound id counts nowhere.
+        let hash =
+            hearthnet_base::Blake3Id::of(&hearthnet_base::to_canonical_bytes(&unsigned).unwrap());
+        let mut random = [0u8; 16];
+        random[6..].copy_from_slice(&hash.as_bytes()[..10]);
+        let id = ulid::Ulid::from_parts(
+            ulid::Ulid::new().timestamp_ms(),
+            u128::from_be_bytes(random),
+        );
+        unsigned["event_id"] = json!(id.to_string());
         sign_value(unsigned, key).unwrap()
     }
 
