@@ -63,6 +63,25 @@ pub enum Command {
     /// Print the key of the OpenAI-compatible gateway (`/v1` on the local
     /// API), made on first use.
     ApiKey(ApiKeyArgs),
+    /// Remove this node's local state: the community's log, blobs, caches,
+    /// logs and the device key (stops a running node first).
+    Erase(EraseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EraseArgs {
+    /// Keep the device key, so this device can rejoin with the same identity.
+    #[arg(long)]
+    pub keep_keys: bool,
+    /// Keep the blob store (files shared and fetched).
+    #[arg(long)]
+    pub keep_blobs: bool,
+    /// Keep the log files.
+    #[arg(long)]
+    pub keep_logs: bool,
+    /// Do not ask the three confirmations.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

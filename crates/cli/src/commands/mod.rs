@@ -6,6 +6,7 @@ mod ask;
 mod call;
 mod caps;
 mod doctor;
+mod erase;
 mod file;
 mod identity;
 mod init;
@@ -70,5 +71,6 @@ pub fn dispatch(cli: Cli) -> CliResult {
             }
         }
         Command::ApiKey(args) => api_key::run(cli.config.as_deref(), &env, args),
+        Command::Erase(args) => erase::run(cli.config.as_deref(), &env, args),
     }
 }
