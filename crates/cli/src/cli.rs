@@ -66,6 +66,18 @@ pub enum Command {
     /// Remove this node's local state: the community's log, blobs, caches,
     /// logs and the device key (stops a running node first).
     Erase(EraseArgs),
+    /// Export this node's data of its owner as a signed ZIP, or check one.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Where to write the ZIP (default: ~/hearthnet-export-<date>.zip).
+    #[arg(long, value_name = "PATH", conflicts_with = "verify")]
+    pub out: Option<PathBuf>,
+    /// Check an export instead: every entry's hash and the signature.
+    #[arg(long, value_name = "PATH")]
+    pub verify: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ mod call;
 mod caps;
 mod doctor;
 mod erase;
+mod export;
 mod file;
 mod identity;
 mod init;
@@ -71,6 +72,7 @@ pub fn dispatch(cli: Cli) -> CliResult {
             }
         }
         Command::ApiKey(args) => api_key::run(cli.config.as_deref(), &env, args),
+        Command::Export(args) => export::run(cli.config.as_deref(), &env, args),
         Command::Erase(args) => erase::run(cli.config.as_deref(), &env, args),
     }
 }
