@@ -68,6 +68,15 @@ pub enum Command {
     Erase(EraseArgs),
     /// Export this node's data of its owner as a signed ZIP, or check one.
     Export(ExportArgs),
+    /// Leave the community: stop serving it, archive its data, keep the key.
+    Leave(LeaveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LeaveArgs {
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ mod identity;
 mod init;
 mod installed_models;
 mod invite;
+mod leave;
 mod log;
 mod market;
 mod node_client;
@@ -73,6 +74,7 @@ pub fn dispatch(cli: Cli) -> CliResult {
         }
         Command::ApiKey(args) => api_key::run(cli.config.as_deref(), &env, args),
         Command::Export(args) => export::run(cli.config.as_deref(), &env, args),
+        Command::Leave(args) => leave::run(cli.config.as_deref(), &env, args),
         Command::Erase(args) => erase::run(cli.config.as_deref(), &env, args),
     }
 }
