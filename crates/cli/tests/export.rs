@@ -176,6 +176,18 @@ fn verify_refuses_hostile_archives_within_bounds() {
     assert_eq!(run.code, 4, "{run:?}");
     assert!(run.stderr.contains("10001 entries"), "{run:?}");
 
+    // The count an archive's end record declares is checked before the
+    // central directory is read: a small file claiming 65,535 entries.
+    let mut liar = std::fs::read(&slip).unwrap();
+    let end = liar.len() - 22;
+    assert_eq!(liar[end..end + 4], [0x50, 0x4b, 0x05, 0x06]);
+    liar[end + 8..end + 12].copy_from_slice(&[0xff; 4]);
+    let path = dir.path().join("liar.zip");
+    std::fs::write(&path, &liar).unwrap();
+    let run = verify(&sb, &path);
+    assert_eq!(run.code, 4, "{run:?}");
+    assert!(run.stderr.contains("65535 entries"), "{run:?}");
+
     let garbage = dir.path().join("garbage.zip");
     std::fs::write(&garbage, b"not a zip at all").unwrap();
     assert_eq!(verify(&sb, &garbage).code, 1);

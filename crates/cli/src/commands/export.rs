@@ -299,6 +299,48 @@ fn write_zip(path: &Path, entries: &[Entry]) -> io::Result<()> {
     file.sync_all()
 }
 
+/// The entry count the archive's end records declare (the larger of the
+/// classic and the ZIP64 one), read from its last 64 KiB; 0 when there is
+/// no end record (the ZIP library then refuses the file).
+fn declared_entries(file: &mut fs::File) -> io::Result<u64> {
+    use std::io::{Seek, SeekFrom};
+    const END_SIGNATURE: [u8; 4] = [0x50, 0x4b, 0x05, 0x06];
+    const ZIP64_LOCATOR_SIGNATURE: [u8; 4] = [0x50, 0x4b, 0x06, 0x07];
+    const ZIP64_END_SIGNATURE: [u8; 4] = [0x50, 0x4b, 0x06, 0x06];
+    let length = file.seek(SeekFrom::End(0))?;
+    // The end record (22 bytes) plus the longest comment.
+    let tail_start = length.saturating_sub(22 + 0xFFFF);
+    file.seek(SeekFrom::Start(tail_start))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)?;
+    let Some(end) = (0..tail.len().saturating_sub(21))
+        .rev()
+        .find(|&i| tail[i..i + 4] == END_SIGNATURE)
+    else {
+        return Ok(0);
+    };
+    let classic = u64::from(u16::from_le_bytes([tail[end + 10], tail[end + 11]]));
+    // A ZIP64 locator sits right before the end record and points at the
+    // ZIP64 end record, whose count is 8 bytes at offset 32.
+    let Some(locator) = end.checked_sub(20) else {
+        return Ok(classic);
+    };
+    if tail[locator..locator + 4] != ZIP64_LOCATOR_SIGNATURE {
+        return Ok(classic);
+    }
+    let mut offset = [0u8; 8];
+    offset.copy_from_slice(&tail[locator + 8..locator + 16]);
+    file.seek(SeekFrom::Start(u64::from_le_bytes(offset)))?;
+    let mut record = [0u8; 40];
+    file.read_exact(&mut record)?;
+    if record[..4] != ZIP64_END_SIGNATURE {
+        return Ok(classic);
+    }
+    let mut count = [0u8; 8];
+    count.copy_from_slice(&record[32..40]);
+    Ok(classic.max(u64::from_le_bytes(count)))
+}
+
 /// Why an archive does not verify: a named entry, or the signature.
 fn bad(why: String) -> CliError {
     CliError::new(
@@ -308,7 +350,16 @@ fn bad(why: String) -> CliError {
 }
 
 fn verify(path: &Path) -> CliResult {
-    let file = fs::File::open(path).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
+    let mut file =
+        fs::File::open(path).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
+    // Before the ZIP library reads the central directory, entry by entry.
+    let declared =
+        declared_entries(&mut file).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
+    if declared > MAX_ENTRIES as u64 {
+        return Err(bad(format!(
+            "{declared} entries, more than the {MAX_ENTRIES} an export can have"
+        )));
+    }
     let mut zip = zip::ZipArchive::new(file)
         .map_err(|e| anyhow!("{} is not a readable ZIP: {e}", path.display()))?;
     if zip.len() > MAX_ENTRIES {
