@@ -140,6 +140,9 @@ fn erase_refuses_directories_configured_outside_hearthnet_and_removes_nothing() 
     let hostile = [
         ("file", "blobs_dir", outside.path().display().to_string()),
         ("file", "blobs_dir", "/".to_owned()),
+        // HearthNet's own, but it holds what must stay (the runtime
+        // directory, the config): refused, not wiped whole.
+        ("file", "blobs_dir", sb.data_dir().display().to_string()),
         ("observability", "log_dir", home.clone()),
         (
             "rag",

@@ -63,39 +63,49 @@ struct Target {
     path: PathBuf,
 }
 
-/// The spec's order; what the flags keep is left out; what does not exist
-/// is skipped.
+/// The spec's order; what the flags keep is left out, and must not lie
+/// inside anything removed; what does not exist is skipped.
 fn plan(loaded: &LoadedConfig, args: &EraseArgs, fence: &Fence) -> Result<Vec<Target>, CliError> {
     let paths = loaded.paths();
-    let mut wanted = Vec::new();
+    // (what, where, kept by a flag), in the spec's order.
+    let mut all = Vec::new();
     if let Some(state) = paths.state_dir {
-        wanted.push(("the community's state", state));
+        all.push(("the community's state", state, false));
     }
-    wanted.push(("every community's state", paths.communities_dir));
-    if !args.keep_blobs {
-        wanted.push(("the blob store", paths.blobs_dir));
-    }
-    wanted.push(("the embeddings cache", paths.corpora_dir));
-    if !args.keep_logs {
-        wanted.push(("the logs", paths.log_dir));
-    }
-    if !args.keep_keys {
-        wanted.push(("the device key", paths.keys_dir));
-    }
+    all.push(("every community's state", paths.communities_dir, false));
+    all.push(("the blob store", paths.blobs_dir, args.keep_blobs));
+    all.push(("the embeddings cache", paths.corpora_dir, false));
+    all.push(("the logs", paths.log_dir, args.keep_logs));
+    all.push(("the device key", paths.keys_dir, args.keep_keys));
+    // What stays must not be inside what goes (e.g. a blob store
+    // configured as the data directory would take the key with it).
+    let mut kept = vec![paths.runtime_dir, loaded.dirs.config.clone()];
     let mut plan: Vec<Target> = Vec::new();
-    for (what, path) in wanted {
+    for (what, path, keep) in all {
+        if keep {
+            kept.push(path);
+            continue;
+        }
         let Some(path) = fence.admit(what, &path)? else {
             continue;
         };
         // The community's state is usually inside the communities
         // directory: remove it once.
-        if plan
-            .iter()
-            .any(|t| path.starts_with(&t.path) || t.path == path)
-        {
+        if plan.iter().any(|t| path.starts_with(&t.path)) {
             continue;
         }
         plan.push(Target { what, path });
+    }
+    for path in kept {
+        let path = resolve_parent(&path).unwrap_or(path);
+        if let Some(target) = plan.iter().find(|t| path.starts_with(&t.path)) {
+            return Err(refused(format!(
+                "{} ({}) holds {}, which erase must keep",
+                target.what,
+                target.path.display(),
+                path.display()
+            )));
+        }
     }
     Ok(plan)
 }

@@ -54,6 +54,15 @@ pub fn stop_running(runtime_dir: &Path) -> Result<bool, CliError> {
         )
         .into());
     };
+    // A runtime file left by a node that crashed may name a pid reused
+    // since: signal only the process the kernel says holds the lock.
+    if !holds_lock(pid_number, &lock) {
+        return Err(anyhow::anyhow!(
+            "a node holds {} but its pid is not known (it may be starting); stop it first",
+            lock_path.display()
+        )
+        .into());
+    }
     crate::printer::status(format!("stopping the running node (pid {pid_number})"));
     kill_process(pid, Signal::TERM)
         .map_err(|e| anyhow::anyhow!("cannot stop the node (pid {pid_number}): {e}"))?;
@@ -69,4 +78,20 @@ pub fn stop_running(runtime_dir: &Path) -> Result<bool, CliError> {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     Ok(true)
+}
+
+/// Whether `/proc/locks` lists a `flock` on `lock`'s inode taken by `pid`
+/// (lines like `1: FLOCK ADVISORY WRITE <pid> <major>:<minor>:<inode> 0 EOF`).
+fn holds_lock(pid: u32, lock: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(meta), Ok(locks)) = (lock.metadata(), std::fs::read_to_string("/proc/locks")) else {
+        return false;
+    };
+    let (pid, inode) = (pid.to_string(), meta.ino().to_string());
+    locks.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(1) == Some(&"FLOCK")
+            && fields.get(4) == Some(&pid.as_str())
+            && fields.get(5).and_then(|f| f.rsplit(':').next()) == Some(inode.as_str())
+    })
 }
