@@ -104,8 +104,10 @@ pub fn run(config: Option<&Path>, env: &Env, args: ExportArgs) -> CliResult {
     };
     let mut entries = Vec::new();
     for section in SECTIONS {
-        let gathered = (section.gather)(&sources)
-            .map_err(|e| CliError::new(e.status, e.error.context(section.name)))?;
+        let gathered = (section.gather)(&sources).map_err(|e| {
+            let context = format!("cannot export the {}", section.name);
+            CliError::new(e.status, e.error.context(context))
+        })?;
         entries.extend(gathered);
     }
     let manifest = signed_manifest(&entries, &key)?;
@@ -115,8 +117,8 @@ pub fn run(config: Option<&Path>, env: &Env, args: ExportArgs) -> CliResult {
     });
     write_archive(&out, &entries)?;
     printer::status(format!(
-        "exported {} entries, signed by {}",
-        entries.len(),
+        "exported {} entries and their manifest, signed by {}",
+        entries.len() - 1,
         key.node_id().short()
     ));
     println!("{}", out.display());
