@@ -66,6 +66,13 @@ pub enum Command {
     /// Direct messages, end-to-end encrypted: send one, read conversations.
     #[command(subcommand)]
     Chat(ChatCommand),
+    /// Remove this node's local state: the community's log, blobs, caches,
+    /// logs and the device key (stops a running node first).
+    Erase(EraseArgs),
+    /// Export this node's data of its owner as a signed ZIP, or check one.
+    Export(ExportArgs),
+    /// Leave the community: stop serving it, archive its data, keep the key.
+    Leave(LeaveArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,6 +112,39 @@ pub struct ChatHistoryArgs {
     /// Print one JSON object a message.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LeaveArgs {
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Where to write the ZIP (default: ~/hearthnet-export-<date>.zip).
+    #[arg(long, value_name = "PATH", conflicts_with = "verify")]
+    pub out: Option<PathBuf>,
+    /// Check an export instead: every entry's hash and the signature.
+    #[arg(long, value_name = "PATH")]
+    pub verify: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct EraseArgs {
+    /// Keep the device key, so this device can rejoin with the same identity.
+    #[arg(long)]
+    pub keep_keys: bool,
+    /// Keep the blob store (files shared and fetched).
+    #[arg(long)]
+    pub keep_blobs: bool,
+    /// Keep the log files.
+    #[arg(long)]
+    pub keep_logs: bool,
+    /// Do not ask the three confirmations.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,9 +1,10 @@
 //! The `hearthnet` command (M12).
 //!
 //! Architecture invariant: commands never reach into a service's internals.
-//! Standalone commands (`init`, `doctor`, `version`) use the foundation
-//! crates (config, identity, onboarding, observability); commands about a
-//! running node speak to it over its local HTTP API only.
+//! Standalone commands (`init`, `doctor`, `version`, `export`, `erase`,
+//! `leave`) use the foundation crates (config, identity, onboarding,
+//! observability, the event log read-only); commands about a running node
+//! speak to it over its local HTTP API only, and stop it only by signal.
 
 mod cli;
 mod commands;

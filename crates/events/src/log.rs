@@ -1194,6 +1194,44 @@ impl Core {
     }
 }
 
+/// The envelopes `author` (a full NodeID) wrote, as stored, in replay order
+/// (`lamport`, `event_id`), with their types; read from the database at
+/// `path` opened read-only, so this works beside a node that has the log
+/// open (WAL readers never block its writer) and never creates or changes
+/// the database. Events stored but judged out are included: they are
+/// still the author's words.
+pub fn read_authored(path: &Path, author: &str) -> Result<Vec<(String, Value)>, EventLogError> {
+    let db_err = |source| EventLogError::Db {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(db_err)?;
+    let mut statement = conn
+        .prepare(
+            "SELECT event_type, envelope FROM events WHERE author = ?1 ORDER BY lamport, event_id",
+        )
+        .map_err(db_err)?;
+    let rows = statement
+        .query_map(params![author], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
+        })
+        .map_err(db_err)?;
+    let mut authored = Vec::new();
+    for row in rows {
+        let (event_type, envelope) = row.map_err(db_err)?;
+        let json = serde_json::from_slice(&envelope).map_err(|e| {
+            db_err(rusqlite::Error::FromSqlConversionFailure(
+                1,
+                rusqlite::types::Type::Blob,
+                Box::new(e),
+            ))
+        })?;
+        authored.push((event_type, json));
+    }
+    Ok(authored)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,11 +7,14 @@ mod call;
 mod caps;
 mod chat;
 mod doctor;
+mod erase;
+mod export;
 mod file;
 mod identity;
 mod init;
 mod installed_models;
 mod invite;
+mod leave;
 mod log;
 mod market;
 mod node_client;
@@ -75,5 +78,8 @@ pub fn dispatch(cli: Cli) -> CliResult {
         Command::Chat(ChatCommand::History(args)) => {
             chat::history(cli.config.as_deref(), &env, args)
         }
+        Command::Export(args) => export::run(cli.config.as_deref(), &env, args),
+        Command::Leave(args) => leave::run(cli.config.as_deref(), &env, args),
+        Command::Erase(args) => erase::run(cli.config.as_deref(), &env, args),
     }
 }
