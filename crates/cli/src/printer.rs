@@ -41,11 +41,42 @@ pub fn terminal_width() -> Option<usize> {
         .filter(|w| *w > 0)
 }
 
+/// Text that others wrote (a message, a post, a name), safe to print:
+/// control characters (terminal escape sequences begin with one) and the
+/// bidirectional overrides are shown as `\u{…}` escapes, so a member can
+/// neither drive the terminal nor reorder or forge what is shown. A
+/// newline is kept, followed by `indent`, when one is given (a continued
+/// line can never pass for a new entry); otherwise it is escaped too.
+pub fn untrusted(text: &str, indent: Option<&str>) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match (c, indent) {
+            ('\n', Some(indent)) => {
+                out.push('\n');
+                out.push_str(indent);
+            }
+            (c, _)
+                if c.is_control()
+                    || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+            {
+                out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+            }
+            (c, _) => out.push(c),
+        }
+    }
+    out
+}
+
 /// Print an aligned table on stdout. When it would overflow the terminal,
-/// the `shrink` column is cut (with `…`) to make it fit.
+/// the `shrink` column is cut (with `…`) to make it fit. Cells are printed
+/// as [`untrusted`] text: one line each, no escapes.
 pub fn table(headers: &[&str], rows: &[Vec<String>], shrink: usize) {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| untrusted(cell, None)).collect())
+        .collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
+    for row in &rows {
         for (i, cell) in row.iter().enumerate() {
             widths[i] = widths[i].max(cell.chars().count());
         }
@@ -84,6 +115,26 @@ pub fn table(headers: &[&str], rows: &[Vec<String>], shrink: usize) {
         render(headers.iter().map(|h| h.to_string()).collect())
     );
     for row in rows {
-        println!("{}", render(row.clone()));
+        println!("{}", render(row));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::untrusted;
+
+    #[test]
+    fn text_from_others_cannot_drive_the_terminal() {
+        // A colour, a cursor move to rewrite the line above, an OSC 52
+        // clipboard write, a right-to-left override.
+        let hostile = "hi\u{1b}[31m red\u{1b}[1A\r\u{1b}]52;c;aGk=\u{7}\u{202e}txt.exe";
+        assert_eq!(
+            untrusted(hostile, None),
+            "hi\\u{1b}[31m red\\u{1b}[1A\\u{d}\\u{1b}]52;c;aGk=\\u{7}\\u{202e}txt.exe"
+        );
+        // Newlines: kept and indented in a message, escaped in a cell.
+        assert_eq!(untrusted("a\nb", Some("    ")), "a\n    b");
+        assert_eq!(untrusted("a\nb", None), "a\\u{a}b");
+        assert_eq!(untrusted("Grüße 👋", None), "Grüße 👋");
     }
 }

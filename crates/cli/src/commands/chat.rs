@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use super::{file, node_client, rag};
 use crate::cli::{ChatHistoryArgs, ChatSendArgs};
 use crate::exit::{CliError, CliResult, ExitStatus};
+use crate::printer;
 
 /// Messages asked for per `chat.history` call (its largest `limit`).
 const PAGE: u64 = 1000;
@@ -231,14 +232,20 @@ fn print_message(m: &Message, me: NodeId, json_line: bool) -> Result<(), CliErro
         (None, Some(_)) if m.from == me => " [delivered]",
         _ => "",
     };
+    // The text and names are the other member's: printed so they cannot
+    // drive the terminal or pass for lines of their own.
     println!(
         "{}  {arrow} {}  {}{state}",
         m.created_at,
         other.short(),
-        m.body
+        printer::untrusted(&m.body, Some("    "))
     );
     for a in &m.attachments {
-        println!("    attachment {} {}", a.cid, a.name);
+        println!(
+            "    attachment {} {}",
+            a.cid,
+            printer::untrusted(&a.name, None)
+        );
     }
     Ok(())
 }
