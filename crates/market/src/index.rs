@@ -305,12 +305,21 @@ impl Index {
     }
 
     /// The expiry `author` wrote with `client_id`.
+    /// The expiry `author` wrote with `client_id`: its event id, Lamport
+    /// and the post it expired.
     pub fn expiry_by_client(
         &self,
         author: &NodeId,
         client_id: &str,
-    ) -> Result<Option<(String, u64)>, MarketError> {
-        self.by_client("expiries", author, client_id)
+    ) -> Result<Option<(String, u64, String)>, MarketError> {
+        let conn = self.conn.lock();
+        self.db(conn
+            .query_row(
+                "SELECT event_id, lamport, target FROM expiries WHERE author = ?1 AND client_id = ?2 ORDER BY lamport, event_id LIMIT 1",
+                params![author.full(), client_id],
+                |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?)),
+            )
+            .optional())
     }
 
     fn by_client(

@@ -387,7 +387,15 @@ impl MarketService {
             blocking(move || Ok((index.expiry_by_client(&me, &id)?, index.post(&post_id)?)))
                 .await?;
         let (event_id, lamport) = match done {
-            Some(done) => done,
+            Some((event_id, lamport, expired)) if expired == target => (event_id, lamport),
+            // The same client_id for another post would silently answer
+            // with the first expiry and leave this post up.
+            Some((event_id, _, expired)) => {
+                return Err(MarketError::BadInput(format!(
+                    "client_id {client_id:?} was already used to expire post {expired} (event {event_id}); use a new one"
+                ))
+                .into());
+            }
             None => {
                 let known = known.ok_or_else(|| MarketError::UnknownPost(target.clone()))?;
                 if let Some(by) = known.expired_by {

@@ -320,6 +320,14 @@ async fn the_author_expires_a_post_once_and_it_is_gone() {
         n.call(EXPIRE, reason).await.unwrap_err().code,
         ErrorCode::BadRequest
     );
+    // The first expiry's client_id for another post: refused, not answered
+    // with the first expiry while the second post stays up.
+    let other = n.post("q", "Leiter", json!({})).await;
+    let reused = json!({"client_id": "e1", "event_id": other["event_id"], "reason": "fulfilled"});
+    let refused = n.call(EXPIRE, reused).await.unwrap_err();
+    assert_eq!(refused.code, ErrorCode::BadRequest);
+    assert!(refused.message.contains("already used"), "{refused:?}");
+    assert_eq!(n.titles(json!({})).await, ["Leiter"]);
     assert_eq!(n.events(POST_EXPIRED).await, 1);
 }
 
