@@ -95,6 +95,9 @@ pub struct ChatService {
     conversations: Mutex<Conversations>,
     /// True once the stored log has been folded in.
     replayed: tokio::sync::watch::Sender<bool>,
+    /// Held from the `client_id` check to the write, so two calls with one
+    /// `client_id` make one message.
+    writing: tokio::sync::Mutex<()>,
 }
 
 impl Service for ChatService {
@@ -172,6 +175,7 @@ impl ChatService {
             store_and_forward,
             conversations: Mutex::new(Conversations::new(me)),
             replayed: tokio::sync::watch::channel(false).0,
+            writing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -284,6 +288,7 @@ impl ChatService {
             None => ulid::Ulid::new().to_string(),
         };
         self.until_current(call.deadline).await?;
+        let one_at_a_time = self.writing.lock().await;
         let existing = self.conversations.lock().by_client(me, &client_id).cloned();
         let event = match existing {
             Some(m) if m.recipient != recipient => {
@@ -296,6 +301,7 @@ impl ChatService {
             Some(m) => self.stored(&m.event_id).await?,
             None => self.write(recipient, &client_id, &content).await?,
         };
+        drop(one_at_a_time);
         let delivered = self.deliver(recipient, &event).await;
         Ok(json!({
             "output": {"event_id": event.event_id, "lamport": event.lamport, "delivered": delivered},

@@ -297,6 +297,17 @@ async fn sending_again_under_a_client_id_is_the_same_message() {
     let other = a.call("chat.send", input(&d)).await.unwrap_err();
     assert_eq!(other.code, ErrorCode::BadRequest);
     assert!(other.message.contains("client_id c-1"), "{}", other.message);
+    // Two calls at once under a new client_id: still one message.
+    let at_once = |to: &Node| json!({"client_id": "c-2", "recipient": to.key.node_id().full(), "body": "twice at once"});
+    let (x, y) = tokio::join!(
+        a.call("chat.send", at_once(&b)),
+        a.call("chat.send", at_once(&b))
+    );
+    assert_eq!(
+        x.unwrap()["output"]["event_id"],
+        y.unwrap()["output"]["event_id"]
+    );
+    assert_eq!(a.chat_events("chat.message.sent").await.len(), 2);
 }
 
 #[tokio::test]
