@@ -188,6 +188,29 @@ impl Index {
     /// Open (or create) the index at `path`; one of another version, or
     /// one that cannot be read, is rebuilt empty (the log refills it).
     pub fn open(path: &Path) -> Result<Self, MarketError> {
+        match Self::open_as_is(path) {
+            Err(MarketError::Db { source, .. }) => {
+                tracing::warn!(path = %path.display(), error = %source, "market index unreadable: rebuilt from the log");
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut file = path.as_os_str().to_owned();
+                    file.push(suffix);
+                    match std::fs::remove_file(&file) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(MarketError::Create {
+                                path: file.into(),
+                                source: e,
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+                Self::open_as_is(path)
+            }
+            opened => opened,
+        }
+    }
+
+    fn open_as_is(path: &Path) -> Result<Self, MarketError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|source| MarketError::Create {
                 path: dir.to_path_buf(),

@@ -445,25 +445,35 @@ async fn a_lost_index_is_rebuilt_from_the_log() {
     .unwrap();
     let state = n.dir.path().join("state");
     drop(n.market);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(state.join(format!("{INDEX_FILE}{suffix}")));
-    }
-    let rebuilt = MarketService::new(
-        &state,
-        n.log.clone(),
-        n.key.clone(),
-        Arc::downgrade(&n.bus),
-        TTL,
-    )
-    .unwrap();
-    rebuilt.catch_up().await.unwrap();
-    let filter = Filter::default();
-    let posts = rebuilt
-        .index
-        .list(&filter, Timestamp::now().unix(), 10)
+    // Lost, then overwritten with bytes that are no database at all.
+    for damage in ["lost", "garbage"] {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(state.join(format!("{INDEX_FILE}{suffix}")));
+        }
+        if damage == "garbage" {
+            std::fs::write(state.join(INDEX_FILE), vec![0x5a; 8192]).unwrap();
+        }
+        let rebuilt = MarketService::new(
+            &state,
+            n.log.clone(),
+            n.key.clone(),
+            Arc::downgrade(&n.bus),
+            TTL,
+        )
         .unwrap();
-    let titles: Vec<&str> = posts.iter().map(|p| p.title.as_str()).collect();
-    assert_eq!(titles, ["Kanister"], "the expired one stays expired");
+        rebuilt.catch_up().await.unwrap();
+        let filter = Filter::default();
+        let posts = rebuilt
+            .index
+            .list(&filter, Timestamp::now().unix(), 10)
+            .unwrap();
+        let titles: Vec<&str> = posts.iter().map(|p| p.title.as_str()).collect();
+        assert_eq!(
+            titles,
+            ["Kanister"],
+            "{damage}: the expired one stays expired"
+        );
+    }
 }
 
 #[test]
