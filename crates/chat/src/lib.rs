@@ -40,8 +40,10 @@ pub const MAX_TEXT_BYTES: usize = 8 * 1024;
 pub const MAX_ATTACHMENTS: usize = 16;
 /// The longest attachment name, in UTF-8 bytes.
 pub const MAX_ATTACHMENT_NAME_BYTES: usize = 255;
-/// The longest `client_id`.
-pub const MAX_CLIENT_ID_CHARS: usize = 128;
+/// The longest `client_id` (every node's log refuses longer ones).
+pub const MAX_CLIENT_ID_CHARS: usize = hearthnet_events::types::MAX_CHAT_CLIENT_ID_CHARS;
+// Every body this service seals fits what every node's log accepts.
+const _: () = assert!(seal::MAX_SEALED_CHARS <= hearthnet_events::types::MAX_CHAT_BODY_BYTES);
 /// `chat.history`'s default and largest `limit`.
 pub const DEFAULT_HISTORY_LIMIT: usize = 200;
 pub const MAX_HISTORY_LIMIT: usize = 1000;

@@ -487,8 +487,9 @@ const MIGRATIONS: [(&str, &str); 2] = [
 
 /// The revision of the membership rules: a log judged under another one is
 /// judged again, whole, when opened. 4: where links are required, an event
-/// whose id is not bound to its content counts nowhere.
-pub(crate) const RULES_REVISION: &str = "4";
+/// whose id is not bound to its content counts nowhere. 5: direct messages
+/// and receipts have bounded fields.
+pub(crate) const RULES_REVISION: &str = "5";
 
 /// Events stored but judged out, at most: beyond, such events are refused
 /// outright (and may come back by sync once they count elsewhere).

@@ -233,7 +233,39 @@ pub fn check_data(event_type: &str, data: &Value) -> Result<(), String> {
             return Err(format!("data.{name} is not a valid {kind:?}"));
         }
     }
+    check_chat_data(event_type, obj)?;
     crate::market::check_data(event_type, obj)
+}
+
+/// The longest `client_id` of a direct message, in characters.
+pub const MAX_CHAT_CLIENT_ID_CHARS: usize = 128;
+/// The longest body of a direct message, in bytes: room for the sealed
+/// form of the chat service's largest plaintext.
+pub const MAX_CHAT_BODY_BYTES: usize = 22 * 1024;
+/// An event id: a ULID (26 characters), with room to spare.
+const MAX_EVENT_ID_BYTES: usize = 64;
+
+/// Bounds of direct messages and their receipts, so no member makes every
+/// other store and relay oversized ones for the retention period (the
+/// sealed content itself only its recipient can judge).
+fn check_chat_data(event_type: &str, obj: &serde_json::Map<String, Value>) -> Result<(), String> {
+    let at_most = |name: &str, max: usize, len: fn(&str) -> usize| match obj
+        .get(name)
+        .and_then(Value::as_str)
+    {
+        Some(text) if len(text) > max => Err(format!("data.{name} is longer than {max}")),
+        _ => Ok(()),
+    };
+    match event_type {
+        "chat.message.sent" => {
+            at_most("client_id", MAX_CHAT_CLIENT_ID_CHARS, |t| t.chars().count())?;
+            at_most("body", MAX_CHAT_BODY_BYTES, str::len)
+        }
+        "chat.message.delivered" | "chat.message.read" => {
+            at_most("target_event_id", MAX_EVENT_ID_BYTES, str::len)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// What a pub-sub topic delivers: events of some types, for a
@@ -345,6 +377,30 @@ mod tests {
             "data.read_at is missing"
         );
         assert!(check_data("chat.message.read", &json!([])).is_err());
+    }
+
+    #[test]
+    fn direct_messages_and_receipts_have_bounded_fields() {
+        let recipient = hearthnet_base::DeviceKey::generate().node_id().full();
+        let message = |client_id: &str, body: &str| {
+            check_data(
+                "chat.message.sent",
+                &json!({"client_id": client_id, "recipient": recipient, "body": body}),
+            )
+        };
+        assert!(message(&"c".repeat(128), &"b".repeat(MAX_CHAT_BODY_BYTES)).is_ok());
+        let long_id = message(&"c".repeat(129), "b").unwrap_err();
+        assert!(long_id.contains("data.client_id"), "{long_id}");
+        let long_body = message("c", &"b".repeat(MAX_CHAT_BODY_BYTES + 1)).unwrap_err();
+        assert!(long_body.contains("data.body"), "{long_body}");
+        let receipt = |target: &str| {
+            check_data(
+                "chat.message.read",
+                &json!({"target_event_id": target, "read_at": "2026-11-30T12:00:00Z"}),
+            )
+        };
+        assert!(receipt("01JDX3Y8W5K2Q9ZP7T4M6N1B0C").is_ok());
+        assert!(receipt(&"x".repeat(65)).is_err());
     }
 
     #[test]
