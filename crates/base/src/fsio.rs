@@ -1,6 +1,7 @@
 //! Atomic file replacement, the one way every crate writes a document:
 //! a crash leaves either the old file or the new one, never a torn mix;
-//! and atomic creation, for a secret that must never be replaced.
+//! atomic creation, for a secret that must never be replaced; and a
+//! private empty file for a database to open.
 
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Write};
@@ -93,6 +94,24 @@ fn atomic_write_named(
     result
 }
 
+/// Create `path` empty with mode 0600 if it is missing, before a
+/// database (SQLite) creates it with the umask's mode: SQLite gives its
+/// `-wal` and `-shm` files the database's mode, so all three stay private
+/// to this user. `create_new` never follows a link planted at the path.
+/// An existing file is left as it is.
+pub fn create_private(path: &Path) -> io::Result<()> {
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn create_temp(
     dir: &Path,
     name: &str,
@@ -119,6 +138,25 @@ fn create_temp(
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_private_file_is_made_0600_once_and_never_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("index.sqlite");
+        create_private(&db).unwrap();
+        assert_eq!(
+            fs::metadata(&db).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        fs::write(&db, b"kept").unwrap();
+        create_private(&db).unwrap();
+        assert_eq!(fs::read(&db).unwrap(), b"kept");
+        // A dangling link planted at the path is not followed.
+        let link = dir.path().join("planted");
+        std::os::unix::fs::symlink(dir.path().join("target"), &link).unwrap();
+        create_private(&link).unwrap();
+        assert!(!dir.path().join("target").exists());
+    }
 
     #[test]
     fn replaces_contents_and_leaves_no_temporary_files() {

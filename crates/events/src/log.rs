@@ -214,24 +214,6 @@ pub struct EventLog {
     path: PathBuf,
 }
 
-/// Create the database file 0600 if it is missing, before SQLite does it
-/// with the umask's mode: SQLite gives its `-wal` and `-shm` files the
-/// database's mode, so all three stay private to this user. `create_new`
-/// never follows a link planted at the path.
-fn create_private(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 /// Where a community's log and snapshots live.
 pub struct LogPaths {
     pub database: PathBuf,
@@ -268,9 +250,11 @@ impl EventLog {
                 source,
             })?;
         }
-        create_private(&path).map_err(|source| EventLogError::CreateFile {
-            path: path.clone(),
-            source,
+        hearthnet_base::fsio::create_private(&path).map_err(|source| {
+            EventLogError::CreateFile {
+                path: path.clone(),
+                source,
+            }
         })?;
         let conn = Connection::open(&path).map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;

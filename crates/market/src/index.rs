@@ -217,7 +217,7 @@ impl Index {
                 source,
             })?;
         }
-        create_private(path).map_err(|source| MarketError::Create {
+        hearthnet_base::fsio::create_private(path).map_err(|source| MarketError::Create {
             path: path.to_path_buf(),
             source,
         })?;
@@ -496,22 +496,6 @@ impl Index {
         let mut stmt = self.db(conn.prepare(&sql))?;
         let rows = self.db(stmt.query_map(params![now, hidden, author.full(), others], post_of))?;
         rows.map(|r| self.db(r)).collect()
-    }
-}
-
-/// Create the database file 0600 if it is missing, before SQLite does it
-/// with the umask's mode (its `-wal` and `-shm` take the database's).
-fn create_private(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
     }
 }
 
