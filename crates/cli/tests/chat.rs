@@ -13,12 +13,12 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::community::FAST_SYNC;
 use common::{RunningNode, Sandbox, invite, peer_client, wait_until};
 use hearthnet_base::event::{Event, NewEvent};
 use hearthnet_base::{CommunityId, DeviceKey, NodeId};
 use serde_json::{Value, json};
 
-const FAST_SYNC: (&str, &str) = ("HEARTHNET_EVENTS_SYNC_INTERVAL_SECONDS", "1");
 const LIMIT: Duration = Duration::from_secs(30);
 
 /// A device that joined `founder`'s community by invite (the founder runs).

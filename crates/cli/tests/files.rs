@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::community::{FAST_SYNC, chain};
 use common::{RunningNode, Sandbox, invite, peer_client};
 use hearthnet_base::{CommunityId, DeviceKey};
 use hearthnet_transport::peer_client::PeerError;
@@ -86,39 +87,9 @@ fn ls(sb: &Sandbox) -> Vec<Value> {
     serde_json::from_str(&run.stdout).unwrap()
 }
 
-/// Sync often, so `file.cid.advertised` events travel quickly.
-const FAST_SYNC: (&str, &str) = ("HEARTHNET_EVENTS_SYNC_INTERVAL_SECONDS", "1");
-
-/// A founder running a node, and members who joined by invite, each with
-/// the founder as static peer (plus `also` peers), running.
+/// A founder and `members` who joined by invite, all running.
 fn community(members: usize) -> (Vec<Sandbox>, Vec<RunningNode>) {
-    let founder = Sandbox::new();
-    founder.init_non_interactive("founder");
-    let mut running = vec![founder.start_node(&[FAST_SYNC])];
-    let mut all = vec![founder];
-    for i in 0..members {
-        let sb = Sandbox::new();
-        let card = sb.identity_card(&format!("member{i}"));
-        let (text, _) = invite(&all[0], &card, &[]);
-        let joined = sb.run(&["invite", "redeem", &text], None);
-        assert_eq!(joined.code, 0, "{joined:?}");
-        all.push(sb);
-    }
-    // Everyone lists everyone running before them as static peers.
-    let mut peers = vec![all[0].peer_addr()];
-    for sb in &all[1..] {
-        let list = format!(
-            "[{}]",
-            peers
-                .iter()
-                .map(|p| format!("\"{p}\""))
-                .collect::<Vec<_>>()
-                .join(",")
-        );
-        running.push(sb.start_node(&[FAST_SYNC, ("HEARTHNET_DISCOVERY_STATIC_PEERS", &list)]));
-        peers.push(sb.peer_addr());
-    }
-    (all, running)
+    chain(members, |_| Vec::new())
 }
 
 /// `file get` once the advertisement has synced (it no longer says

@@ -10,51 +10,26 @@ mod common;
 
 use std::time::Duration;
 
-use common::community::rejected_reasons;
-use common::{RunningNode, Sandbox, invite, models, peer_client};
+use common::community::{chain, rejected_reasons};
+use common::{RunningNode, Sandbox, models, peer_client};
 use hearthnet_base::event::{Event, NewEvent};
 use hearthnet_base::{CommunityId, DeviceKey};
 use serde_json::{Value, json};
 
-/// Sync often, so posts travel quickly.
-const FAST_SYNC: (&str, &str) = ("HEARTHNET_EVENTS_SYNC_INTERVAL_SECONDS", "1");
-
-/// A founder and `members` who joined by invite, each listing everyone
-/// started before it as static peers; member 1 (`with_model`) serves
-/// `embed.text` with MiniLM.
+/// A founder and `members` who joined by invite, all running; member
+/// `with_model` serves `embed.text` with MiniLM.
 fn community(members: usize, with_model: Option<usize>) -> (Vec<Sandbox>, Vec<RunningNode>) {
-    let founder = Sandbox::new();
-    founder.init_non_interactive("founder");
-    let mut running = vec![founder.start_node(&[FAST_SYNC])];
-    let mut all = vec![founder];
-    for i in 0..members {
-        let sb = Sandbox::new();
-        let card = sb.identity_card(&format!("member{i}"));
-        let (text, _) = invite(&all[0], &card, &[]);
-        let joined = sb.run(&["invite", "redeem", &text], None);
-        assert_eq!(joined.code, 0, "{joined:?}");
-        all.push(sb);
-    }
     let embed_dir = models::minilm().display().to_string();
-    let mut peers = vec![all[0].peer_addr()];
-    for (i, sb) in all.iter().enumerate().skip(1) {
-        let list = format!(
-            "[{}]",
-            peers
-                .iter()
-                .map(|p| format!("\"{p}\""))
-                .collect::<Vec<_>>()
-                .join(",")
-        );
-        let mut env = vec![FAST_SYNC, ("HEARTHNET_DISCOVERY_STATIC_PEERS", &list)];
+    chain(members, |i| {
         if with_model == Some(i) {
-            env.push(("HEARTHNET_EMBEDDING_MODEL", "all-minilm-l6-v2"));
-            env.push(("HEARTHNET_EMBEDDING_MODEL_DIR", &embed_dir));
+            vec![
+                ("HEARTHNET_EMBEDDING_MODEL", "all-minilm-l6-v2".to_owned()),
+                ("HEARTHNET_EMBEDDING_MODEL_DIR", embed_dir.clone()),
+            ]
+        } else {
+            Vec::new()
         }
-        running.push(sb.start_node(&env));
-        peers.push(sb.peer_addr());
-    }
-    (all, running)
+    })
 }
 
 fn json_of(sb: &Sandbox, args: &[&str]) -> Value {

@@ -39,3 +39,43 @@ pub fn rejected_reasons(report: &Value) -> Vec<String> {
     reasons.sort();
     reasons
 }
+
+/// Sync every second, so events travel quickly.
+pub const FAST_SYNC: (&str, &str) = ("HEARTHNET_EVENTS_SYNC_INTERVAL_SECONDS", "1");
+
+/// A founder and `members` who joined by invite, all running with
+/// [`FAST_SYNC`], each listing everyone started before it as static peers;
+/// node `i` (0 the founder) also gets the settings `extra(i)`.
+pub fn chain(
+    members: usize,
+    extra: impl Fn(usize) -> Vec<(&'static str, String)>,
+) -> (Vec<Sandbox>, Vec<super::RunningNode>) {
+    let start = |sb: &Sandbox, i: usize, peers: Option<&str>| {
+        let settings = extra(i);
+        let mut env: Vec<(&str, &str)> = vec![FAST_SYNC];
+        if let Some(peers) = peers {
+            env.push(("HEARTHNET_DISCOVERY_STATIC_PEERS", peers));
+        }
+        env.extend(settings.iter().map(|(k, v)| (*k, v.as_str())));
+        sb.start_node(&env)
+    };
+    let founder = Sandbox::new();
+    founder.init_non_interactive("founder");
+    let mut running = vec![start(&founder, 0, None)];
+    let mut all = vec![founder];
+    for i in 0..members {
+        let sb = Sandbox::new();
+        let card = sb.identity_card(&format!("member{i}"));
+        let (text, _) = super::invite(&all[0], &card, &[]);
+        let joined = sb.run(&["invite", "redeem", &text], None);
+        assert_eq!(joined.code, 0, "{joined:?}");
+        all.push(sb);
+    }
+    let mut peers = vec![all[0].peer_addr()];
+    for (i, sb) in all.iter().enumerate().skip(1) {
+        let list: Vec<String> = peers.iter().map(|p| format!("\"{p}\"")).collect();
+        running.push(start(sb, i, Some(&format!("[{}]", list.join(",")))));
+        peers.push(sb.peer_addr());
+    }
+    (all, running)
+}
