@@ -13,6 +13,8 @@ import struct
 import subprocess
 import sys
 
+if len(sys.argv) != 3:
+    sys.exit("usage: benches/rss-pagemap.py PID BINARY (as root)")
 pid=int(sys.argv[1]); binpath=sys.argv[2]
 maps=[l.split() for l in open(f'/proc/{pid}/maps') if l.rstrip().endswith(binpath)]
 base=int(maps[0][0].split('-')[0],16)  # first mapping = offset 0
