@@ -57,6 +57,29 @@ pub enum DescriptorError {
     Invalid(String, String),
 }
 
+/// The capabilities only a node itself may call, whichever of its services
+/// run. The bus never takes them from a peer's manifest, so a call meant for
+/// this node (carrying the owner's plaintext, say) cannot reach another
+/// node even while the service is disabled here and a peer offers the
+/// name. Names with a `local` part are own-only too. Registration refuses
+/// a self-only capability missing here, and a listed name that is not
+/// self-only, so this list and the services cannot drift apart.
+pub const OWN_ONLY: [&str; 8] = [
+    "chat.send",
+    "chat.history",
+    "community.invite",
+    "community.revoke",
+    "market.post",
+    "market.expire",
+    "rag.reindex",
+    "experimental.event.append",
+];
+
+/// Whether only a node itself may call `name` ([`OWN_ONLY`]).
+pub fn is_own_only(name: &str) -> bool {
+    OWN_ONLY.contains(&name) || name.split('.').any(|part| part == "local")
+}
+
 /// Prefixes owned by this release's services (Contract §3.1).
 const ALLOCATED: [&str; 9] = [
     "llm.",
@@ -143,6 +166,12 @@ impl CapabilityDescriptor {
         }
         if !ALLOCATED.iter().any(|p| name.starts_with(p)) {
             return Err(DescriptorError::Namespace(name.clone()));
+        }
+        if (self.trust == Trust::SelfOnly) != is_own_only(name) {
+            return Err(DescriptorError::Invalid(
+                name.clone(),
+                "a capability is self-only exactly when it is named in descriptor::OWN_ONLY or has a `local` part".into(),
+            ));
         }
         if self.max_concurrent == 0 {
             return Err(DescriptorError::Invalid(
@@ -255,6 +284,23 @@ mod tests {
             echo_like("Echo").validate(),
             Err(DescriptorError::Invalid(..))
         ));
+    }
+
+    #[test]
+    fn self_only_exactly_when_listed_as_own_only() {
+        let own = |name: &str| CapabilityDescriptor {
+            trust: Trust::SelfOnly,
+            ..echo_like(name)
+        };
+        assert!(own("chat.send").validate().is_ok());
+        assert!(own("file.local.add").validate().is_ok());
+        for unlisted in [own("experimental.mine"), echo_like("chat.history")] {
+            assert!(
+                matches!(unlisted.validate(), Err(DescriptorError::Invalid(n, why)) if why.contains("OWN_ONLY") && n == unlisted.name),
+                "{} registered",
+                unlisted.name
+            );
+        }
     }
 
     #[test]

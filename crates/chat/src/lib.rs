@@ -16,6 +16,7 @@
 //! the sealed body as received and [`ChatService`] opens it on read.
 
 mod conversations;
+mod opened;
 mod seal;
 
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use conversations::{Conversations, Message};
+pub use opened::{Transcript, transcript};
 use seal::Placement;
 
 /// The longest text of one message, in UTF-8 bytes.
@@ -181,22 +183,10 @@ impl ChatService {
         }
     }
 
-    fn placement<'a>(&self, m: &'a Message) -> Placement<'a> {
-        Placement {
-            community: self.log.view().community_id,
-            author: m.author,
-            recipient: m.recipient,
-            client_id: &m.client_id,
-        }
-    }
-
     /// The content of `m`, opened; `None` (and a warning) for a body that
     /// does not open, which a forger or a broken peer wrote.
     fn open(&self, m: &Message) -> Option<Content> {
-        let opened = seal::open(&self.key, &self.placement(m), &m.body)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()));
-        match opened {
+        match opened::open(&self.key, self.log.view().community_id, m) {
             Ok(content) => Some(content),
             Err(e) => {
                 tracing::warn!(event_id = %m.event_id, author = %m.author, error = %e,
@@ -420,17 +410,7 @@ impl ChatService {
                     .await
                     .map(|(at, _)| at);
             }
-            shown.push(json!({
-                "event_id": m.event_id,
-                "lamport": m.lamport,
-                "from": m.author.full(),
-                "to": m.recipient.full(),
-                "body": content.text,
-                "attachments": content.attachments,
-                "created_at": m.created_at,
-                "delivered_at": m.delivered_at,
-                "read_at": m.read_at,
-            }));
+            shown.push(opened::shown(&m, content));
         }
         Ok(json!({
             "output": {"messages": shown},

@@ -13,23 +13,13 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::community::FAST_SYNC;
+use common::community::{FAST_SYNC, member};
 use common::{RunningNode, Sandbox, invite, peer_client, wait_until};
 use hearthnet_base::event::{Event, NewEvent};
 use hearthnet_base::{CommunityId, DeviceKey, NodeId};
 use serde_json::{Value, json};
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-/// A device that joined `founder`'s community by invite (the founder runs).
-fn member(founder: &Sandbox, name: &str) -> Sandbox {
-    let sb = Sandbox::new();
-    let card = sb.identity_card(name);
-    let (text, _) = invite(founder, &card, &[]);
-    let joined = sb.run(&["invite", "redeem", &text], None);
-    assert_eq!(joined.code, 0, "{joined:?}");
-    sb
-}
 
 /// Start `sb` with `peers` (running) as its static peers.
 fn start(sb: &Sandbox, peers: &[&Sandbox]) -> RunningNode {

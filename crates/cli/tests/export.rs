@@ -70,6 +70,7 @@ fn test_export_zip_is_signed_and_parseable() {
         "identity.json",
         "community-manifest.json",
         "events/authored.jsonl",
+        "chat/messages.jsonl",
         "files/pinned.json",
         "market/posts.jsonl",
         "settings/config.toml",
@@ -97,6 +98,42 @@ fn test_export_zip_is_signed_and_parseable() {
     assert!(posts.contains("Fresh eggs"), "{posts}");
     let run = verify(&sb, &out);
     assert_eq!(run.code, 0, "{run:?}");
+}
+
+#[test]
+fn the_export_holds_our_conversations_opened_and_only_ours() {
+    let founder = Sandbox::new();
+    founder.init_non_interactive("founder");
+    let mut node = founder.start_node(&[]);
+    let neighbour = common::community::member(&founder, "neighbour");
+    let to = neighbour.key().node_id().full();
+    let sent = founder.run(&["chat", "send", &to, "The soup needs more thyme"], None);
+    assert_eq!(sent.code, 0, "{sent:?}");
+    node.terminate();
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("export.zip");
+    let run = export(&founder, &out);
+    assert_eq!(run.code, 0, "{run:?}");
+    let entries = entries(&out);
+    let chat = String::from_utf8(entry(&entries, "chat/messages.jsonl").to_vec()).unwrap();
+    let messages: Vec<Value> = chat.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(messages.len(), 1, "{chat}");
+    assert_eq!(messages[0]["body"], "The soup needs more thyme");
+    assert_eq!(messages[0]["from"], founder.key().node_id().full().as_str());
+    assert_eq!(messages[0]["to"], to.as_str());
+    let authored = String::from_utf8_lossy(entry(&entries, "events/authored.jsonl"));
+    assert!(
+        authored.contains("chat.message.sent") && !authored.contains("thyme"),
+        "the event itself stays sealed: {authored}"
+    );
+    assert_eq!(verify(&founder, &out).code, 0);
+
+    // The neighbour's own export, made before it ever ran, holds no
+    // conversation: the message has not reached its log.
+    let theirs = dir.path().join("theirs.zip");
+    assert_eq!(export(&neighbour, &theirs).code, 0);
+    assert!(entry(&entries(&theirs), "chat/messages.jsonl").is_empty());
 }
 
 #[test]

@@ -21,7 +21,7 @@ pub mod types;
 pub mod view;
 
 pub use limits::Limits;
-pub use log::{AppendReport, EventLog, EventLogError, LogPaths, Query, StoredEvent, read_authored};
+pub use log::{AppendReport, EventLog, EventLogError, LogPaths, Query, Selection, StoredEvent, read_stored};
 pub use reject::{Reject, RejectCode};
 pub use view::{CommunityView, Position, cosigned_payload};
 

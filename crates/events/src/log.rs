@@ -1179,30 +1179,43 @@ impl Core {
     }
 }
 
-/// The envelopes `author` (a full NodeID) wrote, as stored, in replay order
-/// (`lamport`, `event_id`), with their types; read from the database at
-/// `path` opened read-only, so this works beside a node that has the log
-/// open (WAL readers never block its writer) and never creates or changes
-/// the database. Events stored but judged out are included: they are
-/// still the author's words.
-pub fn read_authored(path: &Path, author: &str) -> Result<Vec<(String, Value)>, EventLogError> {
+/// Which stored envelopes [`read_stored`] reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Selection<'a> {
+    /// Those a full NodeID wrote.
+    AuthoredBy(&'a str),
+    /// Those whose type starts with this prefix (e.g. `chat.message.`).
+    TypePrefix(&'a str),
+}
+
+/// The envelopes `which` selects, as stored, in replay order (`lamport`,
+/// `event_id`), with their types; read from the database at `path` opened
+/// read-only, so this works beside a node that has the log open (WAL
+/// readers never block its writer) and never creates or changes the
+/// database. Events stored but judged out are included: an author's are
+/// still its words, and readers fold what they need.
+pub fn read_stored(path: &Path, which: Selection<'_>) -> Result<Vec<(String, Value)>, EventLogError> {
     let db_err = |source| EventLogError::Db {
         path: path.to_path_buf(),
         source,
     };
     let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(db_err)?;
+    let (condition, value) = match which {
+        Selection::AuthoredBy(author) => ("author = ?1", author),
+        Selection::TypePrefix(prefix) => ("substr(event_type, 1, length(?1)) = ?1", prefix),
+    };
     let mut statement = conn
-        .prepare(
-            "SELECT event_type, envelope FROM events WHERE author = ?1 ORDER BY lamport, event_id",
-        )
+        .prepare(&format!(
+            "SELECT event_type, envelope FROM events WHERE {condition} ORDER BY lamport, event_id"
+        ))
         .map_err(db_err)?;
     let rows = statement
-        .query_map(params![author], |row| {
+        .query_map(params![value], |row| {
             Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
         })
         .map_err(db_err)?;
-    let mut authored = Vec::new();
+    let mut stored = Vec::new();
     for row in rows {
         let (event_type, envelope) = row.map_err(db_err)?;
         let json = serde_json::from_slice(&envelope).map_err(|e| {
@@ -1212,9 +1225,9 @@ pub fn read_authored(path: &Path, author: &str) -> Result<Vec<(String, Value)>, 
                 Box::new(e),
             ))
         })?;
-        authored.push((event_type, json));
+        stored.push((event_type, json));
     }
-    Ok(authored)
+    Ok(stored)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::Bus;
 use super::entry::Entry;
-use crate::descriptor::{CapabilityDescriptor, DescriptorError, Trust};
+use crate::descriptor::{CapabilityDescriptor, DescriptorError, is_own_only};
 use crate::service::{Handler, Service};
 use crate::version::Version;
 
@@ -160,14 +160,7 @@ impl Bus {
         let mut kept: Vec<Arc<Entry>> = Vec::new();
         // What only a node itself may call is never taken from a peer: a
         // call meant for this node must not reach another.
-        let own_only: Vec<String> = entries
-            .iter()
-            .filter(|e| e.node_id == self.node_id && e.descriptor.trust == Trust::SelfOnly)
-            .map(|e| e.descriptor.name.clone())
-            .collect();
-        for spec in offers.iter().filter(|s| {
-            !s.name.split('.').any(|part| part == "local") && !own_only.contains(&s.name)
-        }) {
+        for spec in offers.iter().filter(|s| !is_own_only(&s.name)) {
             let Ok(version) = spec.version.parse::<Version>() else {
                 tracing::debug!(peer = %node.short(), capability = %spec.name, version = %spec.version, "unusable version in a peer's manifest");
                 continue;
@@ -235,6 +228,7 @@ mod tests {
     use super::*;
     use crate::bus::BusSettings;
     use crate::bus::testing::{FakePeer, bus_with, call, offer, peer};
+    use crate::descriptor::Trust;
     use crate::service::{Call, Capability};
     use hearthnet_base::{DeviceKey, ErrorCode, TrustLevel};
     use hearthnet_observability::metrics::Metrics;
@@ -308,6 +302,36 @@ mod tests {
             Some(RegistryEvent::Added(key.clone()))
         );
         assert_eq!(changes.try_recv().ok(), Some(RegistryEvent::Removed(key)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn own_only_names_are_never_taken_from_a_peer_even_unserved_here() {
+        let (bus, _) = bus_with(2, Trust::Level(TrustLevel::Member));
+        let node = DeviceKey::generate().node_id();
+        let provider: Arc<FakePeer> = peer(true);
+        let named = |name: &str| CapabilitySpec {
+            name: name.into(),
+            ..crate::bus::testing::remote_spec()
+        };
+        let offers = [named("chat.send"), named("file.local.get"), named("market.list")];
+        bus.set_remote(node, &offers, Duration::from_secs(30), provider.handler());
+        let taken: Vec<String> = bus
+            .entries()
+            .into_iter()
+            .filter(|e| e.node == node)
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(taken, vec!["market.list"]);
+        let own_send = crate::bus::InboundCall {
+            capability: "chat.send".into(),
+            caller: bus.node_id(),
+            ..call(json!({}))
+        };
+        assert_eq!(
+            bus.call(own_send).err().map(|e| e.code),
+            Some(ErrorCode::NotFound)
+        );
+        assert_eq!(provider.served(), 0, "the owner's message never left");
     }
 
     #[test]

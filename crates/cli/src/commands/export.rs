@@ -13,8 +13,9 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
-use hearthnet_base::{DeviceKey, NodeId, Timestamp};
+use hearthnet_base::{DeviceKey, Timestamp};
 use hearthnet_config::{Env, LoadedConfig, NodePaths};
+use hearthnet_events::Selection;
 use serde_json::{Value, json};
 
 use crate::cli::ExportArgs;
@@ -46,7 +47,7 @@ struct Entry {
 struct Sources {
     loaded: LoadedConfig,
     paths: NodePaths,
-    node_id: NodeId,
+    key: DeviceKey,
     /// Our authored events (type, envelope), in replay order.
     authored: Vec<(String, Value)>,
 }
@@ -58,8 +59,7 @@ struct Section {
 }
 
 /// Every part of the export, in the order of spec §3.9. A component that
-/// holds more of the owner's data adds its section here (chat's history,
-/// decrypted for the owner, goes after `events`).
+/// holds more of the owner's data adds its section here.
 const SECTIONS: &[Section] = &[
     Section {
         name: "public manifest",
@@ -68,6 +68,10 @@ const SECTIONS: &[Section] = &[
     Section {
         name: "authored events",
         gather: authored_events,
+    },
+    Section {
+        name: "chat history",
+        gather: chat_history,
     },
     Section {
         name: "pinned files",
@@ -97,8 +101,8 @@ pub fn run(config: Option<&Path>, env: &Env, args: ExportArgs) -> CliResult {
         None => default_out(env)?,
     };
     let sources = Sources {
-        authored: authored(&paths, &key)?,
-        node_id: key.node_id(),
+        authored: stored(&paths, Selection::AuthoredBy(&key.node_id().full()))?,
+        key,
         loaded,
         paths,
     };
@@ -110,7 +114,8 @@ pub fn run(config: Option<&Path>, env: &Env, args: ExportArgs) -> CliResult {
         })?;
         entries.extend(gathered);
     }
-    let manifest = signed_manifest(&entries, &key)?;
+    let key = &sources.key;
+    let manifest = signed_manifest(&entries, key)?;
     entries.push(Entry {
         name: MANIFEST_ENTRY.to_owned(),
         bytes: manifest,
@@ -133,7 +138,9 @@ fn default_out(env: &Env) -> Result<PathBuf, CliError> {
     Ok(Path::new(home).join(format!("hearthnet-export-{date}.zip")))
 }
 
-fn authored(paths: &NodePaths, key: &DeviceKey) -> Result<Vec<(String, Value)>, CliError> {
+/// The stored events `which` selects (type, envelope), in replay order;
+/// none before the node joined a community.
+fn stored(paths: &NodePaths, which: Selection<'_>) -> Result<Vec<(String, Value)>, CliError> {
     let Some(state) = &paths.state_dir else {
         return Ok(Vec::new());
     };
@@ -141,10 +148,7 @@ fn authored(paths: &NodePaths, key: &DeviceKey) -> Result<Vec<(String, Value)>, 
     if !database.exists() {
         return Ok(Vec::new());
     }
-    Ok(hearthnet_events::read_authored(
-        &database,
-        &key.node_id().full(),
-    )?)
+    Ok(hearthnet_events::read_stored(&database, which)?)
 }
 
 fn json_lines<'a>(events: impl Iterator<Item = &'a Value>) -> Vec<u8> {
@@ -160,7 +164,7 @@ fn public_manifest(sources: &Sources) -> Result<Vec<Entry>, CliError> {
     let mut entries = vec![Entry {
         name: "identity.json".to_owned(),
         bytes: serde_json::to_vec_pretty(&json!({
-            "node_id": sources.node_id.full(),
+            "node_id": sources.key.node_id().full(),
             "display_name": sources.loaded.config.identity.display_name,
         }))?,
     }];
@@ -182,6 +186,26 @@ fn authored_events(sources: &Sources) -> Result<Vec<Entry>, CliError> {
     Ok(vec![Entry {
         name: "events/authored.jsonl".to_owned(),
         bytes: json_lines(sources.authored.iter().map(|(_, e)| e)),
+    }])
+}
+
+/// Our conversations, opened with the device key: the owner takes them
+/// away readable (`chat/messages.jsonl`, as `chat.history` shows them).
+fn chat_history(sources: &Sources) -> Result<Vec<Entry>, CliError> {
+    let Some(community) = sources.loaded.config.community.community_id else {
+        return Ok(Vec::new());
+    };
+    let events = stored(&sources.paths, Selection::TypePrefix("chat.message."))?;
+    let transcript = hearthnet_chat::transcript(&sources.key, community, events.iter().map(|(_, e)| e));
+    if transcript.unreadable > 0 {
+        printer::status(format!(
+            "note: {} direct messages to or from this node do not open with its key and are left out",
+            transcript.unreadable
+        ));
+    }
+    Ok(vec![Entry {
+        name: "chat/messages.jsonl".to_owned(),
+        bytes: json_lines(transcript.messages.iter()),
     }])
 }
 

@@ -43,6 +43,17 @@ pub fn rejected_reasons(report: &Value) -> Vec<String> {
 /// Sync every second, so events travel quickly.
 pub const FAST_SYNC: (&str, &str) = ("HEARTHNET_EVENTS_SYNC_INTERVAL_SECONDS", "1");
 
+/// A device named `name` that joined `founder`'s community by invite (the
+/// founder runs; the device does not yet).
+pub fn member(founder: &Sandbox, name: &str) -> Sandbox {
+    let sb = Sandbox::new();
+    let card = sb.identity_card(name);
+    let (text, _) = super::invite(founder, &card, &[]);
+    let joined = sb.run(&["invite", "redeem", &text], None);
+    assert_eq!(joined.code, 0, "{joined:?}");
+    sb
+}
+
 /// A founder and `members` who joined by invite, all running with
 /// [`FAST_SYNC`], each listing everyone started before it as static peers;
 /// node `i` (0 the founder) also gets the settings `extra(i)`.
@@ -64,11 +75,7 @@ pub fn chain(
     let mut running = vec![start(&founder, 0, None)];
     let mut all = vec![founder];
     for i in 0..members {
-        let sb = Sandbox::new();
-        let card = sb.identity_card(&format!("member{i}"));
-        let (text, _) = super::invite(&all[0], &card, &[]);
-        let joined = sb.run(&["invite", "redeem", &text], None);
-        assert_eq!(joined.code, 0, "{joined:?}");
+        let sb = member(&all[0], &format!("member{i}"));
         all.push(sb);
     }
     let mut peers = vec![all[0].peer_addr()];
