@@ -20,7 +20,7 @@ pub mod sync;
 pub mod types;
 pub mod view;
 
-pub use limits::Limits;
+pub use limits::{DayQuota, Limits};
 pub use log::{AppendReport, EventLog, EventLogError, LogPaths, Query, StoredEvent, read_authored};
 pub use reject::{Reject, RejectCode};
 pub use view::{CommunityView, Position, cosigned_payload};

@@ -76,6 +76,26 @@ pub fn lapses(event_type: &str) -> bool {
     event_type.starts_with("market.") || event_type.starts_with("chat.")
 }
 
+/// What one author has stored stamped with one UTC day, and the most it
+/// may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DayQuota {
+    pub events: u64,
+    pub bytes: u64,
+    pub max_events: u64,
+    pub max_bytes: u64,
+}
+
+impl DayQuota {
+    /// Whether less than `percent` of the day's events and of its bytes
+    /// are used.
+    pub fn below_percent(&self, percent: u64) -> bool {
+        let under =
+            |used: u64, max: u64| u128::from(used) * 100 < u128::from(max) * u128::from(percent);
+        under(self.events, self.max_events) && under(self.bytes, self.max_bytes)
+    }
+}
+
 /// Bookkeeping entries kept before the day counts are read again.
 const MAX_TRACKED: usize = 100_000;
 
@@ -92,17 +112,14 @@ impl AuthorQuota {
         self.used.clear();
     }
 
-    /// Count an event of `author` stamped `wall_clock`, of `bytes`, if its
-    /// day has room.
-    pub fn charge(
+    /// What `author` has stored stamped on `day` (read from the log the
+    /// first time), to be counted on.
+    fn day_of(
         &mut self,
         conn: &Connection,
-        limits: &Limits,
         author: &str,
-        wall_clock: Timestamp,
-        bytes: u64,
-    ) -> Result<(), Reject> {
-        let day = wall_clock.unix().div_euclid(DAY);
+        day: i64,
+    ) -> Result<&mut (u64, u64), Reject> {
         let key = (author.to_owned(), day);
         if !self.used.contains_key(&key) {
             if self.used.len() >= MAX_TRACKED {
@@ -116,7 +133,38 @@ impl AuthorQuota {
             })?;
             self.used.insert(key.clone(), stored);
         }
-        let used = self.used.entry(key).or_default();
+        Ok(self.used.entry(key).or_default())
+    }
+
+    /// What `author` has used of the day of `at`.
+    pub fn used(
+        &mut self,
+        conn: &Connection,
+        limits: &Limits,
+        author: &str,
+        at: Timestamp,
+    ) -> Result<DayQuota, Reject> {
+        let &mut (events, bytes) = self.day_of(conn, author, at.unix().div_euclid(DAY))?;
+        Ok(DayQuota {
+            events,
+            bytes,
+            max_events: limits.max_author_events_per_day,
+            max_bytes: limits.max_author_bytes_per_day,
+        })
+    }
+
+    /// Count an event of `author` stamped `wall_clock`, of `bytes`, if its
+    /// day has room.
+    pub fn charge(
+        &mut self,
+        conn: &Connection,
+        limits: &Limits,
+        author: &str,
+        wall_clock: Timestamp,
+        bytes: u64,
+    ) -> Result<(), Reject> {
+        let day = wall_clock.unix().div_euclid(DAY);
+        let used = self.day_of(conn, author, day)?;
         if used.0 + 1 > limits.max_author_events_per_day
             || used.1 + bytes > limits.max_author_bytes_per_day
         {

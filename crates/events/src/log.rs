@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::sync::mpsc;
 
 use hearthnet_base::event::{Event, NewEvent};
-use hearthnet_base::{CommunityId, DeviceKey, ErrorCode, Timestamp, to_canonical_bytes};
+use hearthnet_base::{CommunityId, DeviceKey, ErrorCode, NodeId, Timestamp, to_canonical_bytes};
 use parking_lot::RwLock;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
 use crate::history::{AUTHOR_PREV, History, Mode, Verdicts};
-use crate::limits::{AuthorQuota, Limits};
+use crate::limits::{AuthorQuota, DayQuota, Limits};
 use crate::snapshot::{self, SnapshotStore};
 use crate::view::{CommunityView, Position};
 use crate::{Reject, RejectCode, types};
@@ -431,6 +431,19 @@ impl EventLog {
     /// one id find the difference.
     pub async fn ids(&self) -> Result<Vec<crate::sync::Item>, EventLogError> {
         self.run(|core| core.ids()).await?
+    }
+
+    /// What `author` has used of today's quota (events stamped with
+    /// today's UTC date): a service that writes on others' behalf, such as
+    /// receipts, leaves the rest for what the node must be able to write.
+    pub async fn quota_today(&self, author: NodeId) -> Result<DayQuota, EventLogError> {
+        self.run(move |core| {
+            let (conn, limits) = (&core.conn, &core.limits);
+            core.quota
+                .used(conn, limits, &author.full(), Timestamp::now())
+                .map_err(EventLogError::Rejected)
+        })
+        .await?
     }
 
     /// Stored events by id, in replay order (unknown ids are skipped).
