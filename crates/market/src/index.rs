@@ -469,32 +469,23 @@ impl Index {
         self.db(tx.commit())
     }
 
-    /// Posts lapsed by `now` that nobody expired: `author`'s own, and,
-    /// when `others_lapsed_before` is given, others' that lapsed before it
-    /// (their authors had their chance first). Oldest first, at most
-    /// `limit`.
+    /// `author`'s posts lapsed by `now` that nobody expired, oldest
+    /// first, at most `limit`.
     pub fn lapsed(
         &self,
         author: &NodeId,
-        others_lapsed_before: Option<i64>,
-        hidden_authors: &[String],
         now: i64,
         limit: usize,
     ) -> Result<Vec<Post>, MarketError> {
         let conn = self.conn.lock();
         let sql = format!(
             "SELECT {POST_COLUMNS} FROM posts p
-             WHERE p.expires_at <= ?1
+             WHERE p.author = ?2 AND p.expires_at <= ?1
              AND NOT EXISTS (SELECT 1 FROM expiries x WHERE x.target = p.event_id)
-             AND p.author NOT IN (SELECT value FROM json_each(?2))
-             AND (p.author = ?3 OR p.expires_at <= ?4)
              ORDER BY p.expires_at LIMIT {limit}"
         );
-        // Without a grace for others, none of theirs qualifies.
-        let others = others_lapsed_before.unwrap_or(i64::MIN);
-        let hidden = json!(hidden_authors).to_string();
         let mut stmt = self.db(conn.prepare(&sql))?;
-        let rows = self.db(stmt.query_map(params![now, hidden, author.full(), others], post_of))?;
+        let rows = self.db(stmt.query_map(params![now, author.full()], post_of))?;
         rows.map(|r| self.db(r)).collect()
     }
 }
