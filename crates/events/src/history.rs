@@ -204,6 +204,9 @@ impl History {
                         let target = market_target(conn, named, &posts)?;
                         market::authorize(e, view.level_of(&e.author), target).err()
                     }
+                    Ok(()) if e.event_type == market::POST_CREATED => {
+                        market::authorize_post(e, &view.live_posts).err()
+                    }
                     judged => judged.err(),
                 },
                 (Ok(_), Mode::Trust) => None,

@@ -485,8 +485,9 @@ const MIGRATIONS: [(&str, &str); 2] = [
 /// The revision of the membership rules: a log judged under another one is
 /// judged again, whole, when opened. 4: where links are required, an event
 /// whose id is not bound to its content counts nowhere. 5: direct messages
-/// and receipts have bounded fields.
-pub(crate) const RULES_REVISION: &str = "5";
+/// and receipts have bounded fields. 6: an author has at most
+/// `market::MAX_LIVE_POSTS_PER_AUTHOR` live market posts.
+pub(crate) const RULES_REVISION: &str = "6";
 
 /// Events stored but judged out, at most: beyond, such events are refused
 /// outright (and may come back by sync once they count elsewhere).
@@ -1322,6 +1323,14 @@ mod tests {
                 "client_id": title, "category": "offer", "title": title, "body": "b", "ttl_seconds": 60
             }))
         }
+
+        /// A lapsing event of which an author may write many (a direct
+        /// message to the founder; one author's live posts are capped).
+        fn message(&self, key: &DeviceKey, lamport: u64, client_id: &str) -> Value {
+            self.event(key, lamport, "chat.message.sent", json!({
+                "client_id": client_id, "recipient": self.founder.node_id().full(), "body": "e2e1:x"
+            }))
+        }
     }
 
     #[test]
@@ -1651,7 +1660,7 @@ mod tests {
         let log = w.open("a");
         // A community's history at once, in any order...
         let mut chain: Vec<Value> = (1..=2_000)
-            .map(|l| w.post(&w.founder, l, &format!("c{l}")))
+            .map(|l| w.message(&w.founder, l, &format!("c{l}")))
             .collect();
         chain.reverse();
         let report = log.append_received_blocking(chain).unwrap();
@@ -2094,7 +2103,7 @@ mod tests {
         let bob = DeviceKey::generate();
         w.admit(&log, &bob, "member", 1);
         let posts: Vec<Value> = (0..1100)
-            .map(|i| w.post(&w.founder, 3 + i, &format!("p{i}")))
+            .map(|i| w.message(&w.founder, 3 + i, &format!("p{i}")))
             .collect();
         log.append_received_blocking(posts).unwrap();
         drop(log);

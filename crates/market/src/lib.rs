@@ -356,6 +356,12 @@ impl MarketService {
         let (event_id, lamport) = match blocking(move || index.post_by_client(&me, &id)).await? {
             Some(done) => done,
             None => {
+                // Checked first, so a post the log would hold aside is
+                // never written.
+                let live = self.log.view().live_posts_of(&me, Timestamp::now());
+                if live >= rules::MAX_LIVE_POSTS_PER_AUTHOR {
+                    return Err(MarketError::TooManyPosts(live).into());
+                }
                 let event = self.write(POST_CREATED, Value::Object(data)).await?;
                 (event.event_id, event.lamport)
             }

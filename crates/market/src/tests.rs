@@ -556,3 +556,41 @@ async fn long_lapsed_posts_leave_the_index_and_its_text_search() {
     assert_eq!(titles, ["Kanister zwei"]);
     assert_eq!(n.market.index.forget_lapsed(now).unwrap(), 0);
 }
+
+/// A node with as many live posts as one author may have is refused
+/// another, before anything is written (the log would hold it aside);
+/// the same post again still answers.
+#[tokio::test]
+async fn a_post_beyond_the_live_cap_is_refused_before_it_is_written() {
+    let n = node().await;
+    let head = n.log.view().head;
+    let posts: Vec<Value> = (0..rules::MAX_LIVE_POSTS_PER_AUTHOR as u64)
+        .map(|i| {
+            n.event(
+                &n.key,
+                head + 1 + i,
+                0,
+                POST_CREATED,
+                json!({"client_id": format!("p{i}"), "category": "offer", "title": "x",
+                       "body": "", "ttl_seconds": 3_600}),
+            )
+        })
+        .collect();
+    let report = n.log.append_received(posts).await.unwrap();
+    assert_eq!(report.accepted, rules::MAX_LIVE_POSTS_PER_AUTHOR as u64);
+    n.market.catch_up().await.unwrap();
+    let input = json!({"client_id": "one-more", "category": "offer", "title": "zu viel"});
+    let refused = n.call(POST, input).await.unwrap_err();
+    assert_eq!(refused.code, ErrorCode::CapacityExceeded, "{refused:?}");
+    assert!(
+        refused.message.contains("live posts"),
+        "{}",
+        refused.message
+    );
+    assert_eq!(
+        n.events(POST_CREATED).await,
+        rules::MAX_LIVE_POSTS_PER_AUTHOR
+    );
+    let again = json!({"client_id": "p0", "category": "offer", "title": "x"});
+    n.call(POST, again).await.unwrap();
+}
