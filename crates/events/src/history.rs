@@ -264,8 +264,9 @@ impl History {
 
 /// The post stored under `event_id`, for judging an update or expiry of
 /// it: whether it counts is this fold's verdict if the fold met it, else
-/// the stored one (a post pruned to its tombstone counted).
-fn market_target(
+/// the stored one (a post pruned to its tombstone counted, and the
+/// tombstone keeps its TTL).
+pub(crate) fn market_target(
     conn: &Connection,
     event_id: &str,
     judged: &HashMap<String, bool>,

@@ -201,23 +201,27 @@ fn stored_on(conn: &Connection, author: &str, day: i64) -> rusqlite::Result<(u64
 /// Rows pruned per transaction.
 const PRUNE_BATCH: usize = 10_000;
 
-/// Replace lapsing events stamped before the retention window by
-/// tombstones (`held = 2`): the row keeps its id, so a peer offering the
-/// event again finds a duplicate, and its `author_prev` link, so a
-/// revocation can still follow its author's chain through it. Returns
-/// how many were pruned.
+/// Replace lapsing events stamped before the retention window that count
+/// by tombstones (`held = 2`): the row keeps its id, so a peer offering
+/// the event again finds a duplicate; its `author_prev` link, so a
+/// revocation can still follow its author's chain through it; and a
+/// post's `ttl_seconds`, so an expiry judged against it later sees when
+/// it really lapsed. A tombstone therefore always stands for an event
+/// that counted. Held events (judged out) are deleted instead: they never
+/// counted, are never synced, and offered again they are past retention.
+/// Returns how many were pruned.
 pub(crate) fn prune(conn: &Connection, limits: &Limits, now: Timestamp) -> rusqlite::Result<usize> {
     let before = Timestamp::from_unix(now.unix() - limits.retention_seconds()).to_string();
     let mut pruned = 0;
     loop {
-        let rows: Vec<(i64, Vec<u8>)> = {
+        let rows: Vec<(i64, i64, Vec<u8>)> = {
             let mut stmt = conn.prepare_cached(
-                "SELECT seq, envelope FROM events
+                "SELECT seq, held, envelope FROM events
                  WHERE held != 2 AND (event_type LIKE 'market.%' OR event_type LIKE 'chat.%')
                  AND wall_clock < ?1 LIMIT ?2",
             )?;
             let found = stmt.query_map(params![before, PRUNE_BATCH as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })?;
             found.collect::<rusqlite::Result<_>>()?
         };
@@ -225,14 +229,22 @@ pub(crate) fn prune(conn: &Connection, limits: &Limits, now: Timestamp) -> rusql
             return Ok(pruned);
         }
         let tx = conn.unchecked_transaction()?;
-        for (seq, bytes) in &rows {
-            let link = serde_json::from_slice::<Value>(bytes)
+        for (seq, held, bytes) in &rows {
+            if *held != 0 {
+                tx.execute("DELETE FROM events WHERE seq = ?1", params![seq])?;
+                continue;
+            }
+            let data = serde_json::from_slice::<Value>(bytes)
                 .ok()
-                .and_then(|v| v["data"].get(AUTHOR_PREV).cloned());
-            let stub = match link {
-                Some(prev) => json!({"pruned": true, "data": {AUTHOR_PREV: prev}}),
-                None => json!({"pruned": true, "data": {}}),
-            };
+                .map(|v| v["data"].clone())
+                .unwrap_or(Value::Null);
+            let mut kept = serde_json::Map::new();
+            for key in [AUTHOR_PREV, "ttl_seconds"] {
+                if let Some(value) = data.get(key) {
+                    kept.insert(key.into(), value.clone());
+                }
+            }
+            let stub = json!({"pruned": true, "data": kept});
             tx.execute(
                 "UPDATE events SET held = 2, envelope = ?2 WHERE seq = ?1",
                 params![seq, serde_json::to_vec(&stub).unwrap_or_default()],

@@ -2066,6 +2066,56 @@ mod tests {
         assert_eq!(pruned, 0);
     }
 
+    /// A pruned post's tombstone keeps when the post lapsed, so a stale
+    /// expiry judged against it later is judged as before the pruning;
+    /// a held event leaves no tombstone (one would count as a post).
+    #[test]
+    fn a_tombstone_keeps_the_posts_lapse_and_held_events_leave_none() {
+        let w = World::new();
+        let log = w.open("prune");
+        let post = w.post(&w.founder, 1, "old sofa");
+        let orphan = w.event(
+            &w.founder,
+            2,
+            "market.post.expired",
+            json!({"client_id": "e", "target_event_id": "01NOPE", "reason": "fulfilled"}),
+        );
+        let report = log
+            .append_received_blocking(vec![post.clone(), orphan.clone()])
+            .unwrap();
+        assert_eq!(report.accepted, 1, "{report:?}");
+        let month_later = Timestamp::now().plus_seconds(31 * 86_400);
+        let pruned = log
+            .run_blocking(move |core| core.prune(month_later))
+            .unwrap()
+            .unwrap();
+        assert_eq!(pruned, 2);
+        let (post_id, orphan_id) = (
+            post["event_id"].as_str().unwrap().to_owned(),
+            orphan["event_id"].as_str().unwrap().to_owned(),
+        );
+        let (target, orphan_rows) = log
+            .run_blocking(move |core| {
+                let target =
+                    crate::history::market_target(&core.conn, &post_id, &HashMap::new()).unwrap();
+                let rows: i64 = core
+                    .conn
+                    .query_row(
+                        "SELECT COUNT(*) FROM events WHERE event_id = ?1",
+                        params![orphan_id],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                (target, rows)
+            })
+            .unwrap();
+        let target = target.expect("the tombstone is found");
+        let wall_clock = Timestamp::parse(post["wall_clock"].as_str().unwrap()).unwrap();
+        assert_eq!(target.expires_at, wall_clock.plus_seconds(60));
+        assert!(target.counts);
+        assert_eq!(orphan_rows, 0, "the held expiry is deleted");
+    }
+
     #[test]
     fn arrival_order_does_not_change_the_result() {
         let w = World::new();
