@@ -239,6 +239,7 @@ impl History {
             "UPDATE events SET held = 0, seq = (SELECT MAX(seq) + 1 FROM events) WHERE event_id = ?1",
         )?;
         let mut hold = conn.prepare_cached("UPDATE events SET held = 1 WHERE event_id = ?1")?;
+        let mut publish = conn.prepare_cached("INSERT INTO judged_out (event_id) VALUES (?1)")?;
         let mut admitted = false;
         for (event_id, counts) in flips {
             if counts {
@@ -248,6 +249,11 @@ impl History {
             } else {
                 tracing::warn!(%event_id, "event no longer counts after an earlier one arrived");
                 hold.execute(params![event_id])?;
+                // It counted before (a fresh event never did): folds that
+                // took it in are told to drop it.
+                if !watch.contains(&event_id) {
+                    publish.execute(params![event_id])?;
+                }
             }
         }
         if admitted {

@@ -21,7 +21,9 @@ pub mod types;
 pub mod view;
 
 pub use limits::{DayQuota, Limits};
-pub use log::{AppendReport, EventLog, EventLogError, LogPaths, Query, StoredEvent, read_authored};
+pub use log::{
+    AppendReport, EventLog, EventLogError, JudgedOut, LogPaths, Query, StoredEvent, read_authored,
+};
 pub use reject::{Reject, RejectCode};
 pub use view::{CommunityView, Position, cosigned_payload};
 

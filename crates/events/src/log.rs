@@ -97,6 +97,15 @@ pub struct StoredEvent {
     pub json: Value,
 }
 
+/// Events that no longer count, as [`EventLog::judged_out`] reads them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JudgedOut {
+    /// `(number, event id)`, oldest first.
+    pub ids: Vec<(i64, String)>,
+    /// Some after the cursor were already forgotten: rebuild the fold.
+    pub missed: bool,
+}
+
 /// A query over the log.
 #[derive(Debug, Clone, Default)]
 pub struct Query {
@@ -446,6 +455,16 @@ impl EventLog {
         .await?
     }
 
+    /// Ids of events that counted and no longer do, published after
+    /// number `after`, oldest first, at most `limit`: judged out when an
+    /// event before them arrived, or displaced by another envelope under
+    /// their id (which, if it counts, comes as a new event). A fold that
+    /// took them in drops them, and takes in what [`EventLog::by_ids`]
+    /// still finds under the id.
+    pub async fn judged_out(&self, after: i64, limit: usize) -> Result<JudgedOut, EventLogError> {
+        self.run(move |core| core.judged_out(after, limit)).await?
+    }
+
     /// Stored events by id, in replay order (unknown ids are skipped).
     pub async fn by_ids(&self, ids: Vec<String>) -> Result<Vec<StoredEvent>, EventLogError> {
         self.run(move |core| core.by_ids(&ids)).await?
@@ -469,7 +488,15 @@ CREATE INDEX IF NOT EXISTS events_replay ON events(lamport, event_id);
 CREATE INDEX IF NOT EXISTS events_type ON events(event_type, lamport);
 CREATE INDEX IF NOT EXISTS events_author ON events(author, lamport);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS judged_out (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL
+);
 ";
+
+/// Judged-out ids kept for folds to read ([`EventLog::judged_out`]); a
+/// fold further behind rebuilds.
+const MAX_JUDGED_OUT: i64 = 10_000;
 
 /// Columns added after the first release: `held` (stored but judged out,
 /// see [`crate::history`]) and `digest` (BLAKE3 of the canonical envelope,
@@ -1002,8 +1029,12 @@ impl Core {
             let mut remove = tx
                 .prepare_cached("DELETE FROM events WHERE event_id = ?1")
                 .map_err(db)?;
+            let mut publish = tx
+                .prepare_cached("INSERT INTO judged_out (event_id) VALUES (?1)")
+                .map_err(db)?;
             for p in &displaced {
                 remove.execute(params![p.event_id]).map_err(db)?;
+                publish.execute(params![p.event_id]).map_err(db)?;
             }
             let mut insert = tx
                 .prepare_cached(
@@ -1042,6 +1073,10 @@ impl Core {
                     }
                 }
             }
+            tx.execute(
+                "DELETE FROM judged_out WHERE seq <= (SELECT MAX(seq) FROM judged_out) - ?1",
+                params![MAX_JUDGED_OUT],
+            )?;
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('clock', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 params![clock.to_string()],
@@ -1161,6 +1196,23 @@ impl Core {
             })
         }))?;
         rows.map(|r| self.db(r)).collect()
+    }
+
+    fn judged_out(&self, after: i64, limit: usize) -> Result<JudgedOut, EventLogError> {
+        let oldest: Option<i64> =
+            self.db(self
+                .conn
+                .query_row("SELECT MIN(seq) FROM judged_out", [], |r| r.get(0)))?;
+        let mut stmt = self.db(self.conn.prepare_cached(
+            "SELECT seq, event_id FROM judged_out WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        ))?;
+        let rows =
+            self.db(stmt.query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?))))?;
+        let ids = rows.map(|r| self.db(r)).collect::<Result<_, _>>()?;
+        Ok(JudgedOut {
+            ids,
+            missed: oldest.is_some_and(|oldest| after < oldest - 1),
+        })
     }
 
     fn by_ids(&self, ids: &[String]) -> Result<Vec<StoredEvent>, EventLogError> {
@@ -2064,6 +2116,44 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(pruned, 0);
+    }
+
+    /// An event that counted and is judged out by earlier ones arriving is
+    /// published, so folds drop it; one judged out on arrival is not.
+    #[test]
+    fn events_judged_out_after_they_counted_are_published() {
+        let w = World::new();
+        let log = w.open("a");
+        let cap = crate::market::MAX_LIVE_POSTS_PER_AUTHOR as u64;
+        let last = w.post(&w.founder, 1_000, "last");
+        assert_eq!(
+            log.append_received_blocking(vec![last.clone()])
+                .unwrap()
+                .accepted,
+            1
+        );
+        let earlier: Vec<Value> = (1..=cap)
+            .map(|l| w.post(&w.founder, l, &format!("p{l}")))
+            .collect();
+        log.append_received_blocking(earlier).unwrap();
+        let late = w.post(&w.founder, 2_000, "late");
+        let report = log.append_received_blocking(vec![late]).unwrap();
+        assert_eq!(report.accepted, 0, "over the cap on arrival");
+        let out = log
+            .run_blocking(|core| core.judged_out(0, 100))
+            .unwrap()
+            .unwrap();
+        assert!(!out.missed);
+        let ids: Vec<&str> = out.ids.iter().map(|(_, id)| id.as_str()).collect();
+        assert_eq!(ids, [last["event_id"].as_str().unwrap()]);
+        let after = out.ids[0].0;
+        assert!(
+            log.run_blocking(move |core| core.judged_out(after, 100))
+                .unwrap()
+                .unwrap()
+                .ids
+                .is_empty()
+        );
     }
 
     /// A pruned post's tombstone keeps when the post lapsed, so a stale
