@@ -102,8 +102,11 @@ pub struct StoredEvent {
 pub struct JudgedOut {
     /// `(number, event id)`, oldest first.
     pub ids: Vec<(i64, String)>,
-    /// Some after the cursor were already forgotten: rebuild the fold.
+    /// Some after the cursor were already forgotten: rebuild the fold,
+    /// then read on from `newest`.
     pub missed: bool,
+    /// The number of the newest id published (0 when none was).
+    pub newest: i64,
 }
 
 /// A query over the log.
@@ -1199,10 +1202,12 @@ impl Core {
     }
 
     fn judged_out(&self, after: i64, limit: usize) -> Result<JudgedOut, EventLogError> {
-        let oldest: Option<i64> =
+        let (oldest, newest): (Option<i64>, Option<i64>) =
             self.db(self
                 .conn
-                .query_row("SELECT MIN(seq) FROM judged_out", [], |r| r.get(0)))?;
+                .query_row("SELECT MIN(seq), MAX(seq) FROM judged_out", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                }))?;
         let mut stmt = self.db(self.conn.prepare_cached(
             "SELECT seq, event_id FROM judged_out WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         ))?;
@@ -1212,6 +1217,7 @@ impl Core {
         Ok(JudgedOut {
             ids,
             missed: oldest.is_some_and(|oldest| after < oldest - 1),
+            newest: newest.unwrap_or(0),
         })
     }
 

@@ -32,7 +32,7 @@ use hearthnet_base::constants::EVENT_LOG_RETENTION_DAYS;
 use hearthnet_base::event::Event;
 use hearthnet_base::{DeviceKey, ErrorCode, NodeId, Stability, Timestamp, TrustLevel};
 use hearthnet_bus::{Bus, Call, CallError, Capability, CapabilityDescriptor, Service, Trust};
-use hearthnet_events::market::{self as rules, POST_CREATED, POST_EXPIRED};
+use hearthnet_events::market::{self as rules, POST_CREATED, POST_EXPIRED, POST_UPDATED};
 use hearthnet_events::{EventLog, Query};
 use hearthnet_rag::embedder;
 use serde_json::{Map, Value, json};
@@ -599,11 +599,42 @@ impl MarketService {
             blocking(move || index.clear()).await?;
             seq = 0;
         }
+        let index = self.index.clone();
+        let judged = blocking(move || index.judged_out_seq()).await?;
+        let out = self.log.judged_out(judged, FOLLOW_BATCH).await?;
+        if out.missed {
+            // Too far behind to know what to drop: the log as it counts
+            // now, from the start.
+            tracing::warn!("the market index missed events the log judged out; rebuilding it");
+            let index = self.index.clone();
+            blocking(move || {
+                index.clear()?;
+                index.replace(&[], &[], out.newest)
+            })
+            .await?;
+            seq = 0;
+        } else if let Some((newest, _)) = out.ids.last() {
+            let gone: Vec<String> = out.ids.iter().map(|(_, id)| id.clone()).collect();
+            let current: Vec<Event> = self
+                .log
+                .by_ids(gone.clone())
+                .await?
+                .into_iter()
+                .map(|s| s.event)
+                .filter(|e| e.event_type.starts_with("market.post."))
+                .collect();
+            let (index, newest) = (self.index.clone(), *newest);
+            blocking(move || index.replace(&gone, &current, newest)).await?;
+        }
         loop {
             let batch = self
                 .log
                 .query(Query {
-                    event_types: vec![POST_CREATED.into(), POST_EXPIRED.into()],
+                    event_types: vec![
+                        POST_CREATED.into(),
+                        POST_UPDATED.into(),
+                        POST_EXPIRED.into(),
+                    ],
                     after_seq: Some(seq),
                     limit: Some(FOLLOW_BATCH),
                     ..Query::default()

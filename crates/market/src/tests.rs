@@ -594,3 +594,98 @@ async fn a_post_beyond_the_live_cap_is_refused_before_it_is_written() {
     let again = json!({"client_id": "p0", "category": "offer", "title": "x"});
     n.call(POST, again).await.unwrap();
 }
+
+/// An update the log accepts is shown, in text and search alike.
+#[tokio::test]
+async fn an_update_of_a_post_is_shown() {
+    let n = node().await;
+    let post = n.post("c1", "Wasserkanister", json!({})).await;
+    n.log
+        .append_local(
+            POST_UPDATED,
+            json!({"client_id": "u1", "target_event_id": post["event_id"],
+                   "fields": {"title": "Regentonne", "tags": ["garten"]}}),
+            &n.key,
+        )
+        .await
+        .unwrap();
+    n.market.catch_up().await.unwrap();
+    assert_eq!(n.titles(json!({})).await, ["Regentonne"]);
+    assert_eq!(n.titles(json!({"tags": ["garten"]})).await, ["Regentonne"]);
+    let found = n
+        .call(SEARCH, json!({"query": "Regentonne"}))
+        .await
+        .unwrap();
+    assert_eq!(found["output"]["posts"][0]["event_id"], post["event_id"]);
+    let stale = n
+        .call(SEARCH, json!({"query": "Wasserkanister"}))
+        .await
+        .unwrap();
+    assert_eq!(stale["output"]["posts"], json!([]));
+}
+
+/// A post that counted and is judged out when earlier ones arrive (here
+/// over the live-post cap) leaves the index.
+#[tokio::test]
+async fn a_post_judged_out_later_leaves_the_index() {
+    let n = node().await;
+    let head = n.log.view().head;
+    let cap = rules::MAX_LIVE_POSTS_PER_AUTHOR as u64;
+    let post = |lamport: u64, title: &str| {
+        n.event(
+            &n.key,
+            lamport,
+            0,
+            POST_CREATED,
+            json!({"client_id": title, "category": "offer", "title": title,
+                   "body": "", "ttl_seconds": 3_600}),
+        )
+    };
+    let last = post(head + 1_000, "zuletzt");
+    assert_eq!(n.log.append_received(vec![last]).await.unwrap().accepted, 1);
+    n.market.catch_up().await.unwrap();
+    assert_eq!(n.titles(json!({})).await, ["zuletzt"]);
+    let earlier: Vec<Value> = (1..=cap)
+        .map(|i| post(head + i, &format!("p{i}")))
+        .collect();
+    n.log.append_received(earlier).await.unwrap();
+    n.market.catch_up().await.unwrap();
+    let shown = n.titles(json!({"limit": MAX_LIMIT})).await;
+    assert_eq!(shown.len() as u64, cap);
+    assert!(!shown.contains(&"zuletzt".to_owned()));
+}
+
+/// Another envelope under a known id (the log kept it instead of the
+/// first) replaces the row; the same envelope again changes nothing.
+#[test]
+fn another_envelope_under_a_known_id_replaces_the_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::open(&dir.path().join(INDEX_FILE)).unwrap();
+    let key = DeviceKey::generate();
+    let first = Event::create(
+        hearthnet_base::event::NewEvent {
+            community_id: hearthnet_base::CommunityId::of_root(key.node_id()),
+            lamport: 5,
+            event_type: POST_CREATED,
+            data: json!({"client_id": "c", "category": "offer", "title": "erste",
+                         "body": "", "ttl_seconds": 3_600}),
+        },
+        &key,
+    )
+    .unwrap();
+    let mut second = first.clone();
+    second.data["title"] = json!("zweite");
+    second.signature = "another signature".into();
+    let now = Timestamp::now().unix();
+    let titles = |index: &Index| -> Vec<String> {
+        let posts = index.list(&Filter::default(), now, 10).unwrap();
+        posts.into_iter().map(|p| p.title).collect()
+    };
+    index.apply(std::slice::from_ref(&first), None).unwrap();
+    index.apply(&[first], None).unwrap();
+    assert_eq!(titles(&index), ["erste"]);
+    index.apply(&[second], None).unwrap();
+    assert_eq!(titles(&index), ["zweite"]);
+    let fts = hearthnet_rag::store::fts_query("erste", 4);
+    assert!(index.full_text(&fts, &[], now, 10).unwrap().is_empty());
+}
