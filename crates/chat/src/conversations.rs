@@ -1,9 +1,11 @@
 //! This node's own conversations, folded from `chat.message.*` events:
 //! the messages it sent or received (their bodies sealed, as stored) and
 //! the receipts their recipients wrote. Other members' messages, which
-//! every member stores and relays, are not kept here.
+//! every member stores and relays, are not kept here, and of each peer's
+//! conversation only the newest [`MAX_KEPT_PER_PEER`] messages are: a
+//! member flooding us holds a bounded share of memory.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use hearthnet_base::event::Event;
 use hearthnet_base::{NodeId, Timestamp};
@@ -23,6 +25,9 @@ pub struct Message {
     pub delivered_at: Option<Timestamp>,
     /// From the recipient's own `chat.message.read`.
     pub read_at: Option<Timestamp>,
+    /// Whether this node tried to acknowledge it (received messages): a
+    /// receipt the log refused is not tried again on every change.
+    pub receipt_tried: bool,
 }
 
 impl Message {
@@ -36,6 +41,10 @@ impl Message {
     }
 }
 
+/// Messages kept per peer: the newest, in replay order. As many as one
+/// `chat.history` call can show.
+pub const MAX_KEPT_PER_PEER: usize = crate::MAX_HISTORY_LIMIT;
+
 /// Messages of this node in replay order, with the indexes the service
 /// needs.
 pub struct Conversations {
@@ -46,18 +55,33 @@ pub struct Conversations {
     /// `(author, client_id)` → event id: one message per client id, the
     /// first in replay order (a replay under a new id is not a new message).
     by_client: HashMap<(NodeId, String), String>,
+    /// Each peer's messages by replay key, to drop the oldest.
+    by_peer: HashMap<NodeId, BTreeSet<(u64, String)>>,
+    /// Messages kept per peer at most.
+    kept_per_peer: usize,
     /// The log's local sequence number folded in so far.
     seq: i64,
 }
 
 impl Conversations {
+    /// The service's fold: the newest [`MAX_KEPT_PER_PEER`] per peer.
     pub fn new(me: NodeId) -> Self {
         Self {
             me,
             messages: BTreeMap::new(),
             by_id: HashMap::new(),
             by_client: HashMap::new(),
+            by_peer: HashMap::new(),
+            kept_per_peer: MAX_KEPT_PER_PEER,
             seq: 0,
+        }
+    }
+
+    /// Every message, for a one-off read the owner asked for (the export).
+    pub fn unbounded(me: NodeId) -> Self {
+        Self {
+            kept_per_peer: usize::MAX,
+            ..Self::new(me)
         }
     }
 
@@ -107,8 +131,18 @@ impl Conversations {
             return;
         }
         let key = (event.lamport, event.event_id.clone());
+        let peer = if event.author == self.me {
+            recipient
+        } else {
+            event.author
+        };
         self.by_client.insert(client_key, event.event_id.clone());
         self.by_id.insert(event.event_id.clone(), key.clone());
+        let kept = self.by_peer.entry(peer).or_default();
+        kept.insert(key.clone());
+        let oldest = (kept.len() > self.kept_per_peer)
+            .then(|| kept.pop_first())
+            .flatten();
         self.messages.insert(
             key,
             Message {
@@ -121,8 +155,12 @@ impl Conversations {
                 created_at: event.wall_clock,
                 delivered_at: None,
                 read_at: None,
+                receipt_tried: false,
             },
         );
+        if let Some((_, event_id)) = oldest {
+            self.forget(&event_id);
+        }
     }
 
     fn receipt(&mut self, event: &Event, field: &str) {
@@ -172,13 +210,24 @@ impl Conversations {
             .collect()
     }
 
-    /// Received messages this node has not yet acknowledged.
+    /// Received messages this node has neither acknowledged nor tried to.
     pub fn undelivered(&self) -> Vec<Message> {
         self.messages
             .values()
-            .filter(|m| m.recipient == self.me && m.delivered_at.is_none())
+            .filter(|m| m.recipient == self.me && m.delivered_at.is_none() && !m.receipt_tried)
             .cloned()
             .collect()
+    }
+
+    /// A receipt for `event_id` was tried: it is not offered again.
+    pub fn tried(&mut self, event_id: &str) {
+        if let Some(m) = self
+            .by_id
+            .get(event_id)
+            .and_then(|key| self.messages.get_mut(key))
+        {
+            m.receipt_tried = true;
+        }
     }
 
     /// Forget a message whose body does not open: it was never a message
@@ -188,6 +237,13 @@ impl Conversations {
         if let Some(key) = self.by_id.remove(event_id)
             && let Some(m) = self.messages.remove(&key)
         {
+            let peer = m.peer_of(self.me);
+            if let Some(kept) = self.by_peer.get_mut(&peer) {
+                kept.remove(&key);
+                if kept.is_empty() {
+                    self.by_peer.remove(&peer);
+                }
+            }
             self.by_client.remove(&(m.author, m.client_id));
         }
     }
@@ -298,5 +354,51 @@ mod tests {
         c.apply(&receipt(&a, 4, "read", &msg.event_id));
         let m = &c.history(None, 0, 10)[0];
         assert!(m.delivered_at.is_some() && m.read_at.is_some());
+    }
+
+    #[test]
+    fn a_tried_receipt_is_not_offered_again() {
+        let (me, a) = (DeviceKey::generate(), DeviceKey::generate());
+        let mut c = Conversations::new(me.node_id());
+        let (first, second) = (
+            sent(&a, 1, me.node_id(), "1"),
+            sent(&a, 2, me.node_id(), "2"),
+        );
+        c.apply(&first);
+        c.apply(&second);
+        c.tried(&first.event_id);
+        let pending = c.undelivered();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].event_id, second.event_id);
+    }
+
+    #[test]
+    fn only_the_newest_messages_of_each_peer_are_kept() {
+        let (me, flooder, friend) = (
+            DeviceKey::generate(),
+            DeviceKey::generate(),
+            DeviceKey::generate(),
+        );
+        let mut c = Conversations::new(me.node_id());
+        c.apply(&sent(&friend, 1, me.node_id(), "hello"));
+        c.apply(&sent(&me, 2, flooder.node_id(), "mine"));
+        let extra = 5;
+        for i in 0..MAX_KEPT_PER_PEER + extra {
+            c.apply(&sent(
+                &flooder,
+                10 + i as u64,
+                me.node_id(),
+                &format!("f{i}"),
+            ));
+        }
+        // A backdated one is older than all kept: dropped at once.
+        c.apply(&sent(&flooder, 3, me.node_id(), "backdated"));
+        let theirs = c.history(Some(flooder.node_id()), 0, usize::MAX);
+        assert_eq!(theirs.len(), MAX_KEPT_PER_PEER);
+        assert_eq!(theirs[0].client_id, format!("f{extra}"));
+        assert!(c.by_client(me.node_id(), "mine").is_none());
+        assert!(c.by_client(flooder.node_id(), "f0").is_none());
+        assert_eq!(c.undelivered().len(), MAX_KEPT_PER_PEER + 1);
+        assert_eq!(c.history(Some(friend.node_id()), 0, 10).len(), 1);
     }
 }

@@ -19,6 +19,7 @@ mod conversations;
 mod opened;
 mod seal;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use conversations::{Conversations, Message};
 pub use opened::{Transcript, transcript};
-use seal::Placement;
+use seal::{PairKeys, Placement};
 
 /// The longest text of one message, in UTF-8 bytes.
 pub const MAX_TEXT_BYTES: usize = 8 * 1024;
@@ -59,6 +60,14 @@ const MAX_READ_RECEIPTS_PER_CALL: usize = 64;
 /// Anchors tried at most: with the courier's own timeout per try, this
 /// keeps `chat.send` within its deadline however many anchors there are.
 const MAX_ANCHOR_TRIES: usize = 3;
+/// Delivered receipts written for one peer's messages per UTC day: a
+/// member flooding us gets this many, the rest stay unacknowledged (its
+/// messages are still shown), and other peers' messages keep theirs.
+const MAX_RECEIPTS_PER_PEER_PER_DAY: usize = 500;
+/// Receipts are written only while less than this share (in percent) of
+/// the node's own daily quota is used: the rest stays for what the node
+/// must be able to write, such as revocations and co-signatures.
+const RECEIPT_QUOTA_PERCENT: u64 = 75;
 
 /// How a message reaches a node now: the node implements it with its
 /// peer client (a push of the one event to the node's peer port).
@@ -89,10 +98,37 @@ struct Content {
     attachments: Vec<Attachment>,
 }
 
+/// Delivered receipts written per peer on one UTC day.
+#[derive(Default)]
+struct ReceiptBudget {
+    day: i64,
+    written: HashMap<NodeId, usize>,
+}
+
+impl ReceiptBudget {
+    /// Whether one more receipt for `peer`'s messages may be written at
+    /// `now`, counting it if so.
+    fn take(&mut self, peer: NodeId, now: Timestamp) -> bool {
+        let day = now.unix().div_euclid(86_400);
+        if day != self.day {
+            self.day = day;
+            self.written.clear();
+        }
+        let written = self.written.entry(peer).or_default();
+        if *written >= MAX_RECEIPTS_PER_PEER_PER_DAY {
+            return false;
+        }
+        *written += 1;
+        true
+    }
+}
+
 /// The chat service of one node.
 pub struct ChatService {
     log: EventLog,
     key: DeviceKey,
+    keys: PairKeys,
+    receipts: Mutex<ReceiptBudget>,
     courier: Arc<dyn Courier>,
     /// Whether a message for an absent recipient is handed to anchors.
     store_and_forward: bool,
@@ -172,9 +208,12 @@ impl ChatService {
         store_and_forward: bool,
     ) -> Self {
         let me = key.node_id();
+        let keys = PairKeys::new(key.clone(), log.view().community_id);
         Self {
             log,
             key,
+            keys,
+            receipts: Mutex::default(),
             courier,
             store_and_forward,
             conversations: Mutex::new(Conversations::new(me)),
@@ -186,7 +225,7 @@ impl ChatService {
     /// The content of `m`, opened; `None` (and a warning) for a body that
     /// does not open, which a forger or a broken peer wrote.
     fn open(&self, m: &Message) -> Option<Content> {
-        match opened::open(&self.key, self.log.view().community_id, m) {
+        match opened::open(&self.keys, self.log.view().community_id, m) {
             Ok(content) => Some(content),
             Err(e) => {
                 tracing::warn!(event_id = %m.event_id, author = %m.author, error = %e,
@@ -316,7 +355,9 @@ impl ChatService {
             client_id,
         };
         let plaintext = serde_json::to_vec(content).map_err(internal)?;
-        let body = seal::seal(&self.key, &placement, &plaintext)
+        let body = self
+            .keys
+            .seal(&placement, &plaintext)
             .map_err(|e| CallError::bad_request(e.to_string()))?;
         let data = json!({"client_id": client_id, "recipient": recipient.full(), "body": body});
         let event = self
@@ -418,9 +459,33 @@ impl ChatService {
         }))
     }
 
+    /// Whether the node may spend its quota on receipts now (see
+    /// [`RECEIPT_QUOTA_PERCENT`]); logged when not.
+    async fn receipts_allowed(&self) -> bool {
+        match self.log.quota_today(self.key.node_id()).await {
+            Ok(quota) if quota.below_percent(RECEIPT_QUOTA_PERCENT) => true,
+            Ok(quota) => {
+                tracing::warn!(
+                    events = quota.events,
+                    bytes = quota.bytes,
+                    "most of today's quota is used: no receipts are written until tomorrow"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the quota; no receipt written");
+                false
+            }
+        }
+    }
+
     /// Write this node's receipt of `kind` for `m`; the time it names and
-    /// the receipt, or `None` when the log refused it (logged).
+    /// the receipt, or `None` when the quota is kept for other writes or
+    /// the log refused it (logged).
     async fn receipt(&self, kind: &str, m: &Message) -> Option<(Timestamp, Event)> {
+        if !self.receipts_allowed().await {
+            return None;
+        }
         let now = Timestamp::now();
         let read = kind == "chat.message.read";
         let data = if read {
@@ -445,19 +510,30 @@ impl ChatService {
         }
     }
 
-    /// Acknowledge every received message that opens and has no receipt
-    /// of ours yet.
+    /// Acknowledge the received messages that open and have no receipt of
+    /// ours yet, each tried once, within the peer's daily budget and while
+    /// the quota allows. A receipt is handed to its author at once unless
+    /// a push to that author failed this round (sync carries the rest).
     async fn acknowledge(&self) {
         let pending = self.conversations.lock().undelivered();
+        let mut unreachable = HashSet::new();
         for m in pending {
-            if self.open(&m).is_some() {
-                // Handed to the author at once if it is around; else sync
-                // carries it.
-                if let Some((_, receipt)) = self.receipt("chat.message.delivered", &m).await {
-                    self.courier.hand_to(m.author, receipt.to_value()).await;
-                }
-            } else {
+            if !self.receipts_allowed().await {
+                return;
+            }
+            if !self.receipts.lock().take(m.author, Timestamp::now()) {
+                continue;
+            }
+            self.conversations.lock().tried(&m.event_id);
+            if self.open(&m).is_none() {
                 self.conversations.lock().forget(&m.event_id);
+                continue;
+            }
+            if let Some((_, receipt)) = self.receipt("chat.message.delivered", &m).await
+                && !unreachable.contains(&m.author)
+                && !self.courier.hand_to(m.author, receipt.to_value()).await
+            {
+                unreachable.insert(m.author);
             }
         }
     }

@@ -8,18 +8,23 @@ use serde_json::{Value, json};
 
 use crate::Content;
 use crate::conversations::{Conversations, Message};
-use crate::seal::{self, Placement};
+use crate::seal::{PairKeys, Placement};
 
-/// The content of `m`, a message of `community` to or from `key`'s node;
-/// the error says why it does not open (a forger or a broken peer wrote it).
-pub(crate) fn open(key: &DeviceKey, community: CommunityId, m: &Message) -> Result<Content, String> {
+/// The content of `m`, a message of `community` to or from the node
+/// `keys` belong to; the error says why it does not open (a forger or a
+/// broken peer wrote it).
+pub(crate) fn open(
+    keys: &PairKeys,
+    community: CommunityId,
+    m: &Message,
+) -> Result<Content, String> {
     let placement = Placement {
         community,
         author: m.author,
         recipient: m.recipient,
         client_id: &m.client_id,
     };
-    let bytes = seal::open(key, &placement, &m.body).map_err(|e| e.to_string())?;
+    let bytes = keys.open(&placement, &m.body).map_err(|e| e.to_string())?;
     serde_json::from_slice(&bytes).map_err(|e| e.to_string())
 }
 
@@ -49,23 +54,24 @@ pub struct Transcript {
 
 /// The transcript folded from `envelopes` (stored `chat.message.*`
 /// events of `community`, in replay order, as the log holds them): the
-/// same fold as the service, so one message per client id and receipts
-/// only from recipients. Envelopes that do not parse are skipped; the log
+/// same fold as the service (one message per client id, receipts only
+/// from recipients), keeping every message rather than the newest. Envelopes that do not parse are skipped; the log
 /// checked them when they arrived.
 pub fn transcript<'a>(
     key: &DeviceKey,
     community: CommunityId,
     envelopes: impl IntoIterator<Item = &'a Value>,
 ) -> Transcript {
-    let mut conversations = Conversations::new(key.node_id());
+    let mut conversations = Conversations::unbounded(key.node_id());
     for envelope in envelopes {
         if let Ok(event) = serde_json::from_value::<Event>(envelope.clone()) {
             conversations.apply(&event);
         }
     }
+    let keys = PairKeys::new(key.clone(), community);
     let mut transcript = Transcript::default();
     for m in conversations.history(None, 0, usize::MAX) {
-        match open(key, community, &m) {
+        match open(&keys, community, &m) {
             Ok(content) => transcript.messages.push(shown(&m, content)),
             Err(_) => transcript.unreadable += 1,
         }

@@ -11,11 +11,15 @@
 //! `client_id`) as associated data, so a ciphertext copied into another
 //! event does not open.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use curve25519_dalek::montgomery::MontgomeryPoint;
 use hearthnet_base::{CommunityId, DeviceKey, NodeId};
 use hkdf::Hkdf;
+use parking_lot::Mutex;
 use rand_core::RngCore;
 use sha2::Sha256;
 
@@ -38,7 +42,7 @@ const KEY_LABEL: &[u8] = b"hearthnet/chat/direct-message/v1";
 /// The associated data starts with this.
 const AAD_LABEL: &str = "hearthnet/chat/direct-message/v1";
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum SealError {
     #[error("the peer's node id is not a usable public key")]
     BadPeerKey,
@@ -136,73 +140,125 @@ fn pair_key(
     Ok(XChaCha20Poly1305::new(&key.into()))
 }
 
-/// Seal `plaintext` from `me` (the author) for the placement's recipient,
-/// under a fresh random nonce.
-pub fn seal(me: &DeviceKey, at: &Placement, plaintext: &[u8]) -> Result<String, SealError> {
-    let mut nonce = [0u8; NONCE_BYTES];
-    rand_core::OsRng.fill_bytes(&mut nonce);
-    seal_with_nonce(me, at, plaintext, nonce)
+/// The pair keys of one node in one community, each derived once: a
+/// derivation is a scalar multiplication and HKDF, which a flood of
+/// messages from one member would otherwise pay once per message.
+pub struct PairKeys {
+    me: DeviceKey,
+    community: CommunityId,
+    keys: Mutex<HashMap<NodeId, Result<XChaCha20Poly1305, SealError>>>,
+    /// Derivations made, for the tests.
+    derived: AtomicUsize,
 }
 
-fn seal_with_nonce(
-    me: &DeviceKey,
-    at: &Placement,
-    plaintext: &[u8],
-    nonce: [u8; NONCE_BYTES],
-) -> Result<String, SealError> {
-    if plaintext.len() > MAX_SEALED_PLAINTEXT {
-        return Err(SealError::TooLarge(plaintext.len()));
-    }
-    let cipher = pair_key(me, at.peer_of(me.node_id()), at.community)?;
-    let aad = at.associated_data();
-    let sealed = cipher
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad: &aad,
-            },
-        )
-        .map_err(|_| SealError::TooLarge(plaintext.len()))?;
-    let mut bytes = nonce.to_vec();
-    bytes.extend_from_slice(&sealed);
-    Ok(format!(
-        "{SEALED_PREFIX}{}",
-        data_encoding::BASE64URL_NOPAD.encode(&bytes)
-    ))
-}
+/// Peers whose keys are kept at most: a community has far fewer members;
+/// beyond, the cache starts again rather than grow.
+const MAX_CACHED_KEYS: usize = 4096;
 
-/// Open a sealed `body` as `me`, the author or the recipient of `at`.
-pub fn open(me: &DeviceKey, at: &Placement, body: &str) -> Result<Vec<u8>, SealError> {
-    if body.len() > MAX_SEALED_CHARS {
-        return Err(SealError::SealedTooLong(body.len()));
+impl PairKeys {
+    pub fn new(me: DeviceKey, community: CommunityId) -> Self {
+        Self {
+            me,
+            community,
+            keys: Mutex::new(HashMap::new()),
+            derived: AtomicUsize::new(0),
+        }
     }
-    let encoded = body
-        .strip_prefix(SEALED_PREFIX)
-        .ok_or(SealError::NotSealed)?;
-    let bytes = data_encoding::BASE64URL_NOPAD
-        .decode(encoded.as_bytes())
-        .map_err(|_| SealError::BadEncoding)?;
-    if bytes.len() < NONCE_BYTES + TAG_BYTES {
-        return Err(SealError::Truncated);
+
+    /// The key shared with `peer` (a refusal is kept too: it is a
+    /// property of the peer's key).
+    fn key(&self, peer: NodeId) -> Result<XChaCha20Poly1305, SealError> {
+        if let Some(key) = self.keys.lock().get(&peer) {
+            return key.clone();
+        }
+        self.derived.fetch_add(1, Ordering::Relaxed);
+        let key = pair_key(&self.me, peer, self.community);
+        let mut keys = self.keys.lock();
+        if keys.len() >= MAX_CACHED_KEYS {
+            keys.clear();
+        }
+        keys.insert(peer, key.clone());
+        key
     }
-    let (nonce, sealed) = bytes.split_at(NONCE_BYTES);
-    let cipher = pair_key(me, at.peer_of(me.node_id()), at.community)?;
-    let aad = at.associated_data();
-    cipher
-        .decrypt(
-            XNonce::from_slice(nonce),
-            Payload {
-                msg: sealed,
-                aad: &aad,
-            },
-        )
-        .map_err(|_| SealError::DoesNotOpen)
+
+    /// Seal `plaintext` from this node (the author) for the placement's
+    /// recipient, under a fresh random nonce.
+    pub fn seal(&self, at: &Placement, plaintext: &[u8]) -> Result<String, SealError> {
+        let mut nonce = [0u8; NONCE_BYTES];
+        rand_core::OsRng.fill_bytes(&mut nonce);
+        self.seal_with_nonce(at, plaintext, nonce)
+    }
+
+    fn seal_with_nonce(
+        &self,
+        at: &Placement,
+        plaintext: &[u8],
+        nonce: [u8; NONCE_BYTES],
+    ) -> Result<String, SealError> {
+        if plaintext.len() > MAX_SEALED_PLAINTEXT {
+            return Err(SealError::TooLarge(plaintext.len()));
+        }
+        let cipher = self.key(at.peer_of(self.me.node_id()))?;
+        let aad = at.associated_data();
+        let sealed = cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| SealError::TooLarge(plaintext.len()))?;
+        let mut bytes = nonce.to_vec();
+        bytes.extend_from_slice(&sealed);
+        Ok(format!(
+            "{SEALED_PREFIX}{}",
+            data_encoding::BASE64URL_NOPAD.encode(&bytes)
+        ))
+    }
+
+    /// Open a sealed `body` as this node, the author or the recipient of
+    /// `at`; malformed bodies are refused before a key is derived.
+    pub fn open(&self, at: &Placement, body: &str) -> Result<Vec<u8>, SealError> {
+        if body.len() > MAX_SEALED_CHARS {
+            return Err(SealError::SealedTooLong(body.len()));
+        }
+        let encoded = body
+            .strip_prefix(SEALED_PREFIX)
+            .ok_or(SealError::NotSealed)?;
+        let bytes = data_encoding::BASE64URL_NOPAD
+            .decode(encoded.as_bytes())
+            .map_err(|_| SealError::BadEncoding)?;
+        if bytes.len() < NONCE_BYTES + TAG_BYTES {
+            return Err(SealError::Truncated);
+        }
+        let (nonce, sealed) = bytes.split_at(NONCE_BYTES);
+        let cipher = self.key(at.peer_of(self.me.node_id()))?;
+        let aad = at.associated_data();
+        cipher
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| SealError::DoesNotOpen)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One-off keys per call, as the tests of the construction want.
+    fn seal(me: &DeviceKey, at: &Placement, plaintext: &[u8]) -> Result<String, SealError> {
+        PairKeys::new(me.clone(), at.community).seal(at, plaintext)
+    }
+
+    fn open(me: &DeviceKey, at: &Placement, body: &str) -> Result<Vec<u8>, SealError> {
+        PairKeys::new(me.clone(), at.community).open(at, body)
+    }
 
     struct Pair {
         a: DeviceKey,
@@ -367,7 +423,9 @@ mod tests {
         };
         let nonce = bytes("nonce_hex").try_into().unwrap();
         let plaintext = field("plaintext");
-        let body = seal_with_nonce(&a, &at, plaintext.as_bytes(), nonce).unwrap();
+        let body = PairKeys::new(a.clone(), at.community)
+            .seal_with_nonce(&at, plaintext.as_bytes(), nonce)
+            .unwrap();
         assert_eq!(body, field("sealed"));
         assert_eq!(open(&b, &at, &body).unwrap(), plaintext.as_bytes());
     }
@@ -384,5 +442,32 @@ mod tests {
         };
         let body = seal(&p.b, &back, b"reply").unwrap();
         assert_eq!(open(&p.a, &back, &body).unwrap(), b"reply");
+    }
+
+    #[test]
+    fn a_pair_key_is_derived_once_per_peer() {
+        let p = pair();
+        let keys = PairKeys::new(p.b.clone(), p.community);
+        let (third, other) = (DeviceKey::generate(), DeviceKey::generate());
+        for i in 0..20 {
+            let id = format!("c{i}");
+            let at = p.a_to_b(&id);
+            let body = seal(&p.a, &at, b"flood").unwrap();
+            assert_eq!(keys.open(&at, &body).unwrap(), b"flood");
+            // A malformed body costs no derivation, whoever it names.
+            let forged = Placement {
+                author: third.node_id(),
+                ..at
+            };
+            assert_eq!(keys.open(&forged, "e2e1:***"), Err(SealError::BadEncoding));
+        }
+        assert_eq!(keys.derived.load(Ordering::Relaxed), 1);
+        let reply = Placement {
+            author: p.b.node_id(),
+            recipient: other.node_id(),
+            ..p.a_to_b("r")
+        };
+        keys.seal(&reply, b"hi").unwrap();
+        assert_eq!(keys.derived.load(Ordering::Relaxed), 2);
     }
 }

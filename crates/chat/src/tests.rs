@@ -64,7 +64,7 @@ impl World {
         let founder = DeviceKey::generate();
         let genesis = Genesis::create(&founder, "t", Default::default()).unwrap();
         let genesis_event = genesis.created_event.to_value();
-        let founder_log = open_log(&dir, &founder, &genesis_event);
+        let founder_log = open_log(&dir, &founder, &genesis_event, Limits::default());
         Self {
             dir,
             founder,
@@ -117,7 +117,12 @@ impl World {
     /// A node of `key` with the community's history, its chat service
     /// following its log, reachable.
     async fn node(&self, key: DeviceKey) -> Node {
-        let log = open_log(&self.dir, &key, &self.genesis);
+        self.node_with(key, Limits::default()).await
+    }
+
+    /// As [`World::node`], its log taking `limits`.
+    async fn node_with(&self, key: DeviceKey, limits: Limits) -> Node {
+        let log = open_log(&self.dir, &key, &self.genesis, limits);
         self.sync_from(&self.founder_log, &log).await;
         let courier = Arc::new(LogCourier(self.network.clone()));
         let chat = Arc::new(ChatService::new(log.clone(), key.clone(), courier, true));
@@ -133,13 +138,13 @@ impl World {
     }
 }
 
-fn open_log(dir: &tempfile::TempDir, key: &DeviceKey, genesis: &Value) -> EventLog {
+fn open_log(dir: &tempfile::TempDir, key: &DeviceKey, genesis: &Value, limits: Limits) -> EventLog {
     let community =
         hearthnet_base::CommunityId::parse(genesis["community_id"].as_str().unwrap()).unwrap();
     EventLog::open(
         LogPaths::in_state_dir(&dir.path().join(key.node_id().short())),
         community,
-        Limits::default(),
+        limits,
         Some(genesis.clone()),
         None,
     )
@@ -587,4 +592,61 @@ async fn history_answers_with_everything_the_log_holds() {
     }
     w.sync_from(&a.log, &b.log).await;
     assert_eq!(b.history(Some(&a)).await.len(), 5);
+}
+
+#[test]
+fn receipts_per_peer_are_bounded_by_day() {
+    let (flooder, friend) = (
+        DeviceKey::generate().node_id(),
+        DeviceKey::generate().node_id(),
+    );
+    let mut budget = ReceiptBudget::default();
+    let now = Timestamp::now();
+    for _ in 0..MAX_RECEIPTS_PER_PEER_PER_DAY {
+        assert!(budget.take(flooder, now));
+    }
+    assert!(!budget.take(flooder, now));
+    assert!(budget.take(friend, now));
+    assert!(budget.take(flooder, now.plus_seconds(86_400)));
+}
+
+/// A member's flood of messages cannot spend the quota the recipient
+/// needs for its own writes: receipts stop at three quarters of it.
+#[tokio::test]
+async fn receipts_leave_a_quarter_of_the_daily_quota() {
+    let w = World::new();
+    let (b_key, d_key) = (DeviceKey::generate(), DeviceKey::generate());
+    w.admit(&b_key).await;
+    w.admit(&d_key).await;
+    let max = 40;
+    let limits = Limits {
+        max_author_events_per_day: max,
+        ..Limits::default()
+    };
+    let b = w.node_with(b_key, limits).await;
+    let d = w.node(d_key).await;
+    // D may store its join and max - 1 messages in B's log.
+    for i in 0..max - 1 {
+        d.send(&b, &format!("flood {i}")).await.unwrap();
+    }
+    let allowed = max * RECEIPT_QUOTA_PERCENT / 100;
+    // B's join is its one event of today before the receipts.
+    eventually("B writes receipts up to its share", async || {
+        b.chat_events("chat.message.delivered").await.len() as u64 == allowed - 1
+    })
+    .await;
+    assert_eq!(b.history(None).await.len() as u64, max - 1);
+    // What B must still write, it can.
+    b.log
+        .append_local(
+            "chat.message.sent",
+            json!({"client_id": "own", "recipient": d.key.node_id().full(), "body": "e2e1:x"}),
+            &b.key,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        b.chat_events("chat.message.delivered").await.len() as u64,
+        allowed - 1
+    );
 }

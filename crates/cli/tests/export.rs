@@ -117,7 +117,10 @@ fn the_export_holds_our_conversations_opened_and_only_ours() {
     assert_eq!(run.code, 0, "{run:?}");
     let entries = entries(&out);
     let chat = String::from_utf8(entry(&entries, "chat/messages.jsonl").to_vec()).unwrap();
-    let messages: Vec<Value> = chat.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let messages: Vec<Value> = chat
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(messages.len(), 1, "{chat}");
     assert_eq!(messages[0]["body"], "The soup needs more thyme");
     assert_eq!(messages[0]["from"], founder.key().node_id().full().as_str());

@@ -204,6 +204,9 @@ impl History {
                         let target = market_target(conn, named, &posts)?;
                         market::authorize(e, view.level_of(&e.author), target).err()
                     }
+                    Ok(()) if e.event_type == market::POST_CREATED => {
+                        market::authorize_post(e, &view.live_posts).err()
+                    }
                     judged => judged.err(),
                 },
                 (Ok(_), Mode::Trust) => None,
@@ -236,6 +239,7 @@ impl History {
             "UPDATE events SET held = 0, seq = (SELECT MAX(seq) + 1 FROM events) WHERE event_id = ?1",
         )?;
         let mut hold = conn.prepare_cached("UPDATE events SET held = 1 WHERE event_id = ?1")?;
+        let mut publish = conn.prepare_cached("INSERT INTO judged_out (event_id) VALUES (?1)")?;
         let mut admitted = false;
         for (event_id, counts) in flips {
             if counts {
@@ -245,6 +249,11 @@ impl History {
             } else {
                 tracing::warn!(%event_id, "event no longer counts after an earlier one arrived");
                 hold.execute(params![event_id])?;
+                // It counted before (a fresh event never did): folds that
+                // took it in are told to drop it.
+                if !watch.contains(&event_id) {
+                    publish.execute(params![event_id])?;
+                }
             }
         }
         if admitted {
@@ -261,8 +270,9 @@ impl History {
 
 /// The post stored under `event_id`, for judging an update or expiry of
 /// it: whether it counts is this fold's verdict if the fold met it, else
-/// the stored one (a post pruned to its tombstone counted).
-fn market_target(
+/// the stored one (a post pruned to its tombstone counted, and the
+/// tombstone keeps its TTL).
+pub(crate) fn market_target(
     conn: &Connection,
     event_id: &str,
     judged: &HashMap<String, bool>,

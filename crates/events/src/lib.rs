@@ -20,8 +20,11 @@ pub mod sync;
 pub mod types;
 pub mod view;
 
-pub use limits::Limits;
-pub use log::{AppendReport, EventLog, EventLogError, LogPaths, Query, Selection, StoredEvent, read_stored};
+pub use limits::{DayQuota, Limits};
+pub use log::{
+    AppendReport, EventLog, EventLogError, JudgedOut, LogPaths, Query, Selection, StoredEvent,
+    read_stored,
+};
 pub use reject::{Reject, RejectCode};
 pub use view::{CommunityView, Position, cosigned_payload};
 

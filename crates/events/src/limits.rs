@@ -76,6 +76,26 @@ pub fn lapses(event_type: &str) -> bool {
     event_type.starts_with("market.") || event_type.starts_with("chat.")
 }
 
+/// What one author has stored stamped with one UTC day, and the most it
+/// may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DayQuota {
+    pub events: u64,
+    pub bytes: u64,
+    pub max_events: u64,
+    pub max_bytes: u64,
+}
+
+impl DayQuota {
+    /// Whether less than `percent` of the day's events and of its bytes
+    /// are used.
+    pub fn below_percent(&self, percent: u64) -> bool {
+        let under =
+            |used: u64, max: u64| u128::from(used) * 100 < u128::from(max) * u128::from(percent);
+        under(self.events, self.max_events) && under(self.bytes, self.max_bytes)
+    }
+}
+
 /// Bookkeeping entries kept before the day counts are read again.
 const MAX_TRACKED: usize = 100_000;
 
@@ -92,17 +112,14 @@ impl AuthorQuota {
         self.used.clear();
     }
 
-    /// Count an event of `author` stamped `wall_clock`, of `bytes`, if its
-    /// day has room.
-    pub fn charge(
+    /// What `author` has stored stamped on `day` (read from the log the
+    /// first time), to be counted on.
+    fn day_of(
         &mut self,
         conn: &Connection,
-        limits: &Limits,
         author: &str,
-        wall_clock: Timestamp,
-        bytes: u64,
-    ) -> Result<(), Reject> {
-        let day = wall_clock.unix().div_euclid(DAY);
+        day: i64,
+    ) -> Result<&mut (u64, u64), Reject> {
         let key = (author.to_owned(), day);
         if !self.used.contains_key(&key) {
             if self.used.len() >= MAX_TRACKED {
@@ -116,7 +133,38 @@ impl AuthorQuota {
             })?;
             self.used.insert(key.clone(), stored);
         }
-        let used = self.used.entry(key).or_default();
+        Ok(self.used.entry(key).or_default())
+    }
+
+    /// What `author` has used of the day of `at`.
+    pub fn used(
+        &mut self,
+        conn: &Connection,
+        limits: &Limits,
+        author: &str,
+        at: Timestamp,
+    ) -> Result<DayQuota, Reject> {
+        let &mut (events, bytes) = self.day_of(conn, author, at.unix().div_euclid(DAY))?;
+        Ok(DayQuota {
+            events,
+            bytes,
+            max_events: limits.max_author_events_per_day,
+            max_bytes: limits.max_author_bytes_per_day,
+        })
+    }
+
+    /// Count an event of `author` stamped `wall_clock`, of `bytes`, if its
+    /// day has room.
+    pub fn charge(
+        &mut self,
+        conn: &Connection,
+        limits: &Limits,
+        author: &str,
+        wall_clock: Timestamp,
+        bytes: u64,
+    ) -> Result<(), Reject> {
+        let day = wall_clock.unix().div_euclid(DAY);
+        let used = self.day_of(conn, author, day)?;
         if used.0 + 1 > limits.max_author_events_per_day
             || used.1 + bytes > limits.max_author_bytes_per_day
         {
@@ -153,23 +201,27 @@ fn stored_on(conn: &Connection, author: &str, day: i64) -> rusqlite::Result<(u64
 /// Rows pruned per transaction.
 const PRUNE_BATCH: usize = 10_000;
 
-/// Replace lapsing events stamped before the retention window by
-/// tombstones (`held = 2`): the row keeps its id, so a peer offering the
-/// event again finds a duplicate, and its `author_prev` link, so a
-/// revocation can still follow its author's chain through it. Returns
-/// how many were pruned.
+/// Replace lapsing events stamped before the retention window that count
+/// by tombstones (`held = 2`): the row keeps its id, so a peer offering
+/// the event again finds a duplicate; its `author_prev` link, so a
+/// revocation can still follow its author's chain through it; and a
+/// post's `ttl_seconds`, so an expiry judged against it later sees when
+/// it really lapsed. A tombstone therefore always stands for an event
+/// that counted. Held events (judged out) are deleted instead: they never
+/// counted, are never synced, and offered again they are past retention.
+/// Returns how many were pruned.
 pub(crate) fn prune(conn: &Connection, limits: &Limits, now: Timestamp) -> rusqlite::Result<usize> {
     let before = Timestamp::from_unix(now.unix() - limits.retention_seconds()).to_string();
     let mut pruned = 0;
     loop {
-        let rows: Vec<(i64, Vec<u8>)> = {
+        let rows: Vec<(i64, i64, Vec<u8>)> = {
             let mut stmt = conn.prepare_cached(
-                "SELECT seq, envelope FROM events
+                "SELECT seq, held, envelope FROM events
                  WHERE held != 2 AND (event_type LIKE 'market.%' OR event_type LIKE 'chat.%')
                  AND wall_clock < ?1 LIMIT ?2",
             )?;
             let found = stmt.query_map(params![before, PRUNE_BATCH as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })?;
             found.collect::<rusqlite::Result<_>>()?
         };
@@ -177,14 +229,22 @@ pub(crate) fn prune(conn: &Connection, limits: &Limits, now: Timestamp) -> rusql
             return Ok(pruned);
         }
         let tx = conn.unchecked_transaction()?;
-        for (seq, bytes) in &rows {
-            let link = serde_json::from_slice::<Value>(bytes)
+        for (seq, held, bytes) in &rows {
+            if *held != 0 {
+                tx.execute("DELETE FROM events WHERE seq = ?1", params![seq])?;
+                continue;
+            }
+            let data = serde_json::from_slice::<Value>(bytes)
                 .ok()
-                .and_then(|v| v["data"].get(AUTHOR_PREV).cloned());
-            let stub = match link {
-                Some(prev) => json!({"pruned": true, "data": {AUTHOR_PREV: prev}}),
-                None => json!({"pruned": true, "data": {}}),
-            };
+                .map(|v| v["data"].clone())
+                .unwrap_or(Value::Null);
+            let mut kept = serde_json::Map::new();
+            for key in [AUTHOR_PREV, "ttl_seconds"] {
+                if let Some(value) = data.get(key) {
+                    kept.insert(key.into(), value.clone());
+                }
+            }
+            let stub = json!({"pruned": true, "data": kept});
             tx.execute(
                 "UPDATE events SET held = 2, envelope = ?2 WHERE seq = ?1",
                 params![seq, serde_json::to_vec(&stub).unwrap_or_default()],

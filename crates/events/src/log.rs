@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::sync::mpsc;
 
 use hearthnet_base::event::{Event, NewEvent};
-use hearthnet_base::{CommunityId, DeviceKey, ErrorCode, Timestamp, to_canonical_bytes};
+use hearthnet_base::{CommunityId, DeviceKey, ErrorCode, NodeId, Timestamp, to_canonical_bytes};
 use parking_lot::RwLock;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
 use crate::history::{AUTHOR_PREV, History, Mode, Verdicts};
-use crate::limits::{AuthorQuota, Limits};
+use crate::limits::{AuthorQuota, DayQuota, Limits};
 use crate::snapshot::{self, SnapshotStore};
 use crate::view::{CommunityView, Position};
 use crate::{Reject, RejectCode, types};
@@ -95,6 +95,18 @@ pub struct StoredEvent {
     pub event: Event,
     /// The envelope exactly as received (what the signature covers).
     pub json: Value,
+}
+
+/// Events that no longer count, as [`EventLog::judged_out`] reads them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JudgedOut {
+    /// `(number, event id)`, oldest first.
+    pub ids: Vec<(i64, String)>,
+    /// Some after the cursor were already forgotten: rebuild the fold,
+    /// then read on from `newest`.
+    pub missed: bool,
+    /// The number of the newest id published (0 when none was).
+    pub newest: i64,
 }
 
 /// A query over the log.
@@ -433,6 +445,29 @@ impl EventLog {
         self.run(|core| core.ids()).await?
     }
 
+    /// What `author` has used of today's quota (events stamped with
+    /// today's UTC date): a service that writes on others' behalf, such as
+    /// receipts, leaves the rest for what the node must be able to write.
+    pub async fn quota_today(&self, author: NodeId) -> Result<DayQuota, EventLogError> {
+        self.run(move |core| {
+            let (conn, limits) = (&core.conn, &core.limits);
+            core.quota
+                .used(conn, limits, &author.full(), Timestamp::now())
+                .map_err(EventLogError::Rejected)
+        })
+        .await?
+    }
+
+    /// Ids of events that counted and no longer do, published after
+    /// number `after`, oldest first, at most `limit`: judged out when an
+    /// event before them arrived, or displaced by another envelope under
+    /// their id (which, if it counts, comes as a new event). A fold that
+    /// took them in drops them, and takes in what [`EventLog::by_ids`]
+    /// still finds under the id.
+    pub async fn judged_out(&self, after: i64, limit: usize) -> Result<JudgedOut, EventLogError> {
+        self.run(move |core| core.judged_out(after, limit)).await?
+    }
+
     /// Stored events by id, in replay order (unknown ids are skipped).
     pub async fn by_ids(&self, ids: Vec<String>) -> Result<Vec<StoredEvent>, EventLogError> {
         self.run(move |core| core.by_ids(&ids)).await?
@@ -456,7 +491,15 @@ CREATE INDEX IF NOT EXISTS events_replay ON events(lamport, event_id);
 CREATE INDEX IF NOT EXISTS events_type ON events(event_type, lamport);
 CREATE INDEX IF NOT EXISTS events_author ON events(author, lamport);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS judged_out (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL
+);
 ";
+
+/// Judged-out ids kept for folds to read ([`EventLog::judged_out`]); a
+/// fold further behind rebuilds.
+const MAX_JUDGED_OUT: i64 = 10_000;
 
 /// Columns added after the first release: `held` (stored but judged out,
 /// see [`crate::history`]) and `digest` (BLAKE3 of the canonical envelope,
@@ -472,8 +515,9 @@ const MIGRATIONS: [(&str, &str); 2] = [
 /// The revision of the membership rules: a log judged under another one is
 /// judged again, whole, when opened. 4: where links are required, an event
 /// whose id is not bound to its content counts nowhere. 5: direct messages
-/// and receipts have bounded fields.
-pub(crate) const RULES_REVISION: &str = "5";
+/// and receipts have bounded fields. 6: an author has at most
+/// `market::MAX_LIVE_POSTS_PER_AUTHOR` live market posts.
+pub(crate) const RULES_REVISION: &str = "6";
 
 /// Events stored but judged out, at most: beyond, such events are refused
 /// outright (and may come back by sync once they count elsewhere).
@@ -988,8 +1032,12 @@ impl Core {
             let mut remove = tx
                 .prepare_cached("DELETE FROM events WHERE event_id = ?1")
                 .map_err(db)?;
+            let mut publish = tx
+                .prepare_cached("INSERT INTO judged_out (event_id) VALUES (?1)")
+                .map_err(db)?;
             for p in &displaced {
                 remove.execute(params![p.event_id]).map_err(db)?;
+                publish.execute(params![p.event_id]).map_err(db)?;
             }
             let mut insert = tx
                 .prepare_cached(
@@ -1028,6 +1076,10 @@ impl Core {
                     }
                 }
             }
+            tx.execute(
+                "DELETE FROM judged_out WHERE seq <= (SELECT MAX(seq) FROM judged_out) - ?1",
+                params![MAX_JUDGED_OUT],
+            )?;
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('clock', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 params![clock.to_string()],
@@ -1149,6 +1201,26 @@ impl Core {
         rows.map(|r| self.db(r)).collect()
     }
 
+    fn judged_out(&self, after: i64, limit: usize) -> Result<JudgedOut, EventLogError> {
+        let (oldest, newest): (Option<i64>, Option<i64>) =
+            self.db(self
+                .conn
+                .query_row("SELECT MIN(seq), MAX(seq) FROM judged_out", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                }))?;
+        let mut stmt = self.db(self.conn.prepare_cached(
+            "SELECT seq, event_id FROM judged_out WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        ))?;
+        let rows =
+            self.db(stmt.query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?))))?;
+        let ids = rows.map(|r| self.db(r)).collect::<Result<_, _>>()?;
+        Ok(JudgedOut {
+            ids,
+            missed: oldest.is_some_and(|oldest| after < oldest - 1),
+            newest: newest.unwrap_or(0),
+        })
+    }
+
     fn by_ids(&self, ids: &[String]) -> Result<Vec<StoredEvent>, EventLogError> {
         let mut stmt = self.db(self
             .conn
@@ -1194,7 +1266,10 @@ pub enum Selection<'a> {
 /// readers never block its writer) and never creates or changes the
 /// database. Events stored but judged out are included: an author's are
 /// still its words, and readers fold what they need.
-pub fn read_stored(path: &Path, which: Selection<'_>) -> Result<Vec<(String, Value)>, EventLogError> {
+pub fn read_stored(
+    path: &Path,
+    which: Selection<'_>,
+) -> Result<Vec<(String, Value)>, EventLogError> {
     let db_err = |source| EventLogError::Db {
         path: path.to_path_buf(),
         source,
@@ -1320,6 +1395,14 @@ mod tests {
         fn post(&self, key: &DeviceKey, lamport: u64, title: &str) -> Value {
             self.event(key, lamport, "market.post.created", json!({
                 "client_id": title, "category": "offer", "title": title, "body": "b", "ttl_seconds": 60
+            }))
+        }
+
+        /// A lapsing event of which an author may write many (a direct
+        /// message to the founder; one author's live posts are capped).
+        fn message(&self, key: &DeviceKey, lamport: u64, client_id: &str) -> Value {
+            self.event(key, lamport, "chat.message.sent", json!({
+                "client_id": client_id, "recipient": self.founder.node_id().full(), "body": "e2e1:x"
             }))
         }
     }
@@ -1651,7 +1734,7 @@ mod tests {
         let log = w.open("a");
         // A community's history at once, in any order...
         let mut chain: Vec<Value> = (1..=2_000)
-            .map(|l| w.post(&w.founder, l, &format!("c{l}")))
+            .map(|l| w.message(&w.founder, l, &format!("c{l}")))
             .collect();
         chain.reverse();
         let report = log.append_received_blocking(chain).unwrap();
@@ -2057,6 +2140,94 @@ mod tests {
         assert_eq!(pruned, 0);
     }
 
+    /// An event that counted and is judged out by earlier ones arriving is
+    /// published, so folds drop it; one judged out on arrival is not.
+    #[test]
+    fn events_judged_out_after_they_counted_are_published() {
+        let w = World::new();
+        let log = w.open("a");
+        let cap = crate::market::MAX_LIVE_POSTS_PER_AUTHOR as u64;
+        let last = w.post(&w.founder, 1_000, "last");
+        assert_eq!(
+            log.append_received_blocking(vec![last.clone()])
+                .unwrap()
+                .accepted,
+            1
+        );
+        let earlier: Vec<Value> = (1..=cap)
+            .map(|l| w.post(&w.founder, l, &format!("p{l}")))
+            .collect();
+        log.append_received_blocking(earlier).unwrap();
+        let late = w.post(&w.founder, 2_000, "late");
+        let report = log.append_received_blocking(vec![late]).unwrap();
+        assert_eq!(report.accepted, 0, "over the cap on arrival");
+        let out = log
+            .run_blocking(|core| core.judged_out(0, 100))
+            .unwrap()
+            .unwrap();
+        assert!(!out.missed);
+        let ids: Vec<&str> = out.ids.iter().map(|(_, id)| id.as_str()).collect();
+        assert_eq!(ids, [last["event_id"].as_str().unwrap()]);
+        let after = out.ids[0].0;
+        assert!(
+            log.run_blocking(move |core| core.judged_out(after, 100))
+                .unwrap()
+                .unwrap()
+                .ids
+                .is_empty()
+        );
+    }
+
+    /// A pruned post's tombstone keeps when the post lapsed, so a stale
+    /// expiry judged against it later is judged as before the pruning;
+    /// a held event leaves no tombstone (one would count as a post).
+    #[test]
+    fn a_tombstone_keeps_the_posts_lapse_and_held_events_leave_none() {
+        let w = World::new();
+        let log = w.open("prune");
+        let post = w.post(&w.founder, 1, "old sofa");
+        let orphan = w.event(
+            &w.founder,
+            2,
+            "market.post.expired",
+            json!({"client_id": "e", "target_event_id": "01NOPE", "reason": "fulfilled"}),
+        );
+        let report = log
+            .append_received_blocking(vec![post.clone(), orphan.clone()])
+            .unwrap();
+        assert_eq!(report.accepted, 1, "{report:?}");
+        let month_later = Timestamp::now().plus_seconds(31 * 86_400);
+        let pruned = log
+            .run_blocking(move |core| core.prune(month_later))
+            .unwrap()
+            .unwrap();
+        assert_eq!(pruned, 2);
+        let (post_id, orphan_id) = (
+            post["event_id"].as_str().unwrap().to_owned(),
+            orphan["event_id"].as_str().unwrap().to_owned(),
+        );
+        let (target, orphan_rows) = log
+            .run_blocking(move |core| {
+                let target =
+                    crate::history::market_target(&core.conn, &post_id, &HashMap::new()).unwrap();
+                let rows: i64 = core
+                    .conn
+                    .query_row(
+                        "SELECT COUNT(*) FROM events WHERE event_id = ?1",
+                        params![orphan_id],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                (target, rows)
+            })
+            .unwrap();
+        let target = target.expect("the tombstone is found");
+        let wall_clock = Timestamp::parse(post["wall_clock"].as_str().unwrap()).unwrap();
+        assert_eq!(target.expires_at, wall_clock.plus_seconds(60));
+        assert!(target.counts);
+        assert_eq!(orphan_rows, 0, "the held expiry is deleted");
+    }
+
     #[test]
     fn arrival_order_does_not_change_the_result() {
         let w = World::new();
@@ -2094,7 +2265,7 @@ mod tests {
         let bob = DeviceKey::generate();
         w.admit(&log, &bob, "member", 1);
         let posts: Vec<Value> = (0..1100)
-            .map(|i| w.post(&w.founder, 3 + i, &format!("p{i}")))
+            .map(|i| w.message(&w.founder, 3 + i, &format!("p{i}")))
             .collect();
         log.append_received_blocking(posts).unwrap();
         drop(log);

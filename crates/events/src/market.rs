@@ -5,6 +5,8 @@
 //! same rules on its input, with these very functions, so a call and a
 //! synced event are held to one standard.
 
+use std::collections::BTreeMap;
+
 use hearthnet_base::event::Event;
 use hearthnet_base::{NodeId, Timestamp, TrustLevel};
 use serde_json::{Map, Value};
@@ -35,6 +37,10 @@ pub const MAX_LABEL_CHARS: usize = 100;
 pub const MAX_CLIENT_ID_CHARS: usize = 128;
 /// An event id as our writers make them (ULID) and then some.
 const MAX_EVENT_ID_CHARS: usize = 64;
+/// Ours (rules revision 6): the posts one author may have live at once,
+/// so no member fills the newest posts every list and search reads. A
+/// household needs a handful; the bound is generous and still a bound.
+pub const MAX_LIVE_POSTS_PER_AUTHOR: usize = 100;
 /// The fields a `market.post.updated` may change.
 const UPDATABLE: [&str; 5] = ["category", "title", "body", "location", "tags"];
 
@@ -273,6 +279,72 @@ pub struct Target {
     pub expires_at: Timestamp,
     /// Whether it counts at this point of the judgement.
     pub counts: bool,
+}
+
+/// Each author's live posts at a point of history: posts that count,
+/// were not expired by an event that counts, and had not lapsed at the
+/// author's latest post; with when each lapses. Part of the community
+/// view, so it is judged at every event's position and kept in
+/// checkpoints and snapshots. At most [`MAX_LIVE_POSTS_PER_AUTHOR`] per
+/// author.
+pub type LivePosts = BTreeMap<NodeId, BTreeMap<String, Timestamp>>;
+
+/// When a post lapses: its wall clock plus its TTL (bounded, so a post
+/// whose TTL cannot be read lapses as late as any).
+pub fn lapses_at(post: &Event) -> Timestamp {
+    let ttl = post.data["ttl_seconds"]
+        .as_u64()
+        .unwrap_or(MAX_TTL_SECONDS)
+        .min(MAX_TTL_SECONDS);
+    post.wall_clock.plus_seconds(ttl as i64)
+}
+
+/// How many posts of `author` in `live` lapse after `at`.
+pub fn live_at(live: &LivePosts, author: &NodeId, at: Timestamp) -> usize {
+    live.get(author).map_or(0, |posts| {
+        posts.values().filter(|until| **until > at).count()
+    })
+}
+
+/// Whether the post `e` may count after `live`: its author has fewer than
+/// [`MAX_LIVE_POSTS_PER_AUTHOR`] posts that lapse after `e`'s wall clock.
+/// Any node judges the same, as `live` is the view just before `e`.
+pub fn authorize_post(e: &Event, live: &LivePosts) -> Result<(), Reject> {
+    let live_then = live_at(live, &e.author, e.wall_clock);
+    if live_then >= MAX_LIVE_POSTS_PER_AUTHOR {
+        return Err(unauthorized(format!(
+            "{} has {live_then} live posts at this point of history; at most {MAX_LIVE_POSTS_PER_AUTHOR} are allowed (expire one first)",
+            e.author.short()
+        )));
+    }
+    Ok(())
+}
+
+/// Fold a counted market event into `live`.
+pub(crate) fn apply_live(live: &mut LivePosts, e: &Event) {
+    match e.event_type.as_str() {
+        POST_CREATED => {
+            let posts = live.entry(e.author).or_default();
+            // What lapsed before this post no longer weighs on the author,
+            // which keeps the map within the bound.
+            posts.retain(|_, until| *until > e.wall_clock);
+            posts.insert(e.event_id.clone(), lapses_at(e));
+        }
+        POST_EXPIRED => {
+            let target = e.data["target_event_id"].as_str().unwrap_or_default();
+            let mut emptied = None;
+            for (author, posts) in live.iter_mut() {
+                if posts.remove(target).is_some() {
+                    emptied = posts.is_empty().then_some(*author);
+                    break;
+                }
+            }
+            if let Some(author) = emptied {
+                live.remove(&author);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Whether `event_type` is one whose right to be written depends on the

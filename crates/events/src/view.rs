@@ -143,6 +143,10 @@ pub struct CommunityView {
     /// honoured once.
     #[serde(default)]
     pub cosigned: BTreeSet<String>,
+    /// Each author's live market posts (the cap of
+    /// [`crate::market::MAX_LIVE_POSTS_PER_AUTHOR`] is judged against it).
+    #[serde(default)]
+    pub live_posts: crate::market::LivePosts,
     /// Highest Lamport applied.
     pub head: u64,
     /// Events applied.
@@ -211,6 +215,7 @@ impl CommunityView {
             revoked: BTreeMap::new(),
             invites: BTreeMap::new(),
             cosigned: BTreeSet::new(),
+            live_posts: BTreeMap::new(),
             head: 0,
             count: 0,
             last: None,
@@ -225,6 +230,11 @@ impl CommunityView {
         self.members
             .get(node)
             .map_or(TrustLevel::Unknown, |m| m.level)
+    }
+
+    /// How many posts of `author` count and lapse after `at`.
+    pub fn live_posts_of(&self, author: &NodeId, at: Timestamp) -> usize {
+        crate::market::live_at(&self.live_posts, author, at)
     }
 
     pub fn is_revoked(&self, node: &NodeId) -> bool {
@@ -659,7 +669,7 @@ impl CommunityView {
                 }
             }
             "community.policy.updated" => self.policy = data["policy"].clone(),
-            _ => {}
+            _ => crate::market::apply_live(&mut self.live_posts, e),
         }
         if matches!(
             e.event_type.as_str(),

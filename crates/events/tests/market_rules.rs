@@ -242,3 +242,77 @@ fn a_post_out_of_bounds_is_refused_before_it_is_stored() {
         "{detail}"
     );
 }
+
+fn posts(log: &EventLog) -> Vec<String> {
+    let mut ids: Vec<String> = log
+        .query_blocking(Query {
+            event_type: Some("market.post.created".into()),
+            ..Query::default()
+        })
+        .unwrap()
+        .into_iter()
+        .map(|s| s.event.event_id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// One author has at most `MAX_LIVE_POSTS_PER_AUTHOR` live posts, judged
+/// at each post's position: whichever order the posts arrive in, every
+/// log keeps the same ones, and an expiry makes room again.
+#[test]
+fn an_author_has_a_bounded_number_of_live_posts_whatever_the_order() {
+    use hearthnet_events::market::MAX_LIVE_POSTS_PER_AUTHOR as MAX;
+    let w = World::new();
+    let post = |lamport: u64, age: i64, ttl: u64| {
+        w.event(
+            &w.author,
+            lamport,
+            age,
+            "market.post.created",
+            json!({"client_id": format!("p{lamport}"), "category": "offer",
+                   "title": "Wasserkanister", "body": "", "ttl_seconds": ttl}),
+        )
+    };
+    // A post that lapsed before the others were written weighs nothing.
+    let lapsed = post(10, 600, 60);
+    let live: Vec<Value> = (0..MAX as u64).map(|i| post(11 + i, 0, 3600)).collect();
+    let one_more = post(500, 0, 3600);
+
+    let in_order = w.log("in-order");
+    let mut first = vec![lapsed.clone()];
+    first.extend(live.iter().cloned());
+    let report = in_order.append_received_blocking(first).unwrap();
+    assert_eq!(report.accepted, MAX as u64 + 1, "{report:?}");
+    let report = in_order
+        .append_received_blocking(vec![one_more.clone()])
+        .unwrap();
+    let (code, detail) = refusal(&report);
+    assert_eq!(code, RejectCode::Unauthorized);
+    assert!(detail.contains("live posts"), "{detail}");
+
+    // The last post first: it counts until the earlier ones arrive.
+    let reversed = w.log("reversed");
+    let report = reversed
+        .append_received_blocking(vec![one_more.clone()])
+        .unwrap();
+    assert_eq!(report.accepted, 1, "{report:?}");
+    let mut rest = live.clone();
+    rest.push(lapsed);
+    reversed.append_received_blocking(rest).unwrap();
+    assert_eq!(posts(&in_order), posts(&reversed));
+    assert!(!posts(&reversed).contains(&one_more["event_id"].as_str().unwrap().to_owned()));
+
+    // An expiry frees a place for a later post.
+    let expiry = w.event(
+        &w.author,
+        600,
+        0,
+        "market.post.expired",
+        json!({"client_id": "e", "target_event_id": live[0]["event_id"], "reason": "fulfilled"}),
+    );
+    let report = in_order
+        .append_received_blocking(vec![expiry, post(601, 0, 3600)])
+        .unwrap();
+    assert_eq!(report.accepted, 2, "{report:?}");
+}

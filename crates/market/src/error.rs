@@ -16,6 +16,10 @@ pub enum MarketError {
     AlreadyExpired { post: String, by: String },
     #[error("{0}")]
     MayNotExpire(String),
+    #[error(
+        "this node already has {0} live posts, the most one author may have (every node's log refuses more); expire one first"
+    )]
+    TooManyPosts(usize),
     #[error("the event log refused the event: {0}")]
     Log(#[from] EventLogError),
     #[error("market index {path}: {source}")]
@@ -42,6 +46,7 @@ impl MarketError {
             MarketError::BadInput(_) => ErrorCode::BadRequest,
             MarketError::UnknownPost(_) | MarketError::AlreadyExpired { .. } => ErrorCode::NotFound,
             MarketError::MayNotExpire(_) => ErrorCode::Unauthorized,
+            MarketError::TooManyPosts(_) => ErrorCode::CapacityExceeded,
             MarketError::Log(e) => e.error_code(),
             MarketError::NotReady => ErrorCode::Partition,
             MarketError::Db { .. } | MarketError::Create { .. } | MarketError::Task(_) => {

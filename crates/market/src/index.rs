@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use hearthnet_base::event::Event;
 use hearthnet_base::{NodeId, Timestamp};
-use hearthnet_events::market::{MAX_TTL_SECONDS, POST_CREATED, POST_EXPIRED};
+use hearthnet_events::market::{MAX_TTL_SECONDS, POST_CREATED, POST_EXPIRED, POST_UPDATED};
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_json::{Value, json};
@@ -20,7 +20,7 @@ use crate::error::MarketError;
 
 /// Bumped when the tables change: an index of another version is rebuilt
 /// from the log.
-const INDEX_VERSION: &str = "1";
+const INDEX_VERSION: &str = "2";
 
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
@@ -38,7 +38,11 @@ CREATE TABLE IF NOT EXISTS posts (
     location TEXT,
     tags TEXT NOT NULL,
     created_at TEXT NOT NULL,
-    expires_at INTEGER NOT NULL
+    expires_at INTEGER NOT NULL,
+    -- The envelope's signature: another envelope under the id replaces
+    -- the row. The post's own data, which updates are laid over.
+    signature TEXT NOT NULL,
+    data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS posts_client ON posts(author, client_id);
 CREATE INDEX IF NOT EXISTS posts_lamport ON posts(lamport);
@@ -58,6 +62,13 @@ CREATE TABLE IF NOT EXISTS expiries (
 );
 CREATE INDEX IF NOT EXISTS expiries_target ON expiries(target);
 CREATE INDEX IF NOT EXISTS expiries_client ON expiries(author, client_id);
+CREATE TABLE IF NOT EXISTS updates (
+    event_id TEXT PRIMARY KEY,
+    target TEXT NOT NULL,
+    lamport INTEGER NOT NULL,
+    fields TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS updates_target ON updates(target);
 CREATE VIRTUAL TABLE IF NOT EXISTS posts_fts USING fts5(
     title, body, tags, content='posts', content_rowid='id',
     tokenize='unicode61 remove_diacritics 2'
@@ -74,6 +85,7 @@ const DROP: &str = "
 DROP TABLE IF EXISTS posts_fts;
 DROP TABLE IF EXISTS vectors;
 DROP TABLE IF EXISTS expiries;
+DROP TABLE IF EXISTS updates;
 DROP TABLE IF EXISTS post_tags;
 DROP TABLE IF EXISTS posts;
 DROP TABLE IF EXISTS meta;
@@ -257,9 +269,19 @@ impl Index {
 
     /// The log's sequence number up to which events are in.
     pub fn last_seq(&self) -> Result<i64, MarketError> {
+        self.cursor("last_seq")
+    }
+
+    /// The number of the log's judged-out ids up to which they are out
+    /// ([`hearthnet_events::EventLog::judged_out`]).
+    pub fn judged_out_seq(&self) -> Result<i64, MarketError> {
+        self.cursor("judged_out_seq")
+    }
+
+    fn cursor(&self, key: &str) -> Result<i64, MarketError> {
         let conn = self.conn.lock();
         let seq: Option<String> = self.db(conn
-            .query_row("SELECT value FROM meta WHERE key = 'last_seq'", [], |r| {
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
                 r.get(0)
             })
             .optional())?;
@@ -279,18 +301,15 @@ impl Index {
     }
 
     /// Take `events` in, and move the cursor to `last_seq` (when given),
-    /// in one transaction. Events already in are skipped, so applying one
+    /// in one transaction. An event already in is skipped, so applying one
     /// twice (this node's own, right after it was written, and again when
-    /// the follower meets it) changes nothing.
+    /// the follower meets it) changes nothing; another envelope under a
+    /// known id replaces the first.
     pub fn apply(&self, events: &[Event], last_seq: Option<i64>) -> Result<(), MarketError> {
         let mut conn = self.conn.lock();
         let tx = self.db(conn.transaction())?;
         for e in events {
-            self.db(match e.event_type.as_str() {
-                POST_CREATED => insert_post(&tx, e),
-                POST_EXPIRED => insert_expiry(&tx, e),
-                _ => Ok(()),
-            })?;
+            self.db(apply_one(&tx, e))?;
         }
         if let Some(seq) = last_seq {
             self.db(tx.execute(
@@ -469,32 +488,23 @@ impl Index {
         self.db(tx.commit())
     }
 
-    /// Posts lapsed by `now` that nobody expired: `author`'s own, and,
-    /// when `others_lapsed_before` is given, others' that lapsed before it
-    /// (their authors had their chance first). Oldest first, at most
-    /// `limit`.
+    /// `author`'s posts lapsed by `now` that nobody expired, oldest
+    /// first, at most `limit`.
     pub fn lapsed(
         &self,
         author: &NodeId,
-        others_lapsed_before: Option<i64>,
-        hidden_authors: &[String],
         now: i64,
         limit: usize,
     ) -> Result<Vec<Post>, MarketError> {
         let conn = self.conn.lock();
         let sql = format!(
             "SELECT {POST_COLUMNS} FROM posts p
-             WHERE p.expires_at <= ?1
+             WHERE p.author = ?2 AND p.expires_at <= ?1
              AND NOT EXISTS (SELECT 1 FROM expiries x WHERE x.target = p.event_id)
-             AND p.author NOT IN (SELECT value FROM json_each(?2))
-             AND (p.author = ?3 OR p.expires_at <= ?4)
              ORDER BY p.expires_at LIMIT {limit}"
         );
-        // Without a grace for others, none of theirs qualifies.
-        let others = others_lapsed_before.unwrap_or(i64::MIN);
-        let hidden = json!(hidden_authors).to_string();
         let mut stmt = self.db(conn.prepare(&sql))?;
-        let rows = self.db(stmt.query_map(params![now, hidden, author.full(), others], post_of))?;
+        let rows = self.db(stmt.query_map(params![now, author.full()], post_of))?;
         rows.map(|r| self.db(r)).collect()
     }
 }
@@ -505,38 +515,121 @@ impl Index {
     pub fn forget_lapsed(&self, before: i64) -> Result<usize, MarketError> {
         let mut conn = self.conn.lock();
         let tx = self.db(conn.transaction())?;
-        let gone: Vec<(i64, String, String, String, String)> = {
-            let mut stmt = self.db(tx.prepare(
-                "SELECT id, event_id, title, body, tags FROM posts WHERE expires_at < ?1",
-            ))?;
-            let rows = self.db(stmt.query_map(params![before], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            }))?;
+        let gone: Vec<String> = {
+            let mut stmt =
+                self.db(tx.prepare("SELECT event_id FROM posts WHERE expires_at < ?1"))?;
+            let rows = self.db(stmt.query_map(params![before], |r| r.get(0)))?;
             rows.collect::<rusqlite::Result<_>>()
                 .map_err(|source| MarketError::Db {
                     path: self.path.clone(),
                     source,
                 })?
         };
-        for (id, event_id, title, body, tags) in &gone {
-            let indexed = serde_json::from_str::<Vec<String>>(tags)
-                .unwrap_or_default()
-                .join(" ");
-            self.db(tx.execute(
-                "INSERT INTO posts_fts (posts_fts, rowid, title, body, tags) VALUES ('delete', ?1, ?2, ?3, ?4)",
-                params![id, title, body, indexed],
-            ))?;
-            self.db(tx.execute("DELETE FROM post_tags WHERE post = ?1", params![id]))?;
-            self.db(tx.execute("DELETE FROM vectors WHERE post = ?1", params![id]))?;
+        for event_id in &gone {
+            self.db(remove_post(&tx, event_id))?;
             self.db(tx.execute("DELETE FROM expiries WHERE target = ?1", params![event_id]))?;
-            self.db(tx.execute("DELETE FROM posts WHERE id = ?1", params![id]))?;
+            self.db(tx.execute("DELETE FROM updates WHERE target = ?1", params![event_id]))?;
         }
         self.db(tx.commit())?;
         Ok(gone.len())
     }
 }
 
+fn apply_one(tx: &Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
+    match e.event_type.as_str() {
+        POST_CREATED => insert_post(tx, e),
+        POST_EXPIRED => insert_expiry(tx, e),
+        POST_UPDATED => insert_update(tx, e),
+        _ => Ok(()),
+    }
+}
+
+impl Index {
+    /// Drop what the log no longer counts under `gone` (judged out, or
+    /// displaced), then take in `current`, what it counts under those ids
+    /// now, and move the judged-out cursor to `judged_out_seq`; one
+    /// transaction.
+    pub fn replace(
+        &self,
+        gone: &[String],
+        current: &[Event],
+        judged_out_seq: i64,
+    ) -> Result<(), MarketError> {
+        let mut conn = self.conn.lock();
+        let tx = self.db(conn.transaction())?;
+        for id in gone {
+            self.db(forget_event(&tx, id))?;
+        }
+        for e in current {
+            self.db(apply_one(&tx, e))?;
+        }
+        self.db(tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('judged_out_seq', ?1)",
+            params![judged_out_seq.to_string()],
+        ))?;
+        self.db(tx.commit())
+    }
+}
+
+/// Remove the post, expiry or update `event_id` from the index.
+fn forget_event(tx: &Transaction<'_>, event_id: &str) -> rusqlite::Result<()> {
+    remove_post(tx, event_id)?;
+    tx.execute(
+        "DELETE FROM expiries WHERE event_id = ?1",
+        params![event_id],
+    )?;
+    let target: Option<String> = tx
+        .query_row(
+            "DELETE FROM updates WHERE event_id = ?1 RETURNING target",
+            params![event_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(target) = target {
+        refresh_post(tx, &target)?;
+    }
+    Ok(())
+}
+
+/// Remove the post `event_id` with its text, tags and vectors (its
+/// expiries and updates stay: they name it, whatever envelope it has).
+fn remove_post(tx: &Transaction<'_>, event_id: &str) -> rusqlite::Result<()> {
+    let row: Option<(i64, String, String, String)> = tx
+        .query_row(
+            "SELECT id, title, body, tags FROM posts WHERE event_id = ?1",
+            params![event_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let Some((id, title, body, tags)) = row else {
+        return Ok(());
+    };
+    let indexed = serde_json::from_str::<Vec<String>>(&tags)
+        .unwrap_or_default()
+        .join(" ");
+    tx.execute(
+        "INSERT INTO posts_fts (posts_fts, rowid, title, body, tags) VALUES ('delete', ?1, ?2, ?3, ?4)",
+        params![id, title, body, indexed],
+    )?;
+    tx.execute("DELETE FROM post_tags WHERE post = ?1", params![id])?;
+    tx.execute("DELETE FROM vectors WHERE post = ?1", params![id])?;
+    tx.execute("DELETE FROM posts WHERE id = ?1", params![id])?;
+    Ok(())
+}
+
 fn insert_post(tx: &Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
+    let known: Option<String> = tx
+        .query_row(
+            "SELECT signature FROM posts WHERE event_id = ?1",
+            params![e.event_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match known {
+        Some(signature) if signature == e.signature => return Ok(()),
+        Some(_) => remove_post(tx, &e.event_id)?,
+        None => {}
+    }
     let data = &e.data;
     let text = |key: &str| data[key].as_str().unwrap_or_default().to_owned();
     // The log checked the bounds; the clamp only guards the arithmetic.
@@ -544,38 +637,89 @@ fn insert_post(tx: &Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
         .as_u64()
         .unwrap_or(0)
         .min(MAX_TTL_SECONDS) as i64;
-    let tags: Vec<String> = data["tags"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t.as_str().map(str::to_owned))
-        .collect();
-    let location = data.get("location").filter(|l| l.is_object());
-    let tags_json = json!(tags).to_string();
-    let inserted = tx.execute(
-        "INSERT OR IGNORE INTO posts (event_id, lamport, author, client_id, category, title, body, location, tags, created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    tx.execute(
+        "INSERT INTO posts (event_id, lamport, author, client_id, category, title, body, location, tags, created_at, expires_at, signature, data)
+         VALUES (?1, ?2, ?3, ?4, '', '', '', NULL, '[]', ?5, ?6, ?7, ?8)",
         params![
             e.event_id,
             e.lamport as i64,
             e.author.full(),
             text("client_id"),
-            text("category"),
-            text("title"),
-            text("body"),
-            location.map(Value::to_string),
-            tags_json,
             e.wall_clock.to_string(),
             e.wall_clock.unix().saturating_add(ttl),
+            e.signature,
+            data.to_string(),
         ],
     )?;
-    if inserted == 0 {
+    refresh_post(tx, &e.event_id)
+}
+
+/// Write the shown fields of post `event_id`: its own data with its
+/// updates laid over in replay order, and its text and tags to match; a
+/// vector of other text is dropped.
+fn refresh_post(tx: &Transaction<'_>, event_id: &str) -> rusqlite::Result<()> {
+    let row: Option<(i64, String, String, String, String)> = tx
+        .query_row(
+            "SELECT id, data, title, body, tags FROM posts WHERE event_id = ?1",
+            params![event_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .optional()?;
+    let Some((id, data, old_title, old_body, old_tags)) = row else {
+        return Ok(());
+    };
+    let mut shown: Value = serde_json::from_str(&data).unwrap_or_else(|_| json!({}));
+    {
+        let mut stmt = tx.prepare_cached(
+            "SELECT fields FROM updates WHERE target = ?1 ORDER BY lamport, event_id",
+        )?;
+        let updates = stmt.query_map(params![event_id], |r| r.get::<_, String>(0))?;
+        for fields in updates {
+            if let (Some(shown), Ok(Value::Object(fields))) = (
+                shown.as_object_mut(),
+                serde_json::from_str::<Value>(&fields?),
+            ) {
+                shown.extend(fields);
+            }
+        }
+    }
+    let text = |key: &str| shown[key].as_str().unwrap_or_default().to_owned();
+    let tags: Vec<String> = shown["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str().map(str::to_owned))
+        .collect();
+    let location = shown.get("location").filter(|l| l.is_object());
+    let tags_json = json!(tags).to_string();
+    let (title, body) = (text("title"), text("body"));
+    if (&title, &body, &tags_json) == (&old_title, &old_body, &old_tags) {
+        // Only the category or location can differ: the text index and
+        // the vector stand.
+        tx.execute(
+            "UPDATE posts SET category = ?2, location = ?3 WHERE id = ?1",
+            params![id, text("category"), location.map(Value::to_string)],
+        )?;
         return Ok(());
     }
-    let id = tx.last_insert_rowid();
+    if !old_title.is_empty() {
+        let indexed = serde_json::from_str::<Vec<String>>(&old_tags)
+            .unwrap_or_default()
+            .join(" ");
+        tx.execute(
+            "INSERT INTO posts_fts (posts_fts, rowid, title, body, tags) VALUES ('delete', ?1, ?2, ?3, ?4)",
+            params![id, old_title, old_body, indexed],
+        )?;
+    }
+    tx.execute("DELETE FROM post_tags WHERE post = ?1", params![id])?;
+    tx.execute("DELETE FROM vectors WHERE post = ?1", params![id])?;
+    tx.execute(
+        "UPDATE posts SET category = ?2, title = ?3, body = ?4, location = ?5, tags = ?6 WHERE id = ?1",
+        params![id, text("category"), title, body, location.map(Value::to_string), tags_json],
+    )?;
     tx.execute(
         "INSERT INTO posts_fts (rowid, title, body, tags) VALUES (?1, ?2, ?3, ?4)",
-        params![id, text("title"), text("body"), tags.join(" ")],
+        params![id, title, body, tags.join(" ")],
     )?;
     for tag in &tags {
         tx.execute(
@@ -586,10 +730,19 @@ fn insert_post(tx: &Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
     Ok(())
 }
 
+fn insert_update(tx: &Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
+    let target = e.data["target_event_id"].as_str().unwrap_or_default();
+    tx.execute(
+        "INSERT OR REPLACE INTO updates (event_id, target, lamport, fields) VALUES (?1, ?2, ?3, ?4)",
+        params![e.event_id, target, e.lamport as i64, e.data["fields"].to_string()],
+    )?;
+    refresh_post(tx, target)
+}
+
 fn insert_expiry(tx: &Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
     let text = |key: &str| e.data[key].as_str().unwrap_or_default().to_owned();
     tx.execute(
-        "INSERT OR IGNORE INTO expiries (event_id, target, lamport, author, client_id, reason)
+        "INSERT OR REPLACE INTO expiries (event_id, target, lamport, author, client_id, reason)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
             e.event_id,

@@ -6,8 +6,11 @@
 //! `market.expire` (events this node authors, so to its own key only),
 //! `market.list` and `market.search`; it keeps an index of the log's market
 //! events in SQLite (`index`, rebuilt from the log when lost), follows the
-//! log, and sweeps: it expires its own posts once they lapse, and, on a
-//! trusted member's node, others' posts their authors left lapsed.
+//! log, and sweeps: it expires its own posts once they lapse. Others'
+//! lapsed posts are hidden by the index already; a trusted member may
+//! still expire one as `stale` by hand (`market.expire`), but no node does
+//! so on its own, or every trusted node would write an expiry for every
+//! lapsed post a member chose to write.
 //!
 //! Architecture invariants: who may expire a post is the log's rule
 //! (`hearthnet_events::market`), which every node applies to every event,
@@ -29,7 +32,7 @@ use hearthnet_base::constants::EVENT_LOG_RETENTION_DAYS;
 use hearthnet_base::event::Event;
 use hearthnet_base::{DeviceKey, ErrorCode, NodeId, Stability, Timestamp, TrustLevel};
 use hearthnet_bus::{Bus, Call, CallError, Capability, CapabilityDescriptor, Service, Trust};
-use hearthnet_events::market::{self as rules, POST_CREATED, POST_EXPIRED};
+use hearthnet_events::market::{self as rules, POST_CREATED, POST_EXPIRED, POST_UPDATED};
 use hearthnet_events::{EventLog, Query};
 use hearthnet_rag::embedder;
 use serde_json::{Map, Value, json};
@@ -61,13 +64,10 @@ const MAX_EMBEDDED_PER_SEARCH: usize = 512;
 /// How long a search waits for the query's embedding before ranking by
 /// full text.
 const QUERY_EMBED_BUDGET: Duration = Duration::from_secs(5);
-/// How often the sweeper looks for lapsed posts, and how many it expires
-/// a round.
+/// How often the sweeper looks for this node's lapsed posts, and how many
+/// it expires a round: at most 64 writes a minute, however many lapse.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 const SWEEP_BATCH: usize = 64;
-/// How long a trusted member leaves a lapsed post to its author before
-/// expiring it itself, so nodes do not all write the same expiry.
-const SWEEP_GRACE_SECONDS: i64 = 3_600;
 /// Events read from the log per index transaction.
 const FOLLOW_BATCH: usize = 500;
 
@@ -356,6 +356,12 @@ impl MarketService {
         let (event_id, lamport) = match blocking(move || index.post_by_client(&me, &id)).await? {
             Some(done) => done,
             None => {
+                // Checked first, so a post the log would hold aside is
+                // never written.
+                let live = self.log.view().live_posts_of(&me, Timestamp::now());
+                if live >= rules::MAX_LIVE_POSTS_PER_AUTHOR {
+                    return Err(MarketError::TooManyPosts(live).into());
+                }
                 let event = self.write(POST_CREATED, Value::Object(data)).await?;
                 (event.event_id, event.lamport)
             }
@@ -593,11 +599,42 @@ impl MarketService {
             blocking(move || index.clear()).await?;
             seq = 0;
         }
+        let index = self.index.clone();
+        let judged = blocking(move || index.judged_out_seq()).await?;
+        let out = self.log.judged_out(judged, FOLLOW_BATCH).await?;
+        if out.missed {
+            // Too far behind to know what to drop: the log as it counts
+            // now, from the start.
+            tracing::warn!("the market index missed events the log judged out; rebuilding it");
+            let index = self.index.clone();
+            blocking(move || {
+                index.clear()?;
+                index.replace(&[], &[], out.newest)
+            })
+            .await?;
+            seq = 0;
+        } else if let Some((newest, _)) = out.ids.last() {
+            let gone: Vec<String> = out.ids.iter().map(|(_, id)| id.clone()).collect();
+            let current: Vec<Event> = self
+                .log
+                .by_ids(gone.clone())
+                .await?
+                .into_iter()
+                .map(|s| s.event)
+                .filter(|e| e.event_type.starts_with("market.post."))
+                .collect();
+            let (index, newest) = (self.index.clone(), *newest);
+            blocking(move || index.replace(&gone, &current, newest)).await?;
+        }
         loop {
             let batch = self
                 .log
                 .query(Query {
-                    event_types: vec![POST_CREATED.into(), POST_EXPIRED.into()],
+                    event_types: vec![
+                        POST_CREATED.into(),
+                        POST_UPDATED.into(),
+                        POST_EXPIRED.into(),
+                    ],
                     after_seq: Some(seq),
                     limit: Some(FOLLOW_BATCH),
                     ..Query::default()
@@ -614,8 +651,7 @@ impl MarketService {
         }
     }
 
-    /// Expire what has lapsed: this node's own posts at once, and, if this
-    /// node is trusted, others' an hour after they lapsed; drop from the
+    /// Expire this node's own lapsed posts, a batch a round; drop from the
     /// index what lapsed longer ago than the log keeps market events.
     async fn sweep(&self) {
         let me = self.key.node_id();
@@ -629,17 +665,14 @@ impl MarketService {
                 tracing::warn!(error = %e, "cannot drop long-lapsed posts from the market index")
             }
         }
-        let trusted = self.log.view().level_of(&me) >= TrustLevel::Trusted;
-        let others = trusted.then(|| now - SWEEP_GRACE_SECONDS);
-        let (index, hidden) = (self.index.clone(), self.hidden_authors());
-        let lapsed =
-            match blocking(move || index.lapsed(&me, others, &hidden, now, SWEEP_BATCH)).await {
-                Ok(lapsed) => lapsed,
-                Err(e) => {
-                    tracing::warn!(error = %e, "the market sweeper cannot read the index");
-                    return;
-                }
-            };
+        let index = self.index.clone();
+        let lapsed = match blocking(move || index.lapsed(&me, now, SWEEP_BATCH)).await {
+            Ok(lapsed) => lapsed,
+            Err(e) => {
+                tracing::warn!(error = %e, "the market sweeper cannot read the index");
+                return;
+            }
+        };
         for post in lapsed {
             let client_id = format!("sweep:{}", post.event_id);
             let _one_at_a_time = self.writing.lock().await;

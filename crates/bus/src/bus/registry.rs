@@ -313,7 +313,11 @@ mod tests {
             name: name.into(),
             ..crate::bus::testing::remote_spec()
         };
-        let offers = [named("chat.send"), named("file.local.get"), named("market.list")];
+        let offers = [
+            named("chat.send"),
+            named("file.local.get"),
+            named("market.list"),
+        ];
         bus.set_remote(node, &offers, Duration::from_secs(30), provider.handler());
         let taken: Vec<String> = bus
             .entries()

@@ -196,7 +196,8 @@ fn chat_history(sources: &Sources) -> Result<Vec<Entry>, CliError> {
         return Ok(Vec::new());
     };
     let events = stored(&sources.paths, Selection::TypePrefix("chat.message."))?;
-    let transcript = hearthnet_chat::transcript(&sources.key, community, events.iter().map(|(_, e)| e));
+    let transcript =
+        hearthnet_chat::transcript(&sources.key, community, events.iter().map(|(_, e)| e));
     if transcript.unreadable > 0 {
         printer::status(format!(
             "note: {} direct messages to or from this node do not open with its key and are left out",
