@@ -61,6 +61,9 @@ pub struct Conversations {
     kept_per_peer: usize,
     /// The log's local sequence number folded in so far.
     seq: i64,
+    /// The number of the log's judged-out ids taken in so far
+    /// (`EventLog::judged_out`).
+    judged_seq: i64,
 }
 
 impl Conversations {
@@ -74,6 +77,7 @@ impl Conversations {
             by_peer: HashMap::new(),
             kept_per_peer: MAX_KEPT_PER_PEER,
             seq: 0,
+            judged_seq: 0,
         }
     }
 
@@ -93,6 +97,24 @@ impl Conversations {
     /// Everything up to `seq` of the log is folded in.
     pub fn folded_up_to(&mut self, seq: i64) {
         self.seq = self.seq.max(seq);
+    }
+
+    /// The number of the log's judged-out ids this fold has taken in.
+    pub fn judged_seq(&self) -> i64 {
+        self.judged_seq
+    }
+
+    /// The log no longer counts the events `gone` (judged out, or
+    /// displaced by another envelope); `current` is what it counts under
+    /// those ids now, taken in instead; ids up to `judged_seq` are done.
+    pub fn replace(&mut self, gone: &[String], current: &[Event], judged_seq: i64) {
+        for id in gone {
+            self.forget(id);
+        }
+        for event in current {
+            self.apply(event);
+        }
+        self.judged_seq = self.judged_seq.max(judged_seq);
     }
 
     pub fn wants(event_type: &str) -> bool {
@@ -127,10 +149,15 @@ impl Conversations {
             return;
         }
         let client_key = (event.author, client_id.to_owned());
-        if self.by_client.contains_key(&client_key) {
-            return;
-        }
         let key = (event.lamport, event.event_id.clone());
+        // One message per client id: the first in replay order, whatever
+        // order the events came in, as on every other node.
+        if let Some(held) = self.by_client.get(&client_key).cloned() {
+            if self.by_id.get(&held).is_some_and(|k| *k <= key) {
+                return;
+            }
+            self.forget(&held);
+        }
         let peer = if event.author == self.me {
             recipient
         } else {
@@ -295,6 +322,38 @@ mod tests {
         };
         let data = json!({"target_event_id": target, field: "2026-05-26T08:14:23Z"});
         event(key, lamport, &format!("chat.message.{kind}"), data)
+    }
+
+    #[test]
+    fn one_message_per_client_id_the_first_in_replay_order_whatever_the_arrival() {
+        let (me, a) = (DeviceKey::generate(), DeviceKey::generate());
+        let (early, late) = (sent(&a, 3, me.node_id(), "c"), sent(&a, 7, me.node_id(), "c"));
+        for order in [[&early, &late], [&late, &early]] {
+            let mut c = Conversations::new(me.node_id());
+            for e in order {
+                c.apply(e);
+            }
+            let ids: Vec<String> = c.history(None, 0, 10).into_iter().map(|m| m.event_id).collect();
+            assert_eq!(ids, [early.event_id.clone()]);
+            assert_eq!(c.by_client(a.node_id(), "c").map(|m| m.lamport), Some(3));
+        }
+    }
+
+    #[test]
+    fn what_the_log_stops_counting_leaves_and_its_replacement_comes_in() {
+        let (me, a) = (DeviceKey::generate(), DeviceKey::generate());
+        let first = sent(&a, 3, me.node_id(), "one");
+        let mut other = first.clone();
+        other.data["body"] = json!("e2e1:y");
+        let mut c = Conversations::new(me.node_id());
+        c.apply(&first);
+        c.apply(&sent(&a, 4, me.node_id(), "two"));
+        c.replace(&[first.event_id.clone()], &[other], 12);
+        let bodies: Vec<String> = c.history(None, 0, 10).into_iter().map(|m| m.body).collect();
+        assert_eq!(bodies, ["e2e1:y", "e2e1:x"]);
+        assert_eq!(c.judged_seq(), 12);
+        c.replace(&[first.event_id.clone()], &[], 13);
+        assert_eq!(c.history(None, 0, 10).len(), 1);
     }
 
     #[test]

@@ -258,6 +258,29 @@ impl ChatService {
     /// event twice changes nothing, so concurrent catch-ups are harmless.
     async fn catch_up(&self) -> Result<(), hearthnet_events::EventLogError> {
         let types = ["sent", "delivered", "read"].map(|t| format!("chat.message.{t}"));
+        let judged = self.conversations.lock().judged_seq();
+        let out = self.log.judged_out(judged, FOLLOW_PAGE).await?;
+        if out.missed {
+            // Too far behind to know what to drop: fold the log as it
+            // counts now, from the start.
+            tracing::warn!("the chat history missed events the log judged out; folding it again");
+            let mut fresh = Conversations::new(self.key.node_id());
+            fresh.replace(&[], &[], out.newest);
+            *self.conversations.lock() = fresh;
+        } else if let Some((newest, _)) = out.ids.last() {
+            let gone: Vec<String> = out.ids.iter().map(|(_, id)| id.clone()).collect();
+            let current: Vec<Event> = self
+                .log
+                .by_ids(gone.clone())
+                .await?
+                .into_iter()
+                .map(|s| s.event)
+                .filter(|e| Conversations::wants(&e.event_type))
+                .collect();
+            self.conversations
+                .lock()
+                .replace(&gone, &current, *newest);
+        }
         loop {
             let after = self.conversations.lock().seq();
             let new = self

@@ -650,3 +650,39 @@ async fn receipts_leave_a_quarter_of_the_daily_quota() {
         allowed - 1
     );
 }
+
+/// A message the recipient's log judges out later (earlier events of its
+/// author arrived after it and filled the author's daily quota) leaves
+/// the history, as it would on a node that got them in order.
+#[tokio::test]
+async fn a_message_judged_out_later_leaves_the_history() {
+    let w = World::new();
+    let (b_key, d_key) = (DeviceKey::generate(), DeviceKey::generate());
+    w.admit(&b_key).await;
+    w.admit(&d_key).await;
+    // D's join and three messages fit in B's log; a fourth does not.
+    let limits = Limits {
+        max_author_events_per_day: 4,
+        ..Limits::default()
+    };
+    let b = w.node_with(b_key, limits).await;
+    let d = w.node(d_key).await;
+    w.network.offline(b.key.node_id());
+    w.network.offline(w.founder.node_id());
+    for text in ["eins", "zwei", "drei", "spät"] {
+        assert_eq!(d.send(&b, text).await.unwrap()["output"]["delivered"], "queued");
+    }
+    let mut sent = d.chat_events("chat.message.sent").await;
+    let late = sent.pop().unwrap();
+    b.log.append_received(vec![late.json]).await.unwrap();
+    eventually("B shows the late message", async || {
+        bodies(&b.history(None).await) == ["spät"]
+    })
+    .await;
+    let earlier = sent.into_iter().map(|s| s.json).collect();
+    b.log.append_received(earlier).await.unwrap();
+    eventually("B shows the three that count, in order", async || {
+        bodies(&b.history(None).await) == ["eins", "zwei", "drei"]
+    })
+    .await;
+}
