@@ -71,6 +71,9 @@ pub enum Command {
     Erase(EraseArgs),
     /// Export this node's data of its owner as a signed ZIP, or check one.
     Export(ExportArgs),
+    /// The web UI the running node serves.
+    #[command(subcommand)]
+    Ui(UiCommand),
     /// Leave the community: stop serving it, archive its data, keep the key.
     Leave(LeaveArgs),
 }
@@ -145,6 +148,13 @@ pub struct EraseArgs {
     /// Do not ask the three confirmations.
     #[arg(long)]
     pub yes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UiCommand {
+    /// Print a fresh one-time login link to the web UI (valid once, for
+    /// ten minutes): open it in this computer's browser.
+    Link,
 }
 
 #[derive(Debug, Args)]

@@ -294,15 +294,13 @@ fn ctrl_c_at_a_prompt_exits_2() {
 }
 
 #[test]
-fn run_says_that_ui_launch_browser_does_nothing_yet() {
+fn run_without_a_device_key_says_how_to_make_one_whatever_the_ui_settings() {
     let sb = Sandbox::new();
     let run = sb.run_with_env(&["run"], &[("HEARTHNET_UI_LAUNCH_BROWSER", "true")]);
-    // No device key yet: `run` stops, but has said it first.
     assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("hearthnet init"), "{run:?}");
     assert!(
-        run.stderr.contains("ui.launch_browser has no effect yet"),
-        "{run:?}"
+        !run.stdout.contains("http://"),
+        "no link without a node: {run:?}"
     );
-    let run = sb.run(&["run"], None);
-    assert!(!run.stderr.contains("launch_browser"), "{run:?}");
 }

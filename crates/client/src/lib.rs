@@ -188,6 +188,13 @@ impl LocalClient {
         self.get_document(names::TRACES, "/trace/recent", &query)
     }
 
+    /// `POST /local/v1/ui/link` (own key only): a fresh one-time login
+    /// link to the web UI.
+    pub fn ui_link(&self) -> Result<local::UiLink, ClientError> {
+        let answer = self.post("/local/v1/ui/link", &Value::Object(Default::default()))?;
+        Ok(hearthnet_wire::from_value(names::UI_LINK, answer)?)
+    }
+
     /// `POST /local/v1/sync`: one sync round now.
     pub fn sync_round(
         &self,

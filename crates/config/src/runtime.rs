@@ -28,6 +28,9 @@ pub struct RuntimeInfo {
     /// The peer API, where it is served.
     pub peer: Option<SocketAddr>,
     pub node_id: String,
+    /// The web UI, where it is served (absent from older nodes' files).
+    #[serde(default)]
+    pub ui: Option<SocketAddr>,
 }
 
 impl RuntimeInfo {
@@ -63,6 +66,7 @@ mod tests {
             api: SocketAddr::from(([127, 0, 0, 1], 7080)),
             peer: None,
             node_id: "ed25519:x".into(),
+            ui: None,
         }
     }
 

@@ -43,6 +43,13 @@ pub struct RunOptions {
     pub no_ui: bool,
 }
 
+/// What a started node tells the one who started it.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// The web UI's first one-time login link, when it is served.
+    pub ui_link: Option<hearthnet_wire::local::UiLink>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error(transparent)]
@@ -91,7 +98,12 @@ pub enum NodeError {
 
 /// Start the node and serve until a shutdown signal: steps 1–3 of the
 /// canonical wiring (CLI spec §5) here, the rest in `wiring.rs`.
-pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
+/// `started` is told once the node is ready.
+pub fn run(
+    loaded: LoadedConfig,
+    options: RunOptions,
+    started: impl FnOnce(&Started),
+) -> Result<(), NodeError> {
     let paths = loaded.paths();
     let config = &loaded.config;
 
@@ -120,8 +132,6 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
 
     // One node per data directory.
     let _lock = lock::NodeLock::acquire(&paths.runtime_dir)?;
-    // `--no-ui` will skip step 11 once the web UI exists.
-    let _ = options.no_ui;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -140,9 +150,13 @@ pub fn run(loaded: LoadedConfig, options: RunOptions) -> Result<(), NodeError> {
         community_json,
         state_dir,
         metrics,
+        ui: config.ui.enabled && !options.no_ui,
     };
     runtime.block_on(async {
         let node = wiring::RunningNode::start(basics).await?;
+        started(&Started {
+            ui_link: node.ui_link(),
+        });
         // 15. Run until told to stop.
         wait_for_signal().await;
         node.shutdown().await;

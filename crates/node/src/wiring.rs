@@ -39,6 +39,8 @@ pub(crate) struct Basics {
     pub community_json: Value,
     pub state_dir: PathBuf,
     pub metrics: Arc<Metrics>,
+    /// Serve the web UI (`ui.enabled` and no `--no-ui`).
+    pub ui: bool,
 }
 
 /// A started node. Dropping it does not stop it: call [`Self::shutdown`].
@@ -51,6 +53,8 @@ pub(crate) struct RunningNode {
     runtime_dir: PathBuf,
     /// The emergency detector's switch and status (step 9).
     _emergency: emergency::Emergency,
+    /// The web UI, when served (step 11).
+    ui: Option<hearthnet_ui::Ui>,
 }
 
 /// Step 6's part: the bound listeners, the peer client and the bus.
@@ -60,6 +64,8 @@ struct Network {
     peer: Listener,
     peer_addr: SocketAddr,
     peer_tls: Option<Arc<rustls::ServerConfig>>,
+    /// The web UI's listener, when it is served.
+    ui: Option<(Listener, SocketAddr)>,
     client: Arc<PeerClient>,
     bus: Arc<Bus>,
 }
@@ -122,8 +128,19 @@ impl RunningNode {
         ));
         let (bus, client) = (net.bus.clone(), net.client.clone());
         let (api_addr, peer_addr) = (net.api_addr, net.peer_addr);
-        serve(&basics, net, view.clone(), &syncer, files, &tasks, &stop);
-        // 11. UI (web UI issue); `--no-ui` will skip it.
+        let ui_addr = net.ui.as_ref().map(|(_, addr)| *addr);
+        // 10 and 11: the transport server and the web UI, which the local
+        // API asks for login links.
+        let ui = serve(
+            &basics,
+            net,
+            view.clone(),
+            &syncer,
+            files,
+            emergency.status.clone(),
+            &tasks,
+            &stop,
+        );
         // 12. Peer events wired to the bus; a new peer wakes sync.
         let new_peer = Arc::new(Notify::new());
         tasks.spawn(peers::follow(
@@ -156,9 +173,15 @@ impl RunningNode {
             stop,
             runtime_dir: basics.paths.runtime_dir.clone(),
             _emergency: emergency,
+            ui,
         };
-        node.announce_ready(&basics, api_addr, peer_addr)?;
+        node.announce_ready(&basics, api_addr, peer_addr, ui_addr)?;
         Ok(node)
+    }
+
+    /// A fresh one-time login link to the web UI, if it is served.
+    pub fn ui_link(&self) -> Option<hearthnet_wire::local::UiLink> {
+        self.ui.as_ref().map(hearthnet_ui::Ui::login_link)
     }
 
     /// Tell the CLI where we listen (`<DATA>/run/node.json`) and start
@@ -168,12 +191,14 @@ impl RunningNode {
         basics: &Basics,
         api: SocketAddr,
         peer: SocketAddr,
+        ui: Option<SocketAddr>,
     ) -> Result<(), NodeError> {
         let info = RuntimeInfo {
             pid: std::process::id(),
             api,
             peer: Some(peer),
             node_id: basics.key.node_id().full(),
+            ui,
         };
         info.write(&self.runtime_dir)?;
         self.view.mark_ready();
@@ -251,6 +276,14 @@ async fn network(b: &Basics, log: &EventLog) -> Result<Network, NodeError> {
     let transport = &config.transport;
     let api = crate::bind(SocketAddr::new(transport.api_host, transport.api_port)).await?;
     let peer = crate::bind(SocketAddr::new(transport.peer_host, transport.peer_port)).await?;
+    let ui = match b.ui {
+        true => {
+            let ui = crate::bind(SocketAddr::new(config.ui.host, config.ui.port)).await?;
+            let addr = crate::local_addr(&ui)?;
+            Some((ui, addr))
+        }
+        false => None,
+    };
     let tls = Arc::new(TlsIdentity::new(&b.key)?);
     let membership: Membership = {
         let log = log.clone();
@@ -292,6 +325,7 @@ async fn network(b: &Basics, log: &EventLog) -> Result<Network, NodeError> {
         api,
         peer,
         peer_tls,
+        ui,
         client,
         bus,
     })
@@ -461,15 +495,19 @@ fn llm_services(
 /// 10. The endpoints on both listeners: the local API in plain HTTP, with
 ///     the OpenAI-compatible gateway; the peer port over mutual TLS (plain
 ///     only when configured), without it.
+/// 11. The web UI on its own loopback listener, served by the same
+///     accept loop as the local API; returned, as it hands out login links.
+#[allow(clippy::too_many_arguments)] // the phases' parts, each once
 fn serve(
     b: &Basics,
     net: Network,
     view: Arc<view::NodeState>,
     syncer: &Arc<sync::Syncer>,
     files: Option<Arc<hearthnet_files::FileService>>,
+    emergency: Option<watch::Receiver<hearthnet_emergency::Status>>,
     tasks: &TaskTracker,
     stop: &CancellationToken,
-) {
+) -> Option<hearthnet_ui::Ui> {
     let transport = &b.loaded.config.transport;
     // Judged when a TLS handshake completes: a device that is not (or no
     // longer) a member gets only the non-members' few connections.
@@ -480,6 +518,7 @@ fn serve(
             view.level_of(id) != hearthnet_base::TrustLevel::Unknown && !view.is_revoked(id)
         })
     };
+    let view_for_ui: Arc<dyn hearthnet_transport::NodeView> = view.clone();
     let mut state = ApiState::new(
         net.bus.clone(),
         view,
@@ -499,7 +538,28 @@ fn serve(
     // The OpenAI-compatible gateway's key beside the device key; made by
     // `hearthnet api-key`, read when a client presents one.
     let api_key = ApiKeyFile::in_dir(&b.paths.keys_dir);
-    let state = Arc::new(state.with_api_key(Arc::new(ApiKeyCheck::new(api_key))));
+    state = state.with_api_key(Arc::new(ApiKeyCheck::new(api_key)));
+    let ui = net.ui.map(|(listener, addr)| {
+        let ui = hearthnet_ui::Ui::new(hearthnet_ui::Parts {
+            bus: net.bus.clone(),
+            view: view_for_ui,
+            emergency,
+            addr,
+            stop: stop.clone(),
+        });
+        tasks.spawn(hearthnet_transport::serve(
+            listener,
+            ui.router(),
+            stop.clone(),
+            hearthnet_transport::Serving::local(),
+        ));
+        tracing::info!(ui = %addr, "web UI served");
+        ui
+    });
+    if let Some(ui) = &ui {
+        state = state.with_ui(Arc::new(ui.clone()));
+    }
+    let state = Arc::new(state);
     tasks.spawn(hearthnet_transport::serve(
         net.api,
         hearthnet_transport::local_router(state.clone()),
@@ -512,6 +572,7 @@ fn serve(
         stop.clone(),
         hearthnet_transport::Serving::peer(net.peer_tls, is_member),
     ));
+    ui
 }
 
 /// 7 and 12. M02 discovery: it announces the bound peer port and the

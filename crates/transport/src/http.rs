@@ -602,6 +602,37 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     }
 }
 
+/// Whether `host` (a `Host` header) is a loopback address or `localhost`,
+/// with `port` or no port: the `Host` allow-list of every listener on
+/// loopback (the local API, the web UI), which defeats DNS rebinding.
+pub fn names_loopback(host: &str, port: u16) -> bool {
+    let (name, given_port) = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((name, "")) => (name, None),
+            Some((name, tail)) => match tail.strip_prefix(':') {
+                Some(p) => (name, Some(p)),
+                None => return false,
+            },
+            None => return false,
+        },
+        None => match host.split_once(':') {
+            Some((name, p)) => (name, Some(p)),
+            None => (host, None),
+        },
+    };
+    let port_ok = given_port.is_none_or(|p| p.parse::<u16>() == Ok(port));
+    let loopback = name.eq_ignore_ascii_case("localhost")
+        || (host.starts_with('[')
+            && name
+                .parse::<std::net::Ipv6Addr>()
+                .is_ok_and(|ip| ip.is_loopback()))
+        || (!host.starts_with('[')
+            && name
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.is_loopback()));
+    port_ok && loopback
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -90,6 +90,12 @@ pub trait BlobEndpoints: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<bulk::ServedChunks, CallError>>;
 }
 
+/// The web UI's side of `POST /local/v1/ui/link` (own key only): a fresh
+/// one-time login link for the owner's browser, implemented by the UI.
+pub trait UiLinks: Send + Sync + 'static {
+    fn login_link(&self) -> hearthnet_wire::local::UiLink;
+}
+
 /// What the transport needs to know about the node it serves.
 pub trait NodeView: Send + Sync + 'static {
     /// The signed node manifest, freshly issued.

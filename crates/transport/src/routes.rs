@@ -31,7 +31,7 @@ use crate::http::{
     OwnKey, Presented, Query, Signed, SignedGet, SignedSurface, Stranger, SyncBody, Unsigned,
 };
 use crate::server::{LocalApi, PeerIdentity};
-use crate::{BlobEndpoints, NodeView, SyncEndpoints};
+use crate::{BlobEndpoints, NodeView, SyncEndpoints, UiLinks};
 
 /// Everything the handlers share.
 pub struct ApiState {
@@ -45,6 +45,8 @@ pub struct ApiState {
     /// The OpenAI-compatible gateway's key; without one the local API
     /// has no gateway.
     pub api_key: Option<Arc<ApiKeyCheck>>,
+    /// The web UI's login links; without it the node serves no UI.
+    pub ui: Option<Arc<dyn UiLinks>>,
     pub(crate) auth: Authenticator,
     /// One for the node: both listeners serve this state, and what bodies
     /// in flight cost is the one process's memory.
@@ -71,6 +73,7 @@ impl ApiState {
             sync: None,
             blobs: None,
             api_key: None,
+            ui: None,
             body_budget: BodyBudget::new(
                 http::BODY_BUDGET_BYTES.max(max_body_bytes),
                 http::FREE_BYTES_PER_BODY,
@@ -96,6 +99,12 @@ impl ApiState {
     /// ([`local_router`]) to clients presenting the key `check` checks.
     pub fn with_api_key(mut self, check: Arc<ApiKeyCheck>) -> Self {
         self.api_key = Some(check);
+        self
+    }
+
+    /// Hand out the web UI's login links (`/local/v1/ui/link`) from `ui`.
+    pub fn with_ui(mut self, ui: Arc<dyn UiLinks>) -> Self {
+        self.ui = Some(ui);
         self
     }
 
@@ -178,6 +187,7 @@ fn endpoints() -> Router<Arc<ApiState>> {
         .route("/sync/v2/fetch", post(sync_fetch))
         .route("/pubsub/v1/subscribe", get(pubsub_subscribe))
         .route("/local/v1/sync", post(local_sync))
+        .route("/local/v1/ui/link", post(local_ui_link))
         .route("/onboarding/v1/redeem", post(onboarding_redeem))
         .route(bulk::CHUNKS_PATH, post(blob_chunks))
 }
@@ -510,7 +520,7 @@ fn local_host_refusal(req: &Request) -> Option<Response> {
         .headers()
         .get(header::HOST)
         .and_then(|v| v.to_str().ok());
-    if host.is_some_and(|host| names_local_api(host, port)) {
+    if host.is_some_and(|host| http::names_loopback(host, port)) {
         return None;
     }
     Some(refusal(
@@ -520,36 +530,6 @@ fn local_host_refusal(req: &Request) -> Option<Response> {
             "the local API answers only requests addressed to a loopback address or localhost (Host)",
         ),
     ))
-}
-
-/// Whether `host` (a `Host` header) is a loopback address or `localhost`,
-/// with `port` or no port.
-fn names_local_api(host: &str, port: u16) -> bool {
-    let (name, given_port) = match host.strip_prefix('[') {
-        Some(rest) => match rest.split_once(']') {
-            Some((name, "")) => (name, None),
-            Some((name, tail)) => match tail.strip_prefix(':') {
-                Some(p) => (name, Some(p)),
-                None => return false,
-            },
-            None => return false,
-        },
-        None => match host.split_once(':') {
-            Some((name, p)) => (name, Some(p)),
-            None => (host, None),
-        },
-    };
-    let port_ok = given_port.is_none_or(|p| p.parse::<u16>() == Ok(port));
-    let loopback = name.eq_ignore_ascii_case("localhost")
-        || (host.starts_with('[')
-            && name
-                .parse::<std::net::Ipv6Addr>()
-                .is_ok_and(|ip| ip.is_loopback()))
-        || (!host.starts_with('[')
-            && name
-                .parse::<std::net::Ipv4Addr>()
-                .is_ok_and(|ip| ip.is_loopback()));
-    port_ok && loopback
 }
 
 fn sync_of(s: &ApiState) -> Result<Arc<dyn SyncEndpoints>, ApiError> {
@@ -634,6 +614,20 @@ async fn pubsub_subscribe(
         .subscribe(caller.id, q.topic, q.last_seq.unwrap_or(0), timeout)
         .await?;
     Ok(axum::Json(answer))
+}
+
+/// A fresh one-time login link to the web UI (`hearthnet ui link`).
+async fn local_ui_link(
+    State(s): Shared,
+    _: Signed<Value, OwnKey>,
+) -> Result<axum::Json<local::UiLink>, ApiError> {
+    let ui = s.ui.as_ref().ok_or_else(|| {
+        CallError::new(
+            ErrorCode::NotFound,
+            "this node serves no web UI (--no-ui or ui.enabled = false)",
+        )
+    })?;
+    Ok(axum::Json(ui.login_link()))
 }
 
 async fn local_sync(

@@ -23,6 +23,7 @@ pub mod names {
     pub const CAPS: &str = "the node's capability list";
     pub const TRACES: &str = "the node's recent traces";
     pub const SYNC_ROUND: &str = "the node's sync report";
+    pub const UI_LINK: &str = "the web UI's login link";
     pub const FILE_PROGRESS: &str = "a progress frame of file.local";
     pub const FILE_ADDED: &str = "the node's answer to file.local.add";
     pub const FILE_GOT: &str = "the node's answer to file.local.get";
@@ -285,6 +286,14 @@ pub struct TraceRecord {
     pub ms: f64,
     pub stream: bool,
     pub frames: u64,
+}
+
+/// `POST /local/v1/ui/link`'s answer: a one-time login link to the web UI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UiLink {
+    pub url: String,
+    /// How long the link may be used (once).
+    pub expires_in_seconds: u64,
 }
 
 /// `POST /local/v1/sync`'s answer: what one round did.

@@ -106,6 +106,20 @@ impl Bus {
         names
     }
 
+    /// The names of our capabilities withdrawn at the moment (emergency
+    /// mode shows what it took away).
+    pub fn withdrawn_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .withdrawn
+            .lock()
+            .iter()
+            .map(|e| e.descriptor.name.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// Put back the withdrawn capabilities that `pick` selects. Returns
     /// the names restored.
     pub fn restore(&self, pick: impl Fn(&CapabilityDescriptor) -> bool) -> Vec<String> {

@@ -23,10 +23,12 @@ mod run;
 mod status;
 mod sync;
 mod trace;
+mod ui;
 mod version;
 
 use crate::cli::{
     ChatCommand, Cli, Command, FileCommand, InviteCommand, MarketCommand, RagCommand, TraceCommand,
+    UiCommand,
 };
 use crate::exit::CliResult;
 
@@ -78,6 +80,7 @@ pub fn dispatch(cli: Cli) -> CliResult {
         Command::Chat(ChatCommand::History(args)) => {
             chat::history(cli.config.as_deref(), &env, args)
         }
+        Command::Ui(UiCommand::Link) => ui::link(cli.config.as_deref(), &env),
         Command::Export(args) => export::run(cli.config.as_deref(), &env, args),
         Command::Leave(args) => leave::run(cli.config.as_deref(), &env, args),
         Command::Erase(args) => erase::run(cli.config.as_deref(), &env, args),

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::anyhow;
 use hearthnet_config::Env;
-use hearthnet_node::{NodeError, RunOptions};
+use hearthnet_node::{NodeError, RunOptions, Started};
 
 use crate::cli::{InitArgs, RunArgs};
 use crate::exit::{CliError, CliResult, ExitStatus};
@@ -15,11 +15,6 @@ use crate::printer;
 
 pub fn run(config: Option<&Path>, env: &Env, args: RunArgs) -> CliResult {
     let mut loaded = hearthnet_config::load(config, env)?;
-    if loaded.config.ui.launch_browser {
-        // Kept for the web UI to come (its key is already in the files
-        // `init` wrote); until then, say that it does nothing.
-        printer::hint("ui.launch_browser has no effect yet: this version has no web UI to open");
-    }
     let paths = loaded.paths();
     let key_exists = hearthnet_identity::KeyStore::new(&paths.keys_dir).exists();
     let has_community = loaded.config.community_id().is_some();
@@ -55,7 +50,13 @@ pub fn run(config: Option<&Path>, env: &Env, args: RunArgs) -> CliResult {
         debug: args.debug,
         no_ui: args.no_ui,
     };
-    hearthnet_node::run(loaded, options).map_err(|e| {
+    let launch_browser = loaded.config.ui.launch_browser;
+    let started = |s: &Started| {
+        if let Some(link) = &s.ui_link {
+            super::ui::offer(link, launch_browser);
+        }
+    };
+    hearthnet_node::run(loaded, options, started).map_err(|e| {
         let status = match &e {
             NodeError::Key(hearthnet_identity::KeyError::Permissions { .. })
             | NodeError::Manifest(_) => ExitStatus::Auth,

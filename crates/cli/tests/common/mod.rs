@@ -295,6 +295,27 @@ impl Sandbox {
         self.start_node_from(self.command(&["run", "--no-ui"]), extra_env)
     }
 
+    /// Start the node with its web UI on a free port; the UI's address is
+    /// in the runtime file ([`Self::ui_addr`]), its first login link the
+    /// first line of stdout ([`RunningNode::first_ui_link`]).
+    pub fn start_node_with_ui(&self, extra_env: &[(&str, &str)]) -> RunningNode {
+        let mut env = vec![("HEARTHNET_UI_PORT", "0")];
+        env.extend_from_slice(extra_env);
+        self.start_node_from(self.command(&["run"]), &env)
+    }
+
+    /// The running node's web UI address, from its runtime file.
+    pub fn ui_addr(&self) -> std::net::SocketAddr {
+        let info: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(self.data_dir().join("run/node.json")).expect("node.json"),
+        )
+        .expect("node.json is JSON");
+        info["ui"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .expect("the node serves a UI")
+    }
+
     /// Start the node with its blob store on a fresh tmpfs of `size`
     /// (e.g. `2m`), mounted in a private mount namespace only it sees.
     /// `None` where mounting is not allowed (see [`needs::cannot_run_here`]).
@@ -345,7 +366,8 @@ impl Sandbox {
             .env("HEARTHNET_DISCOVERY_UDP_ENABLED", "false")
             .envs(extra_env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            // Only the UI's login link is printed there.
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn hearthnet run");
@@ -423,6 +445,22 @@ impl Sandbox {
 }
 
 impl RunningNode {
+    /// The login link `hearthnet run` printed (its first line of stdout).
+    pub fn first_ui_link(&mut self) -> String {
+        use std::io::BufRead;
+        let stdout = self
+            .child
+            .as_mut()
+            .and_then(|c| c.stdout.take())
+            .expect("the node's stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("a line on stdout");
+        assert!(line.starts_with("http://"), "a link, got {line:?}");
+        line.trim().to_owned()
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.as_ref().map_or(0, |c| c.id() as i32)
     }

@@ -1,0 +1,337 @@
+//! The web UI of a real `hearthnet run`: who is let in, over plain HTTP
+//! as any local program or web page could send it, and the pages in a
+//! real headless Chromium (Debian's `chromium` and `chromium-driver`,
+//! which `scripts/test` installs). Screenshots of each page at desktop
+//! (1280 px) and phone (360 px) width land in `target/ui-screenshots/`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{Sandbox, needs};
+use fantoccini::{Client, ClientBuilder, Locator};
+
+/// An answer read off the socket: status, head and body.
+struct Answer {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+/// Send `request` (a whole HTTP/1.1 request but for `Connection: close`)
+/// to `addr`, as bytes: nothing a client library would normalise.
+fn raw(addr: SocketAddr, request: &str) -> Answer {
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let request = request.replacen("\r\n", "\r\nconnection: close\r\n", 1);
+    conn.write_all(request.as_bytes()).unwrap();
+    let mut bytes = Vec::new();
+    conn.read_to_end(&mut bytes).unwrap();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    Answer {
+        status: head[9..12].parse().unwrap(),
+        head: head.to_owned(),
+        body: body.to_owned(),
+    }
+}
+
+fn get(addr: SocketAddr, host: &str, path: &str, cookie: Option<&str>) -> Answer {
+    let cookie = cookie.map_or(String::new(), |c| format!("cookie: {c}\r\n"));
+    raw(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nhost: {host}\r\n{cookie}\r\n"),
+    )
+}
+
+/// The session cookie (`name=value`) a login answer sets.
+fn session_cookie(answer: &Answer) -> String {
+    let line = answer
+        .head
+        .lines()
+        .find(|l| l.to_lowercase().starts_with("set-cookie:"))
+        .expect("a session cookie");
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(line.contains(part), "{line}");
+    }
+    let value = line.split_once(':').unwrap().1.trim();
+    value.split(';').next().unwrap().to_owned()
+}
+
+#[test]
+fn a_login_link_works_once_and_nothing_else_gets_in() {
+    let sb = Sandbox::new();
+    sb.init_non_interactive("den");
+    let mut node = sb.start_node_with_ui(&[]);
+    let link = node.first_ui_link();
+    let ui = sb.ui_addr();
+    let host = ui.to_string();
+    let path = link
+        .strip_prefix(&format!("http://{ui}"))
+        .expect("a link to the UI");
+
+    // Without a session: refused, pages and assets alike.
+    for p in ["/", "/emergency", "/assets/app.css", "/events"] {
+        assert_eq!(get(ui, &host, p, None).status, 401, "{p}");
+    }
+    // The link, once.
+    let login = get(ui, &host, path, None);
+    assert_eq!(login.status, 303, "{}", login.body);
+    let cookie = session_cookie(&login);
+    assert_eq!(get(ui, &host, path, None).status, 401, "a link works once");
+
+    let home = get(ui, &host, "/", Some(&cookie));
+    assert_eq!(home.status, 200);
+    assert!(
+        home.body.contains(&sb.key().node_id().full()),
+        "{}",
+        home.body
+    );
+    let head = home.head.to_lowercase();
+    assert!(
+        head.contains("content-security-policy: default-src 'self'"),
+        "{head}"
+    );
+    assert!(head.contains("x-frame-options: deny"), "{head}");
+
+    // A foreign Host (DNS rebinding) is refused, session or not.
+    let rebound = get(
+        ui,
+        &format!("attacker.example:{}", ui.port()),
+        "/",
+        Some(&cookie),
+    );
+    assert_eq!(rebound.status, 403);
+    assert!(!rebound.body.contains("Node ID"));
+
+    // A POST from another origin is refused, even with the session and
+    // its CSRF token; from ours it works.
+    let at = home.body.find(r#"name="csrf" value=""#).unwrap() + 19;
+    let csrf = &home.body[at..at + 43];
+    let logout = |origin: &str| {
+        let body = format!("csrf={csrf}");
+        raw(
+            ui,
+            &format!(
+                "POST /logout HTTP/1.1\r\nhost: {host}\r\ncookie: {cookie}\r\norigin: {origin}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    };
+    assert_eq!(logout("http://attacker.example").status, 403);
+    assert_eq!(
+        logout(&format!("http://localhost:{}", ui.port())).status,
+        403
+    );
+    assert_eq!(
+        get(ui, &host, "/", Some(&cookie)).status,
+        200,
+        "still logged in"
+    );
+    assert_eq!(logout(&format!("http://{host}")).status, 200);
+    assert_eq!(get(ui, &host, "/", Some(&cookie)).status, 401, "logged out");
+
+    // `hearthnet ui link` asks the running node for a fresh link.
+    let again = sb.run(&["ui", "link"], None);
+    assert_eq!(again.code, 0, "{again:?}");
+    let fresh = again.stdout.trim();
+    assert_ne!(fresh, link);
+    let path = fresh.strip_prefix(&format!("http://{ui}")).unwrap();
+    assert_eq!(get(ui, &host, path, None).status, 303);
+}
+
+#[test]
+fn without_the_ui_the_node_serves_none_and_says_so() {
+    let sb = Sandbox::new();
+    sb.init_non_interactive("den");
+    let _node = sb.start_node(&[]);
+    let run = sb.run(&["ui", "link"], None);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("serves no web UI"), "{run:?}");
+}
+
+/// chromedriver on a free port, stopped when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromedriver() -> Driver {
+    needs::program("chromium", "chromium");
+    needs::program("chromedriver", "chromium-driver");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let url = format!("http://127.0.0.1:{port}");
+    common::wait_until(Duration::from_secs(20), "chromedriver listening", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    Driver { child, url }
+}
+
+async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless=new",
+                // Tests run as root in CI, where Chromium's sandbox cannot start.
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--window-size=1280,900",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a Chromium session")
+}
+
+fn screenshots() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("ui-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `page` at desktop and phone width, saved as `<name>-desktop.png` and
+/// `<name>-phone.png`; at phone width nothing may be wider than the
+/// screen.
+async fn shoot(c: &Client, name: &str) {
+    for (width, label) in [(1280, "desktop"), (360, "phone")] {
+        c.set_window_size(width, 900).await.unwrap();
+        let png = c.screenshot().await.unwrap();
+        std::fs::write(screenshots().join(format!("{name}-{label}.png")), png).unwrap();
+        if width == 360 {
+            let overflow = c
+                .execute(
+                    "return document.documentElement.scrollWidth > window.innerWidth",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                overflow,
+                serde_json::json!(false),
+                "{name} scrolls sideways at 360 px"
+            );
+        }
+    }
+    c.set_window_size(1280, 900).await.unwrap();
+}
+
+async fn banner_mode(c: &Client) -> String {
+    c.find(Locator::Css("#banner [data-mode]"))
+        .await
+        .unwrap()
+        .attr("data-mode")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+#[test]
+fn in_chromium_home_shows_the_node_and_the_banner_follows_the_probes_without_reload() {
+    let probes = [
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+    ];
+    let addrs: Vec<SocketAddr> = probes.iter().map(|l| l.local_addr().unwrap()).collect();
+    let targets = format!(r#"["{}", "{}"]"#, addrs[0], addrs[1]);
+    let sb = Sandbox::new();
+    sb.init_non_interactive("den");
+    let mut node = sb.start_node_with_ui(&[
+        ("HEARTHNET_EMERGENCY_ENABLED", "true"),
+        ("HEARTHNET_EMERGENCY_PROBE_TARGETS", &targets),
+        ("HEARTHNET_EMERGENCY_PROBE_INTERVAL_SECONDS", "1"),
+        ("HEARTHNET_EMERGENCY_OFFLINE_PROBE_INTERVAL_SECONDS", "1"),
+        ("HEARTHNET_EMERGENCY_PROBE_TIMEOUT_SECONDS", "1"),
+        ("HEARTHNET_EMERGENCY_OFFLINE_AFTER_SECONDS", "2"),
+        ("HEARTHNET_EMERGENCY_ONLINE_AFTER_SECONDS", "1"),
+    ]);
+    let link = node.first_ui_link();
+    let driver = chromedriver();
+    let profile = tempfile::tempdir().unwrap();
+    common::runtime().block_on(async {
+        let c = browser(&driver, profile.path()).await;
+        c.goto(&link).await.unwrap();
+        // The link logged in and led to Home, which shows this node's id.
+        let id = c
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Id("node-id"))
+            .await
+            .unwrap();
+        assert_eq!(id.text().await.unwrap(), sb.key().node_id().full());
+        assert!(!c.current_url().await.unwrap().as_str().contains("token"));
+        assert_eq!(banner_mode(&c).await, "online");
+        shoot(&c, "home").await;
+
+        c.find(Locator::LinkText("Emergency"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Id("emergency-mode"))
+            .await
+            .unwrap();
+        shoot(&c, "emergency").await;
+
+        // A mark only this document carries: a reload would lose it.
+        c.execute("window.hearthnetMark = 'kept'; return null", vec![])
+            .await
+            .unwrap();
+        drop(probes);
+        c.wait()
+            .at_most(Duration::from_secs(40))
+            .for_element(Locator::Css("#banner [data-mode='offline']"))
+            .await
+            .expect("the banner turns offline");
+        c.wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css("#emergency-mode.mode-offline"))
+            .await
+            .expect("the emergency details follow");
+        let mark = c
+            .execute("return window.hearthnetMark", vec![])
+            .await
+            .unwrap();
+        assert_eq!(mark, serde_json::json!("kept"), "changed without a reload");
+        shoot(&c, "emergency-offline").await;
+        c.close().await.unwrap();
+    });
+}

@@ -1,0 +1,137 @@
+//! M08: the web UI that `hearthnet run` serves on loopback (default
+//! 127.0.0.1:7860), so a household can use its node from a browser.
+//!
+//! Owns the UI's router and everything a browser meets: who is let in
+//! ([`access`]: one-time login links, sessions, the `Host` allow-list,
+//! same-origin and CSRF checks on every state-changing request, bounded
+//! bodies, strict security headers), the pages (`pages`, server-rendered
+//! askama templates checked at compile time, their English text in one
+//! table, [`text`]), the live updates (`live`, server-sent events) and the
+//! embedded assets (`assets`: one CSS file, htmx and its SSE extension).
+//!
+//! It is served by `hearthnet_transport::serve` like the local API and
+//! reuses the transport's typed layer (`http::names_loopback`, bounded
+//! body reads within a [`BodyBudget`], its `Query` extractor). Pages read
+//! the node through its [`NodeView`] and call capabilities through its
+//! bus in-process, as the node's own key: the browser never holds a key
+//! and never signs anything.
+//!
+//! Architecture invariant: nothing reaches a handler before the gate
+//! (`access::gate`) has checked `Host`, the session and, for anything but
+//! GET and HEAD, `Origin` and the CSRF token; the login link is the one
+//! route open without a session.
+
+pub mod access;
+mod assets;
+mod live;
+mod pages;
+pub mod text;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use axum::Router;
+use hearthnet_bus::Bus;
+use hearthnet_transport::NodeView;
+use hearthnet_transport::http::BodyBudget;
+use hearthnet_wire::local::UiLink;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::access::Access;
+
+/// The largest request body the UI reads (a form): anything larger is
+/// refused before a byte of it is buffered.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// What all the UI's bodies in flight may hold together.
+const BODY_BUDGET_BYTES: usize = 1024 * 1024;
+
+/// What the node hands the UI.
+pub struct Parts {
+    pub bus: Arc<Bus>,
+    pub view: Arc<dyn NodeView>,
+    /// The emergency detector's status, when it runs: the banner follows it.
+    pub emergency: Option<watch::Receiver<hearthnet_emergency::Status>>,
+    /// Where the UI's listener is bound.
+    pub addr: SocketAddr,
+    /// The node's stop: live streams end with it, so shutdown does not
+    /// wait for open browser tabs.
+    pub stop: CancellationToken,
+}
+
+/// The web UI of one node: its state, shared by the router and by the
+/// local API's `/local/v1/ui/link`.
+#[derive(Clone)]
+pub struct Ui {
+    state: Arc<UiState>,
+}
+
+pub(crate) struct UiState {
+    pub bus: Arc<Bus>,
+    pub view: Arc<dyn NodeView>,
+    pub emergency: Option<watch::Receiver<hearthnet_emergency::Status>>,
+    pub access: Access,
+    pub budget: Arc<BodyBudget>,
+    pub stop: CancellationToken,
+    /// `http://host:port` of the login links.
+    pub origin: String,
+}
+
+impl Ui {
+    pub fn new(parts: Parts) -> Self {
+        Self {
+            state: Arc::new(UiState {
+                bus: parts.bus,
+                view: parts.view,
+                emergency: parts.emergency,
+                access: Access::default(),
+                budget: BodyBudget::new(BODY_BUDGET_BYTES, 0),
+                stop: parts.stop,
+                origin: origin(parts.addr),
+            }),
+        }
+    }
+
+    /// The router, gate included; serve it with
+    /// `hearthnet_transport::Serving::local()`, whose `LocalApi` mark
+    /// gives the gate the port the `Host` must name.
+    pub fn router(&self) -> Router {
+        pages::routes()
+            .merge(assets::routes())
+            .merge(live::routes())
+            .layer(axum::middleware::from_fn_with_state(
+                self.state.clone(),
+                access::gate,
+            ))
+            .with_state(self.state.clone())
+    }
+
+    /// A fresh one-time login link.
+    pub fn login_link(&self) -> UiLink {
+        let token = self.state.access.issue_login_token();
+        UiLink {
+            url: format!("{}/login?token={token}", self.state.origin),
+            expires_in_seconds: access::LOGIN_TOKEN_LIFETIME.as_secs(),
+        }
+    }
+}
+
+impl hearthnet_transport::UiLinks for Ui {
+    fn login_link(&self) -> UiLink {
+        Ui::login_link(self)
+    }
+}
+
+/// The origin the links name: the bound loopback address, or 127.0.0.1
+/// when the UI listens on every address or on a LAN address, which the
+/// `Host` allow-list refuses until pairing from the LAN exists.
+fn origin(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        ip if ip.is_loopback() => ip,
+        _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
+#[cfg(test)]
+mod tests;

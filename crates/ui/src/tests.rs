@@ -1,0 +1,311 @@
+//! The gate and the pages driven through the router, without sockets:
+//! what a browser, a local program or another site's page would send.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use hearthnet_base::TrustLevel;
+use hearthnet_transport::LocalApi;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use super::*;
+
+const PORT: u16 = 7860;
+const HOST: &str = "127.0.0.1:7860";
+
+struct Fake;
+
+impl NodeView for Fake {
+    fn node_manifest(&self) -> Value {
+        Value::Null
+    }
+    fn community_manifest(&self) -> Value {
+        Value::Null
+    }
+    fn level_of(&self, _: &hearthnet_base::NodeId) -> TrustLevel {
+        TrustLevel::Unknown
+    }
+    fn is_revoked(&self, _: &hearthnet_base::NodeId) -> bool {
+        false
+    }
+    fn readiness(&self) -> (bool, Value) {
+        (true, Value::Null)
+    }
+    fn status(&self) -> Value {
+        serde_json::to_value(hearthnet_wire::local::samples::status(
+            ([127, 0, 0, 1], 7080).into(),
+        ))
+        .unwrap()
+    }
+}
+
+fn ui() -> Ui {
+    let metrics = Arc::new(hearthnet_observability::metrics::Metrics::new());
+    let id = hearthnet_wire::local::samples::node_id(1);
+    let bus = Arc::new(Bus::new(id, Default::default(), metrics));
+    Ui::new(Parts {
+        bus,
+        view: Arc::new(Fake),
+        emergency: None,
+        addr: ([127, 0, 0, 1], PORT).into(),
+        stop: CancellationToken::new(),
+    })
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+async fn send(ui: &Ui, mut req: Request<Body>) -> Answer {
+    req.extensions_mut().insert(LocalApi { port: PORT });
+    let resp = ui.router().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+fn get(path: &str) -> axum::http::request::Builder {
+    Request::get(path).header(header::HOST, HOST)
+}
+
+/// Log in through a fresh link; the session cookie to send.
+async fn logged_in(ui: &Ui) -> String {
+    let link = ui.login_link();
+    let path = link.url.strip_prefix("http://127.0.0.1:7860").unwrap();
+    let answer = send(ui, get(path).body(Body::empty()).unwrap()).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    let cookie = answer.headers[header::SET_COOKIE].to_str().unwrap();
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(part), "{cookie}");
+    }
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+/// The session's CSRF token, as the page carries it.
+async fn csrf(ui: &Ui, cookie: &str) -> String {
+    let page = send(
+        ui,
+        get("/")
+            .header(header::COOKIE, cookie)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let at = page.body.find(r#"name="csrf" value=""#).unwrap() + 19;
+    page.body[at..at + 43].to_owned()
+}
+
+#[tokio::test]
+async fn a_login_link_works_once_and_opens_the_pages() {
+    let ui = ui();
+    let link = ui.login_link();
+    assert!(link.url.starts_with("http://127.0.0.1:7860/login?token="));
+    let path = link.url.strip_prefix("http://127.0.0.1:7860").unwrap();
+    let cookie = logged_in(&ui).await;
+    let home = send(
+        &ui,
+        get("/")
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(home.status, StatusCode::OK);
+    let id = hearthnet_wire::local::samples::status(([127, 0, 0, 1], 7080).into())
+        .node
+        .id
+        .full();
+    assert!(home.body.contains(&id), "{}", home.body);
+    assert!(
+        home.body.contains(r#"data-mode="degraded""#),
+        "the sample is degraded"
+    );
+    // The link that was not used yet works once; then never again.
+    let first = send(&ui, get(path).body(Body::empty()).unwrap()).await;
+    assert_eq!(first.status, StatusCode::SEE_OTHER);
+    let again = send(&ui, get(path).body(Body::empty()).unwrap()).await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED);
+    assert!(again.headers.get(header::SET_COOKIE).is_none());
+}
+
+#[tokio::test]
+async fn without_a_session_nothing_but_the_login_answers() {
+    let ui = ui();
+    for path in [
+        "/",
+        "/emergency",
+        "/events",
+        "/assets/app.css",
+        "/assets/htmx.min.js",
+        "/nowhere",
+    ] {
+        let answer = send(&ui, get(path).body(Body::empty()).unwrap()).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{path}");
+        let forged = send(
+            &ui,
+            get(path)
+                .header(header::COOKIE, "hearthnet_session=forged")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(forged.status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_foreign_host_is_refused_before_anything_even_with_a_session() {
+    let ui = ui();
+    let cookie = logged_in(&ui).await;
+    for host in ["evil.example:7860", "127.0.0.1:7861", "192.168.1.5:7860"] {
+        let answer = send(
+            &ui,
+            Request::get("/")
+                .header(header::HOST, host)
+                .header(header::COOKIE, &cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{host}");
+        assert!(!answer.body.contains("Node ID"));
+    }
+    let token = ui
+        .login_link()
+        .url
+        .split("token=")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let login = send(
+        &ui,
+        Request::get(format!("/login?token={token}"))
+            .header(header::HOST, "rebound.example:7860")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(login.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_post_needs_our_origin_and_the_sessions_csrf_token() {
+    let ui = ui();
+    let cookie = logged_in(&ui).await;
+    let token = csrf(&ui, &cookie).await;
+    let post = |origin: Option<&str>, body: String| {
+        let mut req = Request::post("/logout")
+            .header(header::HOST, HOST)
+            .header(header::COOKIE, &cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(o) = origin {
+            req = req.header(header::ORIGIN, o);
+        }
+        req.body(Body::from(body)).unwrap()
+    };
+    let refused = [
+        (Some("http://evil.example"), format!("csrf={token}")),
+        (Some("http://127.0.0.1:8000"), format!("csrf={token}")),
+        (None, format!("csrf={token}")),
+        (Some("http://127.0.0.1:7860"), "csrf=wrong".to_owned()),
+        (Some("http://127.0.0.1:7860"), String::new()),
+    ];
+    for (origin, body) in refused {
+        let answer = send(&ui, post(origin, body.clone())).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{origin:?} {body}");
+    }
+    let big = format!("csrf={token}&x={}", "a".repeat(MAX_BODY_BYTES));
+    let answer = send(&ui, post(Some("http://127.0.0.1:7860"), big)).await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Still logged in: nothing above did anything.
+    let ok = send(
+        &ui,
+        post(Some("http://127.0.0.1:7860"), format!("csrf={token}")),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    let after = send(
+        &ui,
+        get("/")
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED, "logged out");
+}
+
+#[tokio::test]
+async fn every_answer_carries_the_security_headers() {
+    let ui = ui();
+    let cookie = logged_in(&ui).await;
+    let answers = [
+        send(&ui, get("/").body(Body::empty()).unwrap()).await,
+        send(
+            &ui,
+            get("/")
+                .header(header::COOKIE, &cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await,
+        send(
+            &ui,
+            Request::get("/")
+                .header(header::HOST, "evil.example")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await,
+    ];
+    for a in answers {
+        let csp = a.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"));
+        assert!(!csp.contains("unsafe"));
+        assert_eq!(a.headers[header::X_FRAME_OPTIONS], "DENY");
+        assert_eq!(a.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(a.headers[header::REFERRER_POLICY], "no-referrer");
+    }
+}
+
+#[tokio::test]
+async fn the_first_page_with_its_assets_is_small_and_has_no_inline_script() {
+    let ui = ui();
+    let cookie = logged_in(&ui).await;
+    let mut total = 0;
+    for path in [
+        "/",
+        "/assets/app.css",
+        "/assets/htmx.min.js",
+        "/assets/sse.min.js",
+    ] {
+        let a = send(
+            &ui,
+            get(path)
+                .header(header::COOKIE, &cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::OK, "{path}");
+        total += a.body.len();
+        if path == "/" {
+            assert!(!a.body.contains("<script>"), "no inline script");
+            assert!(!a.body.contains("style="), "no inline style");
+        }
+    }
+    assert!(total < 150 * 1024, "{total} bytes");
+}

@@ -1,0 +1,175 @@
+//! Every English string the UI shows, in one table, so a translation is
+//! another value of [`Text`] and no template holds prose of its own.
+
+/// The UI's words. Templates read them as `t.field`.
+pub struct Text {
+    pub product: &'static str,
+    pub skip_to_content: &'static str,
+    pub nav_label: &'static str,
+    pub nav_home: &'static str,
+    pub nav_emergency: &'static str,
+    pub log_out: &'static str,
+
+    pub banner_online: &'static str,
+    pub banner_degraded: &'static str,
+    pub banner_offline: &'static str,
+    pub banner_unwatched: &'static str,
+    pub since: &'static str,
+
+    pub home_title: &'static str,
+    pub this_node: &'static str,
+    pub node_name: &'static str,
+    pub node_id: &'static str,
+    pub profile: &'static str,
+    pub community: &'static str,
+    pub members: &'static str,
+    pub uptime: &'static str,
+    pub capabilities: &'static str,
+    pub none: &'static str,
+    pub peers: &'static str,
+    pub no_peers: &'static str,
+    pub peer_serves: &'static str,
+    pub activity: &'static str,
+    pub no_activity: &'static str,
+    pub activity_capability: &'static str,
+    pub activity_result: &'static str,
+    pub activity_where: &'static str,
+    pub activity_here: &'static str,
+    pub activity_neighbour: &'static str,
+    pub activity_ms: &'static str,
+
+    pub emergency_title: &'static str,
+    pub mode: &'static str,
+    pub held_for: &'static str,
+    pub probes: &'static str,
+    pub probe_reachable: &'static str,
+    pub probe_unreachable: &'static str,
+    pub not_probed_yet: &'static str,
+    pub still_works: &'static str,
+    pub still_works_note: &'static str,
+    pub withdrawn: &'static str,
+    pub withdrawn_none: &'static str,
+    pub emergency_unwatched: &'static str,
+
+    pub refused_title: &'static str,
+    pub refused_host: &'static str,
+    pub refused_no_session: &'static str,
+    pub refused_cross_origin: &'static str,
+    pub refused_csrf: &'static str,
+    pub refused_body: &'static str,
+    pub login_failed_title: &'static str,
+    pub login_failed: &'static str,
+    pub logged_out_title: &'static str,
+    pub logged_out: &'static str,
+    pub not_found_title: &'static str,
+    pub not_found: &'static str,
+    pub failed_title: &'static str,
+    pub failed: &'static str,
+
+    pub seconds: &'static str,
+    pub minutes: &'static str,
+    pub hours: &'static str,
+    pub days: &'static str,
+}
+
+/// The UI in English.
+pub static TEXT: Text = Text {
+    product: "HearthNet",
+    skip_to_content: "Skip to content",
+    nav_label: "Pages",
+    nav_home: "Home",
+    nav_emergency: "Emergency",
+    log_out: "Log out",
+
+    banner_online: "Online: the internet is reachable.",
+    banner_degraded: "Degraded: some internet checks fail. Everything still works.",
+    banner_offline: "Offline: the internet is unreachable. The community keeps working; what needs the internet is paused.",
+    banner_unwatched: "The internet connection is not watched (emergency detection is off).",
+    since: "since",
+
+    home_title: "Home",
+    this_node: "This node",
+    node_name: "Name",
+    node_id: "Node ID",
+    profile: "Profile",
+    community: "Community",
+    members: "Members",
+    uptime: "Running for",
+    capabilities: "What this node offers",
+    none: "nothing",
+    peers: "Neighbours",
+    no_peers: "No neighbour found yet. Neighbours on the same network appear here on their own.",
+    peer_serves: "Offers",
+    activity: "Recent activity",
+    no_activity: "No calls yet.",
+    activity_capability: "What",
+    activity_result: "Result",
+    activity_where: "Where",
+    activity_here: "here",
+    activity_neighbour: "a neighbour",
+    activity_ms: "Time (ms)",
+
+    emergency_title: "Emergency",
+    mode: "Mode",
+    held_for: "For",
+    probes: "Internet checks",
+    probe_reachable: "answers",
+    probe_unreachable: "does not answer",
+    not_probed_yet: "Not checked yet.",
+    still_works: "What still works",
+    still_works_note: "These run on this node or a neighbour, without the internet.",
+    withdrawn: "Paused until the internet is back",
+    withdrawn_none: "Nothing is paused.",
+    emergency_unwatched: "Emergency detection is off (emergency.enabled = false in config.toml), so nothing is ever paused.",
+
+    refused_title: "Not allowed",
+    refused_host: "This page must be opened at the address `hearthnet ui link` prints (127.0.0.1, localhost or [::1] with the UI's port).",
+    refused_no_session: "You are not logged in. Run `hearthnet ui link` on this computer and open the link it prints.",
+    refused_cross_origin: "This request came from another web site and was refused. Use the HearthNet page itself.",
+    refused_csrf: "This form is out of date. Reload the page and try again.",
+    refused_body: "What was sent is too large. Send less at once.",
+    login_failed_title: "This login link does not work",
+    login_failed: "Each link works once and for ten minutes. Run `hearthnet ui link` on this computer for a new one.",
+    logged_out_title: "Logged out",
+    logged_out: "You are logged out. Run `hearthnet ui link` on this computer to log in again.",
+    not_found_title: "No such page",
+    not_found: "There is no page here. Use the menu to go on.",
+    failed_title: "Something went wrong",
+    failed: "The node could not show this page. Try again; if it keeps failing, run `hearthnet doctor`.",
+
+    seconds: "s",
+    minutes: "min",
+    hours: "h",
+    days: "d",
+};
+
+impl Text {
+    /// `seconds` as the largest two units, e.g. `3 h 2 min`.
+    pub fn duration(&self, seconds: u64) -> String {
+        let (d, h, m, s) = (
+            seconds / 86_400,
+            seconds % 86_400 / 3600,
+            seconds % 3600 / 60,
+            seconds % 60,
+        );
+        match seconds {
+            0..60 => format!("{s} {}", self.seconds),
+            60..3600 => format!("{m} {} {s} {}", self.minutes, self.seconds),
+            3600..86_400 => format!("{h} {} {m} {}", self.hours, self.minutes),
+            _ => format!("{d} {} {h} {}", self.days, self.hours),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(TEXT.duration(42), "42 s");
+        assert_eq!(TEXT.duration(125), "2 min 5 s");
+        assert_eq!(TEXT.duration(3 * 3600 + 120), "3 h 2 min");
+        assert_eq!(TEXT.duration(2 * 86_400 + 3600), "2 d 1 h");
+    }
+}
