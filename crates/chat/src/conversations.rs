@@ -327,13 +327,20 @@ mod tests {
     #[test]
     fn one_message_per_client_id_the_first_in_replay_order_whatever_the_arrival() {
         let (me, a) = (DeviceKey::generate(), DeviceKey::generate());
-        let (early, late) = (sent(&a, 3, me.node_id(), "c"), sent(&a, 7, me.node_id(), "c"));
+        let (early, late) = (
+            sent(&a, 3, me.node_id(), "c"),
+            sent(&a, 7, me.node_id(), "c"),
+        );
         for order in [[&early, &late], [&late, &early]] {
             let mut c = Conversations::new(me.node_id());
             for e in order {
                 c.apply(e);
             }
-            let ids: Vec<String> = c.history(None, 0, 10).into_iter().map(|m| m.event_id).collect();
+            let ids: Vec<String> = c
+                .history(None, 0, 10)
+                .into_iter()
+                .map(|m| m.event_id)
+                .collect();
             assert_eq!(ids, [early.event_id.clone()]);
             assert_eq!(c.by_client(a.node_id(), "c").map(|m| m.lamport), Some(3));
         }

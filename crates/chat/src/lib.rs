@@ -277,9 +277,7 @@ impl ChatService {
                 .map(|s| s.event)
                 .filter(|e| Conversations::wants(&e.event_type))
                 .collect();
-            self.conversations
-                .lock()
-                .replace(&gone, &current, *newest);
+            self.conversations.lock().replace(&gone, &current, *newest);
         }
         loop {
             let after = self.conversations.lock().seq();

@@ -670,7 +670,10 @@ async fn a_message_judged_out_later_leaves_the_history() {
     w.network.offline(b.key.node_id());
     w.network.offline(w.founder.node_id());
     for text in ["eins", "zwei", "drei", "spät"] {
-        assert_eq!(d.send(&b, text).await.unwrap()["output"]["delivered"], "queued");
+        assert_eq!(
+            d.send(&b, text).await.unwrap()["output"]["delivered"],
+            "queued"
+        );
     }
     let mut sent = d.chat_events("chat.message.sent").await;
     let late = sent.pop().unwrap();
