@@ -341,7 +341,7 @@ mod tests {
                 .into_iter()
                 .map(|m| m.event_id)
                 .collect();
-            assert_eq!(ids, [early.event_id.clone()]);
+            assert_eq!(ids, std::slice::from_ref(&early.event_id));
             assert_eq!(c.by_client(a.node_id(), "c").map(|m| m.lamport), Some(3));
         }
     }
@@ -355,11 +355,11 @@ mod tests {
         let mut c = Conversations::new(me.node_id());
         c.apply(&first);
         c.apply(&sent(&a, 4, me.node_id(), "two"));
-        c.replace(&[first.event_id.clone()], &[other], 12);
+        c.replace(std::slice::from_ref(&first.event_id), &[other], 12);
         let bodies: Vec<String> = c.history(None, 0, 10).into_iter().map(|m| m.body).collect();
         assert_eq!(bodies, ["e2e1:y", "e2e1:x"]);
         assert_eq!(c.judged_seq(), 12);
-        c.replace(&[first.event_id.clone()], &[], 13);
+        c.replace(std::slice::from_ref(&first.event_id), &[], 13);
         assert_eq!(c.history(None, 0, 10).len(), 1);
     }
 
