@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::community::{FAST_SYNC, member};
-use common::{RunningNode, Sandbox, invite, peer_client, wait_until};
+use common::{RunningNode, Sandbox, peer_client, wait_until};
 use hearthnet_base::event::{Event, NewEvent};
 use hearthnet_base::{CommunityId, DeviceKey, NodeId};
 use serde_json::{Value, json};

@@ -447,7 +447,7 @@ fn verify(path: &Path) -> CliResult {
             "{MANIFEST_ENTRY} is not a HearthNet export manifest"
         )));
     }
-    let signer: NodeId = manifest["node_id"]
+    let signer: hearthnet_base::NodeId = manifest["node_id"]
         .as_str()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| bad(format!("{MANIFEST_ENTRY} names no valid node_id")))?;
