@@ -115,8 +115,8 @@ fn the_export_holds_our_conversations_opened_and_only_ours() {
     let out = dir.path().join("export.zip");
     let run = export(&founder, &out);
     assert_eq!(run.code, 0, "{run:?}");
-    let entries = entries(&out);
-    let chat = String::from_utf8(entry(&entries, "chat/messages.jsonl").to_vec()).unwrap();
+    let ours = entries(&out);
+    let chat = String::from_utf8(entry(&ours, "chat/messages.jsonl").to_vec()).unwrap();
     let messages: Vec<Value> = chat
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -125,7 +125,7 @@ fn the_export_holds_our_conversations_opened_and_only_ours() {
     assert_eq!(messages[0]["body"], "The soup needs more thyme");
     assert_eq!(messages[0]["from"], founder.key().node_id().full().as_str());
     assert_eq!(messages[0]["to"], to.as_str());
-    let authored = String::from_utf8_lossy(entry(&entries, "events/authored.jsonl"));
+    let authored = String::from_utf8_lossy(entry(&ours, "events/authored.jsonl"));
     assert!(
         authored.contains("chat.message.sent") && !authored.contains("thyme"),
         "the event itself stays sealed: {authored}"
