@@ -23,7 +23,7 @@ pub mod view;
 pub use limits::Limits;
 pub use log::{AppendReport, EventLog, EventLogError, LogPaths, Query, StoredEvent, read_authored};
 pub use reject::{Reject, RejectCode};
-pub use view::{CommunityView, Position, cosigned_payload};
+pub use view::{CommunityView, Position, Tally, cosigned_payload};
 
 /// A materialised view: state built by folding events in replay order
 /// (§7.4). The community view is one; each service keeps its own.
