@@ -229,18 +229,18 @@ impl Tally {
     /// Co-signatures still missing: an independent one when the counted
     /// ones all come from one member's lineage.
     pub fn missing(&self) -> u64 {
-        let short = self.needed.saturating_sub(self.counted.len() as u64);
-        if short == 0 && self.blocked_by_sponsor().is_some() {
+        if self.blocked_by_sponsor().is_some() {
             1
         } else {
-            short
+            self.needed.saturating_sub(self.counted.len() as u64)
         }
     }
 
     /// The member whose lineage every counted co-signer is in, when that
-    /// keeps the change from counting.
+    /// alone keeps a change with enough co-signatures from counting.
     pub fn blocked_by_sponsor(&self) -> Option<NodeId> {
-        self.common_sponsor.filter(|_| self.needed >= 2)
+        self.common_sponsor
+            .filter(|_| self.needed >= 2 && self.counted.len() as u64 >= self.needed)
     }
 
     /// Whether the co-signatures would let the change count (the author's

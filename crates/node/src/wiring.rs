@@ -333,7 +333,7 @@ fn register_services(
     }
     register(
         bus,
-        Arc::new(hearthnet_community::Revocations {
+        Arc::new(hearthnet_community::MembershipChanges {
             log: log.clone(),
             key: key.clone(),
         }),
