@@ -50,6 +50,15 @@ pub fn chain(
     members: usize,
     extra: impl Fn(usize) -> Vec<(&'static str, String)>,
 ) -> (Vec<Sandbox>, Vec<super::RunningNode>) {
+    chain_at(&vec!["member"; members], extra)
+}
+
+/// As [`chain`], with one member invited at each of `levels` (`member`
+/// or `trusted`).
+pub fn chain_at(
+    levels: &[&str],
+    extra: impl Fn(usize) -> Vec<(&'static str, String)>,
+) -> (Vec<Sandbox>, Vec<super::RunningNode>) {
     let start = |sb: &Sandbox, i: usize, peers: Option<&str>| {
         let settings = extra(i);
         let mut env: Vec<(&str, &str)> = vec![FAST_SYNC];
@@ -63,10 +72,10 @@ pub fn chain(
     founder.init_non_interactive("founder");
     let mut running = vec![start(&founder, 0, None)];
     let mut all = vec![founder];
-    for i in 0..members {
+    for (i, level) in levels.iter().enumerate() {
         let sb = Sandbox::new();
         let card = sb.identity_card(&format!("member{i}"));
-        let (text, _) = super::invite(&all[0], &card, &[]);
+        let (text, _) = super::invite(&all[0], &card, &["--level", level]);
         let joined = sb.run(&["invite", "redeem", &text], None);
         assert_eq!(joined.code, 0, "{joined:?}");
         all.push(sb);
