@@ -2,6 +2,8 @@
 //! co-signing with its own key through its own CLI, the change submitted
 //! once its quorum is reached and applied by every member.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 mod common;
 
 use std::time::Duration;
