@@ -64,11 +64,15 @@ pub enum DescriptorError {
 /// name. Names with a `local` part are own-only too. Registration refuses
 /// a self-only capability missing here, and a listed name that is not
 /// self-only, so this list and the services cannot drift apart.
-pub const OWN_ONLY: [&str; 8] = [
+pub const OWN_ONLY: [&str; 12] = [
     "chat.send",
     "chat.history",
     "community.invite",
     "community.revoke",
+    "community.demote",
+    "community.proposal.create",
+    "community.proposal.cosign",
+    "community.proposal.submit",
     "market.post",
     "market.expire",
     "rag.reindex",

@@ -76,6 +76,59 @@ pub enum Command {
     Ui(UiCommand),
     /// Leave the community: stop serving it, archive its data, keep the key.
     Leave(LeaveArgs),
+    /// Gather the co-signatures a revocation or demotion needs: propose it,
+    /// have trusted members co-sign it, submit it once the quorum is reached.
+    #[command(subcommand)]
+    Proposal(ProposalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProposalCommand {
+    /// Propose to revoke a member (its key is refused everywhere after);
+    /// prints the proposal, co-signed by this node when it may.
+    Revoke(ProposalRevokeArgs),
+    /// Propose to lower a member's level.
+    Demote(ProposalDemoteArgs),
+    /// Add this node's co-signature to a proposal; prints it again, with
+    /// how many signatures are still missing.
+    Cosign(ProposalTextArgs),
+    /// Write the change once its quorum is reached (refused, with what is
+    /// missing, before); needs a trusted member's or an anchor's node.
+    Submit(ProposalTextArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProposalRevokeArgs {
+    /// The member's full node id (ed25519:…).
+    pub node: String,
+    #[arg(long, value_parser = ["compromised", "inactive", "policy_violation", "other"], default_value = "other")]
+    pub reason: String,
+    /// Print the proposal and its standing as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ProposalDemoteArgs {
+    /// The member's full node id (ed25519:…).
+    pub node: String,
+    /// The new, lower level.
+    #[arg(long, value_parser = ["member", "trusted"])]
+    pub to: String,
+    /// Print the proposal and its standing as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ProposalTextArgs {
+    /// The proposal: its text (hearthnet-proposal://v1/…), a file holding
+    /// it, its QR code PNG, or `-` to read it from standard input.
+    #[arg(value_name = "TEXT_OR_PATH")]
+    pub proposal: String,
+    /// Print the answer as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

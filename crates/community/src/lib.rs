@@ -1,8 +1,15 @@
 //! The `community.*` capabilities (Contract §4.17–§4.18) a node serves:
-//! [`Invites`] (`community.invite@1.0`) and [`Revocations`]
-//! (`community.revoke@1.0`). Both write events this node authors, so only
-//! the node's own key may call them; the event log decides whether the
-//! author may write them.
+//! [`Invites`] (`community.invite@1.0`) and [`MembershipChanges`]
+//! (`community.revoke@1.0`, our `community.demote@1.0`, and the
+//! `community.proposal.*` flow that gathers their co-signatures, with its
+//! text form in [`proposal`]). Each writes an event, or gives a signature,
+//! of this node's, so only the node's own key may call them; the event log
+//! decides whether the author may write them.
+
+pub mod changes;
+pub mod proposal;
+
+pub use changes::MembershipChanges;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,7 +40,7 @@ const DEFAULT_TTL_SECONDS: i64 = 24 * 3600;
 
 /// A `community.*` capability of this node's own key: it writes an event
 /// this node authors.
-fn own_event(name: &str, input: Value) -> CapabilityDescriptor {
+pub(crate) fn own_event(name: &str, input: Value) -> CapabilityDescriptor {
     CapabilityDescriptor {
         stability: Stability::Stable,
         trust: Trust::SelfOnly,
@@ -136,80 +143,8 @@ impl Invites {
     }
 }
 
-/// `community.revoke@1.0`: record a `community.member.revoked` event
-/// authored by this node, carrying the co-signatures of at least
-/// `min_signatures_to_revoke` distinct trusted members over
-/// `{client_id, target_node_id, reason, target_last_event_id?}`; the log
-/// checks them. `target_last_event_id`, the target's last event the
-/// co-signers knew, makes the revocation refuse everything else the target
-/// signs, backdated or not (SECURITY.md). Only the node's own key may call
-/// it, for the same reason as invites.
-pub struct Revocations {
-    pub log: EventLog,
-    pub key: DeviceKey,
-}
-
-impl Service for Revocations {
-    fn name(&self) -> &'static str {
-        "community"
-    }
-
-    fn capabilities(self: Arc<Self>) -> Vec<Capability> {
-        let descriptor = own_event(
-            "community.revoke",
-            json!({"type": "object", "required": ["client_id", "target_node_id", "reason", "co_signers"], "properties": {
-                "client_id": {"type": "string"},
-                "target_node_id": {"type": "string"},
-                "reason": {"enum": ["compromised", "inactive", "policy_violation", "other"]},
-                "target_last_event_id": {"type": "string", "maxLength": 64},
-                "co_signers": {"type": "array", "items": {"type": "object", "required": ["node_id", "signature"]}}
-            }}),
-        );
-        vec![Capability::new(descriptor, &self, Self::revoke)]
-    }
-}
-
-impl Revocations {
-    async fn revoke(self: Arc<Self>, call: Call) -> Result<Value, CallError> {
-        let input = &call.input;
-        let field = |k: &str| {
-            input[k]
-                .as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| CallError::bad_request(format!("input.{k} (a string) is required")))
-        };
-        let (client_id, target, reason) = (
-            field("client_id")?,
-            field("target_node_id")?,
-            field("reason")?,
-        );
-        if !matches!(
-            reason.as_str(),
-            "compromised" | "inactive" | "policy_violation" | "other"
-        ) {
-            return Err(CallError::bad_request(
-                "reason is compromised, inactive, policy_violation or other",
-            ));
-        }
-        let co_signers = input["co_signers"].clone();
-        if !co_signers.is_array() {
-            return Err(CallError::bad_request("input.co_signers must be an array"));
-        }
-        let mut data = json!({"client_id": client_id, "target_node_id": target, "reason": reason, "co_signers": co_signers});
-        if let Some(last) = input["target_last_event_id"].as_str() {
-            data["target_last_event_id"] = json!(last);
-        }
-        let event = self
-            .log
-            .append_local("community.member.revoked", data, &self.key)
-            .await
-            .map_err(refused)?;
-        Ok(json!({"output": {"event_id": event.event_id, "lamport": event.lamport}, "meta": {}}))
-    }
-}
-
 /// The caller hears why the log refused its event, by the log's own
 /// mapping of reasons to contract codes.
-fn refused(e: hearthnet_events::EventLogError) -> CallError {
+pub(crate) fn refused(e: hearthnet_events::EventLogError) -> CallError {
     CallError::new(e.error_code(), e.to_string())
 }

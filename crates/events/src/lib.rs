@@ -26,7 +26,7 @@ pub use log::{
     read_stored,
 };
 pub use reject::{Reject, RejectCode};
-pub use view::{CommunityView, Position, cosigned_payload};
+pub use view::{CommunityView, Position, Tally, cosigned_payload};
 
 /// A materialised view: state built by folding events in replay order
 /// (§7.4). The community view is one; each service keeps its own.

@@ -468,6 +468,15 @@ impl EventLog {
         self.run(move |core| core.judged_out(after, limit)).await?
     }
 
+    /// The id of the last event of `author` that counts (by Lamport, then
+    /// id): what a revocation names as `target_last_event_id`.
+    pub async fn last_event_of(
+        &self,
+        author: hearthnet_base::NodeId,
+    ) -> Result<Option<String>, EventLogError> {
+        self.run(move |core| core.last_event_of(&author)).await?
+    }
+
     /// Stored events by id, in replay order (unknown ids are skipped).
     pub async fn by_ids(&self, ids: Vec<String>) -> Result<Vec<StoredEvent>, EventLogError> {
         self.run(move |core| core.by_ids(&ids)).await?
@@ -1818,6 +1827,71 @@ mod tests {
             .collect();
         data["co_signers"] = json!(signers);
         data
+    }
+
+    #[test]
+    fn a_tally_says_how_many_co_signatures_are_missing_and_who_may_give_them() {
+        use hearthnet_base::NodeId;
+        use std::collections::BTreeSet;
+        let w = World::new();
+        let log = w.open("a");
+        let (t1, t2, m, bad) = (
+            DeviceKey::generate(),
+            DeviceKey::generate(),
+            DeviceKey::generate(),
+            DeviceKey::generate(),
+        );
+        w.admit(&log, &t1, "trusted", 1);
+        w.admit(&log, &t2, "trusted", 3);
+        w.admit(&log, &m, "member", 5);
+        w.admit(&log, &bad, "member", 7);
+        let kind = "community.member.revoked";
+        let intent = json!({"client_id": "t1", "target_node_id": bad.node_id(), "reason": "other"});
+        let payload = crate::cosigned_payload(kind, &intent);
+        let forged =
+            json!({"node_id": t2.node_id(), "signature": t1.sign_canonical(&payload).unwrap()});
+        let mut data = cosigned(kind, intent.clone(), &[&t1, &m, &bad, &t1]);
+        data["co_signers"].as_array_mut().unwrap().push(forged);
+        let view = log.view();
+        let tally = view.tally(kind, &data).unwrap();
+        assert_eq!((tally.needed, tally.missing()), (3, 2));
+        assert_eq!(tally.counted, BTreeSet::from([t1.node_id()]));
+        let why: Vec<&str> = tally.not_counted.iter().map(|(_, w)| w.as_str()).collect();
+        assert_eq!(
+            why,
+            [
+                "is member, and co-signers must be trusted or above",
+                "the target cannot co-sign",
+                "signed twice",
+                "the signature does not verify"
+            ]
+        );
+        let may: BTreeSet<NodeId> = tally.may_still_sign(&view).collect();
+        assert_eq!(may, BTreeSet::from([w.founder.node_id(), t2.node_id()]));
+        // The log judges the same way: below the quorum it refuses.
+        let short = w.event(&t1, 10, kind, data);
+        assert_eq!(
+            codes(&log.append_received_blocking(vec![short]).unwrap()),
+            [RejectCode::Unauthorized]
+        );
+        let full = cosigned(kind, intent.clone(), &[&t1, &t2, &w.founder]);
+        assert!(view.tally(kind, &full).unwrap().is_met());
+        let event = w.event(&t1, 11, kind, full.clone());
+        assert_eq!(
+            log.append_received_blocking(vec![event]).unwrap().accepted,
+            1
+        );
+        // Once it counts, the target is gone and the signatures are spent.
+        assert!(log.view().tally(kind, &full).is_err());
+        // A change that cannot be is refused outright.
+        let raise =
+            json!({"client_id": "t2", "target_node_id": t1.node_id(), "new_level": "anchor"});
+        assert!(
+            log.view()
+                .tally("community.member.demoted", &raise)
+                .is_err()
+        );
+        assert!(log.view().tally("market.post.created", &raise).is_err());
     }
 
     fn codes(report: &AppendReport) -> Vec<RejectCode> {

@@ -204,6 +204,72 @@ struct Quorum {
     signer_level: TrustLevel,
 }
 
+/// How a co-signed change (promotion, demotion, revocation) stands
+/// against its quorum at one point of history: what [`CommunityView`]
+/// judges when the event arrives, told before it is written, so those
+/// gathering signatures know how many are still missing and who may give
+/// them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tally {
+    pub target: NodeId,
+    /// Co-signatures the change needs.
+    pub needed: u64,
+    /// The lowest level a co-signer may have.
+    pub signer_level: TrustLevel,
+    /// Co-signers whose signatures count.
+    pub counted: BTreeSet<NodeId>,
+    /// Co-signatures that do not count, each with the reason in words
+    /// (the signer as written, since it may not be a node id).
+    pub not_counted: Vec<(String, String)>,
+    /// A member other than the root who is, or sponsored, every counted
+    /// co-signer: with a quorum of two or more the change does not count
+    /// until a co-signer outside its lineage signs.
+    pub common_sponsor: Option<NodeId>,
+    /// These co-signatures were already used by a change that counts.
+    pub already_used: bool,
+}
+
+impl Tally {
+    /// Co-signatures still missing: an independent one when the counted
+    /// ones all come from one member's lineage.
+    pub fn missing(&self) -> u64 {
+        if self.blocked_by_sponsor().is_some() {
+            1
+        } else {
+            self.needed.saturating_sub(self.counted.len() as u64)
+        }
+    }
+
+    /// The member whose lineage every counted co-signer is in, when that
+    /// alone keeps a change with enough co-signatures from counting.
+    pub fn blocked_by_sponsor(&self) -> Option<NodeId> {
+        self.common_sponsor
+            .filter(|_| self.needed >= 2 && self.counted.len() as u64 >= self.needed)
+    }
+
+    /// Whether the co-signatures would let the change count (the author's
+    /// own level is judged apart).
+    pub fn is_met(&self) -> bool {
+        self.missing() == 0 && !self.already_used
+    }
+
+    /// Who may still co-sign: members at the signer level, not the
+    /// target, not yet counted.
+    pub fn may_still_sign<'a>(
+        &'a self,
+        view: &'a CommunityView,
+    ) -> impl Iterator<Item = NodeId> + 'a {
+        view.members
+            .keys()
+            .filter(move |m| {
+                **m != self.target
+                    && !self.counted.contains(m)
+                    && view.level_of(m) >= self.signer_level
+            })
+            .copied()
+    }
+}
+
 impl CommunityView {
     pub fn new(community_id: CommunityId) -> Self {
         Self {
@@ -417,8 +483,8 @@ impl CommunityView {
     }
 
     /// The target of a membership change: a member, not revoked.
-    fn target(&self, e: &Event) -> Result<(NodeId, &MemberState), Reject> {
-        let target = e.data["target_node_id"]
+    fn target(&self, data: &Value) -> Result<(NodeId, &MemberState), Reject> {
+        let target = data["target_node_id"]
             .as_str()
             .and_then(|s| NodeId::parse(s).ok())
             .ok_or_else(|| unauthorized("data.target_node_id is not a node id"))?;
@@ -438,24 +504,7 @@ impl CommunityView {
         if level < TrustLevel::Anchor {
             return Err(unauthorized("only anchors promote"));
         }
-        let (target, state) = self.target(e)?;
-        let new = parse_level(&e.data["new_level"])
-            .ok_or_else(|| unauthorized("data.new_level is not a level"))?;
-        if new <= state.level {
-            return Err(unauthorized(format!(
-                "a promotion raises the level; {} is already {}",
-                target.short(),
-                state.level
-            )));
-        }
-        self.check_quorum(
-            e,
-            &Quorum {
-                target,
-                needed: self.policy_u64("min_signatures_to_promote", DEFAULT_PROMOTE_QUORUM),
-                signer_level: TrustLevel::Anchor,
-            },
-        )
+        self.check_quorum(e)
     }
 
     /// Demotion lowers the target's level, never below member (that is
@@ -465,35 +514,63 @@ impl CommunityView {
         if level < TrustLevel::Trusted {
             return Err(unauthorized("only trusted members demote"));
         }
-        let (target, state) = self.target(e)?;
-        let new = parse_level(&e.data["new_level"])
-            .ok_or_else(|| unauthorized("data.new_level is not a level"))?;
-        if new >= state.level {
-            return Err(unauthorized(format!(
-                "a demotion lowers the level; {} is {}",
-                target.short(),
-                state.level
-            )));
-        }
-        let quorum = self.removal_quorum(
-            target,
-            state.level,
-            self.policy_u64("min_signatures_to_demote", DEFAULT_DEMOTE_QUORUM),
-        );
-        self.check_quorum(e, &quorum)
+        self.check_quorum(e)
     }
 
     fn authorize_revocation(&self, e: &Event, level: TrustLevel) -> Result<(), Reject> {
         if level < TrustLevel::Trusted {
             return Err(unauthorized("only trusted members revoke"));
         }
-        let (target, state) = self.target(e)?;
-        let quorum = self.removal_quorum(
-            target,
-            state.level,
-            self.policy_u64("min_signatures_to_revoke", DEFAULT_REVOKE_QUORUM),
-        );
-        self.check_quorum(e, &quorum)
+        self.check_quorum(e)
+    }
+
+    /// What a co-signed change of `event_type` with `data` asks: its
+    /// target must be a member, not revoked, whose level the change
+    /// really raises (promotion) or lowers (demotion).
+    fn quorum(&self, event_type: &str, data: &Value) -> Result<Quorum, Reject> {
+        let (target, state) = self.target(data)?;
+        let new_level = || {
+            parse_level(&data["new_level"])
+                .ok_or_else(|| unauthorized("data.new_level is not a level"))
+        };
+        match event_type {
+            "community.member.promoted" => {
+                let new = new_level()?;
+                if new <= state.level {
+                    return Err(unauthorized(format!(
+                        "a promotion raises the level; {} is already {}",
+                        target.short(),
+                        state.level
+                    )));
+                }
+                Ok(Quorum {
+                    target,
+                    needed: self.policy_u64("min_signatures_to_promote", DEFAULT_PROMOTE_QUORUM),
+                    signer_level: TrustLevel::Anchor,
+                })
+            }
+            "community.member.demoted" => {
+                let new = new_level()?;
+                if new >= state.level {
+                    return Err(unauthorized(format!(
+                        "a demotion lowers the level; {} is {}",
+                        target.short(),
+                        state.level
+                    )));
+                }
+                Ok(self.removal_quorum(
+                    target,
+                    state.level,
+                    self.policy_u64("min_signatures_to_demote", DEFAULT_DEMOTE_QUORUM),
+                ))
+            }
+            "community.member.revoked" => Ok(self.removal_quorum(
+                target,
+                state.level,
+                self.policy_u64("min_signatures_to_revoke", DEFAULT_REVOKE_QUORUM),
+            )),
+            other => Err(unauthorized(format!("{other} is not a co-signed change"))),
+        }
     }
 
     /// Who may lower `target`: members at least trusted and at least at
@@ -511,12 +588,14 @@ impl CommunityView {
         }
     }
 
-    /// The co-signatures of `e` (over [`cosigned_payload`]) from distinct
-    /// members other than the target, at the required level at this
-    /// position, reach the quorum, were not used by an earlier change, and
-    /// no single member other than the root sponsored all of them.
-    fn check_quorum(&self, e: &Event, quorum: &Quorum) -> Result<(), Reject> {
-        if !e.data["client_id"]
+    /// How the co-signatures in `data.co_signers` (over
+    /// [`cosigned_payload`]) stand against the quorum of the change at
+    /// this point of history; an error when the change itself cannot be
+    /// (no such target, a level it does not raise or lower, no
+    /// `client_id`). Judges exactly as the log will, but not the author.
+    pub fn tally(&self, event_type: &str, data: &Value) -> Result<Tally, Reject> {
+        let quorum = self.quorum(event_type, data)?;
+        if !data["client_id"]
             .as_str()
             .is_some_and(|c| !c.is_empty() && c.len() <= 128)
         {
@@ -524,38 +603,64 @@ impl CommunityView {
                 "data.client_id, a nonce the co-signers sign, is required (1 to 128 characters)",
             ));
         }
-        let payload = cosigned_payload(&e.event_type, &e.data);
-        if self.cosigned.contains(&payload_digest(&payload)) {
+        let payload = cosigned_payload(event_type, data);
+        let mut counted = BTreeSet::new();
+        let mut not_counted = Vec::new();
+        for c in data["co_signers"].as_array().into_iter().flatten() {
+            let named = c["node_id"].as_str().unwrap_or_default();
+            let why = match (NodeId::parse(named), c["signature"].as_str()) {
+                (Err(_), _) => Some("not a node id".to_owned()),
+                (_, None) => Some("no signature".to_owned()),
+                (Ok(id), _) if id == quorum.target => Some("the target cannot co-sign".to_owned()),
+                (Ok(id), _) if counted.contains(&id) => Some("signed twice".to_owned()),
+                (Ok(id), _) if self.level_of(&id) < quorum.signer_level => Some(format!(
+                    "is {}, and co-signers must be {} or above",
+                    self.level_of(&id),
+                    quorum.signer_level
+                )),
+                (Ok(id), Some(sig)) => match verify_canonical(&payload, sig, &id) {
+                    Ok(()) => {
+                        counted.insert(id);
+                        None
+                    }
+                    Err(_) => Some("the signature does not verify".to_owned()),
+                },
+            };
+            if let Some(why) = why {
+                not_counted.push((named.chars().take(64).collect(), why));
+            }
+        }
+        Ok(Tally {
+            common_sponsor: self.common_sponsor(&counted),
+            already_used: self.cosigned.contains(&payload_digest(&payload)),
+            target: quorum.target,
+            needed: quorum.needed,
+            signer_level: quorum.signer_level,
+            counted,
+            not_counted,
+        })
+    }
+
+    /// The co-signatures of `e` come from distinct members other than the
+    /// target, at the required level at this position, reach the quorum,
+    /// were not used by an earlier change, and no single member other than
+    /// the root sponsored all of them.
+    fn check_quorum(&self, e: &Event) -> Result<(), Reject> {
+        let tally = self.tally(&e.event_type, &e.data)?;
+        if tally.already_used {
             return Err(unauthorized(
                 "these co-signatures were already used by an earlier change",
             ));
         }
-        let mut signers = BTreeSet::new();
-        for c in e.data["co_signers"].as_array().into_iter().flatten() {
-            let (Some(id), Some(sig)) = (
-                c["node_id"].as_str().and_then(|s| NodeId::parse(s).ok()),
-                c["signature"].as_str(),
-            ) else {
-                continue;
-            };
-            if id == quorum.target || self.level_of(&id) < quorum.signer_level {
-                continue;
-            }
-            if verify_canonical(&payload, sig, &id).is_ok() {
-                signers.insert(id);
-            }
-        }
-        if (signers.len() as u64) < quorum.needed {
+        if (tally.counted.len() as u64) < tally.needed {
             return Err(unauthorized(format!(
                 "needs {} distinct co-signers at level {} or above (not the target), has {}",
-                quorum.needed,
-                quorum.signer_level,
-                signers.len()
+                tally.needed,
+                tally.signer_level,
+                tally.counted.len()
             )));
         }
-        if quorum.needed >= 2
-            && let Some(sponsor) = self.common_sponsor(&signers)
-        {
+        if let Some(sponsor) = tally.blocked_by_sponsor() {
             return Err(unauthorized(format!(
                 "every co-signer is {} or was brought in by it; a quorum needs independent members",
                 sponsor.short()

@@ -367,7 +367,7 @@ fn register_services(
     }
     register(
         bus,
-        Arc::new(hearthnet_community::Revocations {
+        Arc::new(hearthnet_community::MembershipChanges {
             log: log.clone(),
             key: key.clone(),
         }),

@@ -16,8 +16,9 @@ pub use card::IdentityCard;
 pub use invite::{Invite, InviteRequest, OnboardingError};
 pub use qr::Qr;
 
-/// Decode the base64url-without-padding payload of a `scheme://v1/` link.
-fn decode_link(text: &str, scheme: &str) -> Option<serde_json::Value> {
+/// Decode the base64url-without-padding payload of a `scheme://v1/` link
+/// (invites, identity cards, and the community's change proposals).
+pub fn decode_link(text: &str, scheme: &str) -> Option<serde_json::Value> {
     let body = text.trim().strip_prefix(scheme)?.strip_prefix("://v1/")?;
     let bytes = data_encoding::BASE64URL_NOPAD
         .decode(body.as_bytes())
@@ -27,7 +28,7 @@ fn decode_link(text: &str, scheme: &str) -> Option<serde_json::Value> {
 
 /// Encode a document as a `scheme://v1/` link over its canonical JSON, which
 /// is also the most compact JSON form (shortest QR code).
-fn encode_link(value: &serde_json::Value, scheme: &str) -> String {
+pub fn encode_link(value: &serde_json::Value, scheme: &str) -> String {
     let bytes = hearthnet_base::to_canonical_bytes(value)
         .unwrap_or_else(|_| value.to_string().into_bytes());
     format!(

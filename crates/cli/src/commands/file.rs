@@ -148,7 +148,7 @@ pub(super) fn decoded<T: DeserializeOwned>(
     hearthnet_wire::from_value(document, value).map_err(|e| CliError::from_client(e.into()))
 }
 
-fn json_call<T: DeserializeOwned>(
+pub(super) fn json_call<T: DeserializeOwned>(
     client: &LocalClient,
     capability: &str,
     document: &'static str,

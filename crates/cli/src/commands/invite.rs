@@ -77,23 +77,37 @@ pub fn create(config: Option<&Path>, env: &Env, args: InviteCreateArgs) -> CliRe
 /// The invite text from an argument: the text itself, a file with it, or
 /// a PNG of its QR code.
 fn invite_text(arg: &str) -> Result<String, CliError> {
-    if arg.trim().starts_with("hearthnet://") {
+    link_text(arg, "hearthnet://", "an invite (hearthnet://v1/…)")
+}
+
+/// Files this large hold no invite or proposal, nor a PNG of its QR code.
+const MAX_LINK_FILE_BYTES: u64 = 8 << 20;
+
+/// A link (`scheme://v1/…`, e.g. an invite or a proposal) from an
+/// argument: the text itself, `-` for standard input, a file holding it,
+/// or a PNG of its QR code; `what` names it in errors.
+pub(super) fn link_text(arg: &str, scheme: &str, what: &str) -> Result<String, CliError> {
+    use std::io::Read;
+    if arg.trim().starts_with(scheme) {
         return Ok(arg.trim().to_owned());
     }
-    let path = Path::new(arg);
-    let bytes = std::fs::read(path).map_err(|e| {
+    let mut bytes = Vec::new();
+    let read = if arg == "-" {
+        std::io::stdin()
+            .take(MAX_LINK_FILE_BYTES)
+            .read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(arg).and_then(|f| f.take(MAX_LINK_FILE_BYTES).read_to_end(&mut bytes))
+    };
+    read.map_err(|e| {
         CliError::new(
             ExitStatus::Usage,
-            anyhow!("`{arg}` is neither an invite (hearthnet://v1/…) nor a readable file: {e}"),
+            anyhow!("`{arg}` is neither {what} nor a readable file: {e}"),
         )
     })?;
     if bytes.starts_with(b"\x89PNG") {
-        return decode_qr(&bytes).ok_or_else(|| {
-            CliError::new(
-                ExitStatus::Usage,
-                anyhow!("no QR code found in {}", path.display()),
-            )
-        });
+        return decode_qr(&bytes)
+            .ok_or_else(|| CliError::new(ExitStatus::Usage, anyhow!("no QR code found in {arg}")));
     }
     Ok(String::from_utf8_lossy(&bytes).trim().to_owned())
 }

@@ -18,6 +18,7 @@ mod leave;
 mod log;
 mod market;
 mod node_client;
+mod proposal;
 mod rag;
 mod run;
 mod status;
@@ -27,8 +28,8 @@ mod ui;
 mod version;
 
 use crate::cli::{
-    ChatCommand, Cli, Command, FileCommand, InviteCommand, MarketCommand, RagCommand, TraceCommand,
-    UiCommand,
+    ChatCommand, Cli, Command, FileCommand, InviteCommand, MarketCommand, ProposalCommand,
+    RagCommand, TraceCommand, UiCommand,
 };
 use crate::exit::CliResult;
 
@@ -84,5 +85,14 @@ pub fn dispatch(cli: Cli) -> CliResult {
         Command::Export(args) => export::run(cli.config.as_deref(), &env, args),
         Command::Leave(args) => leave::run(cli.config.as_deref(), &env, args),
         Command::Erase(args) => erase::run(cli.config.as_deref(), &env, args),
+        Command::Proposal(command) => {
+            let config = cli.config.as_deref();
+            match command {
+                ProposalCommand::Revoke(args) => proposal::revoke(config, &env, args),
+                ProposalCommand::Demote(args) => proposal::demote(config, &env, args),
+                ProposalCommand::Cosign(args) => proposal::cosign(config, &env, args),
+                ProposalCommand::Submit(args) => proposal::submit(config, &env, args),
+            }
+        }
     }
 }

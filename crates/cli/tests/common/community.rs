@@ -46,9 +46,14 @@ pub const FAST_SYNC: (&str, &str) = ("HEARTHNET_EVENTS_SYNC_INTERVAL_SECONDS", "
 /// A device named `name` that joined `founder`'s community by invite (the
 /// founder runs; the device does not yet).
 pub fn member(founder: &Sandbox, name: &str) -> Sandbox {
+    member_at(founder, name, "member")
+}
+
+/// [`member`], invited at `level`.
+pub fn member_at(founder: &Sandbox, name: &str, level: &str) -> Sandbox {
     let sb = Sandbox::new();
     let card = sb.identity_card(name);
-    let (text, _) = super::invite(founder, &card, &[]);
+    let (text, _) = super::invite(founder, &card, &["--level", level]);
     let joined = sb.run(&["invite", "redeem", &text], None);
     assert_eq!(joined.code, 0, "{joined:?}");
     sb
@@ -59,6 +64,15 @@ pub fn member(founder: &Sandbox, name: &str) -> Sandbox {
 /// node `i` (0 the founder) also gets the settings `extra(i)`.
 pub fn chain(
     members: usize,
+    extra: impl Fn(usize) -> Vec<(&'static str, String)>,
+) -> (Vec<Sandbox>, Vec<super::RunningNode>) {
+    chain_at(&vec!["member"; members], extra)
+}
+
+/// As [`chain`], with one member invited at each of `levels` (`member`
+/// or `trusted`).
+pub fn chain_at(
+    levels: &[&str],
     extra: impl Fn(usize) -> Vec<(&'static str, String)>,
 ) -> (Vec<Sandbox>, Vec<super::RunningNode>) {
     let start = |sb: &Sandbox, i: usize, peers: Option<&str>| {
@@ -74,8 +88,8 @@ pub fn chain(
     founder.init_non_interactive("founder");
     let mut running = vec![start(&founder, 0, None)];
     let mut all = vec![founder];
-    for i in 0..members {
-        let sb = member(&all[0], &format!("member{i}"));
+    for (i, level) in levels.iter().enumerate() {
+        let sb = member_at(&all[0], &format!("member{i}"), level);
         all.push(sb);
     }
     let mut peers = vec![all[0].peer_addr()];
