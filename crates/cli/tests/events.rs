@@ -134,6 +134,12 @@ fn market_post(community: CommunityId, key: &DeviceKey, lamport: u64, title: &st
         .to_value()
 }
 
+/// The author of filler post `i`: a hundred posts per member after the
+/// founder, within the live-post cap (rules revision 6).
+fn poster(members: &[Member], i: u64) -> DeviceKey {
+    members[1 + (i / 100) as usize].key.clone()
+}
+
 /// `events` pushed by `key` to the node at `addr` over TLS: the answer's
 /// body, or the error.
 fn push_events(
@@ -431,13 +437,13 @@ fn a_second_envelope_under_a_stored_event_id_is_refused_over_the_wire() {
 
 #[test]
 fn a_push_carries_at_most_a_thousand_events() {
-    let (community, members) = found_community(1, "member");
+    let (community, members) = found_community(11, "member");
     let (a, b) = (&members[0], &members[1]);
     let node = a.sb.start_node(&[]);
     let addr = peer_addr(&a.sb);
     let before = event_ids(&a.sb, community);
     let events: Vec<Value> = (0..1_001)
-        .map(|i| market_post(community, &b.key, 10 + i, &format!("p{i}")))
+        .map(|i| market_post(community, &poster(&members, i), 10 + i, &format!("p{i}")))
         .collect();
     match push_events(&addr, &b.key, community, events.clone()) {
         Err(hearthnet_transport::peer_client::PeerError::Refused { status, body, .. }) => {
@@ -579,12 +585,12 @@ fn pubsub_long_poll_delivers_new_events() {
 
 #[test]
 fn a_subscriber_far_behind_gets_bounded_replies_and_in_the_end_everything() {
-    let (community, members) = found_community(1, "member");
+    let (community, members) = found_community(10, "member");
     let (a, b) = (&members[0], &members[1]);
     let node = a.sb.start_node(&[]);
     let addr = peer_addr(&a.sb);
     let posts: Vec<Value> = (0..1_000)
-        .map(|i| market_post(community, &b.key, 10 + i, &format!("p{i}")))
+        .map(|i| market_post(community, &poster(&members, i), 10 + i, &format!("p{i}")))
         .collect();
     let pushed = push_events(&addr, &b.key, community, posts).unwrap();
     assert_eq!(pushed["accepted"], 1_000, "{pushed}");
