@@ -284,6 +284,27 @@ pub fn line_starting(text: &str, prefix: &str) -> String {
 
 /// A `hearthnet run` process in a sandbox, stopped (SIGTERM, then SIGKILL)
 /// when dropped.
+/// Read `pipe` to its end on a thread, keeping its last 64 KiB: a node
+/// whose stderr nobody read would stall once it logged a pipe's worth
+/// (its writer blocks), so every node's stderr is drained.
+fn drain_keeping_the_tail(mut pipe: std::process::ChildStderr) -> std::thread::JoinHandle<Vec<u8>> {
+    const KEEP: usize = 64 * 1024;
+    std::thread::spawn(move || {
+        let mut tail = Vec::new();
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = std::io::Read::read(&mut pipe, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            tail.extend_from_slice(&buf[..n]);
+            if tail.len() > KEEP {
+                tail.drain(..tail.len() - KEEP);
+            }
+        }
+        tail
+    })
+}
+
 pub struct RunningNode {
     pub child: Option<Child>,
     pub api: std::net::SocketAddr,
@@ -355,7 +376,7 @@ impl Sandbox {
     fn start_node_from(&self, mut cmd: Command, extra_env: &[(&str, &str)]) -> RunningNode {
         let runtime_file = self.data_dir().join("run/node.json");
         let _ = std::fs::remove_file(&runtime_file);
-        let child = cmd
+        let mut child = cmd
             .env("HEARTHNET_TRANSPORT_API_PORT", "0")
             .env("HEARTHNET_TRANSPORT_PEER_PORT", "0")
             .env("HEARTHNET_TRANSPORT_PEER_HOST", "127.0.0.1")
@@ -371,6 +392,7 @@ impl Sandbox {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn hearthnet run");
+        let stderr = drain_keeping_the_tail(child.stderr.take().expect("piped stderr"));
         let mut node = RunningNode {
             child: Some(child),
             api: "127.0.0.1:1".parse().unwrap(),
@@ -384,9 +406,11 @@ impl Sandbox {
             if let Some(child) = node.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                let mut err = String::new();
-                let _ = std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err);
-                panic!("node exited early with {status}: {err}");
+                let tail = stderr.join().unwrap_or_default();
+                panic!(
+                    "node exited early with {status}: {}",
+                    String::from_utf8_lossy(&tail)
+                );
             }
             if self.netns.is_some() {
                 // The API listens on the namespace's loopback: ask from there.
