@@ -267,17 +267,12 @@ impl ChatService {
             let mut fresh = Conversations::new(self.key.node_id());
             fresh.replace(&[], &[], out.newest);
             *self.conversations.lock() = fresh;
-        } else if let Some((newest, _)) = out.ids.last() {
-            let gone: Vec<String> = out.ids.iter().map(|(_, id)| id.clone()).collect();
-            let current: Vec<Event> = self
-                .log
-                .by_ids(gone.clone())
-                .await?
-                .into_iter()
-                .map(|s| s.event)
+        } else if let Some(newest) = out.last_number() {
+            let gone = out.gone();
+            let current: Vec<Event> = (out.current.into_iter())
                 .filter(|e| Conversations::wants(&e.event_type))
                 .collect();
-            self.conversations.lock().replace(&gone, &current, *newest);
+            self.conversations.lock().replace(&gone, &current, newest);
         }
         loop {
             let after = self.conversations.lock().seq();

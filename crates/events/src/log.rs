@@ -102,11 +102,26 @@ pub struct StoredEvent {
 pub struct JudgedOut {
     /// `(number, event id)`, oldest first.
     pub ids: Vec<(i64, String)>,
+    /// What the log counts under those ids now (another envelope that
+    /// displaced the first), in replay order: a fold takes these in.
+    pub current: Vec<Event>,
     /// Some after the cursor were already forgotten: rebuild the fold,
     /// then read on from `newest`.
     pub missed: bool,
     /// The number of the newest id published (0 when none was).
     pub newest: i64,
+}
+
+impl JudgedOut {
+    /// The ids that no longer count.
+    pub fn gone(&self) -> Vec<String> {
+        self.ids.iter().map(|(_, id)| id.clone()).collect()
+    }
+
+    /// The number to read on from next time, if any id was read.
+    pub fn last_number(&self) -> Option<i64> {
+        self.ids.last().map(|(n, _)| *n)
+    }
 }
 
 /// A query over the log.
@@ -465,7 +480,13 @@ impl EventLog {
     /// took them in drops them, and takes in what [`EventLog::by_ids`]
     /// still finds under the id.
     pub async fn judged_out(&self, after: i64, limit: usize) -> Result<JudgedOut, EventLogError> {
-        self.run(move |core| core.judged_out(after, limit)).await?
+        self.run(move |core| {
+            let mut out = core.judged_out(after, limit)?;
+            let ids: Vec<String> = out.ids.iter().map(|(_, id)| id.clone()).collect();
+            out.current = core.by_ids(&ids)?.into_iter().map(|s| s.event).collect();
+            Ok(out)
+        })
+        .await?
     }
 
     /// The id of the last event of `author` that counts (by Lamport, then
@@ -1225,6 +1246,7 @@ impl Core {
         let ids = rows.map(|r| self.db(r)).collect::<Result<_, _>>()?;
         Ok(JudgedOut {
             ids,
+            current: Vec::new(),
             missed: oldest.is_some_and(|oldest| after < oldest - 1),
             newest: newest.unwrap_or(0),
         })

@@ -613,17 +613,12 @@ impl MarketService {
             })
             .await?;
             seq = 0;
-        } else if let Some((newest, _)) = out.ids.last() {
-            let gone: Vec<String> = out.ids.iter().map(|(_, id)| id.clone()).collect();
-            let current: Vec<Event> = self
-                .log
-                .by_ids(gone.clone())
-                .await?
-                .into_iter()
-                .map(|s| s.event)
+        } else if let Some(newest) = out.last_number() {
+            let gone = out.gone();
+            let current: Vec<Event> = (out.current.into_iter())
                 .filter(|e| e.event_type.starts_with("market.post."))
                 .collect();
-            let (index, newest) = (self.index.clone(), *newest);
+            let index = self.index.clone();
             blocking(move || index.replace(&gone, &current, newest)).await?;
         }
         loop {
