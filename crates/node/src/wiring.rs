@@ -138,6 +138,7 @@ impl RunningNode {
             &syncer,
             files,
             emergency.status.clone(),
+            log.changes(),
             &tasks,
             &stop,
         );
@@ -505,6 +506,7 @@ fn serve(
     syncer: &Arc<sync::Syncer>,
     files: Option<Arc<hearthnet_files::FileService>>,
     emergency: Option<watch::Receiver<hearthnet_emergency::Status>>,
+    log_changes: watch::Receiver<i64>,
     tasks: &TaskTracker,
     stop: &CancellationToken,
 ) -> Option<hearthnet_ui::Ui> {
@@ -544,6 +546,7 @@ fn serve(
             bus: net.bus.clone(),
             view: view_for_ui,
             emergency,
+            log: Some(log_changes),
             addr,
             stop: stop.clone(),
         });

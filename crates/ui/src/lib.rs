@@ -23,6 +23,11 @@
 
 pub mod access;
 mod assets;
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "the pages that call services land next")
+)]
+mod calls;
 mod live;
 mod pages;
 pub mod text;
@@ -52,6 +57,9 @@ pub struct Parts {
     pub view: Arc<dyn NodeView>,
     /// The emergency detector's status, when it runs: the banner follows it.
     pub emergency: Option<watch::Receiver<hearthnet_emergency::Status>>,
+    /// The event log's change signal (`EventLog::changes`): posts,
+    /// messages and membership shown live follow it.
+    pub log: Option<watch::Receiver<i64>>,
     /// Where the UI's listener is bound.
     pub addr: SocketAddr,
     /// The node's stop: live streams end with it, so shutdown does not
@@ -70,6 +78,7 @@ pub(crate) struct UiState {
     pub bus: Arc<Bus>,
     pub view: Arc<dyn NodeView>,
     pub emergency: Option<watch::Receiver<hearthnet_emergency::Status>>,
+    pub log: Option<watch::Receiver<i64>>,
     pub access: Access,
     pub budget: Arc<BodyBudget>,
     pub stop: CancellationToken,
@@ -84,6 +93,7 @@ impl Ui {
                 bus: parts.bus,
                 view: parts.view,
                 emergency: parts.emergency,
+                log: parts.log,
                 access: Access::default(),
                 budget: BodyBudget::new(BODY_BUDGET_BYTES, 0),
                 stop: parts.stop,

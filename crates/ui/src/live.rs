@@ -1,8 +1,10 @@
-//! Live updates: `GET /events`, a stream of server-sent events that htmx's
-//! SSE extension swaps into the page. It sends the banner (`banner`) and
-//! the emergency details (`emergency`) at once and again whenever the
-//! emergency detector's status or the bus's offers change, so a page shows
-//! the node's state without reloading.
+//! Live updates: `GET /events?page=NAME`, a stream of server-sent events
+//! that htmx's SSE extension swaps into the page. It sends the banner
+//! (`banner`) and the fragments of the page that opened it
+//! ([`page_fragments`]) at once and again whenever something they show may
+//! have changed: the emergency detector's status, the bus's offers (a
+//! neighbour came or went), or the event log (a post, a message). Bursts
+//! are coalesced: one update per [`COALESCE`] at most.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,18 +16,32 @@ use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use axum::routing::get;
-use tokio::sync::broadcast;
+use hearthnet_transport::http::{ApiError, Query};
+use hearthnet_wire::local::Status;
+use serde::Deserialize;
+use tokio::sync::{broadcast, watch};
 
 use crate::UiState;
-use crate::pages::{self, Banner, BannerFragment, EmergencyFragment, EmergencyView};
+use crate::pages::{
+    self, Banner, BannerFragment, EmergencyFragment, EmergencyView, Neighbourhood,
+    NeighbourhoodFragment, Page,
+};
 use crate::text::TEXT;
 
 /// A comment sent when nothing changed for this long, so a connection
 /// whose browser has gone is noticed by a failing write.
 const KEEPALIVE: Duration = Duration::from_secs(25);
+/// After a change, wait this long for more before rendering: a sync that
+/// brings a thousand events costs one update, not a thousand.
+const COALESCE: Duration = Duration::from_millis(200);
 
 pub(crate) fn routes() -> Router<Arc<UiState>> {
     Router::new().route("/events", get(events))
+}
+
+#[derive(Deserialize)]
+struct Which {
+    page: Option<String>,
 }
 
 /// One SSE event: every line of `html` as a `data:` line (the browser
@@ -41,8 +57,36 @@ fn event(name: &str, html: &str) -> String {
     out
 }
 
-/// The fragments of the node's state now, as SSE events.
-async fn fragments(ui: &UiState) -> Option<String> {
+/// The fragments `page` shows live besides the banner, as `(SSE event
+/// name, HTML)`: each is swapped into the element of the page whose
+/// `sse-swap` names it.
+async fn page_fragments(
+    ui: &UiState,
+    page: Page,
+    status: &Status,
+) -> Result<Vec<(&'static str, String)>, askama::Error> {
+    Ok(match page {
+        Page::Home => vec![(
+            "home",
+            NeighbourhoodFragment {
+                t: &TEXT,
+                n: Neighbourhood::of(ui, status),
+            }
+            .render()?,
+        )],
+        Page::Emergency => vec![(
+            "emergency",
+            EmergencyFragment {
+                t: &TEXT,
+                e: EmergencyView::of(status, ui.bus.withdrawn_names()),
+            }
+            .render()?,
+        )],
+    })
+}
+
+/// The banner and `page`'s fragments now, as SSE events.
+async fn fragments(ui: &UiState, page: Option<Page>) -> Option<String> {
     let status = match pages::status(ui).await {
         Ok(s) => s,
         Err(e) => {
@@ -56,18 +100,25 @@ async fn fragments(ui: &UiState) -> Option<String> {
     }
     .render()
     .ok()?;
-    let emergency = EmergencyFragment {
-        t: &TEXT,
-        e: EmergencyView::of(&status, ui.bus.withdrawn_names()),
+    let mut out = event("banner", &banner);
+    if let Some(page) = page {
+        match page_fragments(ui, page, &status).await {
+            Ok(parts) => {
+                for (name, html) in parts {
+                    out.push_str(&event(name, &html));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, ?page, "no live update of the page"),
+        }
     }
-    .render()
-    .ok()?;
-    Some(event("banner", &banner) + &event("emergency", &emergency))
+    Some(out)
 }
 
 struct Follow {
     ui: Arc<UiState>,
-    emergency: Option<tokio::sync::watch::Receiver<hearthnet_emergency::Status>>,
+    page: Option<Page>,
+    emergency: Option<watch::Receiver<hearthnet_emergency::Status>>,
+    log: Option<watch::Receiver<i64>>,
     registry: broadcast::Receiver<hearthnet_bus::RegistryEvent>,
     first: bool,
 }
@@ -76,27 +127,52 @@ impl Follow {
     /// Wait until something shown may have changed; `false` once the node
     /// stops.
     async fn changed(&mut self) -> Option<bool> {
-        let emergency = async {
-            match self.emergency.as_mut() {
-                Some(rx) => rx.changed().await.is_ok(),
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
+        let changed = tokio::select! {
             () = self.ui.stop.cancelled() => None,
-            alive = emergency => alive.then_some(true),
+            alive = changed(self.emergency.as_mut()) => alive.then_some(true),
+            alive = changed(self.log.as_mut()) => alive.then_some(true),
             r = self.registry.recv() => match r {
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => Some(true),
                 Err(broadcast::error::RecvError::Closed) => None,
             },
             () = tokio::time::sleep(KEEPALIVE) => Some(false),
+        };
+        if changed == Some(true) {
+            tokio::select! {
+                () = self.ui.stop.cancelled() => return None,
+                () = tokio::time::sleep(COALESCE) => {}
+            }
+            // What changed meanwhile is in the update about to be rendered.
+            for rx in [self.log.as_mut()].into_iter().flatten() {
+                rx.borrow_and_update();
+            }
+            if let Some(rx) = self.emergency.as_mut() {
+                rx.borrow_and_update();
+            }
+            while self.registry.try_recv().is_ok() {}
         }
+        changed
     }
 }
 
-async fn events(State(ui): State<Arc<UiState>>) -> Response {
+/// Whether `rx` changed (false once its sender is gone); never, without
+/// one.
+async fn changed<T>(rx: Option<&mut watch::Receiver<T>>) -> bool {
+    match rx {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
+async fn events(State(ui): State<Arc<UiState>>, which: Result<Query<Which>, ApiError>) -> Response {
+    let page = which
+        .ok()
+        .and_then(|Query(w)| w.page)
+        .and_then(|name| Page::by_live_name(&name));
     let follow = Follow {
+        page,
         emergency: ui.emergency.clone(),
+        log: ui.log.clone(),
         registry: ui.bus.changes(),
         ui,
         first: true,
@@ -108,7 +184,7 @@ async fn events(State(ui): State<Arc<UiState>>) -> Response {
             f.changed().await?
         };
         let text = match update {
-            true => fragments(&f.ui).await.unwrap_or_default(),
+            true => fragments(&f.ui, f.page).await.unwrap_or_default(),
             false => String::new(),
         };
         // An empty update is a keepalive comment.

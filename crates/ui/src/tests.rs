@@ -46,11 +46,15 @@ impl NodeView for Fake {
 fn ui() -> Ui {
     let metrics = Arc::new(hearthnet_observability::metrics::Metrics::new());
     let id = hearthnet_wire::local::samples::node_id(1);
-    let bus = Arc::new(Bus::new(id, Default::default(), metrics));
+    ui_on(Arc::new(Bus::new(id, Default::default(), metrics)))
+}
+
+fn ui_on(bus: Arc<Bus>) -> Ui {
     Ui::new(Parts {
         bus,
         view: Arc::new(Fake),
         emergency: None,
+        log: None,
         addr: ([127, 0, 0, 1], PORT).into(),
         stop: CancellationToken::new(),
     })
@@ -308,4 +312,73 @@ async fn the_first_page_with_its_assets_is_small_and_has_no_inline_script() {
         }
     }
     assert!(total < 150 * 1024, "{total} bytes");
+}
+
+/// Answers who called it; own-only, as `chat.send` and `market.post` are.
+struct WhoAmI;
+
+impl hearthnet_bus::Service for WhoAmI {
+    fn name(&self) -> &'static str {
+        "whoami"
+    }
+
+    fn capabilities(self: Arc<Self>) -> Vec<hearthnet_bus::Capability> {
+        let descriptor = hearthnet_bus::CapabilityDescriptor {
+            trust: hearthnet_bus::Trust::SelfOnly,
+            ..hearthnet_bus::CapabilityDescriptor::new(
+                "experimental.local.whoami",
+                serde_json::json!({"type": "object"}),
+            )
+        };
+        vec![hearthnet_bus::Capability::new(
+            descriptor,
+            &self,
+            |_, call: hearthnet_bus::Call| async move {
+                match call.input["fail"].as_bool() {
+                    Some(true) => Err(hearthnet_bus::CallError::new(
+                        hearthnet_base::ErrorCode::CapacityExceeded,
+                        "all slots taken",
+                    )),
+                    _ => Ok(serde_json::json!({"caller": call.caller.full()})),
+                }
+            },
+        )]
+    }
+}
+
+#[tokio::test]
+async fn a_page_calls_a_service_as_the_node_itself_and_a_failure_reads_as_advice() {
+    let metrics = Arc::new(hearthnet_observability::metrics::Metrics::new());
+    let id = hearthnet_wire::local::samples::node_id(1);
+    let bus = Arc::new(Bus::new(id, Default::default(), metrics));
+    bus.register(Arc::new(WhoAmI)).unwrap();
+    let ui = ui_on(bus);
+    let state = &ui.state;
+
+    let answer = state
+        .call(
+            "experimental.local.whoami",
+            serde_json::json!({"params": {}, "input": {}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        answer["caller"],
+        id.full(),
+        "an own-only call is let through"
+    );
+
+    let failure = state
+        .call(
+            "experimental.local.whoami",
+            serde_json::json!({"params": {}, "input": {"fail": true}}),
+        )
+        .await
+        .unwrap_err();
+    let html = failure.fragment();
+    assert!(
+        html.contains(crate::text::TEXT.error_for(hearthnet_base::ErrorCode::CapacityExceeded)),
+        "{html}"
+    );
+    assert!(html.contains("all slots taken"), "{html}");
 }

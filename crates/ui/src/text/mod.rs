@@ -1,5 +1,9 @@
 //! Every English string the UI shows, in one table, so a translation is
-//! another value of [`Text`] and no template holds prose of its own.
+//! another value of [`Text`] and no template holds prose of its own. The
+//! words shared by every page are its fields; each page's own words are a
+//! table of their own in this module (a field such as `t.market`).
+
+use hearthnet_base::ErrorCode;
 
 /// The UI's words. Templates read them as `t.field`.
 pub struct Text {
@@ -7,7 +11,12 @@ pub struct Text {
     pub skip_to_content: &'static str,
     pub nav_label: &'static str,
     pub nav_home: &'static str,
+    pub nav_ask: &'static str,
+    pub nav_messages: &'static str,
+    pub nav_market: &'static str,
+    pub nav_files: &'static str,
     pub nav_emergency: &'static str,
+    pub nav_settings: &'static str,
     pub log_out: &'static str,
 
     pub banner_online: &'static str,
@@ -16,7 +25,6 @@ pub struct Text {
     pub banner_unwatched: &'static str,
     pub since: &'static str,
 
-    pub home_title: &'static str,
     pub this_node: &'static str,
     pub node_name: &'static str,
     pub node_id: &'static str,
@@ -38,7 +46,6 @@ pub struct Text {
     pub activity_neighbour: &'static str,
     pub activity_ms: &'static str,
 
-    pub emergency_title: &'static str,
     pub mode: &'static str,
     pub held_for: &'static str,
     pub probes: &'static str,
@@ -65,6 +72,10 @@ pub struct Text {
     pub not_found: &'static str,
     pub failed_title: &'static str,
     pub failed: &'static str,
+    pub error_detail: &'static str,
+    /// What each wire error code (Contract §5.4) means to a person and
+    /// what to do about it, in [`ErrorCode::ALL`]'s order.
+    pub errors: [&'static str; 13],
 
     pub seconds: &'static str,
     pub minutes: &'static str,
@@ -78,7 +89,12 @@ pub static TEXT: Text = Text {
     skip_to_content: "Skip to content",
     nav_label: "Pages",
     nav_home: "Home",
+    nav_ask: "Ask",
+    nav_messages: "Messages",
+    nav_market: "Market",
+    nav_files: "Files",
     nav_emergency: "Emergency",
+    nav_settings: "Settings",
     log_out: "Log out",
 
     banner_online: "Online: the internet is reachable.",
@@ -87,7 +103,6 @@ pub static TEXT: Text = Text {
     banner_unwatched: "The internet connection is not watched (emergency detection is off).",
     since: "since",
 
-    home_title: "Home",
     this_node: "This node",
     node_name: "Name",
     node_id: "Node ID",
@@ -109,7 +124,6 @@ pub static TEXT: Text = Text {
     activity_neighbour: "a neighbour",
     activity_ms: "Time (ms)",
 
-    emergency_title: "Emergency",
     mode: "Mode",
     held_for: "For",
     probes: "Internet checks",
@@ -136,6 +150,35 @@ pub static TEXT: Text = Text {
     not_found: "There is no page here. Use the menu to go on.",
     failed_title: "Something went wrong",
     failed: "The node could not show this page. Try again; if it keeps failing, run `hearthnet doctor`.",
+    error_detail: "Details",
+    errors: [
+        // bad_request
+        "Something in what you entered is not accepted. Check the fields and try again.",
+        // schema_mismatch
+        "This node and the one that answered speak different versions of this service. Update HearthNet on both.",
+        // invalid_signature
+        "A neighbour's answer did not carry a valid signature, so it was not trusted. Try again; if it keeps happening, tell the community's trusted members.",
+        // unauthorized
+        "You are not allowed to do this. Ask a trusted member of the community if you think you should be.",
+        // revoked
+        "This device (or the one asked) was removed from the community. Ask a trusted member for a new invite.",
+        // expired
+        "This has expired. Start again to get a fresh one.",
+        // not_found
+        "Nothing was found: no neighbour offers this right now, or it no longer exists. Try again later.",
+        // not_implemented
+        "This node cannot do that yet.",
+        // timeout
+        "No answer in time. The neighbour may be busy or gone; try again in a moment.",
+        // partition
+        "The neighbour that could do this cannot be reached right now. It may be switched off or out of range; try again later.",
+        // capacity_exceeded
+        "Every neighbour that could do this is busy or full. Try again in a moment, or with something smaller.",
+        // rate_limited
+        "Too much at once. Wait a little and try again.",
+        // internal_error
+        "Something went wrong inside the node. Try again; if it keeps failing, run `hearthnet doctor`.",
+    ],
 
     seconds: "s",
     minutes: "min",
@@ -144,6 +187,12 @@ pub static TEXT: Text = Text {
 };
 
 impl Text {
+    /// The plain words for a wire error code.
+    pub fn error_for(&self, code: ErrorCode) -> &'static str {
+        let at = ErrorCode::ALL.iter().position(|c| *c == code);
+        at.map_or(self.failed, |i| self.errors[i])
+    }
+
     /// `seconds` as the largest two units, e.g. `3 h 2 min`.
     pub fn duration(&self, seconds: u64) -> String {
         let (d, h, m, s) = (

@@ -3,19 +3,23 @@
 //! real headless Chromium (Debian's `chromium` and `chromium-driver`,
 //! which `scripts/test` installs). Screenshots of each page at desktop
 //! (1280 px) and phone (360 px) width land in `target/ui-screenshots/`.
+//!
+//! One test binary for the whole UI: each page's tests are a module here
+//! beside the shared [`browser`] harness.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
+mod browser;
+#[path = "../common/mod.rs"]
 mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Sandbox, needs};
-use fantoccini::{Client, ClientBuilder, Locator};
+use browser::{banner_mode, browser, chromedriver, log_in, shoot};
+use common::Sandbox;
+use fantoccini::Locator;
 
 /// An answer read off the socket: status, head and body.
 struct Answer {
@@ -157,110 +161,6 @@ fn without_the_ui_the_node_serves_none_and_says_so() {
     assert!(run.stderr.contains("serves no web UI"), "{run:?}");
 }
 
-/// chromedriver on a free port, stopped when dropped.
-struct Driver {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn chromedriver() -> Driver {
-    needs::program("chromium", "chromium");
-    needs::program("chromedriver", "chromium-driver");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromedriver");
-    let url = format!("http://127.0.0.1:{port}");
-    common::wait_until(Duration::from_secs(20), "chromedriver listening", || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    Driver { child, url }
-}
-
-async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless=new",
-                // Tests run as root in CI, where Chromium's sandbox cannot start.
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--no-first-run",
-                "--window-size=1280,900",
-                format!("--user-data-dir={}", profile.display()),
-            ],
-        }),
-    );
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&driver.url)
-        .await
-        .expect("a Chromium session")
-}
-
-fn screenshots() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap()
-        .join("ui-screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// `page` at desktop and phone width, saved as `<name>-desktop.png` and
-/// `<name>-phone.png`; at phone width nothing may be wider than the
-/// screen.
-async fn shoot(c: &Client, name: &str) {
-    for (width, label) in [(1280, "desktop"), (360, "phone")] {
-        c.set_window_size(width, 900).await.unwrap();
-        let png = c.screenshot().await.unwrap();
-        std::fs::write(screenshots().join(format!("{name}-{label}.png")), png).unwrap();
-        if width == 360 {
-            let overflow = c
-                .execute(
-                    "return document.documentElement.scrollWidth > window.innerWidth",
-                    vec![],
-                )
-                .await
-                .unwrap();
-            assert_eq!(
-                overflow,
-                serde_json::json!(false),
-                "{name} scrolls sideways at 360 px"
-            );
-        }
-    }
-    c.set_window_size(1280, 900).await.unwrap();
-}
-
-async fn banner_mode(c: &Client) -> String {
-    c.find(Locator::Css("#banner [data-mode]"))
-        .await
-        .unwrap()
-        .attr("data-mode")
-        .await
-        .unwrap()
-        .unwrap_or_default()
-}
-
 #[test]
 fn in_chromium_home_shows_the_node_and_the_banner_follows_the_probes_without_reload() {
     let probes = [
@@ -285,14 +185,9 @@ fn in_chromium_home_shows_the_node_and_the_banner_follows_the_probes_without_rel
     let profile = tempfile::tempdir().unwrap();
     common::runtime().block_on(async {
         let c = browser(&driver, profile.path()).await;
-        c.goto(&link).await.unwrap();
-        // The link logged in and led to Home, which shows this node's id.
-        let id = c
-            .wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::Id("node-id"))
-            .await
-            .unwrap();
+        // The link logs in and leads to Home, which shows this node's id.
+        log_in(&c, &link).await;
+        let id = c.find(Locator::Id("node-id")).await.unwrap();
         assert_eq!(id.text().await.unwrap(), sb.key().node_id().full());
         assert!(!c.current_url().await.unwrap().as_str().contains("token"));
         assert_eq!(banner_mode(&c).await, "online");

@@ -1,0 +1,125 @@
+//! The browser side of the UI tests: chromedriver and a headless
+//! Chromium session, screenshots at desktop and phone width.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+
+use crate::common::{self, needs};
+
+/// chromedriver on a free port, stopped when dropped.
+pub struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn chromedriver() -> Driver {
+    needs::program("chromium", "chromium");
+    needs::program("chromedriver", "chromium-driver");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let url = format!("http://127.0.0.1:{port}");
+    common::wait_until(Duration::from_secs(20), "chromedriver listening", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    Driver { child, url }
+}
+
+pub async fn browser(driver: &Driver, profile: &Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless=new",
+                // Tests run as root in CI, where Chromium's sandbox cannot start.
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--window-size=1280,900",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a Chromium session")
+}
+
+fn screenshots() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("ui-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `page` at desktop and phone width, saved as `<name>-desktop.png` and
+/// `<name>-phone.png`; at phone width nothing may be wider than the
+/// screen.
+pub async fn shoot(c: &Client, name: &str) {
+    for (width, label) in [(1280, "desktop"), (360, "phone")] {
+        c.set_window_size(width, 900).await.unwrap();
+        let png = c.screenshot().await.unwrap();
+        std::fs::write(screenshots().join(format!("{name}-{label}.png")), png).unwrap();
+        if width == 360 {
+            let overflow = c
+                .execute(
+                    "return document.documentElement.scrollWidth > window.innerWidth",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                overflow,
+                serde_json::json!(false),
+                "{name} scrolls sideways at 360 px"
+            );
+        }
+    }
+    c.set_window_size(1280, 900).await.unwrap();
+}
+
+pub async fn banner_mode(c: &Client) -> String {
+    c.find(Locator::Css("#banner [data-mode]"))
+        .await
+        .unwrap()
+        .attr("data-mode")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+/// Open the one-time login `link` in `c` and wait for Home.
+pub async fn log_in(c: &Client, link: &str) {
+    c.goto(link).await.unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Id("node-id"))
+        .await
+        .expect("the login link leads to Home");
+}

@@ -1,0 +1,247 @@
+//! The pages: one module each. A handler gathers what it shows from the
+//! node (its status document, the bus's capabilities through
+//! [`crate::calls`]), shapes it into a view of plain strings, and renders
+//! a template that extends `base.html` with the page's [`Chrome`] (menu,
+//! banner, CSRF token, which live stream it follows). Only pages that
+//! exist are in the menu ([`Page::ALL`]).
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Extension, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use hearthnet_transport::http::{ApiError, Query};
+use hearthnet_wire::local::Status;
+use serde::Deserialize;
+
+use crate::UiState;
+use crate::access::{self, Session};
+use crate::text::{TEXT, Text};
+
+mod emergency;
+mod home;
+
+pub use emergency::{EmergencyFragment, EmergencyView};
+pub use home::{Neighbourhood, NeighbourhoodFragment};
+
+pub const LOGIN_PATH: &str = "/login";
+
+pub(crate) fn routes() -> Router<Arc<UiState>> {
+    Router::new()
+        .merge(home::routes())
+        .merge(emergency::routes())
+        .route(LOGIN_PATH, get(login))
+        .route("/logout", post(logout))
+        .fallback(not_found)
+}
+
+/// Why a page could not be shown: the person gets [`Text::failed`], the
+/// log gets the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    #[error("the node's status: {0}")]
+    Status(String),
+    #[error("rendering: {0}")]
+    Render(#[from] askama::Error),
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        tracing::warn!(error = %self, "a UI page failed");
+        plain_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            TEXT.failed_title,
+            TEXT.failed,
+        )
+    }
+}
+
+#[derive(Template)]
+#[template(path = "plain.html")]
+struct Plain<'a> {
+    t: &'static Text,
+    title: &'a str,
+    message: &'a str,
+}
+
+/// A page with a title and one message, needing no session or asset (the
+/// refusals, the login's outcome).
+pub fn plain_page(status: StatusCode, title: &str, message: &str) -> Response {
+    let page = Plain {
+        t: &TEXT,
+        title,
+        message,
+    };
+    match page.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(_) => (status, message.to_owned()).into_response(),
+    }
+}
+
+pub struct NavItem {
+    pub href: &'static str,
+    pub label: &'static str,
+    pub current: bool,
+}
+
+/// The pages in the menu, in its order.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Page {
+    Home,
+    Emergency,
+}
+
+impl Page {
+    pub const ALL: [Page; 2] = [Page::Home, Page::Emergency];
+
+    pub fn href(self) -> &'static str {
+        match self {
+            Page::Home => "/",
+            Page::Emergency => "/emergency",
+        }
+    }
+
+    /// Its menu label, which is also its title.
+    pub fn label(self) -> &'static str {
+        match self {
+            Page::Home => TEXT.nav_home,
+            Page::Emergency => TEXT.nav_emergency,
+        }
+    }
+
+    /// The page's name in `GET /events?page=`: which fragments its live
+    /// stream carries besides the banner (`live::page_fragments`).
+    pub fn live_name(self) -> &'static str {
+        match self {
+            Page::Home => "home",
+            Page::Emergency => "emergency",
+        }
+    }
+
+    pub fn by_live_name(name: &str) -> Option<Page> {
+        Page::ALL.into_iter().find(|p| p.live_name() == name)
+    }
+}
+
+/// What every page shows around its content: the title, the menu with
+/// the page marked, the banner, the session's CSRF token for htmx and
+/// the forms, and the live stream it follows.
+pub struct Chrome {
+    pub title: &'static str,
+    pub nav: Vec<NavItem>,
+    pub csrf: String,
+    pub banner: Banner,
+    pub live: &'static str,
+}
+
+impl Chrome {
+    pub fn of(page: Page, session: &Session, status: &Status) -> Self {
+        Self {
+            title: page.label(),
+            nav: Page::ALL
+                .into_iter()
+                .map(|p| NavItem {
+                    href: p.href(),
+                    label: p.label(),
+                    current: p == page,
+                })
+                .collect(),
+            csrf: session.csrf.clone(),
+            banner: Banner::of(status),
+            live: page.live_name(),
+        }
+    }
+}
+
+/// The online / degraded / offline line at the top of every page.
+pub struct Banner {
+    /// `online`, `degraded`, `offline` or `unwatched`: a CSS class and the
+    /// `data-mode` tests read.
+    pub class: &'static str,
+    pub text: &'static str,
+    pub since: String,
+}
+
+impl Banner {
+    pub fn of(status: &Status) -> Self {
+        let Some(e) = &status.emergency else {
+            return Self {
+                class: "unwatched",
+                text: TEXT.banner_unwatched,
+                since: String::new(),
+            };
+        };
+        let (class, text) = match e.mode.as_str() {
+            "offline" => ("offline", TEXT.banner_offline),
+            "degraded" => ("degraded", TEXT.banner_degraded),
+            _ => ("online", TEXT.banner_online),
+        };
+        Self {
+            class,
+            text,
+            since: TEXT.duration(e.held_seconds),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "banner.html")]
+pub struct BannerFragment {
+    pub t: &'static Text,
+    pub banner: Banner,
+}
+
+/// The node's status document, read off the runtime's threads (it reads
+/// the disk).
+pub(crate) async fn status(ui: &UiState) -> Result<Status, PageError> {
+    let view = ui.view.clone();
+    let value = tokio::task::spawn_blocking(move || view.status())
+        .await
+        .map_err(|e| PageError::Status(e.to_string()))?;
+    hearthnet_wire::from_value("the node's status", value)
+        .map_err(|e| PageError::Status(e.to_string()))
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    token: String,
+}
+
+/// Spend a one-time link: a session cookie and on to Home (the token
+/// leaves the address bar), or a page that says how to get a new link.
+async fn login(
+    State(ui): State<Arc<UiState>>,
+    query: Result<Query<LoginQuery>, ApiError>,
+) -> Response {
+    let cookie = query.ok().and_then(|Query(q)| ui.access.redeem(&q.token));
+    let Some(cookie) = cookie.and_then(|c| HeaderValue::from_str(&access::session_cookie(&c)).ok())
+    else {
+        return plain_page(
+            StatusCode::UNAUTHORIZED,
+            TEXT.login_failed_title,
+            TEXT.login_failed,
+        );
+    };
+    let mut resp = Redirect::to("/").into_response();
+    resp.headers_mut().insert(header::SET_COOKIE, cookie);
+    resp
+}
+
+async fn logout(
+    State(ui): State<Arc<UiState>>,
+    Extension(session): Extension<Session>,
+) -> Response {
+    ui.access.end(&session);
+    let mut resp = plain_page(StatusCode::OK, TEXT.logged_out_title, TEXT.logged_out);
+    if let Ok(v) = HeaderValue::from_str(&access::cleared_cookie()) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+async fn not_found() -> Response {
+    plain_page(StatusCode::NOT_FOUND, TEXT.not_found_title, TEXT.not_found)
+}
