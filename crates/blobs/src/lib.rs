@@ -20,7 +20,10 @@ mod manifest;
 mod store;
 
 pub use manifest::{ChunkRef, MAX_BLOB_BYTES, Manifest};
-pub use store::{BlobInfo, BlobStore, ChunkWriter, DiskUsage, Durability, GcReport, VerifiedChunk};
+pub use store::{
+    BlobInfo, BlobStore, ChunkWriter, DiskUsage, Durability, GcReport, MAX_NAME_BYTES,
+    VerifiedChunk, clean_name, pinned_with_names,
+};
 
 use hearthnet_base::{Blake3Id, ErrorCode};
 

@@ -4,9 +4,12 @@
 //! collector (`gc`); both work on the layout and locks defined here.
 
 mod gc;
+mod kept;
 mod writer;
 
-use std::collections::{BTreeSet, HashSet};
+pub use kept::{MAX_NAME_BYTES, clean_name, pinned_with_names};
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -45,6 +48,8 @@ pub struct BlobInfo {
     pub pinned: bool,
     /// Unix seconds of the last use (LRU order for collection).
     pub last_used: u64,
+    /// The name it was added under, if one was given.
+    pub name: Option<String>,
 }
 
 pub struct BlobStore {
@@ -54,6 +59,8 @@ pub struct BlobStore {
     gc_threshold: f64,
     /// Serialises changes to `pinned.txt`, and GC against them.
     pins: Mutex<BTreeSet<Blake3Id>>,
+    /// The names blobs were added under; serialises changes to `names.json`.
+    names: Mutex<BTreeMap<Blake3Id, String>>,
     /// Held while a manifest is committed and while chunks are removed.
     /// It guards nothing in memory: what it orders is on disk, where each
     /// step is a rename or a removal that a crash could cut off just as
@@ -79,14 +86,8 @@ impl BlobStore {
                 let _ = fs::remove_file(entry.path());
             }
         }
-        let pins = match fs::read_to_string(root.join("pinned.txt")) {
-            Ok(text) => text
-                .lines()
-                .filter_map(|l| Blake3Id::parse(l.trim()).ok())
-                .collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
-            Err(e) => return Err(BlobError::io("cannot read pinned.txt", e)),
-        };
+        let pins = kept::read_pins(root)?;
+        let names = kept::read_names(root)?;
         // Held open for the store's life: `syncfs` reports write-back
         // errors since this handle was opened, not only since each call.
         let flush_handle = File::open(root)
@@ -97,6 +98,7 @@ impl BlobStore {
             flush_handle,
             gc_threshold,
             pins: Mutex::new(pins),
+            names: Mutex::new(names),
             commits: Mutex::new(()),
             tmp_seq: AtomicU64::new(0),
         })
@@ -419,6 +421,7 @@ impl BlobStore {
     }
 
     fn list_with(&self, pins: &BTreeSet<Blake3Id>) -> Vec<BlobInfo> {
+        let names = self.names.lock().clone();
         let mut blobs: Vec<BlobInfo> = self
             .manifests()
             .into_iter()
@@ -431,6 +434,7 @@ impl BlobStore {
                     chunks: manifest.chunks.len(),
                     pinned: pins.contains(&cid),
                     last_used: mtime(&path),
+                    name: names.get(&cid).cloned(),
                 })
             })
             .collect();
@@ -476,6 +480,28 @@ impl BlobStore {
         self.change_pins(|p| p.remove(cid))
     }
 
+    /// Keep `name` (cleaned by [`clean_name`]) as what `cid` was added
+    /// under, replacing an earlier name; names of blobs no longer here are
+    /// dropped on the way. False when nothing was left of the name.
+    pub fn set_name(&self, cid: &Blake3Id, name: &str) -> Result<bool, BlobError> {
+        if !self.has_blob(cid) {
+            return Err(BlobError::NotFound(*cid));
+        }
+        let Some(name) = clean_name(name) else {
+            return Ok(false);
+        };
+        let mut names = self.names.lock();
+        let mut next: BTreeMap<Blake3Id, String> = names
+            .iter()
+            .filter(|(c, _)| self.has_blob(c))
+            .map(|(c, n)| (*c, n.clone()))
+            .collect();
+        next.insert(*cid, name);
+        kept::write_names(&self.root, &next)?;
+        *names = next;
+        Ok(true)
+    }
+
     fn change_pins(
         &self,
         f: impl FnOnce(&mut BTreeSet<Blake3Id>) -> bool,
@@ -489,7 +515,7 @@ impl BlobStore {
         }
         let text: Vec<String> = next.iter().map(ToString::to_string).collect();
         hearthnet_base::fsio::atomic_write(
-            &self.root.join("pinned.txt"),
+            &self.root.join(kept::PINS_FILE),
             text.join("\n").as_bytes(),
             0o600,
         )

@@ -58,9 +58,14 @@ fn test_export_zip_is_signed_and_parseable() {
         None,
     );
     assert_eq!(posted.code, 0, "{posted:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("grandmas-bread.txt");
+    std::fs::write(&recipe, "flour, water, salt, time").unwrap();
+    let added = sb.run(&["file", "add", recipe.to_str().unwrap(), "--pin"], None);
+    assert_eq!(added.code, 0, "{added:?}");
+    let cid = added.stdout.trim().to_owned();
     node.terminate();
 
-    let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("export.zip");
     let run = export(&sb, &out);
     assert_eq!(run.code, 0, "{run:?}");
@@ -93,6 +98,12 @@ fn test_export_zip_is_signed_and_parseable() {
         let event: Value = serde_json::from_str(line).unwrap();
         assert_eq!(event["author"], node_id.full().as_str(), "{line}");
     }
+    let pinned: Value = serde_json::from_slice(entry(&entries, "files/pinned.json")).unwrap();
+    assert_eq!(
+        pinned["pinned"],
+        serde_json::json!([{"cid": cid, "name": "grandmas-bread.txt"}]),
+        "the pinned file by its CID and the name it was added under"
+    );
     let posts = String::from_utf8(entry(&entries, "market/posts.jsonl").to_vec()).unwrap();
     assert_eq!(posts.lines().count(), 1, "{posts}");
     assert!(posts.contains("Fresh eggs"), "{posts}");

@@ -578,6 +578,12 @@ impl FileService {
                 .ok_or_else(|| CallError::bad_request("input.path (a file path) is required"))?,
         );
         let pin = call.input["pin"].as_bool().unwrap_or(false);
+        // What the person calls it: given (an upload's file name), or the
+        // path's last part.
+        let name = call.input["name"]
+            .as_str()
+            .or_else(|| path.file_name().and_then(|n| n.to_str()))
+            .and_then(hearthnet_blobs::clean_name);
         let file = std::fs::File::open(&path)
             .map_err(|e| CallError::bad_request(format!("cannot read {}: {e}", path.display())))?;
         let total = file.metadata().map_or(0, |m| m.len());
@@ -592,6 +598,9 @@ impl FileService {
         if pin {
             self.blocking(move |s| s.pin(&cid)).await?;
         }
+        if let Some(name) = name.clone() {
+            self.blocking(move |s| s.set_name(&cid, &name)).await?;
+        }
         self.advertise_held(cid, manifest.size_bytes).await;
         self.collect().await;
         serde_json::to_value(local::FileAdded {
@@ -599,6 +608,7 @@ impl FileService {
             size_bytes: manifest.size_bytes,
             chunks: manifest.chunks.len(),
             pinned: pin,
+            name,
         })
         .map_err(internal)
     }
@@ -785,6 +795,7 @@ impl FileService {
                 chunks: b.chunks,
                 pinned: b.pinned,
                 last_used: b.last_used,
+                name: b.name,
             })
             .collect();
         serde_json::to_value(local::FileList {
@@ -870,7 +881,7 @@ impl Service for FileService {
             Capability::new(
                 own(
                     LOCAL_ADD,
-                    json!({"type": "object", "required": ["path"], "properties": {"path": {"type": "string"}, "pin": {"type": "boolean"}}}),
+                    json!({"type": "object", "required": ["path"], "properties": {"path": {"type": "string"}, "pin": {"type": "boolean"}, "name": {"type": "string", "maxLength": 4096}}}),
                 ),
                 &self,
                 Self::add,

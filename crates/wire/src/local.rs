@@ -328,6 +328,9 @@ pub struct FileAdded {
     pub size_bytes: u64,
     pub chunks: usize,
     pub pinned: bool,
+    /// The name it is kept under (the file's name, cleaned), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// `file.local.get`'s answer.
@@ -369,6 +372,9 @@ pub struct LocalBlob {
     pub last_used: u64,
     /// Whether the log lists this node as a holder.
     pub offered: bool,
+    /// The name it was added under, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 #[cfg(any(test, feature = "samples"))]
@@ -678,6 +684,7 @@ mod tests {
                 size_bytes: 6,
                 chunks: 1,
                 pinned: true,
+                name: Some("recipes.pdf".into()),
             },
             "/size_bytes",
             "size_bytes",
@@ -710,6 +717,7 @@ mod tests {
                     pinned: false,
                     last_used: 1_780_000_000,
                     offered: true,
+                    name: None,
                 }],
                 disk_bytes: 8192,
             },

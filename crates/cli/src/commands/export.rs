@@ -226,16 +226,15 @@ fn market_posts(sources: &Sources) -> Result<Vec<Entry>, CliError> {
 /// manifest is here. The node records no file names for blobs.
 fn pinned_files(sources: &Sources) -> Result<Vec<Entry>, CliError> {
     let blobs = &sources.paths.blobs_dir;
-    let pins = match fs::read_to_string(blobs.join("pinned.txt")) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+    let pinned = match hearthnet_blobs::pinned_with_names(blobs) {
+        Ok(pinned) => pinned,
+        // A node that never stored a file has no store yet.
+        Err(_) if !blobs.exists() => Vec::new(),
         Err(e) => return Err(anyhow!("cannot read the pins in {}: {e}", blobs.display()).into()),
     };
-    let pinned: Vec<Value> = pins
-        .lines()
-        .map(str::trim)
-        .filter(|cid| !cid.is_empty())
-        .map(|cid| json!({ "cid": cid }))
+    let pinned: Vec<Value> = pinned
+        .into_iter()
+        .map(|(cid, name)| json!({ "cid": cid, "name": name }))
         .collect();
     Ok(vec![Entry {
         name: "files/pinned.json".to_owned(),

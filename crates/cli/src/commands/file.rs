@@ -93,13 +93,14 @@ pub fn ls(config: Option<&Path>, env: &Env, args: JsonArgs) -> CliResult {
         .map(|b| {
             vec![
                 b.cid.to_string(),
+                b.name.clone().unwrap_or_default(),
                 human_bytes(b.size_bytes),
                 yes(b.pinned),
                 yes(b.offered),
             ]
         })
         .collect();
-    printer::table(&["CID", "SIZE", "PINNED", "OFFERED"], &rows, 0);
+    printer::table(&["CID", "NAME", "SIZE", "PINNED", "OFFERED"], &rows, 1);
     Ok(ExitStatus::Success)
 }
 
