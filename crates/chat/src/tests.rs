@@ -77,12 +77,17 @@ impl World {
 
     /// Admit `who` as a member (invite by the founder, `who`'s join).
     async fn admit(&self, who: &DeviceKey) {
+        self.admit_as(who, "member").await;
+    }
+
+    /// Admit `who` at `level`.
+    async fn admit_as(&self, who: &DeviceKey, level: &str) {
         let invite = self
             .founder_log
             .append_local(
                 "community.member.invited",
                 json!({"invitee_node_id": who.node_id(), "display_name": "x",
-                    "initial_level": "member", "expires_at": Timestamp::now().plus_seconds(3600)}),
+                    "initial_level": level, "expires_at": Timestamp::now().plus_seconds(3600)}),
                 &self.founder,
             )
             .await
@@ -649,4 +654,52 @@ async fn receipts_leave_a_quarter_of_the_daily_quota() {
         b.chat_events("chat.message.delivered").await.len() as u64,
         allowed - 1
     );
+}
+
+#[tokio::test]
+async fn a_message_the_log_judges_out_leaves_the_conversation() {
+    let w = World::new();
+    let (t1, t2, bad, b) = (
+        DeviceKey::generate(),
+        DeviceKey::generate(),
+        DeviceKey::generate(),
+        DeviceKey::generate(),
+    );
+    w.admit_as(&t1, "trusted").await;
+    w.admit_as(&t2, "trusted").await;
+    w.admit(&bad).await;
+    w.admit(&b).await;
+    let (bad, b) = (w.node(bad).await, w.node(b).await);
+
+    let known = bad.send(&b, "before the theft").await.unwrap();
+    let known = known["output"]["event_id"].as_str().unwrap().to_owned();
+    bad.send(&b, "after the theft").await.unwrap();
+    eventually("both messages reach B", async || {
+        b.history(Some(&bad)).await.len() == 2
+    })
+    .await;
+
+    // Three trusted members revoke the stolen key, naming the last event
+    // they know was really its owner's: what it signed later counts nowhere.
+    let intent = json!({
+        "target_node_id": bad.key.node_id(), "reason": "key stolen",
+        "target_last_event_id": known, "client_id": "revocation-1",
+    });
+    let payload = hearthnet_events::cosigned_payload("community.member.revoked", &intent);
+    let mut data = intent;
+    data["co_signers"] = json!([&w.founder, &t1, &t2]
+        .iter()
+        .map(|k| json!({"node_id": k.node_id(), "signature": k.sign_canonical(&payload).unwrap()}))
+        .collect::<Vec<_>>());
+    w.founder_log
+        .append_local("community.member.revoked", data, &w.founder)
+        .await
+        .unwrap();
+    w.sync_from(&w.founder_log, &b.log).await;
+
+    eventually("the later message leaves B's conversation", async || {
+        bodies(&b.history(Some(&bad)).await) == ["before the theft"]
+    })
+    .await;
+    assert!(b.log.view().is_revoked(&bad.key.node_id()));
 }
