@@ -897,7 +897,7 @@ impl Core {
             let event = match self.check_alone(&value, now, head) {
                 Ok(event) => event,
                 Err(r) => {
-                    tracing::warn!(event_id = %id, code = r.code.as_str(), detail = %r.detail, "event rejected");
+                    tracing::debug!(event_id = %id, code = r.code.as_str(), detail = %r.detail, "event rejected");
                     report.rejected.push((id, r));
                     continue;
                 }
@@ -923,7 +923,7 @@ impl Core {
                 // same one, whichever arrived first (see `Claim`); the
                 // split is reported either way.
                 let keep_new = claim < known_claim;
-                tracing::warn!(event_id = %id, kept = if keep_new { "offered" } else { "stored" }, "two envelopes under one event id");
+                tracing::debug!(event_id = %id, kept = if keep_new { "offered" } else { "stored" }, "two envelopes under one event id");
                 report.rejected.push((
                     id.clone(),
                     Reject::new(
@@ -950,7 +950,7 @@ impl Core {
                 event.wall_clock,
                 bytes,
             ) {
-                tracing::warn!(event_id = %id, code = r.code.as_str(), detail = %r.detail, "event rejected");
+                tracing::debug!(event_id = %id, code = r.code.as_str(), detail = %r.detail, "event rejected");
                 report.rejected.push((id, r));
                 continue;
             }
@@ -959,6 +959,7 @@ impl Core {
             }
             fresh.insert(id, (event, value, claim));
         }
+        warn_once_per_batch(&report.rejected);
         let offered: Vec<String> = fresh.keys().cloned().collect();
         let outcome = self.store_and_judge(fresh, displaced);
         let (verdicts, stored) = match outcome {
@@ -1336,12 +1337,70 @@ pub fn read_stored(
     Ok(stored)
 }
 
+/// One warning for a batch's rejections, however many: a member sending a
+/// thousand bad events must not write a thousand lines to our log. Each
+/// rejection is logged at debug level; the sender gets every one in its
+/// report.
+fn warn_once_per_batch(rejected: &[(String, Reject)]) {
+    let Some((first_id, first)) = rejected.first() else {
+        return;
+    };
+    let mut by_code: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for (_, r) in rejected {
+        *by_code.entry(r.code.as_str()).or_default() += 1;
+    }
+    let codes: Vec<String> = by_code.iter().map(|(c, n)| format!("{c} x{n}")).collect();
+    tracing::warn!(
+        rejected = rejected.len(),
+        codes = %codes.join(", "),
+        first = %first_id,
+        detail = %first.detail,
+        "events rejected"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use hearthnet_base::{Blake3Id, TrustLevel};
     use hearthnet_identity::{CommunityPolicy, Genesis};
     use serde_json::json;
+
+    #[test]
+    fn a_batch_of_rejections_is_one_warning() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tracing_subscriber::layer::SubscriberExt;
+
+        struct CountWarnings(Arc<AtomicUsize>);
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountWarnings {
+            fn on_event(
+                &self,
+                event: &tracing::Event<'_>,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
+                if *event.metadata().level() == tracing::Level::WARN {
+                    self.0.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let warnings = Arc::new(AtomicUsize::new(0));
+        let subscriber = tracing_subscriber::registry().with(CountWarnings(warnings.clone()));
+        let rejected: Vec<(String, Reject)> = (0..1000)
+            .map(|i| {
+                let code = if i % 2 == 0 {
+                    RejectCode::QuotaExceeded
+                } else {
+                    RejectCode::InvalidSignature
+                };
+                (format!("e{i}"), Reject::new(code, "bad"))
+            })
+            .collect();
+        tracing::subscriber::with_default(subscriber, || {
+            warn_once_per_batch(&rejected);
+            warn_once_per_batch(&[]);
+        });
+        assert_eq!(warnings.load(Ordering::Relaxed), 1);
+    }
 
     struct World {
         dir: tempfile::TempDir,
