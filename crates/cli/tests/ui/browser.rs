@@ -45,22 +45,28 @@ pub fn chromedriver() -> Driver {
 }
 
 pub async fn browser(driver: &Driver, profile: &Path) -> Client {
+    session(driver, profile, &[]).await
+}
+
+async fn session(driver: &Driver, profile: &Path, extra: &[&str]) -> Client {
+    let mut args: Vec<String> = [
+        "--headless=new",
+        // Tests run as root in CI, where Chromium's sandbox cannot start.
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--window-size=1280,900",
+    ]
+    .iter()
+    .chain(extra)
+    .map(ToString::to_string)
+    .collect();
+    args.push(format!("--user-data-dir={}", profile.display()));
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless=new",
-                // Tests run as root in CI, where Chromium's sandbox cannot start.
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--no-first-run",
-                "--window-size=1280,900",
-                format!("--user-data-dir={}", profile.display()),
-            ],
-        }),
+        serde_json::json!({"binary": "/usr/bin/chromium", "args": args}),
     );
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
@@ -122,4 +128,19 @@ pub async fn log_in(c: &Client, link: &str) {
         .for_element(Locator::Id("node-id"))
         .await
         .expect("the login link leads to Home");
+}
+
+/// A browser whose system prefers dark mode, as a dark desktop or phone
+/// would.
+pub async fn dark_browser(driver: &Driver, profile: &Path) -> Client {
+    let c = session(driver, profile, &["--force-dark-mode"]).await;
+    let dark = c
+        .execute(
+            "return window.matchMedia('(prefers-color-scheme: dark)').matches",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(dark, serde_json::json!(true), "Chromium prefers dark");
+    c
 }

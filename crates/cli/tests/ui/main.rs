@@ -9,6 +9,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
+mod axe;
 mod browser;
 #[path = "../common/mod.rs"]
 mod common;
@@ -17,7 +18,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use browser::{banner_mode, browser, chromedriver, log_in, shoot};
+use browser::{banner_mode, browser, chromedriver, dark_browser, log_in, shoot};
 use common::Sandbox;
 use fantoccini::Locator;
 
@@ -229,4 +230,61 @@ fn in_chromium_home_shows_the_node_and_the_banner_follows_the_probes_without_rel
         shoot(&c, "emergency-offline").await;
         c.close().await.unwrap();
     });
+}
+
+#[test]
+fn every_page_in_light_and_dark_mode_has_no_serious_accessibility_violation() {
+    let sb = Sandbox::new();
+    sb.init_non_interactive("den");
+    let mut node = sb.start_node_with_ui(&[]);
+    let origin = format!("http://{}", sb.ui_addr());
+    let driver = chromedriver();
+    let mut link = node.first_ui_link();
+    for dark in [false, true] {
+        let profile = tempfile::tempdir().unwrap();
+        common::runtime().block_on(async {
+            let c = match dark {
+                false => browser(&driver, profile.path()).await,
+                true => dark_browser(&driver, profile.path()).await,
+            };
+            log_in(&c, &link).await;
+            let mut pages = Vec::new();
+            for a in c.find_all(Locator::Css("header nav a")).await.unwrap() {
+                pages.push(a.attr("href").await.unwrap().unwrap());
+            }
+            assert!(pages.len() >= 2, "{pages:?}");
+            // The check itself finds a fault: an image without a text.
+            c.execute(
+                "document.querySelector('main').insertAdjacentHTML('beforeend', '<img src=\"/assets/app.css\">'); return null",
+                vec![],
+            )
+            .await
+            .unwrap();
+            let found = axe::violations(&c).await;
+            assert!(
+                found.iter().any(|v| v["id"] == "image-alt"),
+                "{found:?}"
+            );
+            for page in pages {
+                c.goto(&format!("{origin}{page}")).await.unwrap();
+                c.wait()
+                    .at_most(Duration::from_secs(20))
+                    .for_element(Locator::Css("main h1"))
+                    .await
+                    .unwrap();
+                axe::assert_accessible(&c, &page).await;
+                if dark {
+                    let name = match page.trim_start_matches('/') {
+                        "" => "home",
+                        other => other,
+                    };
+                    shoot(&c, &format!("{name}-dark")).await;
+                }
+            }
+            c.close().await.unwrap();
+        });
+        let again = sb.run(&["ui", "link"], None);
+        assert_eq!(again.code, 0, "{again:?}");
+        link = again.stdout.trim().to_owned();
+    }
 }
