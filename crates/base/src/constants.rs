@@ -12,6 +12,8 @@ pub const MDNS_PORT: u16 = 5353;
 pub const DEFAULT_API_PORT: u16 = 7080;
 pub const DEFAULT_PEER_PORT: u16 = 7443;
 pub const DEFAULT_UI_PORT: u16 = 7860;
+/// The web UI for devices on the LAN (HTTPS, paired), when enabled.
+pub const DEFAULT_UI_LAN_PORT: u16 = 7861;
 pub const EMERGENCY_PROBE_INTERVAL_ONLINE_SECONDS: u64 = 10;
 pub const EMERGENCY_PROBE_INTERVAL_OFFLINE_SECONDS: u64 = 2;
 pub const EMERGENCY_PROBE_TIMEOUT_SECONDS: u64 = 2;

@@ -208,6 +208,10 @@ pub enum UiCommand {
     /// Print a fresh one-time login link to the web UI (valid once, for
     /// ten minutes): open it in this computer's browser.
     Link,
+    /// Print a pairing code for another device of the household on the
+    /// LAN (a phone), where to open the UI there, and the certificate's
+    /// fingerprint to compare (needs `ui.lan_enabled = true`).
+    Pair,
 }
 
 #[derive(Debug, Args)]

@@ -195,6 +195,13 @@ impl LocalClient {
         Ok(hearthnet_wire::from_value(names::UI_LINK, answer)?)
     }
 
+    /// `POST /local/v1/ui/pair` (own key only): a pairing code for a
+    /// device on the LAN.
+    pub fn ui_pairing(&self) -> Result<local::UiPairing, ClientError> {
+        let answer = self.post("/local/v1/ui/pair", &Value::Object(Default::default()))?;
+        Ok(hearthnet_wire::from_value(names::UI_PAIRING, answer)?)
+    }
+
     /// `POST /local/v1/sync`: one sync round now.
     pub fn sync_round(
         &self,

@@ -31,6 +31,10 @@ pub struct RuntimeInfo {
     /// The web UI, where it is served (absent from older nodes' files).
     #[serde(default)]
     pub ui: Option<SocketAddr>,
+    /// The web UI's HTTPS listener for paired devices on the LAN, where
+    /// it is served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ui_lan: Option<SocketAddr>,
 }
 
 impl RuntimeInfo {
@@ -67,6 +71,7 @@ mod tests {
             peer: None,
             node_id: "ed25519:x".into(),
             ui: None,
+            ui_lan: None,
         }
     }
 

@@ -485,9 +485,17 @@ pub struct UiConfig {
     #[serde(deserialize_with = "values::ip")]
     pub host: IpAddr,
     pub port: u16,
-    /// Open the web UI in a browser at start. Takes effect once the web UI
-    /// exists (it is not built yet); `hearthnet run` says so meanwhile.
+    /// Open the web UI in the desktop's browser at start (the login link
+    /// is spent by it), instead of printing the link.
     pub launch_browser: bool,
+    /// Let another device of the household (a phone on the LAN) open the
+    /// UI: HTTPS on `lan_host:lan_port` with the node's own certificate,
+    /// entered with a pairing code (`hearthnet ui pair`) instead of the
+    /// login link. Off unless set.
+    pub lan_enabled: bool,
+    #[serde(deserialize_with = "values::ip")]
+    pub lan_host: IpAddr,
+    pub lan_port: u16,
 }
 
 impl Default for UiConfig {
@@ -497,6 +505,9 @@ impl Default for UiConfig {
             host: Ipv4Addr::LOCALHOST.into(),
             port: hearthnet_base::constants::DEFAULT_UI_PORT,
             launch_browser: false,
+            lan_enabled: false,
+            lan_host: Ipv4Addr::UNSPECIFIED.into(),
+            lan_port: hearthnet_base::constants::DEFAULT_UI_LAN_PORT,
         }
     }
 }
@@ -842,6 +853,7 @@ fn validate(c: &Config) -> Vec<Problem> {
         ("transport.api_port", c.transport.api_port),
         ("transport.peer_port", c.transport.peer_port),
         ("ui.port", c.ui.port),
+        ("ui.lan_port", c.ui.lan_port),
     ];
     for (i, (key, port)) in ports.iter().enumerate() {
         if *port == 0 {

@@ -57,6 +57,13 @@ pub(crate) struct RunningNode {
     ui: Option<hearthnet_ui::Ui>,
 }
 
+struct UiLan {
+    listener: Listener,
+    addr: SocketAddr,
+    tls: Arc<rustls::ServerConfig>,
+    lan: hearthnet_ui::Lan,
+}
+
 /// Step 6's part: the bound listeners, the peer client and the bus.
 struct Network {
     api: Listener,
@@ -66,6 +73,9 @@ struct Network {
     peer_tls: Option<Arc<rustls::ServerConfig>>,
     /// The web UI's listener, when it is served.
     ui: Option<(Listener, SocketAddr)>,
+    /// The web UI's HTTPS listener for paired devices on the LAN, when
+    /// `ui.lan_enabled`.
+    ui_lan: Option<UiLan>,
     client: Arc<PeerClient>,
     bus: Arc<Bus>,
 }
@@ -129,6 +139,7 @@ impl RunningNode {
         let (bus, client) = (net.bus.clone(), net.client.clone());
         let (api_addr, peer_addr) = (net.api_addr, net.peer_addr);
         let ui_addr = net.ui.as_ref().map(|(_, addr)| *addr);
+        let ui_lan_addr = net.ui_lan.as_ref().map(|l| l.addr);
         // 10 and 11: the transport server and the web UI, which the local
         // API asks for login links.
         let ui = serve(
@@ -176,7 +187,7 @@ impl RunningNode {
             _emergency: emergency,
             ui,
         };
-        node.announce_ready(&basics, api_addr, peer_addr, ui_addr)?;
+        node.announce_ready(&basics, api_addr, peer_addr, (ui_addr, ui_lan_addr))?;
         Ok(node)
     }
 
@@ -192,7 +203,7 @@ impl RunningNode {
         basics: &Basics,
         api: SocketAddr,
         peer: SocketAddr,
-        ui: Option<SocketAddr>,
+        (ui, ui_lan): (Option<SocketAddr>, Option<SocketAddr>),
     ) -> Result<(), NodeError> {
         let info = RuntimeInfo {
             pid: std::process::id(),
@@ -200,6 +211,7 @@ impl RunningNode {
             peer: Some(peer),
             node_id: basics.key.node_id().full(),
             ui,
+            ui_lan,
         };
         info.write(&self.runtime_dir)?;
         self.view.mark_ready();
@@ -270,6 +282,39 @@ fn blob_store(b: &Basics) -> Result<Option<Arc<hearthnet_blobs::BlobStore>>, Nod
     )?)))
 }
 
+/// The web UI's listener for the household's devices on the LAN, with
+/// its own certificate (kept in the keys directory) and the addresses a
+/// phone can open it at.
+async fn ui_lan(b: &Basics) -> Result<UiLan, NodeError> {
+    let config = &b.loaded.config.ui;
+    let listener = crate::bind(SocketAddr::new(config.lan_host, config.lan_port)).await?;
+    let addr = crate::local_addr(&listener)?;
+    let certificate = hearthnet_transport::tls::LanCertificate::load_or_create(&b.paths.keys_dir)?;
+    let tls = Arc::new(certificate.server_config()?);
+    let hosts: Vec<std::net::IpAddr> = match addr.ip() {
+        ip if ip.is_unspecified() => hearthnet_identity::hardware::lan_ipv4_addresses()
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+        ip => vec![ip],
+    };
+    let origins = hosts
+        .into_iter()
+        .map(|ip| format!("https://{}", SocketAddr::new(ip, addr.port())))
+        .collect();
+    tracing::info!(ui_lan = %addr, "web UI offered to paired devices on the LAN");
+    Ok(UiLan {
+        listener,
+        addr,
+        tls,
+        lan: hearthnet_ui::Lan {
+            port: addr.port(),
+            origins,
+            certificate_sha256: certificate.fingerprint(),
+        },
+    })
+}
+
 /// 6. Both listeners bound, the TLS identity made from the device key, the
 ///    client for peers and the bus.
 async fn network(b: &Basics, log: &EventLog) -> Result<Network, NodeError> {
@@ -283,6 +328,10 @@ async fn network(b: &Basics, log: &EventLog) -> Result<Network, NodeError> {
             let addr = crate::local_addr(&ui)?;
             Some((ui, addr))
         }
+        false => None,
+    };
+    let ui_lan = match b.ui && config.ui.lan_enabled {
+        true => Some(ui_lan(b).await?),
         false => None,
     };
     let tls = Arc::new(TlsIdentity::new(&b.key)?);
@@ -327,6 +376,7 @@ async fn network(b: &Basics, log: &EventLog) -> Result<Network, NodeError> {
         peer,
         peer_tls,
         ui,
+        ui_lan,
         client,
         bus,
     })
@@ -549,6 +599,7 @@ fn serve(
             log: Some(log_changes),
             addr,
             stop: stop.clone(),
+            lan: net.ui_lan.as_ref().map(|l| l.lan.clone()),
         });
         tasks.spawn(hearthnet_transport::serve(
             listener,
@@ -557,6 +608,21 @@ fn serve(
             hearthnet_transport::Serving::local(),
         ));
         tracing::info!(ui = %addr, "web UI served");
+        if let (Some(lan), Some(router)) = (net.ui_lan, ui.lan_router()) {
+            // TLS for browsers (no client certificate); the local API's
+            // caps, since a household has few devices.
+            let serving = hearthnet_transport::Serving {
+                tls: Some(lan.tls),
+                local: false,
+                ..hearthnet_transport::Serving::local()
+            };
+            tasks.spawn(hearthnet_transport::serve(
+                lan.listener,
+                router,
+                stop.clone(),
+                serving,
+            ));
+        }
         ui
     });
     if let Some(ui) = &ui {

@@ -90,10 +90,13 @@ pub trait BlobEndpoints: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<bulk::ServedChunks, CallError>>;
 }
 
-/// The web UI's side of `POST /local/v1/ui/link` (own key only): a fresh
-/// one-time login link for the owner's browser, implemented by the UI.
+/// The web UI's side of `POST /local/v1/ui/link` and `/ui/pair` (own key
+/// only), implemented by the UI: a fresh one-time login link for the
+/// owner's browser, and a pairing code for a device on the LAN (`None`
+/// when the UI is not offered on the LAN).
 pub trait UiLinks: Send + Sync + 'static {
     fn login_link(&self) -> hearthnet_wire::local::UiLink;
+    fn pairing(&self) -> Option<hearthnet_wire::local::UiPairing>;
 }
 
 /// What the transport needs to know about the node it serves.

@@ -188,6 +188,7 @@ fn endpoints() -> Router<Arc<ApiState>> {
         .route("/pubsub/v1/subscribe", get(pubsub_subscribe))
         .route("/local/v1/sync", post(local_sync))
         .route("/local/v1/ui/link", post(local_ui_link))
+        .route("/local/v1/ui/pair", post(local_ui_pair))
         .route("/onboarding/v1/redeem", post(onboarding_redeem))
         .route(bulk::CHUNKS_PATH, post(blob_chunks))
 }
@@ -628,6 +629,20 @@ async fn local_ui_link(
         )
     })?;
     Ok(axum::Json(ui.login_link()))
+}
+
+/// A fresh pairing code for a device on the LAN (`hearthnet ui pair`).
+async fn local_ui_pair(
+    State(s): Shared,
+    _: Signed<Value, OwnKey>,
+) -> Result<axum::Json<local::UiPairing>, ApiError> {
+    let pairing = s.ui.as_ref().and_then(|ui| ui.pairing()).ok_or_else(|| {
+        CallError::new(
+            ErrorCode::NotFound,
+            "this node does not offer its web UI on the LAN (set ui.lan_enabled = true in config.toml and restart it)",
+        )
+    })?;
+    Ok(axum::Json(pairing))
 }
 
 async fn local_sync(

@@ -101,6 +101,84 @@ impl TlsIdentity {
     }
 }
 
+/// The web UI's certificate for the household's other devices on the LAN
+/// (a phone's browser). Browsers take no Ed25519 certificate, so this is
+/// an ECDSA P-256 key of its own, never the device key, self-signed and
+/// kept in the keys directory so a paired phone sees the same one after a
+/// restart. A browser warns about it once: the person compares its SHA-256
+/// fingerprint, which `hearthnet ui pair` prints, before accepting it.
+pub struct LanCertificate {
+    pub cert: CertificateDer<'static>,
+    key: Vec<u8>,
+}
+
+const LAN_CERT_FILE: &str = "ui-lan-cert.der";
+const LAN_KEY_FILE: &str = "ui-lan-key.der";
+
+impl LanCertificate {
+    /// The certificate kept in `dir`, made (and kept) on first use.
+    pub fn load_or_create(dir: &std::path::Path) -> Result<Self, TlsError> {
+        let io = |what: &str, e: std::io::Error| {
+            TlsError::Certificate(format!("{what} in {}: {e}", dir.display()))
+        };
+        let (cert_path, key_path) = (dir.join(LAN_CERT_FILE), dir.join(LAN_KEY_FILE));
+        if cert_path.exists() && key_path.exists() {
+            let cert =
+                std::fs::read(&cert_path).map_err(|e| io("cannot read the UI's certificate", e))?;
+            let key =
+                std::fs::read(&key_path).map_err(|e| io("cannot read the UI's TLS key", e))?;
+            return Ok(Self {
+                cert: CertificateDer::from(cert),
+                key,
+            });
+        }
+        let cert_err = |e: rcgen::Error| TlsError::Certificate(e.to_string());
+        let pair =
+            rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(cert_err)?;
+        let mut params =
+            rcgen::CertificateParams::new(vec!["hearthnet.local".into()]).map_err(cert_err)?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "HearthNet web UI");
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(1);
+        params.not_after = now + time::Duration::days(3653);
+        let cert = params.self_signed(&pair).map_err(cert_err)?;
+        let key = pair.serialize_der();
+        // The key first: a certificate is only ever kept beside its key.
+        hearthnet_base::fsio::atomic_write(&key_path, &key, 0o600)
+            .map_err(|e| io("cannot keep the UI's TLS key", e))?;
+        hearthnet_base::fsio::atomic_write(&cert_path, cert.der(), 0o600)
+            .map_err(|e| io("cannot keep the UI's certificate", e))?;
+        Ok(Self {
+            cert: cert.der().clone(),
+            key,
+        })
+    }
+
+    /// The SHA-256 fingerprint as browsers show it: colon-separated hex.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.cert.as_ref());
+        let hex: Vec<String> = digest.iter().map(|b| format!("{b:02X}")).collect();
+        hex.join(":")
+    }
+
+    /// A server that asks no client certificate (a browser has none):
+    /// TLS 1.2 and 1.3, HTTP/1.1.
+    pub fn server_config(&self) -> Result<rustls::ServerConfig, TlsError> {
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![self.cert.clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.clone())),
+            )?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
+    }
+}
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -294,6 +372,25 @@ pub async fn connect(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lan_certificate_is_kept_private_and_the_same_after_a_restart() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let first = LanCertificate::load_or_create(dir.path()).unwrap();
+        let again = LanCertificate::load_or_create(dir.path()).unwrap();
+        assert_eq!(first.fingerprint(), again.fingerprint());
+        assert_eq!(first.fingerprint().len(), 32 * 3 - 1);
+        let mode = std::fs::metadata(dir.path().join(LAN_KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        again.server_config().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let fresh = LanCertificate::load_or_create(other.path()).unwrap();
+        assert_ne!(fresh.fingerprint(), first.fingerprint());
+    }
 
     #[test]
     fn certificates_carry_exactly_the_device_key() {

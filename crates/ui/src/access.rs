@@ -17,10 +17,14 @@
 //!   body is read here, bounded, before any handler sees it;
 //! - every answer carries strict security headers.
 //!
-//! Pairing a phone from the LAN goes here later: a setting that binds a
-//! LAN listener with TLS, its own pairing code in place of the login
-//! link, and that address in the allow-lists. Until then the UI answers
-//! only requests addressed to loopback.
+//! Another device of the household (a phone) comes in over the LAN only
+//! when `ui.lan_enabled` says so, through a listener of its own: HTTPS with
+//! the UI's certificate, marked [`OnLan`]. There the `Host` must be an IP
+//! address or a `.local` name with that port (a rebinding attacker's name
+//! is neither), the login link does not work, and a **pairing code** (from
+//! `hearthnet ui pair`, typed on the device, used once, ten minutes, and
+//! every outstanding code void after [`MAX_PAIRING_FAILURES`] wrong ones)
+//! opens a session whose cookie is also `Secure`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,6 +51,17 @@ pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
 const MAX_LOGIN_TOKENS: usize = 16;
 /// Sessions kept at once: a new one beyond ends the oldest.
 const MAX_SESSIONS: usize = 32;
+
+/// How long a pairing code may be used.
+pub const PAIRING_CODE_LIFETIME: Duration = Duration::from_secs(10 * 60);
+/// Wrong pairing codes tried since the last code was issued before every
+/// outstanding code is void: ten guesses at a 50-bit code.
+pub const MAX_PAIRING_FAILURES: u32 = 10;
+/// Unused pairing codes kept at once.
+const MAX_PAIRING_CODES: usize = 4;
+/// The pairing code's letters: Crockford's base 32, no I, L, O or U, so
+/// what is read aloud or off a screen is typed right.
+const PAIRING_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 pub const SESSION_COOKIE: &str = "hearthnet_session";
 pub const CSRF_HEADER: &str = "x-hearthnet-csrf";
@@ -80,12 +95,50 @@ struct Kept {
     expires: Instant,
 }
 
-/// The login tokens and sessions, in memory only: a restart logs every
-/// browser out, which is the safe side.
+/// The login tokens, pairing codes and sessions, in memory only: a
+/// restart logs every browser out, which is the safe side.
 #[derive(Default)]
 pub struct Access {
     tokens: Mutex<HashMap<Digest, Instant>>,
+    pairing: Mutex<Pairing>,
     sessions: Mutex<HashMap<Digest, Kept>>,
+}
+
+#[derive(Default)]
+struct Pairing {
+    codes: HashMap<Digest, Instant>,
+    failures: u32,
+}
+
+/// A pairing code as kept: upper case, no separators, the letters a
+/// person may confuse read as the digits they look like.
+fn normalised_code(typed: &str) -> String {
+    typed
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| match c.to_ascii_uppercase() {
+            'O' => '0',
+            'I' | 'L' => '1',
+            other => other,
+        })
+        .collect()
+}
+
+/// Keep at most `most - 1` unexpired entries of `map`, dropping the
+/// oldest, so one more fits.
+fn make_room<V>(
+    map: &mut HashMap<Digest, V>,
+    most: usize,
+    now: Instant,
+    expiry: impl Fn(&V) -> Instant,
+) {
+    map.retain(|_, v| expiry(v) > now);
+    while map.len() >= most {
+        let Some(oldest) = map.iter().min_by_key(|(_, v)| expiry(v)).map(|(d, _)| *d) else {
+            break;
+        };
+        map.remove(&oldest);
+    }
 }
 
 impl Access {
@@ -94,15 +147,53 @@ impl Access {
         let token = random_secret();
         let now = Instant::now();
         let mut tokens = self.tokens.lock();
-        tokens.retain(|_, expires| *expires > now);
-        while tokens.len() >= MAX_LOGIN_TOKENS {
-            let Some(oldest) = tokens.iter().min_by_key(|(_, e)| **e).map(|(d, _)| *d) else {
-                break;
-            };
-            tokens.remove(&oldest);
-        }
+        make_room(&mut tokens, MAX_LOGIN_TOKENS, now, |e| *e);
         tokens.insert(digest(&token), now + LOGIN_TOKEN_LIFETIME);
         token
+    }
+
+    /// A fresh pairing code, `XXXXX-XXXXX` (50 random bits); issuing one
+    /// also gives the wrong guesses a fresh budget.
+    pub fn issue_pairing_code(&self) -> String {
+        let mut bytes = [0u8; 10];
+        OsRng.fill_bytes(&mut bytes);
+        let letters: String = bytes
+            .iter()
+            .map(|b| char::from(PAIRING_ALPHABET[usize::from(b % 32)]))
+            .collect();
+        let now = Instant::now();
+        let mut pairing = self.pairing.lock();
+        make_room(&mut pairing.codes, MAX_PAIRING_CODES, now, |e| *e);
+        pairing
+            .codes
+            .insert(digest(&letters), now + PAIRING_CODE_LIFETIME);
+        pairing.failures = 0;
+        format!("{}-{}", &letters[..5], &letters[5..])
+    }
+
+    /// Spend the pairing code a person typed: a new session's cookie value
+    /// if it was issued, unused and not expired. A wrong code counts
+    /// against [`MAX_PAIRING_FAILURES`]; past it no code works until a
+    /// new one is issued.
+    pub fn pair(&self, typed: &str) -> Option<String> {
+        let now = Instant::now();
+        let mut pairing = self.pairing.lock();
+        if pairing.failures >= MAX_PAIRING_FAILURES {
+            return None;
+        }
+        match pairing.codes.remove(&digest(&normalised_code(typed))) {
+            Some(expires) if expires > now => {
+                drop(pairing);
+                Some(self.open_session(now))
+            }
+            _ => {
+                pairing.failures += 1;
+                if pairing.failures >= MAX_PAIRING_FAILURES {
+                    pairing.codes.clear();
+                }
+                None
+            }
+        }
     }
 
     /// Spend `token`: a new session's cookie value if it was issued, unused
@@ -113,19 +204,14 @@ impl Access {
         if expires <= now {
             return None;
         }
+        Some(self.open_session(now))
+    }
+
+    /// A new session; its cookie value.
+    fn open_session(&self, now: Instant) -> String {
         let cookie = random_secret();
         let mut sessions = self.sessions.lock();
-        sessions.retain(|_, s| s.expires > now);
-        while sessions.len() >= MAX_SESSIONS {
-            let Some(oldest) = sessions
-                .iter()
-                .min_by_key(|(_, s)| s.expires)
-                .map(|(d, _)| *d)
-            else {
-                break;
-            };
-            sessions.remove(&oldest);
-        }
+        make_room(&mut sessions, MAX_SESSIONS, now, |s| s.expires);
         sessions.insert(
             digest(&cookie),
             Kept {
@@ -133,7 +219,7 @@ impl Access {
                 expires: now + SESSION_LIFETIME,
             },
         );
-        Some(cookie)
+        cookie
     }
 
     /// The live session whose cookie value is `cookie`.
@@ -159,10 +245,11 @@ impl Access {
     }
 }
 
-/// The `Set-Cookie` of a new session.
-pub fn session_cookie(value: &str) -> String {
+/// The `Set-Cookie` of a new session; `Secure` over HTTPS (the LAN).
+pub fn session_cookie(value: &str, door: &Door) -> String {
+    let secure = if door.lan { "; Secure" } else { "" };
     format!(
-        "{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        "{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
         SESSION_LIFETIME.as_secs()
     )
 }
@@ -236,21 +323,102 @@ pub(crate) async fn gate(State(ui): State<Arc<UiState>>, req: Request, next: Nex
     resp
 }
 
-async fn admit(ui: &UiState, req: Request) -> Result<Request, Refusal> {
-    // No port known (the router served by something else): refuse all.
-    let port = req
-        .extensions()
-        .get::<LocalApi>()
-        .map(|l| l.port)
-        .ok_or(Refusal::Host)?;
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .filter(|h| names_loopback(h, port))
-        .ok_or(Refusal::Host)?
-        .to_owned();
-    if req.uri().path() == crate::pages::LOGIN_PATH && req.method() == Method::GET {
+/// Marks a request that came in on the LAN listener (port `port`); the
+/// LAN router puts it on every request (`Ui::lan_router`).
+#[derive(Debug, Clone, Copy)]
+pub struct OnLan {
+    pub port: u16,
+}
+
+/// Which door a request came in by, as its `Host` named it: the handlers
+/// get it in the request's extensions.
+#[derive(Debug, Clone)]
+pub struct Door {
+    pub host: String,
+    /// The LAN listener (HTTPS, paired devices) rather than loopback.
+    pub lan: bool,
+}
+
+impl Door {
+    fn of(req: &Request) -> Result<Self, Refusal> {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok());
+        // No mark known (the router served by something else): refuse all.
+        let door = match (
+            req.extensions().get::<OnLan>(),
+            req.extensions().get::<LocalApi>(),
+        ) {
+            (Some(lan), _) => host.filter(|h| names_lan(h, lan.port)).map(|h| Self {
+                host: h.to_owned(),
+                lan: true,
+            }),
+            (None, Some(local)) => host
+                .filter(|h| names_loopback(h, local.port))
+                .map(|h| Self {
+                    host: h.to_owned(),
+                    lan: false,
+                }),
+            (None, None) => None,
+        };
+        door.ok_or(Refusal::Host)
+    }
+
+    /// `scheme://host` as the browser addressed this UI.
+    pub fn origin(&self) -> String {
+        let scheme = if self.lan { "https" } else { "http" };
+        format!("{scheme}://{}", self.host)
+    }
+
+    /// Whether `req` may go on without a session: the login link on
+    /// loopback, the pairing form on the LAN.
+    fn open(&self, req: &Request) -> bool {
+        let path = req.uri().path();
+        match self.lan {
+            false => path == crate::pages::LOGIN_PATH && req.method() == Method::GET,
+            true => {
+                path == crate::pages::PAIR_PATH
+                    && matches!(*req.method(), Method::GET | Method::POST)
+            }
+        }
+    }
+}
+
+/// A `Host` the LAN listener answers: an IP address or a `.local` name
+/// (what a phone types or mDNS resolves), with the listener's port. A DNS
+/// rebinding attack names its own domain, which is neither.
+fn names_lan(host: &str, port: u16) -> bool {
+    let (name, given_port) = match host.rsplit_once(':') {
+        Some((name, p))
+            if !name.ends_with(':') && (host.starts_with('[') || !name.contains(':')) =>
+        {
+            (name, p.parse::<u16>().ok())
+        }
+        _ => (host, None),
+    };
+    let ip = match name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => name.parse::<std::net::Ipv4Addr>().is_ok(),
+    };
+    let local_name = name.len() <= 253
+        && name.to_ascii_lowercase().ends_with(".local")
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    given_port == Some(port) && (ip || local_name)
+}
+
+async fn admit(ui: &UiState, mut req: Request) -> Result<Request, Refusal> {
+    let door = Door::of(&req)?;
+    if door.open(&req) {
+        if req.method() == Method::POST {
+            // No session yet, so no CSRF token: the origin check alone
+            // keeps another site from pairing a browser to this node.
+            same_origin(req.headers(), &door)?;
+            req = bounded_body(ui, req).await?.0;
+        }
+        req.extensions_mut().insert(door);
         return Ok(req);
     }
     let session = cookie_value(req.headers())
@@ -259,24 +427,27 @@ async fn admit(ui: &UiState, req: Request) -> Result<Request, Refusal> {
     let mut req = if matches!(*req.method(), Method::GET | Method::HEAD) {
         req
     } else {
-        same_origin(req.headers(), &host)?;
+        same_origin(req.headers(), &door)?;
         checked_body(ui, req, &session.csrf).await?
     };
     req.extensions_mut().insert(session);
+    req.extensions_mut().insert(door);
     Ok(req)
 }
 
-/// `Origin` must be exactly this UI's origin as the browser addressed it;
-/// a browser that sends none (some do not on same-origin POSTs) must say
-/// `Sec-Fetch-Site: same-origin`. Anything else is another site's page.
-fn same_origin(headers: &HeaderMap, host: &str) -> Result<(), Refusal> {
-    match headers.get(header::ORIGIN) {
-        Some(origin) => {
-            let ours = format!("http://{host}");
-            (origin.as_bytes() == ours.as_bytes())
-                .then_some(())
-                .ok_or(Refusal::CrossOrigin)
-        }
+/// `Origin` must be exactly this UI's origin as the browser addressed it.
+/// A browser that sends none, or `null` (a plain form's POST under our
+/// `Referrer-Policy: no-referrer`), must say `Sec-Fetch-Site:
+/// same-origin`, which no page can forge. Anything else is another site's
+/// page.
+fn same_origin(headers: &HeaderMap, door: &Door) -> Result<(), Refusal> {
+    let origin = headers
+        .get(header::ORIGIN)
+        .filter(|o| o.as_bytes() != b"null");
+    match origin {
+        Some(origin) => (origin.as_bytes() == door.origin().as_bytes())
+            .then_some(())
+            .ok_or(Refusal::CrossOrigin),
         None => (headers
             .get("sec-fetch-site")
             .is_some_and(|v| v.as_bytes() == b"same-origin"))
@@ -285,10 +456,9 @@ fn same_origin(headers: &HeaderMap, host: &str) -> Result<(), Refusal> {
     }
 }
 
-/// Read the body within [`crate::MAX_BODY_BYTES`] and the UI's budget,
-/// check the CSRF token (header, else the form's `csrf` field), and hand
-/// the request on with the bytes read.
-async fn checked_body(ui: &UiState, req: Request, csrf: &str) -> Result<Request, Refusal> {
+/// Read the body within [`crate::MAX_BODY_BYTES`] and the UI's budget;
+/// the request with the bytes read, and the bytes.
+async fn bounded_body(ui: &UiState, req: Request) -> Result<(Request, axum::body::Bytes), Refusal> {
     let (parts, body) = req.into_parts();
     let declared = parts
         .headers
@@ -305,7 +475,14 @@ async fn checked_body(ui: &UiState, req: Request, csrf: &str) -> Result<Request,
     let bytes = read_bytes(body, crate::MAX_BODY_BYTES, &mut reservation)
         .await
         .map_err(|_| Refusal::BodyTooLarge)?;
-    let presented = match parts.headers.get(CSRF_HEADER) {
+    Ok((Request::from_parts(parts, Body::from(bytes.clone())), bytes))
+}
+
+/// Read the body bounded ([`bounded_body`]) and check the CSRF token
+/// (header, else the form's `csrf` field).
+async fn checked_body(ui: &UiState, req: Request, csrf: &str) -> Result<Request, Refusal> {
+    let (req, bytes) = bounded_body(ui, req).await?;
+    let presented = match req.headers().get(CSRF_HEADER) {
         Some(v) => v.to_str().ok().map(str::to_owned),
         None => form_urlencoded::parse(&bytes)
             .find(|(name, _)| name == CSRF_FIELD)
@@ -314,7 +491,7 @@ async fn checked_body(ui: &UiState, req: Request, csrf: &str) -> Result<Request,
     if !presented.is_some_and(|p| same_secret(&p, csrf)) {
         return Err(Refusal::Csrf);
     }
-    Ok(Request::from_parts(parts, Body::from(bytes)))
+    Ok(req)
 }
 
 /// The headers every answer carries: scripts and styles from this origin
@@ -404,11 +581,14 @@ mod tests {
 
     #[test]
     fn only_our_origin_or_a_same_origin_fetch_may_change_state() {
-        let host = "127.0.0.1:7860";
+        let door = Door {
+            host: "127.0.0.1:7860".into(),
+            lan: false,
+        };
         let with = |name: &'static str, value: &'static str| {
             let mut h = HeaderMap::new();
             h.insert(name, HeaderValue::from_static(value));
-            same_origin(&h, host)
+            same_origin(&h, &door)
         };
         assert_eq!(with("origin", "http://127.0.0.1:7860"), Ok(()));
         assert_eq!(
@@ -421,14 +601,102 @@ mod tests {
             "another local port is another origin"
         );
         assert_eq!(with("origin", "null"), Err(Refusal::CrossOrigin));
+        let mut null_from_our_form = HeaderMap::new();
+        null_from_our_form.insert("origin", HeaderValue::from_static("null"));
+        null_from_our_form.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert_eq!(same_origin(&null_from_our_form, &door), Ok(()));
+        null_from_our_form.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert_eq!(
+            same_origin(&null_from_our_form, &door),
+            Err(Refusal::CrossOrigin),
+            "a sandboxed frame of another site sends null too"
+        );
         assert_eq!(with("sec-fetch-site", "same-origin"), Ok(()));
         assert_eq!(
             with("sec-fetch-site", "same-site"),
             Err(Refusal::CrossOrigin)
         );
         assert_eq!(
-            same_origin(&HeaderMap::new(), host),
+            same_origin(&HeaderMap::new(), &door),
             Err(Refusal::CrossOrigin)
         );
+        let lan = Door {
+            host: "192.168.1.20:7861".into(),
+            lan: true,
+        };
+        let mut h = HeaderMap::new();
+        h.insert(
+            "origin",
+            HeaderValue::from_static("https://192.168.1.20:7861"),
+        );
+        assert_eq!(same_origin(&h, &lan), Ok(()));
+        h.insert(
+            "origin",
+            HeaderValue::from_static("http://192.168.1.20:7861"),
+        );
+        assert_eq!(
+            same_origin(&h, &lan),
+            Err(Refusal::CrossOrigin),
+            "the LAN is HTTPS"
+        );
+    }
+
+    #[test]
+    fn the_lan_door_answers_addresses_and_local_names_with_its_port_only() {
+        for ok in [
+            "192.168.1.20:7861",
+            "[fe80::1]:7861",
+            "[2001:db8::7]:7861",
+            "den.local:7861",
+            "Den-Laptop.LOCAL:7861",
+        ] {
+            assert!(names_lan(ok, 7861), "{ok}");
+        }
+        for refused in [
+            "192.168.1.20",
+            "192.168.1.20:7860",
+            "attacker.example:7861",
+            "localhost.attacker.example:7861",
+            "evil.local.attacker.example:7861",
+            "fe80::1:7861",
+            "den.local:7861:7861",
+            "den .local:7861",
+            "",
+        ] {
+            assert!(!names_lan(refused, 7861), "{refused}");
+        }
+    }
+
+    #[test]
+    fn a_pairing_code_works_once_typed_loosely_and_guessing_burns_every_code() {
+        let access = Access::default();
+        let code = access.issue_pairing_code();
+        assert_eq!(code.len(), 11);
+        assert_eq!(&code[5..6], "-");
+        let typed = code.to_lowercase().replace('-', " ");
+        assert!(
+            access.pair(&typed).is_some(),
+            "case and separators do not matter"
+        );
+        assert!(access.pair(&code).is_none(), "a code works once");
+
+        let code = access.issue_pairing_code();
+        for _ in 0..MAX_PAIRING_FAILURES {
+            assert!(access.pair("AAAAA-AAAAA").is_none());
+        }
+        assert!(
+            access.pair(&code).is_none(),
+            "after too many wrong guesses no outstanding code works"
+        );
+        let fresh = access.issue_pairing_code();
+        assert!(
+            access.pair(&fresh).is_some(),
+            "a new code gets a new budget"
+        );
+    }
+
+    #[test]
+    fn a_code_is_read_as_its_look_alike_digits() {
+        assert_eq!(normalised_code("o1l-iO 2"), "011102");
     }
 }

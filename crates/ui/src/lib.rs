@@ -39,7 +39,7 @@ use axum::Router;
 use hearthnet_bus::Bus;
 use hearthnet_transport::NodeView;
 use hearthnet_transport::http::BodyBudget;
-use hearthnet_wire::local::UiLink;
+use hearthnet_wire::local::{UiLink, UiPairing};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -65,6 +65,19 @@ pub struct Parts {
     /// The node's stop: live streams end with it, so shutdown does not
     /// wait for open browser tabs.
     pub stop: CancellationToken,
+    /// The LAN listener for paired devices, when `ui.lan_enabled`.
+    pub lan: Option<Lan>,
+}
+
+/// The UI's listener on the LAN (HTTPS), for the pairing codes to name.
+#[derive(Debug, Clone)]
+pub struct Lan {
+    pub port: u16,
+    /// `https://ADDRESS:PORT` for each address of this machine it is
+    /// reachable at.
+    pub origins: Vec<String>,
+    /// Of the UI's certificate, as browsers show it.
+    pub certificate_sha256: String,
 }
 
 /// The web UI of one node: its state, shared by the router and by the
@@ -82,6 +95,7 @@ pub(crate) struct UiState {
     pub access: Access,
     pub budget: Arc<BodyBudget>,
     pub stop: CancellationToken,
+    pub lan: Option<Lan>,
     /// `http://host:port` of the login links.
     pub origin: String,
 }
@@ -97,6 +111,7 @@ impl Ui {
                 access: Access::default(),
                 budget: BodyBudget::new(BODY_BUDGET_BYTES, 0),
                 stop: parts.stop,
+                lan: parts.lan,
                 origin: origin(parts.addr),
             }),
         }
@@ -116,6 +131,34 @@ impl Ui {
             .with_state(self.state.clone())
     }
 
+    /// The router of the LAN listener (serve it with TLS): the same pages
+    /// behind the same gate, each request marked [`access::OnLan`] so the
+    /// gate applies the LAN's rules. `None` without a LAN listener.
+    pub fn lan_router(&self) -> Option<Router> {
+        let port = self.state.lan.as_ref()?.port;
+        let mark = move |mut req: axum::extract::Request, next: axum::middleware::Next| async move {
+            req.extensions_mut().insert(access::OnLan { port });
+            next.run(req).await
+        };
+        Some(self.router().layer(axum::middleware::from_fn(mark)))
+    }
+
+    /// A fresh pairing code for a device on the LAN, with where it goes;
+    /// `None` without a LAN listener.
+    pub fn pairing(&self) -> Option<UiPairing> {
+        let lan = self.state.lan.as_ref()?;
+        Some(UiPairing {
+            code: self.state.access.issue_pairing_code(),
+            urls: lan
+                .origins
+                .iter()
+                .map(|o| format!("{o}{}", pages::PAIR_PATH))
+                .collect(),
+            certificate_sha256: lan.certificate_sha256.clone(),
+            expires_in_seconds: access::PAIRING_CODE_LIFETIME.as_secs(),
+        })
+    }
+
     /// A fresh one-time login link.
     pub fn login_link(&self) -> UiLink {
         let token = self.state.access.issue_login_token();
@@ -129,6 +172,10 @@ impl Ui {
 impl hearthnet_transport::UiLinks for Ui {
     fn login_link(&self) -> UiLink {
         Ui::login_link(self)
+    }
+
+    fn pairing(&self) -> Option<UiPairing> {
+        Ui::pairing(self)
     }
 }
 

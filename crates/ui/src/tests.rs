@@ -57,6 +57,7 @@ fn ui_on(bus: Arc<Bus>) -> Ui {
         log: None,
         addr: ([127, 0, 0, 1], PORT).into(),
         stop: CancellationToken::new(),
+        lan: None,
     })
 }
 
@@ -381,4 +382,125 @@ async fn a_page_calls_a_service_as_the_node_itself_and_a_failure_reads_as_advice
         "{html}"
     );
     assert!(html.contains("all slots taken"), "{html}");
+}
+
+/// A UI with a LAN listener on 7861.
+fn ui_with_lan() -> Ui {
+    let metrics = Arc::new(hearthnet_observability::metrics::Metrics::new());
+    let id = hearthnet_wire::local::samples::node_id(1);
+    Ui::new(Parts {
+        bus: Arc::new(Bus::new(id, Default::default(), metrics)),
+        view: Arc::new(Fake),
+        emergency: None,
+        log: None,
+        addr: ([127, 0, 0, 1], PORT).into(),
+        stop: CancellationToken::new(),
+        lan: Some(Lan {
+            port: 7861,
+            origins: vec!["https://192.168.1.20:7861".into()],
+            certificate_sha256: "AB:CD".into(),
+        }),
+    })
+}
+
+/// As a request reaches the LAN listener (no loopback mark).
+async fn send_lan(ui: &Ui, req: Request<Body>) -> Answer {
+    let resp = ui.lan_router().unwrap().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+fn pair_post(host: &str, origin: &str, code: &str) -> Request<Body> {
+    Request::post("/pair")
+        .header(header::HOST, host)
+        .header(header::ORIGIN, origin)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("code={code}")))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn on_the_lan_only_a_pairing_code_opens_a_session_and_the_host_must_be_an_address() {
+    assert!(ui().pairing().is_none(), "no LAN listener, no code");
+    assert!(ui().lan_router().is_none());
+    let ui = ui_with_lan();
+    let lan = "192.168.1.20:7861";
+    let origin = "https://192.168.1.20:7861";
+    let lan_get = |path: &str, host: &str| {
+        Request::get(path)
+            .header(header::HOST, host)
+            .body(Body::empty())
+            .unwrap()
+    };
+
+    // A rebinding attacker's name is refused before anything.
+    let rebound = send_lan(&ui, lan_get("/pair", "attacker.example:7861")).await;
+    assert_eq!(rebound.status, StatusCode::FORBIDDEN);
+    // The pairing form is open; everything else needs a session, and the
+    // loopback login link does not work here.
+    assert_eq!(
+        send_lan(&ui, lan_get("/pair", lan)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send_lan(&ui, lan_get("/", lan)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let link = ui.login_link();
+    let path = link.url.strip_prefix("http://127.0.0.1:7860").unwrap();
+    assert_eq!(
+        send_lan(&ui, lan_get(path, lan)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Nor does the pairing form on loopback.
+    let on_loopback = send(&ui, get("/pair").body(Body::empty()).unwrap()).await;
+    assert_eq!(on_loopback.status, StatusCode::UNAUTHORIZED);
+
+    let pairing = ui.pairing().unwrap();
+    assert_eq!(pairing.urls, ["https://192.168.1.20:7861/pair"]);
+    assert_eq!(pairing.certificate_sha256, "AB:CD");
+    // Another site's page cannot pair a browser, even with the code.
+    let forged = send_lan(
+        &ui,
+        pair_post(lan, "https://attacker.example", &pairing.code),
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let plain_http = send_lan(
+        &ui,
+        pair_post(lan, "http://192.168.1.20:7861", &pairing.code),
+    )
+    .await;
+    assert_eq!(plain_http.status, StatusCode::FORBIDDEN);
+    let wrong = send_lan(&ui, pair_post(lan, origin, "AAAAA-AAAAA")).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.body.contains("role=\"alert\""), "{}", wrong.body);
+
+    let paired = send_lan(&ui, pair_post(lan, origin, &pairing.code)).await;
+    assert_eq!(paired.status, StatusCode::SEE_OTHER, "{}", paired.body);
+    let cookie = paired.headers[header::SET_COOKIE].to_str().unwrap();
+    for part in ["HttpOnly", "SameSite=Strict", "Secure"] {
+        assert!(cookie.contains(part), "{cookie}");
+    }
+    let cookie = cookie.split(';').next().unwrap();
+    let home = send_lan(
+        &ui,
+        Request::get("/")
+            .header(header::HOST, lan)
+            .header(header::COOKIE, cookie)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(home.status, StatusCode::OK);
+    let again = send_lan(&ui, pair_post(lan, origin, &pairing.code)).await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED, "a code works once");
 }

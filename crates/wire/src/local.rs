@@ -24,6 +24,7 @@ pub mod names {
     pub const TRACES: &str = "the node's recent traces";
     pub const SYNC_ROUND: &str = "the node's sync report";
     pub const UI_LINK: &str = "the web UI's login link";
+    pub const UI_PAIRING: &str = "the web UI's pairing code";
     pub const FILE_PROGRESS: &str = "a progress frame of file.local";
     pub const FILE_ADDED: &str = "the node's answer to file.local.add";
     pub const FILE_GOT: &str = "the node's answer to file.local.get";
@@ -293,6 +294,22 @@ pub struct TraceRecord {
 pub struct UiLink {
     pub url: String,
     /// How long the link may be used (once).
+    pub expires_in_seconds: u64,
+}
+
+/// `POST /local/v1/ui/pair`'s answer: a pairing code that lets one
+/// device of the household on the LAN (a phone) into the web UI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UiPairing {
+    /// What the person types on the other device.
+    pub code: String,
+    /// Where that device opens the UI (`https://ADDRESS:PORT/pair`), one
+    /// per address of this machine the UI listens on.
+    pub urls: Vec<String>,
+    /// The SHA-256 fingerprint of the UI's certificate, to compare with
+    /// what the other device's browser shows before accepting it.
+    pub certificate_sha256: String,
+    /// How long the code may be used (once).
     pub expires_in_seconds: u64,
 }
 

@@ -82,6 +82,7 @@ pub fn dispatch(cli: Cli) -> CliResult {
             chat::history(cli.config.as_deref(), &env, args)
         }
         Command::Ui(UiCommand::Link) => ui::link(cli.config.as_deref(), &env),
+        Command::Ui(UiCommand::Pair) => ui::pair(cli.config.as_deref(), &env),
         Command::Export(args) => export::run(cli.config.as_deref(), &env, args),
         Command::Leave(args) => leave::run(cli.config.as_deref(), &env, args),
         Command::Erase(args) => erase::run(cli.config.as_deref(), &env, args),

@@ -19,6 +19,32 @@ pub fn link(config: Option<&Path>, env: &Env) -> CliResult {
     Ok(ExitStatus::Success)
 }
 
+/// A pairing code for a device on the LAN: the code on stdout alone (a
+/// script may take it), where to go and what to compare on stderr.
+pub fn pair(config: Option<&Path>, env: &Env) -> CliResult {
+    let client = node_client::connect(config, env)?;
+    let pairing = client.ui_pairing().map_err(CliError::from_client)?;
+    let minutes = pairing.expires_in_seconds / 60;
+    printer::status(format!(
+        "pairing code for a device on this network (works once, within {minutes} min; `hearthnet ui pair` gives another):"
+    ));
+    println!("{}", pairing.code);
+    match pairing.urls.as_slice() {
+        [] => printer::hint(
+            "this machine has no LAN address to offer: connect it to the household's network",
+        ),
+        urls => printer::status(format!(
+            "on the device, open {} and enter the code",
+            urls.join(" or ")
+        )),
+    }
+    printer::status(format!(
+        "its browser warns about the node's own certificate: accept it only if its SHA-256 fingerprint is {}",
+        pairing.certificate_sha256
+    ));
+    Ok(ExitStatus::Success)
+}
+
 /// Print `link` (or, with `launch_browser`, open it in the desktop's
 /// browser, falling back to printing it) and say how long it works.
 pub fn offer(link: &UiLink, launch_browser: bool) {

@@ -144,3 +144,38 @@ pub async fn dark_browser(driver: &Driver, profile: &Path) -> Client {
     assert_eq!(dark, serde_json::json!(true), "Chromium prefers dark");
     c
 }
+
+/// A browser that accepts the node's self-signed LAN certificate, as a
+/// person does on their phone after comparing its fingerprint.
+pub async fn lan_browser(driver: &Driver, profile: &Path) -> Client {
+    session(driver, profile, &["--ignore-certificate-errors"]).await
+}
+
+/// Wait up to 20 s for `locator`; failing, say where the browser is and
+/// what the page says.
+pub async fn wait_for(
+    c: &Client,
+    locator: Locator<'_>,
+    what: &str,
+) -> fantoccini::elements::Element {
+    match c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(locator)
+        .await
+    {
+        Ok(found) => found,
+        Err(e) => {
+            let url = c
+                .current_url()
+                .await
+                .map(|u| u.to_string())
+                .unwrap_or_default();
+            let text = match c.find(Locator::Css("body")).await {
+                Ok(body) => body.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            panic!("{what}: {e}; at {url} the page says:\n{text}")
+        }
+    }
+}

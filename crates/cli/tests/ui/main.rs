@@ -13,6 +13,7 @@ mod axe;
 mod browser;
 #[path = "../common/mod.rs"]
 mod common;
+mod pairing;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -18,22 +18,25 @@ use hearthnet_wire::local::Status;
 use serde::Deserialize;
 
 use crate::UiState;
-use crate::access::{self, Session};
+use crate::access::{self, Door, Session};
 use crate::text::{TEXT, Text};
 
 mod emergency;
 mod home;
+mod pair;
 
 pub use emergency::{EmergencyFragment, EmergencyView};
 pub use home::{Neighbourhood, NeighbourhoodFragment};
 
 pub const LOGIN_PATH: &str = "/login";
+pub use pair::PAIR_PATH;
 
 pub(crate) fn routes() -> Router<Arc<UiState>> {
     Router::new()
         .merge(home::routes())
         .merge(emergency::routes())
         .route(LOGIN_PATH, get(login))
+        .merge(pair::routes())
         .route("/logout", post(logout))
         .fallback(not_found)
 }
@@ -214,20 +217,27 @@ struct LoginQuery {
 /// leaves the address bar), or a page that says how to get a new link.
 async fn login(
     State(ui): State<Arc<UiState>>,
+    Extension(door): Extension<Door>,
     query: Result<Query<LoginQuery>, ApiError>,
 ) -> Response {
     let cookie = query.ok().and_then(|Query(q)| ui.access.redeem(&q.token));
-    let Some(cookie) = cookie.and_then(|c| HeaderValue::from_str(&access::session_cookie(&c)).ok())
-    else {
-        return plain_page(
-            StatusCode::UNAUTHORIZED,
-            TEXT.login_failed_title,
-            TEXT.login_failed,
-        );
-    };
+    cookie
+        .and_then(|c| to_home_with(&c, &door))
+        .unwrap_or_else(|| {
+            plain_page(
+                StatusCode::UNAUTHORIZED,
+                TEXT.login_failed_title,
+                TEXT.login_failed,
+            )
+        })
+}
+
+/// On to Home with a new session's cookie set.
+fn to_home_with(cookie: &str, door: &Door) -> Option<Response> {
+    let cookie = HeaderValue::from_str(&access::session_cookie(cookie, door)).ok()?;
     let mut resp = Redirect::to("/").into_response();
     resp.headers_mut().insert(header::SET_COOKIE, cookie);
-    resp
+    Some(resp)
 }
 
 async fn logout(
