@@ -239,6 +239,11 @@ impl Bus {
         self.traces.recent(n, capability)
     }
 
+    /// Changes whenever a call is recorded in the traces.
+    pub fn calls(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.traces.pushed()
+    }
+
     /// Descriptors of the local capabilities, for the node manifest.
     pub fn local_descriptors(&self) -> Vec<CapabilityDescriptor> {
         self.entries

@@ -10,6 +10,9 @@ use hearthnet_wire::local::TraceRecord;
 pub struct TraceRing {
     records: Mutex<VecDeque<TraceRecord>>,
     capacity: usize,
+    /// How many records were ever pushed: what a live view of the calls
+    /// waits on.
+    pushed: tokio::sync::watch::Sender<u64>,
 }
 
 impl Default for TraceRing {
@@ -23,6 +26,7 @@ impl TraceRing {
         Self {
             records: Mutex::new(VecDeque::with_capacity(capacity.min(1024))),
             capacity,
+            pushed: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -32,6 +36,13 @@ impl TraceRing {
             r.pop_front();
         }
         r.push_back(record);
+        drop(r);
+        self.pushed.send_modify(|n| *n += 1);
+    }
+
+    /// Changes whenever a call is recorded.
+    pub fn pushed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.pushed.subscribe()
     }
 
     /// The newest `n` records matching `capability` (if given), oldest first.

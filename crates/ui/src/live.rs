@@ -3,8 +3,9 @@
 //! (`banner`) and the fragments of the page that opened it
 //! ([`page_fragments`]) at once and again whenever something they show may
 //! have changed: the emergency detector's status, the bus's offers (a
-//! neighbour came or went), or the event log (a post, a message). Bursts
-//! are coalesced: one update per [`COALESCE`] at most.
+//! neighbour came or went), the event log (a post, a message), and on the
+//! pages that show calls ([`shows_calls`]) a call. Bursts are coalesced:
+//! one update per [`COALESCE`] at most.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,8 +120,15 @@ struct Follow {
     page: Option<Page>,
     emergency: Option<watch::Receiver<hearthnet_emergency::Status>>,
     log: Option<watch::Receiver<i64>>,
+    calls: Option<watch::Receiver<u64>>,
     registry: broadcast::Receiver<hearthnet_bus::RegistryEvent>,
     first: bool,
+}
+
+/// Whether `page` shows the recent calls: only its stream follows them,
+/// since a busy node records many a second.
+fn shows_calls(page: Option<Page>) -> bool {
+    page == Some(Page::Home)
 }
 
 impl Follow {
@@ -131,6 +139,7 @@ impl Follow {
             () = self.ui.stop.cancelled() => None,
             alive = changed(self.emergency.as_mut()) => alive.then_some(true),
             alive = changed(self.log.as_mut()) => alive.then_some(true),
+            alive = changed(self.calls.as_mut()) => alive.then_some(true),
             r = self.registry.recv() => match r {
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => Some(true),
                 Err(broadcast::error::RecvError::Closed) => None,
@@ -143,7 +152,10 @@ impl Follow {
                 () = tokio::time::sleep(COALESCE) => {}
             }
             // What changed meanwhile is in the update about to be rendered.
-            for rx in [self.log.as_mut()].into_iter().flatten() {
+            if let Some(rx) = self.log.as_mut() {
+                rx.borrow_and_update();
+            }
+            if let Some(rx) = self.calls.as_mut() {
                 rx.borrow_and_update();
             }
             if let Some(rx) = self.emergency.as_mut() {
@@ -173,6 +185,7 @@ async fn events(State(ui): State<Arc<UiState>>, which: Result<Query<Which>, ApiE
         page,
         emergency: ui.emergency.clone(),
         log: ui.log.clone(),
+        calls: shows_calls(page).then(|| ui.bus.calls()),
         registry: ui.bus.changes(),
         ui,
         first: true,

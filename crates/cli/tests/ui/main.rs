@@ -19,7 +19,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use browser::{banner_mode, browser, chromedriver, dark_browser, log_in, shoot};
+use browser::{banner_mode, browser, chromedriver, dark_browser, log_in, shoot, wait_for};
 use common::Sandbox;
 use fantoccini::Locator;
 
@@ -193,6 +193,23 @@ fn in_chromium_home_shows_the_node_and_the_banner_follows_the_probes_without_rel
         assert_eq!(id.text().await.unwrap(), sb.key().node_id().full());
         assert!(!c.current_url().await.unwrap().as_str().contains("token"));
         assert_eq!(banner_mode(&c).await, "online");
+        // A call shows in the recent activity without a reload.
+        c.execute("window.hearthnetMark = 'kept'; return null", vec![])
+            .await
+            .unwrap();
+        let listed = sb.run(&["file", "ls"], None);
+        assert_eq!(listed.code, 0, "{listed:?}");
+        wait_for(
+            &c,
+            Locator::XPath("//td[text()='file.local.list']"),
+            "the call appears under recent activity",
+        )
+        .await;
+        let mark = c
+            .execute("return window.hearthnetMark", vec![])
+            .await
+            .unwrap();
+        assert_eq!(mark, serde_json::json!("kept"), "changed without a reload");
         shoot(&c, "home").await;
 
         c.find(Locator::LinkText("Emergency"))
