@@ -540,7 +540,7 @@ fn serve(
     // The OpenAI-compatible gateway's key beside the device key; made by
     // `hearthnet api-key`, read when a client presents one.
     let api_key = ApiKeyFile::in_dir(&b.paths.keys_dir);
-    state = state.with_api_key(Arc::new(ApiKeyCheck::new(api_key)));
+    state = state.with_api_key(Arc::new(ApiKeyCheck::new(api_key.clone())));
     let ui = net.ui.map(|(listener, addr)| {
         let ui = hearthnet_ui::Ui::new(hearthnet_ui::Parts {
             bus: net.bus.clone(),
@@ -549,6 +549,7 @@ fn serve(
             log: Some(log_changes),
             addr,
             stop: stop.clone(),
+            api_key: Some(api_key.clone()),
         });
         tasks.spawn(hearthnet_transport::serve(
             listener,

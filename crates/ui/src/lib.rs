@@ -23,10 +23,6 @@
 
 pub mod access;
 mod assets;
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the pages that call services land next")
-)]
 mod calls;
 mod live;
 mod pages;
@@ -37,6 +33,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use hearthnet_bus::Bus;
+use hearthnet_identity::ApiKeyFile;
 use hearthnet_transport::NodeView;
 use hearthnet_transport::http::BodyBudget;
 use hearthnet_wire::local::UiLink;
@@ -65,6 +62,9 @@ pub struct Parts {
     /// The node's stop: live streams end with it, so shutdown does not
     /// wait for open browser tabs.
     pub stop: CancellationToken,
+    /// The OpenAI-compatible gateway's key file, which Settings creates
+    /// or rotates; `None` hides that part.
+    pub api_key: Option<ApiKeyFile>,
 }
 
 /// The web UI of one node: its state, shared by the router and by the
@@ -82,6 +82,7 @@ pub(crate) struct UiState {
     pub access: Access,
     pub budget: Arc<BodyBudget>,
     pub stop: CancellationToken,
+    pub api_key: Option<ApiKeyFile>,
     /// `http://host:port` of the login links.
     pub origin: String,
 }
@@ -97,6 +98,7 @@ impl Ui {
                 access: Access::default(),
                 budget: BodyBudget::new(BODY_BUDGET_BYTES, 0),
                 stop: parts.stop,
+                api_key: parts.api_key,
                 origin: origin(parts.addr),
             }),
         }

@@ -23,9 +23,12 @@ use crate::text::{TEXT, Text};
 
 mod emergency;
 mod home;
+mod join;
+mod settings;
 
 pub use emergency::{EmergencyFragment, EmergencyView};
 pub use home::{Neighbourhood, NeighbourhoodFragment};
+pub use settings::{Members, MembersFragment};
 
 pub const LOGIN_PATH: &str = "/login";
 
@@ -33,6 +36,8 @@ pub(crate) fn routes() -> Router<Arc<UiState>> {
     Router::new()
         .merge(home::routes())
         .merge(emergency::routes())
+        .merge(settings::routes())
+        .merge(join::routes())
         .route(LOGIN_PATH, get(login))
         .route("/logout", post(logout))
         .fallback(not_found)
@@ -87,20 +92,26 @@ pub struct NavItem {
     pub current: bool,
 }
 
-/// The pages in the menu, in its order.
+/// The pages; those in the menu are [`Page::ALL`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Page {
     Home,
     Emergency,
+    Settings,
+    /// Not in the menu: Settings links it, for a device about to join.
+    Join,
 }
 
 impl Page {
-    pub const ALL: [Page; 2] = [Page::Home, Page::Emergency];
+    /// The menu, in its order.
+    pub const ALL: [Page; 3] = [Page::Home, Page::Emergency, Page::Settings];
 
     pub fn href(self) -> &'static str {
         match self {
             Page::Home => "/",
             Page::Emergency => "/emergency",
+            Page::Settings => "/settings",
+            Page::Join => "/join",
         }
     }
 
@@ -109,6 +120,8 @@ impl Page {
         match self {
             Page::Home => TEXT.nav_home,
             Page::Emergency => TEXT.nav_emergency,
+            Page::Settings => TEXT.nav_settings,
+            Page::Join => TEXT.settings.join_title,
         }
     }
 
@@ -118,6 +131,8 @@ impl Page {
         match self {
             Page::Home => "home",
             Page::Emergency => "emergency",
+            Page::Settings => "settings",
+            Page::Join => "join",
         }
     }
 
@@ -203,6 +218,31 @@ pub(crate) async fn status(ui: &UiState) -> Result<Status, PageError> {
         .map_err(|e| PageError::Status(e.to_string()))?;
     hearthnet_wire::from_value("the node's status", value)
         .map_err(|e| PageError::Status(e.to_string()))
+}
+
+/// A form's success, as the person reads it where its feedback goes.
+#[derive(Template)]
+#[template(path = "done.html")]
+pub(crate) struct Done {
+    pub message: String,
+}
+
+/// A submitted form's fields (`application/x-www-form-urlencoded`, read
+/// by the gate within [`crate::MAX_BODY_BYTES`]).
+pub(crate) struct Form(Vec<(String, String)>);
+
+impl Form {
+    pub fn parse(body: &[u8]) -> Self {
+        Self(form_urlencoded::parse(body).into_owned().collect())
+    }
+
+    /// The field `name`, trimmed; empty when it was not sent.
+    pub fn field(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, v)| v.trim())
+    }
 }
 
 #[derive(Deserialize)]
