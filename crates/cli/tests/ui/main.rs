@@ -12,6 +12,7 @@
 mod browser;
 #[path = "../common/mod.rs"]
 mod common;
+mod settings;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
