@@ -225,3 +225,132 @@ fn the_gateway_key_made_on_settings_is_shown_once_and_the_gateway_takes_it() {
         c.close().await.unwrap();
     });
 }
+
+/// The value of the form field `id`.
+async fn value_of(c: &Client, id: &str) -> String {
+    c.find(Locator::Id(id))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+/// Replace what the field `css` holds with `text`.
+async fn paste(c: &Client, css: &str, text: &str) {
+    let field = c.find(Locator::Css(css)).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+#[test]
+fn a_revocation_is_proposed_co_signed_and_submitted_on_settings_pages() {
+    use crate::common::community::{FAST_SYNC, member_at};
+
+    // Two trusted members with a UI each, reaching one another through
+    // the founder; the revocation needs three signatures (the default).
+    let founder = Sandbox::new();
+    founder.init_non_interactive("founder");
+    let _founder_node = founder.start_node(&[FAST_SYNC]);
+    let t1 = member_at(&founder, "t1", "trusted");
+    let t2 = member_at(&founder, "t2", "trusted");
+    let target = member_at(&founder, "target", "member");
+    let peers = format!(r#"["{}"]"#, founder.peer_addr());
+    let env = [FAST_SYNC, ("HEARTHNET_DISCOVERY_STATIC_PEERS", &peers)];
+    let mut t1_node = t1.start_node_with_ui(&env);
+    let mut t2_node = t2.start_node_with_ui(&env);
+    let _target_node = target.start_node(&env);
+    let (t1_link, t2_link) = (t1_node.first_ui_link(), t2_node.first_ui_link());
+    for sb in [&founder, &t1, &t2, &target] {
+        common::wait_until(WAIT, "every node knows every member", || {
+            sb.status().is_some_and(|s| s.community.members == 4)
+        });
+    }
+    let target_id = target.key().node_id().full();
+
+    let driver = chromedriver();
+    let profile = tempfile::tempdir().unwrap();
+    common::runtime().block_on(async {
+        let c = browser(&driver, profile.path()).await;
+
+        // t1 proposes; its node signs at once, and says who may follow.
+        log_in(&c, &t1_link).await;
+        c.goto(&page(&t1_link, "/settings")).await.unwrap();
+        wait_for(&c, "#change-form", "the co-signing form").await;
+        c.find(Locator::Id("change-target"))
+            .await
+            .unwrap()
+            .select_by_value(&target_id)
+            .await
+            .unwrap();
+        c.find(Locator::Id("change-reason"))
+            .await
+            .unwrap()
+            .select_by_value("compromised")
+            .await
+            .unwrap();
+        click(&c, "#change-form button[type=submit]").await;
+        let standing = wait_for(&c, "#standing[data-missing='2']", "two missing").await;
+        assert!(standing.text().await.unwrap().contains("1 of 3"));
+        let result = c
+            .find(Locator::Id("proposal-result"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for may in [&founder, &t2] {
+            let short = may.key().node_id().short();
+            assert!(result.contains(&short), "{short} may sign: {result}");
+        }
+        let proposed = value_of(&c, "standing-text").await;
+        assert!(
+            proposed.starts_with("hearthnet-proposal://v1/"),
+            "{proposed}"
+        );
+        shoot(&c, "settings-proposal").await;
+
+        // t2 co-signs it on its own node's page.
+        log_in(&c, &t2_link).await;
+        c.goto(&page(&t2_link, "/settings")).await.unwrap();
+        wait_for(&c, "#proposal-form", "the proposal form").await;
+        paste(&c, "#proposal-text", &proposed).await;
+        click(&c, "#proposal-form button[hx-post$='cosign']").await;
+        wait_for(&c, "#standing[data-missing='1']", "one missing").await;
+        let cosigned = value_of(&c, "standing-text").await;
+        assert_ne!(cosigned, proposed);
+
+        // Submitting too early is refused in plain words; nothing changes.
+        paste(&c, "#proposal-text", &cosigned).await;
+        click(&c, "#proposal-form button[hx-post$='submit']").await;
+        let alert = wait_for(&c, "#proposal-result [role=alert]", "an early submit").await;
+        assert!(alert.text().await.unwrap().contains("1 still missing"));
+        let target_row = format!("#members tr[data-node-id='{target_id}']");
+        c.find(Locator::Css(&target_row)).await.unwrap();
+
+        // The founder signs from its terminal; t2 submits on the page, and
+        // the member leaves the list without a reload.
+        let third = founder.run(&["proposal", "cosign", "-"], Some(&cosigned));
+        assert_eq!(third.code, 0, "{third:?}");
+        paste(&c, "#proposal-text", third.stdout.trim()).await;
+        click(&c, "#proposal-form button[hx-post$='submit']").await;
+        let done = wait_for(&c, "#proposal-result .done", "the submit").await;
+        assert!(done.text().await.unwrap().contains("removed"));
+        let deadline = std::time::Instant::now() + WAIT;
+        while !c
+            .find_all(Locator::Css(&target_row))
+            .await
+            .unwrap()
+            .is_empty()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the revoked member leaves the list"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        shoot(&c, "settings-revoked").await;
+        c.close().await.unwrap();
+    });
+}
