@@ -53,6 +53,9 @@ impl InviteRequest {
         if name.chars().count() > MAX_NAME_CHARS {
             return Err(CallFailure::refused(t.refused_name_too_long));
         }
+        if name.chars().any(char::is_control) {
+            return Err(CallFailure::refused(t.refused_name_control));
+        }
         let level = match form.field("level") {
             "member" => "member",
             "trusted" => "trusted",
@@ -83,8 +86,9 @@ struct InviteFragment {
     qr: String,
 }
 
-/// The PNG of `text`'s QR code as a data URL.
-fn qr_data_url(text: &str) -> Option<String> {
+/// The PNG of `text`'s QR code as a data URL; `None` when `text` is too
+/// long for one.
+pub(super) fn qr_data_url(text: &str) -> Option<String> {
     let png = Qr::new(text).ok()?.to_png(QR_SCALE).ok()?;
     Some(format!(
         "data:image/png;base64,{}",

@@ -51,7 +51,8 @@ pub(super) fn level_words(level: TrustLevel) -> &'static str {
     match level {
         TrustLevel::Member => TEXT.settings.level_member,
         TrustLevel::Trusted => TEXT.settings.level_trusted,
-        other => other.as_str(),
+        TrustLevel::Anchor => TEXT.settings.level_anchor,
+        TrustLevel::Unknown => TrustLevel::Unknown.as_str(),
     }
 }
 

@@ -47,6 +47,8 @@ struct StandingFragment {
     may_sign: Vec<Signer>,
     not_counted: Vec<NotCountedView>,
     text: String,
+    /// Its QR code, when the text fits in one.
+    qr: Option<String>,
 }
 
 /// The form's pasted proposal, checked to be one before the node sees it.
@@ -127,6 +129,7 @@ async fn standing(
                 why: n.why,
             })
             .collect(),
+        qr: super::invite::qr_data_url(&s.text),
         text: s.text,
     };
     Ok(Html(fragment.render()?))

@@ -98,6 +98,14 @@ async fn an_invite_form_without_a_card_or_with_a_long_name_is_refused_plainly() 
             t.refused_name_too_long,
         ),
         (
+            format!(
+                "card={}&name={}&level=member&hours=24",
+                enc(&id),
+                enc("Tab\nlet")
+            ),
+            t.refused_name_control,
+        ),
+        (
             format!("card={}&level=anchor&hours=24", enc(&id)),
             t.refused_level,
         ),
