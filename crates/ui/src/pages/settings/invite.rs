@@ -83,7 +83,7 @@ struct InviteFragment {
     for_whom: String,
     until: String,
     text: String,
-    qr: String,
+    qr: Option<String>,
 }
 
 /// The PNG of `text`'s QR code as a data URL; `None` when `text` is too
@@ -114,7 +114,7 @@ pub(super) async fn create(
         )
         .await?;
     let text = answer.output.invite_blob;
-    let qr = qr_data_url(&text).ok_or(CallFailure::refused(TEXT.settings.refused_qr))?;
+    let qr = qr_data_url(&text);
     let for_whom = match request.name.as_str() {
         "" => request.invitee.short(),
         name => format!("{name} ({})", request.invitee.short()),
