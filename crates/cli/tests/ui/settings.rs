@@ -168,6 +168,8 @@ fn an_invite_made_on_settings_scans_joins_a_device_that_appears_live_and_checks_
             invitee.contains(&tablet.key().node_id().short()),
             "{invitee}"
         );
+        // The tablet used it already, and the page knows.
+        c.find(Locator::Id("invite-joined")).await.unwrap();
         shoot(&c, "join-checked").await;
 
         // Not an invite: refused in plain words.

@@ -56,6 +56,8 @@ async fn join(
 struct InviteFacts {
     t: &'static Text,
     expired: bool,
+    /// Its device is a member of this node's community already.
+    joined: bool,
     community: String,
     community_id: String,
     inviter: String,
@@ -102,6 +104,14 @@ async fn check(State(ui): State<Arc<UiState>>, body: Bytes) -> Result<Html<Strin
     let facts = InviteFacts {
         t: &TEXT,
         expired: Timestamp::now() > invite.expires_at,
+        joined: s
+            .as_ref()
+            .is_some_and(|s| s.community.id == invite.community_id)
+            && ui
+                .view
+                .members()
+                .iter()
+                .any(|m| m.node_id == invite.invitee_node_id),
         community: invite.community_name.clone(),
         community_id: invite.community_id.short(),
         inviter: known_as(s.as_ref(), &invite.inviter_node_id),

@@ -233,3 +233,47 @@ async fn the_gateway_key_is_made_once_shown_once_and_rotated_only_when_confirmed
     assert_ne!(new, key);
     assert!(rotated.contains(new.as_str()), "{rotated}");
 }
+
+/// A signed invite of a fresh community for a fresh device, expiring at
+/// `expires_at`.
+fn signed_invite(expires_at: hearthnet_base::Timestamp) -> (String, hearthnet_onboarding::Invite) {
+    use hearthnet_identity::{CommunityPolicy, Genesis};
+    let founder = hearthnet_base::DeviceKey::generate();
+    let genesis = Genesis::create(&founder, "Hof am Deich", CommunityPolicy::default()).unwrap();
+    let invite = hearthnet_onboarding::Invite::create(
+        hearthnet_onboarding::InviteRequest {
+            community_id: genesis.manifest.community_id,
+            community_name: &genesis.manifest.name,
+            invitee: hearthnet_base::DeviceKey::generate().node_id(),
+            level: hearthnet_base::TrustLevel::Trusted,
+            bootstrap_endpoints: Vec::new(),
+            expires_at,
+            invite_event_id: "01HXR3F7J8Q2W0KQ5M1N9ZB6TC",
+            invite_lamport: 3,
+        },
+        &founder,
+    )
+    .unwrap();
+    (invite.encode(), invite)
+}
+
+#[tokio::test]
+async fn a_pasted_invite_is_read_back_and_an_expired_one_says_so() {
+    let ui = ui();
+    let t = &TEXT.settings;
+    let now = hearthnet_base::Timestamp::now();
+
+    let (text, invite) = signed_invite(now.plus_seconds(3600));
+    let body = post_form(&ui, "/join/check", &format!("invite={}", enc(&text))).await;
+    assert!(body.contains(r#"data-expired="false""#), "{body}");
+    assert!(body.contains("Hof am Deich"), "{body}");
+    assert!(body.contains(&invite.inviter_node_id.short()), "{body}");
+    assert!(body.contains(&invite.invitee_node_id.short()), "{body}");
+    assert!(body.contains(t.level_trusted), "{body}");
+    assert!(body.contains("hearthnet init --join"), "{body}");
+
+    let (text, _) = signed_invite(now.plus_seconds(-60));
+    let body = post_form(&ui, "/join/check", &format!("invite={}", enc(&text))).await;
+    assert!(body.contains(r#"data-expired="true""#), "{body}");
+    assert!(!body.contains("hearthnet init --join"), "{body}");
+}
