@@ -24,7 +24,7 @@ use crate::calls::CallFailure;
 use crate::text::{TEXT, Text};
 
 /// Invites are under 900 characters; anything far longer is not one.
-pub(super) const MAX_INVITE_CHARS: usize = 4096;
+const MAX_INVITE_CHARS: usize = 4096;
 
 pub(super) fn routes() -> Router<Arc<UiState>> {
     Router::new()

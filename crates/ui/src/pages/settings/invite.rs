@@ -20,8 +20,8 @@ use crate::pages::Form;
 use crate::text::{TEXT, Text};
 
 /// A card is some 150 characters; anything far longer is not one.
-pub(super) const MAX_CARD_CHARS: usize = 1024;
-pub(super) const MAX_NAME_CHARS: usize = 64;
+const MAX_CARD_CHARS: usize = 1024;
+const MAX_NAME_CHARS: usize = 64;
 /// The validities offered, in hours: an hour, a day, a week.
 const VALIDITY_HOURS: [u32; 3] = [1, 24, 168];
 /// Pixels per QR module: an invite's code (about 110 modules with its

@@ -23,7 +23,7 @@ use crate::text::{TEXT, Text};
 const SCHEME: &str = "hearthnet-proposal";
 /// A proposal with a dozen co-signatures is some 3 KB; the form's body is
 /// bounded at 16 KiB anyway.
-pub(super) const MAX_PROPOSAL_CHARS: usize = 12 * 1024;
+const MAX_PROPOSAL_CHARS: usize = 12 * 1024;
 const REASONS: [&str; 4] = ["compromised", "inactive", "policy_violation", "other"];
 
 struct Signer {
