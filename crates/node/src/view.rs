@@ -21,8 +21,8 @@ use crate::sync::Syncer;
 use hearthnet_discovery::{Peer, PeerRegistry};
 use hearthnet_wire::local::{
     CapabilityEntry, CapabilityNames, CommunityStatus, EmergencyStatus, EventLogStatus,
-    FilesStatus, ModelStatus, NodeStatus, PeerStatus, Phase, ProbeStatus, Readiness, Status,
-    SyncStatus,
+    FilesStatus, MemberStatus, ModelStatus, NodeStatus, PeerStatus, Phase, ProbeStatus, Readiness,
+    Status, SyncStatus,
 };
 use serde_json::{Value, json};
 
@@ -200,6 +200,19 @@ impl NodeView for NodeState {
 
     fn status(&self) -> Value {
         to_document(&self.status_document())
+    }
+
+    fn members(&self) -> Vec<MemberStatus> {
+        let view = self.log.view();
+        view.members
+            .iter()
+            .filter(|(id, _)| !view.is_revoked(id))
+            .map(|(id, m)| MemberStatus {
+                node_id: *id,
+                level: m.level,
+                added_at: m.added_at,
+            })
+            .collect()
     }
 }
 

@@ -590,7 +590,7 @@ fn serve(
     // The OpenAI-compatible gateway's key beside the device key; made by
     // `hearthnet api-key`, read when a client presents one.
     let api_key = ApiKeyFile::in_dir(&b.paths.keys_dir);
-    state = state.with_api_key(Arc::new(ApiKeyCheck::new(api_key)));
+    state = state.with_api_key(Arc::new(ApiKeyCheck::new(api_key.clone())));
     let ui = net.ui.map(|(listener, addr)| {
         let ui = hearthnet_ui::Ui::new(hearthnet_ui::Parts {
             bus: net.bus.clone(),
@@ -600,6 +600,7 @@ fn serve(
             addr,
             stop: stop.clone(),
             lan: net.ui_lan.as_ref().map(|l| l.lan.clone()),
+            api_key: Some(api_key.clone()),
         });
         tasks.spawn(hearthnet_transport::serve(
             listener,

@@ -114,4 +114,9 @@ pub trait NodeView: Send + Sync + 'static {
     /// The local-only status document for `hearthnet status`; may read
     /// the disk, so it is called on a blocking thread.
     fn status(&self) -> Value;
+    /// The members not revoked, as this node's log has them (the web UI's
+    /// Settings page lists them). A view without a log has none.
+    fn members(&self) -> Vec<hearthnet_wire::local::MemberStatus> {
+        Vec::new()
+    }
 }

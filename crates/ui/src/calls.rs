@@ -25,6 +25,26 @@ pub struct CallFailure {
     pub detail: String,
 }
 
+impl CallFailure {
+    /// A form refused before any call: `advice` says what to change.
+    pub fn refused(advice: &'static str) -> Self {
+        Self {
+            advice,
+            detail: String::new(),
+        }
+    }
+}
+
+/// A fragment that would not render: the person gets [`Text::failed`].
+impl From<askama::Error> for CallFailure {
+    fn from(e: askama::Error) -> Self {
+        Self {
+            advice: TEXT.failed,
+            detail: e.to_string(),
+        }
+    }
+}
+
 impl From<CallError> for CallFailure {
     fn from(e: CallError) -> Self {
         Self {
@@ -85,6 +105,21 @@ impl UiState {
     /// answer.
     pub async fn call(&self, capability: &str, body: Value) -> Result<Value, CallFailure> {
         Ok(self.start_call(capability, body, false)?.outcome().await?)
+    }
+
+    /// [`Self::call`], its answer read as `T` (`document` names it when
+    /// it does not read).
+    pub async fn call_as<T: serde::de::DeserializeOwned>(
+        &self,
+        capability: &str,
+        document: &'static str,
+        body: Value,
+    ) -> Result<T, CallFailure> {
+        let answer = self.call(capability, body).await?;
+        hearthnet_wire::from_value(document, answer).map_err(|e| CallFailure {
+            advice: TEXT.error_for(hearthnet_base::ErrorCode::InternalError),
+            detail: e.to_string(),
+        })
     }
 }
 

@@ -23,10 +23,6 @@
 
 pub mod access;
 mod assets;
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the pages that call services land next")
-)]
 mod calls;
 mod live;
 mod pages;
@@ -37,6 +33,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use hearthnet_bus::Bus;
+use hearthnet_identity::ApiKeyFile;
 use hearthnet_transport::NodeView;
 use hearthnet_transport::http::BodyBudget;
 use hearthnet_wire::local::{UiLink, UiPairing};
@@ -65,6 +62,9 @@ pub struct Parts {
     /// The node's stop: live streams end with it, so shutdown does not
     /// wait for open browser tabs.
     pub stop: CancellationToken,
+    /// The OpenAI-compatible gateway's key file, which Settings creates
+    /// or rotates; `None` hides that part.
+    pub api_key: Option<ApiKeyFile>,
     /// The LAN listener for paired devices, when `ui.lan_enabled`.
     pub lan: Option<Lan>,
 }
@@ -96,6 +96,7 @@ pub(crate) struct UiState {
     pub budget: Arc<BodyBudget>,
     pub stop: CancellationToken,
     pub lan: Option<Lan>,
+    pub api_key: Option<ApiKeyFile>,
     /// `http://host:port` of the login links.
     pub origin: String,
 }
@@ -112,6 +113,7 @@ impl Ui {
                 budget: BodyBudget::new(BODY_BUDGET_BYTES, 0),
                 stop: parts.stop,
                 lan: parts.lan,
+                api_key: parts.api_key,
                 origin: origin(parts.addr),
             }),
         }

@@ -24,7 +24,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::UiState;
 use crate::pages::{
-    self, Banner, BannerFragment, EmergencyFragment, EmergencyView, Neighbourhood,
+    self, Banner, BannerFragment, EmergencyFragment, EmergencyView, MembersFragment, Neighbourhood,
     NeighbourhoodFragment, Page,
 };
 use crate::text::TEXT;
@@ -83,6 +83,15 @@ async fn page_fragments(
             }
             .render()?,
         )],
+        Page::Settings => vec![(
+            "settings-members",
+            MembersFragment {
+                t: &TEXT,
+                m: pages::Members::of(ui, status),
+            }
+            .render()?,
+        )],
+        Page::Join => Vec::new(),
     })
 }
 

@@ -14,8 +14,8 @@ use tower::ServiceExt;
 
 use super::*;
 
-const PORT: u16 = 7860;
-const HOST: &str = "127.0.0.1:7860";
+pub(crate) const PORT: u16 = 7860;
+pub(crate) const HOST: &str = "127.0.0.1:7860";
 
 struct Fake;
 
@@ -43,13 +43,27 @@ impl NodeView for Fake {
     }
 }
 
-fn ui() -> Ui {
+pub(crate) fn ui() -> Ui {
     let metrics = Arc::new(hearthnet_observability::metrics::Metrics::new());
     let id = hearthnet_wire::local::samples::node_id(1);
     ui_on(Arc::new(Bus::new(id, Default::default(), metrics)))
 }
 
-fn ui_on(bus: Arc<Bus>) -> Ui {
+pub(crate) fn ui_on(bus: Arc<Bus>) -> Ui {
+    ui_with(bus, None)
+}
+
+/// A UI whose Settings manage the gateway key in `file`.
+pub(crate) fn ui_with_key(file: hearthnet_identity::ApiKeyFile) -> Ui {
+    let metrics = Arc::new(hearthnet_observability::metrics::Metrics::new());
+    let id = hearthnet_wire::local::samples::node_id(1);
+    ui_with(
+        Arc::new(Bus::new(id, Default::default(), metrics)),
+        Some(file),
+    )
+}
+
+fn ui_with(bus: Arc<Bus>, api_key: Option<hearthnet_identity::ApiKeyFile>) -> Ui {
     Ui::new(Parts {
         bus,
         view: Arc::new(Fake),
@@ -58,16 +72,17 @@ fn ui_on(bus: Arc<Bus>) -> Ui {
         addr: ([127, 0, 0, 1], PORT).into(),
         stop: CancellationToken::new(),
         lan: None,
+        api_key,
     })
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: String,
+pub(crate) struct Answer {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: String,
 }
 
-async fn send(ui: &Ui, mut req: Request<Body>) -> Answer {
+pub(crate) async fn send(ui: &Ui, mut req: Request<Body>) -> Answer {
     req.extensions_mut().insert(LocalApi { port: PORT });
     let resp = ui.router().oneshot(req).await.unwrap();
     let status = resp.status();
@@ -82,12 +97,12 @@ async fn send(ui: &Ui, mut req: Request<Body>) -> Answer {
     }
 }
 
-fn get(path: &str) -> axum::http::request::Builder {
+pub(crate) fn get(path: &str) -> axum::http::request::Builder {
     Request::get(path).header(header::HOST, HOST)
 }
 
 /// Log in through a fresh link; the session cookie to send.
-async fn logged_in(ui: &Ui) -> String {
+pub(crate) async fn logged_in(ui: &Ui) -> String {
     let link = ui.login_link();
     let path = link.url.strip_prefix("http://127.0.0.1:7860").unwrap();
     let answer = send(ui, get(path).body(Body::empty()).unwrap()).await;
@@ -100,7 +115,7 @@ async fn logged_in(ui: &Ui) -> String {
 }
 
 /// The session's CSRF token, as the page carries it.
-async fn csrf(ui: &Ui, cookie: &str) -> String {
+pub(crate) async fn csrf(ui: &Ui, cookie: &str) -> String {
     let page = send(
         ui,
         get("/")
@@ -395,6 +410,7 @@ fn ui_with_lan() -> Ui {
         log: None,
         addr: ([127, 0, 0, 1], PORT).into(),
         stop: CancellationToken::new(),
+        api_key: None,
         lan: Some(Lan {
             port: 7861,
             origins: vec!["https://192.168.1.20:7861".into()],

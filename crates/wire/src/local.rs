@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
-use hearthnet_base::{Blake3Id, CommunityId, NodeId, Profile, Stability, Timestamp};
+use hearthnet_base::{Blake3Id, CommunityId, NodeId, Profile, Stability, Timestamp, TrustLevel};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -133,6 +133,14 @@ pub struct CommunityStatus {
     pub name: String,
     /// Members not revoked.
     pub members: usize,
+}
+
+/// One member of the community as this node's log has it (not revoked).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    pub node_id: NodeId,
+    pub level: TrustLevel,
+    pub added_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -14,6 +14,7 @@ mod browser;
 #[path = "../common/mod.rs"]
 mod common;
 mod pairing;
+mod settings;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

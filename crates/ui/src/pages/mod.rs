@@ -23,10 +23,13 @@ use crate::text::{TEXT, Text};
 
 mod emergency;
 mod home;
+mod join;
 mod pair;
+mod settings;
 
 pub use emergency::{EmergencyFragment, EmergencyView};
 pub use home::{Neighbourhood, NeighbourhoodFragment};
+pub use settings::{Members, MembersFragment};
 
 pub const LOGIN_PATH: &str = "/login";
 pub use pair::PAIR_PATH;
@@ -35,6 +38,8 @@ pub(crate) fn routes() -> Router<Arc<UiState>> {
     Router::new()
         .merge(home::routes())
         .merge(emergency::routes())
+        .merge(settings::routes())
+        .merge(join::routes())
         .route(LOGIN_PATH, get(login))
         .merge(pair::routes())
         .route("/logout", post(logout))
@@ -90,20 +95,26 @@ pub struct NavItem {
     pub current: bool,
 }
 
-/// The pages in the menu, in its order.
+/// The pages; those in the menu are [`Page::ALL`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Page {
     Home,
     Emergency,
+    Settings,
+    /// Not in the menu: Settings links it, for a device about to join.
+    Join,
 }
 
 impl Page {
-    pub const ALL: [Page; 2] = [Page::Home, Page::Emergency];
+    /// The menu, in its order.
+    pub const ALL: [Page; 3] = [Page::Home, Page::Emergency, Page::Settings];
 
     pub fn href(self) -> &'static str {
         match self {
             Page::Home => "/",
             Page::Emergency => "/emergency",
+            Page::Settings => "/settings",
+            Page::Join => "/join",
         }
     }
 
@@ -112,6 +123,8 @@ impl Page {
         match self {
             Page::Home => TEXT.nav_home,
             Page::Emergency => TEXT.nav_emergency,
+            Page::Settings => TEXT.nav_settings,
+            Page::Join => TEXT.settings.join_title,
         }
     }
 
@@ -121,6 +134,8 @@ impl Page {
         match self {
             Page::Home => "home",
             Page::Emergency => "emergency",
+            Page::Settings => "settings",
+            Page::Join => "join",
         }
     }
 
@@ -206,6 +221,31 @@ pub(crate) async fn status(ui: &UiState) -> Result<Status, PageError> {
         .map_err(|e| PageError::Status(e.to_string()))?;
     hearthnet_wire::from_value("the node's status", value)
         .map_err(|e| PageError::Status(e.to_string()))
+}
+
+/// A form's success, as the person reads it where its feedback goes.
+#[derive(Template)]
+#[template(path = "done.html")]
+pub(crate) struct Done {
+    pub message: String,
+}
+
+/// A submitted form's fields (`application/x-www-form-urlencoded`, read
+/// by the gate within [`crate::MAX_BODY_BYTES`]).
+pub(crate) struct Form(Vec<(String, String)>);
+
+impl Form {
+    pub fn parse(body: &[u8]) -> Self {
+        Self(form_urlencoded::parse(body).into_owned().collect())
+    }
+
+    /// The field `name`, trimmed; empty when it was not sent.
+    pub fn field(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, v)| v.trim())
+    }
 }
 
 #[derive(Deserialize)]

@@ -5,6 +5,8 @@
 
 use hearthnet_base::ErrorCode;
 
+pub mod settings;
+
 /// The UI's words. Templates read them as `t.field`.
 pub struct Text {
     pub product: &'static str,
@@ -87,6 +89,8 @@ pub struct Text {
     pub minutes: &'static str,
     pub hours: &'static str,
     pub days: &'static str,
+
+    pub settings: settings::SettingsText,
 }
 
 /// The UI in English.
@@ -196,6 +200,8 @@ pub static TEXT: Text = Text {
     minutes: "min",
     hours: "h",
     days: "d",
+
+    settings: settings::SETTINGS,
 };
 
 impl Text {
