@@ -23,10 +23,6 @@
 
 pub mod access;
 mod assets;
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the pages that call services land next")
-)]
 mod calls;
 mod live;
 mod pages;
@@ -80,6 +76,8 @@ pub(crate) struct UiState {
     pub emergency: Option<watch::Receiver<hearthnet_emergency::Status>>,
     pub log: Option<watch::Receiver<i64>>,
     pub access: Access,
+    /// Calls the pages started that the browser follows as they run.
+    pub running: pages::Running,
     pub budget: Arc<BodyBudget>,
     pub stop: CancellationToken,
     /// `http://host:port` of the login links.
@@ -95,6 +93,7 @@ impl Ui {
                 emergency: parts.emergency,
                 log: parts.log,
                 access: Access::default(),
+                running: pages::Running::default(),
                 budget: BodyBudget::new(BODY_BUDGET_BYTES, 0),
                 stop: parts.stop,
                 origin: origin(parts.addr),

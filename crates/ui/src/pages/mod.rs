@@ -21,11 +21,15 @@ use crate::UiState;
 use crate::access::{self, Session};
 use crate::text::{TEXT, Text};
 
+mod ask;
 mod emergency;
+mod files;
 mod home;
+mod running;
 
 pub use emergency::{EmergencyFragment, EmergencyView};
 pub use home::{Neighbourhood, NeighbourhoodFragment};
+pub use running::Running;
 
 pub const LOGIN_PATH: &str = "/login";
 
@@ -33,6 +37,9 @@ pub(crate) fn routes() -> Router<Arc<UiState>> {
     Router::new()
         .merge(home::routes())
         .merge(emergency::routes())
+        .merge(ask::routes())
+        .merge(files::routes())
+        .merge(running::routes())
         .route(LOGIN_PATH, get(login))
         .route("/logout", post(logout))
         .fallback(not_found)
@@ -91,15 +98,19 @@ pub struct NavItem {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Page {
     Home,
+    Ask,
+    Files,
     Emergency,
 }
 
 impl Page {
-    pub const ALL: [Page; 2] = [Page::Home, Page::Emergency];
+    pub const ALL: [Page; 4] = [Page::Home, Page::Ask, Page::Files, Page::Emergency];
 
     pub fn href(self) -> &'static str {
         match self {
             Page::Home => "/",
+            Page::Ask => "/ask",
+            Page::Files => "/files",
             Page::Emergency => "/emergency",
         }
     }
@@ -108,6 +119,8 @@ impl Page {
     pub fn label(self) -> &'static str {
         match self {
             Page::Home => TEXT.nav_home,
+            Page::Ask => TEXT.nav_ask,
+            Page::Files => TEXT.nav_files,
             Page::Emergency => TEXT.nav_emergency,
         }
     }
@@ -117,6 +130,8 @@ impl Page {
     pub fn live_name(self) -> &'static str {
         match self {
             Page::Home => "home",
+            Page::Ask => "ask",
+            Page::Files => "files",
             Page::Emergency => "emergency",
         }
     }
@@ -192,6 +207,45 @@ impl Banner {
 pub struct BannerFragment {
     pub t: &'static Text,
     pub banner: Banner,
+}
+
+/// The routes whose body is a file's bytes, read by their handler as it
+/// arrives (up to [`MAX_UPLOAD_BYTES`]) instead of by the gate; the gate
+/// still checks the session, the `Origin` and the CSRF header first.
+pub const UPLOAD_PATHS: [&str; 2] = [files::UPLOAD_PATH, ask::INGEST_PATH];
+pub use files::MAX_UPLOAD_BYTES;
+
+#[derive(Template)]
+#[template(path = "done.html")]
+struct Done<'a> {
+    message: &'a str,
+}
+
+#[derive(Template)]
+#[template(
+    source = r#"<div class="alert" role="alert"><p>{{ message }}</p></div>"#,
+    ext = "html"
+)]
+struct Alert<'a> {
+    message: &'a str,
+}
+
+/// The value of form field `name` in an urlencoded body (the gate has
+/// bounded it), or `None` when it is missing.
+pub fn field(form: &[u8], name: &str) -> Option<String> {
+    form_urlencoded::parse(form)
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The `.done` feedback of a form that worked.
+pub fn done(message: &str) -> String {
+    Done { message }.render().unwrap_or_default()
+}
+
+/// The alert of a form refused before any call, in plain words.
+pub fn alert(message: &str) -> String {
+    Alert { message }.render().unwrap_or_default()
 }
 
 /// The node's status document, read off the runtime's threads (it reads
