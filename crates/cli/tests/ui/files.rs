@@ -177,6 +177,28 @@ fn in_chromium_a_file_added_on_one_node_is_fetched_by_its_cid_on_another() {
             .expect("the fetched file is listed");
         shoot(&cb, "files-fetched").await;
 
+        // Pinned on B from its row, the row then says so.
+        let row = format!("#files-list [data-cid='{cid}']");
+        cb.find(Locator::Css(&format!("{row} button")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let pinned = cb
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css("#pin-result .done, #pin-result .alert"))
+            .await
+            .expect("the pin is acknowledged");
+        let said = pinned.text().await.unwrap();
+        assert!(said.contains("Pinned: this node keeps it"), "{said}");
+        cb.wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(&format!("{row}[data-pinned='true']")))
+            .await
+            .expect("the list shows it pinned");
+
         // The bytes B now serves are the file's.
         let got = served(&cb, &format!("/files/blob/{cid}")).await;
         assert_eq!(got.len(), text.len());

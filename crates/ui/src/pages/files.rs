@@ -43,6 +43,13 @@ pub const UPLOAD_PATH: &str = "/files/upload";
 pub const MAX_UPLOAD_BYTES: u64 = 256 * 1024 * 1024;
 /// `blake3:` and 64 hex digits.
 const CID_CHARS: usize = 71;
+/// An upload that sends nothing for this long is dropped, so a stalled
+/// browser does not keep a temporary file and a connection forever.
+const UPLOAD_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+/// Uploads written to disk at once (in this process, which serves one
+/// UI): each may take up to [`MAX_UPLOAD_BYTES`] of temporary space.
+const UPLOADS_AT_ONCE: usize = 2;
+static UPLOAD_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(UPLOADS_AT_ONCE);
 /// A download's file name, when the link names one (a citation's title).
 const MAX_NAME_CHARS: usize = 100;
 
@@ -163,6 +170,8 @@ pub enum UploadError {
     Empty,
     #[error("the body broke off: {0}")]
     Body(String),
+    #[error("another upload is under way")]
+    Busy,
     #[error("the temporary copy: {0}")]
     Disk(#[from] std::io::Error),
     #[error("file.local.add: {}", .0.detail)]
@@ -177,6 +186,7 @@ impl UploadError {
             Self::TooLarge => alert(f.too_large),
             Self::Empty => alert(f.empty_upload),
             Self::Body(_) => alert(f.upload_failed),
+            Self::Busy => alert(f.busy),
             Self::Disk(e) => {
                 tracing::warn!(error = %e, "an upload could not be written");
                 alert(f.disk_failed)
@@ -197,7 +207,13 @@ async fn spool(
     let mut file = tokio::fs::File::create(&path).await?;
     let mut stream = body.into_data_stream();
     let mut size = 0u64;
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let next = tokio::time::timeout(UPLOAD_IDLE, stream.next())
+            .await
+            .map_err(|_| UploadError::Body("nothing arrived for a minute".into()))?;
+        let Some(chunk) = next else {
+            break;
+        };
         let chunk = chunk.map_err(|e| UploadError::Body(e.to_string()))?;
         size += chunk.len() as u64;
         if size > limit {
@@ -214,6 +230,7 @@ async fn spool(
 
 /// Store an uploaded file's bytes on this node (`file.local.add`).
 pub async fn store_upload(ui: &UiState, body: Body, pin: bool) -> Result<FileAdded, UploadError> {
+    let _slot = UPLOAD_SLOTS.try_acquire().map_err(|_| UploadError::Busy)?;
     // Private (0700) and removed with its content when dropped.
     let dir = tempfile::tempdir()?;
     let (path, _) = spool(body, dir.path(), MAX_UPLOAD_BYTES).await?;
