@@ -170,6 +170,17 @@ fn in_chromium_a_file_added_on_one_node_is_fetched_by_its_cid_on_another() {
             .expect("the fetch ends");
         let said = outcome.text().await.unwrap();
         assert!(said.contains("Fetched from the neighbours"), "{said}");
+        let progress = cb
+            .execute(
+                "const p = document.querySelector('#fetch-result progress'); return p && [p.value, p.max]",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(
+            progress[0] == progress[1] && progress[1].as_f64().unwrap() >= text.len() as f64,
+            "the fetch's progress was shown, full at the end: {progress}"
+        );
         cb.wait()
             .at_most(WAIT)
             .for_element(Locator::Css(&format!("#files-list [data-cid='{cid}']")))

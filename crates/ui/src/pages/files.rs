@@ -298,38 +298,45 @@ struct ProgressFragment {
 impl Shown for FetchShown {
     fn frame(&mut self, frame: &Frame) -> Option<(&'static str, String)> {
         let p: FileProgress = serde_json::from_value(frame.data.clone()).ok()?;
-        let html = ProgressFragment {
-            t: &TEXT,
-            current: p.current,
-            total: p.total.max(p.current),
-            said: format!("{} / {}", human_bytes(p.current), human_bytes(p.total)),
-        }
-        .render()
-        .ok()?;
-        Some(("progress", html))
+        Some(("progress", progress(p.current, p.total)))
     }
 
+    /// The outcome replaces the progress (the last progress frame may
+    /// come after it, or not at all): on success a full bar, the
+    /// neighbours that served it, and the list read again.
     fn end(&mut self, outcome: Result<Value, CallError>) -> String {
         let got = outcome
             .map_err(CallFailure::from)
             .and_then(|v| decoded::<FileGot>("file.local.get's answer", v));
         match got {
-            Ok(got) if got.from.is_empty() => {
-                format!("{}{}", done(TEXT.files.fetched_here), refresh_list())
-            }
             Ok(got) => {
-                let from: Vec<String> = got.from.iter().map(|n| n.short()).collect();
-                let message = format!(
-                    "{} {} ({})",
-                    TEXT.files.fetched_from,
-                    from.join(", "),
-                    human_bytes(got.size_bytes)
-                );
-                format!("{}{}", done(&message), refresh_list())
+                let message = if got.from.is_empty() {
+                    TEXT.files.fetched_here.to_owned()
+                } else {
+                    let from: Vec<String> = got.from.iter().map(|n| n.short()).collect();
+                    format!("{} {}", TEXT.files.fetched_from, from.join(", "))
+                };
+                format!(
+                    "{}{}{}",
+                    progress(got.size_bytes, got.size_bytes),
+                    done(&message),
+                    refresh_list()
+                )
             }
             Err(f) => f.fragment(),
         }
     }
+}
+
+fn progress(current: u64, total: u64) -> String {
+    ProgressFragment {
+        t: &TEXT,
+        current,
+        total: total.max(current),
+        said: format!("{} / {}", human_bytes(current), human_bytes(total)),
+    }
+    .render()
+    .unwrap_or_default()
 }
 
 /// An element that, once swapped in, has the list read again.
