@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use super::files::store_upload;
 use super::running::Shown;
-use super::{Chrome, Page, PageError, alert, done, field, status};
+use super::{Chrome, Page, PageError, alert, decoded, done, field, status};
 use crate::UiState;
 use crate::access::Session;
 use crate::calls::CallFailure;
@@ -103,18 +103,10 @@ struct CorpusList {
 
 /// The collections `rag.list_corpora` lists.
 async fn corpora(ui: &UiState) -> Result<Vec<CorpusView>, CallFailure> {
-    let answer = ui
+    let mut answer = ui
         .call("rag.list_corpora", json!({"params": {}, "input": {}}))
         .await?;
-    let list: CorpusList =
-        hearthnet_wire::from_value("rag.list_corpora's output", answer["output"].clone()).map_err(
-            |e| {
-                CallFailure::from(CallError::new(
-                    hearthnet_base::ErrorCode::InternalError,
-                    e.to_string(),
-                ))
-            },
-        )?;
+    let list: CorpusList = decoded("rag.list_corpora's output", answer["output"].take())?;
     Ok(list
         .corpora
         .into_iter()
@@ -198,13 +190,7 @@ async fn retrieve(ui: &UiState, corpus: &str, question: &str) -> Result<Vec<Pass
         Some("bm25") => f64::NEG_INFINITY,
         _ => HYBRID_FLOOR,
     };
-    let found: Found = hearthnet_wire::from_value("rag.query's output", answer["output"].take())
-        .map_err(|e| {
-            CallFailure::from(CallError::new(
-                hearthnet_base::ErrorCode::InternalError,
-                e.to_string(),
-            ))
-        })?;
+    let found: Found = decoded("rag.query's output", answer["output"].take())?;
     Ok(found
         .chunks
         .into_iter()
@@ -435,16 +421,8 @@ async fn ingest(
             json!({"params": {"corpus": corpus}, "input": {"doc_cid": added.cid, "filename": name}}),
         )
         .await;
-    let indexed = answer.and_then(|mut v| {
-        hearthnet_wire::from_value::<Ingested>("rag.ingest's output", v["output"].take()).map_err(
-            |e| {
-                CallFailure::from(CallError::new(
-                    hearthnet_base::ErrorCode::InternalError,
-                    e.to_string(),
-                ))
-            },
-        )
-    });
+    let indexed =
+        answer.and_then(|mut v| decoded::<Ingested>("rag.ingest's output", v["output"].take()));
     match indexed {
         Ok(i) => Html(done(&format!(
             "{} {} ({corpus})",

@@ -26,12 +26,11 @@ use hearthnet_observability::doctor::human_bytes;
 use hearthnet_transport::http::{ApiError, Query};
 use hearthnet_wire::local::{FileAdded, FileGot, FileList, FilePinned, FileProgress};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::running::Shown;
-use super::{Chrome, Page, PageError, alert, done, field, status};
+use super::{Chrome, Page, PageError, alert, decoded, done, field, status};
 use crate::UiState;
 use crate::access::Session;
 use crate::calls::CallFailure;
@@ -69,12 +68,6 @@ pub fn checked_cid(text: &str) -> Option<Blake3Id> {
     (text.len() <= CID_CHARS)
         .then(|| Blake3Id::parse(text).ok())
         .flatten()
-}
-
-/// A service's answer decoded, or a failure naming what did not fit.
-fn decoded<T: DeserializeOwned>(what: &'static str, value: Value) -> Result<T, CallFailure> {
-    hearthnet_wire::from_value(what, value)
-        .map_err(|e| CallFailure::from(CallError::new(ErrorCode::InternalError, e.to_string())))
 }
 
 struct BlobRow {

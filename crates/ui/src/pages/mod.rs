@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use crate::UiState;
 use crate::access::{self, Session};
+use crate::calls::CallFailure;
 use crate::text::{TEXT, Text};
 
 mod ask;
@@ -236,6 +237,19 @@ pub fn field(form: &[u8], name: &str) -> Option<String> {
     form_urlencoded::parse(form)
         .find(|(n, _)| n == name)
         .map(|(_, v)| v.into_owned())
+}
+
+/// A service's answer decoded, or a failure naming what did not fit.
+pub fn decoded<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    value: serde_json::Value,
+) -> Result<T, CallFailure> {
+    hearthnet_wire::from_value(what, value).map_err(|e| {
+        CallFailure::from(hearthnet_bus::CallError::new(
+            hearthnet_base::ErrorCode::InternalError,
+            e.to_string(),
+        ))
+    })
 }
 
 /// The `.done` feedback of a form that worked.
