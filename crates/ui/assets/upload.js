@@ -62,6 +62,10 @@
         document.body.dispatchEvent(new Event("files-changed"));
       } else if (xhr.status === 413) {
         out.textContent = form.getAttribute("data-too-large");
+      } else if (xhr.status === 401) {
+        out.textContent = form.getAttribute("data-logged-out");
+      } else if (xhr.status === 403) {
+        out.textContent = form.getAttribute("data-refused");
       } else {
         out.textContent = form.getAttribute("data-failed");
       }

@@ -30,6 +30,8 @@ mod running;
 
 pub use emergency::{EmergencyFragment, EmergencyView};
 pub use home::{Neighbourhood, NeighbourhoodFragment};
+#[cfg(test)]
+pub use running::PER_SESSION;
 pub use running::Running;
 
 pub const LOGIN_PATH: &str = "/login";

@@ -33,7 +33,7 @@ use crate::text::TEXT;
 /// How long a started call waits for its browser to follow it.
 const UNCLAIMED: Duration = Duration::from_secs(60);
 /// Started calls waiting for their stream, per session.
-const PER_SESSION: usize = 4;
+pub const PER_SESSION: usize = 4;
 /// ... and on the whole node.
 const AT_MOST: usize = 64;
 

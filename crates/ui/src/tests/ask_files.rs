@@ -299,7 +299,7 @@ async fn started_calls_are_bounded_per_session() {
     let ui = with_stand_in();
     let cookie = logged_in(&ui).await;
     let csrf = csrf(&ui, &cookie).await;
-    for _ in 0..10 {
+    for _ in 0..crate::pages::PER_SESSION + 3 {
         let answer = send(
             &ui,
             form("/ask", &cookie, &csrf, "question=Hi&model=stand-in"),
@@ -307,5 +307,5 @@ async fn started_calls_are_bounded_per_session() {
         .await;
         assert!(answer.body.contains("sse-connect"), "{}", answer.body);
     }
-    assert_eq!(ui.state.running.len(), 4);
+    assert_eq!(ui.state.running.len(), crate::pages::PER_SESSION);
 }
