@@ -49,6 +49,10 @@
         bar.value = e.loaded;
       }
     });
+    // Sent: the node now stores (and perhaps indexes) it.
+    xhr.upload.addEventListener("load", function () {
+      out.textContent = form.getAttribute("data-processing");
+    });
     var finish = function () {
       if (button) {
         button.disabled = false;

@@ -31,6 +31,7 @@ pub struct AskText {
     pub corpus_name_hint: &'static str,
     pub add_button: &'static str,
     pub indexed: &'static str,
+    pub indexing: &'static str,
 }
 
 pub const ASK: AskText = AskText {
@@ -64,4 +65,5 @@ pub const ASK: AskText = AskText {
     corpus_name_hint: "Lowercase letters, digits and dashes, up to 64.",
     add_button: "Add the document",
     indexed: "Added; passages indexed:",
+    indexing: "Sent. The node is reading and indexing it…",
 };
