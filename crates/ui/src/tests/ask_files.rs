@@ -309,3 +309,57 @@ async fn started_calls_are_bounded_per_session() {
     }
     assert_eq!(ui.state.running.len(), crate::pages::PER_SESSION);
 }
+
+/// A stand-in file service whose `file.local.get` writes `BLOB` where it
+/// is asked to.
+struct Blobs;
+
+const BLOB: &[u8] = b"<html><script>alert(1)</script></html>";
+
+impl Service for Blobs {
+    fn name(&self) -> &'static str {
+        "blobs"
+    }
+
+    fn capabilities(self: Arc<Self>) -> Vec<Capability> {
+        let get = CapabilityDescriptor {
+            trust: Trust::SelfOnly,
+            ..CapabilityDescriptor::new("file.local.get", json!({"type": "object"}))
+        };
+        vec![Capability::new(get, &self, |_, call: Call| async move {
+            let out = call.input["out"].as_str().unwrap_or_default().to_owned();
+            std::fs::write(&out, BLOB).map_err(|e| CallError::bad_request(e.to_string()))?;
+            Ok(json!({"cid": call.input["cid"], "size_bytes": BLOB.len(), "from": []}))
+        })]
+    }
+}
+
+#[tokio::test]
+async fn a_download_is_an_attachment_under_a_safe_name_never_a_page() {
+    let metrics = Arc::new(hearthnet_observability::metrics::Metrics::new());
+    let id = hearthnet_wire::local::samples::node_id(1);
+    let bus = Arc::new(Bus::new(id, Default::default(), metrics));
+    bus.register(Arc::new(Blobs)).unwrap();
+    let ui = ui_on(bus);
+    let cookie = logged_in(&ui).await;
+    let cid = format!("blake3:{}", "ab".repeat(32));
+    let answer = send(
+        &ui,
+        get(&format!("/files/blob/{cid}?name=..%2Fevil%22x.html"))
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.body.as_bytes(), BLOB);
+    assert_eq!(
+        answer.headers[header::CONTENT_TYPE],
+        "application/octet-stream"
+    );
+    assert_eq!(
+        answer.headers[header::CONTENT_DISPOSITION],
+        "attachment; filename=\"_evil_x.html\""
+    );
+    assert_eq!(answer.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+}
