@@ -428,7 +428,11 @@ async fn admit(ui: &UiState, mut req: Request) -> Result<Request, Refusal> {
         req
     } else {
         same_origin(req.headers(), &door)?;
-        checked_body(ui, req, &session.csrf).await?
+        if crate::pages::UPLOAD_PATHS.contains(&req.uri().path()) {
+            checked_upload(req, &session.csrf)?
+        } else {
+            checked_body(ui, req, &session.csrf).await?
+        }
     };
     req.extensions_mut().insert(session);
     req.extensions_mut().insert(door);
@@ -489,6 +493,28 @@ async fn checked_body(ui: &UiState, req: Request, csrf: &str) -> Result<Request,
             .map(|(_, value)| value.into_owned()),
     };
     if !presented.is_some_and(|p| same_secret(&p, csrf)) {
+        return Err(Refusal::Csrf);
+    }
+    Ok(req)
+}
+
+/// An upload's body is a file, up to [`crate::pages::MAX_UPLOAD_BYTES`]:
+/// too much to hold in memory, so it is handed on unread for its handler
+/// to write to disk as it arrives, bounded there too (a body without a
+/// length, or one longer than it said, is cut off at the bound). The
+/// CSRF token must be in the header, since the body is not read here; a
+/// declared length over the bound is refused before a byte is read.
+fn checked_upload(req: Request, csrf: &str) -> Result<Request, Refusal> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > crate::pages::MAX_UPLOAD_BYTES) {
+        return Err(Refusal::BodyTooLarge);
+    }
+    let presented = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+    if !presented.is_some_and(|p| same_secret(p, csrf)) {
         return Err(Refusal::Csrf);
     }
     Ok(req)

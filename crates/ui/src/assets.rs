@@ -14,6 +14,7 @@ use crate::UiState;
 pub const CSS: &str = include_str!("../assets/app.css");
 pub const HTMX: &[u8] = include_bytes!("../assets/htmx.min.js");
 pub const HTMX_SSE: &[u8] = include_bytes!("../assets/sse.min.js");
+pub const UPLOAD: &[u8] = include_bytes!("../assets/upload.js");
 
 pub(crate) fn routes() -> Router<Arc<UiState>> {
     Router::new()
@@ -28,6 +29,10 @@ pub(crate) fn routes() -> Router<Arc<UiState>> {
         .route(
             "/assets/sse.min.js",
             get(|| async { asset("text/javascript; charset=utf-8", HTMX_SSE) }),
+        )
+        .route(
+            "/assets/upload.js",
+            get(|| async { asset("text/javascript; charset=utf-8", UPLOAD) }),
         )
 }
 

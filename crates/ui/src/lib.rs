@@ -93,6 +93,8 @@ pub(crate) struct UiState {
     pub emergency: Option<watch::Receiver<hearthnet_emergency::Status>>,
     pub log: Option<watch::Receiver<i64>>,
     pub access: Access,
+    /// Calls the pages started that the browser follows as they run.
+    pub running: pages::Running,
     pub budget: Arc<BodyBudget>,
     pub stop: CancellationToken,
     pub lan: Option<Lan>,
@@ -110,6 +112,7 @@ impl Ui {
                 emergency: parts.emergency,
                 log: parts.log,
                 access: Access::default(),
+                running: pages::Running::default(),
                 budget: BodyBudget::new(BODY_BUDGET_BYTES, 0),
                 stop: parts.stop,
                 lan: parts.lan,

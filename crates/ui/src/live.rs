@@ -75,6 +75,9 @@ async fn page_fragments(
             }
             .render()?,
         )],
+        // What they show changes by the person's own actions, which
+        // update it themselves.
+        Page::Ask | Page::Files => Vec::new(),
         Page::Emergency => vec![(
             "emergency",
             EmergencyFragment {

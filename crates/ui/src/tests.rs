@@ -14,6 +14,8 @@ use tower::ServiceExt;
 
 use super::*;
 
+mod ask_files;
+
 pub(crate) const PORT: u16 = 7860;
 pub(crate) const HOST: &str = "127.0.0.1:7860";
 

@@ -9,10 +9,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
+mod ask;
 mod axe;
 mod browser;
 #[path = "../common/mod.rs"]
 mod common;
+mod files;
 mod pairing;
 mod settings;
 

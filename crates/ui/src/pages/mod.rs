@@ -19,16 +19,23 @@ use serde::Deserialize;
 
 use crate::UiState;
 use crate::access::{self, Door, Session};
+use crate::calls::CallFailure;
 use crate::text::{TEXT, Text};
 
+mod ask;
 mod emergency;
+mod files;
 mod home;
 mod join;
 mod pair;
+mod running;
 mod settings;
 
 pub use emergency::{EmergencyFragment, EmergencyView};
 pub use home::{Neighbourhood, NeighbourhoodFragment};
+#[cfg(test)]
+pub use running::PER_SESSION;
+pub use running::Running;
 pub use settings::{Members, MembersFragment};
 
 pub const LOGIN_PATH: &str = "/login";
@@ -40,6 +47,9 @@ pub(crate) fn routes() -> Router<Arc<UiState>> {
         .merge(emergency::routes())
         .merge(settings::routes())
         .merge(join::routes())
+        .merge(ask::routes())
+        .merge(files::routes())
+        .merge(running::routes())
         .route(LOGIN_PATH, get(login))
         .merge(pair::routes())
         .route("/logout", post(logout))
@@ -99,6 +109,8 @@ pub struct NavItem {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Page {
     Home,
+    Ask,
+    Files,
     Emergency,
     Settings,
     /// Not in the menu: Settings links it, for a device about to join.
@@ -107,11 +119,19 @@ pub enum Page {
 
 impl Page {
     /// The menu, in its order.
-    pub const ALL: [Page; 3] = [Page::Home, Page::Emergency, Page::Settings];
+    pub const ALL: [Page; 5] = [
+        Page::Home,
+        Page::Ask,
+        Page::Files,
+        Page::Emergency,
+        Page::Settings,
+    ];
 
     pub fn href(self) -> &'static str {
         match self {
             Page::Home => "/",
+            Page::Ask => "/ask",
+            Page::Files => "/files",
             Page::Emergency => "/emergency",
             Page::Settings => "/settings",
             Page::Join => "/join",
@@ -122,6 +142,8 @@ impl Page {
     pub fn label(self) -> &'static str {
         match self {
             Page::Home => TEXT.nav_home,
+            Page::Ask => TEXT.nav_ask,
+            Page::Files => TEXT.nav_files,
             Page::Emergency => TEXT.nav_emergency,
             Page::Settings => TEXT.nav_settings,
             Page::Join => TEXT.settings.join_title,
@@ -133,6 +155,8 @@ impl Page {
     pub fn live_name(self) -> &'static str {
         match self {
             Page::Home => "home",
+            Page::Ask => "ask",
+            Page::Files => "files",
             Page::Emergency => "emergency",
             Page::Settings => "settings",
             Page::Join => "join",
@@ -210,6 +234,48 @@ impl Banner {
 pub struct BannerFragment {
     pub t: &'static Text,
     pub banner: Banner,
+}
+
+/// The routes whose body is a file's bytes, read by their handler as it
+/// arrives (up to [`MAX_UPLOAD_BYTES`]) instead of by the gate; the gate
+/// still checks the session, the `Origin` and the CSRF header first.
+pub const UPLOAD_PATHS: [&str; 2] = [files::UPLOAD_PATH, ask::INGEST_PATH];
+pub use files::MAX_UPLOAD_BYTES;
+
+#[derive(Template)]
+#[template(
+    source = r#"<div class="alert" role="alert"><p>{{ message }}</p></div>"#,
+    ext = "html"
+)]
+struct Alert<'a> {
+    message: &'a str,
+}
+
+/// A service's answer decoded, or a failure naming what did not fit.
+pub fn decoded<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    value: serde_json::Value,
+) -> Result<T, CallFailure> {
+    hearthnet_wire::from_value(what, value).map_err(|e| {
+        CallFailure::from(hearthnet_bus::CallError::new(
+            hearthnet_base::ErrorCode::InternalError,
+            e.to_string(),
+        ))
+    })
+}
+
+/// The `.done` feedback of a form that worked.
+pub fn done(message: &str) -> String {
+    Done {
+        message: message.to_owned(),
+    }
+    .render()
+    .unwrap_or_default()
+}
+
+/// The alert of a form refused before any call, in plain words.
+pub fn alert(message: &str) -> String {
+    Alert { message }.render().unwrap_or_default()
 }
 
 /// The node's status document, read off the runtime's threads (it reads

@@ -5,6 +5,8 @@
 
 use hearthnet_base::ErrorCode;
 
+pub mod ask;
+pub mod files;
 pub mod settings;
 
 /// The UI's words. Templates read them as `t.field`.
@@ -90,6 +92,8 @@ pub struct Text {
     pub hours: &'static str,
     pub days: &'static str,
 
+    pub ask: ask::AskText,
+    pub files: files::FilesText,
     pub settings: settings::SettingsText,
 }
 
@@ -201,6 +205,8 @@ pub static TEXT: Text = Text {
     hours: "h",
     days: "d",
 
+    ask: ask::ASK,
+    files: files::FILES,
     settings: settings::SETTINGS,
 };
 
