@@ -151,17 +151,7 @@ impl Ui {
     /// A fresh pairing code for a device on the LAN, with where it goes;
     /// `None` without a LAN listener.
     pub fn pairing(&self) -> Option<UiPairing> {
-        let lan = self.state.lan.as_ref()?;
-        Some(UiPairing {
-            code: self.state.access.issue_pairing_code(),
-            urls: lan
-                .origins
-                .iter()
-                .map(|o| format!("{o}{}", pages::PAIR_PATH))
-                .collect(),
-            certificate_sha256: lan.certificate_sha256.clone(),
-            expires_in_seconds: access::PAIRING_CODE_LIFETIME.as_secs(),
-        })
+        self.state.pairing()
     }
 
     /// A fresh one-time login link.
@@ -171,6 +161,22 @@ impl Ui {
             url: format!("{}/login?token={token}", self.state.origin),
             expires_in_seconds: access::LOGIN_TOKEN_LIFETIME.as_secs(),
         }
+    }
+}
+
+impl UiState {
+    pub(crate) fn pairing(&self) -> Option<UiPairing> {
+        let lan = self.lan.as_ref()?;
+        Some(UiPairing {
+            code: self.access.issue_pairing_code(),
+            urls: lan
+                .origins
+                .iter()
+                .map(|o| format!("{o}{}", pages::PAIR_PATH))
+                .collect(),
+            certificate_sha256: lan.certificate_sha256.clone(),
+            expires_in_seconds: access::PAIRING_CODE_LIFETIME.as_secs(),
+        })
     }
 }
 

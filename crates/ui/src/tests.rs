@@ -402,7 +402,7 @@ async fn a_page_calls_a_service_as_the_node_itself_and_a_failure_reads_as_advice
 }
 
 /// A UI with a LAN listener on 7861.
-fn ui_with_lan() -> Ui {
+pub(crate) fn ui_with_lan() -> Ui {
     let metrics = Arc::new(hearthnet_observability::metrics::Metrics::new());
     let id = hearthnet_wire::local::samples::node_id(1);
     Ui::new(Parts {

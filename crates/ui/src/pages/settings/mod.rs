@@ -7,6 +7,7 @@
 
 mod gateway;
 mod invite;
+mod pairing;
 mod proposal;
 
 use std::sync::Arc;
@@ -32,6 +33,7 @@ pub(super) fn routes() -> Router<Arc<UiState>> {
         .route("/settings/proposal/cosign", post(proposal::cosign))
         .route("/settings/proposal/submit", post(proposal::submit))
         .route("/settings/gateway-key", post(gateway::make))
+        .route("/settings/pair", post(pairing::make))
 }
 
 /// What a person calls a node: its display name where this node knows it
@@ -186,6 +188,7 @@ struct SettingsPage {
     models: Vec<ModelRow>,
     ai: Vec<AiServices>,
     gateway: gateway::GatewayFragment,
+    pairing: pairing::PairingFragment,
 }
 
 async fn settings(
@@ -209,6 +212,7 @@ async fn settings(
         models: model_rows(&s),
         ai: ai_services(&s),
         gateway: gateway::GatewayFragment::now(&ui, &s).await,
+        pairing: pairing::PairingFragment::now(&ui),
     };
     Ok(Html(page.render()?))
 }

@@ -277,3 +277,20 @@ async fn a_pasted_invite_is_read_back_and_an_expired_one_says_so() {
     assert!(body.contains(r#"data-expired="true""#), "{body}");
     assert!(!body.contains("hearthnet init --join"), "{body}");
 }
+
+#[tokio::test]
+async fn settings_makes_a_pairing_code_only_when_the_lan_listener_is_on() {
+    let off = post_form(&ui(), "/settings/pair", "").await;
+    assert!(off.contains("ui.lan_enabled = true"), "{off}");
+    assert!(!off.contains("pairing-code"), "{off}");
+
+    let lan = crate::tests::ui_with_lan();
+    let made = post_form(&lan, "/settings/pair", "").await;
+    let at = made.find(r#"id="pairing-code">"#).unwrap() + r#"id="pairing-code">"#.len();
+    let code = &made[at..at + 11];
+    assert!(made.contains("https://192.168.1.20:7861/pair"), "{made}");
+    assert!(made.contains("AB:CD"), "{made}");
+    // The code shown is one the LAN's pairing form takes.
+    let cookie = lan.state.access.pair(code);
+    assert!(cookie.is_some(), "{code}");
+}
