@@ -23,10 +23,6 @@
 
 pub mod access;
 mod assets;
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the pages that call services land next")
-)]
 mod calls;
 mod live;
 mod pages;

@@ -74,6 +74,8 @@ async fn page_fragments(
             }
             .render()?,
         )],
+        Page::Market => vec![("market", pages::market_fragment(ui, status).await?)],
+        Page::Messages => vec![("messages", pages::conversations_fragment(ui, status).await?)],
         Page::Emergency => vec![(
             "emergency",
             EmergencyFragment {

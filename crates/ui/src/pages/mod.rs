@@ -5,6 +5,7 @@
 //! banner, CSRF token, which live stream it follows). Only pages that
 //! exist are in the menu ([`Page::ALL`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use askama::Template;
@@ -13,6 +14,7 @@ use axum::extract::{Extension, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use hearthnet_base::NodeId;
 use hearthnet_transport::http::{ApiError, Query};
 use hearthnet_wire::local::Status;
 use serde::Deserialize;
@@ -23,9 +25,13 @@ use crate::text::{TEXT, Text};
 
 mod emergency;
 mod home;
+mod market;
+mod messages;
 
 pub use emergency::{EmergencyFragment, EmergencyView};
 pub use home::{Neighbourhood, NeighbourhoodFragment};
+pub use market::market_fragment;
+pub use messages::conversations_fragment;
 
 pub const LOGIN_PATH: &str = "/login";
 
@@ -33,6 +39,8 @@ pub(crate) fn routes() -> Router<Arc<UiState>> {
     Router::new()
         .merge(home::routes())
         .merge(emergency::routes())
+        .merge(market::routes())
+        .merge(messages::routes())
         .route(LOGIN_PATH, get(login))
         .route("/logout", post(logout))
         .fallback(not_found)
@@ -91,15 +99,19 @@ pub struct NavItem {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Page {
     Home,
+    Messages,
+    Market,
     Emergency,
 }
 
 impl Page {
-    pub const ALL: [Page; 2] = [Page::Home, Page::Emergency];
+    pub const ALL: [Page; 4] = [Page::Home, Page::Messages, Page::Market, Page::Emergency];
 
     pub fn href(self) -> &'static str {
         match self {
             Page::Home => "/",
+            Page::Messages => "/messages",
+            Page::Market => "/market",
             Page::Emergency => "/emergency",
         }
     }
@@ -108,6 +120,8 @@ impl Page {
     pub fn label(self) -> &'static str {
         match self {
             Page::Home => TEXT.nav_home,
+            Page::Messages => TEXT.nav_messages,
+            Page::Market => TEXT.nav_market,
             Page::Emergency => TEXT.nav_emergency,
         }
     }
@@ -117,6 +131,8 @@ impl Page {
     pub fn live_name(self) -> &'static str {
         match self {
             Page::Home => "home",
+            Page::Messages => "messages",
+            Page::Market => "market",
             Page::Emergency => "emergency",
         }
     }
@@ -203,6 +219,83 @@ pub(crate) async fn status(ui: &UiState) -> Result<Status, PageError> {
         .map_err(|e| PageError::Status(e.to_string()))?;
     hearthnet_wire::from_value("the node's status", value)
         .map_err(|e| PageError::Status(e.to_string()))
+}
+
+/// The note a form shows once its action succeeded.
+#[derive(Template)]
+#[template(path = "done.html")]
+pub(crate) struct Done {
+    pub message: &'static str,
+}
+
+impl IntoResponse for Done {
+    fn into_response(self) -> Response {
+        match self.render() {
+            Ok(html) => Html(html).into_response(),
+            Err(_) => Html(self.message.to_owned()).into_response(),
+        }
+    }
+}
+
+/// A form's fields from its urlencoded body (which the gate read within
+/// [`crate::MAX_BODY_BYTES`]); a repeated field keeps its last value.
+pub(crate) fn form_fields(body: &[u8]) -> HashMap<String, String> {
+    form_urlencoded::parse(body).into_owned().collect()
+}
+
+/// A fresh id for one rendering of a form that makes something: a double
+/// submit sends it twice and the service makes the thing once.
+pub(crate) fn client_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+    format!("ui-{}", data_encoding::BASE32HEX_NOPAD.encode(&bytes))
+}
+
+/// What the owner calls other nodes: "you", the name a neighbour in
+/// reach gives itself, else its short id.
+pub(crate) struct Names {
+    me: NodeId,
+    you: &'static str,
+    neighbours: HashMap<NodeId, String>,
+}
+
+impl Names {
+    pub fn of(status: &Status, you: &'static str) -> Self {
+        Self {
+            me: status.node.id,
+            you,
+            neighbours: status
+                .peers
+                .iter()
+                .map(|p| (p.node_id, p.display_name.clone()))
+                .collect(),
+        }
+    }
+
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    pub fn of_node(&self, node: &NodeId) -> String {
+        if *node == self.me {
+            return self.you.to_owned();
+        }
+        match self.neighbours.get(node) {
+            Some(name) => format!("{name} ({})", node.short()),
+            None => node.short(),
+        }
+    }
+
+    /// The neighbours in reach, by name: whom a message may be written to.
+    pub fn neighbours(&self) -> Vec<(NodeId, String)> {
+        let mut all: Vec<(NodeId, String)> = self
+            .neighbours
+            .keys()
+            .map(|id| (*id, self.of_node(id)))
+            .collect();
+        all.sort_by(|a, b| a.1.cmp(&b.1));
+        all
+    }
 }
 
 #[derive(Deserialize)]

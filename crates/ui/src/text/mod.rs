@@ -5,6 +5,9 @@
 
 use hearthnet_base::ErrorCode;
 
+pub mod market;
+pub mod messages;
+
 /// The UI's words. Templates read them as `t.field`.
 pub struct Text {
     pub product: &'static str,
@@ -81,6 +84,9 @@ pub struct Text {
     pub minutes: &'static str,
     pub hours: &'static str,
     pub days: &'static str,
+
+    pub market: market::MarketText,
+    pub messages: messages::MessagesText,
 }
 
 /// The UI in English.
@@ -184,6 +190,9 @@ pub static TEXT: Text = Text {
     minutes: "min",
     hours: "h",
     days: "d",
+
+    market: market::ENGLISH,
+    messages: messages::ENGLISH,
 };
 
 impl Text {
