@@ -12,6 +12,8 @@
 mod browser;
 #[path = "../common/mod.rs"]
 mod common;
+mod market;
+mod messages;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
