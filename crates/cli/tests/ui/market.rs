@@ -189,6 +189,32 @@ fn an_offer_posted_on_one_node_appears_live_on_the_other_and_goes_when_ended() {
             .for_element(Locator::XPath(POST))
             .await
             .unwrap();
+
+        // A search finds it by its words (no neighbour embeds) and says so;
+        // the searched page follows the posts too.
+        b.find(Locator::Css("form.market-find input[name='q']"))
+            .await
+            .unwrap()
+            .send_keys("aluminium")
+            .await
+            .unwrap();
+        b.find(Locator::Css("form.market-find button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let found = b
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css("#market-posts .ranking"))
+            .await
+            .expect("the search says how it ranked");
+        assert!(
+            found.text().await.unwrap().contains("words they contain"),
+            "ranked by full text"
+        );
+        b.find(Locator::XPath(POST)).await.expect("found");
         mark(&b).await;
 
         // A ends it: it goes from both pages.
@@ -214,7 +240,7 @@ fn an_offer_posted_on_one_node_appears_live_on_the_other_and_goes_when_ended() {
             .at_most(TRAVEL)
             .for_element(Locator::Id("no-posts"))
             .await
-            .expect("gone from the other node's open page");
+            .expect("gone from the other node's open search");
         assert_not_reloaded(&b).await;
         shoot(&a, "market-ended").await;
         a.close().await.unwrap();

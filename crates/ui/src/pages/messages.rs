@@ -32,6 +32,8 @@ use crate::text::{TEXT, Text};
 const SHOWN_MESSAGES: usize = 100;
 /// Characters of the last message shown in the list of conversations.
 const PREVIEW_CHARS: usize = 80;
+/// Pages of everyone's history the list of conversations reads at most.
+const MAX_HISTORY_PAGES: usize = 8;
 /// The longest `with=` worth parsing: a full node id is 72 characters.
 const MAX_NODE_ID_CHARS: usize = 100;
 
@@ -66,19 +68,32 @@ fn refused() -> Response {
 }
 
 /// `chat.history` with `peer` (everyone when `None`): its messages, in
-/// the order they were written.
+/// the order they were written. The service keeps at most a page per
+/// peer, so a conversation is one page; everyone's is read page by page,
+/// up to [`MAX_HISTORY_PAGES`].
 async fn history(ui: &UiState, peer: Option<NodeId>) -> Result<Vec<Value>, CallFailure> {
-    let mut input = json!({"limit": hearthnet_chat::MAX_HISTORY_LIMIT});
-    if let Some(peer) = peer {
-        input["peer"] = json!(peer.full());
+    let limit = hearthnet_chat::MAX_HISTORY_LIMIT;
+    let mut all: Vec<Value> = Vec::new();
+    for _ in 0..MAX_HISTORY_PAGES {
+        let since = all.last().and_then(|m| m["lamport"].as_u64()).unwrap_or(0);
+        let mut input = json!({"limit": limit, "since_lamport": since});
+        if let Some(peer) = peer {
+            input["peer"] = json!(peer.full());
+        }
+        let answer = ui
+            .call("chat.history", json!({"params": {}, "input": input}))
+            .await?;
+        let page = answer["output"]["messages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let full = page.len() == limit;
+        all.extend(page);
+        if !full || peer.is_some() {
+            break;
+        }
     }
-    let answer = ui
-        .call("chat.history", json!({"params": {}, "input": input}))
-        .await?;
-    Ok(answer["output"]["messages"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default())
+    Ok(all)
 }
 
 fn node_of(message: &Value, key: &str) -> Option<NodeId> {
