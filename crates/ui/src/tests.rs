@@ -473,14 +473,7 @@ async fn messages_open_only_a_member_by_node_id_and_refuse_an_empty_message() {
     let messages = &crate::text::TEXT.messages;
     for with in ["bob", "ed25519:abc", &"x".repeat(300)] {
         for path in ["/messages", "/messages/conversation"] {
-            let answer = send(
-                &ui,
-                get(&format!("{path}?with={with}"))
-                    .header(header::COOKIE, &cookie)
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await;
+            let answer = open_page(&ui, &cookie, format!("{path}?with={with}")).await;
             assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{path} {with}");
             assert!(
                 answer.body.contains(messages.refused_with),
@@ -489,15 +482,17 @@ async fn messages_open_only_a_member_by_node_id_and_refuse_an_empty_message() {
             );
         }
     }
+    // A member to write to is chosen by name: the neighbour in reach.
     let peer = hearthnet_wire::local::samples::node_id(2).full();
-    let open = send(
-        &ui,
-        get(&format!("/messages?with={peer}"))
-            .header(header::COOKIE, &cookie)
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let page = open_page(&ui, &cookie, "/messages".to_owned()).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body
+            .contains(&format!(r#"<option value="{peer}">kitchen ("#)),
+        "{}",
+        page.body
+    );
+    let open = open_page(&ui, &cookie, format!("/messages?with={peer}")).await;
     assert_eq!(open.status, StatusCode::OK);
     assert!(open.body.contains(r#"id="message-send""#), "{}", open.body);
 
