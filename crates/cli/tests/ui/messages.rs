@@ -58,7 +58,7 @@ fn a_message_appears_live_in_the_open_conversation_and_comes_back_read() {
             .send_keys(TEXT)
             .await
             .unwrap();
-        a.find(Locator::Id("message-submit"))
+        a.find(Locator::Css("#message-send button[type='submit']"))
             .await
             .unwrap()
             .click()
@@ -69,6 +69,15 @@ fn a_message_appears_live_in_the_open_conversation_and_comes_back_read() {
             .for_element(Locator::Css("#message-send .done"))
             .await
             .expect("the form says it sent");
+        let focused = a
+            .execute("return document.activeElement.id", vec![])
+            .await
+            .unwrap();
+        assert_eq!(
+            focused,
+            serde_json::json!("message-body"),
+            "the keyboard stays in the form for the next message"
+        );
         let mine = format!("//div[@id='thread']//li[contains(@class, 'mine')][p[@class='message-body'][text()='{TEXT}']]");
         a.wait()
             .at_most(Duration::from_secs(20))

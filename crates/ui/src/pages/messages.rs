@@ -105,7 +105,6 @@ struct ConversationView {
     name: String,
     last: String,
     count: usize,
-    open: bool,
 }
 
 /// The conversations, the latest first, or why they cannot be shown.
@@ -115,7 +114,7 @@ pub struct ConversationsView {
 }
 
 impl ConversationsView {
-    async fn of(ui: &UiState, status: &Status, open: Option<NodeId>) -> Self {
+    async fn of(ui: &UiState, status: &Status) -> Self {
         let names = Names::of(status, TEXT.messages.you);
         let messages = match history(ui, None).await {
             Ok(m) => m,
@@ -154,7 +153,6 @@ impl ConversationsView {
                     name: names.of_node(&peer),
                     last,
                     count,
-                    open: Some(peer) == open,
                 })
                 .collect(),
             failure: None,
@@ -177,7 +175,7 @@ pub async fn conversations_fragment(
 ) -> Result<String, askama::Error> {
     ConversationsFragment {
         t: &TEXT,
-        c: ConversationsView::of(ui, status, None).await,
+        c: ConversationsView::of(ui, status).await,
     }
     .render()
 }
@@ -283,6 +281,8 @@ struct SendForm<'a> {
     recipient: &'a str,
     client_id: String,
     body: &'a str,
+    /// Set on the form answering a send, so the keyboard stays in it.
+    focus: bool,
     done: Option<&'static str>,
     failure: Option<CallFailure>,
 }
@@ -323,6 +323,7 @@ async fn messages(
                 recipient: &full,
                 client_id: client_id(),
                 body: "",
+                focus: false,
                 done: None,
                 failure: None,
             }
@@ -339,7 +340,7 @@ async fn messages(
     let page = MessagesPage {
         t: &TEXT,
         chrome: Chrome::of(Page::Messages, &session, &s),
-        c: ConversationsView::of(&ui, &s, peer).await,
+        c: ConversationsView::of(&ui, &s).await,
         recipients: names
             .neighbours()
             .into_iter()
@@ -410,6 +411,7 @@ async fn send(State(ui): State<Arc<UiState>>, body: Bytes) -> Result<Html<String
             recipient: text("recipient"),
             client_id: client_id(),
             body: "",
+            focus: true,
             done: Some(done),
             failure: None,
         },
@@ -418,6 +420,7 @@ async fn send(State(ui): State<Arc<UiState>>, body: Bytes) -> Result<Html<String
             recipient: text("recipient"),
             client_id: text("client_id").to_owned(),
             body: text("body"),
+            focus: true,
             done: None,
             failure: Some(failure),
         },
