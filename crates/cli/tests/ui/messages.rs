@@ -9,7 +9,7 @@ use fantoccini::{Client, Locator};
 
 use crate::browser::{browser, chromedriver, log_in, shoot};
 use crate::common;
-use crate::market::{TRAVEL, assert_not_reloaded, mark, open, pair};
+use crate::market::{TRAVEL, assert_not_reloaded, live_click, live_text, mark, open, pair};
 
 const TEXT: &str = "Hello Ben, the ladder is yours.";
 
@@ -88,19 +88,17 @@ fn a_message_appears_live_in_the_open_conversation_and_comes_back_read() {
         mark(&a).await;
 
         // On B's open page, without a reload: the conversation with ada.
-        let listed = b
-            .wait()
+        let conversation = format!("//div[@id='conversations']//a[contains(@href, '{ada}')]");
+        b.wait()
             .at_most(TRAVEL)
-            .for_element(Locator::XPath(&format!(
-                "//div[@id='conversations']//a[contains(@href, '{ada}')]"
-            )))
+            .for_element(Locator::XPath(&conversation))
             .await
             .expect("the conversation appears on the open page");
-        let text = listed.text().await.unwrap();
+        let text = live_text(&b, Locator::XPath(&conversation)).await;
         assert!(text.contains(&ada_short), "named by its short id: {text}");
         assert!(text.contains(TEXT), "{text}");
         assert_not_reloaded(&b).await;
-        listed.click().await.unwrap();
+        live_click(&b, Locator::XPath(&conversation)).await;
         let theirs = format!(
             "//div[@id='thread']//li[contains(@class, 'message')][not(contains(@class, 'mine'))][p[@class='message-body'][text()='{TEXT}']]"
         );
