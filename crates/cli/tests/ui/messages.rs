@@ -69,10 +69,18 @@ fn a_message_appears_live_in_the_open_conversation_and_comes_back_read() {
             .for_element(Locator::Css("#message-send .done"))
             .await
             .expect("the form says it sent");
-        let focused = a
-            .execute("return document.activeElement.id", vec![])
-            .await
-            .unwrap();
+        // htmx focuses the new form's field as it settles, just after the swap.
+        let mut focused = serde_json::Value::Null;
+        for _ in 0..50 {
+            focused = a
+                .execute("return document.activeElement.id", vec![])
+                .await
+                .unwrap();
+            if focused == "message-body" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         assert_eq!(
             focused,
             serde_json::json!("message-body"),
