@@ -24,7 +24,11 @@ impl NodeView for Fake {
         Value::Null
     }
     fn community_manifest(&self) -> Value {
-        Value::Null
+        let id = |n| hearthnet_wire::local::samples::node_id(n).full();
+        let members: Vec<Value> = (1..=4)
+            .map(|n| serde_json::json!({"node_id": id(n)}))
+            .collect();
+        serde_json::json!({"members": members, "revoked": [{"node_id": id(4)}]})
     }
     fn level_of(&self, _: &hearthnet_base::NodeId) -> TrustLevel {
         TrustLevel::Unknown
@@ -492,6 +496,22 @@ async fn messages_open_only_a_member_by_node_id_and_refuse_an_empty_message() {
         "{}",
         page.body
     );
+    // The other members too, by short id: not this node, not the revoked.
+    let sample = hearthnet_wire::local::samples::node_id;
+    let away = sample(3);
+    assert!(
+        page.body.contains(&format!(
+            r#"<option value="{}">{} ({})"#,
+            away.full(),
+            away.short(),
+            messages.away
+        )),
+        "{}",
+        page.body
+    );
+    for absent in [sample(1), sample(4)] {
+        assert!(!page.body.contains(&format!(r#"value="{}""#, absent.full())));
+    }
     let open = open_page(&ui, &cookie, format!("/messages?with={peer}")).await;
     assert_eq!(open.status, StatusCode::OK);
     assert!(open.body.contains(r#"id="message-send""#), "{}", open.body);

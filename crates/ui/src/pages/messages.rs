@@ -32,6 +32,8 @@ use crate::text::{TEXT, Text};
 const SHOWN_MESSAGES: usize = 100;
 /// Characters of the last message shown in the list of conversations.
 const PREVIEW_CHARS: usize = 80;
+/// Members of the community's manifest offered as recipients at most.
+const MAX_MEMBERS_OFFERED: usize = 500;
 /// Pages of everyone's history the list of conversations reads at most.
 const MAX_HISTORY_PAGES: usize = 8;
 /// The longest `with=` worth parsing: a full node id is 72 characters.
@@ -105,6 +107,38 @@ struct ConversationView {
     name: String,
     last: String,
     count: usize,
+}
+
+/// Whom a message may be written to, as `(full id, what it is called)`:
+/// the neighbours in reach by name, then the other members the
+/// community's manifest lists (not revoked) by short id; a message to one
+/// of those waits for it.
+fn recipients(names: &Names, manifest: &Value) -> Vec<(String, String)> {
+    let ids = |key: &str| -> Vec<NodeId> {
+        manifest[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .take(MAX_MEMBERS_OFFERED)
+            .filter_map(|m| node_of(m, "node_id"))
+            .collect()
+    };
+    let revoked = ids("revoked");
+    let mut all: Vec<(NodeId, String)> = names.neighbours();
+    for member in ids("members") {
+        if member != names.me()
+            && !revoked.contains(&member)
+            && !all.iter().any(|(id, _)| *id == member)
+        {
+            all.push((
+                member,
+                format!("{} ({})", member.short(), TEXT.messages.away),
+            ));
+        }
+    }
+    all.into_iter()
+        .map(|(id, name)| (id.full(), name))
+        .collect()
 }
 
 /// The conversations, the latest first, or why they cannot be shown.
@@ -341,11 +375,7 @@ async fn messages(
         t: &TEXT,
         chrome: Chrome::of(Page::Messages, &session, &s),
         c: ConversationsView::of(&ui, &s).await,
-        recipients: names
-            .neighbours()
-            .into_iter()
-            .map(|(id, name)| (id.full(), name))
-            .collect(),
+        recipients: recipients(&names, &ui.view.community_manifest()),
         open,
     };
     Ok(Html(page.render()?).into_response())
