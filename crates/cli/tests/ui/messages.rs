@@ -1,7 +1,8 @@
 //! Messages in Chromium against two real nodes of one community: a
-//! message written on one node's page appears on the other's open
-//! Messages page without a reload, and once read there it turns read on
-//! the writer's open conversation, also without a reload.
+//! message written on one node's page appears in the other's open
+//! conversation and list of conversations without a reload, and, read
+//! there, it turns read on the writer's open conversation, also without a
+//! reload.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use fantoccini::{Client, Locator};
 
 use crate::browser::{browser, chromedriver, log_in, shoot};
 use crate::common;
-use crate::market::{TRAVEL, assert_not_reloaded, live_click, live_text, mark, open, pair};
+use crate::market::{TRAVEL, assert_not_reloaded, live_text, mark, open, pair};
 
 const TEXT: &str = "Hello Ben, the ladder is yours.";
 
@@ -48,7 +49,9 @@ fn a_message_appears_live_in_the_open_conversation_and_comes_back_read() {
         let b = browser(&driver, profile_b.path()).await;
         log_in(&a, &p.ada_link).await;
         log_in(&b, &p.ben_link).await;
-        open(&b, "Messages", Locator::Id("conversations")).await;
+        // B opens its conversation with ada, a member out of its reach
+        // (ada dials B, not the other way round), still empty.
+        converse_with(&b, &ada).await;
         mark(&b).await;
 
         converse_with(&a, &ben).await;
@@ -95,26 +98,25 @@ fn a_message_appears_live_in_the_open_conversation_and_comes_back_read() {
 
         mark(&a).await;
 
-        // On B's open page, without a reload: the conversation with ada.
-        let conversation = format!("//div[@id='conversations']//a[contains(@href, '{ada}')]");
-        b.wait()
-            .at_most(TRAVEL)
-            .for_element(Locator::XPath(&conversation))
-            .await
-            .expect("the conversation appears on the open page");
-        let text = live_text(&b, Locator::XPath(&conversation)).await;
-        assert!(text.contains(&ada_short), "named by its short id: {text}");
-        assert!(text.contains(TEXT), "{text}");
-        assert_not_reloaded(&b).await;
-        live_click(&b, Locator::XPath(&conversation)).await;
+        // On B's open conversation, without a reload.
         let theirs = format!(
             "//div[@id='thread']//li[contains(@class, 'message')][not(contains(@class, 'mine'))][p[@class='message-body'][text()='{TEXT}']]"
         );
         b.wait()
-            .at_most(Duration::from_secs(20))
+            .at_most(TRAVEL)
             .for_element(Locator::XPath(&theirs))
             .await
-            .expect("the conversation shows the message");
+            .expect("the message appears in the open conversation");
+        let conversation = format!("//div[@id='conversations']//a[contains(@href, '{ada}')]");
+        b.wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::XPath(&conversation))
+            .await
+            .expect("the list of conversations follows");
+        let text = live_text(&b, Locator::XPath(&conversation)).await;
+        assert!(text.contains(&ada_short), "named by its short id: {text}");
+        assert!(text.contains(TEXT), "{text}");
+        assert_not_reloaded(&b).await;
         shoot(&b, "messages").await;
 
         // B's page showed it: on A's page it turns read.
