@@ -43,7 +43,7 @@ pub(super) fn routes() -> Router<Arc<UiState>> {
 }
 
 /// What the person asked to see, from the page's query string.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 struct Asked {
     q: Option<String>,
     category: Option<String>,
@@ -51,7 +51,7 @@ struct Asked {
 }
 
 /// [`Asked`], checked: empty fields are absent.
-#[derive(Default, Clone)]
+#[derive(Default)]
 struct Shown {
     query: Option<String>,
     category: Option<String>,
@@ -429,6 +429,15 @@ struct MarketPage {
     form: String,
 }
 
+/// What the query string asks to see, or the words saying why it
+/// cannot be shown.
+fn shown(asked: Result<Query<Asked>, ApiError>) -> Result<Shown, &'static str> {
+    match asked {
+        Ok(Query(asked)) => checked(asked),
+        Err(_) => Err(TEXT.market.refused_search),
+    }
+}
+
 /// A filter or search the page cannot show: a page saying so.
 fn refused(message: &'static str) -> Response {
     plain_page(StatusCode::BAD_REQUEST, TEXT.market.refused_title, message)
@@ -439,10 +448,9 @@ async fn market(
     Extension(session): Extension<Session>,
     asked: Result<Query<Asked>, ApiError>,
 ) -> Result<Response, PageError> {
-    let shown = match asked.map(|Query(a)| checked(a)) {
-        Ok(Ok(shown)) => shown,
-        Ok(Err(message)) => return Ok(refused(message)),
-        Err(_) => return Ok(refused(TEXT.market.refused_search)),
+    let shown = match shown(asked) {
+        Ok(shown) => shown,
+        Err(message) => return Ok(refused(message)),
     };
     let s = status(&ui).await?;
     let page = MarketPage {
@@ -463,10 +471,9 @@ async fn posts(
     State(ui): State<Arc<UiState>>,
     asked: Result<Query<Asked>, ApiError>,
 ) -> Result<Response, PageError> {
-    let shown = match asked.map(|Query(a)| checked(a)) {
-        Ok(Ok(shown)) => shown,
-        Ok(Err(message)) => return Ok(refused(message)),
-        Err(_) => return Ok(refused(TEXT.market.refused_search)),
+    let shown = match shown(asked) {
+        Ok(shown) => shown,
+        Err(message) => return Ok(refused(message)),
     };
     let s = status(&ui).await?;
     let fragment = PostsFragment {
