@@ -434,7 +434,7 @@ struct MarketPage {
 fn shown(asked: Result<Query<Asked>, ApiError>) -> Result<Shown, &'static str> {
     match asked {
         Ok(Query(asked)) => checked(asked),
-        Err(_) => Err(TEXT.market.refused_search),
+        Err(_) => Err(TEXT.market.refused_query),
     }
 }
 
