@@ -458,6 +458,11 @@ async fn the_market_refuses_a_filter_or_a_post_it_cannot_take_in_plain_words() {
     assert_eq!(answer.status, StatusCode::OK, "htmx swaps it in");
     assert!(answer.body.contains(market.bad_title), "{}", answer.body);
     assert!(answer.body.contains(&title), "kept as entered");
+    assert!(
+        answer.body.contains(r#"name="client_id" value="c1""#),
+        "a retry is the same post: {}",
+        answer.body
+    );
     let answer = post_form(
         &ui,
         &cookie,
