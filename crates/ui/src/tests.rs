@@ -480,7 +480,8 @@ async fn messages_open_only_a_member_by_node_id_and_refuse_an_empty_message() {
     let ui = ui();
     let cookie = logged_in(&ui).await;
     let messages = &crate::text::TEXT.messages;
-    for with in ["bob", "ed25519:abc", &"x".repeat(300)] {
+    let me = hearthnet_wire::local::samples::node_id(1).full();
+    for with in ["bob", "ed25519:abc", &"x".repeat(300), &me] {
         for path in ["/messages", "/messages/conversation"] {
             let answer = open_page(&ui, &cookie, format!("{path}?with={with}")).await;
             assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{path} {with}");

@@ -51,7 +51,8 @@ struct With {
     with: Option<String>,
 }
 
-/// The member `with=` names, if any; `Err` when it names none.
+/// The node `with=` names, if any; `Err` when it names none. (Naming
+/// this node itself is refused once its id is known.)
 fn member(with: Result<Query<With>, ApiError>) -> Result<Option<NodeId>, ()> {
     let Query(With { with }) = with.map_err(|_| ())?;
     match with.as_deref().map(str::trim) {
@@ -348,6 +349,9 @@ async fn messages(
         return Ok(refused());
     };
     let s = status(&ui).await?;
+    if peer == Some(s.node.id) {
+        return Ok(refused());
+    }
     let names = Names::of(&s, TEXT.messages.you);
     let open = match peer {
         Some(peer) => {
@@ -391,6 +395,9 @@ async fn conversation(
         return Ok(refused());
     };
     let s = status(&ui).await?;
+    if peer == s.node.id {
+        return Ok(refused());
+    }
     let fragment = ThreadFragment {
         t: &TEXT,
         v: ThreadView::of(&ui, &s, peer).await,
