@@ -13,6 +13,8 @@ pub struct MessagesText {
     pub with: &'static str,
     pub no_messages: &'static str,
     pub you: &'static str,
+    /// After how long ago a message was written, e.g. "3 min ago".
+    pub ago: &'static str,
     pub sent: &'static str,
     pub delivered: &'static str,
     pub read: &'static str,
@@ -44,6 +46,7 @@ pub const ENGLISH: MessagesText = MessagesText {
     with: "Conversation with",
     no_messages: "No messages with this member yet. Write the first one below.",
     you: "You",
+    ago: "ago",
     sent: "Sent",
     delivered: "Delivered",
     read: "Read",
