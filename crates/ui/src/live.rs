@@ -75,6 +75,8 @@ async fn page_fragments(
             }
             .render()?,
         )],
+        Page::Market => vec![("market", pages::market_fragment(ui, status).await?)],
+        Page::Messages => vec![("messages", pages::conversations_fragment(ui, status).await?)],
         // What they show changes by the person's own actions, which
         // update it themselves.
         Page::Ask | Page::Files => Vec::new(),

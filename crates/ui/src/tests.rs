@@ -26,7 +26,11 @@ impl NodeView for Fake {
         Value::Null
     }
     fn community_manifest(&self) -> Value {
-        Value::Null
+        let id = |n| hearthnet_wire::local::samples::node_id(n).full();
+        let members: Vec<Value> = (1..=4)
+            .map(|n| serde_json::json!({"node_id": id(n)}))
+            .collect();
+        serde_json::json!({"members": members, "revoked": [{"node_id": id(4)}]})
     }
     fn level_of(&self, _: &hearthnet_base::NodeId) -> TrustLevel {
         TrustLevel::Unknown
@@ -521,4 +525,166 @@ async fn on_the_lan_only_a_pairing_code_opens_a_session_and_the_host_must_be_an_
     assert_eq!(home.status, StatusCode::OK);
     let again = send_lan(&ui, pair_post(lan, origin, &pairing.code)).await;
     assert_eq!(again.status, StatusCode::UNAUTHORIZED, "a code works once");
+}
+
+// Market and Messages: what they refuse before calling any service.
+
+async fn open_page(ui: &Ui, cookie: &str, path: String) -> Answer {
+    send(
+        ui,
+        get(&path)
+            .header(header::COOKIE, cookie)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+}
+
+/// POST `body` (a form) to `path` from our origin with the session's token.
+async fn post_form(ui: &Ui, cookie: &str, path: &str, body: &str) -> Answer {
+    let token = csrf(ui, cookie).await;
+    send(
+        ui,
+        Request::post(path)
+            .header(header::HOST, HOST)
+            .header(header::COOKIE, cookie)
+            .header(header::ORIGIN, "http://127.0.0.1:7860")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!("csrf={token}&{body}")))
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_market_refuses_a_filter_or_a_post_it_cannot_take_in_plain_words() {
+    let ui = ui();
+    let cookie = logged_in(&ui).await;
+    let page = |path: String| open_page(&ui, &cookie, path);
+    let market = &crate::text::TEXT.market;
+    for (path, words) in [
+        ("/market?category=bargain", market.refused_category),
+        ("/market?tag=two%20words", market.refused_tag),
+        ("/market/posts?category=bargain", market.refused_category),
+    ] {
+        let answer = page(path.to_owned()).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{path}");
+        assert!(answer.body.contains(words), "{path}: {}", answer.body);
+    }
+    let long = format!("/market?q={}", "x".repeat(1025));
+    let answer = page(long).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+
+    // Without a market service the page still opens and says so.
+    let open = page("/market".to_owned()).await;
+    assert_eq!(open.status, StatusCode::OK);
+    assert!(open.body.contains(r#"sse-swap="market""#), "{}", open.body);
+    assert!(
+        open.body
+            .contains(crate::text::TEXT.error_for(hearthnet_base::ErrorCode::NotFound)),
+        "{}",
+        open.body
+    );
+
+    // A title too long is refused here, the form kept as entered.
+    let title = "t".repeat(201);
+    let answer = post_form(
+        &ui,
+        &cookie,
+        "/market/post",
+        &format!("client_id=c1&title={title}&category=offer&days=7"),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "htmx swaps it in");
+    assert!(answer.body.contains(market.bad_title), "{}", answer.body);
+    assert!(answer.body.contains(&title), "kept as entered");
+    assert!(
+        answer.body.contains(r#"name="client_id" value="c1""#),
+        "a retry is the same post: {}",
+        answer.body
+    );
+    let answer = post_form(
+        &ui,
+        &cookie,
+        "/market/post",
+        "client_id=c1&title=Ladder&category=bargain&days=7",
+    )
+    .await;
+    assert!(answer.body.contains(market.bad_category), "{}", answer.body);
+    let answer = post_form(&ui, &cookie, "/market/expire", "event_id=").await;
+    assert!(answer.body.contains(market.bad_form), "{}", answer.body);
+}
+
+#[tokio::test]
+async fn messages_open_only_a_member_by_node_id_and_refuse_an_empty_message() {
+    let ui = ui();
+    let cookie = logged_in(&ui).await;
+    let messages = &crate::text::TEXT.messages;
+    let me = hearthnet_wire::local::samples::node_id(1).full();
+    for with in ["bob", "ed25519:abc", &"x".repeat(300), &me] {
+        for path in ["/messages", "/messages/conversation"] {
+            let answer = open_page(&ui, &cookie, format!("{path}?with={with}")).await;
+            assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{path} {with}");
+            assert!(
+                answer.body.contains(messages.refused_with),
+                "{}",
+                answer.body
+            );
+        }
+    }
+    // A member to write to is chosen by name: the neighbour in reach.
+    let peer = hearthnet_wire::local::samples::node_id(2).full();
+    let page = open_page(&ui, &cookie, "/messages".to_owned()).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body
+            .contains(&format!(r#"<option value="{peer}">kitchen ("#)),
+        "{}",
+        page.body
+    );
+    // The other members too, by short id: not this node, not the revoked.
+    let sample = hearthnet_wire::local::samples::node_id;
+    let away = sample(3);
+    assert!(
+        page.body.contains(&format!(
+            r#"<option value="{}">{} ({})"#,
+            away.full(),
+            away.short(),
+            messages.away
+        )),
+        "{}",
+        page.body
+    );
+    for absent in [sample(1), sample(4)] {
+        assert!(!page.body.contains(&format!(r#"value="{}""#, absent.full())));
+    }
+    let open = open_page(&ui, &cookie, format!("/messages?with={peer}")).await;
+    assert_eq!(open.status, StatusCode::OK);
+    assert!(open.body.contains(r#"id="message-send""#), "{}", open.body);
+
+    let answer = post_form(
+        &ui,
+        &cookie,
+        "/messages/send",
+        &format!("recipient={peer}&client_id=c1&body=%20%20"),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(
+        answer.body.contains(messages.bad_message),
+        "{}",
+        answer.body
+    );
+    let answer = post_form(
+        &ui,
+        &cookie,
+        "/messages/send",
+        "recipient=bob&client_id=c1&body=hi",
+    )
+    .await;
+    assert!(
+        answer.body.contains(messages.bad_recipient),
+        "{}",
+        answer.body
+    );
 }

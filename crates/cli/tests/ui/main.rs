@@ -15,6 +15,8 @@ mod browser;
 #[path = "../common/mod.rs"]
 mod common;
 mod files;
+mod market;
+mod messages;
 mod pairing;
 mod settings;
 

@@ -5,6 +5,7 @@
 //! banner, CSRF token, which live stream it follows). Only pages that
 //! exist are in the menu ([`Page::ALL`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use askama::Template;
@@ -13,6 +14,7 @@ use axum::extract::{Extension, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use hearthnet_base::NodeId;
 use hearthnet_transport::http::{ApiError, Query};
 use hearthnet_wire::local::Status;
 use serde::Deserialize;
@@ -27,12 +29,16 @@ mod emergency;
 mod files;
 mod home;
 mod join;
+mod market;
+mod messages;
 mod pair;
 mod running;
 mod settings;
 
 pub use emergency::{EmergencyFragment, EmergencyView};
 pub use home::{Neighbourhood, NeighbourhoodFragment};
+pub use market::market_fragment;
+pub use messages::conversations_fragment;
 #[cfg(test)]
 pub use running::PER_SESSION;
 pub use running::Running;
@@ -50,6 +56,8 @@ pub(crate) fn routes() -> Router<Arc<UiState>> {
         .merge(ask::routes())
         .merge(files::routes())
         .merge(running::routes())
+        .merge(market::routes())
+        .merge(messages::routes())
         .route(LOGIN_PATH, get(login))
         .merge(pair::routes())
         .route("/logout", post(logout))
@@ -111,6 +119,8 @@ pub enum Page {
     Home,
     Ask,
     Files,
+    Messages,
+    Market,
     Emergency,
     Settings,
     /// Not in the menu: Settings links it, for a device about to join.
@@ -119,9 +129,11 @@ pub enum Page {
 
 impl Page {
     /// The menu, in its order.
-    pub const ALL: [Page; 5] = [
+    pub const ALL: [Page; 7] = [
         Page::Home,
         Page::Ask,
+        Page::Messages,
+        Page::Market,
         Page::Files,
         Page::Emergency,
         Page::Settings,
@@ -132,6 +144,8 @@ impl Page {
             Page::Home => "/",
             Page::Ask => "/ask",
             Page::Files => "/files",
+            Page::Messages => "/messages",
+            Page::Market => "/market",
             Page::Emergency => "/emergency",
             Page::Settings => "/settings",
             Page::Join => "/join",
@@ -144,6 +158,8 @@ impl Page {
             Page::Home => TEXT.nav_home,
             Page::Ask => TEXT.nav_ask,
             Page::Files => TEXT.nav_files,
+            Page::Messages => TEXT.nav_messages,
+            Page::Market => TEXT.nav_market,
             Page::Emergency => TEXT.nav_emergency,
             Page::Settings => TEXT.nav_settings,
             Page::Join => TEXT.settings.join_title,
@@ -157,6 +173,8 @@ impl Page {
             Page::Home => "home",
             Page::Ask => "ask",
             Page::Files => "files",
+            Page::Messages => "messages",
+            Page::Market => "market",
             Page::Emergency => "emergency",
             Page::Settings => "settings",
             Page::Join => "join",
@@ -311,6 +329,70 @@ impl Form {
             .iter()
             .find(|(n, _)| n == name)
             .map_or("", |(_, v)| v.trim())
+    }
+}
+
+impl IntoResponse for Done {
+    fn into_response(self) -> Response {
+        match self.render() {
+            Ok(html) => Html(html).into_response(),
+            Err(_) => Html(self.message).into_response(),
+        }
+    }
+}
+
+/// A fresh id for one rendering of a form that makes something: a double
+/// submit sends it twice and the service makes the thing once.
+pub(crate) fn client_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+    format!("ui-{}", data_encoding::BASE32HEX_NOPAD.encode(&bytes))
+}
+
+/// What the owner calls other nodes: "you", the name a neighbour in
+/// reach gives itself, else its short id.
+pub(crate) struct Names {
+    me: NodeId,
+    you: &'static str,
+    neighbours: HashMap<NodeId, String>,
+}
+
+impl Names {
+    pub fn of(status: &Status, you: &'static str) -> Self {
+        Self {
+            me: status.node.id,
+            you,
+            neighbours: status
+                .peers
+                .iter()
+                .map(|p| (p.node_id, p.display_name.clone()))
+                .collect(),
+        }
+    }
+
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    pub fn of_node(&self, node: &NodeId) -> String {
+        if *node == self.me {
+            return self.you.to_owned();
+        }
+        match self.neighbours.get(node) {
+            Some(name) => format!("{name} ({})", node.short()),
+            None => node.short(),
+        }
+    }
+
+    /// The neighbours in reach, by name: whom a message may be written to.
+    pub fn neighbours(&self) -> Vec<(NodeId, String)> {
+        let mut all: Vec<(NodeId, String)> = self
+            .neighbours
+            .keys()
+            .map(|id| (*id, self.of_node(id)))
+            .collect();
+        all.sort_by(|a, b| a.1.cmp(&b.1));
+        all
     }
 }
 

@@ -7,6 +7,8 @@ use hearthnet_base::ErrorCode;
 
 pub mod ask;
 pub mod files;
+pub mod market;
+pub mod messages;
 pub mod settings;
 
 /// The UI's words. Templates read them as `t.field`.
@@ -95,6 +97,8 @@ pub struct Text {
     pub ask: ask::AskText,
     pub files: files::FilesText,
     pub settings: settings::SettingsText,
+    pub market: market::MarketText,
+    pub messages: messages::MessagesText,
 }
 
 /// The UI in English.
@@ -208,6 +212,8 @@ pub static TEXT: Text = Text {
     ask: ask::ASK,
     files: files::FILES,
     settings: settings::SETTINGS,
+    market: market::ENGLISH,
+    messages: messages::ENGLISH,
 };
 
 impl Text {

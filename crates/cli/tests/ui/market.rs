@@ -1,0 +1,291 @@
+//! Market in Chromium against two real nodes of one community: an offer
+//! posted on one node's page appears on the other's open page without a
+//! reload, and goes from it when its author ends it.
+
+use std::time::Duration;
+
+use fantoccini::error::{CmdError, ErrorStatus};
+use fantoccini::{Client, Locator};
+
+use crate::browser::{browser, chromedriver, log_in, shoot};
+use crate::common::community::{FAST_SYNC, member};
+use crate::common::{self, RunningNode, Sandbox};
+
+/// How long a post or a message may take to reach the other node's page
+/// (sync runs every second).
+pub const TRAVEL: Duration = Duration::from_secs(40);
+
+/// Two members running with their web UIs: `ben` founded the community,
+/// `ada` joined by invite and dials ben, so ada has ben in reach (ben
+/// does not list ada among its verified peers).
+pub struct Pair {
+    pub ada: Sandbox,
+    pub ben: Sandbox,
+    pub ada_link: String,
+    pub ben_link: String,
+    _nodes: [RunningNode; 2],
+}
+
+pub fn pair() -> Pair {
+    let ben = Sandbox::new();
+    ben.init_non_interactive("ben");
+    let mut ben_node = ben.start_node_with_ui(&[FAST_SYNC]);
+    let ada = member(&ben, "ada");
+    let peers = format!("[\"{}\"]", ben.peer_addr());
+    let mut ada_node =
+        ada.start_node_with_ui(&[FAST_SYNC, ("HEARTHNET_DISCOVERY_STATIC_PEERS", &peers)]);
+    ada.wait_for_peers(1);
+    Pair {
+        ada_link: ada_node.first_ui_link(),
+        ben_link: ben_node.first_ui_link(),
+        ada,
+        ben,
+        _nodes: [ada_node, ben_node],
+    }
+}
+
+/// Set a mark only this document carries: a reload would lose it.
+pub async fn mark(c: &Client) {
+    c.execute("window.hearthnetMark = 'kept'; return null", vec![])
+        .await
+        .unwrap();
+}
+
+pub async fn assert_not_reloaded(c: &Client) {
+    let mark = c
+        .execute("return window.hearthnetMark", vec![])
+        .await
+        .unwrap();
+    assert_eq!(mark, serde_json::json!("kept"), "changed without a reload");
+}
+
+/// Follow the menu to `page` and wait for `ready` on it.
+pub async fn open(c: &Client, page: &str, ready: Locator<'_>) {
+    c.find(Locator::LinkText(page))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(ready)
+        .await
+        .unwrap_or_else(|e| panic!("{page} opens: {e}"));
+}
+
+/// Whether `e` says the element was replaced (a live update swapped it).
+fn replaced(e: &CmdError) -> bool {
+    matches!(e, CmdError::Standard(w) if w.error == ErrorStatus::StaleElementReference)
+}
+
+/// The text of what `locator` finds now, found again when a live update
+/// replaces it in between.
+pub async fn live_text(c: &Client, locator: Locator<'_>) -> String {
+    for _ in 0..20 {
+        match c.find(locator).await.unwrap().text().await {
+            Err(e) if replaced(&e) => continue,
+            text => return text.unwrap(),
+        }
+    }
+    panic!("{locator:?} keeps being replaced");
+}
+
+/// Click what `locator` finds, found again when a live update replaces it
+/// in between.
+pub async fn live_click(c: &Client, locator: Locator<'_>) {
+    for _ in 0..20 {
+        match c.find(locator).await.unwrap().click().await {
+            Err(e) if replaced(&e) => continue,
+            done => return done.unwrap(),
+        }
+    }
+    panic!("{locator:?} keeps being replaced");
+}
+
+const POST: &str = "//li[contains(@class, 'post')][h3[text()='Ladder to lend']]";
+
+#[test]
+fn an_offer_posted_on_one_node_appears_live_on_the_other_and_goes_when_ended() {
+    let p = pair();
+    let driver = chromedriver();
+    let (profile_a, profile_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    common::runtime().block_on(async {
+        let a = browser(&driver, profile_a.path()).await;
+        let b = browser(&driver, profile_b.path()).await;
+        log_in(&a, &p.ada_link).await;
+        log_in(&b, &p.ben_link).await;
+        open(&b, "Market", Locator::Id("no-posts")).await;
+        mark(&b).await;
+
+        open(&a, "Market", Locator::Id("market-post")).await;
+        let field = |id: &'static str| a.find(Locator::Id(id));
+        field("post-title")
+            .await
+            .unwrap()
+            .send_keys("Ladder to lend")
+            .await
+            .unwrap();
+        field("post-body")
+            .await
+            .unwrap()
+            .send_keys("Three metres, aluminium. Collect any evening.")
+            .await
+            .unwrap();
+        field("post-tags")
+            .await
+            .unwrap()
+            .send_keys("Tools, ladder")
+            .await
+            .unwrap();
+        field("post-category")
+            .await
+            .unwrap()
+            .select_by_value("offer")
+            .await
+            .unwrap();
+        let days = field("post-days").await.unwrap();
+        days.clear().await.unwrap();
+        days.send_keys("3").await.unwrap();
+        // Submitted twice at once (an impatient double click): one post.
+        a.execute(
+            "const b = document.getElementById('post-submit'); b.click(); b.click(); return null",
+            vec![],
+        )
+        .await
+        .unwrap();
+        a.wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css("#market-post .done"))
+            .await
+            .expect("the post form says it posted");
+        let title = field("post-title").await.unwrap();
+        assert_eq!(
+            title.prop("value").await.unwrap().as_deref(),
+            Some(""),
+            "the form is fresh for the next post"
+        );
+        a.wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::XPath(POST))
+            .await
+            .expect("the post is in the poster's own list");
+
+        // On B's open page, without a reload: as A wrote it, not B's own.
+        b.wait()
+            .at_most(TRAVEL)
+            .for_element(Locator::XPath(POST))
+            .await
+            .expect("the post reaches the other node's open page");
+        let text = live_text(&b, Locator::XPath(POST)).await;
+        let author = p.ada.key().node_id().short();
+        for part in [
+            "Offer",
+            &author,
+            "Three metres, aluminium.",
+            "tools",
+            "ladder",
+        ] {
+            assert!(text.contains(part), "{part} in {text}");
+        }
+        assert!(
+            b.find(Locator::XPath(&format!("{POST}//form")))
+                .await
+                .is_err(),
+            "no end button on someone else's post"
+        );
+        assert_not_reloaded(&b).await;
+        for c in [&a, &b] {
+            let copies = c.find_all(Locator::XPath(POST)).await.unwrap();
+            assert_eq!(copies.len(), 1, "posted once");
+        }
+        shoot(&b, "market").await;
+
+        // A filter by a tag the post does not carry shows it not.
+        b.find(Locator::Css("form.market-find input[name='tag']"))
+            .await
+            .unwrap()
+            .send_keys("bread")
+            .await
+            .unwrap();
+        b.find(Locator::Css("form.market-find button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        b.wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Id("no-posts"))
+            .await
+            .expect("nothing tagged bread");
+        b.find(Locator::LinkText("Show everything"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        b.wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::XPath(POST))
+            .await
+            .unwrap();
+
+        // A search finds it by its words (no neighbour embeds) and says so;
+        // the searched page follows the posts too.
+        b.find(Locator::Css("form.market-find input[name='q']"))
+            .await
+            .unwrap()
+            .send_keys("aluminium")
+            .await
+            .unwrap();
+        b.find(Locator::Css("form.market-find button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        // (The list is fetched again as the live stream starts: wait for
+        // the words, not for an element to read.)
+        b.wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::XPath(
+                "//div[@id='market-posts']//p[contains(@class, 'ranking')][contains(., 'words they contain')]",
+            ))
+            .await
+            .expect("the search says it ranked by full text");
+        b.wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::XPath(POST))
+            .await
+            .expect("the search finds the post");
+        mark(&b).await;
+
+        // A ends it: it goes from both pages.
+        live_click(
+            &a,
+            Locator::XPath(&format!("{POST}//form[@class='expire']//button")),
+        )
+        .await;
+        a.wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css("#market-feedback .done"))
+            .await
+            .expect("ending says so");
+        a.wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Id("no-posts"))
+            .await
+            .expect("gone from the author's list");
+        b.wait()
+            .at_most(TRAVEL)
+            .for_element(Locator::Id("no-posts"))
+            .await
+            .expect("gone from the other node's open search");
+        assert_not_reloaded(&b).await;
+        shoot(&a, "market-ended").await;
+        a.close().await.unwrap();
+        b.close().await.unwrap();
+    });
+    drop(p);
+}

@@ -1,0 +1,133 @@
+//! Messages in Chromium against two real nodes of one community: a
+//! message written on one node's page appears in the other's open
+//! conversation and list of conversations without a reload, and, read
+//! there, it turns read on the writer's open conversation, also without a
+//! reload.
+
+use std::time::Duration;
+
+use fantoccini::{Client, Locator};
+
+use crate::browser::{browser, chromedriver, log_in, shoot};
+use crate::common;
+use crate::market::{TRAVEL, assert_not_reloaded, live_text, mark, open, pair};
+
+const TEXT: &str = "Hello Ben, the ladder is yours.";
+
+/// On the Messages page, open the conversation with the member `node`
+/// (a full node id), chosen among the members in reach.
+async fn converse_with(c: &Client, node: &str) {
+    open(c, "Messages", Locator::Id("conversations")).await;
+    c.find(Locator::Id("recipient"))
+        .await
+        .unwrap()
+        .select_by_value(node)
+        .await
+        .unwrap();
+    c.find(Locator::Id("open-conversation"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Id("message-send"))
+        .await
+        .expect("the conversation opens with its form");
+}
+
+#[test]
+fn a_message_appears_live_in_the_open_conversation_and_comes_back_read() {
+    let p = pair();
+    let (ada, ben) = (p.ada.key().node_id().full(), p.ben.key().node_id().full());
+    let ada_short = p.ada.key().node_id().short();
+    let driver = chromedriver();
+    let (profile_a, profile_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    common::runtime().block_on(async {
+        let a = browser(&driver, profile_a.path()).await;
+        let b = browser(&driver, profile_b.path()).await;
+        log_in(&a, &p.ada_link).await;
+        log_in(&b, &p.ben_link).await;
+        // B opens its conversation with ada, a member out of its reach
+        // (ada dials B, not the other way round), still empty.
+        converse_with(&b, &ada).await;
+        mark(&b).await;
+
+        converse_with(&a, &ben).await;
+        a.find(Locator::Id("message-body"))
+            .await
+            .unwrap()
+            .send_keys(TEXT)
+            .await
+            .unwrap();
+        a.find(Locator::Css("#message-send button[type='submit']"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        a.wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css("#message-send .done"))
+            .await
+            .expect("the form says it sent");
+        // htmx focuses the new form's field as it settles, just after the swap.
+        let mut focused = serde_json::Value::Null;
+        for _ in 0..50 {
+            focused = a
+                .execute("return document.activeElement.id", vec![])
+                .await
+                .unwrap();
+            if focused == "message-body" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            focused,
+            serde_json::json!("message-body"),
+            "the keyboard stays in the form for the next message"
+        );
+        let mine = format!("//div[@id='thread']//li[contains(@class, 'mine')][p[@class='message-body'][text()='{TEXT}']]");
+        a.wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::XPath(&mine))
+            .await
+            .expect("the message is in the writer's conversation");
+
+        mark(&a).await;
+
+        // On B's open conversation, without a reload.
+        let theirs = format!(
+            "//div[@id='thread']//li[contains(@class, 'message')][not(contains(@class, 'mine'))][p[@class='message-body'][text()='{TEXT}']]"
+        );
+        b.wait()
+            .at_most(TRAVEL)
+            .for_element(Locator::XPath(&theirs))
+            .await
+            .expect("the message appears in the open conversation");
+        let conversation = format!("//div[@id='conversations']//a[contains(@href, '{ada}')]");
+        b.wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::XPath(&conversation))
+            .await
+            .expect("the list of conversations follows");
+        let text = live_text(&b, Locator::XPath(&conversation)).await;
+        assert!(text.contains(&ada_short), "named by its short id: {text}");
+        assert!(text.contains(TEXT), "{text}");
+        assert_not_reloaded(&b).await;
+        shoot(&b, "messages").await;
+
+        // B's page showed it: on A's page it turns read.
+        a.wait()
+            .at_most(TRAVEL)
+            .for_element(Locator::XPath(&format!("{mine}//span[@data-mark='read']")))
+            .await
+            .expect("the writer sees it read");
+        assert_not_reloaded(&a).await;
+        shoot(&a, "messages-read").await;
+        a.close().await.unwrap();
+        b.close().await.unwrap();
+    });
+}
