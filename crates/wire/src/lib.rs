@@ -10,6 +10,7 @@
 pub mod caps;
 pub mod local;
 pub mod peer;
+pub mod rag;
 
 use serde::de::DeserializeOwned;
 

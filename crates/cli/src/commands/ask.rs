@@ -14,50 +14,13 @@ use std::path::Path;
 use anyhow::anyhow;
 use hearthnet_client::{CallReply, LocalClient};
 use hearthnet_config::Env;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{call, node_client, rag};
 use crate::cli::AskArgs;
 use crate::exit::{CliError, CliResult, ExitStatus};
 
-/// The node's bound on `rag.query`'s `input.query` (M05).
-const MAX_QUESTION_CHARS: usize = 2048;
-/// Of each passage, at most this much goes into the prompt: chunks are
-/// about 180 tokens, and twenty of these stay far below `llm.chat`'s
-/// message limit whatever the index holds.
-const MAX_PASSAGE_CHARS: usize = 2400;
-/// RRF scores are normalised so 1.0 is first place in every ranked list.
-/// A chunk only one of the two lists found scores at most 0.5 (first
-/// place in it); one both found scores above 0.55 (ranks ≤ 50 in each).
-/// Vector search always returns its nearest chunks, however far, so in a
-/// hybrid query only chunks above this floor share words with the
-/// question and count as relevant.
-const HYBRID_FLOOR: f64 = 0.5;
-
-const INSTRUCTION: &str = "Answer the question using only the numbered sources below. \
-Cite the sources you use by their number in brackets, like [1]. \
-If the sources do not contain the answer, say that you do not know.";
-
-#[derive(Debug, Deserialize)]
-struct Found {
-    chunks: Vec<Passage>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Passage {
-    score: f64,
-    #[serde(default)]
-    text: String,
-    metadata: PassageSource,
-}
-
-#[derive(Debug, Deserialize)]
-struct PassageSource {
-    doc_cid: String,
-    doc_title: String,
-    page: Option<u32>,
-}
+use hearthnet_wire::rag::{Found, MAX_QUESTION_CHARS, Passage, PassageSource};
 
 pub fn run(config: Option<&Path>, env: &Env, args: AskArgs) -> CliResult {
     let question = args.question.trim();
@@ -75,8 +38,7 @@ pub fn run(config: Option<&Path>, env: &Env, args: AskArgs) -> CliResult {
         Some(corpus) => corpus,
         None => only_corpus(&client)?,
     };
-    let (passages, retrieval) = retrieve(&client, &corpus, question, args.k)?;
-    let passages = relevant(passages, &retrieval);
+    let passages = retrieve(&client, &corpus, question, args.k)?;
     if passages.is_empty() {
         println!("Nothing in corpus `{corpus}` matches the question; the model was not asked.");
         return Ok(ExitStatus::Success);
@@ -88,10 +50,7 @@ pub fn run(config: Option<&Path>, env: &Env, args: AskArgs) -> CliResult {
     let body = json!({
         "params": {"model": model},
         "input": {
-            "messages": [
-                {"role": "system", "content": INSTRUCTION},
-                {"role": "user", "content": prompt(&passages, question)}
-            ],
+            "messages": hearthnet_wire::rag::messages(&passages, question),
             "max_tokens": args.max_tokens,
             // Answers come from the sources: no need for variety.
             "temperature": 0
@@ -143,13 +102,14 @@ fn only_corpus(client: &LocalClient) -> Result<String, CliError> {
     }
 }
 
-/// The passages `rag.query` ranks best, and how it ranked them.
+/// The passages `rag.query` ranks best that are relevant
+/// ([`hearthnet_wire::rag::relevant`]).
 fn retrieve(
     client: &LocalClient,
     corpus: &str,
     question: &str,
     k: u8,
-) -> Result<(Vec<Passage>, String), CliError> {
+) -> Result<Vec<Passage>, CliError> {
     let body = json!({"params": {"corpus": corpus}, "input": {"query": question, "k": k}});
     let mut answer = match client
         .call("rag.query", "1.0", &body, false, None)
@@ -163,40 +123,13 @@ fn retrieve(
             ));
         }
     };
-    let retrieval = answer["meta"]["retrieval"]
-        .as_str()
-        .unwrap_or("hybrid")
-        .to_owned();
     let found: Found = super::file::decoded("rag.query", answer["output"].take())?;
     let mut chunks = found.chunks;
     chunks.truncate(usize::from(k));
-    Ok((chunks, retrieval))
-}
-
-/// The passages worth showing the model. A BM25 hit shares words with
-/// the question, so every one counts; in a hybrid ranking only those
-/// above [`HYBRID_FLOOR`] do.
-fn relevant(passages: Vec<Passage>, retrieval: &str) -> Vec<Passage> {
-    let floor = match retrieval {
-        "bm25" => f64::NEG_INFINITY,
-        _ => HYBRID_FLOOR,
-    };
-    passages.into_iter().filter(|p| p.score > floor).collect()
-}
-
-fn prompt(passages: &[Passage], question: &str) -> String {
-    let mut text = String::from("Sources:\n");
-    for (i, p) in passages.iter().enumerate() {
-        let passage: String = p.text.chars().take(MAX_PASSAGE_CHARS).collect();
-        text.push_str(&format!(
-            "[{}] ({}) {}\n\n",
-            i + 1,
-            p.metadata.doc_title,
-            passage.trim()
-        ));
-    }
-    text.push_str(&format!("Question: {question}"));
-    text
+    Ok(hearthnet_wire::rag::relevant(
+        chunks,
+        answer["meta"]["retrieval"].as_str(),
+    ))
 }
 
 fn source_line(n: usize, source: &PassageSource) -> String {
@@ -234,35 +167,15 @@ fn default_model(client: &LocalClient) -> Result<String, CliError> {
 mod tests {
     use super::*;
 
-    fn passage(score: f64, text: &str) -> Passage {
-        Passage {
-            score,
-            text: text.into(),
-            metadata: PassageSource {
-                doc_cid: format!("blake3:{}", "ab".repeat(32)),
-                doc_title: "Water".into(),
-                page: Some(2),
-            },
-        }
-    }
-
     #[test]
-    fn hybrid_hits_found_by_one_method_only_are_not_relevant() {
-        let hybrid = relevant(vec![passage(0.5, "a"), passage(0.9, "b")], "hybrid");
-        assert_eq!(hybrid.len(), 1);
-        assert_eq!(hybrid[0].text, "b");
-        assert_eq!(relevant(vec![passage(0.2, "a")], "bm25").len(), 1);
-    }
-
-    #[test]
-    fn the_prompt_numbers_bounded_passages_and_sources_match() {
-        let long = "w".repeat(MAX_PASSAGE_CHARS * 2);
-        let text = prompt(&[passage(1.0, "boil it"), passage(0.9, &long)], "How long?");
-        assert!(text.starts_with("Sources:\n[1] (Water) boil it\n\n[2] (Water) "));
-        assert!(text.ends_with("Question: How long?"));
-        assert!(text.len() < MAX_PASSAGE_CHARS + 100);
+    fn a_source_line_names_the_document_its_cid_and_page() {
+        let source = PassageSource {
+            doc_cid: format!("blake3:{}", "ab".repeat(32)),
+            doc_title: "Water".into(),
+            page: Some(2),
+        };
         assert_eq!(
-            source_line(1, &passage(1.0, "").metadata),
+            source_line(1, &source),
             "[1] Water (blake3:abababababab…, page 2)"
         );
     }

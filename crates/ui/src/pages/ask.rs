@@ -21,6 +21,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use hearthnet_bus::{CallError, Frame};
 use hearthnet_transport::http::{ApiError, Query};
+use hearthnet_wire::rag::{Found, MAX_QUESTION_CHARS, Passage, relevant};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -33,8 +34,6 @@ use crate::calls::CallFailure;
 use crate::text::{TEXT, Text};
 
 pub const INGEST_PATH: &str = "/ask/ingest";
-/// `rag.query`'s own bound on a question.
-const MAX_QUESTION_CHARS: usize = 2048;
 /// `rag.query`'s own bound on a collection's name.
 const MAX_CORPUS_CHARS: usize = 64;
 /// A model's name as offered; longer is not one.
@@ -43,18 +42,8 @@ const MAX_MODEL_CHARS: usize = 128;
 const MAX_FILENAME_CHARS: usize = 200;
 /// Passages asked of `rag.query`.
 const PASSAGES: u8 = 4;
-/// Of each passage, at most this much goes into the prompt.
-const MAX_PASSAGE_CHARS: usize = 2400;
 /// The longest answer asked for.
 const MAX_ANSWER_TOKENS: u32 = 256;
-/// In a hybrid ranking (scores normalised so 1.0 is first place in both
-/// lists) only chunks above this were found by keywords and meaning
-/// both; vector search alone always returns its nearest, however far.
-const HYBRID_FLOOR: f64 = 0.5;
-
-const INSTRUCTION: &str = "Answer the question using only the numbered sources below. \
-Cite the sources you use by their number in brackets, like [1]. \
-If the sources do not contain the answer, say that you do not know.";
 
 pub(super) fn routes() -> Router<Arc<UiState>> {
     Router::new()
@@ -158,27 +147,8 @@ async fn ask_page(
     Ok(Html(page.render()?))
 }
 
-#[derive(Debug, Deserialize)]
-struct Passage {
-    score: f64,
-    #[serde(default)]
-    text: String,
-    metadata: PassageSource,
-}
-
-#[derive(Debug, Deserialize)]
-struct PassageSource {
-    doc_cid: String,
-    doc_title: String,
-    page: Option<u32>,
-}
-
-#[derive(Deserialize)]
-struct Found {
-    chunks: Vec<Passage>,
-}
-
-/// The passages of `corpus` that match `question` (see [`HYBRID_FLOOR`]).
+/// The passages of `corpus` that match `question`
+/// ([`hearthnet_wire::rag::relevant`]).
 async fn retrieve(ui: &UiState, corpus: &str, question: &str) -> Result<Vec<Passage>, CallFailure> {
     let mut answer = ui
         .call(
@@ -186,32 +156,10 @@ async fn retrieve(ui: &UiState, corpus: &str, question: &str) -> Result<Vec<Pass
             json!({"params": {"corpus": corpus}, "input": {"query": question, "k": PASSAGES}}),
         )
         .await?;
-    let floor = match answer["meta"]["retrieval"].as_str() {
-        Some("bm25") => f64::NEG_INFINITY,
-        _ => HYBRID_FLOOR,
-    };
     let found: Found = decoded("rag.query's output", answer["output"].take())?;
-    Ok(found
-        .chunks
-        .into_iter()
-        .take(usize::from(PASSAGES))
-        .filter(|p| p.score > floor)
-        .collect())
-}
-
-fn prompt(passages: &[Passage], question: &str) -> String {
-    let mut text = String::from("Sources:\n");
-    for (i, p) in passages.iter().enumerate() {
-        let passage: String = p.text.chars().take(MAX_PASSAGE_CHARS).collect();
-        text.push_str(&format!(
-            "[{}] ({}) {}\n\n",
-            i + 1,
-            p.metadata.doc_title,
-            passage.trim()
-        ));
-    }
-    text.push_str(&format!("Question: {question}"));
-    text
+    let mut chunks = found.chunks;
+    chunks.truncate(usize::from(PASSAGES));
+    Ok(relevant(chunks, answer["meta"]["retrieval"].as_str()))
 }
 
 /// A numbered source under the answer, linking to its document.
@@ -346,10 +294,7 @@ async fn ask(
             if passages.is_empty() {
                 return Html(done(TEXT.ask.nothing_matches)).into_response();
             }
-            let messages = json!([
-                {"role": "system", "content": INSTRUCTION},
-                {"role": "user", "content": prompt(&passages, &asked.question)}
-            ]);
+            let messages = hearthnet_wire::rag::messages(&passages, &asked.question);
             (passages, messages)
         }
     };
@@ -441,7 +386,7 @@ mod tests {
         Passage {
             score,
             text: "Boil water for one minute.".into(),
-            metadata: PassageSource {
+            metadata: hearthnet_wire::rag::PassageSource {
                 doc_cid: format!("blake3:{}", "ab".repeat(32)),
                 doc_title: "Water <notes>.md".into(),
                 page: Some(2),
@@ -459,19 +404,6 @@ mod tests {
         let mut bad = passage(0.9);
         bad.metadata.doc_cid = "javascript:alert(1)".into();
         assert!(Citation::of(1, &bad).is_none(), "only a CID becomes a link");
-    }
-
-    #[test]
-    fn the_prompt_numbers_the_sources_and_bounds_them() {
-        let mut long = passage(0.9);
-        long.text = "x".repeat(MAX_PASSAGE_CHARS * 2);
-        let text = prompt(&[passage(0.9), long], "How long?");
-        assert!(text.starts_with("Sources:\n[1] (Water <notes>.md) Boil"));
-        assert!(text.contains(&format!(
-            "[2] (Water <notes>.md) {}\n",
-            "x".repeat(MAX_PASSAGE_CHARS)
-        )));
-        assert!(text.ends_with("Question: How long?"));
     }
 
     #[test]
