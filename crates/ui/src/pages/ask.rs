@@ -173,17 +173,10 @@ struct Citation {
 impl Citation {
     fn of(n: usize, p: &Passage) -> Option<Self> {
         let cid = super::files::checked_cid(&p.metadata.doc_cid)?;
-        let name: String = p
-            .metadata
-            .doc_title
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-            .take(64)
-            .collect();
         Some(Self {
             n,
             title: p.metadata.doc_title.clone(),
-            href: format!("/files/blob/{cid}?name={name}"),
+            href: super::files::download_href(&cid, &p.metadata.doc_title),
             page: p.metadata.page,
         })
     }
@@ -399,7 +392,10 @@ mod tests {
         let c = Citation::of(1, &passage(0.9)).unwrap();
         assert_eq!(
             c.href,
-            format!("/files/blob/blake3:{}?name=Waternotes.md", "ab".repeat(32))
+            format!(
+                "/files/blob/blake3:{}?name=Water+%3Cnotes%3E.md",
+                "ab".repeat(32)
+            )
         );
         let mut bad = passage(0.9);
         bad.metadata.doc_cid = "javascript:alert(1)".into();

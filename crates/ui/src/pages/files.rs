@@ -405,6 +405,13 @@ struct DownloadQuery {
     name: Option<String>,
 }
 
+/// Where a blob downloads as `name` (cleaned again on the way out, see
+/// [`download_name`]): the link citations and attachments open.
+pub fn download_href(cid: &Blake3Id, name: &str) -> String {
+    let name: String = form_urlencoded::byte_serialize(name.as_bytes()).collect();
+    format!("/files/blob/{cid}?name={name}")
+}
+
 /// A file name safe in a header and on any disk: letters, digits, `.`,
 /// `-` and `_`, at most [`MAX_NAME_CHARS`]; else the CID's first digits.
 fn download_name(asked: Option<&str>, cid: &Blake3Id) -> String {

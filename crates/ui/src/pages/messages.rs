@@ -218,6 +218,9 @@ pub async fn conversations_fragment(
 struct AttachmentView {
     name: String,
     cid: String,
+    /// Where it downloads from (fetched from the neighbours if need be);
+    /// none for what is not a CID.
+    href: Option<String>,
 }
 
 struct MessageView {
@@ -261,9 +264,12 @@ impl MessageView {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|a| AttachmentView {
-                    name: a["name"].as_str().unwrap_or_default().to_owned(),
-                    cid: a["cid"].as_str().unwrap_or_default().to_owned(),
+                .map(|a| {
+                    let name = a["name"].as_str().unwrap_or_default().to_owned();
+                    let cid = a["cid"].as_str().unwrap_or_default().to_owned();
+                    let href = super::files::checked_cid(&cid)
+                        .map(|c| super::files::download_href(&c, &name));
+                    AttachmentView { name, cid, href }
                 })
                 .collect(),
         })
@@ -468,6 +474,26 @@ async fn send(State(ui): State<Arc<UiState>>, body: Bytes) -> Result<Html<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_attachment_links_to_its_download_only_when_it_is_a_cid() {
+        let status = hearthnet_wire::local::samples::status(([127, 0, 0, 1], 7080).into());
+        let names = Names::of(&status, "you");
+        let cid = format!("blake3:{}", "ab".repeat(32));
+        let m = serde_json::json!({
+            "event_id": "e1", "from": status.node.id.full(), "body": "the map",
+            "attachments": [
+                {"name": "map of the <village>.png", "cid": cid},
+                {"name": "odd", "cid": "javascript:alert(1)"},
+            ],
+        });
+        let view = MessageView::of(&m, &names).unwrap();
+        assert_eq!(
+            view.attachments[0].href.as_deref(),
+            Some(format!("/files/blob/{cid}?name=map+of+the+%3Cvillage%3E.png").as_str())
+        );
+        assert_eq!(view.attachments[1].href, None);
+    }
 
     fn fields(pairs: &[(&str, &str)]) -> Form {
         let body = form_urlencoded::Serializer::new(String::new())
