@@ -1,11 +1,14 @@
 //! The web UI's first page load in a real headless Chromium with a cold
-//! cache: each run is a fresh browser profile opening a fresh one-time
-//! login link (`hearthnet ui link` of the node already running under this
-//! `HOME`), as a person's first visit is. Prints each run and the median,
-//! 95th percentile and worst of the load time (navigation start, the
-//! login's redirect included, to the `load` event) and the bytes of the
-//! HTML, CSS and JS together. `benches/run-ui-benchmarks.sh` starts the
-//! node and runs this.
+//! cache, each run opening a fresh one-time login link (`hearthnet ui
+//! link` of the node already running under this `HOME`), two ways:
+//! a browser already running with its HTTP cache cleared before each run
+//! (chromedriver's CDP `Network.clearBrowserCache`), as a person's first
+//! visit is; and a browser started for the run with a fresh profile (no
+//! HTTP cache, no compiled-script cache, a new renderer process), the
+//! worst case. Prints each run and, per way, the median, 95th percentile
+//! and worst of the load time (navigation start, the login's redirect
+//! included, to the `load` event) and the bytes of the HTML, CSS and JS
+//! together. `benches/run-ui-benchmarks.sh` starts the node and runs this.
 //!
 //! Usage: `hearthnet-uibench HEARTHNET_BINARY [RUNS]`
 
@@ -26,6 +29,7 @@ const assets = performance.getEntriesByType('resource')
   .filter(e => !e.name.includes('/events'))
   .map(e => ({name: e.name, transfer: e.transferSize, body: e.decodedBodySize}));
 return {load_ms: nav.loadEventEnd, redirect_ms: nav.redirectEnd - nav.redirectStart,
+        response_ms: nav.responseEnd, dom_ms: nav.domContentLoadedEventEnd,
         html: nav.decodedBodySize, html_transfer: nav.transferSize, assets: assets};
 ";
 
@@ -59,20 +63,69 @@ fn main() -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     let runtime = tokio::runtime::Runtime::new()?;
-    let result = runtime.block_on(measure(&hearthnet, port, runs));
+    let result = runtime.block_on(async {
+        println!("A running browser, its cache cleared before each run:");
+        let warm = measure(&hearthnet, port, runs, true).await?;
+        println!("A browser started for each run with a fresh profile:");
+        let fresh = measure(&hearthnet, port, runs, false).await?;
+        anyhow::Ok((warm, fresh))
+    });
     let _ = driver.kill();
     let _ = driver.wait();
-    let mut done = result?;
+    let (mut warm, mut fresh) = result?;
     println!();
-    report(&mut done);
+    report("running browser, cache cleared", &mut warm);
+    report("fresh browser and profile", &mut fresh);
     Ok(())
 }
 
-async fn measure(hearthnet: &str, port: u16, runs: usize) -> anyhow::Result<Vec<Run>> {
+/// chromedriver's `POST /session/ID/goog/cdp/execute`: one DevTools
+/// command, here emptying the HTTP cache.
+#[derive(Debug)]
+struct ClearBrowserCache;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for ClearBrowserCache {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({"cmd": "Network.clearBrowserCache", "params": {}});
+        (http::Method::POST, Some(body.to_string()))
+    }
+}
+
+/// `runs` first loads, in one running browser (`running`) or each in a
+/// browser of its own.
+async fn measure(
+    hearthnet: &str,
+    port: u16,
+    runs: usize,
+    running: bool,
+) -> anyhow::Result<Vec<Run>> {
     let mut done = Vec::with_capacity(runs);
+    let profile = tempfile::tempdir()?;
+    let mut shared = match running {
+        true => Some(browser(port, profile.path()).await?),
+        false => None,
+    };
     for i in 0..runs {
-        let profile = tempfile::tempdir()?;
-        let c = browser(port, profile.path()).await?;
+        let own_profile = tempfile::tempdir()?;
+        let c = match &shared {
+            Some(c) => {
+                c.goto("about:blank").await?;
+                c.issue_cmd(ClearBrowserCache).await?;
+                c.clone()
+            }
+            None => browser(port, own_profile.path()).await?,
+        };
         let link = login_link(hearthnet)?;
         c.goto(&link).await?;
         c.wait()
@@ -86,18 +139,25 @@ async fn measure(hearthnet: &str, port: u16, runs: usize) -> anyhow::Result<Vec<
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        c.close().await?;
+        if shared.is_none() {
+            c.close().await?;
+        }
         let run = summarise(&timings)?;
         println!(
-            "run {:>2}: {:>6.1} ms (redirect {:.1} ms), {} bytes ({} transferred): {}",
+            "run {:>2}: {:>6.1} ms (redirect {:.1} ms, HTML in at {:.1} ms, DOM ready at {:.1} ms), {} bytes ({} transferred): {}",
             i + 1,
             run.load_ms,
             timings["redirect_ms"].as_f64().unwrap_or(0.0),
+            timings["response_ms"].as_f64().unwrap_or(0.0),
+            timings["dom_ms"].as_f64().unwrap_or(0.0),
             run.bytes,
             run.transferred,
             assets(&timings)
         );
         done.push(run);
+    }
+    if let Some(c) = shared.take() {
+        c.close().await?;
     }
     Ok(done)
 }
@@ -157,7 +217,7 @@ fn assets(t: &Value) -> String {
     format!("html {} + {}", t["html"], named.join(", "))
 }
 
-fn report(runs: &mut [Run]) {
+fn report(way: &str, runs: &mut [Run]) {
     if runs.is_empty() {
         return;
     }
@@ -166,7 +226,7 @@ fn report(runs: &mut [Run]) {
     let bytes = runs.iter().map(|r| r.bytes).max().unwrap_or(0);
     let transferred = runs.iter().map(|r| r.transferred).max().unwrap_or(0);
     println!(
-        "first page load, cold cache, {} runs: median {:.1} ms, p95 {:.1} ms, worst {:.1} ms",
+        "first page load, cold cache, {way}, {} runs: median {:.1} ms, p95 {:.1} ms, worst {:.1} ms",
         runs.len(),
         at(0.5),
         at(0.95),
