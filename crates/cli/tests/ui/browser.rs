@@ -86,8 +86,10 @@ fn screenshots() -> PathBuf {
 
 /// `page` at desktop and phone width, saved as `<name>-desktop.png` and
 /// `<name>-phone.png`; at phone width nothing may be wider than the
-/// screen.
+/// screen, and at both axe-core finds nothing serious: every state a test
+/// shows is checked, not only each page's first look.
 pub async fn shoot(c: &Client, name: &str) {
+    crate::axe::assert_accessible(c, name).await;
     for (width, label) in [(1280, "desktop"), (360, "phone")] {
         c.set_window_size(width, 900).await.unwrap();
         let png = c.screenshot().await.unwrap();
