@@ -610,11 +610,15 @@ fn serve(
         ));
         tracing::info!(ui = %addr, "web UI served");
         if let (Some(lan), Some(router)) = (net.ui_lan, ui.lan_router()) {
-            // TLS for browsers (no client certificate); the local API's
-            // caps, since a household has few devices.
+            // TLS for browsers (no client certificate). A household has
+            // few devices: one address may hold what one browser opens
+            // (six) and its live streams, and the whole LAN the non-
+            // members' cap of the peer port.
             let serving = hearthnet_transport::Serving {
                 tls: Some(lan.tls),
                 local: false,
+                per_address: 16,
+                max_connections: hearthnet_transport::NON_MEMBER_CONNECTIONS,
                 ..hearthnet_transport::Serving::local()
             };
             tasks.spawn(hearthnet_transport::serve(

@@ -416,7 +416,7 @@ async fn admit(ui: &UiState, mut req: Request) -> Result<Request, Refusal> {
             // No session yet, so no CSRF token: the origin check alone
             // keeps another site from pairing a browser to this node.
             same_origin(req.headers(), &door)?;
-            req = bounded_body(ui, req).await?.0;
+            req = bounded_body(ui, req, Reader::Pairing).await?.0;
         }
         req.extensions_mut().insert(door);
         return Ok(req);
@@ -460,23 +460,44 @@ fn same_origin(headers: &HeaderMap, door: &Door) -> Result<(), Refusal> {
     }
 }
 
-/// Read the body within [`crate::MAX_BODY_BYTES`] and the UI's budget;
-/// the request with the bytes read, and the bytes.
-async fn bounded_body(ui: &UiState, req: Request) -> Result<(Request, axum::body::Bytes), Refusal> {
+/// The most a pairing form's body may hold: the code field (at most 64
+/// characters) with room for its encoding.
+pub const MAX_PAIR_BODY_BYTES: usize = 256;
+
+/// Whose bytes a body is read against: the sessions' forms share the UI's
+/// budget; the open pairing form, which a stranger on the LAN reaches,
+/// has a small budget of its own, so stalled pairing posts cannot take
+/// the owner's.
+#[derive(Clone, Copy)]
+enum Reader {
+    Session,
+    Pairing,
+}
+
+/// Read the body within its bound and budget ([`Reader`]); the request
+/// with the bytes read, and the bytes.
+async fn bounded_body(
+    ui: &UiState,
+    req: Request,
+    reader: Reader,
+) -> Result<(Request, axum::body::Bytes), Refusal> {
+    let (limit, budget) = match reader {
+        Reader::Session => (crate::MAX_BODY_BYTES, &ui.budget),
+        Reader::Pairing => (MAX_PAIR_BODY_BYTES, &ui.pairing_budget),
+    };
     let (parts, body) = req.into_parts();
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > crate::MAX_BODY_BYTES as u64) {
+    if declared.is_some_and(|n| n > limit as u64) {
         return Err(Refusal::BodyTooLarge);
     }
-    let mut reservation = ui
-        .budget
+    let mut reservation = budget
         .reserve(declared.map_or(0, |n| n as usize))
         .map_err(|_| Refusal::BodyTooLarge)?;
-    let bytes = read_bytes(body, crate::MAX_BODY_BYTES, &mut reservation)
+    let bytes = read_bytes(body, limit, &mut reservation)
         .await
         .map_err(|_| Refusal::BodyTooLarge)?;
     Ok((Request::from_parts(parts, Body::from(bytes.clone())), bytes))
@@ -485,7 +506,7 @@ async fn bounded_body(ui: &UiState, req: Request) -> Result<(Request, axum::body
 /// Read the body bounded ([`bounded_body`]) and check the CSRF token
 /// (header, else the form's `csrf` field).
 async fn checked_body(ui: &UiState, req: Request, csrf: &str) -> Result<Request, Refusal> {
-    let (req, bytes) = bounded_body(ui, req).await?;
+    let (req, bytes) = bounded_body(ui, req, Reader::Session).await?;
     let presented = match req.headers().get(CSRF_HEADER) {
         Some(v) => v.to_str().ok().map(str::to_owned),
         None => form_urlencoded::parse(&bytes)

@@ -47,6 +47,8 @@ use crate::access::Access;
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// What all the UI's bodies in flight may hold together.
 const BODY_BUDGET_BYTES: usize = 1024 * 1024;
+/// What the pairing form's bodies may hold together: 64 of them at once.
+const PAIRING_BUDGET_BYTES: usize = 64 * access::MAX_PAIR_BODY_BYTES;
 
 /// What the node hands the UI.
 pub struct Parts {
@@ -96,6 +98,8 @@ pub(crate) struct UiState {
     /// Calls the pages started that the browser follows as they run.
     pub running: pages::Running,
     pub budget: Arc<BodyBudget>,
+    /// What the open pairing form's bodies in flight may hold together.
+    pub pairing_budget: Arc<BodyBudget>,
     pub stop: CancellationToken,
     pub lan: Option<Lan>,
     pub api_key: Option<ApiKeyFile>,
@@ -114,6 +118,7 @@ impl Ui {
                 access: Access::default(),
                 running: pages::Running::default(),
                 budget: BodyBudget::new(BODY_BUDGET_BYTES, 0),
+                pairing_budget: BodyBudget::new(PAIRING_BUDGET_BYTES, 0),
                 stop: parts.stop,
                 lan: parts.lan,
                 api_key: parts.api_key,

@@ -46,10 +46,12 @@ struct Which {
 }
 
 /// One SSE event: every line of `html` as a `data:` line (the browser
-/// joins them with newlines).
-fn event(name: &str, html: &str) -> String {
+/// joins them with newlines). A line ends at CR as well as LF, as the
+/// browser reads it: a lone CR in a member's text must not end the
+/// `data:` line and start a field of its own (`event:`, `id:`).
+pub(crate) fn event(name: &str, html: &str) -> String {
     let mut out = format!("event: {name}\n");
-    for line in html.lines() {
+    for line in html.split(['\r', '\n']) {
         out.push_str("data: ");
         out.push_str(line);
         out.push('\n');
@@ -235,6 +237,25 @@ async fn events(State(ui): State<Arc<UiState>>, which: Result<Query<Which>, ApiE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_carriage_return_cannot_start_a_field_of_its_own() {
+        let forged = event("messages", "hi\r\revent: banner\rdata: fake");
+        let fields: Vec<&str> = forged
+            .split(['\r', '\n'])
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "event: messages",
+                "data: hi",
+                "data: ",
+                "data: event: banner",
+                "data: data: fake"
+            ]
+        );
+    }
 
     #[test]
     fn every_line_of_a_fragment_is_a_data_line() {

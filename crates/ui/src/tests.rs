@@ -502,6 +502,20 @@ async fn on_the_lan_only_a_pairing_code_opens_a_session_and_the_host_must_be_an_
     )
     .await;
     assert_eq!(plain_http.status, StatusCode::FORBIDDEN);
+    // A pairing body is read within its own small bound.
+    let mut padded = pair_post(lan, origin, &"A".repeat(crate::access::MAX_PAIR_BODY_BYTES));
+    *padded.body_mut() = Body::from(format!(
+        "code={}",
+        "A".repeat(crate::access::MAX_PAIR_BODY_BYTES)
+    ));
+    padded.headers_mut().insert(
+        header::CONTENT_LENGTH,
+        (crate::access::MAX_PAIR_BODY_BYTES + 5).into(),
+    );
+    assert_eq!(
+        send_lan(&ui, padded).await.status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
     let wrong = send_lan(&ui, pair_post(lan, origin, "AAAAA-AAAAA")).await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert!(wrong.body.contains("role=\"alert\""), "{}", wrong.body);

@@ -28,6 +28,7 @@ use serde_json::Value;
 
 use crate::UiState;
 use crate::access::Session;
+use crate::live::event;
 use crate::text::TEXT;
 
 /// How long a started call waits for its browser to follow it.
@@ -123,18 +124,6 @@ pub const STREAM_PATH: &str = "/running";
 
 pub(super) fn routes() -> Router<Arc<UiState>> {
     Router::new().route(&format!("{STREAM_PATH}/{{id}}"), get(follow))
-}
-
-/// One SSE event whose data is `html` (one `data:` line per line).
-fn event(name: &str, html: &str) -> String {
-    let mut out = format!("event: {name}\n");
-    for line in html.split('\n') {
-        out.push_str("data: ");
-        out.push_str(line);
-        out.push('\n');
-    }
-    out.push('\n');
-    out
 }
 
 async fn follow(
