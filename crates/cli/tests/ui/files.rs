@@ -126,7 +126,9 @@ fn in_chromium_a_file_added_on_one_node_is_fetched_by_its_cid_on_another() {
             .for_element(Locator::Css(&format!("#files-list [data-cid='{cid}']")))
             .await
             .expect("the new file is listed");
-        assert!(row.text().await.unwrap().contains("Pinned: yes"));
+        let listed = row.text().await.unwrap();
+        assert!(listed.contains("Pinned: yes"), "{listed}");
+        assert!(listed.contains("notes.txt"), "listed under its name: {listed}");
         shoot(&ca, "files").await;
 
         // A malformed CID is refused in plain words on B.

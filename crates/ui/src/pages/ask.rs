@@ -349,7 +349,7 @@ async fn ingest(
         return Html(alert(TEXT.ask.bad_corpus)).into_response();
     }
     let name: String = name.chars().take(MAX_FILENAME_CHARS).collect();
-    let added = match store_upload(&ui, body, true).await {
+    let added = match store_upload(&ui, body, true, Some(&name)).await {
         Ok(a) => a,
         Err(e) => return Html(e.fragment()).into_response(),
     };

@@ -45,6 +45,16 @@ const CID_CHARS: usize = 71;
 /// An upload that sends nothing for this long is dropped, so a stalled
 /// browser does not keep a temporary file and a connection forever.
 const UPLOAD_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+/// However it trickles, an upload holds its slot at most this long.
+const UPLOAD_WHOLE: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+/// Downloads exported at once: each writes a whole copy to a temporary
+/// file first.
+static DOWNLOAD_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+/// The longest file name passed on with an upload (the node keeps 255
+/// bytes of it).
+const MAX_UPLOAD_NAME_BYTES: usize = 1024;
+/// Files listed at most (the newest used first).
+const LISTED: usize = 500;
 /// Uploads written to disk at once (in this process, which serves one
 /// UI): each may take up to [`MAX_UPLOAD_BYTES`] of temporary space.
 const UPLOADS_AT_ONCE: usize = 2;
@@ -71,7 +81,11 @@ pub fn checked_cid(text: &str) -> Option<Blake3Id> {
 }
 
 struct BlobRow {
+    /// What it was added as; empty when no name was given.
+    name: String,
     cid: String,
+    /// Its download, under its name.
+    href: String,
     size: String,
     pinned: bool,
     offered: bool,
@@ -96,7 +110,10 @@ impl Listing {
                 Self {
                     rows: blobs
                         .into_iter()
+                        .take(LISTED)
                         .map(|b| BlobRow {
+                            href: download_href(&b.cid, b.name.as_deref().unwrap_or_default()),
+                            name: b.name.unwrap_or_default(),
                             cid: b.cid.to_string(),
                             size: human_bytes(b.size_bytes),
                             pinned: b.pinned,
@@ -221,17 +238,26 @@ async fn spool(
     Ok((path, size))
 }
 
-/// Store an uploaded file's bytes on this node (`file.local.add`).
-pub async fn store_upload(ui: &UiState, body: Body, pin: bool) -> Result<FileAdded, UploadError> {
+/// Store an uploaded file's bytes on this node (`file.local.add`), kept
+/// under `name` (the node cleans and bounds it) when one is given.
+pub async fn store_upload(
+    ui: &UiState,
+    body: Body,
+    pin: bool,
+    name: Option<&str>,
+) -> Result<FileAdded, UploadError> {
     let _slot = UPLOAD_SLOTS.try_acquire().map_err(|_| UploadError::Busy)?;
     // Private (0700) and removed with its content when dropped.
     let dir = tempfile::tempdir()?;
-    let (path, _) = spool(body, dir.path(), MAX_UPLOAD_BYTES).await?;
+    let (path, _) = tokio::time::timeout(UPLOAD_WHOLE, spool(body, dir.path(), MAX_UPLOAD_BYTES))
+        .await
+        .map_err(|_| UploadError::Body("the upload took longer than half an hour".into()))??;
+    let mut input = json!({"path": path, "pin": pin});
+    if let Some(name) = name.filter(|n| n.len() <= MAX_UPLOAD_NAME_BYTES) {
+        input["name"] = json!(name);
+    }
     let added = ui
-        .call(
-            "file.local.add",
-            json!({"params": {}, "input": {"path": path, "pin": pin}}),
-        )
+        .call("file.local.add", json!({"params": {}, "input": input}))
         .await
         .and_then(|v| decoded::<FileAdded>("file.local.add's answer", v))
         .map_err(UploadError::Call)?;
@@ -242,6 +268,8 @@ pub async fn store_upload(ui: &UiState, body: Body, pin: bool) -> Result<FileAdd
 struct UploadQuery {
     #[serde(default)]
     pin: bool,
+    /// The file's name on the person's device, kept with the blob.
+    name: Option<String>,
 }
 
 #[derive(Template)]
@@ -260,8 +288,8 @@ async fn upload(
     query: Result<Query<UploadQuery>, ApiError>,
     body: Body,
 ) -> Response {
-    let pin = query.map(|Query(q)| q.pin).unwrap_or(false);
-    match store_upload(&ui, body, pin).await {
+    let (pin, name) = query.map_or((false, None), |Query(q)| (q.pin, q.name));
+    match store_upload(&ui, body, pin, name.as_deref()).await {
         Ok(added) => {
             let html = Added {
                 t: &TEXT,
@@ -448,6 +476,13 @@ async fn download(
         );
     };
     let name = download_name(query.ok().and_then(|Query(q)| q.name).as_deref(), &cid);
+    let Ok(_slot) = DOWNLOAD_SLOTS.try_acquire() else {
+        return super::plain_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            TEXT.failed_title,
+            TEXT.error_for(hearthnet_base::ErrorCode::CapacityExceeded),
+        );
+    };
     match exported(&ui, cid).await {
         Ok((file, size)) => {
             let body = Body::from_stream(futures_util::stream::unfold(file, |mut file| async {
