@@ -241,6 +241,8 @@ impl PostsView {
             .flatten()
             .filter(wanted)
             .filter_map(|p| PostView::of(p, &names, now))
+            // Whoever answered, the page shows what it asked for.
+            .take(LIST_LIMIT)
             .collect();
         Self {
             posts,
