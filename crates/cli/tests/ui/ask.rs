@@ -7,21 +7,12 @@ use std::time::Duration;
 
 use fantoccini::{Client, Locator};
 
-use crate::browser::{browser, chromedriver, log_in, shoot};
+use crate::browser::{browser, chromedriver, click, log_in, shoot, type_into, wait_for_within};
 use crate::common::{self, Sandbox, models};
 use crate::files::served;
 
 const SMOLLM: &str = "smollm2-135m";
 const WAIT: Duration = Duration::from_secs(180);
-
-async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-}
 
 async fn js(c: &Client, script: &str) -> serde_json::Value {
     c.execute(script, vec![]).await.unwrap()
@@ -48,7 +39,7 @@ fn in_chromium_a_question_is_answered_token_by_token_with_its_sources() {
     common::runtime().block_on(async {
         let c = browser(&driver, profile.path()).await;
         log_in(&c, &link).await;
-        click(&c, "nav a[href='/ask']").await;
+        click(&c, Locator::Css("nav a[href='/ask']")).await;
         c.wait()
             .at_most(WAIT)
             .for_element(Locator::Id("ask-form"))
@@ -58,36 +49,16 @@ fn in_chromium_a_question_is_answered_token_by_token_with_its_sources() {
         assert_eq!(model.attr("value").await.unwrap().as_deref(), Some(SMOLLM));
 
         // A document into a new collection, from the page.
-        c.find(Locator::Id("ingest-file"))
-            .await
-            .unwrap()
-            .send_keys(&water.display().to_string())
-            .await
-            .unwrap();
-        c.find(Locator::Id("ingest-corpus"))
-            .await
-            .unwrap()
-            .send_keys("outage")
-            .await
-            .unwrap();
-        click(&c, "#ingest-form button[type=submit]").await;
-        let added = c
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css("#ingest-result .done, #ingest-result .alert"))
-            .await
-            .expect("the document is acknowledged");
+        type_into(&c, Locator::Id("ingest-file"), &water.display().to_string()).await;
+        type_into(&c, Locator::Id("ingest-corpus"), "outage").await;
+        click(&c, Locator::Css("#ingest-form button[type=submit]")).await;
+        let added = wait_for_within(&c, WAIT, Locator::Css("#ingest-result .done, #ingest-result .alert"), "the document is acknowledged").await;
         let said = added.text().await.unwrap();
         assert!(said.contains("passages indexed"), "{said}");
 
         // On the page again, the collection is offered (and chosen first).
         c.refresh().await.unwrap();
-        let corpus = c
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css("#corpus option[value='outage']"))
-            .await
-            .expect("the new collection is offered");
+        let corpus = wait_for_within(&c, WAIT, Locator::Css("#corpus option[value='outage']"), "the new collection is offered").await;
         assert_eq!(corpus.prop("selected").await.unwrap().as_deref(), Some("true"));
 
         // Every change of the answer's text, as the page sees it.
@@ -101,25 +72,10 @@ fn in_chromium_a_question_is_answered_token_by_token_with_its_sources() {
              return null",
         )
         .await;
-        c.find(Locator::Id("question"))
-            .await
-            .unwrap()
-            .send_keys("How long should water be boiled?")
-            .await
-            .unwrap();
-        click(&c, "#ask-form button[type=submit]").await;
-        let cite = c
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css("#citations a"))
-            .await
-            .expect("the sources are shown");
-        let end = c
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css("#answer-end .done, #answer-end .alert"))
-            .await
-            .expect("the answer ends");
+        type_into(&c, Locator::Id("question"), "How long should water be boiled?").await;
+        click(&c, Locator::Css("#ask-form button[type=submit]")).await;
+        let cite = wait_for_within(&c, WAIT, Locator::Css("#citations a"), "the sources are shown").await;
+        let end = wait_for_within(&c, WAIT, Locator::Css("#answer-end .done, #answer-end .alert"), "the answer ends").await;
         let said = end.text().await.unwrap();
         assert!(said.contains("Answered by smollm2-135m"), "{said}");
 
@@ -154,19 +110,9 @@ fn in_chromium_a_question_is_answered_token_by_token_with_its_sources() {
             .clear()
             .await
             .unwrap();
-        c.find(Locator::Id("question"))
-            .await
-            .unwrap()
-            .send_keys("xylophone quasar zeppelin")
-            .await
-            .unwrap();
-        click(&c, "#ask-form button[type=submit]").await;
-        let nothing = c
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css("#answer > .done"))
-            .await
-            .expect("nothing matches");
+        type_into(&c, Locator::Id("question"), "xylophone quasar zeppelin").await;
+        click(&c, Locator::Css("#ask-form button[type=submit]")).await;
+        let nothing = wait_for_within(&c, WAIT, Locator::Css("#answer > .done"), "nothing matches").await;
         assert!(nothing.text().await.unwrap().contains("model was not asked"));
         c.close().await.unwrap();
     });

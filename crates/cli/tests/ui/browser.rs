@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 
 use crate::common::{self, needs};
@@ -153,19 +154,20 @@ pub async fn lan_browser(driver: &Driver, profile: &Path) -> Client {
     session(driver, profile, &["--ignore-certificate-errors"]).await
 }
 
-/// Wait up to 20 s for `locator`; failing, say where the browser is and
-/// what the page says.
-pub async fn wait_for(
+/// Wait up to 20 s for `locator` ([`wait_for_within`]).
+pub async fn wait_for(c: &Client, locator: Locator<'_>, what: &str) -> Element {
+    wait_for_within(c, Duration::from_secs(20), locator, what).await
+}
+
+/// Wait up to `within` for `locator`; failing, say where the browser is
+/// and what the page says.
+pub async fn wait_for_within(
     c: &Client,
+    within: Duration,
     locator: Locator<'_>,
     what: &str,
-) -> fantoccini::elements::Element {
-    match c
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(locator)
-        .await
-    {
+) -> Element {
+    match c.wait().at_most(within).for_element(locator).await {
         Ok(found) => found,
         Err(e) => {
             let url = c
@@ -180,4 +182,19 @@ pub async fn wait_for(
             panic!("{what}: {e}; at {url} the page says:\n{text}")
         }
     }
+}
+
+/// Click the element `locator` finds.
+pub async fn click(c: &Client, locator: Locator<'_>) {
+    c.find(locator).await.unwrap().click().await.unwrap();
+}
+
+/// Type `text` into the field `locator` finds.
+pub async fn type_into(c: &Client, locator: Locator<'_>, text: &str) {
+    c.find(locator)
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
 }

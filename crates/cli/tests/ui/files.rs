@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use fantoccini::{Client, Locator};
 
-use crate::browser::{browser, chromedriver, log_in, shoot};
+use crate::browser::{browser, chromedriver, click, log_in, shoot, type_into, wait_for_within};
 use crate::common::{self, Sandbox, community};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -26,12 +26,7 @@ fn content() -> String {
 }
 
 async fn open_files(c: &Client) {
-    c.find(Locator::LinkText("Files"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, Locator::LinkText("Files")).await;
     c.wait()
         .at_most(WAIT)
         .for_element(Locator::Id("files-list"))
@@ -82,30 +77,10 @@ fn in_chromium_a_file_added_on_one_node_is_fetched_by_its_cid_on_another() {
         shoot(&ca, "files-empty").await;
 
         // Add it, pinned: the progress bar fills and the CID is shown.
-        ca.find(Locator::Id("upload-file"))
-            .await
-            .unwrap()
-            .send_keys(&path.display().to_string())
-            .await
-            .unwrap();
-        ca.find(Locator::Css("#upload-form input[name=pin]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        ca.find(Locator::Css("#upload-form button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        let cid = ca
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Id("added-cid"))
-            .await
-            .expect("the upload is acknowledged with its CID")
+        type_into(&ca, Locator::Id("upload-file"), &path.display().to_string()).await;
+        click(&ca, Locator::Css("#upload-form input[name=pin]")).await;
+        click(&ca, Locator::Css("#upload-form button[type=submit]")).await;
+        let cid = wait_for_within(&ca, WAIT, Locator::Id("added-cid"), "the upload is acknowledged with its CID").await
             .text()
             .await
             .unwrap();
@@ -120,12 +95,7 @@ fn in_chromium_a_file_added_on_one_node_is_fetched_by_its_cid_on_another() {
         assert_eq!(bar[0], bar[1], "the progress bar is full: {bar}");
         assert!(bar[1].as_f64().unwrap() >= text.len() as f64, "{bar}");
         // The list follows without a reload, pinned.
-        let row = ca
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css(&format!("#files-list [data-cid='{cid}']")))
-            .await
-            .expect("the new file is listed");
+        let row = wait_for_within(&ca, WAIT, Locator::Css(&format!("#files-list [data-cid='{cid}']")), "the new file is listed").await;
         let listed = row.text().await.unwrap();
         assert!(listed.contains("Pinned: yes"), "{listed}");
         assert!(listed.contains("notes.txt"), "listed under its name: {listed}");
@@ -137,18 +107,8 @@ fn in_chromium_a_file_added_on_one_node_is_fetched_by_its_cid_on_another() {
         open_files(&cb).await;
         let field = cb.find(Locator::Id("fetch-cid")).await.unwrap();
         field.send_keys("blake3:not-a-cid").await.unwrap();
-        cb.find(Locator::Css("form[hx-post='/files/fetch'] button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        let refusal = cb
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css("#fetch-result .alert"))
-            .await
-            .expect("a refusal");
+        click(&cb, Locator::Css("form[hx-post='/files/fetch'] button")).await;
+        let refusal = wait_for_within(&cb, WAIT, Locator::Css("#fetch-result .alert"), "a refusal").await;
         assert!(
             refusal.text().await.unwrap().contains("not a content ID"),
             "{}",
@@ -158,18 +118,8 @@ fn in_chromium_a_file_added_on_one_node_is_fetched_by_its_cid_on_another() {
         // Fetched by its CID from A, with its progress, then listed.
         field.clear().await.unwrap();
         field.send_keys(&cid).await.unwrap();
-        cb.find(Locator::Css("form[hx-post='/files/fetch'] button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        let outcome = cb
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css("#fetch-end .done, #fetch-end .alert"))
-            .await
-            .expect("the fetch ends");
+        click(&cb, Locator::Css("form[hx-post='/files/fetch'] button")).await;
+        let outcome = wait_for_within(&cb, WAIT, Locator::Css("#fetch-end .done, #fetch-end .alert"), "the fetch ends").await;
         let said = outcome.text().await.unwrap();
         assert!(said.contains("Fetched from the neighbours"), "{said}");
         let progress = cb
@@ -183,34 +133,16 @@ fn in_chromium_a_file_added_on_one_node_is_fetched_by_its_cid_on_another() {
             progress[0] == progress[1] && progress[1].as_f64().unwrap() >= text.len() as f64,
             "the fetch's progress was shown, full at the end: {progress}"
         );
-        cb.wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css(&format!("#files-list [data-cid='{cid}']")))
-            .await
-            .expect("the fetched file is listed");
+        wait_for_within(&cb, WAIT, Locator::Css(&format!("#files-list [data-cid='{cid}']")), "the fetched file is listed").await;
         shoot(&cb, "files-fetched").await;
 
         // Pinned on B from its row, the row then says so.
         let row = format!("#files-list [data-cid='{cid}']");
-        cb.find(Locator::Css(&format!("{row} button")))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        let pinned = cb
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css("#pin-result .done, #pin-result .alert"))
-            .await
-            .expect("the pin is acknowledged");
+        click(&cb, Locator::Css(&format!("{row} button"))).await;
+        let pinned = wait_for_within(&cb, WAIT, Locator::Css("#pin-result .done, #pin-result .alert"), "the pin is acknowledged").await;
         let said = pinned.text().await.unwrap();
         assert!(said.contains("Pinned: this node keeps it"), "{said}");
-        cb.wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css(&format!("{row}[data-pinned='true']")))
-            .await
-            .expect("the list shows it pinned");
+        wait_for_within(&cb, WAIT, Locator::Css(&format!("{row}[data-pinned='true']")), "the list shows it pinned").await;
 
         // The bytes B now serves are the file's.
         let got = served(&cb, &format!("/files/blob/{cid}")).await;

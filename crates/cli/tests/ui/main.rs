@@ -24,7 +24,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use browser::{banner_mode, browser, chromedriver, dark_browser, log_in, shoot, wait_for};
+use browser::{
+    banner_mode, browser, chromedriver, click, dark_browser, log_in, shoot, wait_for,
+    wait_for_within,
+};
 use common::Sandbox;
 use fantoccini::Locator;
 
@@ -217,12 +220,7 @@ fn in_chromium_home_shows_the_node_and_the_banner_follows_the_probes_without_rel
         assert_eq!(mark, serde_json::json!("kept"), "changed without a reload");
         shoot(&c, "home").await;
 
-        c.find(Locator::LinkText("Emergency"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, Locator::LinkText("Emergency")).await;
         c.wait()
             .at_most(Duration::from_secs(20))
             .for_element(Locator::Id("emergency-mode"))
@@ -235,16 +233,19 @@ fn in_chromium_home_shows_the_node_and_the_banner_follows_the_probes_without_rel
             .await
             .unwrap();
         drop(probes);
-        c.wait()
-            .at_most(Duration::from_secs(40))
-            .for_element(Locator::Css("#banner [data-mode='offline']"))
-            .await
-            .expect("the banner turns offline");
-        c.wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::Css("#emergency-mode.mode-offline"))
-            .await
-            .expect("the emergency details follow");
+        wait_for_within(
+            &c,
+            Duration::from_secs(40),
+            Locator::Css("#banner [data-mode='offline']"),
+            "the banner turns offline",
+        )
+        .await;
+        wait_for(
+            &c,
+            Locator::Css("#emergency-mode.mode-offline"),
+            "the emergency details follow",
+        )
+        .await;
         let mark = c
             .execute("return window.hearthnetMark", vec![])
             .await

@@ -7,7 +7,9 @@ use std::time::Duration;
 use fantoccini::error::{CmdError, ErrorStatus};
 use fantoccini::{Client, Locator};
 
-use crate::browser::{browser, chromedriver, log_in, shoot};
+use crate::browser::{
+    browser, chromedriver, click, log_in, shoot, type_into, wait_for, wait_for_within,
+};
 use crate::common::community::{FAST_SYNC, member};
 use crate::common::{self, RunningNode, Sandbox};
 
@@ -61,12 +63,7 @@ pub async fn assert_not_reloaded(c: &Client) {
 
 /// Follow the menu to `page` and wait for `ready` on it.
 pub async fn open(c: &Client, page: &str, ready: Locator<'_>) {
-    c.find(Locator::LinkText(page))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, Locator::LinkText(page)).await;
     c.wait()
         .at_most(Duration::from_secs(20))
         .for_element(ready)
@@ -154,29 +151,17 @@ fn an_offer_posted_on_one_node_appears_live_on_the_other_and_goes_when_ended() {
         )
         .await
         .unwrap();
-        a.wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::Css("#market-post .done"))
-            .await
-            .expect("the post form says it posted");
+        wait_for(&a, Locator::Css("#market-post .done"), "the post form says it posted").await;
         let title = field("post-title").await.unwrap();
         assert_eq!(
             title.prop("value").await.unwrap().as_deref(),
             Some(""),
             "the form is fresh for the next post"
         );
-        a.wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::XPath(POST))
-            .await
-            .expect("the post is in the poster's own list");
+        wait_for(&a, Locator::XPath(POST), "the post is in the poster's own list").await;
 
         // On B's open page, without a reload: as A wrote it, not B's own.
-        b.wait()
-            .at_most(TRAVEL)
-            .for_element(Locator::XPath(POST))
-            .await
-            .expect("the post reaches the other node's open page");
+        wait_for_within(&b, TRAVEL, Locator::XPath(POST), "the post reaches the other node's open page").await;
         let text = live_text(&b, Locator::XPath(POST)).await;
         let author = p.ada.key().node_id().short();
         for part in [
@@ -202,29 +187,10 @@ fn an_offer_posted_on_one_node_appears_live_on_the_other_and_goes_when_ended() {
         shoot(&b, "market").await;
 
         // A filter by a tag the post does not carry shows it not.
-        b.find(Locator::Css("form.market-find input[name='tag']"))
-            .await
-            .unwrap()
-            .send_keys("bread")
-            .await
-            .unwrap();
-        b.find(Locator::Css("form.market-find button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        b.wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::Id("no-posts"))
-            .await
-            .expect("nothing tagged bread");
-        b.find(Locator::LinkText("Show everything"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        type_into(&b, Locator::Css("form.market-find input[name='tag']"), "bread").await;
+        click(&b, Locator::Css("form.market-find button")).await;
+        wait_for(&b, Locator::Id("no-posts"), "nothing tagged bread").await;
+        click(&b, Locator::LinkText("Show everything")).await;
         b.wait()
             .at_most(Duration::from_secs(20))
             .for_element(Locator::XPath(POST))
@@ -233,32 +199,14 @@ fn an_offer_posted_on_one_node_appears_live_on_the_other_and_goes_when_ended() {
 
         // A search finds it by its words (no neighbour embeds) and says so;
         // the searched page follows the posts too.
-        b.find(Locator::Css("form.market-find input[name='q']"))
-            .await
-            .unwrap()
-            .send_keys("aluminium")
-            .await
-            .unwrap();
-        b.find(Locator::Css("form.market-find button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        type_into(&b, Locator::Css("form.market-find input[name='q']"), "aluminium").await;
+        click(&b, Locator::Css("form.market-find button")).await;
         // (The list is fetched again as the live stream starts: wait for
         // the words, not for an element to read.)
-        b.wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::XPath(
+        wait_for(&b, Locator::XPath(
                 "//div[@id='market-posts']//p[contains(@class, 'ranking')][contains(., 'words they contain')]",
-            ))
-            .await
-            .expect("the search says it ranked by full text");
-        b.wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::XPath(POST))
-            .await
-            .expect("the search finds the post");
+            ), "the search says it ranked by full text").await;
+        wait_for(&b, Locator::XPath(POST), "the search finds the post").await;
         mark(&b).await;
 
         // A ends it: it goes from both pages.
@@ -267,21 +215,9 @@ fn an_offer_posted_on_one_node_appears_live_on_the_other_and_goes_when_ended() {
             Locator::XPath(&format!("{POST}//form[@class='expire']//button")),
         )
         .await;
-        a.wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::Css("#market-feedback .done"))
-            .await
-            .expect("ending says so");
-        a.wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::Id("no-posts"))
-            .await
-            .expect("gone from the author's list");
-        b.wait()
-            .at_most(TRAVEL)
-            .for_element(Locator::Id("no-posts"))
-            .await
-            .expect("gone from the other node's open search");
+        wait_for(&a, Locator::Css("#market-feedback .done"), "ending says so").await;
+        wait_for(&a, Locator::Id("no-posts"), "gone from the author's list").await;
+        wait_for_within(&b, TRAVEL, Locator::Id("no-posts"), "gone from the other node's open search").await;
         assert_not_reloaded(&b).await;
         shoot(&a, "market-ended").await;
         a.close().await.unwrap();

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use fantoccini::{Client, Locator};
 
-use crate::browser::{browser, chromedriver, log_in, shoot};
+use crate::browser::{
+    browser, chromedriver, click, log_in, shoot, type_into, wait_for, wait_for_within,
+};
 use crate::common;
 use crate::market::{TRAVEL, assert_not_reloaded, live_text, mark, open, pair};
 
@@ -24,17 +26,13 @@ async fn converse_with(c: &Client, node: &str) {
         .select_by_value(node)
         .await
         .unwrap();
-    c.find(Locator::Id("open-conversation"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Id("message-send"))
-        .await
-        .expect("the conversation opens with its form");
+    click(c, Locator::Id("open-conversation")).await;
+    wait_for(
+        c,
+        Locator::Id("message-send"),
+        "the conversation opens with its form",
+    )
+    .await;
 }
 
 #[test]
@@ -55,23 +53,9 @@ fn a_message_appears_live_in_the_open_conversation_and_comes_back_read() {
         mark(&b).await;
 
         converse_with(&a, &ben).await;
-        a.find(Locator::Id("message-body"))
-            .await
-            .unwrap()
-            .send_keys(TEXT)
-            .await
-            .unwrap();
-        a.find(Locator::Css("#message-send button[type='submit']"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        a.wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::Css("#message-send .done"))
-            .await
-            .expect("the form says it sent");
+        type_into(&a, Locator::Id("message-body"), TEXT).await;
+        click(&a, Locator::Css("#message-send button[type='submit']")).await;
+        wait_for(&a, Locator::Css("#message-send .done"), "the form says it sent").await;
         // htmx focuses the new form's field as it settles, just after the swap.
         let mut focused = serde_json::Value::Null;
         for _ in 0..50 {
@@ -90,11 +74,7 @@ fn a_message_appears_live_in_the_open_conversation_and_comes_back_read() {
             "the keyboard stays in the form for the next message"
         );
         let mine = format!("//div[@id='thread']//li[contains(@class, 'mine')][p[@class='message-body'][text()='{TEXT}']]");
-        a.wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::XPath(&mine))
-            .await
-            .expect("the message is in the writer's conversation");
+        wait_for(&a, Locator::XPath(&mine), "the message is in the writer's conversation").await;
 
         mark(&a).await;
 
@@ -102,17 +82,9 @@ fn a_message_appears_live_in_the_open_conversation_and_comes_back_read() {
         let theirs = format!(
             "//div[@id='thread']//li[contains(@class, 'message')][not(contains(@class, 'mine'))][p[@class='message-body'][text()='{TEXT}']]"
         );
-        b.wait()
-            .at_most(TRAVEL)
-            .for_element(Locator::XPath(&theirs))
-            .await
-            .expect("the message appears in the open conversation");
+        wait_for_within(&b, TRAVEL, Locator::XPath(&theirs), "the message appears in the open conversation").await;
         let conversation = format!("//div[@id='conversations']//a[contains(@href, '{ada}')]");
-        b.wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::XPath(&conversation))
-            .await
-            .expect("the list of conversations follows");
+        wait_for(&b, Locator::XPath(&conversation), "the list of conversations follows").await;
         let text = live_text(&b, Locator::XPath(&conversation)).await;
         assert!(text.contains(&ada_short), "named by its short id: {text}");
         assert!(text.contains(TEXT), "{text}");
@@ -120,11 +92,7 @@ fn a_message_appears_live_in_the_open_conversation_and_comes_back_read() {
         shoot(&b, "messages").await;
 
         // B's page showed it: on A's page it turns read.
-        a.wait()
-            .at_most(TRAVEL)
-            .for_element(Locator::XPath(&format!("{mine}//span[@data-mark='read']")))
-            .await
-            .expect("the writer sees it read");
+        wait_for_within(&a, TRAVEL, Locator::XPath(&format!("{mine}//span[@data-mark='read']")), "the writer sees it read").await;
         assert_not_reloaded(&a).await;
         shoot(&a, "messages-read").await;
         a.close().await.unwrap();

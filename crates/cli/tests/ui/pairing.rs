@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use fantoccini::Locator;
 
-use crate::browser::{chromedriver, lan_browser, shoot, wait_for};
+use crate::browser::{chromedriver, click, lan_browser, shoot, wait_for};
 use crate::common::{self, Sandbox};
 
 fn lan_addr(sb: &Sandbox) -> Option<SocketAddr> {
@@ -102,12 +102,7 @@ fn a_phone_pairs_over_https_with_a_code_and_nothing_else_gets_in() {
         c.set_window_size(360, 800).await.unwrap();
         let field = c.find(Locator::Id("pair-code")).await.unwrap();
         field.send_keys("AAAAA-AAAAA").await.unwrap();
-        c.find(Locator::Css("form button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, Locator::Css("form button")).await;
         wait_for(
             &c,
             Locator::Css("[role=alert]"),
@@ -120,12 +115,7 @@ fn a_phone_pairs_over_https_with_a_code_and_nothing_else_gets_in() {
         let typed = code.to_lowercase().replace('-', " ");
         let field = c.find(Locator::Id("pair-code")).await.unwrap();
         field.send_keys(&typed).await.unwrap();
-        c.find(Locator::Css("form button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, Locator::Css("form button")).await;
         let id = wait_for(&c, Locator::Id("node-id"), "the right code leads to Home").await;
         assert_eq!(id.text().await.unwrap(), sb.key().node_id().full());
         let cookie = c.get_named_cookie("hearthnet_session").await.unwrap();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use fantoccini::{Client, Locator};
 
-use crate::browser::{browser, chromedriver, log_in, shoot};
+use crate::browser::{browser, chromedriver, click, log_in, shoot, type_into, wait_for_within};
 use crate::common::{self, Sandbox};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -34,24 +34,6 @@ fn page(link: &str, path: &str) -> String {
     format!("{}{path}", &link[..link.find("/login").unwrap()])
 }
 
-async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-}
-
-async fn type_into(c: &Client, css: &str, text: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .send_keys(text)
-        .await
-        .unwrap();
-}
-
 /// Wait until the image `id` is decoded (a data URL loads after the
 /// element is in the page) and scrolled into view.
 async fn image_shown(c: &Client, id: &str) {
@@ -65,14 +47,6 @@ async fn image_shown(c: &Client, id: &str) {
         assert!(std::time::Instant::now() < deadline, "the image {id} loads");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn wait_for(c: &Client, css: &str, what: &str) -> fantoccini::elements::Element {
-    c.wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
 #[test]
@@ -90,28 +64,35 @@ fn an_invite_made_on_settings_scans_joins_a_device_that_appears_live_and_checks_
     common::runtime().block_on(async {
         let c = browser(&driver, profile.path()).await;
         log_in(&c, &link).await;
-        c.find(Locator::LinkText("Settings"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        wait_for(&c, "#invite-form", "Settings opens").await;
+        click(&c, Locator::LinkText("Settings")).await;
+        wait_for_within(&c, WAIT, Locator::Css("#invite-form"), "Settings opens").await;
         let founder_row = format!(
             "#members tr[data-node-id='{}']",
             founder.key().node_id().full()
         );
-        wait_for(&c, &founder_row, "the founder is a member").await;
+        wait_for_within(
+            &c,
+            WAIT,
+            Locator::Css(&founder_row),
+            "the founder is a member",
+        )
+        .await;
         shoot(&c, "settings").await;
 
         // A mark only this document carries: a reload would lose it.
         c.execute("window.hearthnetMark = 'kept'; return null", vec![])
             .await
             .unwrap();
-        type_into(&c, "#invite-card", &card).await;
-        type_into(&c, "#invite-name", "Tablet").await;
-        click(&c, "#invite-form button[type=submit]").await;
-        let qr = wait_for(&c, "#invite-qr", "the invite's QR code is shown").await;
+        type_into(&c, Locator::Css("#invite-card"), &card).await;
+        type_into(&c, Locator::Css("#invite-name"), "Tablet").await;
+        click(&c, Locator::Css("#invite-form button[type=submit]")).await;
+        let qr = wait_for_within(
+            &c,
+            WAIT,
+            Locator::Css("#invite-qr"),
+            "the invite's QR code is shown",
+        )
+        .await;
         let shown = c
             .find(Locator::Id("invite-text"))
             .await
@@ -129,9 +110,10 @@ fn an_invite_made_on_settings_scans_joins_a_device_that_appears_live_and_checks_
         // The new device joins with what it scanned.
         let joined = tablet.run(&["init", "--join", &scanned], None);
         assert_eq!(joined.code, 0, "{joined:?}");
-        let row = wait_for(
+        let row = wait_for_within(
             &c,
-            &format!("#members tr[data-node-id='{tablet_id}']"),
+            WAIT,
+            Locator::Css(&format!("#members tr[data-node-id='{tablet_id}']")),
             "the new member appears without a reload",
         )
         .await;
@@ -144,11 +126,17 @@ fn an_invite_made_on_settings_scans_joins_a_device_that_appears_live_and_checks_
 
         // Join reads the invite back: whose, for whom, without using it.
         c.goto(&page(&link, "/join")).await.unwrap();
-        wait_for(&c, "#join-form", "Join opens").await;
+        wait_for_within(&c, WAIT, Locator::Css("#join-form"), "Join opens").await;
         shoot(&c, "join").await;
-        type_into(&c, "#join-invite", &scanned).await;
-        click(&c, "#join-form button[type=submit]").await;
-        wait_for(&c, "#invite-check", "the invite is read back").await;
+        type_into(&c, Locator::Css("#join-invite"), &scanned).await;
+        click(&c, Locator::Css("#join-form button[type=submit]")).await;
+        wait_for_within(
+            &c,
+            WAIT,
+            Locator::Css("#invite-check"),
+            "the invite is read back",
+        )
+        .await;
         let community = c
             .find(Locator::Id("invite-community"))
             .await
@@ -176,8 +164,14 @@ fn an_invite_made_on_settings_scans_joins_a_device_that_appears_live_and_checks_
         let field = c.find(Locator::Id("join-invite")).await.unwrap();
         field.clear().await.unwrap();
         field.send_keys(&card).await.unwrap();
-        click(&c, "#join-form button[type=submit]").await;
-        let alert = wait_for(&c, "#join-result [role=alert]", "a card is refused").await;
+        click(&c, Locator::Css("#join-form button[type=submit]")).await;
+        let alert = wait_for_within(
+            &c,
+            WAIT,
+            Locator::Css("#join-result [role=alert]"),
+            "a card is refused",
+        )
+        .await;
         assert!(alert.text().await.unwrap().contains("identity card"));
         c.close().await.unwrap();
     });
@@ -198,15 +192,26 @@ fn the_gateway_key_made_on_settings_is_shown_once_and_the_gateway_takes_it() {
         let c = browser(&driver, profile.path()).await;
         log_in(&c, &link).await;
         c.goto(&settings).await.unwrap();
-        let state = wait_for(&c, "#gateway-state", "the gateway section").await;
+        let state = wait_for_within(
+            &c,
+            WAIT,
+            Locator::Css("#gateway-state"),
+            "the gateway section",
+        )
+        .await;
         assert!(state.text().await.unwrap().contains("no gateway key"));
-        click(&c, "#gateway button[type=submit]").await;
-        let key = wait_for(&c, "#gateway-key", "the new key is shown")
-            .await
-            .prop("value")
-            .await
-            .unwrap()
-            .unwrap();
+        click(&c, Locator::Css("#gateway button[type=submit]")).await;
+        let key = wait_for_within(
+            &c,
+            WAIT,
+            Locator::Css("#gateway-key"),
+            "the new key is shown",
+        )
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
         assert!(key.starts_with("hn-"), "{key}");
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -221,7 +226,13 @@ fn the_gateway_key_made_on_settings_is_shown_once_and_the_gateway_takes_it() {
 
         // Shown once: the page opened again says a key exists, not which.
         c.goto(&settings).await.unwrap();
-        let state = wait_for(&c, "#gateway-state", "the gateway section").await;
+        let state = wait_for_within(
+            &c,
+            WAIT,
+            Locator::Css("#gateway-state"),
+            "the gateway section",
+        )
+        .await;
         assert!(state.text().await.unwrap().contains("A gateway key exists"));
         assert!(!c.source().await.unwrap().contains(&key));
         c.close().await.unwrap();
@@ -279,7 +290,13 @@ fn a_revocation_is_proposed_co_signed_and_submitted_on_settings_pages() {
         // t1 proposes; its node signs at once, and says who may follow.
         log_in(&c, &t1_link).await;
         c.goto(&page(&t1_link, "/settings")).await.unwrap();
-        wait_for(&c, "#change-form", "the co-signing form").await;
+        wait_for_within(
+            &c,
+            WAIT,
+            Locator::Css("#change-form"),
+            "the co-signing form",
+        )
+        .await;
         c.find(Locator::Id("change-target"))
             .await
             .unwrap()
@@ -292,8 +309,14 @@ fn a_revocation_is_proposed_co_signed_and_submitted_on_settings_pages() {
             .select_by_value("compromised")
             .await
             .unwrap();
-        click(&c, "#change-form button[type=submit]").await;
-        let standing = wait_for(&c, "#standing[data-missing='2']", "two missing").await;
+        click(&c, Locator::Css("#change-form button[type=submit]")).await;
+        let standing = wait_for_within(
+            &c,
+            WAIT,
+            Locator::Css("#standing[data-missing='2']"),
+            "two missing",
+        )
+        .await;
         assert!(standing.text().await.unwrap().contains("1 of 3"));
         let result = c
             .find(Locator::Id("proposal-result"))
@@ -316,17 +339,35 @@ fn a_revocation_is_proposed_co_signed_and_submitted_on_settings_pages() {
         // t2 co-signs it on its own node's page.
         log_in(&c, &t2_link).await;
         c.goto(&page(&t2_link, "/settings")).await.unwrap();
-        wait_for(&c, "#proposal-form", "the proposal form").await;
+        wait_for_within(
+            &c,
+            WAIT,
+            Locator::Css("#proposal-form"),
+            "the proposal form",
+        )
+        .await;
         paste(&c, "#proposal-text", &proposed).await;
-        click(&c, "#proposal-form button[hx-post$='cosign']").await;
-        wait_for(&c, "#standing[data-missing='1']", "one missing").await;
+        click(&c, Locator::Css("#proposal-form button[hx-post$='cosign']")).await;
+        wait_for_within(
+            &c,
+            WAIT,
+            Locator::Css("#standing[data-missing='1']"),
+            "one missing",
+        )
+        .await;
         let cosigned = value_of(&c, "standing-text").await;
         assert_ne!(cosigned, proposed);
 
         // Submitting too early is refused in plain words; nothing changes.
         paste(&c, "#proposal-text", &cosigned).await;
-        click(&c, "#proposal-form button[hx-post$='submit']").await;
-        let alert = wait_for(&c, "#proposal-result [role=alert]", "an early submit").await;
+        click(&c, Locator::Css("#proposal-form button[hx-post$='submit']")).await;
+        let alert = wait_for_within(
+            &c,
+            WAIT,
+            Locator::Css("#proposal-result [role=alert]"),
+            "an early submit",
+        )
+        .await;
         assert!(alert.text().await.unwrap().contains("1 still missing"));
         let target_row = format!("#members tr[data-node-id='{target_id}']");
         c.find(Locator::Css(&target_row)).await.unwrap();
@@ -336,8 +377,14 @@ fn a_revocation_is_proposed_co_signed_and_submitted_on_settings_pages() {
         let third = founder.run(&["proposal", "cosign", "-"], Some(&cosigned));
         assert_eq!(third.code, 0, "{third:?}");
         paste(&c, "#proposal-text", third.stdout.trim()).await;
-        click(&c, "#proposal-form button[hx-post$='submit']").await;
-        let done = wait_for(&c, "#proposal-result .done", "the submit").await;
+        click(&c, Locator::Css("#proposal-form button[hx-post$='submit']")).await;
+        let done = wait_for_within(
+            &c,
+            WAIT,
+            Locator::Css("#proposal-result .done"),
+            "the submit",
+        )
+        .await;
         assert!(done.text().await.unwrap().contains("removed"));
         let deadline = std::time::Instant::now() + WAIT;
         while !c
