@@ -40,11 +40,7 @@ fn in_chromium_a_question_is_answered_token_by_token_with_its_sources() {
         let c = browser(&driver, profile.path()).await;
         log_in(&c, &link).await;
         click(&c, Locator::Css("nav a[href='/ask']")).await;
-        c.wait()
-            .at_most(WAIT)
-            .for_element(Locator::Id("ask-form"))
-            .await
-            .unwrap();
+        wait_for_within(&c, WAIT, Locator::Id("ask-form"), "Ask opens").await;
         let model = c.find(Locator::Css("#model option")).await.unwrap();
         assert_eq!(model.attr("value").await.unwrap().as_deref(), Some(SMOLLM));
 

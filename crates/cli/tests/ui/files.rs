@@ -27,11 +27,7 @@ fn content() -> String {
 
 async fn open_files(c: &Client) {
     click(c, Locator::LinkText("Files")).await;
-    c.wait()
-        .at_most(WAIT)
-        .for_element(Locator::Id("files-list"))
-        .await
-        .unwrap();
+    wait_for_within(c, WAIT, Locator::Id("files-list"), "Files opens").await;
 }
 
 /// The bytes the page's own origin serves at `path`, fetched by the page

@@ -221,11 +221,7 @@ fn in_chromium_home_shows_the_node_and_the_banner_follows_the_probes_without_rel
         shoot(&c, "home").await;
 
         click(&c, Locator::LinkText("Emergency")).await;
-        c.wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::Id("emergency-mode"))
-            .await
-            .unwrap();
+        wait_for(&c, Locator::Id("emergency-mode"), "Emergency opens").await;
         shoot(&c, "emergency").await;
 
         // A mark only this document carries: a reload would lose it.
@@ -293,11 +289,7 @@ fn every_page_in_light_and_dark_mode_has_no_serious_accessibility_violation() {
             );
             for page in pages {
                 c.goto(&format!("{origin}{page}")).await.unwrap();
-                c.wait()
-                    .at_most(Duration::from_secs(20))
-                    .for_element(Locator::Css("main h1"))
-                    .await
-                    .unwrap();
+                wait_for(&c, Locator::Css("main h1"), &page).await;
                 axe::assert_accessible(&c, &page).await;
                 if dark {
                     let name = match page.trim_start_matches('/') {

@@ -64,11 +64,7 @@ pub async fn assert_not_reloaded(c: &Client) {
 /// Follow the menu to `page` and wait for `ready` on it.
 pub async fn open(c: &Client, page: &str, ready: Locator<'_>) {
     click(c, Locator::LinkText(page)).await;
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(ready)
-        .await
-        .unwrap_or_else(|e| panic!("{page} opens: {e}"));
+    wait_for(c, ready, &format!("{page} opens")).await;
 }
 
 /// Whether `e` says the element was replaced (a live update swapped it).
@@ -191,11 +187,7 @@ fn an_offer_posted_on_one_node_appears_live_on_the_other_and_goes_when_ended() {
         click(&b, Locator::Css("form.market-find button")).await;
         wait_for(&b, Locator::Id("no-posts"), "nothing tagged bread").await;
         click(&b, Locator::LinkText("Show everything")).await;
-        b.wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::XPath(POST))
-            .await
-            .unwrap();
+        wait_for(&b, Locator::XPath(POST), "the post is listed again").await;
 
         // A search finds it by its words (no neighbour embeds) and says so;
         // the searched page follows the posts too.
