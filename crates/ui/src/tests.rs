@@ -543,10 +543,11 @@ async fn on_the_lan_only_a_pairing_code_opens_a_session_and_the_host_must_be_an_
 
 // Market and Messages: what they refuse before calling any service.
 
-async fn open_page(ui: &Ui, cookie: &str, path: String) -> Answer {
+/// GET `path` with the session `cookie`.
+pub(crate) async fn open_page(ui: &Ui, cookie: &str, path: &str) -> Answer {
     send(
         ui,
-        get(&path)
+        get(path)
             .header(header::COOKIE, cookie)
             .body(Body::empty())
             .unwrap(),
@@ -554,43 +555,50 @@ async fn open_page(ui: &Ui, cookie: &str, path: String) -> Answer {
     .await
 }
 
+/// A POST to `path` as our own page sends it: our origin, the session
+/// `cookie` and its `csrf` token in the header htmx sets.
+pub(crate) fn post_request(path: &str, cookie: &str, csrf: &str) -> axum::http::request::Builder {
+    Request::post(path)
+        .header(header::HOST, HOST)
+        .header(header::ORIGIN, "http://127.0.0.1:7860")
+        .header(header::COOKIE, cookie)
+        .header(crate::access::CSRF_HEADER, csrf)
+}
+
+/// [`post_request`] with `body` as a form.
+pub(crate) fn form_request(path: &str, cookie: &str, csrf: &str, body: &str) -> Request<Body> {
+    post_request(path, cookie, csrf)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body.to_owned()))
+        .unwrap()
+}
+
 /// POST `body` (a form) to `path` from our origin with the session's token.
-async fn post_form(ui: &Ui, cookie: &str, path: &str, body: &str) -> Answer {
+pub(crate) async fn post_form(ui: &Ui, cookie: &str, path: &str, body: &str) -> Answer {
     let token = csrf(ui, cookie).await;
-    send(
-        ui,
-        Request::post(path)
-            .header(header::HOST, HOST)
-            .header(header::COOKIE, cookie)
-            .header(header::ORIGIN, "http://127.0.0.1:7860")
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Body::from(format!("csrf={token}&{body}")))
-            .unwrap(),
-    )
-    .await
+    send(ui, form_request(path, cookie, &token, body)).await
 }
 
 #[tokio::test]
 async fn the_market_refuses_a_filter_or_a_post_it_cannot_take_in_plain_words() {
     let ui = ui();
     let cookie = logged_in(&ui).await;
-    let page = |path: String| open_page(&ui, &cookie, path);
     let market = &crate::text::TEXT.market;
     for (path, words) in [
         ("/market?category=bargain", market.refused_category),
         ("/market?tag=two%20words", market.refused_tag),
         ("/market/posts?category=bargain", market.refused_category),
     ] {
-        let answer = page(path.to_owned()).await;
+        let answer = open_page(&ui, &cookie, path).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{path}");
         assert!(answer.body.contains(words), "{path}: {}", answer.body);
     }
     let long = format!("/market?q={}", "x".repeat(1025));
-    let answer = page(long).await;
+    let answer = open_page(&ui, &cookie, &long).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
 
     // Without a market service the page still opens and says so.
-    let open = page("/market".to_owned()).await;
+    let open = open_page(&ui, &cookie, "/market").await;
     assert_eq!(open.status, StatusCode::OK);
     assert!(open.body.contains(r#"sse-swap="market""#), "{}", open.body);
     assert!(
@@ -637,7 +645,7 @@ async fn messages_open_only_a_member_by_node_id_and_refuse_an_empty_message() {
     let me = hearthnet_wire::local::samples::node_id(1).full();
     for with in ["bob", "ed25519:abc", &"x".repeat(300), &me] {
         for path in ["/messages", "/messages/conversation"] {
-            let answer = open_page(&ui, &cookie, format!("{path}?with={with}")).await;
+            let answer = open_page(&ui, &cookie, &format!("{path}?with={with}")).await;
             assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{path} {with}");
             assert!(
                 answer.body.contains(messages.refused_with),
@@ -648,7 +656,7 @@ async fn messages_open_only_a_member_by_node_id_and_refuse_an_empty_message() {
     }
     // A member to write to is chosen by name: the neighbour in reach.
     let peer = hearthnet_wire::local::samples::node_id(2).full();
-    let page = open_page(&ui, &cookie, "/messages".to_owned()).await;
+    let page = open_page(&ui, &cookie, "/messages").await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(
         page.body
@@ -672,7 +680,7 @@ async fn messages_open_only_a_member_by_node_id_and_refuse_an_empty_message() {
     for absent in [sample(1), sample(4)] {
         assert!(!page.body.contains(&format!(r#"value="{}""#, absent.full())));
     }
-    let open = open_page(&ui, &cookie, format!("/messages?with={peer}")).await;
+    let open = open_page(&ui, &cookie, &format!("/messages?with={peer}")).await;
     assert_eq!(open.status, StatusCode::OK);
     assert!(open.body.contains(r#"id="message-send""#), "{}", open.body);
 

@@ -56,21 +56,6 @@ fn with_stand_in() -> Ui {
     ui_on(bus)
 }
 
-fn post(path: &str, cookie: &str, csrf: &str) -> axum::http::request::Builder {
-    Request::post(path)
-        .header(header::HOST, HOST)
-        .header(header::ORIGIN, "http://127.0.0.1:7860")
-        .header(header::COOKIE, cookie)
-        .header(crate::access::CSRF_HEADER, csrf)
-}
-
-fn form(path: &str, cookie: &str, csrf: &str, body: &str) -> Request<Body> {
-    post(path, cookie, csrf)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(body.to_owned()))
-        .unwrap()
-}
-
 #[tokio::test]
 async fn an_upload_over_the_bound_is_refused_before_it_is_read() {
     let ui = ui();
@@ -81,7 +66,7 @@ async fn an_upload_over_the_bound_is_refused_before_it_is_read() {
         // The body never ends: only refusing on the declared length
         // answers at all.
         let endless = futures_util::stream::pending::<Result<Vec<u8>, std::io::Error>>();
-        let req = post(path, &cookie, &csrf)
+        let req = post_request(path, &cookie, &csrf)
             .header(header::CONTENT_LENGTH, &too_large)
             .body(Body::from_stream(endless))
             .unwrap();
@@ -109,7 +94,7 @@ async fn an_upload_over_the_bound_is_refused_before_it_is_read() {
     assert_eq!(send(&ui, req).await.status, StatusCode::FORBIDDEN);
     // Other forms keep the small bound.
     let big = "a".repeat(crate::MAX_BODY_BYTES + 1);
-    let answer = send(&ui, form("/files/fetch", &cookie, &csrf, &big)).await;
+    let answer = send(&ui, form_request("/files/fetch", &cookie, &csrf, &big)).await;
     assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
 }
 
@@ -118,7 +103,7 @@ async fn an_empty_upload_and_a_bad_collection_are_refused_in_plain_words() {
     let ui = ui();
     let cookie = logged_in(&ui).await;
     let csrf = csrf(&ui, &cookie).await;
-    let req = post("/files/upload", &cookie, &csrf)
+    let req = post_request("/files/upload", &cookie, &csrf)
         .body(Body::empty())
         .unwrap();
     let answer = send(&ui, req).await;
@@ -127,7 +112,7 @@ async fn an_empty_upload_and_a_bad_collection_are_refused_in_plain_words() {
         "{}",
         answer.body
     );
-    let req = post("/ask/ingest?corpus=Not%20a%20name", &cookie, &csrf)
+    let req = post_request("/ask/ingest?corpus=Not%20a%20name", &cookie, &csrf)
         .body(Body::from("text"))
         .unwrap();
     let answer = send(&ui, req).await;
@@ -142,7 +127,7 @@ async fn a_malformed_cid_is_refused_before_any_call() {
     for cid in ["blake3%3A00", "", "sha256%3Aab", "%3Cscript%3E"] {
         let answer = send(
             &ui,
-            form("/files/fetch", &cookie, &csrf, &format!("cid={cid}")),
+            form_request("/files/fetch", &cookie, &csrf, &format!("cid={cid}")),
         )
         .await;
         assert_eq!(answer.status, StatusCode::OK);
@@ -150,7 +135,7 @@ async fn a_malformed_cid_is_refused_before_any_call() {
         assert!(!answer.body.contains("<script>"));
         let answer = send(
             &ui,
-            form(
+            form_request(
                 "/files/pin",
                 &cookie,
                 &csrf,
@@ -197,7 +182,7 @@ async fn an_unknown_collection_a_bad_question_or_model_ask_nothing() {
         ),
     ];
     for (body, words) in cases {
-        let answer = send(&ui, form("/ask", &cookie, &csrf, body)).await;
+        let answer = send(&ui, form_request("/ask", &cookie, &csrf, body)).await;
         assert!(answer.body.contains(words), "{body}: {}", answer.body);
     }
     assert_eq!(ui.state.running.len(), 0, "no call started");
@@ -229,7 +214,7 @@ async fn an_answer_streams_token_by_token_to_the_session_that_asked_only() {
 
     let answer = send(
         &ui,
-        form("/ask", &cookie, &csrf, "question=What%3F&model=stand-in"),
+        form_request("/ask", &cookie, &csrf, "question=What%3F&model=stand-in"),
     )
     .await;
     let at = answer.body.find(r#"sse-connect=""#).expect(&answer.body) + 13;
@@ -238,25 +223,11 @@ async fn an_answer_streams_token_by_token_to_the_session_that_asked_only() {
 
     // Another session cannot take it.
     let other = logged_in(&ui).await;
-    let taken = send(
-        &ui,
-        get(&stream)
-            .header(header::COOKIE, &other)
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let taken = open_page(&ui, &other, &stream).await;
     assert!(taken.body.contains(TEXT.ask.stream_gone), "{}", taken.body);
     assert!(!taken.body.contains("Boil"));
 
-    let events = send(
-        &ui,
-        get(&stream)
-            .header(header::COOKIE, &cookie)
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let events = open_page(&ui, &cookie, &stream).await;
     assert_eq!(
         events.headers[header::CONTENT_TYPE],
         "text/event-stream",
@@ -283,14 +254,7 @@ async fn an_answer_streams_token_by_token_to_the_session_that_asked_only() {
         events.body
     );
     // Claimed once.
-    let again = send(
-        &ui,
-        get(&stream)
-            .header(header::COOKIE, &cookie)
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let again = open_page(&ui, &cookie, &stream).await;
     assert!(again.body.contains(TEXT.ask.stream_gone), "{}", again.body);
 }
 
@@ -302,7 +266,7 @@ async fn started_calls_are_bounded_per_session() {
     for _ in 0..crate::pages::PER_SESSION + 3 {
         let answer = send(
             &ui,
-            form("/ask", &cookie, &csrf, "question=Hi&model=stand-in"),
+            form_request("/ask", &cookie, &csrf, "question=Hi&model=stand-in"),
         )
         .await;
         assert!(answer.body.contains("sse-connect"), "{}", answer.body);

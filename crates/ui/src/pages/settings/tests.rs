@@ -3,26 +3,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::StatusCode;
 
 use crate::Ui;
-use crate::tests::{HOST, csrf, logged_in, send, ui};
+use crate::tests::{logged_in, open_page, ui};
 use crate::text::TEXT;
 
 /// POST `fields` (already encoded) to `path` as the logged-in browser.
 async fn post_form(ui: &Ui, path: &str, fields: &str) -> String {
     let cookie = logged_in(ui).await;
-    let token = csrf(ui, &cookie).await;
-    let req = Request::post(path)
-        .header(header::HOST, HOST)
-        .header(header::ORIGIN, format!("http://{HOST}"))
-        .header(header::COOKIE, &cookie)
-        .header("x-hearthnet-csrf", token)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(fields.to_owned()))
-        .unwrap();
-    let answer = send(ui, req).await;
+    let answer = crate::tests::post_form(ui, &cookie, path, fields).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     answer.body
 }
@@ -59,15 +49,7 @@ async fn the_settings_and_join_pages_show_their_parts() {
         ),
         ("/join", &["join-form", "hearthnet init --join"][..]),
     ] {
-        let page = send(
-            &ui,
-            Request::get(path)
-                .header(header::HOST, HOST)
-                .header(header::COOKIE, &cookie)
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+        let page = open_page(&ui, &cookie, path).await;
         assert_eq!(page.status, StatusCode::OK, "{path}");
         for mark in marks {
             assert!(page.body.contains(mark), "{path} lacks {mark}");
