@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::elements::Element;
+use fantoccini::error::{CmdError, ErrorStatus};
 use fantoccini::{Client, ClientBuilder, Locator};
 
 use crate::common::{self, needs};
@@ -113,14 +114,9 @@ pub async fn shoot(c: &Client, name: &str) {
     c.set_window_size(1280, 900).await.unwrap();
 }
 
+/// The mode the banner shows now. The banner is a live fragment.
 pub async fn banner_mode(c: &Client) -> String {
-    c.find(Locator::Css("#banner [data-mode]"))
-        .await
-        .unwrap()
-        .attr("data-mode")
-        .await
-        .unwrap()
-        .unwrap_or_default()
+    live_attr(c, Locator::Css("#banner [data-mode]"), "data-mode").await
 }
 
 /// Open the one-time login `link` in `c` and wait for Home.
@@ -197,4 +193,66 @@ pub async fn type_into(c: &Client, locator: Locator<'_>, text: &str) {
         .send_keys(text)
         .await
         .unwrap();
+}
+
+/// Set a mark only this document carries: a reload would lose it.
+pub async fn mark(c: &Client) {
+    c.execute("window.hearthnetMark = 'kept'; return null", vec![])
+        .await
+        .unwrap();
+}
+
+pub async fn assert_not_reloaded(c: &Client) {
+    let mark = c
+        .execute("return window.hearthnetMark", vec![])
+        .await
+        .unwrap();
+    assert_eq!(mark, serde_json::json!("kept"), "changed without a reload");
+}
+
+/// Follow the menu to `page` and wait for `ready` on it.
+pub async fn open(c: &Client, page: &str, ready: Locator<'_>) {
+    click(c, Locator::LinkText(page)).await;
+    wait_for(c, ready, &format!("{page} opens")).await;
+}
+
+/// Whether `e` says the element was replaced (a live update swapped it).
+fn replaced(e: &CmdError) -> bool {
+    matches!(e, CmdError::Standard(w) if w.error == ErrorStatus::StaleElementReference)
+}
+
+/// The attribute `name` of what `locator` finds now, found again when a
+/// live update replaces it in between; empty when it has none.
+pub async fn live_attr(c: &Client, locator: Locator<'_>, name: &str) -> String {
+    for _ in 0..20 {
+        match c.find(locator).await.unwrap().attr(name).await {
+            Err(e) if replaced(&e) => continue,
+            value => return value.unwrap().unwrap_or_default(),
+        }
+    }
+    panic!("{locator:?} keeps being replaced");
+}
+
+/// The text of what `locator` finds now, found again when a live update
+/// replaces it in between.
+pub async fn live_text(c: &Client, locator: Locator<'_>) -> String {
+    for _ in 0..20 {
+        match c.find(locator).await.unwrap().text().await {
+            Err(e) if replaced(&e) => continue,
+            text => return text.unwrap(),
+        }
+    }
+    panic!("{locator:?} keeps being replaced");
+}
+
+/// Click what `locator` finds, found again when a live update replaces it
+/// in between.
+pub async fn live_click(c: &Client, locator: Locator<'_>) {
+    for _ in 0..20 {
+        match c.find(locator).await.unwrap().click().await {
+            Err(e) if replaced(&e) => continue,
+            done => return done.unwrap(),
+        }
+    }
+    panic!("{locator:?} keeps being replaced");
 }

@@ -25,8 +25,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use browser::{
-    banner_mode, browser, chromedriver, click, dark_browser, log_in, shoot, wait_for,
-    wait_for_within,
+    assert_not_reloaded, banner_mode, browser, chromedriver, click, dark_browser, log_in, mark,
+    shoot, wait_for, wait_for_within,
 };
 use common::Sandbox;
 use fantoccini::Locator;
@@ -202,9 +202,7 @@ fn in_chromium_home_shows_the_node_and_the_banner_follows_the_probes_without_rel
         assert!(!c.current_url().await.unwrap().as_str().contains("token"));
         assert_eq!(banner_mode(&c).await, "online");
         // A call shows in the recent activity without a reload.
-        c.execute("window.hearthnetMark = 'kept'; return null", vec![])
-            .await
-            .unwrap();
+        mark(&c).await;
         let listed = sb.run(&["file", "ls"], None);
         assert_eq!(listed.code, 0, "{listed:?}");
         wait_for(
@@ -213,21 +211,14 @@ fn in_chromium_home_shows_the_node_and_the_banner_follows_the_probes_without_rel
             "the call appears under recent activity",
         )
         .await;
-        let mark = c
-            .execute("return window.hearthnetMark", vec![])
-            .await
-            .unwrap();
-        assert_eq!(mark, serde_json::json!("kept"), "changed without a reload");
+        assert_not_reloaded(&c).await;
         shoot(&c, "home").await;
 
         click(&c, Locator::LinkText("Emergency")).await;
         wait_for(&c, Locator::Id("emergency-mode"), "Emergency opens").await;
         shoot(&c, "emergency").await;
 
-        // A mark only this document carries: a reload would lose it.
-        c.execute("window.hearthnetMark = 'kept'; return null", vec![])
-            .await
-            .unwrap();
+        mark(&c).await;
         drop(probes);
         wait_for_within(
             &c,
@@ -242,11 +233,7 @@ fn in_chromium_home_shows_the_node_and_the_banner_follows_the_probes_without_rel
             "the emergency details follow",
         )
         .await;
-        let mark = c
-            .execute("return window.hearthnetMark", vec![])
-            .await
-            .unwrap();
-        assert_eq!(mark, serde_json::json!("kept"), "changed without a reload");
+        assert_not_reloaded(&c).await;
         shoot(&c, "emergency-offline").await;
         c.close().await.unwrap();
     });

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use fantoccini::error::{CmdError, ErrorStatus};
-use fantoccini::{Client, Locator};
+use fantoccini::Locator;
 
 use crate::browser::{
-    browser, chromedriver, click, log_in, shoot, type_into, wait_for, wait_for_within,
+    assert_not_reloaded, browser, chromedriver, click, live_click, live_text, log_in, mark, open,
+    shoot, type_into, wait_for, wait_for_within,
 };
 use crate::common::community::{FAST_SYNC, member};
 use crate::common::{self, RunningNode, Sandbox};
@@ -44,56 +44,6 @@ pub fn pair() -> Pair {
         ben,
         _nodes: [ada_node, ben_node],
     }
-}
-
-/// Set a mark only this document carries: a reload would lose it.
-pub async fn mark(c: &Client) {
-    c.execute("window.hearthnetMark = 'kept'; return null", vec![])
-        .await
-        .unwrap();
-}
-
-pub async fn assert_not_reloaded(c: &Client) {
-    let mark = c
-        .execute("return window.hearthnetMark", vec![])
-        .await
-        .unwrap();
-    assert_eq!(mark, serde_json::json!("kept"), "changed without a reload");
-}
-
-/// Follow the menu to `page` and wait for `ready` on it.
-pub async fn open(c: &Client, page: &str, ready: Locator<'_>) {
-    click(c, Locator::LinkText(page)).await;
-    wait_for(c, ready, &format!("{page} opens")).await;
-}
-
-/// Whether `e` says the element was replaced (a live update swapped it).
-fn replaced(e: &CmdError) -> bool {
-    matches!(e, CmdError::Standard(w) if w.error == ErrorStatus::StaleElementReference)
-}
-
-/// The text of what `locator` finds now, found again when a live update
-/// replaces it in between.
-pub async fn live_text(c: &Client, locator: Locator<'_>) -> String {
-    for _ in 0..20 {
-        match c.find(locator).await.unwrap().text().await {
-            Err(e) if replaced(&e) => continue,
-            text => return text.unwrap(),
-        }
-    }
-    panic!("{locator:?} keeps being replaced");
-}
-
-/// Click what `locator` finds, found again when a live update replaces it
-/// in between.
-pub async fn live_click(c: &Client, locator: Locator<'_>) {
-    for _ in 0..20 {
-        match c.find(locator).await.unwrap().click().await {
-            Err(e) if replaced(&e) => continue,
-            done => return done.unwrap(),
-        }
-    }
-    panic!("{locator:?} keeps being replaced");
 }
 
 const POST: &str = "//li[contains(@class, 'post')][h3[text()='Ladder to lend']]";

@@ -9,10 +9,11 @@ use std::time::Duration;
 use fantoccini::{Client, Locator};
 
 use crate::browser::{
-    browser, chromedriver, click, log_in, shoot, type_into, wait_for, wait_for_within,
+    assert_not_reloaded, browser, chromedriver, click, live_text, log_in, mark, open, shoot,
+    type_into, wait_for, wait_for_within,
 };
 use crate::common;
-use crate::market::{TRAVEL, assert_not_reloaded, live_text, mark, open, pair};
+use crate::market::{TRAVEL, pair};
 
 const TEXT: &str = "Hello Ben, the ladder is yours.";
 

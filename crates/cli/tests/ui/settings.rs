@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use fantoccini::{Client, Locator};
 
-use crate::browser::{browser, chromedriver, click, log_in, shoot, type_into, wait_for_within};
+use crate::browser::{
+    assert_not_reloaded, browser, chromedriver, click, live_text, log_in, mark, shoot, type_into,
+    wait_for_within,
+};
 use crate::common::{self, Sandbox};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -79,10 +82,7 @@ fn an_invite_made_on_settings_scans_joins_a_device_that_appears_live_and_checks_
         .await;
         shoot(&c, "settings").await;
 
-        // A mark only this document carries: a reload would lose it.
-        c.execute("window.hearthnetMark = 'kept'; return null", vec![])
-            .await
-            .unwrap();
+        mark(&c).await;
         type_into(&c, Locator::Css("#invite-card"), &card).await;
         type_into(&c, Locator::Css("#invite-name"), "Tablet").await;
         click(&c, Locator::Css("#invite-form button[type=submit]")).await;
@@ -110,19 +110,16 @@ fn an_invite_made_on_settings_scans_joins_a_device_that_appears_live_and_checks_
         // The new device joins with what it scanned.
         let joined = tablet.run(&["init", "--join", &scanned], None);
         assert_eq!(joined.code, 0, "{joined:?}");
-        let row = wait_for_within(
+        let row = format!("#members tr[data-node-id='{tablet_id}']");
+        wait_for_within(
             &c,
             WAIT,
-            Locator::Css(&format!("#members tr[data-node-id='{tablet_id}']")),
+            Locator::Css(&row),
             "the new member appears without a reload",
         )
         .await;
-        assert!(row.text().await.unwrap().contains("Member"));
-        let mark = c
-            .execute("return window.hearthnetMark", vec![])
-            .await
-            .unwrap();
-        assert_eq!(mark, serde_json::json!("kept"), "changed without a reload");
+        assert!(live_text(&c, Locator::Css(&row)).await.contains("Member"));
+        assert_not_reloaded(&c).await;
 
         // Join reads the invite back: whose, for whom, without using it.
         c.goto(&page(&link, "/join")).await.unwrap();
