@@ -326,7 +326,12 @@ impl ChatService {
                 .map_err(|e| CallError::bad_request(format!("input.attachments: {e}")))?,
         };
         let content = Content {
-            text: input["body"].as_str().unwrap_or_default().to_owned(),
+            // A browser's text area sends CRLF line breaks; a line break
+            // is kept as one character.
+            text: input["body"]
+                .as_str()
+                .unwrap_or_default()
+                .replace("\r\n", "\n"),
             attachments,
         };
         check_content(&content)?;
@@ -607,8 +612,16 @@ impl ChatService {
 }
 
 /// The refusals of content the schema cannot express (bytes, not
-/// characters; an empty message).
+/// characters; an empty message; control characters, which could rewrite
+/// a terminal or forge lines where the text is shown). Content received
+/// from other members must pass them too before it is shown.
 fn check_content(content: &Content) -> Result<(), CallError> {
+    if let Some((at, c)) = first_control(&content.text, &['\n', '\t']) {
+        return Err(CallError::bad_request(format!(
+            "input.body has the control character U+{:04X} at byte {at}; a message is text, with line breaks and tabs at most",
+            u32::from(c)
+        )));
+    }
     if content.text.len() > MAX_TEXT_BYTES {
         return Err(CallError::bad_request(format!(
             "input.body is {} bytes; a message carries at most {MAX_TEXT_BYTES}",
@@ -637,7 +650,24 @@ fn check_content(content: &Content) -> Result<(), CallError> {
             a.name.len()
         )));
     }
+    if let Some(a) = content
+        .attachments
+        .iter()
+        .find(|a| first_control(&a.name, &[]).is_some())
+    {
+        return Err(CallError::bad_request(format!(
+            "attachment {}: the name has a control character; name it with printable text",
+            a.cid
+        )));
+    }
     Ok(())
+}
+
+/// The byte offset and character of the first control character in
+/// `text` that is not one of `allowed`.
+fn first_control(text: &str, allowed: &[char]) -> Option<(usize, char)> {
+    text.char_indices()
+        .find(|(_, c)| c.is_control() && !allowed.contains(c))
 }
 
 #[cfg(test)]

@@ -25,7 +25,12 @@ pub(crate) fn open(
         client_id: &m.client_id,
     };
     let bytes = keys.open(&placement, &m.body).map_err(|e| e.to_string())?;
-    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+    let mut content: Content = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    content.text = content.text.replace("\r\n", "\n");
+    // What this node would not send, it does not show: another member's
+    // client may be hostile.
+    crate::check_content(&content).map_err(|e| e.message)?;
+    Ok(content)
 }
 
 /// `m` with its opened content, as `chat.history` answers it.

@@ -457,6 +457,62 @@ async fn an_oversized_sealed_body_from_a_member_is_dropped_unread() {
     assert_eq!(bodies(&b.history(None).await), ["normal"]);
 }
 
+#[tokio::test]
+async fn control_characters_are_refused_when_sent_and_not_shown_when_received() {
+    let (_w, _founder, a, b, d) = community().await;
+    // An escape sequence would rewrite the terminal `chat history` prints to.
+    let e = a
+        .call("chat.send", to(&b, json!({"body": "hi\u{1b}[2J"})))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::BadRequest);
+    assert!(e.message.contains("U+001B at byte 2"), "{}", e.message);
+    let e = a
+        .call(
+            "chat.send",
+            to(
+                &b,
+                json!({"attachments": [{"cid": Blake3Id::of(b"x").to_string(), "name": "a\rb"}]}),
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("control character"), "{}", e.message);
+    assert!(a.chat_events("chat.message.sent").await.is_empty());
+    // A text area's CRLF is one line break; tabs stay.
+    a.send(&b, "two\r\nlines\tand a tab").await.unwrap();
+    assert_eq!(bodies(&a.history(None).await), ["two\nlines\tand a tab"]);
+
+    // D's client is hostile: it seals a lone CR, which this node refuses
+    // to send, and its message is not shown.
+    let placement = seal::Placement {
+        community: d.log.view().community_id,
+        author: d.key.node_id(),
+        recipient: b.key.node_id(),
+        client_id: "cr",
+    };
+    let plaintext = serde_json::to_vec(&json!({"text": "ok\rforged line"})).unwrap();
+    let body = seal::PairKeys::new(d.key.clone(), d.log.view().community_id)
+        .seal(&placement, &plaintext)
+        .unwrap();
+    let event = d
+        .log
+        .append_local(
+            "chat.message.sent",
+            json!({"client_id": "cr", "recipient": b.key.node_id().full(), "body": body}),
+            &d.key,
+        )
+        .await
+        .unwrap();
+    b.log.append_received(vec![event.to_value()]).await.unwrap();
+    d.send(&b, "normal").await.unwrap();
+    eventually("B acknowledges the normal one only", async || {
+        b.chat_events("chat.message.delivered").await.len() == 1
+    })
+    .await;
+    assert_eq!(bodies(&b.history(Some(&d)).await), ["normal"]);
+}
+
 fn bodies(messages: &[Value]) -> Vec<String> {
     messages
         .iter()
