@@ -51,6 +51,10 @@ pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
 const MAX_LOGIN_TOKENS: usize = 16;
 /// Sessions kept at once: a new one beyond ends the oldest.
 const MAX_SESSIONS: usize = 32;
+/// Live streams one session may hold open at once (each tab's `/events`
+/// and the calls it follows as they run): many tabs are fine, a script
+/// opening streams in a loop does not hold the node's tasks and memory.
+pub const MAX_STREAMS_PER_SESSION: usize = 8;
 
 /// How long a pairing code may be used.
 pub const PAIRING_CODE_LIFETIME: Duration = Duration::from_secs(10 * 60);
@@ -102,6 +106,8 @@ pub struct Access {
     tokens: Mutex<HashMap<Digest, Instant>>,
     pairing: Mutex<Pairing>,
     sessions: Mutex<HashMap<Digest, Kept>>,
+    /// Open live streams per session.
+    streams: Mutex<HashMap<Digest, usize>>,
 }
 
 #[derive(Default)]
@@ -243,6 +249,46 @@ impl Access {
     pub fn end(&self, session: &Session) {
         self.sessions.lock().remove(&session.id);
     }
+
+    fn close_stream(&self, session: &Digest) {
+        let mut streams = self.streams.lock();
+        if let Some(open) = streams.get_mut(session) {
+            *open -= 1;
+            if *open == 0 {
+                streams.remove(session);
+            }
+        }
+    }
+}
+
+/// One of the live streams `session` may hold open; given back when the
+/// stream ends (the browser went away or the node stops).
+pub(crate) struct StreamSlot {
+    ui: Arc<UiState>,
+    session: Digest,
+}
+
+impl StreamSlot {
+    /// A slot for another stream of `session`, refused once it holds
+    /// [`MAX_STREAMS_PER_SESSION`].
+    pub(crate) fn take(ui: &Arc<UiState>, session: &Session) -> Result<Self, Refusal> {
+        let mut streams = ui.access.streams.lock();
+        let open = streams.entry(session.id).or_default();
+        if *open >= MAX_STREAMS_PER_SESSION {
+            return Err(Refusal::TooManyStreams);
+        }
+        *open += 1;
+        Ok(Self {
+            ui: Arc::clone(ui),
+            session: session.id,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.ui.access.close_stream(&self.session);
+    }
 }
 
 /// The `Set-Cookie` of a new session; `Secure` over HTTPS (the LAN).
@@ -284,6 +330,7 @@ pub enum Refusal {
     CrossOrigin,
     Csrf,
     BodyTooLarge,
+    TooManyStreams,
 }
 
 impl Refusal {
@@ -291,6 +338,7 @@ impl Refusal {
         match self {
             Self::NoSession => StatusCode::UNAUTHORIZED,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooManyStreams => StatusCode::TOO_MANY_REQUESTS,
             Self::Host | Self::CrossOrigin | Self::Csrf => StatusCode::FORBIDDEN,
         }
     }
@@ -302,6 +350,7 @@ impl Refusal {
             Self::CrossOrigin => TEXT.refused_cross_origin,
             Self::Csrf => TEXT.refused_csrf,
             Self::BodyTooLarge => TEXT.refused_body,
+            Self::TooManyStreams => TEXT.refused_streams,
         }
     }
 }

@@ -13,9 +13,9 @@ use std::time::Duration;
 use askama::Template;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderValue, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hearthnet_transport::http::{ApiError, Query};
 use hearthnet_wire::local::Status;
@@ -23,6 +23,7 @@ use serde::Deserialize;
 use tokio::sync::{broadcast, watch};
 
 use crate::UiState;
+use crate::access::{Session, StreamSlot};
 use crate::pages::{
     self, Banner, BannerFragment, EmergencyFragment, EmergencyView, MembersFragment, Neighbourhood,
     NeighbourhoodFragment, Page,
@@ -139,6 +140,7 @@ struct Follow {
     calls: Option<watch::Receiver<u64>>,
     registry: broadcast::Receiver<hearthnet_bus::RegistryEvent>,
     first: bool,
+    _slot: StreamSlot,
 }
 
 /// Whether `page` shows the recent calls: only its stream follows them,
@@ -192,7 +194,15 @@ async fn changed<T>(rx: Option<&mut watch::Receiver<T>>) -> bool {
     }
 }
 
-async fn events(State(ui): State<Arc<UiState>>, which: Result<Query<Which>, ApiError>) -> Response {
+async fn events(
+    State(ui): State<Arc<UiState>>,
+    Extension(session): Extension<Session>,
+    which: Result<Query<Which>, ApiError>,
+) -> Response {
+    let slot = match StreamSlot::take(&ui, &session) {
+        Ok(slot) => slot,
+        Err(refusal) => return refusal.into_response(),
+    };
     let page = which
         .ok()
         .and_then(|Query(w)| w.page)
@@ -205,6 +215,7 @@ async fn events(State(ui): State<Arc<UiState>>, which: Result<Query<Which>, ApiE
         registry: ui.bus.changes(),
         ui,
         first: true,
+        _slot: slot,
     };
     let stream = futures_util::stream::unfold(follow, |mut f| async move {
         let update = if std::mem::take(&mut f.first) {

@@ -710,3 +710,35 @@ async fn messages_open_only_a_member_by_node_id_and_refuse_an_empty_message() {
         answer.body
     );
 }
+
+#[tokio::test]
+async fn a_session_holds_a_bounded_number_of_live_streams() {
+    let ui = ui();
+    let (a, b) = (logged_in(&ui).await, logged_in(&ui).await);
+    let open = |cookie: &str| {
+        let mut req = get("/events?page=home")
+            .header(header::COOKIE, cookie)
+            .body(Body::empty())
+            .unwrap();
+        req.extensions_mut().insert(LocalApi { port: PORT });
+        ui.router().oneshot(req)
+    };
+    // Each response's body is the stream: it holds its slot while kept.
+    let mut streams = Vec::new();
+    for _ in 0..access::MAX_STREAMS_PER_SESSION {
+        let resp = open(&a).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        streams.push(resp);
+    }
+    let refused = open(&a).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body = axum::body::to_bytes(refused.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&body).contains("Close some tabs"));
+    // Another browser is not held back by this one.
+    assert_eq!(open(&b).await.unwrap().status(), StatusCode::OK);
+    // A closed tab gives its slot back.
+    streams.pop();
+    assert_eq!(open(&a).await.unwrap().status(), StatusCode::OK);
+}

@@ -27,7 +27,7 @@ use rand_core::{OsRng, RngCore};
 use serde_json::Value;
 
 use crate::UiState;
-use crate::access::Session;
+use crate::access::{Session, StreamSlot};
 use crate::live::event;
 use crate::text::TEXT;
 
@@ -131,6 +131,12 @@ async fn follow(
     Extension(session): Extension<Session>,
     Path(id): Path<String>,
 ) -> Response {
+    // Taken before the claim: a refused browser may follow the call once
+    // it has closed another stream.
+    let slot = match StreamSlot::take(&ui, &session) {
+        Ok(slot) => slot,
+        Err(refusal) => return refusal.into_response(),
+    };
     let Some(waiting) = ui.running.claim(&session, &id) else {
         // Gone or never ours: an `end` that says so, so the page stops
         // waiting instead of reconnecting.
@@ -138,10 +144,10 @@ async fn follow(
         return sse(Body::from(body));
     };
     let stop = ui.stop.clone();
-    let stream = futures_util::stream::unfold(Some(waiting), move |state| {
+    let stream = futures_util::stream::unfold(Some((waiting, slot)), move |state| {
         let stop = stop.clone();
         async move {
-            let mut w = state?;
+            let (mut w, slot) = state?;
             loop {
                 let item = tokio::select! {
                     () = stop.cancelled() => return None,
@@ -171,7 +177,7 @@ async fn follow(
                         return Some((Ok(event("end", &html)), None));
                     }
                 };
-                return Some((Ok(text), Some(w)));
+                return Some((Ok(text), Some((w, slot))));
             }
         }
     });
