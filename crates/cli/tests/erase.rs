@@ -45,9 +45,23 @@ fn test_erase_keep_keys() {
     let node_id = sb.key().node_id();
     let communities = sb.data_dir().join("communities");
     assert!(std::fs::read_dir(&communities).unwrap().next().is_some());
+    // The QR codes shown: an invite's (a credential), the identity card's,
+    // and beside them a picture that is not HearthNet's.
+    let invite_qr = sb.data_dir().join("invite-abcd1234.png");
+    let card_qr = sb.data_dir().join("node-id.png");
+    let other = sb.data_dir().join("holiday.png");
+    for png in [&invite_qr, &card_qr, &other] {
+        std::fs::write(png, b"\x89PNG").unwrap();
+    }
     let run = sb.run(&["erase", "--keep-keys", "--yes"], None);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(!exists(&communities), "{run:?}");
+    assert!(
+        !exists(&invite_qr),
+        "an invite's QR code is removed: {run:?}"
+    );
+    assert!(card_qr.exists(), "the card's QR code stays with the key");
+    assert!(other.exists(), "what is not HearthNet's stays");
     assert!(sb.key_file().exists(), "the device key is kept");
     assert!(run.stderr.contains("removed"), "a summary: {run:?}");
     // Start over with the same identity.
@@ -61,9 +75,12 @@ fn erase_without_keep_keys_removes_the_key_and_init_makes_a_new_identity() {
     let sb = Sandbox::new();
     sb.init_non_interactive("gone");
     let node_id = sb.key().node_id();
+    let card_qr = sb.data_dir().join("node-id.png");
+    std::fs::write(&card_qr, b"\x89PNG").unwrap();
     let run = sb.run(&["erase", "--yes"], None);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(!exists(&sb.data_dir().join("keys")));
+    assert!(!exists(&card_qr), "the card's QR code goes with the key");
     sb.init_non_interactive("gone");
     assert_ne!(sb.key().node_id(), node_id);
 }

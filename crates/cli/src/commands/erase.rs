@@ -56,7 +56,29 @@ pub fn run(config: Option<&Path>, env: &Env, args: EraseArgs) -> CliResult {
     Ok(ExitStatus::Success)
 }
 
-/// One directory to remove, and what it holds, for the prompts and summary.
+/// The PNG files in `data_dir` whose names start with one of `prefixes`:
+/// the QR codes `init`, `invite` and `proposal` saved there.
+fn shown_codes(data_dir: &Path, prefixes: &[&str]) -> Result<Vec<PathBuf>, CliError> {
+    let entries = match fs::read_dir(data_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(anyhow!("cannot list {}: {e}", data_dir.display()).into()),
+    };
+    let mut codes = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| anyhow!("cannot list {}: {e}", data_dir.display()))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(".png") && prefixes.iter().any(|p| name.starts_with(p)) {
+            codes.push(entry.path());
+        }
+    }
+    codes.sort();
+    Ok(codes)
+}
+
+/// One directory or file to remove, and what it holds, for the prompts and
+/// summary.
 #[derive(Debug)]
 struct Target {
     what: &'static str,
@@ -73,10 +95,18 @@ fn plan(loaded: &LoadedConfig, args: &EraseArgs, fence: &Fence) -> Result<Vec<Ta
         all.push(("the community's state", state, false));
     }
     all.push(("every community's state", paths.communities_dir, false));
+    // An invite's QR code is a credential until it is used or expires.
+    for code in shown_codes(&paths.data_dir, &["invite-", "proposal-"])? {
+        all.push(("a QR code shown", code, false));
+    }
     all.push(("the blob store", paths.blobs_dir, args.keep_blobs));
     all.push(("the embeddings cache", paths.corpora_dir, false));
     all.push(("the logs", paths.log_dir, args.keep_logs));
     all.push(("the device key", paths.keys_dir, args.keep_keys));
+    // The identity card's QR code goes with the key it shows.
+    for code in shown_codes(&paths.data_dir, &["node-id"])? {
+        all.push(("the identity card's QR code", code, args.keep_keys));
+    }
     // What stays must not be inside what goes (e.g. a blob store
     // configured as the data directory would take the key with it).
     let mut kept = vec![paths.runtime_dir, loaded.dirs.config.clone()];
