@@ -299,3 +299,27 @@ fn export_refuses_when_the_disk_has_no_room() {
     assert_eq!(run.code, 5, "{run:?}");
     assert!(run.stderr.contains("not enough free space"), "{run:?}");
 }
+
+#[test]
+fn an_export_replaces_nothing() {
+    let sb = Sandbox::new();
+    sb.init_non_interactive("twice");
+    // A file already at `--out` is left as it is.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mine.zip");
+    std::fs::write(&out, b"someone's file").unwrap();
+    let run = export(&sb, &out);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("exists"), "{run:?}");
+    assert_eq!(std::fs::read(&out).unwrap(), b"someone's file");
+    // The default name: a second export of the day takes the next one.
+    let first = sb.run(&["export"], None);
+    let second = sb.run(&["export"], None);
+    assert_eq!((first.code, second.code), (0, 0), "{first:?} {second:?}");
+    let (first, second) = (first.stdout.trim(), second.stdout.trim());
+    assert!(second.ends_with("-2.zip"), "{second}");
+    assert_ne!(first, second);
+    for path in [first, second] {
+        assert_eq!(verify(&sb, Path::new(path)).code, 0, "{path}");
+    }
+}

@@ -36,6 +36,8 @@ const MAX_MANIFEST_BYTES: u64 = 16 << 20;
 /// Room asked for beyond the entries' own size: the ZIP's headers and the
 /// manifest, and a margin so the disk is not left full.
 const SPACE_MARGIN: u64 = 1 << 20;
+/// Exports of one day under the default name before `--out` is needed.
+const MAX_EXPORTS_A_DAY: u32 = 99;
 
 /// One file of the archive.
 struct Entry {
@@ -97,6 +99,7 @@ pub fn run(config: Option<&Path>, env: &Env, args: ExportArgs) -> CliResult {
         .load()
         .map_err(|e| anyhow!("{e}; an export is signed with the device key (`hearthnet init`)"))?;
     let out = match args.out {
+        Some(out) if fs::symlink_metadata(&out).is_ok() => return Err(taken(&out)),
         Some(out) => out,
         None => default_out(env)?,
     };
@@ -130,12 +133,37 @@ pub fn run(config: Option<&Path>, env: &Env, args: ExportArgs) -> CliResult {
     Ok(ExitStatus::Success)
 }
 
+/// `~/hearthnet-export-<date>.zip`, or with `-2`, `-3` … after the date
+/// when an earlier export of the day is there: an export never replaces
+/// another.
 fn default_out(env: &Env) -> Result<PathBuf, CliError> {
     let home = env
         .get("HOME")
         .ok_or_else(|| anyhow!("no HOME to put the export in; name a file with --out"))?;
     let date: String = Timestamp::now().to_string().chars().take(10).collect();
-    Ok(Path::new(home).join(format!("hearthnet-export-{date}.zip")))
+    let name = |n: u32| match n {
+        1 => format!("hearthnet-export-{date}.zip"),
+        n => format!("hearthnet-export-{date}-{n}.zip"),
+    };
+    (1..=MAX_EXPORTS_A_DAY)
+        .map(|n| Path::new(home).join(name(n)))
+        .find(|path| fs::symlink_metadata(path).is_err())
+        .ok_or_else(|| {
+            anyhow!(
+                "{} exports of today are in {home} already; name a file with --out",
+                MAX_EXPORTS_A_DAY
+            )
+            .into()
+        })
+}
+
+/// What `--out` names exists: nothing is replaced.
+fn taken(out: &Path) -> CliError {
+    anyhow!(
+        "{} exists; an export replaces nothing: name another file with --out, or move that one away",
+        out.display()
+    )
+    .into()
 }
 
 /// The stored events `which` selects (type, envelope), in replay order;
@@ -293,9 +321,22 @@ fn write_archive(out: &Path, entries: &[Entry]) -> Result<(), CliError> {
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     let partial = dir.join(format!(".{name}.partial-{}", std::process::id()));
-    let written = write_zip(&partial, entries).and_then(|()| fs::rename(&partial, out));
+    // Moved into place only if nothing took the name meanwhile.
+    let written = write_zip(&partial, entries).and_then(|()| {
+        rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &partial,
+            rustix::fs::CWD,
+            out,
+            rustix::fs::RenameFlags::NOREPLACE,
+        )
+        .map_err(io::Error::from)
+    });
     written.map_err(|e| {
         let _ = fs::remove_file(&partial);
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            return taken(out);
+        }
         let status = if e.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) {
             ExitStatus::Capacity
         } else {
