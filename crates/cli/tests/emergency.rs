@@ -6,10 +6,10 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 use common::Sandbox;
+use common::probes::{Probes, pairs};
 use serde_json::Value;
 
 const CLOUD_MODEL: &str = "cloud-model";
@@ -44,12 +44,7 @@ fn mode_metric(sb: &Sandbox) -> String {
 
 #[test]
 fn offline_withdraws_what_needs_the_internet_and_online_restores_it() {
-    let probes = [
-        TcpListener::bind("127.0.0.1:0").unwrap(),
-        TcpListener::bind("127.0.0.1:0").unwrap(),
-    ];
-    let addrs: Vec<SocketAddr> = probes.iter().map(|l| l.local_addr().unwrap()).collect();
-    let targets = format!(r#"["{}", "{}"]"#, addrs[0], addrs[1]);
+    let mut probes = Probes::answering();
     // A model behind a remote API, declared to need the internet; nothing
     // listens there, and nothing needs to until it is called.
     let cloud = format!(
@@ -57,16 +52,10 @@ fn offline_withdraws_what_needs_the_internet_and_online_restores_it() {
     );
     let sb = Sandbox::new();
     sb.init_non_interactive("den");
-    let _node = sb.start_node(&[
-        ("HEARTHNET_EMERGENCY_ENABLED", "true"),
-        ("HEARTHNET_EMERGENCY_PROBE_TARGETS", &targets),
-        ("HEARTHNET_EMERGENCY_PROBE_INTERVAL_SECONDS", "1"),
-        ("HEARTHNET_EMERGENCY_OFFLINE_PROBE_INTERVAL_SECONDS", "1"),
-        ("HEARTHNET_EMERGENCY_PROBE_TIMEOUT_SECONDS", "1"),
-        ("HEARTHNET_EMERGENCY_OFFLINE_AFTER_SECONDS", "2"),
-        ("HEARTHNET_EMERGENCY_ONLINE_AFTER_SECONDS", "1"),
-        ("HEARTHNET_LLM_BACKENDS", &cloud),
-    ]);
+    let env = probes.env();
+    let mut vars = pairs(&env);
+    vars.push(("HEARTHNET_LLM_BACKENDS", &cloud));
+    let _node = sb.start_node(&vars);
     common::wait_until(Duration::from_secs(20), "a first round of probes", || {
         let s = status(&sb);
         s["emergency"]["probes"]
@@ -78,7 +67,7 @@ fn offline_withdraws_what_needs_the_internet_and_online_restores_it() {
     assert_eq!(mode_metric(&sb), "hearthnet_emergency_mode 0");
 
     // The internet goes: degraded at once, offline two seconds later.
-    drop(probes);
+    probes.stop();
     common::wait_until(Duration::from_secs(30), "offline", || {
         mode(&sb) == "offline"
     });
@@ -86,13 +75,13 @@ fn offline_withdraws_what_needs_the_internet_and_online_restores_it() {
     assert_eq!(mode_metric(&sb), "hearthnet_emergency_mode 2");
     let table = sb.run(&["status"], None);
     assert!(table.stdout.contains("offline for"), "{table:?}");
-    assert!(table.stdout.contains(&addrs[1].to_string()), "{table:?}");
+    assert!(
+        table.stdout.contains(&probes.addrs[1].to_string()),
+        "{table:?}"
+    );
 
     // It comes back: online once every probe has passed for a second.
-    let _back: Vec<TcpListener> = addrs
-        .iter()
-        .map(|a| TcpListener::bind(a).unwrap())
-        .collect();
+    probes.resume();
     common::wait_until(Duration::from_secs(30), "online again", || {
         mode(&sb) == "online"
     });

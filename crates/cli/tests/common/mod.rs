@@ -12,6 +12,7 @@ pub mod community;
 pub mod models;
 pub mod needs;
 pub mod netns;
+pub mod probes;
 pub mod python;
 
 pub struct Sandbox {

@@ -21,7 +21,7 @@ mod pairing;
 mod settings;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use browser::{
@@ -29,6 +29,7 @@ use browser::{
     shoot, wait_for, wait_for_within,
 };
 use common::Sandbox;
+use common::probes::{Probes, pairs};
 use fantoccini::Locator;
 
 /// An answer read off the socket: status, head and body.
@@ -173,23 +174,10 @@ fn without_the_ui_the_node_serves_none_and_says_so() {
 
 #[test]
 fn in_chromium_home_shows_the_node_and_the_banner_follows_the_probes_without_reload() {
-    let probes = [
-        TcpListener::bind("127.0.0.1:0").unwrap(),
-        TcpListener::bind("127.0.0.1:0").unwrap(),
-    ];
-    let addrs: Vec<SocketAddr> = probes.iter().map(|l| l.local_addr().unwrap()).collect();
-    let targets = format!(r#"["{}", "{}"]"#, addrs[0], addrs[1]);
+    let mut probes = Probes::answering();
     let sb = Sandbox::new();
     sb.init_non_interactive("den");
-    let mut node = sb.start_node_with_ui(&[
-        ("HEARTHNET_EMERGENCY_ENABLED", "true"),
-        ("HEARTHNET_EMERGENCY_PROBE_TARGETS", &targets),
-        ("HEARTHNET_EMERGENCY_PROBE_INTERVAL_SECONDS", "1"),
-        ("HEARTHNET_EMERGENCY_OFFLINE_PROBE_INTERVAL_SECONDS", "1"),
-        ("HEARTHNET_EMERGENCY_PROBE_TIMEOUT_SECONDS", "1"),
-        ("HEARTHNET_EMERGENCY_OFFLINE_AFTER_SECONDS", "2"),
-        ("HEARTHNET_EMERGENCY_ONLINE_AFTER_SECONDS", "1"),
-    ]);
+    let mut node = sb.start_node_with_ui(&pairs(&probes.env()));
     let link = node.first_ui_link();
     let driver = chromedriver();
     let profile = tempfile::tempdir().unwrap();
@@ -219,7 +207,7 @@ fn in_chromium_home_shows_the_node_and_the_banner_follows_the_probes_without_rel
         shoot(&c, "emergency").await;
 
         mark(&c).await;
-        drop(probes);
+        probes.stop();
         wait_for_within(
             &c,
             Duration::from_secs(40),
