@@ -740,13 +740,15 @@ async fn read(
     body: Bytes,
 ) -> Result<Response, PageError> {
     let fields = Form::parse(&body);
-    let s = status(&ui).await?;
-    let peer = checked_node(fields.field("with")).filter(|p| *p != s.node.id);
+    let peer = checked_node(fields.field("with"));
     let up_to =
         Some(fields.field("up_to")).filter(|id| !id.is_empty() && id.len() <= MAX_EVENT_ID_CHARS);
     let (Some(peer), Some(up_to)) = (peer, up_to) else {
         return Ok(read_refused());
     };
+    if peer == status(&ui).await?.node.id {
+        return Ok(read_refused());
+    }
     match mark_read(&ui, peer, up_to).await {
         Ok(true) if headers.contains_key(CSRF_HEADER) => Ok(StatusCode::NO_CONTENT.into_response()),
         Ok(true) => Ok(Redirect::to(&format!("/messages?with={}", peer.full())).into_response()),
