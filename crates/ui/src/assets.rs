@@ -1,5 +1,5 @@
-//! The embedded assets: one stylesheet of ours and the vendored htmx with
-//! its SSE extension (`assets/README.md` names their versions). Served
+//! The embedded assets: our stylesheet and script (`page.js`) and the
+//! vendored htmx with its SSE extension (`assets/README.md` names their versions). Served
 //! behind the session like every page.
 
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use crate::UiState;
 pub const CSS: &str = include_str!("../assets/app.css");
 pub const HTMX: &[u8] = include_bytes!("../assets/htmx.min.js");
 pub const HTMX_SSE: &[u8] = include_bytes!("../assets/sse.min.js");
-pub const UPLOAD: &[u8] = include_bytes!("../assets/upload.js");
+pub const PAGE: &[u8] = include_bytes!("../assets/page.js");
 
 pub(crate) fn routes() -> Router<Arc<UiState>> {
     Router::new()
@@ -31,8 +31,8 @@ pub(crate) fn routes() -> Router<Arc<UiState>> {
             get(|| async { asset("text/javascript; charset=utf-8", HTMX_SSE) }),
         )
         .route(
-            "/assets/upload.js",
-            get(|| async { asset("text/javascript; charset=utf-8", UPLOAD) }),
+            "/assets/page.js",
+            get(|| async { asset("text/javascript; charset=utf-8", PAGE) }),
         )
 }
 

@@ -2,17 +2,20 @@
 //! message written on one node's page appears in the other's open
 //! conversation and list of conversations without a reload, and, read
 //! there, it turns read on the writer's open conversation, also without a
-//! reload.
+//! reload. A file attached on one page downloads as the same bytes on the
+//! other, and a conversation open in a background tab marks nothing read
+//! until the tab is in front.
 
 use std::time::Duration;
 
 use fantoccini::{Client, Locator};
 
 use crate::browser::{
-    assert_not_reloaded, browser, chromedriver, click, live_text, log_in, mark, open, shoot,
-    type_into, wait_for, wait_for_within,
+    assert_not_reloaded, browser, chromedriver, click, live_attr, live_text, log_in, mark, open,
+    shoot, type_into, wait_for, wait_for_within,
 };
 use crate::common;
+use crate::files::served;
 use crate::market::{TRAVEL, pair};
 
 const TEXT: &str = "Hello Ben, the ladder is yours.";
@@ -98,5 +101,95 @@ fn a_message_appears_live_in_the_open_conversation_and_comes_back_read() {
         shoot(&a, "messages-read").await;
         a.close().await.unwrap();
         b.close().await.unwrap();
+    });
+}
+
+/// A manual to attach: text (so the bytes read back through the page
+/// compare as a string), over one 256 KiB chunk long.
+fn manual() -> String {
+    (0..20_000)
+        .map(|rung| format!("Rung {rung}: check the feet.\n"))
+        .collect()
+}
+
+#[test]
+fn an_attached_file_arrives_live_downloads_as_its_bytes_and_a_background_tab_marks_nothing_read() {
+    let p = pair();
+    let ada = p.ada.key().node_id().full();
+    let ben = p.ben.key().node_id().full();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ladder-manual.txt");
+    let text = manual();
+    std::fs::write(&path, &text).unwrap();
+    let driver = chromedriver();
+    let (profile_a, profile_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    common::runtime().block_on(async {
+        // Ben writes; ada reads (ada has ben in reach, so fetches from it).
+        let writer = browser(&driver, profile_b.path()).await;
+        let reader = browser(&driver, profile_a.path()).await;
+        log_in(&writer, &p.ben_link).await;
+        log_in(&reader, &p.ada_link).await;
+
+        // Ada opens the conversation, then puts another tab in front of it.
+        converse_with(&reader, &ben).await;
+        mark(&reader).await;
+        reader
+            .execute(
+                "window.hearthnetSeen = [];
+                 document.addEventListener('visibilitychange', () => hearthnetSeen.push(document.visibilityState));
+                 return null",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let conversation_tab = reader.window().await.unwrap();
+        let front = reader.new_window(true).await.unwrap();
+        reader.switch_to_window(front.handle).await.unwrap();
+
+        // Ben attaches the manual to a message: uploaded with its progress,
+        // listed in the form, then sent.
+        converse_with(&writer, &ada).await;
+        type_into(&writer, Locator::Id("message-files"), &path.display().to_string()).await;
+        type_into(&writer, Locator::Id("message-body"), "The manual, as promised.").await;
+        click(&writer, Locator::Css("#message-send button[type='submit']")).await;
+        wait_for_within(&writer, TRAVEL, Locator::Css("#message-send .done"), "the message with its file is sent").await;
+        let link = "a[contains(@href, '/files/blob/')][text()='ladder-manual.txt']";
+        let mine = format!("//div[@id='thread']//li[contains(@class, 'mine')][.//{link}]");
+        wait_for(&writer, Locator::XPath(&mine), "the message is in the writer's conversation with its file").await;
+        let said = live_text(&writer, Locator::XPath(&mine)).await;
+        assert!(said.contains("The manual, as promised."), "{said}");
+        assert!(said.contains("KiB"), "the writer's node holds it: its size is shown: {said}");
+        shoot(&writer, "messages-attachment-sent").await;
+
+        // Ada's node has it, but her conversation is in a background tab:
+        // delivered, and still not read after several live updates.
+        let mark_of = format!("{mine}//span[@data-mark]");
+        wait_for_within(&writer, TRAVEL, Locator::XPath(&format!("{mine}//span[@data-mark='delivered']")), "the reader's node has it").await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert_eq!(
+            live_attr(&writer, Locator::XPath(&mark_of), "data-mark").await,
+            "delivered",
+            "a background tab marks nothing read"
+        );
+
+        // Ada's conversation in front again: the message is there, live.
+        reader.close_window().await.unwrap();
+        reader.switch_to_window(conversation_tab).await.unwrap();
+        let seen = reader.execute("return window.hearthnetSeen", vec![]).await.unwrap();
+        assert_eq!(seen[0], "hidden", "the conversation's tab was in the background: {seen}");
+        let theirs = format!("//div[@id='thread']//li[not(contains(@class, 'mine'))][.//{link}]");
+        wait_for_within(&reader, TRAVEL, Locator::XPath(&theirs), "the message with its file is in the open conversation").await;
+        assert_not_reloaded(&reader).await;
+        shoot(&reader, "messages-attachment-received").await;
+        // Now in front of her, it turns read on ben's page.
+        wait_for_within(&writer, TRAVEL, Locator::XPath(&format!("{mine}//span[@data-mark='read']")), "read once the tab is in front").await;
+
+        // The link downloads exactly the manual's bytes (fetched from ben).
+        let href = live_attr(&reader, Locator::XPath(&format!("{theirs}//a")), "href").await;
+        let got = served(&reader, &href).await;
+        assert_eq!(got.len(), text.len(), "{}", &got[..got.len().min(200)]);
+        assert!(got == text, "other bytes than the file's");
+        writer.close().await.unwrap();
+        reader.close().await.unwrap();
     });
 }

@@ -257,7 +257,7 @@ pub struct BannerFragment {
 /// The routes whose body is a file's bytes, read by their handler as it
 /// arrives (up to [`MAX_UPLOAD_BYTES`]) instead of by the gate; the gate
 /// still checks the session, the `Origin` and the CSRF header first.
-pub const UPLOAD_PATHS: [&str; 2] = [files::UPLOAD_PATH, ask::INGEST_PATH];
+pub const UPLOAD_PATHS: [&str; 3] = [files::UPLOAD_PATH, ask::INGEST_PATH, messages::ATTACH_PATH];
 pub use files::MAX_UPLOAD_BYTES;
 
 #[derive(Template)]
@@ -329,6 +329,14 @@ impl Form {
             .iter()
             .find(|(n, _)| n == name)
             .map_or("", |(_, v)| v.trim())
+    }
+
+    /// Every field `name` sent, trimmed, in order (a repeated field).
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.trim())
     }
 }
 
