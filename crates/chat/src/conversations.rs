@@ -225,6 +225,25 @@ impl Conversations {
         self.messages.get(self.by_id.get(id)?)
     }
 
+    /// What `peer` wrote to this node and it has not read, in the
+    /// conversation up to and including the message `event_id`, in replay
+    /// order; `None` when `event_id` is no message of that conversation.
+    pub fn unread_up_to(&self, peer: NodeId, event_id: &str) -> Option<Vec<Message>> {
+        let key = self.by_id.get(event_id)?;
+        if self.messages.get(key)?.peer_of(self.me) != peer {
+            return None;
+        }
+        let unread = self
+            .by_peer
+            .get(&peer)?
+            .range(..=key.clone())
+            .filter_map(|k| self.messages.get(k))
+            .filter(|m| m.recipient == self.me && m.read_at.is_none())
+            .cloned()
+            .collect();
+        Some(unread)
+    }
+
     /// Messages with `peer` (with anyone when `None`) after Lamport
     /// `since`, in replay order, at most `limit`.
     pub fn history(&self, peer: Option<NodeId>, since: u64, limit: usize) -> Vec<Message> {

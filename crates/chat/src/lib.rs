@@ -54,6 +54,8 @@ pub const MAX_HISTORY_LIMIT: usize = 1000;
 const FORWARD_TO_ANCHORS: usize = 2;
 /// Chat events the follower reads from the log at once.
 const FOLLOW_PAGE: usize = 500;
+/// Event ids are 64 hex digits; `read_up_to` is refused past this.
+const MAX_EVENT_ID_CHARS: usize = 64;
 /// Read receipts one `chat.history` call writes at most (each is a
 /// durable write): the rest are written by the next call.
 const MAX_READ_RECEIPTS_PER_CALL: usize = 64;
@@ -181,7 +183,9 @@ impl Service for ChatService {
                 json!({"type": "object", "properties": {
                     "peer": node,
                     "since_lamport": {"type": "integer", "minimum": 0},
-                    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_HISTORY_LIMIT}
+                    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_HISTORY_LIMIT},
+                    "mark_read": {"type": "boolean"},
+                    "read_up_to": {"type": "string", "minLength": 1, "maxLength": MAX_EVENT_ID_CHARS}
                 }}),
             )
         };
@@ -454,29 +458,60 @@ impl ChatService {
             .as_u64()
             .map_or(DEFAULT_HISTORY_LIMIT, |l| l as usize)
             .min(MAX_HISTORY_LIMIT);
+        let mark_read = input["mark_read"].as_bool().unwrap_or(true);
+        let read_up_to = input["read_up_to"].as_str();
+        if read_up_to.is_some() && (peer.is_none() || !mark_read) {
+            return Err(CallError::bad_request(
+                "input.read_up_to marks one conversation read: it needs input.peer, and mark_read may not be false",
+            ));
+        }
         self.until_current(call.deadline).await?;
-        let messages = self.conversations.lock().history(peer, since, limit);
         let me = self.key.node_id();
+        let (messages, unread) = {
+            let conversations = self.conversations.lock();
+            let messages = conversations.history(peer, since, limit);
+            // The owner reads a conversation with one peer: what it
+            // received there is read now (sync carries the receipts), or
+            // only up to the message it names.
+            let unread = match (peer, read_up_to) {
+                (Some(p), Some(id)) => conversations.unread_up_to(p, id).ok_or_else(|| {
+                    CallError::new(
+                        ErrorCode::NotFound,
+                        format!(
+                            "input.read_up_to: {id} is no message of the conversation with {p}"
+                        ),
+                    )
+                })?,
+                (Some(_), None) if mark_read => messages
+                    .iter()
+                    .filter(|m| m.recipient == me && m.read_at.is_none())
+                    .cloned()
+                    .collect(),
+                _ => Vec::new(),
+            };
+            (messages, unread)
+        };
+        let mut read_now = HashMap::new();
+        let readable = unread.into_iter().filter(|m| self.open(m).is_some());
+        for m in readable.take(MAX_READ_RECEIPTS_PER_CALL) {
+            if let Some((at, _)) = self.receipt("chat.message.read", &m).await {
+                read_now.insert(m.event_id, at);
+            }
+        }
+        let marked = read_now.len();
         let mut shown = Vec::with_capacity(messages.len());
-        let mut receipts_left = MAX_READ_RECEIPTS_PER_CALL;
         for mut m in messages {
             let Some(content) = self.open(&m) else {
                 continue;
             };
-            // The owner reads a conversation with one peer: what it
-            // received there is read now (sync carries the receipts).
-            if peer.is_some() && m.recipient == me && m.read_at.is_none() && receipts_left > 0 {
-                receipts_left -= 1;
-                m.read_at = self
-                    .receipt("chat.message.read", &m)
-                    .await
-                    .map(|(at, _)| at);
+            if let Some(at) = read_now.get(&m.event_id) {
+                m.read_at = Some(*at);
             }
             shown.push(opened::shown(&m, content));
         }
         Ok(json!({
             "output": {"messages": shown},
-            "meta": {"ms": started.elapsed().as_millis() as u64}
+            "meta": {"ms": started.elapsed().as_millis() as u64, "marked_read": marked}
         }))
     }
 

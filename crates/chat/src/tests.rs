@@ -759,3 +759,68 @@ async fn a_message_the_log_judges_out_leaves_the_conversation() {
     .await;
     assert!(b.log.view().is_revoked(&bad.key.node_id()));
 }
+
+#[tokio::test]
+async fn a_conversation_is_read_without_receipts_or_marked_read_up_to_one_message() {
+    let (_w, _founder, a, b, d) = community().await;
+    let mut ids = Vec::new();
+    for text in ["one", "two", "three"] {
+        let sent = a.send(&b, text).await.unwrap();
+        ids.push(sent["output"]["event_id"].as_str().unwrap().to_owned());
+    }
+    eventually("B has them", async || b.history(None).await.len() == 3).await;
+    let peer = a.key.node_id().full();
+    // Shown, as a page in a background tab would: nothing marked read.
+    let shown = b
+        .call("chat.history", json!({"peer": peer, "mark_read": false}))
+        .await
+        .unwrap();
+    assert_eq!(shown["output"]["messages"].as_array().unwrap().len(), 3);
+    assert_eq!(shown["meta"]["marked_read"], 0);
+    assert!(b.chat_events("chat.message.read").await.is_empty());
+    // Read up to the second: the third stays unread, whatever is shown.
+    let marked = b
+        .call(
+            "chat.history",
+            json!({"peer": peer, "read_up_to": ids[1], "limit": 1}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(marked["meta"]["marked_read"], 2);
+    let read: Vec<bool> = b
+        .call("chat.history", json!({"peer": peer, "mark_read": false}))
+        .await
+        .unwrap()["output"]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["read_at"].is_string())
+        .collect();
+    assert_eq!(read, [true, true, false]);
+    // A message of another conversation, an unknown id, or a contradiction.
+    let to_d = d.send(&b, "from d").await.unwrap();
+    let other = to_d["output"]["event_id"].as_str().unwrap();
+    for (input, code) in [
+        (
+            json!({"peer": peer, "read_up_to": other}),
+            ErrorCode::NotFound,
+        ),
+        (
+            json!({"peer": peer, "read_up_to": "f".repeat(64)}),
+            ErrorCode::NotFound,
+        ),
+        (json!({"read_up_to": ids[2]}), ErrorCode::BadRequest),
+        (
+            json!({"peer": peer, "read_up_to": ids[2], "mark_read": false}),
+            ErrorCode::BadRequest,
+        ),
+        (
+            json!({"peer": peer, "read_up_to": "f".repeat(65)}),
+            ErrorCode::SchemaMismatch,
+        ),
+    ] {
+        let e = b.call("chat.history", input.clone()).await.unwrap_err();
+        assert_eq!(e.code, code, "{input}: {}", e.message);
+    }
+    assert_eq!(b.chat_events("chat.message.read").await.len(), 2);
+}

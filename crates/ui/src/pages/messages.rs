@@ -6,9 +6,9 @@
 //! and the open conversation is fetched again whenever that fragment
 //! changes.
 //!
-//! Reading never writes a read receipt: the page reads everyone's history
-//! (which writes none) and keeps one peer's messages. Receipts are written
-//! only by `POST /messages/read`, naming the newest message shown, which
+//! Reading never writes a read receipt (`mark_read: false`). Receipts are
+//! written only by `POST /messages/read`, naming the newest message shown
+//! (`read_up_to`), which
 //! the page's script sends while the page is visible (and a "Mark as
 //! read" button without script). Attachments are uploaded one file per
 //! request through the Files page's upload path ([`store_upload`]),
@@ -51,8 +51,10 @@ const MAX_HISTORY_PAGES: usize = 8;
 const MAX_NODE_ID_CHARS: usize = 100;
 /// The longest message id worth looking up (the log's bound).
 const MAX_EVENT_ID_CHARS: usize = 64;
-/// `chat.history` calls one mark-read makes at most: each writes at most
-/// 64 receipts, and a conversation shows [`SHOWN_MESSAGES`].
+/// Read receipts one `chat.history` call writes at most.
+const READ_RECEIPTS_PER_CALL: u64 = 64;
+/// `chat.history` calls one mark-read makes at most: a conversation
+/// shows [`SHOWN_MESSAGES`].
 const MAX_READ_ROUNDS: usize = 4;
 /// Where the send form uploads each attached file (a body the gate hands
 /// on unread, [`super::UPLOAD_PATHS`]).
@@ -97,10 +99,9 @@ fn refused() -> Response {
     )
 }
 
-/// Everyone's `chat.history`: its messages, in the order they were
-/// written, read page by page up to [`MAX_HISTORY_PAGES`]. Without a
-/// peer the service writes no read receipt, which is why the open
-/// conversation is read this way too ([`conversation_with`]).
+/// Everyone's `chat.history` (which writes no read receipt): its
+/// messages, in the order they were written, read page by page up to
+/// [`MAX_HISTORY_PAGES`].
 async fn history(ui: &UiState) -> Result<Vec<Value>, CallFailure> {
     let limit = hearthnet_chat::MAX_HISTORY_LIMIT;
     let mut all: Vec<Value> = Vec::new();
@@ -123,11 +124,18 @@ async fn history(ui: &UiState) -> Result<Vec<Value>, CallFailure> {
     Ok(all)
 }
 
-/// The conversation with `peer`, read without writing a receipt.
+/// The conversation with `peer` (the service keeps at most as many
+/// messages per peer as one call shows), read without writing a receipt.
 async fn conversation_with(ui: &UiState, peer: NodeId) -> Result<Vec<Value>, CallFailure> {
-    let mut all = history(ui).await?;
-    all.retain(|m| node_of(m, "from") == Some(peer) || node_of(m, "to") == Some(peer));
-    Ok(all)
+    let input = json!({"peer": peer.full(), "mark_read": false,
+        "limit": hearthnet_chat::MAX_HISTORY_LIMIT});
+    let answer = ui
+        .call("chat.history", json!({"params": {}, "input": input}))
+        .await?;
+    Ok(answer["output"]["messages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
 }
 
 /// The sizes of the files this node holds, by CID: what an attachment's
@@ -682,50 +690,26 @@ async fn attach(
 }
 
 /// Write read receipts for what `peer` wrote in the conversation up to
-/// the message `up_to` (in the order written), none after it; `Ok(false)`
-/// when `up_to` is no message of this conversation. `chat.history` with a
-/// peer marks what it shows, so it is asked for exactly the stretch from
-/// the first unread message to `up_to`.
+/// the message `up_to`, none after it; `Ok(false)` when `up_to` is no
+/// message of this conversation. Each call writes at most 64: it is
+/// asked again while that is what it wrote.
 async fn mark_read(ui: &UiState, peer: NodeId, up_to: &str) -> Result<bool, CallFailure> {
-    let mut stretch = conversation_with(ui, peer).await?;
-    let Some(end) = stretch.iter().position(|m| m["event_id"] == up_to) else {
+    let conversation = conversation_with(ui, peer).await?;
+    let Some(end) = conversation.iter().position(|m| m["event_id"] == up_to) else {
         return Ok(false);
     };
-    stretch.truncate(end + 1);
     let unread = |m: &Value| node_of(m, "from") == Some(peer) && m["read_at"].is_null();
-    let lamport = |m: &Value| m["lamport"].as_u64().unwrap_or(0);
-    let mut left = stretch.iter().filter(|m| unread(m)).count();
+    if !conversation[..=end].iter().any(unread) {
+        return Ok(true);
+    }
+    let input = json!({"peer": peer.full(), "read_up_to": up_to, "limit": 1});
     for _ in 0..MAX_READ_ROUNDS {
-        let Some(first) = stretch.iter().find(|m| unread(m)).map(lamport) else {
-            break;
-        };
-        // `since_lamport` is exclusive: from the first message at that
-        // Lamport time on.
-        let Some(start) = stretch.iter().position(|m| lamport(m) >= first) else {
-            break;
-        };
-        let input = json!({
-            "peer": peer.full(),
-            "since_lamport": first.saturating_sub(1),
-            "limit": stretch.len() - start,
-        });
         let answer = ui
             .call("chat.history", json!({"params": {}, "input": input}))
             .await?;
-        stretch = answer["output"]["messages"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if let Some(end) = stretch.iter().position(|m| m["event_id"] == up_to) {
-            stretch.truncate(end + 1);
-        }
-        // Each call writes at most 64 receipts, and none while the node
-        // keeps its quota for other writes: go on only while it helps.
-        let now = stretch.iter().filter(|m| unread(m)).count();
-        if now == 0 || now >= left {
+        if answer["meta"]["marked_read"].as_u64() != Some(READ_RECEIPTS_PER_CALL) {
             break;
         }
-        left = now;
     }
     Ok(true)
 }
@@ -938,26 +922,43 @@ mod tests {
                     let since = input["since_lamport"].as_u64().unwrap_or(0);
                     let limit = input["limit"].as_u64().unwrap_or(200) as usize;
                     let peer = input["peer"].as_str().map(str::to_owned);
+                    let marks = peer.is_some() && input["mark_read"] != false;
+                    let up_to = input["read_up_to"].as_str();
                     let mut all = chat.messages.lock();
+                    let with_peer = |m: &Value| {
+                        peer.as_deref()
+                            .is_none_or(|p| m["from"] == p || m["to"] == p)
+                    };
+                    let to_me = |m: &Value| m["to"] == sample(1).full() && m["read_at"].is_null();
+                    let mut marked = 0;
                     let mut shown = Vec::new();
+                    let mut reached = false;
                     for m in all.iter_mut() {
-                        let with_peer = peer
-                            .as_deref()
-                            .is_none_or(|p| m["from"] == p || m["to"] == p);
-                        if m["lamport"].as_u64().unwrap() > since
-                            && with_peer
-                            && shown.len() < limit
-                        {
-                            if peer.is_some() && m["to"] == sample(1).full() {
-                                m["read_at"] = json!("2026-01-01T00:00:00Z");
+                        if !with_peer(m) {
+                            continue;
+                        }
+                        let in_stretch = match up_to {
+                            Some(id) => {
+                                let before = !reached;
+                                reached |= m["event_id"] == id;
+                                before
                             }
+                            None => m["lamport"].as_u64().unwrap() > since && shown.len() < limit,
+                        };
+                        if marks && in_stretch && to_me(m) {
+                            m["read_at"] = json!("2026-01-01T00:00:00Z");
+                            marked += 1;
+                        }
+                        if m["lamport"].as_u64().unwrap() > since && shown.len() < limit {
                             shown.push(m.clone());
                         }
                     }
-                    if peer.is_some() {
+                    if marks {
                         chat.marking.lock().push(input.clone());
                     }
-                    Ok::<Value, hearthnet_bus::CallError>(json!({"output": {"messages": shown}}))
+                    Ok::<Value, hearthnet_bus::CallError>(
+                        json!({"output": {"messages": shown}, "meta": {"marked_read": marked}}),
+                    )
                 },
             )]
         }
@@ -1034,8 +1035,8 @@ mod tests {
         assert_eq!(answer.status, StatusCode::NO_CONTENT, "{}", answer.body);
         assert_eq!(
             *chat.marking.lock(),
-            [json!({"peer": peer, "since_lamport": 0, "limit": 3})],
-            "one call, from the first unread message to e3"
+            [json!({"peer": peer, "read_up_to": "e3", "limit": 1})],
+            "one call, marking up to e3"
         );
         assert_eq!(unread(&chat), ["e4", "e5"]);
 
