@@ -9,6 +9,7 @@
 mod chunks;
 mod courier;
 mod emergency;
+pub mod join;
 mod lock;
 mod peers;
 mod sync;
