@@ -63,6 +63,10 @@
       if (xhr.status === 200) {
         // The answer is a fragment of this node's own page.
         out.innerHTML = xhr.responseText;
+        // Its forms may be htmx's (the join page's Join button).
+        if (window.htmx) {
+          window.htmx.process(out);
+        }
         document.body.dispatchEvent(new Event("files-changed"));
       } else if (xhr.status === 413) {
         out.textContent = form.getAttribute("data-too-large");

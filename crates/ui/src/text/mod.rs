@@ -7,6 +7,7 @@ use hearthnet_base::ErrorCode;
 
 pub mod ask;
 pub mod files;
+pub mod join;
 pub mod market;
 pub mod messages;
 pub mod settings;
@@ -99,6 +100,7 @@ pub struct Text {
     pub settings: settings::SettingsText,
     pub market: market::MarketText,
     pub messages: messages::MessagesText,
+    pub join: join::JoinText,
 }
 
 /// The UI in English.
@@ -214,6 +216,7 @@ pub static TEXT: Text = Text {
     settings: settings::SETTINGS,
     market: market::ENGLISH,
     messages: messages::ENGLISH,
+    join: join::ENGLISH,
 };
 
 impl Text {
