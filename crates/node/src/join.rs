@@ -235,3 +235,97 @@ async fn settle(
     hearthnet_config::save(&loaded.config, &loaded.path).map_err(local)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
+
+    use hearthnet_identity::{CommunityPolicy, Endpoint, Genesis};
+    use hearthnet_onboarding::InviteRequest;
+
+    use super::*;
+
+    /// A fresh device's configuration in `home`.
+    fn fresh(home: &std::path::Path) -> LoadedConfig {
+        let env = hearthnet_config::Env::from_pairs([("HOME", home.to_str().unwrap())]);
+        hearthnet_config::load(None, &env).unwrap()
+    }
+
+    /// An invite for `invitee`, valid for `hours` (negative: expired),
+    /// naming `endpoint` as the inviter's.
+    fn invite(invitee: &DeviceKey, hours: i64, endpoint: std::net::SocketAddr) -> String {
+        let founder = DeviceKey::generate();
+        let genesis = Genesis::create(&founder, "Den", CommunityPolicy::default()).unwrap();
+        Invite::create(
+            InviteRequest {
+                community_id: genesis.manifest.community_id,
+                community_name: "Den",
+                invitee: invitee.node_id(),
+                level: TrustLevel::Member,
+                bootstrap_endpoints: vec![Endpoint {
+                    transport: "https".into(),
+                    host: endpoint.ip().to_string(),
+                    port: endpoint.port(),
+                }],
+                expires_at: Timestamp::now().plus_seconds(hours * 3600),
+                invite_event_id: "01HXR3F7J8Q2W0KQ5M1N9ZB6TC",
+                invite_lamport: 1,
+            },
+            &founder,
+        )
+        .unwrap()
+        .encode()
+    }
+
+    /// A loopback address nobody listens on.
+    fn closed_port() -> std::net::SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    }
+
+    #[tokio::test]
+    async fn invites_that_cannot_work_are_refused_with_their_codes_and_nothing_saved() {
+        let home = tempfile::tempdir().unwrap();
+        let mut loaded = fresh(home.path());
+        let device = DeviceKey::generate();
+        let nowhere = closed_port();
+
+        let expired = redeem(&mut loaded, &device, &invite(&device, -1, nowhere)).await;
+        assert_eq!(expired.unwrap_err().code(), ErrorCode::Expired);
+
+        let other = DeviceKey::generate();
+        let foreign = redeem(&mut loaded, &device, &invite(&other, 24, nowhere)).await;
+        let foreign = foreign.unwrap_err();
+        assert_eq!(foreign.code(), ErrorCode::Unauthorized);
+        assert!(foreign.to_string().contains("addressed to"), "{foreign}");
+
+        let garbage = redeem(&mut loaded, &device, "hello").await;
+        assert_eq!(garbage.unwrap_err().code(), ErrorCode::BadRequest);
+
+        let unreachable = redeem(&mut loaded, &device, &invite(&device, 24, nowhere)).await;
+        let unreachable = unreachable.unwrap_err();
+        assert_eq!(unreachable.code(), ErrorCode::Partition, "{unreachable}");
+        assert!(unreachable.to_string().contains("same network"));
+
+        assert!(loaded.config.community_id().is_none());
+        assert!(!loaded.path.exists(), "nothing was saved");
+    }
+
+    #[tokio::test]
+    async fn a_member_of_another_community_is_refused_and_of_the_same_one_has_nothing_to_do() {
+        let home = tempfile::tempdir().unwrap();
+        let mut loaded = fresh(home.path());
+        let device = DeviceKey::generate();
+        let text = invite(&device, 24, closed_port());
+        let community = Invite::decode(&text).unwrap().community_id;
+
+        loaded.config.community.community_id = Some(community);
+        let again = redeem(&mut loaded, &device, &text).await.unwrap();
+        assert!(matches!(again, Joined::Already { .. }));
+
+        let elsewhere = CommunityId::of_root(DeviceKey::generate().node_id());
+        loaded.config.community.community_id = Some(elsewhere);
+        let refused = redeem(&mut loaded, &device, &text).await.unwrap_err();
+        assert!(matches!(refused, JoinError::OtherCommunity(_)), "{refused}");
+    }
+}
