@@ -215,6 +215,17 @@ async fn a_scanned_picture_of_the_invite_reads_and_other_pictures_are_refused_pl
     assert!(read.body.contains("redeem-form"), "{}", read.body);
     assert!(read.body.contains(&invite), "the invite to redeem");
 
+    // A code, but of no invite: said so.
+    let other = Qr::new("https://example.org").unwrap().to_png(4).unwrap();
+    let answer = scan_picture(&page, &cookie, other).await;
+    assert!(
+        answer
+            .body
+            .contains(&shown(TEXT.settings.refused_not_an_invite)),
+        "{}",
+        answer.body
+    );
+
     let blank = Qr::new("x").unwrap().to_png(1).unwrap();
     let mut no_code = image::GrayImage::new(200, 200);
     no_code.fill(255);
