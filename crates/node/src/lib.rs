@@ -48,7 +48,9 @@ pub struct RunOptions {
 /// What a started node tells the one who started it.
 #[derive(Debug, Clone)]
 pub struct Started {
-    /// The web UI's first one-time login link, when it is served.
+    /// The web UI's first one-time login link, when it is served: the
+    /// join page's in joining mode, which the full UI's sessions go on
+    /// from (no second link is told).
     pub ui_link: Option<hearthnet_wire::local::UiLink>,
 }
 

@@ -28,7 +28,7 @@ pub fn run(config: Option<&Path>, env: &Env, args: RunArgs) -> CliResult {
     if (!key_exists || !has_community) && !joining {
         if !terminal {
             let what = if key_exists {
-                "has not joined a community yet; run `hearthnet init --join INVITE`, or `hearthnet run` with the web UI on to join on its page"
+                "has not joined a community yet; run `hearthnet init --join INVITE` (or `hearthnet init --non-interactive` to found one), or `hearthnet run` with the web UI on to join on its page"
             } else {
                 "has no device key yet; run `hearthnet init` (or `hearthnet init --non-interactive`) first"
             };
