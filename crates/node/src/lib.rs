@@ -9,6 +9,8 @@
 mod chunks;
 mod courier;
 mod emergency;
+pub mod join;
+mod joining;
 mod lock;
 mod peers;
 mod sync;
@@ -46,7 +48,9 @@ pub struct RunOptions {
 /// What a started node tells the one who started it.
 #[derive(Debug, Clone)]
 pub struct Started {
-    /// The web UI's first one-time login link, when it is served.
+    /// The web UI's first one-time login link, when it is served: the
+    /// join page's in joining mode, which the full UI's sessions go on
+    /// from (no second link is told).
     pub ui_link: Option<hearthnet_wire::local::UiLink>,
 }
 
@@ -98,17 +102,19 @@ pub enum NodeError {
 
 /// Start the node and serve until a shutdown signal: steps 1–3 of the
 /// canonical wiring (CLI spec §5) here, the rest in `wiring.rs`.
-/// `started` is told once the node is ready.
+/// `started` is told once the node is ready, or once the join page is
+/// served (joining mode, `joining.rs`: a device with a key but no
+/// community, its web UI on, which then goes on here as a member).
 pub fn run(
     loaded: LoadedConfig,
     options: RunOptions,
     started: impl FnOnce(&Started),
 ) -> Result<(), NodeError> {
+    let mut loaded = loaded;
     let paths = loaded.paths();
-    let config = &loaded.config;
 
     // 1. Observability: logs first, so every later step is recorded.
-    let level = format!("{:?}", config.observability.log_level).to_lowercase();
+    let level = format!("{:?}", loaded.config.observability.log_level).to_lowercase();
     let _log_guard = hearthnet_observability::logging::init(&paths.log_dir, &level, options.debug)?;
     let metrics = Arc::new(Metrics::new());
 
@@ -119,16 +125,13 @@ pub fn run(
     // 2. Identity: the device key must exist; `init` creates it.
     let key = KeyStore::new(&paths.keys_dir).load()?;
 
-    // 3. Community: without one the node cannot serve anyone.
-    config.community_id().ok_or(NodeError::NoCommunity)?;
-    let state_dir = paths.state_dir.clone().ok_or(NodeError::NoCommunity)?;
-    let community = CommunityManifest::load(&state_dir).map_err(|e| match e {
-        ManifestError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-            NodeError::NoCommunity
-        }
-        other => NodeError::Manifest(other),
-    })?;
-    let community_json = read_json(&state_dir.join(hearthnet_identity::community::MANIFEST_FILE))?;
+    // 3. Community: without one the node cannot serve anyone, but with
+    //    its web UI it can serve the join page.
+    let ui = loaded.config.ui.enabled && !options.no_ui;
+    let joining = loaded.config.community_id().is_none();
+    if joining && !ui {
+        return Err(NodeError::NoCommunity);
+    }
 
     // One node per data directory.
     let _lock = lock::NodeLock::acquire(&paths.runtime_dir)?;
@@ -142,6 +145,34 @@ pub fn run(
             context: "cannot start the async runtime".into(),
             source,
         })?;
+    let mut started = Some(started);
+    let mut tell = |s: &Started| {
+        if let Some(started) = started.take() {
+            started(s);
+        }
+    };
+    let mut handover = None;
+    if joining {
+        let Some(joined) = runtime.block_on(joining::serve(&loaded, &key, &mut tell))? else {
+            return Ok(());
+        };
+        loaded = joined.loaded.clone();
+        handover = Some(joined);
+    }
+    let paths = loaded.paths();
+    let state_dir = paths.state_dir.clone().ok_or(NodeError::NoCommunity)?;
+    let community = CommunityManifest::load(&state_dir).map_err(|e| match e {
+        ManifestError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            NodeError::NoCommunity
+        }
+        other => NodeError::Manifest(other),
+    })?;
+    let community_json = read_json(&state_dir.join(hearthnet_identity::community::MANIFEST_FILE))?;
+
+    let (ui_listener, ui_access) = match handover {
+        Some(h) => (Some(h.listener), Some(h.access)),
+        None => (None, None),
+    };
     let basics = wiring::Basics {
         loaded: loaded.clone(),
         paths,
@@ -150,11 +181,12 @@ pub fn run(
         community_json,
         state_dir,
         metrics,
-        ui: config.ui.enabled && !options.no_ui,
+        ui,
+        ui_access,
     };
     runtime.block_on(async {
-        let node = wiring::RunningNode::start(basics).await?;
-        started(&Started {
+        let node = wiring::RunningNode::start(basics, ui_listener).await?;
+        tell(&Started {
             ui_link: node.ui_link(),
         });
         // 15. Run until told to stop.

@@ -41,6 +41,9 @@ pub(crate) struct Basics {
     pub metrics: Arc<Metrics>,
     /// Serve the web UI (`ui.enabled` and no `--no-ui`).
     pub ui: bool,
+    /// The join page's logins and sessions, when this device joined
+    /// there (`joining.rs`): the full UI keeps them.
+    pub ui_access: Option<Arc<hearthnet_ui::access::Access>>,
 }
 
 /// A started node. Dropping it does not stop it: call [`Self::shutdown`].
@@ -81,8 +84,9 @@ struct Network {
 }
 
 impl RunningNode {
-    /// Steps 4–15 of the canonical wiring.
-    pub async fn start(basics: Basics) -> Result<Self, NodeError> {
+    /// Steps 4–15 of the canonical wiring; the web UI on `ui_listener`
+    /// when the join page handed it over, else on its own.
+    pub async fn start(basics: Basics, ui_listener: Option<Listener>) -> Result<Self, NodeError> {
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
         // 4. Core state.
@@ -92,7 +96,7 @@ impl RunningNode {
         // 6. Transport and bus: listeners bound before anything is
         //    announced, so a taken port fails start-up instead of
         //    half-starting.
-        let net = network(&basics, &log).await?;
+        let net = network(&basics, &log, ui_listener).await?;
         // 7. Peer registry; discovery announces at step 12, once we serve.
         let peers = Arc::new(PeerRegistry::default());
         // 8. Services.
@@ -317,18 +321,26 @@ async fn ui_lan(b: &Basics) -> Result<UiLan, NodeError> {
 
 /// 6. Both listeners bound, the TLS identity made from the device key, the
 ///    client for peers and the bus.
-async fn network(b: &Basics, log: &EventLog) -> Result<Network, NodeError> {
+async fn network(
+    b: &Basics,
+    log: &EventLog,
+    ui_listener: Option<Listener>,
+) -> Result<Network, NodeError> {
     let config = &b.loaded.config;
     let transport = &config.transport;
     let api = crate::bind(SocketAddr::new(transport.api_host, transport.api_port)).await?;
     let peer = crate::bind(SocketAddr::new(transport.peer_host, transport.peer_port)).await?;
-    let ui = match b.ui {
-        true => {
-            let ui = crate::bind(SocketAddr::new(config.ui.host, config.ui.port)).await?;
+    let ui = match (b.ui, ui_listener) {
+        (true, Some(ui)) => Some(ui),
+        (true, None) => Some(crate::bind(SocketAddr::new(config.ui.host, config.ui.port)).await?),
+        (false, _) => None,
+    };
+    let ui = match ui {
+        Some(ui) => {
             let addr = crate::local_addr(&ui)?;
             Some((ui, addr))
         }
-        false => None,
+        None => None,
     };
     let ui_lan = match b.ui && config.ui.lan_enabled {
         true => Some(ui_lan(b).await?),
@@ -601,6 +613,7 @@ fn serve(
             stop: stop.clone(),
             lan: net.ui_lan.as_ref().map(|l| l.lan.clone()),
             api_key: Some(api_key.clone()),
+            access: b.ui_access.clone(),
         });
         tasks.spawn(hearthnet_transport::serve(
             listener,

@@ -1,5 +1,7 @@
 //! QR codes for invites and identity cards: Unicode block art for the
-//! terminal (two modules per character cell) and a grayscale PNG.
+//! terminal (two modules per character cell) and a grayscale PNG; and
+//! reading one back from a picture ([`read`]: a PNG saved by `hearthnet`,
+//! a phone camera's JPEG), bounded before any pixel is decoded.
 
 use std::io;
 use std::path::Path;
@@ -104,27 +106,134 @@ impl Qr {
     }
 }
 
+/// The largest picture [`read`] looks at.
+pub const MAX_PICTURE_BYTES: usize = 8 << 20;
+/// The widest and tallest picture [`read`] decodes: a phone camera's
+/// 12-megapixel photo (4032 × 3024) fits, a crafted header asking for
+/// gigapixels does not.
+pub const MAX_PICTURE_SIDE: u32 = 8192;
+/// What decoding one picture may allocate: a 12-megapixel RGB photo
+/// (36 MiB) fits.
+const MAX_PICTURE_ALLOC: u64 = 64 << 20;
+/// Larger pictures are shrunk to this side before the search for a code:
+/// a code filling a third of the frame keeps several pixels per module,
+/// and the search takes a fraction of the time.
+const SEARCH_SIDE: u32 = 1600;
+
+/// Why no text came out of a picture.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("the picture is larger than {} MiB", MAX_PICTURE_BYTES >> 20)]
+    TooManyBytes,
+    #[error(
+        "the picture is larger than {MAX_PICTURE_SIDE} pixels on a side, or too large to decode"
+    )]
+    TooLarge,
+    #[error("not a picture that can be read (PNG or JPEG)")]
+    NotAPicture,
+    #[error("the picture is damaged: {0}")]
+    Damaged(String),
+    #[error("no QR code found in the picture")]
+    NoCode,
+}
+
+/// The text of the first readable QR code in `bytes`, a PNG or JPEG
+/// picture. The bounds hold before the work: the size in bytes first,
+/// then the dimensions and the allocation its header asks for.
+pub fn read(bytes: &[u8]) -> Result<String, ReadError> {
+    if bytes.len() > MAX_PICTURE_BYTES {
+        return Err(ReadError::TooManyBytes);
+    }
+    let mut reader = image::ImageReader::new(io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| ReadError::Damaged(e.to_string()))?;
+    if reader.format().is_none() {
+        return Err(ReadError::NotAPicture);
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_PICTURE_SIDE);
+    limits.max_image_height = Some(MAX_PICTURE_SIDE);
+    limits.max_alloc = Some(MAX_PICTURE_ALLOC);
+    reader.limits(limits);
+    let picture = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => ReadError::TooLarge,
+        image::ImageError::Unsupported(_) => ReadError::NotAPicture,
+        other => ReadError::Damaged(other.to_string()),
+    })?;
+    let picture = if picture.width().max(picture.height()) > SEARCH_SIDE {
+        picture.thumbnail(SEARCH_SIDE, SEARCH_SIDE)
+    } else {
+        picture
+    };
+    let luma = picture.into_luma8();
+    let (w, h) = (luma.width() as usize, luma.height() as usize);
+    let mut prepared =
+        rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| luma.as_raw()[y * w + x]);
+    prepared
+        .detect_grids()
+        .into_iter()
+        .find_map(|g| g.decode().ok().map(|(_, text)| text))
+        .ok_or(ReadError::NoCode)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn decode_png(bytes: &[u8]) -> String {
-        let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
-        let mut reader = decoder.read_info().unwrap();
-        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-        let info = reader.next_frame(&mut buf).unwrap();
-        let (w, h) = (info.width as usize, info.height as usize);
-        let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| buf[y * w + x]);
-        let grids = img.detect_grids();
-        assert_eq!(grids.len(), 1);
-        grids[0].decode().unwrap().1
-    }
 
     #[test]
     fn png_decodes_back_to_the_text() {
         let text = "hearthnet://v1/eyJzY2hlbWFfdmVyc2lvbiI6MX0";
         let qr = Qr::new(text).unwrap();
-        assert_eq!(decode_png(&qr.to_png(4).unwrap()), text);
+        assert_eq!(read(&qr.to_png(4).unwrap()).unwrap(), text);
+    }
+
+    /// A grayscale PNG of `w` × `h` light pixels.
+    fn blank_png(w: u32, h: u32) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let mut encoder = png::Encoder::new(&mut bytes, w, h);
+        encoder.set_color(png::ColorType::Grayscale);
+        let mut writer = encoder.write_header().unwrap();
+        writer
+            .write_image_data(&vec![255u8; (w * h) as usize])
+            .unwrap();
+        writer.finish().unwrap();
+        bytes
+    }
+
+    #[test]
+    fn a_jpeg_photo_of_a_code_reads_too() {
+        let text = "hearthnet://v1/eyJzY2hlbWFfdmVyc2lvbiI6MX0";
+        let png = Qr::new(text).unwrap().to_png(6).unwrap();
+        let picture = image::load_from_memory(&png).unwrap();
+        let mut jpeg = Vec::new();
+        picture
+            .write_to(
+                &mut std::io::Cursor::new(&mut jpeg),
+                image::ImageFormat::Jpeg,
+            )
+            .unwrap();
+        assert_eq!(read(&jpeg).unwrap(), text);
+    }
+
+    #[test]
+    fn pictures_without_a_code_too_large_or_not_pictures_are_refused_plainly() {
+        assert!(matches!(read(&blank_png(64, 64)), Err(ReadError::NoCode)));
+        assert!(matches!(
+            read(b"hearthnet://v1/not a picture"),
+            Err(ReadError::NotAPicture)
+        ));
+        let mut cut = blank_png(64, 64);
+        cut.truncate(cut.len() / 2);
+        assert!(matches!(read(&cut), Err(ReadError::Damaged(_))));
+        assert!(matches!(
+            read(&vec![0u8; MAX_PICTURE_BYTES + 1]),
+            Err(ReadError::TooManyBytes)
+        ));
+        // A few hundred bytes on disk, too wide to decode: refused on its
+        // header, before a pixel is decoded.
+        let wide = blank_png(MAX_PICTURE_SIDE + 1, 1);
+        assert!(wide.len() < 4096, "{}", wide.len());
+        assert!(matches!(read(&wide), Err(ReadError::TooLarge)));
     }
 
     #[test]

@@ -71,6 +71,19 @@ impl Listener {
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.inner.local_addr()
     }
+
+    /// Another handle on the same listening socket (its descriptor
+    /// duplicated): when a server on one stops, one on the other goes on
+    /// accepting at the same address, the connections that arrived in
+    /// between included. Within a Tokio runtime.
+    pub fn try_clone(&self) -> std::io::Result<Self> {
+        use std::os::fd::AsFd;
+        let socket = std::net::TcpListener::from(self.inner.as_fd().try_clone_to_owned()?);
+        socket.set_nonblocking(true)?;
+        Ok(Self {
+            inner: TcpListener::from_std(socket)?,
+        })
+    }
 }
 
 #[derive(Debug)]

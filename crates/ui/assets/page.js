@@ -124,8 +124,12 @@
           button.disabled = false;
         }
         if (xhr && xhr.status === 200) {
-          // The answer is a fragment of this node's own page.
+          // The answer is a fragment of this node's own page; its forms
+          // may be htmx's (the join page's Join button).
           out.innerHTML = xhr.responseText;
+          if (window.htmx) {
+            window.htmx.process(out);
+          }
           document.body.dispatchEvent(new Event("files-changed"));
         } else {
           out.textContent = refusal(form, xhr ? xhr.status : 0);

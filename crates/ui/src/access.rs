@@ -36,12 +36,27 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hearthnet_transport::LocalApi;
-use hearthnet_transport::http::{names_loopback, read_bytes};
+use hearthnet_transport::http::{BodyBudget, names_loopback, read_bytes};
 use parking_lot::Mutex;
 use rand_core::{OsRng, RngCore};
 
 use crate::UiState;
 use crate::text::TEXT;
+
+/// What the gate guards: the full UI ([`crate::UiState`]) and the join
+/// page of a device that is not a member yet ([`crate::joining`]), one
+/// gate for both.
+pub(crate) trait Guarded: Send + Sync + 'static {
+    fn access(&self) -> &Access;
+    /// What the session's form bodies in flight may hold together.
+    fn budget(&self) -> &Arc<BodyBudget>;
+    /// What the open pairing form's bodies in flight may hold together.
+    fn pairing_budget(&self) -> &Arc<BodyBudget>;
+    /// For a route whose body its handler reads as it arrives (an
+    /// upload), the most that body may hold; `None` for a form, which
+    /// the gate reads within [`crate::MAX_BODY_BYTES`].
+    fn upload_limit(&self, path: &str) -> Option<u64>;
+}
 
 /// How long a login link may be used.
 pub const LOGIN_TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 60);
@@ -363,8 +378,12 @@ impl IntoResponse for Refusal {
 
 /// Every request passes here before its route (see the module's doc); every
 /// answer, refusals included, leaves with the security headers.
-pub(crate) async fn gate(State(ui): State<Arc<UiState>>, req: Request, next: Next) -> Response {
-    let mut resp = match admit(&ui, req).await {
+pub(crate) async fn gate<S: Guarded>(
+    State(ui): State<Arc<S>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let mut resp = match admit(ui.as_ref(), req).await {
         Ok(req) => next.run(req).await,
         Err(refusal) => refusal.into_response(),
     };
@@ -458,7 +477,7 @@ fn names_lan(host: &str, port: u16) -> bool {
     given_port == Some(port) && (ip || local_name)
 }
 
-async fn admit(ui: &UiState, mut req: Request) -> Result<Request, Refusal> {
+async fn admit(ui: &impl Guarded, mut req: Request) -> Result<Request, Refusal> {
     let door = Door::of(&req)?;
     if door.open(&req) {
         if req.method() == Method::POST {
@@ -471,16 +490,15 @@ async fn admit(ui: &UiState, mut req: Request) -> Result<Request, Refusal> {
         return Ok(req);
     }
     let session = cookie_value(req.headers())
-        .and_then(|c| ui.access.session(c))
+        .and_then(|c| ui.access().session(c))
         .ok_or(Refusal::NoSession)?;
     let mut req = if matches!(*req.method(), Method::GET | Method::HEAD) {
         req
     } else {
         same_origin(req.headers(), &door)?;
-        if crate::pages::UPLOAD_PATHS.contains(&req.uri().path()) {
-            checked_upload(req, &session.csrf)?
-        } else {
-            checked_body(ui, req, &session.csrf).await?
+        match ui.upload_limit(req.uri().path()) {
+            Some(limit) => checked_upload(req, &session.csrf, limit)?,
+            None => checked_body(ui, req, &session.csrf).await?,
         }
     };
     req.extensions_mut().insert(session);
@@ -526,13 +544,13 @@ enum Reader {
 /// Read the body within its bound and budget ([`Reader`]); the request
 /// with the bytes read, and the bytes.
 async fn bounded_body(
-    ui: &UiState,
+    ui: &impl Guarded,
     req: Request,
     reader: Reader,
 ) -> Result<(Request, axum::body::Bytes), Refusal> {
     let (limit, budget) = match reader {
-        Reader::Session => (crate::MAX_BODY_BYTES, &ui.budget),
-        Reader::Pairing => (MAX_PAIR_BODY_BYTES, &ui.pairing_budget),
+        Reader::Session => (crate::MAX_BODY_BYTES, ui.budget()),
+        Reader::Pairing => (MAX_PAIR_BODY_BYTES, ui.pairing_budget()),
     };
     let (parts, body) = req.into_parts();
     let declared = parts
@@ -554,7 +572,7 @@ async fn bounded_body(
 
 /// Read the body bounded ([`bounded_body`]) and check the CSRF token
 /// (header, else the form's `csrf` field).
-async fn checked_body(ui: &UiState, req: Request, csrf: &str) -> Result<Request, Refusal> {
+async fn checked_body(ui: &impl Guarded, req: Request, csrf: &str) -> Result<Request, Refusal> {
     let (req, bytes) = bounded_body(ui, req, Reader::Session).await?;
     let presented = match req.headers().get(CSRF_HEADER) {
         Some(v) => v.to_str().ok().map(str::to_owned),
@@ -568,19 +586,20 @@ async fn checked_body(ui: &UiState, req: Request, csrf: &str) -> Result<Request,
     Ok(req)
 }
 
-/// An upload's body is a file, up to [`crate::pages::MAX_UPLOAD_BYTES`]:
-/// too much to hold in memory, so it is handed on unread for its handler
-/// to write to disk as it arrives, bounded there too (a body without a
-/// length, or one longer than it said, is cut off at the bound). The
-/// CSRF token must be in the header, since the body is not read here; a
-/// declared length over the bound is refused before a byte is read.
-fn checked_upload(req: Request, csrf: &str) -> Result<Request, Refusal> {
+/// An upload's body is a file, up to `limit` (e.g.
+/// [`crate::pages::MAX_UPLOAD_BYTES`]): too much to hold in memory, so it
+/// is handed on unread for its handler to read as it arrives, bounded
+/// there too (a body without a length, or one longer than it said, is cut
+/// off at the bound). The CSRF token must be in the header, since the
+/// body is not read here; a declared length over the bound is refused
+/// before a byte is read.
+fn checked_upload(req: Request, csrf: &str, limit: u64) -> Result<Request, Refusal> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > crate::pages::MAX_UPLOAD_BYTES) {
+    if declared.is_some_and(|n| n > limit) {
         return Err(Refusal::BodyTooLarge);
     }
     let presented = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok());

@@ -2,21 +2,18 @@
 //! vendored htmx with its SSE extension (`assets/README.md` names their versions). Served
 //! behind the session like every page.
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-
-use crate::UiState;
 
 pub const CSS: &str = include_str!("../assets/app.css");
 pub const HTMX: &[u8] = include_bytes!("../assets/htmx.min.js");
 pub const HTMX_SSE: &[u8] = include_bytes!("../assets/sse.min.js");
 pub const PAGE: &[u8] = include_bytes!("../assets/page.js");
 
-pub(crate) fn routes() -> Router<Arc<UiState>> {
+/// The routes of the assets, for the full UI and the join page alike.
+pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route(
             "/assets/app.css",

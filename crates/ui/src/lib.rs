@@ -16,6 +16,10 @@
 //! bus in-process, as the node's own key: the browser never holds a key
 //! and never signs anything.
 //!
+//! A device that has a key but no community yet gets [`Joining`] instead:
+//! the join page alone, behind the same gate, whose login and session
+//! the full UI takes over once the device has joined.
+//!
 //! Architecture invariant: nothing reaches a handler before the gate
 //! (`access::gate`) has checked `Host`, the session and, for anything but
 //! GET and HEAD, `Origin` and the CSRF token; the login link is the one
@@ -24,9 +28,12 @@
 pub mod access;
 mod assets;
 mod calls;
+mod joining;
 mod live;
 mod pages;
 pub mod text;
+
+pub use joining::{Joining, JoiningParts, Redeemer};
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -40,7 +47,7 @@ use hearthnet_wire::local::{UiLink, UiPairing};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::access::Access;
+use crate::access::{Access, Guarded};
 
 /// The largest request body the UI reads (a form): anything larger is
 /// refused before a byte of it is buffered.
@@ -69,6 +76,10 @@ pub struct Parts {
     pub api_key: Option<ApiKeyFile>,
     /// The LAN listener for paired devices, when `ui.lan_enabled`.
     pub lan: Option<Lan>,
+    /// The logins and sessions of the join page this device was served
+    /// until it joined ([`Joining::access`]): the browser that joined
+    /// stays logged in. `None`: none yet.
+    pub access: Option<Arc<Access>>,
 }
 
 /// The UI's listener on the LAN (HTTPS), for the pairing codes to name.
@@ -94,7 +105,7 @@ pub(crate) struct UiState {
     pub view: Arc<dyn NodeView>,
     pub emergency: Option<watch::Receiver<hearthnet_emergency::Status>>,
     pub log: Option<watch::Receiver<i64>>,
-    pub access: Access,
+    pub access: Arc<Access>,
     /// Calls the pages started that the browser follows as they run.
     pub running: pages::Running,
     pub budget: Arc<BodyBudget>,
@@ -115,7 +126,7 @@ impl Ui {
                 view: parts.view,
                 emergency: parts.emergency,
                 log: parts.log,
-                access: Access::default(),
+                access: parts.access.unwrap_or_default(),
                 running: pages::Running::default(),
                 budget: BodyBudget::new(BODY_BUDGET_BYTES, 0),
                 pairing_budget: BodyBudget::new(PAIRING_BUDGET_BYTES, 0),
@@ -161,11 +172,35 @@ impl Ui {
 
     /// A fresh one-time login link.
     pub fn login_link(&self) -> UiLink {
-        let token = self.state.access.issue_login_token();
-        UiLink {
-            url: format!("{}/login?token={token}", self.state.origin),
-            expires_in_seconds: access::LOGIN_TOKEN_LIFETIME.as_secs(),
-        }
+        login_link(&self.state.access, &self.state.origin)
+    }
+}
+
+/// A fresh one-time login link to the UI at `origin`.
+fn login_link(access: &Access, origin: &str) -> UiLink {
+    UiLink {
+        url: format!("{origin}/login?token={}", access.issue_login_token()),
+        expires_in_seconds: access::LOGIN_TOKEN_LIFETIME.as_secs(),
+    }
+}
+
+impl Guarded for UiState {
+    fn access(&self) -> &Access {
+        &self.access
+    }
+
+    fn budget(&self) -> &Arc<BodyBudget> {
+        &self.budget
+    }
+
+    fn pairing_budget(&self) -> &Arc<BodyBudget> {
+        &self.pairing_budget
+    }
+
+    fn upload_limit(&self, path: &str) -> Option<u64> {
+        pages::UPLOAD_PATHS
+            .contains(&path)
+            .then_some(pages::MAX_UPLOAD_BYTES)
     }
 }
 

@@ -56,7 +56,7 @@ pub(crate) fn ui() -> Ui {
 }
 
 pub(crate) fn ui_on(bus: Arc<Bus>) -> Ui {
-    ui_with(bus, None)
+    ui_with(bus, None, None)
 }
 
 /// A UI whose Settings manage the gateway key in `file`.
@@ -66,10 +66,20 @@ pub(crate) fn ui_with_key(file: hearthnet_identity::ApiKeyFile) -> Ui {
     ui_with(
         Arc::new(Bus::new(id, Default::default(), metrics)),
         Some(file),
+        None,
     )
 }
 
-fn ui_with(bus: Arc<Bus>, api_key: Option<hearthnet_identity::ApiKeyFile>) -> Ui {
+/// A UI that took over the sessions of a device's join page.
+pub(crate) fn ui_with_access(bus: Arc<Bus>, access: Arc<crate::access::Access>) -> Ui {
+    ui_with(bus, None, Some(access))
+}
+
+fn ui_with(
+    bus: Arc<Bus>,
+    api_key: Option<hearthnet_identity::ApiKeyFile>,
+    access: Option<Arc<crate::access::Access>>,
+) -> Ui {
     Ui::new(Parts {
         bus,
         view: Arc::new(Fake),
@@ -79,7 +89,33 @@ fn ui_with(bus: Arc<Bus>, api_key: Option<hearthnet_identity::ApiKeyFile>) -> Ui
         stop: CancellationToken::new(),
         lan: None,
         api_key,
+        access,
     })
+}
+
+/// What the helpers drive: the full UI, or the join page of a device
+/// that is not a member yet.
+pub(crate) trait Served {
+    fn router(&self) -> axum::Router;
+    fn login_link(&self) -> hearthnet_wire::local::UiLink;
+}
+
+impl Served for Ui {
+    fn router(&self) -> axum::Router {
+        Ui::router(self)
+    }
+    fn login_link(&self) -> hearthnet_wire::local::UiLink {
+        Ui::login_link(self)
+    }
+}
+
+impl Served for Joining {
+    fn router(&self) -> axum::Router {
+        Joining::router(self)
+    }
+    fn login_link(&self) -> hearthnet_wire::local::UiLink {
+        Joining::login_link(self)
+    }
 }
 
 pub(crate) struct Answer {
@@ -88,7 +124,7 @@ pub(crate) struct Answer {
     pub body: String,
 }
 
-pub(crate) async fn send(ui: &Ui, mut req: Request<Body>) -> Answer {
+pub(crate) async fn send(ui: &impl Served, mut req: Request<Body>) -> Answer {
     req.extensions_mut().insert(LocalApi { port: PORT });
     let resp = ui.router().oneshot(req).await.unwrap();
     let status = resp.status();
@@ -108,7 +144,7 @@ pub(crate) fn get(path: &str) -> axum::http::request::Builder {
 }
 
 /// Log in through a fresh link; the session cookie to send.
-pub(crate) async fn logged_in(ui: &Ui) -> String {
+pub(crate) async fn logged_in(ui: &impl Served) -> String {
     let link = ui.login_link();
     let path = link.url.strip_prefix("http://127.0.0.1:7860").unwrap();
     let answer = send(ui, get(path).body(Body::empty()).unwrap()).await;
@@ -121,7 +157,7 @@ pub(crate) async fn logged_in(ui: &Ui) -> String {
 }
 
 /// The session's CSRF token, as the page carries it.
-pub(crate) async fn csrf(ui: &Ui, cookie: &str) -> String {
+pub(crate) async fn csrf(ui: &impl Served, cookie: &str) -> String {
     let page = send(
         ui,
         get("/")
@@ -422,6 +458,7 @@ pub(crate) fn ui_with_lan() -> Ui {
             origins: vec!["https://192.168.1.20:7861".into()],
             certificate_sha256: "AB:CD".into(),
         }),
+        access: None,
     })
 }
 
@@ -544,7 +581,7 @@ async fn on_the_lan_only_a_pairing_code_opens_a_session_and_the_host_must_be_an_
 // Market and Messages: what they refuse before calling any service.
 
 /// GET `path` with the session `cookie`.
-pub(crate) async fn open_page(ui: &Ui, cookie: &str, path: &str) -> Answer {
+pub(crate) async fn open_page(ui: &impl Served, cookie: &str, path: &str) -> Answer {
     send(
         ui,
         get(path)
@@ -574,7 +611,7 @@ pub(crate) fn form_request(path: &str, cookie: &str, csrf: &str, body: &str) -> 
 }
 
 /// POST `body` (a form) to `path` from our origin with the session's token.
-pub(crate) async fn post_form(ui: &Ui, cookie: &str, path: &str, body: &str) -> Answer {
+pub(crate) async fn post_form(ui: &impl Served, cookie: &str, path: &str, body: &str) -> Answer {
     let token = csrf(ui, cookie).await;
     send(ui, form_request(path, cookie, &token, body)).await
 }

@@ -274,8 +274,8 @@ fn join_community(
     show_card(key, display_name, paths)?;
     let Some(p) = prompter else {
         printer::hint(
-            "once a member has invited this device: `hearthnet init --join <invite>`; \
-             `hearthnet identity` shows the card again",
+            "once a member has invited this device: `hearthnet init --join <invite>`, or \
+             `hearthnet run` and its join page; `hearthnet identity` shows the card again",
         );
         return Ok(ExitStatus::Success);
     };

@@ -374,10 +374,24 @@ impl Sandbox {
         Some(self.start_node_from(cmd, extra_env))
     }
 
-    fn start_node_from(&self, mut cmd: Command, extra_env: &[(&str, &str)]) -> RunningNode {
-        let runtime_file = self.data_dir().join("run/node.json");
-        let _ = std::fs::remove_file(&runtime_file);
-        let mut child = cmd
+    /// Start `hearthnet run` with its web UI on a device that has a key
+    /// but no community: it serves the join page, whose login link is the
+    /// first line of stdout ([`RunningNode::first_ui_link`]); no runtime
+    /// file until it has joined.
+    pub fn start_joining(&self) -> RunningNode {
+        let (node, _stderr) =
+            self.spawn_node(self.command(&["run"]), &[("HEARTHNET_UI_PORT", "0")]);
+        node
+    }
+
+    /// Spawn a node as [`Self::start_node_from`] does, without waiting:
+    /// the node and the thread draining its stderr.
+    fn spawn_node(
+        &self,
+        mut cmd: Command,
+        extra_env: &[(&str, &str)],
+    ) -> (RunningNode, std::thread::JoinHandle<Vec<u8>>) {
+        let child = cmd
             .env("HEARTHNET_TRANSPORT_API_PORT", "0")
             .env("HEARTHNET_TRANSPORT_PEER_PORT", "0")
             .env("HEARTHNET_TRANSPORT_PEER_HOST", "127.0.0.1")
@@ -393,11 +407,19 @@ impl Sandbox {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn hearthnet run");
+        let mut child = child;
         let stderr = drain_keeping_the_tail(child.stderr.take().expect("piped stderr"));
-        let mut node = RunningNode {
+        let node = RunningNode {
             child: Some(child),
             api: "127.0.0.1:1".parse().unwrap(),
         };
+        (node, stderr)
+    }
+
+    fn start_node_from(&self, cmd: Command, extra_env: &[(&str, &str)]) -> RunningNode {
+        let runtime_file = self.data_dir().join("run/node.json");
+        let _ = std::fs::remove_file(&runtime_file);
+        let (mut node, stderr) = self.spawn_node(cmd, extra_env);
         let start = Instant::now();
         loop {
             assert!(

@@ -15,6 +15,7 @@ mod browser;
 #[path = "../common/mod.rs"]
 mod common;
 mod files;
+mod join;
 mod market;
 mod messages;
 mod pairing;

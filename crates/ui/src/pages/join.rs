@@ -1,9 +1,8 @@
-//! Join: how a new device joins, and a check of a pasted invite. A device
-//! that is not yet a member runs no node (`hearthnet run` refuses until
-//! it has joined), so it has no UI of its own: it joins from its terminal
-//! (`hearthnet init --join INVITE`). This page, on any member's node,
-//! explains the steps and reads an invite back (its community, inviter,
-//! invitee, level and expiry, its signature checked) without using it up.
+//! Join, on a member's node: how a new device joins, and a check of a
+//! pasted invite (its community, inviter, invitee, level and expiry, its
+//! signature checked) without using it up. The new device's own page
+//! ([`crate::joining`]) reads invites and shows their facts with the same
+//! code ([`read_invite`], [`InviteFacts`]), and offers to join.
 
 use std::sync::Arc;
 
@@ -51,13 +50,21 @@ async fn join(
     Ok(Html(page.render()?))
 }
 
+/// An invite's facts as a person reads them: on a member's node with
+/// whether its device joined already and the command that uses it; on
+/// the new device with the button that does.
 #[derive(Template)]
 #[template(path = "join_invite.html")]
-struct InviteFacts {
+pub(crate) struct InviteFacts {
     t: &'static Text,
     expired: bool,
+    /// Why this device cannot use it, in plain words; empty when it can
+    /// (or, on a member's node, when that is not for here to say).
+    problem: &'static str,
     /// Its device is a member of this node's community already.
     joined: bool,
+    /// Shown on the device it is for, which may join with it here.
+    on_new_device: bool,
     community: String,
     community_id: String,
     inviter: String,
@@ -68,6 +75,50 @@ struct InviteFacts {
     text: String,
 }
 
+impl InviteFacts {
+    /// The facts of `invite` (read from `text`), its nodes named by
+    /// `name`.
+    fn of(invite: &Invite, text: String, name: impl Fn(&NodeId) -> String) -> Self {
+        let expired = Timestamp::now() > invite.expires_at;
+        Self {
+            t: &TEXT,
+            expired,
+            problem: if expired {
+                TEXT.settings.join_expired
+            } else {
+                ""
+            },
+            joined: false,
+            on_new_device: false,
+            community: invite.community_name.clone(),
+            community_id: invite.community_id.short(),
+            inviter: name(&invite.inviter_node_id),
+            invitee: name(&invite.invitee_node_id),
+            level: super::settings::level_words(invite.initial_level),
+            expires_at: invite.expires_at.to_string(),
+            endpoints: invite
+                .bootstrap_endpoints
+                .iter()
+                .map(|e| format!("{}:{}", e.host, e.port))
+                .collect(),
+            text,
+        }
+    }
+
+    /// On the new device `us`: whether it may join with it, and why not.
+    pub(crate) fn on_device(invite: &Invite, text: String, us: &NodeId) -> Self {
+        let mut facts = Self::of(invite, text, |node| match node == us {
+            true => format!("{} ({})", TEXT.join.this_device, node.short()),
+            false => node.short(),
+        });
+        facts.on_new_device = true;
+        if invite.invitee_node_id != *us {
+            facts.problem = TEXT.join.for_another_device;
+        }
+        facts
+    }
+}
+
 /// A node as this node knows it: `name (short id)`, or the short id.
 fn known_as(s: Option<&Status>, node: &NodeId) -> String {
     match s.and_then(|s| super::settings::name_of(s, node)) {
@@ -76,10 +127,11 @@ fn known_as(s: Option<&Status>, node: &NodeId) -> String {
     }
 }
 
-/// The pasted invite, decoded and its signature checked.
-fn read_invite(form: &Form) -> Result<(Invite, String), CallFailure> {
+/// The invite in `text` (pasted, or read off a QR code), decoded and its
+/// signature checked.
+pub(crate) fn read_invite(text: &str) -> Result<Invite, CallFailure> {
     let t = &TEXT.settings;
-    let text = form.field("invite");
+    let text = text.trim();
     if text.len() > MAX_INVITE_CHARS {
         return Err(CallFailure::refused(t.refused_too_long));
     }
@@ -87,7 +139,7 @@ fn read_invite(form: &Form) -> Result<(Invite, String), CallFailure> {
         return Err(CallFailure::refused(t.refused_card_not_invite));
     }
     match Invite::decode(text) {
-        Ok(invite) => Ok((invite, text.to_owned())),
+        Ok(invite) => Ok(invite),
         Err(OnboardingError::InviteInvalid(_)) => {
             Err(CallFailure::refused(t.refused_not_an_invite))
         }
@@ -99,31 +151,19 @@ fn read_invite(form: &Form) -> Result<(Invite, String), CallFailure> {
 }
 
 async fn check(State(ui): State<Arc<UiState>>, body: Bytes) -> Result<Html<String>, CallFailure> {
-    let (invite, text) = read_invite(&Form::parse(&body))?;
+    let form = Form::parse(&body);
+    let invite = read_invite(form.field("invite"))?;
     let s = status(&ui).await.ok();
-    let facts = InviteFacts {
-        t: &TEXT,
-        expired: Timestamp::now() > invite.expires_at,
-        joined: s
-            .as_ref()
-            .is_some_and(|s| s.community.id == invite.community_id)
-            && ui
-                .view
-                .members()
-                .iter()
-                .any(|m| m.node_id == invite.invitee_node_id),
-        community: invite.community_name.clone(),
-        community_id: invite.community_id.short(),
-        inviter: known_as(s.as_ref(), &invite.inviter_node_id),
-        invitee: known_as(s.as_ref(), &invite.invitee_node_id),
-        level: super::settings::level_words(invite.initial_level),
-        expires_at: invite.expires_at.to_string(),
-        endpoints: invite
-            .bootstrap_endpoints
+    let mut facts = InviteFacts::of(&invite, form.field("invite").to_owned(), |node| {
+        known_as(s.as_ref(), node)
+    });
+    facts.joined = s
+        .as_ref()
+        .is_some_and(|s| s.community.id == invite.community_id)
+        && ui
+            .view
+            .members()
             .iter()
-            .map(|e| format!("{}:{}", e.host, e.port))
-            .collect(),
-        text,
-    };
+            .any(|m| m.node_id == invite.invitee_node_id);
     Ok(Html(facts.render()?))
 }

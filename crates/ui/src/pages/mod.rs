@@ -20,7 +20,7 @@ use hearthnet_wire::local::Status;
 use serde::Deserialize;
 
 use crate::UiState;
-use crate::access::{self, Door, Session};
+use crate::access::{self, Door, Guarded, Session};
 use crate::calls::CallFailure;
 use crate::text::{TEXT, Text};
 
@@ -37,14 +37,17 @@ mod settings;
 
 pub use emergency::{EmergencyFragment, EmergencyView};
 pub use home::{Neighbourhood, NeighbourhoodFragment};
+pub(crate) use join::{InviteFacts, read_invite};
 pub use market::market_fragment;
 pub use messages::conversations_fragment;
 #[cfg(test)]
 pub use running::PER_SESSION;
 pub use running::Running;
+pub(crate) use settings::qr_data_url;
 pub use settings::{Members, MembersFragment};
 
 pub const LOGIN_PATH: &str = "/login";
+pub const LOGOUT_PATH: &str = "/logout";
 pub use pair::PAIR_PATH;
 
 pub(crate) fn routes() -> Router<Arc<UiState>> {
@@ -58,9 +61,9 @@ pub(crate) fn routes() -> Router<Arc<UiState>> {
         .merge(running::routes())
         .merge(market::routes())
         .merge(messages::routes())
-        .route(LOGIN_PATH, get(login))
+        .route(LOGIN_PATH, get(login::<UiState>))
         .merge(pair::routes())
-        .route("/logout", post(logout))
+        .route(LOGOUT_PATH, post(logout::<UiState>))
         .fallback(not_found)
 }
 
@@ -193,7 +196,9 @@ pub struct Chrome {
     pub title: &'static str,
     pub nav: Vec<NavItem>,
     pub csrf: String,
-    pub banner: Banner,
+    /// `None` on the join page of a device not yet a member.
+    pub banner: Option<Banner>,
+    /// Empty: no live stream.
     pub live: &'static str,
 }
 
@@ -210,8 +215,20 @@ impl Chrome {
                 })
                 .collect(),
             csrf: session.csrf.clone(),
-            banner: Banner::of(status),
+            banner: Some(Banner::of(status)),
             live: page.live_name(),
+        }
+    }
+
+    /// The join page of a device that is not a member yet: it has no
+    /// other page, no internet watch and nothing live.
+    pub fn joining(title: &'static str, session: &Session) -> Self {
+        Self {
+            title,
+            nav: Vec::new(),
+            csrf: session.csrf.clone(),
+            banner: None,
+            live: "",
         }
     }
 }
@@ -405,18 +422,18 @@ impl Names {
 }
 
 #[derive(Deserialize)]
-struct LoginQuery {
+pub(crate) struct LoginQuery {
     token: String,
 }
 
 /// Spend a one-time link: a session cookie and on to Home (the token
 /// leaves the address bar), or a page that says how to get a new link.
-async fn login(
-    State(ui): State<Arc<UiState>>,
+pub(crate) async fn login<S: Guarded>(
+    State(ui): State<Arc<S>>,
     Extension(door): Extension<Door>,
     query: Result<Query<LoginQuery>, ApiError>,
 ) -> Response {
-    let cookie = query.ok().and_then(|Query(q)| ui.access.redeem(&q.token));
+    let cookie = query.ok().and_then(|Query(q)| ui.access().redeem(&q.token));
     cookie
         .and_then(|c| to_home_with(&c, &door))
         .unwrap_or_else(|| {
@@ -436,11 +453,11 @@ fn to_home_with(cookie: &str, door: &Door) -> Option<Response> {
     Some(resp)
 }
 
-async fn logout(
-    State(ui): State<Arc<UiState>>,
+pub(crate) async fn logout<S: Guarded>(
+    State(ui): State<Arc<S>>,
     Extension(session): Extension<Session>,
 ) -> Response {
-    ui.access.end(&session);
+    ui.access().end(&session);
     let mut resp = plain_page(StatusCode::OK, TEXT.logged_out_title, TEXT.logged_out);
     if let Ok(v) = HeaderValue::from_str(&access::cleared_cookie()) {
         resp.headers_mut().insert(header::SET_COOKIE, v);

@@ -7,6 +7,7 @@ use hearthnet_base::ErrorCode;
 
 pub mod ask;
 pub mod files;
+pub mod join;
 pub mod market;
 pub mod messages;
 pub mod settings;
@@ -100,6 +101,7 @@ pub struct Text {
     pub settings: settings::SettingsText,
     pub market: market::MarketText,
     pub messages: messages::MessagesText,
+    pub join: join::JoinText,
 }
 
 /// The UI in English.
@@ -157,7 +159,7 @@ pub static TEXT: Text = Text {
 
     refused_title: "Not allowed",
     refused_host: "This page must be opened at the address `hearthnet ui link` prints (127.0.0.1, localhost or [::1] with the UI's port).",
-    refused_no_session: "You are not logged in. Run `hearthnet ui link` on this computer and open the link it prints.",
+    refused_no_session: "You are not logged in. Run `hearthnet ui link` on this computer and open the link it prints (on a device that has not joined a community yet, start `hearthnet run` again for a new link).",
     refused_cross_origin: "This request came from another web site and was refused. Use the HearthNet page itself.",
     refused_csrf: "This form is out of date. Reload the page and try again.",
     refused_body: "What was sent is too large. Send less at once.",
@@ -169,9 +171,9 @@ pub static TEXT: Text = Text {
     pair_submit: "Pair",
     pair_failed: "That code did not work. Each code works once and for ten minutes, and after ten wrong tries every code stops working. Get a new code with `hearthnet ui pair` on the node's computer.",
     login_failed_title: "This login link does not work",
-    login_failed: "Each link works once and for ten minutes. Run `hearthnet ui link` on this computer for a new one.",
+    login_failed: "Each link works once and for ten minutes. Run `hearthnet ui link` on this computer for a new one (on a device that has not joined a community yet, start `hearthnet run` again).",
     logged_out_title: "Logged out",
-    logged_out: "You are logged out. Run `hearthnet ui link` on this computer to log in again.",
+    logged_out: "You are logged out. Run `hearthnet ui link` on this computer to log in again (on a device that has not joined a community yet, start `hearthnet run` again).",
     not_found_title: "No such page",
     not_found: "There is no page here. Use the menu to go on.",
     failed_title: "Something went wrong",
@@ -216,6 +218,7 @@ pub static TEXT: Text = Text {
     settings: settings::SETTINGS,
     market: market::ENGLISH,
     messages: messages::ENGLISH,
+    join: join::ENGLISH,
 };
 
 impl Text {

@@ -151,7 +151,7 @@ pub const SETTINGS: SettingsText = SettingsText {
     profile_change: "To change this node's name, set `display_name` under `[identity]` in its config.toml and restart the node (`hearthnet run`); neighbours see the new name from then on.",
 
     invite_h: "Invite a device",
-    invite_intro: "On the new device, run `hearthnet init --join`: it shows the device's identity card (a QR code and a text starting with hearthnet-id://). Paste that text here to make an invite for exactly that device.",
+    invite_intro: "On the new device, run `hearthnet run` and open the link it prints (on a device without a screen, run `hearthnet init --join`): it shows the device's identity card (a QR code and a text starting with hearthnet-id://). Paste that text here to make an invite for exactly that device.",
     invite_card: "The new device's identity card or device ID",
     invite_card_hint: "hearthnet-id://v1/… or ed25519:…",
     invite_name: "Its name (optional)",
@@ -171,7 +171,7 @@ pub const SETTINGS: SettingsText = SettingsText {
     invite_qr_alt: "QR code of the invite, for the new device to scan",
     invite_no_qr: "This invite is too long for a QR code: pass on its text.",
     invite_text: "Invite text",
-    invite_next: "On the new device, run `hearthnet init --join` followed by this text in quotes, or save the QR code as a picture and run `hearthnet invite redeem <picture.png>`. It works once, for that device only.",
+    invite_next: "On the new device's join page, take a picture of this QR code or paste this text, and press Join. In its terminal instead: `hearthnet init --join` followed by this text in quotes, or `hearthnet invite redeem <picture.png>`. It works once, for that device only.",
     join_page_link: "What the new device does, step by step",
 
     members_h: "Members",
@@ -249,10 +249,10 @@ pub const SETTINGS: SettingsText = SettingsText {
     gateway_unavailable: "This node does not manage a gateway key from here. Use `hearthnet api-key` on the node's computer.",
 
     join_title: "Join",
-    join_intro: "A new device joins from its own terminal: the node starts only once it is a member. This page checks an invite before you use it; it does not use it up.",
-    join_step_card: "On the new device, run `hearthnet init --join`. It shows the device's identity card.",
+    join_intro: "A new device joins on its own join page, or from its terminal. This page checks an invite before it is used; it does not use it up.",
+    join_step_card: "On the new device, run `hearthnet run` and open the link it prints: its join page shows the device's identity card. (Without a screen: `hearthnet init --join` shows it in the terminal.)",
     join_step_invite: "A member opens Settings → Invite a device on their node and pastes that card.",
-    join_step_run: "On the new device, run `hearthnet init --join 'hearthnet://v1/…'` with the invite text, then `hearthnet run`.",
+    join_step_run: "On the new device's join page, take a picture of the invite's QR code or paste its text, and press Join. Or in its terminal: `hearthnet init --join 'hearthnet://v1/…'` with the invite text, then `hearthnet run`.",
     join_step_qr: "Or save the invite's QR code as a picture on the new device and run `hearthnet invite redeem <picture.png>`.",
     join_check_h: "Check an invite",
     join_invite: "Invite",

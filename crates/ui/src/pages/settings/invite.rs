@@ -88,7 +88,7 @@ struct InviteFragment {
 
 /// The PNG of `text`'s QR code as a data URL; `None` when `text` is too
 /// long for one.
-pub(super) fn qr_data_url(text: &str) -> Option<String> {
+pub(crate) fn qr_data_url(text: &str) -> Option<String> {
     let png = Qr::new(text).ok()?.to_png(QR_SCALE).ok()?;
     Some(format!(
         "data:image/png;base64,{}",

@@ -8,6 +8,7 @@
 mod gateway;
 mod invite;
 mod pairing;
+pub(crate) use invite::qr_data_url;
 mod proposal;
 
 use std::sync::Arc;
