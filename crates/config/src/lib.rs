@@ -23,6 +23,7 @@ pub use llm::{ApiKey, BaseUrl, BaseUrlError};
 pub use paths::{BaseDirs, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, PrivateError};
 pub use schema::*;
 
+use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 /// Sections of the file, in the order they are written.
@@ -53,6 +54,11 @@ pub struct LoadedConfig {
     /// Whether that file existed (otherwise every value is a default).
     pub file_existed: bool,
     pub dirs: BaseDirs,
+    /// What the file alone says (no `HEARTHNET_*` override), and
+    /// `config` as loaded: [`save`] writes the first with the changes
+    /// made to `config` since, so an override of one run is not kept.
+    file_alone: Config,
+    as_loaded: Config,
 }
 
 impl LoadedConfig {
@@ -80,11 +86,18 @@ pub fn load(explicit: Option<&Path>, env: &Env) -> Result<LoadedConfig, ConfigEr
         Err(source) => return Err(ConfigError::Read { path, source }),
     };
     let config = schema::parse(text.as_deref(), &path, env)?;
+    // A file that is valid only with this run's overrides is written back
+    // with them (nothing else could be written).
+    let no_overrides = Env::from_pairs(std::iter::empty::<(&str, &str)>());
+    let file_alone =
+        schema::parse(text.as_deref(), &path, &no_overrides).unwrap_or_else(|_| config.clone());
     Ok(LoadedConfig {
+        as_loaded: config.clone(),
         config,
         file_existed: text.is_some(),
         path,
         dirs,
+        file_alone,
     })
 }
 
@@ -105,14 +118,98 @@ pub fn config_path(explicit: Option<&Path>, env: &Env, dirs: &BaseDirs) -> (Path
     }
 }
 
-/// Write `config` to `path` atomically, so a crash leaves either the old
-/// file or the new one, never half of either.
-pub fn save(config: &Config, path: &Path) -> Result<(), ConfigError> {
+/// Write the changes made to `loaded.config` since it was loaded to its
+/// file, over what the file says: a value that came from a `HEARTHNET_*`
+/// variable of this run is not written unless it was changed. Atomic, so
+/// a crash leaves either the old file or the new one, never half of
+/// either.
+pub fn save(loaded: &LoadedConfig) -> Result<(), ConfigError> {
+    let table =
+        |c: &Config| toml::Table::try_from(c).map_err(|e| ConfigError::Encode(e.to_string()));
+    let mut file = table(&loaded.file_alone)?;
+    changes_onto(
+        &mut file,
+        &table(&loaded.as_loaded)?,
+        &table(&loaded.config)?,
+    );
+    let config = Config::deserialize(toml::Value::Table(file))
+        .map_err(|e| ConfigError::Encode(e.to_string()))?;
     let text = config.to_toml()?;
-    hearthnet_base::fsio::atomic_write(path, text.as_bytes(), 0o644).map_err(|source| {
+    hearthnet_base::fsio::atomic_write(&loaded.path, text.as_bytes(), 0o644).map_err(|source| {
         ConfigError::Write {
-            path: path.to_path_buf(),
+            path: loaded.path.clone(),
             source,
         }
     })
+}
+
+/// Set in `file` every key whose value differs between `before` and
+/// `after` (tables key by key, anything else whole), and remove what
+/// `after` no longer has.
+fn changes_onto(file: &mut toml::Table, before: &toml::Table, after: &toml::Table) {
+    for (key, now) in after {
+        match (before.get(key), now) {
+            (Some(was), _) if was == now => {}
+            (Some(toml::Value::Table(was)), toml::Value::Table(now)) => {
+                let entry = file
+                    .entry(key.clone())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                if !entry.is_table() {
+                    *entry = toml::Value::Table(toml::Table::new());
+                }
+                if let toml::Value::Table(inner) = entry {
+                    changes_onto(inner, was, now);
+                }
+            }
+            _ => {
+                file.insert(key.clone(), now.clone());
+            }
+        }
+    }
+    for key in before.keys().filter(|k| !after.contains_key(*k)) {
+        file.remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+    use super::*;
+
+    #[test]
+    fn saving_writes_the_changes_over_the_file_and_no_override_of_this_run() {
+        let home = tempfile::tempdir().unwrap();
+        let home_str = home.path().to_str().unwrap();
+        let plain = Env::from_pairs([("HOME", home_str)]);
+        let mut first = load(None, &plain).unwrap();
+        first.config.identity.display_name = "den".into();
+        first.config.ui.port = 7870;
+        save(&first).unwrap();
+
+        // This run moves the UI and the API elsewhere by its environment,
+        // then changes the name: only the name is written.
+        let overridden = Env::from_pairs([
+            ("HOME", home_str),
+            ("HEARTHNET_UI_PORT", "0"),
+            ("HEARTHNET_TRANSPORT_API_PORT", "0"),
+        ]);
+        let mut run = load(None, &overridden).unwrap();
+        assert_eq!(run.config.ui.port, 0);
+        run.config.identity.display_name = "kitchen".into();
+        save(&run).unwrap();
+
+        let saved = load(None, &plain).unwrap().config;
+        assert_eq!(saved.identity.display_name, "kitchen");
+        assert_eq!(saved.ui.port, 7870, "the file's own value stays");
+        assert_eq!(
+            saved.transport.api_port,
+            Config::default().transport.api_port,
+            "the override is not written"
+        );
+        // A value this run changed is written even where it overrode it.
+        run.config.ui.port = 7880;
+        save(&run).unwrap();
+        assert_eq!(load(None, &plain).unwrap().config.ui.port, 7880);
+    }
 }

@@ -232,7 +232,7 @@ async fn settle(
     if !peers.iter().any(|p| p == via) {
         peers.push(via.to_owned());
     }
-    hearthnet_config::save(&loaded.config, &loaded.path).map_err(local)?;
+    hearthnet_config::save(loaded).map_err(local)?;
     Ok(())
 }
 

@@ -290,6 +290,6 @@ fn forget_community(loaded: &mut LoadedConfig) -> Result<(), CliError> {
         return Ok(());
     }
     loaded.config.community.community_id = None;
-    hearthnet_config::save(&loaded.config, &loaded.path)?;
+    hearthnet_config::save(loaded)?;
     Ok(())
 }

@@ -55,7 +55,7 @@ pub fn run(config: Option<&Path>, env: &Env, args: InitArgs) -> CliResult {
     loaded.config.identity.display_name = name.clone();
     loaded.config.identity.profile = Some(profile);
     offer_installed_models(&mut loaded, env, &args, prompter.as_mut())?;
-    hearthnet_config::save(&loaded.config, &loaded.path)?;
+    hearthnet_config::save(&loaded)?;
 
     let join = match prompter.as_mut() {
         Some(p) => {
@@ -239,7 +239,7 @@ fn create_community(
         .state_dir
         .context("community state directory unresolved")?;
     genesis.write_to(&state_dir)?;
-    hearthnet_config::save(&loaded.config, &loaded.path)?;
+    hearthnet_config::save(loaded)?;
     printer::status(format!(
         "founded \"{}\" ({}); manifest at {}",
         genesis.manifest.name,

@@ -51,7 +51,7 @@ pub fn run(config: Option<&Path>, env: &Env, args: LeaveArgs) -> CliResult {
         Err(e) => return Err(anyhow!("cannot look at {}: {e}", state_dir.display()).into()),
     };
     loaded.config.community.community_id = None;
-    hearthnet_config::save(&loaded.config, &loaded.path)?;
+    hearthnet_config::save(&loaded)?;
     match archived {
         Some(archive) => printer::status(format!(
             "left community {}; its data is in {}",
