@@ -699,10 +699,14 @@ fn check_content(content: &Content) -> Result<(), CallError> {
 }
 
 /// The byte offset and character of the first control character in
-/// `text` that is not one of `allowed`.
+/// `text` that is not one of `allowed`: the C0 and C1 controls, and the
+/// characters that reorder or break what is shown (bidirectional
+/// overrides and isolates, which make `invoice\u{202e}fdp.exe` read as
+/// `invoiceexe.pdf`; the line and paragraph separators).
 fn first_control(text: &str, allowed: &[char]) -> Option<(usize, char)> {
+    let reorders = |c: char| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}');
     text.char_indices()
-        .find(|(_, c)| c.is_control() && !allowed.contains(c))
+        .find(|(_, c)| (c.is_control() || reorders(*c)) && !allowed.contains(c))
 }
 
 #[cfg(test)]

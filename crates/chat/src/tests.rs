@@ -478,6 +478,15 @@ async fn control_characters_are_refused_when_sent_and_not_shown_when_received() 
         .await
         .unwrap_err();
     assert!(e.message.contains("control character"), "{}", e.message);
+    // A name that reads backwards: `invoiceexe.pdf` on screen.
+    let e = a
+        .call(
+            "chat.send",
+            to(&b, json!({"attachments": [{"cid": Blake3Id::of(b"x").to_string(), "name": "invoice\u{202e}fdp.exe"}]})),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("control character"), "{}", e.message);
     assert!(a.chat_events("chat.message.sent").await.is_empty());
     // A text area's CRLF is one line break; tabs stay.
     a.send(&b, "two\r\nlines\tand a tab").await.unwrap();

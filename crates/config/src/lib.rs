@@ -54,10 +54,7 @@ pub struct LoadedConfig {
     /// Whether that file existed (otherwise every value is a default).
     pub file_existed: bool,
     pub dirs: BaseDirs,
-    /// What the file alone says (no `HEARTHNET_*` override), and
-    /// `config` as loaded: [`save`] writes the first with the changes
-    /// made to `config` since, so an override of one run is not kept.
-    file_alone: Config,
+    /// `config` as loaded: [`save`] writes the changes made since.
     as_loaded: Config,
 }
 
@@ -86,18 +83,12 @@ pub fn load(explicit: Option<&Path>, env: &Env) -> Result<LoadedConfig, ConfigEr
         Err(source) => return Err(ConfigError::Read { path, source }),
     };
     let config = schema::parse(text.as_deref(), &path, env)?;
-    // A file that is valid only with this run's overrides is written back
-    // with them (nothing else could be written).
-    let no_overrides = Env::from_pairs(std::iter::empty::<(&str, &str)>());
-    let file_alone =
-        schema::parse(text.as_deref(), &path, &no_overrides).unwrap_or_else(|_| config.clone());
     Ok(LoadedConfig {
         as_loaded: config.clone(),
         config,
         file_existed: text.is_some(),
         path,
         dirs,
-        file_alone,
     })
 }
 
@@ -118,15 +109,40 @@ pub fn config_path(explicit: Option<&Path>, env: &Env, dirs: &BaseDirs) -> (Path
     }
 }
 
+/// What `loaded`'s file says now, without this run's `HEARTHNET_*`
+/// overrides (all defaults when there is no file): another process may
+/// have written it since it was loaded.
+pub fn saved(loaded: &LoadedConfig) -> Result<Config, ConfigError> {
+    let text = match std::fs::read_to_string(&loaded.path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: loaded.path.clone(),
+                source,
+            });
+        }
+    };
+    let no_overrides = Env::from_pairs(std::iter::empty::<(&str, &str)>());
+    schema::parse(text.as_deref(), &loaded.path, &no_overrides)
+}
+
 /// Write the changes made to `loaded.config` since it was loaded to its
-/// file, over what the file says: a value that came from a `HEARTHNET_*`
-/// variable of this run is not written unless it was changed. Atomic, so
-/// a crash leaves either the old file or the new one, never half of
-/// either.
+/// file, over what the file says now (read again, without overrides): a
+/// value that came from a `HEARTHNET_*` variable of this run is not
+/// written unless it was changed, and an edit made to the file meanwhile
+/// is kept. A file that is valid only with this run's overrides is
+/// written back with them. Atomic, so a crash leaves either the old file
+/// or the new one, never half of either.
 pub fn save(loaded: &LoadedConfig) -> Result<(), ConfigError> {
     let table =
         |c: &Config| toml::Table::try_from(c).map_err(|e| ConfigError::Encode(e.to_string()));
-    let mut file = table(&loaded.file_alone)?;
+    let file_now = match saved(loaded) {
+        Ok(config) => config,
+        Err(ConfigError::Read { path, source }) => return Err(ConfigError::Read { path, source }),
+        Err(_) => loaded.as_loaded.clone(),
+    };
+    let mut file = table(&file_now)?;
     changes_onto(
         &mut file,
         &table(&loaded.as_loaded)?,
@@ -207,9 +223,15 @@ mod tests {
             Config::default().transport.api_port,
             "the override is not written"
         );
-        // A value this run changed is written even where it overrode it.
+        // A value this run changed is written even where it overrode it,
+        // and an edit made to the file meanwhile stays.
+        let mut edited = load(None, &plain).unwrap();
+        edited.config.ui.lan_enabled = true;
+        save(&edited).unwrap();
         run.config.ui.port = 7880;
         save(&run).unwrap();
-        assert_eq!(load(None, &plain).unwrap().config.ui.port, 7880);
+        let saved = load(None, &plain).unwrap().config;
+        assert_eq!(saved.ui.port, 7880);
+        assert!(saved.ui.lan_enabled, "the edit made meanwhile stays");
     }
 }

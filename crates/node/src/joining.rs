@@ -51,6 +51,11 @@ pub(crate) async fn serve(
         Arc::new(move |text: String| {
             let (mut loaded, key, joined_tx) = (loaded.clone(), key.clone(), joined_tx.clone());
             Box::pin(async move {
+                // A terminal may have joined this device since the page was
+                // opened (`hearthnet init --join`): the join path sees it.
+                if let Ok(saved) = hearthnet_config::saved(&loaded) {
+                    loaded.config.community.community_id = saved.community_id();
+                }
                 let joined = join::redeem(&mut loaded, &key, &text)
                     .await
                     .map_err(|e| hearthnet_bus::CallError::new(e.code(), e.to_string()))?;

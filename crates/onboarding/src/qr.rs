@@ -112,7 +112,13 @@ pub const MAX_PICTURE_BYTES: usize = 8 << 20;
 /// 12-megapixel photo (4032 × 3024) fits, a crafted header asking for
 /// gigapixels does not.
 pub const MAX_PICTURE_SIDE: u32 = 8192;
-/// What decoding one picture may allocate: a 12-megapixel RGB photo
+/// The most pixels [`read`] decodes: a phone camera's 12-megapixel photo
+/// fits. Checked from the header before decoding, since a JPEG decoder's
+/// own buffers (up to 2 bytes a sample, 4 samples a pixel, for a
+/// progressive file) are not counted by [`MAX_PICTURE_ALLOC`]: with them,
+/// one picture's decoding peaks near 11 bytes a pixel, about 135 MiB.
+pub const MAX_PICTURE_PIXELS: u64 = 4096 * 3072;
+/// What the decoded picture itself may take: a 12-megapixel RGB photo
 /// (36 MiB) fits.
 const MAX_PICTURE_ALLOC: u64 = 64 << 20;
 /// Larger pictures are shrunk to this side before the search for a code:
@@ -126,7 +132,7 @@ pub enum ReadError {
     #[error("the picture is larger than {} MiB", MAX_PICTURE_BYTES >> 20)]
     TooManyBytes,
     #[error(
-        "the picture is larger than {MAX_PICTURE_SIDE} pixels on a side, or too large to decode"
+        "the picture is larger than {MAX_PICTURE_SIDE} pixels on a side or 12.5 megapixels, or too large to decode"
     )]
     TooLarge,
     #[error("not a picture that can be read (PNG or JPEG)")]
@@ -144,11 +150,22 @@ pub fn read(bytes: &[u8]) -> Result<String, ReadError> {
     if bytes.len() > MAX_PICTURE_BYTES {
         return Err(ReadError::TooManyBytes);
     }
-    let mut reader = image::ImageReader::new(io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| ReadError::Damaged(e.to_string()))?;
+    let open = || {
+        image::ImageReader::new(io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| ReadError::Damaged(e.to_string()))
+    };
+    let mut reader = open()?;
     if reader.format().is_none() {
         return Err(ReadError::NotAPicture);
+    }
+    // The header alone, before any decoding buffer exists.
+    let (w, h) = open()?.into_dimensions().map_err(|e| match e {
+        image::ImageError::Unsupported(_) => ReadError::NotAPicture,
+        other => ReadError::Damaged(other.to_string()),
+    })?;
+    if w.max(h) > MAX_PICTURE_SIDE || u64::from(w) * u64::from(h) > MAX_PICTURE_PIXELS {
+        return Err(ReadError::TooLarge);
     }
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_PICTURE_SIDE);
@@ -234,6 +251,11 @@ mod tests {
         let wide = blank_png(MAX_PICTURE_SIDE + 1, 1);
         assert!(wide.len() < 4096, "{}", wide.len());
         assert!(matches!(read(&wide), Err(ReadError::TooLarge)));
+        // Within each side, more pixels than a phone photo: refused on
+        // its header too.
+        let big = blank_png(4096, 3073);
+        assert!(big.len() < MAX_PICTURE_BYTES, "{}", big.len());
+        assert!(matches!(read(&big), Err(ReadError::TooLarge)));
     }
 
     #[test]

@@ -227,13 +227,17 @@ async fn scan(State(j): State<Arc<JoiningState>>, body: Body) -> Result<Html<Str
     let bytes = read_bytes(body, MAX_PICTURE_BYTES, &mut held)
         .await
         .map_err(|_| CallFailure::refused(w.picture_too_many_bytes))?;
-    let read = tokio::task::spawn_blocking(move || qr::read(&bytes))
-        .await
-        .map_err(|e| CallFailure {
-            advice: TEXT.failed,
-            detail: e.to_string(),
-        })?;
-    drop(held);
+    // The slot goes with the decoding, not with the request: a browser
+    // that hangs up does not free it while the work goes on.
+    let read = tokio::task::spawn_blocking(move || {
+        let _held = held;
+        qr::read(&bytes)
+    })
+    .await
+    .map_err(|e| CallFailure {
+        advice: TEXT.failed,
+        detail: e.to_string(),
+    })?;
     let text = read.map_err(|e| unreadable(&e))?;
     facts_of(&j, &text)
 }
