@@ -130,6 +130,13 @@
           if (window.htmx) {
             window.htmx.process(out);
           }
+          // A code read from a picture goes into the field it names.
+          out.querySelectorAll("[data-fills]").forEach(function (el) {
+            var field = document.getElementById(el.getAttribute("data-fills"));
+            if (field) {
+              field.value = el.getAttribute("data-value");
+            }
+          });
           document.body.dispatchEvent(new Event("files-changed"));
         } else {
           out.textContent = refusal(form, xhr ? xhr.status : 0);

@@ -26,8 +26,8 @@ use futures_util::future::BoxFuture;
 use hearthnet_base::ErrorCode;
 use hearthnet_bus::CallError;
 use hearthnet_onboarding::IdentityCard;
-use hearthnet_onboarding::qr::{self, MAX_PICTURE_BYTES, ReadError};
-use hearthnet_transport::http::{BodyBudget, read_bytes};
+use hearthnet_onboarding::qr::MAX_PICTURE_BYTES;
+use hearthnet_transport::http::BodyBudget;
 use hearthnet_wire::local::UiLink;
 
 use crate::access::{self, Access, Guarded, Session};
@@ -82,7 +82,7 @@ impl Joining {
                 budget: BodyBudget::new(crate::BODY_BUDGET_BYTES, 0),
                 // No LAN door here: nothing to pair.
                 pairing_budget: BodyBudget::new(0, 0),
-                pictures: BodyBudget::new(MAX_PICTURE_BYTES, 0),
+                pictures: crate::picture::budget(),
                 card: parts.card,
                 origin: crate::origin(parts.addr),
                 redeem: parts.redeem,
@@ -205,40 +205,10 @@ async fn check(
 }
 
 /// What reading a picture came to, in the person's words.
-fn unreadable(e: &ReadError) -> CallFailure {
-    let w = &TEXT.join;
-    CallFailure::refused(match e {
-        ReadError::TooManyBytes => w.picture_too_many_bytes,
-        ReadError::TooLarge => w.picture_too_large,
-        ReadError::NotAPicture => w.not_a_picture,
-        ReadError::Damaged(_) => w.picture_damaged,
-        ReadError::NoCode => w.no_code,
-    })
-}
-
 /// A picture of the invite's QR code: read within its bound, one at a
 /// time, decoded off the runtime's threads.
 async fn scan(State(j): State<Arc<JoiningState>>, body: Body) -> Result<Html<String>, CallFailure> {
-    let w = &TEXT.join;
-    let mut held = j
-        .pictures
-        .reserve(MAX_PICTURE_BYTES)
-        .map_err(|_| CallFailure::refused(w.picture_busy))?;
-    let bytes = read_bytes(body, MAX_PICTURE_BYTES, &mut held)
-        .await
-        .map_err(|_| CallFailure::refused(w.picture_too_many_bytes))?;
-    // The slot goes with the decoding, not with the request: a browser
-    // that hangs up does not free it while the work goes on.
-    let read = tokio::task::spawn_blocking(move || {
-        let _held = held;
-        qr::read(&bytes)
-    })
-    .await
-    .map_err(|e| CallFailure {
-        advice: TEXT.failed,
-        detail: e.to_string(),
-    })?;
-    let text = read.map_err(|e| unreadable(&e))?;
+    let text = crate::picture::read_code(&j.pictures, body).await?;
     facts_of(&j, &text)
 }
 

@@ -31,6 +31,7 @@ mod calls;
 mod joining;
 mod live;
 mod pages;
+mod picture;
 pub mod text;
 
 pub use joining::{Joining, JoiningParts, Redeemer};
@@ -111,6 +112,8 @@ pub(crate) struct UiState {
     pub budget: Arc<BodyBudget>,
     /// What the open pairing form's bodies in flight may hold together.
     pub pairing_budget: Arc<BodyBudget>,
+    /// One picture of a QR code at a time ([`picture`]).
+    pub(crate) pictures: Arc<BodyBudget>,
     pub stop: CancellationToken,
     pub lan: Option<Lan>,
     pub api_key: Option<ApiKeyFile>,
@@ -130,6 +133,7 @@ impl Ui {
                 running: pages::Running::default(),
                 budget: BodyBudget::new(BODY_BUDGET_BYTES, 0),
                 pairing_budget: BodyBudget::new(PAIRING_BUDGET_BYTES, 0),
+                pictures: picture::budget(),
                 stop: parts.stop,
                 lan: parts.lan,
                 api_key: parts.api_key,
@@ -198,6 +202,9 @@ impl Guarded for UiState {
     }
 
     fn upload_limit(&self, path: &str) -> Option<u64> {
+        if path == pages::CARD_SCAN_PATH {
+            return Some(hearthnet_onboarding::qr::MAX_PICTURE_BYTES as u64);
+        }
         pages::UPLOAD_PATHS
             .contains(&path)
             .then_some(pages::MAX_UPLOAD_BYTES)

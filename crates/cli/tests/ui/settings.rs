@@ -83,7 +83,35 @@ fn an_invite_made_on_settings_scans_joins_a_device_that_appears_live_and_checks_
         shoot(&c, "settings").await;
 
         mark(&c).await;
-        type_into(&c, Locator::Css("#invite-card"), &card).await;
+        // The member scans the new device's card (a photo of the QR code
+        // its join page shows): it lands in the invite form's field.
+        let card_png = tablet.home().join("card.png");
+        hearthnet_onboarding::Qr::new(&card)
+            .unwrap()
+            .write_png(&card_png, 4)
+            .unwrap();
+        type_into(&c, Locator::Id("card-picture"), card_png.to_str().unwrap()).await;
+        click(&c, Locator::Css("#card-scan-form button[type=submit]")).await;
+        wait_for_within(
+            &c,
+            WAIT,
+            Locator::Css("#card-scanned .done"),
+            "the card is read from its picture",
+        )
+        .await;
+        let filled = c
+            .find(Locator::Id("invite-card"))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap();
+        assert_eq!(
+            filled.as_deref(),
+            Some(card.as_str()),
+            "the card fills the field"
+        );
+        shoot(&c, "settings-card-scanned").await;
         type_into(&c, Locator::Css("#invite-name"), "Tablet").await;
         click(&c, Locator::Css("#invite-form button[type=submit]")).await;
         let qr = wait_for_within(

@@ -13,7 +13,7 @@ use axum::http::{StatusCode, header};
 use hearthnet_base::{DeviceKey, ErrorCode, Timestamp, TrustLevel};
 use hearthnet_bus::CallError;
 use hearthnet_identity::{CommunityPolicy, Endpoint, Genesis};
-use hearthnet_onboarding::{IdentityCard, Invite, InviteRequest, Qr};
+use hearthnet_onboarding::{IdentityCard, Invite, InviteRequest, Qr, qr};
 
 use super::*;
 use crate::tests::{

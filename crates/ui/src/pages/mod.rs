@@ -43,7 +43,7 @@ pub use messages::conversations_fragment;
 #[cfg(test)]
 pub use running::PER_SESSION;
 pub use running::Running;
-pub(crate) use settings::qr_data_url;
+pub(crate) use settings::{CARD_SCAN_PATH, qr_data_url};
 pub use settings::{Members, MembersFragment};
 
 pub const LOGIN_PATH: &str = "/login";

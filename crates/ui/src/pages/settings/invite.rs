@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::response::Html;
 use hearthnet_base::{NodeId, Timestamp};
@@ -19,6 +19,9 @@ use crate::calls::CallFailure;
 use crate::pages::Form;
 use crate::text::{TEXT, Text};
 
+/// Where a picture of a device's identity card is sent (its bytes as the
+/// body, read within `qr::MAX_PICTURE_BYTES`).
+pub const CARD_SCAN_PATH: &str = "/settings/invite/scan";
 /// A card is some 150 characters; anything far longer is not one.
 const MAX_CARD_CHARS: usize = 1024;
 const MAX_NAME_CHARS: usize = 64;
@@ -127,4 +130,38 @@ pub(super) async fn create(
         qr,
     };
     Ok(Html(fragment.render()?))
+}
+
+#[derive(Template)]
+#[template(path = "settings_card_scanned.html")]
+struct CardScanned {
+    t: &'static Text,
+    card: String,
+    who: String,
+}
+
+/// A picture of the new device's card, its QR code read on the node: the
+/// answer puts the card into the invite form's field (`data-fills`).
+pub(super) async fn scan_card(
+    State(ui): State<Arc<UiState>>,
+    body: Body,
+) -> Result<Html<String>, CallFailure> {
+    let card = crate::picture::read_code(&ui.pictures, body).await?;
+    let refused = || CallFailure::refused(TEXT.settings.refused_not_a_card);
+    if card.chars().count() > MAX_CARD_CHARS {
+        return Err(refused());
+    }
+    let node = IdentityCard::node_id_from_text(&card).ok_or_else(refused)?;
+    let who = match IdentityCard::decode(&card).map(|c| c.display_name) {
+        Some(name) if !name.is_empty() => format!("{name} ({})", node.short()),
+        _ => node.short(),
+    };
+    Ok(Html(
+        CardScanned {
+            t: &TEXT,
+            card,
+            who,
+        }
+        .render()?,
+    ))
 }

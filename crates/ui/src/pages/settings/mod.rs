@@ -8,7 +8,7 @@
 mod gateway;
 mod invite;
 mod pairing;
-pub(crate) use invite::qr_data_url;
+pub(crate) use invite::{CARD_SCAN_PATH, qr_data_url};
 mod proposal;
 
 use std::sync::Arc;
@@ -30,6 +30,7 @@ pub(super) fn routes() -> Router<Arc<UiState>> {
     Router::new()
         .route(Page::Settings.href(), get(settings))
         .route("/settings/invite", post(invite::create))
+        .route(invite::CARD_SCAN_PATH, post(invite::scan_card))
         .route("/settings/proposal/create", post(proposal::create))
         .route("/settings/proposal/cosign", post(proposal::cosign))
         .route("/settings/proposal/submit", post(proposal::submit))
@@ -190,6 +191,7 @@ struct SettingsPage {
     ai: Vec<AiServices>,
     gateway: gateway::GatewayFragment,
     pairing: pairing::PairingFragment,
+    max_picture: usize,
 }
 
 async fn settings(
@@ -214,6 +216,7 @@ async fn settings(
         ai: ai_services(&s),
         gateway: gateway::GatewayFragment::now(&ui, &s).await,
         pairing: pairing::PairingFragment::now(&ui),
+        max_picture: hearthnet_onboarding::qr::MAX_PICTURE_BYTES,
     };
     Ok(Html(page.render()?))
 }

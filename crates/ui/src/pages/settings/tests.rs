@@ -276,3 +276,70 @@ async fn settings_makes_a_pairing_code_only_when_the_lan_listener_is_on() {
     let cookie = lan.state.access.pair(code);
     assert!(cookie.is_some(), "{code}");
 }
+
+#[tokio::test]
+async fn a_picture_of_a_devices_card_fills_the_invite_form_or_says_why_not() {
+    use axum::body::Body;
+    use axum::http::header;
+    use hearthnet_onboarding::{IdentityCard, Qr};
+
+    use crate::tests::{csrf, post_request, send};
+
+    let ui = ui();
+    let cookie = logged_in(&ui).await;
+    let token = csrf(&ui, &cookie).await;
+    let scan = |bytes: Vec<u8>| {
+        post_request(super::CARD_SCAN_PATH, &cookie, &token)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(Body::from(bytes))
+            .unwrap()
+    };
+    let device = hearthnet_base::DeviceKey::generate().node_id();
+    let card = IdentityCard {
+        node_id_full: device,
+        display_name: "Tablet".into(),
+    }
+    .encode();
+    let picture = Qr::new(&card).unwrap().to_png(4).unwrap();
+    let answer = send(&ui, scan(picture)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert!(
+        answer.body.contains(r#"data-fills="invite-card""#)
+            && answer.body.contains(&format!(r#"data-value="{card}""#)),
+        "{}",
+        answer.body
+    );
+    assert!(
+        answer
+            .body
+            .contains(&format!("Tablet ({})", device.short()))
+    );
+
+    // A code that is no card, and a picture with no code at all.
+    let not_a_card = Qr::new("https://example.org/").unwrap().to_png(4).unwrap();
+    let answer = send(&ui, scan(not_a_card)).await;
+    assert!(
+        says(&answer.body, TEXT.settings.refused_not_a_card),
+        "{}",
+        answer.body
+    );
+    assert!(!answer.body.contains("data-fills"));
+    let answer = send(&ui, scan(b"not a picture".to_vec())).await;
+    assert!(
+        says(&answer.body, TEXT.join.not_a_picture),
+        "{}",
+        answer.body
+    );
+    // More than a picture may hold is refused on its declared length.
+    let declared = post_request(super::CARD_SCAN_PATH, &cookie, &token)
+        .header(
+            header::CONTENT_LENGTH,
+            hearthnet_onboarding::qr::MAX_PICTURE_BYTES + 1,
+        )
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        send(&ui, declared).await.status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+}
