@@ -256,3 +256,14 @@ pub async fn live_click(c: &Client, locator: Locator<'_>) {
     }
     panic!("{locator:?} keeps being replaced");
 }
+
+/// The value of the form field `locator` finds (empty when it has none).
+pub async fn value_of(c: &Client, locator: Locator<'_>) -> String {
+    c.find(locator)
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}

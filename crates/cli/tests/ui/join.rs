@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use fantoccini::Locator;
 
-use crate::browser::{browser, chromedriver, click, live_text, log_in, shoot, wait_for_within};
+use crate::browser::{
+    browser, chromedriver, click, live_text, log_in, shoot, value_of, wait_for_within,
+};
 use crate::common::{self, Sandbox};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -87,14 +89,7 @@ fn a_new_device_shows_its_card_scans_its_invite_joins_and_lands_on_home() {
         .await;
         let community = live_text(&c, Locator::Id("invite-community")).await;
         assert!(community.contains("founder's community"), "{community}");
-        let held = c
-            .find(Locator::Css("#redeem-form input[name=invite]"))
-            .await
-            .unwrap()
-            .prop("value")
-            .await
-            .unwrap()
-            .unwrap();
+        let held = value_of(&c, Locator::Css("#redeem-form input[name=invite]")).await;
         assert_eq!(held, invite, "the picture held the invite");
         shoot(&c, "join-device-invite").await;
 

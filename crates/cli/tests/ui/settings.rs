@@ -10,7 +10,7 @@ use fantoccini::{Client, Locator};
 
 use crate::browser::{
     assert_not_reloaded, browser, chromedriver, click, live_text, log_in, mark, shoot, type_into,
-    wait_for_within,
+    value_of, wait_for_within,
 };
 use crate::common::{self, Sandbox};
 
@@ -99,16 +99,9 @@ fn an_invite_made_on_settings_scans_joins_a_device_that_appears_live_and_checks_
             "the card is read from its picture",
         )
         .await;
-        let filled = c
-            .find(Locator::Id("invite-card"))
-            .await
-            .unwrap()
-            .prop("value")
-            .await
-            .unwrap();
         assert_eq!(
-            filled.as_deref(),
-            Some(card.as_str()),
+            value_of(&c, Locator::Id("invite-card")).await,
+            card,
             "the card fills the field"
         );
         shoot(&c, "settings-card-scanned").await;
@@ -121,14 +114,7 @@ fn an_invite_made_on_settings_scans_joins_a_device_that_appears_live_and_checks_
             "the invite's QR code is shown",
         )
         .await;
-        let shown = c
-            .find(Locator::Id("invite-text"))
-            .await
-            .unwrap()
-            .prop("value")
-            .await
-            .unwrap()
-            .unwrap();
+        let shown = value_of(&c, Locator::Id("invite-text")).await;
         assert!(shown.starts_with("hearthnet://v1/"), "{shown}");
         image_shown(&c, "invite-qr").await;
         let scanned = decode_qr(&qr.screenshot().await.unwrap());
@@ -264,17 +250,6 @@ fn the_gateway_key_made_on_settings_is_shown_once_and_the_gateway_takes_it() {
     });
 }
 
-/// The value of the form field `id`.
-async fn value_of(c: &Client, id: &str) -> String {
-    c.find(Locator::Id(id))
-        .await
-        .unwrap()
-        .prop("value")
-        .await
-        .unwrap()
-        .unwrap_or_default()
-}
-
 /// Replace what the field `css` holds with `text`.
 async fn paste(c: &Client, css: &str, text: &str) {
     let field = c.find(Locator::Css(css)).await.unwrap();
@@ -354,7 +329,7 @@ fn a_revocation_is_proposed_co_signed_and_submitted_on_settings_pages() {
             let short = may.key().node_id().short();
             assert!(result.contains(&short), "{short} may sign: {result}");
         }
-        let proposed = value_of(&c, "standing-text").await;
+        let proposed = value_of(&c, Locator::Id("standing-text")).await;
         assert!(
             proposed.starts_with("hearthnet-proposal://v1/"),
             "{proposed}"
@@ -380,7 +355,7 @@ fn a_revocation_is_proposed_co_signed_and_submitted_on_settings_pages() {
             "one missing",
         )
         .await;
-        let cosigned = value_of(&c, "standing-text").await;
+        let cosigned = value_of(&c, Locator::Id("standing-text")).await;
         assert_ne!(cosigned, proposed);
 
         // Submitting too early is refused in plain words; nothing changes.
