@@ -126,7 +126,11 @@ pub(crate) struct Answer {
 
 pub(crate) async fn send(ui: &impl Served, mut req: Request<Body>) -> Answer {
     req.extensions_mut().insert(LocalApi { port: PORT });
-    let resp = ui.router().oneshot(req).await.unwrap();
+    answer_of(ui.router().oneshot(req).await.unwrap()).await
+}
+
+/// A response, its body read whole.
+async fn answer_of(resp: axum::response::Response) -> Answer {
     let status = resp.status();
     let headers = resp.headers().clone();
     let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
@@ -464,17 +468,7 @@ pub(crate) fn ui_with_lan() -> Ui {
 
 /// As a request reaches the LAN listener (no loopback mark).
 async fn send_lan(ui: &Ui, req: Request<Body>) -> Answer {
-    let resp = ui.lan_router().unwrap().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    Answer {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-    }
+    answer_of(ui.lan_router().unwrap().oneshot(req).await.unwrap()).await
 }
 
 fn pair_post(host: &str, origin: &str, code: &str) -> Request<Body> {
@@ -592,22 +586,32 @@ pub(crate) async fn open_page(ui: &impl Served, cookie: &str, path: &str) -> Ans
     .await
 }
 
-/// A POST to `path` as our own page sends it: our origin, the session
-/// `cookie` and its `csrf` token in the header htmx sets.
-pub(crate) fn post_request(path: &str, cookie: &str, csrf: &str) -> axum::http::request::Builder {
+/// A POST to `path` from our own page with the session `cookie`, without
+/// the CSRF header (a plain form, or a request that forgot it).
+pub(crate) fn page_post(path: &str, cookie: &str) -> axum::http::request::Builder {
     Request::post(path)
         .header(header::HOST, HOST)
         .header(header::ORIGIN, "http://127.0.0.1:7860")
         .header(header::COOKIE, cookie)
-        .header(crate::access::CSRF_HEADER, csrf)
+}
+
+/// A POST to `path` as our own page sends it: our origin, the session
+/// `cookie` and its `csrf` token in the header htmx sets.
+pub(crate) fn post_request(path: &str, cookie: &str, csrf: &str) -> axum::http::request::Builder {
+    page_post(path, cookie).header(crate::access::CSRF_HEADER, csrf)
+}
+
+/// `builder` carrying `body` as a form.
+pub(crate) fn with_form(builder: axum::http::request::Builder, body: &str) -> Request<Body> {
+    builder
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body.to_owned()))
+        .unwrap()
 }
 
 /// [`post_request`] with `body` as a form.
 pub(crate) fn form_request(path: &str, cookie: &str, csrf: &str, body: &str) -> Request<Body> {
-    post_request(path, cookie, csrf)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(body.to_owned()))
-        .unwrap()
+    with_form(post_request(path, cookie, csrf), body)
 }
 
 /// POST `body` (a form) to `path` from our origin with the session's token.

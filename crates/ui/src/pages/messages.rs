@@ -1042,18 +1042,10 @@ mod tests {
 
         // The button without script: the token in the form, back to the
         // conversation; then nothing is left to mark and nothing is called.
-        let no_script = axum::http::Request::post("/messages/read")
-            .header(axum::http::header::HOST, crate::tests::HOST)
-            .header(axum::http::header::ORIGIN, "http://127.0.0.1:7860")
-            .header(axum::http::header::COOKIE, &cookie)
-            .header(
-                axum::http::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .body(axum::body::Body::from(
-                format!("csrf={token}&{body}").replace("e3", "e5"),
-            ))
-            .unwrap();
+        let no_script = crate::tests::with_form(
+            crate::tests::page_post("/messages/read", &cookie),
+            &format!("csrf={token}&{body}").replace("e3", "e5"),
+        );
         let answer = send(&ui, no_script).await;
         assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
         assert_eq!(
@@ -1083,7 +1075,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_read_post_refuses_a_bad_peer_an_unknown_or_foreign_message_and_a_missing_token() {
-        use crate::tests::{csrf, form_request, logged_in, post_request, send};
+        use crate::tests::{csrf, form_request, logged_in, page_post, send, with_form};
         let (ui, chat) = with_chat();
         let cookie = logged_in(&ui).await;
         let token = csrf(&ui, &cookie).await;
@@ -1107,25 +1099,11 @@ mod tests {
                 answer.body
             );
         }
-        let without_token = post_request("/messages/read", &cookie, "forged")
-            .header(
-                axum::http::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .body(axum::body::Body::from(format!("with={peer}&up_to=e3")))
-            .unwrap();
+        let fields = format!("with={peer}&up_to=e3");
+        let without_token = form_request("/messages/read", &cookie, "forged", &fields);
         let answer = send(&ui, without_token).await;
         assert_eq!(answer.status, StatusCode::FORBIDDEN, "a wrong token");
-        let missing = axum::http::Request::post("/messages/read")
-            .header(axum::http::header::HOST, crate::tests::HOST)
-            .header(axum::http::header::ORIGIN, "http://127.0.0.1:7860")
-            .header(axum::http::header::COOKIE, &cookie)
-            .header(
-                axum::http::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .body(axum::body::Body::from(format!("with={peer}&up_to=e3")))
-            .unwrap();
+        let missing = with_form(page_post("/messages/read", &cookie), &fields);
         let answer = send(&ui, missing).await;
         assert_eq!(answer.status, StatusCode::FORBIDDEN, "no token");
         assert!(chat.marking.lock().is_empty(), "nothing was marked");

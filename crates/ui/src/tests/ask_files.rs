@@ -76,10 +76,7 @@ async fn an_upload_over_the_bound_is_refused_before_it_is_read() {
         assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE, "{path}");
     }
     // The token must be in the header: the gate does not read an upload.
-    let req = Request::post("/files/upload")
-        .header(header::HOST, HOST)
-        .header(header::ORIGIN, "http://127.0.0.1:7860")
-        .header(header::COOKIE, &cookie)
+    let req = page_post("/files/upload", &cookie)
         .body(Body::from(format!("csrf={csrf}")))
         .unwrap();
     assert_eq!(send(&ui, req).await.status, StatusCode::FORBIDDEN);
