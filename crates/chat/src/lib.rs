@@ -54,11 +54,11 @@ pub const MAX_HISTORY_LIMIT: usize = 1000;
 const FORWARD_TO_ANCHORS: usize = 2;
 /// Chat events the follower reads from the log at once.
 const FOLLOW_PAGE: usize = 500;
-/// Event ids are 64 hex digits; `read_up_to` is refused past this.
-const MAX_EVENT_ID_CHARS: usize = 64;
+/// The longest event id `read_up_to` may name: the log's bound.
+pub const MAX_EVENT_ID_CHARS: usize = hearthnet_events::types::MAX_EVENT_ID_BYTES;
 /// Read receipts one `chat.history` call writes at most (each is a
 /// durable write): the rest are written by the next call.
-const MAX_READ_RECEIPTS_PER_CALL: usize = 64;
+pub const MAX_READ_RECEIPTS_PER_CALL: usize = 64;
 /// Anchors tried at most: with the courier's own timeout per try, this
 /// keeps `chat.send` within its deadline however many anchors there are.
 const MAX_ANCHOR_TRIES: usize = 3;

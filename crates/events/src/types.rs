@@ -243,7 +243,7 @@ pub const MAX_CHAT_CLIENT_ID_CHARS: usize = 128;
 /// form of the chat service's largest plaintext.
 pub const MAX_CHAT_BODY_BYTES: usize = 22 * 1024;
 /// An event id: a ULID (26 characters), with room to spare.
-const MAX_EVENT_ID_BYTES: usize = 64;
+pub const MAX_EVENT_ID_BYTES: usize = 64;
 
 /// Bounds of direct messages and their receipts, so no member makes every
 /// other store and relay oversized ones for the retention period (the

@@ -37,7 +37,7 @@ use crate::UiState;
 use crate::access::{CSRF_HEADER, Session};
 use crate::calls::CallFailure;
 use crate::text::{TEXT, Text};
-use hearthnet_chat::MAX_ATTACHMENTS;
+use hearthnet_chat::{MAX_ATTACHMENTS, MAX_EVENT_ID_CHARS, MAX_READ_RECEIPTS_PER_CALL};
 
 /// Messages of one conversation shown, the newest.
 const SHOWN_MESSAGES: usize = 100;
@@ -49,10 +49,6 @@ const MAX_MEMBERS_OFFERED: usize = 500;
 const MAX_HISTORY_PAGES: usize = 8;
 /// The longest `with=` worth parsing: a full node id is 72 characters.
 const MAX_NODE_ID_CHARS: usize = 100;
-/// The longest message id worth looking up (the log's bound).
-const MAX_EVENT_ID_CHARS: usize = 64;
-/// Read receipts one `chat.history` call writes at most.
-const READ_RECEIPTS_PER_CALL: u64 = 64;
 /// `chat.history` calls one mark-read makes at most: a conversation
 /// shows [`SHOWN_MESSAGES`].
 const MAX_READ_ROUNDS: usize = 4;
@@ -707,7 +703,7 @@ async fn mark_read(ui: &UiState, peer: NodeId, up_to: &str) -> Result<bool, Call
         let answer = ui
             .call("chat.history", json!({"params": {}, "input": input}))
             .await?;
-        if answer["meta"]["marked_read"].as_u64() != Some(READ_RECEIPTS_PER_CALL) {
+        if answer["meta"]["marked_read"].as_u64() != Some(MAX_READ_RECEIPTS_PER_CALL as u64) {
             break;
         }
     }
