@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use fantoccini::Locator;
+use fantoccini::{Client, Locator};
 
 use crate::browser::{
-    assert_not_reloaded, browser, chromedriver, click, live_click, live_text, log_in, mark, open,
-    shoot, type_into, wait_for, wait_for_within,
+    Driver, assert_not_reloaded, browser, chromedriver, click, live_click, live_text, log_in, mark,
+    open, shoot, type_into, wait_for, wait_for_within,
 };
 use crate::common::community::{FAST_SYNC, member};
 use crate::common::{self, RunningNode, Sandbox};
@@ -46,22 +46,48 @@ pub fn pair() -> Pair {
     }
 }
 
+/// A headless browser logged in on each node's UI; the profiles go last.
+pub struct LoggedIn {
+    pub ada: Client,
+    pub ben: Client,
+    _profiles: [tempfile::TempDir; 2],
+}
+
+impl Pair {
+    pub async fn log_in_both(&self, driver: &Driver) -> LoggedIn {
+        let profiles = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        let ada = browser(driver, profiles[0].path()).await;
+        let ben = browser(driver, profiles[1].path()).await;
+        log_in(&ada, &self.ada_link).await;
+        log_in(&ben, &self.ben_link).await;
+        LoggedIn {
+            ada,
+            ben,
+            _profiles: profiles,
+        }
+    }
+}
+
+impl LoggedIn {
+    pub async fn close(self) {
+        self.ada.close().await.unwrap();
+        self.ben.close().await.unwrap();
+    }
+}
+
 const POST: &str = "//li[contains(@class, 'post')][h3[text()='Ladder to lend']]";
 
 #[test]
 fn an_offer_posted_on_one_node_appears_live_on_the_other_and_goes_when_ended() {
     let p = pair();
     let driver = chromedriver();
-    let (profile_a, profile_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     common::runtime().block_on(async {
-        let a = browser(&driver, profile_a.path()).await;
-        let b = browser(&driver, profile_b.path()).await;
-        log_in(&a, &p.ada_link).await;
-        log_in(&b, &p.ben_link).await;
-        open(&b, "Market", Locator::Id("no-posts")).await;
-        mark(&b).await;
+        let both = p.log_in_both(&driver).await;
+        let (a, b) = (&both.ada, &both.ben);
+        open(b, "Market", Locator::Id("no-posts")).await;
+        mark(b).await;
 
-        open(&a, "Market", Locator::Id("market-post")).await;
+        open(a, "Market", Locator::Id("market-post")).await;
         let field = |id: &'static str| a.find(Locator::Id(id));
         field("post-title")
             .await
@@ -97,18 +123,18 @@ fn an_offer_posted_on_one_node_appears_live_on_the_other_and_goes_when_ended() {
         )
         .await
         .unwrap();
-        wait_for(&a, Locator::Css("#market-post .done"), "the post form says it posted").await;
+        wait_for(a, Locator::Css("#market-post .done"), "the post form says it posted").await;
         let title = field("post-title").await.unwrap();
         assert_eq!(
             title.prop("value").await.unwrap().as_deref(),
             Some(""),
             "the form is fresh for the next post"
         );
-        wait_for(&a, Locator::XPath(POST), "the post is in the poster's own list").await;
+        wait_for(a, Locator::XPath(POST), "the post is in the poster's own list").await;
 
         // On B's open page, without a reload: as A wrote it, not B's own.
-        wait_for_within(&b, TRAVEL, Locator::XPath(POST), "the post reaches the other node's open page").await;
-        let text = live_text(&b, Locator::XPath(POST)).await;
+        wait_for_within(b, TRAVEL, Locator::XPath(POST), "the post reaches the other node's open page").await;
+        let text = live_text(b, Locator::XPath(POST)).await;
         let author = p.ada.key().node_id().short();
         for part in [
             "Offer",
@@ -125,45 +151,44 @@ fn an_offer_posted_on_one_node_appears_live_on_the_other_and_goes_when_ended() {
                 .is_err(),
             "no end button on someone else's post"
         );
-        assert_not_reloaded(&b).await;
+        assert_not_reloaded(b).await;
         for c in [&a, &b] {
             let copies = c.find_all(Locator::XPath(POST)).await.unwrap();
             assert_eq!(copies.len(), 1, "posted once");
         }
-        shoot(&b, "market").await;
+        shoot(b, "market").await;
 
         // A filter by a tag the post does not carry shows it not.
-        type_into(&b, Locator::Css("form.market-find input[name='tag']"), "bread").await;
-        click(&b, Locator::Css("form.market-find button")).await;
-        wait_for(&b, Locator::Id("no-posts"), "nothing tagged bread").await;
-        click(&b, Locator::LinkText("Show everything")).await;
-        wait_for(&b, Locator::XPath(POST), "the post is listed again").await;
+        type_into(b, Locator::Css("form.market-find input[name='tag']"), "bread").await;
+        click(b, Locator::Css("form.market-find button")).await;
+        wait_for(b, Locator::Id("no-posts"), "nothing tagged bread").await;
+        click(b, Locator::LinkText("Show everything")).await;
+        wait_for(b, Locator::XPath(POST), "the post is listed again").await;
 
         // A search finds it by its words (no neighbour embeds) and says so;
         // the searched page follows the posts too.
-        type_into(&b, Locator::Css("form.market-find input[name='q']"), "aluminium").await;
-        click(&b, Locator::Css("form.market-find button")).await;
+        type_into(b, Locator::Css("form.market-find input[name='q']"), "aluminium").await;
+        click(b, Locator::Css("form.market-find button")).await;
         // (The list is fetched again as the live stream starts: wait for
         // the words, not for an element to read.)
-        wait_for(&b, Locator::XPath(
+        wait_for(b, Locator::XPath(
                 "//div[@id='market-posts']//p[contains(@class, 'ranking')][contains(., 'words they contain')]",
             ), "the search says it ranked by full text").await;
-        wait_for(&b, Locator::XPath(POST), "the search finds the post").await;
-        mark(&b).await;
+        wait_for(b, Locator::XPath(POST), "the search finds the post").await;
+        mark(b).await;
 
         // A ends it: it goes from both pages.
         live_click(
-            &a,
+            a,
             Locator::XPath(&format!("{POST}//form[@class='expire']//button")),
         )
         .await;
-        wait_for(&a, Locator::Css("#market-feedback .done"), "ending says so").await;
-        wait_for(&a, Locator::Id("no-posts"), "gone from the author's list").await;
-        wait_for_within(&b, TRAVEL, Locator::Id("no-posts"), "gone from the other node's open search").await;
-        assert_not_reloaded(&b).await;
-        shoot(&a, "market-ended").await;
-        a.close().await.unwrap();
-        b.close().await.unwrap();
+        wait_for(a, Locator::Css("#market-feedback .done"), "ending says so").await;
+        wait_for(a, Locator::Id("no-posts"), "gone from the author's list").await;
+        wait_for_within(b, TRAVEL, Locator::Id("no-posts"), "gone from the other node's open search").await;
+        assert_not_reloaded(b).await;
+        shoot(a, "market-ended").await;
+        both.close().await;
     });
     drop(p);
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use fantoccini::{Client, Locator};
 
 use crate::browser::{
-    assert_not_reloaded, browser, chromedriver, click, live_attr, live_text, log_in, mark, open,
-    shoot, type_into, wait_for, wait_for_within,
+    assert_not_reloaded, chromedriver, click, live_attr, live_text, mark, open, shoot, type_into,
+    wait_for, wait_for_within,
 };
 use crate::common;
 use crate::files::served;
@@ -45,21 +45,18 @@ fn a_message_appears_live_in_the_open_conversation_and_comes_back_read() {
     let (ada, ben) = (p.ada.key().node_id().full(), p.ben.key().node_id().full());
     let ada_short = p.ada.key().node_id().short();
     let driver = chromedriver();
-    let (profile_a, profile_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     common::runtime().block_on(async {
-        let a = browser(&driver, profile_a.path()).await;
-        let b = browser(&driver, profile_b.path()).await;
-        log_in(&a, &p.ada_link).await;
-        log_in(&b, &p.ben_link).await;
+        let both = p.log_in_both(&driver).await;
+        let (a, b) = (&both.ada, &both.ben);
         // B opens its conversation with ada, a member out of its reach
         // (ada dials B, not the other way round), still empty.
-        converse_with(&b, &ada).await;
-        mark(&b).await;
+        converse_with(b, &ada).await;
+        mark(b).await;
 
-        converse_with(&a, &ben).await;
-        type_into(&a, Locator::Id("message-body"), TEXT).await;
-        click(&a, Locator::Css("#message-send button[type='submit']")).await;
-        wait_for(&a, Locator::Css("#message-send .done"), "the form says it sent").await;
+        converse_with(a, &ben).await;
+        type_into(a, Locator::Id("message-body"), TEXT).await;
+        click(a, Locator::Css("#message-send button[type='submit']")).await;
+        wait_for(a, Locator::Css("#message-send .done"), "the form says it sent").await;
         // htmx focuses the new form's field as it settles, just after the swap.
         let mut focused = serde_json::Value::Null;
         for _ in 0..50 {
@@ -78,29 +75,28 @@ fn a_message_appears_live_in_the_open_conversation_and_comes_back_read() {
             "the keyboard stays in the form for the next message"
         );
         let mine = format!("//div[@id='thread']//li[contains(@class, 'mine')][p[@class='message-body'][text()='{TEXT}']]");
-        wait_for(&a, Locator::XPath(&mine), "the message is in the writer's conversation").await;
+        wait_for(a, Locator::XPath(&mine), "the message is in the writer's conversation").await;
 
-        mark(&a).await;
+        mark(a).await;
 
         // On B's open conversation, without a reload.
         let theirs = format!(
             "//div[@id='thread']//li[contains(@class, 'message')][not(contains(@class, 'mine'))][p[@class='message-body'][text()='{TEXT}']]"
         );
-        wait_for_within(&b, TRAVEL, Locator::XPath(&theirs), "the message appears in the open conversation").await;
+        wait_for_within(b, TRAVEL, Locator::XPath(&theirs), "the message appears in the open conversation").await;
         let conversation = format!("//div[@id='conversations']//a[contains(@href, '{ada}')]");
-        wait_for(&b, Locator::XPath(&conversation), "the list of conversations follows").await;
-        let text = live_text(&b, Locator::XPath(&conversation)).await;
+        wait_for(b, Locator::XPath(&conversation), "the list of conversations follows").await;
+        let text = live_text(b, Locator::XPath(&conversation)).await;
         assert!(text.contains(&ada_short), "named by its short id: {text}");
         assert!(text.contains(TEXT), "{text}");
-        assert_not_reloaded(&b).await;
-        shoot(&b, "messages").await;
+        assert_not_reloaded(b).await;
+        shoot(b, "messages").await;
 
         // B's page showed it: on A's page it turns read.
-        wait_for_within(&a, TRAVEL, Locator::XPath(&format!("{mine}//span[@data-mark='read']")), "the writer sees it read").await;
-        assert_not_reloaded(&a).await;
-        shoot(&a, "messages-read").await;
-        a.close().await.unwrap();
-        b.close().await.unwrap();
+        wait_for_within(a, TRAVEL, Locator::XPath(&format!("{mine}//span[@data-mark='read']")), "the writer sees it read").await;
+        assert_not_reloaded(a).await;
+        shoot(a, "messages-read").await;
+        both.close().await;
     });
 }
 
@@ -122,17 +118,14 @@ fn an_attached_file_arrives_live_downloads_as_its_bytes_and_a_background_tab_mar
     let text = manual();
     std::fs::write(&path, &text).unwrap();
     let driver = chromedriver();
-    let (profile_a, profile_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     common::runtime().block_on(async {
         // Ben writes; ada reads (ada has ben in reach, so fetches from it).
-        let writer = browser(&driver, profile_b.path()).await;
-        let reader = browser(&driver, profile_a.path()).await;
-        log_in(&writer, &p.ben_link).await;
-        log_in(&reader, &p.ada_link).await;
+        let both = p.log_in_both(&driver).await;
+        let (writer, reader) = (&both.ben, &both.ada);
 
         // Ada opens the conversation, then puts another tab in front of it.
-        converse_with(&reader, &ben).await;
-        mark(&reader).await;
+        converse_with(reader, &ben).await;
+        mark(reader).await;
         reader
             .execute(
                 "window.hearthnetSeen = [];
@@ -148,26 +141,26 @@ fn an_attached_file_arrives_live_downloads_as_its_bytes_and_a_background_tab_mar
 
         // Ben attaches the manual to a message: uploaded with its progress,
         // listed in the form, then sent.
-        converse_with(&writer, &ada).await;
-        type_into(&writer, Locator::Id("message-files"), &path.display().to_string()).await;
-        type_into(&writer, Locator::Id("message-body"), "The manual, as promised.").await;
-        click(&writer, Locator::Css("#message-send button[type='submit']")).await;
-        wait_for_within(&writer, TRAVEL, Locator::Css("#message-send .done"), "the message with its file is sent").await;
+        converse_with(writer, &ada).await;
+        type_into(writer, Locator::Id("message-files"), &path.display().to_string()).await;
+        type_into(writer, Locator::Id("message-body"), "The manual, as promised.").await;
+        click(writer, Locator::Css("#message-send button[type='submit']")).await;
+        wait_for_within(writer, TRAVEL, Locator::Css("#message-send .done"), "the message with its file is sent").await;
         let link = "a[contains(@href, '/files/blob/')][text()='ladder-manual.txt']";
         let mine = format!("//div[@id='thread']//li[contains(@class, 'mine')][.//{link}]");
-        wait_for(&writer, Locator::XPath(&mine), "the message is in the writer's conversation with its file").await;
-        let said = live_text(&writer, Locator::XPath(&mine)).await;
+        wait_for(writer, Locator::XPath(&mine), "the message is in the writer's conversation with its file").await;
+        let said = live_text(writer, Locator::XPath(&mine)).await;
         assert!(said.contains("The manual, as promised."), "{said}");
         assert!(said.contains("KiB"), "the writer's node holds it: its size is shown: {said}");
-        shoot(&writer, "messages-attachment-sent").await;
+        shoot(writer, "messages-attachment-sent").await;
 
         // Ada's node has it, but her conversation is in a background tab:
         // delivered, and still not read after several live updates.
         let mark_of = format!("{mine}//span[@data-mark]");
-        wait_for_within(&writer, TRAVEL, Locator::XPath(&format!("{mine}//span[@data-mark='delivered']")), "the reader's node has it").await;
+        wait_for_within(writer, TRAVEL, Locator::XPath(&format!("{mine}//span[@data-mark='delivered']")), "the reader's node has it").await;
         tokio::time::sleep(Duration::from_secs(4)).await;
         assert_eq!(
-            live_attr(&writer, Locator::XPath(&mark_of), "data-mark").await,
+            live_attr(writer, Locator::XPath(&mark_of), "data-mark").await,
             "delivered",
             "a background tab marks nothing read"
         );
@@ -178,18 +171,17 @@ fn an_attached_file_arrives_live_downloads_as_its_bytes_and_a_background_tab_mar
         let seen = reader.execute("return window.hearthnetSeen", vec![]).await.unwrap();
         assert_eq!(seen[0], "hidden", "the conversation's tab was in the background: {seen}");
         let theirs = format!("//div[@id='thread']//li[not(contains(@class, 'mine'))][.//{link}]");
-        wait_for_within(&reader, TRAVEL, Locator::XPath(&theirs), "the message with its file is in the open conversation").await;
-        assert_not_reloaded(&reader).await;
-        shoot(&reader, "messages-attachment-received").await;
+        wait_for_within(reader, TRAVEL, Locator::XPath(&theirs), "the message with its file is in the open conversation").await;
+        assert_not_reloaded(reader).await;
+        shoot(reader, "messages-attachment-received").await;
         // Now in front of her, it turns read on ben's page.
-        wait_for_within(&writer, TRAVEL, Locator::XPath(&format!("{mine}//span[@data-mark='read']")), "read once the tab is in front").await;
+        wait_for_within(writer, TRAVEL, Locator::XPath(&format!("{mine}//span[@data-mark='read']")), "read once the tab is in front").await;
 
         // The link downloads exactly the manual's bytes (fetched from ben).
-        let href = live_attr(&reader, Locator::XPath(&format!("{theirs}//a")), "href").await;
-        let got = served(&reader, &href).await;
+        let href = live_attr(reader, Locator::XPath(&format!("{theirs}//a")), "href").await;
+        let got = served(reader, &href).await;
         assert_eq!(got.len(), text.len(), "{}", &got[..got.len().min(200)]);
         assert!(got == text, "other bytes than the file's");
-        writer.close().await.unwrap();
-        reader.close().await.unwrap();
+        both.close().await;
     });
 }
